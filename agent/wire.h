@@ -1,0 +1,108 @@
+/* wire.h — the host<->agent wire protocol, shared by nexd and nex-agent.
+ *
+ * One byte stream (a unix socket for the sandbox driver; a serial/virtio console or vsock for VMs) carries
+ * length-prefixed frames.  Each frame is an 8-byte header followed by LEN payload bytes:
+ *
+ *     offset 0  u32  LEN      payload length, big-endian, at most NEX_WIRE_MAX_PAYLOAD
+ *     offset 4  u8   TYPE     one of nex_wire_type_t
+ *     offset 5  u8   FLAGS    must be 0 (reserved)
+ *     offset 6  u16  CHANNEL  big-endian; 0 is the workload itself, other values are exec sessions
+ *
+ * Control frames carry one JSON object (jansson); STDOUT/STDERR/STDIN frames carry raw bytes.  Every byte that
+ * arrives from the other end is treated as hostile: a frame that is oversized, has an unknown type, non-zero
+ * flags, or (for control types) a payload that is not a JSON object is a protocol error, and the reader of such
+ * a stream reports it and closes the channel — it never crashes and never allocates more than the cap.
+ *
+ * The agent is the server end: it listens, nexd dials, the agent greets with HELLO.  See ARCHITECTURE.md for
+ * the message sequence. */
+#ifndef NEX_WIRE_H
+#define NEX_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/error.h"
+
+#define NEX_WIRE_HEADER_SIZE 8
+#define NEX_WIRE_MAX_PAYLOAD (1u << 20) /* 1 MiB: bounds every allocation made for a peer's frame */
+#define NEX_WIRE_VERSION 1
+
+typedef enum nex_wire_type
+{
+  NEX_WIRE_HELLO = 1,   /* agent->host JSON {version, agent_pid, state, exit?}: sent on every accept */
+  NEX_WIRE_START = 2,   /* host->agent JSON {path, argv[], env{}}: start the workload (once) */
+  NEX_WIRE_STARTED = 3, /* agent->host JSON {pid}: the workload is running */
+  NEX_WIRE_STDOUT = 4,  /* agent->host raw bytes the workload wrote to stdout */
+  NEX_WIRE_STDERR = 5,  /* agent->host raw bytes the workload wrote to stderr */
+  NEX_WIRE_EXIT = 6,    /* agent->host JSON {code?, signal?, dropped_bytes}: the workload ended */
+  NEX_WIRE_STOP = 7,    /* host->agent JSON {signal, grace_ms}: signal, then SIGKILL after the grace */
+  NEX_WIRE_ACK = 8,     /* host->agent JSON {}: the exit is recorded; the agent may now exit */
+  NEX_WIRE_ERROR = 9,   /* either way JSON {message}: the sender refuses or failed (e.g. exec failed) */
+  NEX_WIRE_STDIN = 10,  /* host->agent raw bytes for the workload's stdin (exec sessions; later) */
+} nex_wire_type_t;
+
+/* A decoded frame.  PAYLOAD points into the reader's buffer and is valid until the next call on it. */
+typedef struct nex_wire_frame
+{
+  nex_wire_type_t type;
+  uint16_t channel;
+  uint32_t len;
+  const uint8_t *payload;
+} nex_wire_frame_t;
+
+/* Incremental decoder for a byte stream.  Not thread-safe; one per connection. */
+typedef struct nex_wire_reader
+{
+  uint8_t *buf;   /* buffered, not yet consumed bytes */
+  size_t len;     /* bytes in buf */
+  size_t cap;     /* allocated size of buf (never more than header + max payload) */
+  size_t consumed; /* bytes of buf already returned as frames, discarded on the next feed/next */
+} nex_wire_reader_t;
+
+/* True when TYPE is a type this protocol version defines. */
+int nex_wire_type_valid (unsigned type);
+
+/* True when frames of TYPE carry a JSON object (as opposed to raw bytes). */
+int nex_wire_type_is_json (nex_wire_type_t type);
+
+/* A short lower-case name for TYPE ("hello", "stdout", ...), "unknown" otherwise.  Static storage. */
+const char *nex_wire_type_name (unsigned type);
+
+/* Writes the 8-byte header for a frame into OUT. */
+void nex_wire_header_encode (uint8_t out[NEX_WIRE_HEADER_SIZE], nex_wire_type_t type, uint16_t channel,
+                             uint32_t len);
+
+/* Initialises / releases a reader. */
+void nex_wire_reader_init (nex_wire_reader_t *r);
+void nex_wire_reader_release (nex_wire_reader_t *r);
+
+/* Appends N bytes read from the stream.  Fails (NEX_ERR_PROTOCOL) only if the buffered, undecoded data would
+ * exceed one maximal frame, which cannot happen when the caller calls nex_wire_reader_next until it returns 0
+ * after every feed. */
+int nex_wire_reader_feed (nex_wire_reader_t *r, const void *data, size_t n, nex_error_t *err);
+
+/* Decodes the next complete frame into *OUT.  Returns 1 with a frame, 0 when more bytes are needed, -1 with
+ * NEX_ERR_PROTOCOL on a malformed header (oversized length, unknown type, non-zero flags).  After -1 the stream
+ * is unusable and must be closed.  JSON payloads are not parsed here: see nex_wire_frame_json. */
+int nex_wire_reader_next (nex_wire_reader_t *r, nex_wire_frame_t *out, nex_error_t *err);
+
+/* Parses the payload of a JSON-typed frame; it must be a JSON object (depth and size are bounded by the frame
+ * cap).  Returns a new reference or NULL with NEX_ERR_PROTOCOL. */
+json_t *nex_wire_frame_json (const nex_wire_frame_t *f, nex_error_t *err);
+
+/* Encodes a complete frame (header + payload) into a newly allocated buffer of *OUT_LEN bytes.  DATA may be
+ * NULL when LEN is 0.  Fails with NEX_ERR_TOO_LARGE above the cap. */
+uint8_t *nex_wire_encode (nex_wire_type_t type, uint16_t channel, const void *data, size_t len, size_t *out_len,
+                          nex_error_t *err);
+
+/* As nex_wire_encode for a JSON control frame: serialises OBJ compactly. */
+uint8_t *nex_wire_encode_json (nex_wire_type_t type, uint16_t channel, const json_t *obj, size_t *out_len,
+                               nex_error_t *err);
+
+/* Encodes and writes one frame to a blocking FD in full.  0 or -1. */
+int nex_wire_send (int fd, nex_wire_type_t type, uint16_t channel, const void *data, size_t len, nex_error_t *err);
+int nex_wire_send_json (int fd, nex_wire_type_t type, uint16_t channel, const json_t *obj, nex_error_t *err);
+
+#endif
