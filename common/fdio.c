@@ -1,5 +1,4 @@
 /* fdio.c — see fdio.h. */
-#define _GNU_SOURCE
 #include "common/fdio.h"
 
 #include <errno.h>

@@ -1,5 +1,4 @@
 /* xalloc.c — aborting allocators (see xalloc.h). */
-#define _GNU_SOURCE
 #include "common/xalloc.h"
 
 #include <stdio.h>
