@@ -1,0 +1,269 @@
+/* config.c — see config.h.  The option table below is the single list of nexd's options. */
+#include "server/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/cleanup.h"
+#include "common/fdio.h"
+#include "common/xalloc.h"
+#include "autoconfig.h"
+
+typedef enum
+{
+  OPT_STRING,
+  OPT_INT
+} opt_type_t;
+
+typedef struct
+{
+  const char *name; /* config-file key; flag is --name with '_' as '-'; env is NEX_NAME upper-cased */
+  opt_type_t type;
+  size_t offset; /* into nex_config_t */
+  const char *def;
+  const char *help;
+} opt_t;
+
+#define OPT(n, t, d, h) { #n, t, offsetof (nex_config_t, n), d, h }
+static const opt_t options[] = {
+  OPT (listen, OPT_STRING, "127.0.0.1:8080", "address of the REST API and dashboard (host:port)"),
+  OPT (data_dir, OPT_STRING, "./nex-data", "directory for the registry, artifact cache and sandboxes"),
+  OPT (log_level, OPT_STRING, "info", "debug, info, warn or error"),
+  OPT (agent, OPT_STRING, NULL, "path of nex-agent (default: beside nexd)"),
+  OPT (nats, OPT_STRING, NULL, "NATS server URL (default: none; the node runs alone)"),
+  OPT (default_driver, OPT_STRING, "sandbox", "driver for workloads that name none"),
+  OPT (log_lines, OPT_INT, "10000", "log lines kept per workload; older ones are dropped and counted"),
+  OPT (max_body_bytes, OPT_INT, "1048576", "largest request body accepted (larger: 413)"),
+  OPT (stop_grace_s, OPT_INT, "10", "default seconds between SIGTERM and SIGKILL when stopping"),
+  OPT (api_threads, OPT_INT, "4", "HTTP worker threads"),
+};
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+static int
+opt_set (nex_config_t *cfg, const opt_t *o, const char *value, const char *source, nex_error_t *err)
+{
+  char *base = (char *) cfg + o->offset;
+  if (o->type == OPT_STRING)
+    {
+      char **slot = (char **) base;
+      free (*slot);
+      *slot = value ? nex_xstrdup (value) : NULL;
+      return 0;
+    }
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll (value, &end, 10);
+  if (errno != 0 || end == value || *end != '\0' || v < 0)
+    return nex_error_field (err, o->name, "%s: option `%s` must be a non-negative integer, got `%s`", source,
+                            o->name, value);
+  *(int64_t *) base = v;
+  return 0;
+}
+
+static const opt_t *
+opt_find_flag (const char *flag)
+{
+  for (size_t i = 0; i < N_OPTIONS; i++)
+    {
+      const char *n = options[i].name;
+      size_t j = 0;
+      for (; n[j] && flag[j]; j++)
+        if (flag[j] != (n[j] == '_' ? '-' : n[j]))
+          break;
+      if (n[j] == '\0' && (flag[j] == '\0' || flag[j] == '='))
+        return &options[i];
+    }
+  return NULL;
+}
+
+static int
+config_from_file (nex_config_t *cfg, const char *path, nex_error_t *err)
+{
+  json_error_t jerr;
+  cleanup_json json_t *root = json_load_file (path, JSON_REJECT_DUPLICATES, &jerr);
+  if (root == NULL)
+    return nex_error_field (err, "config", "config file `%s`: %s (line %d)", path, jerr.text, jerr.line);
+  if (!json_is_object (root))
+    return nex_error_field (err, "config", "config file `%s`: must hold a JSON object", path);
+  const char *key;
+  json_t *val;
+  json_object_foreach (root, key, val)
+  {
+    const opt_t *o = NULL;
+    for (size_t i = 0; i < N_OPTIONS; i++)
+      if (strcmp (options[i].name, key) == 0)
+        o = &options[i];
+    if (o == NULL)
+      return nex_error_field (err, key, "config file `%s`: unknown option `%s`", path, key);
+    cleanup_free char *text = NULL;
+    if (json_is_string (val))
+      text = nex_xstrdup (json_string_value (val));
+    else if (json_is_integer (val))
+      text = nex_xasprintf ("%lld", (long long) json_integer_value (val));
+    else if (json_is_null (val) && o->type == OPT_STRING)
+      text = NULL;
+    else
+      return nex_error_field (err, key, "config file `%s`: option `%s` has the wrong type", path, key);
+    if (text == NULL && o->type == OPT_STRING)
+      {
+        char **slot = (char **) ((char *) cfg + o->offset);
+        free (*slot);
+        *slot = NULL;
+        continue;
+      }
+    if (opt_set (cfg, o, text, path, err) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+static void
+print_help (FILE *out)
+{
+  fprintf (out, "Usage: nexd [OPTION]...\nRun a Nex node: a REST API on top of sandboxed workloads.\n\n");
+  fprintf (out, "  --config FILE            JSON file of options (keys as below with '_'); env NEX_CONFIG\n");
+  for (size_t i = 0; i < N_OPTIONS; i++)
+    {
+      char flag[64], env[64];
+      size_t j;
+      for (j = 0; options[i].name[j] && j < sizeof flag - 1; j++)
+        {
+          flag[j] = options[i].name[j] == '_' ? '-' : options[i].name[j];
+          env[j] = (char) (options[i].name[j] >= 'a' && options[i].name[j] <= 'z' ? options[i].name[j] - 32
+                                                                                   : options[i].name[j]);
+        }
+      flag[j] = env[j] = '\0';
+      fprintf (out, "  --%-22s %s\n  %-24s (env NEX_%s; default %s)\n", flag, options[i].help, "", env,
+               options[i].def ? options[i].def : "none");
+    }
+  fprintf (out, "  --help                   print this help\n  --version                print the version\n\n"
+                "Flags override the environment, which overrides the config file.\n");
+}
+
+int
+nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *out, nex_error_t *err)
+{
+  memset (cfg, 0, sizeof *cfg);
+  for (size_t i = 0; i < N_OPTIONS; i++)
+    if (options[i].def && opt_set (cfg, &options[i], options[i].def, "default", err) < 0)
+      return -1;
+
+  /* Pass 1: --help, --version and the config file location. */
+  const char *config_path = NULL;
+  for (char **e = envp; e && *e; e++)
+    if (strncmp (*e, "NEX_CONFIG=", 11) == 0)
+      config_path = *e + 11;
+  for (int i = 1; i < argc; i++)
+    {
+      if (strcmp (argv[i], "--help") == 0 || strcmp (argv[i], "-h") == 0)
+        {
+          print_help (out);
+          return 1;
+        }
+      if (strcmp (argv[i], "--version") == 0)
+        {
+          fprintf (out, "nexd %s\n", PACKAGE_VERSION);
+          return 1;
+        }
+      if (strcmp (argv[i], "--config") == 0 && i + 1 < argc)
+        config_path = argv[i + 1];
+      else if (strncmp (argv[i], "--config=", 9) == 0)
+        config_path = argv[i] + 9;
+    }
+  if (config_path && config_from_file (cfg, config_path, err) < 0)
+    return -1;
+
+  /* Pass 2: the environment. */
+  for (char **e = envp; e && *e; e++)
+    {
+      if (strncmp (*e, "NEX_", 4) != 0)
+        continue;
+      const char *eq = strchr (*e, '=');
+      if (eq == NULL)
+        continue;
+      for (size_t i = 0; i < N_OPTIONS; i++)
+        {
+          const char *n = options[i].name;
+          size_t len = (size_t) (eq - (*e + 4));
+          if (strlen (n) != len)
+            continue;
+          size_t j = 0;
+          for (; j < len; j++)
+            if ((*e)[4 + j] != (n[j] >= 'a' && n[j] <= 'z' ? n[j] - 32 : n[j]))
+              break;
+          if (j == len && opt_set (cfg, &options[i], eq + 1, "environment", err) < 0)
+            return -1;
+        }
+    }
+
+  /* Pass 3: flags. */
+  for (int i = 1; i < argc; i++)
+    {
+      const char *a = argv[i];
+      if (strncmp (a, "--", 2) != 0)
+        return nex_error_field (err, a, "unexpected argument `%s` (see --help)", a);
+      if (strcmp (a, "--config") == 0)
+        {
+          i++;
+          continue;
+        }
+      if (strncmp (a, "--config=", 9) == 0)
+        continue;
+      const opt_t *o = opt_find_flag (a + 2);
+      if (o == NULL)
+        return nex_error_field (err, a, "unknown option `%s` (see --help)", a);
+      const char *eq = strchr (a, '=');
+      const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+      if (value == NULL)
+        return nex_error_field (err, o->name, "option `%s` needs a value", a);
+      if (opt_set (cfg, o, value, "command line", err) < 0)
+        return -1;
+    }
+
+  nex_log_level_t lvl;
+  if (nex_log_level_parse (cfg->log_level, &lvl, err) < 0)
+    return -1;
+  if (cfg->log_lines < 1)
+    return nex_error_field (err, "log_lines", "log_lines must be at least 1");
+  if (cfg->api_threads < 1 || cfg->api_threads > 256)
+    return nex_error_field (err, "api_threads", "api_threads must be between 1 and 256");
+  char *host = NULL;
+  int port;
+  if (nex_config_listen_addr (cfg, &host, &port, err) < 0)
+    return -1;
+  free (host);
+  return 0;
+}
+
+void
+nex_config_release (nex_config_t *cfg)
+{
+  for (size_t i = 0; i < N_OPTIONS; i++)
+    if (options[i].type == OPT_STRING)
+      {
+        char **slot = (char **) ((char *) cfg + options[i].offset);
+        free (*slot);
+        *slot = NULL;
+      }
+}
+
+int
+nex_config_listen_addr (const nex_config_t *cfg, char **host, int *port, nex_error_t *err)
+{
+  const char *colon = strrchr (cfg->listen, ':');
+  if (colon == NULL || colon == cfg->listen)
+    return nex_error_field (err, "listen", "listen address `%s` must be host:port", cfg->listen);
+  char *end = NULL;
+  long p = strtol (colon + 1, &end, 10);
+  if (*end != '\0' || p < 0 || p > 65535 || end == colon + 1)
+    return nex_error_field (err, "listen", "listen address `%s` has a bad port", cfg->listen);
+  *host = nex_xstrndup (cfg->listen, (size_t) (colon - cfg->listen));
+  *port = (int) p;
+  return 0;
+}

@@ -1,0 +1,51 @@
+/* driver.c — the table of drivers and what they share (see driver.h). */
+#include "server/driver.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "common/cleanup.h"
+
+static const nex_driver_t *const drivers[] = { &nex_driver_sandbox, NULL };
+
+const nex_driver_t *
+nex_driver_find (const char *name)
+{
+  for (size_t i = 0; drivers[i]; i++)
+    if (strcmp (drivers[i]->name, name) == 0)
+      return drivers[i];
+  return NULL;
+}
+
+const nex_driver_t *const *
+nex_driver_all (void)
+{
+  return drivers;
+}
+
+int
+nex_driver_connect_unix (const char *path, nex_error_t *err)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  if (strlen (path) >= sizeof sa.sun_path)
+    return nex_error_set (err, NEX_ERR_SYSTEM, "socket path `%s` is too long", path);
+  strcpy (sa.sun_path, path);
+  cleanup_close int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return nex_error_sys (err, errno, "socket");
+  while (connect (fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+    if (errno != EINTR)
+      return nex_error_sys (err, errno, "connect `%s`", path);
+  return NEX_STEAL_FD (fd);
+}
+
+void
+nex_instance_release (nex_instance_t *i)
+{
+  free (i->endpoint);
+  free (i->run_dir);
+  memset (i, 0, sizeof *i);
+}

@@ -1,0 +1,73 @@
+/* driver.h — the seam between the supervisor and the ways Nex can isolate a workload.
+ *
+ * A driver builds an isolated environment (a namespace sandbox, a microVM) whose PID 1 is nex-agent, and gives
+ * the supervisor two things: a process to watch (the agent, or the VM monitor) and an endpoint to dial for the
+ * wire protocol.  Everything that is the same for every driver — starting the workload, logs, stop with a grace
+ * period, exit status, later exec and stats — goes over the wire protocol to the agent and is not a driver
+ * operation.  Driver operations are only what differs per isolation technology.
+ *
+ * Drivers are stateless singletons; everything about one workload's environment lives in nex_instance_t, which
+ * the supervisor persists (pid, endpoint) so that a restarted nexd can find it again. */
+#ifndef NEX_DRIVER_H
+#define NEX_DRIVER_H
+
+#include <sys/types.h>
+
+#include "common/error.h"
+
+/* What a driver needs to launch one workload's environment. */
+typedef struct nex_launch
+{
+  const char *workload_id;   /* UUID */
+  const char *hostname;      /* host name inside the environment (the workload's name) */
+  const char *artifact_path; /* verified executable in the artifact cache; appears as /workload */
+  const char *agent_path;    /* static nex-agent binary; appears as /sbin/nex-agent and runs as PID 1 */
+  const char *run_dir;       /* a fresh directory this environment may use; removed by destroy */
+} nex_launch_t;
+
+/* One launched environment.  Owned by the supervisor; released with nex_instance_release. */
+typedef struct nex_instance
+{
+  pid_t pid;      /* host pid of the environment's root process (sandbox: nex-agent itself) */
+  char *endpoint; /* unix socket path nexd dials to reach the agent */
+  char *run_dir;  /* the launch's run_dir */
+} nex_instance_t;
+
+typedef struct nex_driver nex_driver_t;
+
+struct nex_driver
+{
+  const char *name; /* "sandbox", later "qemu", "firecracker" */
+
+  /* Whether this driver can run workloads on this host: 1, or 0 with *REASON (caller frees) saying why not.
+   * Cheap; called for every node-info request, from any thread. */
+  int (*probe) (const nex_driver_t *d, char **reason);
+
+  /* Builds and starts the environment described by L; fills OUT.  On failure nothing is left behind. */
+  int (*start) (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err);
+
+  /* Dials the agent of I; returns a connected, blocking stream fd (CLOEXEC). */
+  int (*connect) (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
+
+  /* Ends the environment at once (the agent did not stop it in time, or broke the protocol). */
+  int (*kill) (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
+
+  /* Releases what the environment held on the host (sockets, run dir, later cgroups) after it ended. */
+  int (*destroy) (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
+};
+
+/* The driver called NAME, or NULL. */
+const nex_driver_t *nex_driver_find (const char *name);
+
+/* All compiled-in drivers, NULL-terminated. */
+const nex_driver_t *const *nex_driver_all (void);
+
+/* Connects to the unix stream socket PATH (the usual connect op).  Returns the fd or -1. */
+int nex_driver_connect_unix (const char *path, nex_error_t *err);
+
+/* Frees what I owns and zeroes it. */
+void nex_instance_release (nex_instance_t *i);
+
+extern const nex_driver_t nex_driver_sandbox;
+
+#endif

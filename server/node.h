@@ -1,0 +1,47 @@
+/* node.h — the node: what one running nexd is and owns.
+ *
+ * nex_node_t ties the long-lived parts together — configuration, registry, supervisor, API — and holds the
+ * node's identity (an id generated at first start and kept in the registry).  It is created once by main and
+ * passed to every subsystem; its members are read-only after nex_node_open, except through the subsystems'
+ * own thread-safe functions.  nex_node_emit is the one place an event is recorded and fanned out. */
+#ifndef NEX_NODE_H
+#define NEX_NODE_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/error.h"
+#include "server/config.h"
+#include "server/registry.h"
+
+typedef struct nex_supervisor nex_supervisor_t;
+
+typedef struct nex_node
+{
+  const nex_config_t *cfg;
+  nex_registry_t *reg;
+  nex_supervisor_t *sup;
+  char id[64];          /* node id (UUID for now; the NATS bridge will use the node's public nkey) */
+  char *hostname;
+  char *data_dir;       /* absolute */
+  char *artifacts_dir;  /* data_dir/artifacts: content-addressed executables */
+  char *run_dir;        /* data_dir/run: one directory per live sandbox */
+  char *agent_path;     /* absolute path of nex-agent */
+  int64_t started_at;   /* Unix ms */
+  int64_t started_mono; /* monotonic ms, for uptime */
+} nex_node_t;
+
+/* Prepares the data directory, opens the registry and loads (or creates) the node id.  ARGV0 helps find
+ * nex-agent beside nexd when the configuration does not name it.  NULL on failure. */
+nex_node_t *nex_node_open (const nex_config_t *cfg, nex_error_t *err);
+
+/* Closes the registry and frees the node (the supervisor and API must have been stopped).  Safe on NULL. */
+void nex_node_close (nex_node_t *node);
+
+/* Records an event of TYPE about workload W (may be NULL) with DATA (stolen; may be NULL): builds the
+ * CloudEvent (event.h) and stores it.  Failures are logged, not returned: an event lost must not fail the
+ * operation it reports.  Any thread. */
+void nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data);
+
+#endif

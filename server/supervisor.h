@@ -1,0 +1,33 @@
+/* supervisor.h — the one owner of every workload's lifecycle after it is accepted.
+ *
+ * One thread runs an epoll loop over: a wake-up eventfd for commands (deploy, stop) queued by other threads,
+ * each live sandbox's agent connection, and each agent's pidfd.  It alone moves workloads between states
+ * (persisting each change before acting on it), fetches artifacts, starts drivers, speaks the wire protocol,
+ * splits output into log lines and stores them.  Other threads only queue commands (cheap, never blocking on a
+ * workload).
+ *
+ * Workloads outlive nexd: shutting the supervisor down closes its connections but leaves sandboxes running;
+ * nex_supervisor_start re-attaches to them (dialing each recorded endpoint; the agent answers with its state),
+ * fails those whose agent is gone, and re-queues workloads still pending. */
+#ifndef NEX_SUPERVISOR_H
+#define NEX_SUPERVISOR_H
+
+#include <stdint.h>
+
+#include "common/error.h"
+#include "server/node.h"
+
+/* Recovers the registry's live workloads and starts the supervisor thread.  NULL on failure. */
+nex_supervisor_t *nex_supervisor_start (nex_node_t *node, nex_error_t *err);
+
+/* Stops the thread and frees the supervisor; workloads keep running.  Safe on NULL.  Not from the
+ * supervisor thread. */
+void nex_supervisor_shutdown (nex_supervisor_t *sup);
+
+/* Queues the start of pending workload ID.  Any thread. */
+void nex_supervisor_deploy (nex_supervisor_t *sup, const char *id);
+
+/* Queues a stop of workload ID: SIGTERM, then SIGKILL after GRACE_MS.  Any thread. */
+void nex_supervisor_stop (nex_supervisor_t *sup, const char *id, int64_t grace_ms);
+
+#endif
