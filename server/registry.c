@@ -1,0 +1,877 @@
+/* registry.c — the node's persistent state in SQLite (see registry.h for the contracts, schema/ for the tables).
+ *
+ * One connection, opened in SQLite's serialized mode, serves every thread.  A mutex in nex_registry_t is held
+ * for the whole of each public operation, so that the statements of one transaction never interleave with
+ * another thread's statements on the same connection (which would silently join that transaction) and so that
+ * sqlite3_errmsg() still describes our own failure when we read it.  Writes that span several statements run in
+ * BEGIN IMMEDIATE ... COMMIT through db_transaction(), which rolls back on any error.
+ *
+ * Layers, bottom up: db_error() is the one mapper from SQLite failures to nex errors; db_prepare()/db_bind()
+ * (with the DB_* value constructors) are the one way parameters get bound; col_*() and workload_from_row() are
+ * the one way columns are read back; the public functions sit on top.  Conventions shared with the schema:
+ * times, pids and signals of 0 mean "none" and are stored as NULL; argv and env are compact JSON text. */
+#include "server/registry.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/cleanup.h"
+#include "common/xalloc.h"
+#include "server/clock.h"
+
+struct nex_registry
+{
+  sqlite3 *db;          /* the one connection (SQLITE_OPEN_FULLMUTEX) */
+  pthread_mutex_t lock; /* held for every public operation; see the file comment */
+};
+
+static inline void
+stmt_finalizep (sqlite3_stmt **stmt)
+{
+  sqlite3_finalize (*stmt); /* a no-op on NULL */
+}
+#define cleanup_stmt __attribute__ ((cleanup (stmt_finalizep)))
+
+static inline void
+mutex_unlockp (pthread_mutex_t **m)
+{
+  if (*m)
+    pthread_mutex_unlock (*m);
+}
+#define cleanup_unlock __attribute__ ((cleanup (mutex_unlockp), unused)) /* the guard is never read */
+
+/* Takes REG's lock; pair with `cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);`. */
+static pthread_mutex_t *
+reg_lock (nex_registry_t *reg)
+{
+  pthread_mutex_lock (&reg->lock);
+  return &reg->lock;
+}
+
+/* ---- errors ---------------------------------------------------------------------------------------------- */
+
+/* Records the connection's last failure as "CONTEXT: sqlite message".  A violated constraint (a duplicate id,
+ * a refused value) is the caller's conflict; anything else is a system failure. */
+static int __attribute__ ((format (printf, 3, 4))) db_error (sqlite3 *db, nex_error_t *err, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  cleanup_free char *context = nex_xvasprintf (fmt, ap);
+  va_end (ap);
+  int code = sqlite3_extended_errcode (db) & 0xff;
+  nex_error_kind_t kind = code == SQLITE_CONSTRAINT ? NEX_ERR_CONFLICT : NEX_ERR_SYSTEM;
+  return nex_error_set (err, kind, "%s: %s", context, sqlite3_errmsg (db));
+}
+
+/* ---- statements and parameters --------------------------------------------------------------------------- */
+
+/* A value to bind to a statement parameter; build them with the DB_* macros below. */
+typedef struct db_value
+{
+  enum
+  {
+    DB_V_NULL,
+    DB_V_TEXT,
+    DB_V_INT
+  } type;
+  const char *text; /* DB_V_TEXT */
+  int64_t len;      /* DB_V_TEXT: bytes, or -1 for NUL-terminated */
+  int64_t i;        /* DB_V_INT */
+} db_value_t;
+
+#define DB_TEXT(s) ((db_value_t){ .type = (s) ? DB_V_TEXT : DB_V_NULL, .text = (s), .len = -1 })
+#define DB_TEXTN(s, n) ((db_value_t){ .type = DB_V_TEXT, .text = (s), .len = (int64_t) (n) })
+#define DB_INT(v) ((db_value_t){ .type = DB_V_INT, .i = (int64_t) (v) })
+#define DB_OPT_INT(present, v) ((db_value_t){ .type = (present) ? DB_V_INT : DB_V_NULL, .i = (int64_t) (v) })
+/* Times, pids and signals: 0 means "none" and is stored as NULL. */
+#define DB_NONZERO(v) DB_OPT_INT ((v) != 0, (v))
+
+/* Expands to the (values, count) argument pair of db_prepare()/db_bind()/db_exec(). */
+#define DB_ARGS(...)                                                                                                   \
+  (const db_value_t[]){ __VA_ARGS__ }, sizeof ((const db_value_t[]){ __VA_ARGS__ }) / sizeof (db_value_t)
+
+/* Resets STMT and binds VALS to its parameters ?1..?N. */
+static int
+db_bind (sqlite3 *db, sqlite3_stmt *stmt, const db_value_t *vals, size_t n, nex_error_t *err)
+{
+  sqlite3_reset (stmt);
+  sqlite3_clear_bindings (stmt);
+  for (size_t i = 0; i < n; i++)
+    {
+      int rc = SQLITE_OK;
+      int index = (int) i + 1;
+      switch (vals[i].type)
+        {
+        case DB_V_NULL:
+          rc = sqlite3_bind_null (stmt, index);
+          break;
+        case DB_V_TEXT:
+          rc = sqlite3_bind_text64 (stmt, index, vals[i].text,
+                                    vals[i].len < 0 ? strlen (vals[i].text) : (sqlite3_uint64) vals[i].len,
+                                    SQLITE_TRANSIENT, SQLITE_UTF8);
+          break;
+        case DB_V_INT:
+          rc = sqlite3_bind_int64 (stmt, index, vals[i].i);
+          break;
+        }
+      if (rc != SQLITE_OK)
+        return db_error (db, err, "binding parameter %d", index);
+    }
+  return 0;
+}
+
+/* Compiles SQL and binds VALS (N of them; NULL and 0 for none).  NULL on failure. */
+static sqlite3_stmt *
+db_prepare (sqlite3 *db, const char *sql, const db_value_t *vals, size_t n, nex_error_t *err)
+{
+  sqlite3_stmt *stmt = NULL;
+  if (sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL) != SQLITE_OK)
+    {
+      db_error (db, err, "preparing `%.60s`", sql);
+      sqlite3_finalize (stmt);
+      return NULL;
+    }
+  if (db_bind (db, stmt, vals, n, err) < 0)
+    {
+      sqlite3_finalize (stmt);
+      return NULL;
+    }
+  return stmt;
+}
+
+/* Steps STMT: 1 when a row is ready, 0 when done, -1 on failure. */
+static int
+db_step (sqlite3 *db, sqlite3_stmt *stmt, nex_error_t *err)
+{
+  int rc = sqlite3_step (stmt);
+  if (rc == SQLITE_ROW)
+    return 1;
+  if (rc == SQLITE_DONE)
+    return 0;
+  return db_error (db, err, "executing `%.60s`", sqlite3_sql (stmt));
+}
+
+/* Runs one statement that returns no rows; the number of rows it changed, or -1. */
+static int64_t
+db_exec (sqlite3 *db, const char *sql, const db_value_t *vals, size_t n, nex_error_t *err)
+{
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (db, sql, vals, n, err);
+  if (stmt == NULL || db_step (db, stmt, err) < 0)
+    return -1;
+  return sqlite3_changes64 (db);
+}
+
+/* Runs SQL, which may hold several statements and no parameters (scripts, pragmas, transaction control). */
+static int
+db_script (sqlite3 *db, const char *sql, nex_error_t *err)
+{
+  if (sqlite3_exec (db, sql, NULL, NULL, NULL) != SQLITE_OK)
+    return db_error (db, err, "executing `%.60s`", sql);
+  return 0;
+}
+
+/* Runs a query whose first row's first column is an integer: 1 with *OUT set, 0 when there is no row, -1. */
+static int
+db_query_int (sqlite3 *db, const char *sql, const db_value_t *vals, size_t n, int64_t *out, nex_error_t *err)
+{
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (db, sql, vals, n, err);
+  if (stmt == NULL)
+    return -1;
+  int row = db_step (db, stmt, err);
+  if (row > 0)
+    *out = sqlite3_column_int64 (stmt, 0);
+  return row;
+}
+
+/* The body of a transaction: statements on DB; returns 0 or -1 with *ERR set. */
+typedef int (*db_tx_fn) (sqlite3 *db, void *ctx, nex_error_t *err);
+
+/* Runs FN inside BEGIN IMMEDIATE ... COMMIT (taking the write lock up front, so that the transaction cannot
+ * fail half-way with SQLITE_BUSY on an upgrade); rolls back when FN or the commit fails. */
+static int
+db_transaction (sqlite3 *db, db_tx_fn fn, void *ctx, nex_error_t *err)
+{
+  if (db_script (db, "BEGIN IMMEDIATE", err) < 0)
+    return -1;
+  if (fn (db, ctx, err) < 0 || db_script (db, "COMMIT", err) < 0)
+    {
+      /* Fails harmlessly when SQLite already rolled back on its own (e.g. after SQLITE_FULL). */
+      sqlite3_exec (db, "ROLLBACK", NULL, NULL, NULL);
+      return -1;
+    }
+  return 0;
+}
+
+/* db_transaction under REG's lock. */
+static int
+reg_transaction (nex_registry_t *reg, db_tx_fn fn, void *ctx, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  return db_transaction (reg->db, fn, ctx, err);
+}
+
+/* ---- columns --------------------------------------------------------------------------------------------- */
+
+/* Column I as a new string, NULL when the column is NULL. */
+static char *
+col_text (sqlite3_stmt *stmt, int i)
+{
+  const unsigned char *s = sqlite3_column_text (stmt, i);
+  return s ? nex_xstrdup ((const char *) s) : NULL;
+}
+
+/* Column I (JSON text) as a new array or object (TYPE); an empty one if the stored text is not of that type,
+ * which only a hand-edited file can produce. */
+static json_t *
+col_json (sqlite3_stmt *stmt, int i, json_type type)
+{
+  const char *text = (const char *) sqlite3_column_text (stmt, i);
+  json_t *v = text ? json_loads (text, JSON_DECODE_ANY, NULL) : NULL;
+  if (v != NULL && json_typeof (v) == type)
+    return v;
+  json_decref (v);
+  return type == JSON_OBJECT ? json_object () : json_array ();
+}
+
+/* Column I (Unix milliseconds) as an RFC 3339 string. */
+static json_t *
+col_time (sqlite3_stmt *stmt, int i)
+{
+  char buf[NEX_CLOCK_RFC3339_LEN];
+  return json_string (nex_clock_format (sqlite3_column_int64 (stmt, i), buf, sizeof buf));
+}
+
+/* ---- text ------------------------------------------------------------------------------------------------ */
+
+/* Copies LEN bytes of TEXT, replacing every byte that does not start a well-formed UTF-8 sequence (overlong
+ * forms, surrogates and code points above U+10FFFF included) with U+FFFD, so that whatever a workload prints
+ * can always be stored as TEXT and turned into a JSON string.  Sets *OUT_LEN; the copy is NUL-terminated. */
+static char *
+utf8_sanitize (const char *text, size_t len, size_t *out_len)
+{
+  static const char replacement[] = "\xEF\xBF\xBD";
+  const unsigned char *s = (const unsigned char *) text;
+  char *out = nex_xmalloc (len * 3 + 1); /* at worst every byte becomes a 3-byte replacement */
+  size_t o = 0;
+  size_t i = 0;
+  while (i < len)
+    {
+      unsigned c = s[i];
+      size_t n = 0; /* length of the sequence C starts; 0 for bytes that never start one */
+      if (c < 0x80)
+        n = 1;
+      else if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+      else if (c >= 0xE0 && c <= 0xEF)
+        n = 3;
+      else if (c >= 0xF0 && c <= 0xF4)
+        n = 4;
+      /* The second byte's range is what excludes overlong forms, surrogates and values above U+10FFFF. */
+      unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+      unsigned hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+      int ok = n > 0 && n <= len - i;
+      for (size_t k = 1; ok && k < n; k++)
+        ok = k == 1 ? s[i + k] >= lo && s[i + k] <= hi : (s[i + k] & 0xC0) == 0x80;
+      if (ok)
+        {
+          memcpy (out + o, s + i, n);
+          o += n;
+          i += n;
+        }
+      else
+        {
+          memcpy (out + o, replacement, 3);
+          o += 3;
+          i++;
+        }
+    }
+  out[o] = '\0';
+  *out_len = o;
+  return out;
+}
+
+/* ---- opening and migrating ------------------------------------------------------------------------------- */
+
+/* One migration, inside its transaction.  The version is re-read under the write lock so that two processes
+ * opening a fresh file at once do not both apply it. */
+static int
+migration_apply (sqlite3 *db, void *ctx, nex_error_t *err)
+{
+  const nex_migration_t *m = ctx;
+  int64_t current = 0;
+  if (db_query_int (db, "PRAGMA user_version", NULL, 0, &current, err) < 0)
+    return -1;
+  if (current >= m->version)
+    return 0;
+  cleanup_free char *set_version = nex_xasprintf ("PRAGMA user_version = %d", m->version);
+  if (db_script (db, m->sql, err) < 0 || db_script (db, set_version, err) < 0)
+    return -1;
+  return 0;
+}
+
+int
+nex_registry_migrate (sqlite3 *db, const nex_migration_t *migs, nex_error_t *err)
+{
+  int newest = 0;
+  for (const nex_migration_t *m = migs; m->sql != NULL; m++)
+    {
+      if (m->version <= newest)
+        return nex_error_set (err, NEX_ERR_INVALID, "migration %s: version %d does not follow version %d", m->name,
+                              m->version, newest);
+      newest = m->version;
+    }
+
+  int64_t current = 0;
+  if (db_query_int (db, "PRAGMA user_version", NULL, 0, &current, err) < 0)
+    return nex_error_wrap (err, "reading the schema version");
+  if (current > newest)
+    return nex_error_set (err, NEX_ERR_CONFLICT,
+                          "schema version %lld is newer than this nexd understands (%d); "
+                          "refusing to touch it: run a newer nexd",
+                          (long long) current, newest);
+
+  for (const nex_migration_t *m = migs; m->sql != NULL; m++)
+    if (m->version > current && db_transaction (db, migration_apply, (void *) m, err) < 0)
+      return nex_error_wrap (err, "migration %s", m->name);
+  return 0;
+}
+
+/* The connection settings Nex relies on.  WAL lets readers (other tools, backups) run beside nexd; NORMAL sync
+ * is durable across process crashes and only risks the last commits on power loss; foreign keys make a
+ * workload's history and logs go with it.  The first statement that reads the file is the journal_mode pragma,
+ * so a file that is not a database fails there with SQLite's "file is not a database". */
+static int
+db_configure (sqlite3 *db, nex_error_t *err)
+{
+  if (db_script (db, "PRAGMA busy_timeout = 5000", err) < 0)
+    return -1;
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (db, "PRAGMA journal_mode = WAL", NULL, 0, err);
+  if (stmt == NULL)
+    return nex_error_wrap (err, "setting the journal mode");
+  int row = db_step (db, stmt, err);
+  if (row < 0)
+    return nex_error_wrap (err, "setting the journal mode");
+  const char *mode = row ? (const char *) sqlite3_column_text (stmt, 0) : NULL;
+  if (mode == NULL || strcmp (mode, "wal") != 0)
+    return nex_error_set (err, NEX_ERR_SYSTEM, "the journal mode stayed `%s` instead of wal", mode ? mode : "?");
+  if (db_script (db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", err) < 0)
+    return -1;
+  return 0;
+}
+
+nex_registry_t *
+nex_registry_open (const char *path, nex_error_t *err)
+{
+  nex_registry_t *reg = nex_xzalloc (sizeof *reg);
+  pthread_mutex_init (&reg->lock, NULL);
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+  if (sqlite3_open_v2 (path, &reg->db, flags, NULL) != SQLITE_OK)
+    {
+      nex_error_set (err, NEX_ERR_SYSTEM, "opening registry `%s`: %s", path,
+                     reg->db ? sqlite3_errmsg (reg->db) : "out of memory");
+      nex_registry_close (reg);
+      return NULL;
+    }
+  sqlite3_extended_result_codes (reg->db, 1);
+  if (db_configure (reg->db, err) < 0 || nex_registry_migrate (reg->db, nex_migrations, err) < 0)
+    {
+      nex_error_wrap (err, "registry `%s`", path);
+      nex_registry_close (reg);
+      return NULL;
+    }
+  return reg;
+}
+
+void
+nex_registry_close (nex_registry_t *reg)
+{
+  if (reg == NULL)
+    return;
+  sqlite3_close (reg->db); /* every statement is finalized by now, so this closes for real */
+  pthread_mutex_destroy (&reg->lock);
+  free (reg);
+}
+
+int
+nex_registry_schema_version (nex_registry_t *reg)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  int64_t version = -1;
+  if (db_query_int (reg->db, "PRAGMA user_version", NULL, 0, &version, NULL) <= 0)
+    return -1;
+  return (int) version;
+}
+
+/* ---- metadata -------------------------------------------------------------------------------------------- */
+
+int
+nex_registry_meta_get (nex_registry_t *reg, const char *key, char **out, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db, "SELECT value FROM meta WHERE key = ?1", DB_ARGS (DB_TEXT (key)), err);
+  int row = stmt ? db_step (reg->db, stmt, err) : -1;
+  if (row < 0)
+    return nex_error_wrap (err, "reading meta `%s`", key);
+  *out = row ? col_text (stmt, 0) : NULL;
+  return row;
+}
+
+int
+nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  if (db_exec (reg->db,
+               "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+               DB_ARGS (DB_TEXT (key), DB_TEXT (value)), err)
+      < 0)
+    return nex_error_wrap (err, "writing meta `%s`", key);
+  return 0;
+}
+
+/* ---- workloads ------------------------------------------------------------------------------------------- */
+
+/* The workloads columns in the order workload_from_row() reads them and workload_insert() binds them. */
+#define WORKLOAD_COLUMNS                                                                                               \
+  "id, name, namespace, description, artifact, sha256, digest, argv, env, driver, state, reason, exit_code, "          \
+  "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped"
+
+/* The one row -> struct conversion, for a statement selecting WORKLOAD_COLUMNS.  Fills *OUT or fails. */
+static int
+workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
+{
+  memset (out, 0, sizeof *out);
+  const char *id = (const char *) sqlite3_column_text (stmt, 0);
+  const char *state = (const char *) sqlite3_column_text (stmt, 10);
+  if (id == NULL || strlen (id) > NEX_ID_LEN || nex_state_parse (state, &out->state, NULL) < 0)
+    return nex_error_set (err, NEX_ERR_SYSTEM, "corrupt workload row `%s` (state `%s`)", id ? id : "?",
+                          state ? state : "?");
+  memcpy (out->id, id, strlen (id) + 1);
+  out->name = col_text (stmt, 1);
+  out->namespace_ = col_text (stmt, 2);
+  out->description = col_text (stmt, 3);
+  out->artifact = col_text (stmt, 4);
+  out->sha256 = col_text (stmt, 5);
+  out->digest = col_text (stmt, 6);
+  out->argv = col_json (stmt, 7, JSON_ARRAY);
+  out->env = col_json (stmt, 8, JSON_OBJECT);
+  out->driver = col_text (stmt, 9);
+  out->reason = col_text (stmt, 11);
+  out->has_exit_code = sqlite3_column_type (stmt, 12) != SQLITE_NULL;
+  out->exit_code = sqlite3_column_int (stmt, 12);
+  out->exit_signal = sqlite3_column_int (stmt, 13);
+  out->pid = sqlite3_column_int64 (stmt, 14);
+  out->endpoint = col_text (stmt, 15);
+  out->created_at = sqlite3_column_int64 (stmt, 16);
+  out->updated_at = sqlite3_column_int64 (stmt, 17);
+  out->started_at = sqlite3_column_int64 (stmt, 18);
+  out->finished_at = sqlite3_column_int64 (stmt, 19);
+  out->log_lines = sqlite3_column_int64 (stmt, 20);
+  out->log_dropped = sqlite3_column_int64 (stmt, 21);
+  return 0;
+}
+
+/* V as compact JSON text (keys sorted, so that equal env objects store equal text); FALLBACK when V is NULL. */
+static char *
+json_text (const json_t *v, const char *fallback)
+{
+  char *s = v ? json_dumps (v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  return s ? s : nex_xstrdup (fallback);
+}
+
+/* Appends the next entry (seq = last + 1) to workload ID's state history. */
+static int
+history_append (sqlite3 *db, const char *id, nex_state_t state, int64_t at, const char *reason, nex_error_t *err)
+{
+  if (db_exec (db,
+               "INSERT INTO workload_states (workload_id, seq, state, at, reason) "
+               "SELECT ?1, COALESCE (MAX (seq), 0) + 1, ?2, ?3, ?4 FROM workload_states WHERE workload_id = ?1",
+               DB_ARGS (DB_TEXT (id), DB_TEXT (nex_state_name (state)), DB_INT (at), DB_TEXT (reason)), err)
+      < 0)
+    return nex_error_wrap (err, "recording the state history");
+  return 0;
+}
+
+static int
+workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
+{
+  const nex_workload_t *w = ctx;
+  cleanup_free char *argv = json_text (w->argv, "[]");
+  cleanup_free char *env = json_text (w->env, "{}");
+  if (db_exec (db,
+               "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+               "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+               DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
+                        DB_TEXT (w->artifact), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv), DB_TEXT (env),
+                        DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
+                        DB_OPT_INT (w->has_exit_code, w->exit_code), DB_NONZERO (w->exit_signal), DB_NONZERO (w->pid),
+                        DB_TEXT (w->endpoint), DB_INT (w->created_at), DB_INT (w->updated_at),
+                        DB_NONZERO (w->started_at), DB_NONZERO (w->finished_at), DB_INT (w->log_lines),
+                        DB_INT (w->log_dropped)),
+               err)
+      < 0)
+    return -1;
+  return history_append (db, w->id, w->state, w->created_at, w->reason, err);
+}
+
+int
+nex_registry_workload_insert (nex_registry_t *reg, const nex_workload_t *w, nex_error_t *err)
+{
+  if (reg_transaction (reg, workload_insert, (void *) w, err) < 0)
+    return nex_error_wrap (err, "storing workload `%s`", w->id);
+  return 0;
+}
+
+int
+nex_registry_workload_get (nex_registry_t *reg, const char *id, nex_workload_t *out, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db, "SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE id = ?1", DB_ARGS (DB_TEXT (id)), err);
+  int row = stmt ? db_step (reg->db, stmt, err) : -1;
+  if (row < 0)
+    return nex_error_wrap (err, "loading workload `%s`", id);
+  if (row == 0)
+    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no workload `%s`", id);
+  return workload_from_row (stmt, out, err);
+}
+
+int
+nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f, nex_workload_t **out, size_t *n,
+                            nex_error_t *err)
+{
+  const char *ns = f ? f->namespace_ : NULL;
+  const char *state = f && f->state ? nex_state_name (*f->state) : NULL;
+  nex_workload_t *items = NULL;
+  size_t count = 0;
+  int row = -1;
+
+  *out = NULL;
+  *n = 0;
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  /* created_at then id: a stable order even for workloads created in the same millisecond. */
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db,
+                    "SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE (?1 IS NULL OR namespace = ?1) "
+                    "AND (?2 IS NULL OR state = ?2) ORDER BY created_at, id",
+                    DB_ARGS (DB_TEXT (ns), DB_TEXT (state)), err);
+  while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
+    {
+      items = nex_xrealloc (items, (count + 1) * sizeof *items);
+      if (workload_from_row (stmt, &items[count], err) < 0)
+        {
+          row = -1;
+          break;
+        }
+      count++;
+    }
+  if (row < 0)
+    {
+      for (size_t i = 0; i < count; i++)
+        nex_workload_release (&items[i]);
+      free (items);
+      return nex_error_wrap (err, "listing workloads");
+    }
+  *out = items;
+  *n = count;
+  return 0;
+}
+
+/* Loads workload ID's log_lines counter, failing with NEX_ERR_NOT_FOUND when there is no such workload. */
+static int
+workload_require (sqlite3 *db, const char *id, int64_t *log_lines, nex_error_t *err)
+{
+  int row = db_query_int (db, "SELECT log_lines FROM workloads WHERE id = ?1", DB_ARGS (DB_TEXT (id)), log_lines, err);
+  if (row < 0)
+    return -1;
+  if (row == 0)
+    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no workload `%s`", id);
+  return 0;
+}
+
+typedef struct transition_ctx
+{
+  const char *id;
+  const nex_state_change_t *change;
+} transition_ctx_t;
+
+static int
+workload_transition (sqlite3 *db, void *ctx, nex_error_t *err)
+{
+  const transition_ctx_t *t = ctx;
+  const nex_state_change_t *c = t->change;
+  nex_state_t from;
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (db, "SELECT state FROM workloads WHERE id = ?1", DB_ARGS (DB_TEXT (t->id)), err);
+  int row = stmt ? db_step (db, stmt, err) : -1;
+  if (row < 0)
+    return -1;
+  if (row == 0)
+    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no workload `%s`", t->id);
+  if (nex_state_parse ((const char *) sqlite3_column_text (stmt, 0), &from, NULL) < 0)
+    return nex_error_set (err, NEX_ERR_SYSTEM, "workload `%s` has a corrupt state", t->id);
+  if (nex_state_is_final (from))
+    return nex_error_set (err, NEX_ERR_CONFLICT, "workload `%s` is %s and cannot become %s", t->id,
+                          nex_state_name (from), nex_state_name (c->state));
+
+  int64_t now = nex_clock_now_ms ();
+  int64_t started = c->state == NEX_STATE_RUNNING && from != NEX_STATE_RUNNING ? now : 0;
+  int64_t finished = nex_state_is_final (c->state) ? now : 0;
+  /* NULL parameters leave their column unchanged (COALESCE); pid -1 and endpoint "" clear theirs. */
+  if (db_exec (db,
+               "UPDATE workloads SET state = ?2, updated_at = ?3, reason = COALESCE (?4, reason), "
+               "exit_code = COALESCE (?5, exit_code), exit_signal = COALESCE (?6, exit_signal), "
+               "pid = CASE ?7 WHEN 0 THEN pid WHEN -1 THEN NULL ELSE ?7 END, "
+               "endpoint = CASE WHEN ?8 IS NULL THEN endpoint ELSE NULLIF (?8, '') END, "
+               "digest = COALESCE (?9, digest), started_at = COALESCE (?10, started_at), "
+               "finished_at = COALESCE (?11, finished_at) WHERE id = ?1",
+               DB_ARGS (DB_TEXT (t->id), DB_TEXT (nex_state_name (c->state)), DB_INT (now), DB_TEXT (c->reason),
+                        DB_OPT_INT (c->has_exit_code, c->exit_code), DB_NONZERO (c->exit_signal), DB_INT (c->pid),
+                        DB_TEXT (c->endpoint), DB_TEXT (c->digest), DB_NONZERO (started), DB_NONZERO (finished)),
+               err)
+      < 0)
+    return -1;
+  return history_append (db, t->id, c->state, now, c->reason, err);
+}
+
+int
+nex_registry_workload_transition (nex_registry_t *reg, const char *id, const nex_state_change_t *c, nex_error_t *err)
+{
+  if ((unsigned) c->state >= NEX_STATE__COUNT)
+    return nex_error_field (err, "state", "unknown state %d", (int) c->state);
+  transition_ctx_t t = { id, c };
+  if (reg_transaction (reg, workload_transition, &t, err) < 0)
+    return nex_error_wrap (err, "moving workload `%s` to %s", id, nex_state_name (c->state));
+  return 0;
+}
+
+json_t *
+nex_registry_workload_history (nex_registry_t *reg, const char *id, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  int64_t log_lines;
+  if (workload_require (reg->db, id, &log_lines, err) < 0)
+    return NULL;
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db, "SELECT state, at, reason FROM workload_states WHERE workload_id = ?1 ORDER BY seq",
+                    DB_ARGS (DB_TEXT (id)), err);
+  cleanup_json json_t *history = json_array ();
+  int row = -1;
+  while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
+    {
+      json_t *entry
+          = json_pack ("{s:s, s:o}", "state", (const char *) sqlite3_column_text (stmt, 0), "at", col_time (stmt, 1));
+      if (sqlite3_column_type (stmt, 2) != SQLITE_NULL)
+        json_object_set_new (entry, "reason", json_string ((const char *) sqlite3_column_text (stmt, 2)));
+      json_array_append_new (history, entry);
+    }
+  if (row < 0)
+    {
+      nex_error_wrap (err, "reading the history of workload `%s`", id);
+      return NULL;
+    }
+  return NEX_STEAL_PTR (history);
+}
+
+int
+nex_registry_count_by_state (nex_registry_t *reg, int64_t counts[NEX_STATE__COUNT], nex_error_t *err)
+{
+  for (int i = 0; i < NEX_STATE__COUNT; i++)
+    counts[i] = 0;
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db, "SELECT state, COUNT (*) FROM workloads GROUP BY state", NULL, 0, err);
+  int row = -1;
+  while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
+    {
+      nex_state_t state;
+      if (nex_state_parse ((const char *) sqlite3_column_text (stmt, 0), &state, NULL) == 0)
+        counts[state] = sqlite3_column_int64 (stmt, 1);
+    }
+  if (row < 0)
+    return nex_error_wrap (err, "counting workloads");
+  return 0;
+}
+
+/* ---- logs ------------------------------------------------------------------------------------------------ */
+
+const char *
+nex_stream_name (nex_stream_t s)
+{
+  return s == NEX_STREAM_STDERR ? "stderr" : "stdout";
+}
+
+typedef struct log_append_ctx
+{
+  const char *id;
+  const nex_log_line_t *lines;
+  size_t n;
+  int64_t bound;
+} log_append_ctx_t;
+
+static int
+log_append (sqlite3 *db, void *ctx, nex_error_t *err)
+{
+  const log_append_ctx_t *a = ctx;
+  int64_t last;
+  if (workload_require (db, a->id, &last, err) < 0)
+    return -1;
+
+  cleanup_stmt sqlite3_stmt *insert = db_prepare (
+      db, "INSERT INTO logs (workload_id, seq, stream, ts, text) VALUES (?1, ?2, ?3, ?4, ?5)", NULL, 0, err);
+  if (insert == NULL)
+    return -1;
+  for (size_t i = 0; i < a->n; i++)
+    {
+      const nex_log_line_t *l = &a->lines[i];
+      size_t len;
+      cleanup_free char *text = utf8_sanitize (l->text, l->len, &len);
+      if (db_bind (db, insert,
+                   DB_ARGS (DB_TEXT (a->id), DB_INT (++last), DB_INT (l->stream), DB_INT (l->ts), DB_TEXTN (text, len)),
+                   err)
+              < 0
+          || db_step (db, insert, err) < 0)
+        return -1;
+    }
+
+  int64_t dropped = 0;
+  if (a->bound > 0 && last > a->bound)
+    {
+      dropped = db_exec (db, "DELETE FROM logs WHERE workload_id = ?1 AND seq <= ?2",
+                         DB_ARGS (DB_TEXT (a->id), DB_INT (last - a->bound)), err);
+      if (dropped < 0)
+        return -1;
+    }
+  if (db_exec (db, "UPDATE workloads SET log_lines = ?2, log_dropped = log_dropped + ?3 WHERE id = ?1",
+               DB_ARGS (DB_TEXT (a->id), DB_INT (last), DB_INT (dropped)), err)
+      < 0)
+    return -1;
+  return 0;
+}
+
+int
+nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n, int64_t bound,
+                         nex_error_t *err)
+{
+  for (size_t i = 0; i < n; i++)
+    if (lines[i].stream != NEX_STREAM_STDOUT && lines[i].stream != NEX_STREAM_STDERR)
+      return nex_error_field (err, "stream", "unknown stream %d", (int) lines[i].stream);
+  log_append_ctx_t a = { id, lines, n, bound };
+  if (reg_transaction (reg, log_append, &a, err) < 0)
+    return nex_error_wrap (err, "appending to the log of workload `%s`", id);
+  return 0;
+}
+
+json_t *
+nex_registry_log_tail (nex_registry_t *reg, const char *id, int64_t tail, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  int64_t last;
+  if (workload_require (reg->db, id, &last, err) < 0)
+    return NULL;
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db, "SELECT seq, stream, ts, text FROM logs WHERE workload_id = ?1 AND seq > ?2 ORDER BY seq",
+                    DB_ARGS (DB_TEXT (id), DB_INT (tail > 0 ? last - tail : 0)), err);
+  cleanup_json json_t *lines = json_array ();
+  int row = -1;
+  while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
+    {
+      const char *text = (const char *) sqlite3_column_text (stmt, 3);
+      size_t len = (size_t) sqlite3_column_bytes (stmt, 3);
+      json_t *jtext = json_stringn (text ? text : "", len);
+      if (jtext == NULL)
+        {
+          /* Only rows written by something other than nexd can hold invalid UTF-8; show them anyway. */
+          cleanup_free char *safe = utf8_sanitize (text, len, &len);
+          jtext = json_stringn (safe, len);
+        }
+      json_array_append_new (
+          lines, json_pack ("{s:I, s:s, s:o, s:o}", "seq", (json_int_t) sqlite3_column_int64 (stmt, 0), "stream",
+                            nex_stream_name (sqlite3_column_int (stmt, 1)), "ts", col_time (stmt, 2), "text", jtext));
+    }
+  if (row < 0)
+    {
+      nex_error_wrap (err, "reading the log of workload `%s`", id);
+      return NULL;
+    }
+  return NEX_STEAL_PTR (lines);
+}
+
+/* ---- events ---------------------------------------------------------------------------------------------- */
+
+/* Parses an RFC 3339 time ("2026-11-23T08:39:00.123Z", "...+01:00"; fractions beyond milliseconds are
+ * truncated) into Unix milliseconds.  0 or -1. */
+static int
+parse_rfc3339_ms (const char *s, int64_t *out)
+{
+  struct tm tm = { 0 };
+  int end = 0;
+  if (sscanf (s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec,
+              &end)
+          != 6
+      || end != 19)
+    return -1;
+  const char *p = s + end;
+  int64_t ms = 0;
+  if (*p == '.')
+    {
+      int digits = 0;
+      for (p++; isdigit ((unsigned char) *p); p++, digits++)
+        if (digits < 3)
+          ms = ms * 10 + (*p - '0');
+      if (digits == 0)
+        return -1;
+      for (; digits < 3; digits++)
+        ms *= 10;
+    }
+  int64_t offset = 0; /* seconds east of UTC */
+  int oh, om, n = 0;
+  if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
+    offset = 0;
+  else if ((*p == '+' || *p == '-') && sscanf (p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 && n == 5 && p[6] == '\0')
+    offset = (*p == '-' ? -1 : 1) * (oh * 3600 + om * 60);
+  else
+    return -1;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  *out = ((int64_t) timegm (&tm) - offset) * 1000 + ms;
+  return 0;
+}
+
+int
+nex_registry_event_append (nex_registry_t *reg, const json_t *event, nex_error_t *err)
+{
+  const char *id = json_string_value (json_object_get (event, "id"));
+  const char *type = json_string_value (json_object_get (event, "type"));
+  const char *time_text = json_string_value (json_object_get (event, "time"));
+  const json_t *data = json_object_get (event, "data");
+  int64_t time_ms;
+
+  if (!json_is_object (event))
+    return nex_error_field (err, "", "an event must be a JSON object");
+  if (id == NULL || type == NULL)
+    return nex_error_field (err, id == NULL ? "id" : "type", "is required and must be a string");
+  /* The stored time orders and filters events; an event without a readable one is filed under "now". */
+  if (time_text == NULL || parse_rfc3339_ms (time_text, &time_ms) < 0)
+    time_ms = nex_clock_now_ms ();
+  cleanup_free char *text = json_dumps (event, JSON_COMPACT);
+  if (text == NULL)
+    return nex_error_set (err, NEX_ERR_INVALID, "event `%s` cannot be serialised", id);
+
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  if (db_exec (reg->db,
+               "INSERT INTO events (id, type, source, subject, namespace, workload_id, time, data) "
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+               DB_ARGS (DB_TEXT (id), DB_TEXT (type), DB_TEXT (json_string_value (json_object_get (event, "source"))),
+                        DB_TEXT (json_string_value (json_object_get (event, "subject"))),
+                        DB_TEXT (json_string_value (json_object_get (data, "namespace"))),
+                        DB_TEXT (json_string_value (json_object_get (data, "workload_id"))), DB_INT (time_ms),
+                        DB_TEXT (text)),
+               err)
+      < 0)
+    return nex_error_wrap (err, "storing event `%s`", id);
+  return 0;
+}
