@@ -1,0 +1,546 @@
+/* test-registry.c — unit tests for the registry (server/registry.c) and the workload model (server/workload.c).
+ *
+ * Every test works on real SQLite files in a fresh mkdtemp directory: migrations (the compiled-in ones and
+ * made-up tables, including one that fails half-way), refusal of files that are newer or not databases,
+ * workloads (insert, get, list with filters, transitions and their history), bounded logs with invalid UTF-8,
+ * events, counts, request validation, and a few threads writing at once.  Prints TAP. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/xalloc.h"
+#include "server/registry.h"
+#include "tests/unit/tap.h"
+
+static char tmpdir[] = "/tmp/nex-test-registry-XXXXXX";
+
+/* A path inside the test directory; caller frees. */
+static char *
+path_in_tmp (const char *name)
+{
+  return nex_xasprintf ("%s/%s", tmpdir, name);
+}
+
+/* The newest compiled-in migration. */
+static int
+newest_migration (void)
+{
+  int v = 0;
+  for (const nex_migration_t *m = nex_migrations; m->sql; m++)
+    v = m->version;
+  return v;
+}
+
+/* Runs one query on a separate connection to PATH and returns its first column as a new string (NULL if none). */
+static char *
+raw_query (const char *path, const char *sql)
+{
+  sqlite3 *db = NULL;
+  sqlite3_stmt *stmt = NULL;
+  char *result = NULL;
+  if (sqlite3_open (path, &db) == SQLITE_OK && sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL) == SQLITE_OK
+      && sqlite3_step (stmt) == SQLITE_ROW && sqlite3_column_text (stmt, 0))
+    result = nex_xstrdup ((const char *) sqlite3_column_text (stmt, 0));
+  sqlite3_finalize (stmt);
+  sqlite3_close (db);
+  return result;
+}
+
+/* Builds a workload from a request body given as JSON text; aborts the test run on failure. */
+static void
+make_workload (const char *body_text, nex_workload_t *w)
+{
+  cleanup_json json_t *body = json_loads (body_text, 0, NULL);
+  nex_error_t err = NULL;
+  if (body == NULL || nex_workload_from_request (body, "sandbox", w, &err) < 0)
+    {
+      printf ("Bail out! cannot build workload from %s: %s\n", body_text, err ? err->msg : "bad JSON");
+      exit (1);
+    }
+}
+
+static void
+test_migrations_fresh (void)
+{
+  cleanup_free char *path = path_in_tmp ("fresh.db");
+  nex_error_t err = NULL;
+  nex_registry_t *reg = nex_registry_open (path, &err);
+  TAP_OK (reg != NULL && err == NULL, "open creates and migrates a new file");
+  TAP_OK (nex_registry_schema_version (reg) == newest_migration () && newest_migration () >= 1,
+          "schema version is the newest migration (%d)", newest_migration ());
+  TAP_OK (nex_registry_meta_set (reg, "node_id", "n1", &err) == 0, "meta set");
+  TAP_OK (nex_registry_meta_set (reg, "node_id", "n2", &err) == 0, "meta set replaces");
+  nex_registry_close (reg);
+
+  cleanup_free char *mode = raw_query (path, "PRAGMA journal_mode");
+  TAP_OK (mode && strcmp (mode, "wal") == 0, "journal mode is wal (%s)", mode ? mode : "?");
+  cleanup_free char *tables = raw_query (path, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
+                                               "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)");
+  TAP_OK (tables && strcmp (tables, "events,logs,meta,workload_states,workloads") == 0, "tables created (%s)",
+          tables ? tables : "?");
+
+  reg = nex_registry_open (path, &err);
+  TAP_OK (reg != NULL && nex_registry_schema_version (reg) == newest_migration (), "re-open is idempotent");
+  cleanup_free char *value = NULL;
+  TAP_OK (nex_registry_meta_get (reg, "node_id", &value, &err) == 1 && value && strcmp (value, "n2") == 0,
+          "meta survives re-open");
+  char *missing = (char *) "x";
+  TAP_OK (nex_registry_meta_get (reg, "nope", &missing, &err) == 0 && missing == NULL, "absent meta key gives 0");
+  nex_registry_close (reg);
+  nex_error_free (&err);
+}
+
+static void
+test_migrations_custom (void)
+{
+  static const nex_migration_t good[] = {
+    { 1, "001_a", "CREATE TABLE a (x INTEGER);" },
+    { 2, "002_b", "CREATE TABLE b (y INTEGER); INSERT INTO a VALUES (1);" },
+    { 0, NULL, NULL },
+  };
+  static const nex_migration_t failing[] = {
+    { 1, "001_a", "CREATE TABLE a (x INTEGER); INSERT INTO a VALUES (7);" },
+    { 2, "002_bad", "CREATE TABLE c (z INTEGER); INSERT INTO no_such_table VALUES (1);" },
+    { 0, NULL, NULL },
+  };
+  static const nex_migration_t unordered[] = {
+    { 2, "002_b", "CREATE TABLE b (y INTEGER);" },
+    { 1, "001_a", "CREATE TABLE a (x INTEGER);" },
+    { 0, NULL, NULL },
+  };
+  nex_error_t err = NULL;
+  sqlite3 *db = NULL;
+
+  cleanup_free char *path = path_in_tmp ("custom.db");
+  sqlite3_open (path, &db);
+  TAP_OK (nex_registry_migrate (db, good, &err) == 0, "custom migrations apply");
+  nex_registry_migrate (db, good, &err);
+  sqlite3_close (db);
+  cleanup_free char *version = raw_query (path, "PRAGMA user_version");
+  cleanup_free char *rows = raw_query (path, "SELECT count(*) FROM a");
+  cleanup_free char *b = raw_query (path, "SELECT count(*) FROM b");
+  TAP_OK (version && strcmp (version, "2") == 0 && rows && strcmp (rows, "1") == 0 && b,
+          "both steps ran once, in order (version %s)", version ? version : "?");
+
+  cleanup_free char *path2 = path_in_tmp ("failing.db");
+  sqlite3_open (path2, &db);
+  int rc = nex_registry_migrate (db, failing, &err);
+  TAP_OK (rc < 0 && err && strstr (err->msg, "002_bad") != NULL, "a failing step fails naming it (%s)",
+          err ? err->msg : "no error");
+  nex_error_free (&err);
+  sqlite3_close (db);
+  cleanup_free char *version2 = raw_query (path2, "PRAGMA user_version");
+  cleanup_free char *a_rows = raw_query (path2, "SELECT count(*) FROM a");
+  cleanup_free char *c_table = raw_query (path2, "SELECT name FROM sqlite_master WHERE name = 'c'");
+  TAP_OK (version2 && strcmp (version2, "1") == 0, "failed step leaves version 1 (%s)", version2 ? version2 : "?");
+  TAP_OK (a_rows && strcmp (a_rows, "1") == 0 && c_table == NULL, "version 1 intact, step 2 rolled back");
+
+  cleanup_free char *path3 = path_in_tmp ("unordered.db");
+  sqlite3_open (path3, &db);
+  TAP_OK (nex_registry_migrate (db, unordered, &err) < 0 && err, "versions out of order are refused");
+  nex_error_free (&err);
+  sqlite3_close (db);
+}
+
+static void
+test_refusals (void)
+{
+  nex_error_t err = NULL;
+  sqlite3 *db = NULL;
+
+  cleanup_free char *newer = path_in_tmp ("newer.db");
+  cleanup_free char *pragma = nex_xasprintf ("PRAGMA user_version = %d", newest_migration () + 1);
+  sqlite3_open (newer, &db);
+  sqlite3_exec (db, pragma, NULL, NULL, NULL);
+  sqlite3_close (db);
+  nex_registry_t *reg = nex_registry_open (newer, &err);
+  TAP_OK (reg == NULL && err && err->kind == NEX_ERR_CONFLICT && strstr (err->msg, "newer"),
+          "a newer schema is refused (%s)", err ? err->msg : "opened");
+  nex_error_free (&err);
+  nex_registry_close (reg);
+
+  cleanup_free char *junk = path_in_tmp ("junk.db");
+  FILE *f = fopen (junk, "w");
+  for (int i = 0; i < 200; i++)
+    fputs ("this is not a database at all\n", f);
+  fclose (f);
+  reg = nex_registry_open (junk, &err);
+  TAP_OK (reg == NULL && err && err->kind == NEX_ERR_SYSTEM && strstr (err->msg, "not a database"),
+          "a non-database file is refused (%s)", err ? err->msg : "opened");
+  nex_error_free (&err);
+  nex_registry_close (reg);
+
+  cleanup_free char *dir = path_in_tmp ("no/such/dir/x.db");
+  reg = nex_registry_open (dir, &err);
+  TAP_OK (reg == NULL && err && err->kind == NEX_ERR_SYSTEM, "an unopenable path is refused (%s)",
+          err ? err->msg : "opened");
+  nex_error_free (&err);
+  nex_registry_close (reg);
+}
+
+static void
+test_workloads (nex_registry_t *reg, const char *path)
+{
+  nex_error_t err = NULL;
+  nex_workload_t a, b, c, got;
+
+  make_workload ("{\"name\":\"a\",\"namespace\":\"ns1\",\"artifact\":\"file:///bin/a\",\"argv\":[\"-x\",\"y\"],"
+                 "\"env\":{\"Z\":\"1\",\"A\":\"2\"},\"description\":\"first\"}",
+                 &a);
+  make_workload ("{\"name\":\"b\",\"namespace\":\"ns2\",\"artifact\":\"file:///bin/b\"}", &b);
+  make_workload ("{\"name\":\"c\",\"namespace\":\"ns1\",\"artifact\":\"file:///bin/c\"}", &c);
+  /* Same millisecond for all three: the list order must fall back to the id. */
+  a.created_at = b.created_at = c.created_at = 1000000;
+  TAP_OK (nex_registry_workload_insert (reg, &a, &err) == 0 && nex_registry_workload_insert (reg, &b, &err) == 0
+              && nex_registry_workload_insert (reg, &c, &err) == 0,
+          "insert three workloads");
+  TAP_OK (nex_registry_workload_insert (reg, &a, &err) < 0 && err && err->kind == NEX_ERR_CONFLICT,
+          "a duplicate id is a conflict");
+  nex_error_free (&err);
+
+  TAP_OK (nex_registry_workload_get (reg, a.id, &got, &err) == 0, "get");
+  TAP_OK (strcmp (got.id, a.id) == 0 && strcmp (got.name, "a") == 0 && strcmp (got.namespace_, "ns1") == 0
+              && strcmp (got.description, "first") == 0 && strcmp (got.driver, "sandbox") == 0
+              && got.state == NEX_STATE_PENDING && got.sha256 == NULL && got.started_at == 0 && !got.has_exit_code
+              && json_equal (got.argv, a.argv) && json_equal (got.env, a.env) && got.created_at == 1000000,
+          "get returns what was stored");
+  nex_workload_release (&got);
+  cleanup_free char *sql = nex_xasprintf ("SELECT argv || env FROM workloads WHERE id = '%s'", a.id);
+  cleanup_free char *stored = raw_query (path, sql);
+  TAP_OK (stored && strcmp (stored, "[\"-x\",\"y\"]{\"A\":\"2\",\"Z\":\"1\"}") == 0,
+          "argv and env stored as compact JSON, keys sorted (%s)", stored ? stored : "?");
+
+  TAP_OK (nex_registry_workload_get (reg, "00000000-0000-4000-8000-000000000000", &got, &err) < 0 && err
+              && err->kind == NEX_ERR_NOT_FOUND,
+          "get of an unknown id is not found");
+  nex_error_free (&err);
+
+  nex_workload_t *list = NULL;
+  size_t n = 0;
+  TAP_OK (nex_registry_workload_list (reg, NULL, &list, &n, &err) == 0 && n == 3, "list all gives 3");
+  int ordered = n == 3;
+  for (size_t i = 1; i < n; i++)
+    ordered = ordered && strcmp (list[i - 1].id, list[i].id) < 0;
+  TAP_OK (ordered, "same created_at: ordered by id");
+  for (size_t i = 0; i < n; i++)
+    nex_workload_release (&list[i]);
+  free (list);
+
+  nex_workload_filter_t f = { .namespace_ = "ns1" };
+  TAP_OK (nex_registry_workload_list (reg, &f, &list, &n, &err) == 0 && n == 2
+              && strcmp (list[0].namespace_, "ns1") == 0 && strcmp (list[1].namespace_, "ns1") == 0,
+          "list filtered by namespace");
+  for (size_t i = 0; i < n; i++)
+    nex_workload_release (&list[i]);
+  free (list);
+
+  /* pending -> starting -> running -> exited, with what comes along. */
+  nex_state_change_t ch = { .state = NEX_STATE_STARTING, .endpoint = "/run/nex/a.sock" };
+  TAP_OK (nex_registry_workload_transition (reg, a.id, &ch, &err) == 0, "pending -> starting");
+  ch = (nex_state_change_t){ .state = NEX_STATE_RUNNING, .pid = 4242, .digest = "abcd" };
+  TAP_OK (nex_registry_workload_transition (reg, a.id, &ch, &err) == 0, "starting -> running");
+  nex_registry_workload_get (reg, a.id, &got, &err);
+  TAP_OK (got.state == NEX_STATE_RUNNING && got.pid == 4242 && got.started_at > 0 && got.finished_at == 0
+              && strcmp (got.endpoint, "/run/nex/a.sock") == 0 && strcmp (got.digest, "abcd") == 0,
+          "running: pid, endpoint, digest and started_at set");
+  nex_workload_release (&got);
+  ch = (nex_state_change_t){ .state = NEX_STATE_EXITED, .has_exit_code = 1, .exit_code = 3, .pid = -1, .endpoint = "" };
+  TAP_OK (nex_registry_workload_transition (reg, a.id, &ch, &err) == 0, "running -> exited");
+  nex_registry_workload_get (reg, a.id, &got, &err);
+  TAP_OK (got.state == NEX_STATE_EXITED && got.has_exit_code && got.exit_code == 3 && got.pid == 0
+              && got.endpoint == NULL && got.finished_at >= got.started_at && got.updated_at == got.finished_at,
+          "exited: exit code, pid and endpoint cleared, finished_at set");
+
+  cleanup_json json_t *wj = nex_workload_to_json (&got);
+  TAP_OK (json_integer_value (json_object_get (wj, "exit_code")) == 3 && json_is_null (json_object_get (wj, "pid"))
+              && json_is_null (json_object_get (wj, "exit_signal")) && json_is_null (json_object_get (wj, "sha256"))
+              && json_object_get (wj, "endpoint") == NULL
+              && strcmp (json_string_value (json_object_get (wj, "state")), "exited") == 0
+              && json_is_string (json_object_get (wj, "finished_at"))
+              && json_integer_value (json_object_get (json_object_get (wj, "logs"), "lines")) == 0,
+          "to_json shows the public fields");
+  cleanup_free char *created = json_dumps (json_object_get (wj, "created_at"), JSON_ENCODE_ANY);
+  TAP_OK (created && strcmp (created, "\"1970-01-01T00:16:40.000Z\"") == 0, "created_at is RFC 3339 (%s)",
+          created ? created : "?");
+  nex_workload_release (&got);
+
+  cleanup_json json_t *history = nex_registry_workload_history (reg, a.id, &err);
+  TAP_OK (history && json_array_size (history) == 4, "history has 4 entries");
+  static const char *const expect[] = { "pending", "starting", "running", "exited" };
+  int history_ok = history != NULL;
+  for (size_t i = 0; history_ok && i < 4; i++)
+    {
+      json_t *e = json_array_get (history, i);
+      history_ok = json_is_string (json_object_get (e, "at"))
+                   && strcmp (json_string_value (json_object_get (e, "state")), expect[i]) == 0;
+    }
+  TAP_OK (history_ok, "history states in order, each with a time");
+
+  ch = (nex_state_change_t){ .state = NEX_STATE_RUNNING };
+  TAP_OK (nex_registry_workload_transition (reg, a.id, &ch, &err) < 0 && err && err->kind == NEX_ERR_CONFLICT,
+          "leaving exited is refused");
+  nex_error_free (&err);
+  TAP_OK (nex_registry_workload_transition (reg, "nope", &ch, &err) < 0 && err && err->kind == NEX_ERR_NOT_FOUND,
+          "transition of an unknown id is not found");
+  nex_error_free (&err);
+  TAP_OK (nex_registry_workload_history (reg, "nope", &err) == NULL && err && err->kind == NEX_ERR_NOT_FOUND,
+          "history of an unknown id is not found");
+  nex_error_free (&err);
+
+  ch = (nex_state_change_t){ .state = NEX_STATE_FAILED, .reason = "digest mismatch" };
+  nex_registry_workload_transition (reg, b.id, &ch, &err);
+  nex_state_t exited = NEX_STATE_EXITED;
+  f = (nex_workload_filter_t){ .state = &exited };
+  TAP_OK (nex_registry_workload_list (reg, &f, &list, &n, &err) == 0 && n == 1 && strcmp (list[0].id, a.id) == 0,
+          "list filtered by state");
+  for (size_t i = 0; i < n; i++)
+    nex_workload_release (&list[i]);
+  free (list);
+  f = (nex_workload_filter_t){ .namespace_ = "ns2", .state = &exited };
+  TAP_OK (nex_registry_workload_list (reg, &f, &list, &n, &err) == 0 && n == 0, "both filters combine");
+  free (list);
+
+  int64_t counts[NEX_STATE__COUNT];
+  TAP_OK (nex_registry_count_by_state (reg, counts, &err) == 0 && counts[NEX_STATE_PENDING] == 1
+              && counts[NEX_STATE_EXITED] == 1 && counts[NEX_STATE_FAILED] == 1 && counts[NEX_STATE_RUNNING] == 0,
+          "counts by state");
+
+  nex_workload_release (&a);
+  nex_workload_release (&b);
+  nex_workload_release (&c);
+}
+
+static void
+test_logs (nex_registry_t *reg)
+{
+  nex_error_t err = NULL;
+  nex_workload_t w;
+  make_workload ("{\"name\":\"logger\",\"artifact\":\"file:///bin/l\"}", &w);
+  nex_registry_workload_insert (reg, &w, &err);
+
+  char texts[10][16];
+  nex_log_line_t lines[10];
+  for (int i = 0; i < 10; i++)
+    {
+      snprintf (texts[i], sizeof texts[i], "line %d", i + 1);
+      lines[i] = (nex_log_line_t){ .stream = i % 2 ? NEX_STREAM_STDERR : NEX_STREAM_STDOUT,
+                                   .ts = 1700000000000 + i,
+                                   .text = texts[i],
+                                   .len = strlen (texts[i]) };
+    }
+  /* Two batches: numbering continues after the first. */
+  TAP_OK (nex_registry_log_append (reg, w.id, lines, 6, 4, &err) == 0
+              && nex_registry_log_append (reg, w.id, lines + 6, 4, 4, &err) == 0,
+          "append 10 lines with bound 4");
+  cleanup_json json_t *all = nex_registry_log_tail (reg, w.id, 0, &err);
+  int kept = all && json_array_size (all) == 4;
+  for (size_t i = 0; kept && i < 4; i++)
+    kept = json_integer_value (json_object_get (json_array_get (all, i), "seq")) == (json_int_t) (7 + i);
+  TAP_OK (kept, "the last 4 lines are kept (seq 7..10)");
+  json_t *first = json_array_get (all, 0);
+  TAP_OK (first && strcmp (json_string_value (json_object_get (first, "text")), "line 7") == 0
+              && strcmp (json_string_value (json_object_get (first, "stream")), "stdout") == 0
+              && strcmp (json_string_value (json_object_get (first, "ts")), "2023-11-14T22:13:20.006Z") == 0,
+          "a line has its text, stream and RFC 3339 ts");
+  nex_workload_t got;
+  nex_registry_workload_get (reg, w.id, &got, &err);
+  TAP_OK (got.log_lines == 10 && got.log_dropped == 6, "log_lines 10, log_dropped 6 (%lld, %lld)",
+          (long long) got.log_lines, (long long) got.log_dropped);
+  nex_workload_release (&got);
+
+  cleanup_json json_t *tail = nex_registry_log_tail (reg, w.id, 2, &err);
+  TAP_OK (tail && json_array_size (tail) == 2
+              && json_integer_value (json_object_get (json_array_get (tail, 0), "seq")) == 9
+              && json_integer_value (json_object_get (json_array_get (tail, 1), "seq")) == 10,
+          "tail 2 gives seq 9 and 10");
+
+  static const char bad[] = "ok \xff\xfe \xc3( \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82 end\0nul";
+  nex_log_line_t l = { .stream = NEX_STREAM_STDERR, .ts = 1, .text = bad, .len = sizeof bad - 1 };
+  TAP_OK (nex_registry_log_append (reg, w.id, &l, 1, 0, &err) == 0, "append invalid UTF-8");
+  cleanup_json json_t *last = nex_registry_log_tail (reg, w.id, 1, &err);
+  cleanup_free char *dumped = last ? json_dumps (last, JSON_COMPACT) : NULL;
+  json_t *text = json_object_get (json_array_get (last, 0), "text");
+  TAP_OK (dumped != NULL && text
+              && strncmp (json_string_value (text), "ok \xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd(", 11) == 0
+              && strstr (json_string_value (text), " end") != NULL,
+          "invalid UTF-8 becomes U+FFFD and dumps as JSON");
+  TAP_OK (text && json_string_length (text) > strlen (json_string_value (text)), "an embedded NUL survives");
+
+  TAP_OK (nex_registry_log_append (reg, "nope", lines, 1, 4, &err) < 0 && err && err->kind == NEX_ERR_NOT_FOUND,
+          "append to an unknown id is not found");
+  nex_error_free (&err);
+  TAP_OK (nex_registry_log_tail (reg, "nope", 0, &err) == NULL && err && err->kind == NEX_ERR_NOT_FOUND,
+          "tail of an unknown id is not found");
+  nex_error_free (&err);
+  nex_workload_release (&w);
+}
+
+static void
+test_events (nex_registry_t *reg, const char *path)
+{
+  nex_error_t err = NULL;
+  cleanup_json json_t *ev = json_pack (
+      "{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}}", "specversion", "1.0", "id", "e1", "type", "workload_started", "source",
+      "nex/node1", "time", "2026-11-23T09:39:00.123+01:00", "data", "namespace", "ns1", "workload_id", "w1");
+  TAP_OK (nex_registry_event_append (reg, ev, &err) == 0, "event append");
+  TAP_OK (nex_registry_event_append (reg, ev, &err) < 0 && err && err->kind == NEX_ERR_CONFLICT,
+          "a duplicate event id is a conflict");
+  nex_error_free (&err);
+  cleanup_json json_t *no_type = json_pack ("{s:s}", "id", "e2");
+  TAP_OK (nex_registry_event_append (reg, no_type, &err) < 0 && err && err->field && strcmp (err->field, "type") == 0,
+          "an event without type is invalid");
+  nex_error_free (&err);
+  cleanup_free char *row
+      = raw_query (path, "SELECT time || ' ' || namespace || ' ' || workload_id FROM events WHERE id = 'e1'");
+  TAP_OK (row && strcmp (row, "1795423140123 ns1 w1") == 0, "event time parsed, data fields copied (%s)",
+          row ? row : "?");
+}
+
+/* Expects BODY to be refused with NEX_ERR_INVALID naming FIELD. */
+static void
+expect_invalid (const char *body_text, const char *field)
+{
+  cleanup_json json_t *body = json_loads (body_text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+  nex_error_t err = NULL;
+  nex_workload_t w;
+  int rc = nex_workload_from_request (body, "sandbox", &w, &err);
+  TAP_OK (rc < 0 && err && err->kind == NEX_ERR_INVALID && err->field && strcmp (err->field, field) == 0,
+          "refused %s: field `%s` (%s: %s)", body_text, field, err && err->field ? err->field : "-",
+          err ? err->msg : "accepted");
+  nex_error_free (&err);
+  nex_workload_release (&w);
+}
+
+static void
+test_requests (void)
+{
+  nex_error_t err = NULL;
+  nex_workload_t w;
+  cleanup_json json_t *body = json_loads ("{\"name\":\"web-1.x_y\",\"artifact\":\"file:///bin/x\",\"sha256\":"
+                                          "\"ABCDEF0123456789abcdef0123456789ABCDEF0123456789abcdef0123456789\","
+                                          "\"description\":null,\"env\":{\"B\":\"2\",\"A\":\"\"}}",
+                                          0, NULL);
+  TAP_OK (nex_workload_from_request (body, "qemu", &w, &err) == 0, "a valid body is accepted");
+  TAP_OK (strcmp (w.namespace_, "default") == 0 && strcmp (w.driver, "qemu") == 0 && w.description == NULL
+              && strcmp (w.sha256, "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789") == 0
+              && json_array_size (w.argv) == 0 && json_object_size (w.env) == 2 && w.state == NEX_STATE_PENDING
+              && w.created_at > 0 && w.created_at == w.updated_at && strlen (w.id) == NEX_ID_LEN,
+          "defaults, lower-cased sha256, id and times");
+  nex_workload_release (&w);
+
+  expect_invalid ("[1]", "");
+  expect_invalid ("{\"artifact\":\"file:///x\"}", "name");
+  expect_invalid ("{\"name\":7,\"artifact\":\"file:///x\"}", "name");
+  expect_invalid ("{\"name\":\"a b\",\"artifact\":\"file:///x\"}", "name");
+  expect_invalid ("{\"name\":\".a\",\"artifact\":\"file:///x\"}", "name");
+  expect_invalid ("{\"name\":\"a\\u0000b\",\"artifact\":\"file:///x\"}", "name");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"nmae\":\"b\"}", "nmae");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"env\":{\"K\":1}}", "env.K");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"env\":{\"K=V\":\"1\"}}", "env.K=V");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"env\":[]}", "env");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"argv\":\"ls -l\"}", "argv");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"argv\":[\"a\",2]}", "argv[1]");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"sha256\":\"abc\"}", "sha256");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"sha256\":"
+                  "\"zzcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"}",
+                  "sha256");
+  expect_invalid ("{\"name\":\"a\"}", "artifact");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"\"}", "artifact");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"namespace\":\"a/b\"}", "namespace");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"driver\":\"\"}", "driver");
+
+  nex_state_t s;
+  TAP_OK (nex_state_parse ("running", &s, &err) == 0 && s == NEX_STATE_RUNNING
+              && strcmp (nex_state_name (NEX_STATE_STOPPED), "stopped") == 0 && nex_state_is_final (NEX_STATE_FAILED)
+              && !nex_state_is_final (NEX_STATE_RUNNING),
+          "state names");
+  TAP_OK (nex_state_parse ("sleeping", &s, &err) < 0 && err && err->kind == NEX_ERR_INVALID, "unknown state name");
+  nex_error_free (&err);
+}
+
+/* Several threads appending to one workload's log at once: every append lands, numbering has no gaps. */
+typedef struct writer
+{
+  nex_registry_t *reg;
+  const char *id;
+  int failures;
+} writer_t;
+
+static void *
+writer_main (void *arg)
+{
+  writer_t *wr = arg;
+  nex_log_line_t l = { .stream = NEX_STREAM_STDOUT, .ts = 1, .text = "x", .len = 1 };
+  for (int i = 0; i < 50; i++)
+    {
+      nex_error_t err = NULL;
+      if (nex_registry_log_append (wr->reg, wr->id, &l, 1, 1000, &err) < 0)
+        wr->failures++;
+      nex_error_free (&err);
+    }
+  return NULL;
+}
+
+static void
+test_threads (nex_registry_t *reg)
+{
+  nex_error_t err = NULL;
+  nex_workload_t w;
+  make_workload ("{\"name\":\"busy\",\"artifact\":\"file:///bin/b\"}", &w);
+  nex_registry_workload_insert (reg, &w, &err);
+  pthread_t threads[4];
+  writer_t writers[4];
+  for (int i = 0; i < 4; i++)
+    {
+      writers[i] = (writer_t){ reg, w.id, 0 };
+      pthread_create (&threads[i], NULL, writer_main, &writers[i]);
+    }
+  int failures = 0;
+  for (int i = 0; i < 4; i++)
+    {
+      pthread_join (threads[i], NULL);
+      failures += writers[i].failures;
+    }
+  nex_workload_t got;
+  nex_registry_workload_get (reg, w.id, &got, &err);
+  cleanup_json json_t *all = nex_registry_log_tail (reg, w.id, 0, &err);
+  TAP_OK (failures == 0 && got.log_lines == 200 && all && json_array_size (all) == 200,
+          "4 threads x 50 appends: 200 lines, no failures");
+  nex_workload_release (&got);
+  nex_workload_release (&w);
+}
+
+int
+main (void)
+{
+  if (mkdtemp (tmpdir) == NULL)
+    {
+      perror ("mkdtemp");
+      return 1;
+    }
+  test_migrations_fresh ();
+  test_migrations_custom ();
+  test_refusals ();
+
+  cleanup_free char *path = path_in_tmp ("nex.db");
+  nex_error_t err = NULL;
+  nex_registry_t *reg = nex_registry_open (path, &err);
+  if (reg == NULL)
+    {
+      printf ("Bail out! %s\n", err->msg);
+      return 1;
+    }
+  test_workloads (reg, path);
+  test_logs (reg);
+  test_events (reg, path);
+  test_threads (reg);
+  nex_registry_close (reg);
+  test_requests ();
+
+  cleanup_free char *rm = nex_xasprintf ("rm -rf '%s'", tmpdir);
+  if (system (rm) != 0)
+    printf ("# could not remove %s\n", tmpdir);
+  return tap_done ();
+}
