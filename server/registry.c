@@ -634,6 +634,9 @@ workload_transition (sqlite3 *db, void *ctx, nex_error_t *err)
                err)
       < 0)
     return -1;
+  /* Staying in the same state only updates details (pid, endpoint, digest): not a new history entry. */
+  if (c->state == from)
+    return 0;
   return history_append (db, t->id, c->state, now, c->reason, err);
 }
 

@@ -81,8 +81,9 @@ typedef struct nex_state_change
 } nex_state_change_t;
 
 /* Applies C to workload ID in one transaction: updates the row (updated_at = now; started_at when entering
- * running; finished_at when entering a final state) and appends a history entry (state, time, reason).
- * Refuses (NEX_ERR_CONFLICT) to leave a final state. */
+ * running; finished_at when entering a final state) and appends a history entry (state, time, reason) unless
+ * C->state is the current state (then only the details change).  Refuses (NEX_ERR_CONFLICT) to leave a final
+ * state. */
 int nex_registry_workload_transition (nex_registry_t *reg, const char *id, const nex_state_change_t *c,
                                       nex_error_t *err);
 
