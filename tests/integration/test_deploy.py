@@ -1,0 +1,224 @@
+"""test_deploy.py — a workload's life through the REST API, end to end, against a real nexd.
+
+Deploys the static test programs (tests/programs/) and follows them: states and their history, exit codes,
+logs (streams, order, timestamps, tail), argv and env, the artifact digest and a sha256 check, the node's
+counters, list filters, stopping (SIGTERM, then SIGKILL after the grace period), and records surviving a
+restart of nexd.
+"""
+
+import time
+import uuid
+
+from conftest import file_sha256, parse_time, program_path, url_path
+
+
+def hello_fields(nex, **extra):
+    fields = {"name": "hello", "artifact": nex.program("hello")}
+    fields.update(extra)
+    return fields
+
+
+def test_hello_end_to_end(nexd):
+    r = nexd.deploy(**hello_fields(nexd, argv=["hello", "a b", "c"], env={"GREETING": "hi there"}))
+    assert r.status_code == 202, r.text
+    w = r.json()
+    wid = w["id"]
+    assert uuid.UUID(wid)
+    assert url_path(r.headers.get("Location", "")) == f"/v1/workloads/{wid}"
+    assert w["state"] == "pending"
+    assert w["name"] == "hello"
+    assert w["namespace"] == "default"
+    assert w["artifact"] == nexd.program("hello")
+    assert w["argv"] == ["hello", "a b", "c"]
+    assert w["env"] == {"GREETING": "hi there"}
+    assert w["driver"] == "sandbox"
+    assert w["sha256"] is None
+    assert w["exit_code"] is None and w["exit_signal"] is None
+    assert w["finished_at"] is None
+    parse_time(w["created_at"])
+
+    w = nexd.wait_state(wid, "exited", timeout=15)
+    assert w["exit_code"] == 3
+    assert w["exit_signal"] is None
+    assert w["reason"] is None
+    assert w["digest"] == file_sha256(program_path("hello"))
+    created, started, finished = (parse_time(w[k]) for k in ("created_at", "started_at", "finished_at"))
+    assert created <= started <= finished
+    assert parse_time(w["updated_at"]) >= created
+
+    assert [h["state"] for h in w["history"]] == ["pending", "starting", "running", "exited"]
+    times = [parse_time(h["at"]) for h in w["history"]]
+    assert times == sorted(times)
+
+    logs = nexd.logs(wid)
+    assert logs["workload_id"] == wid
+    assert logs["dropped"] == 0
+    lines = logs["lines"]
+    by_text = {l["text"]: l for l in lines}
+    assert by_text["hello from nex"]["stream"] == "stdout"
+    assert by_text["argv: hello a b c"]["stream"] == "stdout"
+    assert by_text["greeting: hi there"]["stream"] == "stdout"
+    assert by_text["hello on stderr"]["stream"] == "stderr"
+    assert len(lines) == 4, lines
+    seqs = [l["seq"] for l in lines]
+    assert all(isinstance(s, int) for s in seqs)
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+    for l in lines:
+        parse_time(l["ts"])
+    # stdout keeps its own order
+    stdout = [l["text"] for l in lines if l["stream"] == "stdout"]
+    assert stdout == ["hello from nex", "argv: hello a b c", "greeting: hi there"]
+    assert w["logs"] == {"lines": 4, "dropped": 0}
+
+    tail = nexd.logs(wid, tail=1)
+    assert len(tail["lines"]) == 1
+    assert tail["lines"][0]["seq"] == max(seqs)
+    assert len(nexd.logs(wid, tail=100)["lines"]) == 4
+
+    node = nexd.get("/v1/node").json()
+    assert node["workloads"]["exited"] == 1
+    assert node["workloads"]["total"] == 1
+    assert node["workloads"]["running"] == 0
+
+
+def test_default_argv_and_no_env(nexd):
+    w = nexd.deploy_ok(name="plain", artifact=nexd.program("hello"))
+    w = nexd.wait_state(w["id"], "exited")
+    stdout = nexd.log_texts(w["id"], "stdout")
+    assert stdout[0] == "hello from nex"
+    assert stdout[1].startswith("argv: ")
+    assert not any(t.startswith("greeting:") for t in stdout), stdout
+
+
+def test_list_filters(nexd):
+    a = nexd.deploy_ok(name="first", artifact=nexd.program("hello"))
+    b = nexd.deploy_ok(name="second", namespace="other", artifact=nexd.program("hello"))
+    nexd.wait_state(a["id"], "exited")
+    nexd.wait_state(b["id"], "exited")
+    s = nexd.deploy_ok(name="sleepy", namespace="other", artifact=nexd.program("sleeper"))
+    nexd.wait_state(s["id"], "running")
+
+    everything = nexd.workloads()
+    assert everything["count"] == 3
+    assert [w["id"] for w in everything["workloads"]] == [a["id"], b["id"], s["id"]]  # oldest first
+
+    other = nexd.workloads(namespace="other")
+    assert other["count"] == 2
+    assert [w["id"] for w in other["workloads"]] == [b["id"], s["id"]]
+    assert all(w["namespace"] == "other" for w in other["workloads"])
+
+    exited = nexd.workloads(state="exited")
+    assert [w["id"] for w in exited["workloads"]] == [a["id"], b["id"]]
+
+    running = nexd.workloads(state="running", namespace="other")
+    assert [w["id"] for w in running["workloads"]] == [s["id"]]
+
+    none = nexd.workloads(namespace="default", state="running")
+    assert none == {"workloads": [], "count": 0}
+
+    assert nexd.workloads(namespace="nowhere")["count"] == 0
+
+    node = nexd.get("/v1/node").json()["workloads"]
+    assert node["exited"] == 2 and node["running"] == 1 and node["total"] == 3
+
+
+def test_sha256_right(nexd):
+    digest = file_sha256(program_path("hello"))
+    w = nexd.deploy_ok(**hello_fields(nexd, sha256=digest))
+    assert w["sha256"] == digest
+    w = nexd.wait_state(w["id"], "exited")
+    assert w["exit_code"] == 3
+    assert w["digest"] == digest
+
+
+def test_sha256_wrong(nexd):
+    wrong = "0" * 64
+    r = nexd.deploy(**hello_fields(nexd, sha256=wrong))
+    assert r.status_code == 202, r.text
+    w = nexd.wait_state(r.json()["id"], "failed")
+    assert "sha256 mismatch" in (w["reason"] or ""), w
+    assert w["exit_code"] is None
+    assert w["history"][-1]["state"] == "failed"
+    assert "running" not in [h["state"] for h in w["history"]]
+    assert nexd.logs(w["id"])["lines"] == []
+    assert nexd.get("/v1/node").json()["workloads"]["failed"] == 1
+
+
+def test_stop_sleeper(nexd):
+    w = nexd.deploy_ok(name="sleeper", artifact=nexd.program("sleeper"))
+    wid = w["id"]
+    w = nexd.wait_state(wid, "running")
+    assert isinstance(w["pid"], int) and w["pid"] > 0
+    nexd.wait_log(wid, "sleeper started")  # its SIGTERM handler is in place from here on
+    assert nexd.get("/v1/node").json()["workloads"]["running"] == 1
+
+    r = nexd.delete(f"/v1/workloads/{wid}")
+    assert r.status_code == 202, r.text
+    assert r.json()["id"] == wid
+
+    w = nexd.wait_state(wid, "stopped", timeout=5)
+    assert w["finished_at"] is not None
+    assert w["exit_code"] in (0, None)
+    assert "sleeper got SIGTERM" in nexd.log_texts(wid, "stdout")
+    assert [h["state"] for h in w["history"]][-1] == "stopped"
+
+    # The record is kept and a second stop has nothing to do.
+    r = nexd.delete(f"/v1/workloads/{wid}")
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "stopped"
+    assert nexd.workload(wid)["state"] == "stopped"
+
+
+def test_stop_escalates_to_sigkill(nexd):
+    w = nexd.deploy_ok(name="stubborn", artifact=nexd.program("sleeper"), argv=["sleeper", "--ignore-term"])
+    wid = w["id"]
+    nexd.wait_state(wid, "running")
+    nexd.wait_log(wid, "sleeper started")
+
+    t0 = time.monotonic()
+    r = nexd.delete(f"/v1/workloads/{wid}", params={"grace_s": 1})
+    assert r.status_code == 202, r.text
+    w = nexd.wait_state(wid, "stopped", timeout=5)
+    elapsed = time.monotonic() - t0
+    assert elapsed >= 0.8, f"stopped after {elapsed:.2f} s: the grace period was not given"
+    assert w["exit_signal"] in (9, None), w
+    assert "sleeper got SIGTERM" not in nexd.log_texts(wid)
+
+    r = nexd.delete(f"/v1/workloads/{wid}")
+    assert r.status_code == 200, r.text
+
+
+def test_delete_exited_is_a_no_op(nexd):
+    w = nexd.deploy_ok(**hello_fields(nexd))
+    nexd.wait_state(w["id"], "exited")
+    r = nexd.delete(f"/v1/workloads/{w['id']}")
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "exited"
+    assert nexd.workload(w["id"])["exit_code"] == 3
+
+
+def test_records_survive_restart(nexd):
+    w = nexd.deploy_ok(**hello_fields(nexd, argv=["hello", "x"], env={"GREETING": "again"}))
+    before = nexd.wait_state(w["id"], "exited")
+    logs_before = nexd.logs(w["id"])
+    stopped = nexd.deploy_ok(name="sleeper", artifact=nexd.program("sleeper"))
+    nexd.wait_state(stopped["id"], "running")
+    assert nexd.delete(f"/v1/workloads/{stopped['id']}").status_code == 202
+    stopped_before = nexd.wait_state(stopped["id"], "stopped", timeout=5)
+
+    nexd.restart()
+
+    after = nexd.workload(w["id"])
+    for key in ("id", "name", "namespace", "artifact", "argv", "env", "digest", "state", "exit_code",
+                "created_at", "started_at", "finished_at", "history", "logs"):
+        assert after[key] == before[key], key
+    assert nexd.logs(w["id"]) == logs_before
+    assert nexd.workload(stopped["id"])["state"] == stopped_before["state"] == "stopped"
+    listed = nexd.workloads()
+    assert [x["id"] for x in listed["workloads"]] == [w["id"], stopped["id"]]
+    node = nexd.get("/v1/node").json()["workloads"]
+    assert node["exited"] == 1 and node["stopped"] == 1 and node["total"] == 2
+
+    # The new nexd runs workloads too.
+    again = nexd.deploy_ok(**hello_fields(nexd))
+    assert nexd.wait_state(again["id"], "exited")["exit_code"] == 3
