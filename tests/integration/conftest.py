@@ -348,9 +348,14 @@ class Nex:
                     break
                 time.sleep(0.05)
 
+    def abort(self):
+        """Kills every nexd this client started, asserting nothing (for a start that already failed)."""
+        for p in self.processes:
+            p.kill()
+
     def close(self):
         """Teardown: stop the workloads, then nexd (asserting a clean exit)."""
-        if self.daemon is None:
+        if self.daemon is None or self.daemon.proc is None:
             return
         if self.daemon.proc is not None and self.daemon.proc.poll() is None:
             self.stop_all_workloads()
@@ -382,8 +387,7 @@ def finish_nex(nex, passed):
     try:
         nex.close()
     finally:
-        for p in nex.processes:
-            p.kill()
+        nex.abort()
         if passed and os.environ.get("NEX_KEEP_DATA") != "1":
             shutil.rmtree(nex.data_dir, ignore_errors=True)
             try:
@@ -427,7 +431,7 @@ def nexd(request):
     try:
         nex.start()
     except Exception:
-        finish_nex(nex, passed=False)
+        nex.abort()
         raise
     yield nex
     finish_nex(nex, passed=_test_passed(request.node))
@@ -440,7 +444,7 @@ def nexd_module(request):
     try:
         nex.start()
     except Exception:
-        finish_nex(nex, passed=False)
+        nex.abort()
         raise
     yield nex
     failed = any(getattr(i, "rep_call", None) is not None and i.rep_call.failed
