@@ -80,8 +80,12 @@ void nex_wire_reader_release (nex_wire_reader_t *r);
 
 /* Appends N bytes read from the stream.  Fails (NEX_ERR_PROTOCOL) only if the buffered, undecoded data would
  * exceed one maximal frame, which cannot happen when the caller calls nex_wire_reader_next until it returns 0
- * after every feed. */
+ * after every feed and never feeds more than nex_wire_reader_room bytes at once. */
 int nex_wire_reader_feed (nex_wire_reader_t *r, const void *data, size_t n, nex_error_t *err);
+
+/* How many bytes the next nex_wire_reader_feed accepts: read at most this much from the stream before feeding.
+ * Once nex_wire_reader_next has returned 0 it is at least 1 and always enough to complete the pending frame. */
+size_t nex_wire_reader_room (const nex_wire_reader_t *r);
 
 /* Decodes the next complete frame into *OUT.  Returns 1 with a frame, 0 when more bytes are needed, -1 with
  * NEX_ERR_PROTOCOL on a malformed header (oversized length, unknown type, non-zero flags).  After -1 the stream
