@@ -1,0 +1,1191 @@
+/* agent.c — nex-agent, the small static program that runs as PID 1 inside every sandbox and VM.
+ *
+ * The agent is the guest end of the wire protocol (agent/wire.h).  It waits for the host (nexd) to reach it,
+ * greets every new connection with HELLO, starts the one workload it is asked to START, streams the workload's
+ * stdout and stderr back as frames, reaps every process that ends inside the sandbox (as init must), reports
+ * the workload's end with EXIT and leaves once a host has acknowledged it.  Its shape follows bubblewrap's
+ * do_init: one process, no threads, one poll() loop over
+ *
+ *   - the listening socket, on which every accept replaces the current host connection (how nexd re-attaches
+ *     after a restart), or a single pre-connected stream (a serial or virtio console),
+ *   - the host connection, read as frames and written from a queue whenever it is writable,
+ *   - the read ends of the workload's stdout and stderr pipes,
+ *   - a signalfd for SIGCHLD, SIGTERM and SIGINT (blocked, so they arrive as data, never as interruptions),
+ *   - and one timeout: the earliest of the STOP grace and the post-exit pipe drain.
+ *
+ * Nothing the workload or the host does may stall the loop: descriptors are non-blocking, output waiting for a
+ * slow or absent host is bounded (and the excess dropped and counted, never left in the pipe where it would
+ * block the workload), and every byte from the host is parsed as hostile input.
+ *
+ * Life cycle of the workload: idle -> running (START forked it) -> draining (its main process ended; the pipes
+ * are read to EOF for at most AGENT_DRAIN_MS) -> exited (EXIT queued; the status is kept, and reported in every
+ * HELLO, until some host sends ACK, whereupon the agent exits 0). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/wire.h"
+#include "common/cleanup.h"
+#include "common/xalloc.h"
+
+#define AGENT_CHUNK (64 * 1024)       /* largest STDOUT/STDERR payload, and largest single read */
+#define AGENT_OUTPUT_LIMIT (8u << 20) /* workload output queued for the host at most; the rest is dropped */
+#define AGENT_REPLY_LIMIT (1u << 20)  /* replies queued for one connection before it is cut off */
+#define AGENT_DRAIN_MS 2000           /* how long the pipes are read after the workload's main process ended */
+#define AGENT_STOP_GRACE_MS 10000     /* STOP's default grace before SIGKILL */
+#define AGENT_MAX_GRACE_MS 86400000   /* a day: keeps deadline arithmetic far from overflow */
+#define AGENT_DEFAULT_LISTEN_FD 3     /* where nexd puts the listening socket when no option says otherwise */
+
+/* One frame waiting to be written to the host. */
+typedef struct agent_frame
+{
+  struct agent_frame *next;
+  uint8_t *data; /* header + payload */
+  size_t len;    /* bytes in data */
+  size_t off;    /* bytes of data already written to the current connection */
+  size_t output; /* payload bytes counted against AGENT_OUTPUT_LIMIT (0 for control frames) */
+  bool per_conn; /* a reply meant for the current connection only (HELLO, refusals): dropped when it closes */
+} agent_frame_t;
+
+typedef enum agent_state
+{
+  AGENT_IDLE,     /* no START yet */
+  AGENT_RUNNING,  /* the workload's main process is alive */
+  AGENT_DRAINING, /* it ended; reading what is left in the pipes */
+  AGENT_EXITED,   /* EXIT queued; waiting for an ACK */
+} agent_state_t;
+
+/* How the host reaches the agent.  A listening transport accepts a connection whenever the host dials, each
+ * replacing the last; a stream transport is one pre-connected byte stream for the agent's whole life (a serial
+ * or virtio console), greeted once at start and on a host's HELLO.  A new transport (vsock, say) is one more
+ * kind here and one more case in agent_transport_open. */
+typedef enum agent_transport
+{
+  AGENT_TRANSPORT_LISTEN,
+  AGENT_TRANSPORT_STREAM,
+} agent_transport_t;
+
+typedef struct agent
+{
+  agent_transport_t transport;
+  int listen_fd;            /* listening socket (AGENT_TRANSPORT_LISTEN), else -1 */
+  int conn_fd;              /* current host connection or stream, -1 when none */
+  nex_wire_reader_t reader; /* decoder for conn_fd */
+
+  agent_frame_t *head, *tail; /* outgoing frames, oldest first */
+  size_t queued_output;       /* sum of ->output over the queue */
+  size_t queued_replies;      /* bytes of per_conn frames in the queue */
+  uint64_t dropped_bytes;     /* workload output discarded because the queue was full */
+
+  agent_state_t state;
+  pid_t pid;              /* the workload's main process (and process group), 0 before START */
+  int out_fd, err_fd;     /* read ends of the workload's stdout/stderr pipes, -1 once closed */
+  int wait_status;        /* how the main process ended (AGENT_DRAINING and later) */
+  bool exec_failed;       /* it never became the workload: setup or execve failed */
+  int64_t stop_deadline;  /* monotonic ms at which a stopping workload gets SIGKILL, 0 if none */
+  int64_t drain_deadline; /* monotonic ms at which draining gives up, 0 if none */
+  json_t *exit_info;      /* the EXIT payload, kept until a host acknowledges it */
+
+  int sig_fd;   /* signalfd for SIGCHLD, SIGTERM, SIGINT */
+  bool is_init; /* running as PID 1 of its PID namespace */
+} agent_t;
+
+static void agent_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+
+static void
+agent_log (const char *fmt, ...)
+{
+  char line[512];
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (line, sizeof line, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "nex-agent: %s\n", line);
+}
+
+static int64_t
+agent_now_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *
+agent_state_name (agent_state_t state)
+{
+  switch (state)
+    {
+    case AGENT_IDLE:
+      return "idle";
+    case AGENT_RUNNING:
+    case AGENT_DRAINING:
+      return "running";
+    case AGENT_EXITED:
+      return "exited";
+    }
+  return "idle";
+}
+
+/* --- the outgoing queue --------------------------------------------------------------------------------------- */
+
+static void
+agent_frame_free (agent_frame_t *f)
+{
+  free (f->data);
+  free (f);
+}
+
+static agent_frame_t *
+agent_frame_new (uint8_t *data, size_t len, size_t output, bool per_conn)
+{
+  agent_frame_t *f = nex_xzalloc (sizeof *f);
+  f->data = data;
+  f->len = len;
+  f->output = output;
+  f->per_conn = per_conn;
+  return f;
+}
+
+static void
+agent_queue_append (agent_t *a, agent_frame_t *f)
+{
+  if (a->tail)
+    a->tail->next = f;
+  else
+    a->head = f;
+  a->tail = f;
+  a->queued_output += f->output;
+  if (f->per_conn)
+    a->queued_replies += f->len;
+}
+
+/* Puts F first in line, or second when the first frame is already partly written (frames never interleave). */
+static void
+agent_queue_prepend (agent_t *a, agent_frame_t *f)
+{
+  if (a->head == NULL)
+    {
+      agent_queue_append (a, f);
+      return;
+    }
+  agent_frame_t **at = a->head->off > 0 ? &a->head->next : &a->head;
+  f->next = *at;
+  *at = f;
+  if (f->next == NULL)
+    a->tail = f;
+  a->queued_output += f->output;
+  if (f->per_conn)
+    a->queued_replies += f->len;
+}
+
+static void
+agent_queue_pop (agent_t *a)
+{
+  agent_frame_t *f = a->head;
+  a->head = f->next;
+  if (a->head == NULL)
+    a->tail = NULL;
+  a->queued_output -= f->output;
+  if (f->per_conn)
+    a->queued_replies -= f->len;
+  agent_frame_free (f);
+}
+
+/* Forgets the replies meant for a connection that is gone. */
+static void
+agent_queue_drop_replies (agent_t *a)
+{
+  agent_frame_t **pp = &a->head;
+  a->tail = NULL;
+  while (*pp)
+    {
+      agent_frame_t *f = *pp;
+      if (f->per_conn)
+        {
+          *pp = f->next;
+          a->queued_replies -= f->len;
+          agent_frame_free (f);
+          continue;
+        }
+      a->tail = f;
+      pp = &f->next;
+    }
+}
+
+/* Queues a JSON control frame; OBJ is consumed.  Control frames are never dropped for lack of room: there are
+ * only a handful per workload, and per-connection replies are bounded by agent_conn_check_replies. */
+static void
+agent_queue_json (agent_t *a, nex_wire_type_t type, json_t *obj, bool per_conn, bool first)
+{
+  cleanup_json json_t *o = obj;
+  cleanup_error nex_error_t err = NULL;
+  size_t len;
+  uint8_t *data = nex_wire_encode_json (type, 0, o, &len, &err);
+  if (data == NULL)
+    {
+      agent_log ("cannot encode a %s frame: %s", nex_wire_type_name (type), err->msg);
+      return;
+    }
+  agent_frame_t *f = agent_frame_new (data, len, 0, per_conn);
+  if (first)
+    agent_queue_prepend (a, f);
+  else
+    agent_queue_append (a, f);
+}
+
+static void agent_queue_error (agent_t *a, bool per_conn, const char *phase, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+/* Queues ERROR {message, phase?}. */
+static void
+agent_queue_error (agent_t *a, bool per_conn, const char *phase, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  cleanup_free char *msg = nex_xvasprintf (fmt, ap);
+  va_end (ap);
+  json_t *o = json_object ();
+  json_object_set_new (o, "message", json_string (msg));
+  if (phase)
+    json_object_set_new (o, "phase", json_string (phase));
+  agent_queue_json (a, NEX_WIRE_ERROR, o, per_conn, false);
+}
+
+/* Queues workload output as frames of at most AGENT_CHUNK bytes.  Beyond AGENT_OUTPUT_LIMIT the bytes are
+ * counted and dropped: a host that reads slowly, or is not there, must cost bounded memory and must never make
+ * the workload block on a full pipe. */
+static void
+agent_queue_output (agent_t *a, nex_wire_type_t type, const uint8_t *data, size_t n)
+{
+  size_t room = AGENT_OUTPUT_LIMIT - a->queued_output;
+  if (n > room)
+    {
+      a->dropped_bytes += n - room;
+      n = room;
+    }
+  if (n == 0)
+    return;
+  size_t len;
+  uint8_t *frame = nex_wire_encode (type, 0, data, n, &len, NULL);
+  agent_queue_append (a, agent_frame_new (frame, len, n, false));
+}
+
+/* --- the host connection -------------------------------------------------------------------------------------- */
+
+/* Leaves, handing the host whatever the connection takes without waiting. */
+static void agent_flush (agent_t *a);
+static void __attribute__ ((noreturn)) agent_exit (agent_t *a, int code)
+{
+  agent_flush (a);
+  agent_log ("exiting");
+  exit (code);
+}
+
+static void
+agent_queue_hello (agent_t *a)
+{
+  json_t *o = json_object ();
+  json_object_set_new (o, "version", json_integer (NEX_WIRE_VERSION));
+  json_object_set_new (o, "agent_pid", json_integer (getpid ()));
+  json_object_set_new (o, "state", json_string (agent_state_name (a->state)));
+  if (a->pid > 0)
+    json_object_set_new (o, "pid", json_integer (a->pid));
+  if (a->exit_info)
+    json_object_set (o, "exit", a->exit_info);
+  /* First in line: the greeting must precede whatever output waited for this host. */
+  agent_queue_json (a, NEX_WIRE_HELLO, o, true, true);
+}
+
+/* Closes the current connection (or forgets a lost stream).  Queued state frames and output stay for the next
+ * host; a frame that was only partly written is sent again from its start, so the next host sees whole frames. */
+static void
+agent_conn_close (agent_t *a, const char *why)
+{
+  if (a->conn_fd < 0)
+    return;
+  if (why)
+    agent_log ("host connection closed: %s", why);
+  close (a->conn_fd);
+  a->conn_fd = -1;
+  nex_wire_reader_release (&a->reader);
+  nex_wire_reader_init (&a->reader);
+  if (a->head)
+    a->head->off = 0;
+  agent_queue_drop_replies (a);
+  if (a->transport == AGENT_TRANSPORT_STREAM)
+    {
+      /* A stream cannot be re-dialled: no host will ever reach this agent again.  The workload keeps running
+       * (its end is simply not reported); with nothing running, there is nothing left to wait for. */
+      agent_log ("the host stream is gone for good");
+      if (a->state == AGENT_IDLE || a->state == AGENT_EXITED)
+        agent_exit (a, 0);
+    }
+}
+
+/* Writes queued frames until the connection would block.  Never blocks. */
+static void
+agent_flush (agent_t *a)
+{
+  while (a->conn_fd >= 0 && a->head)
+    {
+      agent_frame_t *f = a->head;
+      ssize_t w = write (a->conn_fd, f->data + f->off, f->len - f->off);
+      if (w < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+          agent_conn_close (a, strerror (errno));
+          return;
+        }
+      f->off += (size_t)w;
+      if (f->off == f->len)
+        agent_queue_pop (a);
+    }
+}
+
+/* The host broke the protocol: tell it why if the socket takes it right now, then hang up.  A listening
+ * transport goes back to accepting; a stream cannot be re-dialled, so its decoder is reset instead and the
+ * stream kept (there is no way to resynchronise a byte stream better than that). */
+static void
+agent_conn_reject (agent_t *a, const char *msg)
+{
+  agent_log ("protocol error from the host: %s", msg);
+  agent_queue_error (a, true, NULL, "%s", msg);
+  agent_flush (a);
+  if (a->transport == AGENT_TRANSPORT_LISTEN)
+    agent_conn_close (a, "protocol error");
+  else
+    {
+      nex_wire_reader_release (&a->reader);
+      nex_wire_reader_init (&a->reader);
+    }
+}
+
+/* A host that keeps sending requests but never reads the replies would grow the queue without bound; past
+ * AGENT_REPLY_LIMIT it is cut off.  Stops a memory-exhaustion attack on PID 1 through the control channel. */
+static void
+agent_conn_check_replies (agent_t *a)
+{
+  if (a->queued_replies > AGENT_REPLY_LIMIT)
+    agent_conn_close (a, "host does not read its replies");
+}
+
+static void
+agent_accept (agent_t *a)
+{
+  int fd = accept4 (a->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0)
+    {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+        agent_log ("accept: %s", strerror (errno));
+      return;
+    }
+  /* Whoever can connect to this socket controls the workload: access is decided by where nexd put the socket
+   * (a directory only it can reach, outside the sandbox's mount namespace) and the workload itself never holds
+   * the descriptor (agent_child closes it).  The newest connection wins, so that a restarted nexd re-attaches
+   * even when the old connection was never seen to close. */
+  if (a->conn_fd >= 0)
+    agent_conn_close (a, "replaced by a new connection");
+  a->conn_fd = fd;
+  agent_queue_hello (a);
+}
+
+/* --- starting the workload ------------------------------------------------------------------------------------ */
+
+/* What a START asks for, validated. */
+typedef struct agent_spec
+{
+  const char *path; /* program to execute (points into the START request) */
+  const char *cwd;  /* working directory (points into the request, or "/") */
+  char **argv;      /* NULL-terminated; the strings point into the request */
+  char **envp;      /* NULL-terminated "NAME=value" strings, owned */
+} agent_spec_t;
+
+static void
+agent_spec_release (agent_spec_t *s)
+{
+  free (s->argv);
+  for (char **e = s->envp; e && *e; e++)
+    free (*e);
+  free (s->envp);
+}
+
+static int
+agent_spec_parse (json_t *req, agent_spec_t *s, nex_error_t *err)
+{
+  memset (s, 0, sizeof *s);
+
+  json_t *path = json_object_get (req, "path");
+  if (!json_is_string (path) || json_string_length (path) == 0)
+    return nex_error_field (err, "path", "start: `path` must be a non-empty string");
+  s->path = json_string_value (path);
+
+  json_t *cwd = json_object_get (req, "cwd");
+  if (cwd == NULL || json_is_null (cwd))
+    s->cwd = "/";
+  else if (json_is_string (cwd) && json_string_length (cwd) > 0)
+    s->cwd = json_string_value (cwd);
+  else
+    return nex_error_field (err, "cwd", "start: `cwd` must be a non-empty string");
+
+  json_t *argv = json_object_get (req, "argv");
+  if (argv == NULL || json_is_null (argv))
+    {
+      s->argv = nex_xzalloc (2 * sizeof *s->argv);
+      s->argv[0] = (char *)s->path;
+    }
+  else
+    {
+      if (!json_is_array (argv) || json_array_size (argv) == 0)
+        return nex_error_field (err, "argv", "start: `argv` must be a non-empty array of strings");
+      size_t n = json_array_size (argv);
+      s->argv = nex_xzalloc ((n + 1) * sizeof *s->argv);
+      for (size_t i = 0; i < n; i++)
+        {
+          json_t *v = json_array_get (argv, i);
+          if (!json_is_string (v))
+            {
+              cleanup_free char *field = nex_xasprintf ("argv[%zu]", i);
+              return nex_error_field (err, field, "start: `argv[%zu]` must be a string", i);
+            }
+          s->argv[i] = (char *)json_string_value (v);
+        }
+    }
+
+  /* The environment is exactly what the host sent: nothing of the agent's own leaks into the workload. */
+  json_t *env = json_object_get (req, "env");
+  size_t n = 0;
+  if (env != NULL && !json_is_null (env) && !json_is_object (env))
+    return nex_error_field (err, "env", "start: `env` must be an object of strings");
+  s->envp = nex_xzalloc ((json_object_size (env) + 1) * sizeof *s->envp);
+  const char *key;
+  json_t *val;
+  json_object_foreach (env, key, val)
+  {
+    cleanup_free char *field = nex_xasprintf ("env.%s", key);
+    /* A name holding '=' would smuggle a different variable in ("A=B" with value "c" reads as A="B=c"),
+     * defeating any check the host made on names. */
+    if (key[0] == '\0' || strchr (key, '=') != NULL)
+      return nex_error_field (err, field, "start: environment variable names must be non-empty and hold no '='");
+    if (!json_is_string (val))
+      return nex_error_field (err, field, "start: `%s` must be a string", field);
+    s->envp[n++] = nex_xasprintf ("%s=%s", key, json_string_value (val));
+  }
+  return 0;
+}
+
+/* What the child reports through its status pipe when it cannot become the workload. */
+typedef enum agent_child_stage
+{
+  AGENT_CHILD_STDIO,
+  AGENT_CHILD_CHDIR,
+  AGENT_CHILD_EXEC,
+} agent_child_stage_t;
+
+typedef struct agent_child_failure
+{
+  int stage;  /* agent_child_stage_t */
+  int errnum; /* errno of the failed call */
+} agent_child_failure_t;
+
+static void __attribute__ ((noreturn)) agent_child_fail (int status_fd, agent_child_stage_t stage, int errnum)
+{
+  agent_child_failure_t f = { .stage = stage, .errnum = errnum };
+  (void)!write (status_fd, &f, sizeof f);
+  _exit (127);
+}
+
+/* Closes every descriptor from FIRST up. */
+static void
+agent_close_from (int first)
+{
+  if (close_range ((unsigned)first, ~0u, 0) == 0)
+    return;
+  /* Kernels before 5.9: the slow way, up to the descriptor limit. */
+  struct rlimit rl;
+  int max = 65536;
+  if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max)
+    max = (int)rl.rlim_cur;
+  for (int fd = first; fd < max; fd++)
+    close (fd);
+}
+
+/* The forked child: becomes the workload or reports why not.  Everything it uses was prepared before fork. */
+static void __attribute__ ((noreturn)) agent_child (const agent_spec_t *s, int out_w, int err_w, int status_w)
+{
+  /* Its own session and process group: STOP signals the whole group (-pid), and the workload cannot reach the
+   * agent's terminal, if it has one. */
+  setsid ();
+
+  /* Dispositions the agent set (SIGPIPE ignored) and its blocked mask would otherwise survive execve and change
+   * how the workload behaves; it gets the defaults a freshly started program expects. */
+  for (int sig = 1; sig < NSIG; sig++)
+    signal (sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset (&none);
+  sigprocmask (SIG_SETMASK, &none, NULL);
+
+  /* stdin reads as empty.  A minimal VM root may lack /dev/null: a pipe whose write end is closed does too. */
+  int in = open ("/dev/null", O_RDONLY);
+  if (in < 0)
+    {
+      int p[2];
+      if (pipe (p) < 0)
+        agent_child_fail (status_w, AGENT_CHILD_STDIO, errno);
+      close (p[1]);
+      in = p[0];
+    }
+  if (dup2 (in, 0) < 0 || dup2 (out_w, 1) < 0 || dup2 (err_w, 2) < 0)
+    agent_child_fail (status_w, AGENT_CHILD_STDIO, errno);
+
+  /* Keep only the status pipe (moved to 3, still close-on-exec) and close everything else: the workload must
+   * not inherit the listening socket or the host connection (it could impersonate the host or hijack the
+   * control channel), nor the signalfd or the pipes' read ends. */
+  if (status_w != 3)
+    {
+      if (dup3 (status_w, 3, O_CLOEXEC) < 0)
+        agent_child_fail (status_w, AGENT_CHILD_STDIO, errno);
+      status_w = 3;
+    }
+  agent_close_from (4);
+
+  if (chdir (s->cwd) < 0)
+    agent_child_fail (status_w, AGENT_CHILD_CHDIR, errno);
+  execve (s->path, s->argv, s->envp);
+  agent_child_fail (status_w, AGENT_CHILD_EXEC, errno);
+}
+
+static int
+agent_set_nonblock (int fd)
+{
+  int fl = fcntl (fd, F_GETFL);
+  if (fl < 0)
+    return -1;
+  return fcntl (fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void
+agent_close_pipes (int pipes[3][2])
+{
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 2; j++)
+      if (pipes[i][j] >= 0)
+        close (pipes[i][j]);
+}
+
+/* Forks and execs the workload.  Failures before fork are refused with ERROR; failures in the child are reported
+ * as ERROR {phase: "exec"} and, once the child is reaped, EXIT {code: 127, exec_failed: true}. */
+static void
+agent_spawn (agent_t *a, const agent_spec_t *s)
+{
+  int pipes[3][2] = { { -1, -1 }, { -1, -1 }, { -1, -1 } };
+  int *out = pipes[0], *errp = pipes[1], *st = pipes[2];
+  if (pipe2 (out, O_CLOEXEC) < 0 || pipe2 (errp, O_CLOEXEC) < 0 || pipe2 (st, O_CLOEXEC) < 0)
+    {
+      agent_queue_error (a, true, "start", "start: pipe: %s", strerror (errno));
+      agent_close_pipes (pipes);
+      return;
+    }
+  pid_t pid = fork ();
+  if (pid < 0)
+    {
+      agent_queue_error (a, true, "start", "start: fork: %s", strerror (errno));
+      agent_close_pipes (pipes);
+      return;
+    }
+  if (pid == 0)
+    agent_child (s, out[1], errp[1], st[1]);
+
+  close (out[1]);
+  close (errp[1]);
+  close (st[1]);
+  agent_set_nonblock (out[0]);
+  agent_set_nonblock (errp[0]);
+  a->out_fd = out[0];
+  a->err_fd = errp[0];
+  a->pid = pid;
+  a->state = AGENT_RUNNING;
+
+  /* The status pipe is close-on-exec: EOF means execve succeeded, a record means the child gave up.  This read
+   * waits only for the child's few setup calls. */
+  agent_child_failure_t f;
+  ssize_t n;
+  do
+    n = read (st[0], &f, sizeof f);
+  while (n < 0 && errno == EINTR);
+  close (st[0]);
+
+  if (n == (ssize_t)sizeof f)
+    {
+      a->exec_failed = true;
+      const char *what = f.stage == AGENT_CHILD_EXEC ? "exec" : f.stage == AGENT_CHILD_CHDIR ? "chdir" : "stdio";
+      const char *arg = f.stage == AGENT_CHILD_EXEC ? s->path : f.stage == AGENT_CHILD_CHDIR ? s->cwd : "";
+      agent_log ("%s `%s`: %s", what, arg, strerror (f.errnum));
+      agent_queue_error (a, false, "exec", "%s `%s`: %s", what, arg, strerror (f.errnum));
+      return;
+    }
+  agent_log ("started `%s` as pid %d", s->path, (int)pid);
+  json_t *o = json_object ();
+  json_object_set_new (o, "pid", json_integer (pid));
+  agent_queue_json (a, NEX_WIRE_STARTED, o, false, false);
+}
+
+/* --- stopping and ending -------------------------------------------------------------------------------------- */
+
+/* SIGKILL for everything the workload may have left.  As PID 1, kill (-1) reaches every other process in the
+ * namespace, including ones that left the workload's process group; otherwise the group is all we may touch. */
+static void
+agent_kill_all (agent_t *a)
+{
+  if (a->is_init)
+    kill (-1, SIGKILL);
+  else if (a->pid > 0)
+    {
+      kill (-a->pid, SIGKILL);
+      kill (a->pid, SIGKILL);
+    }
+}
+
+static void
+agent_stop (agent_t *a, int sig, int64_t grace_ms)
+{
+  if (a->state != AGENT_RUNNING)
+    return;
+  agent_log ("stopping pid %d with signal %d, %lld ms grace", (int)a->pid, sig, (long long)grace_ms);
+  /* The whole group, so that a shell's children stop too; the process itself if it left the group. */
+  if (kill (-a->pid, sig) < 0)
+    kill (a->pid, sig);
+  int64_t deadline = agent_now_ms () + grace_ms;
+  if (a->stop_deadline == 0 || deadline < a->stop_deadline)
+    a->stop_deadline = deadline;
+}
+
+/* The drain is over: report the end, keep the report for every later HELLO until an ACK. */
+static void
+agent_finish (agent_t *a)
+{
+  if (a->out_fd >= 0)
+    close (a->out_fd);
+  if (a->err_fd >= 0)
+    close (a->err_fd);
+  a->out_fd = a->err_fd = -1;
+  a->drain_deadline = 0;
+
+  json_t *o = json_object ();
+  if (WIFSIGNALED (a->wait_status))
+    json_object_set_new (o, "signal", json_integer (WTERMSIG (a->wait_status)));
+  else
+    json_object_set_new (o, "code", json_integer (WEXITSTATUS (a->wait_status)));
+  json_object_set_new (o, "dropped_bytes", json_integer ((json_int_t)a->dropped_bytes));
+  if (a->exec_failed)
+    json_object_set_new (o, "exec_failed", json_true ());
+  a->exit_info = o;
+  a->state = AGENT_EXITED;
+  agent_queue_json (a, NEX_WIRE_EXIT, json_incref (o), false, false);
+  if (a->transport == AGENT_TRANSPORT_STREAM && a->conn_fd < 0)
+    agent_exit (a, 0); /* the stream is gone: no ACK can ever come */
+}
+
+static void
+agent_check_drained (agent_t *a)
+{
+  if (a->state == AGENT_DRAINING && a->out_fd < 0 && a->err_fd < 0)
+    agent_finish (a);
+}
+
+static void
+agent_workload_ended (agent_t *a, int status)
+{
+  if (WIFSIGNALED (status))
+    agent_log ("pid %d was killed by signal %d", (int)a->pid, WTERMSIG (status));
+  else
+    agent_log ("pid %d exited with code %d", (int)a->pid, WEXITSTATUS (status));
+  a->wait_status = status;
+  a->state = AGENT_DRAINING;
+  a->stop_deadline = 0;
+  /* Nothing the workload started may outlive it (daemons, stragglers holding the pipes open). */
+  agent_kill_all (a);
+  a->drain_deadline = agent_now_ms () + AGENT_DRAIN_MS;
+  agent_check_drained (a);
+}
+
+/* As init, every orphan in the namespace becomes our child: reap them all, or they pile up as zombies. */
+static void
+agent_reap (agent_t *a)
+{
+  for (;;)
+    {
+      int status;
+      pid_t p = waitpid (-1, &status, WNOHANG);
+      if (p <= 0)
+        return;
+      if (p == a->pid && a->state == AGENT_RUNNING)
+        agent_workload_ended (a, status);
+    }
+}
+
+/* Reads one chunk of workload output.  Never blocks; EOF or an error closes that pipe. */
+static void
+agent_read_output (agent_t *a, int *fd, nex_wire_type_t type)
+{
+  static uint8_t buf[AGENT_CHUNK];
+  ssize_t n = read (*fd, buf, sizeof buf);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  if (n <= 0)
+    {
+      close (*fd);
+      *fd = -1;
+      agent_check_drained (a);
+      return;
+    }
+  agent_queue_output (a, type, buf, (size_t)n);
+}
+
+/* --- requests from the host ----------------------------------------------------------------------------------- */
+
+static void
+agent_handle_start (agent_t *a, json_t *req)
+{
+  if (a->state != AGENT_IDLE)
+    {
+      agent_queue_error (a, true, "start", "start: the workload was already started (pid %d)", (int)a->pid);
+      return;
+    }
+  cleanup_error nex_error_t err = NULL;
+  agent_spec_t spec;
+  if (agent_spec_parse (req, &spec, &err) < 0)
+    agent_queue_error (a, true, "start", "%s", err->msg);
+  else
+    agent_spawn (a, &spec);
+  agent_spec_release (&spec);
+}
+
+/* Reads an optional integer field KEY of OBJ within [MIN, MAX]; DEF when absent or null. */
+static int
+agent_json_int (json_t *obj, const char *key, json_int_t def, json_int_t min, json_int_t max, json_int_t *out)
+{
+  json_t *v = json_object_get (obj, key);
+  if (v == NULL || json_is_null (v))
+    {
+      *out = def;
+      return 0;
+    }
+  if (!json_is_integer (v) || json_integer_value (v) < min || json_integer_value (v) > max)
+    return -1;
+  *out = json_integer_value (v);
+  return 0;
+}
+
+static void
+agent_handle_stop (agent_t *a, json_t *req)
+{
+  json_int_t sig, grace;
+  if (agent_json_int (req, "signal", SIGTERM, 1, NSIG - 1, &sig) < 0)
+    {
+      agent_queue_error (a, true, NULL, "stop: `signal` must be an integer from 1 to %d", NSIG - 1);
+      return;
+    }
+  if (agent_json_int (req, "grace_ms", AGENT_STOP_GRACE_MS, 0, AGENT_MAX_GRACE_MS, &grace) < 0)
+    {
+      agent_queue_error (a, true, NULL, "stop: `grace_ms` must be an integer from 0 to %d", AGENT_MAX_GRACE_MS);
+      return;
+    }
+  if (a->state == AGENT_IDLE)
+    {
+      agent_queue_error (a, true, NULL, "stop: no workload has been started");
+      return;
+    }
+  /* After the end a STOP is a harmless race with the EXIT already on its way: nothing to do, nothing to say. */
+  agent_stop (a, (int)sig, grace);
+}
+
+/* Handles one frame; -1 when it is malformed (the connection is then rejected). */
+static int
+agent_handle_frame (agent_t *a, const nex_wire_frame_t *f, nex_error_t *err)
+{
+  if (f->channel != 0)
+    {
+      agent_queue_error (a, true, NULL, "%s on channel %u: exec sessions are not supported",
+                         nex_wire_type_name (f->type), (unsigned)f->channel);
+      return 0;
+    }
+  if (!nex_wire_type_is_json (f->type))
+    {
+      agent_queue_error (a, true, NULL, "%s frames are not accepted by the agent", nex_wire_type_name (f->type));
+      return 0;
+    }
+  cleanup_json json_t *req = nex_wire_frame_json (f, err);
+  if (req == NULL)
+    return -1;
+
+  switch (f->type)
+    {
+    case NEX_WIRE_START:
+      agent_handle_start (a, req);
+      break;
+    case NEX_WIRE_STOP:
+      agent_handle_stop (a, req);
+      break;
+    case NEX_WIRE_ACK:
+      if (a->state == AGENT_EXITED)
+        agent_exit (a, 0);
+      agent_queue_error (a, true, NULL, "ack: the workload has not exited");
+      break;
+    case NEX_WIRE_HELLO:
+      /* A host on a stream cannot re-dial; its HELLO asks for a fresh greeting instead. */
+      agent_queue_hello (a);
+      break;
+    case NEX_WIRE_ERROR:
+      {
+        /* Never answered, so that two ends refusing each other cannot loop. */
+        const char *m = json_string_value (json_object_get (req, "message"));
+        agent_log ("host reports an error: %.200s", m ? m : "(no message)");
+        break;
+      }
+    default:
+      agent_queue_error (a, true, NULL, "unexpected %s frame", nex_wire_type_name (f->type));
+      break;
+    }
+  return 0;
+}
+
+/* Reads what the host sent and handles every complete frame. */
+static void
+agent_conn_read (agent_t *a)
+{
+  uint8_t buf[AGENT_CHUNK];
+  int fd = a->conn_fd;
+  size_t want = nex_wire_reader_room (&a->reader);
+  ssize_t n = read (fd, buf, want < sizeof buf ? want : sizeof buf);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  if (n <= 0)
+    {
+      agent_conn_close (a, n == 0 ? "end of stream" : strerror (errno));
+      return;
+    }
+
+  cleanup_error nex_error_t err = NULL;
+  if (nex_wire_reader_feed (&a->reader, buf, (size_t)n, &err) < 0)
+    {
+      agent_conn_reject (a, err->msg);
+      return;
+    }
+  for (;;)
+    {
+      nex_wire_frame_t f;
+      int r = nex_wire_reader_next (&a->reader, &f, &err);
+      if (r == 0)
+        break;
+      if (r < 0 || agent_handle_frame (a, &f, &err) < 0)
+        {
+          agent_conn_reject (a, err->msg);
+          return;
+        }
+      if (a->conn_fd != fd)
+        return;
+    }
+  agent_conn_check_replies (a);
+}
+
+static void
+agent_handle_signals (agent_t *a)
+{
+  struct signalfd_siginfo si;
+  while (read (a->sig_fd, &si, sizeof si) == (ssize_t)sizeof si)
+    {
+      switch (si.ssi_signo)
+        {
+        case SIGCHLD:
+          agent_reap (a);
+          break;
+        case SIGTERM:
+        case SIGINT:
+          /* Sent by whoever shuts the sandbox down (or by the workload itself, which can only stop itself
+           * this way): stop the workload as a STOP would; with nothing left to report, leave. */
+          if (a->state == AGENT_IDLE || a->state == AGENT_EXITED)
+            agent_exit (a, 0);
+          agent_stop (a, SIGTERM, AGENT_STOP_GRACE_MS);
+          break;
+        default:
+          break;
+        }
+    }
+}
+
+static void
+agent_handle_deadlines (agent_t *a)
+{
+  int64_t now = agent_now_ms ();
+  if (a->state == AGENT_RUNNING && a->stop_deadline && now >= a->stop_deadline)
+    {
+      agent_log ("pid %d outlived its grace; killing", (int)a->pid);
+      agent_kill_all (a);
+      a->stop_deadline = 0;
+    }
+  if (a->state == AGENT_DRAINING && a->drain_deadline && now >= a->drain_deadline)
+    {
+      agent_log ("output pipes still open %d ms after the workload ended; closing them", AGENT_DRAIN_MS);
+      agent_finish (a);
+    }
+}
+
+static int
+agent_poll_timeout (const agent_t *a)
+{
+  int64_t next = 0;
+  if (a->state == AGENT_RUNNING && a->stop_deadline)
+    next = a->stop_deadline;
+  if (a->state == AGENT_DRAINING && a->drain_deadline && (next == 0 || a->drain_deadline < next))
+    next = a->drain_deadline;
+  if (next == 0)
+    return -1;
+  int64_t left = next - agent_now_ms ();
+  return left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
+}
+
+static void __attribute__ ((noreturn)) agent_run (agent_t *a)
+{
+  for (;;)
+    {
+      struct pollfd p[5];
+      int n = 0, i_sig, i_listen = -1, i_conn = -1, i_out = -1, i_err = -1;
+      p[i_sig = n++] = (struct pollfd){ .fd = a->sig_fd, .events = POLLIN };
+      if (a->listen_fd >= 0)
+        p[i_listen = n++] = (struct pollfd){ .fd = a->listen_fd, .events = POLLIN };
+      if (a->conn_fd >= 0)
+        p[i_conn = n++] = (struct pollfd){ .fd = a->conn_fd, .events = POLLIN | (a->head ? POLLOUT : 0) };
+      if (a->out_fd >= 0)
+        p[i_out = n++] = (struct pollfd){ .fd = a->out_fd, .events = POLLIN };
+      if (a->err_fd >= 0)
+        p[i_err = n++] = (struct pollfd){ .fd = a->err_fd, .events = POLLIN };
+
+      if (poll (p, (nfds_t)n, agent_poll_timeout (a)) < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          agent_log ("poll: %s", strerror (errno));
+          exit (1);
+        }
+
+      if (p[i_sig].revents)
+        agent_handle_signals (a);
+      /* Output first, so that what the workload wrote is queued ahead of an EXIT this round may produce. */
+      if (i_out >= 0 && p[i_out].revents && a->out_fd >= 0)
+        agent_read_output (a, &a->out_fd, NEX_WIRE_STDOUT);
+      if (i_err >= 0 && p[i_err].revents && a->err_fd >= 0)
+        agent_read_output (a, &a->err_fd, NEX_WIRE_STDERR);
+      if (i_conn >= 0 && a->conn_fd == p[i_conn].fd)
+        {
+          if (p[i_conn].revents & (POLLIN | POLLHUP | POLLERR))
+            agent_conn_read (a);
+          if (a->conn_fd >= 0 && (p[i_conn].revents & POLLOUT))
+            agent_flush (a);
+        }
+      if (i_listen >= 0 && (p[i_listen].revents & POLLIN))
+        agent_accept (a);
+      agent_handle_deadlines (a);
+    }
+}
+
+/* --- start-up ------------------------------------------------------------------------------------------------- */
+
+/* Descriptors 0-2 must be open before anything else is: as PID 1 of a VM they may not be, and a pipe or socket
+ * landing on 1 or 2 would then receive the agent's diagnostics, or be clobbered by the child's dup2. */
+static void
+agent_fill_std_fds (void)
+{
+  for (int fd = 0; fd < 3; fd++)
+    {
+      if (fcntl (fd, F_GETFD) >= 0 || errno != EBADF)
+        continue;
+      int nfd = open ("/dev/null", O_RDWR);
+      if (nfd < 0)
+        nfd = open ("/", O_RDONLY | O_DIRECTORY);
+      if (nfd < 0)
+        {
+          /* Nothing to hold the slot with: an empty pipe's ends will do. */
+          int p[2];
+          if (pipe (p) < 0)
+            _exit (1);
+          nfd = p[0];
+        }
+      if (nfd != fd)
+        _exit (1); /* lower slots are filled first, so this cannot happen */
+    }
+}
+
+static void
+agent_usage (FILE *out)
+{
+  fprintf (out,
+           "Usage: nex-agent [--listen-fd N | --stream-fd N | --stream-path PATH]\n"
+           "\n"
+           "Runs as PID 1 of a Nex sandbox or VM and serves the host<->agent wire protocol.\n"
+           "  --listen-fd N       accept host connections on listening socket N (default: %d)\n"
+           "  --stream-fd N       speak over the already connected byte stream N\n"
+           "  --stream-path PATH  open PATH (e.g. /dev/hvc0) and speak over it\n"
+           "  --help              print this help\n",
+           AGENT_DEFAULT_LISTEN_FD);
+}
+
+static int
+agent_parse_fd (const char *s)
+{
+  char *end;
+  errno = 0;
+  long v = strtol (s, &end, 10);
+  if (errno || end == s || *end != '\0' || v < 0 || v > INT_MAX)
+    {
+      agent_log ("invalid descriptor `%s`", s);
+      exit (2);
+    }
+  return (int)v;
+}
+
+/* Prepares the transport chosen on the command line; exits with a diagnostic when it is unusable. */
+static void
+agent_transport_open (agent_t *a, agent_transport_t kind, int fd, const char *path)
+{
+  a->transport = kind;
+  if (kind == AGENT_TRANSPORT_STREAM && path)
+    {
+      fd = open (path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+      if (fd < 0)
+        {
+          agent_log ("open `%s`: %s", path, strerror (errno));
+          exit (1);
+        }
+    }
+  if (fcntl (fd, F_SETFD, FD_CLOEXEC) < 0 || agent_set_nonblock (fd) < 0)
+    {
+      agent_log ("descriptor %d: %s", fd, strerror (errno));
+      exit (1);
+    }
+  if (kind == AGENT_TRANSPORT_LISTEN)
+    {
+      int listening = 0;
+      socklen_t len = sizeof listening;
+      if (getsockopt (fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening)
+        {
+          agent_log ("descriptor %d is not a listening socket", fd);
+          exit (1);
+        }
+      a->listen_fd = fd;
+      return;
+    }
+  /* A console's line discipline would echo the host's bytes back and rewrite newlines and control characters,
+   * corrupting frames in both directions: the terminal must pass bytes through untouched. */
+  struct termios t;
+  if (isatty (fd) && tcgetattr (fd, &t) == 0)
+    {
+      cfmakeraw (&t);
+      if (tcsetattr (fd, TCSANOW, &t) < 0)
+        agent_log ("cannot make the console raw: %s", strerror (errno));
+    }
+  a->conn_fd = fd;
+  agent_queue_hello (a);
+}
+
+int
+main (int argc, char **argv)
+{
+  static const struct option opts[] = {
+    { "listen-fd", required_argument, NULL, 'l' },
+    { "stream-fd", required_argument, NULL, 's' },
+    { "stream-path", required_argument, NULL, 'p' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  agent_transport_t kind = AGENT_TRANSPORT_LISTEN;
+  int fd = AGENT_DEFAULT_LISTEN_FD;
+  const char *path = NULL;
+  int c, chosen = 0;
+  while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1)
+    {
+      switch (c)
+        {
+        case 'l':
+          kind = AGENT_TRANSPORT_LISTEN;
+          fd = agent_parse_fd (optarg);
+          break;
+        case 's':
+          kind = AGENT_TRANSPORT_STREAM;
+          fd = agent_parse_fd (optarg);
+          break;
+        case 'p':
+          kind = AGENT_TRANSPORT_STREAM;
+          path = optarg;
+          break;
+        case 'h':
+          agent_usage (stdout);
+          return 0;
+        default:
+          agent_usage (stderr);
+          return 2;
+        }
+      chosen++;
+    }
+  if (optind < argc || chosen > 1)
+    {
+      agent_usage (stderr);
+      return 2;
+    }
+
+  agent_fill_std_fds ();
+  /* Out of memory is fatal everywhere in Nex; jansson allocates through the same aborting allocator, so no
+   * JSON call below can fail half-way for lack of memory. */
+  json_set_alloc_funcs (nex_xmalloc, free);
+
+  agent_t a = {
+    .listen_fd = -1,
+    .conn_fd = -1,
+    .out_fd = -1,
+    .err_fd = -1,
+    .sig_fd = -1,
+    .is_init = getpid () == 1,
+  };
+  nex_wire_reader_init (&a.reader);
+
+  /* The workload runs as the same user: without this it could ptrace the agent or read its memory and speak
+   * to the host in the agent's name.  execve restores the flag for the workload itself. */
+  prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+  /* A host that hangs up must cost a write error, not PID 1's life. */
+  signal (SIGPIPE, SIG_IGN);
+
+  sigset_t mask;
+  sigemptyset (&mask);
+  sigaddset (&mask, SIGCHLD);
+  sigaddset (&mask, SIGTERM);
+  sigaddset (&mask, SIGINT);
+  if (sigprocmask (SIG_BLOCK, &mask, NULL) < 0 || (a.sig_fd = signalfd (-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+    {
+      agent_log ("signalfd: %s", strerror (errno));
+      return 1;
+    }
+
+  agent_transport_open (&a, kind, fd, path);
+  agent_run (&a);
+}
