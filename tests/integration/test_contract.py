@@ -1,0 +1,226 @@
+"""test_contract.py — holds nexd's answers to openapi.yaml, and openapi.yaml to itself.
+
+openapi.yaml is loaded with PyYAML.  Schemas are checked with jsonschema's Draft 2020-12 validator (OpenAPI 3.1's
+dialect); `#/components/...` references resolve because each schema is validated inside a document that carries
+the spec's components.
+
+Without nexd: the document is OpenAPI 3.1, documents every route of the API, its schemas are valid, every
+reference resolves, and every example matches its schema.
+
+With a real nexd: the responses to a deploy, a GET, a list, logs, the node, a stop, and the 400, 404, 405 and 422
+problems have a status documented for their operation, a documented content type, documented headers, and a
+body valid against the documented schema with no undocumented top-level field.
+"""
+
+import copy
+
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
+
+from conftest import REPO
+
+SPEC_PATH = REPO / "openapi.yaml"
+SPEC = yaml.safe_load(SPEC_PATH.read_text())
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+
+# Every operation of the API as the brief of the REST API lists it.
+EXPECTED_OPERATIONS = {
+    ("get", "/v1/node"),
+    ("get", "/v1/workloads"),
+    ("post", "/v1/workloads"),
+    ("get", "/v1/workloads/{id}"),
+    ("delete", "/v1/workloads/{id}"),
+    ("get", "/v1/workloads/{id}/logs"),
+}
+
+
+def pointer(ref):
+    """The object a local reference ("#/a/b") names in the spec."""
+    assert ref.startswith("#/"), f"only local references are used: {ref}"
+    node = SPEC
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        assert isinstance(node, dict) and part in node, f"unresolved reference {ref}"
+        node = node[part]
+    return node
+
+
+def resolve(obj):
+    """Follows OpenAPI-level references (responses, parameters, examples) to the object itself."""
+    while isinstance(obj, dict) and "$ref" in obj:
+        obj = pointer(obj["$ref"])
+    return obj
+
+
+def validator(schema):
+    root = copy.deepcopy(schema)
+    root["components"] = SPEC["components"]
+    return Draft202012Validator(root, format_checker=FormatChecker())
+
+
+def schema_errors(schema, instance):
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in validator(schema).iter_errors(instance)]
+
+
+def declared_properties(schema):
+    """Top-level property names a schema declares (through $ref and allOf)."""
+    schema = resolve(schema)
+    names = set(schema.get("properties", {}))
+    for sub in schema.get("allOf", []):
+        names |= declared_properties(sub)
+    return names
+
+
+def operations():
+    for path, item in SPEC["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield method, path, item[method]
+
+
+def walk(obj, where="#"):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from walk(v, f"{where}/{k}")
+        yield where, obj
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from walk(v, f"{where}/{i}")
+
+
+# --- the document itself ----------------------------------------------------------------------------------------
+def test_is_openapi_31_with_every_operation():
+    assert str(SPEC["openapi"]).startswith("3.1.")
+    assert SPEC["info"]["title"] and SPEC["info"]["version"]
+    assert {(m, p) for m, p, _ in operations()} == EXPECTED_OPERATIONS
+    ids = [op.get("operationId") for _, _, op in operations()]
+    assert all(ids) and len(set(ids)) == len(ids), ids
+    for method, path, op in operations():
+        assert op.get("responses"), f"{method} {path} documents no response"
+
+
+def test_every_reference_resolves():
+    for where, obj in walk(SPEC):
+        if "$ref" in obj and isinstance(obj["$ref"], str):
+            pointer(obj["$ref"])  # asserts
+
+
+def test_schemas_are_valid_2020_12():
+    for name, schema in SPEC["components"]["schemas"].items():
+        Draft202012Validator.check_schema(schema)
+
+
+def test_problems_on_every_error_response():
+    for method, path, op in operations():
+        for status, response in op["responses"].items():
+            response = resolve(response)
+            if int(status) >= 400:
+                content = response.get("content", {})
+                assert list(content) == ["application/problem+json"], f"{method} {path} {status}"
+                assert content["application/problem+json"]["schema"] == {
+                    "$ref": "#/components/schemas/ProblemDetails"}
+            if status == "405":
+                assert "Allow" in response.get("headers", {}), f"{method} {path} 405 has no Allow header"
+
+
+def test_examples_match_their_schemas():
+    checked = 0
+    for method, path, op in operations():
+        media = []
+        body = resolve(op.get("requestBody", {}))
+        media += [(f"{method} {path} request", m) for m in body.get("content", {}).values()]
+        for status, response in op["responses"].items():
+            media += [(f"{method} {path} {status}", m) for m in resolve(response).get("content", {}).values()]
+        for where, m in media:
+            for name, example in m.get("examples", {}).items():
+                value = resolve(example)["value"]
+                errors = schema_errors(m["schema"], value)
+                assert not errors, f"example {name} of {where}: {errors}"
+                checked += 1
+    assert checked >= 10
+
+
+# --- nexd's answers ---------------------------------------------------------------------------------------------
+def check(r, method, template):
+    """Asserts that response R to METHOD on the path TEMPLATE is as openapi.yaml documents; returns its body."""
+    op = SPEC["paths"][template][method]
+    status = str(r.status_code)
+    assert status in op["responses"], (
+        f"{method.upper()} {template} answered {status}, which is not documented "
+        f"(documented: {sorted(op['responses'])}); body: {r.text[:300]}")
+    documented = resolve(op["responses"][status])
+    ctype = r.headers.get("Content-Type", "").split(";")[0].strip()
+    content = documented.get("content", {})
+    assert ctype in content, f"{method.upper()} {template} {status}: content type {ctype!r} not in {list(content)}"
+    for header, spec in documented.get("headers", {}).items():
+        assert header in r.headers, f"{method.upper()} {template} {status}: no {header} header"
+    body = r.json()
+    schema = content[ctype]["schema"]
+    errors = schema_errors(schema, body)
+    assert not errors, f"{method.upper()} {template} {status} does not match its schema: {errors}; body: {body}"
+    undocumented = set(body) - declared_properties(schema)
+    assert not undocumented, f"{method.upper()} {template} {status}: undocumented fields {sorted(undocumented)}"
+    return body
+
+
+def test_success_responses_match(nexd):
+    r = nexd.deploy(name="hello", artifact=nexd.program("hello"), argv=["hello", "x"], env={"A": "b"},
+                    description="contract")
+    w = check(r, "post", "/v1/workloads")
+    wid = w["id"]
+    nexd.wait_state(wid, "exited")
+    check(nexd.get(f"/v1/workloads/{wid}"), "get", "/v1/workloads/{id}")
+    check(nexd.get("/v1/workloads"), "get", "/v1/workloads")
+    check(nexd.get("/v1/workloads", params={"namespace": "default", "state": "exited"}), "get", "/v1/workloads")
+    logs = check(nexd.get(f"/v1/workloads/{wid}/logs"), "get", "/v1/workloads/{id}/logs")
+    assert logs["lines"]
+    check(nexd.get(f"/v1/workloads/{wid}/logs", params={"tail": 1}), "get", "/v1/workloads/{id}/logs")
+    node = check(nexd.get("/v1/node"), "get", "/v1/node")
+    assert node["default_driver"] == "sandbox"
+    assert any(d["name"] == "sandbox" for d in node["drivers"])
+
+    # a stop of an ended workload (200), and of a running one (202), then the stopped record
+    check(nexd.delete(f"/v1/workloads/{wid}"), "delete", "/v1/workloads/{id}")
+    s = nexd.deploy_ok(name="sleeper", artifact=nexd.program("sleeper"))
+    running = nexd.wait_state(s["id"], "running")
+    check(nexd.get(f"/v1/workloads/{s['id']}"), "get", "/v1/workloads/{id}")
+    assert running["pid"] is not None
+    r = nexd.delete(f"/v1/workloads/{s['id']}", params={"grace_s": 1})
+    assert r.status_code == 202
+    check(r, "delete", "/v1/workloads/{id}")
+    nexd.wait_state(s["id"], "stopped", timeout=5)
+    check(nexd.get(f"/v1/workloads/{s['id']}"), "get", "/v1/workloads/{id}")
+    check(nexd.get("/v1/workloads", params={"state": "stopped"}), "get", "/v1/workloads")
+
+    # a failed one
+    f = nexd.deploy_ok(name="mismatch", artifact=nexd.program("hello"), sha256="1" * 64)
+    nexd.wait_state(f["id"], "failed")
+    check(nexd.get(f"/v1/workloads/{f['id']}"), "get", "/v1/workloads/{id}")
+
+
+def test_problem_responses_match(nexd):
+    p = check(nexd.deploy(artifact=nexd.program("hello")), "post", "/v1/workloads")
+    assert p["status"] == 422 and p["field"] == "name"
+    p = check(nexd.deploy(name="x", artifact="http://127.0.0.1:9/x"), "post", "/v1/workloads")
+    assert p["status"] == 422 and p["field"] == "artifact"
+    r = nexd.post("/v1/workloads", data=b"{", headers={"Content-Type": "application/json"})
+    assert check(r, "post", "/v1/workloads")["status"] == 400
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert check(nexd.get(f"/v1/workloads/{unknown}"), "get", "/v1/workloads/{id}")["status"] == 404
+    assert check(nexd.delete(f"/v1/workloads/{unknown}"), "delete", "/v1/workloads/{id}")["status"] == 404
+    assert check(nexd.get(f"/v1/workloads/{unknown}/logs"), "get", "/v1/workloads/{id}/logs")["status"] == 404
+    assert check(nexd.get("/v1/workloads", params={"state": "nope"}), "get", "/v1/workloads")["status"] == 422
+    assert check(nexd.request("PUT", "/v1/workloads"), "post", "/v1/workloads")["status"] == 405
+
+    # an unknown route has no operation: its problem must still be a documented ProblemDetails
+    r = nexd.get("/v1/nope")
+    assert r.status_code == 404
+    errors = schema_errors({"$ref": "#/components/schemas/ProblemDetails"}, r.json())
+    assert not errors, errors
+
+
+def test_every_schema_is_used():
+    text = SPEC_PATH.read_text()
+    unused = [n for n in SPEC["components"]["schemas"] if f"#/components/schemas/{n}\"" not in text]
+    assert not unused, f"schemas defined but never referenced: {unused}"
