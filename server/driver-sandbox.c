@@ -60,23 +60,11 @@ typedef struct sandbox_child
   const char *hostname;
   unsigned long artifact_flags; /* mount flags the artifact's filesystem imposes (kept on remount) */
   unsigned long agent_flags;
-  char *paths[16];           /* targets under root: workload, sbin, sbin/nex-agent, proc, dev, dev/..., tmp */
   int sync_fd;               /* read end: the parent has written the id maps */
   int error_fd;              /* write end: failure message */
   int listen_fd;             /* the agent's listening socket */
   int log_fd;                /* the agent's stdout/stderr (run_dir/agent.log) */
 } sandbox_child_t;
-
-enum
-{
-  P_WORKLOAD,
-  P_SBIN,
-  P_AGENT,
-  P_PROC,
-  P_DEV,
-  P_TMP,
-  P_DEV_NODE0 /* ... + N_DEV_NODES */
-};
 
 static void __attribute__ ((noreturn)) child_fail (const sandbox_child_t *c, const char *what)
 {
@@ -141,42 +129,54 @@ sandbox_child (void *arg)
   /* Wait until the parent has mapped our ids; before that we are nobody in our own user namespace. */
   if (read (c->sync_fd, &go, 1) != 1)
     child_fail (c, "waiting for id maps");
+
+  /* Our mounts must not propagate back to the host. */
+  if (mount (NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    child_fail (c, "make / private");
+  /* Until the switch to the sandbox's root below, file access is still checked as host uid 0, which owns the
+   * data directory (mode 0700): reach the run dir and pin the two executables now, by descriptor. */
+  if (mount ("nex-root", c->root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,uid=0,gid=0,size=1m") < 0)
+    child_fail (c, "mount root tmpfs");
+  int artifact_fd = open (c->artifact, O_PATH | O_CLOEXEC);
+  int agent_fd = open (c->agent, O_PATH | O_CLOEXEC);
+  if (artifact_fd < 0 || agent_fd < 0)
+    child_fail (c, "open workload or agent");
+  if (chdir (c->root) < 0)
+    child_fail (c, "chdir root");
+
+  /* Become the sandbox's root (host uid NEX_SANDBOX_UID_BASE): files created from here on are owned by it. */
   if (setresgid (0, 0, 0) < 0 || setresuid (0, 0, 0) < 0)
     child_fail (c, "setresuid");
   if (setgroups (0, NULL) < 0)
     child_fail (c, "setgroups");
 
-  /* Our mounts must not propagate back to the host. */
-  if (mount (NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-    child_fail (c, "make / private");
-  if (mount ("nex-root", c->root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
-    child_fail (c, "mount root tmpfs");
-  if (mkdir (c->paths[P_SBIN], 0755) < 0 || mkdir (c->paths[P_PROC], 0555) < 0 || mkdir (c->paths[P_DEV], 0755) < 0
-      || mkdir (c->paths[P_TMP], 01777) < 0)
+  if (mkdir ("sbin", 0755) < 0 || mkdir ("proc", 0555) < 0 || mkdir ("dev", 0755) < 0 || mkdir ("tmp", 01777) < 0)
     child_fail (c, "populate root");
-  if (touch (c->paths[P_WORKLOAD]) < 0 || touch (c->paths[P_AGENT]) < 0)
+  if (touch ("workload") < 0 || touch ("sbin/nex-agent") < 0)
     child_fail (c, "populate root");
-  if (bind_ro (c->artifact, c->paths[P_WORKLOAD], c->artifact_flags) < 0)
+  char src[64];
+  snprintf (src, sizeof src, "/proc/self/fd/%d", artifact_fd);
+  if (bind_ro (src, "workload", c->artifact_flags) < 0)
     child_fail (c, "bind workload");
-  if (bind_ro (c->agent, c->paths[P_AGENT], c->agent_flags) < 0)
+  snprintf (src, sizeof src, "/proc/self/fd/%d", agent_fd);
+  if (bind_ro (src, "sbin/nex-agent", c->agent_flags) < 0)
     child_fail (c, "bind agent");
   for (size_t i = 0; i < N_DEV_NODES; i++)
     {
-      char src[32];
+      char dst[32];
       snprintf (src, sizeof src, "/dev/%s", dev_nodes[i]);
+      snprintf (dst, sizeof dst, "dev/%s", dev_nodes[i]);
       /* Device nodes cannot be created in a user namespace; binding the host's harmless ones is the only way
        * (and all a static workload needs). */
-      if (touch (c->paths[P_DEV_NODE0 + i]) < 0 || mount (src, c->paths[P_DEV_NODE0 + i], NULL, MS_BIND, NULL) < 0)
+      if (touch (dst) < 0 || mount (src, dst, NULL, MS_BIND, NULL) < 0)
         child_fail (c, "bind device node");
     }
-  if (mount ("proc", c->paths[P_PROC], "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+  if (mount ("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     child_fail (c, "mount proc");
-  if (mount ("nex-tmp", c->paths[P_TMP], "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m") < 0)
+  if (mount ("nex-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m") < 0)
     child_fail (c, "mount tmp");
 
   /* Swap roots and detach the host's: after this no path leads outside the sandbox. */
-  if (chdir (c->root) < 0)
-    child_fail (c, "chdir root");
   if (syscall (SYS_pivot_root, ".", ".") < 0)
     child_fail (c, "pivot_root");
   if (umount2 (".", MNT_DETACH) < 0)
@@ -290,6 +290,10 @@ static int
 sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err)
 {
   sandbox_child_t c = { 0 };
+  cleanup_free char *stack = NULL;
+  cleanup_free char *map = NULL;
+  cleanup_free char *uid_map = NULL;
+  cleanup_free char *gid_map = NULL;
   cleanup_free char *root = nex_xasprintf ("%s/root", l->run_dir);
   cleanup_free char *sock = nex_xasprintf ("%s/agent.sock", l->run_dir);
   cleanup_free char *log = nex_xasprintf ("%s/agent.log", l->run_dir);
@@ -316,25 +320,15 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   c.hostname = l->hostname;
   c.artifact_flags = locked_mount_flags (l->artifact_path);
   c.agent_flags = locked_mount_flags (l->agent_path);
-  c.paths[P_WORKLOAD] = nex_xasprintf ("%s/workload", root);
-  c.paths[P_SBIN] = nex_xasprintf ("%s/sbin", root);
-  c.paths[P_AGENT] = nex_xasprintf ("%s/sbin/nex-agent", root);
-  c.paths[P_PROC] = nex_xasprintf ("%s/proc", root);
-  c.paths[P_DEV] = nex_xasprintf ("%s/dev", root);
-  c.paths[P_TMP] = nex_xasprintf ("%s/tmp", root);
-  for (size_t i = 0; i < N_DEV_NODES; i++)
-    c.paths[P_DEV_NODE0 + i] = nex_xasprintf ("%s/dev/%s", root, dev_nodes[i]);
   c.sync_fd = sync_pipe[0];
   c.error_fd = error_pipe[1];
   c.listen_fd = listen_fd;
   c.log_fd = log_fd;
 
-  cleanup_free char *stack = nex_xmalloc (CHILD_STACK_SIZE);
+  stack = nex_xmalloc (CHILD_STACK_SIZE);
   pid_t pid = clone (sandbox_child, stack + CHILD_STACK_SIZE,
                      CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD,
                      &c);
-  for (size_t i = 0; i < sizeof c.paths / sizeof c.paths[0]; i++)
-    free (c.paths[i]);
   if (pid < 0)
     {
       nex_error_sys (err, errno, "clone sandbox");
@@ -344,9 +338,9 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   close (NEX_STEAL_FD (error_pipe[1]));
 
   /* Map the sandbox's ids 0..65535 to an unprivileged host range, then let the child go on. */
-  cleanup_free char *map = nex_xasprintf ("0 %d %d\n", NEX_SANDBOX_UID_BASE, NEX_SANDBOX_ID_COUNT);
-  cleanup_free char *uid_map = nex_xasprintf ("/proc/%d/uid_map", (int) pid);
-  cleanup_free char *gid_map = nex_xasprintf ("/proc/%d/gid_map", (int) pid);
+  map = nex_xasprintf ("0 %d %d\n", NEX_SANDBOX_UID_BASE, NEX_SANDBOX_ID_COUNT);
+  uid_map = nex_xasprintf ("/proc/%d/uid_map", (int) pid);
+  gid_map = nex_xasprintf ("/proc/%d/gid_map", (int) pid);
   if (write_file (uid_map, map, err) < 0 || write_file (gid_map, map, err) < 0
       || nex_fd_write_all (sync_pipe[1], "g", 1, err) < 0)
     {

@@ -67,6 +67,8 @@ find_agent (const nex_config_t *cfg, nex_error_t *err)
 nex_node_t *
 nex_node_open (const nex_config_t *cfg, nex_error_t *err)
 {
+  cleanup_free char *db = NULL;
+  cleanup_free char *id = NULL;
   nex_node_t *node = nex_xzalloc (sizeof *node);
   node->cfg = cfg;
   node->started_at = nex_clock_now_ms ();
@@ -86,12 +88,11 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   if (node->agent_path == NULL)
     goto fail;
 
-  cleanup_free char *db = nex_xasprintf ("%s/registry.db", node->data_dir);
+  db = nex_xasprintf ("%s/registry.db", node->data_dir);
   node->reg = nex_registry_open (db, err);
   if (node->reg == NULL)
     goto fail;
 
-  cleanup_free char *id = NULL;
   int found = nex_registry_meta_get (node->reg, "node_id", &id, err);
   if (found < 0)
     goto fail;

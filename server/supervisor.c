@@ -488,6 +488,8 @@ do_deploy (nex_supervisor_t *sup, const char *id)
 {
   nex_node_t *node = sup->node;
   cleanup_error nex_error_t err = NULL;
+  cleanup_free char *path = NULL;
+  cleanup_free char *run_dir = NULL;
   nex_workload_t w = { 0 };
   if (nex_registry_workload_get (node->reg, id, &w, &err) < 0)
     {
@@ -501,7 +503,7 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   transition (sup, id, &starting, NULL);
 
   char digest[65];
-  cleanup_free char *path = nex_artifact_fetch (node->artifacts_dir, w.artifact, w.sha256, digest, &err);
+  path = nex_artifact_fetch (node->artifacts_dir, w.artifact, w.sha256, digest, &err);
   if (path == NULL)
     {
       fail_workload (sup, id, err->msg);
@@ -514,7 +516,7 @@ do_deploy (nex_supervisor_t *sup, const char *id)
       fail_workload (sup, id, why);
       goto out;
     }
-  cleanup_free char *run_dir = nex_xasprintf ("%s/%s", node->run_dir, id);
+  run_dir = nex_xasprintf ("%s/%s", node->run_dir, id);
   nex_launch_t l = { .workload_id = id, .hostname = w.name, .artifact_path = path, .agent_path = node->agent_path,
                      .run_dir = run_dir };
   nex_instance_t inst = { 0 };
