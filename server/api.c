@@ -195,7 +195,7 @@ found:
         return send_problem (conn, ctx, 400, "the request body is empty; a JSON object is expected", url, NULL);
       json_error_t jerr;
       /* Duplicate keys are refused: two values for one field would be ambiguous. */
-      body = json_loadb (ctx->body, ctx->body_len, JSON_REJECT_DUPLICATES, &jerr);
+      body = json_loadb (ctx->body, ctx->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
       if (body == NULL)
         {
           cleanup_free char *d = nex_xasprintf ("the request body is not valid JSON: %s (line %d, column %d)",

@@ -667,8 +667,10 @@ nex_registry_workload_history (nex_registry_t *reg, const char *id, nex_error_t 
     {
       json_t *entry
           = json_pack ("{s:s, s:o}", "state", (const char *) sqlite3_column_text (stmt, 0), "at", col_time (stmt, 1));
-      if (sqlite3_column_type (stmt, 2) != SQLITE_NULL)
-        json_object_set_new (entry, "reason", json_string ((const char *) sqlite3_column_text (stmt, 2)));
+      json_object_set_new (entry, "reason",
+                           sqlite3_column_type (stmt, 2) == SQLITE_NULL
+                               ? json_null ()
+                               : json_string ((const char *) sqlite3_column_text (stmt, 2)));
       json_array_append_new (history, entry);
     }
   if (row < 0)
