@@ -1,0 +1,402 @@
+/* artifact.c — artifact URLs, their schemes, and the content-addressed cache (contract in artifact.h).
+ *
+ * A URL is parsed once into an artifact_url_t by its scheme's parse function; the scheme table below is the one
+ * dispatch point.  A scheme that can fetch streams bytes into a sink_t, which writes them to the temporary file,
+ * feeds the SHA-256 and enforces the size bound, so that a new scheme (libcurl's write callback, a JetStream
+ * chunk handler) only has to produce bytes and call sink_write. */
+#include "server/artifact.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "common/cleanup.h"
+#include "common/fdio.h"
+#include "common/xalloc.h"
+#include "server/elf.h"
+
+#define SCHEME_MAX_LEN 16       /* longer than any scheme we know; bounds what a refusal quotes */
+#define COPY_CHUNK (128 * 1024) /* read size when copying */
+#define FILE_URL_EXAMPLE "file:///path/to/executable"
+
+typedef struct artifact_url
+{
+  const struct scheme *scheme; /* the entry of SCHEMES the URL uses */
+  char *path;                  /* file: the decoded absolute path */
+} artifact_url_t;
+
+static void
+url_release (artifact_url_t *u)
+{
+  free (u->path);
+  u->path = NULL;
+}
+#define cleanup_url __attribute__ ((cleanup (url_release)))
+
+/* Where fetched bytes go: the temporary file, the running digest, and the count that enforces the bound. */
+typedef struct sink
+{
+  int fd;                          /* temporary file in the cache directory */
+  crypto_hash_sha256_state sha256; /* digest of every byte written so far */
+  uint64_t bytes;                  /* bytes written so far */
+} sink_t;
+
+/* Appends N bytes of BUF to the sink.  Returns 0, or -1 with NEX_ERR_TOO_LARGE once the artifact would exceed
+ * NEX_ARTIFACT_MAX_BYTES (so a huge or endless source cannot fill the node's disk), or NEX_ERR_SYSTEM when the
+ * write fails. */
+static int
+sink_write (sink_t *s, const void *buf, size_t n, nex_error_t *err)
+{
+  if (n > NEX_ARTIFACT_MAX_BYTES - s->bytes)
+    return nex_error_set (err, NEX_ERR_TOO_LARGE, "artifact is larger than %llu MiB",
+                          NEX_ARTIFACT_MAX_BYTES / (1024 * 1024));
+  if (nex_fd_write_all (s->fd, buf, n, err) < 0)
+    return nex_error_wrap (err, "write to the artifact cache");
+  crypto_hash_sha256_update (&s->sha256, buf, n);
+  s->bytes += n;
+  return 0;
+}
+
+/* --- file:// -------------------------------------------------------------------------------------------------- */
+
+static int
+hex_value (int c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  c = tolower (c);
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1;
+}
+
+/* Whether the N bytes at S are well-formed UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF). */
+static int
+is_utf8 (const unsigned char *s, size_t n)
+{
+  size_t i = 0;
+  while (i < n)
+    {
+      unsigned char c = s[i];
+      size_t more;
+      uint32_t cp, min;
+      if (c < 0x80)
+        {
+          i++;
+          continue;
+        }
+      else if ((c & 0xe0) == 0xc0)
+        more = 1, cp = c & 0x1f, min = 0x80;
+      else if ((c & 0xf0) == 0xe0)
+        more = 2, cp = c & 0x0f, min = 0x800;
+      else if ((c & 0xf8) == 0xf0)
+        more = 3, cp = c & 0x07, min = 0x10000;
+      else
+        return 0;
+      if (more > n - i - 1)
+        return 0;
+      for (size_t k = 1; k <= more; k++)
+        {
+          if ((s[i + k] & 0xc0) != 0x80)
+            return 0;
+          cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+      if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+      i += more + 1;
+    }
+  return 1;
+}
+
+/* REST is what follows "file:".  Only the form file://[localhost]/absolute/path is accepted. */
+static int
+file_parse (const char *rest, artifact_url_t *out, nex_error_t *err)
+{
+  if (strncmp (rest, "//", 2) != 0)
+    return nex_error_field (err, "artifact", "file URLs must have the form " FILE_URL_EXAMPLE);
+  const char *authority = rest + 2;
+  const char *path = strchr (authority, '/');
+  if (path == NULL)
+    return nex_error_field (err, "artifact", "file URL has no path: use " FILE_URL_EXAMPLE);
+  size_t alen = (size_t) (path - authority);
+  /* Only this node's files: a host part would suggest a remote file (or an SMB share, as Windows reads it) that
+   * we would silently read locally instead. */
+  if (alen != 0 && !(alen == strlen ("localhost") && strncasecmp (authority, "localhost", alen) == 0))
+    return nex_error_field (err, "artifact",
+                            "file URL names host `%.*s`: only files on this node can be used (" FILE_URL_EXAMPLE ")",
+                            (int) (alen > 64 ? 64 : alen), authority);
+  /* A query or fragment has no meaning for a file; taking `?`/`#` literally would make the URL mean something
+   * else to us than to every other URL reader (e.g. the client's logs). */
+  if (strpbrk (path, "?#") != NULL)
+    return nex_error_field (err, "artifact",
+                            "file URL must not have a query or fragment (write `?` as %%3F and `#` as %%23)");
+
+  size_t n = strlen (path);
+  cleanup_free char *decoded = nex_xmalloc (n + 1);
+  size_t j = 0;
+  for (size_t i = 0; i < n; i++)
+    {
+      unsigned char c = (unsigned char) path[i];
+      if (c == '%')
+        {
+          int hi = i + 2 < n ? hex_value ((unsigned char) path[i + 1]) : -1;
+          int lo = i + 2 < n ? hex_value ((unsigned char) path[i + 2]) : -1;
+          if (hi < 0 || lo < 0)
+            return nex_error_field (err, "artifact", "file URL has a malformed %%-escape (expected %%XX)");
+          c = (unsigned char) (hi * 16 + lo);
+          i += 2;
+          /* A NUL would cut the path short where the C library reads it, so that the file opened is not the
+           * one the URL names. */
+          if (c == '\0')
+            return nex_error_field (err, "artifact", "file URL must not contain %%00");
+        }
+      /* Control characters in a path are never legitimate here and would reach messages and logs that quote
+       * the path (terminal escapes, forged log lines). */
+      if (c < 0x20 || c == 0x7f)
+        return nex_error_field (err, "artifact", "file URL path must not contain control characters");
+      decoded[j++] = (char) c;
+    }
+  decoded[j] = '\0';
+  /* Messages, events and logs quote the path, and they are JSON, which cannot hold arbitrary bytes: the decoded
+   * path (raw bytes and %XX escapes alike) must be UTF-8. */
+  if (!is_utf8 ((const unsigned char *) decoded, j))
+    return nex_error_field (err, "artifact", "file URL path must be UTF-8 once %%-escapes are decoded");
+  if (j >= PATH_MAX)
+    return nex_error_field (err, "artifact", "file URL path is longer than %d bytes", PATH_MAX - 1);
+
+  /* `.` and `..` do not confine anything (any absolute path may be named); they are refused so that the path
+   * shown in messages, events and logs is the file that is read, not `/srv/apps/../../etc/x` dressed up as a
+   * file under /srv/apps. */
+  for (const char *c = decoded; *c != '\0';)
+    {
+      const char *end = strchrnul (c + 1, '/');
+      size_t clen = (size_t) (end - c - 1); /* C points at the slash before the component */
+      if ((clen == 1 && c[1] == '.') || (clen == 2 && c[1] == '.' && c[2] == '.'))
+        return nex_error_field (err, "artifact", "file URL path must not contain `.` or `..` components");
+      c = end;
+    }
+  out->path = NEX_STEAL_PTR (decoded);
+  return 0;
+}
+
+static int
+file_precheck (const artifact_url_t *u, nex_error_t *err)
+{
+  return nex_elf_check_file (u->path, err);
+}
+
+static int
+file_fetch (const artifact_url_t *u, sink_t *sink, nex_error_t *err)
+{
+  cleanup_close int fd = nex_elf_open (u->path, err);
+  if (fd < 0)
+    return -1;
+  struct stat st;
+  if (fstat (fd, &st) < 0)
+    return nex_error_sys (err, errno, "fstat `%s`", u->path);
+  /* Refused before copying anything; sink_write still enforces the bound if the file grows meanwhile. */
+  if ((uint64_t) st.st_size > NEX_ARTIFACT_MAX_BYTES)
+    return nex_error_set (err, NEX_ERR_TOO_LARGE, "`%s` is larger than %llu MiB", u->path,
+                          NEX_ARTIFACT_MAX_BYTES / (1024 * 1024));
+  cleanup_free char *buf = nex_xmalloc (COPY_CHUNK);
+  for (;;)
+    {
+      ssize_t r = read (fd, buf, COPY_CHUNK);
+      if (r < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          return nex_error_sys (err, errno, "read `%s`", u->path);
+        }
+      if (r == 0)
+        return 0;
+      if (sink_write (sink, buf, (size_t) r, err) < 0)
+        return -1;
+    }
+}
+
+/* --- the scheme table ----------------------------------------------------------------------------------------- */
+
+typedef struct scheme
+{
+  const char *name; /* lower case, as matched (schemes are case-insensitive) */
+  /* Parses what follows "<name>:" into OUT.  NULL for a scheme recognised but not implemented yet. */
+  int (*parse) (const char *rest, artifact_url_t *out, nex_error_t *err);
+  /* What can be checked at request time; NULL when nothing can. */
+  int (*precheck) (const artifact_url_t *u, nex_error_t *err);
+  /* Streams the artifact's bytes into SINK. */
+  int (*fetch) (const artifact_url_t *u, sink_t *sink, nex_error_t *err);
+} scheme_t;
+
+static const scheme_t schemes[] = {
+  { "file", file_parse, file_precheck, file_fetch },
+  { "http", NULL, NULL, NULL },
+  { "https", NULL, NULL, NULL },
+  { "nats", NULL, NULL, NULL },
+};
+
+/* Parses URL into OUT: finds the scheme (RFC 3986 syntax), refuses unknown and unimplemented ones, and hands
+ * the rest to the scheme's parser. */
+static int
+url_parse (const char *url, artifact_url_t *out, nex_error_t *err)
+{
+  if (url == NULL || *url == '\0')
+    return nex_error_field (err, "artifact", "must not be empty");
+  /* Spaces and control characters must be percent-encoded in a URL; refusing them raw also keeps them out of
+   * every message below that quotes part of the URL. */
+  for (const unsigned char *p = (const unsigned char *) url; *p != '\0'; p++)
+    if (*p <= 0x20 || *p == 0x7f)
+      return nex_error_field (err, "artifact", "URL contains a space or control character (percent-encode it)");
+
+  size_t len = 0;
+  if (isalpha ((unsigned char) url[0]))
+    while (isalnum ((unsigned char) url[len]) || url[len] == '+' || url[len] == '-' || url[len] == '.')
+      len++;
+  if (len == 0 || url[len] != ':')
+    return nex_error_field (err, "artifact", "must be a URL such as " FILE_URL_EXAMPLE);
+  if (len > SCHEME_MAX_LEN)
+    return nex_error_field (err, "artifact", "scheme `%.*s...` is not supported", SCHEME_MAX_LEN, url);
+  char name[SCHEME_MAX_LEN + 1];
+  for (size_t i = 0; i < len; i++)
+    name[i] = (char) tolower ((unsigned char) url[i]);
+  name[len] = '\0';
+
+  for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+    {
+      if (strcmp (schemes[i].name, name) != 0)
+        continue;
+      if (schemes[i].parse == NULL)
+        return nex_error_field (err, "artifact", "scheme `%s` is not supported yet (use " FILE_URL_EXAMPLE ")", name);
+      out->scheme = &schemes[i];
+      return schemes[i].parse (url + len + 1, out, err);
+    }
+  return nex_error_field (err, "artifact", "scheme `%s` is not supported (use " FILE_URL_EXAMPLE ")", name);
+}
+
+/* --- public --------------------------------------------------------------------------------------------------- */
+
+int
+nex_artifact_check_url (const char *url, nex_error_t *err)
+{
+  cleanup_url artifact_url_t u = { 0 };
+  return url_parse (url, &u, err);
+}
+
+int
+nex_artifact_precheck (const char *url, nex_error_t *err)
+{
+  cleanup_url artifact_url_t u = { 0 };
+  if (url_parse (url, &u, err) < 0)
+    return -1;
+  return u.scheme->precheck != NULL ? u.scheme->precheck (&u, err) : 0;
+}
+
+static int
+is_sha256_hex (const char *s)
+{
+  size_t i;
+  for (i = 0; s[i] != '\0'; i++)
+    if (!isxdigit ((unsigned char) s[i]))
+      return 0;
+  return i == crypto_hash_sha256_BYTES * 2;
+}
+
+/* Moves the finished temporary file TMP to its cache entry FINAL without ever replacing an entry: an existing
+ * one has the same name, hence the same bytes, and may be bind-mounted into running sandboxes. */
+static int
+publish (const char *tmp, const char *final, nex_error_t *err)
+{
+  if (renameat2 (AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) == 0)
+    return 0;
+  if (errno == EEXIST)
+    {
+      unlink (tmp);
+      return 0;
+    }
+  if (errno != EINVAL && errno != ENOSYS)
+    return nex_error_sys (err, errno, "rename `%s` to `%s`", tmp, final);
+  /* The filesystem cannot refuse to replace; replacing same bytes with same bytes atomically is harmless. */
+  if (rename (tmp, final) < 0)
+    return nex_error_sys (err, errno, "rename `%s` to `%s`", tmp, final);
+  return 0;
+}
+
+/* The part of a fetch that works on the open temporary file FD (named TMP): fill it, digest it, check it, seal
+ * it.  Returns 0 or -1; the caller removes TMP on failure. */
+static int
+fetch_into (const artifact_url_t *u, int fd, const char *tmp, const char *expected_sha256, char digest[65],
+            nex_error_t *err)
+{
+  sink_t sink = { .fd = fd };
+  crypto_hash_sha256_init (&sink.sha256);
+  if (u->scheme->fetch (u, &sink, err) < 0)
+    return -1;
+  unsigned char sum[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256_final (&sink.sha256, sum);
+  sodium_bin2hex (digest, 65, sum, sizeof sum);
+
+  if (expected_sha256 != NULL && strcasecmp (expected_sha256, digest) != 0)
+    return nex_error_field (err, "sha256", "sha256 mismatch: expected %s, artifact has %s", expected_sha256, digest);
+  if (nex_elf_check_fd (fd, err) < 0)
+    return -1;
+  /* Flushed before the rename, so that after a crash an entry is either absent or complete: a cache entry's
+   * name is a promise about its bytes.  Mode 0555: nobody, not even nexd's own user by mistake, writes to an
+   * entry once published. */
+  if (fsync (fd) < 0)
+    return nex_error_sys (err, errno, "fsync `%s`", tmp);
+  if (fchmod (fd, 0555) < 0)
+    return nex_error_sys (err, errno, "chmod `%s`", tmp);
+  return 0;
+}
+
+char *
+nex_artifact_fetch (const char *cache_dir, const char *url, const char *expected_sha256, char digest[65],
+                    nex_error_t *err)
+{
+  /* Idempotent and thread-safe; libsodium's contract is that nothing is used before it has succeeded. */
+  if (sodium_init () < 0)
+    {
+      nex_error_set (err, NEX_ERR_SYSTEM, "libsodium failed to initialise");
+      return NULL;
+    }
+  cleanup_url artifact_url_t u = { 0 };
+  if (url_parse (url, &u, err) < 0)
+    return NULL;
+  if (expected_sha256 != NULL && !is_sha256_hex (expected_sha256))
+    {
+      nex_error_field (err, "sha256", "must be 64 hexadecimal digits");
+      return NULL;
+    }
+
+  /* Created by us, mode 0600, under a name no cache entry can have: nobody else writes these bytes between the
+   * digest and the ELF check, which is what makes both checks hold for what is run. */
+  cleanup_free char *tmp = nex_xasprintf ("%s/.fetch-XXXXXX", cache_dir);
+  cleanup_close int fd = mkostemp (tmp, O_CLOEXEC);
+  if (fd < 0)
+    {
+      nex_error_sys (err, errno, "create a temporary file in `%s`", cache_dir);
+      return NULL;
+    }
+  if (fetch_into (&u, fd, tmp, expected_sha256, digest, err) < 0)
+    {
+      unlink (tmp);
+      return NULL;
+    }
+  cleanup_free char *final = nex_xasprintf ("%s/%s", cache_dir, digest);
+  if (publish (tmp, final, err) < 0)
+    {
+      unlink (tmp);
+      return NULL;
+    }
+  return NEX_STEAL_PTR (final);
+}
