@@ -101,22 +101,15 @@ config_from_file (nex_config_t *cfg, const char *path, nex_error_t *err)
         o = &options[i];
     if (o == NULL)
       return nex_error_field (err, key, "config file `%s`: unknown option `%s`", path, key);
+    /* Strict types: a number where a string belongs is more likely a mistake than a wish. */
     cleanup_free char *text = NULL;
-    if (json_is_string (val))
+    if (o->type == OPT_STRING && json_is_string (val))
       text = nex_xstrdup (json_string_value (val));
-    else if (json_is_integer (val))
+    else if (o->type == OPT_INT && json_is_integer (val))
       text = nex_xasprintf ("%lld", (long long) json_integer_value (val));
-    else if (json_is_null (val) && o->type == OPT_STRING)
-      text = NULL;
-    else
-      return nex_error_field (err, key, "config file `%s`: option `%s` has the wrong type", path, key);
-    if (text == NULL && o->type == OPT_STRING)
-      {
-        char **slot = (char **) ((char *) cfg + o->offset);
-        free (*slot);
-        *slot = NULL;
-        continue;
-      }
+    else if (!(o->type == OPT_STRING && json_is_null (val)))
+      return nex_error_field (err, key, "config file `%s`: option `%s` must be %s", path, key,
+                              o->type == OPT_STRING ? "a string" : "an integer");
     if (opt_set (cfg, o, text, path, err) < 0)
       return -1;
   }
