@@ -335,7 +335,7 @@ publish (const char *tmp, const char *final, nex_error_t *err)
  * it.  Returns 0 or -1; the caller removes TMP on failure. */
 static int
 fetch_into (const artifact_url_t *u, int fd, const char *tmp, const char *expected_sha256, char digest[65],
-            nex_error_t *err)
+            int dirfd, int *final_exists, nex_error_t *err)
 {
   sink_t sink = { .fd = fd };
   crypto_hash_sha256_init (&sink.sha256);
@@ -349,6 +349,10 @@ fetch_into (const artifact_url_t *u, int fd, const char *tmp, const char *expect
     return nex_error_field (err, "sha256", "sha256 mismatch: expected %s, artifact has %s", expected_sha256, digest);
   if (nex_elf_check_fd (fd, err) < 0)
     return -1;
+  /* Already cached (the usual case for a redeploy): the caller drops this copy, so it need not be made
+   * durable. */
+  if (final_exists != NULL && (*final_exists = faccessat (dirfd, digest, F_OK, 0) == 0))
+    return 0;
   /* Flushed before the rename, so that after a crash an entry is either absent or complete: a cache entry's
    * name is a promise about its bytes.  Mode 0555: nobody, not even nexd's own user by mistake, writes to an
    * entry once published. */
@@ -387,13 +391,23 @@ nex_artifact_fetch (const char *cache_dir, const char *url, const char *expected
       nex_error_sys (err, errno, "create a temporary file in `%s`", cache_dir);
       return NULL;
     }
-  if (fetch_into (&u, fd, tmp, expected_sha256, digest, err) < 0)
+  cleanup_close int dirfd = open (cache_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  int final_exists = 0;
+  if (dirfd < 0)
+    {
+      nex_error_sys (err, errno, "open `%s`", cache_dir);
+      unlink (tmp);
+      return NULL;
+    }
+  if (fetch_into (&u, fd, tmp, expected_sha256, digest, dirfd, &final_exists, err) < 0)
     {
       unlink (tmp);
       return NULL;
     }
   cleanup_free char *final = nex_xasprintf ("%s/%s", cache_dir, digest);
-  if (publish (tmp, final, err) < 0)
+  if (final_exists)
+    unlink (tmp);
+  else if (publish (tmp, final, err) < 0)
     {
       unlink (tmp);
       return NULL;
