@@ -240,13 +240,10 @@ locked_mount_flags (const char *path)
 static int
 listen_unix (const char *path, nex_error_t *err)
 {
-  struct sockaddr_un sa = { .sun_family = AF_UNIX };
-  if (strlen (path) >= sizeof sa.sun_path)
-    return nex_error_set (err, NEX_ERR_SYSTEM, "socket path `%s` is too long (use a shorter data_dir)", path);
-  strcpy (sa.sun_path, path);
-  cleanup_close int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa;
+  cleanup_close int fd = nex_driver_unix_socket (path, &sa, err);
   if (fd < 0)
-    return nex_error_sys (err, errno, "socket");
+    return -1;
   unlink (path);
   if (bind (fd, (struct sockaddr *) &sa, sizeof sa) < 0)
     return nex_error_sys (err, errno, "bind `%s`", path);

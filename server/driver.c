@@ -27,15 +27,26 @@ nex_driver_all (void)
 }
 
 int
-nex_driver_connect_unix (const char *path, nex_error_t *err)
+nex_driver_unix_socket (const char *path, struct sockaddr_un *sa, nex_error_t *err)
 {
-  struct sockaddr_un sa = { .sun_family = AF_UNIX };
-  if (strlen (path) >= sizeof sa.sun_path)
-    return nex_error_set (err, NEX_ERR_SYSTEM, "socket path `%s` is too long", path);
-  strcpy (sa.sun_path, path);
-  cleanup_close int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  memset (sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  if (strlen (path) >= sizeof sa->sun_path)
+    return nex_error_set (err, NEX_ERR_SYSTEM, "socket path `%s` is too long (use a shorter data_dir)", path);
+  strcpy (sa->sun_path, path);
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return nex_error_sys (err, errno, "socket");
+  return fd;
+}
+
+int
+nex_driver_connect_unix (const char *path, nex_error_t *err)
+{
+  struct sockaddr_un sa;
+  cleanup_close int fd = nex_driver_unix_socket (path, &sa, err);
+  if (fd < 0)
+    return -1;
   while (connect (fd, (struct sockaddr *) &sa, sizeof sa) < 0)
     if (errno != EINTR)
       return nex_error_sys (err, errno, "connect `%s`", path);

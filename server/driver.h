@@ -62,6 +62,11 @@ const nex_driver_t *nex_driver_find (const char *name);
 /* All compiled-in drivers, NULL-terminated. */
 const nex_driver_t *const *nex_driver_all (void);
 
+/* A new unix stream socket (CLOEXEC) and *SA filled with PATH, for bind or connect.  The fd or -1 (a path too
+ * long for sun_path is an error, never truncated). */
+struct sockaddr_un;
+int nex_driver_unix_socket (const char *path, struct sockaddr_un *sa, nex_error_t *err);
+
 /* Connects to the unix stream socket PATH (the usual connect op).  Returns the fd or -1. */
 int nex_driver_connect_unix (const char *path, nex_error_t *err);
 
