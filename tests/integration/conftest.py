@@ -108,6 +108,12 @@ def skip_reason():
     return userns_problem()
 
 
+def nexd_environment():
+    """This process's environment without NEX_* variables: nexd reads its options from those, and a test's nexd
+    must be configured by its flags alone (the suite's own NEX_BUILD_DIR etc. are no options of nexd)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("NEX_")}
+
+
 class NexdError(AssertionError):
     pass
 
@@ -147,7 +153,8 @@ class NexdProcess:
         with open(self.log_path, "ab") as log:
             log.write(("# " + " ".join(argv) + "\n").encode())
             log.flush()
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.data_dir)
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.data_dir,
+                                         env=nexd_environment())
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
