@@ -2,8 +2,8 @@
 
 Deploys the static test programs (tests/programs/) and follows them: states and their history, exit codes,
 logs (streams, order, timestamps, tail), argv and env, the artifact digest and a sha256 check, the node's
-counters, list filters, stopping (SIGTERM, then SIGKILL after the grace period), and records surviving a
-restart of nexd.
+counters, list filters, stopping (SIGTERM, then SIGKILL after the grace period), and records and running
+workloads surviving a restart of nexd.
 """
 
 import time
@@ -222,3 +222,24 @@ def test_records_survive_restart(nexd):
     # The new nexd runs workloads too.
     again = nexd.deploy_ok(**hello_fields(nexd))
     assert nexd.wait_state(again["id"], "exited")["exit_code"] == 3
+
+
+def test_running_workload_survives_restart(nexd):
+    """The design keeps running workloads across a restart of nexd: the new nexd re-adopts them (same process),
+    still receives their output and can stop them."""
+    w = nexd.deploy_ok(name="sleeper", artifact=nexd.program("sleeper"))
+    wid = w["id"]
+    before = nexd.wait_state(wid, "running")
+    nexd.wait_log(wid, "sleeper started")
+
+    nexd.restart()
+
+    after = nexd.workload(wid)
+    assert after["state"] == "running", after
+    assert after["pid"] == before["pid"]
+    assert nexd.get("/v1/node").json()["workloads"]["running"] == 1
+    r = nexd.delete(f"/v1/workloads/{wid}", params={"grace_s": 5})
+    assert r.status_code == 202, r.text
+    w = nexd.wait_state(wid, "stopped", timeout=5)
+    assert [h["state"] for h in w["history"]] == ["pending", "starting", "running", "stopped"]
+    nexd.wait_log(wid, "sleeper got SIGTERM", timeout=5)
