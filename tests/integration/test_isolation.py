@@ -1,9 +1,10 @@
 """test_isolation.py — what a workload can see from inside its sandbox.
 
-Deploys tests/programs/lister, which prints its pid, hostname, uid, the pids in its /proc, the entries of its /
-and whether some host files exist, and checks that it sees its own pid namespace (it is PID 2 under nex-agent,
-no host pid is visible), a private root holding only what the sandbox provides, no host files, and a hostname
-of its own.
+Deploys tests/programs/lister, which prints its pid, hostname, uid, the pids in its /proc, the entries of its /,
+its network interfaces and whether some host files exist, and checks that it sees its own pid namespace (it is
+PID 2 under nex-agent, no host pid is visible), a private root holding only what the sandbox provides, no host
+files, only a loopback interface, and a hostname of its own; and that a running workload is not root on the
+host.
 """
 
 import os
@@ -27,7 +28,7 @@ def seen(nexd_module):
         key, sep, value = text.partition(": ")
         if sep:
             report[key] = value
-    for key in ("pid", "hostname", "uid", "proc", "root"):
+    for key in ("pid", "hostname", "uid", "proc", "root", "net"):
         assert key in report, f"lister printed no {key!r} line: {report}"
     return report
 
@@ -54,6 +55,10 @@ def test_private_root(seen):
 def test_host_files_absent(seen):
     for path in ("/etc/passwd", "/home", "/root", "/usr"):
         assert seen.get(f"host-file {path}") == "absent", f"{path}: {seen.get(f'host-file {path}')}"
+
+
+def test_loopback_only(seen):
+    assert seen["net"].split() == ["lo"], f"network interfaces in the sandbox: {seen['net']}"
 
 
 def test_own_hostname(seen):

@@ -6,6 +6,7 @@
  *     uid: <its uid>
  *     proc: <numeric entries of /proc>  (the pids it can see, in increasing order, space separated)
  *     root: <entries of />              (sorted by name, space separated)
+ *     net: <network interfaces>         (from /proc/net/dev, sorted; "lo" alone in a sandbox)
  * and for each of /etc/passwd, /home, /root and /usr, "host-file <path>: visible" or "host-file <path>: absent".
  * A directory it cannot read prints "<name>: unreadable (<error>)".  It exits 0. */
 #include <dirent.h>
@@ -97,6 +98,41 @@ print_root (void)
   printf ("\n");
 }
 
+static void
+print_net (void)
+{
+  FILE *f = fopen ("/proc/net/dev", "r");
+  if (f == NULL)
+    {
+      printf ("net: unreadable (%s)\n", strerror (errno));
+      return;
+    }
+  static char *names[MAX_ENTRIES];
+  size_t n = 0;
+  char line[512];
+  /* Two header lines, then "  name: counters..." per interface. */
+  while (fgets (line, sizeof line, f) != NULL && n < MAX_ENTRIES)
+    {
+      char *colon = strchr (line, ':');
+      if (colon == NULL)
+        continue;
+      *colon = '\0';
+      char *name = line + strspn (line, " ");
+      names[n] = strdup (name);
+      if (names[n] != NULL)
+        n++;
+    }
+  fclose (f);
+  qsort (names, n, sizeof names[0], compare_names);
+  printf ("net:");
+  for (size_t i = 0; i < n; i++)
+    {
+      printf (" %s", names[i]);
+      free (names[i]);
+    }
+  printf ("\n");
+}
+
 int
 main (void)
 {
@@ -111,6 +147,7 @@ main (void)
   printf ("uid: %ld\n", (long)getuid ());
   print_proc ();
   print_root ();
+  print_net ();
   for (size_t i = 0; i < sizeof host_files / sizeof host_files[0]; i++)
     {
       struct stat st;
