@@ -337,12 +337,13 @@ nex_api_start (nex_node_t *node, nex_error_t *err)
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
   if (ai->ai_family == AF_INET6)
     flags |= MHD_USE_IPv6;
+  /* The logger goes first: libmicrohttpd reports problems with the options that follow through it. */
   api->daemon = MHD_start_daemon (flags, (uint16_t) port, NULL, NULL, access_handler, api,
+                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, api,
                                   MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                                   MHD_OPTION_THREAD_POOL_SIZE, (unsigned) node->cfg->api_threads,
                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 60,
                                   MHD_OPTION_NOTIFY_COMPLETED, request_completed, api,
-                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, api,
                                   MHD_OPTION_END);
   freeaddrinfo (ai);
   if (api->daemon == NULL)
