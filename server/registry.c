@@ -437,7 +437,8 @@ nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, 
 /* The workloads columns in the order workload_from_row() reads them and workload_insert() binds them. */
 #define WORKLOAD_COLUMNS                                                                                               \
   "id, name, namespace, description, artifact, sha256, digest, argv, env, driver, state, reason, exit_code, "          \
-  "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped"
+  "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped, "           \
+  "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start"
 
 /* The one row -> struct conversion, for a statement selecting WORKLOAD_COLUMNS.  Fills *OUT or fails. */
 static int
@@ -471,6 +472,17 @@ workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
   out->finished_at = sqlite3_column_int64 (stmt, 19);
   out->log_lines = sqlite3_column_int64 (stmt, 20);
   out->log_dropped = sqlite3_column_int64 (stmt, 21);
+  cleanup_json json_t *resources = col_json (stmt, 22, JSON_OBJECT);
+  nex_resources_from_json (resources, &out->resources);
+  const char *policy = (const char *) sqlite3_column_text (stmt, 23);
+  for (int p = NEX_RESTART_NEVER; p <= NEX_RESTART_ALWAYS; p++)
+    if (policy && strcmp (policy, nex_restart_policy_name ((nex_restart_policy_t) p)) == 0)
+      out->restart_policy = (nex_restart_policy_t) p;
+  out->max_restarts = sqlite3_column_int64 (stmt, 24);
+  out->restarts = sqlite3_column_int64 (stmt, 25);
+  out->capabilities = col_json (stmt, 26, JSON_ARRAY);
+  out->cwd = col_text (stmt, 27);
+  out->agent_start = sqlite3_column_int64 (stmt, 28);
   return 0;
 }
 
@@ -501,16 +513,21 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
   const nex_workload_t *w = ctx;
   cleanup_free char *argv = json_text (w->argv, "[]");
   cleanup_free char *env = json_text (w->env, "{}");
+  cleanup_json json_t *resources_json = nex_resources_to_json (&w->resources);
+  cleanup_free char *resources = json_text (resources_json, "{}");
+  cleanup_free char *capabilities = json_text (w->capabilities, "[]");
   if (db_exec (db,
                "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-               "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+               "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
                DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
                         DB_TEXT (w->artifact), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv), DB_TEXT (env),
                         DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
                         DB_OPT_INT (w->has_exit_code, w->exit_code), DB_NONZERO (w->exit_signal), DB_NONZERO (w->pid),
                         DB_TEXT (w->endpoint), DB_INT (w->created_at), DB_INT (w->updated_at),
                         DB_NONZERO (w->started_at), DB_NONZERO (w->finished_at), DB_INT (w->log_lines),
-                        DB_INT (w->log_dropped)),
+                        DB_INT (w->log_dropped), DB_TEXT (resources),
+                        DB_TEXT (nex_restart_policy_name (w->restart_policy)), DB_INT (w->max_restarts),
+                        DB_INT (w->restarts), DB_TEXT (capabilities), DB_TEXT (w->cwd), DB_NONZERO (w->agent_start)),
                err)
       < 0)
     return -1;
@@ -627,10 +644,12 @@ workload_transition (sqlite3 *db, void *ctx, nex_error_t *err)
                "pid = CASE ?7 WHEN 0 THEN pid WHEN -1 THEN NULL ELSE ?7 END, "
                "endpoint = CASE WHEN ?8 IS NULL THEN endpoint ELSE NULLIF (?8, '') END, "
                "digest = COALESCE (?9, digest), started_at = COALESCE (?10, started_at), "
-               "finished_at = COALESCE (?11, finished_at) WHERE id = ?1",
+               "finished_at = COALESCE (?11, finished_at), restarts = restarts + ?12, "
+               "agent_start = CASE ?13 WHEN 0 THEN agent_start WHEN -1 THEN NULL ELSE ?13 END WHERE id = ?1",
                DB_ARGS (DB_TEXT (t->id), DB_TEXT (nex_state_name (c->state)), DB_INT (now), DB_TEXT (c->reason),
                         DB_OPT_INT (c->has_exit_code, c->exit_code), DB_NONZERO (c->exit_signal), DB_INT (c->pid),
-                        DB_TEXT (c->endpoint), DB_TEXT (c->digest), DB_NONZERO (started), DB_NONZERO (finished)),
+                        DB_TEXT (c->endpoint), DB_TEXT (c->digest), DB_NONZERO (started), DB_NONZERO (finished),
+                        DB_INT (c->restarted ? 1 : 0), DB_INT (c->agent_start)),
                err)
       < 0)
     return -1;

@@ -78,6 +78,8 @@ typedef struct nex_state_change
   int64_t pid;          /* 0: unchanged; -1: clear */
   const char *endpoint; /* NULL: unchanged; "": clear */
   const char *digest;   /* NULL: unchanged */
+  int restarted;        /* add one to the workload's restart count */
+  int64_t agent_start;  /* 0: unchanged; -1: clear; else the root process's start time (see workload.h) */
 } nex_state_change_t;
 
 /* Applies C to workload ID in one transaction: updates the row (updated_at = now; started_at when entering
