@@ -569,6 +569,16 @@ static void __attribute__ ((noreturn)) agent_child (const agent_spec_t *s, int o
     }
   agent_close_from (4);
 
+  /* The OOM killer must choose the workload, never the agent (PID 1: its death would lose the exit status):
+   * every process the agent starts gets the highest score.  Raising the score needs no privilege; a workload may
+   * lower its own again only down to the agent's level, where its size still makes it the one to go. */
+  int adj = open ("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (adj >= 0)
+    {
+      (void)!write (adj, "1000", 4);
+      close (adj);
+    }
+
   if (chdir (s->cwd) < 0)
     agent_child_fail (status_w, AGENT_CHILD_CHDIR, errno);
   execve (s->path, s->argv, s->envp);

@@ -64,6 +64,7 @@ typedef struct sandbox_child
   int error_fd;              /* write end: failure message */
   int listen_fd;             /* the agent's listening socket */
   int log_fd;                /* the agent's stdout/stderr (run_dir/agent.log) */
+  char tmp_opts[64];         /* mount options of /tmp (its size) */
 } sandbox_child_t;
 
 static void __attribute__ ((noreturn)) child_fail (const sandbox_child_t *c, const char *what)
@@ -173,7 +174,7 @@ sandbox_child (void *arg)
     }
   if (mount ("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     child_fail (c, "mount proc");
-  if (mount ("nex-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m") < 0)
+  if (mount ("nex-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts) < 0)
     child_fail (c, "mount tmp");
 
   /* Swap roots and detach the host's: after this no path leads outside the sandbox. */
@@ -291,6 +292,7 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   cleanup_free char *map = NULL;
   cleanup_free char *uid_map = NULL;
   cleanup_free char *gid_map = NULL;
+  cleanup_free char *oom_adj = NULL;
   cleanup_free char *root = nex_xasprintf ("%s/root", l->run_dir);
   cleanup_free char *sock = nex_xasprintf ("%s/agent.sock", l->run_dir);
   cleanup_free char *log = nex_xasprintf ("%s/agent.log", l->run_dir);
@@ -321,6 +323,7 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   c.error_fd = error_pipe[1];
   c.listen_fd = listen_fd;
   c.log_fd = log_fd;
+  snprintf (c.tmp_opts, sizeof c.tmp_opts, "mode=1777,size=%lldm", (long long) (l->tmp_mb > 0 ? l->tmp_mb : 64));
 
   stack = nex_xmalloc (CHILD_STACK_SIZE);
   pid_t pid = clone (sandbox_child, stack + CHILD_STACK_SIZE,
@@ -338,12 +341,19 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   map = nex_xasprintf ("0 %d %d\n", NEX_SANDBOX_UID_BASE, NEX_SANDBOX_ID_COUNT);
   uid_map = nex_xasprintf ("/proc/%d/uid_map", (int) pid);
   gid_map = nex_xasprintf ("/proc/%d/gid_map", (int) pid);
+  /* The agent is PID 1: if the OOM killer chose it, the sandbox would die with the workload's exit status
+   * unreported.  The agent raises every process it starts to the maximum score (which needs no privilege); where
+   * nexd holds CAP_SYS_RESOURCE it also exempts the agent outright (best effort: container hosts often drop
+   * that capability, and the raised scores suffice). */
+  oom_adj = nex_xasprintf ("/proc/%d/oom_score_adj", (int) pid);
+  write_file (oom_adj, "-1000", NULL);
   if (write_file (uid_map, map, err) < 0 || write_file (gid_map, map, err) < 0
+      || (l->place && l->place (l->place_ctx, pid, err) < 0)
       || nex_fd_write_all (sync_pipe[1], "g", 1, err) < 0)
     {
       kill (pid, SIGKILL);
       waitpid (pid, NULL, 0);
-      nex_error_wrap (err, "map sandbox ids");
+      nex_error_wrap (err, "prepare the sandbox");
       goto fail_pipes;
     }
   close (NEX_STEAL_FD (sync_pipe[1]));

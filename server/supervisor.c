@@ -18,9 +18,11 @@
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "server/artifact.h"
+#include "server/cgroup.h"
 #include "server/clock.h"
 #include "server/driver.h"
 #include "server/log.h"
+#include "server/proc.h"
 
 #define MAX_LINE 16384          /* longer output lines are split */
 #define AGENT_KILL_SLACK_MS 5000 /* after the grace, how long the agent has to report before it is killed */
@@ -71,6 +73,7 @@ struct entry
   int64_t kill_at;       /* monotonic ms after which the driver kills the sandbox; 0: none */
   char *agent_error;     /* last ERROR message from the agent */
   char *lost_reason;     /* why the channel was given up, when it was */
+  int64_t oom_seen;      /* the cgroup's OOM-kill count already accounted for (restarts share the cgroup) */
   entry_t *next;
 };
 
@@ -238,6 +241,32 @@ send_start (nex_supervisor_t *sup, entry_t *e)
     e->start_sent = 1;
 }
 
+/* Whether the workload's end was an OOM kill: the cgroup's OOM killer acted since the last look and the main
+ * process died of SIGKILL (what the OOM killer sends).  Any new OOM kill — of the main process or of another one
+ * in the sandbox — is reported as the event workload_oom. */
+static int
+check_oom (nex_supervisor_t *sup, entry_t *e, int exit_signal)
+{
+  nex_cgroup_stats_t st;
+  cleanup_error nex_error_t err = NULL;
+  if (sup->node->cgroups == NULL || nex_cgroups_stats (sup->node->cgroups, e->id, &st, &err) < 0)
+    return 0;
+  if (st.oom_kills <= e->oom_seen)
+    return 0;
+  int64_t kills = st.oom_kills - e->oom_seen;
+  e->oom_seen = st.oom_kills;
+  nex_workload_t w = { 0 };
+  if (nex_registry_workload_get (sup->node->reg, e->id, &w, &err) == 0)
+    {
+      json_t *data = json_pack ("{s:I, s:I, s:I, s:b}", "oom_kills", (json_int_t) kills, "memory_peak_bytes",
+                                (json_int_t) st.memory_peak, "memory_limit_bytes", (json_int_t) st.memory_limit,
+                                "main_process", exit_signal == SIGKILL);
+      nex_node_emit (sup->node, "workload_oom", &w, data);
+    }
+  nex_workload_release (&w);
+  return exit_signal == SIGKILL;
+}
+
 /* The workload ended: EXIT (or a HELLO saying "exited") carried STATUS. */
 static void
 handle_exit (nex_supervisor_t *sup, entry_t *e, json_t *status)
@@ -259,7 +288,14 @@ handle_exit (nex_supervisor_t *sup, entry_t *e, json_t *status)
     c.exit_signal = (int) json_integer_value (sig);
   const char *type = "workload_exited";
   cleanup_free char *reason = NULL;
-  if (exec_failed)
+  int oom = check_oom (sup, e, c.exit_signal);
+  if (oom)
+    {
+      c.state = NEX_STATE_FAILED;
+      reason = nex_xstrdup ("oom_killed");
+      type = "workload_failed";
+    }
+  else if (exec_failed)
     {
       c.state = NEX_STATE_FAILED;
       reason = nex_xstrdup (e->agent_error ? e->agent_error : "the workload could not be executed");
@@ -425,6 +461,9 @@ finalize (nex_supervisor_t *sup, entry_t *e)
   cleanup_error nex_error_t err = NULL;
   if (e->driver->destroy (e->driver, &e->inst, &err) < 0)
     nex_log_error (NEX_LOG_WARN, err, "workload %s: destroy", e->id);
+  nex_error_free (&err);
+  if (sup->node->cgroups && nex_cgroups_destroy (sup->node->cgroups, e->id, &err) < 0)
+    nex_log_error (NEX_LOG_WARN, err, "workload %s: cgroup", e->id);
   if (e->conn >= 0)
     {
       epoll_ctl (sup->epfd, EPOLL_CTL_DEL, e->conn, NULL);
@@ -483,6 +522,21 @@ entry_attach (nex_supervisor_t *sup, const char *id, const nex_driver_t *d, nex_
 
 /* --- commands ------------------------------------------------------------------------------------------------- */
 
+/* Where a sandbox being started goes: the workload's cgroup (created by do_deploy, named by the workload id). */
+typedef struct placement
+{
+  nex_supervisor_t *sup;
+  const char *id;
+} placement_t;
+
+/* nex_launch_t.place: joins the sandbox's root process to its workload's cgroup. */
+static int
+place_in_cgroup (void *ctx, pid_t pid, nex_error_t *err)
+{
+  const placement_t *where = ctx;
+  return nex_cgroups_attach (where->sup->node->cgroups, where->id, pid, err);
+}
+
 static void
 do_deploy (nex_supervisor_t *sup, const char *id)
 {
@@ -516,18 +570,38 @@ do_deploy (nex_supervisor_t *sup, const char *id)
       fail_workload (sup, id, why);
       goto out;
     }
-  run_dir = nex_xasprintf ("%s/%s", node->run_dir, id);
-  nex_launch_t l = { .workload_id = id, .hostname = w.name, .artifact_path = path, .agent_path = node->agent_path,
-                     .run_dir = run_dir };
-  nex_instance_t inst = { 0 };
-  if (d->start (d, &l, &inst, &err) < 0)
+  if (node->cgroups == NULL)
+    {
+      cleanup_free char *why = nex_xasprintf ("this node cannot enforce resource limits: %s", node->cgroups_error);
+      fail_workload (sup, id, why);
+      goto out;
+    }
+  /* The cgroup exists before the sandbox does; the driver places the sandbox's root process in it before that
+   * process runs anything (place_in_cgroup). */
+  nex_cgroup_limits_t limits = { .vcpus = w.resources.vcpus,
+                                 .memory_bytes = w.resources.memory_mb * 1024 * 1024,
+                                 .pids = w.resources.pids };
+  if (nex_cgroups_create (node->cgroups, id, &limits, &err) < 0)
     {
       fail_workload (sup, id, err->msg);
       goto out;
     }
-  /* Recorded before the agent is asked to do anything, so that a restarted nexd can find this sandbox. */
+  run_dir = nex_xasprintf ("%s/%s", node->run_dir, id);
+  placement_t where = { .sup = sup, .id = id };
+  nex_launch_t l = { .workload_id = id, .hostname = w.name, .artifact_path = path, .agent_path = node->agent_path,
+                     .run_dir = run_dir, .tmp_mb = w.resources.disk_mb, .place = place_in_cgroup,
+                     .place_ctx = &where };
+  nex_instance_t inst = { 0 };
+  if (d->start (d, &l, &inst, &err) < 0)
+    {
+      nex_cgroups_destroy (node->cgroups, id, NULL);
+      fail_workload (sup, id, err->msg);
+      goto out;
+    }
+  /* Recorded before the agent is asked to do anything, so that a restarted nexd can find this sandbox; the
+   * start time tells it apart from a later process that happens to get the same pid. */
   nex_state_change_t placed = { .state = NEX_STATE_STARTING, .pid = inst.pid, .endpoint = inst.endpoint,
-                                .digest = digest };
+                                .digest = digest, .agent_start = nex_proc_start_time (inst.pid) };
   transition (sup, id, &placed, NULL);
   nex_instance_t keep = { .pid = inst.pid };
   entry_t *e = entry_attach (sup, id, d, &inst, &err);
@@ -535,6 +609,7 @@ do_deploy (nex_supervisor_t *sup, const char *id)
     {
       d->kill (d, &keep, NULL);
       waitpid (keep.pid, NULL, 0);
+      nex_cgroups_destroy (node->cgroups, id, NULL);
       fail_workload (sup, id, err->msg);
     }
   nex_instance_release (&inst);
