@@ -24,6 +24,9 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -36,6 +39,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -52,6 +56,7 @@
 #define AGENT_STOP_GRACE_MS 10000     /* STOP's default grace before SIGKILL */
 #define AGENT_MAX_GRACE_MS 86400000   /* a day: keeps deadline arithmetic far from overflow */
 #define AGENT_DEFAULT_LISTEN_FD 3     /* where nexd puts the listening socket when no option says otherwise */
+#define AGENT_MAX_FILTER 4096         /* BPF_MAXINSNS: the most seccomp instructions the kernel takes */
 
 /* One frame waiting to be written to the host. */
 typedef struct agent_frame
@@ -419,15 +424,64 @@ typedef struct agent_spec
   const char *cwd;  /* working directory (points into the request, or "/") */
   char **argv;      /* NULL-terminated; the strings point into the request */
   char **envp;      /* NULL-terminated "NAME=value" strings, owned */
+  uint64_t keep_caps;          /* capabilities the process keeps (bit N: capability N); all others are dropped */
+  struct sock_filter *filter;  /* seccomp program installed right before execve, owned; NULL: none */
+  unsigned short filter_len;
 } agent_spec_t;
 
 static void
 agent_spec_release (agent_spec_t *s)
 {
+  free (s->filter);
   free (s->argv);
   for (char **e = s->envp; e && *e; e++)
     free (*e);
   free (s->envp);
+}
+
+/* The hardening part of a START or EXEC: `capabilities` (numbers of the capabilities kept; absent: none kept)
+ * and `seccomp` (the program as [code, jt, jf, k] instructions; absent: no filter).  Only the shape is checked
+ * here; the kernel verifies the program itself when the child installs it. */
+static int
+agent_spec_parse_hardening (json_t *req, agent_spec_t *s, nex_error_t *err)
+{
+  json_t *caps = json_object_get (req, "capabilities");
+  size_t i;
+  json_t *v;
+  if (caps != NULL && !json_is_null (caps))
+    {
+      if (!json_is_array (caps))
+        return nex_error_field (err, "capabilities", "`capabilities` must be an array of capability numbers");
+      json_array_foreach (caps, i, v)
+      {
+        if (!json_is_integer (v) || json_integer_value (v) < 0 || json_integer_value (v) > 63)
+          return nex_error_field (err, "capabilities", "`capabilities[%zu]` must be a number from 0 to 63", i);
+        s->keep_caps |= UINT64_C (1) << json_integer_value (v);
+      }
+    }
+  json_t *prog = json_object_get (req, "seccomp");
+  if (prog == NULL || json_is_null (prog))
+    return 0;
+  if (!json_is_array (prog) || json_array_size (prog) == 0 || json_array_size (prog) > AGENT_MAX_FILTER)
+    return nex_error_field (err, "seccomp", "`seccomp` must be an array of 1 to %d instructions", AGENT_MAX_FILTER);
+  s->filter_len = (unsigned short)json_array_size (prog);
+  s->filter = nex_xzalloc (s->filter_len * sizeof *s->filter);
+  json_array_foreach (prog, i, v)
+  {
+    json_t *code = json_array_get (v, 0), *jt = json_array_get (v, 1), *jf = json_array_get (v, 2);
+    json_t *k = json_array_get (v, 3);
+    if (!json_is_array (v) || json_array_size (v) != 4 || !json_is_integer (code) || !json_is_integer (jt)
+        || !json_is_integer (jf) || !json_is_integer (k) || json_integer_value (code) < 0
+        || json_integer_value (code) > 0xffff || json_integer_value (jt) < 0 || json_integer_value (jt) > 0xff
+        || json_integer_value (jf) < 0 || json_integer_value (jf) > 0xff || json_integer_value (k) < 0
+        || json_integer_value (k) > 0xffffffffLL)
+      return nex_error_field (err, "seccomp", "`seccomp[%zu]` must be [code, jt, jf, k] within their ranges", i);
+    s->filter[i] = (struct sock_filter){ .code = (uint16_t)json_integer_value (code),
+                                         .jt = (uint8_t)json_integer_value (jt),
+                                         .jf = (uint8_t)json_integer_value (jf),
+                                         .k = (uint32_t)json_integer_value (k) };
+  }
+  return 0;
 }
 
 static int
@@ -491,7 +545,7 @@ agent_spec_parse (json_t *req, agent_spec_t *s, nex_error_t *err)
       return nex_error_field (err, field, "start: `%s` must be a string", field);
     s->envp[n++] = nex_xasprintf ("%s=%s", key, json_string_value (val));
   }
-  return 0;
+  return agent_spec_parse_hardening (req, s, err);
 }
 
 /* What the child reports through its status pipe when it cannot become the workload. */
@@ -500,6 +554,10 @@ typedef enum agent_child_stage
   AGENT_CHILD_STDIO,
   AGENT_CHILD_CHDIR,
   AGENT_CHILD_EXEC,
+  AGENT_CHILD_CWD,     /* the working directory is not inside the root */
+  AGENT_CHILD_CAPS,    /* dropping capabilities failed */
+  AGENT_CHILD_NNP,     /* no_new_privs failed */
+  AGENT_CHILD_SECCOMP, /* the kernel refused the seccomp program */
 } agent_child_stage_t;
 
 typedef struct agent_child_failure
@@ -507,6 +565,29 @@ typedef struct agent_child_failure
   int stage;  /* agent_child_stage_t */
   int errnum; /* errno of the failed call */
 } agent_child_failure_t;
+
+static const char *
+agent_child_stage_name (int stage)
+{
+  switch (stage)
+    {
+    case AGENT_CHILD_STDIO:
+      return "stdio";
+    case AGENT_CHILD_CHDIR:
+      return "chdir";
+    case AGENT_CHILD_EXEC:
+      return "exec";
+    case AGENT_CHILD_CWD:
+      return "working directory outside the root";
+    case AGENT_CHILD_CAPS:
+      return "drop capabilities";
+    case AGENT_CHILD_NNP:
+      return "no_new_privs";
+    case AGENT_CHILD_SECCOMP:
+      return "seccomp";
+    }
+  return "setup";
+}
 
 static void __attribute__ ((noreturn)) agent_child_fail (int status_fd, agent_child_stage_t stage, int errnum)
 {
@@ -528,6 +609,46 @@ agent_close_from (int first)
     max = (int)rl.rlim_cur;
   for (int fd = first; fd < max; fd++)
     close (fd);
+}
+
+/* Drops every capability not in KEEP: from the bounding set first (which needs CAP_SETPCAP, still held), so that
+ * no later execve can regain them, then the ambient set, then the process's own sets.  Stops a workload that
+ * is root in its user namespace from using that namespace's capabilities (mount, raw sockets, ...) unless its
+ * spec asked for them.  An agent that is not root (tests) cannot shrink its bounding set and need not: it holds
+ * no capabilities, and no_new_privs keeps execve from granting any. */
+static int
+agent_drop_caps (uint64_t keep)
+{
+  for (int cap = 0; cap < 64; cap++)
+    {
+      if (keep & (UINT64_C (1) << cap))
+        continue;
+      if (prctl (PR_CAPBSET_READ, cap, 0, 0, 0) < 0)
+        break; /* past the kernel's last capability */
+      if (prctl (PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && !(errno == EPERM && geteuid () != 0))
+        return -1;
+    }
+  prctl (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); /* EINVAL on kernels without ambient caps */
+  struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+  struct __user_cap_data_struct d[2];
+  memset (d, 0, sizeof d);
+  if (geteuid () != 0)
+    {
+      /* Keep only what we hold anyway. */
+      if (syscall (SYS_capget, &h, d) < 0)
+        return -1;
+      for (int i = 0; i < 2; i++)
+        {
+          uint32_t k = (uint32_t)(keep >> (32 * i));
+          d[i].effective &= k;
+          d[i].permitted &= k;
+          d[i].inheritable &= k;
+        }
+    }
+  else
+    for (int i = 0; i < 2; i++)
+      d[i].effective = d[i].permitted = d[i].inheritable = (uint32_t)(keep >> (32 * i));
+  return (int)syscall (SYS_capset, &h, d);
 }
 
 /* The forked child: becomes the workload or reports why not.  Everything it uses was prepared before fork. */
@@ -581,6 +702,26 @@ static void __attribute__ ((noreturn)) agent_child (const agent_spec_t *s, int o
 
   if (chdir (s->cwd) < 0)
     agent_child_fail (status_w, AGENT_CHILD_CHDIR, errno);
+  /* A directory reached through a path that leaves the root (a descriptor or mount from outside) reads back as
+   * unreachable: refuse to start the workload anywhere it could walk out of its root from. */
+  char here[PATH_MAX];
+  if (getcwd (here, sizeof here) == NULL || here[0] != '/')
+    agent_child_fail (status_w, AGENT_CHILD_CWD, errno ? errno : ENOENT);
+
+  if (agent_drop_caps (s->keep_caps) < 0)
+    agent_child_fail (status_w, AGENT_CHILD_CAPS, errno);
+  /* no_new_privs: execve can never grant privileges again (setuid bits, file capabilities), and it lets an
+   * unprivileged process install the seccomp filter. */
+  if (prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    agent_child_fail (status_w, AGENT_CHILD_NNP, errno);
+  /* Last, so that everything above ran unfiltered; the filter allows execve and everything after it is the
+   * workload's. */
+  if (s->filter)
+    {
+      struct sock_fprog prog = { .len = s->filter_len, .filter = s->filter };
+      if (prctl (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+        agent_child_fail (status_w, AGENT_CHILD_SECCOMP, errno);
+    }
   execve (s->path, s->argv, s->envp);
   agent_child_fail (status_w, AGENT_CHILD_EXEC, errno);
 }
@@ -648,8 +789,10 @@ agent_spawn (agent_t *a, const agent_spec_t *s)
   if (n == (ssize_t)sizeof f)
     {
       a->exec_failed = true;
-      const char *what = f.stage == AGENT_CHILD_EXEC ? "exec" : f.stage == AGENT_CHILD_CHDIR ? "chdir" : "stdio";
-      const char *arg = f.stage == AGENT_CHILD_EXEC ? s->path : f.stage == AGENT_CHILD_CHDIR ? s->cwd : "";
+      const char *what = agent_child_stage_name (f.stage);
+      const char *arg = f.stage == AGENT_CHILD_EXEC                                 ? s->path
+                        : f.stage == AGENT_CHILD_CHDIR || f.stage == AGENT_CHILD_CWD ? s->cwd
+                                                                                     : "";
       agent_log ("%s `%s`: %s", what, arg, strerror (f.errnum));
       agent_queue_error (a, false, "exec", "%s `%s`: %s", what, arg, strerror (f.errnum));
       return;

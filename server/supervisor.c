@@ -23,6 +23,7 @@
 #include "server/driver.h"
 #include "server/log.h"
 #include "server/proc.h"
+#include "server/seccomp.h"
 
 #define MAX_LINE 16384          /* longer output lines are split */
 #define AGENT_KILL_SLACK_MS 5000 /* after the grace, how long the agent has to report before it is killed */
@@ -88,6 +89,7 @@ struct nex_supervisor
   pthread_mutex_t queue_lock;
   cmd_t *queue_head, *queue_tail;
   int shutting_down; /* under queue_lock */
+  json_t *seccomp;   /* the default seccomp profile (seccomp.h), sent with every START and EXEC */
 };
 
 static entry_t *
@@ -222,6 +224,26 @@ close_conn (nex_supervisor_t *sup, entry_t *e, const char *reason)
     }
 }
 
+/* What every process the agent starts for workload W gets: the seccomp profile, the capabilities it keeps (as
+ * numbers; all others are dropped) and its working directory. */
+static void
+add_hardening (nex_supervisor_t *sup, json_t *req, const nex_workload_t *w)
+{
+  json_object_set (req, "seccomp", sup->seccomp);
+  json_t *caps = json_array ();
+  size_t i;
+  json_t *name;
+  json_array_foreach (w->capabilities, i, name)
+  {
+    int cap = nex_capability_parse (json_string_value (name));
+    if (cap >= 0)
+      json_array_append_new (caps, json_integer (cap));
+  }
+  json_object_set_new (req, "capabilities", caps);
+  if (w->cwd)
+    json_object_set_new (req, "cwd", json_string (w->cwd));
+}
+
 static void
 send_start (nex_supervisor_t *sup, entry_t *e)
 {
@@ -234,6 +256,7 @@ send_start (nex_supervisor_t *sup, entry_t *e)
     }
   json_t *argv = json_array_size (w.argv) > 0 ? json_incref (w.argv) : json_pack ("[s]", w.name);
   json_t *start = json_pack ("{s:s, s:o, s:O}", "path", "/workload", "argv", argv, "env", w.env);
+  add_hardening (sup, start, &w);
   nex_workload_release (&w);
   if (send_json (e, NEX_WIRE_START, start) < 0)
     close_conn (sup, e, "cannot send START to the agent");
@@ -812,6 +835,9 @@ nex_supervisor_start (nex_node_t *node, nex_error_t *err)
       nex_error_sys (err, errno, "supervisor set-up");
       goto fail;
     }
+  sup->seccomp = nex_seccomp_default_profile (err);
+  if (sup->seccomp == NULL)
+    goto fail;
   sup->wake_ref.e = NULL;
   struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &sup->wake_ref };
   epoll_ctl (sup->epfd, EPOLL_CTL_ADD, sup->wakefd, &ev);
@@ -824,6 +850,7 @@ nex_supervisor_start (nex_node_t *node, nex_error_t *err)
     }
   return sup;
 fail:
+  json_decref (sup->seccomp);
   if (sup->epfd >= 0)
     close (sup->epfd);
   if (sup->wakefd >= 0)
@@ -862,6 +889,7 @@ nex_supervisor_shutdown (nex_supervisor_t *sup)
     }
   close (sup->epfd);
   close (sup->wakefd);
+  json_decref (sup->seccomp);
   pthread_mutex_destroy (&sup->queue_lock);
   free (sup);
 }
