@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "common/cleanup.h"
+#include "common/utf8.h"
 #include "common/xalloc.h"
 #include "server/clock.h"
 
@@ -245,53 +246,6 @@ col_time (sqlite3_stmt *stmt, int i)
 }
 
 /* ---- text ------------------------------------------------------------------------------------------------ */
-
-/* Copies LEN bytes of TEXT, replacing every byte that does not start a well-formed UTF-8 sequence (overlong
- * forms, surrogates and code points above U+10FFFF included) with U+FFFD, so that whatever a workload prints
- * can always be stored as TEXT and turned into a JSON string.  Sets *OUT_LEN; the copy is NUL-terminated. */
-static char *
-utf8_sanitize (const char *text, size_t len, size_t *out_len)
-{
-  static const char replacement[] = "\xEF\xBF\xBD";
-  const unsigned char *s = (const unsigned char *) text;
-  char *out = nex_xmalloc (len * 3 + 1); /* at worst every byte becomes a 3-byte replacement */
-  size_t o = 0;
-  size_t i = 0;
-  while (i < len)
-    {
-      unsigned c = s[i];
-      size_t n = 0; /* length of the sequence C starts; 0 for bytes that never start one */
-      if (c < 0x80)
-        n = 1;
-      else if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-      else if (c >= 0xE0 && c <= 0xEF)
-        n = 3;
-      else if (c >= 0xF0 && c <= 0xF4)
-        n = 4;
-      /* The second byte's range is what excludes overlong forms, surrogates and values above U+10FFFF. */
-      unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
-      unsigned hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
-      int ok = n > 0 && n <= len - i;
-      for (size_t k = 1; ok && k < n; k++)
-        ok = k == 1 ? s[i + k] >= lo && s[i + k] <= hi : (s[i + k] & 0xC0) == 0x80;
-      if (ok)
-        {
-          memcpy (out + o, s + i, n);
-          o += n;
-          i += n;
-        }
-      else
-        {
-          memcpy (out + o, replacement, 3);
-          o += 3;
-          i++;
-        }
-    }
-  out[o] = '\0';
-  *out_len = o;
-  return out;
-}
 
 /* ---- opening and migrating ------------------------------------------------------------------------------- */
 
@@ -639,7 +593,8 @@ workload_transition (sqlite3 *db, void *ctx, nex_error_t *err)
   int64_t finished = nex_state_is_final (c->state) ? now : 0;
   /* NULL parameters leave their column unchanged (COALESCE); pid -1 and endpoint "" clear theirs. */
   if (db_exec (db,
-               "UPDATE workloads SET state = ?2, updated_at = ?3, reason = COALESCE (?4, reason), "
+               "UPDATE workloads SET state = ?2, updated_at = ?3, "
+               "reason = CASE WHEN ?4 IS NULL THEN reason ELSE NULLIF (?4, '') END, "
                "exit_code = COALESCE (?5, exit_code), exit_signal = COALESCE (?6, exit_signal), "
                "pid = CASE ?7 WHEN 0 THEN pid WHEN -1 THEN NULL ELSE ?7 END, "
                "endpoint = CASE WHEN ?8 IS NULL THEN endpoint ELSE NULLIF (?8, '') END, "
@@ -656,7 +611,7 @@ workload_transition (sqlite3 *db, void *ctx, nex_error_t *err)
   /* Staying in the same state only updates details (pid, endpoint, digest): not a new history entry. */
   if (c->state == from)
     return 0;
-  return history_append (db, t->id, c->state, now, c->reason, err);
+  return history_append (db, t->id, c->state, now, c->reason && c->reason[0] ? c->reason : NULL, err);
 }
 
 int
@@ -752,7 +707,7 @@ log_append (sqlite3 *db, void *ctx, nex_error_t *err)
     {
       const nex_log_line_t *l = &a->lines[i];
       size_t len;
-      cleanup_free char *text = utf8_sanitize (l->text, l->len, &len);
+      cleanup_free char *text = nex_utf8_sanitize (l->text, l->len, &len);
       if (db_bind (db, insert,
                    DB_ARGS (DB_TEXT (a->id), DB_INT (++last), DB_INT (l->stream), DB_INT (l->ts), DB_TEXTN (text, len)),
                    err)
@@ -809,7 +764,7 @@ nex_registry_log_tail (nex_registry_t *reg, const char *id, int64_t tail, nex_er
       if (jtext == NULL)
         {
           /* Only rows written by something other than nexd can hold invalid UTF-8; show them anyway. */
-          cleanup_free char *safe = utf8_sanitize (text, len, &len);
+          cleanup_free char *safe = nex_utf8_sanitize (text, len, &len);
           jtext = json_stringn (safe, len);
         }
       json_array_append_new (

@@ -71,7 +71,7 @@ int nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t
 typedef struct nex_state_change
 {
   nex_state_t state;
-  const char *reason;   /* NULL: unchanged */
+  const char *reason;   /* NULL: unchanged; "": clear */
   int has_exit_code;    /* set exit_code */
   int exit_code;
   int exit_signal;      /* 0: unchanged */

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -21,24 +22,32 @@
 #include "server/cgroup.h"
 #include "server/clock.h"
 #include "server/driver.h"
+#include "server/exec.h"
 #include "server/log.h"
 #include "server/proc.h"
 #include "server/seccomp.h"
 
 #define MAX_LINE 16384          /* longer output lines are split */
 #define AGENT_KILL_SLACK_MS 5000 /* after the grace, how long the agent has to report before it is killed */
+#define EXEC_SLACK_MS 10000      /* after an exec's timeout, how long the agent has to report its end */
+#define RESTART_BASE_MS 200      /* first restart delay; doubled for every restart already done */
+#define RESTART_MAX_MS 30000     /* longest restart delay */
 
 typedef enum
 {
   CMD_DEPLOY,
-  CMD_STOP
+  CMD_STOP,
+  CMD_SIGNAL,
+  CMD_EXEC,
 } cmd_kind_t;
 
 typedef struct cmd
 {
   cmd_kind_t kind;
   char id[NEX_ID_LEN + 1];
-  int64_t grace_ms;
+  int64_t grace_ms;   /* CMD_STOP */
+  int signal;         /* CMD_SIGNAL */
+  nex_exec_t *exec;   /* CMD_EXEC: a reference */
   struct cmd *next;
 } cmd_t;
 
@@ -75,6 +84,9 @@ struct entry
   char *agent_error;     /* last ERROR message from the agent */
   char *lost_reason;     /* why the channel was given up, when it was */
   int64_t oom_seen;      /* the cgroup's OOM-kill count already accounted for (restarts share the cgroup) */
+  int64_t restart_at;    /* monotonic ms at which the ended workload is started again; 0: no restart pending */
+  nex_exec_t *execs;     /* exec sessions in flight on this agent connection */
+  uint16_t last_channel; /* the last exec channel handed out */
   entry_t *next;
 };
 
@@ -90,6 +102,7 @@ struct nex_supervisor
   cmd_t *queue_head, *queue_tail;
   int shutting_down; /* under queue_lock */
   json_t *seccomp;   /* the default seccomp profile (seccomp.h), sent with every START and EXEC */
+  int64_t execs_waiting; /* API threads inside nex_supervisor_exec (under queue_lock) */
 };
 
 static entry_t *
@@ -99,6 +112,33 @@ entry_find (nex_supervisor_t *sup, const char *id)
     if (strcmp (e->id, id) == 0)
       return e;
   return NULL;
+}
+
+/* Ends every exec session of E with an error of KIND saying WHY (the workload or its channel is gone). */
+static void
+execs_fail_all (entry_t *e, nex_error_kind_t kind, const char *why)
+{
+  while (e->execs)
+    {
+      nex_exec_t *x = e->execs;
+      e->execs = x->next;
+      nex_error_t err = NULL;
+      nex_error_set (&err, kind, "%s", why);
+      nex_exec_fail (x, &err);
+      nex_exec_unref (x);
+    }
+}
+
+static void
+exec_remove (entry_t *e, nex_exec_t *x)
+{
+  for (nex_exec_t **p = &e->execs; *p; p = &(*p)->next)
+    if (*p == x)
+      {
+        *p = x->next;
+        nex_exec_unref (x);
+        return;
+      }
 }
 
 /* Persists a transition of workload ID and reports it as event TYPE (NULL: no event). */
@@ -213,6 +253,7 @@ close_conn (nex_supervisor_t *sup, entry_t *e, const char *reason)
   e->conn = -1;
   nex_wire_reader_release (&e->reader);
   nex_wire_reader_init (&e->reader);
+  execs_fail_all (e, NEX_ERR_CONFLICT, "the workload's agent channel closed during exec");
   if (!e->final)
     {
       /* The workload's fate is no longer observable: end the sandbox; its pidfd then finalises the entry. */
@@ -291,11 +332,58 @@ check_oom (nex_supervisor_t *sup, entry_t *e, int exit_signal)
 }
 
 /* The workload ended: EXIT (or a HELLO saying "exited") carried STATUS. */
+/* Whether workload W's policy restarts it after an end described by C (OOM: it was OOM-killed). */
+static int
+wants_restart (const nex_workload_t *w, const nex_state_change_t *c, int oom)
+{
+  if (w->restarts >= w->max_restarts)
+    return 0;
+  switch (w->restart_policy)
+    {
+    case NEX_RESTART_ALWAYS:
+      return 1;
+    case NEX_RESTART_ON_FAILURE:
+      return oom || c->exit_signal != 0 || (c->has_exit_code && c->exit_code != 0);
+    case NEX_RESTART_NEVER:
+      break;
+    }
+  return 0;
+}
+
+/* Restarts happen inside the same sandbox: the agent starts the workload's process again on the next START
+ * (same namespaces, cgroup and /tmp), which costs a fork instead of a new sandbox.  The delay doubles with every
+ * restart done (RESTART_BASE_MS, 2x, 4x ... up to RESTART_MAX_MS), so a crash loop costs little.  The restart is
+ * counted and announced now; the workload is `starting` until the agent reports the new process. */
+static void
+schedule_restart (nex_supervisor_t *sup, entry_t *e, const nex_workload_t *w, const nex_state_change_t *c, int oom)
+{
+  int shift = w->restarts < 10 ? (int) w->restarts : 10;
+  int64_t delay = (int64_t) RESTART_BASE_MS << shift;
+  if (delay > RESTART_MAX_MS)
+    delay = RESTART_MAX_MS;
+  e->restart_at = nex_clock_mono_ms () + delay;
+  e->kill_at = 0;
+  cleanup_free char *how = oom                ? nex_xstrdup ("oom_killed")
+                           : c->exit_signal   ? nex_xasprintf ("signal %d", c->exit_signal)
+                                              : nex_xasprintf ("exit code %d", c->exit_code);
+  cleanup_free char *reason = nex_xasprintf ("restart %lld of %lld in %lld ms after %s", (long long) w->restarts + 1,
+                                             (long long) w->max_restarts, (long long) delay, how);
+  nex_state_change_t r = { .state = NEX_STATE_STARTING, .reason = reason, .restarted = 1 };
+  transition (sup, e->id, &r, NULL);
+  json_t *data = json_pack ("{s:I, s:I, s:I, s:s}", "restarts", (json_int_t) w->restarts + 1, "max_restarts",
+                            (json_int_t) w->max_restarts, "delay_ms", (json_int_t) delay, "after", how);
+  if (c->has_exit_code)
+    json_object_set_new (data, "exit_code", json_integer (c->exit_code));
+  if (c->exit_signal)
+    json_object_set_new (data, "exit_signal", json_integer (c->exit_signal));
+  nex_node_emit (sup->node, "workload_restarted", w, data);
+}
+
 static void
 handle_exit (nex_supervisor_t *sup, entry_t *e, json_t *status)
 {
-  if (e->final)
-    return;
+  if (e->final || e->restart_at)
+    return; /* recorded already (a HELLO repeats the EXIT it follows) */
   take_output (sup, e, NEX_STREAM_STDOUT, NULL, 0, 1);
   take_output (sup, e, NEX_STREAM_STDERR, NULL, 0, 1);
   json_t *code = json_object_get (status, "code");
@@ -310,27 +398,49 @@ handle_exit (nex_supervisor_t *sup, entry_t *e, json_t *status)
   if (json_is_integer (sig))
     c.exit_signal = (int) json_integer_value (sig);
   const char *type = "workload_exited";
-  cleanup_free char *reason = NULL;
+  cleanup_free char *reason = nex_xstrdup (""); /* an exit on its own has no reason; clears a restart's */
   int oom = check_oom (sup, e, c.exit_signal);
   if (oom)
     {
       c.state = NEX_STATE_FAILED;
+      free (reason);
       reason = nex_xstrdup ("oom_killed");
       type = "workload_failed";
     }
   else if (exec_failed)
     {
       c.state = NEX_STATE_FAILED;
+      free (reason);
       reason = nex_xstrdup (e->agent_error ? e->agent_error : "the workload could not be executed");
       type = "workload_failed";
     }
   else if (e->stop_requested)
     {
       c.state = NEX_STATE_STOPPED;
+      free (reason);
       reason = nex_xstrdup ("stopped on request");
       type = "workload_stopped";
     }
   c.reason = reason;
+  nex_workload_t w = { 0 };
+  cleanup_error nex_error_t err = NULL;
+  if (!e->stop_requested && !exec_failed && nex_registry_workload_get (sup->node->reg, e->id, &w, &err) == 0)
+    {
+      if (w.state == NEX_STATE_STARTING && w.restarts > 0)
+        {
+          /* A restart was decided and counted before nexd restarted: carry it out now. */
+          e->restart_at = nex_clock_mono_ms ();
+          nex_workload_release (&w);
+          return;
+        }
+      if (wants_restart (&w, &c, oom))
+        {
+          schedule_restart (sup, e, &w, &c, oom);
+          nex_workload_release (&w);
+          return;
+        }
+    }
+  nex_workload_release (&w);
   transition (sup, e->id, &c, type);
   e->final = 1;
   e->kill_at = 0;
@@ -338,9 +448,174 @@ handle_exit (nex_supervisor_t *sup, entry_t *e, json_t *status)
   send_json (e, NEX_WIRE_ACK, json_object ());
 }
 
+/* --- exec sessions ------------------------------------------------------------------------------------------- */
+
+/* An agent's ERROR about exec session X: the program could not be run.  The message comes from the guest, so it
+ * is shown bounded; errno 2 is the common case, said plainly. */
+static void
+exec_refused (nex_exec_t *x, json_t *msg)
+{
+  const char *m = json_string_value (json_object_get (msg, "message"));
+  json_int_t errnum = json_integer_value (json_object_get (msg, "errno"));
+  const char *prog = json_string_value (json_array_get (x->argv, 0));
+  nex_error_t err = NULL;
+  if (errnum == ENOENT)
+    nex_error_field (&err, "argv[0]", "`%.200s` does not exist in the sandbox of workload %s (it holds only "
+                     "/workload, /sbin/nex-agent, /proc, /dev, /tmp and what the workload wrote there)",
+                     prog ? prog : "?", x->id);
+  else if (errnum == ESRCH)
+    nex_error_set (&err, NEX_ERR_CONFLICT, "workload %s is not running", x->id);
+  else if (errnum == EAGAIN || errnum == EBUSY)
+    nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: %.200s", m ? m : "the agent is busy");
+  else
+    nex_error_field (&err, "argv[0]", "`%.200s` cannot be run in the sandbox: %.200s", prog ? prog : "?",
+                     m ? m : "unspecified error");
+  nex_exec_fail (x, &err);
+}
+
+/* A frame on channel != 0: it belongs to an exec session (or to one given up already, then it is ignored). */
+static void
+handle_exec_frame (nex_supervisor_t *sup, entry_t *e, const nex_wire_frame_t *f)
+{
+  nex_exec_t *x = e->execs;
+  while (x && x->channel != f->channel)
+    x = x->next;
+  if (x == NULL)
+    return;
+  if (f->type == NEX_WIRE_STDOUT || f->type == NEX_WIRE_STDERR)
+    {
+      nex_exec_output (x, f->type == NEX_WIRE_STDERR ? 2 : 1, f->payload, f->len);
+      return;
+    }
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *msg = nex_wire_type_is_json (f->type) ? nex_wire_frame_json (f, &err) : NULL;
+  if (msg == NULL)
+    {
+      cleanup_free char *why = nex_xasprintf ("agent protocol error: %s frame on exec channel %u",
+                                              nex_wire_type_name (f->type), (unsigned) f->channel);
+      close_conn (sup, e, why);
+      return;
+    }
+  switch (f->type)
+    {
+    case NEX_WIRE_STARTED:
+      nex_exec_started (x, json_integer_value (json_object_get (msg, "pid")));
+      break;
+    case NEX_WIRE_EXIT:
+      nex_exec_finish (x, msg);
+      exec_remove (e, x);
+      break;
+    case NEX_WIRE_ERROR:
+      exec_refused (x, msg);
+      exec_remove (e, x);
+      break;
+    default:
+      break;
+    }
+}
+
+/* Sends one frame on the agent's (non-blocking) socket, waiting for room up to a few seconds: exec stdin can be
+ * larger than the socket buffer, and the agent drains it as fast as it buffers it. */
+static int
+send_frame_waiting (entry_t *e, nex_wire_type_t type, uint16_t channel, const void *data, size_t len)
+{
+  size_t n;
+  cleanup_free uint8_t *frame = nex_wire_encode (type, channel, data, len, &n, NULL);
+  size_t off = 0;
+  while (frame && off < n && e->conn >= 0)
+    {
+      ssize_t w = write (e->conn, frame + off, n - off);
+      if (w > 0)
+        off += (size_t) w;
+      else if (w < 0 && errno == EINTR)
+        continue;
+      else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        {
+          struct pollfd p = { .fd = e->conn, .events = POLLOUT };
+          if (poll (&p, 1, 5000) <= 0)
+            return -1;
+        }
+      else
+        return -1;
+    }
+  return frame && off == n ? 0 : -1;
+}
+
+static void
+do_exec (nex_supervisor_t *sup, nex_exec_t *x)
+{
+  entry_t *e = entry_find (sup, x->id);
+  nex_error_t err = NULL;
+  if (e == NULL || e->final || e->restart_at || !e->start_sent || e->conn < 0)
+    {
+      nex_error_set (&err, NEX_ERR_CONFLICT, "workload %s is not running", x->id);
+      nex_exec_fail (x, &err);
+      nex_exec_unref (x);
+      return;
+    }
+  nex_workload_t w = { 0 };
+  if (nex_registry_workload_get (sup->node->reg, x->id, &w, &err) < 0)
+    {
+      nex_exec_fail (x, &err);
+      nex_exec_unref (x);
+      return;
+    }
+  /* A channel no session of this connection uses. */
+  int in_use;
+  do
+    {
+      e->last_channel = (uint16_t) (e->last_channel == UINT16_MAX ? 1 : e->last_channel + 1);
+      in_use = 0;
+      for (nex_exec_t *o = e->execs; o; o = o->next)
+        in_use |= o->channel == e->last_channel;
+    }
+  while (in_use);
+  x->channel = e->last_channel;
+  x->deadline = nex_clock_mono_ms () + x->timeout_ms + EXEC_SLACK_MS;
+  x->next = e->execs;
+  e->execs = x;
+
+  /* The workload's environment, with the request's on top. */
+  json_t *env = json_deep_copy (w.env);
+  json_object_update (env, x->env);
+  json_t *req = json_pack ("{s:O, s:O, s:o, s:I}", "path", json_array_get (x->argv, 0), "argv", x->argv, "env", env,
+                           "timeout_ms", (json_int_t) x->timeout_ms);
+  add_hardening (sup, req, &w);
+  nex_workload_release (&w);
+  cleanup_free char *text = json_dumps (req, JSON_COMPACT);
+  json_decref (req);
+  int ok = text && send_frame_waiting (e, NEX_WIRE_EXEC, x->channel, text, strlen (text)) == 0;
+  for (size_t off = 0; ok && off < x->stdin_len; off += 65536)
+    {
+      size_t n = x->stdin_len - off < 65536 ? x->stdin_len - off : 65536;
+      ok = send_frame_waiting (e, NEX_WIRE_STDIN, x->channel, x->stdin_data + off, n) == 0;
+    }
+  ok = ok && send_frame_waiting (e, NEX_WIRE_STDIN, x->channel, NULL, 0) == 0;
+  if (!ok)
+    {
+      nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: cannot reach the agent of workload %s", x->id);
+      nex_exec_fail (x, &err);
+      exec_remove (e, x);
+    }
+}
+
+static void
+do_signal (nex_supervisor_t *sup, const char *id, int sig)
+{
+  entry_t *e = entry_find (sup, id);
+  if (e == NULL || e->final || !e->start_sent || e->restart_at)
+    return; /* it ended meanwhile: nothing left to signal */
+  send_json (e, NEX_WIRE_SIGNAL, json_pack ("{s:i}", "signal", sig));
+}
+
 static void
 handle_frame (nex_supervisor_t *sup, entry_t *e, const nex_wire_frame_t *f)
 {
+  if (f->channel != 0)
+    {
+      handle_exec_frame (sup, e, f);
+      return;
+    }
   if (f->type == NEX_WIRE_STDOUT || f->type == NEX_WIRE_STDERR)
     {
       if (f->channel == 0)
@@ -378,7 +653,8 @@ handle_frame (nex_supervisor_t *sup, entry_t *e, const nex_wire_frame_t *f)
       }
     case NEX_WIRE_STARTED:
       {
-        nex_state_change_t c = { .state = NEX_STATE_RUNNING };
+        /* "": a restart's reason no longer applies once the process runs again. */
+        nex_state_change_t c = { .state = NEX_STATE_RUNNING, .reason = "" };
         transition (sup, e->id, &c, "workload_started");
         break;
       }
@@ -445,6 +721,7 @@ read_conn (nex_supervisor_t *sup, entry_t *e)
 static void
 entry_free (entry_t *e)
 {
+  execs_fail_all (e, NEX_ERR_CONFLICT, "the workload ended during exec");
   nex_wire_reader_release (&e->reader);
   nex_instance_release (&e->inst);
   free (e->agent_error);
@@ -659,6 +936,17 @@ do_stop (nex_supervisor_t *sup, const char *id, int64_t grace_ms)
     }
   if (e->final)
     return;
+  if (e->restart_at)
+    {
+      /* Between two runs: nothing to signal; the stop just cancels the restart. */
+      e->restart_at = 0;
+      e->stop_requested = 1;
+      nex_state_change_t c = { .state = NEX_STATE_STOPPED, .reason = "stopped on request (between restarts)" };
+      transition (sup, id, &c, "workload_stopped");
+      e->final = 1;
+      send_json (e, NEX_WIRE_ACK, json_object ());
+      return;
+    }
   e->stop_requested = 1;
   e->kill_at = nex_clock_mono_ms () + grace_ms + AGENT_KILL_SLACK_MS;
   if (!e->start_sent || send_json (e, NEX_WIRE_STOP, json_pack ("{s:i, s:I}", "signal", SIGTERM, "grace_ms",
@@ -686,10 +974,29 @@ drain_commands (nex_supervisor_t *sup)
       list = c->next;
       if (!stop)
         {
-          if (c->kind == CMD_DEPLOY)
-            do_deploy (sup, c->id);
-          else
-            do_stop (sup, c->id, c->grace_ms);
+          switch (c->kind)
+            {
+            case CMD_DEPLOY:
+              do_deploy (sup, c->id);
+              break;
+            case CMD_STOP:
+              do_stop (sup, c->id, c->grace_ms);
+              break;
+            case CMD_SIGNAL:
+              do_signal (sup, c->id, c->signal);
+              break;
+            case CMD_EXEC:
+              do_exec (sup, NEX_STEAL_PTR (c->exec));
+              break;
+            }
+        }
+      if (c->exec)
+        {
+          /* Not run (shutting down): its waiter learns it at once. */
+          nex_error_t err = NULL;
+          nex_error_set (&err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
+          nex_exec_fail (c->exec, &err);
+          nex_exec_unref (c->exec);
         }
       free (c);
     }
@@ -697,12 +1004,8 @@ drain_commands (nex_supervisor_t *sup)
 }
 
 static void
-enqueue (nex_supervisor_t *sup, cmd_kind_t kind, const char *id, int64_t grace_ms)
+enqueue_cmd (nex_supervisor_t *sup, cmd_t *c)
 {
-  cmd_t *c = nex_xzalloc (sizeof *c);
-  c->kind = kind;
-  snprintf (c->id, sizeof c->id, "%s", id);
-  c->grace_ms = grace_ms;
   pthread_mutex_lock (&sup->queue_lock);
   if (sup->queue_tail)
     sup->queue_tail->next = c;
@@ -714,16 +1017,61 @@ enqueue (nex_supervisor_t *sup, cmd_kind_t kind, const char *id, int64_t grace_m
   (void) !write (sup->wakefd, &one, sizeof one);
 }
 
+static cmd_t *
+cmd_new (cmd_kind_t kind, const char *id)
+{
+  cmd_t *c = nex_xzalloc (sizeof *c);
+  c->kind = kind;
+  snprintf (c->id, sizeof c->id, "%s", id);
+  return c;
+}
+
 void
 nex_supervisor_deploy (nex_supervisor_t *sup, const char *id)
 {
-  enqueue (sup, CMD_DEPLOY, id, 0);
+  enqueue_cmd (sup, cmd_new (CMD_DEPLOY, id));
 }
 
 void
 nex_supervisor_stop (nex_supervisor_t *sup, const char *id, int64_t grace_ms)
 {
-  enqueue (sup, CMD_STOP, id, grace_ms);
+  cmd_t *c = cmd_new (CMD_STOP, id);
+  c->grace_ms = grace_ms;
+  enqueue_cmd (sup, c);
+}
+
+void
+nex_supervisor_signal (nex_supervisor_t *sup, const char *id, int sig)
+{
+  cmd_t *c = cmd_new (CMD_SIGNAL, id);
+  c->signal = sig;
+  enqueue_cmd (sup, c);
+}
+
+int
+nex_supervisor_exec (nex_supervisor_t *sup, const char *id, const nex_exec_spec_t *spec, nex_exec_result_t *out,
+                     nex_error_t *err)
+{
+  /* Each exec holds an API thread while it runs: keep at least one thread free for everything else. */
+  int64_t cap = sup->node->cfg->api_threads > 1 ? sup->node->cfg->api_threads - 1 : 1;
+  pthread_mutex_lock (&sup->queue_lock);
+  int busy = sup->execs_waiting >= cap;
+  if (!busy)
+    sup->execs_waiting++;
+  pthread_mutex_unlock (&sup->queue_lock);
+  if (busy)
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "%lld exec requests are running already; try again later",
+                          (long long) cap);
+  nex_exec_t *x = nex_exec_new (id, spec);
+  cmd_t *c = cmd_new (CMD_EXEC, id);
+  c->exec = nex_exec_ref (x);
+  enqueue_cmd (sup, c);
+  int r = nex_exec_wait (x, spec->timeout_ms + EXEC_SLACK_MS + 5000, out, err);
+  nex_exec_unref (x);
+  pthread_mutex_lock (&sup->queue_lock);
+  sup->execs_waiting--;
+  pthread_mutex_unlock (&sup->queue_lock);
+  return r;
 }
 
 /* --- the loop ------------------------------------------------------------------------------------------------- */
@@ -737,12 +1085,19 @@ supervisor_main (void *arg)
       int timeout = -1;
       int64_t now = nex_clock_mono_ms ();
       for (entry_t *e = sup->entries; e; e = e->next)
-        if (e->kill_at)
-          {
-            int64_t left = e->kill_at > now ? e->kill_at - now : 0;
-            if (timeout < 0 || left < timeout)
-              timeout = (int) left;
-          }
+        {
+          int64_t at[3] = { e->kill_at, e->restart_at, 0 };
+          for (nex_exec_t *x = e->execs; x; x = x->next)
+            if (at[2] == 0 || x->deadline < at[2])
+              at[2] = x->deadline;
+          for (int k = 0; k < 3; k++)
+            if (at[k])
+              {
+                int64_t left = at[k] > now ? at[k] - now : 0;
+                if (timeout < 0 || left < timeout)
+                  timeout = (int) left;
+              }
+        }
       struct epoll_event evs[32];
       int n = epoll_wait (sup->epfd, evs, 32, timeout);
       if (n < 0 && errno != EINTR)
@@ -775,6 +1130,25 @@ supervisor_main (void *arg)
             cleanup_error nex_error_t err = NULL;
             e->driver->kill (e->driver, &e->inst, &err);
           }
+      for (entry_t *e = sup->entries; e; e = e->next)
+        {
+          if (e->restart_at && now >= e->restart_at && !e->final)
+            {
+              e->restart_at = 0;
+              send_start (sup, e);
+            }
+          for (nex_exec_t *x = e->execs, *next; x; x = next)
+            {
+              next = x->next;
+              if (now >= x->deadline)
+                {
+                  nex_error_t err = NULL;
+                  nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: the agent did not report the end in time");
+                  nex_exec_fail (x, &err);
+                  exec_remove (e, x);
+                }
+            }
+        }
       if (stop)
         break;
     }
@@ -884,6 +1258,13 @@ nex_supervisor_shutdown (nex_supervisor_t *sup)
   for (cmd_t *c = sup->queue_head; c;)
     {
       cmd_t *next = c->next;
+      if (c->exec)
+        {
+          nex_error_t err = NULL;
+          nex_error_set (&err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
+          nex_exec_fail (c->exec, &err);
+          nex_exec_unref (c->exec);
+        }
       free (c);
       c = next;
     }
