@@ -10,6 +10,7 @@
  *   probe exit CODE           exits with CODE
  *   probe sleep SECONDS       sleeps (SIGTERM ends it with status 0)
  *   probe pwd                 prints the working directory
+ *   probe env NAMES...        prints NAME=value (or NAME unset) for each NAME
  *
  * Everything it prints is one line per fact, flushed, so the tests can read its log while it runs. */
 #include <errno.h>
@@ -243,6 +244,18 @@ main (int argc, char **argv)
       say ("pwd: %s", getcwd (buf, sizeof buf) ? buf : strerror (errno));
       return 0;
     }
-  fprintf (stderr, "usage: probe hog|forkbomb|spin|syscalls|cat|echo|echo-err|exit|sleep|pwd ...\n");
+  if (strcmp (cmd, "env") == 0)
+    {
+      for (int i = 2; i < argc; i++)
+        {
+          const char *v = getenv (argv[i]);
+          if (v)
+            say ("%s=%s", argv[i], v);
+          else
+            say ("%s unset", argv[i]);
+        }
+      return 0;
+    }
+  fprintf (stderr, "usage: probe hog|forkbomb|spin|syscalls|cat|echo|echo-err|exit|sleep|pwd|env ...\n");
   return 2;
 }
