@@ -2,6 +2,7 @@
  * the command queue is the one structure shared with other threads, under queue_lock. */
 #include "server/supervisor.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -23,6 +24,7 @@
 #include "server/clock.h"
 #include "server/driver.h"
 #include "server/exec.h"
+#include "server/id.h"
 #include "server/log.h"
 #include "server/proc.h"
 #include "server/seccomp.h"
@@ -1155,7 +1157,74 @@ supervisor_main (void *arg)
   return NULL;
 }
 
-/* Re-attaches to sandboxes recorded as live, fails the ones that are gone, re-queues pending workloads. */
+/* Whether the process recorded for W is still W's sandbox: it exists, it started when the record says (a pid alone
+ * may have been reused by an unrelated process since), and it sits in W's cgroup.  NULL when it is; otherwise
+ * why not (caller frees). */
+static char *
+sandbox_identity_problem (nex_supervisor_t *sup, const nex_workload_t *w)
+{
+  if (w->pid <= 0 || w->endpoint == NULL)
+    return nex_xstrdup ("nexd stopped before the sandbox was recorded");
+  int64_t started = nex_proc_start_time ((pid_t) w->pid);
+  if (started < 0)
+    return nex_xasprintf ("its root process %lld is gone", (long long) w->pid);
+  if (w->agent_start > 0 && started != w->agent_start)
+    return nex_xasprintf ("pid %lld now belongs to another process (started at tick %lld, not %lld)",
+                          (long long) w->pid, (long long) started, (long long) w->agent_start);
+  if (sup->node->cgroups && nex_cgroups_holds (sup->node->cgroups, w->id, (pid_t) w->pid) != 1)
+    return nex_xasprintf ("pid %lld is not in the workload's cgroup", (long long) w->pid);
+  return NULL;
+}
+
+/* Everything a sandbox of workload ID may have left on the host, when no live entry owns it: processes (killed
+ * through its cgroup, which holds every process the sandbox ever had) and the cgroup, then the run dir. */
+static void
+remove_leftovers (nex_supervisor_t *sup, const char *id, const nex_driver_t *d)
+{
+  cleanup_error nex_error_t err = NULL;
+  if (sup->node->cgroups && nex_cgroups_destroy (sup->node->cgroups, id, &err) < 0)
+    nex_log_error (NEX_LOG_WARN, err, "workload %s: leftover cgroup", id);
+  nex_instance_t inst = { .run_dir = nex_xasprintf ("%s/%s", sup->node->run_dir, id) };
+  (d ? d : &nex_driver_sandbox)->destroy (d ? d : &nex_driver_sandbox, &inst, NULL);
+  nex_instance_release (&inst);
+}
+
+/* After recovery: run dirs and cgroups of this node's workloads that no live entry owns are what a crash
+ * mid-deploy (or mid-teardown) left; they go.  Cgroups under the shared `nex` parent that name no workload of
+ * this registry may belong to another node on the same host, and are left alone. */
+static void
+cleanup_leftovers (nex_supervisor_t *sup)
+{
+  DIR *dir = opendir (sup->node->run_dir);
+  struct dirent *de;
+  while (dir && (de = readdir (dir)) != NULL)
+    if (nex_id_valid (de->d_name) && entry_find (sup, de->d_name) == NULL)
+      {
+        nex_info ("workload %s: removing a half-created or abandoned sandbox", de->d_name);
+        remove_leftovers (sup, de->d_name, NULL);
+      }
+  if (dir)
+    closedir (dir);
+  if (sup->node->cgroups == NULL)
+    return;
+  char **names = nex_cgroups_list (sup->node->cgroups);
+  for (char **name = names; *name; name++)
+    {
+      nex_workload_t w = { 0 };
+      if (entry_find (sup, *name) == NULL && nex_registry_workload_get (sup->node->reg, *name, &w, NULL) == 0)
+        {
+          nex_info ("workload %s: removing its leftover cgroup", *name);
+          remove_leftovers (sup, *name, nex_driver_find (w.driver));
+        }
+      nex_workload_release (&w);
+      free (*name);
+    }
+  free (names);
+}
+
+/* Re-attaches to sandboxes recorded as live (each exactly once: the registry holds one record per workload),
+ * fails the ones that are gone or cannot be proven to be theirs, re-queues pending workloads, then removes
+ * what crashed deploys left behind. */
 static void
 recover (nex_supervisor_t *sup)
 {
@@ -1175,25 +1244,33 @@ recover (nex_supervisor_t *sup)
       else if (w->state == NEX_STATE_STARTING || w->state == NEX_STATE_RUNNING)
         {
           const nex_driver_t *d = nex_driver_find (w->driver);
-          nex_instance_t inst = { .pid = (pid_t) w->pid,
-                                  .endpoint = w->endpoint ? nex_xstrdup (w->endpoint) : NULL,
-                                  .run_dir = nex_xasprintf ("%s/%s", sup->node->run_dir, w->id) };
+          cleanup_free char *problem = d ? sandbox_identity_problem (sup, w) : nex_xstrdup ("unknown driver");
           cleanup_error nex_error_t aerr = NULL;
-          if (d && inst.endpoint && inst.pid > 0 && entry_attach (sup, w->id, d, &inst, &aerr))
+          entry_t *e = NULL;
+          if (problem == NULL)
+            {
+              nex_instance_t inst = { .pid = (pid_t) w->pid,
+                                      .endpoint = nex_xstrdup (w->endpoint),
+                                      .run_dir = nex_xasprintf ("%s/%s", sup->node->run_dir, w->id) };
+              e = entry_attach (sup, w->id, d, &inst, &aerr);
+              nex_instance_release (&inst);
+            }
+          if (e)
             nex_info ("workload %s: re-attached to its sandbox (pid %d)", w->id, (int) w->pid);
           else
             {
-              cleanup_free char *why = nex_xasprintf ("its sandbox was lost while nexd was down%s%s",
-                                                      aerr ? ": " : "", aerr ? aerr->msg : "");
-              if (d)
-                d->destroy (d, &inst, NULL);
+              cleanup_free char *why = nex_xasprintf ("its sandbox was lost while nexd was down: %s",
+                                                      problem ? problem : aerr ? aerr->msg : "unknown");
+              /* Never signal the recorded pid itself: it may be someone else's now.  The cgroup names only the
+               * sandbox's own processes. */
+              remove_leftovers (sup, w->id, d);
               fail_workload (sup, w->id, why);
             }
-          nex_instance_release (&inst);
         }
       nex_workload_release (w);
     }
   free (list);
+  cleanup_leftovers (sup);
 }
 
 nex_supervisor_t *
