@@ -143,10 +143,12 @@ exec_remove (entry_t *e, nex_exec_t *x)
       }
 }
 
-/* Persists a transition of workload ID and reports it as event TYPE (NULL: no event). */
+/* Persists a transition of workload ID and reports it as event TYPE (NULL: no event) with EXTRA (stolen, may be
+ * NULL) merged into the event's data. */
 static void
-transition (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type)
+transition_with (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type, json_t *extra)
 {
+  cleanup_json json_t *more = extra;
   cleanup_error nex_error_t err = NULL;
   if (nex_registry_workload_transition (sup->node->reg, id, c, &err) < 0)
     {
@@ -166,8 +168,17 @@ transition (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, 
     json_object_set_new (data, "exit_code", json_integer (w.exit_code));
   if (w.exit_signal)
     json_object_set_new (data, "exit_signal", json_integer (w.exit_signal));
+  if (more)
+    json_object_update (data, more);
   nex_node_emit (sup->node, type, &w, data);
   nex_workload_release (&w);
+}
+
+/* Persists a transition of workload ID and reports it as event TYPE (NULL: no event). */
+static void
+transition (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type)
+{
+  transition_with (sup, id, c, type, NULL);
 }
 
 static void
@@ -311,12 +322,10 @@ send_start (nex_supervisor_t *sup, entry_t *e)
  * process died of SIGKILL (what the OOM killer sends).  Any new OOM kill — of the main process or of another one
  * in the sandbox — is reported as the event workload_oom. */
 static int
-check_oom (nex_supervisor_t *sup, entry_t *e, int exit_signal)
+check_oom (nex_supervisor_t *sup, entry_t *e, const nex_cgroup_stats_t *usage, int exit_signal)
 {
-  nex_cgroup_stats_t st;
   cleanup_error nex_error_t err = NULL;
-  if (sup->node->cgroups == NULL || nex_cgroups_stats (sup->node->cgroups, e->id, &st, &err) < 0)
-    return 0;
+  const nex_cgroup_stats_t st = *usage;
   if (st.oom_kills <= e->oom_seen)
     return 0;
   int64_t kills = st.oom_kills - e->oom_seen;
@@ -333,7 +342,18 @@ check_oom (nex_supervisor_t *sup, entry_t *e, int exit_signal)
   return exit_signal == SIGKILL;
 }
 
-/* The workload ended: EXIT (or a HELLO saying "exited") carried STATUS. */
+/* What the sandbox used, for the event that reports an end: the cgroup's figures (kept across restarts in the
+ * same sandbox), or NULL when there are none.  Pids-limit hits and CPU throttling are reported here and in
+ * GET .../stats. */
+static json_t *
+usage_json (const nex_cgroup_stats_t *st)
+{
+  return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I}", "memory_peak_bytes", (json_int_t) st->memory_peak,
+                    "memory_limit_hits", (json_int_t) st->memory_limit_hits, "oom_kills", (json_int_t) st->oom_kills,
+                    "cpu_usage_ns", (json_int_t) st->cpu_usage_ns, "cpu_throttled_periods",
+                    (json_int_t) st->cpu_throttled_periods, "pids_limit_hits", (json_int_t) st->pids_limit_hits);
+}
+
 /* Whether workload W's policy restarts it after an end described by C (OOM: it was OOM-killed). */
 static int
 wants_restart (const nex_workload_t *w, const nex_state_change_t *c, int oom)
@@ -381,6 +401,7 @@ schedule_restart (nex_supervisor_t *sup, entry_t *e, const nex_workload_t *w, co
   nex_node_emit (sup->node, "workload_restarted", w, data);
 }
 
+/* The workload ended: EXIT (or a HELLO saying "exited") carried STATUS. */
 static void
 handle_exit (nex_supervisor_t *sup, entry_t *e, json_t *status)
 {
@@ -401,7 +422,9 @@ handle_exit (nex_supervisor_t *sup, entry_t *e, json_t *status)
     c.exit_signal = (int) json_integer_value (sig);
   const char *type = "workload_exited";
   cleanup_free char *reason = nex_xstrdup (""); /* an exit on its own has no reason; clears a restart's */
-  int oom = check_oom (sup, e, c.exit_signal);
+  nex_cgroup_stats_t st;
+  int have_usage = sup->node->cgroups && nex_cgroups_stats (sup->node->cgroups, e->id, &st, NULL) == 0;
+  int oom = have_usage && check_oom (sup, e, &st, c.exit_signal);
   if (oom)
     {
       c.state = NEX_STATE_FAILED;
@@ -443,7 +466,7 @@ handle_exit (nex_supervisor_t *sup, entry_t *e, json_t *status)
         }
     }
   nex_workload_release (&w);
-  transition (sup, e->id, &c, type);
+  transition_with (sup, e->id, &c, type, have_usage ? json_pack ("{s:o}", "usage", usage_json (&st)) : NULL);
   e->final = 1;
   e->kill_at = 0;
   /* Acknowledge: the agent keeps the status until someone has recorded it, then exits. */

@@ -65,9 +65,14 @@ def test_fork_bomb_stays_bounded(nexd):
         assert nexd.get(f"/v1/workloads/{wid}").json()["state"] == "running"
     h = nexd.deploy_ok(name="hello", artifact=nexd.program("hello"))
     assert nexd.wait_state(h["id"], "exited")["exit_code"] == 3
+    stats = nexd.get(f"/v1/workloads/{wid}/stats").json()
+    assert stats["pids"]["limit"] == 64 and stats["pids"]["limit_hits"] >= 100, stats["pids"]
     r = nexd.delete(f"/v1/workloads/{wid}", params={"grace_s": 1})
     assert r.status_code == 202
     nexd.wait_state(wid, "stopped", timeout=10)
+    # the end's event reports the limit hits too
+    usage = events_of(nexd, wid, "workload_stopped")[0]["data"]["usage"]
+    assert usage["pids_limit_hits"] >= 100, usage
 
 
 def test_cpu_quota_holds_a_busy_loop(nexd):
@@ -82,8 +87,12 @@ def test_cpu_quota_holds_a_busy_loop(nexd):
     print(f"vcpus 0.2: busy loop got {share:.3f} of one CPU")
     # the quota is an upper bound; the lower bound only guards against measuring nothing at all
     assert 0.08 <= share <= 0.27, share
+    stats = nexd.get(f"/v1/workloads/{wid}/stats").json()
+    assert stats["cpu"]["throttled_periods"] > 0, stats["cpu"]  # throttling is detected and reported
     nexd.delete(f"/v1/workloads/{wid}", params={"grace_s": 0})
     nexd.wait_state(wid, "stopped", timeout=10)
+    usage = events_of(nexd, wid, "workload_stopped")[0]["data"]["usage"]
+    assert usage["cpu_throttled_periods"] > 0 and usage["cpu_usage_ns"] > 0, usage
 
 
 def test_cgroups_are_removed_and_limits_set(nexd):
