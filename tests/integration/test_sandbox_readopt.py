@@ -1,4 +1,4 @@
-"""test_sandbox_readopt.py — workloads outlive nexd: kill -9 nexd while workloads run, start it again, repeatedly.
+"""test_sandbox_readopt.py — workloads outlive nexd: kill -9 nexd while 10 workloads run, start it again, 20 times.
 
 Every running workload is re-adopted (same pid, and exactly one sandbox each: its cgroup holds the agent and the
 workload, no more), workloads that ended while nexd was down are recorded with their exit status, the registry
@@ -14,8 +14,8 @@ import time
 
 from sandboxlib import cgroup_dir, nex_cgroup_dirs, probe, wait_until
 
-KILLS = 3       # kill -9 / restart rounds
-LONG = 6        # workloads that run throughout
+KILLS = 20      # kill -9 / restart rounds
+LONG = 8        # workloads that run throughout
 SHORT = 2       # workloads that end while nexd is down
 
 
@@ -61,8 +61,9 @@ def test_kill9_readopts_everything(nexd):
             assert w["pid"] == pids[wid], f"round {round_}: {wid} has pid {w['pid']}, was {pids[wid]}"
             # one sandbox: the agent and the sleeper, nothing duplicated
             assert len(procs_in_sandbox(w["pid"])) == 2, (round_, procs_in_sandbox(w["pid"]))
-        # exec still reaches a re-adopted workload
-        out = nexd.post(f"/v1/workloads/{long_ids[0]}/exec", json={"argv": ["/workload", "echo", "alive"]}).json()
+        # exec still reaches a re-adopted workload, and its logs continue
+        out = nexd.post(f"/v1/workloads/{long_ids[round_ % LONG]}/exec",
+                        json={"argv": ["/workload", "echo", "alive"]}).json()
         assert out.get("stdout") == "alive\n", out
 
     for wid in short_ids:
@@ -123,3 +124,19 @@ def test_records_that_do_not_match_are_not_adopted(nexd):
         assert not any(os.path.exists(d) for d in dirs[wid]), dirs[wid]
         assert not (nexd.data_dir / "run" / wid).exists()
     assert alive(pids[kept])
+
+
+def test_output_written_while_nexd_is_down_is_delivered_once(nexd):
+    w = probe(nexd, "tick", "30", "100", name="ticker")
+    nexd.wait_log(w["id"], "tick 3")
+    nexd.daemon.kill()
+    time.sleep(1.5)  # the agent keeps what the workload writes meanwhile
+    nexd.start()
+    nexd.wait_log(w["id"], "tick 14")
+    nexd.daemon.kill()
+    time.sleep(0.3)
+    nexd.start()
+    w = nexd.wait_state(w["id"], "exited", timeout=15)
+    assert w["exit_code"] == 0
+    ticks = [t for t in nexd.log_texts(w["id"]) if t.startswith("tick ")]
+    assert ticks == [f"tick {i}" for i in range(30)], ticks

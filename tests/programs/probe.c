@@ -11,6 +11,7 @@
  *   probe sleep SECONDS       sleeps (SIGTERM ends it with status 0)
  *   probe pwd                 prints the working directory
  *   probe env NAMES...        prints NAME=value (or NAME unset) for each NAME
+ *   probe tick N MS           prints "tick I" for I = 0..N-1, one every MS milliseconds, then exits 0
  *
  * Everything it prints is one line per fact, flushed, so the tests can read its log while it runs. */
 #include <errno.h>
@@ -244,6 +245,17 @@ main (int argc, char **argv)
       say ("pwd: %s", getcwd (buf, sizeof buf) ? buf : strerror (errno));
       return 0;
     }
+  if (strcmp (cmd, "tick") == 0 && argc > 3)
+    {
+      int n = atoi (argv[2]), ms = atoi (argv[3]);
+      for (int i = 0; i < n; i++)
+        {
+          say ("tick %d", i);
+          struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000 };
+          nanosleep (&ts, NULL);
+        }
+      return 0;
+    }
   if (strcmp (cmd, "env") == 0)
     {
       for (int i = 2; i < argc; i++)
@@ -256,6 +268,6 @@ main (int argc, char **argv)
         }
       return 0;
     }
-  fprintf (stderr, "usage: probe hog|forkbomb|spin|syscalls|cat|echo|echo-err|exit|sleep|pwd|env ...\n");
+  fprintf (stderr, "usage: probe hog|forkbomb|spin|syscalls|cat|echo|echo-err|exit|sleep|pwd|env|tick ...\n");
   return 2;
 }
