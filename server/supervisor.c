@@ -882,6 +882,7 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   transition (sup, id, &starting, NULL);
 
   char digest[65];
+  int64_t t_fetch = nex_clock_mono_ms ();
   path = nex_artifact_fetch (node->artifacts_dir, w.artifact, w.sha256, digest, &err);
   if (path == NULL)
     {
@@ -906,6 +907,7 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   nex_cgroup_limits_t limits = { .vcpus = w.resources.vcpus,
                                  .memory_bytes = w.resources.memory_mb * 1024 * 1024,
                                  .pids = w.resources.pids };
+  int64_t t_cgroup = nex_clock_mono_ms ();
   if (nex_cgroups_create (node->cgroups, id, &limits, &err) < 0)
     {
       fail_workload (sup, id, err->msg);
@@ -917,6 +919,7 @@ do_deploy (nex_supervisor_t *sup, const char *id)
                      .run_dir = run_dir, .tmp_mb = w.resources.disk_mb, .place = place_in_cgroup,
                      .place_ctx = &where };
   nex_instance_t inst = { 0 };
+  int64_t t_start = nex_clock_mono_ms ();
   if (d->start (d, &l, &inst, &err) < 0)
     {
       nex_cgroups_destroy (node->cgroups, id, NULL);
@@ -925,6 +928,9 @@ do_deploy (nex_supervisor_t *sup, const char *id)
     }
   /* Recorded before the agent is asked to do anything, so that a restarted nexd can find this sandbox; the
    * start time tells it apart from a later process that happens to get the same pid. */
+  int64_t t_done = nex_clock_mono_ms ();
+  nex_debug ("workload %s: fetch %lld ms, cgroup %lld ms, sandbox %lld ms", id, (long long) (t_cgroup - t_fetch),
+             (long long) (t_start - t_cgroup), (long long) (t_done - t_start));
   nex_state_change_t placed = { .state = NEX_STATE_STARTING, .pid = inst.pid, .endpoint = inst.endpoint,
                                 .digest = digest, .agent_start = nex_proc_start_time (inst.pid) };
   transition (sup, id, &placed, NULL);
