@@ -14,6 +14,8 @@ ALTER TABLE workloads ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workloads ADD COLUMN capabilities TEXT NOT NULL DEFAULT '[]';
 -- working directory inside the sandbox; NULL: /
 ALTER TABLE workloads ADD COLUMN cwd TEXT;
+-- none: a network namespace of its own with loopback only; host: the host's network namespace.
+ALTER TABLE workloads ADD COLUMN network TEXT NOT NULL DEFAULT 'none' CHECK (network IN ('none', 'host'));
 -- start time of the sandbox's root process (clock ticks since boot, /proc/<pid>/stat field 22), recorded with
 -- pid: a restarted nexd re-adopts pid only if its start time still matches (pids are reused).  Internal.
 ALTER TABLE workloads ADD COLUMN agent_start INTEGER;

@@ -65,6 +65,7 @@ typedef struct sandbox_child
   int listen_fd;             /* the agent's listening socket */
   int log_fd;                /* the agent's stdout/stderr (run_dir/agent.log) */
   char tmp_opts[64];         /* mount options of /tmp (its size) */
+  int host_network;          /* no network namespace of its own */
 } sandbox_child_t;
 
 static void __attribute__ ((noreturn)) child_fail (const sandbox_child_t *c, const char *what)
@@ -190,7 +191,7 @@ sandbox_child (void *arg)
 
   if (sethostname (c->hostname, strlen (c->hostname)) < 0)
     child_fail (c, "sethostname");
-  if (loopback_up () < 0)
+  if (!c->host_network && loopback_up () < 0)
     child_fail (c, "bring up loopback");
 
   /* fd 0: /dev/null; 1, 2: the agent's log on the host; 3: the listening socket.  Nothing else survives. */
@@ -323,12 +324,17 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   c.error_fd = error_pipe[1];
   c.listen_fd = listen_fd;
   c.log_fd = log_fd;
+  c.host_network = l->host_network;
   snprintf (c.tmp_opts, sizeof c.tmp_opts, "mode=1777,size=%lldm", (long long) (l->tmp_mb > 0 ? l->tmp_mb : 64));
 
   stack = nex_xmalloc (CHILD_STACK_SIZE);
-  pid_t pid = clone (sandbox_child, stack + CHILD_STACK_SIZE,
-                     CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD,
-                     &c);
+  /* network "host" keeps the host's network namespace: the workload reaches what the host reaches (and the
+   * host's abstract unix sockets, which live in the network namespace); it still cannot reconfigure it, as its
+   * capabilities belong to its own user namespace, which does not own the host's network namespace. */
+  int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
+  if (!l->host_network)
+    flags |= CLONE_NEWNET;
+  pid_t pid = clone (sandbox_child, stack + CHILD_STACK_SIZE, flags, &c);
   if (pid < 0)
     {
       nex_error_sys (err, errno, "clone sandbox");

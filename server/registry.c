@@ -392,7 +392,7 @@ nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, 
 #define WORKLOAD_COLUMNS                                                                                               \
   "id, name, namespace, description, artifact, sha256, digest, argv, env, driver, state, reason, exit_code, "          \
   "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped, "           \
-  "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start"
+  "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start, network"
 
 /* The one row -> struct conversion, for a statement selecting WORKLOAD_COLUMNS.  Fills *OUT or fails. */
 static int
@@ -437,6 +437,8 @@ workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
   out->capabilities = col_json (stmt, 26, JSON_ARRAY);
   out->cwd = col_text (stmt, 27);
   out->agent_start = sqlite3_column_int64 (stmt, 28);
+  const char *network = (const char *) sqlite3_column_text (stmt, 29);
+  out->host_network = network && strcmp (network, "host") == 0;
   return 0;
 }
 
@@ -472,7 +474,7 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
   cleanup_free char *capabilities = json_text (w->capabilities, "[]");
   if (db_exec (db,
                "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-               "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+               "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
                DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
                         DB_TEXT (w->artifact), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv), DB_TEXT (env),
                         DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
@@ -481,7 +483,8 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
                         DB_NONZERO (w->started_at), DB_NONZERO (w->finished_at), DB_INT (w->log_lines),
                         DB_INT (w->log_dropped), DB_TEXT (resources),
                         DB_TEXT (nex_restart_policy_name (w->restart_policy)), DB_INT (w->max_restarts),
-                        DB_INT (w->restarts), DB_TEXT (capabilities), DB_TEXT (w->cwd), DB_NONZERO (w->agent_start)),
+                        DB_INT (w->restarts), DB_TEXT (capabilities), DB_TEXT (w->cwd), DB_NONZERO (w->agent_start),
+                        DB_TEXT (w->host_network ? "host" : "none")),
                err)
       < 0)
     return -1;

@@ -916,7 +916,8 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   run_dir = nex_xasprintf ("%s/%s", node->run_dir, id);
   placement_t where = { .sup = sup, .id = id };
   nex_launch_t l = { .workload_id = id, .hostname = w.name, .artifact_path = path, .agent_path = node->agent_path,
-                     .run_dir = run_dir, .tmp_mb = w.resources.disk_mb, .place = place_in_cgroup,
+                     .run_dir = run_dir, .tmp_mb = w.resources.disk_mb, .host_network = w.host_network,
+                     .place = place_in_cgroup,
                      .place_ctx = &where };
   nex_instance_t inst = { 0 };
   int64_t t_start = nex_clock_mono_ms ();

@@ -401,6 +401,24 @@ read_cwd (const json_t *body, char **out, nex_error_t *err)
   return 0;
 }
 
+/* network: "none" (the default: a network namespace with loopback only) or "host". */
+static int
+read_network (const json_t *body, int *host, nex_error_t *err)
+{
+  cleanup_free char *mode = NULL;
+  *host = 0;
+  if (read_string (body, "network", 0, SIZE_MAX, &mode, err) < 0)
+    return -1;
+  if (mode == NULL || strcmp (mode, "none") == 0)
+    return 0;
+  if (strcmp (mode, "host") == 0)
+    {
+      *host = 1;
+      return 0;
+    }
+  return nex_error_field (err, "network", "must be none or host");
+}
+
 /* Refuses members other than the deploy fields, so that a misspelt optional field is an error, not a default. */
 static int
 check_known_fields (const json_t *body, nex_error_t *err)
@@ -408,7 +426,7 @@ check_known_fields (const json_t *body, nex_error_t *err)
   static const char *const known[]
       = { "name",      "namespace",      "artifact",     "sha256",    "argv",         "env", "description",
           "driver",    "resources",      "restart_policy", "max_restarts", "essential", "capabilities", "cwd",
-          NULL };
+          "network",   NULL };
   const char *key;
   const json_t *value;
   json_object_foreach ((json_t *) body, key, value)
@@ -438,7 +456,8 @@ nex_workload_from_request (const json_t *body, const char *default_driver, nex_w
       || read_string (body, "description", 0, DESCRIPTION_MAX_LEN, &w.description, err) < 0
       || read_name (body, "driver", default_driver, &w.driver, err) < 0
       || read_resources (body, &w.resources, err) < 0 || read_restart (body, &w, err) < 0
-      || read_capabilities (body, &w.capabilities, err) < 0 || read_cwd (body, &w.cwd, err) < 0)
+      || read_capabilities (body, &w.capabilities, err) < 0 || read_cwd (body, &w.cwd, err) < 0
+      || read_network (body, &w.host_network, err) < 0)
     return -1;
   if (w.artifact[0] == '\0')
     return nex_error_field (err, "artifact", "must not be empty");
@@ -504,6 +523,7 @@ nex_workload_to_json (const nex_workload_t *w)
   json_object_set_new (o, "restarts", json_integer (w->restarts));
   json_object_set_new (o, "capabilities", w->capabilities ? json_deep_copy (w->capabilities) : json_array ());
   json_object_set_new (o, "cwd", string_or_null (w->cwd));
+  json_object_set_new (o, "network", json_string (w->host_network ? "host" : "none"));
   return o;
 }
 

@@ -95,6 +95,7 @@ typedef struct nex_workload
   int64_t restarts;      /* restarts done so far */
   json_t *capabilities;  /* array of capability names ("CAP_NET_BIND_SERVICE") kept for the workload; never NULL */
   char *cwd;             /* working directory inside the sandbox, optional ("/" when NULL) */
+  int host_network;      /* network "host": the host's network namespace instead of loopback only ("none") */
   int64_t agent_start;   /* start time of the agent process (clock ticks since boot, /proc/<pid>/stat field 22);
                             with pid, identifies the sandbox across nexd restarts despite pid reuse; 0 if unknown */
 } nex_workload_t;
@@ -104,7 +105,7 @@ void nex_workload_release (nex_workload_t *w);
 
 /* Builds a new pending workload from a client's JSON request body (the REST/NATS deploy fields: name,
  * namespace, artifact, sha256, argv, env, description, driver, and the sandbox options resources,
- * restart_policy, max_restarts, essential, capabilities, cwd).  Validates every field: missing, wrong-typed or
+ * restart_policy, max_restarts, essential, capabilities, cwd, network).  Validates every field: missing, wrong-typed or
  * out-of-range fields fail with NEX_ERR_INVALID naming the field; unknown fields are refused too (strict
  * parsing keeps typos from being silently ignored).  Does not touch the artifact itself.  Fills OUT (id and
  * timestamps included; DEFAULT_DRIVER when the body names none) or returns -1. */

@@ -56,6 +56,22 @@ def test_capability_names_are_checked(nexd):
     assert r.json()["field"] == "capabilities[0]"
 
 
+def test_network_modes(nexd):
+    w = probe(nexd, "net", name="isolated")
+    assert w["network"] == "none"
+    nexd.wait_state(w["id"], "exited")
+    assert nexd.log_texts(w["id"]) == ["net: lo"], nexd.log_texts(w["id"])
+    with open("/proc/self/net/dev") as f:
+        host = sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
+    w = probe(nexd, "net", name="hostnet", network="host")
+    assert w["network"] == "host"
+    nexd.wait_state(w["id"], "exited")
+    seen = nexd.log_texts(w["id"])[0].split()[1:]
+    assert sorted(seen) == host, (seen, host)
+    r = nexd.deploy(name="x", artifact=nexd.program("probe"), network="bridge")
+    assert r.status_code == 422 and r.json()["field"] == "network", r.text
+
+
 def test_working_directory(nexd):
     w = probe(nexd, "pwd", name="pwd", cwd="/tmp")
     assert w["cwd"] == "/tmp"

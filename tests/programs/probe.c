@@ -11,6 +11,7 @@
  *   probe sleep SECONDS       sleeps (SIGTERM ends it with status 0)
  *   probe pwd                 prints the working directory
  *   probe env NAMES...        prints NAME=value (or NAME unset) for each NAME
+ *   probe net                 prints the network interfaces it sees ("net: lo eth0 ...")
  *   probe tick N MS           prints "tick I" for I = 0..N-1, one every MS milliseconds, then exits 0
  *
  * Everything it prints is one line per fact, flushed, so the tests can read its log while it runs. */
@@ -245,6 +246,28 @@ main (int argc, char **argv)
       say ("pwd: %s", getcwd (buf, sizeof buf) ? buf : strerror (errno));
       return 0;
     }
+  if (strcmp (cmd, "net") == 0)
+    {
+      FILE *f = fopen ("/proc/self/net/dev", "r");
+      char line[512], names[2048] = "";
+      for (int n = 0; f && fgets (line, sizeof line, f); n++)
+        {
+          char *colon = strchr (line, ':');
+          if (n < 2 || colon == NULL)
+            continue;
+          *colon = '\0';
+          char *name = line + strspn (line, " ");
+          if (strlen (names) + strlen (name) + 2 < sizeof names)
+            {
+              strcat (names, " ");
+              strcat (names, name);
+            }
+        }
+      if (f)
+        fclose (f);
+      say ("net:%s", names);
+      return 0;
+    }
   if (strcmp (cmd, "tick") == 0 && argc > 3)
     {
       int n = atoi (argv[2]), ms = atoi (argv[3]);
@@ -268,6 +291,6 @@ main (int argc, char **argv)
         }
       return 0;
     }
-  fprintf (stderr, "usage: probe hog|forkbomb|spin|syscalls|cat|echo|echo-err|exit|sleep|pwd|env|tick ...\n");
+  fprintf (stderr, "usage: probe hog|forkbomb|spin|syscalls|cat|echo|echo-err|exit|sleep|pwd|env|tick|net ...\n");
   return 2;
 }
