@@ -28,6 +28,7 @@ def test_default_profile_refuses_with_eperm(nexd):
     for call in REFUSED:
         assert seen.get(call) == "EPERM", f"{call}: {seen.get(call)} (report {seen})"
     assert seen["fork"] == "ok"
+    assert seen["thread"] == "ok"
     assert seen["write-tmp"] == "ok"
     assert int(seen["CapEff"], 16) == 0
     assert int(seen["CapPrm"], 16) == 0

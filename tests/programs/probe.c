@@ -17,6 +17,7 @@
  * Everything it prints is one line per fact, flushed, so the tests can read its log while it runs. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -137,6 +138,12 @@ status_line (const char *key)
     fclose (f);
 }
 
+static void *
+thread_main (void *arg)
+{
+  return arg;
+}
+
 static int
 syscalls (void)
 {
@@ -163,6 +170,13 @@ syscalls (void)
   int st = 0;
   waitpid (child, &st, 0);
   say ("fork: %s", child > 0 && WIFEXITED (st) && WEXITSTATUS (st) == 7 ? "ok" : "broken");
+  /* Threads: libc tries clone3 (refused with ENOSYS by the profile) and falls back to clone. */
+  pthread_t t;
+  void *back = NULL;
+  int tr = pthread_create (&t, NULL, thread_main, (void *) 42);
+  if (tr == 0)
+    pthread_join (t, &back);
+  say ("thread: %s", tr == 0 && back == (void *) 42 ? "ok" : strerror (tr));
   int fd = open ("/tmp/probe-file", O_CREAT | O_WRONLY | O_TRUNC, 0600);
   say ("write-tmp: %s", outcome (fd >= 0 ? write (fd, "x", 1) : -1));
   if (fd >= 0)
