@@ -45,7 +45,7 @@ check_fields (const json_t *body, const char *const *known, nex_error_t *err)
     return nex_error_field (err, "", "request body must be a JSON object");
   const char *key;
   json_t *value;
-  json_object_foreach ((json_t *) body, key, value)
+  json_object_foreach ((json_t *)body, key, value)
   {
     size_t i = 0;
     while (known[i] && strcmp (known[i], key) != 0)
@@ -86,22 +86,22 @@ workload_stats (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *er
         }
       goto out;
     }
-  json_t *memory = json_pack ("{s:o, s:o, s:o, s:o, s:o}", "current_bytes", count_or_null (st.memory_current),
-                              "peak_bytes", count_or_null (st.memory_peak), "limit_bytes",
-                              count_or_null (st.memory_limit), "limit_hits", count_or_null (st.memory_limit_hits),
-                              "oom_kills", count_or_null (st.oom_kills));
-  json_t *cpu = json_pack ("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "usage_ns", count_or_null (st.cpu_usage_ns),
-                           "user_ns", count_or_null (st.cpu_user_ns), "system_ns", count_or_null (st.cpu_system_ns),
-                           "periods", count_or_null (st.cpu_periods), "throttled_periods",
-                           count_or_null (st.cpu_throttled_periods), "throttled_ns",
-                           count_or_null (st.cpu_throttled_ns), "vcpus",
-                           w.resources.vcpus > 0 ? json_real (w.resources.vcpus) : json_null ());
+  json_t *memory
+      = json_pack ("{s:o, s:o, s:o, s:o, s:o}", "current_bytes", count_or_null (st.memory_current), "peak_bytes",
+                   count_or_null (st.memory_peak), "limit_bytes", count_or_null (st.memory_limit), "limit_hits",
+                   count_or_null (st.memory_limit_hits), "oom_kills", count_or_null (st.oom_kills));
+  json_t *cpu
+      = json_pack ("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "usage_ns", count_or_null (st.cpu_usage_ns), "user_ns",
+                   count_or_null (st.cpu_user_ns), "system_ns", count_or_null (st.cpu_system_ns), "periods",
+                   count_or_null (st.cpu_periods), "throttled_periods", count_or_null (st.cpu_throttled_periods),
+                   "throttled_ns", count_or_null (st.cpu_throttled_ns), "vcpus",
+                   w.resources.vcpus > 0 ? json_real (w.resources.vcpus) : json_null ());
   json_t *pids = json_pack ("{s:o, s:o, s:o}", "current", count_or_null (st.pids_current), "limit",
                             count_or_null (st.pids_limit), "limit_hits", count_or_null (st.pids_limit_hits));
-  json_t *logs = json_pack ("{s:I, s:I}", "lines", (json_int_t) w.log_lines, "dropped", (json_int_t) w.log_dropped);
+  json_t *logs = json_pack ("{s:I, s:I}", "lines", (json_int_t)w.log_lines, "dropped", (json_int_t)w.log_dropped);
   res->body = json_pack ("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I}", "workload_id", w.id, "state",
                          nex_state_name (w.state), "cgroup_mode", nex_cgroups_mode (req->node->cgroups), "memory",
-                         memory, "cpu", cpu, "pids", pids, "logs", logs, "restarts", (json_int_t) w.restarts);
+                         memory, "cpu", cpu, "pids", pids, "logs", logs, "restarts", (json_int_t)w.restarts);
   r = 0;
 out:
   nex_workload_release (&w);
@@ -114,7 +114,7 @@ parse_signal (const json_t *v, int *out, nex_error_t *err)
 {
   if (json_is_integer (v) && json_integer_value (v) >= 1 && json_integer_value (v) < NSIG)
     {
-      *out = (int) json_integer_value (v);
+      *out = (int)json_integer_value (v);
       return 0;
     }
   if (json_is_string (v))
@@ -175,8 +175,9 @@ workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
     return -1;
   const json_t *argv = json_object_get (body, "argv");
   if (!json_is_array (argv) || json_array_size (argv) == 0 || json_array_size (argv) > 4096)
-    return nex_error_field (err, "argv", "must be a non-empty array of strings (argv[0]: the program's path in the "
-                                         "sandbox)");
+    return nex_error_field (err, "argv",
+                            "must be a non-empty array of strings (argv[0]: the program's path in the "
+                            "sandbox)");
   size_t i;
   const json_t *arg;
   json_array_foreach (argv, i, arg)
@@ -196,7 +197,7 @@ workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
         return nex_error_field (err, "env", "must be an object of strings");
       const char *key;
       json_t *value;
-      json_object_foreach ((json_t *) env, key, value)
+      json_object_foreach ((json_t *)env, key, value)
       {
         cleanup_free char *field = nex_xasprintf ("env.%s", key);
         /* '=' in a name would smuggle another variable in; NUL would cut it short. */
@@ -225,11 +226,11 @@ workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
   nex_workload_t w = { 0 };
   if (load_running (req, "exec", &w, err) < 0)
     return -1;
-  nex_exec_spec_t spec = { .argv = (json_t *) argv,
-                           .env = (json_t *) env,
+  nex_exec_spec_t spec = { .argv = (json_t *)argv,
+                           .env = (json_t *)env,
                            .stdin_data = json_is_string (in) ? json_string_value (in) : NULL,
                            .stdin_len = json_is_string (in) ? json_string_length (in) : 0,
-                           .timeout_ms = (int64_t) (timeout_s * 1000) > 0 ? (int64_t) (timeout_s * 1000) : 1 };
+                           .timeout_ms = (int64_t)(timeout_s * 1000) > 0 ? (int64_t)(timeout_s * 1000) : 1 };
   nex_exec_result_t out = { 0 };
   int r = nex_supervisor_exec (req->node->sup, w.id, &spec, &out, err);
   if (r == 0)
@@ -237,9 +238,9 @@ workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
       res->body = json_pack ("{s:s, s:o, s:o, s:o, s:o, s:b, s:o, s:I, s:I}", "workload_id", w.id, "stdout",
                              text_of (out.out, out.out_len), "stderr", text_of (out.err, out.err_len), "exit_code",
                              out.has_code ? json_integer (out.code) : json_null (), "signal",
-                             out.signal ? json_integer (out.signal) : json_null (), "timed_out", out.timed_out,
-                             "pid", out.pid ? json_integer (out.pid) : json_null (), "stdout_lost",
-                             (json_int_t) out.out_lost, "stderr_lost", (json_int_t) out.err_lost);
+                             out.signal ? json_integer (out.signal) : json_null (), "timed_out", out.timed_out, "pid",
+                             out.pid ? json_integer (out.pid) : json_null (), "stdout_lost", (json_int_t)out.out_lost,
+                             "stderr_lost", (json_int_t)out.err_lost);
       nex_exec_result_release (&out);
     }
   nex_workload_release (&w);

@@ -166,7 +166,7 @@ v1_create (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, ne
   char text[64];
   if (l->memory_bytes > 0)
     {
-      snprintf (text, sizeof text, "%lld", (long long) l->memory_bytes);
+      snprintf (text, sizeof text, "%lld", (long long)l->memory_bytes);
       if (set (v, C_MEMORY, name, "memory.limit_in_bytes", text, err) < 0)
         goto fail;
       /* Memory + swap at the same total: no swapping around the limit (absent without swap accounting). */
@@ -176,13 +176,13 @@ v1_create (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, ne
     }
   if (l->pids > 0)
     {
-      snprintf (text, sizeof text, "%lld", (long long) l->pids);
+      snprintf (text, sizeof text, "%lld", (long long)l->pids);
       if (set (v, C_PIDS, name, "pids.max", text, err) < 0)
         goto fail;
     }
   if (l->vcpus > 0)
     {
-      long long quota = (long long) (l->vcpus * CFS_PERIOD_US + 0.5);
+      long long quota = (long long)(l->vcpus * CFS_PERIOD_US + 0.5);
       if (quota < CFS_MIN_QUOTA_US)
         quota = CFS_MIN_QUOTA_US;
       snprintf (text, sizeof text, "%lld", quota);
@@ -201,7 +201,7 @@ v1_attach (nex_cgroups_t *cg, const char *name, pid_t pid, nex_error_t *err)
 {
   v1_t *v = cg->priv;
   char text[32];
-  snprintf (text, sizeof text, "%d", (int) pid);
+  snprintf (text, sizeof text, "%d", (int)pid);
   for (int c = 0; c < C__COUNT; c++)
     if (v->distinct[c] && set (v, c, name, "cgroup.procs", text, err) < 0)
       return nex_error_wrap (err, "join cgroup `%s`", name);
@@ -263,13 +263,13 @@ v1_procs_dir (nex_cgroups_t *cg, const char *name)
 static char *
 v1_parent_dir (nex_cgroups_t *cg)
 {
-  return nex_xstrdup (((v1_t *) cg->priv)->parent[C_PIDS]);
+  return nex_xstrdup (((v1_t *)cg->priv)->parent[C_PIDS]);
 }
 
 static int
 v1_holds (nex_cgroups_t *cg, const char *name, pid_t pid)
 {
-  cleanup_free char *path = nex_xasprintf ("/proc/%d/cgroup", (int) pid);
+  cleanup_free char *path = nex_xasprintf ("/proc/%d/cgroup", (int)pid);
   cleanup_free char *text = nex_file_read (path, 65536, NULL, NULL);
   if (text == NULL)
     return -1;

@@ -161,7 +161,7 @@ v2_create (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, ne
   char text[64];
   if (l->memory_bytes > 0)
     {
-      snprintf (text, sizeof text, "%lld", (long long) l->memory_bytes);
+      snprintf (text, sizeof text, "%lld", (long long)l->memory_bytes);
       if (set (v, name, "memory.max", text, err) < 0)
         goto fail;
       cleanup_error nex_error_t ignored = NULL; /* absent without swap accounting */
@@ -169,13 +169,13 @@ v2_create (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, ne
     }
   if (l->pids > 0)
     {
-      snprintf (text, sizeof text, "%lld", (long long) l->pids);
+      snprintf (text, sizeof text, "%lld", (long long)l->pids);
       if (set (v, name, "pids.max", text, err) < 0)
         goto fail;
     }
   if (l->vcpus > 0)
     {
-      long long quota = (long long) (l->vcpus * CFS_PERIOD_US + 0.5);
+      long long quota = (long long)(l->vcpus * CFS_PERIOD_US + 0.5);
       snprintf (text, sizeof text, "%lld %d", quota < CFS_MIN_QUOTA_US ? CFS_MIN_QUOTA_US : quota, CFS_PERIOD_US);
       if (set (v, name, "cpu.max", text, err) < 0)
         goto fail;
@@ -190,7 +190,7 @@ static int
 v2_attach (nex_cgroups_t *cg, const char *name, pid_t pid, nex_error_t *err)
 {
   char text[32];
-  snprintf (text, sizeof text, "%d", (int) pid);
+  snprintf (text, sizeof text, "%d", (int)pid);
   if (set (cg->priv, name, "cgroup.procs", text, err) < 0)
     return nex_error_wrap (err, "join cgroup `%s`", name);
   return 0;
@@ -235,19 +235,19 @@ v2_stats (nex_cgroups_t *cg, const char *name, nex_cgroup_stats_t *out, nex_erro
 static char *
 v2_procs_dir (nex_cgroups_t *cg, const char *name)
 {
-  return nex_xasprintf ("%s/%s", ((v2_t *) cg->priv)->parent, name);
+  return nex_xasprintf ("%s/%s", ((v2_t *)cg->priv)->parent, name);
 }
 
 static char *
 v2_parent_dir (nex_cgroups_t *cg)
 {
-  return nex_xstrdup (((v2_t *) cg->priv)->parent);
+  return nex_xstrdup (((v2_t *)cg->priv)->parent);
 }
 
 static int
 v2_holds (nex_cgroups_t *cg, const char *name, pid_t pid)
 {
-  cleanup_free char *path = nex_xasprintf ("/proc/%d/cgroup", (int) pid);
+  cleanup_free char *path = nex_xasprintf ("/proc/%d/cgroup", (int)pid);
   cleanup_free char *text = nex_file_read (path, 65536, NULL, NULL);
   if (text == NULL)
     return -1;

@@ -22,7 +22,7 @@
 #include "server/id.h"
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
-#define DESTROY_TRIES 50       /* kill + rmdir rounds */
+#define DESTROY_TRIES 50           /* kill + rmdir rounds */
 #define DESTROY_PAUSE_NS 10000000L /* 10 ms between rounds: under a second in all */
 
 /* ---- helpers ------------------------------------------------------------------------------------------------ */
@@ -35,7 +35,7 @@ nex_cgroup_write (const char *path, const char *text, nex_error_t *err)
     return nex_error_sys (err, errno, "open `%s`", path);
   size_t n = strlen (text);
   ssize_t w = write (fd, text, n);
-  if (w < 0 || (size_t) w != n)
+  if (w < 0 || (size_t)w != n)
     return nex_error_sys (err, w < 0 ? errno : EIO, "write `%s` to `%s`", text, path);
   return 0;
 }
@@ -221,7 +221,7 @@ kill_procs (const char *dir)
         break;
       if (pid > 1)
         {
-          kill ((pid_t) pid, SIGKILL);
+          kill ((pid_t)pid, SIGKILL);
           n++;
         }
       p = end;

@@ -109,11 +109,11 @@ nex_exec_finish (nex_exec_t *x, const json_t *exit)
       json_t *sig = json_object_get (exit, "signal");
       json_t *dropped = json_object_get (exit, "dropped_bytes");
       x->result.has_code = json_is_integer (code);
-      x->result.code = (int) json_integer_value (code);
-      x->result.signal = json_is_integer (sig) ? (int) json_integer_value (sig) : 0;
+      x->result.code = (int)json_integer_value (code);
+      x->result.signal = json_is_integer (sig) ? (int)json_integer_value (sig) : 0;
       x->result.timed_out = json_is_true (json_object_get (exit, "timed_out"));
       if (json_is_integer (dropped) && json_integer_value (dropped) > 0)
-        x->result.out_lost += (uint64_t) json_integer_value (dropped);
+        x->result.out_lost += (uint64_t)json_integer_value (dropped);
       x->done = 1;
       pthread_cond_broadcast (&x->cond);
     }

@@ -23,32 +23,32 @@
 #include "common/error.h"
 #include "server/workload.h"
 
-#define NEX_EXEC_MAX_OUTPUT (1u << 20)   /* stdout and stderr kept per request; the rest is counted, not kept */
-#define NEX_EXEC_MAX_STDIN (256u << 10)  /* stdin a request may carry */
+#define NEX_EXEC_MAX_OUTPUT (1u << 20)  /* stdout and stderr kept per request; the rest is counted, not kept */
+#define NEX_EXEC_MAX_STDIN (256u << 10) /* stdin a request may carry */
 #define NEX_EXEC_MAX_TIMEOUT_S 3600
 #define NEX_EXEC_DEFAULT_TIMEOUT_S 30
 
 /* What a client asked to run. */
 typedef struct nex_exec_spec
 {
-  json_t *argv;        /* non-empty array of strings; argv[0] is the path of the program inside the sandbox */
-  json_t *env;         /* object of strings, added to (and overriding) the workload's environment; may be NULL */
+  json_t *argv; /* non-empty array of strings; argv[0] is the path of the program inside the sandbox */
+  json_t *env;  /* object of strings, added to (and overriding) the workload's environment; may be NULL */
   const char *stdin_data;
   size_t stdin_len;
-  int64_t timeout_ms;  /* the agent kills the process after this long */
+  int64_t timeout_ms; /* the agent kills the process after this long */
 } nex_exec_spec_t;
 
 /* How it went. */
 typedef struct nex_exec_result
 {
-  char *out, *err;          /* what it wrote (NUL-terminated copies, possibly holding other NULs) */
+  char *out, *err; /* what it wrote (NUL-terminated copies, possibly holding other NULs) */
   size_t out_len, err_len;
   uint64_t out_lost, err_lost; /* bytes beyond NEX_EXEC_MAX_OUTPUT or dropped by the agent */
   int has_code;
-  int code;                 /* exit code, when has_code */
-  int signal;               /* signal that ended it, 0 if none */
-  int timed_out;            /* it was killed at the timeout */
-  int64_t pid;              /* its pid inside the sandbox */
+  int code;      /* exit code, when has_code */
+  int signal;    /* signal that ended it, 0 if none */
+  int timed_out; /* it was killed at the timeout */
+  int64_t pid;   /* its pid inside the sandbox */
 } nex_exec_result_t;
 
 typedef struct nex_exec nex_exec_t;
@@ -62,16 +62,16 @@ struct nex_exec
   size_t stdin_len;
   int64_t timeout_ms;
   /* The supervisor thread's. */
-  uint16_t channel;   /* its channel on the agent connection, 0 before it was sent */
-  int64_t deadline;   /* monotonic ms after which the supervisor gives up on the agent */
-  nex_exec_t *next;   /* in the entry's list of sessions */
+  uint16_t channel; /* its channel on the agent connection, 0 before it was sent */
+  int64_t deadline; /* monotonic ms after which the supervisor gives up on the agent */
+  nex_exec_t *next; /* in the entry's list of sessions */
   /* Under lock. */
   pthread_mutex_t lock;
   pthread_cond_t cond;
   int refs;
   int done;
   nex_exec_result_t result;
-  nex_error_t error;  /* set when it failed */
+  nex_error_t error; /* set when it failed */
 };
 
 /* A new request for workload ID (one reference, the caller's).  Copies what SPEC holds. */

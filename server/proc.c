@@ -13,7 +13,7 @@ int64_t
 nex_proc_start_time (pid_t pid)
 {
   char path[64];
-  snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+  snprintf (path, sizeof path, "/proc/%d/stat", (int)pid);
   cleanup_free char *text = nex_file_read (path, 4096, NULL, NULL);
   if (text == NULL)
     return -1;

@@ -21,6 +21,7 @@
  *   - reach other processes (ptrace, process_vm_*, kcmp);
  *   - reach kernel keyrings shared across the host (keyctl, add_key, request_key);
  *   - change host-wide state (clock, swap, reboot, syslog, acct, quotas, I/O ports, vhangup). */
+/* clang-format off: grouped by what they stop, as the comment above lists them */
 static const char *const denied[] = {
   "mount", "umount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
   "open_tree", "mount_setattr", "unshare", "setns", "open_by_handle_at", "name_to_handle_at",
@@ -31,6 +32,7 @@ static const char *const denied[] = {
   "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "stime", "swapon", "swapoff", "reboot", "syslog",
   "acct", "quotactl", "quotactl_fd", "iopl", "ioperm", "vhangup", "nfsservctl", "uselib", "_sysctl",
 };
+/* clang-format on */
 
 /* clone flags that make new namespaces: refused on clone as unshare is. */
 static const uint64_t namespace_flags[] = {
@@ -91,10 +93,9 @@ nex_seccomp_default_profile (nex_error_t *err)
   if (rule (ctx, SCMP_ACT_ERRNO (ENOSYS), "clone3", 0, NULL, err) < 0)
     return NULL;
   /* personality: no turning off ASLR, no executable data (the 0xffffffff query has its top byte set and passes). */
-  struct scmp_arg_cmp no_aslr = SCMP_A0_32 (SCMP_CMP_MASKED_EQ, 0xff000000u | PER_ADDR_NO_RANDOMIZE,
-                                            PER_ADDR_NO_RANDOMIZE);
-  struct scmp_arg_cmp rie = SCMP_A0_32 (SCMP_CMP_MASKED_EQ, 0xff000000u | PER_READ_IMPLIES_EXEC,
-                                        PER_READ_IMPLIES_EXEC);
+  struct scmp_arg_cmp no_aslr
+      = SCMP_A0_32 (SCMP_CMP_MASKED_EQ, 0xff000000u | PER_ADDR_NO_RANDOMIZE, PER_ADDR_NO_RANDOMIZE);
+  struct scmp_arg_cmp rie = SCMP_A0_32 (SCMP_CMP_MASKED_EQ, 0xff000000u | PER_READ_IMPLIES_EXEC, PER_READ_IMPLIES_EXEC);
   if (rule (ctx, eperm, "personality", 1, &no_aslr, err) < 0 || rule (ctx, eperm, "personality", 1, &rie, err) < 0)
     return NULL;
   /* TIOCSTI pushes bytes into a terminal's input: with a TTY exec session, into the host side's. */
@@ -115,22 +116,22 @@ nex_seccomp_default_profile (nex_error_t *err)
       return NULL;
     }
   off_t size = lseek (fd, 0, SEEK_END);
-  if (size <= 0 || size % (off_t) sizeof (struct sock_filter) != 0
-      || size / (off_t) sizeof (struct sock_filter) > NEX_SECCOMP_MAX_INSNS)
+  if (size <= 0 || size % (off_t)sizeof (struct sock_filter) != 0
+      || size / (off_t)sizeof (struct sock_filter) > NEX_SECCOMP_MAX_INSNS)
     {
-      nex_error_set (err, NEX_ERR_SYSTEM, "seccomp program of %lld bytes", (long long) size);
+      nex_error_set (err, NEX_ERR_SYSTEM, "seccomp program of %lld bytes", (long long)size);
       return NULL;
     }
-  size_t n = (size_t) size / sizeof (struct sock_filter);
-  cleanup_free struct sock_filter *prog = nex_xmalloc ((size_t) size);
-  if (pread (fd, prog, (size_t) size, 0) != size)
+  size_t n = (size_t)size / sizeof (struct sock_filter);
+  cleanup_free struct sock_filter *prog = nex_xmalloc ((size_t)size);
+  if (pread (fd, prog, (size_t)size, 0) != size)
     {
       nex_error_sys (err, errno, "read seccomp program");
       return NULL;
     }
   json_t *out = json_array ();
   for (size_t i = 0; i < n; i++)
-    json_array_append_new (out, json_pack ("[i, i, i, I]", prog[i].code, prog[i].jt, prog[i].jf,
-                                           (json_int_t) prog[i].k));
+    json_array_append_new (out,
+                           json_pack ("[i, i, i, I]", prog[i].code, prog[i].jt, prog[i].jf, (json_int_t)prog[i].k));
   return out;
 }

@@ -32,8 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static void
-say (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+static void say (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
 static void
 say (const char *fmt, ...)
@@ -96,7 +95,7 @@ spin (int seconds)
   say ("spin: started");
   while (end == 0 || time (NULL) < end)
     for (int i = 0; i < 1000000; i++)
-      x += (unsigned long) i;
+      x += (unsigned long)i;
   return 0;
 }
 
@@ -152,11 +151,11 @@ syscalls (void)
   say ("unshare-ns: %s", outcome (unshare (CLONE_NEWNS)));
   say ("unshare-net: %s", outcome (unshare (CLONE_NEWNET)));
   /* clone with a namespace flag, straight through the system call (glibc may prefer clone3). */
-  long r = syscall (SYS_clone, (long) (CLONE_NEWPID | SIGCHLD), 0L, 0L, 0L, 0L);
+  long r = syscall (SYS_clone, (long)(CLONE_NEWPID | SIGCHLD), 0L, 0L, 0L, 0L);
   if (r == 0)
     _exit (0);
   if (r > 0)
-    waitpid ((pid_t) r, NULL, 0);
+    waitpid ((pid_t)r, NULL, 0);
   say ("clone-newpid: %s", outcome (r));
   say ("keyctl: %s", outcome (syscall (SYS_keyctl, 0L /* KEYCTL_GET_KEYRING_ID */, -3L, 0L)));
   say ("ptrace: %s", outcome (ptrace (PTRACE_TRACEME, 0, NULL, NULL)));
@@ -173,10 +172,10 @@ syscalls (void)
   /* Threads: libc tries clone3 (refused with ENOSYS by the profile) and falls back to clone. */
   pthread_t t;
   void *back = NULL;
-  int tr = pthread_create (&t, NULL, thread_main, (void *) 42);
+  int tr = pthread_create (&t, NULL, thread_main, (void *)42);
   if (tr == 0)
     pthread_join (t, &back);
-  say ("thread: %s", tr == 0 && back == (void *) 42 ? "ok" : strerror (tr));
+  say ("thread: %s", tr == 0 && back == (void *)42 ? "ok" : strerror (tr));
   int fd = open ("/tmp/probe-file", O_CREAT | O_WRONLY | O_TRUNC, 0600);
   say ("write-tmp: %s", outcome (fd >= 0 ? write (fd, "x", 1) : -1));
   if (fd >= 0)
@@ -202,7 +201,7 @@ cat (void)
   char buf[4096];
   ssize_t n;
   while ((n = read (0, buf, sizeof buf)) > 0)
-    if (write (1, buf, (size_t) n) != n)
+    if (write (1, buf, (size_t)n) != n)
       return 1;
   return n < 0 ? 1 : 0;
 }
@@ -220,7 +219,7 @@ echo (int argc, char **argv, FILE *out)
 static void
 on_term (int sig)
 {
-  (void) sig;
+  (void)sig;
   _exit (0);
 }
 
@@ -251,7 +250,7 @@ main (int argc, char **argv)
     {
       signal (SIGTERM, on_term);
       say ("sleep: started");
-      sleep ((unsigned) (argc > 2 ? atoi (argv[2]) : 600));
+      sleep ((unsigned)(argc > 2 ? atoi (argv[2]) : 600));
       return 0;
     }
   if (strcmp (cmd, "pwd") == 0)
@@ -288,7 +287,7 @@ main (int argc, char **argv)
       for (int i = 0; i < n; i++)
         {
           say ("tick %d", i);
-          struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000 };
+          struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
           nanosleep (&ts, NULL);
         }
       return 0;

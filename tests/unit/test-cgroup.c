@@ -48,16 +48,16 @@ test_parsers (void)
     {
       prctl (PR_SET_NAME, "a) b (c", 0, 0, 0);
       close (go[0]);
-      (void) !write (go[1], "x", 1);
+      (void)!write (go[1], "x", 1);
       pause ();
       _exit (0);
     }
   char c;
   close (go[1]);
-  (void) !read (go[0], &c, 1);
+  (void)!read (go[0], &c, 1);
   close (go[0]);
   int64_t t = nex_proc_start_time (child);
-  TAP_OK (t >= self, "start time of a child named `a) b (c` parses (%lld >= %lld)", (long long) t, (long long) self);
+  TAP_OK (t >= self, "start time of a child named `a) b (c` parses (%lld >= %lld)", (long long)t, (long long)self);
   kill (child, SIGKILL);
   waitpid (child, NULL, 0);
   TAP_OK (nex_proc_start_time (child) == -1, "a reaped process has no start time");
