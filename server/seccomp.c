@@ -21,7 +21,8 @@
  *   - reach other processes (ptrace, process_vm_*, kcmp);
  *   - reach kernel keyrings shared across the host (keyctl, add_key, request_key);
  *   - change host-wide state (clock, swap, reboot, syslog, acct, quotas, I/O ports, vhangup). */
-/* clang-format off: grouped by what they stop, as the comment above lists them */
+/* Grouped by what they stop, as listed above. */
+/* clang-format off */
 static const char *const denied[] = {
   "mount", "umount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
   "open_tree", "mount_setattr", "unshare", "setns", "open_by_handle_at", "name_to_handle_at",
