@@ -105,6 +105,8 @@ struct nex_supervisor
   int shutting_down; /* under queue_lock */
   json_t *seccomp;   /* the default seccomp profile (seccomp.h), sent with every START and EXEC */
   int64_t execs_waiting; /* API threads inside nex_supervisor_exec (under queue_lock) */
+  nex_exec_t **waiting;  /* their requests (under queue_lock), so that shutdown can release them at once */
+  int refusing_execs;    /* set by nex_supervisor_quiesce (under queue_lock) */
 };
 
 static entry_t *
@@ -484,7 +486,7 @@ exec_refused (nex_exec_t *x, json_t *msg)
   json_int_t errnum = json_integer_value (json_object_get (msg, "errno"));
   const char *prog = json_string_value (json_array_get (x->argv, 0));
   nex_error_t err = NULL;
-  if (errnum == ENOENT)
+  if (errnum == ENOENT && m && strncmp (m, "exec `", 6) == 0)
     nex_error_field (&err, "argv[0]", "`%.200s` does not exist in the sandbox of workload %s (it holds only "
                      "/workload, /sbin/nex-agent, /proc, /dev, /tmp and what the workload wrote there)",
                      prog ? prog : "?", x->id);
@@ -1086,24 +1088,60 @@ nex_supervisor_exec (nex_supervisor_t *sup, const char *id, const nex_exec_spec_
 {
   /* Each exec holds an API thread while it runs: keep at least one thread free for everything else. */
   int64_t cap = sup->node->cfg->api_threads > 1 ? sup->node->cfg->api_threads - 1 : 1;
+  nex_exec_t *x = nex_exec_new (id, spec);
   pthread_mutex_lock (&sup->queue_lock);
-  int busy = sup->execs_waiting >= cap;
+  int busy = sup->execs_waiting >= cap || sup->refusing_execs;
   if (!busy)
-    sup->execs_waiting++;
+    {
+      if (sup->waiting == NULL)
+        sup->waiting = nex_xzalloc ((size_t) cap * sizeof *sup->waiting);
+      for (int64_t i = 0; i < cap; i++)
+        if (sup->waiting[i] == NULL)
+          {
+            sup->waiting[i] = x;
+            break;
+          }
+      sup->execs_waiting++;
+    }
   pthread_mutex_unlock (&sup->queue_lock);
   if (busy)
-    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "%lld exec requests are running already; try again later",
-                          (long long) cap);
-  nex_exec_t *x = nex_exec_new (id, spec);
+    {
+      nex_exec_unref (x);
+      if (sup->refusing_execs)
+        return nex_error_set (err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
+      return nex_error_set (err, NEX_ERR_UNAVAILABLE, "%lld exec requests are running already; try again later",
+                            (long long) cap);
+    }
   cmd_t *c = cmd_new (CMD_EXEC, id);
   c->exec = nex_exec_ref (x);
   enqueue_cmd (sup, c);
   int r = nex_exec_wait (x, spec->timeout_ms + EXEC_SLACK_MS + 5000, out, err);
-  nex_exec_unref (x);
   pthread_mutex_lock (&sup->queue_lock);
+  for (int64_t i = 0; i < cap; i++)
+    if (sup->waiting[i] == x)
+      sup->waiting[i] = NULL;
   sup->execs_waiting--;
   pthread_mutex_unlock (&sup->queue_lock);
+  nex_exec_unref (x);
   return r;
+}
+
+void
+nex_supervisor_quiesce (nex_supervisor_t *sup)
+{
+  if (sup == NULL)
+    return;
+  pthread_mutex_lock (&sup->queue_lock);
+  sup->refusing_execs = 1;
+  int64_t cap = sup->node->cfg->api_threads > 1 ? sup->node->cfg->api_threads - 1 : 1;
+  for (int64_t i = 0; sup->waiting && i < cap; i++)
+    if (sup->waiting[i])
+      {
+        nex_error_t err = NULL;
+        nex_error_set (&err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
+        nex_exec_fail (sup->waiting[i], &err); /* wakes its waiter, which then takes it off this list */
+      }
+  pthread_mutex_unlock (&sup->queue_lock);
 }
 
 /* --- the loop ------------------------------------------------------------------------------------------------- */
@@ -1378,6 +1416,7 @@ nex_supervisor_shutdown (nex_supervisor_t *sup)
   close (sup->epfd);
   close (sup->wakefd);
   json_decref (sup->seccomp);
+  free (sup->waiting);
   pthread_mutex_destroy (&sup->queue_lock);
   free (sup);
 }

@@ -35,6 +35,10 @@ void nex_supervisor_stop (nex_supervisor_t *sup, const char *id, int64_t grace_m
  * thread. */
 void nex_supervisor_signal (nex_supervisor_t *sup, const char *id, int sig);
 
+/* Fails the exec requests that API threads are waiting for and refuses new ones, so that stopping the API does
+ * not wait for commands still running in sandboxes.  Any thread; called once at shutdown, before the API stops. */
+void nex_supervisor_quiesce (nex_supervisor_t *sup);
+
 /* Runs SPEC inside running workload ID's sandbox (an exec session through its agent) and waits for it: fills *OUT
  * (release with nex_exec_result_release) or fails with NEX_ERR_CONFLICT (the workload is not running or ended
  * meanwhile), NEX_ERR_INVALID naming argv[0] (the program does not exist or cannot run in the sandbox) or

@@ -6,6 +6,7 @@ workload answers 409.  `POST .../signal` delivers a signal to the main process. 
 workload's cgroup.  Every answer is also held to openapi.yaml.
 """
 
+import threading
 import time
 
 from sandboxlib import probe
@@ -128,3 +129,27 @@ def test_stats(nexd):
     nexd.post(f"/v1/workloads/{wid}/exec", json={"argv": ["/workload", "spin", "2"], "timeout_s": 5})
     after = nexd.get(f"/v1/workloads/{wid}/stats").json()["cpu"]["usage_ns"]
     assert after - before > 200_000_000, (before, after)  # at least 1 s of spinning at 0.5 vCPU
+
+
+def test_shutdown_does_not_wait_for_exec(nexd):
+    wid = running_probe(nexd)
+    result = {}
+
+    def long_exec():
+        r = nexd.post(f"/v1/workloads/{wid}/exec", json={"argv": ["/workload", "spin"], "timeout_s": 60}, timeout=90)
+        result["status"], result["body"] = r.status_code, r.json()
+
+    t = threading.Thread(target=long_exec)
+    t.start()
+    time.sleep(0.5)
+    start = time.monotonic()
+    assert nexd.daemon.stop(timeout=10) == 0  # SIGTERM: nexd exits at once, not after the exec's 60 s
+    t.join(10)
+    assert not t.is_alive()
+    assert time.monotonic() - start < 5
+    assert result["status"] == 503 and "shutting down" in result["body"]["detail"], result
+    # the workload outlived nexd; the next nexd adopts it (and the test's teardown stops it)
+    nexd.start()
+    assert nexd.workload(wid)["state"] == "running"
+    out = nexd.post(f"/v1/workloads/{wid}/exec", json={"argv": ["/workload", "echo", "back"]}).json()
+    assert out["stdout"] == "back\n", out
