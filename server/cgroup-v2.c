@@ -12,8 +12,9 @@
  *   pids     pids.max; pids.events max
  *   cpu      cpu.max "<quota> 100000"; cpu.stat usage/user/system_usec and throttling
  *
- * Not exercised by the test suite on the hybrid development hosts (their v2 tree has no controllers); see
- * README.md. */
+ * The cgroup2 mount is found in mountinfo (hybrid hosts mount it at /sys/fs/cgroup/unified).  On the hybrid
+ * development hosts the unit tests run this backend against that controller-less tree (create, attach, stats,
+ * destroy, no limits); the limits themselves are exercised only on real v2 hosts.  See README.md. */
 #include "server/cgroup-internal.h"
 
 #include <errno.h>
@@ -27,36 +28,77 @@
 #include "common/fdio.h"
 #include "common/xalloc.h"
 
-#define CGROUP2_ROOT "/sys/fs/cgroup"
 #define CFS_PERIOD_US 100000
 #define CFS_MIN_QUOTA_US 1000
+
+enum
+{
+  V2_MEMORY = 1,
+  V2_PIDS = 2,
+  V2_CPU = 4,
+};
+
+static const struct
+{
+  const char *name;
+  int bit;
+} v2_controllers[] = { { "memory", V2_MEMORY }, { "pids", V2_PIDS }, { "cpu", V2_CPU } };
 
 typedef struct v2
 {
   char *own;    /* absolute dir of nexd's cgroup */
   char *parent; /* own/nex */
+  int avail;    /* V2_* controllers delegated to nexd's cgroup (and so enabled for every sandbox) */
 } v2_t;
 
-/* Whether the cgroup at DIR may pass controller NAME to its children (it is in DIR/cgroup.controllers). */
+/* The mount point of the cgroup2 filesystem (/sys/fs/cgroup on v2 hosts, often /sys/fs/cgroup/unified on hybrid
+ * ones), from mountinfo; NULL when there is none. */
+static char *
+v2_mount (void)
+{
+  cleanup_free char *text = nex_file_read ("/proc/self/mountinfo", 1 << 20, NULL, NULL);
+  char *save = NULL;
+  for (char *line = text ? strtok_r (text, "\n", &save) : NULL; line; line = strtok_r (NULL, "\n", &save))
+    {
+      char *sep = strstr (line, " - ");
+      char root[1024], point[1024], fstype[32];
+      if (sep && sscanf (sep + 3, "%31s", fstype) == 1 && strcmp (fstype, "cgroup2") == 0
+          && sscanf (line, "%*s %*s %*s %1023s %1023s", root, point) == 2 && strcmp (root, "/") == 0)
+        return nex_xstrdup (point);
+    }
+  return NULL;
+}
+
+/* The V2_* controllers listed in DIR/cgroup.controllers (those the cgroup at DIR may pass to its children). */
 static int
-has_controller (const char *dir, const char *name)
+controllers_of (const char *dir)
 {
   cleanup_free char *path = nex_xasprintf ("%s/cgroup.controllers", dir);
   cleanup_free char *text = nex_file_read (path, 4096, NULL, NULL);
-  if (text == NULL)
-    return 0;
+  int bits = 0;
   char *save = NULL;
-  for (char *tok = strtok_r (text, " \n", &save); tok; tok = strtok_r (NULL, " \n", &save))
-    if (strcmp (tok, name) == 0)
-      return 1;
-  return 0;
+  for (char *tok = text ? strtok_r (text, " \n", &save) : NULL; tok; tok = strtok_r (NULL, " \n", &save))
+    for (size_t i = 0; i < sizeof v2_controllers / sizeof v2_controllers[0]; i++)
+      if (strcmp (tok, v2_controllers[i].name) == 0)
+        bits |= v2_controllers[i].bit;
+  return bits;
 }
 
+/* Enables the controllers in BITS for the children of DIR. */
 static int
-enable_controllers (const char *dir, nex_error_t *err)
+enable_controllers (const char *dir, int bits, nex_error_t *err)
 {
+  if (bits == 0)
+    return 0;
+  char text[64] = "";
+  for (size_t i = 0; i < sizeof v2_controllers / sizeof v2_controllers[0]; i++)
+    if (bits & v2_controllers[i].bit)
+      {
+        strcat (text, text[0] ? " +" : "+");
+        strcat (text, v2_controllers[i].name);
+      }
   cleanup_free char *path = nex_xasprintf ("%s/cgroup.subtree_control", dir);
-  return nex_cgroup_write (path, "+memory +pids +cpu", err);
+  return nex_cgroup_write (path, text, err);
 }
 
 /* Moves every process of DIR into DIR/nexd (the leaf that leaves DIR free to delegate controllers). */
@@ -80,27 +122,25 @@ evacuate (const char *dir, nex_error_t *err)
   return 0;
 }
 
+/* Controllers that are not delegated to nexd's cgroup are not an error here: the node still runs workloads
+ * whose limits need only the others, and a workload asking for a missing one fails with the reason (v2_create).
+ * This is also what lets the unit tests exercise this backend on hosts whose v2 tree has no controllers. */
 static int
 v2_open (nex_cgroups_t *cg, nex_error_t *err)
 {
+  cleanup_free char *mount = v2_mount ();
   cleanup_free char *own = nex_cgroup_self_path ("");
-  if (own == NULL)
-    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "no cgroup v2 line in /proc/self/cgroup");
+  if (mount == NULL || own == NULL)
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "no cgroup2 mount or no v2 line in /proc/self/cgroup");
   v2_t *v = nex_xzalloc (sizeof *v);
-  v->own = nex_xasprintf (CGROUP2_ROOT "%s", strcmp (own, "/") == 0 ? "" : own);
+  v->own = nex_xasprintf ("%s%s", mount, strcmp (own, "/") == 0 ? "" : own);
   v->parent = nex_xasprintf ("%s/nex", v->own);
+  v->avail = controllers_of (v->own);
   cg->priv = v;
-  static const char *const needed[] = { "memory", "pids", "cpu" };
-  for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
-    if (!has_controller (v->own, needed[i]))
-      {
-        nex_error_set (err, NEX_ERR_UNAVAILABLE, "the %s controller is not delegated to `%s`", needed[i], v->own);
-        goto fail;
-      }
   cleanup_error nex_error_t first = NULL;
-  if (enable_controllers (v->own, &first) < 0)
+  if (enable_controllers (v->own, v->avail, &first) < 0)
     {
-      if (first->errnum != EBUSY || evacuate (v->own, err) < 0 || enable_controllers (v->own, err) < 0)
+      if (first->errnum != EBUSY || evacuate (v->own, err) < 0 || enable_controllers (v->own, v->avail, err) < 0)
         {
           if (err && *err == NULL)
             *err = NEX_STEAL_PTR (first);
@@ -112,7 +152,7 @@ v2_open (nex_cgroups_t *cg, nex_error_t *err)
       nex_error_sys (err, errno, "mkdir `%s`", v->parent);
       goto fail;
     }
-  if (enable_controllers (v->parent, err) < 0)
+  if (enable_controllers (v->parent, v->avail, err) < 0)
     goto fail;
   return 0;
 fail:
@@ -121,6 +161,16 @@ fail:
   free (v);
   cg->priv = NULL;
   return -1;
+}
+
+/* Whether controller BIT (named NAME) is there for a limit; else NEX_ERR_UNAVAILABLE saying so. */
+static int
+need (const v2_t *v, int bit, const char *name, nex_error_t *err)
+{
+  if (v->avail & bit)
+    return 0;
+  return nex_error_set (err, NEX_ERR_UNAVAILABLE, "the %s controller is not delegated to nexd's cgroup `%s`", name,
+                        v->own);
 }
 
 static void
@@ -162,7 +212,7 @@ v2_create (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, ne
   if (l->memory_bytes > 0)
     {
       snprintf (text, sizeof text, "%lld", (long long)l->memory_bytes);
-      if (set (v, name, "memory.max", text, err) < 0)
+      if (need (v, V2_MEMORY, "memory", err) < 0 || set (v, name, "memory.max", text, err) < 0)
         goto fail;
       cleanup_error nex_error_t ignored = NULL; /* absent without swap accounting */
       set (v, name, "memory.swap.max", "0", &ignored);
@@ -170,14 +220,14 @@ v2_create (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, ne
   if (l->pids > 0)
     {
       snprintf (text, sizeof text, "%lld", (long long)l->pids);
-      if (set (v, name, "pids.max", text, err) < 0)
+      if (need (v, V2_PIDS, "pids", err) < 0 || set (v, name, "pids.max", text, err) < 0)
         goto fail;
     }
   if (l->vcpus > 0)
     {
       long long quota = (long long)(l->vcpus * CFS_PERIOD_US + 0.5);
       snprintf (text, sizeof text, "%lld %d", quota < CFS_MIN_QUOTA_US ? CFS_MIN_QUOTA_US : quota, CFS_PERIOD_US);
-      if (set (v, name, "cpu.max", text, err) < 0)
+      if (need (v, V2_CPU, "cpu", err) < 0 || set (v, name, "cpu.max", text, err) < 0)
         goto fail;
     }
   return 0;

@@ -110,6 +110,23 @@ nex_cgroup_dir_exists (const char *path)
 /* ---- the manager -------------------------------------------------------------------------------------------- */
 
 nex_cgroups_t *
+nex_cgroups_open_with (const nex_cgroup_backend_t *backend, const char *mode, nex_error_t *err)
+{
+  nex_cgroups_t *cg = nex_xzalloc (sizeof *cg);
+  cg->backend = backend;
+  cg->mode = mode;
+  if (cg->backend->open (cg, err) < 0)
+    {
+      if (err && *err)
+        (*err)->kind = NEX_ERR_UNAVAILABLE;
+      nex_error_wrap (err, "cgroups (%s)", mode);
+      free (cg);
+      return NULL;
+    }
+  return cg;
+}
+
+nex_cgroups_t *
 nex_cgroups_open (nex_error_t *err)
 {
   struct statfs root, unified;
@@ -123,29 +140,12 @@ nex_cgroups_open (nex_error_t *err)
       nex_error_set (err, NEX_ERR_UNAVAILABLE, "cgroups: statfs " CGROUP_ROOT ": %s", strerror (errno));
       return NULL;
     }
-  nex_cgroups_t *cg = nex_xzalloc (sizeof *cg);
   if (root.f_type == CGROUP2_SUPER_MAGIC)
-    {
-      cg->mode = "v2";
-      cg->backend = &nex_cgroup_backend_v2;
-    }
-  else
-    {
-      /* A tmpfs of per-controller v1 mounts; systemd's hybrid layout adds a controller-less v2 tree at
-       * unified/, which changes nothing for limits: the controllers are all bound to v1. */
-      int hybrid = statfs (CGROUP_ROOT "/unified", &unified) == 0 && unified.f_type == CGROUP2_SUPER_MAGIC;
-      cg->mode = hybrid ? "hybrid" : "v1";
-      cg->backend = &nex_cgroup_backend_v1;
-    }
-  if (cg->backend->open (cg, err) < 0)
-    {
-      if (err && *err)
-        (*err)->kind = NEX_ERR_UNAVAILABLE;
-      nex_error_wrap (err, "cgroups (%s)", cg->mode);
-      free (cg);
-      return NULL;
-    }
-  return cg;
+    return nex_cgroups_open_with (&nex_cgroup_backend_v2, "v2", err);
+  /* A tmpfs of per-controller v1 mounts; systemd's hybrid layout adds a controller-less v2 tree at unified/,
+   * which changes nothing for limits: the controllers are all bound to v1. */
+  int hybrid = statfs (CGROUP_ROOT "/unified", &unified) == 0 && unified.f_type == CGROUP2_SUPER_MAGIC;
+  return nex_cgroups_open_with (&nex_cgroup_backend_v1, hybrid ? "hybrid" : "v1", err);
 }
 
 void
