@@ -199,9 +199,12 @@ sandbox_child (void *arg)
   if (null < 0 || dup2 (null, 0) < 0 || dup2 (c->log_fd, 1) < 0 || dup2 (c->log_fd, 2) < 0
       || dup2 (c->listen_fd, 3) < 0 || fcntl (3, F_SETFD, 0) < 0)
     child_fail (c, "set up agent fds");
-  for (int fd = 4; fd < 1024; fd++)
-    if (fd != c->error_fd) /* CLOEXEC: execve closes it, and that EOF tells the parent we made it */
-      close (fd);
+  /* Every descriptor nexd had (one or two per live sandbox: thousands with many workloads) is closed, not only
+   * the low ones; the error pipe stays (CLOEXEC: execve closes it, and that EOF tells the parent we made it). */
+  if (close_range (4, (unsigned) c->error_fd - 1, 0) < 0 || close_range ((unsigned) c->error_fd + 1, ~0u, 0) < 0)
+    for (int fd = 4; fd < 65536; fd++) /* kernels before 5.9 */
+      if (fd != c->error_fd)
+        close (fd);
 
   sigset_t none;
   sigemptyset (&none);
