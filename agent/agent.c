@@ -24,6 +24,9 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -36,6 +39,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -52,6 +56,9 @@
 #define AGENT_STOP_GRACE_MS 10000     /* STOP's default grace before SIGKILL */
 #define AGENT_MAX_GRACE_MS 86400000   /* a day: keeps deadline arithmetic far from overflow */
 #define AGENT_DEFAULT_LISTEN_FD 3     /* where nexd puts the listening socket when no option says otherwise */
+#define AGENT_MAX_FILTER 4096         /* BPF_MAXINSNS: the most seccomp instructions the kernel takes */
+#define AGENT_MAX_EXECS 16            /* exec sessions at once */
+#define AGENT_EXEC_STDIN_LIMIT (4u << 20) /* stdin bytes buffered for one session before it is refused */
 
 /* One frame waiting to be written to the host. */
 typedef struct agent_frame
@@ -62,6 +69,7 @@ typedef struct agent_frame
   size_t off;    /* bytes of data already written to the current connection */
   size_t output; /* payload bytes counted against AGENT_OUTPUT_LIMIT (0 for control frames) */
   bool per_conn; /* a reply meant for the current connection only (HELLO, refusals): dropped when it closes */
+  uint16_t channel; /* frames of exec sessions (channel != 0) are dropped with the connection too */
 } agent_frame_t;
 
 typedef enum agent_state
@@ -81,6 +89,24 @@ typedef enum agent_transport
   AGENT_TRANSPORT_LISTEN,
   AGENT_TRANSPORT_STREAM,
 } agent_transport_t;
+
+/* One exec session: a process the host asked to run beside the workload (EXEC on a channel of its own). */
+typedef struct agent_exec
+{
+  uint16_t channel;        /* 0: the slot is free */
+  pid_t pid;               /* the process (and its process group) */
+  int out_fd, err_fd;      /* read ends of its stdout/stderr, -1 once closed */
+  int in_fd;               /* write end of its stdin, -1 once closed */
+  uint8_t *in_buf;         /* stdin bytes the process has not taken yet */
+  size_t in_len;
+  bool in_eof;             /* the host closed stdin: close in_fd once in_buf is written */
+  bool ended;              /* the process was reaped; draining its pipes */
+  int status;              /* its wait status, once ended */
+  bool timed_out;          /* killed because timeout_ms passed */
+  int64_t deadline;        /* monotonic ms at which it is killed, 0: none */
+  int64_t drain_deadline;  /* monotonic ms at which draining gives up */
+  uint64_t dropped_bytes;  /* its output discarded for lack of room */
+} agent_exec_t;
 
 typedef struct agent
 {
@@ -105,6 +131,8 @@ typedef struct agent
 
   int sig_fd;   /* signalfd for SIGCHLD, SIGTERM, SIGINT */
   bool is_init; /* running as PID 1 of its PID namespace */
+
+  agent_exec_t execs[AGENT_MAX_EXECS]; /* exec sessions; a slot with channel 0 is free */
 } agent_t;
 
 static void agent_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
@@ -218,10 +246,12 @@ agent_queue_drop_replies (agent_t *a)
   while (*pp)
     {
       agent_frame_t *f = *pp;
-      if (f->per_conn)
+      if (f->per_conn || f->channel != 0)
         {
           *pp = f->next;
-          a->queued_replies -= f->len;
+          if (f->per_conn)
+            a->queued_replies -= f->len;
+          a->queued_output -= f->output;
           agent_frame_free (f);
           continue;
         }
@@ -233,22 +263,29 @@ agent_queue_drop_replies (agent_t *a)
 /* Queues a JSON control frame; OBJ is consumed.  Control frames are never dropped for lack of room: there are
  * only a handful per workload, and per-connection replies are bounded by agent_conn_check_replies. */
 static void
-agent_queue_json (agent_t *a, nex_wire_type_t type, json_t *obj, bool per_conn, bool first)
+agent_queue_json_on (agent_t *a, nex_wire_type_t type, uint16_t channel, json_t *obj, bool per_conn, bool first)
 {
   cleanup_json json_t *o = obj;
   cleanup_error nex_error_t err = NULL;
   size_t len;
-  uint8_t *data = nex_wire_encode_json (type, 0, o, &len, &err);
+  uint8_t *data = nex_wire_encode_json (type, channel, o, &len, &err);
   if (data == NULL)
     {
       agent_log ("cannot encode a %s frame: %s", nex_wire_type_name (type), err->msg);
       return;
     }
   agent_frame_t *f = agent_frame_new (data, len, 0, per_conn);
+  f->channel = channel;
   if (first)
     agent_queue_prepend (a, f);
   else
     agent_queue_append (a, f);
+}
+
+static void
+agent_queue_json (agent_t *a, nex_wire_type_t type, json_t *obj, bool per_conn, bool first)
+{
+  agent_queue_json_on (a, type, 0, obj, per_conn, first);
 }
 
 static void agent_queue_error (agent_t *a, bool per_conn, const char *phase, const char *fmt, ...)
@@ -273,19 +310,22 @@ agent_queue_error (agent_t *a, bool per_conn, const char *phase, const char *fmt
  * counted and dropped: a host that reads slowly, or is not there, must cost bounded memory and must never make
  * the workload block on a full pipe. */
 static void
-agent_queue_output (agent_t *a, nex_wire_type_t type, const uint8_t *data, size_t n)
+agent_queue_output (agent_t *a, nex_wire_type_t type, uint16_t channel, const uint8_t *data, size_t n,
+                    uint64_t *dropped)
 {
   size_t room = AGENT_OUTPUT_LIMIT - a->queued_output;
   if (n > room)
     {
-      a->dropped_bytes += n - room;
+      *dropped += n - room;
       n = room;
     }
   if (n == 0)
     return;
   size_t len;
-  uint8_t *frame = nex_wire_encode (type, 0, data, n, &len, NULL);
-  agent_queue_append (a, agent_frame_new (frame, len, n, false));
+  uint8_t *frame = nex_wire_encode (type, channel, data, n, &len, NULL);
+  agent_frame_t *f = agent_frame_new (frame, len, n, false);
+  f->channel = channel;
+  agent_queue_append (a, f);
 }
 
 /* --- the host connection -------------------------------------------------------------------------------------- */
@@ -314,6 +354,8 @@ agent_queue_hello (agent_t *a)
   agent_queue_json (a, NEX_WIRE_HELLO, o, true, true);
 }
 
+static void agent_exec_abandon_all (agent_t *a);
+
 /* Closes the current connection (or forgets a lost stream).  Queued state frames and output stay for the next
  * host; a frame that was only partly written is sent again from its start, so the next host sees whole frames. */
 static void
@@ -330,6 +372,8 @@ agent_conn_close (agent_t *a, const char *why)
   if (a->head)
     a->head->off = 0;
   agent_queue_drop_replies (a);
+  /* Exec sessions belong to the host that started them: nobody else will read their output or feed them. */
+  agent_exec_abandon_all (a);
   if (a->transport == AGENT_TRANSPORT_STREAM)
     {
       /* A stream cannot be re-dialled: no host will ever reach this agent again.  The workload keeps running
@@ -419,15 +463,64 @@ typedef struct agent_spec
   const char *cwd;  /* working directory (points into the request, or "/") */
   char **argv;      /* NULL-terminated; the strings point into the request */
   char **envp;      /* NULL-terminated "NAME=value" strings, owned */
+  uint64_t keep_caps;          /* capabilities the process keeps (bit N: capability N); all others are dropped */
+  struct sock_filter *filter;  /* seccomp program installed right before execve, owned; NULL: none */
+  unsigned short filter_len;
 } agent_spec_t;
 
 static void
 agent_spec_release (agent_spec_t *s)
 {
+  free (s->filter);
   free (s->argv);
   for (char **e = s->envp; e && *e; e++)
     free (*e);
   free (s->envp);
+}
+
+/* The hardening part of a START or EXEC: `capabilities` (numbers of the capabilities kept; absent: none kept)
+ * and `seccomp` (the program as [code, jt, jf, k] instructions; absent: no filter).  Only the shape is checked
+ * here; the kernel verifies the program itself when the child installs it. */
+static int
+agent_spec_parse_hardening (json_t *req, agent_spec_t *s, nex_error_t *err)
+{
+  json_t *caps = json_object_get (req, "capabilities");
+  size_t i;
+  json_t *v;
+  if (caps != NULL && !json_is_null (caps))
+    {
+      if (!json_is_array (caps))
+        return nex_error_field (err, "capabilities", "`capabilities` must be an array of capability numbers");
+      json_array_foreach (caps, i, v)
+      {
+        if (!json_is_integer (v) || json_integer_value (v) < 0 || json_integer_value (v) > 63)
+          return nex_error_field (err, "capabilities", "`capabilities[%zu]` must be a number from 0 to 63", i);
+        s->keep_caps |= UINT64_C (1) << json_integer_value (v);
+      }
+    }
+  json_t *prog = json_object_get (req, "seccomp");
+  if (prog == NULL || json_is_null (prog))
+    return 0;
+  if (!json_is_array (prog) || json_array_size (prog) == 0 || json_array_size (prog) > AGENT_MAX_FILTER)
+    return nex_error_field (err, "seccomp", "`seccomp` must be an array of 1 to %d instructions", AGENT_MAX_FILTER);
+  s->filter_len = (unsigned short)json_array_size (prog);
+  s->filter = nex_xzalloc (s->filter_len * sizeof *s->filter);
+  json_array_foreach (prog, i, v)
+  {
+    json_t *code = json_array_get (v, 0), *jt = json_array_get (v, 1), *jf = json_array_get (v, 2);
+    json_t *k = json_array_get (v, 3);
+    if (!json_is_array (v) || json_array_size (v) != 4 || !json_is_integer (code) || !json_is_integer (jt)
+        || !json_is_integer (jf) || !json_is_integer (k) || json_integer_value (code) < 0
+        || json_integer_value (code) > 0xffff || json_integer_value (jt) < 0 || json_integer_value (jt) > 0xff
+        || json_integer_value (jf) < 0 || json_integer_value (jf) > 0xff || json_integer_value (k) < 0
+        || json_integer_value (k) > 0xffffffffLL)
+      return nex_error_field (err, "seccomp", "`seccomp[%zu]` must be [code, jt, jf, k] within their ranges", i);
+    s->filter[i] = (struct sock_filter){ .code = (uint16_t)json_integer_value (code),
+                                         .jt = (uint8_t)json_integer_value (jt),
+                                         .jf = (uint8_t)json_integer_value (jf),
+                                         .k = (uint32_t)json_integer_value (k) };
+  }
+  return 0;
 }
 
 static int
@@ -491,7 +584,7 @@ agent_spec_parse (json_t *req, agent_spec_t *s, nex_error_t *err)
       return nex_error_field (err, field, "start: `%s` must be a string", field);
     s->envp[n++] = nex_xasprintf ("%s=%s", key, json_string_value (val));
   }
-  return 0;
+  return agent_spec_parse_hardening (req, s, err);
 }
 
 /* What the child reports through its status pipe when it cannot become the workload. */
@@ -500,6 +593,10 @@ typedef enum agent_child_stage
   AGENT_CHILD_STDIO,
   AGENT_CHILD_CHDIR,
   AGENT_CHILD_EXEC,
+  AGENT_CHILD_CWD,     /* the working directory is not inside the root */
+  AGENT_CHILD_CAPS,    /* dropping capabilities failed */
+  AGENT_CHILD_NNP,     /* no_new_privs failed */
+  AGENT_CHILD_SECCOMP, /* the kernel refused the seccomp program */
 } agent_child_stage_t;
 
 typedef struct agent_child_failure
@@ -507,6 +604,29 @@ typedef struct agent_child_failure
   int stage;  /* agent_child_stage_t */
   int errnum; /* errno of the failed call */
 } agent_child_failure_t;
+
+static const char *
+agent_child_stage_name (int stage)
+{
+  switch (stage)
+    {
+    case AGENT_CHILD_STDIO:
+      return "stdio";
+    case AGENT_CHILD_CHDIR:
+      return "chdir";
+    case AGENT_CHILD_EXEC:
+      return "exec";
+    case AGENT_CHILD_CWD:
+      return "working directory outside the root";
+    case AGENT_CHILD_CAPS:
+      return "drop capabilities";
+    case AGENT_CHILD_NNP:
+      return "no_new_privs";
+    case AGENT_CHILD_SECCOMP:
+      return "seccomp";
+    }
+  return "setup";
+}
 
 static void __attribute__ ((noreturn)) agent_child_fail (int status_fd, agent_child_stage_t stage, int errnum)
 {
@@ -530,8 +650,49 @@ agent_close_from (int first)
     close (fd);
 }
 
+/* Drops every capability not in KEEP: from the bounding set first (which needs CAP_SETPCAP, still held), so that
+ * no later execve can regain them, then the ambient set, then the process's own sets.  Stops a workload that
+ * is root in its user namespace from using that namespace's capabilities (mount, raw sockets, ...) unless its
+ * spec asked for them.  An agent that is not root (tests) cannot shrink its bounding set and need not: it holds
+ * no capabilities, and no_new_privs keeps execve from granting any. */
+static int
+agent_drop_caps (uint64_t keep)
+{
+  for (int cap = 0; cap < 64; cap++)
+    {
+      if (keep & (UINT64_C (1) << cap))
+        continue;
+      if (prctl (PR_CAPBSET_READ, cap, 0, 0, 0) < 0)
+        break; /* past the kernel's last capability */
+      if (prctl (PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && !(errno == EPERM && geteuid () != 0))
+        return -1;
+    }
+  prctl (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); /* EINVAL on kernels without ambient caps */
+  struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+  struct __user_cap_data_struct d[2];
+  memset (d, 0, sizeof d);
+  if (geteuid () != 0)
+    {
+      /* Keep only what we hold anyway. */
+      if (syscall (SYS_capget, &h, d) < 0)
+        return -1;
+      for (int i = 0; i < 2; i++)
+        {
+          uint32_t k = (uint32_t)(keep >> (32 * i));
+          d[i].effective &= k;
+          d[i].permitted &= k;
+          d[i].inheritable &= k;
+        }
+    }
+  else
+    for (int i = 0; i < 2; i++)
+      d[i].effective = d[i].permitted = d[i].inheritable = (uint32_t)(keep >> (32 * i));
+  return (int)syscall (SYS_capset, &h, d);
+}
+
 /* The forked child: becomes the workload or reports why not.  Everything it uses was prepared before fork. */
-static void __attribute__ ((noreturn)) agent_child (const agent_spec_t *s, int out_w, int err_w, int status_w)
+static void __attribute__ ((noreturn)) agent_child (const agent_spec_t *s, int in_r, int out_w, int err_w,
+                                                    int status_w)
 {
   /* Its own session and process group: STOP signals the whole group (-pid), and the workload cannot reach the
    * agent's terminal, if it has one. */
@@ -545,8 +706,9 @@ static void __attribute__ ((noreturn)) agent_child (const agent_spec_t *s, int o
   sigemptyset (&none);
   sigprocmask (SIG_SETMASK, &none, NULL);
 
-  /* stdin reads as empty.  A minimal VM root may lack /dev/null: a pipe whose write end is closed does too. */
-  int in = open ("/dev/null", O_RDONLY);
+  /* stdin: the exec session's pipe, or empty.  A minimal VM root may lack /dev/null: a pipe whose write end is
+   * closed reads as empty too. */
+  int in = in_r >= 0 ? in_r : open ("/dev/null", O_RDONLY);
   if (in < 0)
     {
       int p[2];
@@ -569,8 +731,38 @@ static void __attribute__ ((noreturn)) agent_child (const agent_spec_t *s, int o
     }
   agent_close_from (4);
 
+  /* The OOM killer must choose the workload, never the agent (PID 1: its death would lose the exit status):
+   * every process the agent starts gets the highest score.  Raising the score needs no privilege; a workload may
+   * lower its own again only down to the agent's level, where its size still makes it the one to go. */
+  int adj = open ("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (adj >= 0)
+    {
+      (void)!write (adj, "1000", 4);
+      close (adj);
+    }
+
   if (chdir (s->cwd) < 0)
     agent_child_fail (status_w, AGENT_CHILD_CHDIR, errno);
+  /* A directory reached through a path that leaves the root (a descriptor or mount from outside) reads back as
+   * unreachable: refuse to start the workload anywhere it could walk out of its root from. */
+  char here[PATH_MAX];
+  if (getcwd (here, sizeof here) == NULL || here[0] != '/')
+    agent_child_fail (status_w, AGENT_CHILD_CWD, errno ? errno : ENOENT);
+
+  if (agent_drop_caps (s->keep_caps) < 0)
+    agent_child_fail (status_w, AGENT_CHILD_CAPS, errno);
+  /* no_new_privs: execve can never grant privileges again (setuid bits, file capabilities), and it lets an
+   * unprivileged process install the seccomp filter. */
+  if (prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    agent_child_fail (status_w, AGENT_CHILD_NNP, errno);
+  /* Last, so that everything above ran unfiltered; the filter allows execve and everything after it is the
+   * workload's. */
+  if (s->filter)
+    {
+      struct sock_fprog prog = { .len = s->filter_len, .filter = s->filter };
+      if (prctl (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+        agent_child_fail (status_w, AGENT_CHILD_SECCOMP, errno);
+    }
   execve (s->path, s->argv, s->envp);
   agent_child_fail (status_w, AGENT_CHILD_EXEC, errno);
 }
@@ -585,12 +777,82 @@ agent_set_nonblock (int fd)
 }
 
 static void
-agent_close_pipes (int pipes[3][2])
+agent_close_pipes (int pipes[4][2])
 {
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     for (int j = 0; j < 2; j++)
       if (pipes[i][j] >= 0)
         close (pipes[i][j]);
+}
+
+/* A forked process and the parent's ends of its pipes. */
+typedef struct agent_proc
+{
+  pid_t pid;
+  int in_fd;  /* write end of its stdin (-1 unless asked for) */
+  int out_fd; /* read ends of its stdout and stderr, non-blocking */
+  int err_fd;
+  bool failed;                   /* it reported that it could not become S (then F says why) */
+  agent_child_failure_t failure;
+} agent_proc_t;
+
+/* Forks a child that becomes S (agent_child), with a stdin pipe when WANT_STDIN.  0 with *P filled (P->failed
+ * when the child gave up before execve), or -1 with errno when no child could be made. */
+static int
+agent_fork (const agent_spec_t *s, bool want_stdin, agent_proc_t *p)
+{
+  int pipes[4][2] = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
+  int *out = pipes[0], *errp = pipes[1], *st = pipes[2], *in = pipes[3];
+  if (pipe2 (out, O_CLOEXEC) < 0 || pipe2 (errp, O_CLOEXEC) < 0 || pipe2 (st, O_CLOEXEC) < 0
+      || (want_stdin && pipe2 (in, O_CLOEXEC) < 0))
+    {
+      int saved = errno;
+      agent_close_pipes (pipes);
+      errno = saved;
+      return -1;
+    }
+  pid_t pid = fork ();
+  if (pid < 0)
+    {
+      int saved = errno;
+      agent_close_pipes (pipes);
+      errno = saved;
+      return -1;
+    }
+  if (pid == 0)
+    agent_child (s, in[0], out[1], errp[1], st[1]);
+
+  close (out[1]);
+  close (errp[1]);
+  close (st[1]);
+  if (in[0] >= 0)
+    close (in[0]);
+  agent_set_nonblock (out[0]);
+  agent_set_nonblock (errp[0]);
+  if (in[1] >= 0)
+    agent_set_nonblock (in[1]);
+  *p = (agent_proc_t){ .pid = pid, .in_fd = in[1], .out_fd = out[0], .err_fd = errp[0] };
+
+  /* The status pipe is close-on-exec: EOF means execve succeeded, a record means the child gave up.  This read
+   * waits only for the child's few setup calls. */
+  ssize_t n;
+  do
+    n = read (st[0], &p->failure, sizeof p->failure);
+  while (n < 0 && errno == EINTR);
+  close (st[0]);
+  p->failed = n == (ssize_t)sizeof p->failure;
+  return 0;
+}
+
+/* "exec `/x`: No such file or directory" for a child that gave up. */
+static char *
+agent_failure_text (const agent_spec_t *s, const agent_child_failure_t *f)
+{
+  const char *what = agent_child_stage_name (f->stage);
+  const char *arg = f->stage == AGENT_CHILD_EXEC                                  ? s->path
+                    : f->stage == AGENT_CHILD_CHDIR || f->stage == AGENT_CHILD_CWD ? s->cwd
+                                                                                   : "";
+  return nex_xasprintf ("%s `%s`: %s", what, arg, strerror (f->errnum));
 }
 
 /* Forks and execs the workload.  Failures before fork are refused with ERROR; failures in the child are reported
@@ -598,50 +860,23 @@ agent_close_pipes (int pipes[3][2])
 static void
 agent_spawn (agent_t *a, const agent_spec_t *s)
 {
-  int pipes[3][2] = { { -1, -1 }, { -1, -1 }, { -1, -1 } };
-  int *out = pipes[0], *errp = pipes[1], *st = pipes[2];
-  if (pipe2 (out, O_CLOEXEC) < 0 || pipe2 (errp, O_CLOEXEC) < 0 || pipe2 (st, O_CLOEXEC) < 0)
+  agent_proc_t p;
+  if (agent_fork (s, false, &p) < 0)
     {
-      agent_queue_error (a, true, "start", "start: pipe: %s", strerror (errno));
-      agent_close_pipes (pipes);
+      agent_queue_error (a, true, "start", "start: %s", strerror (errno));
       return;
     }
-  pid_t pid = fork ();
-  if (pid < 0)
-    {
-      agent_queue_error (a, true, "start", "start: fork: %s", strerror (errno));
-      agent_close_pipes (pipes);
-      return;
-    }
-  if (pid == 0)
-    agent_child (s, out[1], errp[1], st[1]);
-
-  close (out[1]);
-  close (errp[1]);
-  close (st[1]);
-  agent_set_nonblock (out[0]);
-  agent_set_nonblock (errp[0]);
-  a->out_fd = out[0];
-  a->err_fd = errp[0];
-  a->pid = pid;
+  a->out_fd = p.out_fd;
+  a->err_fd = p.err_fd;
+  a->pid = p.pid;
   a->state = AGENT_RUNNING;
-
-  /* The status pipe is close-on-exec: EOF means execve succeeded, a record means the child gave up.  This read
-   * waits only for the child's few setup calls. */
-  agent_child_failure_t f;
-  ssize_t n;
-  do
-    n = read (st[0], &f, sizeof f);
-  while (n < 0 && errno == EINTR);
-  close (st[0]);
-
-  if (n == (ssize_t)sizeof f)
+  pid_t pid = p.pid;
+  if (p.failed)
     {
       a->exec_failed = true;
-      const char *what = f.stage == AGENT_CHILD_EXEC ? "exec" : f.stage == AGENT_CHILD_CHDIR ? "chdir" : "stdio";
-      const char *arg = f.stage == AGENT_CHILD_EXEC ? s->path : f.stage == AGENT_CHILD_CHDIR ? s->cwd : "";
-      agent_log ("%s `%s`: %s", what, arg, strerror (f.errnum));
-      agent_queue_error (a, false, "exec", "%s `%s`: %s", what, arg, strerror (f.errnum));
+      cleanup_free char *text = agent_failure_text (s, &p.failure);
+      agent_log ("%s", text);
+      agent_queue_error (a, false, "exec", "%s", text);
       return;
     }
   agent_log ("started `%s` as pid %d", s->path, (int)pid);
@@ -729,6 +964,306 @@ agent_workload_ended (agent_t *a, int status)
   agent_check_drained (a);
 }
 
+/* --- exec sessions -------------------------------------------------------------------------------------------- */
+
+static int agent_json_int (json_t *obj, const char *key, json_int_t def, json_int_t min, json_int_t max,
+                           json_int_t *out);
+
+static agent_exec_t *
+agent_exec_find (agent_t *a, uint16_t channel)
+{
+  for (int i = 0; i < AGENT_MAX_EXECS; i++)
+    if (a->execs[i].channel == channel && channel != 0)
+      return &a->execs[i];
+  return NULL;
+}
+
+static void
+agent_exec_release (agent_exec_t *x)
+{
+  if (x->out_fd >= 0)
+    close (x->out_fd);
+  if (x->err_fd >= 0)
+    close (x->err_fd);
+  if (x->in_fd >= 0)
+    close (x->in_fd);
+  free (x->in_buf);
+  memset (x, 0, sizeof *x);
+  x->out_fd = x->err_fd = x->in_fd = -1;
+}
+
+/* Kills session X's process group and forgets it (its host is gone; the reaper collects the process). */
+static void
+agent_exec_abandon (agent_exec_t *x)
+{
+  if (x->pid > 0 && !x->ended)
+    {
+      kill (-x->pid, SIGKILL);
+      kill (x->pid, SIGKILL);
+    }
+  agent_exec_release (x);
+}
+
+static void
+agent_exec_abandon_all (agent_t *a)
+{
+  for (int i = 0; i < AGENT_MAX_EXECS; i++)
+    if (a->execs[i].channel != 0)
+      agent_exec_abandon (&a->execs[i]);
+}
+
+/* Queues JSON OBJ (consumed) on session CHANNEL. */
+static void
+agent_exec_reply (agent_t *a, uint16_t channel, nex_wire_type_t type, json_t *obj)
+{
+  agent_queue_json_on (a, type, channel, obj, false, false);
+}
+
+static void
+agent_exec_refuse (agent_t *a, uint16_t channel, int errnum, const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
+
+static void
+agent_exec_refuse (agent_t *a, uint16_t channel, int errnum, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  cleanup_free char *msg = nex_xvasprintf (fmt, ap);
+  va_end (ap);
+  agent_exec_reply (a, channel, NEX_WIRE_ERROR,
+                    json_pack ("{s:s, s:s, s:i}", "message", msg, "phase", "exec", "errno", errnum));
+}
+
+/* The session's process is gone and its pipes are drained: report EXIT and free the slot. */
+static void
+agent_exec_check_drained (agent_t *a, agent_exec_t *x)
+{
+  if (!x->ended || x->out_fd >= 0 || x->err_fd >= 0)
+    return;
+  json_t *o = json_object ();
+  if (WIFSIGNALED (x->status))
+    json_object_set_new (o, "signal", json_integer (WTERMSIG (x->status)));
+  else
+    json_object_set_new (o, "code", json_integer (WEXITSTATUS (x->status)));
+  json_object_set_new (o, "timed_out", json_boolean (x->timed_out));
+  json_object_set_new (o, "dropped_bytes", json_integer ((json_int_t)x->dropped_bytes));
+  agent_exec_reply (a, x->channel, NEX_WIRE_EXIT, o);
+  agent_exec_release (x);
+}
+
+static void
+agent_exec_ended (agent_t *a, pid_t pid, int status)
+{
+  for (int i = 0; i < AGENT_MAX_EXECS; i++)
+    {
+      agent_exec_t *x = &a->execs[i];
+      if (x->channel == 0 || x->pid != pid || x->ended)
+        continue;
+      x->ended = true;
+      x->status = status;
+      x->deadline = 0;
+      /* What it started must not linger (holding the pipes open, or running on after the session). */
+      kill (-pid, SIGKILL);
+      if (x->in_fd >= 0)
+        {
+          close (x->in_fd);
+          x->in_fd = -1;
+        }
+      x->drain_deadline = agent_now_ms () + AGENT_DRAIN_MS;
+      agent_exec_check_drained (a, x);
+      return;
+    }
+}
+
+/* Writes buffered stdin to session X's process until its pipe is full; closes the pipe after the host's EOF. */
+static void
+agent_exec_write_stdin (agent_exec_t *x)
+{
+  while (x->in_fd >= 0 && x->in_len > 0)
+    {
+      ssize_t w = write (x->in_fd, x->in_buf, x->in_len);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+      if (w < 0)
+        {
+          /* The process closed its stdin (EPIPE): what is left has no reader. */
+          x->in_len = 0;
+          close (x->in_fd);
+          x->in_fd = -1;
+          return;
+        }
+      memmove (x->in_buf, x->in_buf + w, x->in_len - (size_t)w);
+      x->in_len -= (size_t)w;
+    }
+  if (x->in_fd >= 0 && x->in_len == 0 && x->in_eof)
+    {
+      close (x->in_fd);
+      x->in_fd = -1;
+    }
+}
+
+static void
+agent_handle_exec (agent_t *a, uint16_t channel, json_t *req)
+{
+  if (agent_exec_find (a, channel))
+    {
+      agent_exec_refuse (a, channel, EBUSY, "exec: channel %u is in use", (unsigned)channel);
+      return;
+    }
+  if (a->state != AGENT_RUNNING)
+    {
+      agent_exec_refuse (a, channel, ESRCH, "exec: the workload is not running");
+      return;
+    }
+  agent_exec_t *x = NULL;
+  for (int i = 0; i < AGENT_MAX_EXECS && x == NULL; i++)
+    if (a->execs[i].channel == 0)
+      x = &a->execs[i];
+  if (x == NULL)
+    {
+      agent_exec_refuse (a, channel, EAGAIN, "exec: %d sessions are running already", AGENT_MAX_EXECS);
+      return;
+    }
+  json_int_t timeout;
+  if (agent_json_int (req, "timeout_ms", 0, 0, AGENT_MAX_GRACE_MS, &timeout) < 0)
+    {
+      agent_exec_refuse (a, channel, EINVAL, "exec: `timeout_ms` must be an integer from 0 to %d",
+                         AGENT_MAX_GRACE_MS);
+      return;
+    }
+  cleanup_error nex_error_t err = NULL;
+  agent_spec_t spec;
+  if (agent_spec_parse (req, &spec, &err) < 0)
+    {
+      agent_exec_refuse (a, channel, EINVAL, "exec: %s", err->msg);
+      agent_spec_release (&spec);
+      return;
+    }
+  agent_proc_t p;
+  if (agent_fork (&spec, true, &p) < 0)
+    {
+      agent_exec_refuse (a, channel, errno, "exec: %s", strerror (errno));
+      agent_spec_release (&spec);
+      return;
+    }
+  if (p.failed)
+    {
+      /* The child exits 127 and is reaped like any orphan; the session never existed. */
+      cleanup_free char *text = agent_failure_text (&spec, &p.failure);
+      agent_exec_refuse (a, channel, p.failure.errnum, "%s", text);
+      close (p.in_fd);
+      close (p.out_fd);
+      close (p.err_fd);
+      agent_spec_release (&spec);
+      return;
+    }
+  agent_log ("exec session %u: started `%s` as pid %d", (unsigned)channel, spec.path, (int)p.pid);
+  agent_spec_release (&spec);
+  *x = (agent_exec_t){ .channel = channel, .pid = p.pid, .out_fd = p.out_fd, .err_fd = p.err_fd, .in_fd = p.in_fd,
+                       .deadline = timeout > 0 ? agent_now_ms () + timeout : 0 };
+  agent_exec_reply (a, channel, NEX_WIRE_STARTED, json_pack ("{s:i}", "pid", (int)p.pid));
+}
+
+static void
+agent_handle_stdin (agent_t *a, const nex_wire_frame_t *f)
+{
+  agent_exec_t *x = agent_exec_find (a, f->channel);
+  if (x == NULL)
+    {
+      agent_queue_error (a, true, NULL, "stdin on channel %u: no such exec session", (unsigned)f->channel);
+      return;
+    }
+  if (x->in_eof)
+    return; /* after EOF: nothing more can be delivered */
+  if (f->len == 0)
+    x->in_eof = true;
+  else if (x->in_fd >= 0)
+    {
+      if (x->in_len + f->len > AGENT_EXEC_STDIN_LIMIT)
+        {
+          /* A process that does not read its stdin must not make PID 1 buffer without bound. */
+          agent_log ("exec session %u: stdin beyond %u bytes; closing it", (unsigned)x->channel,
+                     AGENT_EXEC_STDIN_LIMIT);
+          x->in_len = 0;
+          x->in_eof = true;
+        }
+      else
+        {
+          x->in_buf = nex_xrealloc (x->in_buf, x->in_len + f->len);
+          memcpy (x->in_buf + x->in_len, f->payload, f->len);
+          x->in_len += f->len;
+        }
+    }
+  agent_exec_write_stdin (x);
+}
+
+static void
+agent_handle_signal (agent_t *a, uint16_t channel, json_t *req)
+{
+  json_int_t sig;
+  if (agent_json_int (req, "signal", 0, 1, NSIG - 1, &sig) < 0 || sig == 0)
+    {
+      agent_queue_error (a, true, NULL, "signal: `signal` must be an integer from 1 to %d", NSIG - 1);
+      return;
+    }
+  if (channel == 0)
+    {
+      if (a->state == AGENT_RUNNING)
+        kill (a->pid, (int)sig);
+      return;
+    }
+  agent_exec_t *x = agent_exec_find (a, channel);
+  if (x && !x->ended)
+    kill (x->pid, (int)sig);
+}
+
+/* Reads one chunk of session X's output (see agent_read_output). */
+static void
+agent_exec_read (agent_t *a, agent_exec_t *x, int *fd, nex_wire_type_t type)
+{
+  static uint8_t buf[AGENT_CHUNK];
+  ssize_t n = read (*fd, buf, sizeof buf);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return;
+  if (n <= 0)
+    {
+      close (*fd);
+      *fd = -1;
+      agent_exec_check_drained (a, x);
+      return;
+    }
+  agent_queue_output (a, type, x->channel, buf, (size_t)n, &x->dropped_bytes);
+}
+
+static void
+agent_exec_deadlines (agent_t *a, int64_t now)
+{
+  for (int i = 0; i < AGENT_MAX_EXECS; i++)
+    {
+      agent_exec_t *x = &a->execs[i];
+      if (x->channel == 0)
+        continue;
+      if (!x->ended && x->deadline && now >= x->deadline)
+        {
+          agent_log ("exec session %u: timed out; killing pid %d", (unsigned)x->channel, (int)x->pid);
+          kill (-x->pid, SIGKILL);
+          kill (x->pid, SIGKILL);
+          x->timed_out = true;
+          x->deadline = 0;
+        }
+      if (x->ended && now >= x->drain_deadline)
+        {
+          if (x->out_fd >= 0)
+            close (x->out_fd);
+          if (x->err_fd >= 0)
+            close (x->err_fd);
+          x->out_fd = x->err_fd = -1;
+          agent_exec_check_drained (a, x);
+        }
+    }
+}
+
 /* As init, every orphan in the namespace becomes our child: reap them all, or they pile up as zombies. */
 static void
 agent_reap (agent_t *a)
@@ -741,6 +1276,8 @@ agent_reap (agent_t *a)
         return;
       if (p == a->pid && a->state == AGENT_RUNNING)
         agent_workload_ended (a, status);
+      else
+        agent_exec_ended (a, p, status);
     }
 }
 
@@ -759,7 +1296,7 @@ agent_read_output (agent_t *a, int *fd, nex_wire_type_t type)
       agent_check_drained (a);
       return;
     }
-  agent_queue_output (a, type, buf, (size_t)n);
+  agent_queue_output (a, type, 0, buf, (size_t)n, &a->dropped_bytes);
 }
 
 /* --- requests from the host ----------------------------------------------------------------------------------- */
@@ -767,6 +1304,18 @@ agent_read_output (agent_t *a, int *fd, nex_wire_type_t type)
 static void
 agent_handle_start (agent_t *a, json_t *req)
 {
+  if (a->state == AGENT_EXITED)
+    {
+      /* A restart (the host's restart policy): the same sandbox, a fresh process.  The EXIT of the last run is
+       * queued ahead of what the new run produces, so the host sees them in order. */
+      agent_log ("restarting the workload");
+      json_decref (a->exit_info);
+      a->exit_info = NULL;
+      a->exec_failed = false;
+      a->dropped_bytes = 0;
+      a->pid = 0;
+      a->state = AGENT_IDLE;
+    }
   if (a->state != AGENT_IDLE)
     {
       agent_queue_error (a, true, "start", "start: the workload was already started (pid %d)", (int)a->pid);
@@ -824,9 +1373,14 @@ agent_handle_stop (agent_t *a, json_t *req)
 static int
 agent_handle_frame (agent_t *a, const nex_wire_frame_t *f, nex_error_t *err)
 {
-  if (f->channel != 0)
+  if (f->type == NEX_WIRE_STDIN && f->channel != 0)
     {
-      agent_queue_error (a, true, NULL, "%s on channel %u: exec sessions are not supported",
+      agent_handle_stdin (a, f);
+      return 0;
+    }
+  if (f->channel != 0 && f->type != NEX_WIRE_EXEC && f->type != NEX_WIRE_SIGNAL)
+    {
+      agent_queue_error (a, true, NULL, "%s on channel %u: only exec, stdin and signal belong to exec sessions",
                          nex_wire_type_name (f->type), (unsigned)f->channel);
       return 0;
     }
@@ -846,6 +1400,15 @@ agent_handle_frame (agent_t *a, const nex_wire_frame_t *f, nex_error_t *err)
       break;
     case NEX_WIRE_STOP:
       agent_handle_stop (a, req);
+      break;
+    case NEX_WIRE_EXEC:
+      if (f->channel == 0)
+        agent_queue_error (a, true, NULL, "exec: channel 0 is the workload's; use a fresh channel");
+      else
+        agent_handle_exec (a, f->channel, req);
+      break;
+    case NEX_WIRE_SIGNAL:
+      agent_handle_signal (a, f->channel, req);
       break;
     case NEX_WIRE_ACK:
       if (a->state == AGENT_EXITED)
@@ -949,6 +1512,7 @@ agent_handle_deadlines (agent_t *a)
       agent_log ("output pipes still open %d ms after the workload ended; closing them", AGENT_DRAIN_MS);
       agent_finish (a);
     }
+  agent_exec_deadlines (a, now);
 }
 
 static int
@@ -959,6 +1523,13 @@ agent_poll_timeout (const agent_t *a)
     next = a->stop_deadline;
   if (a->state == AGENT_DRAINING && a->drain_deadline && (next == 0 || a->drain_deadline < next))
     next = a->drain_deadline;
+  for (int i = 0; i < AGENT_MAX_EXECS; i++)
+    {
+      const agent_exec_t *x = &a->execs[i];
+      int64_t t = x->channel == 0 ? 0 : x->ended ? x->drain_deadline : x->deadline;
+      if (t && (next == 0 || t < next))
+        next = t;
+    }
   if (next == 0)
     return -1;
   int64_t left = next - agent_now_ms ();
@@ -969,8 +1540,9 @@ static void __attribute__ ((noreturn)) agent_run (agent_t *a)
 {
   for (;;)
     {
-      struct pollfd p[5];
+      struct pollfd p[5 + 3 * AGENT_MAX_EXECS];
       int n = 0, i_sig, i_listen = -1, i_conn = -1, i_out = -1, i_err = -1;
+      int x_out[AGENT_MAX_EXECS], x_err[AGENT_MAX_EXECS], x_in[AGENT_MAX_EXECS];
       p[i_sig = n++] = (struct pollfd){ .fd = a->sig_fd, .events = POLLIN };
       if (a->listen_fd >= 0)
         p[i_listen = n++] = (struct pollfd){ .fd = a->listen_fd, .events = POLLIN };
@@ -980,6 +1552,19 @@ static void __attribute__ ((noreturn)) agent_run (agent_t *a)
         p[i_out = n++] = (struct pollfd){ .fd = a->out_fd, .events = POLLIN };
       if (a->err_fd >= 0)
         p[i_err = n++] = (struct pollfd){ .fd = a->err_fd, .events = POLLIN };
+      for (int i = 0; i < AGENT_MAX_EXECS; i++)
+        {
+          agent_exec_t *x = &a->execs[i];
+          x_out[i] = x_err[i] = x_in[i] = -1;
+          if (x->channel == 0)
+            continue;
+          if (x->out_fd >= 0)
+            p[x_out[i] = n++] = (struct pollfd){ .fd = x->out_fd, .events = POLLIN };
+          if (x->err_fd >= 0)
+            p[x_err[i] = n++] = (struct pollfd){ .fd = x->err_fd, .events = POLLIN };
+          if (x->in_fd >= 0 && x->in_len > 0)
+            p[x_in[i] = n++] = (struct pollfd){ .fd = x->in_fd, .events = POLLOUT };
+        }
 
       if (poll (p, (nfds_t)n, agent_poll_timeout (a)) < 0)
         {
@@ -996,6 +1581,17 @@ static void __attribute__ ((noreturn)) agent_run (agent_t *a)
         agent_read_output (a, &a->out_fd, NEX_WIRE_STDOUT);
       if (i_err >= 0 && p[i_err].revents && a->err_fd >= 0)
         agent_read_output (a, &a->err_fd, NEX_WIRE_STDERR);
+      /* A descriptor is used only if the session still holds it: one round may end a session and start another. */
+      for (int i = 0; i < AGENT_MAX_EXECS; i++)
+        {
+          agent_exec_t *x = &a->execs[i];
+          if (x_out[i] >= 0 && p[x_out[i]].revents && x->out_fd == p[x_out[i]].fd)
+            agent_exec_read (a, x, &x->out_fd, NEX_WIRE_STDOUT);
+          if (x_err[i] >= 0 && p[x_err[i]].revents && x->err_fd == p[x_err[i]].fd)
+            agent_exec_read (a, x, &x->err_fd, NEX_WIRE_STDERR);
+          if (x_in[i] >= 0 && p[x_in[i]].revents && x->in_fd == p[x_in[i]].fd)
+            agent_exec_write_stdin (x);
+        }
       if (i_conn >= 0 && a->conn_fd == p[i_conn].fd)
         {
           if (p[i_conn].revents & (POLLIN | POLLHUP | POLLERR))
@@ -1167,6 +1763,8 @@ main (int argc, char **argv)
     .is_init = getpid () == 1,
   };
   nex_wire_reader_init (&a.reader);
+  for (int i = 0; i < AGENT_MAX_EXECS; i++)
+    a.execs[i].out_fd = a.execs[i].err_fd = a.execs[i].in_fd = -1;
 
   /* The workload runs as the same user: without this it could ptrace the agent or read its memory and speak
    * to the host in the agent's name.  execve restores the flag for the workload itself. */

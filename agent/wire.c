@@ -22,7 +22,7 @@
 int
 nex_wire_type_valid (unsigned type)
 {
-  return type >= NEX_WIRE_HELLO && type <= NEX_WIRE_STDIN;
+  return type >= NEX_WIRE_HELLO && type <= NEX_WIRE_TYPE_MAX;
 }
 
 int
@@ -37,6 +37,8 @@ nex_wire_type_is_json (nex_wire_type_t type)
     case NEX_WIRE_STOP:
     case NEX_WIRE_ACK:
     case NEX_WIRE_ERROR:
+    case NEX_WIRE_SIGNAL:
+    case NEX_WIRE_EXEC:
       return 1;
     case NEX_WIRE_STDOUT:
     case NEX_WIRE_STDERR:
@@ -71,6 +73,10 @@ nex_wire_type_name (unsigned type)
       return "error";
     case NEX_WIRE_STDIN:
       return "stdin";
+    case NEX_WIRE_SIGNAL:
+      return "signal";
+    case NEX_WIRE_EXEC:
+      return "exec";
     }
   return "unknown";
 }

@@ -40,8 +40,24 @@ typedef enum nex_wire_type
   NEX_WIRE_STOP = 7,    /* host->agent JSON {signal, grace_ms}: signal, then SIGKILL after the grace */
   NEX_WIRE_ACK = 8,     /* host->agent JSON {}: the exit is recorded; the agent may now exit */
   NEX_WIRE_ERROR = 9,   /* either way JSON {message}: the sender refuses or failed (e.g. exec failed) */
-  NEX_WIRE_STDIN = 10,  /* host->agent raw bytes for the workload's stdin (exec sessions; later) */
+  NEX_WIRE_STDIN = 10,  /* host->agent raw bytes for an exec session's stdin; an empty frame closes it */
+  NEX_WIRE_SIGNAL = 11, /* host->agent JSON {signal}: deliver it to the workload's main process (channel 0) or to
+                           the process of exec session CHANNEL */
+  NEX_WIRE_EXEC = 12,   /* host->agent JSON {path, argv[], env{}, cwd?, timeout_ms?, capabilities?, seccomp?} on a
+                           fresh channel 1..65535: run a process in the sandbox beside the workload (see below) */
 } nex_wire_type_t;
+
+#define NEX_WIRE_TYPE_MAX NEX_WIRE_EXEC
+
+/* Exec sessions.  EXEC on channel C (C != 0, not in use) asks the agent to fork PATH with the workload's
+ * namespaces, cgroup, root and hardening (the same seccomp profile and capability rules as START).  The agent
+ * answers on channel C: STARTED {pid}, or ERROR {message, phase: "exec", errno} when the program could not be
+ * run (errno 2: PATH does not exist in the sandbox); then STDOUT/STDERR frames; then EXIT {code | signal,
+ * timed_out, dropped_bytes}.  The host feeds stdin with STDIN frames on C and closes it with an empty one; SIGNAL
+ * on C signals the session's process.  The agent kills a session when its timeout_ms passes (EXIT then says
+ * timed_out) and when the connection that started it closes (sessions do not outlive their host), and refuses
+ * EXEC when the workload is not running.  A TTY form would add {tty: true, rows, cols} to EXEC and a RESIZE frame
+ * (not defined yet). */
 
 /* A decoded frame.  PAYLOAD points into the reader's buffer and is valid until the next call on it. */
 typedef struct nex_wire_frame

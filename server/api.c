@@ -34,7 +34,8 @@ typedef struct request_ctx
   char request_id[64];
 } request_ctx_t;
 
-static const nex_api_route_t *const route_tables[] = { nex_api_node_routes, nex_api_workload_routes, NULL };
+static const nex_api_route_t *const route_tables[]
+    = { nex_api_node_routes, nex_api_workload_routes, nex_api_sandbox_routes, NULL };
 
 const char *
 nex_api_query (const nex_api_request_t *req, const char *key)

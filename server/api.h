@@ -50,6 +50,7 @@ typedef struct nex_api_route
 /* Route tables, each ending with a NULL method. */
 extern const nex_api_route_t nex_api_node_routes[];
 extern const nex_api_route_t nex_api_workload_routes[];
+extern const nex_api_route_t nex_api_sandbox_routes[]; /* stats, signal, exec (api-sandbox.c) */
 
 typedef struct nex_api nex_api_t;
 

@@ -64,6 +64,8 @@ typedef struct sandbox_child
   int error_fd;              /* write end: failure message */
   int listen_fd;             /* the agent's listening socket */
   int log_fd;                /* the agent's stdout/stderr (run_dir/agent.log) */
+  char tmp_opts[64];         /* mount options of /tmp (its size) */
+  int host_network;          /* no network namespace of its own */
 } sandbox_child_t;
 
 static void __attribute__ ((noreturn)) child_fail (const sandbox_child_t *c, const char *what)
@@ -173,7 +175,7 @@ sandbox_child (void *arg)
     }
   if (mount ("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     child_fail (c, "mount proc");
-  if (mount ("nex-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m") < 0)
+  if (mount ("nex-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts) < 0)
     child_fail (c, "mount tmp");
 
   /* Swap roots and detach the host's: after this no path leads outside the sandbox. */
@@ -189,7 +191,7 @@ sandbox_child (void *arg)
 
   if (sethostname (c->hostname, strlen (c->hostname)) < 0)
     child_fail (c, "sethostname");
-  if (loopback_up () < 0)
+  if (!c->host_network && loopback_up () < 0)
     child_fail (c, "bring up loopback");
 
   /* fd 0: /dev/null; 1, 2: the agent's log on the host; 3: the listening socket.  Nothing else survives. */
@@ -197,9 +199,12 @@ sandbox_child (void *arg)
   if (null < 0 || dup2 (null, 0) < 0 || dup2 (c->log_fd, 1) < 0 || dup2 (c->log_fd, 2) < 0
       || dup2 (c->listen_fd, 3) < 0 || fcntl (3, F_SETFD, 0) < 0)
     child_fail (c, "set up agent fds");
-  for (int fd = 4; fd < 1024; fd++)
-    if (fd != c->error_fd) /* CLOEXEC: execve closes it, and that EOF tells the parent we made it */
-      close (fd);
+  /* Every descriptor nexd had (one or two per live sandbox: thousands with many workloads) is closed, not only
+   * the low ones; the error pipe stays (CLOEXEC: execve closes it, and that EOF tells the parent we made it). */
+  if (close_range (4, (unsigned) c->error_fd - 1, 0) < 0 || close_range ((unsigned) c->error_fd + 1, ~0u, 0) < 0)
+    for (int fd = 4; fd < 65536; fd++) /* kernels before 5.9 */
+      if (fd != c->error_fd)
+        close (fd);
 
   sigset_t none;
   sigemptyset (&none);
@@ -291,6 +296,7 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   cleanup_free char *map = NULL;
   cleanup_free char *uid_map = NULL;
   cleanup_free char *gid_map = NULL;
+  cleanup_free char *oom_adj = NULL;
   cleanup_free char *root = nex_xasprintf ("%s/root", l->run_dir);
   cleanup_free char *sock = nex_xasprintf ("%s/agent.sock", l->run_dir);
   cleanup_free char *log = nex_xasprintf ("%s/agent.log", l->run_dir);
@@ -321,11 +327,17 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   c.error_fd = error_pipe[1];
   c.listen_fd = listen_fd;
   c.log_fd = log_fd;
+  c.host_network = l->host_network;
+  snprintf (c.tmp_opts, sizeof c.tmp_opts, "mode=1777,size=%lldm", (long long) (l->tmp_mb > 0 ? l->tmp_mb : 64));
 
   stack = nex_xmalloc (CHILD_STACK_SIZE);
-  pid_t pid = clone (sandbox_child, stack + CHILD_STACK_SIZE,
-                     CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD,
-                     &c);
+  /* network "host" keeps the host's network namespace: the workload reaches what the host reaches (and the
+   * host's abstract unix sockets, which live in the network namespace); it still cannot reconfigure it, as its
+   * capabilities belong to its own user namespace, which does not own the host's network namespace. */
+  int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
+  if (!l->host_network)
+    flags |= CLONE_NEWNET;
+  pid_t pid = clone (sandbox_child, stack + CHILD_STACK_SIZE, flags, &c);
   if (pid < 0)
     {
       nex_error_sys (err, errno, "clone sandbox");
@@ -338,12 +350,19 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   map = nex_xasprintf ("0 %d %d\n", NEX_SANDBOX_UID_BASE, NEX_SANDBOX_ID_COUNT);
   uid_map = nex_xasprintf ("/proc/%d/uid_map", (int) pid);
   gid_map = nex_xasprintf ("/proc/%d/gid_map", (int) pid);
+  /* The agent is PID 1: if the OOM killer chose it, the sandbox would die with the workload's exit status
+   * unreported.  The agent raises every process it starts to the maximum score (which needs no privilege); where
+   * nexd holds CAP_SYS_RESOURCE it also exempts the agent outright (best effort: container hosts often drop
+   * that capability, and the raised scores suffice). */
+  oom_adj = nex_xasprintf ("/proc/%d/oom_score_adj", (int) pid);
+  write_file (oom_adj, "-1000", NULL);
   if (write_file (uid_map, map, err) < 0 || write_file (gid_map, map, err) < 0
+      || (l->place && l->place (l->place_ctx, pid, err) < 0)
       || nex_fd_write_all (sync_pipe[1], "g", 1, err) < 0)
     {
       kill (pid, SIGKILL);
       waitpid (pid, NULL, 0);
-      nex_error_wrap (err, "map sandbox ids");
+      nex_error_wrap (err, "prepare the sandbox");
       goto fail_pipes;
     }
   close (NEX_STEAL_FD (sync_pipe[1]));

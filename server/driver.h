@@ -23,6 +23,14 @@ typedef struct nex_launch
   const char *artifact_path; /* verified executable in the artifact cache; appears as /workload */
   const char *agent_path;    /* static nex-agent binary; appears as /sbin/nex-agent and runs as PID 1 */
   const char *run_dir;       /* a fresh directory this environment may use; removed by destroy */
+  int64_t tmp_mb;            /* size of the writable /tmp in MiB (0: the driver's default) */
+  int host_network;          /* share the host's network namespace instead of a private one with loopback only */
+  /* Called by start with the host pid of the environment's root process after it exists but before it runs
+   * anything of its own (the sandbox's child waits on its sync pipe), so that whatever PLACE does (the
+   * supervisor joins it to the workload's cgroup) holds for every process the environment will ever have.  A
+   * failure aborts the start.  May be NULL. */
+  int (*place) (void *ctx, pid_t pid, nex_error_t *err);
+  void *place_ctx;
 } nex_launch_t;
 
 /* One launched environment.  Owned by the supervisor; released with nex_instance_release. */

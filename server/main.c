@@ -70,6 +70,7 @@ main (int argc, char **argv)
   while (sigwait (&wait_set, &sig) == 0 && sig == SIGHUP)
     nex_info ("SIGHUP ignored (reload is not supported yet)");
   nex_info ("signal %d: shutting down", sig);
+  nex_supervisor_quiesce (node->sup);
   nex_api_stop (api);
   api = NULL;
   nex_node_emit (node, "node_stopped", NULL, NULL);

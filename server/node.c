@@ -10,6 +10,7 @@
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/xalloc.h"
+#include "server/cgroup.h"
 #include "server/clock.h"
 #include "server/event.h"
 #include "server/id.h"
@@ -88,6 +89,19 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   if (node->agent_path == NULL)
     goto fail;
 
+  /* Without cgroups the node still answers, but refuses to start sandboxes (their limits could not hold). */
+  {
+    cleanup_error nex_error_t cgerr = NULL;
+    node->cgroups = nex_cgroups_open (&cgerr);
+    if (node->cgroups)
+      nex_info ("cgroups: %s host", nex_cgroups_mode (node->cgroups));
+    else
+      {
+        node->cgroups_error = nex_xstrdup (cgerr->msg);
+        nex_log_error (NEX_LOG_WARN, cgerr, "cgroups unavailable; sandboxes cannot start");
+      }
+  }
+
   db = nex_xasprintf ("%s/registry.db", node->data_dir);
   node->reg = nex_registry_open (db, err);
   if (node->reg == NULL)
@@ -118,6 +132,8 @@ nex_node_close (nex_node_t *node)
   if (node == NULL)
     return;
   nex_registry_close (node->reg);
+  nex_cgroups_close (node->cgroups);
+  free (node->cgroups_error);
   free (node->hostname);
   free (node->data_dir);
   free (node->artifacts_dir);

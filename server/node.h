@@ -16,6 +16,7 @@
 #include "server/registry.h"
 
 typedef struct nex_supervisor nex_supervisor_t;
+typedef struct nex_cgroups nex_cgroups_t;
 
 typedef struct nex_node
 {
@@ -30,6 +31,8 @@ typedef struct nex_node
   char *agent_path;     /* absolute path of nex-agent */
   int64_t started_at;   /* Unix ms */
   int64_t started_mono; /* monotonic ms, for uptime */
+  nex_cgroups_t *cgroups; /* resource limits for sandboxes (cgroup.h); NULL when this host offers none */
+  char *cgroups_error;    /* why cgroups is NULL */
 } nex_node_t;
 
 /* Prepares the data directory, opens the registry and loads (or creates) the node id.  ARGV0 helps find

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "common/cleanup.h"
+#include "common/utf8.h"
 #include "common/xalloc.h"
 #include "server/clock.h"
 
@@ -246,53 +247,6 @@ col_time (sqlite3_stmt *stmt, int i)
 
 /* ---- text ------------------------------------------------------------------------------------------------ */
 
-/* Copies LEN bytes of TEXT, replacing every byte that does not start a well-formed UTF-8 sequence (overlong
- * forms, surrogates and code points above U+10FFFF included) with U+FFFD, so that whatever a workload prints
- * can always be stored as TEXT and turned into a JSON string.  Sets *OUT_LEN; the copy is NUL-terminated. */
-static char *
-utf8_sanitize (const char *text, size_t len, size_t *out_len)
-{
-  static const char replacement[] = "\xEF\xBF\xBD";
-  const unsigned char *s = (const unsigned char *) text;
-  char *out = nex_xmalloc (len * 3 + 1); /* at worst every byte becomes a 3-byte replacement */
-  size_t o = 0;
-  size_t i = 0;
-  while (i < len)
-    {
-      unsigned c = s[i];
-      size_t n = 0; /* length of the sequence C starts; 0 for bytes that never start one */
-      if (c < 0x80)
-        n = 1;
-      else if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-      else if (c >= 0xE0 && c <= 0xEF)
-        n = 3;
-      else if (c >= 0xF0 && c <= 0xF4)
-        n = 4;
-      /* The second byte's range is what excludes overlong forms, surrogates and values above U+10FFFF. */
-      unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
-      unsigned hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
-      int ok = n > 0 && n <= len - i;
-      for (size_t k = 1; ok && k < n; k++)
-        ok = k == 1 ? s[i + k] >= lo && s[i + k] <= hi : (s[i + k] & 0xC0) == 0x80;
-      if (ok)
-        {
-          memcpy (out + o, s + i, n);
-          o += n;
-          i += n;
-        }
-      else
-        {
-          memcpy (out + o, replacement, 3);
-          o += 3;
-          i++;
-        }
-    }
-  out[o] = '\0';
-  *out_len = o;
-  return out;
-}
-
 /* ---- opening and migrating ------------------------------------------------------------------------------- */
 
 /* One migration, inside its transaction.  The version is re-read under the write lock so that two processes
@@ -437,7 +391,8 @@ nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, 
 /* The workloads columns in the order workload_from_row() reads them and workload_insert() binds them. */
 #define WORKLOAD_COLUMNS                                                                                               \
   "id, name, namespace, description, artifact, sha256, digest, argv, env, driver, state, reason, exit_code, "          \
-  "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped"
+  "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped, "           \
+  "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start, network"
 
 /* The one row -> struct conversion, for a statement selecting WORKLOAD_COLUMNS.  Fills *OUT or fails. */
 static int
@@ -471,6 +426,19 @@ workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
   out->finished_at = sqlite3_column_int64 (stmt, 19);
   out->log_lines = sqlite3_column_int64 (stmt, 20);
   out->log_dropped = sqlite3_column_int64 (stmt, 21);
+  cleanup_json json_t *resources = col_json (stmt, 22, JSON_OBJECT);
+  nex_resources_from_json (resources, &out->resources);
+  const char *policy = (const char *) sqlite3_column_text (stmt, 23);
+  for (int p = NEX_RESTART_NEVER; p <= NEX_RESTART_ALWAYS; p++)
+    if (policy && strcmp (policy, nex_restart_policy_name ((nex_restart_policy_t) p)) == 0)
+      out->restart_policy = (nex_restart_policy_t) p;
+  out->max_restarts = sqlite3_column_int64 (stmt, 24);
+  out->restarts = sqlite3_column_int64 (stmt, 25);
+  out->capabilities = col_json (stmt, 26, JSON_ARRAY);
+  out->cwd = col_text (stmt, 27);
+  out->agent_start = sqlite3_column_int64 (stmt, 28);
+  const char *network = (const char *) sqlite3_column_text (stmt, 29);
+  out->host_network = network && strcmp (network, "host") == 0;
   return 0;
 }
 
@@ -501,16 +469,22 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
   const nex_workload_t *w = ctx;
   cleanup_free char *argv = json_text (w->argv, "[]");
   cleanup_free char *env = json_text (w->env, "{}");
+  cleanup_json json_t *resources_json = nex_resources_to_json (&w->resources);
+  cleanup_free char *resources = json_text (resources_json, "{}");
+  cleanup_free char *capabilities = json_text (w->capabilities, "[]");
   if (db_exec (db,
                "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-               "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+               "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
                DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
                         DB_TEXT (w->artifact), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv), DB_TEXT (env),
                         DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
                         DB_OPT_INT (w->has_exit_code, w->exit_code), DB_NONZERO (w->exit_signal), DB_NONZERO (w->pid),
                         DB_TEXT (w->endpoint), DB_INT (w->created_at), DB_INT (w->updated_at),
                         DB_NONZERO (w->started_at), DB_NONZERO (w->finished_at), DB_INT (w->log_lines),
-                        DB_INT (w->log_dropped)),
+                        DB_INT (w->log_dropped), DB_TEXT (resources),
+                        DB_TEXT (nex_restart_policy_name (w->restart_policy)), DB_INT (w->max_restarts),
+                        DB_INT (w->restarts), DB_TEXT (capabilities), DB_TEXT (w->cwd), DB_NONZERO (w->agent_start),
+                        DB_TEXT (w->host_network ? "host" : "none")),
                err)
       < 0)
     return -1;
@@ -622,22 +596,25 @@ workload_transition (sqlite3 *db, void *ctx, nex_error_t *err)
   int64_t finished = nex_state_is_final (c->state) ? now : 0;
   /* NULL parameters leave their column unchanged (COALESCE); pid -1 and endpoint "" clear theirs. */
   if (db_exec (db,
-               "UPDATE workloads SET state = ?2, updated_at = ?3, reason = COALESCE (?4, reason), "
+               "UPDATE workloads SET state = ?2, updated_at = ?3, "
+               "reason = CASE WHEN ?4 IS NULL THEN reason ELSE NULLIF (?4, '') END, "
                "exit_code = COALESCE (?5, exit_code), exit_signal = COALESCE (?6, exit_signal), "
                "pid = CASE ?7 WHEN 0 THEN pid WHEN -1 THEN NULL ELSE ?7 END, "
                "endpoint = CASE WHEN ?8 IS NULL THEN endpoint ELSE NULLIF (?8, '') END, "
                "digest = COALESCE (?9, digest), started_at = COALESCE (?10, started_at), "
-               "finished_at = COALESCE (?11, finished_at) WHERE id = ?1",
+               "finished_at = COALESCE (?11, finished_at), restarts = restarts + ?12, "
+               "agent_start = CASE ?13 WHEN 0 THEN agent_start WHEN -1 THEN NULL ELSE ?13 END WHERE id = ?1",
                DB_ARGS (DB_TEXT (t->id), DB_TEXT (nex_state_name (c->state)), DB_INT (now), DB_TEXT (c->reason),
                         DB_OPT_INT (c->has_exit_code, c->exit_code), DB_NONZERO (c->exit_signal), DB_INT (c->pid),
-                        DB_TEXT (c->endpoint), DB_TEXT (c->digest), DB_NONZERO (started), DB_NONZERO (finished)),
+                        DB_TEXT (c->endpoint), DB_TEXT (c->digest), DB_NONZERO (started), DB_NONZERO (finished),
+                        DB_INT (c->restarted ? 1 : 0), DB_INT (c->agent_start)),
                err)
       < 0)
     return -1;
   /* Staying in the same state only updates details (pid, endpoint, digest): not a new history entry. */
   if (c->state == from)
     return 0;
-  return history_append (db, t->id, c->state, now, c->reason, err);
+  return history_append (db, t->id, c->state, now, c->reason && c->reason[0] ? c->reason : NULL, err);
 }
 
 int
@@ -733,7 +710,7 @@ log_append (sqlite3 *db, void *ctx, nex_error_t *err)
     {
       const nex_log_line_t *l = &a->lines[i];
       size_t len;
-      cleanup_free char *text = utf8_sanitize (l->text, l->len, &len);
+      cleanup_free char *text = nex_utf8_sanitize (l->text, l->len, &len);
       if (db_bind (db, insert,
                    DB_ARGS (DB_TEXT (a->id), DB_INT (++last), DB_INT (l->stream), DB_INT (l->ts), DB_TEXTN (text, len)),
                    err)
@@ -790,7 +767,7 @@ nex_registry_log_tail (nex_registry_t *reg, const char *id, int64_t tail, nex_er
       if (jtext == NULL)
         {
           /* Only rows written by something other than nexd can hold invalid UTF-8; show them anyway. */
-          cleanup_free char *safe = utf8_sanitize (text, len, &len);
+          cleanup_free char *safe = nex_utf8_sanitize (text, len, &len);
           jtext = json_stringn (safe, len);
         }
       json_array_append_new (

@@ -71,13 +71,15 @@ int nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t
 typedef struct nex_state_change
 {
   nex_state_t state;
-  const char *reason;   /* NULL: unchanged */
+  const char *reason;   /* NULL: unchanged; "": clear */
   int has_exit_code;    /* set exit_code */
   int exit_code;
   int exit_signal;      /* 0: unchanged */
   int64_t pid;          /* 0: unchanged; -1: clear */
   const char *endpoint; /* NULL: unchanged; "": clear */
   const char *digest;   /* NULL: unchanged */
+  int restarted;        /* add one to the workload's restart count */
+  int64_t agent_start;  /* 0: unchanged; -1: clear; else the root process's start time (see workload.h) */
 } nex_state_change_t;
 
 /* Applies C to workload ID in one transaction: updates the row (updated_at = now; started_at when entering

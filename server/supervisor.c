@@ -2,12 +2,14 @@
  * the command queue is the one structure shared with other threads, under queue_lock. */
 #include "server/supervisor.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -18,24 +20,36 @@
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "server/artifact.h"
+#include "server/cgroup.h"
 #include "server/clock.h"
 #include "server/driver.h"
+#include "server/exec.h"
+#include "server/id.h"
 #include "server/log.h"
+#include "server/proc.h"
+#include "server/seccomp.h"
 
 #define MAX_LINE 16384          /* longer output lines are split */
 #define AGENT_KILL_SLACK_MS 5000 /* after the grace, how long the agent has to report before it is killed */
+#define EXEC_SLACK_MS 10000      /* after an exec's timeout, how long the agent has to report its end */
+#define RESTART_BASE_MS 200      /* first restart delay; doubled for every restart already done */
+#define RESTART_MAX_MS 30000     /* longest restart delay */
 
 typedef enum
 {
   CMD_DEPLOY,
-  CMD_STOP
+  CMD_STOP,
+  CMD_SIGNAL,
+  CMD_EXEC,
 } cmd_kind_t;
 
 typedef struct cmd
 {
   cmd_kind_t kind;
   char id[NEX_ID_LEN + 1];
-  int64_t grace_ms;
+  int64_t grace_ms;   /* CMD_STOP */
+  int signal;         /* CMD_SIGNAL */
+  nex_exec_t *exec;   /* CMD_EXEC: a reference */
   struct cmd *next;
 } cmd_t;
 
@@ -71,6 +85,10 @@ struct entry
   int64_t kill_at;       /* monotonic ms after which the driver kills the sandbox; 0: none */
   char *agent_error;     /* last ERROR message from the agent */
   char *lost_reason;     /* why the channel was given up, when it was */
+  int64_t oom_seen;      /* the cgroup's OOM-kill count already accounted for (restarts share the cgroup) */
+  int64_t restart_at;    /* monotonic ms at which the ended workload is started again; 0: no restart pending */
+  nex_exec_t *execs;     /* exec sessions in flight on this agent connection */
+  uint16_t last_channel; /* the last exec channel handed out */
   entry_t *next;
 };
 
@@ -85,6 +103,10 @@ struct nex_supervisor
   pthread_mutex_t queue_lock;
   cmd_t *queue_head, *queue_tail;
   int shutting_down; /* under queue_lock */
+  json_t *seccomp;   /* the default seccomp profile (seccomp.h), sent with every START and EXEC */
+  int64_t execs_waiting; /* API threads inside nex_supervisor_exec (under queue_lock) */
+  nex_exec_t **waiting;  /* their requests (under queue_lock), so that shutdown can release them at once */
+  int refusing_execs;    /* set by nex_supervisor_quiesce (under queue_lock) */
 };
 
 static entry_t *
@@ -96,10 +118,39 @@ entry_find (nex_supervisor_t *sup, const char *id)
   return NULL;
 }
 
-/* Persists a transition of workload ID and reports it as event TYPE (NULL: no event). */
+/* Ends every exec session of E with an error of KIND saying WHY (the workload or its channel is gone). */
 static void
-transition (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type)
+execs_fail_all (entry_t *e, nex_error_kind_t kind, const char *why)
 {
+  while (e->execs)
+    {
+      nex_exec_t *x = e->execs;
+      e->execs = x->next;
+      nex_error_t err = NULL;
+      nex_error_set (&err, kind, "%s", why);
+      nex_exec_fail (x, &err);
+      nex_exec_unref (x);
+    }
+}
+
+static void
+exec_remove (entry_t *e, nex_exec_t *x)
+{
+  for (nex_exec_t **p = &e->execs; *p; p = &(*p)->next)
+    if (*p == x)
+      {
+        *p = x->next;
+        nex_exec_unref (x);
+        return;
+      }
+}
+
+/* Persists a transition of workload ID and reports it as event TYPE (NULL: no event) with EXTRA (stolen, may be
+ * NULL) merged into the event's data. */
+static void
+transition_with (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type, json_t *extra)
+{
+  cleanup_json json_t *more = extra;
   cleanup_error nex_error_t err = NULL;
   if (nex_registry_workload_transition (sup->node->reg, id, c, &err) < 0)
     {
@@ -119,8 +170,17 @@ transition (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, 
     json_object_set_new (data, "exit_code", json_integer (w.exit_code));
   if (w.exit_signal)
     json_object_set_new (data, "exit_signal", json_integer (w.exit_signal));
+  if (more)
+    json_object_update (data, more);
   nex_node_emit (sup->node, type, &w, data);
   nex_workload_release (&w);
+}
+
+/* Persists a transition of workload ID and reports it as event TYPE (NULL: no event). */
+static void
+transition (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type)
+{
+  transition_with (sup, id, c, type, NULL);
 }
 
 static void
@@ -208,6 +268,7 @@ close_conn (nex_supervisor_t *sup, entry_t *e, const char *reason)
   e->conn = -1;
   nex_wire_reader_release (&e->reader);
   nex_wire_reader_init (&e->reader);
+  execs_fail_all (e, NEX_ERR_CONFLICT, "the workload's agent channel closed during exec");
   if (!e->final)
     {
       /* The workload's fate is no longer observable: end the sandbox; its pidfd then finalises the entry. */
@@ -217,6 +278,26 @@ close_conn (nex_supervisor_t *sup, entry_t *e, const char *reason)
       if (e->driver->kill (e->driver, &e->inst, &err) < 0)
         nex_log_error (NEX_LOG_WARN, err, "workload %s: kill", e->id);
     }
+}
+
+/* What every process the agent starts for workload W gets: the seccomp profile, the capabilities it keeps (as
+ * numbers; all others are dropped) and its working directory. */
+static void
+add_hardening (nex_supervisor_t *sup, json_t *req, const nex_workload_t *w)
+{
+  json_object_set (req, "seccomp", sup->seccomp);
+  json_t *caps = json_array ();
+  size_t i;
+  json_t *name;
+  json_array_foreach (w->capabilities, i, name)
+  {
+    int cap = nex_capability_parse (json_string_value (name));
+    if (cap >= 0)
+      json_array_append_new (caps, json_integer (cap));
+  }
+  json_object_set_new (req, "capabilities", caps);
+  if (w->cwd)
+    json_object_set_new (req, "cwd", json_string (w->cwd));
 }
 
 static void
@@ -231,6 +312,7 @@ send_start (nex_supervisor_t *sup, entry_t *e)
     }
   json_t *argv = json_array_size (w.argv) > 0 ? json_incref (w.argv) : json_pack ("[s]", w.name);
   json_t *start = json_pack ("{s:s, s:o, s:O}", "path", "/workload", "argv", argv, "env", w.env);
+  add_hardening (sup, start, &w);
   nex_workload_release (&w);
   if (send_json (e, NEX_WIRE_START, start) < 0)
     close_conn (sup, e, "cannot send START to the agent");
@@ -238,12 +320,95 @@ send_start (nex_supervisor_t *sup, entry_t *e)
     e->start_sent = 1;
 }
 
+/* Whether the workload's end was an OOM kill: the cgroup's OOM killer acted since the last look and the main
+ * process died of SIGKILL (what the OOM killer sends).  Any new OOM kill — of the main process or of another one
+ * in the sandbox — is reported as the event workload_oom. */
+static int
+check_oom (nex_supervisor_t *sup, entry_t *e, const nex_cgroup_stats_t *usage, int exit_signal)
+{
+  cleanup_error nex_error_t err = NULL;
+  const nex_cgroup_stats_t st = *usage;
+  if (st.oom_kills <= e->oom_seen)
+    return 0;
+  int64_t kills = st.oom_kills - e->oom_seen;
+  e->oom_seen = st.oom_kills;
+  nex_workload_t w = { 0 };
+  if (nex_registry_workload_get (sup->node->reg, e->id, &w, &err) == 0)
+    {
+      json_t *data = json_pack ("{s:I, s:I, s:I, s:b}", "oom_kills", (json_int_t) kills, "memory_peak_bytes",
+                                (json_int_t) st.memory_peak, "memory_limit_bytes", (json_int_t) st.memory_limit,
+                                "main_process", exit_signal == SIGKILL);
+      nex_node_emit (sup->node, "workload_oom", &w, data);
+    }
+  nex_workload_release (&w);
+  return exit_signal == SIGKILL;
+}
+
+/* What the sandbox used, for the event that reports an end: the cgroup's figures (kept across restarts in the
+ * same sandbox), or NULL when there are none.  Pids-limit hits and CPU throttling are reported here and in
+ * GET .../stats. */
+static json_t *
+usage_json (const nex_cgroup_stats_t *st)
+{
+  return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I}", "memory_peak_bytes", (json_int_t) st->memory_peak,
+                    "memory_limit_hits", (json_int_t) st->memory_limit_hits, "oom_kills", (json_int_t) st->oom_kills,
+                    "cpu_usage_ns", (json_int_t) st->cpu_usage_ns, "cpu_throttled_periods",
+                    (json_int_t) st->cpu_throttled_periods, "pids_limit_hits", (json_int_t) st->pids_limit_hits);
+}
+
+/* Whether workload W's policy restarts it after an end described by C (OOM: it was OOM-killed). */
+static int
+wants_restart (const nex_workload_t *w, const nex_state_change_t *c, int oom)
+{
+  if (w->restarts >= w->max_restarts)
+    return 0;
+  switch (w->restart_policy)
+    {
+    case NEX_RESTART_ALWAYS:
+      return 1;
+    case NEX_RESTART_ON_FAILURE:
+      return oom || c->exit_signal != 0 || (c->has_exit_code && c->exit_code != 0);
+    case NEX_RESTART_NEVER:
+      break;
+    }
+  return 0;
+}
+
+/* Restarts happen inside the same sandbox: the agent starts the workload's process again on the next START
+ * (same namespaces, cgroup and /tmp), which costs a fork instead of a new sandbox.  The delay doubles with every
+ * restart done (RESTART_BASE_MS, 2x, 4x ... up to RESTART_MAX_MS), so a crash loop costs little.  The restart is
+ * counted and announced now; the workload is `starting` until the agent reports the new process. */
+static void
+schedule_restart (nex_supervisor_t *sup, entry_t *e, const nex_workload_t *w, const nex_state_change_t *c, int oom)
+{
+  int shift = w->restarts < 10 ? (int) w->restarts : 10;
+  int64_t delay = (int64_t) RESTART_BASE_MS << shift;
+  if (delay > RESTART_MAX_MS)
+    delay = RESTART_MAX_MS;
+  e->restart_at = nex_clock_mono_ms () + delay;
+  e->kill_at = 0;
+  cleanup_free char *how = oom                ? nex_xstrdup ("oom_killed")
+                           : c->exit_signal   ? nex_xasprintf ("signal %d", c->exit_signal)
+                                              : nex_xasprintf ("exit code %d", c->exit_code);
+  cleanup_free char *reason = nex_xasprintf ("restart %lld of %lld in %lld ms after %s", (long long) w->restarts + 1,
+                                             (long long) w->max_restarts, (long long) delay, how);
+  nex_state_change_t r = { .state = NEX_STATE_STARTING, .reason = reason, .restarted = 1 };
+  transition (sup, e->id, &r, NULL);
+  json_t *data = json_pack ("{s:I, s:I, s:I, s:s}", "restarts", (json_int_t) w->restarts + 1, "max_restarts",
+                            (json_int_t) w->max_restarts, "delay_ms", (json_int_t) delay, "after", how);
+  if (c->has_exit_code)
+    json_object_set_new (data, "exit_code", json_integer (c->exit_code));
+  if (c->exit_signal)
+    json_object_set_new (data, "exit_signal", json_integer (c->exit_signal));
+  nex_node_emit (sup->node, "workload_restarted", w, data);
+}
+
 /* The workload ended: EXIT (or a HELLO saying "exited") carried STATUS. */
 static void
 handle_exit (nex_supervisor_t *sup, entry_t *e, json_t *status)
 {
-  if (e->final)
-    return;
+  if (e->final || e->restart_at)
+    return; /* recorded already (a HELLO repeats the EXIT it follows) */
   take_output (sup, e, NEX_STREAM_STDOUT, NULL, 0, 1);
   take_output (sup, e, NEX_STREAM_STDERR, NULL, 0, 1);
   json_t *code = json_object_get (status, "code");
@@ -258,30 +423,226 @@ handle_exit (nex_supervisor_t *sup, entry_t *e, json_t *status)
   if (json_is_integer (sig))
     c.exit_signal = (int) json_integer_value (sig);
   const char *type = "workload_exited";
-  cleanup_free char *reason = NULL;
-  if (exec_failed)
+  cleanup_free char *reason = nex_xstrdup (""); /* an exit on its own has no reason; clears a restart's */
+  nex_cgroup_stats_t st;
+  int have_usage = sup->node->cgroups && nex_cgroups_stats (sup->node->cgroups, e->id, &st, NULL) == 0;
+  int oom = have_usage && check_oom (sup, e, &st, c.exit_signal);
+  if (oom)
     {
       c.state = NEX_STATE_FAILED;
+      free (reason);
+      reason = nex_xstrdup ("oom_killed");
+      type = "workload_failed";
+    }
+  else if (exec_failed)
+    {
+      c.state = NEX_STATE_FAILED;
+      free (reason);
       reason = nex_xstrdup (e->agent_error ? e->agent_error : "the workload could not be executed");
       type = "workload_failed";
     }
   else if (e->stop_requested)
     {
       c.state = NEX_STATE_STOPPED;
+      free (reason);
       reason = nex_xstrdup ("stopped on request");
       type = "workload_stopped";
     }
   c.reason = reason;
-  transition (sup, e->id, &c, type);
+  nex_workload_t w = { 0 };
+  cleanup_error nex_error_t err = NULL;
+  if (!e->stop_requested && !exec_failed && nex_registry_workload_get (sup->node->reg, e->id, &w, &err) == 0)
+    {
+      if (w.state == NEX_STATE_STARTING && w.restarts > 0)
+        {
+          /* A restart was decided and counted before nexd restarted: carry it out now. */
+          e->restart_at = nex_clock_mono_ms ();
+          nex_workload_release (&w);
+          return;
+        }
+      if (wants_restart (&w, &c, oom))
+        {
+          schedule_restart (sup, e, &w, &c, oom);
+          nex_workload_release (&w);
+          return;
+        }
+    }
+  nex_workload_release (&w);
+  transition_with (sup, e->id, &c, type, have_usage ? json_pack ("{s:o}", "usage", usage_json (&st)) : NULL);
   e->final = 1;
   e->kill_at = 0;
   /* Acknowledge: the agent keeps the status until someone has recorded it, then exits. */
   send_json (e, NEX_WIRE_ACK, json_object ());
 }
 
+/* --- exec sessions ------------------------------------------------------------------------------------------- */
+
+/* An agent's ERROR about exec session X: the program could not be run.  The message comes from the guest, so it
+ * is shown bounded; errno 2 is the common case, said plainly. */
+static void
+exec_refused (nex_exec_t *x, json_t *msg)
+{
+  const char *m = json_string_value (json_object_get (msg, "message"));
+  json_int_t errnum = json_integer_value (json_object_get (msg, "errno"));
+  const char *prog = json_string_value (json_array_get (x->argv, 0));
+  nex_error_t err = NULL;
+  if (errnum == ENOENT && m && strncmp (m, "exec `", 6) == 0)
+    nex_error_field (&err, "argv[0]", "`%.200s` does not exist in the sandbox of workload %s (it holds only "
+                     "/workload, /sbin/nex-agent, /proc, /dev, /tmp and what the workload wrote there)",
+                     prog ? prog : "?", x->id);
+  else if (errnum == ESRCH)
+    nex_error_set (&err, NEX_ERR_CONFLICT, "workload %s is not running", x->id);
+  else if (errnum == EAGAIN || errnum == EBUSY)
+    nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: %.200s", m ? m : "the agent is busy");
+  else
+    nex_error_field (&err, "argv[0]", "`%.200s` cannot be run in the sandbox: %.200s", prog ? prog : "?",
+                     m ? m : "unspecified error");
+  nex_exec_fail (x, &err);
+}
+
+/* A frame on channel != 0: it belongs to an exec session (or to one given up already, then it is ignored). */
+static void
+handle_exec_frame (nex_supervisor_t *sup, entry_t *e, const nex_wire_frame_t *f)
+{
+  nex_exec_t *x = e->execs;
+  while (x && x->channel != f->channel)
+    x = x->next;
+  if (x == NULL)
+    return;
+  if (f->type == NEX_WIRE_STDOUT || f->type == NEX_WIRE_STDERR)
+    {
+      nex_exec_output (x, f->type == NEX_WIRE_STDERR ? 2 : 1, f->payload, f->len);
+      return;
+    }
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *msg = nex_wire_type_is_json (f->type) ? nex_wire_frame_json (f, &err) : NULL;
+  if (msg == NULL)
+    {
+      cleanup_free char *why = nex_xasprintf ("agent protocol error: %s frame on exec channel %u",
+                                              nex_wire_type_name (f->type), (unsigned) f->channel);
+      close_conn (sup, e, why);
+      return;
+    }
+  switch (f->type)
+    {
+    case NEX_WIRE_STARTED:
+      nex_exec_started (x, json_integer_value (json_object_get (msg, "pid")));
+      break;
+    case NEX_WIRE_EXIT:
+      nex_exec_finish (x, msg);
+      exec_remove (e, x);
+      break;
+    case NEX_WIRE_ERROR:
+      exec_refused (x, msg);
+      exec_remove (e, x);
+      break;
+    default:
+      break;
+    }
+}
+
+/* Sends one frame on the agent's (non-blocking) socket, waiting for room up to a few seconds: exec stdin can be
+ * larger than the socket buffer, and the agent drains it as fast as it buffers it. */
+static int
+send_frame_waiting (entry_t *e, nex_wire_type_t type, uint16_t channel, const void *data, size_t len)
+{
+  size_t n;
+  cleanup_free uint8_t *frame = nex_wire_encode (type, channel, data, len, &n, NULL);
+  size_t off = 0;
+  while (frame && off < n && e->conn >= 0)
+    {
+      ssize_t w = write (e->conn, frame + off, n - off);
+      if (w > 0)
+        off += (size_t) w;
+      else if (w < 0 && errno == EINTR)
+        continue;
+      else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        {
+          struct pollfd p = { .fd = e->conn, .events = POLLOUT };
+          if (poll (&p, 1, 5000) <= 0)
+            return -1;
+        }
+      else
+        return -1;
+    }
+  return frame && off == n ? 0 : -1;
+}
+
+static void
+do_exec (nex_supervisor_t *sup, nex_exec_t *x)
+{
+  entry_t *e = entry_find (sup, x->id);
+  nex_error_t err = NULL;
+  if (e == NULL || e->final || e->restart_at || !e->start_sent || e->conn < 0)
+    {
+      nex_error_set (&err, NEX_ERR_CONFLICT, "workload %s is not running", x->id);
+      nex_exec_fail (x, &err);
+      nex_exec_unref (x);
+      return;
+    }
+  nex_workload_t w = { 0 };
+  if (nex_registry_workload_get (sup->node->reg, x->id, &w, &err) < 0)
+    {
+      nex_exec_fail (x, &err);
+      nex_exec_unref (x);
+      return;
+    }
+  /* A channel no session of this connection uses. */
+  int in_use;
+  do
+    {
+      e->last_channel = (uint16_t) (e->last_channel == UINT16_MAX ? 1 : e->last_channel + 1);
+      in_use = 0;
+      for (nex_exec_t *o = e->execs; o; o = o->next)
+        in_use |= o->channel == e->last_channel;
+    }
+  while (in_use);
+  x->channel = e->last_channel;
+  x->deadline = nex_clock_mono_ms () + x->timeout_ms + EXEC_SLACK_MS;
+  x->next = e->execs;
+  e->execs = x;
+
+  /* The workload's environment, with the request's on top. */
+  json_t *env = json_deep_copy (w.env);
+  json_object_update (env, x->env);
+  json_t *req = json_pack ("{s:O, s:O, s:o, s:I}", "path", json_array_get (x->argv, 0), "argv", x->argv, "env", env,
+                           "timeout_ms", (json_int_t) x->timeout_ms);
+  add_hardening (sup, req, &w);
+  nex_workload_release (&w);
+  cleanup_free char *text = json_dumps (req, JSON_COMPACT);
+  json_decref (req);
+  int ok = text && send_frame_waiting (e, NEX_WIRE_EXEC, x->channel, text, strlen (text)) == 0;
+  for (size_t off = 0; ok && off < x->stdin_len; off += 65536)
+    {
+      size_t n = x->stdin_len - off < 65536 ? x->stdin_len - off : 65536;
+      ok = send_frame_waiting (e, NEX_WIRE_STDIN, x->channel, x->stdin_data + off, n) == 0;
+    }
+  ok = ok && send_frame_waiting (e, NEX_WIRE_STDIN, x->channel, NULL, 0) == 0;
+  if (!ok)
+    {
+      nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: cannot reach the agent of workload %s", x->id);
+      nex_exec_fail (x, &err);
+      exec_remove (e, x);
+    }
+}
+
+static void
+do_signal (nex_supervisor_t *sup, const char *id, int sig)
+{
+  entry_t *e = entry_find (sup, id);
+  if (e == NULL || e->final || !e->start_sent || e->restart_at)
+    return; /* it ended meanwhile: nothing left to signal */
+  send_json (e, NEX_WIRE_SIGNAL, json_pack ("{s:i}", "signal", sig));
+}
+
 static void
 handle_frame (nex_supervisor_t *sup, entry_t *e, const nex_wire_frame_t *f)
 {
+  if (f->channel != 0)
+    {
+      handle_exec_frame (sup, e, f);
+      return;
+    }
   if (f->type == NEX_WIRE_STDOUT || f->type == NEX_WIRE_STDERR)
     {
       if (f->channel == 0)
@@ -319,7 +680,8 @@ handle_frame (nex_supervisor_t *sup, entry_t *e, const nex_wire_frame_t *f)
       }
     case NEX_WIRE_STARTED:
       {
-        nex_state_change_t c = { .state = NEX_STATE_RUNNING };
+        /* "": a restart's reason no longer applies once the process runs again. */
+        nex_state_change_t c = { .state = NEX_STATE_RUNNING, .reason = "" };
         transition (sup, e->id, &c, "workload_started");
         break;
       }
@@ -386,6 +748,7 @@ read_conn (nex_supervisor_t *sup, entry_t *e)
 static void
 entry_free (entry_t *e)
 {
+  execs_fail_all (e, NEX_ERR_CONFLICT, "the workload ended during exec");
   nex_wire_reader_release (&e->reader);
   nex_instance_release (&e->inst);
   free (e->agent_error);
@@ -425,6 +788,9 @@ finalize (nex_supervisor_t *sup, entry_t *e)
   cleanup_error nex_error_t err = NULL;
   if (e->driver->destroy (e->driver, &e->inst, &err) < 0)
     nex_log_error (NEX_LOG_WARN, err, "workload %s: destroy", e->id);
+  nex_error_free (&err);
+  if (sup->node->cgroups && nex_cgroups_destroy (sup->node->cgroups, e->id, &err) < 0)
+    nex_log_error (NEX_LOG_WARN, err, "workload %s: cgroup", e->id);
   if (e->conn >= 0)
     {
       epoll_ctl (sup->epfd, EPOLL_CTL_DEL, e->conn, NULL);
@@ -483,6 +849,21 @@ entry_attach (nex_supervisor_t *sup, const char *id, const nex_driver_t *d, nex_
 
 /* --- commands ------------------------------------------------------------------------------------------------- */
 
+/* Where a sandbox being started goes: the workload's cgroup (created by do_deploy, named by the workload id). */
+typedef struct placement
+{
+  nex_supervisor_t *sup;
+  const char *id;
+} placement_t;
+
+/* nex_launch_t.place: joins the sandbox's root process to its workload's cgroup. */
+static int
+place_in_cgroup (void *ctx, pid_t pid, nex_error_t *err)
+{
+  const placement_t *where = ctx;
+  return nex_cgroups_attach (where->sup->node->cgroups, where->id, pid, err);
+}
+
 static void
 do_deploy (nex_supervisor_t *sup, const char *id)
 {
@@ -503,6 +884,7 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   transition (sup, id, &starting, NULL);
 
   char digest[65];
+  int64_t t_fetch = nex_clock_mono_ms ();
   path = nex_artifact_fetch (node->artifacts_dir, w.artifact, w.sha256, digest, &err);
   if (path == NULL)
     {
@@ -516,18 +898,44 @@ do_deploy (nex_supervisor_t *sup, const char *id)
       fail_workload (sup, id, why);
       goto out;
     }
-  run_dir = nex_xasprintf ("%s/%s", node->run_dir, id);
-  nex_launch_t l = { .workload_id = id, .hostname = w.name, .artifact_path = path, .agent_path = node->agent_path,
-                     .run_dir = run_dir };
-  nex_instance_t inst = { 0 };
-  if (d->start (d, &l, &inst, &err) < 0)
+  if (node->cgroups == NULL)
+    {
+      cleanup_free char *why = nex_xasprintf ("this node cannot enforce resource limits: %s", node->cgroups_error);
+      fail_workload (sup, id, why);
+      goto out;
+    }
+  /* The cgroup exists before the sandbox does; the driver places the sandbox's root process in it before that
+   * process runs anything (place_in_cgroup). */
+  nex_cgroup_limits_t limits = { .vcpus = w.resources.vcpus,
+                                 .memory_bytes = w.resources.memory_mb * 1024 * 1024,
+                                 .pids = w.resources.pids };
+  int64_t t_cgroup = nex_clock_mono_ms ();
+  if (nex_cgroups_create (node->cgroups, id, &limits, &err) < 0)
     {
       fail_workload (sup, id, err->msg);
       goto out;
     }
-  /* Recorded before the agent is asked to do anything, so that a restarted nexd can find this sandbox. */
+  run_dir = nex_xasprintf ("%s/%s", node->run_dir, id);
+  placement_t where = { .sup = sup, .id = id };
+  nex_launch_t l = { .workload_id = id, .hostname = w.name, .artifact_path = path, .agent_path = node->agent_path,
+                     .run_dir = run_dir, .tmp_mb = w.resources.disk_mb, .host_network = w.host_network,
+                     .place = place_in_cgroup,
+                     .place_ctx = &where };
+  nex_instance_t inst = { 0 };
+  int64_t t_start = nex_clock_mono_ms ();
+  if (d->start (d, &l, &inst, &err) < 0)
+    {
+      nex_cgroups_destroy (node->cgroups, id, NULL);
+      fail_workload (sup, id, err->msg);
+      goto out;
+    }
+  /* Recorded before the agent is asked to do anything, so that a restarted nexd can find this sandbox; the
+   * start time tells it apart from a later process that happens to get the same pid. */
+  int64_t t_done = nex_clock_mono_ms ();
+  nex_debug ("workload %s: fetch %lld ms, cgroup %lld ms, sandbox %lld ms", id, (long long) (t_cgroup - t_fetch),
+             (long long) (t_start - t_cgroup), (long long) (t_done - t_start));
   nex_state_change_t placed = { .state = NEX_STATE_STARTING, .pid = inst.pid, .endpoint = inst.endpoint,
-                                .digest = digest };
+                                .digest = digest, .agent_start = nex_proc_start_time (inst.pid) };
   transition (sup, id, &placed, NULL);
   nex_instance_t keep = { .pid = inst.pid };
   entry_t *e = entry_attach (sup, id, d, &inst, &err);
@@ -535,6 +943,7 @@ do_deploy (nex_supervisor_t *sup, const char *id)
     {
       d->kill (d, &keep, NULL);
       waitpid (keep.pid, NULL, 0);
+      nex_cgroups_destroy (node->cgroups, id, NULL);
       fail_workload (sup, id, err->msg);
     }
   nex_instance_release (&inst);
@@ -561,6 +970,17 @@ do_stop (nex_supervisor_t *sup, const char *id, int64_t grace_ms)
     }
   if (e->final)
     return;
+  if (e->restart_at)
+    {
+      /* Between two runs: nothing to signal; the stop just cancels the restart. */
+      e->restart_at = 0;
+      e->stop_requested = 1;
+      nex_state_change_t c = { .state = NEX_STATE_STOPPED, .reason = "stopped on request (between restarts)" };
+      transition (sup, id, &c, "workload_stopped");
+      e->final = 1;
+      send_json (e, NEX_WIRE_ACK, json_object ());
+      return;
+    }
   e->stop_requested = 1;
   e->kill_at = nex_clock_mono_ms () + grace_ms + AGENT_KILL_SLACK_MS;
   if (!e->start_sent || send_json (e, NEX_WIRE_STOP, json_pack ("{s:i, s:I}", "signal", SIGTERM, "grace_ms",
@@ -588,10 +1008,29 @@ drain_commands (nex_supervisor_t *sup)
       list = c->next;
       if (!stop)
         {
-          if (c->kind == CMD_DEPLOY)
-            do_deploy (sup, c->id);
-          else
-            do_stop (sup, c->id, c->grace_ms);
+          switch (c->kind)
+            {
+            case CMD_DEPLOY:
+              do_deploy (sup, c->id);
+              break;
+            case CMD_STOP:
+              do_stop (sup, c->id, c->grace_ms);
+              break;
+            case CMD_SIGNAL:
+              do_signal (sup, c->id, c->signal);
+              break;
+            case CMD_EXEC:
+              do_exec (sup, NEX_STEAL_PTR (c->exec));
+              break;
+            }
+        }
+      if (c->exec)
+        {
+          /* Not run (shutting down): its waiter learns it at once. */
+          nex_error_t err = NULL;
+          nex_error_set (&err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
+          nex_exec_fail (c->exec, &err);
+          nex_exec_unref (c->exec);
         }
       free (c);
     }
@@ -599,12 +1038,8 @@ drain_commands (nex_supervisor_t *sup)
 }
 
 static void
-enqueue (nex_supervisor_t *sup, cmd_kind_t kind, const char *id, int64_t grace_ms)
+enqueue_cmd (nex_supervisor_t *sup, cmd_t *c)
 {
-  cmd_t *c = nex_xzalloc (sizeof *c);
-  c->kind = kind;
-  snprintf (c->id, sizeof c->id, "%s", id);
-  c->grace_ms = grace_ms;
   pthread_mutex_lock (&sup->queue_lock);
   if (sup->queue_tail)
     sup->queue_tail->next = c;
@@ -616,16 +1051,97 @@ enqueue (nex_supervisor_t *sup, cmd_kind_t kind, const char *id, int64_t grace_m
   (void) !write (sup->wakefd, &one, sizeof one);
 }
 
+static cmd_t *
+cmd_new (cmd_kind_t kind, const char *id)
+{
+  cmd_t *c = nex_xzalloc (sizeof *c);
+  c->kind = kind;
+  snprintf (c->id, sizeof c->id, "%s", id);
+  return c;
+}
+
 void
 nex_supervisor_deploy (nex_supervisor_t *sup, const char *id)
 {
-  enqueue (sup, CMD_DEPLOY, id, 0);
+  enqueue_cmd (sup, cmd_new (CMD_DEPLOY, id));
 }
 
 void
 nex_supervisor_stop (nex_supervisor_t *sup, const char *id, int64_t grace_ms)
 {
-  enqueue (sup, CMD_STOP, id, grace_ms);
+  cmd_t *c = cmd_new (CMD_STOP, id);
+  c->grace_ms = grace_ms;
+  enqueue_cmd (sup, c);
+}
+
+void
+nex_supervisor_signal (nex_supervisor_t *sup, const char *id, int sig)
+{
+  cmd_t *c = cmd_new (CMD_SIGNAL, id);
+  c->signal = sig;
+  enqueue_cmd (sup, c);
+}
+
+int
+nex_supervisor_exec (nex_supervisor_t *sup, const char *id, const nex_exec_spec_t *spec, nex_exec_result_t *out,
+                     nex_error_t *err)
+{
+  /* Each exec holds an API thread while it runs: keep at least one thread free for everything else. */
+  int64_t cap = sup->node->cfg->api_threads > 1 ? sup->node->cfg->api_threads - 1 : 1;
+  nex_exec_t *x = nex_exec_new (id, spec);
+  pthread_mutex_lock (&sup->queue_lock);
+  int busy = sup->execs_waiting >= cap || sup->refusing_execs;
+  if (!busy)
+    {
+      if (sup->waiting == NULL)
+        sup->waiting = nex_xzalloc ((size_t) cap * sizeof *sup->waiting);
+      for (int64_t i = 0; i < cap; i++)
+        if (sup->waiting[i] == NULL)
+          {
+            sup->waiting[i] = x;
+            break;
+          }
+      sup->execs_waiting++;
+    }
+  pthread_mutex_unlock (&sup->queue_lock);
+  if (busy)
+    {
+      nex_exec_unref (x);
+      if (sup->refusing_execs)
+        return nex_error_set (err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
+      return nex_error_set (err, NEX_ERR_UNAVAILABLE, "%lld exec requests are running already; try again later",
+                            (long long) cap);
+    }
+  cmd_t *c = cmd_new (CMD_EXEC, id);
+  c->exec = nex_exec_ref (x);
+  enqueue_cmd (sup, c);
+  int r = nex_exec_wait (x, spec->timeout_ms + EXEC_SLACK_MS + 5000, out, err);
+  pthread_mutex_lock (&sup->queue_lock);
+  for (int64_t i = 0; i < cap; i++)
+    if (sup->waiting[i] == x)
+      sup->waiting[i] = NULL;
+  sup->execs_waiting--;
+  pthread_mutex_unlock (&sup->queue_lock);
+  nex_exec_unref (x);
+  return r;
+}
+
+void
+nex_supervisor_quiesce (nex_supervisor_t *sup)
+{
+  if (sup == NULL)
+    return;
+  pthread_mutex_lock (&sup->queue_lock);
+  sup->refusing_execs = 1;
+  int64_t cap = sup->node->cfg->api_threads > 1 ? sup->node->cfg->api_threads - 1 : 1;
+  for (int64_t i = 0; sup->waiting && i < cap; i++)
+    if (sup->waiting[i])
+      {
+        nex_error_t err = NULL;
+        nex_error_set (&err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
+        nex_exec_fail (sup->waiting[i], &err); /* wakes its waiter, which then takes it off this list */
+      }
+  pthread_mutex_unlock (&sup->queue_lock);
 }
 
 /* --- the loop ------------------------------------------------------------------------------------------------- */
@@ -639,12 +1155,19 @@ supervisor_main (void *arg)
       int timeout = -1;
       int64_t now = nex_clock_mono_ms ();
       for (entry_t *e = sup->entries; e; e = e->next)
-        if (e->kill_at)
-          {
-            int64_t left = e->kill_at > now ? e->kill_at - now : 0;
-            if (timeout < 0 || left < timeout)
-              timeout = (int) left;
-          }
+        {
+          int64_t at[3] = { e->kill_at, e->restart_at, 0 };
+          for (nex_exec_t *x = e->execs; x; x = x->next)
+            if (at[2] == 0 || x->deadline < at[2])
+              at[2] = x->deadline;
+          for (int k = 0; k < 3; k++)
+            if (at[k])
+              {
+                int64_t left = at[k] > now ? at[k] - now : 0;
+                if (timeout < 0 || left < timeout)
+                  timeout = (int) left;
+              }
+        }
       struct epoll_event evs[32];
       int n = epoll_wait (sup->epfd, evs, 32, timeout);
       if (n < 0 && errno != EINTR)
@@ -677,13 +1200,99 @@ supervisor_main (void *arg)
             cleanup_error nex_error_t err = NULL;
             e->driver->kill (e->driver, &e->inst, &err);
           }
+      for (entry_t *e = sup->entries; e; e = e->next)
+        {
+          if (e->restart_at && now >= e->restart_at && !e->final)
+            {
+              e->restart_at = 0;
+              send_start (sup, e);
+            }
+          for (nex_exec_t *x = e->execs, *next; x; x = next)
+            {
+              next = x->next;
+              if (now >= x->deadline)
+                {
+                  nex_error_t err = NULL;
+                  nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: the agent did not report the end in time");
+                  nex_exec_fail (x, &err);
+                  exec_remove (e, x);
+                }
+            }
+        }
       if (stop)
         break;
     }
   return NULL;
 }
 
-/* Re-attaches to sandboxes recorded as live, fails the ones that are gone, re-queues pending workloads. */
+/* Whether the process recorded for W is still W's sandbox: it exists, it started when the record says (a pid alone
+ * may have been reused by an unrelated process since), and it sits in W's cgroup.  NULL when it is; otherwise
+ * why not (caller frees). */
+static char *
+sandbox_identity_problem (nex_supervisor_t *sup, const nex_workload_t *w)
+{
+  if (w->pid <= 0 || w->endpoint == NULL)
+    return nex_xstrdup ("nexd stopped before the sandbox was recorded");
+  int64_t started = nex_proc_start_time ((pid_t) w->pid);
+  if (started < 0)
+    return nex_xasprintf ("its root process %lld is gone", (long long) w->pid);
+  if (w->agent_start > 0 && started != w->agent_start)
+    return nex_xasprintf ("pid %lld now belongs to another process (started at tick %lld, not %lld)",
+                          (long long) w->pid, (long long) started, (long long) w->agent_start);
+  if (sup->node->cgroups && nex_cgroups_holds (sup->node->cgroups, w->id, (pid_t) w->pid) != 1)
+    return nex_xasprintf ("pid %lld is not in the workload's cgroup", (long long) w->pid);
+  return NULL;
+}
+
+/* Everything a sandbox of workload ID may have left on the host, when no live entry owns it: processes (killed
+ * through its cgroup, which holds every process the sandbox ever had) and the cgroup, then the run dir. */
+static void
+remove_leftovers (nex_supervisor_t *sup, const char *id, const nex_driver_t *d)
+{
+  cleanup_error nex_error_t err = NULL;
+  if (sup->node->cgroups && nex_cgroups_destroy (sup->node->cgroups, id, &err) < 0)
+    nex_log_error (NEX_LOG_WARN, err, "workload %s: leftover cgroup", id);
+  nex_instance_t inst = { .run_dir = nex_xasprintf ("%s/%s", sup->node->run_dir, id) };
+  (d ? d : &nex_driver_sandbox)->destroy (d ? d : &nex_driver_sandbox, &inst, NULL);
+  nex_instance_release (&inst);
+}
+
+/* After recovery: run dirs and cgroups of this node's workloads that no live entry owns are what a crash
+ * mid-deploy (or mid-teardown) left; they go.  Cgroups under the shared `nex` parent that name no workload of
+ * this registry may belong to another node on the same host, and are left alone. */
+static void
+cleanup_leftovers (nex_supervisor_t *sup)
+{
+  DIR *dir = opendir (sup->node->run_dir);
+  struct dirent *de;
+  while (dir && (de = readdir (dir)) != NULL)
+    if (nex_id_valid (de->d_name) && entry_find (sup, de->d_name) == NULL)
+      {
+        nex_info ("workload %s: removing a half-created or abandoned sandbox", de->d_name);
+        remove_leftovers (sup, de->d_name, NULL);
+      }
+  if (dir)
+    closedir (dir);
+  if (sup->node->cgroups == NULL)
+    return;
+  char **names = nex_cgroups_list (sup->node->cgroups);
+  for (char **name = names; *name; name++)
+    {
+      nex_workload_t w = { 0 };
+      if (entry_find (sup, *name) == NULL && nex_registry_workload_get (sup->node->reg, *name, &w, NULL) == 0)
+        {
+          nex_info ("workload %s: removing its leftover cgroup", *name);
+          remove_leftovers (sup, *name, nex_driver_find (w.driver));
+        }
+      nex_workload_release (&w);
+      free (*name);
+    }
+  free (names);
+}
+
+/* Re-attaches to sandboxes recorded as live (each exactly once: the registry holds one record per workload),
+ * fails the ones that are gone or cannot be proven to be theirs, re-queues pending workloads, then removes
+ * what crashed deploys left behind. */
 static void
 recover (nex_supervisor_t *sup)
 {
@@ -703,25 +1312,33 @@ recover (nex_supervisor_t *sup)
       else if (w->state == NEX_STATE_STARTING || w->state == NEX_STATE_RUNNING)
         {
           const nex_driver_t *d = nex_driver_find (w->driver);
-          nex_instance_t inst = { .pid = (pid_t) w->pid,
-                                  .endpoint = w->endpoint ? nex_xstrdup (w->endpoint) : NULL,
-                                  .run_dir = nex_xasprintf ("%s/%s", sup->node->run_dir, w->id) };
+          cleanup_free char *problem = d ? sandbox_identity_problem (sup, w) : nex_xstrdup ("unknown driver");
           cleanup_error nex_error_t aerr = NULL;
-          if (d && inst.endpoint && inst.pid > 0 && entry_attach (sup, w->id, d, &inst, &aerr))
+          entry_t *e = NULL;
+          if (problem == NULL)
+            {
+              nex_instance_t inst = { .pid = (pid_t) w->pid,
+                                      .endpoint = nex_xstrdup (w->endpoint),
+                                      .run_dir = nex_xasprintf ("%s/%s", sup->node->run_dir, w->id) };
+              e = entry_attach (sup, w->id, d, &inst, &aerr);
+              nex_instance_release (&inst);
+            }
+          if (e)
             nex_info ("workload %s: re-attached to its sandbox (pid %d)", w->id, (int) w->pid);
           else
             {
-              cleanup_free char *why = nex_xasprintf ("its sandbox was lost while nexd was down%s%s",
-                                                      aerr ? ": " : "", aerr ? aerr->msg : "");
-              if (d)
-                d->destroy (d, &inst, NULL);
+              cleanup_free char *why = nex_xasprintf ("its sandbox was lost while nexd was down: %s",
+                                                      problem ? problem : aerr ? aerr->msg : "unknown");
+              /* Never signal the recorded pid itself: it may be someone else's now.  The cgroup names only the
+               * sandbox's own processes. */
+              remove_leftovers (sup, w->id, d);
               fail_workload (sup, w->id, why);
             }
-          nex_instance_release (&inst);
         }
       nex_workload_release (w);
     }
   free (list);
+  cleanup_leftovers (sup);
 }
 
 nex_supervisor_t *
@@ -737,6 +1354,9 @@ nex_supervisor_start (nex_node_t *node, nex_error_t *err)
       nex_error_sys (err, errno, "supervisor set-up");
       goto fail;
     }
+  sup->seccomp = nex_seccomp_default_profile (err);
+  if (sup->seccomp == NULL)
+    goto fail;
   sup->wake_ref.e = NULL;
   struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &sup->wake_ref };
   epoll_ctl (sup->epfd, EPOLL_CTL_ADD, sup->wakefd, &ev);
@@ -749,6 +1369,7 @@ nex_supervisor_start (nex_node_t *node, nex_error_t *err)
     }
   return sup;
 fail:
+  json_decref (sup->seccomp);
   if (sup->epfd >= 0)
     close (sup->epfd);
   if (sup->wakefd >= 0)
@@ -782,11 +1403,20 @@ nex_supervisor_shutdown (nex_supervisor_t *sup)
   for (cmd_t *c = sup->queue_head; c;)
     {
       cmd_t *next = c->next;
+      if (c->exec)
+        {
+          nex_error_t err = NULL;
+          nex_error_set (&err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
+          nex_exec_fail (c->exec, &err);
+          nex_exec_unref (c->exec);
+        }
       free (c);
       c = next;
     }
   close (sup->epfd);
   close (sup->wakefd);
+  json_decref (sup->seccomp);
+  free (sup->waiting);
   pthread_mutex_destroy (&sup->queue_lock);
   free (sup);
 }

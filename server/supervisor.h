@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "server/exec.h"
 #include "server/node.h"
 
 /* Recovers the registry's live workloads and starts the supervisor thread.  NULL on failure. */
@@ -29,5 +30,21 @@ void nex_supervisor_deploy (nex_supervisor_t *sup, const char *id);
 
 /* Queues a stop of workload ID: SIGTERM, then SIGKILL after GRACE_MS.  Any thread. */
 void nex_supervisor_stop (nex_supervisor_t *sup, const char *id, int64_t grace_ms);
+
+/* Queues delivery of signal SIG to workload ID's main process (nothing happens if it has ended meanwhile).  Any
+ * thread. */
+void nex_supervisor_signal (nex_supervisor_t *sup, const char *id, int sig);
+
+/* Fails the exec requests that API threads are waiting for and refuses new ones, so that stopping the API does
+ * not wait for commands still running in sandboxes.  Any thread; called once at shutdown, before the API stops. */
+void nex_supervisor_quiesce (nex_supervisor_t *sup);
+
+/* Runs SPEC inside running workload ID's sandbox (an exec session through its agent) and waits for it: fills *OUT
+ * (release with nex_exec_result_release) or fails with NEX_ERR_CONFLICT (the workload is not running or ended
+ * meanwhile), NEX_ERR_INVALID naming argv[0] (the program does not exist or cannot run in the sandbox) or
+ * NEX_ERR_UNAVAILABLE (too many execs at once, no answer).  Blocks the calling thread for up to the spec's
+ * timeout plus a few seconds; at most api_threads - 1 callers wait at once.  Not from the supervisor thread. */
+int nex_supervisor_exec (nex_supervisor_t *sup, const char *id, const nex_exec_spec_t *spec, nex_exec_result_t *out,
+                         nex_error_t *err);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
@@ -21,6 +22,17 @@
 #define DESCRIPTION_MAX_LEN 1024
 #define ARGV_MAX_ENTRIES 4096
 #define ENV_MAX_ENTRIES 4096
+#define CWD_MAX_LEN 4096
+#define MAX_RESTARTS_LIMIT 1000
+/* Resource bounds: below the minimums the agent itself cannot run; above the maximums a value is a typo. */
+#define VCPUS_MIN 0.01
+#define VCPUS_MAX 1024.0
+#define MEMORY_MB_MIN 8
+#define MEMORY_MB_MAX (16LL << 20) /* 16 TiB */
+#define PIDS_MIN 4
+#define PIDS_MAX 4194304
+#define DISK_MB_MIN 1
+#define DISK_MB_MAX (1LL << 20)
 
 static const char *const state_names[NEX_STATE__COUNT] = {
   [NEX_STATE_PENDING] = "pending", [NEX_STATE_STARTING] = "starting", [NEX_STATE_RUNNING] = "running",
@@ -53,6 +65,43 @@ nex_state_is_final (nex_state_t state)
   return state == NEX_STATE_EXITED || state == NEX_STATE_FAILED || state == NEX_STATE_STOPPED;
 }
 
+static const char *const restart_policy_names[] = {
+  [NEX_RESTART_NEVER] = "never",
+  [NEX_RESTART_ON_FAILURE] = "on-failure",
+  [NEX_RESTART_ALWAYS] = "always",
+};
+
+const char *
+nex_restart_policy_name (nex_restart_policy_t p)
+{
+  if ((unsigned) p > NEX_RESTART_ALWAYS)
+    return "never";
+  return restart_policy_names[p];
+}
+
+/* Linux capability names by number (linux/capability.h), without the CAP_ prefix. */
+static const char *const capability_names[] = {
+  "CHOWN",       "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER",          "FSETID",      "KILL",
+  "SETGID",      "SETUID",       "SETPCAP",         "LINUX_IMMUTABLE", "NET_BIND_SERVICE",
+  "NET_BROADCAST", "NET_ADMIN",  "NET_RAW",         "IPC_LOCK",        "IPC_OWNER",   "SYS_MODULE",
+  "SYS_RAWIO",   "SYS_CHROOT",   "SYS_PTRACE",      "SYS_PACCT",       "SYS_ADMIN",   "SYS_BOOT",
+  "SYS_NICE",    "SYS_RESOURCE", "SYS_TIME",        "SYS_TTY_CONFIG",  "MKNOD",       "LEASE",
+  "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",        "MAC_OVERRIDE",    "MAC_ADMIN",   "SYSLOG",
+  "WAKE_ALARM",  "BLOCK_SUSPEND", "AUDIT_READ",     "PERFMON",         "BPF",         "CHECKPOINT_RESTORE",
+};
+#define N_CAPABILITIES ((int) (sizeof capability_names / sizeof capability_names[0]))
+
+int
+nex_capability_parse (const char *name)
+{
+  if (strncasecmp (name, "CAP_", 4) == 0)
+    name += 4;
+  for (int i = 0; i < N_CAPABILITIES; i++)
+    if (strcasecmp (name, capability_names[i]) == 0)
+      return i;
+  return -1;
+}
+
 void
 nex_workload_release (nex_workload_t *w)
 {
@@ -69,6 +118,8 @@ nex_workload_release (nex_workload_t *w)
   free (w->driver);
   free (w->reason);
   free (w->endpoint);
+  json_decref (w->capabilities);
+  free (w->cwd);
   memset (w, 0, sizeof *w);
 }
 
@@ -205,12 +256,177 @@ read_env (const json_t *body, json_t **out, nex_error_t *err)
   return 0;
 }
 
+/* An optional integer member KEY of OBJ in [MIN, MAX] (FIELD names it in errors); *OUT keeps its value when
+ * absent or null. */
+static int
+read_int (const json_t *obj, const char *key, const char *field, long long min, long long max, int64_t *out,
+          nex_error_t *err)
+{
+  const json_t *v = json_object_get (obj, key);
+  if (v == NULL || json_is_null (v))
+    return 0;
+  if (!json_is_integer (v))
+    return nex_error_field (err, field, "must be an integer");
+  if (json_integer_value (v) < min || json_integer_value (v) > max)
+    return nex_error_field (err, field, "must be from %lld to %lld", min, max);
+  *out = json_integer_value (v);
+  return 0;
+}
+
+/* resources: {vcpus, memory_mb, pids, disk_mb}, each optional; unknown members refused. */
+static int
+read_resources (const json_t *body, nex_resources_t *r, nex_error_t *err)
+{
+  *r = (nex_resources_t){ .pids = NEX_RESOURCES_DEFAULT_PIDS, .disk_mb = NEX_RESOURCES_DEFAULT_DISK_MB };
+  const json_t *v = json_object_get (body, "resources");
+  if (v == NULL || json_is_null (v))
+    return 0;
+  if (!json_is_object (v))
+    return nex_error_field (err, "resources", "must be an object {vcpus, memory_mb, pids, disk_mb}");
+  const char *key;
+  const json_t *member;
+  json_object_foreach ((json_t *) v, key, member)
+  {
+    if (strcmp (key, "vcpus") != 0 && strcmp (key, "memory_mb") != 0 && strcmp (key, "pids") != 0
+        && strcmp (key, "disk_mb") != 0)
+      {
+        cleanup_free char *field = nex_xasprintf ("resources.%s", key);
+        return nex_error_field (err, field, "unknown field");
+      }
+  }
+  const json_t *vcpus = json_object_get (v, "vcpus");
+  if (vcpus != NULL && !json_is_null (vcpus))
+    {
+      if (!json_is_number (vcpus))
+        return nex_error_field (err, "resources.vcpus", "must be a number");
+      double x = json_number_value (vcpus);
+      if (!(x >= VCPUS_MIN && x <= VCPUS_MAX))
+        return nex_error_field (err, "resources.vcpus", "must be from %g to %g", VCPUS_MIN, VCPUS_MAX);
+      r->vcpus = x;
+    }
+  if (read_int (v, "memory_mb", "resources.memory_mb", MEMORY_MB_MIN, MEMORY_MB_MAX, &r->memory_mb, err) < 0
+      || read_int (v, "pids", "resources.pids", PIDS_MIN, PIDS_MAX, &r->pids, err) < 0
+      || read_int (v, "disk_mb", "resources.disk_mb", DISK_MB_MIN, DISK_MB_MAX, &r->disk_mb, err) < 0)
+    return -1;
+  return 0;
+}
+
+/* restart_policy, max_restarts and essential (nex's name for on-failure). */
+static int
+read_restart (const json_t *body, nex_workload_t *w, nex_error_t *err)
+{
+  cleanup_free char *policy = NULL;
+  w->restart_policy = NEX_RESTART_NEVER;
+  w->max_restarts = NEX_MAX_RESTARTS_DEFAULT;
+  if (read_string (body, "restart_policy", 0, SIZE_MAX, &policy, err) < 0)
+    return -1;
+  if (policy)
+    {
+      int found = 0;
+      for (int i = NEX_RESTART_NEVER; i <= NEX_RESTART_ALWAYS; i++)
+        if (strcmp (policy, restart_policy_names[i]) == 0)
+          {
+            w->restart_policy = (nex_restart_policy_t) i;
+            found = 1;
+          }
+      if (!found)
+        return nex_error_field (err, "restart_policy", "must be one of never, on-failure, always");
+    }
+  const json_t *essential = json_object_get (body, "essential");
+  if (essential != NULL && !json_is_null (essential))
+    {
+      if (!json_is_boolean (essential))
+        return nex_error_field (err, "essential", "must be a boolean");
+      if (json_is_true (essential))
+        {
+          if (policy && w->restart_policy == NEX_RESTART_NEVER)
+            return nex_error_field (err, "essential", "an essential workload cannot have restart_policy never");
+          if (policy == NULL)
+            w->restart_policy = NEX_RESTART_ON_FAILURE;
+        }
+    }
+  return read_int (body, "max_restarts", "max_restarts", 0, MAX_RESTARTS_LIMIT, &w->max_restarts, err);
+}
+
+/* capabilities: names of Linux capabilities the workload keeps (all others are dropped), stored as CAP_NAME. */
+static int
+read_capabilities (const json_t *body, json_t **out, nex_error_t *err)
+{
+  const json_t *v = json_object_get (body, "capabilities");
+  *out = json_array ();
+  if (v == NULL || json_is_null (v))
+    return 0;
+  if (!json_is_array (v) || json_array_size (v) > (size_t) N_CAPABILITIES)
+    return nex_error_field (err, "capabilities", "must be an array of at most %d capability names", N_CAPABILITIES);
+  size_t i;
+  const json_t *name;
+  json_array_foreach (v, i, name)
+  {
+    cleanup_free char *field = nex_xasprintf ("capabilities[%zu]", i);
+    int cap = json_is_string (name) && !has_nul (name) ? nex_capability_parse (json_string_value (name)) : -1;
+    if (cap < 0)
+      return nex_error_field (err, field, "must be a Linux capability name such as CAP_NET_BIND_SERVICE");
+    cleanup_free char *canonical = nex_xasprintf ("CAP_%s", capability_names[cap]);
+    size_t j;
+    const json_t *seen;
+    int dup = 0;
+    json_array_foreach (*out, j, seen) dup |= strcmp (json_string_value (seen), canonical) == 0;
+    if (!dup)
+      json_array_append_new (*out, json_string (canonical));
+  }
+  return 0;
+}
+
+/* cwd: an absolute path without `.` or `..` components.  The agent also checks, after chdir, that it is inside
+ * the sandbox's root; refusing `..` here keeps the stored spec plain. */
+static int
+read_cwd (const json_t *body, char **out, nex_error_t *err)
+{
+  if (read_string (body, "cwd", 0, CWD_MAX_LEN, out, err) < 0)
+    return -1;
+  if (*out == NULL)
+    return 0;
+  const char *p = *out;
+  if (p[0] != '/')
+    return nex_error_field (err, "cwd", "must be an absolute path");
+  while (*p)
+    {
+      while (*p == '/')
+        p++;
+      size_t n = strcspn (p, "/");
+      if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+        return nex_error_field (err, "cwd", "must not contain `.` or `..` components");
+      p += n;
+    }
+  return 0;
+}
+
+/* network: "none" (the default: a network namespace with loopback only) or "host". */
+static int
+read_network (const json_t *body, int *host, nex_error_t *err)
+{
+  cleanup_free char *mode = NULL;
+  *host = 0;
+  if (read_string (body, "network", 0, SIZE_MAX, &mode, err) < 0)
+    return -1;
+  if (mode == NULL || strcmp (mode, "none") == 0)
+    return 0;
+  if (strcmp (mode, "host") == 0)
+    {
+      *host = 1;
+      return 0;
+    }
+  return nex_error_field (err, "network", "must be none or host");
+}
+
 /* Refuses members other than the deploy fields, so that a misspelt optional field is an error, not a default. */
 static int
 check_known_fields (const json_t *body, nex_error_t *err)
 {
   static const char *const known[]
-      = { "name", "namespace", "artifact", "sha256", "argv", "env", "description", "driver", NULL };
+      = { "name",      "namespace",      "artifact",     "sha256",    "argv",         "env", "description",
+          "driver",    "resources",      "restart_policy", "max_restarts", "essential", "capabilities", "cwd",
+          "network",   NULL };
   const char *key;
   const json_t *value;
   json_object_foreach ((json_t *) body, key, value)
@@ -238,7 +454,10 @@ nex_workload_from_request (const json_t *body, const char *default_driver, nex_w
       || read_sha256 (body, &w.sha256, err) < 0 || read_argv (body, &w.argv, err) < 0
       || read_env (body, &w.env, err) < 0
       || read_string (body, "description", 0, DESCRIPTION_MAX_LEN, &w.description, err) < 0
-      || read_name (body, "driver", default_driver, &w.driver, err) < 0)
+      || read_name (body, "driver", default_driver, &w.driver, err) < 0
+      || read_resources (body, &w.resources, err) < 0 || read_restart (body, &w, err) < 0
+      || read_capabilities (body, &w.capabilities, err) < 0 || read_cwd (body, &w.cwd, err) < 0
+      || read_network (body, &w.host_network, err) < 0)
     return -1;
   if (w.artifact[0] == '\0')
     return nex_error_field (err, "artifact", "must not be empty");
@@ -298,5 +517,38 @@ nex_workload_to_json (const nex_workload_t *w)
   json_object_set_new (o, "finished_at", time_or_null (w->finished_at));
   json_object_set_new (
       o, "logs", json_pack ("{s:I, s:I}", "lines", (json_int_t) w->log_lines, "dropped", (json_int_t) w->log_dropped));
+  json_object_set_new (o, "resources", nex_resources_to_json (&w->resources));
+  json_object_set_new (o, "restart_policy", json_string (nex_restart_policy_name (w->restart_policy)));
+  json_object_set_new (o, "max_restarts", json_integer (w->max_restarts));
+  json_object_set_new (o, "restarts", json_integer (w->restarts));
+  json_object_set_new (o, "capabilities", w->capabilities ? json_deep_copy (w->capabilities) : json_array ());
+  json_object_set_new (o, "cwd", string_or_null (w->cwd));
+  json_object_set_new (o, "network", json_string (w->host_network ? "host" : "none"));
   return o;
+}
+
+json_t *
+nex_resources_to_json (const nex_resources_t *r)
+{
+  json_t *o = json_object ();
+  json_object_set_new (o, "vcpus", r->vcpus > 0 ? json_real (r->vcpus) : json_null ());
+  json_object_set_new (o, "memory_mb", integer_or_null (r->memory_mb > 0, r->memory_mb));
+  json_object_set_new (o, "pids", integer_or_null (r->pids > 0, r->pids));
+  json_object_set_new (o, "disk_mb", integer_or_null (r->disk_mb > 0, r->disk_mb));
+  return o;
+}
+
+void
+nex_resources_from_json (const json_t *o, nex_resources_t *out)
+{
+  memset (out, 0, sizeof *out);
+  const json_t *v = json_object_get (o, "vcpus");
+  if (json_is_number (v) && json_number_value (v) > 0)
+    out->vcpus = json_number_value (v);
+  v = json_object_get (o, "memory_mb");
+  out->memory_mb = json_is_integer (v) && json_integer_value (v) > 0 ? json_integer_value (v) : 0;
+  v = json_object_get (o, "pids");
+  out->pids = json_is_integer (v) && json_integer_value (v) > 0 ? json_integer_value (v) : 0;
+  v = json_object_get (o, "disk_mb");
+  out->disk_mb = json_is_integer (v) && json_integer_value (v) > 0 ? json_integer_value (v) : 0;
 }

@@ -39,6 +39,31 @@ int nex_state_parse (const char *name, nex_state_t *out, nex_error_t *err);
 /* True for exited, failed and stopped: states a workload never leaves. */
 int nex_state_is_final (nex_state_t state);
 
+/* What a workload may use (the deploy field `resources`).  0 means "no limit" (disk_mb: the default size). */
+typedef struct nex_resources
+{
+  double vcpus;      /* CPU time as a number of CPUs, fractional (0.2 = a fifth of one CPU); cgroup CPU quota */
+  int64_t memory_mb; /* memory (anonymous, page cache, tmpfs) the sandbox may charge; over it the OOM killer acts */
+  int64_t pids;      /* processes and threads alive at once in the sandbox */
+  int64_t disk_mb;   /* size of the writable /tmp (a tmpfs, charged to the memory limit too) */
+} nex_resources_t;
+
+#define NEX_RESOURCES_DEFAULT_PIDS 1024  /* a fork bomb must not take the node down by default */
+#define NEX_RESOURCES_DEFAULT_DISK_MB 64 /* /tmp when the spec names no size */
+
+/* When the supervisor starts a workload's process again after it ended on its own. */
+typedef enum nex_restart_policy
+{
+  NEX_RESTART_NEVER = 0,  /* the default */
+  NEX_RESTART_ON_FAILURE, /* after a non-zero exit code, a signal, or an OOM kill (nex's `essential: true`) */
+  NEX_RESTART_ALWAYS,     /* after any end that was not a stop request */
+} nex_restart_policy_t;
+
+#define NEX_MAX_RESTARTS_DEFAULT 5
+
+/* "never", "on-failure", "always"; static storage. */
+const char *nex_restart_policy_name (nex_restart_policy_t p);
+
 /* A workload as stored in the registry.  Strings are owned by the struct (free with nex_workload_release);
  * optional strings are NULL when absent; times are Unix milliseconds, 0 when not reached yet. */
 typedef struct nex_workload
@@ -63,13 +88,24 @@ typedef struct nex_workload
   int64_t created_at, updated_at, started_at, finished_at;
   int64_t log_lines;     /* lines stored so far (including dropped ones) */
   int64_t log_dropped;   /* lines discarded because of the per-workload log bound */
+  /* Sandbox options and runtime record (schema 002). */
+  nex_resources_t resources;
+  nex_restart_policy_t restart_policy;
+  int64_t max_restarts;  /* restarts allowed by the policy */
+  int64_t restarts;      /* restarts done so far */
+  json_t *capabilities;  /* array of capability names ("CAP_NET_BIND_SERVICE") kept for the workload; never NULL */
+  char *cwd;             /* working directory inside the sandbox, optional ("/" when NULL) */
+  int host_network;      /* network "host": the host's network namespace instead of loopback only ("none") */
+  int64_t agent_start;   /* start time of the agent process (clock ticks since boot, /proc/<pid>/stat field 22);
+                            with pid, identifies the sandbox across nexd restarts despite pid reuse; 0 if unknown */
 } nex_workload_t;
 
 /* Frees what W owns and zeroes it.  Safe on a zeroed struct. */
 void nex_workload_release (nex_workload_t *w);
 
 /* Builds a new pending workload from a client's JSON request body (the REST/NATS deploy fields: name,
- * namespace, artifact, sha256, argv, env, description, driver).  Validates every field: missing, wrong-typed or
+ * namespace, artifact, sha256, argv, env, description, driver, and the sandbox options resources,
+ * restart_policy, max_restarts, essential, capabilities, cwd, network).  Validates every field: missing, wrong-typed or
  * out-of-range fields fail with NEX_ERR_INVALID naming the field; unknown fields are refused too (strict
  * parsing keeps typos from being silently ignored).  Does not touch the artifact itself.  Fills OUT (id and
  * timestamps included; DEFAULT_DRIVER when the body names none) or returns -1. */
@@ -78,5 +114,16 @@ int nex_workload_from_request (const json_t *body, const char *default_driver, n
 
 /* The workload's public JSON form (as the REST API returns it).  New reference. */
 json_t *nex_workload_to_json (const nex_workload_t *w);
+
+/* RESOURCES as the JSON object the API shows ({vcpus, memory_mb, pids, disk_mb}, null for "no limit") and stores.
+ * New reference. */
+json_t *nex_resources_to_json (const nex_resources_t *r);
+
+/* Reads a stored resources object back (the inverse of nex_resources_to_json; unknown or invalid members are
+ * ignored, as only nexd writes these). */
+void nex_resources_from_json (const json_t *o, nex_resources_t *out);
+
+/* The capability number of NAME ("CAP_SYS_ADMIN" or "sys_admin", any case), or -1 when there is none. */
+int nex_capability_parse (const char *name);
 
 #endif

@@ -31,6 +31,10 @@ EXPECTED_OPERATIONS = {
     ("get", "/v1/workloads/{id}"),
     ("delete", "/v1/workloads/{id}"),
     ("get", "/v1/workloads/{id}/logs"),
+    # the sandbox in depth
+    ("get", "/v1/workloads/{id}/stats"),
+    ("post", "/v1/workloads/{id}/signal"),
+    ("post", "/v1/workloads/{id}/exec"),
 }
 
 

@@ -189,7 +189,10 @@ test_workloads (nex_registry_t *reg, const char *path)
   make_workload ("{\"name\":\"a\",\"namespace\":\"ns1\",\"artifact\":\"file:///bin/a\",\"argv\":[\"-x\",\"y\"],"
                  "\"env\":{\"Z\":\"1\",\"A\":\"2\"},\"description\":\"first\"}",
                  &a);
-  make_workload ("{\"name\":\"b\",\"namespace\":\"ns2\",\"artifact\":\"file:///bin/b\"}", &b);
+  make_workload ("{\"name\":\"b\",\"namespace\":\"ns2\",\"artifact\":\"file:///bin/b\",\"resources\":{\"vcpus\":1.5,"
+                 "\"memory_mb\":128,\"pids\":64,\"disk_mb\":8},\"restart_policy\":\"always\",\"max_restarts\":2,"
+                 "\"capabilities\":[\"CAP_KILL\"],\"cwd\":\"/tmp\"}",
+                 &b);
   make_workload ("{\"name\":\"c\",\"namespace\":\"ns1\",\"artifact\":\"file:///bin/c\"}", &c);
   /* Same millisecond for all three: the list order must fall back to the id. */
   a.created_at = b.created_at = c.created_at = 1000000;
@@ -206,6 +209,17 @@ test_workloads (nex_registry_t *reg, const char *path)
               && got.state == NEX_STATE_PENDING && got.sha256 == NULL && got.started_at == 0 && !got.has_exit_code
               && json_equal (got.argv, a.argv) && json_equal (got.env, a.env) && got.created_at == 1000000,
           "get returns what was stored");
+  nex_workload_release (&got);
+  TAP_OK (nex_registry_workload_get (reg, b.id, &got, &err) == 0 && got.resources.vcpus == 1.5
+              && got.resources.memory_mb == 128 && got.resources.pids == 64 && got.resources.disk_mb == 8
+              && got.restart_policy == NEX_RESTART_ALWAYS && got.max_restarts == 2 && got.restarts == 0
+              && json_equal (got.capabilities, b.capabilities) && strcmp (got.cwd, "/tmp") == 0 && got.agent_start == 0,
+          "sandbox options survive the round trip");
+  nex_workload_release (&got);
+  nex_state_change_t restarted = { .state = NEX_STATE_PENDING, .restarted = 1, .agent_start = 4242 };
+  TAP_OK (nex_registry_workload_transition (reg, b.id, &restarted, &err) == 0
+              && nex_registry_workload_get (reg, b.id, &got, &err) == 0 && got.restarts == 1 && got.agent_start == 4242,
+          "a transition counts a restart and records the agent's start time");
   nex_workload_release (&got);
   cleanup_free char *sql = nex_xasprintf ("SELECT argv || env FROM workloads WHERE id = '%s'", a.id);
   cleanup_free char *stored = raw_query (path, sql);
@@ -450,6 +464,33 @@ test_requests (void)
   expect_invalid ("{\"name\":\"a\",\"artifact\":\"\"}", "artifact");
   expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"namespace\":\"a/b\"}", "namespace");
   expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"driver\":\"\"}", "driver");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"resources\":[]}", "resources");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"resources\":{\"cpus\":1}}", "resources.cpus");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"resources\":{\"vcpus\":0}}", "resources.vcpus");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"resources\":{\"memory_mb\":1.5}}",
+                  "resources.memory_mb");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"resources\":{\"pids\":1}}", "resources.pids");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"resources\":{\"disk_mb\":0}}", "resources.disk_mb");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"restart_policy\":\"sometimes\"}", "restart_policy");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"max_restarts\":-1}", "max_restarts");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"essential\":true,\"restart_policy\":\"never\"}",
+                  "essential");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"capabilities\":[\"CAP_NOPE\"]}", "capabilities[0]");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"cwd\":\"tmp\"}", "cwd");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"cwd\":\"/tmp/../etc\"}", "cwd");
+
+  cleanup_json json_t *opts = json_loads (
+      "{\"name\":\"a\",\"artifact\":\"file:///x\",\"resources\":{\"vcpus\":0.25,\"memory_mb\":64},"
+      "\"essential\":true,\"capabilities\":[\"net_bind_service\",\"CAP_NET_BIND_SERVICE\"],\"cwd\":\"/tmp\"}",
+      0, NULL);
+  TAP_OK (nex_workload_from_request (opts, "sandbox", &w, &err) == 0 && w.resources.vcpus == 0.25
+              && w.resources.memory_mb == 64 && w.resources.pids == NEX_RESOURCES_DEFAULT_PIDS
+              && w.resources.disk_mb == NEX_RESOURCES_DEFAULT_DISK_MB && w.restart_policy == NEX_RESTART_ON_FAILURE
+              && w.max_restarts == NEX_MAX_RESTARTS_DEFAULT && json_array_size (w.capabilities) == 1
+              && strcmp (json_string_value (json_array_get (w.capabilities, 0)), "CAP_NET_BIND_SERVICE") == 0
+              && strcmp (w.cwd, "/tmp") == 0,
+          "sandbox options: resources with defaults, essential -> on-failure, capabilities canonical and unique");
+  nex_workload_release (&w);
 
   nex_state_t s;
   TAP_OK (nex_state_parse ("running", &s, &err) == 0 && s == NEX_STATE_RUNNING

@@ -72,8 +72,10 @@ test_types (void)
   for (unsigned t = NEX_WIRE_HELLO; t <= NEX_WIRE_STDIN; t++)
     ok &= nex_wire_type_valid (t) && strcmp (nex_wire_type_name (t), "unknown") != 0;
   TAP_OK (ok, "types 1..10 are valid and named");
-  TAP_OK (!nex_wire_type_valid (0) && !nex_wire_type_valid (11) && !nex_wire_type_valid (255),
-          "types 0, 11, 255 are invalid");
+  TAP_OK (!nex_wire_type_valid (0) && !nex_wire_type_valid (NEX_WIRE_TYPE_MAX + 1) && !nex_wire_type_valid (255)
+              && nex_wire_type_valid (NEX_WIRE_SIGNAL) && nex_wire_type_valid (NEX_WIRE_EXEC)
+              && nex_wire_type_is_json (NEX_WIRE_EXEC) && strcmp (nex_wire_type_name (NEX_WIRE_EXEC), "exec") == 0,
+          "types 0, past the last, 255 are invalid; signal and exec are JSON");
   TAP_OK (strcmp (nex_wire_type_name (0), "unknown") == 0 && strcmp (nex_wire_type_name (NEX_WIRE_ACK), "ack") == 0,
           "type names");
   TAP_OK (nex_wire_type_is_json (NEX_WIRE_START) && nex_wire_type_is_json (NEX_WIRE_ERROR)
@@ -248,8 +250,8 @@ test_malformed (void)
   TAP_OK (header_error (h, &kind) < 0 && kind == NEX_ERR_PROTOCOL, "length 0xffffffff is a protocol error");
   nex_wire_header_encode (h, 0, 0, 2);
   TAP_OK (header_error (h, &kind) < 0 && kind == NEX_ERR_PROTOCOL, "type 0 is a protocol error");
-  nex_wire_header_encode (h, 11, 0, 2);
-  TAP_OK (header_error (h, &kind) < 0 && kind == NEX_ERR_PROTOCOL, "unknown type 11 is a protocol error");
+  nex_wire_header_encode (h, NEX_WIRE_TYPE_MAX + 1, 0, 2);
+  TAP_OK (header_error (h, &kind) < 0 && kind == NEX_ERR_PROTOCOL, "an unknown type is a protocol error");
   nex_wire_header_encode (h, NEX_WIRE_ACK, 0, 2);
   h[5] = 0x80;
   TAP_OK (header_error (h, &kind) < 0 && kind == NEX_ERR_PROTOCOL, "non-zero flags are a protocol error");
@@ -788,13 +790,112 @@ test_agent_basic (void)
           "agent: EXIT {code 3, dropped_bytes 0}");
   run_clear (&run);
 
+  /* After the EXIT, a START is a restart (the host's restart policy) in the same agent. */
+  host_send (&h, NEX_WIRE_START, "{\"path\":\"/bin/sh\",\"argv\":[\"sh\",\"-c\",\"sleep 0.3; exit 4\"]}");
+  cleanup_json json_t *restarted = host_expect (&h, NEX_WIRE_STARTED, TIMEOUT_MS);
+  TAP_OK (restarted && jint (restarted, "pid") > 0 && jint (restarted, "pid") != wpid,
+          "agent: START after EXIT restarts the workload (a new pid)");
   host_send (&h, NEX_WIRE_START, "{\"path\":\"/bin/true\"}");
   cleanup_json json_t *err1 = host_expect (&h, NEX_WIRE_ERROR, TIMEOUT_MS);
-  TAP_OK (err1 && strstr (jstr (err1, "message"), "already"), "agent: a second START gets ERROR");
+  TAP_OK (err1 && strstr (jstr (err1, "message"), "already"), "agent: a START while running gets ERROR");
+  TAP_OK (collect (&h, &run, TIMEOUT_MS) == 0 && run.exit && jint (run.exit, "code") == 4,
+          "agent: the restarted run reports its own EXIT {code 4}");
+  run_clear (&run);
 
   host_send (&h, NEX_WIRE_STOP, "{}");
   host_send (&h, NEX_WIRE_ACK, "{}");
   TAP_OK (agent_wait (&ag, TIMEOUT_MS) == 0, "agent: STOP after exit is ignored; ACK makes the agent exit 0");
+  host_close (&h);
+  agent_kill (&ag, 0);
+}
+
+static json_t *agent_attach (agent_proc_t *ag, host_t *h);
+
+/* As collect, for the frames of exec session CHANNEL only (ERROR ends it too). */
+static int
+collect_on (host_t *h, uint16_t channel, run_t *run, int timeout_ms)
+{
+  int64_t deadline = now_ms () + timeout_ms;
+  for (;;)
+    {
+      frame_t f;
+      int64_t left = deadline - now_ms ();
+      if (left <= 0 || host_recv (h, &f, (int)left) != 1)
+        return -1;
+      if (f.channel != channel)
+        {
+          frame_clear (&f);
+          continue;
+        }
+      char **buf = f.type == NEX_WIRE_STDOUT ? &run->out : f.type == NEX_WIRE_STDERR ? &run->err : NULL;
+      size_t *len = f.type == NEX_WIRE_STDOUT ? &run->out_len : &run->err_len;
+      if (buf)
+        {
+          *buf = nex_xrealloc (*buf, *len + f.len + 1);
+          memcpy (*buf + *len, f.data, f.len);
+          *len += f.len;
+          (*buf)[*len] = 0;
+        }
+      int done = f.type == NEX_WIRE_EXIT || f.type == NEX_WIRE_ERROR;
+      if (f.type == NEX_WIRE_EXIT)
+        run->exit = json_incref (f.json);
+      if (f.type == NEX_WIRE_ERROR)
+        run->error = json_incref (f.json);
+      frame_clear (&f);
+      if (done)
+        return 0;
+    }
+}
+
+/* Exec sessions beside a running workload: stdin in, output and exit status out on the session's channel; a
+ * missing program is an ERROR with errno 2; a timeout kills; EXEC is refused once the workload has ended. */
+static void
+test_agent_exec_sessions (void)
+{
+  agent_proc_t ag;
+  host_t h;
+  cleanup_json json_t *hello = agent_attach (&ag, &h);
+  host_send (&h, NEX_WIRE_START, "{\"path\":\"/bin/sleep\",\"argv\":[\"sleep\",\"30\"]}");
+  cleanup_json json_t *started = hello ? host_expect (&h, NEX_WIRE_STARTED, TIMEOUT_MS) : NULL;
+  TAP_OK (started != NULL, "agent exec: the workload runs");
+
+  nex_wire_send (h.fd, NEX_WIRE_EXEC, 5, "{\"path\":\"/bin/sh\",\"argv\":[\"sh\",\"-c\",\"cat; echo e >&2; exit 6\"]}",
+                 strlen ("{\"path\":\"/bin/sh\",\"argv\":[\"sh\",\"-c\",\"cat; echo e >&2; exit 6\"]}"), NULL);
+  nex_wire_send (h.fd, NEX_WIRE_STDIN, 5, "hi\n", 3, NULL);
+  nex_wire_send (h.fd, NEX_WIRE_STDIN, 5, NULL, 0, NULL);
+  run_t run = { 0 };
+  int rc = collect_on (&h, 5, &run, TIMEOUT_MS);
+  TAP_OK (rc == 0 && run.out && strcmp (run.out, "hi\n") == 0 && run.err && strcmp (run.err, "e\n") == 0
+              && run.exit && jint (run.exit, "code") == 6 && json_is_false (json_object_get (run.exit, "timed_out")),
+          "agent exec: stdin reaches the session, its stdout/stderr/EXIT {code 6} come back on its channel");
+  run_clear (&run);
+
+  const char *missing = "{\"path\":\"/no/such/tool\",\"argv\":[\"/no/such/tool\"]}";
+  nex_wire_send (h.fd, NEX_WIRE_EXEC, 6, missing, strlen (missing), NULL);
+  rc = collect_on (&h, 6, &run, TIMEOUT_MS);
+  TAP_OK (rc == 0 && run.error && jint (run.error, "errno") == ENOENT && strstr (jstr (run.error, "message"), "/no/such/tool"),
+          "agent exec: a missing program is ERROR {errno 2} on the session's channel");
+  run_clear (&run);
+
+  const char *slow = "{\"path\":\"/bin/sleep\",\"argv\":[\"sleep\",\"10\"],\"timeout_ms\":200}";
+  nex_wire_send (h.fd, NEX_WIRE_EXEC, 7, slow, strlen (slow), NULL);
+  rc = collect_on (&h, 7, &run, TIMEOUT_MS);
+  TAP_OK (rc == 0 && run.exit && jint (run.exit, "signal") == SIGKILL
+              && json_is_true (json_object_get (run.exit, "timed_out")),
+          "agent exec: timeout_ms kills the session (EXIT {signal 9, timed_out})");
+  run_clear (&run);
+
+  host_send (&h, NEX_WIRE_STOP, "{\"grace_ms\":0}");
+  TAP_OK (collect (&h, &run, TIMEOUT_MS) == 0 && run.exit, "agent exec: the workload stops");
+  run_clear (&run);
+  const char *late = "{\"path\":\"/bin/true\"}";
+  nex_wire_send (h.fd, NEX_WIRE_EXEC, 8, late, strlen (late), NULL);
+  rc = collect_on (&h, 8, &run, TIMEOUT_MS);
+  TAP_OK (rc == 0 && run.error && strstr (jstr (run.error, "message"), "not running"),
+          "agent exec: refused once the workload has ended");
+  run_clear (&run);
+  host_send (&h, NEX_WIRE_ACK, "{}");
+  TAP_OK (agent_wait (&ag, TIMEOUT_MS) == 0, "agent exec: exits 0 after ACK");
   host_close (&h);
   agent_kill (&ag, 0);
 }
@@ -1213,6 +1314,7 @@ main (void)
   test_agent_cli ();
   test_agent_basic ();
   test_agent_exec_failure ();
+  test_agent_exec_sessions ();
   test_agent_spec ();
   test_agent_stop ();
   test_agent_signals ();

@@ -1,0 +1,170 @@
+/* exec.c — see exec.h. */
+#include "server/exec.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/cleanup.h"
+#include "common/xalloc.h"
+
+nex_exec_t *
+nex_exec_new (const char *id, const nex_exec_spec_t *spec)
+{
+  nex_exec_t *x = nex_xzalloc (sizeof *x);
+  snprintf (x->id, sizeof x->id, "%s", id);
+  x->argv = json_deep_copy (spec->argv);
+  x->env = spec->env ? json_deep_copy (spec->env) : json_object ();
+  if (spec->stdin_len)
+    {
+      x->stdin_data = nex_xmalloc (spec->stdin_len);
+      memcpy (x->stdin_data, spec->stdin_data, spec->stdin_len);
+      x->stdin_len = spec->stdin_len;
+    }
+  x->timeout_ms = spec->timeout_ms;
+  pthread_mutex_init (&x->lock, NULL);
+  pthread_condattr_t attr;
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+  pthread_cond_init (&x->cond, &attr);
+  pthread_condattr_destroy (&attr);
+  x->refs = 1;
+  return x;
+}
+
+nex_exec_t *
+nex_exec_ref (nex_exec_t *x)
+{
+  pthread_mutex_lock (&x->lock);
+  x->refs++;
+  pthread_mutex_unlock (&x->lock);
+  return x;
+}
+
+void
+nex_exec_result_release (nex_exec_result_t *r)
+{
+  free (r->out);
+  free (r->err);
+  memset (r, 0, sizeof *r);
+}
+
+void
+nex_exec_unref (nex_exec_t *x)
+{
+  if (x == NULL)
+    return;
+  pthread_mutex_lock (&x->lock);
+  int last = --x->refs == 0;
+  pthread_mutex_unlock (&x->lock);
+  if (!last)
+    return;
+  json_decref (x->argv);
+  json_decref (x->env);
+  free (x->stdin_data);
+  nex_exec_result_release (&x->result);
+  nex_error_free (&x->error);
+  pthread_mutex_destroy (&x->lock);
+  pthread_cond_destroy (&x->cond);
+  free (x);
+}
+
+void
+nex_exec_output (nex_exec_t *x, int stream, const uint8_t *data, size_t n)
+{
+  pthread_mutex_lock (&x->lock);
+  char **buf = stream == 2 ? &x->result.err : &x->result.out;
+  size_t *len = stream == 2 ? &x->result.err_len : &x->result.out_len;
+  uint64_t *lost = stream == 2 ? &x->result.err_lost : &x->result.out_lost;
+  size_t room = NEX_EXEC_MAX_OUTPUT - *len;
+  size_t take = n < room ? n : room;
+  if (!x->done && take > 0)
+    {
+      *buf = nex_xrealloc (*buf, *len + take + 1);
+      memcpy (*buf + *len, data, take);
+      *len += take;
+      (*buf)[*len] = '\0';
+    }
+  *lost += n - take;
+  pthread_mutex_unlock (&x->lock);
+}
+
+void
+nex_exec_started (nex_exec_t *x, int64_t pid)
+{
+  pthread_mutex_lock (&x->lock);
+  x->result.pid = pid;
+  pthread_mutex_unlock (&x->lock);
+}
+
+void
+nex_exec_finish (nex_exec_t *x, const json_t *exit)
+{
+  pthread_mutex_lock (&x->lock);
+  if (!x->done)
+    {
+      json_t *code = json_object_get (exit, "code");
+      json_t *sig = json_object_get (exit, "signal");
+      json_t *dropped = json_object_get (exit, "dropped_bytes");
+      x->result.has_code = json_is_integer (code);
+      x->result.code = (int)json_integer_value (code);
+      x->result.signal = json_is_integer (sig) ? (int)json_integer_value (sig) : 0;
+      x->result.timed_out = json_is_true (json_object_get (exit, "timed_out"));
+      if (json_is_integer (dropped) && json_integer_value (dropped) > 0)
+        x->result.out_lost += (uint64_t)json_integer_value (dropped);
+      x->done = 1;
+      pthread_cond_broadcast (&x->cond);
+    }
+  pthread_mutex_unlock (&x->lock);
+}
+
+void
+nex_exec_fail (nex_exec_t *x, nex_error_t *err)
+{
+  pthread_mutex_lock (&x->lock);
+  if (!x->done)
+    {
+      x->error = NEX_STEAL_PTR (*err);
+      x->done = 1;
+      pthread_cond_broadcast (&x->cond);
+    }
+  pthread_mutex_unlock (&x->lock);
+  nex_error_free (err);
+}
+
+int
+nex_exec_wait (nex_exec_t *x, int64_t wait_ms, nex_exec_result_t *out, nex_error_t *err)
+{
+  struct timespec deadline;
+  clock_gettime (CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += wait_ms / 1000;
+  deadline.tv_nsec += (wait_ms % 1000) * 1000000;
+  if (deadline.tv_nsec >= 1000000000)
+    {
+      deadline.tv_sec++;
+      deadline.tv_nsec -= 1000000000;
+    }
+  pthread_mutex_lock (&x->lock);
+  while (!x->done)
+    if (pthread_cond_timedwait (&x->cond, &x->lock, &deadline) == ETIMEDOUT)
+      break;
+  int r = 0;
+  if (!x->done)
+    r = nex_error_set (err, NEX_ERR_UNAVAILABLE, "exec: no answer from the workload's agent in time");
+  else if (x->error)
+    {
+      if (x->error->kind == NEX_ERR_INVALID && x->error->field)
+        r = nex_error_field (err, x->error->field, "%s", x->error->msg);
+      else
+        r = nex_error_set (err, x->error->kind, "%s", x->error->msg);
+    }
+  else
+    {
+      *out = x->result;
+      memset (&x->result, 0, sizeof x->result);
+    }
+  pthread_mutex_unlock (&x->lock);
+  return r;
+}

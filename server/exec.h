@@ -1,0 +1,97 @@
+/* exec.h — one non-interactive exec request (POST /v1/workloads/{id}/exec) on its way between the API thread that
+ * received it and the supervisor that runs it through the agent.
+ *
+ * The API thread creates the request (nex_exec_new), hands a reference to the supervisor
+ * (nex_supervisor_exec) and waits for it (nex_exec_wait).  The supervisor sends EXEC on a channel of the
+ * workload's agent connection (wire.h), feeds stdin, gathers the output frames into the request
+ * (nex_exec_output, bounded) and completes it with the EXIT (nex_exec_finish) or an error (nex_exec_fail).
+ * Either side may give up first — the waiter on its timeout, the supervisor when the workload ends — so the
+ * request is reference-counted and every completion after the first is ignored.
+ *
+ * A TTY form (websocket, `nex exec -it`) would use the same channel machinery with STDIN frames streamed from
+ * the client and output frames streamed back instead of gathered; see ARCHITECTURE.md. */
+#ifndef NEX_EXEC_H
+#define NEX_EXEC_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "common/error.h"
+#include "server/workload.h"
+
+#define NEX_EXEC_MAX_OUTPUT (1u << 20)  /* stdout and stderr kept per request; the rest is counted, not kept */
+#define NEX_EXEC_MAX_STDIN (256u << 10) /* stdin a request may carry */
+#define NEX_EXEC_MAX_TIMEOUT_S 3600
+#define NEX_EXEC_DEFAULT_TIMEOUT_S 30
+
+/* What a client asked to run. */
+typedef struct nex_exec_spec
+{
+  json_t *argv; /* non-empty array of strings; argv[0] is the path of the program inside the sandbox */
+  json_t *env;  /* object of strings, added to (and overriding) the workload's environment; may be NULL */
+  const char *stdin_data;
+  size_t stdin_len;
+  int64_t timeout_ms; /* the agent kills the process after this long */
+} nex_exec_spec_t;
+
+/* How it went. */
+typedef struct nex_exec_result
+{
+  char *out, *err; /* what it wrote (NUL-terminated copies, possibly holding other NULs) */
+  size_t out_len, err_len;
+  uint64_t out_lost, err_lost; /* bytes beyond NEX_EXEC_MAX_OUTPUT or dropped by the agent */
+  int has_code;
+  int code;      /* exit code, when has_code */
+  int signal;    /* signal that ended it, 0 if none */
+  int timed_out; /* it was killed at the timeout */
+  int64_t pid;   /* its pid inside the sandbox */
+} nex_exec_result_t;
+
+typedef struct nex_exec nex_exec_t;
+
+struct nex_exec
+{
+  /* Set at creation, read-only afterwards. */
+  char id[NEX_ID_LEN + 1]; /* the workload */
+  json_t *argv, *env;
+  char *stdin_data;
+  size_t stdin_len;
+  int64_t timeout_ms;
+  /* The supervisor thread's. */
+  uint16_t channel; /* its channel on the agent connection, 0 before it was sent */
+  int64_t deadline; /* monotonic ms after which the supervisor gives up on the agent */
+  nex_exec_t *next; /* in the entry's list of sessions */
+  /* Under lock. */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int refs;
+  int done;
+  nex_exec_result_t result;
+  nex_error_t error; /* set when it failed */
+};
+
+/* A new request for workload ID (one reference, the caller's).  Copies what SPEC holds. */
+nex_exec_t *nex_exec_new (const char *id, const nex_exec_spec_t *spec);
+
+/* Adds / drops a reference; the last drop frees the request.  Any thread. */
+nex_exec_t *nex_exec_ref (nex_exec_t *x);
+void nex_exec_unref (nex_exec_t *x);
+
+/* Supervisor side: output of STREAM (1 stdout, 2 stderr), the pid it started as, the EXIT payload, or a failure
+ * (ERR is stolen).  finish and fail complete the request and wake the waiter; later calls are ignored. */
+void nex_exec_output (nex_exec_t *x, int stream, const uint8_t *data, size_t n);
+void nex_exec_started (nex_exec_t *x, int64_t pid);
+void nex_exec_finish (nex_exec_t *x, const json_t *exit);
+void nex_exec_fail (nex_exec_t *x, nex_error_t *err);
+
+/* API side: waits up to WAIT_MS for completion; moves the result into *OUT (release with nex_exec_result_release)
+ * or returns -1 with the request's error (NEX_ERR_UNAVAILABLE when nothing came in time). */
+int nex_exec_wait (nex_exec_t *x, int64_t wait_ms, nex_exec_result_t *out, nex_error_t *err);
+
+void nex_exec_result_release (nex_exec_result_t *r);
+
+#endif
