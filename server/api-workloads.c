@@ -44,7 +44,8 @@ workload_create (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *e
       nex_error_set (err, NEX_ERR_UNAVAILABLE, "driver `%s` is unavailable on this node: %s", d->name, why);
       goto out;
     }
-  if (nex_artifact_precheck (w.artifact, err) < 0 || nex_registry_workload_insert (node->reg, &w, err) < 0)
+  if (nex_artifact_precheck_at (node->artifacts_dir, w.artifact, err) < 0
+      || nex_registry_workload_insert (node->reg, &w, err) < 0)
     goto out;
   nex_node_emit (node, "workload_deployed", &w, NULL);
   nex_supervisor_deploy (node->sup, w.id);
@@ -126,13 +127,16 @@ workload_stop (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
 static int
 workload_logs (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
 {
-  long long tail;
-  if (nex_api_query_int (req, "tail", 1, 1000000000, 0, &tail, err) < 0)
+  long long tail, after;
+  if (nex_api_query_int (req, "tail", 1, 1000000000, 0, &tail, err) < 0
+      || nex_api_query_int (req, "after", 0, INT64_MAX, -1, &after, err) < 0)
     return -1;
   nex_workload_t w = { 0 };
   if (load (req, &w, err) < 0)
     return -1;
-  json_t *lines = nex_registry_log_tail (req->node->reg, w.id, tail, err);
+  /* after=SEQ: the lines written since line SEQ (how followers poll), at most TAIL of them when given. */
+  json_t *lines = after >= 0 ? nex_registry_log_after (req->node->reg, w.id, after, tail, err)
+                             : nex_registry_log_tail (req->node->reg, w.id, tail, err);
   if (lines)
     res->body = json_pack ("{s:s, s:o, s:I}", "workload_id", w.id, "lines", lines, "dropped",
                            (json_int_t) w.log_dropped);

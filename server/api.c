@@ -1,4 +1,10 @@
-/* api.c — the HTTP server and router (see api.h). */
+/* api.c — the HTTP server and router (see api.h).
+ *
+ * libmicrohttpd calls access_handler several times per request: first with the headers (ctx is NULL), then once
+ * per piece of body, then a last time with no data.  The route is matched on the first call and kept in the
+ * request's context, so that every refusal that does not need the body (no such route, method not allowed,
+ * declared body too large) is answered before any of it is read.  JSON bodies are collected in memory up to
+ * max_body_bytes; upload routes stream theirs to the route's own sink. */
 #include "server/api.h"
 
 #include <arpa/inet.h>
@@ -23,23 +29,47 @@ struct nex_api
   struct MHD_Daemon *daemon;
 };
 
+#define MAX_SEGMENTS 8
+/* A refused body whose length was not declared (chunked) is read and dropped so that the refusal can be
+ * answered; past this much, the connection is closed instead: a client cannot keep a worker busy forever. */
+#define MAX_DISCARD_BYTES (64 * 1024 * 1024)
+
 /* Per-request state, from the first call of the access handler to the completion callback. */
 typedef struct request_ctx
 {
   int64_t start_ms;
-  char *body;
-  size_t body_len;
-  int too_large;     /* the body passed the bound: it is discarded, the answer will be 413 */
-  unsigned status;   /* status answered, for the log line */
   char request_id[64];
+  unsigned status;                          /* status answered, for the log line */
+  int answered;                             /* a response is queued: ignore the rest of the body */
+  char method[16];                          /* for the log line */
+  char *url;                                /* the URL path as requested, for the log line */
+  char *path;                               /* the URL path, split in place: params point into it */
+  const char *params[NEX_API_MAX_PARAMS];   /* the matched route's placeholders */
+  const nex_api_route_t *route;             /* the matched JSON route, or NULL */
+  const nex_api_upload_route_t *upload;     /* the matched upload route, or NULL */
+  const char *pattern;                      /* the matched route's pattern, for the log line */
+  char *body;                               /* JSON routes: the body so far */
+  size_t body_len;
+  int too_large;                            /* the body passed the bound: discarded, the answer is 413 */
+  uint64_t discarded;                       /* body bytes dropped after a refusal */
+  void *upload_state;                       /* upload routes: what begin made */
+  nex_error_t upload_err;                   /* upload routes: why a write failed (answered at the end) */
 } request_ctx_t;
 
-static const nex_api_route_t *const route_tables[] = { nex_api_node_routes, nex_api_workload_routes, NULL };
+static const nex_api_route_t *const route_tables[]
+    = { nex_api_node_routes, nex_api_workload_routes, nex_api_artifact_routes, nex_api_event_routes, NULL };
+static const nex_api_upload_route_t *const upload_tables[] = { nex_api_artifact_uploads, NULL };
 
 const char *
 nex_api_query (const nex_api_request_t *req, const char *key)
 {
   return MHD_lookup_connection_value (req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *
+nex_api_header (const nex_api_request_t *req, const char *name)
+{
+  return MHD_lookup_connection_value (req->conn, MHD_HEADER_KIND, name);
 }
 
 int
@@ -60,8 +90,6 @@ nex_api_query_int (const nex_api_request_t *req, const char *key, long long min,
   *out = n;
   return 0;
 }
-
-#define MAX_SEGMENTS 8
 
 /* Splits S (modified in place) at '/' into at most MAX_SEGMENTS segments; -1 when there are more, or when S
  * does not start with '/' or has an empty segment. */
@@ -107,6 +135,63 @@ route_match (const char *pattern, char **segs, int n_segs, const char **params)
   return 1;
 }
 
+/* Adds METHOD to the comma-separated list ALLOW (of SIZE bytes) unless it is there already. */
+static void
+allow_add (char *allow, size_t size, const char *method)
+{
+  size_t ml = strlen (method);
+  for (const char *p = allow; (p = strstr (p, method)) != NULL; p += ml)
+    if ((p == allow || p[-1] == ' ') && (p[ml] == ',' || p[ml] == '\0'))
+      return;
+  if (strlen (allow) + ml + 3 >= size)
+    return;
+  if (allow[0])
+    strcat (allow, ", ");
+  strcat (allow, method);
+}
+
+/* Finds the route for METHOD on the path in CTX (split in place); sets ctx->route or ctx->upload and the
+ * params.  When nothing matches, ALLOW receives the methods the path does have (empty: no such path). */
+static void
+route_find (request_ctx_t *ctx, const char *method, char *allow, size_t allow_size)
+{
+  char *segs[MAX_SEGMENTS];
+  int n_segs = split_path (ctx->path, segs);
+  allow[0] = '\0';
+  if (n_segs <= 0)
+    return;
+  for (size_t t = 0; route_tables[t]; t++)
+    for (const nex_api_route_t *r = route_tables[t]; r->method; r++)
+      {
+        const char *p[NEX_API_MAX_PARAMS] = { NULL };
+        if (!route_match (r->pattern, segs, n_segs, p))
+          continue;
+        if (strcmp (r->method, method) == 0)
+          {
+            ctx->route = r;
+            ctx->pattern = r->pattern;
+            memcpy (ctx->params, p, sizeof p);
+            return;
+          }
+        allow_add (allow, allow_size, r->method);
+      }
+  for (size_t t = 0; upload_tables[t]; t++)
+    for (const nex_api_upload_route_t *r = upload_tables[t]; r->method; r++)
+      {
+        const char *p[NEX_API_MAX_PARAMS] = { NULL };
+        if (!route_match (r->pattern, segs, n_segs, p))
+          continue;
+        if (strcmp (r->method, method) == 0)
+          {
+            ctx->upload = r;
+            ctx->pattern = r->pattern;
+            memcpy (ctx->params, p, sizeof p);
+            return;
+          }
+        allow_add (allow, allow_size, r->method);
+      }
+}
+
 static enum MHD_Result
 send_json (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, json_t *body, const char *location,
            const char *allow)
@@ -126,6 +211,7 @@ send_json (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, jso
   if (allow)
     MHD_add_response_header (res, MHD_HTTP_HEADER_ALLOW, allow);
   ctx->status = status;
+  ctx->answered = 1;
   enum MHD_Result r = MHD_queue_response (conn, status, res);
   MHD_destroy_response (res);
   return r;
@@ -140,82 +226,79 @@ send_problem (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, 
 }
 
 static enum MHD_Result
+send_error (struct MHD_Connection *conn, request_ctx_t *ctx, const nex_error_s *err, const char *method,
+            const char *url)
+{
+  unsigned status;
+  cleanup_json json_t *p = nex_problem_from_error (err, url, &status);
+  if (status >= 500)
+    nex_log_error (NEX_LOG_ERROR, (nex_error_t) err, "%s %s failed", method, url);
+  return send_json (conn, ctx, status, p, NULL, NULL);
+}
+
+/* Frees an upload route's state (removing whatever it left on disk).  Idempotent. */
+static void
+upload_discard (request_ctx_t *ctx)
+{
+  if (ctx->upload && ctx->upload_state)
+    ctx->upload->discard (ctx->upload_state);
+  ctx->upload_state = NULL;
+}
+
+/* Runs the matched route's handler once the whole body is in. */
+static enum MHD_Result
 dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const char *url, const char *method)
 {
-  const nex_api_route_t *match = NULL;
-  const char *params[NEX_API_MAX_PARAMS] = { NULL };
-  cleanup_free char *copy = nex_xstrdup (url);
-  char *segs[MAX_SEGMENTS];
-  int n_segs = split_path (copy, segs);
-  char allow[128] = "";
-
-  for (size_t t = 0; n_segs > 0 && route_tables[t]; t++)
-    for (const nex_api_route_t *r = route_tables[t]; r->method; r++)
-      {
-        const char *p[NEX_API_MAX_PARAMS] = { NULL };
-        if (!route_match (r->pattern, segs, n_segs, p))
-          continue;
-        if (strcmp (r->method, method) == 0)
-          {
-            match = r;
-            memcpy (params, p, sizeof params);
-            goto found;
-          }
-        if (strlen (allow) + strlen (r->method) + 3 < sizeof allow)
-          {
-            if (allow[0])
-              strcat (allow, ", ");
-            strcat (allow, r->method);
-          }
-      }
-found:
-  if (match == NULL)
-    {
-      if (allow[0])
-        {
-          cleanup_free char *d = nex_xasprintf ("%s is not allowed on %s (allowed: %s)", method, url, allow);
-          return send_problem (conn, ctx, 405, d, url, allow);
-        }
-      cleanup_free char *d = nex_xasprintf ("no such resource: %s", url);
-      return send_problem (conn, ctx, 404, d, url, NULL);
-    }
-  if (ctx->too_large)
-    {
-      cleanup_free char *d = nex_xasprintf ("the request body exceeds %lld bytes",
-                                            (long long) api->node->cfg->max_body_bytes);
-      return send_problem (conn, ctx, 413, d, url, NULL);
-    }
-
   nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url };
-  memcpy (req.params, params, sizeof params);
+  memcpy (req.params, ctx->params, sizeof req.params);
   cleanup_json json_t *body = NULL;
-  if (match->wants_body)
+  nex_api_handler_t handler;
+  if (ctx->upload)
     {
-      if (ctx->body_len == 0)
-        return send_problem (conn, ctx, 400, "the request body is empty; a JSON object is expected", url, NULL);
-      json_error_t jerr;
-      /* Duplicate keys are refused: two values for one field would be ambiguous. */
-      body = json_loadb (ctx->body, ctx->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-      if (body == NULL)
+      if (ctx->upload_err)
         {
-          cleanup_free char *d = nex_xasprintf ("the request body is not valid JSON: %s (line %d, column %d)",
-                                                jerr.text, jerr.line, jerr.column);
-          return send_problem (conn, ctx, 400, d, url, NULL);
+          upload_discard (ctx);
+          return send_error (conn, ctx, ctx->upload_err, method, url);
         }
-      req.body = body;
+      req.upload = ctx->upload_state;
+      handler = ctx->upload->finish;
+    }
+  else
+    {
+      handler = ctx->route->handler;
+      if (ctx->too_large)
+        {
+          cleanup_free char *d = nex_xasprintf ("the request body exceeds %lld bytes",
+                                                (long long) api->node->cfg->max_body_bytes);
+          return send_problem (conn, ctx, 413, d, url, NULL);
+        }
+      if (ctx->route->wants_body == NEX_API_BODY_JSON)
+        {
+          if (ctx->body_len == 0)
+            return send_problem (conn, ctx, 400, "the request body is empty; a JSON object is expected", url, NULL);
+          json_error_t jerr;
+          /* Duplicate keys are refused: two values for one field would be ambiguous. */
+          body = json_loadb (ctx->body, ctx->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+          if (body == NULL)
+            {
+              cleanup_free char *d = nex_xasprintf ("the request body is not valid JSON: %s (line %d, column %d)",
+                                                    jerr.text, jerr.line, jerr.column);
+              return send_problem (conn, ctx, 400, d, url, NULL);
+            }
+          req.body = body;
+        }
     }
 
   nex_api_response_t res = { 0 };
   cleanup_error nex_error_t err = NULL;
-  if (match->handler (&req, &res, &err) < 0)
+  int failed = handler (&req, &res, &err) < 0;
+  /* An upload's leftovers go before the answer does: a client that hears it must find the cache as it says. */
+  upload_discard (ctx);
+  if (failed)
     {
       json_decref (res.body);
       free (res.location);
-      unsigned status;
-      cleanup_json json_t *p = nex_problem_from_error (err, url, &status);
-      if (status >= 500)
-        nex_log_error (NEX_LOG_ERROR, err, "%s %s failed", method, url);
-      return send_json (conn, ctx, status, p, NULL, NULL);
+      return send_error (conn, ctx, err, method, url);
     }
   enum MHD_Result r = send_json (conn, ctx, res.status ? res.status : 200, res.body ? res.body : json_object (),
                                  res.location, NULL);
@@ -238,46 +321,115 @@ set_request_id (struct MHD_Connection *conn, request_ctx_t *ctx)
     nex_id_new (ctx->request_id);
 }
 
+/* The declared Content-Length, or -1 when there is none or it does not parse. */
+static int64_t
+declared_length (struct MHD_Connection *conn)
+{
+  const char *cl = MHD_lookup_connection_value (conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  if (cl == NULL)
+    return -1;
+  char *end = NULL;
+  errno = 0;
+  unsigned long long v = strtoull (cl, &end, 10);
+  if (errno || end == cl || *end || v > INT64_MAX)
+    return -1;
+  return (int64_t) v;
+}
+
+/* The first call of a request: the request line and headers are in, no body yet. */
+static enum MHD_Result
+request_begin (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const char *url, const char *method)
+{
+  char allow[128];
+  snprintf (ctx->method, sizeof ctx->method, "%s", method);
+  ctx->url = nex_xstrdup (url);
+  ctx->path = nex_xstrdup (url);
+  route_find (ctx, method, allow, sizeof allow);
+  if (ctx->route == NULL && ctx->upload == NULL)
+    {
+      if (allow[0])
+        {
+          cleanup_free char *d = nex_xasprintf ("%s is not allowed on %s (allowed: %s)", method, url, allow);
+          return send_problem (conn, ctx, 405, d, url, allow);
+        }
+      cleanup_free char *d = nex_xasprintf ("no such resource: %s", url);
+      return send_problem (conn, ctx, 404, d, url, NULL);
+    }
+
+  int64_t declared = declared_length (conn);
+  if (ctx->upload)
+    {
+      nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url };
+      memcpy (req.params, ctx->params, sizeof req.params);
+      cleanup_error nex_error_t err = NULL;
+      if (ctx->upload->begin (&req, declared, &ctx->upload_state, &err) < 0)
+        return send_error (conn, ctx, err, method, url);
+      return MHD_YES;
+    }
+  size_t max = (size_t) api->node->cfg->max_body_bytes;
+  if (declared > 0 && (uint64_t) declared > max)
+    {
+      /* Refuse before reading a byte of it: a declared oversized body is never buffered. */
+      cleanup_free char *d = nex_xasprintf ("the request body exceeds %zu bytes", max);
+      return send_problem (conn, ctx, 413, d, url, NULL);
+    }
+  return MHD_YES;
+}
+
+/* A piece of the body.  MHD_NO closes the connection. */
+static enum MHD_Result
+request_data (nex_api_t *api, request_ctx_t *ctx, const char *data, size_t n)
+{
+  if (ctx->answered || ctx->too_large || ctx->upload_err)
+    {
+      ctx->discarded += n;
+      return ctx->discarded > MAX_DISCARD_BYTES ? MHD_NO : MHD_YES;
+    }
+  if (ctx->upload)
+    {
+      if (ctx->upload->write (ctx->upload_state, data, n, &ctx->upload_err) < 0)
+        nex_debug ("request %s: upload refused: %s", ctx->request_id, ctx->upload_err->msg);
+      return MHD_YES;
+    }
+  size_t max = (size_t) api->node->cfg->max_body_bytes;
+  if (!ctx->too_large && ctx->body_len + n > max)
+    {
+      ctx->too_large = 1;
+      free (ctx->body);
+      ctx->body = NULL;
+      ctx->body_len = 0;
+    }
+  if (!ctx->too_large)
+    {
+      ctx->body = nex_xrealloc (ctx->body, ctx->body_len + n + 1);
+      memcpy (ctx->body + ctx->body_len, data, n);
+      ctx->body_len += n;
+    }
+  return MHD_YES;
+}
+
 static enum MHD_Result
 access_handler (void *cls, struct MHD_Connection *conn, const char *url, const char *method, const char *version,
                 const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
   nex_api_t *api = cls;
   request_ctx_t *ctx = *con_cls;
-  size_t max = (size_t) api->node->cfg->max_body_bytes;
   if (ctx == NULL)
     {
       ctx = nex_xzalloc (sizeof *ctx);
       ctx->start_ms = nex_clock_mono_ms ();
       set_request_id (conn, ctx);
       *con_cls = ctx;
-      const char *cl = MHD_lookup_connection_value (conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-      if (cl && strtoull (cl, NULL, 10) > max)
-        {
-          /* Refuse before reading a byte of it: a declared oversized body is never buffered. */
-          cleanup_free char *d = nex_xasprintf ("the request body exceeds %zu bytes", max);
-          return send_problem (conn, ctx, 413, d, url, NULL);
-        }
-      return MHD_YES;
+      return request_begin (api, conn, ctx, url, method);
     }
   if (*upload_data_size > 0)
     {
-      if (!ctx->too_large && ctx->body_len + *upload_data_size > max)
-        {
-          ctx->too_large = 1;
-          free (ctx->body);
-          ctx->body = NULL;
-          ctx->body_len = 0;
-        }
-      if (!ctx->too_large)
-        {
-          ctx->body = nex_xrealloc (ctx->body, ctx->body_len + *upload_data_size + 1);
-          memcpy (ctx->body + ctx->body_len, upload_data, *upload_data_size);
-          ctx->body_len += *upload_data_size;
-        }
+      size_t n = *upload_data_size;
       *upload_data_size = 0;
-      return MHD_YES;
+      return request_data (api, ctx, upload_data, n);
     }
+  if (ctx->answered)
+    return MHD_YES;
   return dispatch (api, conn, ctx, url, method);
 }
 
@@ -297,9 +449,21 @@ request_completed (void *cls, struct MHD_Connection *conn, void **con_cls, enum 
       else if (sa->sa_family == AF_INET6)
         inet_ntop (AF_INET6, &((const struct sockaddr_in6 *) sa)->sin6_addr, addr, sizeof addr);
     }
-  nex_log (NEX_LOG_INFO, "request %s status=%u ms=%lld client=%s completed=%s", ctx->request_id, ctx->status,
-           (long long) (nex_clock_mono_ms () - ctx->start_ms), addr,
-           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "yes" : "no");
+  json_t *fields = json_pack ("{s:s, s:I, s:I, s:s, s:s}", "request_id", ctx->request_id, "status",
+                              (json_int_t) ctx->status, "ms", (json_int_t) (nex_clock_mono_ms () - ctx->start_ms),
+                              "client", addr, "completed",
+                              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "yes" : "no");
+  /* Set one by one: json_string refuses text that is not UTF-8 (a hostile URL), losing only that member. */
+  json_object_set_new (fields, "method", json_string (ctx->method));
+  if (ctx->url)
+    json_object_set_new (fields, "path", json_string (ctx->url));
+  if (ctx->pattern)
+    json_object_set_new (fields, "route", json_string (ctx->pattern));
+  nex_log_fields (NEX_LOG_INFO, "request", fields);
+  upload_discard (ctx);
+  nex_error_free (&ctx->upload_err);
+  free (ctx->url);
+  free (ctx->path);
   free (ctx->body);
   free (ctx);
   *con_cls = NULL;

@@ -1,12 +1,15 @@
 /* api.h — nexd's REST API on libmicrohttpd: the server, the router and what route handlers see.
  *
- * api.c owns everything HTTP: listening, body collection with its size bound (413), JSON parsing (400), routing
- * (404/405 with Allow), request ids, the per-request log line, and turning a handler's nex_error_t into problem
- * JSON (problem.h).  Route handlers (api-node.c, api-workloads.c) deal only in JSON and nex_error_t.  Handlers
- * run on MHD's worker threads and must not block for long: they read the registry and queue commands to the
- * supervisor. */
+ * api.c owns everything HTTP: listening, matching the route as soon as the request line and headers are in
+ * (so that 404, 405 and 413 are answered before a byte of the body is read), body collection with its size
+ * bound (413), JSON parsing (400), request ids, the per-request log line, and turning a handler's nex_error_t
+ * into problem JSON (problem.h).  Route handlers (api-node.c, api-workloads.c, api-artifacts.c, ...) deal only
+ * in JSON and nex_error_t.  Handlers run on MHD's worker threads and must not block for long: they read the
+ * registry and queue commands to the supervisor. */
 #ifndef NEX_API_H
 #define NEX_API_H
+
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -17,6 +20,10 @@ struct MHD_Connection;
 
 #define NEX_API_MAX_PARAMS 4
 
+/* How a route takes its request body (nex_api_route_t.wants_body). */
+#define NEX_API_BODY_NONE 0 /* ignored */
+#define NEX_API_BODY_JSON 1 /* parsed as JSON (required: an empty body is a 400) */
+
 /* One request as a handler sees it. */
 typedef struct nex_api_request
 {
@@ -26,6 +33,7 @@ typedef struct nex_api_request
   const char *path;
   const char *params[NEX_API_MAX_PARAMS]; /* values of the route's {placeholders}, in order */
   json_t *body;                           /* the parsed JSON body (routes with wants_body), else NULL */
+  void *upload;                           /* upload routes: the state their begin made, after the last byte */
 } nex_api_request_t;
 
 /* What a handler answers when it succeeds. */
@@ -44,12 +52,29 @@ typedef struct nex_api_route
   const char *method;  /* "GET", "POST", ... */
   const char *pattern; /* "/v1/workloads/{id}/logs": literal segments and {placeholders} */
   nex_api_handler_t handler;
-  int wants_body;      /* parse the body as JSON (required: an empty body is a 400) */
+  int wants_body;      /* NEX_API_BODY_* */
 } nex_api_route_t;
+
+/* A route whose body is a byte stream handed over as it arrives, never held in memory whole (artifact
+ * uploads).  BEGIN runs once the headers are in (REQ->body is NULL; DECLARED is the Content-Length, or -1) and
+ * makes the STATE that WRITE appends to; a failure of either is answered at once and the rest of the body
+ * discarded.  After the last byte FINISH runs with REQ->upload = STATE.  DISCARD frees STATE in every case. */
+typedef struct nex_api_upload_route
+{
+  const char *method;
+  const char *pattern;
+  int (*begin) (nex_api_request_t *req, int64_t declared, void **state, nex_error_t *err);
+  int (*write) (void *state, const void *data, size_t n, nex_error_t *err);
+  nex_api_handler_t finish;
+  void (*discard) (void *state);
+} nex_api_upload_route_t;
 
 /* Route tables, each ending with a NULL method. */
 extern const nex_api_route_t nex_api_node_routes[];
 extern const nex_api_route_t nex_api_workload_routes[];
+extern const nex_api_route_t nex_api_artifact_routes[];
+extern const nex_api_route_t nex_api_event_routes[];
+extern const nex_api_upload_route_t nex_api_artifact_uploads[];
 
 typedef struct nex_api nex_api_t;
 
@@ -66,5 +91,8 @@ const char *nex_api_query (const nex_api_request_t *req, const char *key);
  * KEY otherwise. */
 int nex_api_query_int (const nex_api_request_t *req, const char *key, long long min, long long max, long long def,
                        long long *out, nex_error_t *err);
+
+/* The value of request header NAME (case-insensitive), or NULL. */
+const char *nex_api_header (const nex_api_request_t *req, const char *name);
 
 #endif

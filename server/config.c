@@ -42,6 +42,7 @@ static const opt_t options[] = {
   OPT (max_body_bytes, OPT_INT, "1048576", "largest request body accepted (larger: 413)"),
   OPT (stop_grace_s, OPT_INT, "10", "default seconds between SIGTERM and SIGKILL when stopping"),
   OPT (api_threads, OPT_INT, "4", "HTTP worker threads"),
+  OPT (max_artifact_bytes, OPT_INT, "268435456", "largest artifact upload accepted (larger: 413; at most 512 MiB)"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -226,6 +227,8 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return nex_error_field (err, "log_lines", "log_lines must be at least 1");
   if (cfg->api_threads < 1 || cfg->api_threads > 256)
     return nex_error_field (err, "api_threads", "api_threads must be between 1 and 256");
+  if (cfg->max_artifact_bytes < 1 || cfg->max_artifact_bytes > 512LL * 1024 * 1024)
+    return nex_error_field (err, "max_artifact_bytes", "max_artifact_bytes must be between 1 and 536870912");
   char *host = NULL;
   int port;
   if (nex_config_listen_addr (cfg, &host, &port, err) < 0)

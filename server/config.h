@@ -25,6 +25,7 @@ typedef struct nex_config
   int64_t max_body_bytes; /* largest request body accepted; default 1 MiB */
   int64_t stop_grace_s;   /* default grace between SIGTERM and SIGKILL on stop; default 10 */
   int64_t api_threads;    /* HTTP worker threads; default 4 */
+  int64_t max_artifact_bytes; /* largest artifact upload accepted (POST /v1/artifacts); default 256 MiB */
 } nex_config_t;
 
 /* Fills CFG from defaults, the config file, the environment ENVP and ARGV, in that order.  Returns 0, 1 when

@@ -770,19 +770,13 @@ nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line
   return 0;
 }
 
-json_t *
-nex_registry_log_tail (nex_registry_t *reg, const char *id, int64_t tail, nex_error_t *err)
+/* Reads the log lines STMT selects (seq, stream, ts, text) into a JSON array; NULL on error. */
+static json_t *
+log_lines_json (sqlite3 *db, sqlite3_stmt *stmt, const char *id, nex_error_t *err)
 {
-  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
-  int64_t last;
-  if (workload_require (reg->db, id, &last, err) < 0)
-    return NULL;
-  cleanup_stmt sqlite3_stmt *stmt
-      = db_prepare (reg->db, "SELECT seq, stream, ts, text FROM logs WHERE workload_id = ?1 AND seq > ?2 ORDER BY seq",
-                    DB_ARGS (DB_TEXT (id), DB_INT (tail > 0 ? last - tail : 0)), err);
   cleanup_json json_t *lines = json_array ();
   int row = -1;
-  while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
+  while (stmt && (row = db_step (db, stmt, err)) > 0)
     {
       const char *text = (const char *) sqlite3_column_text (stmt, 3);
       size_t len = (size_t) sqlite3_column_bytes (stmt, 3);
@@ -803,6 +797,32 @@ nex_registry_log_tail (nex_registry_t *reg, const char *id, int64_t tail, nex_er
       return NULL;
     }
   return NEX_STEAL_PTR (lines);
+}
+
+json_t *
+nex_registry_log_tail (nex_registry_t *reg, const char *id, int64_t tail, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  int64_t last;
+  if (workload_require (reg->db, id, &last, err) < 0)
+    return NULL;
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db, "SELECT seq, stream, ts, text FROM logs WHERE workload_id = ?1 AND seq > ?2 ORDER BY seq",
+                    DB_ARGS (DB_TEXT (id), DB_INT (tail > 0 ? last - tail : 0)), err);
+  return stmt ? log_lines_json (reg->db, stmt, id, err) : NULL;
+}
+
+json_t *
+nex_registry_log_after (nex_registry_t *reg, const char *id, int64_t after, int64_t limit, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  int64_t last;
+  if (workload_require (reg->db, id, &last, err) < 0)
+    return NULL;
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (
+      reg->db, "SELECT seq, stream, ts, text FROM logs WHERE workload_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+      DB_ARGS (DB_TEXT (id), DB_INT (after), DB_INT (limit > 0 ? limit : -1)), err);
+  return stmt ? log_lines_json (reg->db, stmt, id, err) : NULL;
 }
 
 /* ---- events ---------------------------------------------------------------------------------------------- */
@@ -878,5 +898,42 @@ nex_registry_event_append (nex_registry_t *reg, const json_t *event, nex_error_t
                err)
       < 0)
     return nex_error_wrap (err, "storing event `%s`", id);
+  return 0;
+}
+
+int
+nex_registry_event_list (nex_registry_t *reg, const nex_event_filter_t *f, json_t **out, int64_t *position, int *more,
+                         nex_error_t *err)
+{
+  *out = NULL;
+  *position = f->after;
+  *more = 0;
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  /* One more row than asked for tells whether there are more. */
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db,
+                    "SELECT seq, data FROM events WHERE seq > ?1 AND (?2 IS NULL OR namespace = ?2) "
+                    "AND (?3 IS NULL OR workload_id = ?3) AND (?4 IS NULL OR type = ?4) ORDER BY seq LIMIT ?5",
+                    DB_ARGS (DB_INT (f->after), DB_TEXT (f->namespace_), DB_TEXT (f->workload_id), DB_TEXT (f->type),
+                             DB_INT (f->limit + 1)),
+                    err);
+  cleanup_json json_t *events = json_array ();
+  int row = -1;
+  int64_t n = 0;
+  while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
+    {
+      if (n == f->limit)
+        {
+          *more = 1;
+          break;
+        }
+      json_t *ev = col_json (stmt, 1, JSON_OBJECT);
+      json_array_append_new (events, ev);
+      *position = sqlite3_column_int64 (stmt, 0);
+      n++;
+    }
+  if (row < 0)
+    return nex_error_wrap (err, "listing events");
+  *out = NEX_STEAL_PTR (events);
   return 0;
 }

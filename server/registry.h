@@ -120,7 +120,27 @@ int nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_
  * first.  New reference, or NULL on error. */
 json_t *nex_registry_log_tail (nex_registry_t *reg, const char *id, int64_t tail, nex_error_t *err);
 
+/* The lines of ID after line AFTER (seq > AFTER), oldest first, at most LIMIT of them (all when LIMIT <= 0), as
+ * nex_registry_log_tail.  New reference, or NULL on error. */
+json_t *nex_registry_log_after (nex_registry_t *reg, const char *id, int64_t after, int64_t limit, nex_error_t *err);
+
 /* Stores one CloudEvent (a JSON object with at least id, type, time; see event.h). */
 int nex_registry_event_append (nex_registry_t *reg, const json_t *event, nex_error_t *err);
+
+/* Filters for nex_registry_event_list; NULL members match everything. */
+typedef struct nex_event_filter
+{
+  const char *namespace_;  /* data.namespace */
+  const char *workload_id; /* data.workload_id */
+  const char *type;        /* the event type, exactly */
+  int64_t after;           /* only events stored after position AFTER (0: from the first) */
+  int64_t limit;           /* at most this many (>= 1) */
+} nex_event_filter_t;
+
+/* The stored events matching F, in the order they were stored, as a new JSON array in *OUT.  *POSITION
+ * receives the position of the last one returned (F->after when none): pass it as the next F->after to read on.
+ * *MORE says whether more matching events were stored after it. */
+int nex_registry_event_list (nex_registry_t *reg, const nex_event_filter_t *f, json_t **out, int64_t *position,
+                             int *more, nex_error_t *err);
 
 #endif

@@ -213,10 +213,11 @@ class Nex:
         self.daemon = None
 
     # --- the daemon -------------------------------------------------------------------------------------------
-    def start(self):
+    def start(self, extra_args=()):
+        """Starts nexd (EXTRA_ARGS are more nexd flags, e.g. ["--max-artifact-bytes", "4096"])."""
         n = len(self.processes) + 1
         log = self.out_dir / ("nexd.log" if n == 1 else f"nexd-{n}.log")
-        self.daemon = NexdProcess(self.data_dir, log)
+        self.daemon = NexdProcess(self.data_dir, log, extra_args=extra_args)
         self.processes.append(self.daemon)
         self.daemon.start()
         return self
@@ -229,10 +230,10 @@ class Nex:
         reports = d.sanitizer_reports()
         assert not reports, "sanitizer reports in nexd's log:\n" + "\n".join(reports[:20])
 
-    def restart(self):
+    def restart(self, extra_args=()):
         """Stops nexd (which must exit 0) and starts a new one on the same data dir."""
         self.stop()
-        return self.start()
+        return self.start(extra_args)
 
     @property
     def base(self):
@@ -259,6 +260,20 @@ class Nex:
 
     def delete(self, path, **kw):
         return self.request("DELETE", path, **kw)
+
+    # --- the CLI ----------------------------------------------------------------------------------------------
+    def cli(self, *args, env=None, timeout=30, **kw):
+        """Runs the real `nex` CLI against this nexd (NEX_SERVER points at it); returns the CompletedProcess with
+        text stdout and stderr.  ENV adds to (or, with None values, removes from) the environment."""
+        full = {k: v for k, v in os.environ.items() if not k.startswith("NEX_")}
+        full["NEX_SERVER"] = self.base
+        for k, v in (env or {}).items():
+            if v is None:
+                full.pop(k, None)
+            else:
+                full[k] = v
+        return subprocess.run([str(build_dir() / "nex")] + [str(a) for a in args], env=full, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
 
     # --- workloads --------------------------------------------------------------------------------------------
     @staticmethod

@@ -31,6 +31,9 @@ EXPECTED_OPERATIONS = {
     ("get", "/v1/workloads/{id}"),
     ("delete", "/v1/workloads/{id}"),
     ("get", "/v1/workloads/{id}/logs"),
+    ("post", "/v1/artifacts"),
+    ("get", "/v1/artifacts/{sha256}"),
+    ("get", "/v1/events"),
 }
 
 
