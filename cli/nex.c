@@ -824,6 +824,39 @@ cmd_stop (cli_t *cli, int argc, char **argv)
   return 0;
 }
 
+/* --- nex wait --------------------------------------------------------------------------------------------------- */
+
+static int
+cmd_wait (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_STATE,
+    F_TIMEOUT,
+  };
+  static flag_t flags[] = {
+    [F_STATE] = { "state", 's', 1, "states to wait for, comma-separated, or final (default)" },
+    [F_TIMEOUT] = { "timeout", 't', 1, "seconds to wait at most (default 60, at most 3600)" },
+    { NULL },
+  };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex wait ID [--state STATES] [--timeout SECONDS] [--json]", pos, 1) != 1)
+    fail_usage ("which workload? (usage: nex wait ID)");
+  cleanup_free char *base = nex_xasprintf ("/v1/workloads/%s/wait", workload_id_arg (pos[0]));
+  cleanup_free char *path = nex_client_path (cli->client, base, "state", flag_value (&flags[F_STATE], NULL),
+                                             "timeout_s", flag_value (&flags[F_TIMEOUT], NULL), NULL);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *w = NULL;
+  long status;
+  if (nex_client_call (cli->client, "GET", path, NULL, &status, &w, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    print_json (w);
+  else
+    printf ("%s\n", str (w, "state", "?"));
+  return 0;
+}
+
 /* --- dispatch --------------------------------------------------------------------------------------------------- */
 
 typedef struct command
@@ -841,6 +874,7 @@ static const command_t commands[] = {
   { "logs", cmd_logs, "print a workload's output (-f: follow it until it ends)" },
   { "events", cmd_events, "print the node's events (-f: follow them)" },
   { "stop", cmd_stop, "stop a workload (SIGTERM, then SIGKILL after the grace)" },
+  { "wait", cmd_wait, "wait until a workload reaches a state (default: until it ends); print it" },
   { NULL, NULL, NULL },
 };
 

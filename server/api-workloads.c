@@ -5,6 +5,8 @@
  * what can only be checked once the artifact is fetched (its digest) fails the workload later, visibly. */
 #include "server/api.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/cleanup.h"
@@ -58,6 +60,58 @@ out:
   return r;
 }
 
+#define LIST_DEFAULT_LIMIT 1000
+#define LIST_MAX_LIMIT 1000
+
+/* The cursor of the list position after W: "<created_at ms>_<id>" (opaque to clients). */
+static char *
+list_cursor (int64_t created, const char *id)
+{
+  return nex_xasprintf ("%lld_%s", (long long) created, id);
+}
+
+/* Parses ?cursor= into F's after_created/after_id (ID_BUF keeps the id). */
+static int
+parse_list_cursor (const nex_api_request_t *req, nex_workload_filter_t *f, char id_buf[NEX_ID_LEN + 1],
+                   nex_error_t *err)
+{
+  const char *c = nex_api_query (req, "cursor");
+  if (c == NULL)
+    return 0;
+  size_t digits = strspn (c, "0123456789");
+  if (digits == 0 || digits > 18 || c[digits] != '_' || !nex_id_valid (c + digits + 1))
+    return nex_error_field (err, "cursor", "not a cursor this node gave out (use next_cursor of an earlier page)");
+  f->after_created = strtoll (c, NULL, 10);
+  snprintf (id_buf, NEX_ID_LEN + 1, "%s", c + digits + 1);
+  f->after_id = id_buf;
+  return 0;
+}
+
+/* Parses every ?label=KEY=VALUE (or ?label=KEY: has the label) into MATCHES (KEYS holds the keys). */
+static int
+parse_label_filters (const nex_api_request_t *req, nex_workload_filter_t *f,
+                     nex_label_match_t matches[NEX_WORKLOAD_FILTER_MAX_LABELS],
+                     char keys[NEX_WORKLOAD_FILTER_MAX_LABELS][64], nex_error_t *err)
+{
+  const char *values[NEX_WORKLOAD_FILTER_MAX_LABELS + 1];
+  size_t n = nex_api_query_all (req, "label", values, NEX_WORKLOAD_FILTER_MAX_LABELS + 1);
+  if (n > NEX_WORKLOAD_FILTER_MAX_LABELS)
+    return nex_error_field (err, "label", "at most %d label filters", NEX_WORKLOAD_FILTER_MAX_LABELS);
+  for (size_t i = 0; i < n; i++)
+    {
+      const char *eq = strchr (values[i], '=');
+      size_t klen = eq ? (size_t) (eq - values[i]) : strlen (values[i]);
+      if (!nex_label_key_valid (values[i], klen))
+        return nex_error_field (err, "label", "`label` takes KEY=VALUE (or KEY) with a valid label key");
+      memcpy (keys[i], values[i], klen);
+      keys[i][klen] = '\0';
+      matches[i] = (nex_label_match_t){ .key = keys[i], .value = eq ? eq + 1 : NULL };
+    }
+  f->labels = matches;
+  f->n_labels = n;
+  return 0;
+}
+
 static int
 workload_list (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
 {
@@ -73,18 +127,35 @@ workload_list (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
         }
       f.state = &state;
     }
+  long long limit;
+  char after_id[NEX_ID_LEN + 1];
+  nex_label_match_t matches[NEX_WORKLOAD_FILTER_MAX_LABELS];
+  char keys[NEX_WORKLOAD_FILTER_MAX_LABELS][64];
+  if (nex_api_query_int (req, "limit", 1, LIST_MAX_LIMIT, LIST_DEFAULT_LIMIT, &limit, err) < 0
+      || parse_list_cursor (req, &f, after_id, err) < 0 || parse_label_filters (req, &f, matches, keys, err) < 0)
+    return -1;
+  f.limit = limit + 1; /* one more tells whether there are more */
   nex_workload_t *list = NULL;
   size_t n = 0;
   if (nex_registry_workload_list (req->node->reg, &f, &list, &n, err) < 0)
     return -1;
+  int more = n > (size_t) limit;
   json_t *arr = json_array ();
+  cleanup_free char *next = f.after_id ? list_cursor (f.after_created, f.after_id)
+                                       : list_cursor (0, "00000000-0000-0000-0000-000000000000");
   for (size_t i = 0; i < n; i++)
     {
-      json_array_append_new (arr, nex_workload_to_json (&list[i]));
+      if (i < (size_t) limit)
+        {
+          json_array_append_new (arr, nex_workload_to_json (&list[i]));
+          free (next);
+          next = list_cursor (list[i].created_at, list[i].id);
+        }
       nex_workload_release (&list[i]);
     }
   free (list);
-  res->body = json_pack ("{s:o, s:I}", "workloads", arr, "count", (json_int_t) n);
+  res->body = json_pack ("{s:o, s:I, s:s, s:b}", "workloads", arr, "count", (json_int_t) json_array_size (arr),
+                         "next_cursor", next, "has_more", more);
   return 0;
 }
 

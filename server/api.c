@@ -10,23 +10,49 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
+#include "server/bus.h"
 #include "server/clock.h"
 #include "server/id.h"
 #include "server/log.h"
 #include "server/problem.h"
 
+typedef struct parked parked_t;
+
 struct nex_api
 {
   nex_node_t *node;
   struct MHD_Daemon *daemon;
+  int in_flight;          /* requests begun and not completed (atomic), for the drain at shutdown */
+  int stopping;           /* set once at shutdown (atomic): parked requests answer 503 */
+  /* The parking lot of long polls (see api.h): */
+  pthread_mutex_t lot_lock;
+  parked_t *parked;       /* under lot_lock */
+  int lot_fd;             /* eventfd: the bus says events are queued, or the lot changed, or stop */
+  nex_bus_sub_t *lot_sub; /* every event, for waking parked requests */
+  pthread_t lot_thread;
+  int lot_started;
+};
+
+/* A suspended request waiting for an event about KEY or its deadline. */
+struct parked
+{
+  struct MHD_Connection *conn;
+  struct request_ctx *ctx;
+  char key[NEX_ID_LEN + 1];
+  int64_t deadline; /* monotonic ms */
+  parked_t *next;
 };
 
 #define MAX_SEGMENTS 8
@@ -54,16 +80,47 @@ typedef struct request_ctx
   uint64_t discarded;                       /* body bytes dropped after a refusal */
   void *upload_state;                       /* upload routes: what begin made */
   nex_error_t upload_err;                   /* upload routes: why a write failed (answered at the end) */
+  int64_t park_deadline;                    /* parked requests: monotonic ms when their time is up; 0: never parked */
+  int timed_out;                            /* resumed because the deadline passed */
 } request_ctx_t;
 
 static const nex_api_route_t *const route_tables[]
-    = { nex_api_node_routes, nex_api_workload_routes, nex_api_artifact_routes, nex_api_event_routes, NULL };
+    = { nex_api_node_routes, nex_api_workload_routes, nex_api_artifact_routes, nex_api_event_routes,
+        nex_api_wait_routes, NULL };
 static const nex_api_upload_route_t *const upload_tables[] = { nex_api_artifact_uploads, NULL };
 
 const char *
 nex_api_query (const nex_api_request_t *req, const char *key)
 {
   return MHD_lookup_connection_value (req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+typedef struct query_all
+{
+  const char *key;
+  const char **out;
+  size_t max, n;
+} query_all_t;
+
+static enum MHD_Result
+query_all_one (void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+  query_all_t *q = cls;
+  if (strcmp (key, q->key) == 0)
+    {
+      if (q->n < q->max)
+        q->out[q->n] = value ? value : "";
+      q->n++;
+    }
+  return MHD_YES;
+}
+
+size_t
+nex_api_query_all (const nex_api_request_t *req, const char *key, const char **out, size_t max)
+{
+  query_all_t q = { key, out, max, 0 };
+  MHD_get_connection_values (req->conn, MHD_GET_ARGUMENT_KIND, query_all_one, &q);
+  return q.n;
 }
 
 const char *
@@ -245,6 +302,111 @@ upload_discard (request_ctx_t *ctx)
   ctx->upload_state = NULL;
 }
 
+/* --- the parking lot of long polls --------------------------------------------------------------------------- */
+
+/* Parks the request of CTX as RES asks, unless an event was published since SEEN (and FORCE is not set): then
+ * returns 0 and the caller runs the handler again.  Returns 1 once the connection is suspended. */
+static int
+park (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const nex_api_response_t *res, uint64_t seen,
+      int force)
+{
+  if (ctx->park_deadline == 0)
+    ctx->park_deadline = nex_clock_mono_ms () + (res->park_ms > 0 ? res->park_ms : 0);
+  pthread_mutex_lock (&api->lot_lock);
+  /* Checked under the lot's lock, which the lot thread takes to wake anyone: an event published after this
+   * check is handled by the lot thread after the request is on the list. */
+  if (!force && nex_bus_event_count (api->node->bus) != seen)
+    {
+      pthread_mutex_unlock (&api->lot_lock);
+      return 0;
+    }
+  parked_t *p = nex_xzalloc (sizeof *p);
+  p->conn = conn;
+  p->ctx = ctx;
+  snprintf (p->key, sizeof p->key, "%s", res->park_key);
+  p->deadline = ctx->park_deadline;
+  p->next = api->parked;
+  api->parked = p;
+  /* Suspended before the lock is released, so that the lot thread never resumes a connection not yet
+   * suspended. */
+  MHD_suspend_connection (conn);
+  pthread_mutex_unlock (&api->lot_lock);
+  uint64_t one = 1;
+  (void) !write (api->lot_fd, &one, sizeof one); /* the lot thread recomputes its next deadline */
+  return 1;
+}
+
+/* Resumes the parked requests that KEY (NULL: every one) or their deadline release, or all when ALL. */
+static void
+lot_release (nex_api_t *api, const char *key, int all)
+{
+  int64_t now = nex_clock_mono_ms ();
+  parked_t *go = NULL;
+  pthread_mutex_lock (&api->lot_lock);
+  for (parked_t **pp = &api->parked; *pp;)
+    {
+      parked_t *p = *pp;
+      int late = p->deadline <= now;
+      if (all || late || (key && strcmp (key, p->key) == 0))
+        {
+          p->ctx->timed_out = late;
+          *pp = p->next;
+          p->next = go;
+          go = p;
+        }
+      else
+        pp = &p->next;
+    }
+  /* Resumed under the lock: park() suspends under it too, so a connection is never resumed before it is
+   * suspended.  MHD_resume_connection only flags the connection and wakes its thread. */
+  for (parked_t *p = go; p; p = p->next)
+    MHD_resume_connection (p->conn);
+  pthread_mutex_unlock (&api->lot_lock);
+  while (go)
+    {
+      parked_t *next = go->next;
+      free (go);
+      go = next;
+    }
+}
+
+/* The lot's thread: sleeps until an event is queued for it or the nearest deadline, then resumes whom it
+ * concerns. */
+static void *
+lot_main (void *arg)
+{
+  nex_api_t *api = arg;
+  while (!__atomic_load_n (&api->stopping, __ATOMIC_ACQUIRE))
+    {
+      int timeout = -1;
+      int64_t now = nex_clock_mono_ms ();
+      pthread_mutex_lock (&api->lot_lock);
+      for (parked_t *p = api->parked; p; p = p->next)
+        {
+          int64_t left = p->deadline > now ? p->deadline - now : 0;
+          if (timeout < 0 || left < timeout)
+            timeout = (int) (left > 3600000 ? 3600000 : left);
+        }
+      pthread_mutex_unlock (&api->lot_lock);
+      struct pollfd pfd = { .fd = api->lot_fd, .events = POLLIN };
+      if (poll (&pfd, 1, timeout) > 0)
+        {
+          uint64_t v;
+          (void) !read (api->lot_fd, &v, sizeof v);
+        }
+      nex_bus_msg_t *m;
+      uint64_t missed;
+      while (nex_bus_next (api->node->bus, api->lot_sub, &m, &missed))
+        {
+          /* Overflow: some events were not seen; every waiter looks again. */
+          lot_release (api, missed ? NULL : m->workload_id, missed > 0);
+          nex_bus_msg_unref (m);
+        }
+      lot_release (api, NULL, 0); /* deadlines */
+    }
+  return NULL;
+}
+
 /* Runs the matched route's handler once the whole body is in. */
 static enum MHD_Result
 dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const char *url, const char *method)
@@ -289,9 +451,26 @@ dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const
         }
     }
 
-  nex_api_response_t res = { 0 };
+  if (ctx->park_deadline && __atomic_load_n (&api->stopping, __ATOMIC_ACQUIRE))
+    return send_problem (conn, ctx, 503, "the node is shutting down", url, NULL);
+  req.timed_out = ctx->timed_out;
+  nex_api_response_t res;
   cleanup_error nex_error_t err = NULL;
-  int failed = handler (&req, &res, &err) < 0;
+  int failed;
+  for (int round = 0;; round++)
+    {
+      memset (&res, 0, sizeof res);
+      uint64_t seen = nex_bus_event_count (api->node->bus);
+      failed = handler (&req, &res, &err) < 0;
+      if (failed || res.park_key[0] == '\0')
+        break;
+      json_decref (res.body);
+      free (res.location);
+      /* An event published since the handler began may be the one it waits for: look again instead of
+       * sleeping through it.  After many rounds (a storm of events) it parks anyway; it will be woken. */
+      if (park (api, conn, ctx, &res, seen, round >= 100))
+        return MHD_YES;
+    }
   /* An upload's leftovers go before the answer does: a client that hears it must find the cache as it says. */
   upload_discard (ctx);
   if (failed)
@@ -417,6 +596,7 @@ access_handler (void *cls, struct MHD_Connection *conn, const char *url, const c
   if (ctx == NULL)
     {
       ctx = nex_xzalloc (sizeof *ctx);
+      __atomic_add_fetch (&api->in_flight, 1, __ATOMIC_ACQ_REL);
       ctx->start_ms = nex_clock_mono_ms ();
       set_request_id (conn, ctx);
       *con_cls = ctx;
@@ -436,9 +616,11 @@ access_handler (void *cls, struct MHD_Connection *conn, const char *url, const c
 static void
 request_completed (void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+  nex_api_t *api = cls;
   request_ctx_t *ctx = *con_cls;
   if (ctx == NULL)
     return;
+  __atomic_sub_fetch (&api->in_flight, 1, __ATOMIC_ACQ_REL);
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info (conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   char addr[INET6_ADDRSTRLEN] = "?";
   if (ci && ci->client_addr)
@@ -498,7 +680,27 @@ nex_api_start (nex_node_t *node, nex_error_t *err)
     }
   nex_api_t *api = nex_xzalloc (sizeof *api);
   api->node = node;
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+  pthread_mutex_init (&api->lot_lock, NULL);
+  api->lot_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (api->lot_fd < 0)
+    {
+      nex_error_sys (err, errno, "eventfd");
+      freeaddrinfo (ai);
+      nex_api_stop (api);
+      return NULL;
+    }
+  nex_bus_filter_t everything = { .kinds = NEX_BUS_EVENT };
+  api->lot_sub = nex_bus_subscribe (node->bus, &everything, 4096, 0, api->lot_fd);
+  int pr = pthread_create (&api->lot_thread, NULL, lot_main, api);
+  if (pr != 0)
+    {
+      nex_error_sys (err, pr, "start the API's waiter thread");
+      freeaddrinfo (ai);
+      nex_api_stop (api);
+      return NULL;
+    }
+  api->lot_started = 1;
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
   if (ai->ai_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   /* The logger goes first: libmicrohttpd reports problems with the options that follow through it. */
@@ -514,17 +716,40 @@ nex_api_start (nex_node_t *node, nex_error_t *err)
     {
       nex_error_set (err, NEX_ERR_UNAVAILABLE, "cannot listen on %s (in use, or not an address of this host?)",
                      node->cfg->listen);
-      free (api);
+      nex_api_stop (api);
       return NULL;
     }
   return api;
 }
+
+#define DRAIN_MS 5000
 
 void
 nex_api_stop (nex_api_t *api)
 {
   if (api == NULL)
     return;
-  MHD_stop_daemon (api->daemon);
+  /* Graceful: no new connections; parked requests are answered (503); requests in flight get up to DRAIN_MS to
+   * finish before the daemon is stopped (which closes what is left). */
+  int listen_fd = api->daemon ? MHD_quiesce_daemon (api->daemon) : -1;
+  __atomic_store_n (&api->stopping, 1, __ATOMIC_RELEASE);
+  if (api->lot_started)
+    {
+      uint64_t one = 1;
+      (void) !write (api->lot_fd, &one, sizeof one);
+      pthread_join (api->lot_thread, NULL);
+    }
+  lot_release (api, NULL, 1);
+  int64_t until = nex_clock_mono_ms () + DRAIN_MS;
+  while (api->daemon && __atomic_load_n (&api->in_flight, __ATOMIC_ACQUIRE) > 0 && nex_clock_mono_ms () < until)
+    usleep (10000);
+  if (api->daemon)
+    MHD_stop_daemon (api->daemon);
+  if (listen_fd >= 0) /* ours to close once the daemon's threads are gone */
+    close (listen_fd);
+  nex_bus_unsubscribe (api->node->bus, api->lot_sub);
+  if (api->lot_fd >= 0)
+    close (api->lot_fd);
+  pthread_mutex_destroy (&api->lot_lock);
   free (api);
 }

@@ -34,14 +34,24 @@ typedef struct nex_api_request
   const char *params[NEX_API_MAX_PARAMS]; /* values of the route's {placeholders}, in order */
   json_t *body;                           /* the parsed JSON body (routes with wants_body), else NULL */
   void *upload;                           /* upload routes: the state their begin made, after the last byte */
+  int timed_out;                          /* a parked request (see below) is run again because its time is up */
 } nex_api_request_t;
 
-/* What a handler answers when it succeeds. */
+/* What a handler answers when it succeeds.
+ *
+ * Long polls: a handler that cannot answer yet (GET .../wait) sets PARK_KEY (a workload id) and PARK_MS instead
+ * of a body.  api.c then suspends the request — it holds no worker thread meanwhile — and runs the handler again
+ * when an event about PARK_KEY is published on the bus (or any event, if the waiters' queue overflowed), or
+ * with REQ->timed_out set once PARK_MS (counted from the first park) have passed.  No event can be missed
+ * between the handler's look at the registry and the suspension: api.c re-runs the handler at once instead of
+ * parking when any event was published since it started. */
 typedef struct nex_api_response
 {
-  unsigned status; /* 200 when left 0 */
-  json_t *body;    /* owned by the response */
-  char *location;  /* optional Location header; owned */
+  unsigned status;                  /* 200 when left 0 */
+  json_t *body;                     /* owned by the response */
+  char *location;                   /* optional Location header; owned */
+  char park_key[NEX_ID_LEN + 1];    /* non-empty: park the request (see above) */
+  int64_t park_ms;                  /* how long in all, from the first park */
 } nex_api_response_t;
 
 /* Fills RES and returns 0, or returns -1 with ERR (mapped to problem JSON by api.c). */
@@ -74,6 +84,7 @@ extern const nex_api_route_t nex_api_node_routes[];
 extern const nex_api_route_t nex_api_workload_routes[];
 extern const nex_api_route_t nex_api_artifact_routes[];
 extern const nex_api_route_t nex_api_event_routes[];
+extern const nex_api_route_t nex_api_wait_routes[];
 extern const nex_api_upload_route_t nex_api_artifact_uploads[];
 
 typedef struct nex_api nex_api_t;
@@ -91,6 +102,10 @@ const char *nex_api_query (const nex_api_request_t *req, const char *key);
  * KEY otherwise. */
 int nex_api_query_int (const nex_api_request_t *req, const char *key, long long min, long long max, long long def,
                        long long *out, nex_error_t *err);
+
+/* The values of every query parameter KEY of REQ (?k=a&k=b), in order: stores at most MAX of them in OUT and
+ * returns how many there are (which may be more than MAX). */
+size_t nex_api_query_all (const nex_api_request_t *req, const char *key, const char **out, size_t max);
 
 /* The value of request header NAME (case-insensitive), or NULL. */
 const char *nex_api_header (const nex_api_request_t *req, const char *name);

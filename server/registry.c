@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "common/cleanup.h"
+#include "common/utf8.h"
 #include "common/xalloc.h"
 #include "server/clock.h"
 
@@ -244,55 +245,6 @@ col_time (sqlite3_stmt *stmt, int i)
   return json_string (nex_clock_format (sqlite3_column_int64 (stmt, i), buf, sizeof buf));
 }
 
-/* ---- text ------------------------------------------------------------------------------------------------ */
-
-/* Copies LEN bytes of TEXT, replacing every byte that does not start a well-formed UTF-8 sequence (overlong
- * forms, surrogates and code points above U+10FFFF included) with U+FFFD, so that whatever a workload prints
- * can always be stored as TEXT and turned into a JSON string.  Sets *OUT_LEN; the copy is NUL-terminated. */
-static char *
-utf8_sanitize (const char *text, size_t len, size_t *out_len)
-{
-  static const char replacement[] = "\xEF\xBF\xBD";
-  const unsigned char *s = (const unsigned char *) text;
-  char *out = nex_xmalloc (len * 3 + 1); /* at worst every byte becomes a 3-byte replacement */
-  size_t o = 0;
-  size_t i = 0;
-  while (i < len)
-    {
-      unsigned c = s[i];
-      size_t n = 0; /* length of the sequence C starts; 0 for bytes that never start one */
-      if (c < 0x80)
-        n = 1;
-      else if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-      else if (c >= 0xE0 && c <= 0xEF)
-        n = 3;
-      else if (c >= 0xF0 && c <= 0xF4)
-        n = 4;
-      /* The second byte's range is what excludes overlong forms, surrogates and values above U+10FFFF. */
-      unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
-      unsigned hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
-      int ok = n > 0 && n <= len - i;
-      for (size_t k = 1; ok && k < n; k++)
-        ok = k == 1 ? s[i + k] >= lo && s[i + k] <= hi : (s[i + k] & 0xC0) == 0x80;
-      if (ok)
-        {
-          memcpy (out + o, s + i, n);
-          o += n;
-          i += n;
-        }
-      else
-        {
-          memcpy (out + o, replacement, 3);
-          o += 3;
-          i++;
-        }
-    }
-  out[o] = '\0';
-  *out_len = o;
-  return out;
-}
-
 /* ---- opening and migrating ------------------------------------------------------------------------------- */
 
 /* One migration, inside its transaction.  The version is re-read under the write lock so that two processes
@@ -437,7 +389,7 @@ nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, 
 /* The workloads columns in the order workload_from_row() reads them and workload_insert() binds them. */
 #define WORKLOAD_COLUMNS                                                                                               \
   "id, name, namespace, description, artifact, sha256, digest, argv, env, driver, state, reason, exit_code, "          \
-  "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped"
+  "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped, labels"
 
 /* The one row -> struct conversion, for a statement selecting WORKLOAD_COLUMNS.  Fills *OUT or fails. */
 static int
@@ -471,6 +423,7 @@ workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
   out->finished_at = sqlite3_column_int64 (stmt, 19);
   out->log_lines = sqlite3_column_int64 (stmt, 20);
   out->log_dropped = sqlite3_column_int64 (stmt, 21);
+  out->labels = col_json (stmt, 22, JSON_OBJECT);
   return 0;
 }
 
@@ -501,16 +454,17 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
   const nex_workload_t *w = ctx;
   cleanup_free char *argv = json_text (w->argv, "[]");
   cleanup_free char *env = json_text (w->env, "{}");
+  cleanup_free char *labels = json_text (w->labels, "{}");
   if (db_exec (db,
                "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-               "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+               "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
                DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
                         DB_TEXT (w->artifact), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv), DB_TEXT (env),
                         DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
                         DB_OPT_INT (w->has_exit_code, w->exit_code), DB_NONZERO (w->exit_signal), DB_NONZERO (w->pid),
                         DB_TEXT (w->endpoint), DB_INT (w->created_at), DB_INT (w->updated_at),
                         DB_NONZERO (w->started_at), DB_NONZERO (w->finished_at), DB_INT (w->log_lines),
-                        DB_INT (w->log_dropped)),
+                        DB_INT (w->log_dropped), DB_TEXT (labels)),
                err)
       < 0)
     return -1;
@@ -545,19 +499,49 @@ nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f,
 {
   const char *ns = f ? f->namespace_ : NULL;
   const char *state = f && f->state ? nex_state_name (*f->state) : NULL;
+  size_t n_labels = f ? f->n_labels : 0;
   nex_workload_t *items = NULL;
   size_t count = 0;
   int row = -1;
 
   *out = NULL;
   *n = 0;
+  if (n_labels > NEX_WORKLOAD_FILTER_MAX_LABELS)
+    return nex_error_field (err, "label", "at most %d label filters", NEX_WORKLOAD_FILTER_MAX_LABELS);
+  /* created_at then id: a stable order even for workloads created in the same millisecond, and the order the
+   * cursor (after_created, after_id) continues. */
+  cleanup_free char *sql = nex_xstrdup ("SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE (?1 IS NULL OR namespace = ?1) "
+                                        "AND (?2 IS NULL OR state = ?2) "
+                                        "AND (?3 IS NULL OR created_at > ?3 OR (created_at = ?3 AND id > ?4))");
+  db_value_t vals[5 + 2 * NEX_WORKLOAD_FILTER_MAX_LABELS];
+  size_t n_vals = 0;
+  vals[n_vals++] = DB_TEXT (ns);
+  vals[n_vals++] = DB_TEXT (state);
+  vals[n_vals++] = DB_OPT_INT (f && f->after_id, f ? f->after_created : 0);
+  vals[n_vals++] = DB_TEXT (f ? f->after_id : NULL);
+  /* Label keys are bound as JSON paths; the key rule (nex_label_key_valid) keeps quotes out of them. */
+  char paths[NEX_WORKLOAD_FILTER_MAX_LABELS][80];
+  for (size_t i = 0; i < n_labels; i++)
+    {
+      snprintf (paths[i], sizeof paths[i], "$.\"%s\"", f->labels[i].key);
+      char *next;
+      if (f->labels[i].value)
+        next = nex_xasprintf ("%s AND json_extract (labels, ?%zu) = ?%zu", sql, n_vals + 1, n_vals + 2);
+      else
+        next = nex_xasprintf ("%s AND json_type (labels, ?%zu) IS NOT NULL", sql, n_vals + 1);
+      free (sql);
+      sql = next;
+      vals[n_vals++] = DB_TEXT (paths[i]);
+      if (f->labels[i].value)
+        vals[n_vals++] = DB_TEXT (f->labels[i].value);
+    }
+  char *ordered = nex_xasprintf ("%s ORDER BY created_at, id LIMIT ?%zu", sql, n_vals + 1);
+  free (sql);
+  sql = ordered;
+  vals[n_vals++] = DB_INT (f && f->limit > 0 ? f->limit : -1);
+
   cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
-  /* created_at then id: a stable order even for workloads created in the same millisecond. */
-  cleanup_stmt sqlite3_stmt *stmt
-      = db_prepare (reg->db,
-                    "SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE (?1 IS NULL OR namespace = ?1) "
-                    "AND (?2 IS NULL OR state = ?2) ORDER BY created_at, id",
-                    DB_ARGS (DB_TEXT (ns), DB_TEXT (state)), err);
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (reg->db, sql, vals, n_vals, err);
   while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
     {
       items = nex_xrealloc (items, (count + 1) * sizeof *items);
@@ -715,15 +699,17 @@ typedef struct log_append_ctx
   const nex_log_line_t *lines;
   size_t n;
   int64_t bound;
+  int64_t first_seq; /* out: the number given to lines[0] */
 } log_append_ctx_t;
 
 static int
 log_append (sqlite3 *db, void *ctx, nex_error_t *err)
 {
-  const log_append_ctx_t *a = ctx;
+  log_append_ctx_t *a = ctx;
   int64_t last;
   if (workload_require (db, a->id, &last, err) < 0)
     return -1;
+  a->first_seq = last + 1;
 
   cleanup_stmt sqlite3_stmt *insert = db_prepare (
       db, "INSERT INTO logs (workload_id, seq, stream, ts, text) VALUES (?1, ?2, ?3, ?4, ?5)", NULL, 0, err);
@@ -733,7 +719,7 @@ log_append (sqlite3 *db, void *ctx, nex_error_t *err)
     {
       const nex_log_line_t *l = &a->lines[i];
       size_t len;
-      cleanup_free char *text = utf8_sanitize (l->text, l->len, &len);
+      cleanup_free char *text = nex_utf8_sanitize (l->text, l->len, &len);
       if (db_bind (db, insert,
                    DB_ARGS (DB_TEXT (a->id), DB_INT (++last), DB_INT (l->stream), DB_INT (l->ts), DB_TEXTN (text, len)),
                    err)
@@ -758,16 +744,25 @@ log_append (sqlite3 *db, void *ctx, nex_error_t *err)
 }
 
 int
-nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n, int64_t bound,
-                         nex_error_t *err)
+nex_registry_log_append_seq (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n,
+                             int64_t bound, int64_t *first_seq, nex_error_t *err)
 {
   for (size_t i = 0; i < n; i++)
     if (lines[i].stream != NEX_STREAM_STDOUT && lines[i].stream != NEX_STREAM_STDERR)
       return nex_error_field (err, "stream", "unknown stream %d", (int) lines[i].stream);
-  log_append_ctx_t a = { id, lines, n, bound };
+  log_append_ctx_t a = { id, lines, n, bound, 0 };
   if (reg_transaction (reg, log_append, &a, err) < 0)
     return nex_error_wrap (err, "appending to the log of workload `%s`", id);
+  if (first_seq)
+    *first_seq = a.first_seq;
   return 0;
+}
+
+int
+nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n, int64_t bound,
+                         nex_error_t *err)
+{
+  return nex_registry_log_append_seq (reg, id, lines, n, bound, NULL, err);
 }
 
 /* Reads the log lines STMT selects (seq, stream, ts, text) into a JSON array; NULL on error. */
@@ -784,7 +779,7 @@ log_lines_json (sqlite3 *db, sqlite3_stmt *stmt, const char *id, nex_error_t *er
       if (jtext == NULL)
         {
           /* Only rows written by something other than nexd can hold invalid UTF-8; show them anyway. */
-          cleanup_free char *safe = utf8_sanitize (text, len, &len);
+          cleanup_free char *safe = nex_utf8_sanitize (text, len, &len);
           jtext = json_stringn (safe, len);
         }
       json_array_append_new (

@@ -55,15 +55,29 @@ int nex_registry_workload_insert (nex_registry_t *reg, const nex_workload_t *w, 
 /* Loads workload ID into *OUT.  NEX_ERR_NOT_FOUND when there is none. */
 int nex_registry_workload_get (nex_registry_t *reg, const char *id, nex_workload_t *out, nex_error_t *err);
 
-/* Filters for nex_registry_workload_list; NULL members match everything. */
+#define NEX_WORKLOAD_FILTER_MAX_LABELS 8
+
+/* One label condition: the workload has label KEY (a valid label key) with VALUE, or any value when NULL. */
+typedef struct nex_label_match
+{
+  const char *key;
+  const char *value;
+} nex_label_match_t;
+
+/* Filters for nex_registry_workload_list; NULL (or zero) members match everything. */
 typedef struct nex_workload_filter
 {
   const char *namespace_;
   const nex_state_t *state;
+  const nex_label_match_t *labels; /* N_LABELS conditions, all of which must hold */
+  size_t n_labels;                 /* at most NEX_WORKLOAD_FILTER_MAX_LABELS */
+  const char *after_id;            /* cursor: only workloads after (after_created, after_id) in list order */
+  int64_t after_created;
+  int64_t limit;                   /* at most this many; 0: all */
 } nex_workload_filter_t;
 
-/* Loads the workloads matching F, oldest first, into a new array *OUT of *N entries (free each with
- * nex_workload_release, then the array). */
+/* Loads the workloads matching F, oldest first (by created_at, then id), into a new array *OUT of *N entries
+ * (free each with nex_workload_release, then the array). */
 int nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f, nex_workload_t **out,
                                 size_t *n, nex_error_t *err);
 
@@ -115,6 +129,11 @@ typedef struct nex_log_line
  * deletes the oldest lines beyond BOUND (lines kept per workload), adding their number to log_dropped. */
 int nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n,
                              int64_t bound, nex_error_t *err);
+
+/* As nex_registry_log_append; *FIRST_SEQ (may be NULL) receives the number given to LINES[0] (the others follow
+ * it), for publishing the lines live with their numbers. */
+int nex_registry_log_append_seq (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n,
+                                 int64_t bound, int64_t *first_seq, nex_error_t *err);
 
 /* The last TAIL lines (all when TAIL <= 0) of ID as a JSON array of {seq, stream, ts (RFC 3339), text}, oldest
  * first.  New reference, or NULL on error. */

@@ -137,12 +137,16 @@ def test_events_and_follow(nexd):
     assert json.loads(lines[0])["type"] == "node_started"
 
 
-def test_stop(nexd):
+def test_stop_and_wait(nexd):
     wid = ok(nexd.cli("run", program_path("sleeper"))).stdout.strip()
+    assert ok(nexd.cli("wait", wid, "--state", "running", "--timeout", "20")).stdout == "running\n"
+    one_line_error(nexd.cli("wait", wid, "--state", "exited", "--timeout", "1"), 1, "still running after 1 s")
     nexd.wait_log(wid, "sleeper started")
     assert ok(nexd.cli("stop", wid, "--grace", "5")).stdout.strip() == f"stopping {wid}"
     nexd.wait_state(wid, "stopped")
     assert "already ended (stopped)" in ok(nexd.cli("stop", wid)).stdout
+    assert ok(nexd.cli("wait", wid)).stdout == "stopped\n"
+    assert json.loads(ok(nexd.cli("wait", wid, "--json")).stdout)["state"] == "stopped"
 
 
 @pytest.mark.parametrize("args,status,needle", [
@@ -181,7 +185,7 @@ def test_server_selection(nexd):
 def test_help(nexd):
     r = ok(nexd.cli("--help"))
     assert "Exit status: 0 success, 1" in r.stdout
-    for cmd in ("node info", "run", "ls", "info", "logs", "events", "stop"):
+    for cmd in ("node info", "run", "ls", "info", "logs", "events", "stop", "wait"):
         assert cmd in r.stdout
         h = ok(nexd.cli(*cmd.split(), "--help"))
         assert h.stdout.startswith(f"Usage: nex {cmd}")

@@ -34,6 +34,7 @@ EXPECTED_OPERATIONS = {
     ("post", "/v1/artifacts"),
     ("get", "/v1/artifacts/{sha256}"),
     ("get", "/v1/events"),
+    ("get", "/v1/workloads/{id}/wait"),
 }
 
 
