@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #include "server/id.h"
 #include "server/log.h"
 #include "server/problem.h"
+#include "server/ws-frame.h"
 
 typedef struct parked parked_t;
 
@@ -34,6 +36,7 @@ struct nex_api
 {
   nex_node_t *node;
   struct MHD_Daemon *daemon;
+  nex_ws_t *ws;           /* the websocket streams */
   int in_flight;          /* requests begun and not completed (atomic), for the drain at shutdown */
   int stopping;           /* set once at shutdown (atomic): parked requests answer 503 */
   /* The parking lot of long polls (see api.h): */
@@ -73,6 +76,8 @@ typedef struct request_ctx
   const char *params[NEX_API_MAX_PARAMS];   /* the matched route's placeholders */
   const nex_api_route_t *route;             /* the matched JSON route, or NULL */
   const nex_api_upload_route_t *upload;     /* the matched upload route, or NULL */
+  const nex_api_ws_route_t *ws_route;       /* the matched websocket stream, or NULL */
+  nex_ws_stream_t ws_stream;                /* what it streams, once upgraded */
   const char *pattern;                      /* the matched route's pattern, for the log line */
   char *body;                               /* JSON routes: the body so far */
   size_t body_len;
@@ -207,16 +212,28 @@ allow_add (char *allow, size_t size, const char *method)
   strcat (allow, method);
 }
 
-/* Finds the route for METHOD on the path in CTX (split in place); sets ctx->route or ctx->upload and the
- * params.  When nothing matches, ALLOW receives the methods the path does have (empty: no such path). */
+/* Finds the route for METHOD on the path in CTX (split in place); sets ctx->route, ctx->upload or (when STREAM:
+ * the request asks for a websocket stream) ctx->ws_route, and the params.  When nothing matches, ALLOW receives
+ * the methods the path does have (empty: no such path). */
 static void
-route_find (request_ctx_t *ctx, const char *method, char *allow, size_t allow_size)
+route_find (request_ctx_t *ctx, const char *method, int stream, char *allow, size_t allow_size)
 {
   char *segs[MAX_SEGMENTS];
   int n_segs = split_path (ctx->path, segs);
   allow[0] = '\0';
   if (n_segs <= 0)
     return;
+  for (const nex_api_ws_route_t *r = nex_api_ws_routes; stream && strcmp (method, "GET") == 0 && r->pattern; r++)
+    {
+      const char *p[NEX_API_MAX_PARAMS] = { NULL };
+      if (route_match (r->pattern, segs, n_segs, p))
+        {
+          ctx->ws_route = r;
+          ctx->pattern = r->pattern;
+          memcpy (ctx->params, p, sizeof p);
+          return;
+        }
+    }
   for (size_t t = 0; route_tables[t]; t++)
     for (const nex_api_route_t *r = route_tables[t]; r->method; r++)
       {
@@ -249,9 +266,11 @@ route_find (request_ctx_t *ctx, const char *method, char *allow, size_t allow_si
       }
 }
 
+/* Queues STATUS with BODY as JSON (problem JSON from 400 on) and the headers given: LOCATION, ALLOW and EXTRA
+ * (NULL-terminated name/value pairs), each when not NULL. */
 static enum MHD_Result
-send_json (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, json_t *body, const char *location,
-           const char *allow)
+send_json_headers (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, json_t *body,
+                   const char *location, const char *allow, const char *const *extra)
 {
   char *text = json_dumps (body, JSON_COMPACT | JSON_PRESERVE_ORDER);
   if (text == NULL)
@@ -267,11 +286,20 @@ send_json (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, jso
     MHD_add_response_header (res, MHD_HTTP_HEADER_LOCATION, location);
   if (allow)
     MHD_add_response_header (res, MHD_HTTP_HEADER_ALLOW, allow);
+  for (size_t i = 0; extra && extra[i]; i += 2)
+    MHD_add_response_header (res, extra[i], extra[i + 1]);
   ctx->status = status;
   ctx->answered = 1;
   enum MHD_Result r = MHD_queue_response (conn, status, res);
   MHD_destroy_response (res);
   return r;
+}
+
+static enum MHD_Result
+send_json (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, json_t *body, const char *location,
+           const char *allow)
+{
+  return send_json_headers (conn, ctx, status, body, location, allow, NULL);
 }
 
 static enum MHD_Result
@@ -515,6 +543,80 @@ declared_length (struct MHD_Connection *conn)
   return (int64_t) v;
 }
 
+/* --- websocket streams ------------------------------------------------------------------------------------ */
+
+/* Whether request header NAME holds TOKEN in its comma-separated list (case-insensitive, RFC 9110 5.6.1). */
+static int
+header_has_token (struct MHD_Connection *conn, const char *name, const char *token)
+{
+  const char *v = MHD_lookup_connection_value (conn, MHD_HEADER_KIND, name);
+  size_t tl = strlen (token);
+  while (v && *v)
+    {
+      v += strspn (v, " \t,");
+      size_t n = strcspn (v, ",");
+      size_t end = n;
+      while (end > 0 && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+        end--;
+      if (end == tl && strncasecmp (v, token, tl) == 0)
+        return 1;
+      v += n;
+    }
+  return 0;
+}
+
+/* After the 101 went out: the socket is the websocket thread's now. */
+static void
+upgraded (void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra_in, size_t extra_in_size,
+          MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+  nex_api_t *api = cls;
+  request_ctx_t *ctx = con_cls;
+  nex_ws_adopt (api->ws, sock, urh, extra_in, extra_in_size, &ctx->ws_stream);
+}
+
+/* Answers a request for a websocket stream: checks it like any request, then the handshake (RFC 6455 4.2),
+ * then switches protocols. */
+static enum MHD_Result
+ws_handshake (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const char *url, const char *method,
+              int upgrade)
+{
+  nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url };
+  memcpy (req.params, ctx->params, sizeof req.params);
+  cleanup_error nex_error_t err = NULL;
+  if (ctx->ws_route->open (&req, &ctx->ws_stream, &err) < 0)
+    return send_error (conn, ctx, err, method, url);
+  static const char *const upgrade_headers[] = { "Upgrade", "websocket", "Connection", "Upgrade", NULL };
+  if (!upgrade)
+    {
+      cleanup_json json_t *p = nex_problem_new (
+          426, "following streams over a websocket: send the opening handshake (Upgrade: websocket)", NULL, url);
+      return send_json_headers (conn, ctx, 426, p, NULL, NULL, upgrade_headers);
+    }
+  if (!header_has_token (conn, "Connection", "upgrade"))
+    return send_problem (conn, ctx, 400, "a websocket handshake needs `Connection: Upgrade`", url, NULL);
+  const char *version = MHD_lookup_connection_value (conn, MHD_HEADER_KIND, "Sec-WebSocket-Version");
+  if (version == NULL || strcmp (version, "13") != 0)
+    {
+      static const char *const v13[]
+          = { "Sec-WebSocket-Version", "13", "Upgrade", "websocket", "Connection", "Upgrade", NULL };
+      cleanup_json json_t *p = nex_problem_new (426, "only websocket version 13 is spoken here", NULL, url);
+      return send_json_headers (conn, ctx, 426, p, NULL, NULL, v13);
+    }
+  char accept[29];
+  if (nex_ws_accept_key (MHD_lookup_connection_value (conn, MHD_HEADER_KIND, "Sec-WebSocket-Key"), accept, &err) < 0)
+    return send_error (conn, ctx, err, method, url);
+  struct MHD_Response *res = MHD_create_response_for_upgrade (upgraded, api);
+  MHD_add_response_header (res, MHD_HTTP_HEADER_UPGRADE, "websocket");
+  MHD_add_response_header (res, "Sec-WebSocket-Accept", accept);
+  MHD_add_response_header (res, "X-Request-Id", ctx->request_id);
+  ctx->status = 101;
+  ctx->answered = 1;
+  enum MHD_Result r = MHD_queue_response (conn, MHD_HTTP_SWITCHING_PROTOCOLS, res);
+  MHD_destroy_response (res);
+  return r;
+}
+
 /* The first call of a request: the request line and headers are in, no body yet. */
 static enum MHD_Result
 request_begin (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const char *url, const char *method)
@@ -523,7 +625,12 @@ request_begin (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, 
   snprintf (ctx->method, sizeof ctx->method, "%s", method);
   ctx->url = nex_xstrdup (url);
   ctx->path = nex_xstrdup (url);
-  route_find (ctx, method, allow, sizeof allow);
+  int upgrade = header_has_token (conn, "Upgrade", "websocket");
+  const char *follow = MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "follow");
+  int stream = upgrade || (follow && strcmp (follow, "0") != 0 && strcmp (follow, "false") != 0);
+  route_find (ctx, method, stream, allow, sizeof allow);
+  if (ctx->ws_route)
+    return ws_handshake (api, conn, ctx, url, method, upgrade);
   if (ctx->route == NULL && ctx->upload == NULL)
     {
       if (allow[0])
@@ -700,7 +807,15 @@ nex_api_start (nex_node_t *node, nex_error_t *err)
       return NULL;
     }
   api->lot_started = 1;
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+  api->ws = nex_ws_start (node, err);
+  if (api->ws == NULL)
+    {
+      freeaddrinfo (ai);
+      nex_api_stop (api);
+      return NULL;
+    }
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME
+                   | MHD_ALLOW_UPGRADE;
   if (ai->ai_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   /* The logger goes first: libmicrohttpd reports problems with the options that follow through it. */
@@ -733,6 +848,7 @@ nex_api_stop (nex_api_t *api)
    * finish before the daemon is stopped (which closes what is left). */
   int listen_fd = api->daemon ? MHD_quiesce_daemon (api->daemon) : -1;
   __atomic_store_n (&api->stopping, 1, __ATOMIC_RELEASE);
+  nex_ws_stop (api->ws); /* streams get a close frame (1001) */
   if (api->lot_started)
     {
       uint64_t one = 1;

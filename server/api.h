@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "server/node.h"
+#include "server/ws.h"
 
 struct MHD_Connection;
 
@@ -79,12 +80,21 @@ typedef struct nex_api_upload_route
   void (*discard) (void *state);
 } nex_api_upload_route_t;
 
-/* Route tables, each ending with a NULL method. */
+/* A path that can also be a websocket stream (GET with an upgrade handshake, or ?follow=1).  OPEN checks the
+ * request (its errors are answered as problem JSON, before any upgrade) and fills what to stream. */
+typedef struct nex_api_ws_route
+{
+  const char *pattern;
+  int (*open) (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *err);
+} nex_api_ws_route_t;
+
+/* Route tables, each ending with a NULL method (pattern for nex_api_ws_routes). */
 extern const nex_api_route_t nex_api_node_routes[];
 extern const nex_api_route_t nex_api_workload_routes[];
 extern const nex_api_route_t nex_api_artifact_routes[];
 extern const nex_api_route_t nex_api_event_routes[];
 extern const nex_api_route_t nex_api_wait_routes[];
+extern const nex_api_ws_route_t nex_api_ws_routes[];
 extern const nex_api_upload_route_t nex_api_artifact_uploads[];
 
 typedef struct nex_api nex_api_t;

@@ -21,6 +21,7 @@ static const problem_kind_t kinds[] = {
   { 409, "conflict", "Conflict" },
   { 413, "content-too-large", "Content Too Large" },
   { 422, "invalid-field", "Unprocessable Content" },
+  { 426, "upgrade-required", "Upgrade Required" },
   { 431, "header-too-large", "Request Header Fields Too Large" },
   { 500, "internal-error", "Internal Server Error" },
   { 503, "unavailable", "Service Unavailable" },
