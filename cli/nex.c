@@ -857,6 +857,136 @@ cmd_wait (cli_t *cli, int argc, char **argv)
   return 0;
 }
 
+/* --- nex token create|ls|revoke ---------------------------------------------------------------------------------- */
+
+static int
+cmd_token_create (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_NAME,
+    F_SCOPE,
+    F_NAMESPACE,
+  };
+  static flag_t flags[] = {
+    [F_NAME] = { "name", 'n', 1, "what the token is for (required)" },
+    [F_SCOPE] = { "scope", 's', 1, "read, deploy or admin (repeatable; deploy includes read, admin both)" },
+    [F_NAMESPACE] = { "namespace", 0, 1, "limit the token to this namespace (repeatable; default: all)" },
+    { NULL },
+  };
+  char *pos[1];
+  parse_args (cli, argc, argv, flags, "nex token create --name NAME --scope SCOPE... [--namespace NS]... [--json]",
+              pos, 0);
+  if (!flags[F_NAME].count || !flags[F_SCOPE].count)
+    fail_usage ("a token needs --name and at least one --scope");
+  cleanup_json json_t *body = json_pack ("{s:s, s:[]}", "name", flag_value (&flags[F_NAME], NULL), "scopes");
+  if (body == NULL)
+    fail_usage ("--name is not valid UTF-8");
+  for (int i = 0; i < flags[F_SCOPE].count; i++)
+    json_array_append_new (json_object_get (body, "scopes"), json_string (flags[F_SCOPE].values[i]));
+  if (flags[F_NAMESPACE].count)
+    {
+      json_t *ns = json_array ();
+      for (int i = 0; i < flags[F_NAMESPACE].count; i++)
+        json_array_append_new (ns, json_string (flags[F_NAMESPACE].values[i]));
+      json_object_set_new (body, "namespaces", ns);
+    }
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *t = NULL;
+  long status;
+  if (nex_client_call (cli->client, "POST", "/v1/tokens", body, &status, &t, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    print_json (t);
+  else
+    {
+      printf ("%s\n", str (t, "token", "?"));
+      fprintf (stderr, "nex: token %s created; its secret (above) is shown only this once\n", str (t, "id", "?"));
+    }
+  return 0;
+}
+
+/* SCOPES and NAMESPACES of token T as "a,b" text into BUF. */
+static const char *
+join_strings (const json_t *arr, char *buf, size_t size, const char *if_null)
+{
+  if (!json_is_array (arr))
+    return if_null;
+  buf[0] = '\0';
+  size_t i;
+  json_t *v;
+  json_array_foreach ((json_t *) arr, i, v)
+  {
+    size_t used = strlen (buf);
+    snprintf (buf + used, size - used, "%s%s", i ? "," : "", json_string_value (v) ? json_string_value (v) : "?");
+  }
+  return buf;
+}
+
+static int
+cmd_token_ls (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  parse_args (cli, argc, argv, flags, "nex token ls [--json]", pos, 0);
+  cleanup_json json_t *all = json_array ();
+  cleanup_free char *cursor = NULL;
+  for (;;)
+    {
+      cleanup_free char *path = nex_client_path (cli->client, "/v1/tokens", "cursor", cursor, NULL);
+      cleanup_error nex_error_t err = NULL;
+      cleanup_json json_t *page = NULL;
+      long status;
+      if (nex_client_call (cli->client, "GET", path, NULL, &status, &page, &err) < 0)
+        return fail_api (err);
+      json_array_extend (all, json_object_get (page, "tokens"));
+      const char *next = str (page, "next_cursor", NULL);
+      if (!json_is_true (json_object_get (page, "has_more")) || next == NULL)
+        break;
+      free (cursor);
+      cursor = nex_xstrdup (next);
+    }
+  if (cli->json)
+    {
+      print_json (all);
+      return 0;
+    }
+  printf ("%-16s  %-20s  %-18s  %-16s  %-24s  %s\n", "ID", "NAME", "SCOPES", "NAMESPACES", "LAST USED", "REVOKED");
+  size_t i;
+  json_t *t;
+  json_array_foreach (all, i, t)
+  {
+    char scopes[128], ns[256];
+    printf ("%-16s  %-20s  %-18s  %-16s  %-24s  %s\n", str (t, "id", "?"), str (t, "name", "?"),
+            join_strings (json_object_get (t, "scopes"), scopes, sizeof scopes, "?"),
+            join_strings (json_object_get (t, "namespaces"), ns, sizeof ns, "*"), str (t, "last_used_at", "-"),
+            str (t, "revoked_at", "-"));
+  }
+  return 0;
+}
+
+static int
+cmd_token_revoke (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex token revoke ID [--json]", pos, 1) != 1)
+    fail_usage ("which token? (usage: nex token revoke ID; see nex token ls)");
+  if (strlen (pos[0]) != 16 || strspn (pos[0], "0123456789abcdef") != 16)
+    fail_usage ("`%s` is not a token id (16 hex digits; see nex token ls)", pos[0]);
+  cleanup_free char *path = nex_xasprintf ("/v1/tokens/%s", pos[0]);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *t = NULL;
+  long status;
+  if (nex_client_call (cli->client, "DELETE", path, NULL, &status, &t, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    print_json (t);
+  else
+    printf ("revoked %s\n", str (t, "id", "?"));
+  return 0;
+}
+
 /* --- dispatch --------------------------------------------------------------------------------------------------- */
 
 typedef struct command
@@ -875,6 +1005,9 @@ static const command_t commands[] = {
   { "events", cmd_events, "print the node's events (-f: follow them)" },
   { "stop", cmd_stop, "stop a workload (SIGTERM, then SIGKILL after the grace)" },
   { "wait", cmd_wait, "wait until a workload reaches a state (default: until it ends); print it" },
+  { "token create", cmd_token_create, "create an API token (admin); prints its secret, once" },
+  { "token ls", cmd_token_ls, "list API tokens (admin)" },
+  { "token revoke", cmd_token_revoke, "revoke an API token (admin)" },
   { NULL, NULL, NULL },
 };
 
@@ -883,7 +1016,7 @@ print_help (void)
 {
   printf ("Usage: nex COMMAND [OPTIONS] [ARGS]\nThe command line client of a Nex node.\n\nCommands:\n");
   for (const command_t *c = commands; c->words; c++)
-    printf ("  %-12s %s\n", c->words, c->summary);
+    printf ("  %-13s %s\n", c->words, c->summary);
   printf ("\nGlobal options (every command):\n"
           "  --server URL   the node (env NEX_SERVER; default " DEFAULT_SERVER ")\n"
           "  --token TOKEN  bearer token (env NEX_TOKEN)\n"

@@ -45,6 +45,10 @@ events_list (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
   f.limit = limit;
   if (f.workload_id && !nex_id_valid (f.workload_id))
     return nex_error_field (err, "workload", "must be a workload id");
+  /* A token limited to some namespaces sees only events about their workloads. */
+  if (f.namespace_ && nex_api_check_namespace (req, f.namespace_, err) < 0)
+    return -1;
+  f.namespaces = req->who ? req->who->namespaces : NULL;
   json_t *events;
   int64_t position;
   int more;

@@ -23,6 +23,11 @@ open_logs (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *err)
   nex_workload_t w = { 0 };
   if (nex_registry_workload_get (req->node->reg, id, &w, err) < 0)
     return -1;
+  if (nex_api_check_namespace (req, w.namespace_, err) < 0)
+    {
+      nex_workload_release (&w);
+      return -1;
+    }
   out->kind = NEX_WS_LOGS;
   memcpy (out->workload_id, w.id, sizeof out->workload_id);
   out->tail = tail;
@@ -54,6 +59,14 @@ open_events (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *err)
     return -1;
   if (out->filter.workload_id[0] && !nex_id_valid (out->filter.workload_id))
     return nex_error_field (err, "workload", "must be a workload id");
+  /* The live stream filters one namespace at most: a token limited to some must name one of them. */
+  if (req->who && req->who->namespaces)
+    {
+      if (out->filter.namespace_[0] == '\0')
+        return nex_error_set (err, NEX_ERR_FORBIDDEN, "this token is limited to some namespaces: add ?namespace=");
+      if (nex_api_check_namespace (req, out->filter.namespace_, err) < 0)
+        return -1;
+    }
   return 0;
 }
 

@@ -58,6 +58,11 @@ workload_wait (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
   if (nex_registry_workload_get (req->node->reg, id, &w, err) < 0)
     return -1;
   int r = 0;
+  if (nex_api_check_namespace (req, w.namespace_, err) < 0)
+    {
+      nex_workload_release (&w);
+      return -1;
+    }
   if (wanted[w.state])
     res->body = nex_workload_to_json (&w);
   else if (nex_state_is_final (w.state))

@@ -23,7 +23,14 @@ load (nex_api_request_t *req, nex_workload_t *w, nex_error_t *err)
   const char *id = req->params[0];
   if (!nex_id_valid (id))
     return nex_error_set (err, NEX_ERR_NOT_FOUND, "no workload with id `%s`", id);
-  return nex_registry_workload_get (req->node->reg, id, w, err);
+  if (nex_registry_workload_get (req->node->reg, id, w, err) < 0)
+    return -1;
+  if (nex_api_check_namespace (req, w->namespace_, err) < 0)
+    {
+      nex_workload_release (w);
+      return -1;
+    }
+  return 0;
 }
 
 static int
@@ -33,6 +40,11 @@ workload_create (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *e
   nex_workload_t w = { 0 };
   if (nex_workload_from_request (req->body, node->cfg->default_driver, &w, err) < 0)
     return -1;
+  if (nex_api_check_namespace (req, w.namespace_, err) < 0)
+    {
+      nex_workload_release (&w);
+      return -1;
+    }
   int r = -1;
   const nex_driver_t *d = nex_driver_find (w.driver);
   cleanup_free char *why = NULL;
@@ -135,6 +147,10 @@ workload_list (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
       || parse_list_cursor (req, &f, after_id, err) < 0 || parse_label_filters (req, &f, matches, keys, err) < 0)
     return -1;
   f.limit = limit + 1; /* one more tells whether there are more */
+  /* A token limited to some namespaces lists only those. */
+  if (f.namespace_ && nex_api_check_namespace (req, f.namespace_, err) < 0)
+    return -1;
+  f.namespaces = req->who ? req->who->namespaces : NULL;
   nex_workload_t *list = NULL;
   size_t n = 0;
   if (nex_registry_workload_list (req->node->reg, &f, &list, &n, err) < 0)

@@ -85,13 +85,14 @@ typedef struct request_ctx
   uint64_t discarded;                       /* body bytes dropped after a refusal */
   void *upload_state;                       /* upload routes: what begin made */
   nex_error_t upload_err;                   /* upload routes: why a write failed (answered at the end) */
+  nex_principal_t who;                      /* who sent it */
   int64_t park_deadline;                    /* parked requests: monotonic ms when their time is up; 0: never parked */
   int timed_out;                            /* resumed because the deadline passed */
 } request_ctx_t;
 
 static const nex_api_route_t *const route_tables[]
     = { nex_api_node_routes, nex_api_workload_routes, nex_api_artifact_routes, nex_api_event_routes,
-        nex_api_wait_routes, NULL };
+        nex_api_wait_routes, nex_api_token_routes, nex_api_health_routes, NULL };
 static const nex_api_upload_route_t *const upload_tables[] = { nex_api_artifact_uploads, NULL };
 
 const char *
@@ -439,7 +440,7 @@ lot_main (void *arg)
 static enum MHD_Result
 dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const char *url, const char *method)
 {
-  nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url };
+  nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who };
   memcpy (req.params, ctx->params, sizeof req.params);
   cleanup_json json_t *body = NULL;
   nex_api_handler_t handler;
@@ -543,6 +544,80 @@ declared_length (struct MHD_Connection *conn)
   return (int64_t) v;
 }
 
+/* --- who may --------------------------------------------------------------------------------------------- */
+
+int
+nex_api_check_namespace (const nex_api_request_t *req, const char *ns, nex_error_t *err)
+{
+  if (req->who == NULL || nex_principal_allows_namespace (req->who, ns))
+    return 0;
+  return nex_error_set (err, NEX_ERR_FORBIDDEN, "this token may not touch namespace `%s`", ns ? ns : "");
+}
+
+/* The bearer token of the request: "Authorization: Bearer T", or for a websocket handshake (browsers cannot set
+ * headers on those) ?access_token=T.  NULL when there is none; *MALFORMED when an Authorization header is not a
+ * bearer token. */
+static const char *
+bearer_token (struct MHD_Connection *conn, int upgrade, int *malformed)
+{
+  const char *h = MHD_lookup_connection_value (conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+  *malformed = 0;
+  if (h)
+    {
+      if (strncasecmp (h, "Bearer ", 7) != 0)
+        {
+          *malformed = 1;
+          return NULL;
+        }
+      h += 7;
+      while (*h == ' ')
+        h++;
+      return h;
+    }
+  return upgrade ? MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "access_token") : NULL;
+}
+
+/* Decides whether the request may go on (1), or answers 401/403 (0 with *R set). */
+static int
+authorize (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const char *url, const char *method,
+           int upgrade, enum MHD_Result *r)
+{
+  unsigned need = nex_auth_required (method, url);
+  if (need == 0)
+    return 1;
+  int malformed;
+  const char *token = bearer_token (conn, upgrade, &malformed);
+  cleanup_error nex_error_t err = NULL;
+  if (malformed || nex_auth_identify (api->node->auth, token, &ctx->who, &err) < 0)
+    {
+      /* RFC 6750 3.1: the challenge says the token was the problem, so that clients know to get another. */
+      static const char *const invalid[] = { "WWW-Authenticate", "Bearer realm=\"nex\", error=\"invalid_token\"", NULL };
+      cleanup_json json_t *p = nex_problem_new (
+          401, malformed ? "the Authorization header must be `Bearer <token>`" : err->msg, NULL, url);
+      *r = send_json_headers (conn, ctx, 401, p, NULL, NULL, invalid);
+      return 0;
+    }
+  if ((ctx->who.scopes & need) == need)
+    return 1;
+  const char *scope = need == NEX_SCOPE_ADMIN ? "admin" : need == NEX_SCOPE_DEPLOY ? "deploy" : "read";
+  if (token == NULL)
+    {
+      static const char *const challenge[] = { "WWW-Authenticate", "Bearer realm=\"nex\"", NULL };
+      cleanup_free char *d = nex_xasprintf ("a bearer token with scope `%s` is needed (Authorization: Bearer ...)",
+                                            scope);
+      cleanup_json json_t *p = nex_problem_new (401, d, NULL, url);
+      *r = send_json_headers (conn, ctx, 401, p, NULL, NULL, challenge);
+      return 0;
+    }
+  cleanup_free char *challenge_value
+      = nex_xasprintf ("Bearer realm=\"nex\", error=\"insufficient_scope\", scope=\"%s\"", scope);
+  const char *insufficient[] = { "WWW-Authenticate", challenge_value, NULL };
+  cleanup_free char *d = nex_xasprintf ("this token lacks scope `%s`", scope);
+  cleanup_json json_t *p = nex_problem_new (403, d, NULL, url);
+  *r = send_json_headers (conn, ctx, 403, p, NULL, NULL, insufficient);
+  return 0;
+}
+
 /* --- websocket streams ------------------------------------------------------------------------------------ */
 
 /* Whether request header NAME holds TOKEN in its comma-separated list (case-insensitive, RFC 9110 5.6.1). */
@@ -581,7 +656,7 @@ static enum MHD_Result
 ws_handshake (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const char *url, const char *method,
               int upgrade)
 {
-  nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url };
+  nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who };
   memcpy (req.params, ctx->params, sizeof req.params);
   cleanup_error nex_error_t err = NULL;
   if (ctx->ws_route->open (&req, &ctx->ws_stream, &err) < 0)
@@ -629,6 +704,9 @@ request_begin (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, 
   const char *follow = MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "follow");
   int stream = upgrade || (follow && strcmp (follow, "0") != 0 && strcmp (follow, "false") != 0);
   route_find (ctx, method, stream, allow, sizeof allow);
+  enum MHD_Result r;
+  if ((ctx->ws_route || ctx->route || ctx->upload) && !authorize (api, conn, ctx, url, method, upgrade, &r))
+    return r;
   if (ctx->ws_route)
     return ws_handshake (api, conn, ctx, url, method, upgrade);
   if (ctx->route == NULL && ctx->upload == NULL)
@@ -645,7 +723,7 @@ request_begin (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, 
   int64_t declared = declared_length (conn);
   if (ctx->upload)
     {
-      nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url };
+      nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who };
       memcpy (req.params, ctx->params, sizeof req.params);
       cleanup_error nex_error_t err = NULL;
       if (ctx->upload->begin (&req, declared, &ctx->upload_state, &err) < 0)
@@ -751,6 +829,7 @@ request_completed (void *cls, struct MHD_Connection *conn, void **con_cls, enum 
   nex_log_fields (NEX_LOG_INFO, "request", fields);
   upload_discard (ctx);
   nex_error_free (&ctx->upload_err);
+  nex_principal_release (&ctx->who);
   free (ctx->url);
   free (ctx->path);
   free (ctx->body);
@@ -788,6 +867,14 @@ nex_api_start (nex_node_t *node, nex_error_t *err)
   nex_api_t *api = nex_xzalloc (sizeof *api);
   api->node = node;
   pthread_mutex_init (&api->lot_lock, NULL);
+  node->auth = nex_auth_open (node, err);
+  if (node->auth == NULL)
+    {
+      freeaddrinfo (ai);
+      api->lot_fd = -1;
+      nex_api_stop (api);
+      return NULL;
+    }
   api->lot_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (api->lot_fd < 0)
     {
@@ -867,5 +954,7 @@ nex_api_stop (nex_api_t *api)
   if (api->lot_fd >= 0)
     close (api->lot_fd);
   pthread_mutex_destroy (&api->lot_lock);
+  nex_auth_close (api->node->auth);
+  api->node->auth = NULL;
   free (api);
 }

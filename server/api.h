@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "server/node.h"
+#include "server/auth.h"
 #include "server/ws.h"
 
 struct MHD_Connection;
@@ -36,6 +37,7 @@ typedef struct nex_api_request
   json_t *body;                           /* the parsed JSON body (routes with wants_body), else NULL */
   void *upload;                           /* upload routes: the state their begin made, after the last byte */
   int timed_out;                          /* a parked request (see below) is run again because its time is up */
+  const nex_principal_t *who;             /* who sent it (auth.h); its scopes were checked before the handler */
 } nex_api_request_t;
 
 /* What a handler answers when it succeeds.
@@ -95,6 +97,8 @@ extern const nex_api_route_t nex_api_artifact_routes[];
 extern const nex_api_route_t nex_api_event_routes[];
 extern const nex_api_route_t nex_api_wait_routes[];
 extern const nex_api_ws_route_t nex_api_ws_routes[];
+extern const nex_api_route_t nex_api_token_routes[];
+extern const nex_api_route_t nex_api_health_routes[];
 extern const nex_api_upload_route_t nex_api_artifact_uploads[];
 
 typedef struct nex_api nex_api_t;
@@ -116,6 +120,9 @@ int nex_api_query_int (const nex_api_request_t *req, const char *key, long long 
 /* The values of every query parameter KEY of REQ (?k=a&k=b), in order: stores at most MAX of them in OUT and
  * returns how many there are (which may be more than MAX). */
 size_t nex_api_query_all (const nex_api_request_t *req, const char *key, const char **out, size_t max);
+
+/* Refuses (NEX_ERR_FORBIDDEN) when REQ's token is limited to namespaces that do not include NS. */
+int nex_api_check_namespace (const nex_api_request_t *req, const char *ns, nex_error_t *err);
 
 /* The value of request header NAME (case-insensitive), or NULL. */
 const char *nex_api_header (const nex_api_request_t *req, const char *name);

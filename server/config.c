@@ -43,6 +43,8 @@ static const opt_t options[] = {
   OPT (stop_grace_s, OPT_INT, "10", "default seconds between SIGTERM and SIGKILL when stopping"),
   OPT (api_threads, OPT_INT, "4", "HTTP worker threads"),
   OPT (max_artifact_bytes, OPT_INT, "268435456", "largest artifact upload accepted (larger: 413; at most 512 MiB)"),
+  OPT (anonymous, OPT_STRING, "none", "what requests without a token may do: none, read, or read,deploy"),
+  OPT (admin_token, OPT_STRING, NULL, "an admin bearer token (default: one is made at first start, in admin.token)"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

@@ -26,6 +26,8 @@ typedef struct nex_config
   int64_t stop_grace_s;   /* default grace between SIGTERM and SIGKILL on stop; default 10 */
   int64_t api_threads;    /* HTTP worker threads; default 4 */
   int64_t max_artifact_bytes; /* largest artifact upload accepted (POST /v1/artifacts); default 256 MiB */
+  char *anonymous;        /* scopes of requests without a token: none (default) or e.g. "read" (auth.h) */
+  char *admin_token;      /* an admin token that lives only here; NULL (default): one is generated at first start */
 } nex_config_t;
 
 /* Fills CFG from defaults, the config file, the environment ENVP and ARGV, in that order.  Returns 0, 1 when

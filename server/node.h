@@ -17,6 +17,7 @@
 
 typedef struct nex_supervisor nex_supervisor_t;
 typedef struct nex_bus nex_bus_t;
+typedef struct nex_auth nex_auth_t;
 
 typedef struct nex_node
 {
@@ -24,6 +25,7 @@ typedef struct nex_node
   nex_registry_t *reg;
   nex_supervisor_t *sup;
   nex_bus_t *bus;       /* live events and log lines for subscribers (bus.h) */
+  nex_auth_t *auth;     /* API tokens (auth.h); made and freed by the API */
   char id[64];          /* node id (UUID for now; the NATS bridge will use the node's public nkey) */
   char *hostname;
   char *data_dir;       /* absolute */

@@ -512,13 +512,16 @@ nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f,
    * cursor (after_created, after_id) continues. */
   cleanup_free char *sql = nex_xstrdup ("SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE (?1 IS NULL OR namespace = ?1) "
                                         "AND (?2 IS NULL OR state = ?2) "
-                                        "AND (?3 IS NULL OR created_at > ?3 OR (created_at = ?3 AND id > ?4))");
-  db_value_t vals[5 + 2 * NEX_WORKLOAD_FILTER_MAX_LABELS];
+                                        "AND (?3 IS NULL OR created_at > ?3 OR (created_at = ?3 AND id > ?4)) "
+                                        "AND (?5 IS NULL OR namespace IN (SELECT value FROM json_each (?5)))");
+  cleanup_free char *namespaces = f && f->namespaces ? json_dumps (f->namespaces, JSON_COMPACT) : NULL;
+  db_value_t vals[6 + 2 * NEX_WORKLOAD_FILTER_MAX_LABELS];
   size_t n_vals = 0;
   vals[n_vals++] = DB_TEXT (ns);
   vals[n_vals++] = DB_TEXT (state);
   vals[n_vals++] = DB_OPT_INT (f && f->after_id, f ? f->after_created : 0);
   vals[n_vals++] = DB_TEXT (f ? f->after_id : NULL);
+  vals[n_vals++] = DB_TEXT (namespaces);
   /* Label keys are bound as JSON paths; the key rule (nex_label_key_valid) keeps quotes out of them. */
   char paths[NEX_WORKLOAD_FILTER_MAX_LABELS][80];
   for (size_t i = 0; i < n_labels; i++)
@@ -903,14 +906,16 @@ nex_registry_event_list (nex_registry_t *reg, const nex_event_filter_t *f, json_
   *out = NULL;
   *position = f->after;
   *more = 0;
+  cleanup_free char *namespaces = f->namespaces ? json_dumps (f->namespaces, JSON_COMPACT) : NULL;
   cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
   /* One more row than asked for tells whether there are more. */
   cleanup_stmt sqlite3_stmt *stmt
       = db_prepare (reg->db,
                     "SELECT seq, data FROM events WHERE seq > ?1 AND (?2 IS NULL OR namespace = ?2) "
-                    "AND (?3 IS NULL OR workload_id = ?3) AND (?4 IS NULL OR type = ?4) ORDER BY seq LIMIT ?5",
+                    "AND (?3 IS NULL OR workload_id = ?3) AND (?4 IS NULL OR type = ?4) "
+                    "AND (?6 IS NULL OR namespace IN (SELECT value FROM json_each (?6))) ORDER BY seq LIMIT ?5",
                     DB_ARGS (DB_INT (f->after), DB_TEXT (f->namespace_), DB_TEXT (f->workload_id), DB_TEXT (f->type),
-                             DB_INT (f->limit + 1)),
+                             DB_INT (f->limit + 1), DB_TEXT (namespaces)),
                     err);
   cleanup_json json_t *events = json_array ();
   int row = -1;
@@ -930,5 +935,101 @@ nex_registry_event_list (nex_registry_t *reg, const nex_event_filter_t *f, json_
   if (row < 0)
     return nex_error_wrap (err, "listing events");
   *out = NEX_STEAL_PTR (events);
+  return 0;
+}
+
+/* ---- tokens ---------------------------------------------------------------------------------------------- */
+
+void
+nex_token_record_release (nex_token_record_t *t)
+{
+  if (t == NULL)
+    return;
+  free (t->name);
+  json_decref (t->scopes);
+  json_decref (t->namespaces);
+  memset (t, 0, sizeof *t);
+}
+
+int
+nex_registry_token_insert (nex_registry_t *reg, const nex_token_record_t *t, nex_error_t *err)
+{
+  cleanup_free char *scopes = json_text (t->scopes, "[]");
+  cleanup_free char *namespaces = t->namespaces ? json_text (t->namespaces, "[]") : NULL;
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  if (db_exec (reg->db,
+               "INSERT INTO tokens (id, name, hash, scopes, namespaces, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+               DB_ARGS (DB_TEXT (t->id), DB_TEXT (t->name), DB_TEXT (t->hash), DB_TEXT (scopes),
+                        DB_TEXT (namespaces), DB_INT (t->created_at)),
+               err)
+      < 0)
+    return nex_error_wrap (err, "storing token `%s`", t->id);
+  return 0;
+}
+
+int
+nex_registry_token_list (nex_registry_t *reg, nex_token_record_t **out, size_t *n, nex_error_t *err)
+{
+  nex_token_record_t *items = NULL;
+  size_t count = 0;
+  int row = -1;
+  *out = NULL;
+  *n = 0;
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (
+      reg->db,
+      "SELECT id, name, hash, scopes, namespaces, created_at, last_used_at, revoked_at FROM tokens "
+      "ORDER BY created_at, id",
+      NULL, 0, err);
+  while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
+    {
+      items = nex_xrealloc (items, (count + 1) * sizeof *items);
+      nex_token_record_t *t = &items[count++];
+      memset (t, 0, sizeof *t);
+      snprintf (t->id, sizeof t->id, "%s", (const char *) sqlite3_column_text (stmt, 0));
+      t->name = col_text (stmt, 1);
+      snprintf (t->hash, sizeof t->hash, "%s", (const char *) sqlite3_column_text (stmt, 2));
+      t->scopes = col_json (stmt, 3, JSON_ARRAY);
+      t->namespaces = sqlite3_column_type (stmt, 4) == SQLITE_NULL ? NULL : col_json (stmt, 4, JSON_ARRAY);
+      t->created_at = sqlite3_column_int64 (stmt, 5);
+      t->last_used_at = sqlite3_column_int64 (stmt, 6);
+      t->revoked_at = sqlite3_column_int64 (stmt, 7);
+    }
+  if (row < 0)
+    {
+      for (size_t i = 0; i < count; i++)
+        nex_token_record_release (&items[i]);
+      free (items);
+      return nex_error_wrap (err, "listing tokens");
+    }
+  *out = items;
+  *n = count;
+  return 0;
+}
+
+int
+nex_registry_token_revoke (nex_registry_t *reg, const char *id, int64_t at, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  int64_t exists = 0;
+  int row = db_query_int (reg->db, "SELECT COUNT (*) FROM tokens WHERE id = ?1", DB_ARGS (DB_TEXT (id)), &exists, err);
+  if (row < 0)
+    return nex_error_wrap (err, "revoking token `%s`", id);
+  if (exists == 0)
+    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no token `%s`", id);
+  if (db_exec (reg->db, "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+               DB_ARGS (DB_TEXT (id), DB_INT (at)), err)
+      < 0)
+    return nex_error_wrap (err, "revoking token `%s`", id);
+  return 0;
+}
+
+int
+nex_registry_token_touch (nex_registry_t *reg, const char *id, int64_t at, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  if (db_exec (reg->db, "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1", DB_ARGS (DB_TEXT (id), DB_INT (at)), err)
+      < 0)
+    return nex_error_wrap (err, "recording the use of token `%s`", id);
   return 0;
 }

@@ -74,6 +74,7 @@ typedef struct nex_workload_filter
   const char *after_id;            /* cursor: only workloads after (after_created, after_id) in list order */
   int64_t after_created;
   int64_t limit;                   /* at most this many; 0: all */
+  const json_t *namespaces;        /* an array: only workloads of these namespaces */
 } nex_workload_filter_t;
 
 /* Loads the workloads matching F, oldest first (by created_at, then id), into a new array *OUT of *N entries
@@ -154,6 +155,7 @@ typedef struct nex_event_filter
   const char *type;        /* the event type, exactly */
   int64_t after;           /* only events stored after position AFTER (0: from the first) */
   int64_t limit;           /* at most this many (>= 1) */
+  const json_t *namespaces; /* an array: only events about workloads of these namespaces */
 } nex_event_filter_t;
 
 /* The stored events matching F, in the order they were stored, as a new JSON array in *OUT.  *POSITION
@@ -161,5 +163,35 @@ typedef struct nex_event_filter
  * *MORE says whether more matching events were stored after it. */
 int nex_registry_event_list (nex_registry_t *reg, const nex_event_filter_t *f, json_t **out, int64_t *position,
                              int *more, nex_error_t *err);
+
+/* ---- API tokens (server/auth.c decides; the registry only keeps them) ---- */
+
+/* A stored token: never the secret, only its hash. */
+typedef struct nex_token_record
+{
+  char id[17];          /* 16 hex digits: the public part of the token */
+  char *name;           /* what it is for */
+  char hash[65];        /* hex BLAKE2b-256 of the whole token */
+  json_t *scopes;       /* array of "read", "deploy", "admin" */
+  json_t *namespaces;   /* array of namespace names, or NULL for all */
+  int64_t created_at;   /* Unix ms */
+  int64_t last_used_at; /* 0: never */
+  int64_t revoked_at;   /* 0: valid */
+} nex_token_record_t;
+
+void nex_token_record_release (nex_token_record_t *t);
+
+/* Stores a new token (NEX_ERR_CONFLICT if its id exists). */
+int nex_registry_token_insert (nex_registry_t *reg, const nex_token_record_t *t, nex_error_t *err);
+
+/* Every token, revoked ones included, oldest first (then by id), into a new array *OUT of *N entries (release
+ * each, then free the array). */
+int nex_registry_token_list (nex_registry_t *reg, nex_token_record_t **out, size_t *n, nex_error_t *err);
+
+/* Marks token ID revoked at AT (Unix ms) unless it is already; NEX_ERR_NOT_FOUND when there is no such token. */
+int nex_registry_token_revoke (nex_registry_t *reg, const char *id, int64_t at, nex_error_t *err);
+
+/* Records that token ID was used at AT. */
+int nex_registry_token_touch (nex_registry_t *reg, const char *id, int64_t at, nex_error_t *err);
 
 #endif

@@ -130,6 +130,18 @@ class NexdProcess:
         self.extra_args = list(extra_args)
         self.proc = None
         self.returncode = None
+        self.token = None  # the admin token nexd made at its first start (DATA_DIR/admin.token)
+
+    def read_token(self):
+        """The admin token nexd wrote at its first start (None when it has none: e.g. --admin-token given)."""
+        try:
+            self.token = (self.data_dir / "admin.token").read_text().strip() or None
+        except OSError:
+            self.token = None
+        return self.token
+
+    def auth_headers(self):
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def log_tail(self, n=40):
         try:
@@ -139,7 +151,7 @@ class NexdProcess:
         return "\n".join(lines[-n:])
 
     def start(self, timeout=15):
-        """Starts nexd and waits for GET /v1/node to answer 200."""
+        """Starts nexd and waits until GET /readyz answers 200; then reads its admin token."""
         if not self.binary.exists():
             raise NexdError(f"nexd is not built at {self.binary} (run scripts/setup)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -163,15 +175,16 @@ class NexdProcess:
                 self.returncode = rc
                 raise NexdError(f"nexd exited with status {rc} while starting; log:\n{self.log_tail()}")
             try:
-                r = requests.get(self.base + "/v1/node", timeout=1)
+                r = requests.get(self.base + "/readyz", timeout=1)
                 if r.status_code == 200:
+                    self.read_token()
                     return self
-                last = f"GET /v1/node answered {r.status_code}"
+                last = f"GET /readyz answered {r.status_code}"
             except requests.RequestException as e:
                 last = str(e)
             time.sleep(0.05)
         self.kill()
-        raise NexdError(f"nexd did not answer GET /v1/node within {timeout} s ({last}); log:\n{self.log_tail()}")
+        raise NexdError(f"nexd did not answer GET /readyz within {timeout} s ({last}); log:\n{self.log_tail()}")
 
     def stop(self, timeout=10):
         """Sends SIGTERM and waits; returns the exit status, or raises when nexd does not exit in time."""
@@ -247,10 +260,20 @@ class Nex:
     def url(self, path):
         return self.base + path
 
-    def request(self, method, path, **kw):
+    @property
+    def token(self):
+        """The node's admin token; requests carry it unless a test passes its own Authorization (or auth=None)."""
+        return self.daemon.token
+
+    def request(self, method, path, auth="admin", **kw):
+        """One request; AUTH "admin" sends the node's admin token, None nothing, any other string that token."""
         kw.setdefault("timeout", REQUEST_TIMEOUT_S)
         kw.setdefault("allow_redirects", False)
-        return requests.request(method, self.url(path), **kw)
+        headers = dict(kw.pop("headers", None) or {})
+        token = self.token if auth == "admin" else auth
+        if token and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.request(method, self.url(path), headers=headers, **kw)
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
@@ -267,6 +290,8 @@ class Nex:
         text stdout and stderr.  ENV adds to (or, with None values, removes from) the environment."""
         full = {k: v for k, v in os.environ.items() if not k.startswith("NEX_")}
         full["NEX_SERVER"] = self.base
+        if self.token:
+            full["NEX_TOKEN"] = self.token
         for k, v in (env or {}).items():
             if v is None:
                 full.pop(k, None)

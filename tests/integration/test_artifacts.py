@@ -121,13 +121,14 @@ def test_upload_too_large(nexd):
     nexd.restart(["--max-artifact-bytes", "100000"])
     port = nexd.daemon.port
     # declared: refused before the body is read
-    head = (f"POST /v1/artifacts HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n"
+    auth = f"Authorization: Bearer {nexd.token}\r\n"
+    head = (f"POST /v1/artifacts HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n{auth}"
             f"Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n").encode()
     status, body = raw_request(port, head)
     assert status == 413, body
     # not declared (chunked): read, counted, refused at the end
-    head = (b"POST /v1/artifacts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-            b"Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n")
+    head = (f"POST /v1/artifacts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n{auth}"
+            f"Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n").encode()
     status, body = raw_request(port, head, chunks=[b"\x7fELF" + b"x" * 65532] * 4)
     assert status == 413, body
     assert b"larger than 100000 bytes" in body

@@ -119,7 +119,8 @@ def test_logs_follow(nexd):
 
 def test_events_and_follow(nexd):
     follower = subprocess.Popen([str(build_dir() / "nex"), "events", "-f", "--json", "--type", "workload_exited"],
-                                env={"NEX_SERVER": nexd.base, "PATH": "/usr/bin:/bin"}, stdout=subprocess.PIPE,
+                                env={"NEX_SERVER": nexd.base, "NEX_TOKEN": nexd.token, "PATH": "/usr/bin:/bin"},
+                                stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
         wid = ok(nexd.cli("run", HELLO)).stdout.strip()

@@ -35,6 +35,11 @@ EXPECTED_OPERATIONS = {
     ("get", "/v1/artifacts/{sha256}"),
     ("get", "/v1/events"),
     ("get", "/v1/workloads/{id}/wait"),
+    ("get", "/v1/tokens"),
+    ("post", "/v1/tokens"),
+    ("delete", "/v1/tokens/{id}"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
 }
 
 

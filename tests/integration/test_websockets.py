@@ -27,6 +27,7 @@ def ws_url(nexd, path):
 
 def connect(nexd, path, **kw):
     kw.setdefault("timeout", 30)
+    kw.setdefault("header", [f"Authorization: Bearer {nexd.token}"])
     kw.setdefault("skip_utf8_validation", True)  # the pure-Python check is slow; json.loads checks anyway
     return websocket.create_connection(ws_url(nexd, path), **kw)
 
@@ -148,6 +149,12 @@ GOOD = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version"
         "Sec-WebSocket-Key": base64.b64encode(b"0123456789abcdef").decode()}
 
 
+def good(nexd, **change):
+    """The headers of a valid handshake with CHANGE applied (None removes one), with the node's token."""
+    h = dict(GOOD, Authorization=f"Bearer {nexd.token}", **change)
+    return {k: v for k, v in h.items() if v is not None}
+
+
 @pytest.mark.parametrize("change,status,header", [
     ({"Sec-WebSocket-Version": "8"}, b"426", b"Sec-WebSocket-Version: 13"),
     ({"Sec-WebSocket-Key": "short"}, b"400", None),
@@ -155,8 +162,7 @@ GOOD = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version"
     ({"Upgrade": None, "Connection": None}, b"426", b"Upgrade: websocket"),
 ])
 def test_bad_handshakes(nexd, change, status, header):
-    headers = {k: v for k, v in dict(GOOD, **change).items() if v is not None}
-    s, head = raw_handshake(nexd, "/v1/events?follow=1", headers)
+    s, head = raw_handshake(nexd, "/v1/events?follow=1", good(nexd, **change))
     s.close()
     assert head.split(b" ")[1] == status, head
     if header:
@@ -164,7 +170,7 @@ def test_bad_handshakes(nexd, change, status, header):
 
 
 def test_good_handshake_accept_key(nexd):
-    s, head = raw_handshake(nexd, "/v1/events", GOOD)
+    s, head = raw_handshake(nexd, "/v1/events", good(nexd))
     s.close()
     assert head.startswith(b"HTTP/1.1 101"), head
     # RFC 6455 4.2.2: base64(SHA-1(key + GUID)); for this key, computed independently with hashlib
@@ -199,7 +205,7 @@ def mask(payload, opcode=0x1, fin=True, masked=True, length=None):
     (mask(b"", length=1 << 20)[:14], 1009),         # a megabyte frame: refused from its header
 ])
 def test_hostile_frames(nexd, frame, code):
-    s, head = raw_handshake(nexd, "/v1/events", GOOD)
+    s, head = raw_handshake(nexd, "/v1/events", good(nexd))
     assert head.startswith(b"HTTP/1.1 101"), head
     s.sendall(frame)
     data = b""
