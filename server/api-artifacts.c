@@ -13,6 +13,7 @@
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "server/artifact.h"
+#include "server/metrics.h"
 
 /* The public description of cache entry DIGEST of SIZE bytes. */
 static json_t *
@@ -71,6 +72,7 @@ upload_finish (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
     return -1;
   res->status = existed ? 200 : 201;
   res->body = artifact_json (digest, size);
+  nex_metrics_upload (size);
   return 0;
 }
 

@@ -27,6 +27,7 @@
 #include "server/clock.h"
 #include "server/id.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/problem.h"
 #include "server/ws-frame.h"
 
@@ -92,7 +93,7 @@ typedef struct request_ctx
 
 static const nex_api_route_t *const route_tables[]
     = { nex_api_node_routes, nex_api_workload_routes, nex_api_artifact_routes, nex_api_event_routes,
-        nex_api_wait_routes, nex_api_token_routes, nex_api_health_routes, NULL };
+        nex_api_wait_routes, nex_api_token_routes, nex_api_health_routes, nex_api_metrics_routes, NULL };
 static const nex_api_upload_route_t *const upload_tables[] = { nex_api_artifact_uploads, NULL };
 
 const char *
@@ -303,6 +304,20 @@ send_json (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, jso
   return send_json_headers (conn, ctx, status, body, location, allow, NULL);
 }
 
+/* Queues STATUS with TEXT (taken) as CONTENT_TYPE. */
+static enum MHD_Result
+send_text (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, char *text, const char *content_type)
+{
+  struct MHD_Response *res = MHD_create_response_from_buffer (strlen (text), text, MHD_RESPMEM_MUST_FREE);
+  MHD_add_response_header (res, MHD_HTTP_HEADER_CONTENT_TYPE, content_type ? content_type : "text/plain");
+  MHD_add_response_header (res, "X-Request-Id", ctx->request_id);
+  ctx->status = status;
+  ctx->answered = 1;
+  enum MHD_Result r = MHD_queue_response (conn, status, res);
+  MHD_destroy_response (res);
+  return r;
+}
+
 static enum MHD_Result
 send_problem (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, const char *detail,
               const char *path, const char *allow)
@@ -440,7 +455,7 @@ lot_main (void *arg)
 static enum MHD_Result
 dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const char *url, const char *method)
 {
-  nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who };
+  nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who, .api = api };
   memcpy (req.params, ctx->params, sizeof req.params);
   cleanup_json json_t *body = NULL;
   nex_api_handler_t handler;
@@ -495,6 +510,7 @@ dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const
         break;
       json_decref (res.body);
       free (res.location);
+      free (res.text);
       /* An event published since the handler began may be the one it waits for: look again instead of
        * sleeping through it.  After many rounds (a storm of events) it parks anyway; it will be woken. */
       if (park (api, conn, ctx, &res, seen, round >= 100))
@@ -506,10 +522,15 @@ dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const
     {
       json_decref (res.body);
       free (res.location);
+      free (res.text);
       return send_error (conn, ctx, err, method, url);
     }
-  enum MHD_Result r = send_json (conn, ctx, res.status ? res.status : 200, res.body ? res.body : json_object (),
-                                 res.location, NULL);
+  enum MHD_Result r;
+  if (res.text)
+    r = send_text (conn, ctx, res.status ? res.status : 200, res.text, res.content_type);
+  else
+    r = send_json (conn, ctx, res.status ? res.status : 200, res.body ? res.body : json_object (), res.location,
+                   NULL);
   json_decref (res.body);
   free (res.location);
   return r;
@@ -542,6 +563,18 @@ declared_length (struct MHD_Connection *conn)
   if (errno || end == cl || *end || v > INT64_MAX)
     return -1;
   return (int64_t) v;
+}
+
+void
+nex_api_gauges (nex_api_t *api, nex_metrics_gauges_t *out)
+{
+  memset (out, 0, sizeof *out);
+  out->websocket_clients = nex_ws_clients (api->ws);
+  out->websocket_dropped = nex_ws_dropped (api->ws);
+  pthread_mutex_lock (&api->lot_lock);
+  for (parked_t *p = api->parked; p; p = p->next)
+    out->parked_requests++;
+  pthread_mutex_unlock (&api->lot_lock);
 }
 
 /* --- who may --------------------------------------------------------------------------------------------- */
@@ -656,7 +689,7 @@ static enum MHD_Result
 ws_handshake (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const char *url, const char *method,
               int upgrade)
 {
-  nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who };
+  nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who, .api = api };
   memcpy (req.params, ctx->params, sizeof req.params);
   cleanup_error nex_error_t err = NULL;
   if (ctx->ws_route->open (&req, &ctx->ws_stream, &err) < 0)
@@ -723,7 +756,7 @@ request_begin (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, 
   int64_t declared = declared_length (conn);
   if (ctx->upload)
     {
-      nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who };
+      nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who, .api = api };
       memcpy (req.params, ctx->params, sizeof req.params);
       cleanup_error nex_error_t err = NULL;
       if (ctx->upload->begin (&req, declared, &ctx->upload_state, &err) < 0)
@@ -816,8 +849,11 @@ request_completed (void *cls, struct MHD_Connection *conn, void **con_cls, enum 
       else if (sa->sa_family == AF_INET6)
         inet_ntop (AF_INET6, &((const struct sockaddr_in6 *) sa)->sin6_addr, addr, sizeof addr);
     }
+  int64_t ms = nex_clock_mono_ms () - ctx->start_ms;
+  /* A websocket's time is its stream's, not a request's: left out of the duration histogram. */
+  nex_metrics_request (ctx->pattern, ctx->method, ctx->status, ctx->status == 101 ? -1 : ms);
   json_t *fields = json_pack ("{s:s, s:I, s:I, s:s, s:s}", "request_id", ctx->request_id, "status",
-                              (json_int_t) ctx->status, "ms", (json_int_t) (nex_clock_mono_ms () - ctx->start_ms),
+                              (json_int_t) ctx->status, "ms", (json_int_t) ms,
                               "client", addr, "completed",
                               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "yes" : "no");
   /* Set one by one: json_string refuses text that is not UTF-8 (a hostile URL), losing only that member. */

@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "server/node.h"
 #include "server/auth.h"
+#include "server/metrics.h"
 #include "server/ws.h"
 
 struct MHD_Connection;
@@ -38,6 +39,7 @@ typedef struct nex_api_request
   void *upload;                           /* upload routes: the state their begin made, after the last byte */
   int timed_out;                          /* a parked request (see below) is run again because its time is up */
   const nex_principal_t *who;             /* who sent it (auth.h); its scopes were checked before the handler */
+  struct nex_api *api;                    /* the server (for nex_api_gauges) */
 } nex_api_request_t;
 
 /* What a handler answers when it succeeds.
@@ -55,6 +57,8 @@ typedef struct nex_api_response
   char *location;                   /* optional Location header; owned */
   char park_key[NEX_ID_LEN + 1];    /* non-empty: park the request (see above) */
   int64_t park_ms;                  /* how long in all, from the first park */
+  char *text;                       /* instead of BODY: this text (owned), sent as CONTENT_TYPE */
+  const char *content_type;         /* static storage */
 } nex_api_response_t;
 
 /* Fills RES and returns 0, or returns -1 with ERR (mapped to problem JSON by api.c). */
@@ -99,9 +103,13 @@ extern const nex_api_route_t nex_api_wait_routes[];
 extern const nex_api_ws_route_t nex_api_ws_routes[];
 extern const nex_api_route_t nex_api_token_routes[];
 extern const nex_api_route_t nex_api_health_routes[];
+extern const nex_api_route_t nex_api_metrics_routes[];
 extern const nex_api_upload_route_t nex_api_artifact_uploads[];
 
 typedef struct nex_api nex_api_t;
+
+/* What the server knows that /metrics reports (metrics.h). */
+void nex_api_gauges (nex_api_t *api, nex_metrics_gauges_t *out);
 
 /* Starts serving NODE's API on node->cfg->listen.  NULL on failure (address in use, bad address). */
 nex_api_t *nex_api_start (nex_node_t *node, nex_error_t *err);

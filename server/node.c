@@ -16,6 +16,7 @@
 #include "server/event.h"
 #include "server/id.h"
 #include "server/log.h"
+#include "server/metrics.h"
 
 static char *
 absolute_path (const char *path, nex_error_t *err)
@@ -149,6 +150,7 @@ nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json
     nex_debug ("event %s %s", type, w ? w->id : "");
   /* Published even when storing failed: live watchers (and waiters) still need to hear about it. */
   nex_bus_publish_event (node->bus, ev, w);
+  nex_metrics_event (type, w && w->started_at && w->created_at ? w->started_at - w->created_at : -1);
 }
 
 void
@@ -163,6 +165,10 @@ nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lin
       nex_log_error (NEX_LOG_WARN, err, "workload %s: log lines lost", id);
       return;
     }
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < n; i++)
+    bytes += lines[i].len;
+  nex_metrics_log_lines (n, bytes);
   if (!nex_bus_wants_logs (node->bus, id))
     return;
   /* The namespace lets followers filter; one lookup per batch, only when someone follows. */

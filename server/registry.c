@@ -823,6 +823,20 @@ nex_registry_log_after (nex_registry_t *reg, const char *id, int64_t after, int6
   return stmt ? log_lines_json (reg->db, stmt, id, err) : NULL;
 }
 
+int
+nex_registry_log_totals (nex_registry_t *reg, int64_t *lines, int64_t *dropped, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (
+      reg->db, "SELECT COALESCE (SUM (log_lines), 0), COALESCE (SUM (log_dropped), 0) FROM workloads", NULL, 0, err);
+  int row = stmt ? db_step (reg->db, stmt, err) : -1;
+  if (row < 0)
+    return nex_error_wrap (err, "summing the logs");
+  *lines = row ? sqlite3_column_int64 (stmt, 0) : 0;
+  *dropped = row ? sqlite3_column_int64 (stmt, 1) : 0;
+  return 0;
+}
+
 /* ---- events ---------------------------------------------------------------------------------------------- */
 
 /* Parses an RFC 3339 time ("2026-11-23T08:39:00.123Z", "...+01:00"; fractions beyond milliseconds are

@@ -144,6 +144,9 @@ json_t *nex_registry_log_tail (nex_registry_t *reg, const char *id, int64_t tail
  * nex_registry_log_tail.  New reference, or NULL on error. */
 json_t *nex_registry_log_after (nex_registry_t *reg, const char *id, int64_t after, int64_t limit, nex_error_t *err);
 
+/* The output lines ever stored (*LINES) and deleted to keep the bounds (*DROPPED), over the workloads on record. */
+int nex_registry_log_totals (nex_registry_t *reg, int64_t *lines, int64_t *dropped, nex_error_t *err);
+
 /* Stores one CloudEvent (a JSON object with at least id, type, time; see event.h). */
 int nex_registry_event_append (nex_registry_t *reg, const json_t *event, nex_error_t *err);
 

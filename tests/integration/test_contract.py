@@ -40,6 +40,7 @@ EXPECTED_OPERATIONS = {
     ("delete", "/v1/tokens/{id}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("get", "/metrics"),
 }
 
 
