@@ -18,6 +18,7 @@ struct nex_client
   CURL *curl;
   char *server;
   char *auth_header; /* "Authorization: Bearer ..." or NULL */
+  char *cacert;      /* PEM file of trusted CAs, or NULL for the system's */
 };
 
 typedef struct answer
@@ -77,7 +78,15 @@ nex_client_free (nex_client_t *c)
   curl_easy_cleanup (c->curl);
   free (c->server);
   free (c->auth_header);
+  free (c->cacert);
   free (c);
+}
+
+void
+nex_client_set_cacert (nex_client_t *c, const char *path)
+{
+  free (c->cacert);
+  c->cacert = path ? nex_xstrdup (path) : NULL;
 }
 
 char *
@@ -142,6 +151,8 @@ perform (nex_client_t *c, const char *method, const char *path, struct curl_slis
   curl_easy_setopt (c->curl, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
   curl_easy_setopt (c->curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt (c->curl, CURLOPT_USERAGENT, "nex-cli");
+  if (c->cacert)
+    curl_easy_setopt (c->curl, CURLOPT_CAINFO, c->cacert);
   CURLcode rc = curl_easy_perform (c->curl);
   curl_slist_free_all (headers);
   *status = 0;

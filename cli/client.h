@@ -19,6 +19,9 @@ typedef struct nex_client nex_client_t;
 /* A client of the node at SERVER ("http://host:port", no trailing path), sending TOKEN (NULL: none) as a
  * bearer token.  Never fails except on OOM (which aborts). */
 nex_client_t *nex_client_new (const char *server, const char *token);
+
+/* Trusts the CA certificate(s) in the PEM file PATH for https:// servers (instead of the system's). */
+void nex_client_set_cacert (nex_client_t *c, const char *path);
 void nex_client_free (nex_client_t *c);
 
 /* Performs METHOD on PATH (which may carry a query built with nex_client_path) with BODY (NULL: none) as

@@ -52,12 +52,13 @@ enum
   G_TOKEN,
   G_JSON,
   G_HELP,
+  G_CACERT,
   G__COUNT
 };
 
 typedef struct cli
 {
-  flag_t global[G__COUNT];
+  flag_t global[G__COUNT + 1]; /* ends with a zeroed entry */
   const char *server;
   const char *token;
   int json;
@@ -187,6 +188,9 @@ parse_args (cli_t *cli, int argc, char **argv, flag_t *flags, const char *usage,
   cli->token = flag_value (&cli->global[G_TOKEN], getenv ("NEX_TOKEN"));
   cli->json = cli->global[G_JSON].count > 0;
   cli->client = nex_client_new (cli->server, cli->token);
+  const char *cacert = flag_value (&cli->global[G_CACERT], getenv ("NEX_CACERT"));
+  if (cacert && *cacert)
+    nex_client_set_cacert (cli->client, cacert);
   return n_pos;
 }
 
@@ -1021,6 +1025,7 @@ print_help (void)
           "  --server URL   the node (env NEX_SERVER; default " DEFAULT_SERVER ")\n"
           "  --token TOKEN  bearer token (env NEX_TOKEN)\n"
           "  --json         print the node's JSON instead of text\n"
+          "  --cacert FILE  trust this CA (PEM) for an https:// server (env NEX_CACERT)\n"
           "  -h, --help     help for a command: nex COMMAND --help\n\n"
           "Exit status: 0 success, 1 the request failed (the message says why), 2 wrong usage.\n");
 }
@@ -1050,6 +1055,7 @@ main (int argc, char **argv)
                     [G_TOKEN] = { "token", 0, 1, "bearer token (env NEX_TOKEN)" },
                     [G_JSON] = { "json", 0, 0, "print JSON" },
                     [G_HELP] = { "help", 'h', 0, "this help" },
+                    [G_CACERT] = { "cacert", 0, 1, "PEM file of the CA to trust for https (env NEX_CACERT)" },
                 } };
   /* Global options may also come before the command: they are moved behind its words. */
   cleanup_free char **args = nex_xzalloc ((size_t) (argc + 1) * sizeof *args);
@@ -1057,9 +1063,9 @@ main (int argc, char **argv)
   while (first < argc && argv[first][0] == '-')
     {
       const char *a = argv[first];
-      int with_value = strcmp (a, "--server") == 0 || strcmp (a, "--token") == 0;
+      int with_value = strcmp (a, "--server") == 0 || strcmp (a, "--token") == 0 || strcmp (a, "--cacert") == 0;
       if (!with_value && strcmp (a, "--json") != 0 && strncmp (a, "--server=", 9) != 0
-          && strncmp (a, "--token=", 8) != 0)
+          && strncmp (a, "--token=", 8) != 0 && strncmp (a, "--cacert=", 9) != 0)
         fail_usage ("unknown option `%s` before the command (see nex --help)", a);
       if (with_value && first + 1 == argc)
         fail_usage ("option `%s` needs a value", a);

@@ -16,15 +16,19 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
+#include <sodium.h>
 
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "common/xalloc.h"
 #include "server/bus.h"
 #include "server/clock.h"
+#include "server/guard.h"
 #include "server/id.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -38,6 +42,7 @@ struct nex_api
   nex_node_t *node;
   struct MHD_Daemon *daemon;
   nex_ws_t *ws;           /* the websocket streams */
+  nex_guard_t *guard;     /* request deadlines */
   int in_flight;          /* requests begun and not completed (atomic), for the drain at shutdown */
   int stopping;           /* set once at shutdown (atomic): parked requests answer 503 */
   /* The parking lot of long polls (see api.h): */
@@ -292,6 +297,7 @@ send_json_headers (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned sta
     MHD_add_response_header (res, extra[i], extra[i + 1]);
   ctx->status = status;
   ctx->answered = 1;
+  nex_guard_busy (conn);
   enum MHD_Result r = MHD_queue_response (conn, status, res);
   MHD_destroy_response (res);
   return r;
@@ -313,6 +319,7 @@ send_text (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, cha
   MHD_add_response_header (res, "X-Request-Id", ctx->request_id);
   ctx->status = status;
   ctx->answered = 1;
+  nex_guard_busy (conn);
   enum MHD_Result r = MHD_queue_response (conn, status, res);
   MHD_destroy_response (res);
   return r;
@@ -335,6 +342,36 @@ send_error (struct MHD_Connection *conn, request_ctx_t *ctx, const nex_error_s *
   if (status >= 500)
     nex_log_error (NEX_LOG_ERROR, (nex_error_t) err, "%s %s failed", method, url);
   return send_json (conn, ctx, status, p, NULL, NULL);
+}
+
+/* Deepest nesting of arrays and objects a request body may have.  jansson would refuse beyond 2048 levels
+ * itself; nothing nexd takes is nested more than a few, and a shallow bound keeps the parser's recursion (and
+ * the time a hostile body costs) small. */
+#define MAX_JSON_DEPTH 32
+
+/* Whether the JSON text BODY (LEN bytes) nests deeper than MAX_JSON_DEPTH (brackets inside strings ignored). */
+static int
+json_too_deep (const char *body, size_t len)
+{
+  int depth = 0, in_string = 0;
+  for (size_t i = 0; i < len; i++)
+    {
+      char c = body[i];
+      if (in_string)
+        {
+          if (c == '\\')
+            i++;
+          else if (c == '"')
+            in_string = 0;
+        }
+      else if (c == '"')
+        in_string = 1;
+      else if ((c == '[' || c == '{') && ++depth > MAX_JSON_DEPTH)
+        return 1;
+      else if (c == ']' || c == '}')
+        depth--;
+    }
+  return 0;
 }
 
 /* Frees an upload route's state (removing whatever it left on disk).  Idempotent. */
@@ -373,6 +410,7 @@ park (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const nex
   api->parked = p;
   /* Suspended before the lock is released, so that the lot thread never resumes a connection not yet
    * suspended. */
+  nex_guard_busy (conn);
   MHD_suspend_connection (conn);
   pthread_mutex_unlock (&api->lot_lock);
   uint64_t one = 1;
@@ -482,6 +520,12 @@ dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const
         {
           if (ctx->body_len == 0)
             return send_problem (conn, ctx, 400, "the request body is empty; a JSON object is expected", url, NULL);
+          if (json_too_deep (ctx->body, ctx->body_len))
+            {
+              cleanup_free char *d = nex_xasprintf ("the request body nests arrays and objects deeper than %d levels",
+                                                    MAX_JSON_DEPTH);
+              return send_problem (conn, ctx, 400, d, url, NULL);
+            }
           json_error_t jerr;
           /* Duplicate keys are refused: two values for one field would be ambiguous. */
           body = json_loadb (ctx->body, ctx->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
@@ -720,6 +764,7 @@ ws_handshake (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, c
   MHD_add_response_header (res, "X-Request-Id", ctx->request_id);
   ctx->status = 101;
   ctx->answered = 1;
+  nex_guard_busy (conn); /* a websocket lives as long as it likes */
   enum MHD_Result r = MHD_queue_response (conn, MHD_HTTP_SWITCHING_PROTOCOLS, res);
   MHD_destroy_response (res);
   return r;
@@ -866,6 +911,7 @@ request_completed (void *cls, struct MHD_Connection *conn, void **con_cls, enum 
   upload_discard (ctx);
   nex_error_free (&ctx->upload_err);
   nex_principal_release (&ctx->who);
+  nex_guard_idle (conn);
   free (ctx->url);
   free (ctx->path);
   free (ctx->body);
@@ -881,6 +927,38 @@ mhd_logger (void *cls, const char *fmt, va_list ap)
   if (n && msg[n - 1] == '\n')
     msg[n - 1] = '\0';
   nex_debug ("libmicrohttpd: %s", msg);
+}
+
+/* Lets nexd have a descriptor for every connection it accepts (the soft limit is often 1024, below
+ * max_connections plus what the node itself needs). */
+static void
+raise_fd_limit (const nex_config_t *cfg)
+{
+  struct rlimit rl;
+  if (getrlimit (RLIMIT_NOFILE, &rl) < 0)
+    return;
+  rlim_t want = (rlim_t) cfg->max_connections + 1024;
+  if (rl.rlim_cur < want)
+    {
+      rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+      setrlimit (RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* Reads the PEM certificate and key named by CFG. */
+static int
+load_tls (const nex_config_t *cfg, char **cert, char **key, nex_error_t *err)
+{
+  if (MHD_is_feature_supported (MHD_FEATURE_TLS) != MHD_YES)
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "this libmicrohttpd was built without TLS");
+  size_t len;
+  *cert = nex_file_read (cfg->tls_cert, 1 << 20, &len, err);
+  if (*cert == NULL)
+    return nex_error_wrap (err, "tls_cert");
+  *key = nex_file_read (cfg->tls_key, 1 << 20, &len, err);
+  if (*key == NULL)
+    return nex_error_wrap (err, "tls_key");
+  return 0;
 }
 
 nex_api_t *
@@ -937,22 +1015,57 @@ nex_api_start (nex_node_t *node, nex_error_t *err)
       nex_api_stop (api);
       return NULL;
     }
+  const nex_config_t *cfg = node->cfg;
+  api->guard = nex_guard_start (cfg->request_timeout_s * 1000, err);
+  if (api->guard == NULL)
+    {
+      freeaddrinfo (ai);
+      nex_api_stop (api);
+      return NULL;
+    }
+  raise_fd_limit (cfg);
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME
                    | MHD_ALLOW_UPGRADE;
   if (ai->ai_family == AF_INET6)
     flags |= MHD_USE_IPv6;
-  /* The logger goes first: libmicrohttpd reports problems with the options that follow through it. */
-  api->daemon = MHD_start_daemon (flags, (uint16_t) port, NULL, NULL, access_handler, api,
-                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, api,
-                                  MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                                  MHD_OPTION_THREAD_POOL_SIZE, (unsigned) node->cfg->api_threads,
-                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 60,
-                                  MHD_OPTION_NOTIFY_COMPLETED, request_completed, api,
+  cleanup_free char *cert = NULL;
+  cleanup_free char *key = NULL;
+  if (cfg->tls_cert && load_tls (cfg, &cert, &key, err) < 0)
+    {
+      freeaddrinfo (ai);
+      nex_api_stop (api);
+      return NULL;
+    }
+  if (cert)
+    flags |= MHD_USE_TLS;
+  /* The limits are what keeps one client (or many) from taking every connection and every byte of memory:
+   * total and per-address connection counts (more are closed at accept), 32 KiB for a request's headers (431
+   * beyond), an idle timeout, and the guard's deadline per request (guard.h). */
+  struct MHD_OptionItem opts[] = {
+    /* The logger goes first: libmicrohttpd reports problems with the options that follow through it. */
+    { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) mhd_logger, api },
+    { MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr },
+    { MHD_OPTION_THREAD_POOL_SIZE, (intptr_t) cfg->api_threads, NULL },
+    { MHD_OPTION_CONNECTION_LIMIT, (intptr_t) cfg->max_connections, NULL },
+    { MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t) cfg->max_connections_per_ip, NULL },
+    { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) (32 * 1024), NULL },
+    { MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t) cfg->idle_timeout_s, NULL },
+    { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) request_completed, api },
+    { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) nex_guard_notify, api->guard },
+    /* Last, so that without TLS the list simply ends here. */
+    { cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, cert },
+    { cert ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, key },
+    { MHD_OPTION_END, 0, NULL },
+  };
+  api->daemon = MHD_start_daemon (flags, (uint16_t) port, NULL, NULL, access_handler, api, MHD_OPTION_ARRAY, opts,
                                   MHD_OPTION_END);
+  if (key)
+    sodium_memzero (key, strlen (key));
   freeaddrinfo (ai);
   if (api->daemon == NULL)
     {
-      nex_error_set (err, NEX_ERR_UNAVAILABLE, "cannot listen on %s (in use, or not an address of this host?)",
+      nex_error_set (err, NEX_ERR_UNAVAILABLE,
+                     "cannot listen on %s (in use, not an address of this host, or a bad TLS certificate or key?)",
                      node->cfg->listen);
       nex_api_stop (api);
       return NULL;
@@ -986,6 +1099,7 @@ nex_api_stop (nex_api_t *api)
     MHD_stop_daemon (api->daemon);
   if (listen_fd >= 0) /* ours to close once the daemon's threads are gone */
     close (listen_fd);
+  nex_guard_stop (api->guard);
   nex_bus_unsubscribe (api->node->bus, api->lot_sub);
   if (api->lot_fd >= 0)
     close (api->lot_fd);
