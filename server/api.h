@@ -104,6 +104,7 @@ extern const nex_api_ws_route_t nex_api_ws_routes[];
 extern const nex_api_route_t nex_api_token_routes[];
 extern const nex_api_route_t nex_api_health_routes[];
 extern const nex_api_route_t nex_api_metrics_routes[];
+extern const nex_api_route_t nex_api_docs_routes[];
 extern const nex_api_upload_route_t nex_api_artifact_uploads[];
 
 typedef struct nex_api nex_api_t;

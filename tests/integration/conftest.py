@@ -36,6 +36,8 @@ from pathlib import Path
 import pytest
 import requests
 
+import contract
+
 REPO = Path(__file__).resolve().parents[2]
 TERMINAL_STATES = ("exited", "failed", "stopped")
 REQUEST_TIMEOUT_S = 10
@@ -266,14 +268,18 @@ class Nex:
         return self.daemon.token
 
     def request(self, method, path, auth="admin", **kw):
-        """One request; AUTH "admin" sends the node's admin token, None nothing, any other string that token."""
+        """One request; AUTH "admin" sends the node's admin token, None nothing, any other string that token.
+        Every answer is held to openapi.yaml (contract.check_any): an undocumented status, content type, header
+        or field fails the test that received it."""
         kw.setdefault("timeout", REQUEST_TIMEOUT_S)
         kw.setdefault("allow_redirects", False)
         headers = dict(kw.pop("headers", None) or {})
         token = self.token if auth == "admin" else auth
         if token and "Authorization" not in headers:
             headers["Authorization"] = f"Bearer {token}"
-        return requests.request(method, self.url(path), headers=headers, **kw)
+        r = requests.request(method, self.url(path), headers=headers, **kw)
+        contract.check_any(r)
+        return r
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
