@@ -121,7 +121,8 @@ send_close (session_t *s, int code, const char *reason)
     rl = sizeof payload - 2;
   payload[0] = (uint8_t) (code >> 8);
   payload[1] = (uint8_t) code;
-  memcpy (payload + 2, reason, rl);
+  if (rl)
+    memcpy (payload + 2, reason, rl);
   send_frame (s, NEX_WS_CLOSE, payload, rl + 2);
   s->closing = 1;
 }
@@ -572,7 +573,8 @@ nex_ws_adopt (nex_ws_t *ws, int fd, void *urh, const char *extra, size_t extra_l
   s->stream = *stream;
   if (extra_len > sizeof s->in)
     extra_len = sizeof s->in; /* more than a handshake's worth of frames before the answer: cut (then refused) */
-  memcpy (s->in, extra, extra_len);
+  if (extra_len)
+    memcpy (s->in, extra, extra_len);
   s->in_len = extra_len;
   __atomic_add_fetch (&ws->clients, 1, __ATOMIC_RELAXED);
   pthread_mutex_lock (&ws->pending_lock);

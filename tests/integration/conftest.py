@@ -5,6 +5,10 @@ nexd of its own, listening on a free loopback port with a fresh data directory, 
 On teardown every workload still running is stopped, nexd gets SIGTERM and must exit 0 within 10 s: a daemon
 that does not shut down cleanly (or that a sanitizer stopped) fails the test.
 
+Auth: a fresh nexd makes an admin token at its first start (DATA_DIR/admin.token); the client sends it with every
+request unless a test says otherwise (`auth=None`, or another token), and passes it to the CLI as NEX_TOKEN.
+Contract: every answer the client receives is checked against openapi.yaml (contract.check_any).
+
 Where things are:
   - the build directory: $NEX_BUILD_DIR (relative to the repository root), default `build`; the repository root
     itself when it holds an in-tree build and build/ does not exist;
@@ -51,6 +55,15 @@ def build_dir():
     if not (REPO / "build").is_dir() and (REPO / "nexd").exists():
         return REPO
     return REPO / "build"
+
+
+def sanitized_build():
+    """True for a build with --enable-sanitizers: its memory figures (ASan's shadow and quarantine) say nothing about
+    nexd's own, so tests that bound memory relax there."""
+    try:
+        return "#define NEX_SANITIZERS 1" in (build_dir() / "autoconfig.h").read_text()
+    except OSError:
+        return False
 
 
 def program_path(name):
