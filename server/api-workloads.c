@@ -1,8 +1,5 @@
-/* api-workloads.c — routes about workloads: deploy, list, inspect, stop, logs.
- *
- * Deploy validates everything it can before storing anything (field rules in workload.c, the artifact's URL
- * and — for local files — that it is a static ELF for this host), so that a refused request leaves no trace;
- * what can only be checked once the artifact is fetched (its digest) fails the workload later, visibly. */
+/* api-workloads.c — routes about workloads: deploy (through deploy.c, shared with every front door), list,
+ * inspect, stop, logs. */
 #include "server/api.h"
 
 #include <stdio.h>
@@ -11,8 +8,7 @@
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
-#include "server/artifact.h"
-#include "server/driver.h"
+#include "server/deploy.h"
 #include "server/id.h"
 #include "server/supervisor.h"
 
@@ -33,43 +29,32 @@ load (nex_api_request_t *req, nex_workload_t *w, nex_error_t *err)
   return 0;
 }
 
+/* The namespace a deploy request names ("default" when none; NULL when it is no string, which the validation
+ * refuses anyway). */
+static const char *
+requested_namespace (const json_t *body)
+{
+  const json_t *ns = json_object_get (body, "namespace");
+  if (ns == NULL || json_is_null (ns))
+    return "default";
+  return json_string_value (ns);
+}
+
 static int
 workload_create (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
 {
-  nex_node_t *node = req->node;
-  nex_workload_t w = { 0 };
-  if (nex_workload_from_request (req->body, node->cfg->default_driver, &w, err) < 0)
+  /* A token limited to some namespaces deploys only there: checked before anything is stored. */
+  const char *ns = requested_namespace (req->body);
+  if (ns && nex_api_check_namespace (req, ns, err) < 0)
     return -1;
-  if (nex_api_check_namespace (req, w.namespace_, err) < 0)
-    {
-      nex_workload_release (&w);
-      return -1;
-    }
-  int r = -1;
-  const nex_driver_t *d = nex_driver_find (w.driver);
-  cleanup_free char *why = NULL;
-  if (d == NULL)
-    {
-      nex_error_field (err, "driver", "unknown driver `%s`", w.driver);
-      goto out;
-    }
-  if (!d->probe (d, &why))
-    {
-      nex_error_set (err, NEX_ERR_UNAVAILABLE, "driver `%s` is unavailable on this node: %s", d->name, why);
-      goto out;
-    }
-  if (nex_artifact_precheck_at (node->artifacts_dir, w.artifact, err) < 0
-      || nex_registry_workload_insert (node->reg, &w, err) < 0)
-    goto out;
-  nex_node_emit (node, "workload_deployed", &w, NULL);
-  nex_supervisor_deploy (node->sup, w.id);
+  nex_workload_t w = { 0 };
+  if (nex_deploy_submit (req->node, req->body, &w, err) < 0)
+    return -1;
   res->status = 202;
   res->body = nex_workload_to_json (&w);
   res->location = nex_xasprintf ("/v1/workloads/%s", w.id);
-  r = 0;
-out:
   nex_workload_release (&w);
-  return r;
+  return 0;
 }
 
 #define LIST_DEFAULT_LIMIT 1000
