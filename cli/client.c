@@ -185,8 +185,8 @@ perform (nex_client_t *c, const char *method, const char *path, struct curl_slis
 }
 
 int
-nex_client_call (nex_client_t *c, const char *method, const char *path, const json_t *body, long *status,
-                 json_t **out, nex_error_t *err)
+nex_client_call (nex_client_t *c, const char *method, const char *path, const json_t *body, long *status, json_t **out,
+                 nex_error_t *err)
 {
   curl_easy_reset (c->curl);
   struct curl_slist *headers = NULL;
@@ -196,7 +196,7 @@ nex_client_call (nex_client_t *c, const char *method, const char *path, const js
       text = json_dumps (body, JSON_COMPACT);
       headers = curl_slist_append (headers, "Content-Type: application/json");
       curl_easy_setopt (c->curl, CURLOPT_POSTFIELDS, text);
-      curl_easy_setopt (c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) strlen (text));
+      curl_easy_setopt (c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen (text));
     }
   return perform (c, method, path, headers, status, out, err);
 }
@@ -212,6 +212,6 @@ nex_client_upload (nex_client_t *c, const char *path, FILE *f, int64_t size, lon
   headers = curl_slist_append (headers, "Content-Type: application/octet-stream");
   curl_easy_setopt (c->curl, CURLOPT_UPLOAD, 1L);
   curl_easy_setopt (c->curl, CURLOPT_READDATA, f);
-  curl_easy_setopt (c->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t) size);
+  curl_easy_setopt (c->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)size);
   return perform (c, "POST", path, headers, status, out, err);
 }

@@ -36,12 +36,12 @@
 
 typedef struct flag
 {
-  const char *name;   /* long name, without "--" */
-  char short_name;    /* 0: none */
-  int takes_value;    /* 1: --name VALUE or --name=VALUE */
-  const char *help;   /* one line for --help */
+  const char *name; /* long name, without "--" */
+  char short_name;  /* 0: none */
+  int takes_value;  /* 1: --name VALUE or --name=VALUE */
+  const char *help; /* one line for --help */
   /* results */
-  int count;          /* times given */
+  int count;           /* times given */
   const char **values; /* every value given, in order (takes_value) */
 } flag_t;
 
@@ -93,7 +93,7 @@ flag_add (flag_t *f, const char *value)
     fail_usage ("too many --%s", f->name);
   if (f->takes_value)
     {
-      f->values = nex_xrealloc (f->values, (size_t) (f->count + 1) * sizeof *f->values);
+      f->values = nex_xrealloc (f->values, (size_t)(f->count + 1) * sizeof *f->values);
       f->values[f->count] = value;
     }
   f->count++;
@@ -150,10 +150,10 @@ parse_args (cli_t *cli, int argc, char **argv, flag_t *flags, const char *usage,
       if (a[1] == '-')
         {
           const char *eq = strchr (a + 2, '=');
-          size_t len = eq ? (size_t) (eq - a - 2) : strlen (a + 2);
+          size_t len = eq ? (size_t)(eq - a - 2) : strlen (a + 2);
           f = flag_find (flags, cli->global, a + 2, len, 0);
           if (f == NULL)
-            fail_usage ("unknown option `%.*s` for `nex %s` (see nex %s --help)", (int) (len + 2), a, cli->command,
+            fail_usage ("unknown option `%.*s` for `nex %s` (see nex %s --help)", (int)(len + 2), a, cli->command,
                         cli->command);
           if (eq && !f->takes_value)
             fail_usage ("option `--%s` takes no value", f->name);
@@ -298,13 +298,13 @@ cmd_node_info (cli_t *cli, int argc, char **argv)
             reason ? reason : "");
   }
   json_t *w = json_object_get (node, "workloads");
-  printf ("workloads:      %lld total", (long long) json_integer_value (json_object_get (w, "total")));
+  printf ("workloads:      %lld total", (long long)json_integer_value (json_object_get (w, "total")));
   const char *key;
   json_t *v;
   json_object_foreach (w, key, v)
   {
     if (strcmp (key, "total") != 0 && json_integer_value (v) > 0)
-      printf (", %lld %s", (long long) json_integer_value (v), key);
+      printf (", %lld %s", (long long)json_integer_value (v), key);
   }
   printf ("\n");
   return 0;
@@ -324,9 +324,9 @@ default_name (const char *source)
   for (const char *p = base; *p && n < 63; p++)
     {
       char c = *p;
-      if (!isalnum ((unsigned char) c) && c != '.' && c != '_' && c != '-')
+      if (!isalnum ((unsigned char)c) && c != '.' && c != '_' && c != '-')
         c = '-';
-      if (n == 0 && !isalnum ((unsigned char) c))
+      if (n == 0 && !isalnum ((unsigned char)c))
         continue;
       name[n++] = c;
     }
@@ -393,7 +393,7 @@ ensure_uploaded (cli_t *cli, const char *path, char **url, char hex[65])
     {
       nex_error_free (&err);
       cleanup_free char *upload = nex_client_path (cli->client, "/v1/artifacts", "sha256", hex, NULL);
-      r = nex_client_upload (cli->client, upload, f, (int64_t) st.st_size, &status, &answer, &err);
+      r = nex_client_upload (cli->client, upload, f, (int64_t)st.st_size, &status, &answer, &err);
       if (r < 0)
         {
           fclose (f);
@@ -412,7 +412,7 @@ split_pair (const char *option, const char *kv, json_t *into)
   const char *eq = strchr (kv, '=');
   if (eq == NULL || eq == kv)
     fail_usage ("--%s takes KEY=VALUE, got `%s`", option, kv);
-  cleanup_free char *key = nex_xstrndup (kv, (size_t) (eq - kv));
+  cleanup_free char *key = nex_xstrndup (kv, (size_t)(eq - kv));
   if (json_object_set_new (into, key, json_string (eq + 1)) < 0)
     fail_usage ("--%s `%s` is not valid UTF-8", option, kv);
 }
@@ -543,8 +543,8 @@ cmd_ls (cli_t *cli, int argc, char **argv)
   for (;;)
     {
       cleanup_free char *path
-          = nex_client_path (cli->client, "/v1/workloads", "namespace", flag_value (&flags[F_NAMESPACE], NULL),
-                             "state", flag_value (&flags[F_STATE], NULL), "cursor", cursor, NULL);
+          = nex_client_path (cli->client, "/v1/workloads", "namespace", flag_value (&flags[F_NAMESPACE], NULL), "state",
+                             flag_value (&flags[F_STATE], NULL), "cursor", cursor, NULL);
       for (int i = 0; i < flags[F_LABEL].count; i++)
         {
           char *next = nex_client_path (cli->client, path, "label", flags[F_LABEL].values[i], NULL);
@@ -590,7 +590,7 @@ print_kv_object (const char *title, const json_t *o)
   const char *key;
   json_t *v;
   int first = 1;
-  json_object_foreach ((json_t *) o, key, v)
+  json_object_foreach ((json_t *)o, key, v)
   {
     printf ("%s%s=%s", first ? " " : ", ", key, json_string_value (v) ? json_string_value (v) : "");
     first = 0;
@@ -616,8 +616,9 @@ cmd_info (cli_t *cli, int argc, char **argv)
       print_json (w);
       return 0;
     }
-  static const char *const fields[] = { "id", "name", "namespace", "description", "state", "reason", "artifact",
-                                        "digest", "driver", "created_at", "started_at", "finished_at", NULL };
+  static const char *const fields[]
+      = { "id",     "name",   "namespace",  "description", "state",       "reason", "artifact",
+          "digest", "driver", "created_at", "started_at",  "finished_at", NULL };
   for (size_t i = 0; fields[i]; i++)
     {
       const char *v = str (w, fields[i], NULL);
@@ -627,21 +628,21 @@ cmd_info (cli_t *cli, int argc, char **argv)
   json_t *code = json_object_get (w, "exit_code");
   json_t *sig = json_object_get (w, "exit_signal");
   if (json_is_integer (code))
-    printf ("%-13s %lld\n", "exit_code", (long long) json_integer_value (code));
+    printf ("%-13s %lld\n", "exit_code", (long long)json_integer_value (code));
   if (json_is_integer (sig))
-    printf ("%-13s %lld\n", "exit_signal", (long long) json_integer_value (sig));
+    printf ("%-13s %lld\n", "exit_signal", (long long)json_integer_value (sig));
   print_kv_object ("labels", json_object_get (w, "labels"));
   print_kv_object ("env", json_object_get (w, "env"));
   json_t *logs = json_object_get (w, "logs");
-  printf ("%-13s %lld lines, %lld dropped\n", "logs", (long long) json_integer_value (json_object_get (logs, "lines")),
-          (long long) json_integer_value (json_object_get (logs, "dropped")));
+  printf ("%-13s %lld lines, %lld dropped\n", "logs", (long long)json_integer_value (json_object_get (logs, "lines")),
+          (long long)json_integer_value (json_object_get (logs, "dropped")));
   size_t i;
   json_t *h;
   json_array_foreach (json_object_get (w, "history"), i, h)
   {
     const char *reason = str (h, "reason", NULL);
-    printf ("%-13s %s %s%s%s\n", i == 0 ? "history" : "", str (h, "at", "?"), str (h, "state", "?"),
-            reason ? ": " : "", reason ? reason : "");
+    printf ("%-13s %s %s%s%s\n", i == 0 ? "history" : "", str (h, "at", "?"), str (h, "state", "?"), reason ? ": " : "",
+            reason ? reason : "");
   }
   return 0;
 }
@@ -657,10 +658,9 @@ print_lines (cli_t *cli, const json_t *lines, long long *last)
   json_t *l;
   json_array_foreach (lines, i, l)
   {
-    long long seq = (long long) json_integer_value (json_object_get (l, "seq"));
+    long long seq = (long long)json_integer_value (json_object_get (l, "seq"));
     if (*last > 0 && seq > *last + 1)
-      fprintf (stderr, "nex: %lld lines were dropped by the node (it keeps the most recent ones)\n",
-               seq - *last - 1);
+      fprintf (stderr, "nex: %lld lines were dropped by the node (it keeps the most recent ones)\n", seq - *last - 1);
     *last = seq;
     if (cli->json)
       print_json_line (l);
@@ -736,7 +736,7 @@ print_event (cli_t *cli, const json_t *ev)
     printf ("  %s %s/%s", wid, str (data, "namespace", "?"), str (data, "name", "?"));
   json_t *code = json_object_get (data, "exit_code");
   if (json_is_integer (code))
-    printf ("  exit_code=%lld", (long long) json_integer_value (code));
+    printf ("  exit_code=%lld", (long long)json_integer_value (code));
   const char *reason = str (data, "reason", NULL);
   if (reason)
     printf ("  reason=%s", reason);
@@ -780,8 +780,7 @@ cmd_events (cli_t *cli, int argc, char **argv)
         return fail_api (err);
       size_t i;
       json_t *ev;
-      json_array_foreach (json_object_get (page, "events"), i, ev)
-      print_event (cli, ev);
+      json_array_foreach (json_object_get (page, "events"), i, ev) print_event (cli, ev);
       const char *next = str (page, "next_cursor", NULL);
       if (next)
         {
@@ -879,8 +878,8 @@ cmd_token_create (cli_t *cli, int argc, char **argv)
     { NULL },
   };
   char *pos[1];
-  parse_args (cli, argc, argv, flags, "nex token create --name NAME --scope SCOPE... [--namespace NS]... [--json]",
-              pos, 0);
+  parse_args (cli, argc, argv, flags, "nex token create --name NAME --scope SCOPE... [--namespace NS]... [--json]", pos,
+              0);
   if (!flags[F_NAME].count || !flags[F_SCOPE].count)
     fail_usage ("a token needs --name and at least one --scope");
   cleanup_json json_t *body = json_pack ("{s:s, s:[]}", "name", flag_value (&flags[F_NAME], NULL), "scopes");
@@ -919,7 +918,7 @@ join_strings (const json_t *arr, char *buf, size_t size, const char *if_null)
   buf[0] = '\0';
   size_t i;
   json_t *v;
-  json_array_foreach ((json_t *) arr, i, v)
+  json_array_foreach ((json_t *)arr, i, v)
   {
     size_t used = strlen (buf);
     snprintf (buf + used, size - used, "%s%s", i ? "," : "", json_string_value (v) ? json_string_value (v) : "?");
@@ -1058,7 +1057,7 @@ main (int argc, char **argv)
                     [G_CACERT] = { "cacert", 0, 1, "PEM file of the CA to trust for https (env NEX_CACERT)" },
                 } };
   /* Global options may also come before the command: they are moved behind its words. */
-  cleanup_free char **args = nex_xzalloc ((size_t) (argc + 1) * sizeof *args);
+  cleanup_free char **args = nex_xzalloc ((size_t)(argc + 1) * sizeof *args);
   int n_args = 0, first = 1;
   while (first < argc && argv[first][0] == '-')
     {
@@ -1084,7 +1083,7 @@ main (int argc, char **argv)
     {
       /* A command is one word ("run") or two ("node info"). */
       const char *space = strchr (c->words, ' ');
-      size_t len = space ? (size_t) (space - c->words) : strlen (c->words);
+      size_t len = space ? (size_t)(space - c->words) : strlen (c->words);
       if (strlen (argv[1]) != len || strncmp (argv[1], c->words, len) != 0)
         continue;
       if (space == NULL)
@@ -1099,8 +1098,9 @@ main (int argc, char **argv)
       for (const command_t *c = commands; c->words; c++)
         {
           const char *space = strchr (c->words, ' ');
-          if (space && (size_t) (space - c->words) == strlen (argv[1])
-              && strncmp (argv[1], c->words, strlen (argv[1])) == 0 && strlen (group) + strlen (space) + 2 < sizeof group)
+          if (space && (size_t)(space - c->words) == strlen (argv[1])
+              && strncmp (argv[1], c->words, strlen (argv[1])) == 0
+              && strlen (group) + strlen (space) + 2 < sizeof group)
             strcat (strcat (group, group[0] ? ", " : ""), space + 1);
         }
       if (group[0])

@@ -9,7 +9,7 @@ char *
 nex_utf8_sanitize (const char *text, size_t len, size_t *out_len)
 {
   static const char replacement[] = "\xEF\xBF\xBD";
-  const unsigned char *s = (const unsigned char *) text;
+  const unsigned char *s = (const unsigned char *)text;
   char *out = nex_xmalloc (len * 3 + 1); /* at worst every byte becomes a 3-byte replacement */
   size_t o = 0;
   size_t i = 0;

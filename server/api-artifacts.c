@@ -20,7 +20,7 @@ static json_t *
 artifact_json (const char *digest, uint64_t size)
 {
   cleanup_free char *url = nex_xasprintf ("artifact://%s", digest);
-  return json_pack ("{s:s, s:I, s:s}", "sha256", digest, "size", (json_int_t) size, "url", url);
+  return json_pack ("{s:s, s:I, s:s}", "sha256", digest, "size", (json_int_t)size, "url", url);
 }
 
 /* The optional ?sha256= the client expects the upload to have; NEX_ERR_INVALID when malformed. */
@@ -46,10 +46,10 @@ upload_begin (nex_api_request_t *req, int64_t declared, void **state, nex_error_
     return -1;
   /* Refused before a byte is read: a declared oversized upload never touches the disk. */
   if (declared > cfg->max_artifact_bytes)
-    return nex_error_set (err, NEX_ERR_TOO_LARGE, "the artifact (%" PRId64 " bytes) exceeds the node's limit of %" PRId64
-                          " bytes",
-                          declared, cfg->max_artifact_bytes);
-  *state = nex_artifact_upload_begin (req->node->artifacts_dir, (uint64_t) cfg->max_artifact_bytes, err);
+    return nex_error_set (err, NEX_ERR_TOO_LARGE,
+                          "the artifact (%" PRId64 " bytes) exceeds the node's limit of %" PRId64 " bytes", declared,
+                          cfg->max_artifact_bytes);
+  *state = nex_artifact_upload_begin (req->node->artifacts_dir, (uint64_t)cfg->max_artifact_bytes, err);
   return *state ? 0 : -1;
 }
 
@@ -100,7 +100,7 @@ artifact_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
     return nex_error_set (err, NEX_ERR_NOT_FOUND, "no artifact with sha256 %s on this node", sha);
   char digest[65];
   for (size_t i = 0; i < 65; i++)
-    digest[i] = (char) (sha[i] >= 'A' && sha[i] <= 'F' ? sha[i] + 32 : sha[i]);
+    digest[i] = (char)(sha[i] >= 'A' && sha[i] <= 'F' ? sha[i] + 32 : sha[i]);
   res->body = artifact_json (digest, size);
   return 0;
 }

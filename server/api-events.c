@@ -28,7 +28,7 @@ parse_cursor (const nex_api_request_t *req, int64_t *after, nex_error_t *err)
   size_t n = strspn (c, "0123456789");
   if (n == 0 || n > 18 || c[n] != '\0')
     return nex_error_field (err, "cursor", "not a cursor this node gave out (use next_cursor of an earlier page)");
-  *after = (int64_t) strtoll (c, NULL, 10);
+  *after = (int64_t)strtoll (c, NULL, 10);
   return 0;
 }
 

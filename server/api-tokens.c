@@ -18,7 +18,7 @@ token_create (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
     return nex_error_field (err, "", "request body must be a JSON object");
   const char *key;
   json_t *v;
-  json_object_foreach ((json_t *) b, key, v)
+  json_object_foreach ((json_t *)b, key, v)
   {
     if (strcmp (key, "name") != 0 && strcmp (key, "scopes") != 0 && strcmp (key, "namespaces") != 0)
       return nex_error_field (err, key, "unknown field");
@@ -66,12 +66,12 @@ token_list (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
     }
   json_t *page = json_array ();
   size_t n = json_array_size (all);
-  for (size_t i = start; i < n && json_array_size (page) < (size_t) limit; i++)
+  for (size_t i = start; i < n && json_array_size (page) < (size_t)limit; i++)
     json_array_append (page, json_array_get (all, i));
   size_t end = start + json_array_size (page);
-  const char *next = end > 0 ? json_string_value (json_object_get (json_array_get (all, end - 1), "id"))
-                             : (cursor ? cursor : "");
-  res->body = json_pack ("{s:o, s:I, s:s, s:b}", "tokens", page, "count", (json_int_t) json_array_size (page),
+  const char *next
+      = end > 0 ? json_string_value (json_object_get (json_array_get (all, end - 1), "id")) : (cursor ? cursor : "");
+  res->body = json_pack ("{s:o, s:I, s:s, s:b}", "tokens", page, "count", (json_int_t)json_array_size (page),
                          "next_cursor", next, "has_more", end < n);
   return 0;
 }

@@ -16,11 +16,11 @@
 #include "server/log.h"
 
 #define TOKEN_PREFIX "nex_"
-#define ID_HEX 16                            /* 8 random bytes */
+#define ID_HEX 16 /* 8 random bytes */
 #define SECRET_BYTES 32
-#define SECRET_CHARS 43                      /* base64url of 32 bytes, no padding */
+#define SECRET_CHARS 43 /* base64url of 32 bytes, no padding */
 #define TOKEN_LEN (4 + ID_HEX + 1 + SECRET_CHARS)
-#define TOUCH_INTERVAL_MS 60000              /* last_used_at is written at most this often per token */
+#define TOUCH_INTERVAL_MS 60000 /* last_used_at is written at most this often per token */
 #define NAME_MAX_CHARS 100
 #define MAX_NAMESPACES 64
 
@@ -80,7 +80,7 @@ nex_principal_allows_namespace (const nex_principal_t *p, const char *ns)
 static void
 hash_token (const char *token, size_t len, unsigned char out[crypto_generichash_BYTES])
 {
-  crypto_generichash (out, crypto_generichash_BYTES, (const unsigned char *) token, len, NULL, 0);
+  crypto_generichash (out, crypto_generichash_BYTES, (const unsigned char *)token, len, NULL, 0);
 }
 
 static int
@@ -103,7 +103,7 @@ nex_auth_parse_scopes (const json_t *scopes, unsigned *out, nex_error_t *err)
     return nex_error_field (err, "scopes", "must be a non-empty array of read, deploy and admin");
   size_t i;
   json_t *v;
-  json_array_foreach ((json_t *) scopes, i, v)
+  json_array_foreach ((json_t *)scopes, i, v)
   {
     cleanup_free char *field = nex_xasprintf ("scopes[%zu]", i);
     if (!json_is_string (v) || scope_bits (json_string_value (v), out) < 0)
@@ -203,7 +203,7 @@ check_name (const char *name, nex_error_t *err)
   size_t n = name ? strlen (name) : 0;
   if (n == 0 || n > NAME_MAX_CHARS)
     return nex_error_field (err, "name", "must be 1 to %d characters", NAME_MAX_CHARS);
-  for (const unsigned char *c = (const unsigned char *) name; *c; c++)
+  for (const unsigned char *c = (const unsigned char *)name; *c; c++)
     if (*c < 0x20 || *c == 0x7f)
       return nex_error_field (err, "name", "must not contain control characters");
   return 0;
@@ -218,13 +218,13 @@ check_namespaces (const json_t *namespaces, nex_error_t *err)
     return nex_error_field (err, "namespaces", "must be null or an array of 1 to %d namespace names", MAX_NAMESPACES);
   size_t i;
   json_t *v;
-  json_array_foreach ((json_t *) namespaces, i, v)
+  json_array_foreach ((json_t *)namespaces, i, v)
   {
     const char *s = json_string_value (v);
     size_t len = s ? strlen (s) : 0;
-    int ok = len > 0 && len <= 63 && isalnum ((unsigned char) s[0]) && json_string_length (v) == len;
+    int ok = len > 0 && len <= 63 && isalnum ((unsigned char)s[0]) && json_string_length (v) == len;
     for (size_t k = 1; ok && k < len; k++)
-      ok = isalnum ((unsigned char) s[k]) || strchr ("._-", s[k]) != NULL;
+      ok = isalnum ((unsigned char)s[k]) || strchr ("._-", s[k]) != NULL;
     if (!ok)
       {
         cleanup_free char *field = nex_xasprintf ("namespaces[%zu]", i);
@@ -245,9 +245,9 @@ create (nex_auth_t *a, const char *name, const json_t *scopes, const json_t *nam
     return -1;
   nex_token_record_t rec = { 0 };
   generate (token, &rec);
-  rec.name = (char *) name;
-  rec.scopes = (json_t *) scopes;
-  rec.namespaces = json_is_array (namespaces) ? (json_t *) namespaces : NULL;
+  rec.name = (char *)name;
+  rec.scopes = (json_t *)scopes;
+  rec.namespaces = json_is_array (namespaces) ? (json_t *)namespaces : NULL;
   rec.created_at = nex_clock_now_ms ();
   if (nex_registry_token_insert (a->node->reg, &rec, err) < 0)
     return -1;
@@ -260,8 +260,8 @@ create (nex_auth_t *a, const char *name, const json_t *scopes, const json_t *nam
 }
 
 int
-nex_auth_token_create (nex_auth_t *a, const char *name, const json_t *scopes, const json_t *namespaces,
-                       json_t **out, nex_error_t *err)
+nex_auth_token_create (nex_auth_t *a, const char *name, const json_t *scopes, const json_t *namespaces, json_t **out,
+                       nex_error_t *err)
 {
   char token[TOKEN_LEN + 1];
   int r = create (a, name, scopes, namespaces, out, token, err);

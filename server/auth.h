@@ -31,9 +31,9 @@
 /* Who sent a request, as far as the API cares. */
 typedef struct nex_principal
 {
-  unsigned scopes;       /* effective scopes (nesting applied) */
-  char token_id[24];     /* the token's id, "config" for admin_token, "" when anonymous */
-  json_t *namespaces;    /* array of namespaces it may touch; NULL: all.  Owned: nex_principal_release */
+  unsigned scopes;    /* effective scopes (nesting applied) */
+  char token_id[24];  /* the token's id, "config" for admin_token, "" when anonymous */
+  json_t *namespaces; /* array of namespaces it may touch; NULL: all.  Owned: nex_principal_release */
 } nex_principal_t;
 
 void nex_principal_release (nex_principal_t *p);

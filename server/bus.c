@@ -15,10 +15,10 @@ struct nex_bus_sub
   nex_bus_msg_t **ring; /* capacity max_msgs */
   size_t max_msgs;
   size_t max_bytes;
-  size_t head, count;   /* oldest at ring[head] */
-  size_t bytes;         /* log text queued */
-  uint64_t missed;      /* dropped since the last nex_bus_next */
-  uint64_t dropped;     /* dropped in total */
+  size_t head, count; /* oldest at ring[head] */
+  size_t bytes;       /* log text queued */
+  uint64_t missed;    /* dropped since the last nex_bus_next */
+  uint64_t dropped;   /* dropped in total */
   int notify_fd;
   nex_bus_sub_t *next;
 };
@@ -178,7 +178,7 @@ publish (nex_bus_t *bus, nex_bus_msg_t *m)
       if (s->count == 1 && s->notify_fd >= 0)
         {
           uint64_t one = 1;
-          (void) !write (s->notify_fd, &one, sizeof one);
+          (void)!write (s->notify_fd, &one, sizeof one);
         }
     }
   pthread_mutex_unlock (&bus->lock);
@@ -228,7 +228,8 @@ nex_bus_wants_logs (nex_bus_t *bus, const char *id)
   int r = 0;
   pthread_mutex_lock (&bus->lock);
   for (nex_bus_sub_t *s = bus->subs; s && !r; s = s->next)
-    r = (s->filter.kinds & NEX_BUS_LOG) && (s->filter.workload_id[0] == '\0' || strcmp (s->filter.workload_id, id) == 0);
+    r = (s->filter.kinds & NEX_BUS_LOG)
+        && (s->filter.workload_id[0] == '\0' || strcmp (s->filter.workload_id, id) == 0);
   pthread_mutex_unlock (&bus->lock);
   return r;
 }

@@ -50,10 +50,10 @@ void nex_bus_msg_unref (nex_bus_msg_t *m);
 /* What a subscription wants; empty strings match anything. */
 typedef struct nex_bus_filter
 {
-  unsigned kinds;                   /* NEX_BUS_EVENT | NEX_BUS_LOG */
+  unsigned kinds; /* NEX_BUS_EVENT | NEX_BUS_LOG */
   char workload_id[NEX_ID_LEN + 1];
   char namespace_[64];
-  char type[64];                    /* events only */
+  char type[64]; /* events only */
 } nex_bus_filter_t;
 
 typedef struct nex_bus nex_bus_t;
@@ -88,8 +88,8 @@ uint64_t nex_bus_dropped (nex_bus_t *bus, nex_bus_sub_t *sub);
 void nex_bus_publish_event (nex_bus_t *bus, json_t *event, const nex_workload_t *w);
 
 /* Publishes one stored log line of workload ID (in NAMESPACE): its sequence number, stream, time and text. */
-void nex_bus_publish_log (nex_bus_t *bus, const char *id, const char *namespace_, int64_t seq, int stream,
-                          int64_t ts, const char *text, size_t len);
+void nex_bus_publish_log (nex_bus_t *bus, const char *id, const char *namespace_, int64_t seq, int stream, int64_t ts,
+                          const char *text, size_t len);
 
 /* Whether anyone subscribes to log lines of workload ID (so that publishers can skip building them). */
 int nex_bus_wants_logs (nex_bus_t *bus, const char *id);

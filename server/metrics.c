@@ -31,7 +31,7 @@ observe (histogram_t *h, int64_t ms)
 {
   if (ms < 0)
     return; /* not to be counted */
-  double s = (double) ms / 1000.0;
+  double s = (double)ms / 1000.0;
   for (int i = 0; i < N_BUCKETS; i++)
     if (s <= bucket_bounds[i])
       {
@@ -39,7 +39,7 @@ observe (histogram_t *h, int64_t ms)
         break;
       }
   __atomic_add_fetch (&h->count, 1, __ATOMIC_RELAXED);
-  __atomic_add_fetch (&h->sum_us, (uint64_t) (ms > 0 ? ms : 0) * 1000, __ATOMIC_RELAXED);
+  __atomic_add_fetch (&h->sum_us, (uint64_t)(ms > 0 ? ms : 0) * 1000, __ATOMIC_RELAXED);
 }
 
 /* --- state -------------------------------------------------------------------------------------------------- */
@@ -166,7 +166,7 @@ static void
 counter (text_t *t, const char *name, const char *help, uint64_t v)
 {
   header (t, name, "counter", help);
-  put (t, "%s %llu\n", name, (unsigned long long) v);
+  put (t, "%s %llu\n", name, (unsigned long long)v);
 }
 
 static void
@@ -177,12 +177,12 @@ histogram (text_t *t, const char *name, const char *help, histogram_t *h)
   for (int i = 0; i < N_BUCKETS; i++)
     {
       cumulative += __atomic_load_n (&h->buckets[i], __ATOMIC_RELAXED);
-      put (t, "%s_bucket{le=\"%g\"} %llu\n", name, bucket_bounds[i], (unsigned long long) cumulative);
+      put (t, "%s_bucket{le=\"%g\"} %llu\n", name, bucket_bounds[i], (unsigned long long)cumulative);
     }
   uint64_t count = __atomic_load_n (&h->count, __ATOMIC_RELAXED);
-  put (t, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long) count);
-  put (t, "%s_sum %.6f\n%s_count %llu\n", name, (double) __atomic_load_n (&h->sum_us, __ATOMIC_RELAXED) / 1e6, name,
-       (unsigned long long) count);
+  put (t, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)count);
+  put (t, "%s_sum %.6f\n%s_count %llu\n", name, (double)__atomic_load_n (&h->sum_us, __ATOMIC_RELAXED) / 1e6, name,
+       (unsigned long long)count);
 }
 
 char *
@@ -192,7 +192,7 @@ nex_metrics_render (nex_node_t *node, const nex_metrics_gauges_t *g)
   header (&t, "nex_build_info", "gauge", "the running nexd (always 1)");
   put (&t, "nex_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
   header (&t, "nex_uptime_seconds", "gauge", "seconds since nexd started");
-  put (&t, "nex_uptime_seconds %.3f\n", (double) (nex_clock_mono_ms () - node->started_mono) / 1000.0);
+  put (&t, "nex_uptime_seconds %.3f\n", (double)(nex_clock_mono_ms () - node->started_mono) / 1000.0);
 
   int64_t counts[NEX_STATE__COUNT];
   cleanup_error nex_error_t err = NULL;
@@ -200,7 +200,7 @@ nex_metrics_render (nex_node_t *node, const nex_metrics_gauges_t *g)
     {
       header (&t, "nex_workloads", "gauge", "workloads the node has, by state");
       for (int s = 0; s < NEX_STATE__COUNT; s++)
-        put (&t, "nex_workloads{state=\"%s\"} %lld\n", nex_state_name ((nex_state_t) s), (long long) counts[s]);
+        put (&t, "nex_workloads{state=\"%s\"} %lld\n", nex_state_name ((nex_state_t)s), (long long)counts[s]);
     }
   else
     nex_log_error (NEX_LOG_WARN, err, "metrics: counting workloads");
@@ -210,7 +210,8 @@ nex_metrics_render (nex_node_t *node, const nex_metrics_gauges_t *g)
            __atomic_load_n (&m.failures, __ATOMIC_RELAXED));
   counter (&t, "nex_workload_exits_total", "workloads that exited by themselves",
            __atomic_load_n (&m.exits, __ATOMIC_RELAXED));
-  counter (&t, "nex_workload_stops_total", "workloads stopped on request", __atomic_load_n (&m.stops, __ATOMIC_RELAXED));
+  counter (&t, "nex_workload_stops_total", "workloads stopped on request",
+           __atomic_load_n (&m.stops, __ATOMIC_RELAXED));
   counter (&t, "nex_events_total", "events emitted", __atomic_load_n (&m.events, __ATOMIC_RELAXED));
   histogram (&t, "nex_workload_start_seconds", "from deploy to running", &m.start_seconds);
   counter (&t, "nex_log_lines_total", "output lines stored", __atomic_load_n (&m.log_lines, __ATOMIC_RELAXED));
@@ -219,7 +220,7 @@ nex_metrics_render (nex_node_t *node, const nex_metrics_gauges_t *g)
   if (nex_registry_log_totals (node->reg, &kept, &dropped, &err) == 0)
     counter (&t, "nex_log_lines_dropped_total",
              "output lines deleted to keep the per-workload bound (log_lines), over the workloads on record",
-             (uint64_t) dropped);
+             (uint64_t)dropped);
   counter (&t, "nex_artifact_uploads_total", "artifacts uploaded", __atomic_load_n (&m.uploads, __ATOMIC_RELAXED));
   counter (&t, "nex_artifact_upload_bytes_total", "bytes of artifacts uploaded",
            __atomic_load_n (&m.upload_bytes, __ATOMIC_RELAXED));
@@ -236,12 +237,12 @@ nex_metrics_render (nex_node_t *node, const nex_metrics_gauges_t *g)
   for (size_t i = 0; i < m.n_requests; i++)
     put (&t, "nex_http_requests_total{route=\"%s\",method=\"%s\",status=\"%u\"} %llu\n",
          m.requests[i].route ? m.requests[i].route : "none", m.requests[i].method, m.requests[i].status,
-         (unsigned long long) m.requests[i].count);
+         (unsigned long long)m.requests[i].count);
   uint64_t overflow = m.requests_overflow;
   pthread_mutex_unlock (&m.lock);
   if (overflow)
     put (&t, "nex_http_requests_total{route=\"other\",method=\"OTHER\",status=\"0\"} %llu\n",
-         (unsigned long long) overflow);
+         (unsigned long long)overflow);
   histogram (&t, "nex_http_request_duration_seconds", "time from a request's headers to its completion",
              &m.request_seconds);
   return t.buf;

@@ -26,9 +26,9 @@ nex_ws_accept_key (const char *key, char out[29], nex_error_t *err)
   memcpy (buf, key, 24);
   memcpy (buf + 24, WS_GUID, sizeof WS_GUID);
   unsigned char sha[20];
-  lws_SHA1 ((const unsigned char *) buf, 24 + sizeof WS_GUID - 1, sha);
+  lws_SHA1 ((const unsigned char *)buf, 24 + sizeof WS_GUID - 1, sha);
   char b64[40]; /* libwebsockets wants room beyond the 28 characters and the NUL */
-  if (lws_b64_encode_string ((const char *) sha, sizeof sha, b64, sizeof b64) != 28)
+  if (lws_b64_encode_string ((const char *)sha, sizeof sha, b64, sizeof b64) != 28)
     return nex_error_set (err, NEX_ERR_SYSTEM, "base64 of the accept key failed");
   memcpy (out, b64, 28);
   out[28] = '\0';
@@ -39,22 +39,22 @@ nex_ws_accept_key (const char *key, char out[29], nex_error_t *err)
 size_t
 nex_ws_frame_header (uint8_t out[NEX_WS_MAX_HEADER], int opcode, uint64_t len)
 {
-  out[0] = (uint8_t) (0x80 | (opcode & 0x0f)); /* FIN: nexd never fragments */
+  out[0] = (uint8_t)(0x80 | (opcode & 0x0f)); /* FIN: nexd never fragments */
   if (len < 126)
     {
-      out[1] = (uint8_t) len;
+      out[1] = (uint8_t)len;
       return 2;
     }
   if (len <= 0xffff)
     {
       out[1] = 126;
-      out[2] = (uint8_t) (len >> 8);
-      out[3] = (uint8_t) len;
+      out[2] = (uint8_t)(len >> 8);
+      out[3] = (uint8_t)len;
       return 4;
     }
   out[1] = 127;
   for (int i = 0; i < 8; i++)
-    out[2 + i] = (uint8_t) (len >> (56 - 8 * i));
+    out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
   return 10;
 }
 
@@ -83,7 +83,7 @@ nex_ws_frame_parse (uint8_t *buf, size_t len, size_t max_payload, nex_ws_frame_t
     {
       if (len < 4)
         return 0;
-      plen = (uint64_t) buf[2] << 8 | buf[3];
+      plen = (uint64_t)buf[2] << 8 | buf[3];
       at = 4;
     }
   else if (plen == 127)
@@ -111,7 +111,7 @@ nex_ws_frame_parse (uint8_t *buf, size_t len, size_t max_payload, nex_ws_frame_t
   out->fin = fin;
   out->opcode = opcode;
   out->payload = payload;
-  out->len = (size_t) plen;
+  out->len = (size_t)plen;
   *close_code = 0;
-  return (long) (at + 4 + plen);
+  return (long)(at + 4 + plen);
 }

@@ -20,12 +20,12 @@
 #include "server/log.h"
 #include "server/ws-frame.h"
 
-#define OUT_HIGH (256 * 1024)      /* stop producing data frames above this much unsent output */
-#define IN_MAX (8 * 1024)          /* client frames are small (pings, close): larger ones are refused */
+#define OUT_HIGH (256 * 1024) /* stop producing data frames above this much unsent output */
+#define IN_MAX (8 * 1024)     /* client frames are small (pings, close): larger ones are refused */
 #define IN_MAX_PAYLOAD (IN_MAX - 14)
-#define QUEUE_MSGS 4096            /* bus queue bounds per stream */
+#define QUEUE_MSGS 4096 /* bus queue bounds per stream */
 #define QUEUE_BYTES (2 * 1024 * 1024)
-#define REPLAY_CHUNK 256           /* stored lines read per registry query while replaying */
+#define REPLAY_CHUNK 256 /* stored lines read per registry query while replaying */
 #define MAX_TAIL 100000
 
 typedef struct session session_t;
@@ -37,18 +37,18 @@ struct session
   struct MHD_UpgradeResponseHandle *urh;
   nex_ws_stream_t stream;
   nex_bus_sub_t *sub;
-  uint8_t *out;          /* frames not yet written: out[out_off, out_len) */
+  uint8_t *out; /* frames not yet written: out[out_off, out_len) */
   size_t out_len, out_off, out_cap;
-  uint64_t appended;     /* bytes ever queued, to tell whether produce() made any */
-  uint8_t in[IN_MAX];    /* bytes received, not yet parsed */
+  uint64_t appended;  /* bytes ever queued, to tell whether produce() made any */
+  uint8_t in[IN_MAX]; /* bytes received, not yet parsed */
   size_t in_len;
-  int64_t last_seq;      /* LOGS: the last line sent (or skipped over) */
-  int64_t replay_until;  /* LOGS: the stored lines to send before live ones end at this seq */
+  int64_t last_seq;     /* LOGS: the last line sent (or skipped over) */
+  int64_t replay_until; /* LOGS: the stored lines to send before live ones end at this seq */
   int replaying;
-  int final_known;       /* LOGS: the workload had ended when the stream began, or a missed event may hide it */
-  int closing;           /* a close frame is queued: close once it is written */
-  int dead;              /* to be freed */
-  uint32_t events;       /* what epoll watches now */
+  int final_known; /* LOGS: the workload had ended when the stream began, or a missed event may hide it */
+  int closing;     /* a close frame is queued: close once it is written */
+  int dead;        /* to be freed */
+  uint32_t events; /* what epoll watches now */
   session_t *next;
 };
 
@@ -57,13 +57,13 @@ struct nex_ws
   nex_node_t *node;
   pthread_t thread;
   int epfd;
-  int efd;                   /* wakes the thread: bus notifications, adoptions, stop */
+  int efd; /* wakes the thread: bus notifications, adoptions, stop */
   pthread_mutex_t pending_lock;
-  session_t *pending;        /* adopted, not yet registered (under pending_lock) */
-  int stopping;              /* under pending_lock */
-  session_t *sessions;       /* the thread's */
-  int clients;               /* atomic */
-  uint64_t dropped;          /* atomic */
+  session_t *pending;  /* adopted, not yet registered (under pending_lock) */
+  int stopping;        /* under pending_lock */
+  session_t *sessions; /* the thread's */
+  int clients;         /* atomic */
+  uint64_t dropped;    /* atomic */
 };
 
 /* --- output ------------------------------------------------------------------------------------------------- */
@@ -119,8 +119,8 @@ send_close (session_t *s, int code, const char *reason)
   size_t rl = reason ? strlen (reason) : 0;
   if (rl > sizeof payload - 2)
     rl = sizeof payload - 2;
-  payload[0] = (uint8_t) (code >> 8);
-  payload[1] = (uint8_t) code;
+  payload[0] = (uint8_t)(code >> 8);
+  payload[1] = (uint8_t)code;
   if (rl)
     memcpy (payload + 2, reason, rl);
   send_frame (s, NEX_WS_CLOSE, payload, rl + 2);
@@ -138,7 +138,7 @@ out_pending (const session_t *s)
 static void
 send_missed (session_t *s, uint64_t n)
 {
-  send_json (s, json_pack ("{s:s, s:I}", "notice", "missed", "count", (json_int_t) n));
+  send_json (s, json_pack ("{s:s, s:I}", "notice", "missed", "count", (json_int_t)n));
 }
 
 static void
@@ -146,7 +146,7 @@ send_line (session_t *s, int64_t seq, int stream, int64_t ts, const char *text, 
 {
   char when[NEX_CLOCK_RFC3339_LEN];
   json_t *jtext = json_stringn (text, len);
-  send_json (s, json_pack ("{s:I, s:s, s:s, s:o}", "seq", (json_int_t) seq, "stream",
+  send_json (s, json_pack ("{s:I, s:s, s:s, s:o}", "seq", (json_int_t)seq, "stream",
                            stream == NEX_STREAM_STDERR ? "stderr" : "stdout", "ts",
                            nex_clock_format (ts, when, sizeof when), "text", jtext ? jtext : json_string ("")));
   s->last_seq = seq;
@@ -170,7 +170,8 @@ end_if_final (session_t *s)
 {
   nex_workload_t w = { 0 };
   cleanup_error nex_error_t err = NULL;
-  if (nex_registry_workload_get (s->ws->node->reg, s->stream.workload_id, &w, &err) == 0 && nex_state_is_final (w.state))
+  if (nex_registry_workload_get (s->ws->node->reg, s->stream.workload_id, &w, &err) == 0
+      && nex_state_is_final (w.state))
     send_end (s, &w);
   nex_workload_release (&w);
 }
@@ -225,7 +226,7 @@ deliver (session_t *s, nex_bus_msg_t *m, uint64_t missed)
       if (m->seq <= s->last_seq)
         return; /* replayed already */
       if (m->seq > s->last_seq + 1)
-        send_missed (s, (uint64_t) (m->seq - s->last_seq - 1));
+        send_missed (s, (uint64_t)(m->seq - s->last_seq - 1));
       send_line (s, m->seq, m->stream, m->ts, m->text, m->len);
       return;
     }
@@ -293,7 +294,7 @@ flush (session_t *s)
           s->dead = 1;
           return;
         }
-      s->out_off += (size_t) n;
+      s->out_off += (size_t)n;
     }
   if (out_pending (s) == 0 && s->closing)
     {
@@ -341,7 +342,7 @@ parse_input (session_t *s)
         }
       if (used == 0)
         break;
-      at += (size_t) used;
+      at += (size_t)used;
       if (f.opcode == NEX_WS_PING && !s->closing)
         send_frame (s, NEX_WS_PONG, f.payload, f.len);
       else if (f.opcode == NEX_WS_CLOSE)
@@ -379,7 +380,7 @@ take_input (session_t *s)
           s->dead = 1; /* the client went away */
           return;
         }
-      s->in_len += (size_t) n;
+      s->in_len += (size_t)n;
       parse_input (s);
     }
 }
@@ -466,7 +467,7 @@ ws_main (void *arg)
       if (poked)
         {
           uint64_t v;
-          (void) !read (ws->efd, &v, sizeof v);
+          (void)!read (ws->efd, &v, sizeof v);
           pthread_mutex_lock (&ws->pending_lock);
           session_t *fresh = ws->pending;
           ws->pending = NULL;
@@ -547,7 +548,7 @@ nex_ws_stop (nex_ws_t *ws)
   ws->stopping = 1;
   pthread_mutex_unlock (&ws->pending_lock);
   uint64_t one = 1;
-  (void) !write (ws->efd, &one, sizeof one);
+  (void)!write (ws->efd, &one, sizeof one);
   pthread_join (ws->thread, NULL);
   /* Adopted after the thread stopped looking: closed unseen. */
   while (ws->pending)
@@ -593,7 +594,7 @@ nex_ws_adopt (nex_ws_t *ws, int fd, void *urh, const char *extra, size_t extra_l
       return;
     }
   uint64_t one = 1;
-  (void) !write (ws->efd, &one, sizeof one);
+  (void)!write (ws->efd, &one, sizeof one);
 }
 
 int

@@ -16,7 +16,7 @@ static volatile sig_atomic_t stop;
 static void
 on_term (int signo)
 {
-  (void) signo;
+  (void)signo;
   stop = 1;
 }
 
@@ -38,10 +38,10 @@ main (int argc, char **argv)
   sa.sa_handler = on_term;
   sigaction (SIGTERM, &sa, NULL);
 
-  char *pad = malloc ((size_t) bytes + 1);
+  char *pad = malloc ((size_t)bytes + 1);
   if (pad == NULL)
     return 1;
-  memset (pad, 'x', (size_t) bytes);
+  memset (pad, 'x', (size_t)bytes);
   pad[bytes] = '\0';
   for (long long i = 1; !stop && (count == 0 || i <= count); i++)
     {

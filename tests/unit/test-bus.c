@@ -15,7 +15,7 @@ workload (const char *id, const char *ns)
 {
   nex_workload_t w = { 0 };
   snprintf (w.id, sizeof w.id, "%s", id);
-  w.namespace_ = (char *) ns;
+  w.namespace_ = (char *)ns;
   return w;
 }
 
@@ -107,20 +107,20 @@ test_bounds (void)
     nex_bus_publish_log (bus, "w", NULL, i, 1, 0, line, sizeof line);
   uint64_t wakes = 0;
   TAP_OK (read (efd, &wakes, sizeof wakes) == sizeof wakes && wakes == 1,
-          "one wake-up when the queue went from empty to non-empty (%llu)", (unsigned long long) wakes);
+          "one wake-up when the queue went from empty to non-empty (%llu)", (unsigned long long)wakes);
 
   nex_bus_msg_t *m;
   uint64_t missed;
   TAP_OK (nex_bus_next (bus, small, &m, &missed) && m->seq == 16 && missed == 15,
-          "a full queue dropped its oldest: first kept is 16, 15 missed (got %lld, %llu)", (long long) m->seq,
-          (unsigned long long) missed);
+          "a full queue dropped its oldest: first kept is 16, 15 missed (got %lld, %llu)", (long long)m->seq,
+          (unsigned long long)missed);
   nex_bus_msg_unref (m);
   int64_t last = 0;
   TAP_OK (drain (bus, small, &missed, &last) == 9 && missed == 0 && last == 25, "then the rest, up to the newest");
   TAP_OK (nex_bus_dropped (bus, small) == 15, "15 dropped in total");
   TAP_OK (nex_bus_next (bus, bytes, &m, &missed) && m->seq == 24 && missed == 23,
-          "a byte bound of 100 keeps two 40-byte lines (first %lld, missed %llu)", (long long) m->seq,
-          (unsigned long long) missed);
+          "a byte bound of 100 keeps two 40-byte lines (first %lld, missed %llu)", (long long)m->seq,
+          (unsigned long long)missed);
   nex_bus_msg_unref (m);
   for (int i = 26; i <= 27; i++)
     nex_bus_publish_log (bus, "w", NULL, i, 1, 0, line, sizeof line);
@@ -167,7 +167,7 @@ test_threads (void)
   TAP_OK (drain (bus, big, &missed, &last) == 20000 && missed == 0, "4 threads x 5000 lines, none lost");
   int n = drain (bus, tiny, &missed, &last);
   TAP_OK (n == 3 && missed == 19997, "the tiny queue kept 3 and counted the rest (%d, %llu)", n,
-          (unsigned long long) missed);
+          (unsigned long long)missed);
   nex_bus_unsubscribe (bus, big);
   nex_bus_unsubscribe (bus, tiny);
   nex_bus_free (bus);
