@@ -8,6 +8,7 @@
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
+#include "server/api-cache.h"
 #include "server/deploy.h"
 #include "server/id.h"
 #include "server/supervisor.h"
@@ -163,6 +164,15 @@ workload_list (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
 static int
 workload_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
 {
+  /* Read before the registry: the kept answer is served only while nothing was written since (api-cache.h). */
+  uint64_t generation = nex_registry_generation (req->node->reg);
+  cleanup_free char *ns = NULL;
+  if (nex_id_valid (req->params[0])
+      && nex_api_cache_get (nex_api_answers (req->api), req->params[0], generation, &res->text, &ns))
+    {
+      res->content_type = "application/json";
+      return nex_api_check_namespace (req, ns, err);
+    }
   nex_workload_t w = { 0 };
   if (load (req, &w, err) < 0)
     return -1;
@@ -174,6 +184,13 @@ workload_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
     }
   res->body = nex_workload_to_json (&w);
   json_object_set_new (res->body, "history", history);
+  /* The same text api.c would send. */
+  cleanup_free char *text = json_dumps (res->body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (text)
+    {
+      cleanup_free char *line = nex_xasprintf ("%s\n", text);
+      nex_api_cache_put (nex_api_answers (req->api), w.id, generation, line, w.namespace_);
+    }
   nex_workload_release (&w);
   return 0;
 }

@@ -26,6 +26,7 @@
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/xalloc.h"
+#include "server/api-cache.h"
 #include "server/bus.h"
 #include "server/clock.h"
 #include "server/guard.h"
@@ -43,6 +44,7 @@ struct nex_api
   struct MHD_Daemon *daemon;
   nex_ws_t *ws;           /* the websocket streams */
   nex_guard_t *guard;     /* request deadlines */
+  nex_api_cache_t *answers; /* read answers kept while the registry is unchanged */
   int in_flight;          /* requests begun and not completed (atomic), for the drain at shutdown */
   int stopping;           /* set once at shutdown (atomic): parked requests answer 503 */
   /* The parking lot of long polls (see api.h): */
@@ -610,6 +612,12 @@ declared_length (struct MHD_Connection *conn)
   return (int64_t) v;
 }
 
+struct nex_api_cache *
+nex_api_answers (nex_api_t *api)
+{
+  return api->answers;
+}
+
 void
 nex_api_gauges (nex_api_t *api, nex_metrics_gauges_t *out)
 {
@@ -981,6 +989,7 @@ nex_api_start (nex_node_t *node, nex_error_t *err)
     }
   nex_api_t *api = nex_xzalloc (sizeof *api);
   api->node = node;
+  api->answers = nex_api_cache_new (1024);
   pthread_mutex_init (&api->lot_lock, NULL);
   node->auth = nex_auth_open (node, err);
   if (node->auth == NULL)
@@ -1107,5 +1116,6 @@ nex_api_stop (nex_api_t *api)
   pthread_mutex_destroy (&api->lot_lock);
   nex_auth_close (api->node->auth);
   api->node->auth = NULL;
+  nex_api_cache_free (api->answers);
   free (api);
 }

@@ -109,6 +109,9 @@ extern const nex_api_upload_route_t nex_api_artifact_uploads[];
 
 typedef struct nex_api nex_api_t;
 
+/* The server's cache of answers (api-cache.h). */
+struct nex_api_cache *nex_api_answers (nex_api_t *api);
+
 /* What the server knows that /metrics reports (metrics.h). */
 void nex_api_gauges (nex_api_t *api, nex_metrics_gauges_t *out);
 

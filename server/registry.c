@@ -27,7 +27,27 @@ struct nex_registry
 {
   sqlite3 *db;          /* the one connection (SQLITE_OPEN_FULLMUTEX) */
   pthread_mutex_t lock; /* held for every public operation; see the file comment */
+  int counts_valid;     /* counts (under lock) hold the answer of count_by_state at counts_generation */
+  uint64_t counts_generation;
+  int64_t counts[NEX_STATE__COUNT];
 };
+
+/* Counts writes, for readers that cache what they read (see nex_registry_generation).  Bumped after every
+ * statement that changed rows and again after every transaction, so that a read that began before a commit is
+ * never taken for one made after it. */
+static uint64_t generation;
+
+static void
+bump_generation (void)
+{
+  __atomic_add_fetch (&generation, 1, __ATOMIC_RELEASE);
+}
+
+uint64_t
+nex_registry_generation (nex_registry_t *reg)
+{
+  return __atomic_load_n (&generation, __ATOMIC_ACQUIRE);
+}
 
 static inline void
 stmt_finalizep (sqlite3_stmt **stmt)
@@ -162,7 +182,10 @@ db_exec (sqlite3 *db, const char *sql, const db_value_t *vals, size_t n, nex_err
   cleanup_stmt sqlite3_stmt *stmt = db_prepare (db, sql, vals, n, err);
   if (stmt == NULL || db_step (db, stmt, err) < 0)
     return -1;
-  return sqlite3_changes64 (db);
+  int64_t changed = sqlite3_changes64 (db);
+  if (changed > 0)
+    bump_generation ();
+  return changed;
 }
 
 /* Runs SQL, which may hold several statements and no parameters (scripts, pragmas, transaction control). */
@@ -211,7 +234,9 @@ static int
 reg_transaction (nex_registry_t *reg, db_tx_fn fn, void *ctx, nex_error_t *err)
 {
   cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
-  return db_transaction (reg->db, fn, ctx, err);
+  int r = db_transaction (reg->db, fn, ctx, err);
+  bump_generation ();
+  return r;
 }
 
 /* ---- columns --------------------------------------------------------------------------------------------- */
@@ -671,9 +696,16 @@ nex_registry_workload_history (nex_registry_t *reg, const char *id, nex_error_t 
 int
 nex_registry_count_by_state (nex_registry_t *reg, int64_t counts[NEX_STATE__COUNT], nex_error_t *err)
 {
+  /* Read before the data: a write after this point makes the next call look again. */
+  uint64_t gen = nex_registry_generation (reg);
   for (int i = 0; i < NEX_STATE__COUNT; i++)
     counts[i] = 0;
   cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  if (reg->counts_valid && reg->counts_generation == gen)
+    {
+      memcpy (counts, reg->counts, sizeof reg->counts);
+      return 0;
+    }
   cleanup_stmt sqlite3_stmt *stmt
       = db_prepare (reg->db, "SELECT state, COUNT (*) FROM workloads GROUP BY state", NULL, 0, err);
   int row = -1;
@@ -685,6 +717,9 @@ nex_registry_count_by_state (nex_registry_t *reg, int64_t counts[NEX_STATE__COUN
     }
   if (row < 0)
     return nex_error_wrap (err, "counting workloads");
+  memcpy (reg->counts, counts, sizeof reg->counts);
+  reg->counts_generation = gen;
+  reg->counts_valid = 1;
   return 0;
 }
 

@@ -105,7 +105,12 @@ int nex_registry_workload_transition (nex_registry_t *reg, const char *id, const
 /* The state history of ID as a JSON array of {state, at (RFC 3339), reason?}, oldest first.  New reference. */
 json_t *nex_registry_workload_history (nex_registry_t *reg, const char *id, nex_error_t *err);
 
-/* Counts workloads by state into COUNTS[NEX_STATE__COUNT]. */
+/* A number that changes whenever something is written to the registry (after the write is committed).  A
+ * reader that caches what it reads keeps the number it read *before* reading, and trusts its copy only while
+ * the number is the same.  Any thread. */
+uint64_t nex_registry_generation (nex_registry_t *reg);
+
+/* Counts workloads by state into COUNTS[NEX_STATE__COUNT] (kept while nothing is written). */
 int nex_registry_count_by_state (nex_registry_t *reg, int64_t counts[NEX_STATE__COUNT], nex_error_t *err);
 
 /* Output streams of a workload. */

@@ -186,6 +186,7 @@ def test_namespace_limited_token(nexd):
     listed = check(nexd.get("/v1/workloads", auth=t), "get", "/v1/workloads")
     assert [w["id"] for w in listed["workloads"]] == [mine["id"]]
     assert nexd.get("/v1/workloads", auth=t, params={"namespace": "other"}).status_code == 403
+    assert nexd.get(f"/v1/workloads/{other['id']}").status_code == 200  # fills the answer cache
     for path in (f"/v1/workloads/{other['id']}", f"/v1/workloads/{other['id']}/logs",
                  f"/v1/workloads/{other['id']}/wait"):
         assert nexd.get(path, auth=t).status_code == 403, path

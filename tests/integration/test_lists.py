@@ -107,3 +107,20 @@ def test_labels_survive_restart(nexd):
     nexd.wait_state(w["id"], "exited")
     nexd.restart()
     assert nexd.workload(w["id"])["labels"] == {"a": "1"}
+
+
+def test_answers_stay_fresh(nexd):
+    """GET /v1/workloads/{id} answers from a cache while the registry is unchanged: never older than it."""
+    w = nexd.deploy_ok(name="chatter", artifact=nexd.program("chatter"), argv=["chatter", "60", "20"])
+    seen_state = "pending"
+    order = ["pending", "starting", "running", "exited"]
+    while True:
+        n = len(nexd.logs(w["id"])["lines"])
+        got = nexd.workload(w["id"])
+        again = nexd.workload(w["id"])  # the second may come from the cache
+        assert again["logs"]["lines"] >= got["logs"]["lines"] >= n
+        assert order.index(got["state"]) >= order.index(seen_state)
+        seen_state = got["state"]
+        if got["state"] == "exited":
+            break
+    assert nexd.workload(w["id"])["logs"]["lines"] == 61
