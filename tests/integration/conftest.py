@@ -476,6 +476,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(marker)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Says which documented statuses no test received (the contract hook records what it checked)."""
+    if not contract.SEEN:
+        return
+    missing = contract.unseen()
+    terminalreporter.write_line(f"contract: {len(contract.SEEN)} documented (operation, status) pairs were "
+                                f"answered; {len(missing)} were not: "
+                                + ", ".join(f"{m.upper()} {p} {s}" for m, p, s in missing))
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     # Lets fixtures know whether the test itself passed (to keep the data of failed ones).

@@ -79,10 +79,20 @@ def walk(obj, where="#"):
 
 
 # --- nexd's answers ---------------------------------------------------------------------------------------------
+SEEN = set()  # (method, template, status) of every answer checked in this run
+
+
+def unseen():
+    """The documented (method, path, status) that no answer of this run had."""
+    documented = {(m, p, str(st)) for m, p, op in operations() for st in op["responses"]}
+    return sorted(documented - SEEN)
+
+
 def check(r, method, template):
     """Asserts that response R to METHOD on the path TEMPLATE is as openapi.yaml documents; returns its body."""
     op = SPEC["paths"][template][method]
     status = str(r.status_code)
+    SEEN.add((method, template, status))
     assert status in op["responses"], (
         f"{method.upper()} {template} answered {status}, which is not documented "
         f"(documented: {sorted(op['responses'])}); body: {r.text[:300]}")
@@ -128,4 +138,7 @@ def check_any(r):
     assert not errors, f"{req.method} {path}: {errors}"
     if r.status_code == 405:
         assert "Allow" in r.headers
+        if template is not None:
+            # the spec documents "not this method" under each operation of the path
+            SEEN.update((m, template, "405") for m in SPEC["paths"][template] if m in METHODS)
     return r.json()

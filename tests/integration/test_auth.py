@@ -159,6 +159,14 @@ def test_token_lifecycle(nexd):
     assert [x["id"] for x in page["tokens"] + rest["tokens"]] == [x["id"] for x in nexd.get("/v1/tokens").json()["tokens"]]
 
 
+def test_bad_token_list_and_body(nexd):
+    p = check(nexd.get("/v1/tokens", params={"cursor": "nope"}), "get", "/v1/tokens")
+    assert p["status"] == 422 and p["field"] == "cursor"
+    assert check(nexd.get("/v1/tokens", params={"limit": "0"}), "get", "/v1/tokens")["field"] == "limit"
+    r = nexd.post("/v1/tokens", data=b"{not json", headers={"Content-Type": "application/json"})
+    assert check(r, "post", "/v1/tokens")["status"] == 400
+
+
 @pytest.mark.parametrize("body,field", [
     ({"scopes": ["read"]}, "name"),
     ({"name": "", "scopes": ["read"]}, "name"),
@@ -191,6 +199,7 @@ def test_namespace_limited_token(nexd):
                  f"/v1/workloads/{other['id']}/wait"):
         assert nexd.get(path, auth=t).status_code == 403, path
     assert nexd.delete(f"/v1/workloads/{other['id']}", auth=t).status_code == 403
+    assert nexd.get("/v1/events", auth=t, params={"namespace": "other"}).status_code == 403
     events = nexd.get("/v1/events", auth=t, params={"limit": 1000}).json()["events"]
     assert events and all(e["data"].get("namespace") == "team-a" for e in events)
     url = "ws" + nexd.base[4:] + "/v1/events?follow=1&access_token=" + t

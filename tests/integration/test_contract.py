@@ -202,6 +202,21 @@ def test_hook_refuses_what_is_not_documented(nexd):
         check_any(r)
 
 
+def test_every_path_refuses_other_methods(nexd):
+    """A method a path does not have is 405 with an Allow header listing exactly the documented ones."""
+    filler = {"id": "00000000-0000-4000-8000-000000000000", "sha256": "0" * 64}
+    for template, item in SPEC["paths"].items():
+        path = template
+        for name, value in filler.items():
+            path = path.replace("{" + name + "}", value)
+        if template == "/v1/tokens/{id}":
+            path = "/v1/tokens/0123456789abcdef"
+        r = nexd.request("PATCH", path, json={})
+        assert r.status_code == 405, (template, r.status_code, r.text)
+        allowed = {m.strip().lower() for m in r.headers["Allow"].split(",")}
+        assert allowed == {m for m in item if m in ("get", "put", "post", "delete", "patch")}, (template, allowed)
+
+
 def test_every_schema_is_used():
     text = SPEC_PATH.read_text()
     unused = [n for n in SPEC["components"]["schemas"] if f"#/components/schemas/{n}\"" not in text]
