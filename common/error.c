@@ -106,6 +106,12 @@ nex_error_kind_name (nex_error_kind_t kind)
       return "unavailable";
     case NEX_ERR_PROTOCOL:
       return "protocol";
+    case NEX_ERR_TIMEOUT:
+      return "timeout";
+    case NEX_ERR_UNAUTHENTICATED:
+      return "unauthenticated";
+    case NEX_ERR_FORBIDDEN:
+      return "forbidden";
     }
   return "unknown";
 }

@@ -23,6 +23,9 @@ typedef enum nex_error_kind
   NEX_ERR_TOO_LARGE,   /* input exceeds a configured bound (HTTP 413) */
   NEX_ERR_UNAVAILABLE, /* a needed facility is missing on this host (HTTP 503) */
   NEX_ERR_PROTOCOL,    /* a peer (agent, guest) broke the wire protocol */
+  NEX_ERR_TIMEOUT,     /* what was waited for did not happen in time (HTTP 408) */
+  NEX_ERR_UNAUTHENTICATED, /* no credentials, or unknown ones (HTTP 401) */
+  NEX_ERR_FORBIDDEN,   /* the credentials do not allow this (HTTP 403) */
 } nex_error_kind_t;
 
 typedef struct nex_error_s

@@ -1,12 +1,16 @@
-/* utf8.h — making arbitrary bytes (a workload's output) safe to store as text and to put in JSON strings. */
+/* utf8.h — making arbitrary bytes safe to store and show as text.
+ *
+ * Whatever a workload prints ends up in SQLite TEXT columns and JSON strings, which must hold UTF-8; the registry
+ * and the live log streams both turn raw output into text with the one function here. */
 #ifndef NEX_UTF8_H
 #define NEX_UTF8_H
 
 #include <stddef.h>
 
 /* Copies LEN bytes of TEXT, replacing every byte that does not start a well-formed UTF-8 sequence (overlong
- * forms, surrogates and code points above U+10FFFF included) with U+FFFD.  Sets *OUT_LEN; the copy is
- * NUL-terminated and the caller frees it.  Any thread. */
+ * forms, surrogates and code points above U+10FFFF included) with U+FFFD, so that whatever a workload prints
+ * can always be stored as TEXT and turned into a JSON string.  Sets *OUT_LEN; the copy is NUL-terminated.
+ * Any thread. */
 char *nex_utf8_sanitize (const char *text, size_t len, size_t *out_len);
 
 #endif

@@ -22,10 +22,7 @@
 static int
 load_running (nex_api_request_t *req, const char *what, nex_workload_t *w, nex_error_t *err)
 {
-  const char *id = req->params[0];
-  if (!nex_id_valid (id))
-    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no workload with id `%s`", id);
-  if (nex_registry_workload_get (req->node->reg, id, w, err) < 0)
+  if (nex_api_workload_load (req, w, err) < 0)
     return -1;
   if (w->state != NEX_STATE_RUNNING)
     {

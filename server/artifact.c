@@ -28,11 +28,13 @@
 #define SCHEME_MAX_LEN 16       /* longer than any scheme we know; bounds what a refusal quotes */
 #define COPY_CHUNK (128 * 1024) /* read size when copying */
 #define FILE_URL_EXAMPLE "file:///path/to/executable"
+#define CACHED_URL_EXAMPLE "artifact://<sha256>"
 
 typedef struct artifact_url
 {
   const struct scheme *scheme; /* the entry of SCHEMES the URL uses */
   char *path;                  /* file: the decoded absolute path */
+  char digest[65];             /* artifact: the cache entry's digest (64 lower-case hex digits) */
 } artifact_url_t;
 
 static void
@@ -49,17 +51,23 @@ typedef struct sink
   int fd;                          /* temporary file in the cache directory */
   crypto_hash_sha256_state sha256; /* digest of every byte written so far */
   uint64_t bytes;                  /* bytes written so far */
+  uint64_t max;                    /* bound on bytes (at most NEX_ARTIFACT_MAX_BYTES) */
 } sink_t;
 
 /* Appends N bytes of BUF to the sink.  Returns 0, or -1 with NEX_ERR_TOO_LARGE once the artifact would exceed
- * NEX_ARTIFACT_MAX_BYTES (so a huge or endless source cannot fill the node's disk), or NEX_ERR_SYSTEM when the
- * write fails. */
+ * the sink's bound (so a huge or endless source cannot fill the node's disk), or NEX_ERR_SYSTEM when the write
+ * fails. */
 static int
 sink_write (sink_t *s, const void *buf, size_t n, nex_error_t *err)
 {
-  if (n > NEX_ARTIFACT_MAX_BYTES - s->bytes)
-    return nex_error_set (err, NEX_ERR_TOO_LARGE, "artifact is larger than %llu MiB",
-                          NEX_ARTIFACT_MAX_BYTES / (1024 * 1024));
+  if (n > s->max - s->bytes)
+    {
+      if (s->max % (1024 * 1024) == 0)
+        return nex_error_set (err, NEX_ERR_TOO_LARGE, "artifact is larger than %llu MiB",
+                              (unsigned long long) (s->max / (1024 * 1024)));
+      return nex_error_set (err, NEX_ERR_TOO_LARGE, "artifact is larger than %llu bytes",
+                            (unsigned long long) s->max);
+    }
   if (nex_fd_write_all (s->fd, buf, n, err) < 0)
     return nex_error_wrap (err, "write to the artifact cache");
   crypto_hash_sha256_update (&s->sha256, buf, n);
@@ -190,7 +198,7 @@ file_parse (const char *rest, artifact_url_t *out, nex_error_t *err)
 }
 
 static int
-file_precheck (const artifact_url_t *u, nex_error_t *err)
+file_precheck (const artifact_url_t *u, const char *cache_dir, nex_error_t *err)
 {
   return nex_elf_check_file (u->path, err);
 }
@@ -225,6 +233,45 @@ file_fetch (const artifact_url_t *u, sink_t *sink, nex_error_t *err)
     }
 }
 
+/* --- artifact:// -------------------------------------------------------------------------------------------- */
+
+static int
+is_sha256_hex (const char *s)
+{
+  size_t i;
+  for (i = 0; s[i] != '\0'; i++)
+    if (!isxdigit ((unsigned char) s[i]))
+      return 0;
+  return i == crypto_hash_sha256_BYTES * 2;
+}
+
+/* REST is what follows "artifact:": "//" and 64 hex digits naming a cache entry (an upload, or an artifact an
+ * earlier deploy fetched).  Nothing else may follow: the digest is the whole identity. */
+static int
+cached_parse (const char *rest, artifact_url_t *out, nex_error_t *err)
+{
+  if (strncmp (rest, "//", 2) != 0 || !is_sha256_hex (rest + 2))
+    return nex_error_field (err, "artifact", "artifact URLs name an uploaded artifact by its SHA-256: " CACHED_URL_EXAMPLE);
+  for (size_t i = 0; i < 64; i++)
+    out->digest[i] = (char) tolower ((unsigned char) rest[2 + i]);
+  out->digest[64] = '\0';
+  return 0;
+}
+
+/* The entry must be in the cache; without a cache to look in (nex_artifact_precheck) only the syntax counts. */
+static int
+cached_precheck (const artifact_url_t *u, const char *cache_dir, nex_error_t *err)
+{
+  if (cache_dir == NULL)
+    return 0;
+  uint64_t size;
+  int r = nex_artifact_cached (cache_dir, u->digest, &size, err);
+  if (r == 0)
+    return nex_error_field (err, "artifact", "no uploaded artifact has sha256 %s (upload it with POST /v1/artifacts)",
+                            u->digest);
+  return r < 0 ? -1 : 0;
+}
+
 /* --- the scheme table ----------------------------------------------------------------------------------------- */
 
 typedef struct scheme
@@ -232,14 +279,15 @@ typedef struct scheme
   const char *name; /* lower case, as matched (schemes are case-insensitive) */
   /* Parses what follows "<name>:" into OUT.  NULL for a scheme recognised but not implemented yet. */
   int (*parse) (const char *rest, artifact_url_t *out, nex_error_t *err);
-  /* What can be checked at request time; NULL when nothing can. */
-  int (*precheck) (const artifact_url_t *u, nex_error_t *err);
-  /* Streams the artifact's bytes into SINK. */
+  /* What can be checked at request time (CACHE_DIR may be NULL); NULL when nothing can. */
+  int (*precheck) (const artifact_url_t *u, const char *cache_dir, nex_error_t *err);
+  /* Streams the artifact's bytes into SINK.  NULL for a scheme whose artifacts are in the cache already. */
   int (*fetch) (const artifact_url_t *u, sink_t *sink, nex_error_t *err);
 } scheme_t;
 
 static const scheme_t schemes[] = {
   { "file", file_parse, file_precheck, file_fetch },
+  { "artifact", cached_parse, cached_precheck, NULL },
   { "http", NULL, NULL, NULL },
   { "https", NULL, NULL, NULL },
   { "nats", NULL, NULL, NULL },
@@ -276,39 +324,67 @@ url_parse (const char *url, artifact_url_t *out, nex_error_t *err)
       if (strcmp (schemes[i].name, name) != 0)
         continue;
       if (schemes[i].parse == NULL)
-        return nex_error_field (err, "artifact", "scheme `%s` is not supported yet (use " FILE_URL_EXAMPLE ")", name);
+        return nex_error_field (err, "artifact",
+                                "scheme `%s` is not supported yet (use " FILE_URL_EXAMPLE " or " CACHED_URL_EXAMPLE ")",
+                                name);
       out->scheme = &schemes[i];
       return schemes[i].parse (url + len + 1, out, err);
     }
   return nex_error_field (err, "artifact", "scheme `%s` is not supported (use " FILE_URL_EXAMPLE ")", name);
 }
 
-/* --- public --------------------------------------------------------------------------------------------------- */
+/* --- staging: a temporary file in the cache, filled, checked and published ------------------------------------- */
 
-int
-nex_artifact_check_url (const char *url, nex_error_t *err)
+/* Bytes on their way into the cache.  Created by us, mode 0600, under a name no cache entry can have, so nobody
+ * else writes these bytes between the digest and the ELF check: that is what makes both checks hold for what is
+ * run. */
+typedef struct staging
 {
-  cleanup_url artifact_url_t u = { 0 };
-  return url_parse (url, &u, err);
-}
+  char *tmp;  /* CACHE_DIR/.fetch-XXXXXX; NULL once published or removed */
+  char *dir;  /* CACHE_DIR */
+  int dirfd;  /* CACHE_DIR, O_PATH */
+  sink_t sink;
+} staging_t;
 
-int
-nex_artifact_precheck (const char *url, nex_error_t *err)
+static void
+staging_release (staging_t *st)
 {
-  cleanup_url artifact_url_t u = { 0 };
-  if (url_parse (url, &u, err) < 0)
-    return -1;
-  return u.scheme->precheck != NULL ? u.scheme->precheck (&u, err) : 0;
+  if (st->tmp)
+    unlink (st->tmp);
+  free (st->tmp);
+  free (st->dir);
+  if (st->sink.fd >= 0)
+    close (st->sink.fd);
+  if (st->dirfd >= 0)
+    close (st->dirfd);
+  memset (st, 0, sizeof *st);
+  st->sink.fd = st->dirfd = -1;
 }
 
 static int
-is_sha256_hex (const char *s)
+staging_open (staging_t *st, const char *cache_dir, uint64_t max, nex_error_t *err)
 {
-  size_t i;
-  for (i = 0; s[i] != '\0'; i++)
-    if (!isxdigit ((unsigned char) s[i]))
-      return 0;
-  return i == crypto_hash_sha256_BYTES * 2;
+  memset (st, 0, sizeof *st);
+  st->sink.fd = st->dirfd = -1;
+  /* Idempotent and thread-safe; libsodium's contract is that nothing is used before it has succeeded. */
+  if (sodium_init () < 0)
+    return nex_error_set (err, NEX_ERR_SYSTEM, "libsodium failed to initialise");
+  st->dir = nex_xstrdup (cache_dir);
+  st->tmp = nex_xasprintf ("%s/.fetch-XXXXXX", cache_dir);
+  st->sink.fd = mkostemp (st->tmp, O_CLOEXEC);
+  if (st->sink.fd < 0)
+    {
+      int e = errno;
+      free (st->tmp);
+      st->tmp = NULL;
+      return nex_error_sys (err, e, "create a temporary file in `%s`", cache_dir);
+    }
+  st->dirfd = open (cache_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (st->dirfd < 0)
+    return nex_error_sys (err, errno, "open `%s`", cache_dir);
+  st->sink.max = max < NEX_ARTIFACT_MAX_BYTES ? max : NEX_ARTIFACT_MAX_BYTES;
+  crypto_hash_sha256_init (&st->sink.sha256);
+  return 0;
 }
 
 /* Moves the finished temporary file TMP to its cache entry FINAL without ever replacing an entry: an existing
@@ -331,48 +407,102 @@ publish (const char *tmp, const char *final, nex_error_t *err)
   return 0;
 }
 
-/* The part of a fetch that works on the open temporary file FD (named TMP): fill it, digest it, check it, seal
- * it.  Returns 0 or -1; the caller removes TMP on failure. */
-static int
-fetch_into (const artifact_url_t *u, int fd, const char *tmp, const char *expected_sha256, char digest[65],
-            int dirfd, int *final_exists, nex_error_t *err)
+/* Seals what was written: digests it, compares with EXPECTED_SHA256 (NULL: any), checks it is a static ELF for
+ * this node and publishes it as its cache entry (or drops it when the entry exists).  Writes the digest into
+ * DIGEST (also on a mismatch) and sets *EXISTED.  Returns the entry's path, or NULL; the temporary file is gone
+ * either way once staging_release runs. */
+static char *
+staging_publish (staging_t *st, const char *expected_sha256, char digest[65], int *existed, nex_error_t *err)
 {
-  sink_t sink = { .fd = fd };
-  crypto_hash_sha256_init (&sink.sha256);
-  if (u->scheme->fetch (u, &sink, err) < 0)
-    return -1;
   unsigned char sum[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256_final (&sink.sha256, sum);
+  crypto_hash_sha256_final (&st->sink.sha256, sum);
   sodium_bin2hex (digest, 65, sum, sizeof sum);
+  *existed = 0;
 
   if (expected_sha256 != NULL && strcasecmp (expected_sha256, digest) != 0)
-    return nex_error_field (err, "sha256", "sha256 mismatch: expected %s, artifact has %s", expected_sha256, digest);
-  if (nex_elf_check_fd (fd, err) < 0)
+    {
+      nex_error_field (err, "sha256", "sha256 mismatch: expected %s, artifact has %s", expected_sha256, digest);
+      return NULL;
+    }
+  if (nex_elf_check_fd (st->sink.fd, err) < 0)
+    return NULL;
+  cleanup_free char *final = nex_xasprintf ("%s/%s", st->dir, digest);
+  /* Already cached (the usual case for a redeploy): this copy is dropped, so it need not be made durable. */
+  if (faccessat (st->dirfd, digest, F_OK, 0) == 0)
+    {
+      *existed = 1;
+      return NEX_STEAL_PTR (final);
+    }
+  /* Flushed before the rename, so that after a crash an entry is either absent or complete: a cache entry's name
+   * is a promise about its bytes.  Mode 0555: nobody, not even nexd's own user by mistake, writes to an entry
+   * once published. */
+  if (fsync (st->sink.fd) < 0)
+    {
+      nex_error_sys (err, errno, "fsync `%s`", st->tmp);
+      return NULL;
+    }
+  if (fchmod (st->sink.fd, 0555) < 0)
+    {
+      nex_error_sys (err, errno, "chmod `%s`", st->tmp);
+      return NULL;
+    }
+  if (publish (st->tmp, final, err) < 0)
+    return NULL;
+  free (st->tmp);
+  st->tmp = NULL;
+  return NEX_STEAL_PTR (final);
+}
+
+/* --- public --------------------------------------------------------------------------------------------------- */
+
+int
+nex_artifact_check_url (const char *url, nex_error_t *err)
+{
+  cleanup_url artifact_url_t u = { 0 };
+  return url_parse (url, &u, err);
+}
+
+int
+nex_artifact_precheck_at (const char *cache_dir, const char *url, nex_error_t *err)
+{
+  cleanup_url artifact_url_t u = { 0 };
+  if (url_parse (url, &u, err) < 0)
     return -1;
-  /* Already cached (the usual case for a redeploy): the caller drops this copy, so it need not be made
-   * durable. */
-  if (final_exists != NULL && (*final_exists = faccessat (dirfd, digest, F_OK, 0) == 0))
+  return u.scheme->precheck != NULL ? u.scheme->precheck (&u, cache_dir, err) : 0;
+}
+
+int
+nex_artifact_precheck (const char *url, nex_error_t *err)
+{
+  return nex_artifact_precheck_at (NULL, url, err);
+}
+
+int
+nex_artifact_cached (const char *cache_dir, const char *sha256, uint64_t *size, nex_error_t *err)
+{
+  if (!is_sha256_hex (sha256))
+    return nex_error_field (err, "sha256", "must be 64 hexadecimal digits");
+  char name[65];
+  for (size_t i = 0; i < 65; i++)
+    name[i] = (char) tolower ((unsigned char) sha256[i]);
+  cleanup_free char *path = nex_xasprintf ("%s/%s", cache_dir, name);
+  struct stat st;
+  if (stat (path, &st) < 0)
+    {
+      if (errno == ENOENT)
+        return 0;
+      return nex_error_sys (err, errno, "stat `%s`", path);
+    }
+  if (!S_ISREG (st.st_mode))
     return 0;
-  /* Flushed before the rename, so that after a crash an entry is either absent or complete: a cache entry's
-   * name is a promise about its bytes.  Mode 0555: nobody, not even nexd's own user by mistake, writes to an
-   * entry once published. */
-  if (fsync (fd) < 0)
-    return nex_error_sys (err, errno, "fsync `%s`", tmp);
-  if (fchmod (fd, 0555) < 0)
-    return nex_error_sys (err, errno, "chmod `%s`", tmp);
-  return 0;
+  *size = (uint64_t) st.st_size;
+  return 1;
 }
 
 char *
 nex_artifact_fetch (const char *cache_dir, const char *url, const char *expected_sha256, char digest[65],
                     nex_error_t *err)
 {
-  /* Idempotent and thread-safe; libsodium's contract is that nothing is used before it has succeeded. */
-  if (sodium_init () < 0)
-    {
-      nex_error_set (err, NEX_ERR_SYSTEM, "libsodium failed to initialise");
-      return NULL;
-    }
   cleanup_url artifact_url_t u = { 0 };
   if (url_parse (url, &u, err) < 0)
     return NULL;
@@ -381,36 +511,78 @@ nex_artifact_fetch (const char *cache_dir, const char *url, const char *expected
       nex_error_field (err, "sha256", "must be 64 hexadecimal digits");
       return NULL;
     }
+  if (u.scheme->fetch == NULL)
+    {
+      /* artifact://: the bytes are in the cache already, checked when they were published; the entry's name is
+       * their digest. */
+      memcpy (digest, u.digest, 65);
+      if (expected_sha256 != NULL && strcasecmp (expected_sha256, digest) != 0)
+        {
+          nex_error_field (err, "sha256", "sha256 mismatch: expected %s, artifact has %s", expected_sha256, digest);
+          return NULL;
+        }
+      if (cached_precheck (&u, cache_dir, err) < 0)
+        return NULL;
+      return nex_xasprintf ("%s/%s", cache_dir, digest);
+    }
 
-  /* Created by us, mode 0600, under a name no cache entry can have: nobody else writes these bytes between the
-   * digest and the ELF check, which is what makes both checks hold for what is run. */
-  cleanup_free char *tmp = nex_xasprintf ("%s/.fetch-XXXXXX", cache_dir);
-  cleanup_close int fd = mkostemp (tmp, O_CLOEXEC);
-  if (fd < 0)
+  staging_t st;
+  if (staging_open (&st, cache_dir, NEX_ARTIFACT_MAX_BYTES, err) < 0)
     {
-      nex_error_sys (err, errno, "create a temporary file in `%s`", cache_dir);
+      staging_release (&st);
       return NULL;
     }
-  cleanup_close int dirfd = open (cache_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  int final_exists = 0;
-  if (dirfd < 0)
+  char *path = NULL;
+  int existed;
+  if (u.scheme->fetch (&u, &st.sink, err) == 0)
+    path = staging_publish (&st, expected_sha256, digest, &existed, err);
+  staging_release (&st);
+  return path;
+}
+
+struct nex_artifact_upload
+{
+  staging_t st;
+};
+
+nex_artifact_upload_t *
+nex_artifact_upload_begin (const char *cache_dir, uint64_t max, nex_error_t *err)
+{
+  nex_artifact_upload_t *up = nex_xzalloc (sizeof *up);
+  if (staging_open (&up->st, cache_dir, max, err) < 0)
     {
-      nex_error_sys (err, errno, "open `%s`", cache_dir);
-      unlink (tmp);
+      nex_artifact_upload_free (up);
       return NULL;
     }
-  if (fetch_into (&u, fd, tmp, expected_sha256, digest, dirfd, &final_exists, err) < 0)
-    {
-      unlink (tmp);
-      return NULL;
-    }
-  cleanup_free char *final = nex_xasprintf ("%s/%s", cache_dir, digest);
-  if (final_exists)
-    unlink (tmp);
-  else if (publish (tmp, final, err) < 0)
-    {
-      unlink (tmp);
-      return NULL;
-    }
-  return NEX_STEAL_PTR (final);
+  return up;
+}
+
+int
+nex_artifact_upload_write (nex_artifact_upload_t *up, const void *data, size_t n, nex_error_t *err)
+{
+  return sink_write (&up->st.sink, data, n, err);
+}
+
+int
+nex_artifact_upload_finish (nex_artifact_upload_t *up, const char *expected_sha256, char digest[65], uint64_t *size,
+                            int *existed, nex_error_t *err)
+{
+  if (expected_sha256 != NULL && !is_sha256_hex (expected_sha256))
+    return nex_error_field (err, "sha256", "must be 64 hexadecimal digits");
+  if (up->st.sink.bytes == 0)
+    return nex_error_field (err, "artifact", "the upload is empty: send the executable as the request body");
+  cleanup_free char *path = staging_publish (&up->st, expected_sha256, digest, existed, err);
+  if (path == NULL)
+    return -1;
+  *size = up->st.sink.bytes;
+  return 0;
+}
+
+void
+nex_artifact_upload_free (nex_artifact_upload_t *up)
+{
+  if (up == NULL)
+    return;
+  staging_release (&up->st);
+  free (up);
 }

@@ -15,6 +15,11 @@
  *                      beyond the node only where that is acceptable.  The host part must be empty or
  *                      "localhost"; %XX escapes are decoded and must spell UTF-8; query, fragment, NUL,
  *                      control characters and `.`/`..` path components are refused.
+ *   artifact://<sha256> an artifact already in this node's cache, named by its digest: one uploaded with
+ *                      POST /v1/artifacts (nex_artifact_upload_*), or fetched by an earlier deploy.  Nothing is
+ *                      copied; the entry was checked when it was published.  Anyone who may deploy and knows a
+ *                      digest may run that entry, which is the point of content addressing (the digest is the
+ *                      name of the bytes, not a secret).
  *   http://, https://  recognised, refused for now ("not supported yet"); meant for libcurl.
  *   nats://bucket/key  recognised, refused for now; meant for a JetStream object store.
  * Anything else, and anything malformed, is refused.
@@ -29,6 +34,9 @@
  * same cache directory; the only shared state is libsodium's one-time initialisation, which is thread-safe. */
 #ifndef NEX_ARTIFACT_H
 #define NEX_ARTIFACT_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #include "common/error.h"
 
@@ -46,6 +54,14 @@ int nex_artifact_check_url (const char *url, nex_error_t *err);
  * which checks again on its own copy.  Returns 0 or -1 (refusals NEX_ERR_INVALID field "artifact"). */
 int nex_artifact_precheck (const char *url, nex_error_t *err);
 
+/* As nex_artifact_precheck, also checking what needs the cache CACHE_DIR: an artifact:// URL must name an entry
+ * that is there (else NEX_ERR_INVALID field "artifact", saying to upload it first). */
+int nex_artifact_precheck_at (const char *cache_dir, const char *url, nex_error_t *err);
+
+/* Whether CACHE_DIR holds the entry for SHA256 (64 hex digits, any case; else NEX_ERR_INVALID field "sha256"):
+ * 1 with *SIZE set, 0 when absent, -1 on failure. */
+int nex_artifact_cached (const char *cache_dir, const char *sha256, uint64_t *size, nex_error_t *err);
+
 /* Fetches URL into the content-addressed cache CACHE_DIR (which must exist and be writable).  The bytes are
  * streamed into a temporary file in CACHE_DIR while their SHA-256 is computed, up to NEX_ARTIFACT_MAX_BYTES
  * (beyond that: NEX_ERR_TOO_LARGE).  Then:
@@ -61,5 +77,26 @@ int nex_artifact_precheck (const char *url, nex_error_t *err);
  * call remains in CACHE_DIR. */
 char *nex_artifact_fetch (const char *cache_dir, const char *url, const char *expected_sha256, char digest[65],
                           nex_error_t *err);
+
+/* Receiving an artifact's bytes from a client (POST /v1/artifacts) into the same cache, by the same rules as a
+ * fetch: streamed into a temporary file while hashed, bounded, then checked and published under its digest.
+ * One upload belongs to one thread at a time. */
+typedef struct nex_artifact_upload nex_artifact_upload_t;
+
+/* Starts an upload into CACHE_DIR of at most MAX bytes (capped at NEX_ARTIFACT_MAX_BYTES).  NULL on failure. */
+nex_artifact_upload_t *nex_artifact_upload_begin (const char *cache_dir, uint64_t max, nex_error_t *err);
+
+/* Appends N bytes.  NEX_ERR_TOO_LARGE past the bound ("artifact is larger than ..."); the upload is then
+ * useless and must be freed. */
+int nex_artifact_upload_write (nex_artifact_upload_t *up, const void *data, size_t n, nex_error_t *err);
+
+/* Completes the upload: an empty one is refused (field "artifact"); EXPECTED_SHA256 (NULL: any) must match
+ * (field "sha256"); the bytes must be a static ELF for this node (field "artifact"); then they are published as
+ * CACHE_DIR/<digest> unless that entry exists (*EXISTED = 1).  Fills DIGEST and *SIZE.  0 or -1. */
+int nex_artifact_upload_finish (nex_artifact_upload_t *up, const char *expected_sha256, char digest[65],
+                                uint64_t *size, int *existed, nex_error_t *err);
+
+/* Frees UP, removing its temporary file unless it was published.  Safe on NULL. */
+void nex_artifact_upload_free (nex_artifact_upload_t *up);
 
 #endif

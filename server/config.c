@@ -42,6 +42,15 @@ static const opt_t options[] = {
   OPT (max_body_bytes, OPT_INT, "1048576", "largest request body accepted (larger: 413)"),
   OPT (stop_grace_s, OPT_INT, "10", "default seconds between SIGTERM and SIGKILL when stopping"),
   OPT (api_threads, OPT_INT, "4", "HTTP worker threads"),
+  OPT (max_artifact_bytes, OPT_INT, "268435456", "largest artifact upload accepted (larger: 413; at most 512 MiB)"),
+  OPT (anonymous, OPT_STRING, "none", "what requests without a token may do: none, read, or read,deploy"),
+  OPT (admin_token, OPT_STRING, NULL, "an admin bearer token (default: one is made at first start, in admin.token)"),
+  OPT (max_connections, OPT_INT, "1000", "HTTP connections at once (more are refused)"),
+  OPT (max_connections_per_ip, OPT_INT, "100", "HTTP connections at once from one client address"),
+  OPT (request_timeout_s, OPT_INT, "30", "seconds a request may take to send its headers and body"),
+  OPT (idle_timeout_s, OPT_INT, "60", "seconds an idle connection is kept open"),
+  OPT (tls_cert, OPT_STRING, NULL, "PEM certificate file: serve HTTPS (with tls_key)"),
+  OPT (tls_key, OPT_STRING, NULL, "PEM private key file for tls_cert"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -226,6 +235,17 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return nex_error_field (err, "log_lines", "log_lines must be at least 1");
   if (cfg->api_threads < 1 || cfg->api_threads > 256)
     return nex_error_field (err, "api_threads", "api_threads must be between 1 and 256");
+  if (cfg->max_connections < 1 || cfg->max_connections > 100000)
+    return nex_error_field (err, "max_connections", "max_connections must be between 1 and 100000");
+  if (cfg->max_connections_per_ip < 1 || cfg->max_connections_per_ip > cfg->max_connections)
+    return nex_error_field (err, "max_connections_per_ip", "max_connections_per_ip must be between 1 and max_connections");
+  if (cfg->request_timeout_s < 1 || cfg->idle_timeout_s < 1)
+    return nex_error_field (err, cfg->request_timeout_s < 1 ? "request_timeout_s" : "idle_timeout_s",
+                            "timeouts must be at least 1 second");
+  if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL))
+    return nex_error_field (err, cfg->tls_cert ? "tls_key" : "tls_cert", "tls_cert and tls_key go together");
+  if (cfg->max_artifact_bytes < 1 || cfg->max_artifact_bytes > 512LL * 1024 * 1024)
+    return nex_error_field (err, "max_artifact_bytes", "max_artifact_bytes must be between 1 and 536870912");
   char *host = NULL;
   int port;
   if (nex_config_listen_addr (cfg, &host, &port, err) < 0)

@@ -25,6 +25,15 @@ typedef struct nex_config
   int64_t max_body_bytes; /* largest request body accepted; default 1 MiB */
   int64_t stop_grace_s;   /* default grace between SIGTERM and SIGKILL on stop; default 10 */
   int64_t api_threads;    /* HTTP worker threads; default 4 */
+  int64_t max_artifact_bytes; /* largest artifact upload accepted (POST /v1/artifacts); default 256 MiB */
+  char *anonymous;        /* scopes of requests without a token: none (default) or e.g. "read" (auth.h) */
+  char *admin_token;      /* an admin token that lives only here; NULL (default): one is generated at first start */
+  int64_t max_connections;        /* HTTP connections at once, in all; default 1000 */
+  int64_t max_connections_per_ip; /* HTTP connections at once from one address; default 100 */
+  int64_t request_timeout_s;      /* a request's headers and body must arrive within this; default 30 */
+  int64_t idle_timeout_s;         /* a connection idle this long is closed; default 60 */
+  char *tls_cert;                 /* PEM certificate (chain) file: serve HTTPS; NULL (default): plain HTTP */
+  char *tls_key;                  /* PEM private key file of tls_cert */
 } nex_config_t;
 
 /* Fills CFG from defaults, the config file, the environment ENVP and ARGV, in that order.  Returns 0, 1 when

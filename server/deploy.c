@@ -22,7 +22,8 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
     nex_error_field (err, "driver", "unknown driver `%s`", w.driver);
   else if (!d->probe (d, &why))
     nex_error_set (err, NEX_ERR_UNAVAILABLE, "driver `%s` is unavailable on this node: %s", d->name, why);
-  else if (nex_artifact_precheck (w.artifact, err) == 0 && nex_registry_workload_insert (node->reg, &w, err) == 0)
+  else if (nex_artifact_precheck_at (node->artifacts_dir, w.artifact, err) == 0
+           && nex_registry_workload_insert (node->reg, &w, err) == 0)
     {
       nex_node_emit (node, "workload_deployed", &w, NULL);
       nex_supervisor_deploy (node->sup, w.id);

@@ -33,6 +33,18 @@ nex_log_set_level (nex_log_level_t level)
   log_level = level;
 }
 
+/* Writes LINE (an object) and a newline to stderr in one write. */
+static void
+line_write (const json_t *line)
+{
+  cleanup_free char *text = json_dumps (line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (text == NULL)
+    return;
+  size_t n = strlen (text);
+  text[n] = '\n'; /* overwrite the NUL: one write, one line */
+  (void) !write (STDERR_FILENO, text, n + 1);
+}
+
 static void
 log_write (nex_log_level_t level, const nex_error_t err, const char *fmt, va_list ap)
 {
@@ -49,12 +61,23 @@ log_write (nex_log_level_t level, const nex_error_t err, const char *fmt, va_lis
       json_object_set_new (line, "error", json_string (err->msg));
       json_object_set_new (line, "error_kind", json_string (nex_error_kind_name (err->kind)));
     }
-  cleanup_free char *text = json_dumps (line, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  if (text == NULL)
+  line_write (line);
+}
+
+void
+nex_log_fields (nex_log_level_t level, const char *msg, json_t *fields)
+{
+  cleanup_json json_t *owned = fields;
+  if (level < log_level)
     return;
-  size_t n = strlen (text);
-  text[n] = '\n'; /* overwrite the NUL: one write, one line */
-  (void) !write (STDERR_FILENO, text, n + 1);
+  char ts[NEX_CLOCK_RFC3339_LEN];
+  cleanup_json json_t *line = json_pack ("{s:s, s:s, s:s}", "ts", nex_clock_format (nex_clock_now_ms (), ts, sizeof ts),
+                                         "level", level_names[level], "msg", msg);
+  if (line == NULL)
+    return;
+  if (owned)
+    json_object_update_missing (line, owned);
+  line_write (line);
 }
 
 void

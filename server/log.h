@@ -3,6 +3,8 @@
 #ifndef NEX_LOG_H
 #define NEX_LOG_H
 
+#include <jansson.h>
+
 #include "common/error.h"
 
 typedef enum nex_log_level
@@ -25,6 +27,10 @@ void nex_log (nex_log_level_t level, const char *fmt, ...) __attribute__ ((forma
 /* As nex_log at NEX_LOG_ERROR/WARN, adding the error's message (and kind) to the line. */
 void nex_log_error (nex_log_level_t level, const nex_error_t err, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
+
+/* Writes one line at LEVEL with message MSG and the members of FIELDS (an object, stolen; may be NULL) beside
+ * "ts", "level" and "msg", for lines meant to be read by programs (the per-request line). */
+void nex_log_fields (nex_log_level_t level, const char *msg, json_t *fields);
 
 #define nex_debug(...) nex_log (NEX_LOG_DEBUG, __VA_ARGS__)
 #define nex_info(...) nex_log (NEX_LOG_INFO, __VA_ARGS__)

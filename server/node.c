@@ -9,12 +9,15 @@
 
 #include "common/cleanup.h"
 #include "common/fdio.h"
+#include "common/utf8.h"
 #include "common/xalloc.h"
 #include "server/cgroup.h"
+#include "server/bus.h"
 #include "server/clock.h"
 #include "server/event.h"
 #include "server/id.h"
 #include "server/log.h"
+#include "server/metrics.h"
 
 static char *
 absolute_path (const char *path, nex_error_t *err)
@@ -74,6 +77,7 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   node->cfg = cfg;
   node->started_at = nex_clock_now_ms ();
   node->started_mono = nex_clock_mono_ms ();
+  node->bus = nex_bus_new ();
   char host[256] = "localhost";
   gethostname (host, sizeof host - 1);
   node->hostname = nex_xstrdup (host);
@@ -134,6 +138,7 @@ nex_node_close (nex_node_t *node)
   nex_registry_close (node->reg);
   nex_cgroups_close (node->cgroups);
   free (node->cgroups_error);
+  nex_bus_free (node->bus);
   free (node->hostname);
   free (node->data_dir);
   free (node->artifacts_dir);
@@ -159,4 +164,38 @@ nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json
     nex_log_error (NEX_LOG_WARN, err, "event %s not stored", type);
   else
     nex_debug ("event %s %s", type, w ? w->id : "");
+  /* Published even when storing failed: live watchers (and waiters) still need to hear about it. */
+  nex_bus_publish_event (node->bus, ev, w);
+  nex_metrics_event (type, w && w->started_at && w->created_at ? w->started_at - w->created_at : -1);
+}
+
+void
+nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lines, size_t n)
+{
+  if (n == 0)
+    return;
+  cleanup_error nex_error_t err = NULL;
+  int64_t first;
+  if (nex_registry_log_append_seq (node->reg, id, lines, n, node->cfg->log_lines, &first, &err) < 0)
+    {
+      nex_log_error (NEX_LOG_WARN, err, "workload %s: log lines lost", id);
+      return;
+    }
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < n; i++)
+    bytes += lines[i].len;
+  nex_metrics_log_lines (n, bytes);
+  if (!nex_bus_wants_logs (node->bus, id))
+    return;
+  /* The namespace lets followers filter; one lookup per batch, only when someone follows. */
+  nex_workload_t w = { 0 };
+  cleanup_error nex_error_t werr = NULL;
+  nex_registry_workload_get (node->reg, id, &w, &werr);
+  for (size_t i = 0; i < n; i++)
+    {
+      size_t len;
+      cleanup_free char *text = nex_utf8_sanitize (lines[i].text, lines[i].len, &len);
+      nex_bus_publish_log (node->bus, id, w.namespace_, first + (int64_t) i, lines[i].stream, lines[i].ts, text, len);
+    }
+  nex_workload_release (&w);
 }

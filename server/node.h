@@ -17,12 +17,16 @@
 
 typedef struct nex_supervisor nex_supervisor_t;
 typedef struct nex_cgroups nex_cgroups_t;
+typedef struct nex_bus nex_bus_t;
+typedef struct nex_auth nex_auth_t;
 
 typedef struct nex_node
 {
   const nex_config_t *cfg;
   nex_registry_t *reg;
   nex_supervisor_t *sup;
+  nex_bus_t *bus;       /* live events and log lines for subscribers (bus.h) */
+  nex_auth_t *auth;     /* API tokens (auth.h); made and freed by the API */
   char id[64];          /* node id (UUID for now; the NATS bridge will use the node's public nkey) */
   char *hostname;
   char *data_dir;       /* absolute */
@@ -46,5 +50,10 @@ void nex_node_close (nex_node_t *node);
  * CloudEvent (event.h) and stores it.  Failures are logged, not returned: an event lost must not fail the
  * operation it reports.  Any thread. */
 void nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data);
+
+/* Stores N output lines of workload ID (keeping the node's log_lines bound) and publishes them, numbered, to
+ * the bus for live followers.  Failures are logged, not returned: the workload must go on.  Any thread (the
+ * supervisor's, in practice). */
+void nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lines, size_t n);
 
 #endif

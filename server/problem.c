@@ -13,11 +13,16 @@ typedef struct
 
 static const problem_kind_t kinds[] = {
   { 400, "malformed-request", "Malformed request" },
+  { 401, "unauthenticated", "Unauthorized" },
+  { 403, "forbidden", "Forbidden" },
   { 404, "not-found", "Not Found" },
   { 405, "method-not-allowed", "Method Not Allowed" },
+  { 408, "timeout", "Request Timeout" },
   { 409, "conflict", "Conflict" },
   { 413, "content-too-large", "Content Too Large" },
   { 422, "invalid-field", "Unprocessable Content" },
+  { 426, "upgrade-required", "Upgrade Required" },
+  { 431, "header-too-large", "Request Header Fields Too Large" },
   { 500, "internal-error", "Internal Server Error" },
   { 503, "unavailable", "Service Unavailable" },
 };
@@ -39,6 +44,12 @@ nex_problem_status (nex_error_kind_t kind)
       return 413;
     case NEX_ERR_UNAVAILABLE:
       return 503;
+    case NEX_ERR_TIMEOUT:
+      return 408;
+    case NEX_ERR_UNAUTHENTICATED:
+      return 401;
+    case NEX_ERR_FORBIDDEN:
+      return 403;
     case NEX_ERR_SYSTEM:
     case NEX_ERR_PROTOCOL:
       break;
@@ -49,10 +60,16 @@ nex_problem_status (nex_error_kind_t kind)
 json_t *
 nex_problem_new (unsigned status, const char *detail, const char *field, const char *instance)
 {
-  const problem_kind_t *k = &kinds[6]; /* internal-error */
+  const problem_kind_t *k = NULL, *internal = NULL;
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-    if (kinds[i].status == status)
-      k = &kinds[i];
+    {
+      if (kinds[i].status == status)
+        k = &kinds[i];
+      if (kinds[i].status == 500)
+        internal = &kinds[i];
+    }
+  if (k == NULL)
+    k = internal;
   cleanup_free char *type = nex_xasprintf ("urn:nex:problem:%s", k->slug);
   json_t *p = json_pack ("{s:s, s:s, s:i, s:s}", "type", type, "title", k->title, "status", (int) status, "detail",
                          detail ? detail : k->title);

@@ -27,7 +27,27 @@ struct nex_registry
 {
   sqlite3 *db;          /* the one connection (SQLITE_OPEN_FULLMUTEX) */
   pthread_mutex_t lock; /* held for every public operation; see the file comment */
+  int counts_valid;     /* counts (under lock) hold the answer of count_by_state at counts_generation */
+  uint64_t counts_generation;
+  int64_t counts[NEX_STATE__COUNT];
 };
+
+/* Counts writes, for readers that cache what they read (see nex_registry_generation).  Bumped after every
+ * statement that changed rows and again after every transaction, so that a read that began before a commit is
+ * never taken for one made after it. */
+static uint64_t generation;
+
+static void
+bump_generation (void)
+{
+  __atomic_add_fetch (&generation, 1, __ATOMIC_RELEASE);
+}
+
+uint64_t
+nex_registry_generation (nex_registry_t *reg)
+{
+  return __atomic_load_n (&generation, __ATOMIC_ACQUIRE);
+}
 
 static inline void
 stmt_finalizep (sqlite3_stmt **stmt)
@@ -162,7 +182,10 @@ db_exec (sqlite3 *db, const char *sql, const db_value_t *vals, size_t n, nex_err
   cleanup_stmt sqlite3_stmt *stmt = db_prepare (db, sql, vals, n, err);
   if (stmt == NULL || db_step (db, stmt, err) < 0)
     return -1;
-  return sqlite3_changes64 (db);
+  int64_t changed = sqlite3_changes64 (db);
+  if (changed > 0)
+    bump_generation ();
+  return changed;
 }
 
 /* Runs SQL, which may hold several statements and no parameters (scripts, pragmas, transaction control). */
@@ -211,7 +234,9 @@ static int
 reg_transaction (nex_registry_t *reg, db_tx_fn fn, void *ctx, nex_error_t *err)
 {
   cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
-  return db_transaction (reg->db, fn, ctx, err);
+  int r = db_transaction (reg->db, fn, ctx, err);
+  bump_generation ();
+  return r;
 }
 
 /* ---- columns --------------------------------------------------------------------------------------------- */
@@ -244,8 +269,6 @@ col_time (sqlite3_stmt *stmt, int i)
   char buf[NEX_CLOCK_RFC3339_LEN];
   return json_string (nex_clock_format (sqlite3_column_int64 (stmt, i), buf, sizeof buf));
 }
-
-/* ---- text ------------------------------------------------------------------------------------------------ */
 
 /* ---- opening and migrating ------------------------------------------------------------------------------- */
 
@@ -392,7 +415,7 @@ nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, 
 #define WORKLOAD_COLUMNS                                                                                               \
   "id, name, namespace, description, artifact, sha256, digest, argv, env, driver, state, reason, exit_code, "          \
   "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped, "           \
-  "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start, network"
+  "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start, network, labels"
 
 /* The one row -> struct conversion, for a statement selecting WORKLOAD_COLUMNS.  Fills *OUT or fails. */
 static int
@@ -439,6 +462,7 @@ workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
   out->agent_start = sqlite3_column_int64 (stmt, 28);
   const char *network = (const char *) sqlite3_column_text (stmt, 29);
   out->host_network = network && strcmp (network, "host") == 0;
+  out->labels = col_json (stmt, 30, JSON_OBJECT);
   return 0;
 }
 
@@ -472,9 +496,10 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
   cleanup_json json_t *resources_json = nex_resources_to_json (&w->resources);
   cleanup_free char *resources = json_text (resources_json, "{}");
   cleanup_free char *capabilities = json_text (w->capabilities, "[]");
+  cleanup_free char *labels = json_text (w->labels, "{}");
   if (db_exec (db,
                "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-               "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+               "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
                DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
                         DB_TEXT (w->artifact), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv), DB_TEXT (env),
                         DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
@@ -484,7 +509,7 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
                         DB_INT (w->log_dropped), DB_TEXT (resources),
                         DB_TEXT (nex_restart_policy_name (w->restart_policy)), DB_INT (w->max_restarts),
                         DB_INT (w->restarts), DB_TEXT (capabilities), DB_TEXT (w->cwd), DB_NONZERO (w->agent_start),
-                        DB_TEXT (w->host_network ? "host" : "none")),
+                        DB_TEXT (w->host_network ? "host" : "none"), DB_TEXT (labels)),
                err)
       < 0)
     return -1;
@@ -519,19 +544,52 @@ nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f,
 {
   const char *ns = f ? f->namespace_ : NULL;
   const char *state = f && f->state ? nex_state_name (*f->state) : NULL;
+  size_t n_labels = f ? f->n_labels : 0;
   nex_workload_t *items = NULL;
   size_t count = 0;
   int row = -1;
 
   *out = NULL;
   *n = 0;
+  if (n_labels > NEX_WORKLOAD_FILTER_MAX_LABELS)
+    return nex_error_field (err, "label", "at most %d label filters", NEX_WORKLOAD_FILTER_MAX_LABELS);
+  /* created_at then id: a stable order even for workloads created in the same millisecond, and the order the
+   * cursor (after_created, after_id) continues. */
+  cleanup_free char *sql = nex_xstrdup ("SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE (?1 IS NULL OR namespace = ?1) "
+                                        "AND (?2 IS NULL OR state = ?2) "
+                                        "AND (?3 IS NULL OR created_at > ?3 OR (created_at = ?3 AND id > ?4)) "
+                                        "AND (?5 IS NULL OR namespace IN (SELECT value FROM json_each (?5)))");
+  cleanup_free char *namespaces = f && f->namespaces ? json_dumps (f->namespaces, JSON_COMPACT) : NULL;
+  db_value_t vals[6 + 2 * NEX_WORKLOAD_FILTER_MAX_LABELS];
+  size_t n_vals = 0;
+  vals[n_vals++] = DB_TEXT (ns);
+  vals[n_vals++] = DB_TEXT (state);
+  vals[n_vals++] = DB_OPT_INT (f && f->after_id, f ? f->after_created : 0);
+  vals[n_vals++] = DB_TEXT (f ? f->after_id : NULL);
+  vals[n_vals++] = DB_TEXT (namespaces);
+  /* Label keys are bound as JSON paths; the key rule (nex_label_key_valid) keeps quotes out of them. */
+  char paths[NEX_WORKLOAD_FILTER_MAX_LABELS][80];
+  for (size_t i = 0; i < n_labels; i++)
+    {
+      snprintf (paths[i], sizeof paths[i], "$.\"%s\"", f->labels[i].key);
+      char *next;
+      if (f->labels[i].value)
+        next = nex_xasprintf ("%s AND json_extract (labels, ?%zu) = ?%zu", sql, n_vals + 1, n_vals + 2);
+      else
+        next = nex_xasprintf ("%s AND json_type (labels, ?%zu) IS NOT NULL", sql, n_vals + 1);
+      free (sql);
+      sql = next;
+      vals[n_vals++] = DB_TEXT (paths[i]);
+      if (f->labels[i].value)
+        vals[n_vals++] = DB_TEXT (f->labels[i].value);
+    }
+  char *ordered = nex_xasprintf ("%s ORDER BY created_at, id LIMIT ?%zu", sql, n_vals + 1);
+  free (sql);
+  sql = ordered;
+  vals[n_vals++] = DB_INT (f && f->limit > 0 ? f->limit : -1);
+
   cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
-  /* created_at then id: a stable order even for workloads created in the same millisecond. */
-  cleanup_stmt sqlite3_stmt *stmt
-      = db_prepare (reg->db,
-                    "SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE (?1 IS NULL OR namespace = ?1) "
-                    "AND (?2 IS NULL OR state = ?2) ORDER BY created_at, id",
-                    DB_ARGS (DB_TEXT (ns), DB_TEXT (state)), err);
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (reg->db, sql, vals, n_vals, err);
   while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
     {
       items = nex_xrealloc (items, (count + 1) * sizeof *items);
@@ -661,9 +719,16 @@ nex_registry_workload_history (nex_registry_t *reg, const char *id, nex_error_t 
 int
 nex_registry_count_by_state (nex_registry_t *reg, int64_t counts[NEX_STATE__COUNT], nex_error_t *err)
 {
+  /* Read before the data: a write after this point makes the next call look again. */
+  uint64_t gen = nex_registry_generation (reg);
   for (int i = 0; i < NEX_STATE__COUNT; i++)
     counts[i] = 0;
   cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  if (reg->counts_valid && reg->counts_generation == gen)
+    {
+      memcpy (counts, reg->counts, sizeof reg->counts);
+      return 0;
+    }
   cleanup_stmt sqlite3_stmt *stmt
       = db_prepare (reg->db, "SELECT state, COUNT (*) FROM workloads GROUP BY state", NULL, 0, err);
   int row = -1;
@@ -675,6 +740,9 @@ nex_registry_count_by_state (nex_registry_t *reg, int64_t counts[NEX_STATE__COUN
     }
   if (row < 0)
     return nex_error_wrap (err, "counting workloads");
+  memcpy (reg->counts, counts, sizeof reg->counts);
+  reg->counts_generation = gen;
+  reg->counts_valid = 1;
   return 0;
 }
 
@@ -692,15 +760,17 @@ typedef struct log_append_ctx
   const nex_log_line_t *lines;
   size_t n;
   int64_t bound;
+  int64_t first_seq; /* out: the number given to lines[0] */
 } log_append_ctx_t;
 
 static int
 log_append (sqlite3 *db, void *ctx, nex_error_t *err)
 {
-  const log_append_ctx_t *a = ctx;
+  log_append_ctx_t *a = ctx;
   int64_t last;
   if (workload_require (db, a->id, &last, err) < 0)
     return -1;
+  a->first_seq = last + 1;
 
   cleanup_stmt sqlite3_stmt *insert = db_prepare (
       db, "INSERT INTO logs (workload_id, seq, stream, ts, text) VALUES (?1, ?2, ?3, ?4, ?5)", NULL, 0, err);
@@ -735,31 +805,34 @@ log_append (sqlite3 *db, void *ctx, nex_error_t *err)
 }
 
 int
-nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n, int64_t bound,
-                         nex_error_t *err)
+nex_registry_log_append_seq (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n,
+                             int64_t bound, int64_t *first_seq, nex_error_t *err)
 {
   for (size_t i = 0; i < n; i++)
     if (lines[i].stream != NEX_STREAM_STDOUT && lines[i].stream != NEX_STREAM_STDERR)
       return nex_error_field (err, "stream", "unknown stream %d", (int) lines[i].stream);
-  log_append_ctx_t a = { id, lines, n, bound };
+  log_append_ctx_t a = { id, lines, n, bound, 0 };
   if (reg_transaction (reg, log_append, &a, err) < 0)
     return nex_error_wrap (err, "appending to the log of workload `%s`", id);
+  if (first_seq)
+    *first_seq = a.first_seq;
   return 0;
 }
 
-json_t *
-nex_registry_log_tail (nex_registry_t *reg, const char *id, int64_t tail, nex_error_t *err)
+int
+nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n, int64_t bound,
+                         nex_error_t *err)
 {
-  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
-  int64_t last;
-  if (workload_require (reg->db, id, &last, err) < 0)
-    return NULL;
-  cleanup_stmt sqlite3_stmt *stmt
-      = db_prepare (reg->db, "SELECT seq, stream, ts, text FROM logs WHERE workload_id = ?1 AND seq > ?2 ORDER BY seq",
-                    DB_ARGS (DB_TEXT (id), DB_INT (tail > 0 ? last - tail : 0)), err);
+  return nex_registry_log_append_seq (reg, id, lines, n, bound, NULL, err);
+}
+
+/* Reads the log lines STMT selects (seq, stream, ts, text) into a JSON array; NULL on error. */
+static json_t *
+log_lines_json (sqlite3 *db, sqlite3_stmt *stmt, const char *id, nex_error_t *err)
+{
   cleanup_json json_t *lines = json_array ();
   int row = -1;
-  while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
+  while (stmt && (row = db_step (db, stmt, err)) > 0)
     {
       const char *text = (const char *) sqlite3_column_text (stmt, 3);
       size_t len = (size_t) sqlite3_column_bytes (stmt, 3);
@@ -780,6 +853,46 @@ nex_registry_log_tail (nex_registry_t *reg, const char *id, int64_t tail, nex_er
       return NULL;
     }
   return NEX_STEAL_PTR (lines);
+}
+
+json_t *
+nex_registry_log_tail (nex_registry_t *reg, const char *id, int64_t tail, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  int64_t last;
+  if (workload_require (reg->db, id, &last, err) < 0)
+    return NULL;
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db, "SELECT seq, stream, ts, text FROM logs WHERE workload_id = ?1 AND seq > ?2 ORDER BY seq",
+                    DB_ARGS (DB_TEXT (id), DB_INT (tail > 0 ? last - tail : 0)), err);
+  return stmt ? log_lines_json (reg->db, stmt, id, err) : NULL;
+}
+
+json_t *
+nex_registry_log_after (nex_registry_t *reg, const char *id, int64_t after, int64_t limit, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  int64_t last;
+  if (workload_require (reg->db, id, &last, err) < 0)
+    return NULL;
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (
+      reg->db, "SELECT seq, stream, ts, text FROM logs WHERE workload_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+      DB_ARGS (DB_TEXT (id), DB_INT (after), DB_INT (limit > 0 ? limit : -1)), err);
+  return stmt ? log_lines_json (reg->db, stmt, id, err) : NULL;
+}
+
+int
+nex_registry_log_totals (nex_registry_t *reg, int64_t *lines, int64_t *dropped, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (
+      reg->db, "SELECT COALESCE (SUM (log_lines), 0), COALESCE (SUM (log_dropped), 0) FROM workloads", NULL, 0, err);
+  int row = stmt ? db_step (reg->db, stmt, err) : -1;
+  if (row < 0)
+    return nex_error_wrap (err, "summing the logs");
+  *lines = row ? sqlite3_column_int64 (stmt, 0) : 0;
+  *dropped = row ? sqlite3_column_int64 (stmt, 1) : 0;
+  return 0;
 }
 
 /* ---- events ---------------------------------------------------------------------------------------------- */
@@ -855,5 +968,140 @@ nex_registry_event_append (nex_registry_t *reg, const json_t *event, nex_error_t
                err)
       < 0)
     return nex_error_wrap (err, "storing event `%s`", id);
+  return 0;
+}
+
+int
+nex_registry_event_list (nex_registry_t *reg, const nex_event_filter_t *f, json_t **out, int64_t *position, int *more,
+                         nex_error_t *err)
+{
+  *out = NULL;
+  *position = f->after;
+  *more = 0;
+  cleanup_free char *namespaces = f->namespaces ? json_dumps (f->namespaces, JSON_COMPACT) : NULL;
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  /* One more row than asked for tells whether there are more. */
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db,
+                    "SELECT seq, data FROM events WHERE seq > ?1 AND (?2 IS NULL OR namespace = ?2) "
+                    "AND (?3 IS NULL OR workload_id = ?3) AND (?4 IS NULL OR type = ?4) "
+                    "AND (?6 IS NULL OR namespace IN (SELECT value FROM json_each (?6))) ORDER BY seq LIMIT ?5",
+                    DB_ARGS (DB_INT (f->after), DB_TEXT (f->namespace_), DB_TEXT (f->workload_id), DB_TEXT (f->type),
+                             DB_INT (f->limit + 1), DB_TEXT (namespaces)),
+                    err);
+  cleanup_json json_t *events = json_array ();
+  int row = -1;
+  int64_t n = 0;
+  while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
+    {
+      if (n == f->limit)
+        {
+          *more = 1;
+          break;
+        }
+      json_t *ev = col_json (stmt, 1, JSON_OBJECT);
+      json_array_append_new (events, ev);
+      *position = sqlite3_column_int64 (stmt, 0);
+      n++;
+    }
+  if (row < 0)
+    return nex_error_wrap (err, "listing events");
+  *out = NEX_STEAL_PTR (events);
+  return 0;
+}
+
+/* ---- tokens ---------------------------------------------------------------------------------------------- */
+
+void
+nex_token_record_release (nex_token_record_t *t)
+{
+  if (t == NULL)
+    return;
+  free (t->name);
+  json_decref (t->scopes);
+  json_decref (t->namespaces);
+  memset (t, 0, sizeof *t);
+}
+
+int
+nex_registry_token_insert (nex_registry_t *reg, const nex_token_record_t *t, nex_error_t *err)
+{
+  cleanup_free char *scopes = json_text (t->scopes, "[]");
+  cleanup_free char *namespaces = t->namespaces ? json_text (t->namespaces, "[]") : NULL;
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  if (db_exec (reg->db,
+               "INSERT INTO tokens (id, name, hash, scopes, namespaces, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+               DB_ARGS (DB_TEXT (t->id), DB_TEXT (t->name), DB_TEXT (t->hash), DB_TEXT (scopes),
+                        DB_TEXT (namespaces), DB_INT (t->created_at)),
+               err)
+      < 0)
+    return nex_error_wrap (err, "storing token `%s`", t->id);
+  return 0;
+}
+
+int
+nex_registry_token_list (nex_registry_t *reg, nex_token_record_t **out, size_t *n, nex_error_t *err)
+{
+  nex_token_record_t *items = NULL;
+  size_t count = 0;
+  int row = -1;
+  *out = NULL;
+  *n = 0;
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (
+      reg->db,
+      "SELECT id, name, hash, scopes, namespaces, created_at, last_used_at, revoked_at FROM tokens "
+      "ORDER BY created_at, id",
+      NULL, 0, err);
+  while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
+    {
+      items = nex_xrealloc (items, (count + 1) * sizeof *items);
+      nex_token_record_t *t = &items[count++];
+      memset (t, 0, sizeof *t);
+      snprintf (t->id, sizeof t->id, "%s", (const char *) sqlite3_column_text (stmt, 0));
+      t->name = col_text (stmt, 1);
+      snprintf (t->hash, sizeof t->hash, "%s", (const char *) sqlite3_column_text (stmt, 2));
+      t->scopes = col_json (stmt, 3, JSON_ARRAY);
+      t->namespaces = sqlite3_column_type (stmt, 4) == SQLITE_NULL ? NULL : col_json (stmt, 4, JSON_ARRAY);
+      t->created_at = sqlite3_column_int64 (stmt, 5);
+      t->last_used_at = sqlite3_column_int64 (stmt, 6);
+      t->revoked_at = sqlite3_column_int64 (stmt, 7);
+    }
+  if (row < 0)
+    {
+      for (size_t i = 0; i < count; i++)
+        nex_token_record_release (&items[i]);
+      free (items);
+      return nex_error_wrap (err, "listing tokens");
+    }
+  *out = items;
+  *n = count;
+  return 0;
+}
+
+int
+nex_registry_token_revoke (nex_registry_t *reg, const char *id, int64_t at, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  int64_t exists = 0;
+  int row = db_query_int (reg->db, "SELECT COUNT (*) FROM tokens WHERE id = ?1", DB_ARGS (DB_TEXT (id)), &exists, err);
+  if (row < 0)
+    return nex_error_wrap (err, "revoking token `%s`", id);
+  if (exists == 0)
+    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no token `%s`", id);
+  if (db_exec (reg->db, "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+               DB_ARGS (DB_TEXT (id), DB_INT (at)), err)
+      < 0)
+    return nex_error_wrap (err, "revoking token `%s`", id);
+  return 0;
+}
+
+int
+nex_registry_token_touch (nex_registry_t *reg, const char *id, int64_t at, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  if (db_exec (reg->db, "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1", DB_ARGS (DB_TEXT (id), DB_INT (at)), err)
+      < 0)
+    return nex_error_wrap (err, "recording the use of token `%s`", id);
   return 0;
 }

@@ -55,15 +55,30 @@ int nex_registry_workload_insert (nex_registry_t *reg, const nex_workload_t *w, 
 /* Loads workload ID into *OUT.  NEX_ERR_NOT_FOUND when there is none. */
 int nex_registry_workload_get (nex_registry_t *reg, const char *id, nex_workload_t *out, nex_error_t *err);
 
-/* Filters for nex_registry_workload_list; NULL members match everything. */
+#define NEX_WORKLOAD_FILTER_MAX_LABELS 8
+
+/* One label condition: the workload has label KEY (a valid label key) with VALUE, or any value when NULL. */
+typedef struct nex_label_match
+{
+  const char *key;
+  const char *value;
+} nex_label_match_t;
+
+/* Filters for nex_registry_workload_list; NULL (or zero) members match everything. */
 typedef struct nex_workload_filter
 {
   const char *namespace_;
   const nex_state_t *state;
+  const nex_label_match_t *labels; /* N_LABELS conditions, all of which must hold */
+  size_t n_labels;                 /* at most NEX_WORKLOAD_FILTER_MAX_LABELS */
+  const char *after_id;            /* cursor: only workloads after (after_created, after_id) in list order */
+  int64_t after_created;
+  int64_t limit;                   /* at most this many; 0: all */
+  const json_t *namespaces;        /* an array: only workloads of these namespaces */
 } nex_workload_filter_t;
 
-/* Loads the workloads matching F, oldest first, into a new array *OUT of *N entries (free each with
- * nex_workload_release, then the array). */
+/* Loads the workloads matching F, oldest first (by created_at, then id), into a new array *OUT of *N entries
+ * (free each with nex_workload_release, then the array). */
 int nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f, nex_workload_t **out,
                                 size_t *n, nex_error_t *err);
 
@@ -92,7 +107,12 @@ int nex_registry_workload_transition (nex_registry_t *reg, const char *id, const
 /* The state history of ID as a JSON array of {state, at (RFC 3339), reason?}, oldest first.  New reference. */
 json_t *nex_registry_workload_history (nex_registry_t *reg, const char *id, nex_error_t *err);
 
-/* Counts workloads by state into COUNTS[NEX_STATE__COUNT]. */
+/* A number that changes whenever something is written to the registry (after the write is committed).  A
+ * reader that caches what it reads keeps the number it read *before* reading, and trusts its copy only while
+ * the number is the same.  Any thread. */
+uint64_t nex_registry_generation (nex_registry_t *reg);
+
+/* Counts workloads by state into COUNTS[NEX_STATE__COUNT] (kept while nothing is written). */
 int nex_registry_count_by_state (nex_registry_t *reg, int64_t counts[NEX_STATE__COUNT], nex_error_t *err);
 
 /* Output streams of a workload. */
@@ -118,11 +138,70 @@ typedef struct nex_log_line
 int nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n,
                              int64_t bound, nex_error_t *err);
 
+/* As nex_registry_log_append; *FIRST_SEQ (may be NULL) receives the number given to LINES[0] (the others follow
+ * it), for publishing the lines live with their numbers. */
+int nex_registry_log_append_seq (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n,
+                                 int64_t bound, int64_t *first_seq, nex_error_t *err);
+
 /* The last TAIL lines (all when TAIL <= 0) of ID as a JSON array of {seq, stream, ts (RFC 3339), text}, oldest
  * first.  New reference, or NULL on error. */
 json_t *nex_registry_log_tail (nex_registry_t *reg, const char *id, int64_t tail, nex_error_t *err);
 
+/* The lines of ID after line AFTER (seq > AFTER), oldest first, at most LIMIT of them (all when LIMIT <= 0), as
+ * nex_registry_log_tail.  New reference, or NULL on error. */
+json_t *nex_registry_log_after (nex_registry_t *reg, const char *id, int64_t after, int64_t limit, nex_error_t *err);
+
+/* The output lines ever stored (*LINES) and deleted to keep the bounds (*DROPPED), over the workloads on record. */
+int nex_registry_log_totals (nex_registry_t *reg, int64_t *lines, int64_t *dropped, nex_error_t *err);
+
 /* Stores one CloudEvent (a JSON object with at least id, type, time; see event.h). */
 int nex_registry_event_append (nex_registry_t *reg, const json_t *event, nex_error_t *err);
+
+/* Filters for nex_registry_event_list; NULL members match everything. */
+typedef struct nex_event_filter
+{
+  const char *namespace_;  /* data.namespace */
+  const char *workload_id; /* data.workload_id */
+  const char *type;        /* the event type, exactly */
+  int64_t after;           /* only events stored after position AFTER (0: from the first) */
+  int64_t limit;           /* at most this many (>= 1) */
+  const json_t *namespaces; /* an array: only events about workloads of these namespaces */
+} nex_event_filter_t;
+
+/* The stored events matching F, in the order they were stored, as a new JSON array in *OUT.  *POSITION
+ * receives the position of the last one returned (F->after when none): pass it as the next F->after to read on.
+ * *MORE says whether more matching events were stored after it. */
+int nex_registry_event_list (nex_registry_t *reg, const nex_event_filter_t *f, json_t **out, int64_t *position,
+                             int *more, nex_error_t *err);
+
+/* ---- API tokens (server/auth.c decides; the registry only keeps them) ---- */
+
+/* A stored token: never the secret, only its hash. */
+typedef struct nex_token_record
+{
+  char id[17];          /* 16 hex digits: the public part of the token */
+  char *name;           /* what it is for */
+  char hash[65];        /* hex BLAKE2b-256 of the whole token */
+  json_t *scopes;       /* array of "read", "deploy", "admin" */
+  json_t *namespaces;   /* array of namespace names, or NULL for all */
+  int64_t created_at;   /* Unix ms */
+  int64_t last_used_at; /* 0: never */
+  int64_t revoked_at;   /* 0: valid */
+} nex_token_record_t;
+
+void nex_token_record_release (nex_token_record_t *t);
+
+/* Stores a new token (NEX_ERR_CONFLICT if its id exists). */
+int nex_registry_token_insert (nex_registry_t *reg, const nex_token_record_t *t, nex_error_t *err);
+
+/* Every token, revoked ones included, oldest first (then by id), into a new array *OUT of *N entries (release
+ * each, then free the array). */
+int nex_registry_token_list (nex_registry_t *reg, nex_token_record_t **out, size_t *n, nex_error_t *err);
+
+/* Marks token ID revoked at AT (Unix ms) unless it is already; NEX_ERR_NOT_FOUND when there is no such token. */
+int nex_registry_token_revoke (nex_registry_t *reg, const char *id, int64_t at, nex_error_t *err);
+
+/* Records that token ID was used at AT. */
+int nex_registry_token_touch (nex_registry_t *reg, const char *id, int64_t at, nex_error_t *err);
 
 #endif

@@ -195,11 +195,7 @@ fail_workload (nex_supervisor_t *sup, const char *id, const char *reason)
 static void
 store_lines (nex_supervisor_t *sup, entry_t *e, const nex_log_line_t *lines, size_t n)
 {
-  if (n == 0)
-    return;
-  cleanup_error nex_error_t err = NULL;
-  if (nex_registry_log_append (sup->node->reg, e->id, lines, n, sup->node->cfg->log_lines, &err) < 0)
-    nex_log_error (NEX_LOG_WARN, err, "workload %s: log lines lost", e->id);
+  nex_node_store_logs (sup->node, e->id, lines, n);
 }
 
 /* Splits DATA into lines on STREAM's buffer and stores the complete ones; FLUSH also stores a final partial

@@ -33,6 +33,8 @@
 #define PIDS_MAX 4194304
 #define DISK_MB_MIN 1
 #define DISK_MB_MAX (1LL << 20)
+#define LABELS_MAX_ENTRIES 64
+#define LABEL_VALUE_MAX_LEN 255
 
 static const char *const state_names[NEX_STATE__COUNT] = {
   [NEX_STATE_PENDING] = "pending", [NEX_STATE_STARTING] = "starting", [NEX_STATE_RUNNING] = "running",
@@ -120,6 +122,7 @@ nex_workload_release (nex_workload_t *w)
   free (w->endpoint);
   json_decref (w->capabilities);
   free (w->cwd);
+  json_decref (w->labels);
   memset (w, 0, sizeof *w);
 }
 
@@ -373,6 +376,54 @@ read_capabilities (const json_t *body, json_t **out, nex_error_t *err)
     json_array_foreach (*out, j, seen) dup |= strcmp (json_string_value (seen), canonical) == 0;
     if (!dup)
       json_array_append_new (*out, json_string (canonical));
+    }
+  return 0;
+}
+
+int
+nex_label_key_valid (const char *key, size_t len)
+{
+  if (len == 0 || len > NAME_MAX_LEN || !isalnum ((unsigned char) key[0]))
+    return 0;
+  for (size_t i = 1; i < len; i++)
+    if (!isalnum ((unsigned char) key[i]) && strchr ("._/-", key[i]) == NULL)
+      return 0;
+  return 1;
+}
+
+/* labels: an object of short string values under keys of the label rule (no quotes, spaces or control
+ * characters: keys end up in JSON paths of SQL filters and in CLI output), copied. */
+static int
+read_labels (const json_t *body, json_t **out, nex_error_t *err)
+{
+  const json_t *v = json_object_get (body, "labels");
+  *out = json_object ();
+  if (v == NULL || json_is_null (v))
+    return 0;
+  if (!json_is_object (v))
+    return nex_error_field (err, "labels", "must be an object of strings");
+  if (json_object_size (v) > LABELS_MAX_ENTRIES)
+    return nex_error_field (err, "labels", "must have at most %d entries", LABELS_MAX_ENTRIES);
+  const char *key;
+  size_t key_len;
+  json_t *value;
+  json_object_keylen_foreach ((json_t *) v, key, key_len, value)
+  {
+    cleanup_free char *field = nex_xasprintf ("labels.%s", key);
+    if (!nex_label_key_valid (key, key_len) || strlen (key) != key_len)
+      return nex_error_field (
+          err, field, "label keys must be 1 to %d characters from A-Z a-z 0-9 . _ / - starting with a letter or digit",
+          NAME_MAX_LEN);
+    if (!json_is_string (value))
+      return nex_error_field (err, field, "must be a string");
+    if (json_string_length (value) > LABEL_VALUE_MAX_LEN)
+      return nex_error_field (err, field, "must be at most %d bytes", LABEL_VALUE_MAX_LEN);
+    for (const unsigned char *c = (const unsigned char *) json_string_value (value); *c; c++)
+      if (*c < 0x20 || *c == 0x7f)
+        return nex_error_field (err, field, "must not contain control characters");
+    if (has_nul (value))
+      return nex_error_field (err, field, "must not contain NUL bytes");
+    json_object_set_new (*out, key, json_string (json_string_value (value)));
   }
   return 0;
 }
@@ -426,7 +477,7 @@ check_known_fields (const json_t *body, nex_error_t *err)
   static const char *const known[]
       = { "name",      "namespace",      "artifact",     "sha256",    "argv",         "env", "description",
           "driver",    "resources",      "restart_policy", "max_restarts", "essential", "capabilities", "cwd",
-          "network",   NULL };
+          "network",   "labels",         NULL };
   const char *key;
   const json_t *value;
   json_object_foreach ((json_t *) body, key, value)
@@ -457,7 +508,8 @@ nex_workload_from_request (const json_t *body, const char *default_driver, nex_w
       || read_name (body, "driver", default_driver, &w.driver, err) < 0
       || read_resources (body, &w.resources, err) < 0 || read_restart (body, &w, err) < 0
       || read_capabilities (body, &w.capabilities, err) < 0 || read_cwd (body, &w.cwd, err) < 0
-      || read_network (body, &w.host_network, err) < 0)
+      || read_network (body, &w.host_network, err) < 0
+      || read_labels (body, &w.labels, err) < 0)
     return -1;
   if (w.artifact[0] == '\0')
     return nex_error_field (err, "artifact", "must not be empty");
@@ -524,6 +576,7 @@ nex_workload_to_json (const nex_workload_t *w)
   json_object_set_new (o, "capabilities", w->capabilities ? json_deep_copy (w->capabilities) : json_array ());
   json_object_set_new (o, "cwd", string_or_null (w->cwd));
   json_object_set_new (o, "network", json_string (w->host_network ? "host" : "none"));
+  json_object_set_new (o, "labels", w->labels ? json_deep_copy (w->labels) : json_object ());
   return o;
 }
 

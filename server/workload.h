@@ -98,19 +98,24 @@ typedef struct nex_workload
   int host_network;      /* network "host": the host's network namespace instead of loopback only ("none") */
   int64_t agent_start;   /* start time of the agent process (clock ticks since boot, /proc/<pid>/stat field 22);
                             with pid, identifies the sandbox across nexd restarts despite pid reuse; 0 if unknown */
+  json_t *labels;        /* object of string values, for grouping and filtering (never NULL once loaded) */
 } nex_workload_t;
 
 /* Frees what W owns and zeroes it.  Safe on a zeroed struct. */
 void nex_workload_release (nex_workload_t *w);
 
 /* Builds a new pending workload from a client's JSON request body (the REST/NATS deploy fields: name,
- * namespace, artifact, sha256, argv, env, description, driver, and the sandbox options resources,
+ * namespace, artifact, sha256, argv, env, description, driver, labels, and the sandbox options resources,
  * restart_policy, max_restarts, essential, capabilities, cwd, network).  Validates every field: missing, wrong-typed or
  * out-of-range fields fail with NEX_ERR_INVALID naming the field; unknown fields are refused too (strict
  * parsing keeps typos from being silently ignored).  Does not touch the artifact itself.  Fills OUT (id and
  * timestamps included; DEFAULT_DRIVER when the body names none) or returns -1. */
 int nex_workload_from_request (const json_t *body, const char *default_driver, nex_workload_t *out,
                                nex_error_t *err);
+
+/* Whether KEY (LEN bytes) is a valid label key: 1 to 63 characters from A-Z a-z 0-9 . _ / - starting with a
+ * letter or digit.  Shared with the label filter of GET /v1/workloads. */
+int nex_label_key_valid (const char *key, size_t len);
 
 /* The workload's public JSON form (as the REST API returns it).  New reference. */
 json_t *nex_workload_to_json (const nex_workload_t *w);

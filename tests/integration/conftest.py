@@ -5,6 +5,10 @@ nexd of its own, listening on a free loopback port with a fresh data directory, 
 On teardown every workload still running is stopped, nexd gets SIGTERM and must exit 0 within 10 s: a daemon
 that does not shut down cleanly (or that a sanitizer stopped) fails the test.
 
+Auth: a fresh nexd makes an admin token at its first start (DATA_DIR/admin.token); the client sends it with every
+request unless a test says otherwise (`auth=None`, or another token), and passes it to the CLI as NEX_TOKEN.
+Contract: every answer the client receives is checked against openapi.yaml (contract.check_any).
+
 Where things are:
   - the build directory: $NEX_BUILD_DIR (relative to the repository root), default `build`; the repository root
     itself when it holds an in-tree build and build/ does not exist;
@@ -36,6 +40,8 @@ from pathlib import Path
 import pytest
 import requests
 
+import contract
+
 REPO = Path(__file__).resolve().parents[2]
 TERMINAL_STATES = ("exited", "failed", "stopped")
 REQUEST_TIMEOUT_S = 10
@@ -49,6 +55,15 @@ def build_dir():
     if not (REPO / "build").is_dir() and (REPO / "nexd").exists():
         return REPO
     return REPO / "build"
+
+
+def sanitized_build():
+    """True for a build with --enable-sanitizers: its memory figures (ASan's shadow and quarantine) say nothing about
+    nexd's own, so tests that bound memory relax there."""
+    try:
+        return "#define NEX_SANITIZERS 1" in (build_dir() / "autoconfig.h").read_text()
+    except OSError:
+        return False
 
 
 def program_path(name):
@@ -130,6 +145,18 @@ class NexdProcess:
         self.extra_args = list(extra_args)
         self.proc = None
         self.returncode = None
+        self.token = None  # the admin token nexd made at its first start (DATA_DIR/admin.token)
+
+    def read_token(self):
+        """The admin token nexd wrote at its first start (None when it has none: e.g. --admin-token given)."""
+        try:
+            self.token = (self.data_dir / "admin.token").read_text().strip() or None
+        except OSError:
+            self.token = None
+        return self.token
+
+    def auth_headers(self):
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def log_tail(self, n=40):
         try:
@@ -139,7 +166,7 @@ class NexdProcess:
         return "\n".join(lines[-n:])
 
     def start(self, timeout=15):
-        """Starts nexd and waits for GET /v1/node to answer 200."""
+        """Starts nexd and waits until GET /readyz answers 200; then reads its admin token."""
         if not self.binary.exists():
             raise NexdError(f"nexd is not built at {self.binary} (run scripts/setup)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -163,15 +190,16 @@ class NexdProcess:
                 self.returncode = rc
                 raise NexdError(f"nexd exited with status {rc} while starting; log:\n{self.log_tail()}")
             try:
-                r = requests.get(self.base + "/v1/node", timeout=1)
+                r = requests.get(self.base + "/readyz", timeout=1)
                 if r.status_code == 200:
+                    self.read_token()
                     return self
-                last = f"GET /v1/node answered {r.status_code}"
+                last = f"GET /readyz answered {r.status_code}"
             except requests.RequestException as e:
                 last = str(e)
             time.sleep(0.05)
         self.kill()
-        raise NexdError(f"nexd did not answer GET /v1/node within {timeout} s ({last}); log:\n{self.log_tail()}")
+        raise NexdError(f"nexd did not answer GET /readyz within {timeout} s ({last}); log:\n{self.log_tail()}")
 
     def stop(self, timeout=10):
         """Sends SIGTERM and waits; returns the exit status, or raises when nexd does not exit in time."""
@@ -213,10 +241,11 @@ class Nex:
         self.daemon = None
 
     # --- the daemon -------------------------------------------------------------------------------------------
-    def start(self):
+    def start(self, extra_args=()):
+        """Starts nexd (EXTRA_ARGS are more nexd flags, e.g. ["--max-artifact-bytes", "4096"])."""
         n = len(self.processes) + 1
         log = self.out_dir / ("nexd.log" if n == 1 else f"nexd-{n}.log")
-        self.daemon = NexdProcess(self.data_dir, log)
+        self.daemon = NexdProcess(self.data_dir, log, extra_args=extra_args)
         self.processes.append(self.daemon)
         self.daemon.start()
         return self
@@ -229,10 +258,10 @@ class Nex:
         reports = d.sanitizer_reports()
         assert not reports, "sanitizer reports in nexd's log:\n" + "\n".join(reports[:20])
 
-    def restart(self):
+    def restart(self, extra_args=()):
         """Stops nexd (which must exit 0) and starts a new one on the same data dir."""
         self.stop()
-        return self.start()
+        return self.start(extra_args)
 
     @property
     def base(self):
@@ -246,10 +275,24 @@ class Nex:
     def url(self, path):
         return self.base + path
 
-    def request(self, method, path, **kw):
+    @property
+    def token(self):
+        """The node's admin token; requests carry it unless a test passes its own Authorization (or auth=None)."""
+        return self.daemon.token
+
+    def request(self, method, path, auth="admin", **kw):
+        """One request; AUTH "admin" sends the node's admin token, None nothing, any other string that token.
+        Every answer is held to openapi.yaml (contract.check_any): an undocumented status, content type, header
+        or field fails the test that received it."""
         kw.setdefault("timeout", REQUEST_TIMEOUT_S)
         kw.setdefault("allow_redirects", False)
-        return requests.request(method, self.url(path), **kw)
+        headers = dict(kw.pop("headers", None) or {})
+        token = self.token if auth == "admin" else auth
+        if token and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {token}"
+        r = requests.request(method, self.url(path), headers=headers, **kw)
+        contract.check_any(r)
+        return r
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
@@ -259,6 +302,22 @@ class Nex:
 
     def delete(self, path, **kw):
         return self.request("DELETE", path, **kw)
+
+    # --- the CLI ----------------------------------------------------------------------------------------------
+    def cli(self, *args, env=None, timeout=30, **kw):
+        """Runs the real `nex` CLI against this nexd (NEX_SERVER points at it); returns the CompletedProcess with
+        text stdout and stderr.  ENV adds to (or, with None values, removes from) the environment."""
+        full = {k: v for k, v in os.environ.items() if not k.startswith("NEX_")}
+        full["NEX_SERVER"] = self.base
+        if self.token:
+            full["NEX_TOKEN"] = self.token
+        for k, v in (env or {}).items():
+            if v is None:
+                full.pop(k, None)
+            else:
+                full[k] = v
+        return subprocess.run([str(build_dir() / "nex")] + [str(a) for a in args], env=full, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
 
     # --- workloads --------------------------------------------------------------------------------------------
     @staticmethod
@@ -415,6 +474,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if NEXD_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(marker)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Says which documented statuses no test received (the contract hook records what it checked)."""
+    if not contract.SEEN:
+        return
+    missing = contract.unseen()
+    terminalreporter.write_line(f"contract: {len(contract.SEEN)} documented (operation, status) pairs were "
+                                f"answered; {len(missing)} were not: "
+                                + ", ".join(f"{m.upper()} {p} {s}" for m, p, s in missing))
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -28,13 +28,13 @@ def run_nexd(args, env_extra=None, cwd=None):
 
 
 def answers_on(port, proc, timeout=10):
-    """True once GET /v1/node answers on PORT; False if nexd exits first or the time runs out."""
+    """True once GET /healthz answers on PORT; False if nexd exits first or the time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
         try:
-            if requests.get(f"http://127.0.0.1:{port}/v1/node", timeout=1).status_code == 200:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return True
         except requests.RequestException:
             pass
@@ -115,7 +115,9 @@ def test_default_data_dir_is_relative_to_cwd(tmp_path):
     try:
         assert answers_on(port, proc)
         assert (tmp_path / "nex-data" / "registry.db").exists()
-        node = requests.get(f"http://127.0.0.1:{port}/v1/node", timeout=5).json()
+        token = (tmp_path / "nex-data" / "admin.token").read_text().strip()
+        node = requests.get(f"http://127.0.0.1:{port}/v1/node", timeout=5,
+                            headers={"Authorization": f"Bearer {token}"}).json()
         assert node["default_driver"] == "sandbox"
     finally:
         stop(proc)

@@ -12,16 +12,16 @@ problems have a status documented for their operation, a documented content type
 body valid against the documented schema with no undocumented top-level field.
 """
 
-import copy
+import os
+import subprocess
 
+import pytest
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
 
+from contract import (SPEC, SPEC_PATH, check, declared_properties, operations, pointer,  # noqa: F401 (re-exported)
+                      resolve, schema_errors, walk)
 from conftest import REPO
-
-SPEC_PATH = REPO / "openapi.yaml"
-SPEC = yaml.safe_load(SPEC_PATH.read_text())
-METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 # Every operation of the API as the brief of the REST API lists it.
 EXPECTED_OPERATIONS = {
@@ -35,62 +35,19 @@ EXPECTED_OPERATIONS = {
     ("get", "/v1/workloads/{id}/stats"),
     ("post", "/v1/workloads/{id}/signal"),
     ("post", "/v1/workloads/{id}/exec"),
+    ("post", "/v1/artifacts"),
+    ("get", "/v1/artifacts/{sha256}"),
+    ("get", "/v1/events"),
+    ("get", "/v1/workloads/{id}/wait"),
+    ("get", "/v1/tokens"),
+    ("post", "/v1/tokens"),
+    ("delete", "/v1/tokens/{id}"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.yaml"),
+    ("get", "/docs"),
 }
-
-
-def pointer(ref):
-    """The object a local reference ("#/a/b") names in the spec."""
-    assert ref.startswith("#/"), f"only local references are used: {ref}"
-    node = SPEC
-    for part in ref[2:].split("/"):
-        part = part.replace("~1", "/").replace("~0", "~")
-        assert isinstance(node, dict) and part in node, f"unresolved reference {ref}"
-        node = node[part]
-    return node
-
-
-def resolve(obj):
-    """Follows OpenAPI-level references (responses, parameters, examples) to the object itself."""
-    while isinstance(obj, dict) and "$ref" in obj:
-        obj = pointer(obj["$ref"])
-    return obj
-
-
-def validator(schema):
-    root = copy.deepcopy(schema)
-    root["components"] = SPEC["components"]
-    return Draft202012Validator(root, format_checker=FormatChecker())
-
-
-def schema_errors(schema, instance):
-    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-            for e in validator(schema).iter_errors(instance)]
-
-
-def declared_properties(schema):
-    """Top-level property names a schema declares (through $ref and allOf)."""
-    schema = resolve(schema)
-    names = set(schema.get("properties", {}))
-    for sub in schema.get("allOf", []):
-        names |= declared_properties(sub)
-    return names
-
-
-def operations():
-    for path, item in SPEC["paths"].items():
-        for method in METHODS:
-            if method in item:
-                yield method, path, item[method]
-
-
-def walk(obj, where="#"):
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from walk(v, f"{where}/{k}")
-        yield where, obj
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from walk(v, f"{where}/{i}")
 
 
 # --- the document itself ----------------------------------------------------------------------------------------
@@ -143,29 +100,6 @@ def test_examples_match_their_schemas():
                 assert not errors, f"example {name} of {where}: {errors}"
                 checked += 1
     assert checked >= 10
-
-
-# --- nexd's answers ---------------------------------------------------------------------------------------------
-def check(r, method, template):
-    """Asserts that response R to METHOD on the path TEMPLATE is as openapi.yaml documents; returns its body."""
-    op = SPEC["paths"][template][method]
-    status = str(r.status_code)
-    assert status in op["responses"], (
-        f"{method.upper()} {template} answered {status}, which is not documented "
-        f"(documented: {sorted(op['responses'])}); body: {r.text[:300]}")
-    documented = resolve(op["responses"][status])
-    ctype = r.headers.get("Content-Type", "").split(";")[0].strip()
-    content = documented.get("content", {})
-    assert ctype in content, f"{method.upper()} {template} {status}: content type {ctype!r} not in {list(content)}"
-    for header, spec in documented.get("headers", {}).items():
-        assert header in r.headers, f"{method.upper()} {template} {status}: no {header} header"
-    body = r.json()
-    schema = content[ctype]["schema"]
-    errors = schema_errors(schema, body)
-    assert not errors, f"{method.upper()} {template} {status} does not match its schema: {errors}; body: {body}"
-    undocumented = set(body) - declared_properties(schema)
-    assert not undocumented, f"{method.upper()} {template} {status}: undocumented fields {sorted(undocumented)}"
-    return body
 
 
 def test_success_responses_match(nexd):
@@ -222,6 +156,69 @@ def test_problem_responses_match(nexd):
     assert r.status_code == 404
     errors = schema_errors({"$ref": "#/components/schemas/ProblemDetails"}, r.json())
     assert not errors, errors
+
+
+def test_redocly_lint():
+    """@redocly/cli (installed by scripts/setup with npm ci) finds neither errors nor warnings (rules in
+    redocly.yaml); it runs offline: no telemetry, no update check."""
+    redocly = REPO / "node_modules" / ".bin" / "redocly"
+    if not redocly.exists():
+        pytest.skip("node_modules/.bin/redocly is missing: run scripts/setup (npm ci)")
+    env = dict(os.environ, REDOCLY_TELEMETRY="off", REDOCLY_SUPPRESS_UPDATE_NOTICE="true")
+    r = subprocess.run([str(redocly), "lint", "openapi.yaml"], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "is valid" in out and "warning" not in out.split("validating openapi.yaml")[-1].lower(), out
+
+
+def test_served_spec_and_docs(nexd):
+    r = nexd.get("/openapi.yaml", auth=None)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/yaml")
+    assert yaml.safe_load(r.text) == SPEC, "nexd serves another openapi.yaml than the one in the tree"
+    d = nexd.get("/docs", auth=None)
+    assert d.status_code == 200 and d.headers["Content-Type"].startswith("text/html")
+    for method, path, op in operations():
+        assert f'id="op-{op["operationId"]}"' in d.text, f"/docs lacks {method} {path}"
+    # offline: nothing is loaded from elsewhere
+    assert "<script" not in d.text and "http://" not in d.text.replace('href="/openapi.yaml"', "") \
+        and "https://" not in d.text
+
+
+def test_hook_refuses_what_is_not_documented(nexd):
+    """conftest.py holds every answer to the spec with contract.check_any: it must notice an extra field, a
+    nested one, an undocumented status and a wrong content type."""
+    import json as _json
+    from contract import check_any
+    r = nexd.get("/v1/node")
+    original = r._content
+    for change in ({"extra": 1}, {"workloads": dict(r.json()["workloads"], extra=1)}):
+        r._content = _json.dumps(dict(r.json(), **change)).encode()
+        with pytest.raises(AssertionError):
+            check_any(r)
+    r._content = original
+    r.status_code = 418
+    with pytest.raises(AssertionError):
+        check_any(r)
+    r.status_code = 200
+    r.headers["Content-Type"] = "text/plain"
+    with pytest.raises(AssertionError):
+        check_any(r)
+
+
+def test_every_path_refuses_other_methods(nexd):
+    """A method a path does not have is 405 with an Allow header listing exactly the documented ones."""
+    filler = {"id": "00000000-0000-4000-8000-000000000000", "sha256": "0" * 64}
+    for template, item in SPEC["paths"].items():
+        path = template
+        for name, value in filler.items():
+            path = path.replace("{" + name + "}", value)
+        if template == "/v1/tokens/{id}":
+            path = "/v1/tokens/0123456789abcdef"
+        r = nexd.request("PATCH", path, json={})
+        assert r.status_code == 405, (template, r.status_code, r.text)
+        allowed = {m.strip().lower() for m in r.headers["Allow"].split(",")}
+        assert allowed == {m for m in item if m in ("get", "put", "post", "delete", "patch")}, (template, allowed)
 
 
 def test_every_schema_is_used():

@@ -114,7 +114,7 @@ def test_list_filters(nexd):
     assert [w["id"] for w in running["workloads"]] == [s["id"]]
 
     none = nexd.workloads(namespace="default", state="running")
-    assert none == {"workloads": [], "count": 0}
+    assert none["workloads"] == [] and none["count"] == 0 and none["has_more"] is False
 
     assert nexd.workloads(namespace="nowhere")["count"] == 0
 

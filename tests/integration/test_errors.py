@@ -152,12 +152,13 @@ def test_method_not_allowed(nexd_module, method, path, allowed):
     assert method not in methods
 
 
-def raw_post(port, path, payload, content_type="application/json"):
+def raw_post(port, path, payload, content_type="application/json", token=None):
     """POSTs PAYLOAD over a plain socket, stopping the upload as soon as the server answers (a server may refuse
     a large body before reading it, and close); returns (status, headers, body)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
-        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\n"
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\n{auth}"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
         pending = memoryview(head + payload)
         sock.setblocking(False)
@@ -183,7 +184,7 @@ def raw_post(port, path, payload, content_type="application/json"):
 
 def test_body_too_large(nexd_module):
     payload = json.dumps({"name": "big", "artifact": HELLO, "description": "x" * (2 << 20)}).encode()
-    status, headers, data = raw_post(nexd_module.daemon.port, "/v1/workloads", payload)
+    status, headers, data = raw_post(nexd_module.daemon.port, "/v1/workloads", payload, token=nexd_module.token)
     assert status == 413, data[:500]
     ctype = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
     assert ctype.split(";")[0].strip() == "application/problem+json", ctype

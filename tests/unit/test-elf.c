@@ -424,6 +424,8 @@ test_files (const char *dir)
     }
 }
 
+static void test_upload (const char *dir, const unsigned char *bytes, size_t n, const char *want_digest);
+
 /* --- URLs ----------------------------------------------------------------------------------------------------- */
 
 static void
@@ -646,6 +648,95 @@ test_fetch (const char *dir)
           err ? err->msg : "accepted");
   nex_error_free (&err);
   free (bad);
+
+  test_upload (dir, (const unsigned char *) bytes, n, digest);
+}
+
+/* --- uploads and artifact:// ------------------------------------------------------------------------------------ */
+
+/* Uploads the N bytes of BYTES into CACHE in three pieces, bounded by MAX; returns what finish returned. */
+static int
+upload_bytes (const char *cache, const unsigned char *bytes, size_t n, uint64_t max, const char *expected,
+              char digest[65], int *existed, nex_error_t *err)
+{
+  nex_artifact_upload_t *up = nex_artifact_upload_begin (cache, max, err);
+  if (up == NULL)
+    return -1;
+  size_t third = n / 3;
+  int r = 0;
+  if (nex_artifact_upload_write (up, bytes, third, err) < 0
+      || nex_artifact_upload_write (up, bytes + third, third, err) < 0
+      || nex_artifact_upload_write (up, bytes + 2 * third, n - 2 * third, err) < 0)
+    r = -1;
+  uint64_t size = 0;
+  if (r == 0)
+    r = nex_artifact_upload_finish (up, expected, digest, &size, existed, err);
+  if (r == 0 && size != n)
+    r = nex_error_set (err, NEX_ERR_SYSTEM, "size %llu, wanted %zu", (unsigned long long) size, n);
+  nex_artifact_upload_free (up);
+  return r;
+}
+
+static void
+test_upload (const char *dir, const unsigned char *bytes, size_t n, const char *want_digest)
+{
+  nex_error_t err = NULL;
+  cleanup_free char *cache = nex_xasprintf ("%s/upcache", dir);
+  mkdir (cache, 0700);
+  char digest[65] = "";
+  int existed = -1;
+  int r = upload_bytes (cache, bytes, n, NEX_ARTIFACT_MAX_BYTES, NULL, digest, &existed, &err);
+  TAP_OK (r == 0 && strcmp (digest, want_digest) == 0 && existed == 0 && count_entries (cache) == 1,
+          "upload in pieces: same digest as the fetch, one entry%s%s", err ? ": " : "", err ? err->msg : "");
+  nex_error_free (&err);
+  r = upload_bytes (cache, bytes, n, NEX_ARTIFACT_MAX_BYTES, want_digest, digest, &existed, &err);
+  TAP_OK (r == 0 && existed == 1 && count_entries (cache) == 1, "the same upload again reuses the entry");
+  nex_error_free (&err);
+  r = upload_bytes (cache, bytes, n, n - 1, NULL, digest, &existed, &err);
+  TAP_OK (r < 0 && err && err->kind == NEX_ERR_TOO_LARGE && count_entries (cache) == 1,
+          "an upload over its bound is refused (%s)", err ? err->msg : "accepted");
+  nex_error_free (&err);
+  static const unsigned char text[] = "#!/bin/sh\necho not an executable here\n";
+  r = upload_bytes (cache, text, sizeof text - 1, NEX_ARTIFACT_MAX_BYTES, NULL, digest, &existed, &err);
+  TAP_OK (r < 0 && err && strcmp (err->field, "artifact") == 0 && count_entries (cache) == 1,
+          "a text upload is refused and leaves nothing (%s)", err ? err->msg : "accepted");
+  nex_error_free (&err);
+  r = upload_bytes (cache, bytes, n, NEX_ARTIFACT_MAX_BYTES, "0000000000000000000000000000000000000000000000000000000000000000",
+                    digest, &existed, &err);
+  TAP_OK (r < 0 && err && strcmp (err->field, "sha256") == 0 && count_entries (cache) == 1,
+          "an upload with another expected digest is refused (%s)", err ? err->msg : "accepted");
+  nex_error_free (&err);
+  nex_artifact_upload_t *up = nex_artifact_upload_begin (cache, 100, &err);
+  uint64_t size;
+  r = up ? nex_artifact_upload_finish (up, NULL, digest, &size, &existed, &err) : -1;
+  TAP_OK (r < 0 && err && strstr (err->msg, "empty") != NULL, "an empty upload is refused (%s)",
+          err ? err->msg : "accepted");
+  nex_error_free (&err);
+  nex_artifact_upload_free (up);
+
+  /* artifact://<digest> names the entry. */
+  cleanup_free char *url = nex_xasprintf ("artifact://%s", want_digest);
+  expect_accept (nex_artifact_check_url (url, &err), &err, "artifact:// URL");
+  expect_accept (nex_artifact_precheck_at (cache, url, &err), &err, "artifact:// precheck of a cached entry");
+  expect_refusal (nex_artifact_check_url ("artifact://abc", &err), &err, "artifact", "SHA-256", "short digest");
+  cleanup_free char *missing = nex_xasprintf ("artifact://%064d", 7);
+  expect_accept (nex_artifact_precheck (missing, &err), &err, "artifact:// precheck without a cache: syntax only");
+  expect_refusal (nex_artifact_precheck_at (cache, missing, &err), &err, "artifact", "no uploaded artifact",
+                  "artifact:// of an entry not in the cache");
+  char d2[65] = "";
+  cleanup_free char *path = nex_artifact_fetch (cache, url, want_digest, d2, &err);
+  cleanup_free char *want_path = nex_xasprintf ("%s/%s", cache, want_digest);
+  TAP_OK (path && strcmp (path, want_path) == 0 && strcmp (d2, want_digest) == 0 && count_entries (cache) == 1,
+          "fetching artifact:// resolves to the entry without a copy%s%s", err ? ": " : "", err ? err->msg : "");
+  nex_error_free (&err);
+  char *bad = nex_artifact_fetch (cache, url, "1111111111111111111111111111111111111111111111111111111111111111", d2,
+                                  &err);
+  TAP_OK (bad == NULL && err && strcmp (err->field, "sha256") == 0, "artifact:// with another pinned digest refused");
+  nex_error_free (&err);
+  uint64_t sz = 0;
+  TAP_OK (nex_artifact_cached (cache, want_digest, &sz, &err) == 1 && sz == n, "nex_artifact_cached finds it");
+  TAP_OK (nex_artifact_cached (cache, missing + 11, &sz, &err) == 0, "nex_artifact_cached: absent");
+  nex_error_free (&err);
 }
 
 static int

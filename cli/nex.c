@@ -1,0 +1,1120 @@
+/* nex.c — the `nex` command line client of a Nex node.
+ *
+ * Each command is one function that parses its own flags (with the global ones: --server, --token, --json,
+ * --help), makes REST calls through cli/client.h and prints either a human-readable form or, with --json, the
+ * JSON the node answered (one document, or one JSON object per line for streams: logs, events).  The CLI
+ * shares no code with nexd except common/; it speaks only the public API (openapi.yaml).
+ *
+ * Exit status: 0 success, 1 the request failed (the node answered an error, or could not be reached), 2 the
+ * command line was wrong.  Every error is one line on stderr: "nex: " and what went wrong (for an API error,
+ * the problem's detail).  Output that scripts want (a deployed workload's id) goes alone to stdout. */
+#include <ctype.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "autoconfig.h"
+#include "cli/client.h"
+#include "common/cleanup.h"
+#include "common/xalloc.h"
+
+#define EXIT_API 1
+#define EXIT_USAGE 2
+#define DEFAULT_SERVER "http://127.0.0.1:8080"
+#define FOLLOW_INTERVAL_MS 250
+#define MAX_FLAG_VALUES 4096
+
+/* --- command-line flags ----------------------------------------------------------------------------------------- */
+
+typedef struct flag
+{
+  const char *name; /* long name, without "--" */
+  char short_name;  /* 0: none */
+  int takes_value;  /* 1: --name VALUE or --name=VALUE */
+  const char *help; /* one line for --help */
+  /* results */
+  int count;           /* times given */
+  const char **values; /* every value given, in order (takes_value) */
+} flag_t;
+
+/* The global flags every command takes. */
+enum
+{
+  G_SERVER,
+  G_TOKEN,
+  G_JSON,
+  G_HELP,
+  G_CACERT,
+  G__COUNT
+};
+
+typedef struct cli
+{
+  flag_t global[G__COUNT + 1]; /* ends with a zeroed entry */
+  const char *server;
+  const char *token;
+  int json;
+  nex_client_t *client;
+  const char *command; /* "run", "node info", ... for messages */
+  flag_t *flags;       /* the command's flags (static storage), freed by main */
+} cli_t;
+
+static void __attribute__ ((format (printf, 1, 2))) fail_usage (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  fputs ("nex: ", stderr);
+  vfprintf (stderr, fmt, ap);
+  fputs ("\n", stderr);
+  va_end (ap);
+  exit (EXIT_USAGE);
+}
+
+/* Prints ERR as the one line the CLI shows and returns EXIT_API. */
+static int
+fail_api (nex_error_t err)
+{
+  fprintf (stderr, "nex: %s\n", err ? err->msg : "the request failed");
+  return EXIT_API;
+}
+
+static void
+flag_add (flag_t *f, const char *value)
+{
+  if (f->count == MAX_FLAG_VALUES)
+    fail_usage ("too many --%s", f->name);
+  if (f->takes_value)
+    {
+      f->values = nex_xrealloc (f->values, (size_t)(f->count + 1) * sizeof *f->values);
+      f->values[f->count] = value;
+    }
+  f->count++;
+}
+
+/* The last value of F, or DEF when it was not given. */
+static const char *
+flag_value (const flag_t *f, const char *def)
+{
+  return f->count ? f->values[f->count - 1] : def;
+}
+
+static flag_t *
+flag_find (flag_t *flags, flag_t *global, const char *name, size_t len, char short_name)
+{
+  for (int pass = 0; pass < 2; pass++)
+    for (flag_t *f = pass ? global : flags; f && f->name; f++)
+      {
+        if (pass && f - global >= G__COUNT)
+          break;
+        if (short_name ? f->short_name == short_name : strlen (f->name) == len && strncmp (f->name, name, len) == 0)
+          return f;
+      }
+  return NULL;
+}
+
+static void print_command_help (cli_t *cli, const char *usage, const flag_t *flags);
+
+/* Parses ARGV (after the command words) against FLAGS and the global flags; positional arguments go to
+ * *POS (at most MAX_POS, else a usage error).  "--" ends the flags. */
+static int
+parse_args (cli_t *cli, int argc, char **argv, flag_t *flags, const char *usage, char **pos, int max_pos)
+{
+  int n_pos = 0;
+  int only_pos = 0;
+  cli->flags = flags;
+  for (int i = 0; i < argc; i++)
+    {
+      const char *a = argv[i];
+      if (only_pos || a[0] != '-' || a[1] == '\0')
+        {
+          if (n_pos == max_pos)
+            fail_usage ("unexpected argument `%s` (usage: %s)", a, usage);
+          pos[n_pos++] = argv[i];
+          continue;
+        }
+      if (strcmp (a, "--") == 0)
+        {
+          only_pos = 1;
+          continue;
+        }
+      flag_t *f;
+      const char *value = NULL;
+      if (a[1] == '-')
+        {
+          const char *eq = strchr (a + 2, '=');
+          size_t len = eq ? (size_t)(eq - a - 2) : strlen (a + 2);
+          f = flag_find (flags, cli->global, a + 2, len, 0);
+          if (f == NULL)
+            fail_usage ("unknown option `%.*s` for `nex %s` (see nex %s --help)", (int)(len + 2), a, cli->command,
+                        cli->command);
+          if (eq && !f->takes_value)
+            fail_usage ("option `--%s` takes no value", f->name);
+          value = eq ? eq + 1 : NULL;
+        }
+      else
+        {
+          if (a[2] != '\0')
+            fail_usage ("unknown option `%s` for `nex %s` (one short option per argument)", a, cli->command);
+          f = flag_find (flags, cli->global, NULL, 0, a[1]);
+          if (f == NULL)
+            fail_usage ("unknown option `%s` for `nex %s` (see nex %s --help)", a, cli->command, cli->command);
+        }
+      if (f->takes_value && value == NULL)
+        {
+          if (i + 1 == argc)
+            fail_usage ("option `--%s` needs a value", f->name);
+          value = argv[++i];
+        }
+      flag_add (f, value);
+    }
+  if (cli->global[G_HELP].count)
+    {
+      print_command_help (cli, usage, flags);
+      exit (0);
+    }
+  cli->server = flag_value (&cli->global[G_SERVER], getenv ("NEX_SERVER"));
+  if (cli->server == NULL || *cli->server == '\0')
+    cli->server = DEFAULT_SERVER;
+  if (strncmp (cli->server, "http://", 7) != 0 && strncmp (cli->server, "https://", 8) != 0)
+    fail_usage ("--server must be an http:// or https:// URL, got `%s`", cli->server);
+  cli->token = flag_value (&cli->global[G_TOKEN], getenv ("NEX_TOKEN"));
+  cli->json = cli->global[G_JSON].count > 0;
+  cli->client = nex_client_new (cli->server, cli->token);
+  const char *cacert = flag_value (&cli->global[G_CACERT], getenv ("NEX_CACERT"));
+  if (cacert && *cacert)
+    nex_client_set_cacert (cli->client, cacert);
+  return n_pos;
+}
+
+static void
+print_flags (const flag_t *flags)
+{
+  for (const flag_t *f = flags; f && f->name; f++)
+    {
+      char left[64];
+      if (f->short_name)
+        snprintf (left, sizeof left, "-%c, --%s%s", f->short_name, f->name, f->takes_value ? " VALUE" : "");
+      else
+        snprintf (left, sizeof left, "    --%s%s", f->name, f->takes_value ? " VALUE" : "");
+      printf ("  %-26s %s\n", left, f->help);
+    }
+}
+
+static void
+print_command_help (cli_t *cli, const char *usage, const flag_t *flags)
+{
+  printf ("Usage: %s\n\nOptions:\n", usage);
+  print_flags (flags);
+  print_flags (cli->global);
+}
+
+/* --- output helpers --------------------------------------------------------------------------------------------- */
+
+static void
+print_json (const json_t *v)
+{
+  cleanup_free char *text = json_dumps (v, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+  if (text)
+    printf ("%s\n", text);
+}
+
+static void
+print_json_line (const json_t *v)
+{
+  cleanup_free char *text = json_dumps (v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (text)
+    printf ("%s\n", text);
+  fflush (stdout);
+}
+
+/* The string member KEY of O, or DEF when absent or not a string. */
+static const char *
+str (const json_t *o, const char *key, const char *def)
+{
+  const char *s = json_string_value (json_object_get (o, key));
+  return s ? s : def;
+}
+
+static int
+state_is_final (const char *state)
+{
+  return strcmp (state, "exited") == 0 || strcmp (state, "failed") == 0 || strcmp (state, "stopped") == 0;
+}
+
+static void
+sleep_ms (long ms)
+{
+  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+  while (nanosleep (&ts, &ts) < 0 && errno == EINTR)
+    ;
+}
+
+/* Checks that ID looks like a workload id before it goes into a URL path. */
+static const char *
+workload_id_arg (const char *id)
+{
+  if (strlen (id) != 36 || strspn (id, "0123456789abcdefABCDEF-") != 36)
+    fail_usage ("`%s` is not a workload id (see nex ls)", id);
+  return id;
+}
+
+/* --- nex node info ---------------------------------------------------------------------------------------------- */
+
+static int
+cmd_node_info (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  parse_args (cli, argc, argv, flags, "nex node info [--json]", pos, 0);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *node = NULL;
+  long status;
+  if (nex_client_call (cli->client, "GET", "/v1/node", NULL, &status, &node, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    {
+      print_json (node);
+      return 0;
+    }
+  printf ("id:             %s\nname:           %s\nversion:        %s\nstarted:        %s\n", str (node, "id", "?"),
+          str (node, "name", "?"), str (node, "version", "?"), str (node, "started_at", "?"));
+  printf ("uptime:         %.0f s\ndefault driver: %s\n", json_number_value (json_object_get (node, "uptime_s")),
+          str (node, "default_driver", "?"));
+  size_t i;
+  json_t *d;
+  json_array_foreach (json_object_get (node, "drivers"), i, d)
+  {
+    const char *reason = str (d, "reason", NULL);
+    printf ("driver:         %s (%s%s%s)\n", str (d, "name", "?"),
+            json_is_true (json_object_get (d, "available")) ? "available" : "unavailable", reason ? ": " : "",
+            reason ? reason : "");
+  }
+  json_t *w = json_object_get (node, "workloads");
+  printf ("workloads:      %lld total", (long long)json_integer_value (json_object_get (w, "total")));
+  const char *key;
+  json_t *v;
+  json_object_foreach (w, key, v)
+  {
+    if (strcmp (key, "total") != 0 && json_integer_value (v) > 0)
+      printf (", %lld %s", (long long)json_integer_value (v), key);
+  }
+  printf ("\n");
+  return 0;
+}
+
+/* --- nex run ---------------------------------------------------------------------------------------------------- */
+
+/* A workload name made from the last path component of SOURCE: characters outside the name rule become '-',
+ * leading ones that cannot start a name are dropped, and it is cut to 63 characters. */
+static char *
+default_name (const char *source)
+{
+  const char *base = strrchr (source, '/');
+  base = base ? base + 1 : source;
+  char *name = nex_xmalloc (64);
+  size_t n = 0;
+  for (const char *p = base; *p && n < 63; p++)
+    {
+      char c = *p;
+      if (!isalnum ((unsigned char)c) && c != '.' && c != '_' && c != '-')
+        c = '-';
+      if (n == 0 && !isalnum ((unsigned char)c))
+        continue;
+      name[n++] = c;
+    }
+  name[n] = '\0';
+  if (n == 0)
+    strcpy (name, "workload");
+  return name;
+}
+
+/* Computes the SHA-256 of the open file F (from its start) into HEX; rewinds F.  0 or -1 (errno). */
+static int
+file_sha256 (FILE *f, char hex[65])
+{
+  crypto_hash_sha256_state st;
+  crypto_hash_sha256_init (&st);
+  unsigned char buf[65536];
+  size_t n;
+  while ((n = fread (buf, 1, sizeof buf, f)) > 0)
+    crypto_hash_sha256_update (&st, buf, n);
+  if (ferror (f))
+    return -1;
+  unsigned char sum[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256_final (&st, sum);
+  sodium_bin2hex (hex, 65, sum, sizeof sum);
+  rewind (f);
+  return 0;
+}
+
+/* Makes sure the node has the local file PATH as an artifact (uploading it unless the node has its digest
+ * already); writes its URL ("artifact://<sha256>") into *URL and its digest into HEX. */
+static int
+ensure_uploaded (cli_t *cli, const char *path, char **url, char hex[65])
+{
+  FILE *f = fopen (path, "rb");
+  if (f == NULL)
+    {
+      fprintf (stderr, "nex: cannot read `%s`: %s\n", path, strerror (errno));
+      return EXIT_API;
+    }
+  struct stat st;
+  if (fstat (fileno (f), &st) < 0 || !S_ISREG (st.st_mode))
+    {
+      fprintf (stderr, "nex: `%s` is not a regular file\n", path);
+      fclose (f);
+      return EXIT_API;
+    }
+  if (file_sha256 (f, hex) < 0)
+    {
+      fprintf (stderr, "nex: cannot read `%s`: %s\n", path, strerror (errno));
+      fclose (f);
+      return EXIT_API;
+    }
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *answer = NULL;
+  long status;
+  cleanup_free char *probe = nex_xasprintf ("/v1/artifacts/%s", hex);
+  int r = nex_client_call (cli->client, "GET", probe, NULL, &status, &answer, &err);
+  if (r < 0 && status != 404)
+    {
+      fclose (f);
+      return fail_api (err);
+    }
+  if (r < 0)
+    {
+      nex_error_free (&err);
+      cleanup_free char *upload = nex_client_path (cli->client, "/v1/artifacts", "sha256", hex, NULL);
+      r = nex_client_upload (cli->client, upload, f, (int64_t)st.st_size, &status, &answer, &err);
+      if (r < 0)
+        {
+          fclose (f);
+          return fail_api (err);
+        }
+    }
+  fclose (f);
+  *url = nex_xasprintf ("artifact://%s", hex);
+  return 0;
+}
+
+/* Splits "K=V" for --env and --label; a usage error names OPTION otherwise. */
+static void
+split_pair (const char *option, const char *kv, json_t *into)
+{
+  const char *eq = strchr (kv, '=');
+  if (eq == NULL || eq == kv)
+    fail_usage ("--%s takes KEY=VALUE, got `%s`", option, kv);
+  cleanup_free char *key = nex_xstrndup (kv, (size_t)(eq - kv));
+  if (json_object_set_new (into, key, json_string (eq + 1)) < 0)
+    fail_usage ("--%s `%s` is not valid UTF-8", option, kv);
+}
+
+static int
+cmd_run (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_NAME,
+    F_NAMESPACE,
+    F_ENV,
+    F_ARG,
+    F_SHA256,
+    F_DESCRIPTION,
+    F_LABEL,
+  };
+  static flag_t flags[] = {
+    [F_NAME] = { "name", 'n', 1, "workload name (default: the file's name)" },
+    [F_NAMESPACE] = { "namespace", 0, 1, "namespace (default: default)" },
+    [F_ENV] = { "env", 'e', 1, "environment variable K=V (repeatable)" },
+    [F_ARG] = { "arg", 'a', 1, "argument after argv[0] (repeatable, in order)" },
+    [F_SHA256] = { "sha256", 0, 1, "expected SHA-256 of the artifact" },
+    [F_DESCRIPTION] = { "description", 0, 1, "free text" },
+    [F_LABEL] = { "label", 'l', 1, "label K=V (repeatable)" },
+    { NULL },
+  };
+  char *pos[1];
+  const char *usage = "nex run FILE|URL [--name NAME] [--namespace NS] [--env K=V]... [--arg ARG]... "
+                      "[--label K=V]... [--sha256 HEX] [--json]";
+  if (parse_args (cli, argc, argv, flags, usage, pos, 1) != 1)
+    fail_usage ("which program? (usage: %s)", usage);
+  const char *source = pos[0];
+
+  cleanup_free char *name = nex_xstrdup (flag_value (&flags[F_NAME], NULL) ?: "");
+  if (*name == '\0')
+    {
+      free (name);
+      name = default_name (source);
+    }
+  cleanup_json json_t *body = json_object ();
+  json_object_set_new (body, "name", json_string (name));
+  if (flags[F_NAMESPACE].count)
+    json_object_set_new (body, "namespace", json_string (flag_value (&flags[F_NAMESPACE], NULL)));
+  if (flags[F_DESCRIPTION].count)
+    json_object_set_new (body, "description", json_string (flag_value (&flags[F_DESCRIPTION], NULL)));
+  if (flags[F_ENV].count)
+    {
+      json_t *env = json_object ();
+      for (int i = 0; i < flags[F_ENV].count; i++)
+        split_pair ("env", flags[F_ENV].values[i], env);
+      json_object_set_new (body, "env", env);
+    }
+  if (flags[F_LABEL].count)
+    {
+      json_t *labels = json_object ();
+      for (int i = 0; i < flags[F_LABEL].count; i++)
+        split_pair ("label", flags[F_LABEL].values[i], labels);
+      json_object_set_new (body, "labels", labels);
+    }
+  if (flags[F_ARG].count)
+    {
+      /* argv[0] is what the program sees as its name. */
+      json_t *args = json_pack ("[s]", name);
+      for (int i = 0; i < flags[F_ARG].count; i++)
+        json_array_append_new (args, json_string (flags[F_ARG].values[i]));
+      json_object_set_new (body, "argv", args);
+    }
+
+  cleanup_free char *url = NULL;
+  const char *sha = flag_value (&flags[F_SHA256], NULL);
+  char hex[65];
+  if (strstr (source, "://") != NULL)
+    url = nex_xstrdup (source);
+  else
+    {
+      int r = ensure_uploaded (cli, source, &url, hex);
+      if (r != 0)
+        return r;
+      if (sha && strcasecmp (sha, hex) != 0)
+        {
+          fprintf (stderr, "nex: sha256 mismatch: expected %s, `%s` has %s\n", sha, source, hex);
+          return EXIT_API;
+        }
+      sha = hex;
+    }
+  json_object_set_new (body, "artifact", json_string (url));
+  if (sha)
+    json_object_set_new (body, "sha256", json_string (sha));
+
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *w = NULL;
+  long status;
+  if (nex_client_call (cli->client, "POST", "/v1/workloads", body, &status, &w, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    print_json (w);
+  else
+    printf ("%s\n", str (w, "id", "?"));
+  return 0;
+}
+
+/* --- nex ls ----------------------------------------------------------------------------------------------------- */
+
+static int
+cmd_ls (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_NAMESPACE,
+    F_STATE,
+    F_LABEL,
+  };
+  static flag_t flags[] = {
+    [F_NAMESPACE] = { "namespace", 0, 1, "only this namespace" },
+    [F_STATE] = { "state", 0, 1, "only workloads in this state" },
+    [F_LABEL] = { "label", 'l', 1, "only workloads with label K=V (repeatable: all must match)" },
+    { NULL },
+  };
+  char *pos[1];
+  parse_args (cli, argc, argv, flags, "nex ls [--namespace NS] [--state STATE] [--label K=V]... [--json]", pos, 0);
+  for (int i = 0; i < flags[F_LABEL].count; i++)
+    if (strchr (flags[F_LABEL].values[i], '=') == NULL)
+      fail_usage ("--label takes KEY=VALUE, got `%s`", flags[F_LABEL].values[i]);
+
+  cleanup_json json_t *all = json_array ();
+  cleanup_free char *cursor = NULL;
+  for (;;)
+    {
+      cleanup_free char *path
+          = nex_client_path (cli->client, "/v1/workloads", "namespace", flag_value (&flags[F_NAMESPACE], NULL), "state",
+                             flag_value (&flags[F_STATE], NULL), "cursor", cursor, NULL);
+      for (int i = 0; i < flags[F_LABEL].count; i++)
+        {
+          char *next = nex_client_path (cli->client, path, "label", flags[F_LABEL].values[i], NULL);
+          free (path);
+          path = next;
+        }
+      cleanup_error nex_error_t err = NULL;
+      cleanup_json json_t *page = NULL;
+      long status;
+      if (nex_client_call (cli->client, "GET", path, NULL, &status, &page, &err) < 0)
+        return fail_api (err);
+      json_array_extend (all, json_object_get (page, "workloads"));
+      const char *next = str (page, "next_cursor", NULL);
+      if (!json_is_true (json_object_get (page, "has_more")) || next == NULL)
+        break;
+      free (cursor);
+      cursor = nex_xstrdup (next);
+    }
+  if (cli->json)
+    {
+      print_json (all);
+      return 0;
+    }
+  printf ("%-36s  %-20s  %-12s  %-8s  %s\n", "ID", "NAME", "NAMESPACE", "STATE", "CREATED");
+  size_t i;
+  json_t *w;
+  json_array_foreach (all, i, w)
+  {
+    printf ("%-36s  %-20s  %-12s  %-8s  %s\n", str (w, "id", "?"), str (w, "name", "?"), str (w, "namespace", "?"),
+            str (w, "state", "?"), str (w, "created_at", "?"));
+  }
+  return 0;
+}
+
+/* --- nex info --------------------------------------------------------------------------------------------------- */
+
+static void
+print_kv_object (const char *title, const json_t *o)
+{
+  if (json_object_size (o) == 0)
+    return;
+  printf ("%-13s", title);
+  const char *key;
+  json_t *v;
+  int first = 1;
+  json_object_foreach ((json_t *)o, key, v)
+  {
+    printf ("%s%s=%s", first ? " " : ", ", key, json_string_value (v) ? json_string_value (v) : "");
+    first = 0;
+  }
+  printf ("\n");
+}
+
+static int
+cmd_info (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex info ID [--json]", pos, 1) != 1)
+    fail_usage ("which workload? (usage: nex info ID)");
+  cleanup_free char *path = nex_xasprintf ("/v1/workloads/%s", workload_id_arg (pos[0]));
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *w = NULL;
+  long status;
+  if (nex_client_call (cli->client, "GET", path, NULL, &status, &w, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    {
+      print_json (w);
+      return 0;
+    }
+  static const char *const fields[]
+      = { "id",     "name",   "namespace",  "description", "state",       "reason", "artifact",
+          "digest", "driver", "created_at", "started_at",  "finished_at", NULL };
+  for (size_t i = 0; fields[i]; i++)
+    {
+      const char *v = str (w, fields[i], NULL);
+      if (v)
+        printf ("%-13s %s\n", fields[i], v);
+    }
+  json_t *code = json_object_get (w, "exit_code");
+  json_t *sig = json_object_get (w, "exit_signal");
+  if (json_is_integer (code))
+    printf ("%-13s %lld\n", "exit_code", (long long)json_integer_value (code));
+  if (json_is_integer (sig))
+    printf ("%-13s %lld\n", "exit_signal", (long long)json_integer_value (sig));
+  print_kv_object ("labels", json_object_get (w, "labels"));
+  print_kv_object ("env", json_object_get (w, "env"));
+  json_t *logs = json_object_get (w, "logs");
+  printf ("%-13s %lld lines, %lld dropped\n", "logs", (long long)json_integer_value (json_object_get (logs, "lines")),
+          (long long)json_integer_value (json_object_get (logs, "dropped")));
+  size_t i;
+  json_t *h;
+  json_array_foreach (json_object_get (w, "history"), i, h)
+  {
+    const char *reason = str (h, "reason", NULL);
+    printf ("%-13s %s %s%s%s\n", i == 0 ? "history" : "", str (h, "at", "?"), str (h, "state", "?"), reason ? ": " : "",
+            reason ? reason : "");
+  }
+  return 0;
+}
+
+/* --- nex logs --------------------------------------------------------------------------------------------------- */
+
+/* Prints LINES (an array of log lines) and advances *LAST to the last seq printed.  A gap in the numbering
+ * means the node dropped lines (it keeps a bounded number): said on stderr. */
+static void
+print_lines (cli_t *cli, const json_t *lines, long long *last)
+{
+  size_t i;
+  json_t *l;
+  json_array_foreach (lines, i, l)
+  {
+    long long seq = (long long)json_integer_value (json_object_get (l, "seq"));
+    if (*last > 0 && seq > *last + 1)
+      fprintf (stderr, "nex: %lld lines were dropped by the node (it keeps the most recent ones)\n", seq - *last - 1);
+    *last = seq;
+    if (cli->json)
+      print_json_line (l);
+    else
+      {
+        FILE *out = strcmp (str (l, "stream", "stdout"), "stderr") == 0 ? stderr : stdout;
+        fprintf (out, "%s\n", str (l, "text", ""));
+        fflush (out);
+      }
+  }
+}
+
+static int
+cmd_logs (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_FOLLOW,
+    F_TAIL,
+  };
+  static flag_t flags[] = {
+    [F_FOLLOW] = { "follow", 'f', 0, "keep printing new lines until the workload ends" },
+    [F_TAIL] = { "tail", 0, 1, "only the last N lines stored so far" },
+    { NULL },
+  };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex logs [-f] [--tail N] ID [--json]", pos, 1) != 1)
+    fail_usage ("which workload? (usage: nex logs [-f] ID)");
+  const char *id = workload_id_arg (pos[0]);
+  const char *tail = flag_value (&flags[F_TAIL], NULL);
+  if (tail && (strspn (tail, "0123456789") != strlen (tail) || atoll (tail) < 1))
+    fail_usage ("--tail takes a positive number, got `%s`", tail);
+
+  long long last = 0;
+  cleanup_free char *wpath = nex_xasprintf ("/v1/workloads/%s", id);
+  cleanup_free char *lpath = nex_xasprintf ("/v1/workloads/%s/logs", id);
+  for (int round = 0;; round++)
+    {
+      cleanup_error nex_error_t err = NULL;
+      cleanup_json json_t *w = NULL;
+      cleanup_json json_t *page = NULL;
+      long status;
+      /* The state is read before the lines: once it is final, every line was stored before it. */
+      if (flags[F_FOLLOW].count && nex_client_call (cli->client, "GET", wpath, NULL, &status, &w, &err) < 0)
+        return fail_api (err);
+      char after[32];
+      snprintf (after, sizeof after, "%lld", last);
+      cleanup_free char *path = nex_client_path (cli->client, lpath, "tail", round == 0 ? tail : NULL, "after",
+                                                 round == 0 ? NULL : after, NULL);
+      if (nex_client_call (cli->client, "GET", path, NULL, &status, &page, &err) < 0)
+        return fail_api (err);
+      print_lines (cli, json_object_get (page, "lines"), &last);
+      if (!flags[F_FOLLOW].count || state_is_final (str (w, "state", "exited")))
+        return 0;
+      sleep_ms (FOLLOW_INTERVAL_MS);
+    }
+}
+
+/* --- nex events ------------------------------------------------------------------------------------------------- */
+
+static void
+print_event (cli_t *cli, const json_t *ev)
+{
+  if (cli->json)
+    {
+      print_json_line (ev);
+      return;
+    }
+  const json_t *data = json_object_get (ev, "data");
+  printf ("%s  %-18s", str (ev, "time", "?"), str (ev, "type", "?"));
+  const char *wid = str (data, "workload_id", NULL);
+  if (wid)
+    printf ("  %s %s/%s", wid, str (data, "namespace", "?"), str (data, "name", "?"));
+  json_t *code = json_object_get (data, "exit_code");
+  if (json_is_integer (code))
+    printf ("  exit_code=%lld", (long long)json_integer_value (code));
+  const char *reason = str (data, "reason", NULL);
+  if (reason)
+    printf ("  reason=%s", reason);
+  printf ("\n");
+  fflush (stdout);
+}
+
+static int
+cmd_events (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_FOLLOW,
+    F_NAMESPACE,
+    F_WORKLOAD,
+    F_TYPE,
+  };
+  static flag_t flags[] = {
+    [F_FOLLOW] = { "follow", 'f', 0, "keep printing new events (until interrupted)" },
+    [F_NAMESPACE] = { "namespace", 0, 1, "only events about workloads of this namespace" },
+    [F_WORKLOAD] = { "workload", 'w', 1, "only events about this workload" },
+    [F_TYPE] = { "type", 't', 1, "only events of this type (e.g. workload_exited)" },
+    { NULL },
+  };
+  char *pos[1];
+  parse_args (cli, argc, argv, flags, "nex events [-f] [--namespace NS] [--workload ID] [--type TYPE] [--json]", pos,
+              0);
+  const char *workload = flag_value (&flags[F_WORKLOAD], NULL);
+  if (workload)
+    workload_id_arg (workload);
+  cleanup_free char *cursor = NULL;
+  for (;;)
+    {
+      cleanup_free char *path = nex_client_path (
+          cli->client, "/v1/events", "namespace", flag_value (&flags[F_NAMESPACE], NULL), "workload", workload, "type",
+          flag_value (&flags[F_TYPE], NULL), "cursor", cursor, "limit", "1000", NULL);
+      cleanup_error nex_error_t err = NULL;
+      cleanup_json json_t *page = NULL;
+      long status;
+      if (nex_client_call (cli->client, "GET", path, NULL, &status, &page, &err) < 0)
+        return fail_api (err);
+      size_t i;
+      json_t *ev;
+      json_array_foreach (json_object_get (page, "events"), i, ev) print_event (cli, ev);
+      const char *next = str (page, "next_cursor", NULL);
+      if (next)
+        {
+          free (cursor);
+          cursor = nex_xstrdup (next);
+        }
+      if (json_is_true (json_object_get (page, "has_more")))
+        continue;
+      if (!flags[F_FOLLOW].count)
+        return 0;
+      sleep_ms (FOLLOW_INTERVAL_MS * 2);
+    }
+}
+
+/* --- nex stop --------------------------------------------------------------------------------------------------- */
+
+static int
+cmd_stop (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_GRACE,
+  };
+  static flag_t flags[] = {
+    [F_GRACE] = { "grace", 0, 1, "seconds between SIGTERM and SIGKILL (default: the node's)" },
+    { NULL },
+  };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex stop ID [--grace SECONDS] [--json]", pos, 1) != 1)
+    fail_usage ("which workload? (usage: nex stop ID)");
+  cleanup_free char *base = nex_xasprintf ("/v1/workloads/%s", workload_id_arg (pos[0]));
+  cleanup_free char *path = nex_client_path (cli->client, base, "grace_s", flag_value (&flags[F_GRACE], NULL), NULL);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *w = NULL;
+  long status;
+  if (nex_client_call (cli->client, "DELETE", path, NULL, &status, &w, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    print_json (w);
+  else if (status == 202)
+    printf ("stopping %s\n", str (w, "id", "?"));
+  else
+    printf ("%s has already ended (%s)\n", str (w, "id", "?"), str (w, "state", "?"));
+  return 0;
+}
+
+/* --- nex wait --------------------------------------------------------------------------------------------------- */
+
+static int
+cmd_wait (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_STATE,
+    F_TIMEOUT,
+  };
+  static flag_t flags[] = {
+    [F_STATE] = { "state", 's', 1, "states to wait for, comma-separated, or final (default)" },
+    [F_TIMEOUT] = { "timeout", 't', 1, "seconds to wait at most (default 60, at most 3600)" },
+    { NULL },
+  };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex wait ID [--state STATES] [--timeout SECONDS] [--json]", pos, 1) != 1)
+    fail_usage ("which workload? (usage: nex wait ID)");
+  cleanup_free char *base = nex_xasprintf ("/v1/workloads/%s/wait", workload_id_arg (pos[0]));
+  cleanup_free char *path = nex_client_path (cli->client, base, "state", flag_value (&flags[F_STATE], NULL),
+                                             "timeout_s", flag_value (&flags[F_TIMEOUT], NULL), NULL);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *w = NULL;
+  long status;
+  if (nex_client_call (cli->client, "GET", path, NULL, &status, &w, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    print_json (w);
+  else
+    printf ("%s\n", str (w, "state", "?"));
+  return 0;
+}
+
+/* --- nex token create|ls|revoke ---------------------------------------------------------------------------------- */
+
+static int
+cmd_token_create (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_NAME,
+    F_SCOPE,
+    F_NAMESPACE,
+  };
+  static flag_t flags[] = {
+    [F_NAME] = { "name", 'n', 1, "what the token is for (required)" },
+    [F_SCOPE] = { "scope", 's', 1, "read, deploy or admin (repeatable; deploy includes read, admin both)" },
+    [F_NAMESPACE] = { "namespace", 0, 1, "limit the token to this namespace (repeatable; default: all)" },
+    { NULL },
+  };
+  char *pos[1];
+  parse_args (cli, argc, argv, flags, "nex token create --name NAME --scope SCOPE... [--namespace NS]... [--json]", pos,
+              0);
+  if (!flags[F_NAME].count || !flags[F_SCOPE].count)
+    fail_usage ("a token needs --name and at least one --scope");
+  cleanup_json json_t *body = json_pack ("{s:s, s:[]}", "name", flag_value (&flags[F_NAME], NULL), "scopes");
+  if (body == NULL)
+    fail_usage ("--name is not valid UTF-8");
+  for (int i = 0; i < flags[F_SCOPE].count; i++)
+    json_array_append_new (json_object_get (body, "scopes"), json_string (flags[F_SCOPE].values[i]));
+  if (flags[F_NAMESPACE].count)
+    {
+      json_t *ns = json_array ();
+      for (int i = 0; i < flags[F_NAMESPACE].count; i++)
+        json_array_append_new (ns, json_string (flags[F_NAMESPACE].values[i]));
+      json_object_set_new (body, "namespaces", ns);
+    }
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *t = NULL;
+  long status;
+  if (nex_client_call (cli->client, "POST", "/v1/tokens", body, &status, &t, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    print_json (t);
+  else
+    {
+      printf ("%s\n", str (t, "token", "?"));
+      fprintf (stderr, "nex: token %s created; its secret (above) is shown only this once\n", str (t, "id", "?"));
+    }
+  return 0;
+}
+
+/* SCOPES and NAMESPACES of token T as "a,b" text into BUF. */
+static const char *
+join_strings (const json_t *arr, char *buf, size_t size, const char *if_null)
+{
+  if (!json_is_array (arr))
+    return if_null;
+  buf[0] = '\0';
+  size_t i;
+  json_t *v;
+  json_array_foreach ((json_t *)arr, i, v)
+  {
+    size_t used = strlen (buf);
+    snprintf (buf + used, size - used, "%s%s", i ? "," : "", json_string_value (v) ? json_string_value (v) : "?");
+  }
+  return buf;
+}
+
+static int
+cmd_token_ls (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  parse_args (cli, argc, argv, flags, "nex token ls [--json]", pos, 0);
+  cleanup_json json_t *all = json_array ();
+  cleanup_free char *cursor = NULL;
+  for (;;)
+    {
+      cleanup_free char *path = nex_client_path (cli->client, "/v1/tokens", "cursor", cursor, NULL);
+      cleanup_error nex_error_t err = NULL;
+      cleanup_json json_t *page = NULL;
+      long status;
+      if (nex_client_call (cli->client, "GET", path, NULL, &status, &page, &err) < 0)
+        return fail_api (err);
+      json_array_extend (all, json_object_get (page, "tokens"));
+      const char *next = str (page, "next_cursor", NULL);
+      if (!json_is_true (json_object_get (page, "has_more")) || next == NULL)
+        break;
+      free (cursor);
+      cursor = nex_xstrdup (next);
+    }
+  if (cli->json)
+    {
+      print_json (all);
+      return 0;
+    }
+  printf ("%-16s  %-20s  %-18s  %-16s  %-24s  %s\n", "ID", "NAME", "SCOPES", "NAMESPACES", "LAST USED", "REVOKED");
+  size_t i;
+  json_t *t;
+  json_array_foreach (all, i, t)
+  {
+    char scopes[128], ns[256];
+    printf ("%-16s  %-20s  %-18s  %-16s  %-24s  %s\n", str (t, "id", "?"), str (t, "name", "?"),
+            join_strings (json_object_get (t, "scopes"), scopes, sizeof scopes, "?"),
+            join_strings (json_object_get (t, "namespaces"), ns, sizeof ns, "*"), str (t, "last_used_at", "-"),
+            str (t, "revoked_at", "-"));
+  }
+  return 0;
+}
+
+static int
+cmd_token_revoke (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex token revoke ID [--json]", pos, 1) != 1)
+    fail_usage ("which token? (usage: nex token revoke ID; see nex token ls)");
+  if (strlen (pos[0]) != 16 || strspn (pos[0], "0123456789abcdef") != 16)
+    fail_usage ("`%s` is not a token id (16 hex digits; see nex token ls)", pos[0]);
+  cleanup_free char *path = nex_xasprintf ("/v1/tokens/%s", pos[0]);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *t = NULL;
+  long status;
+  if (nex_client_call (cli->client, "DELETE", path, NULL, &status, &t, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    print_json (t);
+  else
+    printf ("revoked %s\n", str (t, "id", "?"));
+  return 0;
+}
+
+/* --- dispatch --------------------------------------------------------------------------------------------------- */
+
+typedef struct command
+{
+  const char *words; /* "run", "node info" */
+  int (*run) (cli_t *cli, int argc, char **argv);
+  const char *summary;
+} command_t;
+
+static const command_t commands[] = {
+  { "node info", cmd_node_info, "what the node is: id, version, drivers, workloads by state" },
+  { "run", cmd_run, "deploy a program (a local file is uploaded first) and print its id" },
+  { "ls", cmd_ls, "list workloads" },
+  { "info", cmd_info, "show one workload with its state history" },
+  { "logs", cmd_logs, "print a workload's output (-f: follow it until it ends)" },
+  { "events", cmd_events, "print the node's events (-f: follow them)" },
+  { "stop", cmd_stop, "stop a workload (SIGTERM, then SIGKILL after the grace)" },
+  { "wait", cmd_wait, "wait until a workload reaches a state (default: until it ends); print it" },
+  { "token create", cmd_token_create, "create an API token (admin); prints its secret, once" },
+  { "token ls", cmd_token_ls, "list API tokens (admin)" },
+  { "token revoke", cmd_token_revoke, "revoke an API token (admin)" },
+  { NULL, NULL, NULL },
+};
+
+static void
+print_help (void)
+{
+  printf ("Usage: nex COMMAND [OPTIONS] [ARGS]\nThe command line client of a Nex node.\n\nCommands:\n");
+  for (const command_t *c = commands; c->words; c++)
+    printf ("  %-13s %s\n", c->words, c->summary);
+  printf ("\nGlobal options (every command):\n"
+          "  --server URL   the node (env NEX_SERVER; default " DEFAULT_SERVER ")\n"
+          "  --token TOKEN  bearer token (env NEX_TOKEN)\n"
+          "  --json         print the node's JSON instead of text\n"
+          "  --cacert FILE  trust this CA (PEM) for an https:// server (env NEX_CACERT)\n"
+          "  -h, --help     help for a command: nex COMMAND --help\n\n"
+          "Exit status: 0 success, 1 the request failed (the message says why), 2 wrong usage.\n");
+}
+
+int
+main (int argc, char **argv)
+{
+  if (sodium_init () < 0)
+    {
+      fprintf (stderr, "nex: libsodium failed to initialise\n");
+      return EXIT_API;
+    }
+  if (argc < 2)
+    fail_usage ("which command? (see nex --help)");
+  if (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "help") == 0)
+    {
+      print_help ();
+      return 0;
+    }
+  if (strcmp (argv[1], "--version") == 0 || strcmp (argv[1], "version") == 0)
+    {
+      printf ("nex %s\n", PACKAGE_VERSION);
+      return 0;
+    }
+  cli_t cli = { .global = {
+                    [G_SERVER] = { "server", 0, 1, "the node's URL (env NEX_SERVER)" },
+                    [G_TOKEN] = { "token", 0, 1, "bearer token (env NEX_TOKEN)" },
+                    [G_JSON] = { "json", 0, 0, "print JSON" },
+                    [G_HELP] = { "help", 'h', 0, "this help" },
+                    [G_CACERT] = { "cacert", 0, 1, "PEM file of the CA to trust for https (env NEX_CACERT)" },
+                } };
+  /* Global options may also come before the command: they are moved behind its words. */
+  cleanup_free char **args = nex_xzalloc ((size_t)(argc + 1) * sizeof *args);
+  int n_args = 0, first = 1;
+  while (first < argc && argv[first][0] == '-')
+    {
+      const char *a = argv[first];
+      int with_value = strcmp (a, "--server") == 0 || strcmp (a, "--token") == 0 || strcmp (a, "--cacert") == 0;
+      if (!with_value && strcmp (a, "--json") != 0 && strncmp (a, "--server=", 9) != 0
+          && strncmp (a, "--token=", 8) != 0 && strncmp (a, "--cacert=", 9) != 0)
+        fail_usage ("unknown option `%s` before the command (see nex --help)", a);
+      if (with_value && first + 1 == argc)
+        fail_usage ("option `%s` needs a value", a);
+      args[n_args++] = argv[first++];
+      if (with_value)
+        args[n_args++] = argv[first++];
+    }
+  if (first == argc)
+    fail_usage ("which command? (see nex --help)");
+  argv += first - 1;
+  argc -= first - 1;
+
+  const command_t *found = NULL;
+  int used = 0;
+  for (const command_t *c = commands; c->words && !found; c++)
+    {
+      /* A command is one word ("run") or two ("node info"). */
+      const char *space = strchr (c->words, ' ');
+      size_t len = space ? (size_t)(space - c->words) : strlen (c->words);
+      if (strlen (argv[1]) != len || strncmp (argv[1], c->words, len) != 0)
+        continue;
+      if (space == NULL)
+        found = c, used = 2;
+      else if (argc >= 3 && strcmp (argv[2], space + 1) == 0)
+        found = c, used = 3;
+    }
+  if (found == NULL)
+    {
+      /* The first word of a two-word command alone: say which second words there are. */
+      char group[256] = "";
+      for (const command_t *c = commands; c->words; c++)
+        {
+          const char *space = strchr (c->words, ' ');
+          if (space && (size_t)(space - c->words) == strlen (argv[1])
+              && strncmp (argv[1], c->words, strlen (argv[1])) == 0
+              && strlen (group) + strlen (space) + 2 < sizeof group)
+            strcat (strcat (group, group[0] ? ", " : ""), space + 1);
+        }
+      if (group[0])
+        fail_usage ("`nex %s` needs a subcommand: %s", argv[1], group);
+      fail_usage ("unknown command `%s` (see nex --help)", argv[1]);
+    }
+  cli.command = found->words;
+  for (int i = used; i < argc; i++)
+    args[n_args++] = argv[i];
+  int r = found->run (&cli, n_args, args);
+  nex_client_free (cli.client);
+  for (int i = 0; i < G__COUNT; i++)
+    free (cli.global[i].values);
+  for (flag_t *f = cli.flags; f && f->name; f++)
+    free (f->values);
+  return r;
+}

@@ -1,0 +1,164 @@
+/* test-ws.c — unit tests for the websocket framing (server/ws-frame.c): the RFC 6455 handshake example, the
+ * three header sizes, client frames whole, split and hostile, and random bytes that must never be read past. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "server/ws-frame.h"
+#include "tests/unit/tap.h"
+
+/* Builds a masked client frame of OPCODE with PAYLOAD into OUT; returns its size. */
+static size_t
+client_frame (uint8_t *out, int opcode, int fin, const uint8_t *payload, size_t n)
+{
+  size_t at = 0;
+  out[at++] = (uint8_t)((fin ? 0x80 : 0) | opcode);
+  if (n < 126)
+    out[at++] = (uint8_t)(0x80 | n);
+  else if (n < 65536)
+    {
+      out[at++] = 0x80 | 126;
+      out[at++] = (uint8_t)(n >> 8);
+      out[at++] = (uint8_t)n;
+    }
+  else
+    {
+      out[at++] = 0x80 | 127;
+      for (int i = 0; i < 8; i++)
+        out[at++] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+    }
+  static const uint8_t key[4] = { 0x12, 0x34, 0x56, 0x78 };
+  memcpy (out + at, key, 4);
+  at += 4;
+  for (size_t i = 0; i < n; i++)
+    out[at + i] = payload[i] ^ key[i & 3];
+  return at + n;
+}
+
+static void
+test_handshake (void)
+{
+  nex_error_t err = NULL;
+  char out[29];
+  /* The example of RFC 6455 section 1.3. */
+  TAP_OK (nex_ws_accept_key ("dGhlIHNhbXBsZSBub25jZQ==", out, &err) == 0
+              && strcmp (out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0,
+          "the RFC's example key gives the RFC's accept value (%s)", err ? err->msg : out);
+  nex_error_free (&err);
+  static const char *const bad[] = { NULL,
+                                     "",
+                                     "short",
+                                     "dGhlIHNhbXBsZSBub25jZQ=",
+                                     "dGhlIHNhbXBsZSBub25jZQ==x",
+                                     "dGhlIHNhbXBsZSBub25j!Q==",
+                                     "dGhlIHNhbXBsZSBub25jZQ=A" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    {
+      TAP_OK (nex_ws_accept_key (bad[i], out, &err) < 0 && err && err->kind == NEX_ERR_MALFORMED, "bad key %zu refused",
+              i);
+      nex_error_free (&err);
+    }
+}
+
+static void
+test_headers (void)
+{
+  uint8_t h[NEX_WS_MAX_HEADER];
+  TAP_OK (nex_ws_frame_header (h, NEX_WS_TEXT, 5) == 2 && h[0] == 0x81 && h[1] == 5, "short frame: 2 bytes");
+  TAP_OK (nex_ws_frame_header (h, NEX_WS_TEXT, 126) == 4 && h[1] == 126 && h[2] == 0 && h[3] == 126,
+          "126 bytes: 16-bit length");
+  TAP_OK (nex_ws_frame_header (h, NEX_WS_BINARY, 65536) == 10 && h[0] == 0x82 && h[1] == 127 && h[7] == 1 && h[8] == 0
+              && h[9] == 0,
+          "65536 bytes: 64-bit length");
+  TAP_OK (nex_ws_frame_header (h, NEX_WS_CLOSE, 2) == 2 && h[0] == 0x88, "close frame");
+}
+
+static void
+test_parse (void)
+{
+  uint8_t buf[70000], payload[66000];
+  for (size_t i = 0; i < sizeof payload; i++)
+    payload[i] = (uint8_t)(i * 7);
+  nex_ws_frame_t f;
+  int code;
+  size_t sizes[] = { 0, 1, 125, 126, 65535, 65536 };
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
+    {
+      size_t n = client_frame (buf, NEX_WS_BINARY, 1, payload, sizes[k]);
+      int split_ok = 1;
+      for (size_t cut = 0; cut < n && split_ok; cut += (n > 200 ? n / 50 + 1 : 1))
+        split_ok = nex_ws_frame_parse (buf, cut, 1 << 20, &f, &code) == 0;
+      long used = nex_ws_frame_parse (buf, n, 1 << 20, &f, &code);
+      TAP_OK (split_ok && used == (long)n && f.len == sizes[k] && f.fin && f.opcode == NEX_WS_BINARY
+                  && memcmp (f.payload, payload, sizes[k]) == 0,
+              "a %zu-byte frame parses whole, and not before it is complete", sizes[k]);
+    }
+  /* two frames back to back */
+  size_t a = client_frame (buf, NEX_WS_PING, 1, (const uint8_t *)"ab", 2);
+  size_t b = client_frame (buf + a, NEX_WS_TEXT, 1, (const uint8_t *)"hello", 5);
+  long u1 = nex_ws_frame_parse (buf, a + b, 100, &f, &code);
+  int ping = u1 == (long)a && f.opcode == NEX_WS_PING && f.len == 2 && memcmp (f.payload, "ab", 2) == 0;
+  long u2 = nex_ws_frame_parse (buf + a, b, 100, &f, &code);
+  TAP_OK (ping && u2 == (long)b && f.opcode == NEX_WS_TEXT && memcmp (f.payload, "hello", 5) == 0,
+          "two frames in one buffer");
+
+  /* refusals */
+  size_t n = client_frame (buf, NEX_WS_TEXT, 1, payload, 200);
+  TAP_OK (nex_ws_frame_parse (buf, n, 100, &f, &code) < 0 && code == NEX_WS_CLOSE_TOO_BIG,
+          "over the payload bound: 1009");
+  TAP_OK (nex_ws_frame_parse (buf, 4, 100, &f, &code) < 0 && code == NEX_WS_CLOSE_TOO_BIG,
+          "refused from its header alone");
+  uint8_t unmasked[] = { 0x81, 0x02, 'h', 'i' };
+  TAP_OK (nex_ws_frame_parse (unmasked, sizeof unmasked, 100, &f, &code) < 0 && code == NEX_WS_CLOSE_PROTOCOL,
+          "unmasked client frame: 1002");
+  n = client_frame (buf, 0x3, 1, payload, 1);
+  TAP_OK (nex_ws_frame_parse (buf, n, 100, &f, &code) < 0 && code == NEX_WS_CLOSE_PROTOCOL, "reserved opcode");
+  n = client_frame (buf, NEX_WS_TEXT, 1, payload, 1);
+  buf[0] |= 0x40;
+  TAP_OK (nex_ws_frame_parse (buf, n, 100, &f, &code) < 0 && code == NEX_WS_CLOSE_PROTOCOL, "reserved bit");
+  n = client_frame (buf, NEX_WS_PING, 0, payload, 1);
+  TAP_OK (nex_ws_frame_parse (buf, n, 100, &f, &code) < 0, "fragmented control frame");
+  n = client_frame (buf, NEX_WS_CLOSE, 1, payload, 126);
+  TAP_OK (nex_ws_frame_parse (buf, n, 1000, &f, &code) < 0, "control frame over 125 bytes");
+  uint8_t huge[] = { 0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4 };
+  TAP_OK (nex_ws_frame_parse (huge, sizeof huge, (size_t)-1, &f, &code) < 0, "64-bit length with the top bit set");
+}
+
+static void
+test_random (void)
+{
+  /* Random bytes in a buffer of their own size (ASan catches any read past it): never a crash, and any frame
+   * reported lies inside the buffer. */
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  int ok = 1;
+  for (int round = 0; round < 20000 && ok; round++)
+    {
+      size_t len = (size_t)(x % 64);
+      uint8_t *b = malloc (len ? len : 1);
+      for (size_t i = 0; i < len; i++)
+        {
+          x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+          b[i] = (uint8_t)(x * 0x2545f4914f6cdd1dULL >> 56);
+        }
+      if (len)
+        b[1 % len] |= 0x80; /* mostly masked, so that parsing goes deep */
+      nex_ws_frame_t f;
+      int code;
+      long used = nex_ws_frame_parse (b, len, 40, &f, &code);
+      if (used > 0)
+        ok = (size_t)used <= len && f.payload >= b && f.payload + f.len <= b + len;
+      free (b);
+      x += 0x632be59bd9b4e019ULL;
+    }
+  TAP_OK (ok, "20000 random buffers: no frame outside its buffer");
+}
+
+int
+main (void)
+{
+  test_handshake ();
+  test_headers ();
+  test_parse ();
+  test_random ();
+  return tap_done ();
+}
