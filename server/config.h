@@ -25,6 +25,13 @@ typedef struct nex_config
   int64_t max_body_bytes; /* largest request body accepted; default 1 MiB */
   int64_t stop_grace_s;   /* default grace between SIGTERM and SIGKILL on stop; default 10 */
   int64_t api_threads;    /* HTTP worker threads; default 4 */
+  /* microVM drivers (server/vm.h) */
+  char *vm_kernel_dir;      /* vmlinuz, vmlinux, modules/<driver>/; default: kernel/ beside nexd */
+  char *qemu_path;          /* QEMU system emulator; default qemu-system-x86_64 (searched in PATH) */
+  char *firecracker_path;   /* Firecracker binary; default firecracker (searched in PATH) */
+  char *kvm_device;         /* KVM device node; default /dev/kvm */
+  int64_t vm_memory_mib;    /* a VM's memory when its workload asks for none; default 128 */
+  int64_t vm_vcpus;         /* a VM's vCPUs when its workload asks for none; default 1 */
 } nex_config_t;
 
 /* Fills CFG from defaults, the config file, the environment ENVP and ARGV, in that order.  Returns 0, 1 when
