@@ -23,7 +23,8 @@
 #define CMDLINE_MAX 4096
 #define DEFAULT_CHANNEL "/dev/hvc0"
 
-static int channel_fd = -1; /* the console channel, drained before power-off */
+static int channel_fd = -1;    /* the console channel, drained before power-off */
+static bool reboot_to_end;      /* nex.poweroff=reboot: the VMM ends on a reboot and has no power-off (Firecracker) */
 
 static void vm_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
@@ -103,7 +104,7 @@ vm_power_off (void)
   if (channel_fd >= 0)
     tcdrain (channel_fd);
   sync ();
-  reboot (RB_POWER_OFF);
+  reboot (reboot_to_end ? RB_AUTOBOOT : RB_POWER_OFF);
   _exit (1); /* not reached; if it were, the kernel would panic, which ends the VM too (panic=-1) */
 }
 
@@ -155,6 +156,8 @@ vm_load_modules (void)
 void
 nex_agent_vm_init (void)
 {
+  char how[16];
+  reboot_to_end = param ("nex.poweroff", how, sizeof how) && strcmp (how, "reboot") == 0;
   atexit (vm_power_off);
   vm_mount ("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
   vm_mount ("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);

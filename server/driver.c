@@ -11,7 +11,7 @@
 
 #include "common/cleanup.h"
 
-static const nex_driver_t *const drivers[] = { &nex_driver_sandbox, &nex_driver_qemu, NULL };
+static const nex_driver_t *const drivers[] = { &nex_driver_sandbox, &nex_driver_qemu, &nex_driver_firecracker, NULL };
 
 const nex_driver_t *
 nex_driver_find (const char *name)

@@ -655,12 +655,14 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   nex_state_change_t placed = { .state = NEX_STATE_STARTING, .pid = inst.pid, .endpoint = inst.endpoint,
                                 .digest = digest };
   transition (sup, id, &placed, NULL);
-  nex_instance_t keep = { .pid = inst.pid };
+  /* entry_attach takes INST over even when it fails; what ending the environment then needs is kept here. */
+  nex_instance_t keep = { .pid = inst.pid, .run_dir = inst.run_dir ? nex_xstrdup (inst.run_dir) : NULL };
   entry_t *e = entry_attach (sup, id, d, &inst, &err);
   if (e == NULL)
     {
       d->kill (d, &keep, NULL);
       waitpid (keep.pid, NULL, 0);
+      d->destroy (d, &keep, NULL);
       fail_workload (sup, id, err->msg);
     }
   else
@@ -668,6 +670,7 @@ do_deploy (nex_supervisor_t *sup, const char *id)
       e->hello_by = nex_clock_mono_ms () + AGENT_HELLO_TIMEOUT_MS;
       attach_console (sup, e);
     }
+  nex_instance_release (&keep);
   nex_instance_release (&inst);
 out:
   nex_workload_release (&w);
