@@ -23,8 +23,8 @@
 #define CMDLINE_MAX 4096
 #define DEFAULT_CHANNEL "/dev/hvc0"
 
-static int channel_fd = -1;    /* the console channel, drained before power-off */
-static bool reboot_to_end;      /* nex.poweroff=reboot: the VMM ends on a reboot and has no power-off (Firecracker) */
+static int channel_fd = -1; /* the console channel, drained before power-off */
+static bool reboot_to_end;  /* nex.poweroff=reboot: the VMM ends on a reboot and has no power-off (Firecracker) */
 
 static void vm_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
@@ -69,9 +69,9 @@ param (const char *name, char *out, size_t cap)
       while (*p == ' ' || *p == '\n')
         p++;
       const char *end = p + strcspn (p, " \n");
-      if ((size_t) (end - p) > len && strncmp (p, name, len) == 0 && p[len] == '=')
+      if ((size_t)(end - p) > len && strncmp (p, name, len) == 0 && p[len] == '=')
         {
-          size_t vlen = (size_t) (end - p) - len - 1;
+          size_t vlen = (size_t)(end - p) - len - 1;
           if (vlen >= cap)
             return false;
           memcpy (out, p + len + 1, vlen);
@@ -119,7 +119,7 @@ vm_mount (const char *src, const char *target, const char *type, unsigned long f
 static int
 compare_names (const void *a, const void *b)
 {
-  return strcmp (*(char *const *) a, *(char *const *) b);
+  return strcmp (*(char *const *)a, *(char *const *)b);
 }
 
 /* Loads every module of the image, in name order (the numbers in their names put dependencies first). */
@@ -174,7 +174,7 @@ now_ms (void)
 {
   struct timespec ts;
   clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int
@@ -189,8 +189,8 @@ vm_vsock_listen (const char *spec)
       return -1;
     }
   int fd = socket (AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = (unsigned) port };
-  if (fd < 0 || bind (fd, (struct sockaddr *) &sa, sizeof sa) < 0 || listen (fd, 4) < 0)
+  struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = (unsigned)port };
+  if (fd < 0 || bind (fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen (fd, 4) < 0)
     {
       vm_log ("vsock port %lu: %s", port, strerror (errno));
       if (fd >= 0)

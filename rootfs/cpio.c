@@ -41,8 +41,7 @@ pad4 (nex_cpio_t *c, nex_error_t *err)
 }
 
 static int
-header (nex_cpio_t *c, const char *name, mode_t mode, uint64_t size, unsigned rmajor, unsigned rminor,
-        nex_error_t *err)
+header (nex_cpio_t *c, const char *name, mode_t mode, uint64_t size, unsigned rmajor, unsigned rminor, nex_error_t *err)
 {
   size_t namesize = strlen (name) + 1;
   if (name[0] == '\0' || name[0] == '/' || namesize > 4096)
@@ -52,8 +51,8 @@ header (nex_cpio_t *c, const char *name, mode_t mode, uint64_t size, unsigned rm
   char h[111];
   /* Hard links are never written, so each entry gets its own inode number and a link count of 1 (2 for a
    * directory, which the kernel does not check). */
-  snprintf (h, sizeof h, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", ++c->ino, (unsigned) mode, 0u,
-            0u, S_ISDIR (mode) ? 2u : 1u, 0u, (unsigned) size, 0u, 0u, rmajor, rminor, (unsigned) namesize, 0u);
+  snprintf (h, sizeof h, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", ++c->ino, (unsigned)mode, 0u, 0u,
+            S_ISDIR (mode) ? 2u : 1u, 0u, (unsigned)size, 0u, 0u, rmajor, rminor, (unsigned)namesize, 0u);
   if (put (c, h, 110, err) < 0 || put (c, name, namesize, err) < 0)
     return -1;
   return pad4 (c, err);
@@ -81,10 +80,10 @@ nex_cpio_file (nex_cpio_t *c, const char *name, mode_t perm, int src_fd, nex_err
     return nex_error_sys (err, errno, "cpio: stat `%s`", name);
   if (!S_ISREG (st.st_mode))
     return nex_error_set (err, NEX_ERR_INVALID, "cpio: `%s` is not a regular file", name);
-  if (header (c, name, S_IFREG | (perm & 07777), (uint64_t) st.st_size, 0, 0, err) < 0)
+  if (header (c, name, S_IFREG | (perm & 07777), (uint64_t)st.st_size, 0, 0, err) < 0)
     return -1;
   cleanup_free char *buf = nex_xmalloc (CPIO_CHUNK);
-  uint64_t left = (uint64_t) st.st_size;
+  uint64_t left = (uint64_t)st.st_size;
   off_t at = 0;
   while (left > 0)
     {
@@ -95,9 +94,9 @@ nex_cpio_file (nex_cpio_t *c, const char *name, mode_t perm, int src_fd, nex_err
         return nex_error_sys (err, errno, "cpio: read `%s`", name);
       if (n == 0)
         return nex_error_set (err, NEX_ERR_SYSTEM, "cpio: `%s` shrank while it was archived", name);
-      if (put (c, buf, (size_t) n, err) < 0)
+      if (put (c, buf, (size_t)n, err) < 0)
         return -1;
-      left -= (uint64_t) n;
+      left -= (uint64_t)n;
       at += n;
     }
   return pad4 (c, err);

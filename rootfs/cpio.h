@@ -34,8 +34,7 @@ int nex_cpio_file (nex_cpio_t *c, const char *name, mode_t perm, int src_fd, nex
 int nex_cpio_data (nex_cpio_t *c, const char *name, mode_t perm, const void *data, size_t len, nex_error_t *err);
 
 /* Adds character device NAME (MAJOR, MINOR) with PERM. */
-int nex_cpio_chardev (nex_cpio_t *c, const char *name, mode_t perm, unsigned major, unsigned minor,
-                      nex_error_t *err);
+int nex_cpio_chardev (nex_cpio_t *c, const char *name, mode_t perm, unsigned major, unsigned minor, nex_error_t *err);
 
 /* Adds symbolic link NAME pointing at TARGET. */
 int nex_cpio_symlink (nex_cpio_t *c, const char *name, const char *target, nex_error_t *err);

@@ -20,17 +20,18 @@
 static void
 usage (FILE *out)
 {
-  fprintf (out,
-           "Usage: nex-rootfs initramfs|ext4 --agent PATH --workload PATH [--modules DIR] (--output FILE | --cache DIR)\n"
-           "       nex-rootfs vmlinux BZIMAGE OUTPUT\n"
-           "\n"
-           "initramfs  a newc cpio archive with nex-agent as /init, the workload as /workload, a minimal /dev and\n"
-           "           the kernel modules of DIR (*.ko, loaded by the agent in name order) in /nex/modules\n"
-           "ext4       the same tree as an ext4 image (mkfs.ext4 -d; no root, no loop mount)\n"
-           "  --output FILE  write the image there\n"
-           "  --cache DIR    write it as DIR/<content hash>.cpio|.ext4 unless it is there already (as nexd does),\n"
-           "                 and print its path\n"
-           "vmlinux    write the uncompressed kernel (ELF) held by BZIMAGE to OUTPUT (for Firecracker)\n");
+  fprintf (
+      out,
+      "Usage: nex-rootfs initramfs|ext4 --agent PATH --workload PATH [--modules DIR] (--output FILE | --cache DIR)\n"
+      "       nex-rootfs vmlinux BZIMAGE OUTPUT\n"
+      "\n"
+      "initramfs  a newc cpio archive with nex-agent as /init, the workload as /workload, a minimal /dev and\n"
+      "           the kernel modules of DIR (*.ko, loaded by the agent in name order) in /nex/modules\n"
+      "ext4       the same tree as an ext4 image (mkfs.ext4 -d; no root, no loop mount)\n"
+      "  --output FILE  write the image there\n"
+      "  --cache DIR    write it as DIR/<content hash>.cpio|.ext4 unless it is there already (as nexd does),\n"
+      "                 and print its path\n"
+      "vmlinux    write the uncompressed kernel (ELF) held by BZIMAGE to OUTPUT (for Firecracker)\n");
 }
 
 static int
@@ -53,7 +54,7 @@ cmd_vmlinux (int argc, char **argv)
   cleanup_free char *bz = nex_file_read (argv[1], BZIMAGE_MAX_BYTES, &len, &err);
   if (bz == NULL)
     return fail (&err);
-  cleanup_free uint8_t *elf = nex_vmlinux_extract ((const uint8_t *) bz, len, &out_len, &err);
+  cleanup_free uint8_t *elf = nex_vmlinux_extract ((const uint8_t *)bz, len, &out_len, &err);
   if (elf == NULL || nex_file_write_atomic (argv[2], elf, out_len, 0644, &err) < 0)
     return fail (&err);
   return 0;

@@ -24,9 +24,9 @@
 #include "rootfs/cpio.h"
 #include "rootfs/layout.h"
 
-#define KEY_VERSION "nex-rootfs 1" /* bump when the layout changes, so that old cache entries are not reused */
-#define EXT4_SLACK_BYTES (8u << 20)  /* free room in an ext4 image beyond its files (metadata, journal-less) */
-#define MKFS_OUTPUT_MAX 4096         /* bytes of mkfs.ext4's complaints kept for the error message */
+#define KEY_VERSION "nex-rootfs 1"  /* bump when the layout changes, so that old cache entries are not reused */
+#define EXT4_SLACK_BYTES (8u << 20) /* free room in an ext4 image beyond its files (metadata, journal-less) */
+#define MKFS_OUTPUT_MAX 4096        /* bytes of mkfs.ext4's complaints kept for the error message */
 
 /* The kernel modules of SPEC: sorted base names of the *.ko files in its modules_dir. */
 typedef struct module_list
@@ -46,7 +46,7 @@ module_list_release (module_list_t *m)
 static int
 compare_names (const void *a, const void *b)
 {
-  return strcmp (*(char *const *) a, *(char *const *) b);
+  return strcmp (*(char *const *)a, *(char *const *)b);
 }
 
 static int
@@ -114,7 +114,7 @@ hash_fd (int fd, const char *what, char hex[65], nex_error_t *err)
         return nex_error_sys (err, errno, "read `%s`", what);
       if (n == 0)
         break;
-      crypto_hash_sha256_update (&st, buf, (unsigned long long) n);
+      crypto_hash_sha256_update (&st, buf, (unsigned long long)n);
       at += n;
     }
   unsigned char sum[crypto_hash_sha256_BYTES];
@@ -148,7 +148,7 @@ nex_rootfs_key (nex_rootfs_kind_t kind, const nex_rootfs_spec_t *spec, char key[
   crypto_hash_sha256_init (&st);
   cleanup_free char *head = nex_xasprintf ("%s\nkind %s\nworkload %s\nagent %s\n", KEY_VERSION,
                                            kind == NEX_ROOTFS_EXT4 ? "ext4" : "initramfs", workload, agent);
-  crypto_hash_sha256_update (&st, (const unsigned char *) head, strlen (head));
+  crypto_hash_sha256_update (&st, (const unsigned char *)head, strlen (head));
   for (size_t i = 0; i < mods.n; i++)
     {
       char mod[65];
@@ -156,7 +156,7 @@ nex_rootfs_key (nex_rootfs_kind_t kind, const nex_rootfs_spec_t *spec, char key[
       if (hash_path (path, mod, err) < 0)
         return -1;
       cleanup_free char *line = nex_xasprintf ("module %s %s\n", mods.names[i], mod);
-      crypto_hash_sha256_update (&st, (const unsigned char *) line, strlen (line));
+      crypto_hash_sha256_update (&st, (const unsigned char *)line, strlen (line));
     }
   unsigned char sum[crypto_hash_sha256_BYTES];
   crypto_hash_sha256_final (&st, sum);
@@ -225,7 +225,7 @@ copy_file (const char *src, const char *dst, mode_t perm, nex_error_t *err)
         return nex_error_sys (err, errno, "read `%s`", src);
       if (n == 0)
         break;
-      if (nex_fd_write_all (out, buf, (size_t) n, err) < 0)
+      if (nex_fd_write_all (out, buf, (size_t)n, err) < 0)
         return -1;
       total += n;
     }
@@ -259,15 +259,14 @@ unstage (const char *stage, const module_list_t *mods)
 
 /* Lays out the image's tree under STAGE (which exists and is empty); adds the bytes of its files to *SIZE. */
 static int
-stage_tree (const char *stage, const nex_rootfs_spec_t *spec, const module_list_t *mods, off_t *size,
-            nex_error_t *err)
+stage_tree (const char *stage, const nex_rootfs_spec_t *spec, const module_list_t *mods, off_t *size, nex_error_t *err)
 {
   static const struct
   {
     const char *name;
     mode_t mode;
-  } dirs[] = { { "dev", 0755 }, { "proc", 0555 }, { "sys", 0555 }, { "tmp", 01777 }, { "nex", 0755 },
-               { "nex/modules", 0755 } };
+  } dirs[] = { { "dev", 0755 },  { "proc", 0555 }, { "sys", 0555 },
+               { "tmp", 01777 }, { "nex", 0755 },  { "nex/modules", 0755 } };
   for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
     {
       cleanup_free char *p = nex_xasprintf ("%s/%s", stage, dirs[i].name);
@@ -322,8 +321,8 @@ run_mkfs (const char *stage, const char *image, nex_error_t *err)
       if (null < 0 || dup2 (null, 0) < 0 || dup2 (out[1], 1) < 0 || dup2 (out[1], 2) < 0)
         _exit (127);
       /* No journal: the image is read-only to the guest and rebuilt rather than repaired. */
-      execlp ("mkfs.ext4", "mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-L", "nex-root", "-E",
-              "root_owner=0:0", "-d", stage, image, (char *) NULL);
+      execlp ("mkfs.ext4", "mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-L", "nex-root", "-E", "root_owner=0:0",
+              "-d", stage, image, (char *)NULL);
       dprintf (2, "cannot run mkfs.ext4: %s", strerror (errno));
       _exit (127);
     }
@@ -338,7 +337,7 @@ run_mkfs (const char *stage, const char *image, nex_error_t *err)
         continue;
       if (n <= 0)
         break;
-      size_t take = (size_t) n < sizeof msg - 1 - len ? (size_t) n : sizeof msg - 1 - len;
+      size_t take = (size_t)n < sizeof msg - 1 - len ? (size_t)n : sizeof msg - 1 - len;
       memcpy (msg + len, buf, take);
       len += take;
     }
@@ -352,8 +351,7 @@ run_mkfs (const char *stage, const char *image, nex_error_t *err)
       return nex_error_sys (err, errno, "waitpid mkfs.ext4");
   if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
     return nex_error_set (err, NEX_ERR_SYSTEM, "mkfs.ext4 failed (status %d)%s%s",
-                          WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status), len ? ": " : "",
-                          msg);
+                          WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status), len ? ": " : "", msg);
   return 0;
 }
 
@@ -399,8 +397,7 @@ nex_rootfs_write (nex_rootfs_kind_t kind, const nex_rootfs_spec_t *spec, const c
   if (r < 0)
     {
       unlink (tmp);
-      return nex_error_wrap (err, "building %s image `%s`", kind == NEX_ROOTFS_EXT4 ? "ext4" : "initramfs",
-                             out_path);
+      return nex_error_wrap (err, "building %s image `%s`", kind == NEX_ROOTFS_EXT4 ? "ext4" : "initramfs", out_path);
     }
   return 0;
 }
@@ -411,8 +408,7 @@ nex_rootfs_image (const char *cache_dir, nex_rootfs_kind_t kind, const nex_rootf
   char key[65];
   if (nex_mkdir_p (cache_dir, 0700, err) < 0 || nex_rootfs_key (kind, spec, key, err) < 0)
     return NULL;
-  cleanup_free char *path
-      = nex_xasprintf ("%s/%s.%s", cache_dir, key, kind == NEX_ROOTFS_EXT4 ? "ext4" : "cpio");
+  cleanup_free char *path = nex_xasprintf ("%s/%s.%s", cache_dir, key, kind == NEX_ROOTFS_EXT4 ? "ext4" : "cpio");
   if (access (path, R_OK) == 0)
     return NEX_STEAL_PTR (path);
   if (nex_rootfs_write (kind, spec, path, err) < 0)

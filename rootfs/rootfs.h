@@ -34,12 +34,10 @@ typedef struct nex_rootfs_spec
 int nex_rootfs_key (nex_rootfs_kind_t kind, const nex_rootfs_spec_t *spec, char key[65], nex_error_t *err);
 
 /* Writes an image of KIND for SPEC to OUT_PATH (replaced atomically; mode 0444).  0 or -1. */
-int nex_rootfs_write (nex_rootfs_kind_t kind, const nex_rootfs_spec_t *spec, const char *out_path,
-                      nex_error_t *err);
+int nex_rootfs_write (nex_rootfs_kind_t kind, const nex_rootfs_spec_t *spec, const char *out_path, nex_error_t *err);
 
 /* The path of the cached image of KIND for SPEC under CACHE_DIR (created if missing), building it first when
  * it is not there.  The caller frees the path.  NULL on failure, leaving no partial file behind. */
-char *nex_rootfs_image (const char *cache_dir, nex_rootfs_kind_t kind, const nex_rootfs_spec_t *spec,
-                        nex_error_t *err);
+char *nex_rootfs_image (const char *cache_dir, nex_rootfs_kind_t kind, const nex_rootfs_spec_t *spec, nex_error_t *err);
 
 #endif

@@ -22,13 +22,13 @@
 static uint32_t
 le32 (const uint8_t *p)
 {
-  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static uint16_t
 le16 (const uint8_t *p)
 {
-  return (uint16_t) (p[0] | p[1] << 8);
+  return (uint16_t)(p[0] | p[1] << 8);
 }
 
 long
@@ -79,7 +79,7 @@ nex_lz4_block_decode (const uint8_t *src, size_t src_len, uint8_t *dst, size_t d
       for (size_t i = 0; i < match; i++, d++)
         dst[d] = dst[d - offset];
     }
-  return (long) d;
+  return (long)d;
 }
 
 static uint8_t *
@@ -122,7 +122,7 @@ lz4_legacy_decode (const uint8_t *p, size_t len, size_t *out_len, nex_error_t *e
           nex_error_set (err, NEX_ERR_INVALID, "corrupt LZ4 data in the block at byte %zu", at);
           return NULL;
         }
-      used += (size_t) got;
+      used += (size_t)got;
       at += n;
     }
   *out_len = used;
@@ -139,9 +139,20 @@ compression_name (const uint8_t *p, size_t n)
     const char *magic;
     size_t len;
   } kinds[] = {
-    { "gzip", "\x1f\x8b", 2 },           { "xz", "\xfd" "7zXZ\x00", 6 }, { "bzip2", "BZh", 3 },
-    { "lzma", "\x5d\x00\x00", 3 },       { "lzo", "\x89LZO", 4 },        { "zstd", "\x28\xb5\x2f\xfd", 4 },
-    { "lz4", "\x02\x21\x4c\x18", 4 },    { "none", "\x7f" "ELF", 4 },
+    { "gzip", "\x1f\x8b", 2 },
+    { "xz",
+      "\xfd"
+      "7zXZ\x00",
+      6 },
+    { "bzip2", "BZh", 3 },
+    { "lzma", "\x5d\x00\x00", 3 },
+    { "lzo", "\x89LZO", 4 },
+    { "zstd", "\x28\xb5\x2f\xfd", 4 },
+    { "lz4", "\x02\x21\x4c\x18", 4 },
+    { "none",
+      "\x7f"
+      "ELF",
+      4 },
   };
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
     if (n >= kinds[i].len && memcmp (p, kinds[i].magic, kinds[i].len) == 0)
@@ -188,9 +199,14 @@ nex_vmlinux_extract (const uint8_t *bz, size_t len, size_t *out_len, nex_error_t
     }
   else
     nex_error_set (err, NEX_ERR_INVALID,
-                   "the kernel is compressed with %s, which is not supported (LZ4, as Debian's kernels use, is)",
-                   kind);
-  if (out && (*out_len < 4 || memcmp (out, "\x7f" "ELF", 4) != 0))
+                   "the kernel is compressed with %s, which is not supported (LZ4, as Debian's kernels use, is)", kind);
+  if (out
+      && (*out_len < 4
+          || memcmp (out,
+                     "\x7f"
+                     "ELF",
+                     4)
+                 != 0))
     {
       free (out);
       nex_error_set (err, NEX_ERR_INVALID, "the decompressed kernel is not an ELF file");

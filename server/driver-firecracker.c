@@ -69,9 +69,9 @@ fc_probe (const nex_driver_t *d, char **reason)
   cleanup_free char *kernel = nex_vm_kernel_file ("vmlinux", &kernel_why);
   if (kvm_ok && fc && kernel)
     return 1;
-  cleanup_free char *no_fc
-      = fc ? NULL : nex_xasprintf ("the firecracker binary `%s` was not found (set firecracker_path)",
-                                   s->firecracker_path ? s->firecracker_path : "");
+  cleanup_free char *no_fc = fc ? NULL
+                                : nex_xasprintf ("the firecracker binary `%s` was not found (set firecracker_path)",
+                                                 s->firecracker_path ? s->firecracker_path : "");
   *reason = nex_xasprintf ("%s%s%s%s%s", kvm_ok ? "" : kvm, !kvm_ok && no_fc ? "; " : "", no_fc ? no_fc : "",
                            (!kvm_ok || no_fc) && !kernel ? "; " : "", kernel ? "" : kernel_why);
   return 0;
@@ -202,7 +202,7 @@ fc_configure (const nex_launch_t *l, const char *api, const char *vsock, const c
   if (initrd)
     json_object_set_new (boot, "initrd_path", json_string (initrd));
   if (fc_put (api, "/machine-config",
-              json_pack ("{s:I, s:I, s:b}", "vcpu_count", (json_int_t) vcpus, "mem_size_mib", (json_int_t) memory_mib,
+              json_pack ("{s:I, s:I, s:b}", "vcpu_count", (json_int_t)vcpus, "mem_size_mib", (json_int_t)memory_mib,
                          "smt", 0),
               10000, err)
           < 0
@@ -212,8 +212,7 @@ fc_configure (const nex_launch_t *l, const char *api, const char *vsock, const c
                             "is_read_only", 1),
                  10000, err)
              < 0
-      || fc_put (api, "/vsock", json_pack ("{s:i, s:s}", "guest_cid", NEX_FC_GUEST_CID, "uds_path", vsock), 10000,
-                 err)
+      || fc_put (api, "/vsock", json_pack ("{s:i, s:s}", "guest_cid", NEX_FC_GUEST_CID, "uds_path", vsock), 10000, err)
              < 0
       || fc_put (api, "/actions", json_pack ("{s:s}", "action_type", "InstanceStart"), 10000, err) < 0)
     return -1;
@@ -230,8 +229,9 @@ fc_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex
   cleanup_free char *kernel = nex_vm_kernel_file ("vmlinux", &why);
   cleanup_free char *fc = nex_vm_find_program (s->firecracker_path);
   cleanup_free char *modules = nex_xasprintf ("%s/%s", s->kernel_dir, FC_MODULES);
-  nex_rootfs_spec_t spec = { .workload_path = l->artifact_path, .workload_digest = l->digest,
-                             .agent_path = l->agent_path, .modules_dir = modules };
+  nex_rootfs_spec_t spec = {
+    .workload_path = l->artifact_path, .workload_digest = l->digest, .agent_path = l->agent_path, .modules_dir = modules
+  };
   cleanup_free char *rootfs = nex_rootfs_image (s->images_dir, NEX_ROOTFS_EXT4, &spec, err);
   if (rootfs == NULL)
     return -1;
@@ -247,7 +247,7 @@ fc_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex
   cleanup_free char *id = nex_xasprintf ("nex-%s", l->workload_id);
   unlink (api);
   unlink (vsock);
-  char *argv[] = { fc, (char *) "--api-sock", api, (char *) "--id", id, NULL };
+  char *argv[] = { fc, (char *)"--api-sock", api, (char *)"--id", id, NULL };
   pid_t pid = nex_vm_spawn (fc, argv, log, NULL, 0, err);
   if (pid < 0)
     {
@@ -276,7 +276,7 @@ fc_read_ok (int fd, int64_t deadline)
   size_t len = 0;
   while (len < sizeof line - 1)
     {
-      int left = (int) (deadline - nex_clock_mono_ms ());
+      int left = (int)(deadline - nex_clock_mono_ms ());
       struct pollfd p = { .fd = fd, .events = POLLIN };
       if (left <= 0 || poll (&p, 1, left) <= 0)
         return -1;
@@ -307,7 +307,7 @@ fc_connect (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
       if (fd >= 0 && nex_fd_write_all (fd, hello, strlen (hello), NULL) == 0 && fc_read_ok (fd, deadline) == 1)
         return NEX_STEAL_FD (fd);
       if (i->pid > 0 && kill (i->pid, 0) < 0)
-        return nex_error_set (err, NEX_ERR_SYSTEM, "firecracker (pid %d) is gone", (int) i->pid);
+        return nex_error_set (err, NEX_ERR_SYSTEM, "firecracker (pid %d) is gone", (int)i->pid);
       if (nex_clock_mono_ms () >= deadline)
         return nex_error_set (err, NEX_ERR_SYSTEM, "the agent did not answer on vsock port %d within %d ms",
                               NEX_FC_AGENT_PORT, FC_CONNECT_WAIT_MS);
@@ -329,13 +329,13 @@ fc_kill (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
           {
             /* WNOWAIT: the supervisor reaps it, and learns how it ended. */
             siginfo_t si = { 0 };
-            if (waitid (P_PID, (id_t) i->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == i->pid)
+            if (waitid (P_PID, (id_t)i->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == i->pid)
               break;
             usleep (50000);
           }
     }
   if (kill (i->pid, SIGKILL) < 0 && errno != ESRCH)
-    return nex_error_sys (err, errno, "kill firecracker %d", (int) i->pid);
+    return nex_error_sys (err, errno, "kill firecracker %d", (int)i->pid);
   return 0;
 }
 

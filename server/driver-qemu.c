@@ -41,8 +41,7 @@
 #define QEMU_MAX_ARGS 48
 #define QEMU_MODULES "modules/qemu" /* in the kernel dir: what the agent loads to reach /dev/hvc0 */
 
-static const char *const run_files[]
-    = { "agent.sock", "console.sock", "console.log", "qemu.log", "qemu.pid" };
+static const char *const run_files[] = { "agent.sock", "console.sock", "console.log", "qemu.log", "qemu.pid" };
 
 static int
 qemu_probe (const nex_driver_t *d, char **reason)
@@ -111,8 +110,9 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "QEMU `%s` was not found", s->qemu_path);
 
   cleanup_free char *modules = nex_xasprintf ("%s/%s", s->kernel_dir, QEMU_MODULES);
-  nex_rootfs_spec_t spec = { .workload_path = l->artifact_path, .workload_digest = l->digest,
-                             .agent_path = l->agent_path, .modules_dir = modules };
+  nex_rootfs_spec_t spec = {
+    .workload_path = l->artifact_path, .workload_digest = l->digest, .agent_path = l->agent_path, .modules_dir = modules
+  };
   cleanup_free char *initrd = nex_rootfs_image (s->images_dir, NEX_ROOTFS_INITRAMFS, &spec, err);
   if (initrd == NULL)
     return -1;
@@ -152,9 +152,9 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
       add (&a, "host");
     }
   add (&a, "-m");
-  add (&a, "%lldM", (long long) memory_mib);
+  add (&a, "%lldM", (long long)memory_mib);
   add (&a, "-smp");
-  add (&a, "%lld", (long long) vcpus);
+  add (&a, "%lld", (long long)vcpus);
   /* Nothing but what is named here: no default devices, no user config files, no display, no monitor; a guest
    * reboot (or panic) ends QEMU instead of booting again. */
   add (&a, "-nodefaults");
@@ -169,7 +169,7 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
   cleanup_free char *tsc = NULL;
   int64_t khz = kvm ? 0 : nex_vm_host_tsc_khz ();
   if (khz > 0)
-    tsc = nex_xasprintf (" tsc_early_khz=%lld", (long long) khz);
+    tsc = nex_xasprintf (" tsc_early_khz=%lld", (long long)khz);
   add (&a, "-append");
   add (&a, "console=ttyS0 quiet panic=-1%s nex.agent=/dev/hvc0 nex.hostname=%s", tsc ? tsc : "", l->hostname);
   add (&a, "-chardev");
@@ -216,7 +216,7 @@ qemu_kill (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
 {
   /* The whole VM is this one process: killing it ends every process of the guest at once. */
   if (i->pid > 0 && kill (i->pid, SIGKILL) < 0 && errno != ESRCH)
-    return nex_error_sys (err, errno, "kill qemu %d", (int) i->pid);
+    return nex_error_sys (err, errno, "kill qemu %d", (int)i->pid);
   return 0;
 }
 
@@ -240,13 +240,12 @@ qemu_describe_end (const nex_driver_t *d, const nex_instance_t *i, int reaped, i
   if (reaped && WEXITSTATUS (status) != 0)
     {
       cleanup_free char *line = nex_vm_last_line (qemu_log);
-      return nex_xasprintf ("qemu exited with status %d%s%s", WEXITSTATUS (status), line ? ": " : "",
-                            line ? line : "");
+      return nex_xasprintf ("qemu exited with status %d%s%s", WEXITSTATUS (status), line ? ": " : "", line ? line : "");
     }
   /* QEMU ended normally: the guest powered off or its kernel panicked; its console says which. */
   cleanup_free char *line = nex_vm_last_line (console_log);
-  return nex_xasprintf ("the VM stopped before its agent reported the workload's end%s%s%s",
-                        line ? " (console: " : "", line ? line : "", line ? ")" : "");
+  return nex_xasprintf ("the VM stopped before its agent reported the workload's end%s%s%s", line ? " (console: " : "",
+                        line ? line : "", line ? ")" : "");
 }
 
 const nex_driver_t nex_driver_qemu = {

@@ -35,7 +35,7 @@ nex_resync_release (nex_resync_t *r)
 static int
 is_answer (const nex_resync_t *r, const uint8_t *p, size_t len)
 {
-  cleanup_json json_t *o = json_loadb ((const char *) p, len, JSON_REJECT_DUPLICATES, NULL);
+  cleanup_json json_t *o = json_loadb ((const char *)p, len, JSON_REJECT_DUPLICATES, NULL);
   const char *nonce = json_string_value (json_object_get (o, "nonce"));
   return json_is_object (o) && nonce && strcmp (nonce, r->nonce) == 0 && json_is_string (json_object_get (o, "state"));
 }
@@ -57,7 +57,7 @@ nex_resync_feed (nex_resync_t *r, const uint8_t *data, size_t n, nex_wire_frame_
   while (r->len - i >= NEX_WIRE_HEADER_SIZE)
     {
       const uint8_t *h = r->buf + i;
-      uint32_t plen = (uint32_t) h[0] << 24 | (uint32_t) h[1] << 16 | (uint32_t) h[2] << 8 | h[3];
+      uint32_t plen = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
       int candidate = h[4] == NEX_WIRE_HELLO && h[5] == 0 && h[6] == 0 && h[7] == 0 && plen >= 2
                       && plen <= NEX_RESYNC_MAX_HELLO
                       && (r->len - i == NEX_WIRE_HEADER_SIZE || h[NEX_WIRE_HEADER_SIZE] == '{');
@@ -67,8 +67,9 @@ nex_resync_feed (nex_resync_t *r, const uint8_t *data, size_t n, nex_wire_frame_
             break; /* wait for the rest of it; what follows may hold the real one, it is kept too */
           if (is_answer (r, h + NEX_WIRE_HEADER_SIZE, plen))
             {
-              *hello = (nex_wire_frame_t){ .type = NEX_WIRE_HELLO, .channel = 0, .len = plen,
-                                           .payload = h + NEX_WIRE_HEADER_SIZE };
+              *hello = (nex_wire_frame_t){
+                .type = NEX_WIRE_HELLO, .channel = 0, .len = plen, .payload = h + NEX_WIRE_HEADER_SIZE
+              };
               *rest = h + NEX_WIRE_HEADER_SIZE + plen;
               *rest_len = r->len - i - NEX_WIRE_HEADER_SIZE - plen;
               r->skipped += i;

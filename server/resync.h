@@ -23,10 +23,10 @@
 
 typedef struct nex_resync
 {
-  char nonce[33];  /* 32 hex digits */
-  uint8_t *buf;    /* bytes not yet ruled out */
+  char nonce[33]; /* 32 hex digits */
+  uint8_t *buf;   /* bytes not yet ruled out */
   size_t len, cap;
-  size_t skipped;  /* bytes discarded so far (for the log) */
+  size_t skipped; /* bytes discarded so far (for the log) */
 } nex_resync_t;
 
 /* Starts a scan with a fresh nonce. */

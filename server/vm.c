@@ -105,8 +105,7 @@ nex_vm_kernel_file (const char *file, char **reason)
   char *path = nex_xasprintf ("%s/%s", settings.kernel_dir, file);
   if (access (path, R_OK) < 0)
     {
-      *reason = nex_xasprintf ("no VM kernel: `%s` is missing (scripts/setup fetches one; or set vm_kernel_dir)",
-                               path);
+      *reason = nex_xasprintf ("no VM kernel: `%s` is missing (scripts/setup fetches one; or set vm_kernel_dir)", path);
       free (path);
       return NULL;
     }
@@ -135,7 +134,7 @@ nex_vm_size (const nex_launch_t *l, int64_t *memory_mib, int64_t *vcpus)
   if (!json_is_object (res))
     return;
   int64_t mib = positive (res, "memory_mib", VM_MAX_MEMORY_MIB);
-  int64_t bytes = positive (res, "memory_bytes", (int64_t) VM_MAX_MEMORY_MIB << 20);
+  int64_t bytes = positive (res, "memory_bytes", (int64_t)VM_MAX_MEMORY_MIB << 20);
   int64_t cpus = positive (res, "vcpus", VM_MAX_VCPUS);
   if (cpus == 0)
     cpus = positive (res, "cpus", VM_MAX_VCPUS);
@@ -148,8 +147,7 @@ nex_vm_size (const nex_launch_t *l, int64_t *memory_mib, int64_t *vcpus)
 }
 
 pid_t
-nex_vm_spawn (const char *path, char *const argv[], const char *log, const int *keep_fds, int n_keep,
-              nex_error_t *err)
+nex_vm_spawn (const char *path, char *const argv[], const char *log, const int *keep_fds, int n_keep, nex_error_t *err)
 {
   cleanup_close int log_fd = open (log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   cleanup_close int null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -189,7 +187,7 @@ nex_vm_spawn (const char *path, char *const argv[], const char *log, const int *
         signal (sig, SIG_DFL);
       execv (path, argv);
       int e = errno;
-      (void) !write (st, &e, sizeof e);
+      (void)!write (st, &e, sizeof e);
       _exit (127);
     }
   close (status[1]);
@@ -215,7 +213,7 @@ nex_vm_last_line (const char *path)
     return NULL;
   char buf[1024];
   off_t size = lseek (fd, 0, SEEK_END);
-  off_t at = size > (off_t) sizeof buf - 1 ? size - (off_t) sizeof buf + 1 : 0;
+  off_t at = size > (off_t)sizeof buf - 1 ? size - (off_t)sizeof buf + 1 : 0;
   ssize_t n = pread (fd, buf, sizeof buf - 1, at);
   if (n <= 0)
     return NULL;
@@ -243,8 +241,8 @@ nex_vm_host_tsc_khz (void)
     ;
   uint64_t c1 = __rdtsc ();
   clock_gettime (CLOCK_MONOTONIC_RAW, &t1);
-  int64_t ns = (int64_t) (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
-  khz = ns > 0 && c1 > c0 ? (int64_t) ((double) (c1 - c0) * 1e6 / (double) ns) : 0;
+  int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+  khz = ns > 0 && c1 > c0 ? (int64_t)((double)(c1 - c0) * 1e6 / (double)ns) : 0;
   return khz;
 #else
   return 0;

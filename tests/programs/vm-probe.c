@@ -47,7 +47,7 @@ alloc (long mib)
           printf ("malloc failed after %ld MiB\n", i - 1);
           return 2;
         }
-      memset (p, (int) i, 1 << 20);
+      memset (p, (int)i, 1 << 20);
       if (i % 16 == 0 || i == mib)
         {
           printf ("allocated %ld MiB\n", i);
@@ -75,7 +75,7 @@ garbage (const char *path)
           x ^= x << 13;
           x ^= x >> 17;
           x ^= x << 5;
-          buf[i] = (unsigned char) x;
+          buf[i] = (unsigned char)x;
         }
       if (write (fd, buf, sizeof buf) < 0)
         break;

@@ -48,8 +48,8 @@ fake_bzimage (const uint8_t *payload, size_t plen, size_t *len)
   memcpy (bz + 0x202, "HdrS", 4);
   bz[0x206] = 0x0f;
   bz[0x207] = 0x02;
-  bz[0x24c] = (uint8_t) plen;
-  bz[0x24d] = (uint8_t) (plen >> 8);
+  bz[0x24c] = (uint8_t)plen;
+  bz[0x24d] = (uint8_t)(plen >> 8);
   memcpy (bz + 1024, payload, plen);
   return bz;
 }
@@ -59,13 +59,18 @@ test_bzimage (void)
 {
   /* LZ4 legacy frame: magic, block size 9, a block giving "\x7fELFA" and a match of 7 at offset 1 (12 bytes),
    * then the uncompressed size the kernel's build appends. */
-  static const uint8_t lz4[] = { 0x02, 0x21, 0x4c, 0x18, 9,    0, 0, 0, 0x53, 0x7f, 'E',
-                                 'L',  'F',  'A',  1,    0,    0, 12, 0, 0,    0 };
+  static const uint8_t lz4[]
+      = { 0x02, 0x21, 0x4c, 0x18, 9, 0, 0, 0, 0x53, 0x7f, 'E', 'L', 'F', 'A', 1, 0, 0, 12, 0, 0, 0 };
   size_t len, out_len = 0;
   cleanup_free uint8_t *bz = fake_bzimage (lz4, sizeof lz4, &len);
   cleanup_error nex_error_t err = NULL;
   cleanup_free uint8_t *elf = nex_vmlinux_extract (bz, len, &out_len, &err);
-  TAP_OK (elf && out_len == 12 && memcmp (elf, "\x7f" "ELFAAAAAAAA", 12) == 0,
+  TAP_OK (elf && out_len == 12
+              && memcmp (elf,
+                         "\x7f"
+                         "ELFAAAAAAAA",
+                         12)
+                     == 0,
           "vmlinux: an LZ4 payload is decompressed (%s)", err ? err->msg : "ok");
 
   nex_error_free (&err);
@@ -98,11 +103,10 @@ test_bzimage (void)
       printf ("ok %d - vmlinux: the real kernel # SKIP kernel/vmlinuz is not in the build dir\n", ++tap_count_);
       return;
     }
-  cleanup_free uint8_t *real = nex_vmlinux_extract ((uint8_t *) k, klen, &out_len, &err);
+  cleanup_free uint8_t *real = nex_vmlinux_extract ((uint8_t *)k, klen, &out_len, &err);
   /* e_machine 62 (x86-64) at offset 18 */
   TAP_OK (real && out_len > (1u << 20) && real[4] == 2 && real[18] == 62,
-          "vmlinux: the real kernel decompresses to an x86-64 ELF of %zu bytes (%s)", out_len,
-          err ? err->msg : "ok");
+          "vmlinux: the real kernel decompresses to an x86-64 ELF of %zu bytes (%s)", out_len, err ? err->msg : "ok");
 }
 
 /* --- a newc reader, to look at what the writer made ---------------------------------------------------------- */
@@ -121,7 +125,7 @@ hex8 (const uint8_t *p)
   char tmp[9];
   memcpy (tmp, p, 8);
   tmp[8] = '\0';
-  return (unsigned) strtoul (tmp, NULL, 16);
+  return (unsigned)strtoul (tmp, NULL, 16);
 }
 
 /* Parses the archive in BUF; returns the number of entries before the trailer, or -1 if malformed. */
@@ -144,9 +148,9 @@ read_newc (const uint8_t *buf, size_t len, entry_t *out, int max)
       if (namesize == 0 || namesize > sizeof e->name || at + 110 + namesize > len)
         return -1;
       memcpy (e->name, h + 110, namesize);
-      at = (at + 110 + namesize + 3) & ~(size_t) 3;
+      at = (at + 110 + namesize + 3) & ~(size_t)3;
       e->data = buf + at;
-      at = (at + e->size + 3) & ~(size_t) 3;
+      at = (at + e->size + 3) & ~(size_t)3;
       if (at > len + 3)
         return -1;
       if (strcmp (e->name, "TRAILER!!!") == 0)
@@ -195,7 +199,7 @@ test_initramfs (const char *dir)
   size_t len = 0;
   cleanup_free char *buf = nex_file_read (out, 1 << 20, &len, NULL);
   entry_t es[32];
-  int n = buf ? read_newc ((uint8_t *) buf, len, es, 32) : -1;
+  int n = buf ? read_newc ((uint8_t *)buf, len, es, 32) : -1;
   TAP_OK (n > 0 && len % 4 == 0, "initramfs: a well-formed newc archive of %d entries", n);
   const entry_t *init = find (es, n, "init");
   TAP_OK (init && init->mode == (S_IFREG | 0555) && init->size == 11 && memcmp (init->data, "AGENT-BYTES", 11) == 0,
