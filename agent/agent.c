@@ -45,9 +45,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/vm.h"
 #include "agent/wire.h"
 #include "common/cleanup.h"
 #include "common/xalloc.h"
+#include "rootfs/layout.h"
 
 #define AGENT_CHUNK (64 * 1024)       /* largest STDOUT/STDERR payload, and largest single read */
 #define AGENT_OUTPUT_LIMIT (8u << 20) /* workload output queued for the host at most; the rest is dropped */
@@ -339,10 +341,15 @@ static void __attribute__ ((noreturn)) agent_exit (agent_t *a, int code)
   exit (code);
 }
 
+/* Queues HELLO.  NONCE, when the host's own HELLO carried a short string there, is echoed: over a stream that
+ * the host re-attached to mid-flow, it tells the reply apart from bytes that merely look like a HELLO (the
+ * workload's output cannot know it). */
 static void
-agent_queue_hello (agent_t *a)
+agent_queue_hello_nonce (agent_t *a, json_t *nonce)
 {
   json_t *o = json_object ();
+  if (json_is_string (nonce) && json_string_length (nonce) <= 64)
+    json_object_set (o, "nonce", nonce);
   json_object_set_new (o, "version", json_integer (NEX_WIRE_VERSION));
   json_object_set_new (o, "agent_pid", json_integer (getpid ()));
   json_object_set_new (o, "state", json_string (agent_state_name (a->state)));
@@ -352,6 +359,12 @@ agent_queue_hello (agent_t *a)
     json_object_set (o, "exit", a->exit_info);
   /* First in line: the greeting must precede whatever output waited for this host. */
   agent_queue_json (a, NEX_WIRE_HELLO, o, true, true);
+}
+
+static void
+agent_queue_hello (agent_t *a)
+{
+  agent_queue_hello_nonce (a, NULL);
 }
 
 static void agent_exec_abandon_all (agent_t *a);
@@ -1417,7 +1430,7 @@ agent_handle_frame (agent_t *a, const nex_wire_frame_t *f, nex_error_t *err)
       break;
     case NEX_WIRE_HELLO:
       /* A host on a stream cannot re-dial; its HELLO asks for a fresh greeting instead. */
-      agent_queue_hello (a);
+      agent_queue_hello_nonce (a, json_object_get (req, "nonce"));
       break;
     case NEX_WIRE_ERROR:
       {
@@ -1642,7 +1655,9 @@ agent_usage (FILE *out)
            "  --listen-fd N       accept host connections on listening socket N (default: %d)\n"
            "  --stream-fd N       speak over the already connected byte stream N\n"
            "  --stream-path PATH  open PATH (e.g. /dev/hvc0) and speak over it\n"
-           "  --help              print this help\n",
+           "  --help              print this help\n"
+           "As /init of a VM (PID 1) it takes no options: it mounts /dev, /proc, /sys and /tmp, loads the image's\n"
+           "modules and speaks over the channel the kernel command line names (nex.agent=/dev/hvc0 or vsock:PORT).\n",
            AGENT_DEFAULT_LISTEN_FD);
 }
 
@@ -1718,7 +1733,9 @@ main (int argc, char **argv)
   int fd = AGENT_DEFAULT_LISTEN_FD;
   const char *path = NULL;
   int c, chosen = 0;
-  while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1)
+  /* As a VM's /init the agent takes no options: the kernel hands unknown boot parameters to init as arguments. */
+  bool vm_init = getpid () == 1 && argv[0] && strcmp (argv[0], NEX_VM_INIT) == 0;
+  while (!vm_init && (c = getopt_long (argc, argv, "", opts, NULL)) != -1)
     {
       switch (c)
         {
@@ -1743,12 +1760,15 @@ main (int argc, char **argv)
         }
       chosen++;
     }
-  if (optind < argc || chosen > 1)
+  if (!vm_init && (optind < argc || chosen > 1))
     {
       agent_usage (stderr);
       return 2;
     }
 
+  bool vm = nex_agent_vm_detect (argv[0], chosen > 0);
+  if (vm)
+    nex_agent_vm_init ();
   agent_fill_std_fds ();
   /* Out of memory is fatal everywhere in Nex; jansson allocates through the same aborting allocator, so no
    * JSON call below can fail half-way for lack of memory. */
@@ -1784,6 +1804,15 @@ main (int argc, char **argv)
       return 1;
     }
 
+  if (vm)
+    {
+      nex_agent_vm_channel_t ch;
+      if (nex_agent_vm_channel (&ch) < 0)
+        return 1; /* and the VM powers off: the host sees it end, the console says why */
+      kind = ch.listening ? AGENT_TRANSPORT_LISTEN : AGENT_TRANSPORT_STREAM;
+      fd = ch.fd;
+      path = NULL;
+    }
   agent_transport_open (&a, kind, fd, path);
   agent_run (&a);
 }

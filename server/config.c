@@ -51,6 +51,12 @@ static const opt_t options[] = {
   OPT (idle_timeout_s, OPT_INT, "60", "seconds an idle connection is kept open"),
   OPT (tls_cert, OPT_STRING, NULL, "PEM certificate file: serve HTTPS (with tls_key)"),
   OPT (tls_key, OPT_STRING, NULL, "PEM private key file for tls_cert"),
+  OPT (vm_kernel_dir, OPT_STRING, NULL, "microVM kernel directory: vmlinuz, vmlinux, modules/ (default: kernel/ beside nexd)"),
+  OPT (qemu_path, OPT_STRING, "qemu-system-x86_64", "QEMU system emulator for the qemu driver"),
+  OPT (firecracker_path, OPT_STRING, "firecracker", "Firecracker binary for the firecracker driver"),
+  OPT (kvm_device, OPT_STRING, "/dev/kvm", "KVM device (QEMU uses TCG emulation without it; Firecracker needs it)"),
+  OPT (vm_memory_mib, OPT_INT, "128", "memory of a microVM, MiB, when the workload asks for none"),
+  OPT (vm_vcpus, OPT_INT, "1", "vCPUs of a microVM when the workload asks for none"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

@@ -243,22 +243,6 @@ locked_mount_flags (const char *path)
 }
 
 static int
-listen_unix (const char *path, nex_error_t *err)
-{
-  struct sockaddr_un sa;
-  cleanup_close int fd = nex_driver_unix_socket (path, &sa, err);
-  if (fd < 0)
-    return -1;
-  unlink (path);
-  if (bind (fd, (struct sockaddr *) &sa, sizeof sa) < 0)
-    return nex_error_sys (err, errno, "bind `%s`", path);
-  /* Only nexd (root) may dial the agent. */
-  if (chmod (path, 0600) < 0 || listen (fd, 4) < 0)
-    return nex_error_sys (err, errno, "listen `%s`", path);
-  return NEX_STEAL_FD (fd);
-}
-
-static int
 sandbox_probe (const nex_driver_t *d, char **reason)
 {
   if (geteuid () != 0)
@@ -303,7 +287,7 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   if (nex_mkdir_p (root, 0700, err) < 0)
     return -1;
 
-  cleanup_close int listen_fd = listen_unix (sock, err);
+  cleanup_close int listen_fd = nex_driver_listen_unix (sock, err);
   if (listen_fd < 0)
     {
       remove_run_dir (l->run_dir);

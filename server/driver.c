@@ -5,11 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 
-static const nex_driver_t *const drivers[] = { &nex_driver_sandbox, NULL };
+static const nex_driver_t *const drivers[] = { &nex_driver_sandbox, &nex_driver_qemu, &nex_driver_firecracker, NULL };
 
 const nex_driver_t *
 nex_driver_find (const char *name)
@@ -50,6 +52,22 @@ nex_driver_connect_unix (const char *path, nex_error_t *err)
   while (connect (fd, (struct sockaddr *) &sa, sizeof sa) < 0)
     if (errno != EINTR)
       return nex_error_sys (err, errno, "connect `%s`", path);
+  return NEX_STEAL_FD (fd);
+}
+
+int
+nex_driver_listen_unix (const char *path, nex_error_t *err)
+{
+  struct sockaddr_un sa;
+  cleanup_close int fd = nex_driver_unix_socket (path, &sa, err);
+  if (fd < 0)
+    return -1;
+  unlink (path);
+  if (bind (fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+    return nex_error_sys (err, errno, "bind `%s`", path);
+  /* Only nexd (root) may dial the agent. */
+  if (chmod (path, 0600) < 0 || listen (fd, 4) < 0)
+    return nex_error_sys (err, errno, "listen `%s`", path);
   return NEX_STEAL_FD (fd);
 }
 

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "common/error.h"
+#include "server/workload.h"
 
 /* What a driver needs to launch one workload's environment. */
 typedef struct nex_launch
@@ -31,6 +32,8 @@ typedef struct nex_launch
    * failure aborts the start.  May be NULL. */
   int (*place) (void *ctx, pid_t pid, nex_error_t *err);
   void *place_ctx;
+  const char *digest;        /* SHA-256 of the artifact (64 hex digits): names cached VM images */
+  const nex_workload_t *workload; /* the whole record, for what only some drivers use (a VM's size) */
 } nex_launch_t;
 
 /* One launched environment.  Owned by the supervisor; released with nex_instance_release. */
@@ -45,7 +48,7 @@ typedef struct nex_driver nex_driver_t;
 
 struct nex_driver
 {
-  const char *name; /* "sandbox", later "qemu", "firecracker" */
+  const char *name; /* "sandbox", "qemu", "firecracker" */
 
   /* Whether this driver can run workloads on this host: 1, or 0 with *REASON (caller frees) saying why not.
    * Cheap; called for every node-info request, from any thread. */
@@ -62,6 +65,25 @@ struct nex_driver
 
   /* Releases what the environment held on the host (sockets, run dir, later cgroups) after it ended. */
   int (*destroy) (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
+
+  /* --- optional; NULL or 0 in drivers that have no use for them ------------------------------------------- */
+
+  /* The endpoint is one byte stream for the environment's whole life (a VM's console port), not a socket on
+   * which the agent accepts each dial.  Such an agent greets only once, at boot: a nexd that re-attaches must
+   * greet first (HELLO with a nonce) and skip whatever it joined in the middle of, up to the agent's answer. */
+  int stream_endpoint;
+  /* The environment's memory is its guest's size (resources.memory_mb; a microVM): the workload's cgroup then
+   * holds no memory limit, which would also count the VM monitor's own memory. */
+  int sized_by_guest;
+
+  /* Connects to the environment's console output (a VM's kernel and agent messages, stored as the `console`
+   * log stream); returns a stream fd (CLOEXEC), or -1 (*ERR set) when it cannot. */
+  int (*connect_console) (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
+
+  /* Why the environment ended when the workload's fate was not reported (e.g. "qemu exited with status 1:
+   * <its last message>"), or NULL to let the supervisor say it generically.  WAIT_STATUS is valid when REAPED.
+   * The caller frees the text. */
+  char *(*describe_end) (const nex_driver_t *d, const nex_instance_t *i, int reaped, int wait_status);
 };
 
 /* The driver called NAME, or NULL. */
@@ -78,9 +100,15 @@ int nex_driver_unix_socket (const char *path, struct sockaddr_un *sa, nex_error_
 /* Connects to the unix stream socket PATH (the usual connect op).  Returns the fd or -1. */
 int nex_driver_connect_unix (const char *path, nex_error_t *err);
 
+/* Creates a listening unix stream socket (CLOEXEC) at PATH, replacing a stale one, with mode 0600 so that only
+ * nexd's user can dial it.  Returns the fd or -1. */
+int nex_driver_listen_unix (const char *path, nex_error_t *err);
+
 /* Frees what I owns and zeroes it. */
 void nex_instance_release (nex_instance_t *i);
 
 extern const nex_driver_t nex_driver_sandbox;
+extern const nex_driver_t nex_driver_qemu;
+extern const nex_driver_t nex_driver_firecracker;
 
 #endif

@@ -18,6 +18,7 @@
 #include "server/id.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/vm.h"
 
 static char *
 absolute_path (const char *path, nex_error_t *err)
@@ -34,6 +35,23 @@ absolute_path (const char *path, nex_error_t *err)
   return nex_xasprintf ("%s/%s", cwd, rel);
 }
 
+/* The directory holding the nexd executable (caller frees), or NULL. */
+static char *
+self_dir (nex_error_t *err)
+{
+  char self[PATH_MAX];
+  ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
+  if (n < 0)
+    {
+      nex_error_sys (err, errno, "readlink /proc/self/exe");
+      return NULL;
+    }
+  self[n] = '\0';
+  char *slash = strrchr (self, '/');
+  *slash = '\0';
+  return nex_xstrdup (self);
+}
+
 static char *
 find_agent (const nex_config_t *cfg, nex_error_t *err)
 {
@@ -48,17 +66,10 @@ find_agent (const nex_config_t *cfg, nex_error_t *err)
         }
       return p;
     }
-  char self[PATH_MAX];
-  ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
-  if (n < 0)
-    {
-      nex_error_sys (err, errno, "readlink /proc/self/exe");
-      return NULL;
-    }
-  self[n] = '\0';
-  char *slash = strrchr (self, '/');
-  *slash = '\0';
-  char *p = nex_xasprintf ("%s/nex-agent", self);
+  cleanup_free char *dir = self_dir (err);
+  if (dir == NULL)
+    return NULL;
+  char *p = nex_xasprintf ("%s/nex-agent", dir);
   if (access (p, X_OK) < 0)
     {
       nex_error_field (err, "agent", "nex-agent not found beside nexd (`%s`); set --agent", p);
@@ -66,6 +77,17 @@ find_agent (const nex_config_t *cfg, nex_error_t *err)
       return NULL;
     }
   return p;
+}
+
+/* The microVM kernel directory: as configured, else kernel/ beside nexd (where scripts/setup puts it).  Its
+ * absence is no error here: the VM drivers report themselves unavailable, saying why. */
+static char *
+find_kernel_dir (const nex_config_t *cfg, nex_error_t *err)
+{
+  if (cfg->vm_kernel_dir)
+    return absolute_path (cfg->vm_kernel_dir, err);
+  cleanup_free char *dir = self_dir (err);
+  return dir ? nex_xasprintf ("%s/kernel", dir) : NULL;
 }
 
 nex_node_t *
@@ -92,6 +114,11 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   node->agent_path = find_agent (cfg, err);
   if (node->agent_path == NULL)
     goto fail;
+  char *kernel_dir = find_kernel_dir (cfg, err);
+  if (kernel_dir == NULL)
+    goto fail;
+  nex_vm_configure (cfg, kernel_dir, node->data_dir);
+  free (kernel_dir);
 
   /* Without cgroups the node still answers, but refuses to start sandboxes (their limits could not hold). */
   {
@@ -139,6 +166,7 @@ nex_node_close (nex_node_t *node)
   nex_cgroups_close (node->cgroups);
   free (node->cgroups_error);
   nex_bus_free (node->bus);
+  nex_vm_release ();
   free (node->hostname);
   free (node->data_dir);
   free (node->artifacts_dir);

@@ -751,7 +751,7 @@ nex_registry_count_by_state (nex_registry_t *reg, int64_t counts[NEX_STATE__COUN
 const char *
 nex_stream_name (nex_stream_t s)
 {
-  return s == NEX_STREAM_STDERR ? "stderr" : "stdout";
+  return s == NEX_STREAM_CONSOLE ? "console" : s == NEX_STREAM_STDERR ? "stderr" : "stdout";
 }
 
 typedef struct log_append_ctx
@@ -809,7 +809,8 @@ nex_registry_log_append_seq (nex_registry_t *reg, const char *id, const nex_log_
                              int64_t bound, int64_t *first_seq, nex_error_t *err)
 {
   for (size_t i = 0; i < n; i++)
-    if (lines[i].stream != NEX_STREAM_STDOUT && lines[i].stream != NEX_STREAM_STDERR)
+    if (lines[i].stream != NEX_STREAM_STDOUT && lines[i].stream != NEX_STREAM_STDERR
+        && lines[i].stream != NEX_STREAM_CONSOLE)
       return nex_error_field (err, "stream", "unknown stream %d", (int) lines[i].stream);
   log_append_ctx_t a = { id, lines, n, bound, 0 };
   if (reg_transaction (reg, log_append, &a, err) < 0)

@@ -120,9 +120,10 @@ typedef enum nex_stream
 {
   NEX_STREAM_STDOUT = 1,
   NEX_STREAM_STDERR = 2,
+  NEX_STREAM_CONSOLE = 3, /* a microVM's console: kernel and agent messages, for debugging boots */
 } nex_stream_t;
 
-const char *nex_stream_name (nex_stream_t s); /* "stdout" / "stderr" */
+const char *nex_stream_name (nex_stream_t s); /* "stdout" / "stderr" / "console" */
 
 /* One log line to append (TEXT need not be NUL-terminated; it is stored as given, LEN bytes, as text). */
 typedef struct nex_log_line

@@ -34,6 +34,10 @@
 #define EXEC_SLACK_MS 10000      /* after an exec's timeout, how long the agent has to report its end */
 #define RESTART_BASE_MS 200      /* first restart delay; doubled for every restart already done */
 #define RESTART_MAX_MS 30000     /* longest restart delay */
+#include "server/resync.h"
+#define AGENT_HELLO_TIMEOUT_MS 60000 /* a new environment's agent must greet within this (a VM boots first) */
+#define GREET_RETRY_MS 2000      /* a re-attached stream agent that has not answered is greeted again... */
+#define GREET_GIVE_UP_MS 60000   /* ...until this long has passed; then it is deemed lost */
 
 typedef enum
 {
@@ -60,6 +64,7 @@ typedef struct ref
 {
   entry_t *e; /* NULL: the wake-up eventfd */
   int is_pidfd;
+  int is_console; /* the environment's console output (drivers with connect_console) */
 } ref_t;
 
 typedef struct linebuf
@@ -77,8 +82,14 @@ struct entry
   int conn;              /* agent connection, -1 when closed */
   int pidfd;             /* watches inst.pid, -1 if unavailable */
   nex_wire_reader_t reader;
-  linebuf_t lines[2];    /* partial stdout / stderr line */
-  ref_t conn_ref, pid_ref;
+  linebuf_t lines[3];    /* partial stdout / stderr / console line */
+  ref_t conn_ref, pid_ref, console_ref;
+  int console;           /* console output connection, -1 when none */
+  int resyncing;         /* re-attached to a stream endpoint: waiting for the agent's answer to our greeting */
+  nex_resync_t resync;
+  int64_t greet_at;      /* monotonic ms of the next greeting while resyncing; 0: none */
+  int64_t greet_until;   /* monotonic ms after which an unanswered greeting means the agent is lost */
+  int64_t hello_by;      /* monotonic ms by which a new environment's agent must have greeted; 0: it did */
   int start_sent;        /* START was sent (or the agent said it had started) */
   int final;             /* the workload reached a final state; waiting for the agent to go */
   int stop_requested;
@@ -203,7 +214,7 @@ store_lines (nex_supervisor_t *sup, entry_t *e, const nex_log_line_t *lines, siz
 static void
 take_output (nex_supervisor_t *sup, entry_t *e, nex_stream_t stream, const uint8_t *data, size_t len, int flush)
 {
-  linebuf_t *lb = &e->lines[stream == NEX_STREAM_STDERR];
+  linebuf_t *lb = &e->lines[stream == NEX_STREAM_CONSOLE ? 2 : stream == NEX_STREAM_STDERR];
   int64_t now = nex_clock_now_ms ();
   nex_log_line_t batch[64];
   size_t n = 0;
@@ -265,6 +276,9 @@ close_conn (nex_supervisor_t *sup, entry_t *e, const char *reason)
   nex_wire_reader_release (&e->reader);
   nex_wire_reader_init (&e->reader);
   execs_fail_all (e, NEX_ERR_CONFLICT, "the workload's agent channel closed during exec");
+  nex_resync_release (&e->resync);
+  e->resyncing = 0;
+  e->greet_at = 0;
   if (!e->final)
     {
       /* The workload's fate is no longer observable: end the sandbox; its pidfd then finalises the entry. */
@@ -658,6 +672,7 @@ handle_frame (nex_supervisor_t *sup, entry_t *e, const nex_wire_frame_t *f)
     {
     case NEX_WIRE_HELLO:
       {
+        e->hello_by = 0;
         const char *state = json_string_value (json_object_get (msg, "state"));
         if (state && strcmp (state, "exited") == 0)
           handle_exit (sup, e, json_object_get (msg, "exit"));
@@ -701,6 +716,60 @@ handle_frame (nex_supervisor_t *sup, entry_t *e, const nex_wire_frame_t *f)
     }
 }
 
+/* Decodes N bytes of the agent's stream and handles each complete frame.  -1 when the channel was closed. */
+static int
+feed_frames (nex_supervisor_t *sup, entry_t *e, const uint8_t *data, size_t n)
+{
+  cleanup_error nex_error_t err = NULL;
+  while (n > 0 && e->conn >= 0)
+    {
+      /* The reader takes at most `room` bytes at a time; a re-sync tail can be larger than one read. */
+      size_t room = nex_wire_reader_room (&e->reader);
+      size_t take = n < room ? n : room;
+      if (nex_wire_reader_feed (&e->reader, data, take, &err) < 0)
+        {
+          cleanup_free char *why = nex_xasprintf ("agent protocol error: %s", err->msg);
+          close_conn (sup, e, why);
+          return -1;
+        }
+      data += take;
+      n -= take;
+      nex_wire_frame_t f;
+      int r;
+      while (e->conn >= 0 && (r = nex_wire_reader_next (&e->reader, &f, &err)) != 0)
+        {
+          if (r < 0)
+            {
+              cleanup_free char *why = nex_xasprintf ("agent protocol error: %s", err->msg);
+              close_conn (sup, e, why);
+              return -1;
+            }
+          handle_frame (sup, e, &f);
+        }
+    }
+  return e->conn >= 0 ? 0 : -1;
+}
+
+/* Re-attached to a stream: skips bytes up to the agent's answer to our greeting, then decodes as usual. */
+static int
+feed_resync (nex_supervisor_t *sup, entry_t *e, const uint8_t *data, size_t n)
+{
+  nex_wire_frame_t hello;
+  const uint8_t *rest;
+  size_t rest_len;
+  if (!nex_resync_feed (&e->resync, data, n, &hello, &rest, &rest_len))
+    return 0;
+  nex_info ("workload %s: the agent answered; %zu bytes before its answer skipped", e->id, e->resync.skipped);
+  e->resyncing = 0;
+  e->greet_at = 0;
+  handle_frame (sup, e, &hello);
+  cleanup_free uint8_t *tail = rest_len ? nex_xmalloc (rest_len) : NULL;
+  if (rest_len)
+    memcpy (tail, rest, rest_len);
+  nex_resync_release (&e->resync);
+  return feed_frames (sup, e, tail, rest_len);
+}
+
 /* Reads what the agent sent; returns when the socket would block or the channel was closed. */
 static void
 read_conn (nex_supervisor_t *sup, entry_t *e)
@@ -708,7 +777,7 @@ read_conn (nex_supervisor_t *sup, entry_t *e)
   uint8_t buf[65536];
   while (e->conn >= 0)
     {
-      size_t room = nex_wire_reader_room (&e->reader);
+      size_t room = e->resyncing ? sizeof buf : nex_wire_reader_room (&e->reader);
       ssize_t n = read (e->conn, buf, room < sizeof buf ? room : sizeof buf);
       if (n < 0 && errno == EINTR)
         continue;
@@ -719,26 +788,67 @@ read_conn (nex_supervisor_t *sup, entry_t *e)
           close_conn (sup, e, n == 0 ? "the agent closed its channel" : "the agent channel failed");
           return;
         }
-      cleanup_error nex_error_t err = NULL;
-      if (nex_wire_reader_feed (&e->reader, buf, (size_t) n, &err) < 0)
+      if ((e->resyncing ? feed_resync (sup, e, buf, (size_t) n) : feed_frames (sup, e, buf, (size_t) n)) < 0)
+        return;
+    }
+}
+
+/* Sends (again) the greeting of a re-attach to a stream endpoint. */
+static void
+greet (nex_supervisor_t *sup, entry_t *e)
+{
+  int64_t now = nex_clock_mono_ms ();
+  if (!e->resyncing)
+    {
+      nex_resync_init (&e->resync);
+      e->resyncing = 1;
+      e->greet_until = now + GREET_GIVE_UP_MS;
+    }
+  e->greet_at = now + GREET_RETRY_MS;
+  if (send_json (e, NEX_WIRE_HELLO, nex_resync_greeting (&e->resync)) < 0)
+    close_conn (sup, e, "cannot greet the agent");
+}
+
+/* Reads the environment's console output into the `console` log stream.  Its end is no error: the guest may
+ * simply have stopped writing, or be gone (the pidfd says which). */
+static void
+read_console (nex_supervisor_t *sup, entry_t *e)
+{
+  uint8_t buf[16384];
+  while (e->console >= 0)
+    {
+      ssize_t n = read (e->console, buf, sizeof buf);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+      if (n <= 0)
         {
-          cleanup_free char *why = nex_xasprintf ("agent protocol error: %s", err->msg);
-          close_conn (sup, e, why);
+          epoll_ctl (sup->epfd, EPOLL_CTL_DEL, e->console, NULL);
+          close (e->console);
+          e->console = -1;
           return;
         }
-      nex_wire_frame_t f;
-      int r;
-      while (e->conn >= 0 && (r = nex_wire_reader_next (&e->reader, &f, &err)) != 0)
-        {
-          if (r < 0)
-            {
-              cleanup_free char *why = nex_xasprintf ("agent protocol error: %s", err->msg);
-              close_conn (sup, e, why);
-              return;
-            }
-          handle_frame (sup, e, &f);
-        }
+      take_output (sup, e, NEX_STREAM_CONSOLE, buf, (size_t) n, 0);
     }
+}
+
+/* Connects to the console of drivers that have one. */
+static void
+attach_console (nex_supervisor_t *sup, entry_t *e)
+{
+  if (e->driver->connect_console == NULL)
+    return;
+  cleanup_error nex_error_t err = NULL;
+  e->console = e->driver->connect_console (e->driver, &e->inst, &err);
+  if (e->console < 0)
+    {
+      nex_log_error (NEX_LOG_WARN, err, "workload %s: no console output", e->id);
+      return;
+    }
+  fcntl (e->console, F_SETFL, fcntl (e->console, F_GETFL) | O_NONBLOCK);
+  struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = &e->console_ref };
+  epoll_ctl (sup->epfd, EPOLL_CTL_ADD, e->console, &ev);
 }
 
 static void
@@ -746,6 +856,7 @@ entry_free (entry_t *e)
 {
   execs_fail_all (e, NEX_ERR_CONFLICT, "the workload ended during exec");
   nex_wire_reader_release (&e->reader);
+  nex_resync_release (&e->resync);
   nex_instance_release (&e->inst);
   free (e->agent_error);
   free (e->lost_reason);
@@ -757,6 +868,8 @@ static void
 finalize (nex_supervisor_t *sup, entry_t *e)
 {
   read_conn (sup, e); /* frames it sent just before going */
+  read_console (sup, e);
+  take_output (sup, e, NEX_STREAM_CONSOLE, NULL, 0, 1);
   int status = 0;
   int reaped = waitpid (e->inst.pid, &status, WNOHANG) == e->inst.pid; /* our child unless re-adopted */
   if (!e->final)
@@ -770,8 +883,14 @@ finalize (nex_supervisor_t *sup, entry_t *e)
         }
       else
         {
-          if (e->lost_reason)
+          cleanup_free char *ending
+              = e->driver->describe_end ? e->driver->describe_end (e->driver, &e->inst, reaped, status) : NULL;
+          if (e->lost_reason && ending)
+            why = nex_xasprintf ("%s (%s)", e->lost_reason, ending);
+          else if (e->lost_reason)
             why = nex_xstrdup (e->lost_reason);
+          else if (ending)
+            why = NEX_STEAL_PTR (ending);
           else if (reaped && WIFSIGNALED (status))
             why = nex_xasprintf ("the sandbox's agent was killed by signal %d", WTERMSIG (status));
           else if (reaped)
@@ -797,6 +916,11 @@ finalize (nex_supervisor_t *sup, entry_t *e)
       epoll_ctl (sup->epfd, EPOLL_CTL_DEL, e->pidfd, NULL);
       close (e->pidfd);
     }
+  if (e->console >= 0)
+    {
+      epoll_ctl (sup->epfd, EPOLL_CTL_DEL, e->console, NULL);
+      close (e->console);
+    }
   for (entry_t **p = &sup->entries; *p; p = &(*p)->next)
     if (*p == e)
       {
@@ -816,6 +940,8 @@ entry_attach (nex_supervisor_t *sup, const char *id, const nex_driver_t *d, nex_
   e->inst = *inst;
   memset (inst, 0, sizeof *inst);
   e->conn = -1;
+  e->console = -1;
+  e->console_ref = (ref_t){ .e = e, .is_console = 1 };
   e->pidfd = (int) syscall (SYS_pidfd_open, e->inst.pid, 0);
   nex_wire_reader_init (&e->reader);
   e->conn_ref = (ref_t){ .e = e, .is_pidfd = 0 };
@@ -901,9 +1027,10 @@ do_deploy (nex_supervisor_t *sup, const char *id)
       goto out;
     }
   /* The cgroup exists before the sandbox does; the driver places the sandbox's root process in it before that
-   * process runs anything (place_in_cgroup). */
+   * process runs anything (place_in_cgroup).  A microVM's memory is bounded by its guest size instead: a cgroup
+   * limit of the same size would OOM-kill the VM monitor along with its guest. */
   nex_cgroup_limits_t limits = { .vcpus = w.resources.vcpus,
-                                 .memory_bytes = w.resources.memory_mb * 1024 * 1024,
+                                 .memory_bytes = d->sized_by_guest ? 0 : w.resources.memory_mb * 1024 * 1024,
                                  .pids = w.resources.pids };
   int64_t t_cgroup = nex_clock_mono_ms ();
   if (nex_cgroups_create (node->cgroups, id, &limits, &err) < 0)
@@ -914,9 +1041,8 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   run_dir = nex_xasprintf ("%s/%s", node->run_dir, id);
   placement_t where = { .sup = sup, .id = id };
   nex_launch_t l = { .workload_id = id, .hostname = w.name, .artifact_path = path, .agent_path = node->agent_path,
-                     .run_dir = run_dir, .tmp_mb = w.resources.disk_mb, .host_network = w.host_network,
-                     .place = place_in_cgroup,
-                     .place_ctx = &where };
+                     .run_dir = run_dir, .digest = digest, .workload = &w, .tmp_mb = w.resources.disk_mb,
+                     .host_network = w.host_network, .place = place_in_cgroup, .place_ctx = &where };
   nex_instance_t inst = { 0 };
   int64_t t_start = nex_clock_mono_ms ();
   if (d->start (d, &l, &inst, &err) < 0)
@@ -933,15 +1059,23 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   nex_state_change_t placed = { .state = NEX_STATE_STARTING, .pid = inst.pid, .endpoint = inst.endpoint,
                                 .digest = digest, .agent_start = nex_proc_start_time (inst.pid) };
   transition (sup, id, &placed, NULL);
-  nex_instance_t keep = { .pid = inst.pid };
+  /* entry_attach takes INST over even when it fails; what ending the environment then needs is kept here. */
+  nex_instance_t keep = { .pid = inst.pid, .run_dir = inst.run_dir ? nex_xstrdup (inst.run_dir) : NULL };
   entry_t *e = entry_attach (sup, id, d, &inst, &err);
   if (e == NULL)
     {
       d->kill (d, &keep, NULL);
       waitpid (keep.pid, NULL, 0);
+      d->destroy (d, &keep, NULL);
       nex_cgroups_destroy (node->cgroups, id, NULL);
       fail_workload (sup, id, err->msg);
     }
+  else
+    {
+      e->hello_by = nex_clock_mono_ms () + AGENT_HELLO_TIMEOUT_MS;
+      attach_console (sup, e);
+    }
+  nex_instance_release (&keep);
   nex_instance_release (&inst);
 out:
   nex_workload_release (&w);
@@ -1152,11 +1286,11 @@ supervisor_main (void *arg)
       int64_t now = nex_clock_mono_ms ();
       for (entry_t *e = sup->entries; e; e = e->next)
         {
-          int64_t at[3] = { e->kill_at, e->restart_at, 0 };
+          int64_t at[5] = { e->kill_at, e->restart_at, 0, e->greet_at, e->hello_by };
           for (nex_exec_t *x = e->execs; x; x = x->next)
             if (at[2] == 0 || x->deadline < at[2])
               at[2] = x->deadline;
-          for (int k = 0; k < 3; k++)
+          for (int k = 0; k < 5; k++)
             if (at[k])
               {
                 int64_t left = at[k] > now ? at[k] - now : 0;
@@ -1182,6 +1316,8 @@ supervisor_main (void *arg)
             stop |= drain_commands (sup);
           else if (r->is_pidfd)
             ended[n_ended++] = r->e;
+          else if (r->is_console)
+            read_console (sup, r->e);
           else
             read_conn (sup, r->e);
         }
@@ -1215,6 +1351,24 @@ supervisor_main (void *arg)
                 }
             }
         }
+      for (entry_t *e = sup->entries; e; e = e->next)
+        if (e->hello_by && now >= e->hello_by)
+          {
+            e->hello_by = 0;
+            if (e->lost_reason == NULL)
+              e->lost_reason = nex_xasprintf ("the agent did not greet within %d s of the start",
+                                              AGENT_HELLO_TIMEOUT_MS / 1000);
+            cleanup_error nex_error_t err = NULL;
+            e->driver->kill (e->driver, &e->inst, &err);
+          }
+      for (entry_t *e = sup->entries; e; e = e->next)
+        if (e->greet_at && now >= e->greet_at)
+          {
+            if (now >= e->greet_until)
+              close_conn (sup, e, "the agent did not answer nexd's greeting after a restart");
+            else
+              greet (sup, e);
+          }
       if (stop)
         break;
     }
@@ -1320,7 +1474,12 @@ recover (nex_supervisor_t *sup)
               nex_instance_release (&inst);
             }
           if (e)
-            nex_info ("workload %s: re-attached to its sandbox (pid %d)", w->id, (int) w->pid);
+            {
+              nex_info ("workload %s: re-attached to its sandbox (pid %d)", w->id, (int) w->pid);
+              attach_console (sup, e);
+              if (d->stream_endpoint)
+                greet (sup, e);
+            }
           else
             {
               cleanup_free char *why = nex_xasprintf ("its sandbox was lost while nexd was down: %s",
@@ -1394,6 +1553,8 @@ nex_supervisor_shutdown (nex_supervisor_t *sup)
         close (e->conn);
       if (e->pidfd >= 0)
         close (e->pidfd);
+      if (e->console >= 0)
+        close (e->console);
       entry_free (e);
     }
   for (cmd_t *c = sup->queue_head; c;)

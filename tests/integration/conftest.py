@@ -234,9 +234,10 @@ class NexdProcess:
 class Nex:
     """A client of one nexd (and its process, so a test can restart it)."""
 
-    def __init__(self, out_dir, data_dir):
+    def __init__(self, out_dir, data_dir, extra_args=()):
         self.out_dir = Path(out_dir)
         self.data_dir = Path(data_dir)
+        self.extra_args = list(extra_args)  # more nexd flags, for every start
         self.processes = []
         self.daemon = None
 
@@ -245,7 +246,7 @@ class Nex:
         """Starts nexd (EXTRA_ARGS are more nexd flags, e.g. ["--max-artifact-bytes", "4096"])."""
         n = len(self.processes) + 1
         log = self.out_dir / ("nexd.log" if n == 1 else f"nexd-{n}.log")
-        self.daemon = NexdProcess(self.data_dir, log, extra_args=extra_args)
+        self.daemon = NexdProcess(self.data_dir, log, extra_args=[*self.extra_args, *extra_args])
         self.processes.append(self.daemon)
         self.daemon.start()
         return self
@@ -436,8 +437,9 @@ def output_root():
     return Path(os.environ.get("NEX_TEST_OUTPUT") or (REPO / "test-output"))
 
 
-def make_nex(out_name):
-    """A Nex with a fresh output dir test-output/OUT_NAME and a fresh data dir (linked there as `data`)."""
+def make_nex(out_name, extra_args=()):
+    """A Nex with a fresh output dir test-output/OUT_NAME and a fresh data dir (linked there as `data`); nexd gets
+    EXTRA_ARGS as more flags."""
     out_dir = output_root() / safe_name(out_name)
     if out_dir.exists():
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -445,7 +447,7 @@ def make_nex(out_name):
     data_dir = Path(tempfile.mkdtemp(prefix="nex-test-"))
     data_dir.chmod(0o755)  # as a data dir nexd made itself would be, not mkdtemp's 0700
     (out_dir / "data").symlink_to(data_dir)
-    return Nex(out_dir, data_dir)
+    return Nex(out_dir, data_dir, extra_args)
 
 
 def finish_nex(nex, passed):

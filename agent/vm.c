@@ -1,0 +1,229 @@
+/* vm.c — nex-agent's duties as a microVM's init (see vm.h).  Runs before the agent's loop, single-threaded. */
+#include "agent/vm.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/vm_sockets.h>
+
+#include "rootfs/layout.h"
+
+#define CMDLINE_MAX 4096
+#define DEFAULT_CHANNEL "/dev/hvc0"
+
+static int channel_fd = -1; /* the console channel, drained before power-off */
+static bool reboot_to_end;  /* nex.poweroff=reboot: the VMM ends on a reboot and has no power-off (Firecracker) */
+
+static void vm_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+
+static void
+vm_log (const char *fmt, ...)
+{
+  char line[512];
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (line, sizeof line, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "nex-agent: %s\n", line);
+}
+
+/* The kernel command line, read once (mounting /proc first if needed).  Static storage; "" when unreadable. */
+static const char *
+cmdline (void)
+{
+  static char buf[CMDLINE_MAX];
+  static bool loaded;
+  if (loaded)
+    return buf;
+  loaded = true;
+  int fd = open ("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && mount ("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0)
+    fd = open ("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return buf;
+  ssize_t n = read (fd, buf, sizeof buf - 1);
+  close (fd);
+  buf[n > 0 ? n : 0] = '\0';
+  return buf;
+}
+
+/* The value of parameter NAME (NAME=value) on the kernel command line, copied into OUT; false when absent. */
+static bool
+param (const char *name, char *out, size_t cap)
+{
+  size_t len = strlen (name);
+  for (const char *p = cmdline (); *p;)
+    {
+      while (*p == ' ' || *p == '\n')
+        p++;
+      const char *end = p + strcspn (p, " \n");
+      if ((size_t)(end - p) > len && strncmp (p, name, len) == 0 && p[len] == '=')
+        {
+          size_t vlen = (size_t)(end - p) - len - 1;
+          if (vlen >= cap)
+            return false;
+          memcpy (out, p + len + 1, vlen);
+          out[vlen] = '\0';
+          return true;
+        }
+      p = end;
+    }
+  return false;
+}
+
+bool
+nex_agent_vm_detect (const char *argv0, bool explicit_transport)
+{
+  if (getpid () != 1 || explicit_transport)
+    return false;
+  if (argv0 && strcmp (argv0, NEX_VM_INIT) == 0)
+    return true;
+  char v[8];
+  return param (NEX_VM_PARAM_VM, v, sizeof v) && strcmp (v, "1") == 0;
+}
+
+static void
+vm_power_off (void)
+{
+  /* Only the VM's init may power it off; a child that somehow ran exit handlers must not. */
+  if (getpid () != 1)
+    return;
+  /* What the host has not read yet is still in the console's buffers: let it go out first. */
+  if (channel_fd >= 0)
+    tcdrain (channel_fd);
+  sync ();
+  reboot (reboot_to_end ? RB_AUTOBOOT : RB_POWER_OFF);
+  _exit (1); /* not reached; if it were, the kernel would panic, which ends the VM too (panic=-1) */
+}
+
+static void
+vm_mount (const char *src, const char *target, const char *type, unsigned long flags, const char *data)
+{
+  mkdir (target, 0755);
+  if (mount (src, target, type, flags, data) < 0 && errno != EBUSY)
+    vm_log ("mount %s on %s: %s", type, target, strerror (errno));
+}
+
+static int
+compare_names (const void *a, const void *b)
+{
+  return strcmp (*(char *const *)a, *(char *const *)b);
+}
+
+/* Loads every module of the image, in name order (the numbers in their names put dependencies first). */
+static void
+vm_load_modules (void)
+{
+  DIR *d = opendir (NEX_VM_MODULES_DIR);
+  if (d == NULL)
+    return;
+  char *names[NEX_VM_MAX_MODULES];
+  size_t n = 0;
+  struct dirent *de;
+  while ((de = readdir (d)) != NULL && n < NEX_VM_MAX_MODULES)
+    {
+      size_t len = strlen (de->d_name);
+      if (len > 3 && strcmp (de->d_name + len - 3, ".ko") == 0 && de->d_name[0] != '.')
+        names[n++] = strdup (de->d_name);
+    }
+  closedir (d);
+  qsort (names, n, sizeof names[0], compare_names);
+  for (size_t i = 0; i < n; i++)
+    {
+      char path[512];
+      snprintf (path, sizeof path, "%s/%s", NEX_VM_MODULES_DIR, names[i] ? names[i] : "");
+      int fd = names[i] ? open (path, O_RDONLY | O_CLOEXEC) : -1;
+      if (fd < 0 || (syscall (SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST))
+        vm_log ("load module %s: %s", path, strerror (errno));
+      if (fd >= 0)
+        close (fd);
+      free (names[i]);
+    }
+}
+
+void
+nex_agent_vm_init (void)
+{
+  char how[16];
+  reboot_to_end = param ("nex.poweroff", how, sizeof how) && strcmp (how, "reboot") == 0;
+  atexit (vm_power_off);
+  vm_mount ("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
+  vm_mount ("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  vm_mount ("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  vm_mount ("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  char host[64];
+  if (param ("nex.hostname", host, sizeof host) && sethostname (host, strlen (host)) < 0)
+    vm_log ("sethostname: %s", strerror (errno));
+  vm_load_modules ();
+}
+
+static int64_t
+now_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+vm_vsock_listen (const char *spec)
+{
+  char *end;
+  errno = 0;
+  unsigned long port = strtoul (spec, &end, 10);
+  if (errno || end == spec || *end || port > 0xffffffffUL)
+    {
+      vm_log ("bad vsock port `%s`", spec);
+      return -1;
+    }
+  int fd = socket (AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = (unsigned)port };
+  if (fd < 0 || bind (fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen (fd, 4) < 0)
+    {
+      vm_log ("vsock port %lu: %s", port, strerror (errno));
+      if (fd >= 0)
+        close (fd);
+      return -1;
+    }
+  return fd;
+}
+
+int
+nex_agent_vm_channel (nex_agent_vm_channel_t *ch)
+{
+  char spec[256];
+  if (!param (NEX_VM_PARAM_AGENT, spec, sizeof spec))
+    snprintf (spec, sizeof spec, "%s", DEFAULT_CHANNEL);
+  if (strncmp (spec, "vsock:", 6) == 0)
+    {
+      ch->listening = true;
+      ch->fd = vm_vsock_listen (spec + 6);
+      return ch->fd < 0 ? -1 : 0;
+    }
+  /* A console appears once its driver has probed the device, which may finish after the module loaded. */
+  int64_t deadline = now_ms () + NEX_AGENT_VM_CHANNEL_WAIT_MS;
+  int fd;
+  while ((fd = open (spec, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0 && (errno == ENOENT || errno == ENXIO || errno == ENODEV)
+         && now_ms () < deadline)
+    usleep (5000);
+  if (fd < 0)
+    {
+      vm_log ("open channel `%s`: %s", spec, strerror (errno));
+      return -1;
+    }
+  ch->listening = false;
+  ch->fd = channel_fd = fd;
+  return 0;
+}

@@ -1,0 +1,22 @@
+/* layout.h — what a Nex VM image holds and where: the one list shared by the image builder (rootfs.c) and the
+ * agent that boots from the image (agent/vm.c).
+ *
+ *     /init              nex-agent: the kernel runs it as PID 1 (initramfs), or `init=/init` names it (ext4)
+ *     /workload          the workload's verified executable
+ *     /dev/console, /dev/null   nodes the kernel and the agent need before devtmpfs is mounted over /dev
+ *     /nex/modules/NAME.ko  kernel modules the agent loads in name order before it opens its channel
+ *     /proc /sys /tmp    mount points (the agent mounts proc, sysfs, devtmpfs and a tmpfs on /tmp)
+ */
+#ifndef NEX_ROOTFS_LAYOUT_H
+#define NEX_ROOTFS_LAYOUT_H
+
+#define NEX_VM_INIT "/init"
+#define NEX_VM_WORKLOAD "/workload"
+#define NEX_VM_MODULES_DIR "/nex/modules"
+#define NEX_VM_MAX_MODULES 64 /* more .ko files than this in a kernel's module dir is a mistake, not a wish */
+
+/* Kernel command-line parameters the agent reads from /proc/cmdline. */
+#define NEX_VM_PARAM_VM "nex.vm"       /* nex.vm=1: run as a VM's init even when not started as /init */
+#define NEX_VM_PARAM_AGENT "nex.agent" /* where the host reaches the agent: a device path or vsock:PORT */
+
+#endif

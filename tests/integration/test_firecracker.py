@@ -1,0 +1,206 @@
+"""test_firecracker.py — the Firecracker driver.
+
+Firecracker cannot run on these machines (no /dev/kvm, no package), so:
+  - where it is unavailable, GET /v1/node says why and a deploy to it is refused at once (503) with that reason;
+  - the requests the driver sends are checked against Firecracker's published API description
+    (../shared/firecracker/firecracker-api.yaml beside the repository) by tests/integration/standins/firecracker,
+    a STAND-IN for the firecracker binary that serves the API on its unix socket, validates and records each
+    request body, and runs no VM.  The KVM device the driver requires is a STAND-IN too: an ordinary file named
+    as such, given with --kvm-device, so that the probe passes.  The kernel is a stand-in file as well;
+  - where KVM and a real firecracker binary exist, a real workload runs end to end (skipped elsewhere).
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, build_dir, finish_nex, make_nex, skip_reason
+
+API_YAML = REPO.parent / "shared" / "firecracker" / "firecracker-api.yaml"
+STANDIN = REPO / "tests" / "integration" / "standins" / "firecracker"
+
+
+def start_node(request, args=()):
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    nex = make_nex(f"test_firecracker.{request.node.name}", extra_args=args)
+    try:
+        nex.start()
+    except Exception:
+        nex.abort()
+        raise
+    return nex
+
+
+def finish_node(request, nex):
+    rep = getattr(request.node, "rep_call", None)
+    finish_nex(nex, passed=rep is not None and rep.passed)
+
+
+def firecracker_driver(nex):
+    return {d["name"]: d for d in nex.get("/v1/node").json()["drivers"]}["firecracker"]
+
+
+def kvm_usable():
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def plain_nexd(request):
+    nex = start_node(request)
+    yield nex
+    finish_node(request, nex)
+
+
+def test_unavailable_driver_is_reported_and_refused(plain_nexd):
+    nex = plain_nexd
+    d = firecracker_driver(nex)
+    if d["available"]:
+        pytest.skip("Firecracker is available on this host")
+    reason = d["reason"]
+    if not kvm_usable():
+        assert "/dev/kvm" in reason, reason
+    if shutil.which("firecracker") is None:
+        assert "firecracker binary" in reason, reason
+    r = nex.deploy(name="hello", driver="firecracker", artifact=nex.program("hello"))
+    assert r.status_code == 503, r.text
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    assert reason in r.json()["detail"]
+    assert nex.workloads()["count"] == 0, "a refused deploy left a workload behind"
+
+
+@pytest.fixture
+def standin_env(tmp_path, monkeypatch):
+    """Stand-ins for what this host lacks: a kernel dir, a KVM device (an ordinary file) and the API schema path
+    for the firecracker stand-in, whose request record is returned."""
+    if not API_YAML.exists():
+        pytest.skip(f"Firecracker's API description is not at {API_YAML}")
+    kernel = tmp_path / "kernel"
+    (kernel / "modules" / "firecracker").mkdir(parents=True)
+    (kernel / "vmlinux").write_bytes(b"\x7fELF stand-in kernel, never booted")
+    (kernel / "modules" / "firecracker" / "10-standin.ko").write_bytes(b"stand-in module")
+    kvm = tmp_path / "standin-kvm-device"
+    kvm.write_bytes(b"")
+    record = tmp_path / "standin-requests.jsonl"
+    monkeypatch.setenv("STANDIN_FIRECRACKER_API", str(API_YAML))
+    monkeypatch.setenv("STANDIN_FIRECRACKER_RECORD", str(record))
+    return {"kernel": kernel, "kvm": kvm, "record": record}
+
+
+@pytest.fixture
+def standin_nexd(request, standin_env):
+    nex = start_node(request, ["--firecracker-path", str(STANDIN), "--kvm-device", str(standin_env["kvm"]),
+                               "--vm-kernel-dir", str(standin_env["kernel"])])
+    yield nex, standin_env
+    finish_node(request, nex)
+
+
+def read_record(path):
+    return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_requests_match_the_published_api(standin_nexd):
+    nex, env = standin_nexd
+    d = firecracker_driver(nex)
+    assert d["available"], d
+    w = nex.deploy_ok(name="fc-hello", driver="firecracker", artifact=nex.program("hello"))
+    # the stand-in boots nothing, so the agent never answers on vsock: the workload fails, saying so
+    failed = nex.wait_state(w["id"], "failed", timeout=60)
+    assert "vsock port 1024" in failed["reason"], failed
+
+    reqs = read_record(env["record"])
+    puts = [r for r in reqs if r["method"] == "PUT"]
+    bad = [r for r in puts if not r["valid"]]
+    assert not bad, f"requests that do not match Firecracker's API description: {bad}"
+    paths = [r["path"] for r in puts]
+    assert paths[:5] == ["/machine-config", "/boot-source", "/drives/rootfs", "/vsock", "/actions"], paths
+    body = {r["path"]: r["body"] for r in puts[:5]}
+    assert body["/machine-config"] == {"vcpu_count": 1, "mem_size_mib": 128, "smt": False}
+    boot = body["/boot-source"]
+    assert boot["kernel_image_path"] == str(env["kernel"] / "vmlinux")
+    assert "nex.agent=vsock:1024" in boot["boot_args"] and "nex.hostname=fc-hello" in boot["boot_args"]
+    # the kernel dir has modules, so the initramfs comes along (a modular kernel cannot reach its root disk)
+    assert Path(boot["initrd_path"]).read_bytes()[:6] == b"070701"
+    drive = body["/drives/rootfs"]
+    assert drive["is_root_device"] is True and drive["is_read_only"] is True
+    image = Path(drive["path_on_host"])
+    assert image.suffix == ".ext4" and image.parent == nex.data_dir / "images"
+    if shutil.which("debugfs"):
+        listing = subprocess.run(["debugfs", "-R", "ls /", str(image)], capture_output=True, text=True).stdout
+        assert "init" in listing and "workload" in listing, listing
+    assert body["/vsock"]["guest_cid"] == 3
+    assert body["/vsock"]["uds_path"].startswith(str(nex.data_dir / "run"))
+    assert body["/actions"] == {"action_type": "InstanceStart"}
+    # ending the VM asks the guest first
+    assert {"action_type": "SendCtrlAltDel"} in [r["body"] for r in puts[5:]], paths
+    # and nothing is left of it
+    run_dir = nex.data_dir / "run" / w["id"]
+    assert not run_dir.exists(), list(run_dir.iterdir())
+
+
+def test_the_standin_refuses_what_firecracker_would(tmp_path, monkeypatch):
+    """The check above can fail: the stand-in answers a body that breaks the API description with 400."""
+    if not API_YAML.exists():
+        pytest.skip(f"Firecracker's API description is not at {API_YAML}")
+    record = tmp_path / "record.jsonl"
+    sock = tmp_path / "api.sock"
+    env = dict(os.environ, STANDIN_FIRECRACKER_API=str(API_YAML), STANDIN_FIRECRACKER_RECORD=str(record))
+    proc = subprocess.Popen([str(STANDIN), "--api-sock", str(sock)], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        def put(path, body):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(sock))
+            data = json.dumps(body).encode()
+            s.sendall(f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n"
+                      f"Connection: close\r\n\r\n".encode() + data)
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+            s.close()
+            return int(reply.split()[1])
+
+        assert put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64}) == 204
+        assert put("/machine-config", {"vcpu_count": "two", "mem_size_mib": 64}) == 400
+        assert put("/machine-config", {"vcpu_count": 1, "mem_size_mib": 64, "no_such_field": 1}) == 400
+        assert put("/drives/rootfs", {"drive_id": "rootfs"}) == 400  # is_root_device is required
+        assert put("/no/such/path", {}) == 400
+        assert [r["valid"] for r in read_record(record)] == [True, False, False, False, False]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def real_firecracker_nexd(request):
+    fc = shutil.which("firecracker")
+    if not kvm_usable() or fc is None:
+        pytest.skip("needs a usable /dev/kvm and a firecracker binary in PATH (neither is on this host)")
+    kernel = build_dir() / "kernel" / "vmlinux"
+    if not kernel.exists():
+        pytest.skip(f"no VM kernel at {kernel} (scripts/setup fetches it)")
+    nex = start_node(request, ["--firecracker-path", fc])
+    yield nex
+    finish_node(request, nex)
+
+
+def test_real_firecracker_runs_hello(real_firecracker_nexd):
+    nex = real_firecracker_nexd
+    w = nex.deploy_ok(name="hello", driver="firecracker", artifact=nex.program("hello"))
+    done = nex.wait_state(w["id"], "exited", timeout=60)
+    assert done["exit_code"] == 3
+    assert "hello from nex" in [l["text"] for l in nex.logs(w["id"])["lines"]]
