@@ -14,6 +14,9 @@ int
 nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out, nex_error_t *err)
 {
   nex_workload_t w = { 0 };
+  /* A node draining for shutdown (lame duck) takes nothing new, whichever door the request came through. */
+  if (__atomic_load_n (&node->lameduck, __ATOMIC_SEQ_CST))
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "node is in lame duck mode and takes no new workloads");
   if (nex_workload_from_request (request, node->cfg->default_driver, &w, err) < 0)
     return -1;
   const nex_driver_t *d = nex_driver_find (w.driver);

@@ -12,8 +12,8 @@
 #include "common/xalloc.h"
 #include "server/clock.h"
 #include "server/event.h"
-#include "server/id.h"
 #include "server/log.h"
+#include "server/nats-bridge.h"
 
 static char *
 absolute_path (const char *path, nex_error_t *err)
@@ -93,18 +93,13 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   if (node->reg == NULL)
     goto fail;
 
-  int found = nex_registry_meta_get (node->reg, "node_id", &id, err);
-  if (found < 0)
+  if (nex_identity_load (node->data_dir, &node->identity, err) < 0)
     goto fail;
-  if (found == 0)
-    {
-      char fresh[37];
-      nex_id_new (fresh);
-      if (nex_registry_meta_set (node->reg, "node_id", fresh, err) < 0)
-        goto fail;
-      id = nex_xstrdup (fresh);
-    }
-  snprintf (node->id, sizeof node->id, "%s", id);
+  snprintf (node->id, sizeof node->id, "%s", node->identity.node.public_text);
+  /* Kept in the registry too, so that the database says which node wrote it. */
+  int found = nex_registry_meta_get (node->reg, "node_id", &id, err);
+  if (found < 0 || ((found == 0 || strcmp (id, node->id) != 0) && nex_registry_meta_set (node->reg, "node_id", node->id, err) < 0))
+    goto fail;
   return node;
 
 fail:
@@ -118,6 +113,7 @@ nex_node_close (nex_node_t *node)
   if (node == NULL)
     return;
   nex_registry_close (node->reg);
+  nex_identity_wipe (&node->identity);
   free (node->hostname);
   free (node->data_dir);
   free (node->artifacts_dir);
@@ -143,4 +139,6 @@ nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json
     nex_log_error (NEX_LOG_WARN, err, "event %s not stored", type);
   else
     nex_debug ("event %s %s", type, w ? w->id : "");
+  if (node->nats)
+    nex_nats_publish_event (node->nats, ev, w ? w->namespace_ : NULL);
 }

@@ -13,16 +13,22 @@
 
 #include "common/error.h"
 #include "server/config.h"
+#include "server/identity.h"
 #include "server/registry.h"
 
 typedef struct nex_supervisor nex_supervisor_t;
+typedef struct nex_nats nex_nats_t;
 
 typedef struct nex_node
 {
   const nex_config_t *cfg;
   nex_registry_t *reg;
   nex_supervisor_t *sup;
-  char id[64];          /* node id (UUID for now; the NATS bridge will use the node's public nkey) */
+  nex_nats_t *nats;     /* the NATS bridge, NULL when the node runs alone (set before the supervisor starts,
+                           cleared after it stopped) */
+  nex_identity_t identity; /* the node's nkey (its id) and xkey; secrets, never shown */
+  char id[64];          /* node id: the node's public server nkey ("N...") */
+  int lameduck;         /* set once (any thread, atomically): the node takes no more deploys */
   char *hostname;
   char *data_dir;       /* absolute */
   char *artifacts_dir;  /* data_dir/artifacts: content-addressed executables */
@@ -32,7 +38,7 @@ typedef struct nex_node
   int64_t started_mono; /* monotonic ms, for uptime */
 } nex_node_t;
 
-/* Prepares the data directory, opens the registry and loads (or creates) the node id.  ARGV0 helps find
+/* Prepares the data directory, opens the registry and loads (or creates) the node's identity (identity.h).  ARGV0 helps find
  * nex-agent beside nexd when the configuration does not name it.  NULL on failure. */
 nex_node_t *nex_node_open (const nex_config_t *cfg, nex_error_t *err);
 

@@ -21,6 +21,7 @@
 #include "server/clock.h"
 #include "server/driver.h"
 #include "server/log.h"
+#include "server/nats-bridge.h"
 
 #define MAX_LINE 16384          /* longer output lines are split */
 #define AGENT_KILL_SLACK_MS 5000 /* after the grace, how long the agent has to report before it is killed */
@@ -140,6 +141,8 @@ store_lines (nex_supervisor_t *sup, entry_t *e, const nex_log_line_t *lines, siz
   cleanup_error nex_error_t err = NULL;
   if (nex_registry_log_append (sup->node->reg, e->id, lines, n, sup->node->cfg->log_lines, &err) < 0)
     nex_log_error (NEX_LOG_WARN, err, "workload %s: log lines lost", e->id);
+  else if (sup->node->nats)
+    nex_nats_publish_logs (sup->node->nats, e->id, lines, n);
 }
 
 /* Splits DATA into lines on STREAM's buffer and stores the complete ones; FLUSH also stores a final partial

@@ -211,12 +211,13 @@ class Nex:
         self.data_dir = Path(data_dir)
         self.processes = []
         self.daemon = None
+        self.extra_args = []  # more nexd flags for every start (e.g. --nats URL)
 
     # --- the daemon -------------------------------------------------------------------------------------------
     def start(self):
         n = len(self.processes) + 1
         log = self.out_dir / ("nexd.log" if n == 1 else f"nexd-{n}.log")
-        self.daemon = NexdProcess(self.data_dir, log)
+        self.daemon = NexdProcess(self.data_dir, log, extra_args=self.extra_args)
         self.processes.append(self.daemon)
         self.daemon.start()
         return self
