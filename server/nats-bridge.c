@@ -74,7 +74,7 @@ nex_nats_enqueue (nex_nats_t *b, const char *subject, const char *data, size_t l
       b->queued--;
       b->dropped++;
     }
-  pthread_cond_signal (&b->cond);
+  pthread_cond_broadcast (&b->cond);
   pthread_mutex_unlock (&b->lock);
   if (victim)
     out_free (victim);
@@ -348,7 +348,7 @@ set_connected (nex_nats_t *b, int up, int reconnected)
   b->connected = up;
   if (reconnected)
     b->reconnects++;
-  pthread_cond_signal (&b->cond);
+  pthread_cond_broadcast (&b->cond);
   pthread_mutex_unlock (&b->lock);
 }
 
@@ -553,16 +553,15 @@ nex_nats_quiesce (nex_nats_t *b)
 {
   if (b == NULL)
     return;
+  /* No callback may touch the supervisor once this returns: stop admitting them, then wait for the ones
+   * running.  (Draining the subscriptions would need the server, which may be the thing that is gone.) */
   pthread_mutex_lock (&b->lock);
   b->serving = 0;
+  while (b->inflight > 0)
+    pthread_cond_wait (&b->cond, &b->lock);
   pthread_mutex_unlock (&b->lock);
   for (int i = 0; i < b->n_subs; i++)
-    {
-      /* Unsubscribe, then wait for a callback that is still running: none may touch the supervisor after
-       * this returns. */
-      if (natsSubscription_Drain (b->subs[i]) == NATS_OK)
-        natsSubscription_WaitForDrainCompletion (b->subs[i], 5000);
-    }
+    natsSubscription_Unsubscribe (b->subs[i]);
 }
 
 void

@@ -101,15 +101,6 @@ parse_body (request_t *r, const char *op, int empty_ok)
 }
 
 static int
-is_serving (nex_nats_t *b)
-{
-  pthread_mutex_lock (&b->lock);
-  int s = b->serving;
-  pthread_mutex_unlock (&b->lock);
-  return s;
-}
-
-static int
 live_state (nex_state_t s)
 {
   return s == NEX_STATE_PENDING || s == NEX_STATE_STARTING || s == NEX_STATE_RUNNING;
@@ -532,7 +523,11 @@ on_message (natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closu
         }
       r.tokens[r.n_tokens++] = t;
     }
-  if (!is_serving (b))
+  pthread_mutex_lock (&b->lock);
+  int serving = b->serving;
+  b->inflight += serving;
+  pthread_mutex_unlock (&b->lock);
+  if (!serving)
     ; /* shutting down: nothing may reach the supervisor any more */
   else if (r.n_tokens < route->min_tokens || r.n_tokens > route->max_tokens)
     {
@@ -541,6 +536,13 @@ on_message (natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closu
     }
   else
     route->handler (&r);
+  if (serving)
+    {
+      pthread_mutex_lock (&b->lock);
+      if (--b->inflight == 0)
+        pthread_cond_broadcast (&b->cond);
+      pthread_mutex_unlock (&b->lock);
+    }
   free (r.toks);
   natsMsg_Destroy (msg);
 }

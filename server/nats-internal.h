@@ -58,6 +58,7 @@ struct nex_nats
   int connected;               /* connection status as last reported by nats.c */
   int stopping;                /* nex_nats_close has begun */
   int serving;                 /* control callbacks may act on the node (cleared by quiesce) */
+  int inflight;                /* control callbacks running now (quiesce waits for 0) */
   pthread_t publisher;
   int publisher_started;
   pthread_t drainer;           /* lame-duck drain thread */

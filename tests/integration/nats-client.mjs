@@ -8,6 +8,8 @@
 //                                             as a JSON array of parsed replies
 //   sub SUBJECT [MAX] [TIMEOUT_MS]            prints "READY", then each message as a JSON line {subject, data}
 //   requests SUBJECT COUNT CONCURRENCY        COUNT requests with payload "<i>", prints {ok, errors, replies}
+//   stream-add NAME SUBJECTS                  adds a JetStream stream capturing SUBJECTS (comma-separated)
+//   stream-msgs NAME                          prints every message of stream NAME as a JSON array
 //   obj-put BUCKET NAME FILE                  puts FILE into object store BUCKET (created if needed)
 //   obj-get BUCKET NAME FILE                  gets an object into FILE, prints its info
 //   nkey-public SEED                          prints the public key of an nkey seed
@@ -131,6 +133,28 @@ async function main() {
         const timer = setTimeout(() => sub.unsubscribe(), Number(args[1] ?? 60000));
         for await (const m of sub) m.respond(m.data);
         clearTimeout(timer);
+        break;
+      }
+      case "stream-add": {
+        const jsm = await nc.jetstreamManager();
+        await jsm.streams.add({ name: args[0], subjects: args[1].split(",") });
+        console.log("{}");
+        break;
+      }
+      case "stream-msgs": {
+        // Every message of stream NAME, oldest first, as a JSON array of {subject, data}.
+        const jsm = await nc.jetstreamManager();
+        const si = await jsm.streams.info(args[0]);
+        const out = [];
+        for (let seq = si.state.first_seq; seq <= si.state.last_seq && si.state.messages > 0; seq++) {
+          try {
+            const m = await jsm.streams.getMessage(args[0], { seq });
+            out.push({ subject: m.subject, data: sc.decode(m.data) });
+          } catch (e) {
+            // deleted message: skip
+          }
+        }
+        console.log(JSON.stringify(out));
         break;
       }
       case "obj-put": {
