@@ -16,7 +16,12 @@
  *                      "localhost"; %XX escapes are decoded and must spell UTF-8; query, fragment, NUL,
  *                      control characters and `.`/`..` path components are refused.
  *   http://, https://  recognised, refused for now ("not supported yet"); meant for libcurl.
- *   nats://bucket/key  recognised, refused for now; meant for a JetStream object store.
+ *   nats://bucket/key  object KEY of JetStream object store BUCKET, read through the node's NATS connection
+ *                      (server/nats-objstore.h: size and digest checked against the object's metadata).  Only
+ *                      available when the node runs with --nats (the bridge registers itself with
+ *                      nex_artifact_set_nats); otherwise refused at request time.  The bucket is
+ *                      [A-Za-z0-9_-]+; the key is the rest of the path, taken literally (no %-decoding), and must
+ *                      not be empty nor hold `?` or `#`.
  * Anything else, and anything malformed, is refused.
  *
  * Every refusal of the URL or of the artifact's content is NEX_ERR_INVALID naming the field "artifact" (or
@@ -29,6 +34,9 @@
  * same cache directory; the only shared state is libsodium's one-time initialisation, which is thread-safe. */
 #ifndef NEX_ARTIFACT_H
 #define NEX_ARTIFACT_H
+
+#include <stdint.h>
+#include <stddef.h>
 
 #include "common/error.h"
 
@@ -61,5 +69,16 @@ int nex_artifact_precheck (const char *url, nex_error_t *err);
  * call remains in CACHE_DIR. */
 char *nex_artifact_fetch (const char *cache_dir, const char *url, const char *expected_sha256, char digest[65],
                           nex_error_t *err);
+
+/* Where a scheme implemented outside artifact.c writes the bytes it fetches (hashing and bounds included). */
+typedef int (*nex_artifact_write_t) (void *sink, const void *buf, size_t n, nex_error_t *err);
+
+/* Reads object KEY of BUCKET into WRITE(SINK, ...), at most MAX_BYTES; 0 or -1. */
+typedef int (*nex_artifact_nats_get_t) (void *ctx, const char *bucket, const char *key, uint64_t max_bytes,
+                                        nex_artifact_write_t write, void *sink, nex_error_t *err);
+
+/* Makes nats:// URLs fetchable through GET (with CTX), or unavailable again when GET is NULL.  Called by the NATS
+ * bridge when it starts (before the supervisor) and when it closes (after the supervisor stopped). */
+void nex_artifact_set_nats (nex_artifact_nats_get_t get, void *ctx);
 
 #endif

@@ -23,7 +23,9 @@
 #include "common/xalloc.h"
 #include "server/clock.h"
 #include "server/event.h"
+#include "server/artifact.h"
 #include "server/log.h"
+#include "server/nats-objstore.h"
 #include "server/nkeys.h"
 
 #define RECONNECT_WAIT_MS 250
@@ -472,6 +474,15 @@ make_options (nex_nats_t *b, nex_error_t *err)
   return 0;
 }
 
+/* nats:// artifacts (artifact.c) read through this connection. */
+static int
+artifact_get (void *ctx, const char *bucket, const char *key, uint64_t max_bytes, nex_artifact_write_t write,
+              void *sink, nex_error_t *err)
+{
+  nex_nats_t *b = ctx;
+  return nex_objstore_get (b->nc, bucket, key, max_bytes, write, sink, err);
+}
+
 /* --- public --------------------------------------------------------------------------------------------------- */
 
 static void
@@ -533,6 +544,7 @@ nex_nats_start (nex_node_t *node, nex_error_t *err)
       goto fail;
     }
   b->publisher_started = 1;
+  nex_artifact_set_nats (artifact_get, b);
   return b;
 fail:
   bridge_free (b);
@@ -570,6 +582,7 @@ nex_nats_close (nex_nats_t *b)
   if (b == NULL)
     return;
   nex_nats_quiesce (b);
+  nex_artifact_set_nats (NULL, NULL);
   pthread_mutex_lock (&b->lock);
   b->stopping = 1;
   pthread_cond_broadcast (&b->cond);

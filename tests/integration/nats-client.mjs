@@ -161,7 +161,7 @@ async function main() {
         const js = nc.jetstream();
         const os = await js.views.os(args[0]);
         const info = await os.putBlob({ name: args[1] }, readFileSync(args[2]));
-        console.log(JSON.stringify(info));
+        console.log(JSON.stringify(info.info ?? info));
         break;
       }
       case "obj-get": {
@@ -170,7 +170,8 @@ async function main() {
         const data = await os.getBlob(args[1]);
         if (data === null) throw new Error(`no object ${args[1]}`);
         writeFileSync(args[2], data);
-        console.log(JSON.stringify(await os.info(args[1])));
+        const oi = await os.info(args[1]);
+        console.log(JSON.stringify(oi.info ?? oi));
         break;
       }
       default:
