@@ -4,10 +4,13 @@
 
 #include <string.h>
 
+#include <microhttpd.h>
+
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "server/deploy.h"
 #include "server/id.h"
+#include "server/secure.h"
 #include "server/supervisor.h"
 
 /* Loads the workload named by the route's {id}; NEX_ERR_NOT_FOUND for a malformed or unknown id. */
@@ -90,6 +93,15 @@ workload_stop (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
   nex_workload_t w = { 0 };
   if (load (req, &w, err) < 0)
     return -1;
+  /* A workload launched with a JWT is stopped only with a fresh one from its issuer (secure.h). */
+  if (!nex_state_is_final (w.state)
+      && nex_secure_check_stop (req->node, w.id,
+                                MHD_lookup_connection_value (req->conn, MHD_HEADER_KIND, "Nex-Workload-Jwt"), err)
+             < 0)
+    {
+      nex_workload_release (&w);
+      return -1;
+    }
   /* Already ended: nothing to do, and saying so with 200 keeps DELETE idempotent. */
   res->status = nex_state_is_final (w.state) ? 200 : 202;
   if (res->status == 202)
