@@ -78,7 +78,10 @@ test_migrations_fresh (void)
   TAP_OK (mode && strcmp (mode, "wal") == 0, "journal mode is wal (%s)", mode ? mode : "?");
   cleanup_free char *tables = raw_query (path, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
                                                "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)");
-  TAP_OK (tables && strcmp (tables, "events,logs,meta,workload_states,workloads") == 0, "tables created (%s)",
+  /* The first migration's tables (later migrations add their own). */
+  TAP_OK (tables && strstr (tables, "events") && strstr (tables, "logs") && strstr (tables, "meta")
+              && strstr (tables, "workload_states") && strstr (tables, "workloads"),
+          "tables created (%s)",
           tables ? tables : "?");
 
   reg = nex_registry_open (path, &err);
