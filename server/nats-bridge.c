@@ -341,6 +341,35 @@ publisher_main (void *arg)
   return NULL;
 }
 
+/* URL list U without user information ("nats://user:pass@host" -> "nats://host"): status is served to any API
+ * client, credentials must not be. */
+static char *
+redact_urls (const char *u)
+{
+  char *out = nex_xmalloc (strlen (u) + 1);
+  size_t j = 0;
+  while (*u)
+    {
+      const char *end = strchrnul (u, ',');
+      const char *scheme = strstr (u, "://");
+      const char *at = memchr (u, '@', (size_t) (end - u));
+      const char *from = u;
+      if (scheme && scheme < end && at)
+        {
+          memcpy (out + j, u, (size_t) (scheme + 3 - u));
+          j += (size_t) (scheme + 3 - u);
+          from = at + 1;
+        }
+      memcpy (out + j, from, (size_t) (end - from));
+      j += (size_t) (end - from);
+      if (*end == ',')
+        out[j++] = ',';
+      u = *end ? end + 1 : end;
+    }
+  out[j] = '\0';
+  return out;
+}
+
 /* --- connection callbacks (nats.c threads) ------------------------------------------------------------------------ */
 
 static void
@@ -354,10 +383,26 @@ set_connected (nex_nats_t *b, int up, int reconnected)
   pthread_mutex_unlock (&b->lock);
 }
 
+/* The connection ended for good (nats.c gives up only on errors such as a revoked authorization): the node
+ * keeps running alone; say so loudly. */
+static void
+nex_bridge_closed (nex_nats_t *b)
+{
+  pthread_mutex_lock (&b->lock);
+  int stopping = b->stopping;
+  pthread_mutex_unlock (&b->lock);
+  if (!stopping)
+    nex_log (NEX_LOG_ERROR, "nats: the connection was closed for good; the node now runs without NATS");
+  set_connected (b, 0, 0);
+}
+
 static void
 on_connected (natsConnection *nc, void *closure)
 {
-  nex_info ("nats: connected to %s", "the server");
+  char url[256] = "";
+  natsConnection_GetConnectedUrl (nc, url, sizeof url);
+  cleanup_free char *shown = redact_urls (url);
+  nex_info ("nats: connected to %s", shown);
   set_connected (closure, 1, 0);
 }
 
@@ -373,6 +418,12 @@ on_reconnected (natsConnection *nc, void *closure)
 {
   nex_info ("nats: reconnected");
   set_connected (closure, 1, 1);
+}
+
+static void
+on_closed (natsConnection *nc, void *closure)
+{
+  nex_bridge_closed (closure);
 }
 
 static void
@@ -443,7 +494,7 @@ make_options (nex_nats_t *b, nex_error_t *err)
   /* Forever: a node outlives any outage of its NATS system. */
   NATS_TRY (natsOptions_SetMaxReconnect (b->opts, -1), "nats");
   NATS_TRY (natsOptions_SetReconnectWait (b->opts, RECONNECT_WAIT_MS), "nats");
-  NATS_TRY (natsOptions_SetRetryOnFailedConnect (b->opts, true, on_connected, b), "nats");
+  NATS_TRY (natsOptions_SetClosedCB (b->opts, on_closed, b), "nats");
   NATS_TRY (natsOptions_SetDisconnectedCB (b->opts, on_disconnected, b), "nats");
   NATS_TRY (natsOptions_SetReconnectedCB (b->opts, on_reconnected, b), "nats");
   NATS_TRY (natsOptions_SetErrorHandler (b->opts, on_error, b), "nats");
@@ -527,14 +578,24 @@ nex_nats_start (nex_node_t *node, nex_error_t *err)
   pthread_condattr_destroy (&ca);
   if (make_options (b, err) < 0)
     goto fail;
+  /* A first attempt that may fail: an unreachable server is retried in the background (the node runs
+   * meanwhile), but a server that answers and refuses us (credentials, TLS) is a configuration error. */
   natsStatus s = natsConnection_Connect (&b->nc, b->opts);
+  if (s == NATS_NO_SERVER)
+    {
+      natsOptions_SetRetryOnFailedConnect (b->opts, true, on_connected, b);
+      s = natsConnection_Connect (&b->nc, b->opts);
+    }
   if (s == NATS_OK)
     b->connected = 1;
   else if (s == NATS_NOT_YET_CONNECTED)
-    nex_warn ("nats: %s is not reachable yet; retrying in the background", node->cfg->nats);
+    nex_warn ("nats: no server of `%s` is reachable yet; retrying in the background", node->cfg->nats);
   else
     {
-      nex_error_field (err, "nats", "cannot connect to NATS `%s`: %s", node->cfg->nats, natsStatus_GetText (s));
+      cleanup_free char *url = redact_urls (node->cfg->nats);
+      const char *detail = nats_GetLastError (NULL);
+      nex_error_field (err, "nats", "cannot connect to NATS `%s`: %s%s%s", url, natsStatus_GetText (s),
+                       detail && *detail ? ": " : "", detail ? detail : "");
       goto fail;
     }
   int r = pthread_create (&b->publisher, NULL, publisher_main, b);
@@ -605,8 +666,9 @@ nex_nats_close (nex_nats_t *b)
 json_t *
 nex_nats_status (nex_nats_t *b)
 {
+  cleanup_free char *url = redact_urls (b->node->cfg->nats);
   pthread_mutex_lock (&b->lock);
-  json_t *j = json_pack ("{s:s, s:b, s:I, s:I, s:I, s:I}", "url", b->node->cfg->nats, "connected", b->connected,
+  json_t *j = json_pack ("{s:s, s:b, s:I, s:I, s:I, s:I}", "url", url, "connected", b->connected,
                          "reconnects", (json_int_t) b->reconnects, "queued", (json_int_t) b->queued, "dropped",
                          (json_int_t) b->dropped, "published", (json_int_t) b->published);
   pthread_mutex_unlock (&b->lock);

@@ -62,7 +62,14 @@ async function main() {
       return;
     }
   }
-  const nc = await connect({ servers: server, timeout: 5000 });
+  // user:password in the URL become options (nats.js does not read them from the URL).
+  const u = new URL(server);
+  const opts = { servers: `${u.protocol}//${u.host}`, timeout: 5000 };
+  if (u.username) {
+    opts.user = decodeURIComponent(u.username);
+    opts.pass = decodeURIComponent(u.password);
+  }
+  const nc = await connect(opts);
   try {
     switch (command) {
       case "request": {

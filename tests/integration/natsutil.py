@@ -36,7 +36,8 @@ def skip_reason():
 
 
 class NatsServer:
-    def __init__(self, out_dir, port=None):
+    def __init__(self, out_dir, port=None, args=()):
+        self.args = list(args)
         self.port = port or free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.store = Path(tempfile.mkdtemp(prefix="nex-nats-js-"))
@@ -47,7 +48,7 @@ class NatsServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store), *self.args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + timeout

@@ -7,10 +7,11 @@ on one NATS system answering as themselves.
 
 import json
 import re
+import subprocess
 import time
 
 from conftest import program_path
-from natsutil import (NatsClient, error_text, nats_server, node_id, ok_data, start_node,  # noqa: F401
+from natsutil import (NatsClient, NatsServer, error_text, nats_server, node_id, ok_data, start_node,  # noqa: F401
                       wait_for)
 
 NKEY_SERVER = re.compile(r"^N[A-Z2-7]{55}$")
@@ -186,3 +187,32 @@ def test_lameduck_drains_and_exits(request, nats_server):
     nex.extra_args = []
     nex.start()
     assert nex.workload(s["id"])["state"] == "stopped"
+
+
+def test_password_auth_and_no_credentials_shown(request, tmp_path):
+    import conftest
+    import natsutil
+    reason = natsutil.skip_reason() or conftest.skip_reason()
+    if reason:
+        import pytest
+        pytest.skip(reason)
+    server = NatsServer(tmp_path, args=["--user", "nexnode", "--pass", "pw-s3cret"]).start()
+    request.addfinalizer(server.stop)
+    # A server that refuses the credentials is a configuration error: nexd says so and does not start.
+    r = subprocess.run([str(conftest.build_dir() / "nexd"), "--listen", f"127.0.0.1:{conftest.free_port()}",
+                        "--data-dir", str(tmp_path / "bad"), "--nats", server.url, "--nats-user", "nexnode",
+                        "--nats-password", "wrong"], capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0
+    assert "cannot connect to NATS" in r.stderr and "uthorization" in r.stderr, r.stderr
+    assert "wrong" not in r.stderr
+    # Right ones, as flags or inside the URL.
+    good = start_node(request, server, name="good", extra=["--nats-user", "nexnode", "--nats-password", "pw-s3cret"])
+    secret_url = f"nats://nexnode:pw-s3cret@127.0.0.1:{server.port}"
+    in_url = start_node(request, server, name="url", extra=["--nats", secret_url])  # the last --nats wins
+    c = NatsClient(secret_url)
+    ids = {ok_data(r, "ping")["node_id"] for r in c.collect("$NEX.PING")}
+    assert ids == {node_id(good), node_id(in_url)}
+    assert in_url.get("/v1/node").json()["nats"]["url"] == f"nats://127.0.0.1:{server.port}"
+    for n in (good, in_url):
+        text = n.get("/v1/node").text
+        assert "pw-s3cret" not in text and "wrong" not in text
