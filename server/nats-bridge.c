@@ -237,7 +237,10 @@ tags_check (const char *spec, nex_error_t *err)
   for (char *kv = strtok_r (copy, ",", &save); kv; kv = strtok_r (NULL, ",", &save))
     {
       char *eq = strchr (kv, '=');
-      if (eq == NULL || eq == kv || json_string (eq + 1) == NULL)
+      json_t *value = eq ? json_string (eq + 1) : NULL; /* NULL unless UTF-8 */
+      int ok = eq != NULL && eq != kv && value != NULL;
+      json_decref (value);
+      if (!ok)
         return nex_error_field (err, "tags", "tags must be key=value pairs separated by commas, got `%s`", kv);
     }
   return 0;
@@ -393,7 +396,11 @@ nex_bridge_closed (nex_nats_t *b)
   pthread_mutex_unlock (&b->lock);
   if (!stopping)
     nex_log (NEX_LOG_ERROR, "nats: the connection was closed for good; the node now runs without NATS");
-  set_connected (b, 0, 0);
+  pthread_mutex_lock (&b->lock);
+  b->connected = 0;
+  b->closed = 1;
+  pthread_cond_broadcast (&b->cond);
+  pthread_mutex_unlock (&b->lock);
 }
 
 static void
@@ -658,9 +665,24 @@ nex_nats_close (nex_nats_t *b)
     nex_warn ("nats: closing with %lld publications unsent, %lld dropped during the run", (long long) b->queued,
               (long long) b->dropped);
   natsConnection_Close (b->nc);
-  bridge_free (b);
-  /* nats.c keeps library-wide threads and memory until told to release them. */
+  /* nats.c reports the close (and a last disconnect) on its own thread, with B as closure: wait for it before
+   * B goes away. */
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += 5;
+  pthread_mutex_lock (&b->lock);
+  while (!b->closed && pthread_cond_timedwait (&b->cond, &b->lock, &ts) == 0)
+    ;
+  pthread_mutex_unlock (&b->lock);
+  for (int i = 0; i < b->n_subs; i++)
+    natsSubscription_Destroy (b->subs[i]);
+  b->n_subs = 0;
+  natsConnection_Destroy (b->nc);
+  b->nc = NULL;
+  /* nats.c keeps library-wide threads and memory until told to release them; once they are gone no callback
+   * can run. */
   nats_CloseAndWait (2000);
+  bridge_free (b);
 }
 
 json_t *

@@ -57,6 +57,7 @@ struct nex_nats
   int64_t reconnects;
   int connected;               /* connection status as last reported by nats.c */
   int stopping;                /* nex_nats_close has begun */
+  int closed;                  /* nats.c reported the connection closed */
   int serving;                 /* control callbacks may act on the node (cleared by quiesce) */
   int inflight;                /* control callbacks running now (quiesce waits for 0) */
   pthread_t publisher;
