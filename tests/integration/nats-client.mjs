@@ -7,7 +7,9 @@
 //   collect SUBJECT JSON [TIMEOUT_MS]         publishes with a reply inbox, prints every reply within the time
 //                                             as a JSON array of parsed replies
 //   sub SUBJECT [MAX] [TIMEOUT_MS]            prints "READY", then each message as a JSON line {subject, data}
-//   requests SUBJECT COUNT CONCURRENCY        COUNT requests with payload "<i>", prints {ok, errors, replies}
+//   requests SUBJECT COUNT CONC [echo|nex]    COUNT requests with payload "<i>", CONC at a time; prints
+//                                             {ok, errors, wrong, elapsed_ms, p50_ms, p99_ms}
+//   echo SUBJECT [TIMEOUT_MS]                 a plain responder that replies with the payload (bench floor)
 //   stream-add NAME SUBJECTS                  adds a JetStream stream capturing SUBJECTS (comma-separated)
 //   stream-msgs NAME                          prints every message of stream NAME as a JSON array
 //   obj-put BUCKET NAME FILE                  puts FILE into object store BUCKET (created if needed)
@@ -15,7 +17,7 @@
 //   nkey-public SEED                          prints the public key of an nkey seed
 //   seal SENDER_SEED RECIPIENT_XKEY TEXT      prints base64 of TEXT sealed from SENDER to RECIPIENT
 //   curve                                     prints {seed, public} of a new curve key
-//   account                                   prints {seed, public} of a new account key
+//   account | user                            prints {seed, public} of a new account (or user) key
 //   jwt ISSUER_SEED CLAIMS_JSON               prints a JWT (ed25519-nkey) of CLAIMS signed by ISSUER
 import { connect, StringCodec } from "nats";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -40,8 +42,9 @@ async function main() {
       console.log(JSON.stringify({ seed: new TextDecoder().decode(kp.getSeed()), public: kp.getPublicKey() }));
       return;
     }
-    case "account": {
-      const kp = nkeys.createAccount();
+    case "account":
+    case "user": {
+      const kp = command === "user" ? nkeys.createUser() : nkeys.createAccount();
       console.log(JSON.stringify({ seed: new TextDecoder().decode(kp.getSeed()), public: kp.getPublicKey() }));
       return;
     }
@@ -104,7 +107,8 @@ async function main() {
         break;
       }
       case "requests": {
-        const count = Number(args[1]), conc = Number(args[2] ?? 1);
+        // CHECK "echo": the reply must hold the payload; "nex": a nex envelope without error.
+        const count = Number(args[1]), conc = Number(args[2] ?? 1), check = args[3] ?? "echo";
         let next = 0, ok = 0, errors = 0;
         const wrong = [];
         const lat = [];
@@ -117,7 +121,7 @@ async function main() {
               lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
               const text = sc.decode(m.data);
               if (m.headers && m.headers.hasError) errors++;
-              else if (text.trim() === `${i}` || text.includes(`${i}`)) ok++;
+              else if (check === "nex" ? JSON.parse(text).error == null : text.trim() === `${i}`) ok++;
               else wrong.push([i, text]);
             } catch (e) {
               errors++;

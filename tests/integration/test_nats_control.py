@@ -216,3 +216,26 @@ def test_password_auth_and_no_credentials_shown(request, tmp_path):
     for n in (good, in_url):
         text = n.get("/v1/node").text
         assert "pw-s3cret" not in text and "wrong" not in text
+
+
+def test_nkey_auth(request, tmp_path):
+    import conftest
+    import natsutil
+    reason = natsutil.skip_reason() or conftest.skip_reason()
+    if reason:
+        import pytest
+        pytest.skip(reason)
+    c = NatsClient("-")
+    user = json.loads(c.run("user").stdout)
+    conf = tmp_path / "nats.conf"
+    conf.write_text("authorization { users = [ { nkey: %s } ] }\n" % user["public"])
+    server = NatsServer(tmp_path, args=["-c", str(conf)]).start()
+    request.addfinalizer(server.stop)
+    seed = tmp_path / "user.nk"
+    seed.write_text(user["seed"] + "\n")
+    seed.chmod(0o600)
+    # nexd derives the public key from the seed (server/nkeys.c) and signs the server's nonce with it (nats.c).
+    nex = start_node(request, server, extra=["--nats-nkey", str(seed)])
+    status = nex.get("/v1/node").json()["nats"]
+    assert status["connected"] is True
+    assert user["seed"] not in nex.daemon.log_path.read_text()
