@@ -342,8 +342,11 @@ handle_deploy (request_t *r)
       reply_error (r, "run", err);
       return;
     }
+  nex_secure_row_t sec;
+  nex_registry_secure_get (b->node->reg, w.id, &sec, NULL);
   json_t *d = json_pack ("{s:b, s:s, s:s, s:s, s:s, s:s?}", "started", 1, "id", w.id, "name", w.name, "namespace",
-                         w.namespace_, "state", nex_state_name (w.state), "issuer", NULL);
+                         w.namespace_, "state", nex_state_name (w.state), "issuer", sec.jwt_issuer);
+  nex_secure_row_release (&sec);
   nex_workload_release (&w);
   reply (r, "run", d, NULL);
 }
@@ -395,7 +398,10 @@ handle_stop (request_t *r)
   if (json_is_integer (grace) && json_integer_value (grace) >= 0 && json_integer_value (grace) <= 3600)
     grace_ms = json_integer_value (grace) * 1000;
   nex_supervisor_stop (b->node->sup, w.id, grace_ms);
-  json_t *d = json_pack ("{s:b, s:s, s:s, s:s?}", "stopped", 1, "id", w.id, "name", w.name, "issuer", NULL);
+  nex_secure_row_t sec;
+  nex_registry_secure_get (b->node->reg, w.id, &sec, NULL);
+  json_t *d = json_pack ("{s:b, s:s, s:s, s:s?}", "stopped", 1, "id", w.id, "name", w.name, "issuer", sec.jwt_issuer);
+  nex_secure_row_release (&sec);
   nex_workload_release (&w);
   reply (r, "stop", d, NULL);
 }

@@ -104,6 +104,7 @@ def test_workload_jwt_checks(request, nats_server):
 
     # Good: signature, issuer and hash all check out.
     d = ok_data(c.request(subject, dict(base, workload_jwt=make_jwt(c, issuer, hash_=hello_hash))), "run")
+    assert d["issuer"] == issuer["public"]
     assert nex.wait_state(d["id"], "exited")["exit_code"] == 3
 
     # Without a JWT, on a node with valid issuers.
@@ -166,7 +167,8 @@ def test_stop_needs_a_fresh_jwt_from_the_same_issuer(request, nats_server):
     assert nex.workload(wid)["state"] == "running"
 
     fresh = make_jwt(c, issuer, sub="sleepy")
-    ok_data(c.request(stop, {"workload_id": wid, "workload_jwt": fresh, "grace_s": 1}), "stop")
+    assert ok_data(c.request(stop, {"workload_id": wid, "workload_jwt": fresh, "grace_s": 1}),
+                   "stop")["issuer"] == issuer["public"]
     nex.wait_state(wid, "stopped")
 
 
