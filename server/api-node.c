@@ -5,6 +5,7 @@
 #include "common/cleanup.h"
 #include "server/clock.h"
 #include "server/driver.h"
+#include "server/nats-bridge.h"
 
 static int
 node_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
@@ -36,6 +37,9 @@ node_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
                          nex_clock_format (node->started_at, started, sizeof started), "uptime_s",
                          (double) (nex_clock_mono_ms () - node->started_mono) / 1000.0, "default_driver",
                          node->cfg->default_driver, "drivers", drivers, "workloads", by_state);
+  json_object_set_new (res->body, "public_xkey", json_string (node->identity.xkey.public_text));
+  json_object_set_new (res->body, "lameduck", json_boolean (__atomic_load_n (&node->lameduck, __ATOMIC_SEQ_CST)));
+  json_object_set_new (res->body, "nats", node->nats ? nex_nats_status (node->nats) : json_null ());
   return 0;
 }
 

@@ -6,11 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <microhttpd.h>
+
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "server/api-cache.h"
 #include "server/deploy.h"
 #include "server/id.h"
+#include "server/secure.h"
 #include "server/supervisor.h"
 
 int
@@ -203,6 +206,15 @@ workload_stop (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
   nex_workload_t w = { 0 };
   if (nex_api_workload_load (req, &w, err) < 0)
     return -1;
+  /* A workload launched with a JWT is stopped only with a fresh one from its issuer (secure.h). */
+  if (!nex_state_is_final (w.state)
+      && nex_secure_check_stop (req->node, w.id,
+                                MHD_lookup_connection_value (req->conn, MHD_HEADER_KIND, "Nex-Workload-Jwt"), err)
+             < 0)
+    {
+      nex_workload_release (&w);
+      return -1;
+    }
   /* Already ended: nothing to do, and saying so with 200 keeps DELETE idempotent. */
   res->status = nex_state_is_final (w.state) ? 200 : 202;
   if (res->status == 202)

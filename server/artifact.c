@@ -35,13 +35,17 @@ typedef struct artifact_url
   const struct scheme *scheme; /* the entry of SCHEMES the URL uses */
   char *path;                  /* file: the decoded absolute path */
   char digest[65];             /* artifact: the cache entry's digest (64 lower-case hex digits) */
+  char *bucket;                /* nats: the object store bucket */
+  char *key;                   /* nats: the object's name */
 } artifact_url_t;
 
 static void
 url_release (artifact_url_t *u)
 {
   free (u->path);
-  u->path = NULL;
+  free (u->bucket);
+  free (u->key);
+  u->path = u->bucket = u->key = NULL;
 }
 #define cleanup_url __attribute__ ((cleanup (url_release)))
 
@@ -272,6 +276,72 @@ cached_precheck (const artifact_url_t *u, const char *cache_dir, nex_error_t *er
   return r < 0 ? -1 : 0;
 }
 
+/* --- nats:// ------------------------------------------------------------------------------------------------- */
+
+/* The registered reader of object stores (the NATS bridge), if any.  Set before the supervisor starts and
+ * cleared after it stopped, so readers see a stable value; accessed atomically anyway. */
+static nex_artifact_nats_get_t nats_get;
+static void *nats_ctx;
+
+void
+nex_artifact_set_nats (nex_artifact_nats_get_t get, void *ctx)
+{
+  __atomic_store_n (&nats_ctx, ctx, __ATOMIC_SEQ_CST);
+  __atomic_store_n (&nats_get, get, __ATOMIC_SEQ_CST);
+}
+
+#define NATS_URL_EXAMPLE "nats://bucket/key"
+
+static int
+nats_parse (const char *rest, artifact_url_t *out, nex_error_t *err)
+{
+  if (strncmp (rest, "//", 2) != 0)
+    return nex_error_field (err, "artifact", "object store URLs have the form " NATS_URL_EXAMPLE);
+  const char *bucket = rest + 2;
+  const char *slash = strchr (bucket, '/');
+  if (slash == NULL || slash == bucket || slash[1] == '\0')
+    return nex_error_field (err, "artifact", "object store URLs name a bucket and a key: " NATS_URL_EXAMPLE);
+  out->bucket = nex_xstrndup (bucket, (size_t) (slash - bucket));
+  /* The bucket becomes part of stream names and subjects: only the characters the clients allow there. */
+  for (const char *c = out->bucket; *c; c++)
+    if (!isalnum ((unsigned char) *c) && *c != '_' && *c != '-')
+      return nex_error_field (err, "artifact", "object store bucket names are made of A-Z a-z 0-9 _ -");
+  /* As for file URLs: a query or fragment would make the URL mean different things to different readers. */
+  if (strpbrk (slash + 1, "?#") != NULL)
+    return nex_error_field (err, "artifact", "object store keys must not contain `?` or `#`");
+  if (!is_utf8 ((const unsigned char *) slash + 1, strlen (slash + 1)))
+    return nex_error_field (err, "artifact", "object store keys must be UTF-8");
+  out->key = nex_xstrdup (slash + 1);
+  return 0;
+}
+
+static int
+nats_precheck (const artifact_url_t *u, const char *cache_dir, nex_error_t *err)
+{
+  if (__atomic_load_n (&nats_get, __ATOMIC_SEQ_CST) == NULL)
+    return nex_error_field (err, "artifact", "nats:// artifacts need a node connected to NATS (start nexd with --nats)");
+  return 0;
+}
+
+static int
+sink_write_cb (void *sink, const void *buf, size_t n, nex_error_t *err)
+{
+  return sink_write (sink, buf, n, err);
+}
+
+static int
+nats_fetch (const artifact_url_t *u, sink_t *sink, nex_error_t *err)
+{
+  nex_artifact_nats_get_t get = __atomic_load_n (&nats_get, __ATOMIC_SEQ_CST);
+  if (get == NULL)
+    return nex_error_field (err, "artifact", "nats:// artifacts need a node connected to NATS (start nexd with --nats)");
+  if (get (__atomic_load_n (&nats_ctx, __ATOMIC_SEQ_CST), u->bucket, u->key, NEX_ARTIFACT_MAX_BYTES, sink_write_cb,
+           sink, err)
+      < 0)
+    return nex_error_wrap (err, "fetch `nats://%s/%s`", u->bucket, u->key);
+  return 0;
+}
+
 /* --- the scheme table ----------------------------------------------------------------------------------------- */
 
 typedef struct scheme
@@ -290,7 +360,7 @@ static const scheme_t schemes[] = {
   { "artifact", cached_parse, cached_precheck, NULL },
   { "http", NULL, NULL, NULL },
   { "https", NULL, NULL, NULL },
-  { "nats", NULL, NULL, NULL },
+  { "nats", nats_parse, nats_precheck, nats_fetch },
 };
 
 /* Parses URL into OUT: finds the scheme (RFC 3986 syntax), refuses unknown and unimplemented ones, and hands

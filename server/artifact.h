@@ -21,7 +21,12 @@
  *                      digest may run that entry, which is the point of content addressing (the digest is the
  *                      name of the bytes, not a secret).
  *   http://, https://  recognised, refused for now ("not supported yet"); meant for libcurl.
- *   nats://bucket/key  recognised, refused for now; meant for a JetStream object store.
+ *   nats://bucket/key  object KEY of JetStream object store BUCKET, read through the node's NATS connection
+ *                      (server/nats-objstore.h: size and digest checked against the object's metadata).  Only
+ *                      available when the node runs with --nats (the bridge registers itself with
+ *                      nex_artifact_set_nats); otherwise refused at request time.  The bucket is
+ *                      [A-Za-z0-9_-]+; the key is the rest of the path, taken literally (no %-decoding), and must
+ *                      not be empty nor hold `?` or `#`.
  * Anything else, and anything malformed, is refused.
  *
  * Every refusal of the URL or of the artifact's content is NEX_ERR_INVALID naming the field "artifact" (or
@@ -98,5 +103,16 @@ int nex_artifact_upload_finish (nex_artifact_upload_t *up, const char *expected_
 
 /* Frees UP, removing its temporary file unless it was published.  Safe on NULL. */
 void nex_artifact_upload_free (nex_artifact_upload_t *up);
+
+/* Where a scheme implemented outside artifact.c writes the bytes it fetches (hashing and bounds included). */
+typedef int (*nex_artifact_write_t) (void *sink, const void *buf, size_t n, nex_error_t *err);
+
+/* Reads object KEY of BUCKET into WRITE(SINK, ...), at most MAX_BYTES; 0 or -1. */
+typedef int (*nex_artifact_nats_get_t) (void *ctx, const char *bucket, const char *key, uint64_t max_bytes,
+                                        nex_artifact_write_t write, void *sink, nex_error_t *err);
+
+/* Makes nats:// URLs fetchable through GET (with CTX), or unavailable again when GET is NULL.  Called by the NATS
+ * bridge when it starts (before the supervisor) and when it closes (after the supervisor stopped). */
+void nex_artifact_set_nats (nex_artifact_nats_get_t get, void *ctx);
 
 #endif

@@ -36,7 +36,18 @@ static const opt_t options[] = {
   OPT (data_dir, OPT_STRING, "./nex-data", "directory for the registry, artifact cache and sandboxes"),
   OPT (log_level, OPT_STRING, "info", "debug, info, warn or error"),
   OPT (agent, OPT_STRING, NULL, "path of nex-agent (default: beside nexd)"),
-  OPT (nats, OPT_STRING, NULL, "NATS server URL (default: none; the node runs alone)"),
+  OPT (nats, OPT_STRING, NULL, "NATS server URL(s), comma-separated (default: none; the node runs alone)"),
+  OPT (nats_creds, OPT_STRING, NULL, "NATS credentials file (user JWT and seed)"),
+  OPT (nats_nkey, OPT_STRING, NULL, "file holding a NATS user nkey seed (SU...) to authenticate with"),
+  OPT (nats_user, OPT_STRING, NULL, "NATS user name (with --nats-password)"),
+  OPT (nats_password, OPT_STRING, NULL, "NATS password"),
+  OPT (nats_tls_ca, OPT_STRING, NULL, "PEM file of CAs to trust for NATS (turns TLS on)"),
+  OPT (nats_tls_cert, OPT_STRING, NULL, "client certificate for NATS TLS (PEM, with --nats-tls-key)"),
+  OPT (nats_tls_key, OPT_STRING, NULL, "client key for NATS TLS (PEM)"),
+  OPT (nats_buffer, OPT_INT, "10000", "events and log lines kept for NATS while disconnected (oldest dropped)"),
+  OPT (heartbeat_s, OPT_INT, "30", "seconds between heartbeat events on NATS"),
+  OPT (tags, OPT_STRING, NULL, "node tags reported over NATS and matched by auctions: k=v,k=v"),
+  OPT (valid_issuers, OPT_STRING, NULL, "comma-separated issuer nkeys whose workload JWTs are accepted (default any)"),
   OPT (default_driver, OPT_STRING, "sandbox", "driver for workloads that name none"),
   OPT (log_lines, OPT_INT, "10000", "log lines kept per workload; older ones are dropped and counted"),
   OPT (max_body_bytes, OPT_INT, "1048576", "largest request body accepted (larger: 413)"),
@@ -239,6 +250,16 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return -1;
   if (cfg->log_lines < 1)
     return nex_error_field (err, "log_lines", "log_lines must be at least 1");
+  if (cfg->nats_buffer < 1)
+    return nex_error_field (err, "nats_buffer", "nats_buffer must be at least 1");
+  if (cfg->heartbeat_s < 1)
+    return nex_error_field (err, "heartbeat_s", "heartbeat_s must be at least 1");
+  if ((cfg->nats_tls_cert == NULL) != (cfg->nats_tls_key == NULL))
+    return nex_error_field (err, cfg->nats_tls_cert ? "nats_tls_key" : "nats_tls_cert",
+                            "nats_tls_cert and nats_tls_key go together");
+  if ((cfg->nats_user == NULL) != (cfg->nats_password == NULL))
+    return nex_error_field (err, cfg->nats_user ? "nats_password" : "nats_user",
+                            "nats_user and nats_password go together");
   if (cfg->api_threads < 1 || cfg->api_threads > 256)
     return nex_error_field (err, "api_threads", "api_threads must be between 1 and 256");
   if (cfg->max_connections < 1 || cfg->max_connections > 100000)

@@ -19,7 +19,18 @@ typedef struct nex_config
   char *data_dir;         /* registry, artifact cache, sandbox run dirs; default ./nex-data (made absolute) */
   char *log_level;        /* debug|info|warn|error; default info */
   char *agent;            /* path of nex-agent; default: next to the nexd executable */
-  char *nats;             /* NATS URL; NULL (default) runs the node alone */
+  char *nats;             /* NATS URL(s), comma-separated; NULL (default) runs the node alone */
+  char *nats_creds;       /* NATS credentials file (user JWT + seed), optional */
+  char *nats_nkey;        /* file holding a user nkey seed (SU...) to authenticate with, optional */
+  char *nats_user;        /* NATS user name, optional (with nats_password) */
+  char *nats_password;
+  char *nats_tls_ca;      /* PEM file of CAs to trust; setting any TLS option turns TLS on */
+  char *nats_tls_cert;    /* client certificate (PEM), with nats_tls_key */
+  char *nats_tls_key;
+  char *tags;             /* node tags "k=v,k=v" reported in ping/info and matched by auctions */
+  char *valid_issuers;    /* comma-separated issuer nkeys whose workload JWTs are accepted; NULL: any */
+  int64_t nats_buffer;    /* events + log lines queued for NATS while disconnected; beyond: oldest dropped */
+  int64_t heartbeat_s;    /* seconds between heartbeat events on NATS; default 30 */
   char *default_driver;   /* driver for workloads that name none; default sandbox */
   int64_t log_lines;      /* log lines kept per workload (oldest dropped first); default 10000 */
   int64_t max_body_bytes; /* largest request body accepted; default 1 MiB */

@@ -15,6 +15,7 @@
 #include "server/api.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "server/nats-bridge.h"
 #include "server/node.h"
 #include "server/supervisor.h"
 
@@ -57,8 +58,14 @@ main (int argc, char **argv)
   node = nex_node_open (&cfg, &err);
   if (node == NULL)
     goto fail;
+  /* The bridge first, so that what the supervisor reports while recovering reaches NATS too; its control API
+   * only once the supervisor exists. */
+  if (cfg.nats && (node->nats = nex_nats_start (node, &err)) == NULL)
+    goto fail;
   node->sup = nex_supervisor_start (node, &err);
   if (node->sup == NULL)
+    goto fail;
+  if (node->nats && nex_nats_serve (node->nats, &err) < 0)
     goto fail;
   api = nex_api_start (node, &err);
   if (api == NULL)
@@ -73,6 +80,8 @@ main (int argc, char **argv)
   nex_supervisor_quiesce (node->sup);
   nex_api_stop (api);
   api = NULL;
+  if (node->nats)
+    nex_nats_quiesce (node->nats);
   nex_node_emit (node, "node_stopped", NULL, NULL);
   status = 0;
   goto out;
@@ -83,7 +92,14 @@ fail:
 out:
   nex_api_stop (api);
   if (node)
-    nex_supervisor_shutdown (node->sup);
+    {
+      nex_nats_quiesce (node->nats);
+      nex_supervisor_shutdown (node->sup);
+      /* No thread emits any more: the bridge can go (publishing what is still queued, node_stopped included). */
+      nex_nats_t *nats = node->nats;
+      node->nats = NULL;
+      nex_nats_close (nats);
+    }
   nex_node_close (node);
   nex_config_release (&cfg);
   return status;

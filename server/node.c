@@ -15,10 +15,10 @@
 #include "server/bus.h"
 #include "server/clock.h"
 #include "server/event.h"
-#include "server/id.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/vm.h"
+#include "server/nats-bridge.h"
 
 static char *
 absolute_path (const char *path, nex_error_t *err)
@@ -138,18 +138,13 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   if (node->reg == NULL)
     goto fail;
 
-  int found = nex_registry_meta_get (node->reg, "node_id", &id, err);
-  if (found < 0)
+  if (nex_identity_load (node->data_dir, &node->identity, err) < 0)
     goto fail;
-  if (found == 0)
-    {
-      char fresh[37];
-      nex_id_new (fresh);
-      if (nex_registry_meta_set (node->reg, "node_id", fresh, err) < 0)
-        goto fail;
-      id = nex_xstrdup (fresh);
-    }
-  snprintf (node->id, sizeof node->id, "%s", id);
+  snprintf (node->id, sizeof node->id, "%s", node->identity.node.public_text);
+  /* Kept in the registry too, so that the database says which node wrote it. */
+  int found = nex_registry_meta_get (node->reg, "node_id", &id, err);
+  if (found < 0 || ((found == 0 || strcmp (id, node->id) != 0) && nex_registry_meta_set (node->reg, "node_id", node->id, err) < 0))
+    goto fail;
   return node;
 
 fail:
@@ -167,6 +162,7 @@ nex_node_close (nex_node_t *node)
   free (node->cgroups_error);
   nex_bus_free (node->bus);
   nex_vm_release ();
+  nex_identity_wipe (&node->identity);
   free (node->hostname);
   free (node->data_dir);
   free (node->artifacts_dir);
@@ -195,6 +191,8 @@ nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json
   /* Published even when storing failed: live watchers (and waiters) still need to hear about it. */
   nex_bus_publish_event (node->bus, ev, w);
   nex_metrics_event (type, w && w->started_at && w->created_at ? w->started_at - w->created_at : -1);
+  if (node->nats)
+    nex_nats_publish_event (node->nats, ev, w ? w->namespace_ : NULL);
 }
 
 void
@@ -213,6 +211,8 @@ nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lin
   for (size_t i = 0; i < n; i++)
     bytes += lines[i].len;
   nex_metrics_log_lines (n, bytes);
+  if (node->nats)
+    nex_nats_publish_logs (node->nats, id, lines, n);
   if (!nex_bus_wants_logs (node->bus, id))
     return;
   /* The namespace lets followers filter; one lookup per batch, only when someone follows. */

@@ -13,12 +13,14 @@
 
 #include "common/error.h"
 #include "server/config.h"
+#include "server/identity.h"
 #include "server/registry.h"
 
 typedef struct nex_supervisor nex_supervisor_t;
 typedef struct nex_cgroups nex_cgroups_t;
 typedef struct nex_bus nex_bus_t;
 typedef struct nex_auth nex_auth_t;
+typedef struct nex_nats nex_nats_t;
 
 typedef struct nex_node
 {
@@ -27,7 +29,11 @@ typedef struct nex_node
   nex_supervisor_t *sup;
   nex_bus_t *bus;       /* live events and log lines for subscribers (bus.h) */
   nex_auth_t *auth;     /* API tokens (auth.h); made and freed by the API */
-  char id[64];          /* node id (UUID for now; the NATS bridge will use the node's public nkey) */
+  nex_nats_t *nats;     /* the NATS bridge, NULL when the node runs alone (set before the supervisor starts,
+                           cleared after it stopped) */
+  nex_identity_t identity; /* the node's nkey (its id) and xkey; secrets, never shown */
+  char id[64];          /* node id: the node's public server nkey ("N...") */
+  int lameduck;         /* set once (any thread, atomically): the node takes no more deploys */
   char *hostname;
   char *data_dir;       /* absolute */
   char *artifacts_dir;  /* data_dir/artifacts: content-addressed executables */
@@ -39,7 +45,7 @@ typedef struct nex_node
   char *cgroups_error;    /* why cgroups is NULL */
 } nex_node_t;
 
-/* Prepares the data directory, opens the registry and loads (or creates) the node id.  ARGV0 helps find
+/* Prepares the data directory, opens the registry and loads (or creates) the node's identity (identity.h).  ARGV0 helps find
  * nex-agent beside nexd when the configuration does not name it.  NULL on failure. */
 nex_node_t *nex_node_open (const nex_config_t *cfg, nex_error_t *err);
 

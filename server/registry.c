@@ -1106,3 +1106,76 @@ nex_registry_token_touch (nex_registry_t *reg, const char *id, int64_t at, nex_e
     return nex_error_wrap (err, "recording the use of token `%s`", id);
   return 0;
 }
+
+/* ---- secure launches (005_secure_launch.sql) ------------------------------------------------------------- */
+
+void
+nex_secure_row_release (nex_secure_row_t *r)
+{
+  free (r->sealed_env);
+  free (r->sender_xkey);
+  free (r->jwt_issuer);
+  free (r->jwt_subject);
+  free (r->jwt_hash);
+  memset (r, 0, sizeof *r);
+}
+
+int
+nex_registry_secure_put (nex_registry_t *reg, const char *id, const nex_secure_row_t *r, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  if (db_exec (reg->db,
+               "INSERT OR REPLACE INTO workload_secure (workload_id, sealed_env, sender_xkey, jwt_issuer, jwt_subject, "
+               "jwt_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+               DB_ARGS (DB_TEXT (id), DB_TEXT (r->sealed_env), DB_TEXT (r->sender_xkey), DB_TEXT (r->jwt_issuer),
+                        DB_TEXT (r->jwt_subject), DB_TEXT (r->jwt_hash)),
+               err)
+      < 0)
+    return nex_error_wrap (err, "storing the secure launch of `%s`", id);
+  return 0;
+}
+
+int
+nex_registry_secure_get (nex_registry_t *reg, const char *id, nex_secure_row_t *out, nex_error_t *err)
+{
+  memset (out, 0, sizeof *out);
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (
+      reg->db,
+      "SELECT sealed_env, sender_xkey, jwt_issuer, jwt_subject, jwt_hash FROM workload_secure WHERE workload_id = ?1",
+      DB_ARGS (DB_TEXT (id)), err);
+  int row = stmt ? db_step (reg->db, stmt, err) : -1;
+  if (row < 0)
+    return nex_error_wrap (err, "reading the secure launch of `%s`", id);
+  if (row > 0)
+    {
+      out->sealed_env = col_text (stmt, 0);
+      out->sender_xkey = col_text (stmt, 1);
+      out->jwt_issuer = col_text (stmt, 2);
+      out->jwt_subject = col_text (stmt, 3);
+      out->jwt_hash = col_text (stmt, 4);
+    }
+  return row;
+}
+
+int
+nex_registry_secure_delete (nex_registry_t *reg, const char *id, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  if (db_exec (reg->db, "DELETE FROM workload_secure WHERE workload_id = ?1", DB_ARGS (DB_TEXT (id)), err) < 0)
+    return nex_error_wrap (err, "removing the secure launch of `%s`", id);
+  return 0;
+}
+
+int
+nex_registry_jti_claim (nex_registry_t *reg, const char *issuer, const char *jti, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  int64_t changed = db_exec (reg->db, "INSERT OR IGNORE INTO jwt_seen (jti, issuer, at) VALUES (?1, ?2, ?3)",
+                             DB_ARGS (DB_TEXT (jti), DB_TEXT (issuer), DB_INT (nex_clock_now_ms ())), err);
+  if (changed < 0)
+    return nex_error_wrap (err, "recording JWT id `%s`", jti);
+  if (changed == 0)
+    return nex_error_set (err, NEX_ERR_CONFLICT, "workload_jwt was used before (jti `%s`): replay refused", jti);
+  return 0;
+}

@@ -205,4 +205,30 @@ int nex_registry_token_revoke (nex_registry_t *reg, const char *id, int64_t at, 
 /* Records that token ID was used at AT. */
 int nex_registry_token_touch (nex_registry_t *reg, const char *id, int64_t at, nex_error_t *err);
 
+/* What a secure launch keeps beside its workload (schema/005_secure_launch.sql).  Strings owned; NULL when
+ * absent. */
+typedef struct nex_secure_row
+{
+  char *sealed_env;  /* base64 of the environment sealed to the node's xkey */
+  char *sender_xkey; /* the sender's public xkey */
+  char *jwt_issuer;  /* issuer of the verified deploy JWT */
+  char *jwt_subject;
+  char *jwt_hash;    /* artifact SHA-256 (hex) the JWT vouches for */
+} nex_secure_row_t;
+
+void nex_secure_row_release (nex_secure_row_t *r);
+
+/* Stores R for workload ID (replacing any). */
+int nex_registry_secure_put (nex_registry_t *reg, const char *id, const nex_secure_row_t *r, nex_error_t *err);
+
+/* Loads it: 1 and *OUT when present, 0 when the workload has none, -1 on error. */
+int nex_registry_secure_get (nex_registry_t *reg, const char *id, nex_secure_row_t *out, nex_error_t *err);
+
+/* Removes it (after a failed insert of the workload). */
+int nex_registry_secure_delete (nex_registry_t *reg, const char *id, nex_error_t *err);
+
+/* Records that JWT id JTI of ISSUER was used.  0 the first time; -1 with NEX_ERR_CONFLICT when it was seen
+ * before (a replay). */
+int nex_registry_jti_claim (nex_registry_t *reg, const char *issuer, const char *jti, nex_error_t *err);
+
 #endif

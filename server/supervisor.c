@@ -28,6 +28,8 @@
 #include "server/log.h"
 #include "server/proc.h"
 #include "server/seccomp.h"
+#include "server/nats-bridge.h"
+#include "server/secure.h"
 
 #define MAX_LINE 16384          /* longer output lines are split */
 #define AGENT_KILL_SLACK_MS 5000 /* after the grace, how long the agent has to report before it is killed */
@@ -320,11 +322,22 @@ send_start (nex_supervisor_t *sup, entry_t *e)
       close_conn (sup, e, "workload record unreadable");
       return;
     }
+  /* The environment with its sealed part opened (secure.h): in memory only, wiped once sent. */
+  json_t *env = nex_secure_start_env (sup->node, e->id, w.env, &err);
+  if (env == NULL)
+    {
+      nex_workload_release (&w);
+      cleanup_free char *why = nex_xasprintf ("cannot open the sealed environment: %s", err->msg);
+      close_conn (sup, e, why);
+      return;
+    }
   json_t *argv = json_array_size (w.argv) > 0 ? json_incref (w.argv) : json_pack ("[s]", w.name);
-  json_t *start = json_pack ("{s:s, s:o, s:O}", "path", "/workload", "argv", argv, "env", w.env);
+  json_t *start = json_pack ("{s:s, s:o, s:O}", "path", "/workload", "argv", argv, "env", env);
   add_hardening (sup, start, &w);
   nex_workload_release (&w);
-  if (send_json (e, NEX_WIRE_START, start) < 0)
+  int sent = send_json (e, NEX_WIRE_START, start);
+  nex_secure_env_wipe (env);
+  if (sent < 0)
     close_conn (sup, e, "cannot send START to the agent");
   else
     e->start_sent = 1;
@@ -1008,7 +1021,7 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   char digest[65];
   int64_t t_fetch = nex_clock_mono_ms ();
   path = nex_artifact_fetch (node->artifacts_dir, w.artifact, w.sha256, digest, &err);
-  if (path == NULL)
+  if (path == NULL || nex_secure_check_digest (node, id, digest, &err) < 0)
     {
       fail_workload (sup, id, err->msg);
       goto out;

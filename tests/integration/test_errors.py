@@ -94,7 +94,7 @@ DEPLOY_CASES = [
      None),
     ("artifact_http", {"json": body(artifact="http://127.0.0.1:9/hello")}, 422, "artifact", "not supported"),
     ("artifact_https", {"json": body(artifact="https://127.0.0.1:9/hello")}, 422, "artifact", "not supported"),
-    ("artifact_nats", {"json": body(artifact="nats://bucket/hello")}, 422, "artifact", "not supported"),
+    ("artifact_nats_without_nats", {"json": body(artifact="nats://bucket/hello")}, 422, "artifact", "--nats"),
     ("artifact_unknown_scheme", {"json": body(artifact="gopher://127.0.0.1/hello")}, 422, "artifact", None),
     ("artifact_dynamic", {"json": body(artifact="file://" + str(program_path("hello-dynamic")))}, 422, "artifact",
      "dynamically linked"),

@@ -439,7 +439,9 @@ test_urls (void)
                                 "file:///a/.hidden/b..c",
                                 "file:///%41",
                                 "file:///caf%C3%A9",
-                                "file:///\xe2\x82\xac-raw-utf8" };
+                                "file:///\xe2\x82\xac-raw-utf8",
+                                "nats://apps/bin/hello",
+                                "NATS://my_bucket-1/a/b%20c" };
   for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
     expect_accept (nex_artifact_check_url (good[i], &err), &err, good[i]);
 
@@ -457,7 +459,9 @@ test_urls (void)
     { "file://localhost", "has no path" },
     { "http://example.com/prog", "scheme `http` is not supported yet" },
     { "HTTPS://example.com/prog", "scheme `https` is not supported yet" },
-    { "nats://bucket/key", "scheme `nats` is not supported yet" },
+    { "nats://bucket", "name a bucket and a key" },
+    { "nats://bad.bucket/key", "bucket names are made of" },
+    { "nats://bucket/key#frag", "must not contain" },
     { "ftp://example.com/prog", "scheme `ftp` is not supported" },
     { "1file:///x", "must be a URL" },
     { "averyveryverylongscheme:///x", "is not supported" },
