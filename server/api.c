@@ -107,19 +107,33 @@ route_match (const char *pattern, char **segs, int n_segs, const char **params)
   return 1;
 }
 
+/* Queues STATUS with BODY (JSON), or with R's raw bytes when R has them (R's raw buffer is handed over). */
 static enum MHD_Result
-send_json (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, json_t *body, const char *location,
-           const char *allow)
+send_response (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, json_t *body, const char *location,
+               const char *allow, nex_api_response_t *r_raw)
 {
-  char *text = json_dumps (body, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  if (text == NULL)
-    text = nex_xstrdup ("{}");
-  size_t len = strlen (text);
-  text = nex_xrealloc (text, len + 2);
-  text[len++] = '\n';
+  char *text;
+  size_t len;
+  const char *type = status >= 400 ? "application/problem+json" : "application/json";
+  if (r_raw && r_raw->raw)
+    {
+      text = NEX_STEAL_PTR (r_raw->raw);
+      len = r_raw->raw_len;
+      type = r_raw->content_type;
+    }
+  else
+    {
+      text = json_dumps (body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+      if (text == NULL)
+        text = nex_xstrdup ("{}");
+      len = strlen (text);
+      text = nex_xrealloc (text, len + 2);
+      text[len++] = '\n';
+    }
   struct MHD_Response *res = MHD_create_response_from_buffer (len, text, MHD_RESPMEM_MUST_FREE);
-  MHD_add_response_header (res, MHD_HTTP_HEADER_CONTENT_TYPE,
-                           status >= 400 ? "application/problem+json" : "application/json");
+  MHD_add_response_header (res, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+  if (r_raw && r_raw->cache_control)
+    MHD_add_response_header (res, MHD_HTTP_HEADER_CACHE_CONTROL, r_raw->cache_control);
   MHD_add_response_header (res, "X-Request-Id", ctx->request_id);
   if (location)
     MHD_add_response_header (res, MHD_HTTP_HEADER_LOCATION, location);
@@ -129,6 +143,13 @@ send_json (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, jso
   enum MHD_Result r = MHD_queue_response (conn, status, res);
   MHD_destroy_response (res);
   return r;
+}
+
+static enum MHD_Result
+send_json (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, json_t *body, const char *location,
+           const char *allow)
+{
+  return send_response (conn, ctx, status, body, location, allow, NULL);
 }
 
 static enum MHD_Result
@@ -169,6 +190,18 @@ dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const
           }
       }
 found:
+  if (match == NULL && !allow[0] && strcmp (method, "GET") == 0 && strncmp (url, "/v1/", 4) != 0)
+    {
+      nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url };
+      nex_api_response_t res = { 0 };
+      cleanup_error nex_error_t err = NULL;
+      if (nex_api_static_get (&req, &res, &err) == 0)
+        {
+          enum MHD_Result r = send_response (conn, ctx, 200, NULL, NULL, NULL, &res);
+          free (res.raw);
+          return r;
+        }
+    }
   if (match == NULL)
     {
       if (allow[0])
@@ -217,10 +250,12 @@ found:
         nex_log_error (NEX_LOG_ERROR, err, "%s %s failed", method, url);
       return send_json (conn, ctx, status, p, NULL, NULL);
     }
-  enum MHD_Result r = send_json (conn, ctx, res.status ? res.status : 200, res.body ? res.body : json_object (),
-                                 res.location, NULL);
+  if (res.body == NULL && res.raw == NULL)
+    res.body = json_object ();
+  enum MHD_Result r = send_response (conn, ctx, res.status ? res.status : 200, res.body, res.location, NULL, &res);
   json_decref (res.body);
   free (res.location);
+  free (res.raw);
   return r;
 }
 

@@ -31,9 +31,13 @@ typedef struct nex_api_request
 /* What a handler answers when it succeeds. */
 typedef struct nex_api_response
 {
-  unsigned status; /* 200 when left 0 */
-  json_t *body;    /* owned by the response */
-  char *location;  /* optional Location header; owned */
+  unsigned status;          /* 200 when left 0 */
+  json_t *body;             /* owned by the response */
+  char *location;           /* optional Location header; owned */
+  char *raw;                /* instead of BODY: RAW_LEN bytes sent as they are (static files); owned */
+  size_t raw_len;
+  const char *content_type; /* of RAW (static storage) */
+  const char *cache_control; /* optional Cache-Control header (static storage) */
 } nex_api_response_t;
 
 /* Fills RES and returns 0, or returns -1 with ERR (mapped to problem JSON by api.c). */
@@ -46,6 +50,10 @@ typedef struct nex_api_route
   nex_api_handler_t handler;
   int wants_body;      /* parse the body as JSON (required: an empty body is a 400) */
 } nex_api_route_t;
+
+/* Serves the dashboard's static files (GET of any path outside /v1/): web/ at "/", and the browser libraries
+ * installed by npm under /vendor/.  NEX_ERR_NOT_FOUND when there is no such file.  See api-static.c. */
+int nex_api_static_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err);
 
 /* Route tables, each ending with a NULL method. */
 extern const nex_api_route_t nex_api_node_routes[];

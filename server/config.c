@@ -42,6 +42,7 @@ static const opt_t options[] = {
   OPT (max_body_bytes, OPT_INT, "1048576", "largest request body accepted (larger: 413)"),
   OPT (stop_grace_s, OPT_INT, "10", "default seconds between SIGTERM and SIGKILL when stopping"),
   OPT (api_threads, OPT_INT, "4", "HTTP worker threads"),
+  OPT (web_dir, OPT_STRING, NEX_WEB_DIR, "directory of the dashboard served at / (its ../node_modules gives /vendor/)"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

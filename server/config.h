@@ -25,6 +25,7 @@ typedef struct nex_config
   int64_t max_body_bytes; /* largest request body accepted; default 1 MiB */
   int64_t stop_grace_s;   /* default grace between SIGTERM and SIGKILL on stop; default 10 */
   int64_t api_threads;    /* HTTP worker threads; default 4 */
+  char *web_dir;          /* the dashboard's files; default: web/ of the source tree nexd was built from */
 } nex_config_t;
 
 /* Fills CFG from defaults, the config file, the environment ENVP and ARGV, in that order.  Returns 0, 1 when
