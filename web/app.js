@@ -332,7 +332,9 @@
 
     const startTerminal = (host, w) => {
       if (!window.Terminal) { host.replaceChildren(h('p', { class: 'muted' }, 'Terminal library not available.')); return; }
-      term = new window.Terminal({ convertEol: true, fontSize: 13, cursorBlink: true });
+      // Colours with at least 4.5:1 contrast on the black background (xterm's default red has 3.6:1).
+      term = new window.Terminal({ convertEol: true, fontSize: 13, cursorBlink: true,
+        theme: { background: '#000000', foreground: '#e6edf3', red: '#ff6b6b', brightRed: '#ff8f8f', blue: '#6ea8fe', brightBlue: '#9ec5fe' } });
       const fit = window.FitAddon ? new window.FitAddon.FitAddon() : null;
       if (fit) term.loadAddon(fit);
       term.open(host);
