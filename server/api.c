@@ -288,9 +288,9 @@ send_json_headers (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned sta
   size_t len = strlen (text);
   text = nex_xrealloc (text, len + 2);
   text[len++] = '\n';
+  const char *type = status >= 400 ? "application/problem+json" : "application/json";
   struct MHD_Response *res = MHD_create_response_from_buffer (len, text, MHD_RESPMEM_MUST_FREE);
-  MHD_add_response_header (res, MHD_HTTP_HEADER_CONTENT_TYPE,
-                           status >= 400 ? "application/problem+json" : "application/json");
+  MHD_add_response_header (res, MHD_HTTP_HEADER_CONTENT_TYPE, type);
   MHD_add_response_header (res, "X-Request-Id", ctx->request_id);
   if (location)
     MHD_add_response_header (res, MHD_HTTP_HEADER_LOCATION, location);
@@ -313,20 +313,24 @@ send_json (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, jso
   return send_json_headers (conn, ctx, status, body, location, allow, NULL);
 }
 
-/* Queues STATUS with TEXT (taken) as CONTENT_TYPE. */
+/* Queues STATUS with RES's text (taken from RES) as its content type, with its Cache-Control when set. */
 static enum MHD_Result
-send_text (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, char *text, const char *content_type)
+send_response (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, nex_api_response_t *res)
 {
-  struct MHD_Response *res = MHD_create_response_from_buffer (strlen (text), text, MHD_RESPMEM_MUST_FREE);
-  MHD_add_response_header (res, MHD_HTTP_HEADER_CONTENT_TYPE, content_type ? content_type : "text/plain");
-  MHD_add_response_header (res, "X-Request-Id", ctx->request_id);
+  size_t len = res->text_len ? res->text_len : strlen (res->text);
+  struct MHD_Response *r = MHD_create_response_from_buffer (len, NEX_STEAL_PTR (res->text), MHD_RESPMEM_MUST_FREE);
+  MHD_add_response_header (r, MHD_HTTP_HEADER_CONTENT_TYPE, res->content_type ? res->content_type : "text/plain");
+  if (res->cache_control)
+    MHD_add_response_header (r, MHD_HTTP_HEADER_CACHE_CONTROL, res->cache_control);
+  MHD_add_response_header (r, "X-Request-Id", ctx->request_id);
   ctx->status = status;
   ctx->answered = 1;
   nex_guard_busy (conn);
-  enum MHD_Result r = MHD_queue_response (conn, status, res);
-  MHD_destroy_response (res);
-  return r;
+  enum MHD_Result q = MHD_queue_response (conn, status, r);
+  MHD_destroy_response (r);
+  return q;
 }
+
 
 static enum MHD_Result
 send_problem (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, const char *detail,
@@ -574,7 +578,7 @@ dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const
     }
   enum MHD_Result r;
   if (res.text)
-    r = send_text (conn, ctx, res.status ? res.status : 200, res.text, res.content_type);
+    r = send_response (conn, ctx, res.status ? res.status : 200, &res);
   else
     r = send_json (conn, ctx, res.status ? res.status : 200, res.body ? res.body : json_object (), res.location,
                    NULL);
@@ -796,6 +800,16 @@ request_begin (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, 
     return r;
   if (ctx->ws_route)
     return ws_handshake (api, conn, ctx, url, method, upgrade);
+  if (ctx->route == NULL && ctx->upload == NULL && !allow[0] && strcmp (method, "GET") == 0
+      && strncmp (url, "/v1/", 4) != 0)
+    {
+      /* The dashboard's files (api-static.c): public, like /docs; what they fetch needs a token. */
+      nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .api = api };
+      nex_api_response_t res = { 0 };
+      cleanup_error nex_error_t err = NULL;
+      if (nex_api_static_get (&req, &res, &err) == 0)
+        return send_response (conn, ctx, 200, &res);
+    }
   if (ctx->route == NULL && ctx->upload == NULL)
     {
       if (allow[0])

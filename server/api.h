@@ -57,8 +57,10 @@ typedef struct nex_api_response
   char *location;                   /* optional Location header; owned */
   char park_key[NEX_ID_LEN + 1];    /* non-empty: park the request (see above) */
   int64_t park_ms;                  /* how long in all, from the first park */
-  char *text;                       /* instead of BODY: this text (owned), sent as CONTENT_TYPE */
+  char *text;                       /* instead of BODY: these bytes (owned), sent as CONTENT_TYPE */
+  size_t text_len;                  /* of TEXT; 0: strlen (TEXT) */
   const char *content_type;         /* static storage */
+  const char *cache_control;        /* optional Cache-Control header (static storage) */
 } nex_api_response_t;
 
 /* Fills RES and returns 0, or returns -1 with ERR (mapped to problem JSON by api.c). */
@@ -71,6 +73,10 @@ typedef struct nex_api_route
   nex_api_handler_t handler;
   int wants_body;      /* NEX_API_BODY_* */
 } nex_api_route_t;
+
+/* Serves the dashboard's static files (GET of any path outside /v1/): web/ at "/", and the browser libraries
+ * installed by npm under /vendor/.  NEX_ERR_NOT_FOUND when there is no such file.  See api-static.c. */
+int nex_api_static_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err);
 
 /* A route whose body is a byte stream handed over as it arrives, never held in memory whole (artifact
  * uploads).  BEGIN runs once the headers are in (REQ->body is NULL; DECLARED is the Content-Length, or -1) and

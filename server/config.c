@@ -68,6 +68,7 @@ static const opt_t options[] = {
   OPT (kvm_device, OPT_STRING, "/dev/kvm", "KVM device (QEMU uses TCG emulation without it; Firecracker needs it)"),
   OPT (vm_memory_mib, OPT_INT, "128", "memory of a microVM, MiB, when the workload asks for none"),
   OPT (vm_vcpus, OPT_INT, "1", "vCPUs of a microVM when the workload asks for none"),
+  OPT (web_dir, OPT_STRING, NEX_WEB_DIR, "directory of the dashboard served at / (its ../node_modules gives /vendor/)"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

@@ -52,6 +52,7 @@ typedef struct nex_config
   char *kvm_device;         /* KVM device node; default /dev/kvm */
   int64_t vm_memory_mib;    /* a VM's memory when its workload asks for none; default 128 */
   int64_t vm_vcpus;         /* a VM's vCPUs when its workload asks for none; default 1 */
+  char *web_dir;          /* the dashboard's files; default: web/ of the source tree nexd was built from */
 } nex_config_t;
 
 /* Fills CFG from defaults, the config file, the environment ENVP and ARGV, in that order.  Returns 0, 1 when

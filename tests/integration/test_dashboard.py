@@ -1,0 +1,83 @@
+"""test_dashboard.py — the web dashboard in a real browser (Debian's Chromium driven by playwright-core) against a
+real nexd: page load, deploy through the form, live table and log updates, the exec terminal, stop, events,
+themes and a phone-sized screen, accessibility (axe-core on every view) and no console errors.
+
+The browser script is tests/browser/dashboard.mjs; it prints one JSON line per check, and each check here is one
+pytest test reading that line.  Screenshots land in test-output/test_dashboard/screenshots/.  Skipped, with the
+reason, when Chromium or the npm packages are missing (scripts/setup installs both).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, output_root
+
+CHECKS = [
+    "asks for a token, refuses a wrong one, accepts a good one",
+    "overview loads with node id",
+    "live indicator connects",
+    "accessibility: overview",
+    "bad deploy shows the API error next to the field",
+    "client-side validation refuses a bad name before sending",
+    "accessibility: deploy form",
+    "deploy through the form and see it in the table turn running without reloading",
+    "accessibility: workloads table",
+    "detail shows log lines arriving live",
+    "exec terminal runs echo hi",
+    "accessibility: workload detail",
+    "stop with confirmation and see the state change",
+    "events feed shows what happened",
+    "accessibility: events",
+    "dark theme and a phone-sized screen",
+    "accessibility: dark theme",
+    "keyboard navigation reaches the sections",
+    "no console errors",
+]
+
+BUSYBOX = "/bin/busybox"  # Debian's busybox-static: a static workload with a shell, for the log and exec checks
+
+
+def missing():
+    if not Path("/usr/bin/chromium").exists():
+        return "Chromium is not installed (scripts/setup installs Debian's chromium)"
+    if not (REPO / "node_modules" / "playwright-core").is_dir():
+        return "npm packages are not installed (scripts/setup runs npm ci)"
+    if shutil.which("node") is None:
+        return "Node.js is not installed"
+    if not Path(BUSYBOX).exists():
+        return "busybox-static is not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def results(nexd_module):
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    shots = output_root() / "test_dashboard" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["node", str(REPO / "tests" / "browser" / "dashboard.mjs"), nexd_module.base, BUSYBOX,
+                           str(shots), nexd_module.token], capture_output=True, text=True, timeout=300, cwd=REPO)
+    (shots.parent / "browser.log").write_text(proc.stdout + "\n--- stderr\n" + proc.stderr)
+    out = {}
+    for line in proc.stdout.splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        out[r["check"]] = r
+    if not out:
+        pytest.fail(f"the browser script reported nothing (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    return out
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_dashboard(results, check):
+    r = results.get(check)
+    assert r is not None, f"the browser script did not reach this check (it stopped earlier)"
+    assert r["ok"], r["detail"]

@@ -1,0 +1,617 @@
+/* app.js — the Nex dashboard: a small single-page app over nexd's REST API and websockets.
+ *
+ * Views (by URL hash): #/ overview, #/workloads, #/workloads/<id>, #/deploy, #/events.  Data comes from the REST
+ * API; changes arrive on the events websocket (/v1/events?follow=1) — there are no polling loops.  Log tails use
+ * /v1/workloads/<id>/logs?follow=1, the exec terminal /v1/workloads/<id>/exec (interactive over a websocket
+ * when the node offers it, otherwise one command at a time over POST).
+ *
+ * Everything shown comes from workloads and the network, so it is hostile: the DOM is built with
+ * textContent/attributes only (the h() helper), never innerHTML with data. */
+'use strict';
+
+(() => {
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const main = $('#main');
+  const STATES = ['pending', 'starting', 'running', 'exited', 'failed', 'stopped'];
+  const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+  const state = {
+    token: sessionStorage.getItem('nex.token') || '',
+    node: null,
+    workloads: new Map(), // id -> workload
+    events: [],           // newest last, bounded
+    samples: [],          // {t, running, total} for the overview chart
+    live: false,
+    view: null,           // {name, id, cleanup}
+  };
+
+  // --- DOM ------------------------------------------------------------------------------------------------
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k === 'class') el.className = v;
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+  const badge = (s) => h('span', { class: `badge ${s}` }, s);
+  function ago(iso) {
+    if (!iso) return '—';
+    const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+    if (s < 60) return `${Math.floor(s)}s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m`;
+    if (s < 86400) return `${Math.floor(s / 3600)}h`;
+    return `${Math.floor(s / 86400)}d`;
+  }
+  function banner(text) {
+    const b = $('#banner');
+    b.textContent = text || '';
+    b.hidden = !text;
+  }
+
+  // --- API ------------------------------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, problem) {
+      super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
+      this.status = status;
+      this.problem = problem || {};
+    }
+  }
+
+  async function api(method, path, body, raw) {
+    for (let attempt = 0; ; attempt++) {
+      const headers = {};
+      if (state.token) headers.Authorization = `Bearer ${state.token}`;
+      if (body !== undefined && !raw) headers['Content-Type'] = 'application/json';
+      const r = await fetch(path, { method, headers, body: raw ? body : body === undefined ? undefined : JSON.stringify(body) });
+      if (r.status === 401) {
+        await askToken(attempt > 0 ? 'That token was not accepted.' : '');
+        continue;
+      }
+      const text = await r.text();
+      let data = null;
+      try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+      if (!r.ok) throw new ApiError(r.status, data);
+      return data;
+    }
+    throw new ApiError(401, { detail: 'no valid token' });
+  }
+
+  function askToken(error) {
+    const dlg = $('#token-dialog');
+    $('#token-error').textContent = error || '';
+    return new Promise((resolve) => {
+      dlg.addEventListener('close', () => {
+        state.token = $('#token-input').value.trim();
+        sessionStorage.setItem('nex.token', state.token);
+        resolve();
+      }, { once: true });
+      if (!dlg.open) dlg.showModal();
+      $('#token-input').focus();
+    });
+  }
+
+  function confirmAction(text) {
+    const dlg = $('#confirm-dialog');
+    $('#confirm-text').textContent = text;
+    return new Promise((resolve) => {
+      dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
+      dlg.returnValue = '';
+      dlg.showModal();
+      $('#confirm-ok').focus();
+    });
+  }
+
+  function wsUrl(path) {
+    const u = new URL(path, location.href);
+    u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    if (state.token) u.searchParams.set('access_token', state.token); // browsers cannot set headers on websockets
+    return u.toString();
+  }
+
+  // --- live data ------------------------------------------------------------------------------------------
+  let eventsSocket = null;
+  let backoff = 1000;
+  const listeners = new Set(); // functions called with each event
+
+  function setLive(on, text) {
+    state.live = on;
+    const el = $('#live');
+    el.className = `live ${on ? 'on' : 'off'}`;
+    el.textContent = text;
+  }
+
+  function connectEvents() {
+    const ws = new WebSocket(wsUrl('/v1/events?follow=1'));
+    eventsSocket = ws;
+    ws.onopen = () => {
+      backoff = 1000;
+      setLive(true, 'live');
+      banner('');
+      refreshAll(); // catch up on what happened while disconnected
+    };
+    ws.onmessage = (m) => {
+      let ev;
+      try { ev = JSON.parse(m.data); } catch (_) { return; }
+      if (!ev || typeof ev.type !== 'string') return;
+      onEvent(ev);
+    };
+    ws.onclose = () => {
+      if (eventsSocket !== ws) return;
+      const wait = backoff;
+      backoff = Math.min(backoff * 2, 30000);
+      setLive(false, 'offline');
+      banner(`Live updates disconnected — reconnecting in ${Math.round(wait / 1000)} s`);
+      setTimeout(connectEvents, wait);
+    };
+  }
+
+  async function onEvent(ev) {
+    state.events.push(ev);
+    if (state.events.length > 500) state.events.shift();
+    const id = ev.subject || (ev.data && ev.data.workload_id);
+    if (id && String(ev.type).startsWith('workload_')) {
+      try {
+        state.workloads.set(id, await api('GET', `/v1/workloads/${encodeURIComponent(id)}`));
+      } catch (_) { /* gone or forbidden: keep what we had */ }
+    }
+    await refreshNode();
+    for (const fn of listeners) fn(ev);
+  }
+
+  async function refreshNode() {
+    try {
+      state.node = await api('GET', '/v1/node');
+      const w = state.node.workloads || {};
+      state.samples.push({ t: Date.now(), running: w.running || 0, total: w.total || 0 });
+      if (state.samples.length > 120) state.samples.shift();
+    } catch (e) {
+      banner(`Cannot reach the node: ${e.message}`);
+    }
+  }
+
+  async function refreshWorkloads() {
+    const list = await api('GET', '/v1/workloads');
+    state.workloads = new Map(list.workloads.map((w) => [w.id, w]));
+  }
+
+  async function refreshAll() {
+    await Promise.all([refreshNode(), refreshWorkloads().catch(() => {})]);
+    for (const fn of listeners) fn(null);
+  }
+
+  // --- views ----------------------------------------------------------------------------------------------
+  function bytes(n) {
+    if (n === null || n === undefined) return '?';
+    const units = ['B', 'KiB', 'MiB', 'GiB'];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+  }
+
+  function memoryText(m) {
+    if (!m) return '—';
+    return `${bytes(m.current_bytes)} now, ${bytes(m.peak_bytes)} peak, limit ${m.limit_bytes ? bytes(m.limit_bytes) : 'none'}`;
+  }
+
+  function sparkline(values, label) {
+    const w = 240, hgt = 48, max = Math.max(1, ...values);
+    const step = values.length > 1 ? w / (values.length - 1) : w;
+    const d = values.map((v, i) => `${i ? 'L' : 'M'}${(i * step).toFixed(1)},${(hgt - 4 - (v / max) * (hgt - 8)).toFixed(1)}`).join(' ');
+    const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    svg.setAttribute('viewBox', `0 0 ${w} ${hgt}`);
+    svg.setAttribute('class', 'spark');
+    svg.setAttribute('role', 'img');
+    svg.setAttribute('aria-label', label);
+    const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+    path.setAttribute('d', d || `M0,${hgt - 4} L${w},${hgt - 4}`);
+    svg.append(path);
+    return svg;
+  }
+
+  function viewOverview() {
+    const root = h('div', {});
+    const render = () => {
+      const n = state.node;
+      if (!n) { root.replaceChildren(h('p', {}, 'Loading…')); return; }
+      const counts = n.workloads || {};
+      const drivers = (n.drivers || []).map((d) => h('li', {}, `${d.name}: `, d.available ? 'available' : `unavailable (${d.reason})`));
+      const nats = n.nats ? (n.nats.connected ? `connected to ${n.nats.url || 'NATS'}` : 'disconnected') : 'not configured';
+      root.replaceChildren(
+        h('h1', {}, 'Node ', h('span', { class: 'mono' }, n.name)),
+        h('div', { class: 'grid' },
+          h('section', { class: 'card', 'aria-labelledby': 'node-h' },
+            h('h2', { id: 'node-h' }, 'Node'),
+            h('dl', { class: 'kv' },
+              h('dt', {}, 'ID'), h('dd', { class: 'mono', 'data-testid': 'node-id' }, n.id),
+              h('dt', {}, 'Version'), h('dd', {}, n.version),
+              h('dt', {}, 'Up for'), h('dd', {}, ago(n.started_at)),
+              h('dt', {}, 'Default driver'), h('dd', {}, n.default_driver),
+              h('dt', {}, 'NATS'), h('dd', {}, nats)),
+            h('h2', { style: 'margin-top:12px' }, 'Drivers'), h('ul', {}, drivers)),
+          h('section', { class: 'card', 'aria-labelledby': 'wl-h' },
+            h('h2', { id: 'wl-h' }, 'Workloads'),
+            h('div', { class: 'stat', 'data-testid': 'total' }, counts.total || 0),
+            h('dl', { class: 'kv' }, STATES.flatMap((s) => [h('dt', {}, badge(s)), h('dd', {}, counts[s] || 0)]))),
+          h('section', { class: 'card', 'aria-labelledby': 'chart-h' },
+            h('h2', { id: 'chart-h' }, 'Running workloads'),
+            sparkline(state.samples.map((s) => s.running), 'running workloads over the last minutes'),
+            h('p', { class: 'hint' }, 'Total stored: ', String(counts.total || 0), '. Updated live.'))));
+    };
+    render();
+    return { root, onEvent: render };
+  }
+
+  function viewWorkloads() {
+    const q = h('input', { type: 'search', placeholder: 'Search name, id, namespace', 'aria-label': 'Search workloads' });
+    const fs = h('select', { 'aria-label': 'Filter by state' }, h('option', { value: '' }, 'All states'), STATES.map((s) => h('option', { value: s }, s)));
+    const fns = h('select', { 'aria-label': 'Filter by namespace' }, h('option', { value: '' }, 'All namespaces'));
+    const tbody = h('tbody', {});
+    const root = h('div', {},
+      h('h1', {}, 'Workloads'),
+      h('div', { class: 'toolbar' }, q, fs, fns, h('a', { href: '#/deploy' }, 'Deploy a workload')),
+      h('div', { class: 'table-wrap' },
+        h('table', { 'aria-label': 'Workloads' },
+          h('thead', {}, h('tr', {}, ['Name', 'Namespace', 'State', 'Age', 'Restarts', 'Exit'].map((t, i) => h('th', { scope: 'col', class: i === 4 ? 'hide-small' : null }, t)))),
+          tbody)));
+    const render = () => {
+      const nss = [...new Set([...state.workloads.values()].map((w) => w.namespace))].sort();
+      const cur = fns.value;
+      fns.replaceChildren(h('option', { value: '' }, 'All namespaces'), nss.map((n) => h('option', { value: n }, n)));
+      fns.value = nss.includes(cur) ? cur : '';
+      const text = q.value.trim().toLowerCase();
+      const rows = [...state.workloads.values()]
+        .filter((w) => !fs.value || w.state === fs.value)
+        .filter((w) => !fns.value || w.namespace === fns.value)
+        .filter((w) => !text || `${w.name} ${w.id} ${w.namespace}`.toLowerCase().includes(text))
+        .sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
+      tbody.replaceChildren(...rows.map((w) => h('tr', { 'data-id': w.id },
+        h('td', {}, h('a', { href: `#/workloads/${w.id}` }, w.name)),
+        h('td', {}, w.namespace),
+        h('td', {}, badge(w.state)),
+        h('td', {}, ago(w.created_at)),
+        h('td', { class: 'hide-small' }, w.restarts ?? 0),
+        h('td', {}, w.exit_code !== null && w.exit_code !== undefined ? `code ${w.exit_code}` : w.exit_signal ? `signal ${w.exit_signal}` : '—'))));
+      if (!rows.length) tbody.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No workloads match.')));
+    };
+    for (const el of [q, fs, fns]) el.addEventListener('input', render);
+    render();
+    return { root, onEvent: render };
+  }
+
+  function viewDetail(id) {
+    const root = h('div', {}, h('p', {}, 'Loading…'));
+    const logBox = h('pre', { class: 'logs', tabindex: '0', 'aria-label': 'Log lines', 'aria-live': 'off', 'data-testid': 'logs' });
+    const search = h('input', { type: 'search', placeholder: 'Search logs', 'aria-label': 'Search logs' });
+    const pauseBtn = h('button', { type: 'button' }, 'Pause');
+    const lines = [];
+    const termHost = h('div', { class: 'terminal', 'data-testid': 'terminal' });
+    let paused = false, missed = 0, logSocket = null, closed = false, ended = false, term = null, execSocket = null;
+
+    const lineEl = (l) => {
+      const text = l.text ?? '';
+      const needle = search.value;
+      const t = h('span', { class: 'text' });
+      if (needle && text.toLowerCase().includes(needle.toLowerCase())) {
+        const i = text.toLowerCase().indexOf(needle.toLowerCase());
+        t.append(text.slice(0, i), h('mark', {}, text.slice(i, i + needle.length)), text.slice(i + needle.length));
+      } else t.textContent = text;
+      return h('span', { class: `line ${l.stream}`, 'data-stream': l.stream }, h('span', { class: 'ts' }, (l.ts || '').slice(11, 23)), t);
+    };
+    const renderLogs = () => {
+      const shown = search.value ? lines.filter((l) => (l.text || '').toLowerCase().includes(search.value.toLowerCase())) : lines;
+      logBox.replaceChildren(...shown.slice(-2000).map(lineEl));
+      logBox.scrollTop = logBox.scrollHeight;
+    };
+    const addLine = (l) => {
+      if (lines.length && l.seq && lines[lines.length - 1].seq >= l.seq) return; // replayed
+      lines.push(l);
+      if (lines.length > 5000) lines.shift();
+      if (paused) { missed++; pauseBtn.textContent = `Resume (${missed} new)`; return; }
+      if (!search.value || (l.text || '').toLowerCase().includes(search.value.toLowerCase())) {
+        logBox.append(lineEl(l));
+        logBox.scrollTop = logBox.scrollHeight;
+      }
+    };
+    pauseBtn.addEventListener('click', () => {
+      paused = !paused;
+      pauseBtn.textContent = paused ? 'Resume' : 'Pause';
+      if (!paused) { missed = 0; renderLogs(); }
+    });
+    search.addEventListener('input', renderLogs);
+    const download = () => {
+      const blob = new Blob(lines.map((l) => `${l.ts} ${l.stream} ${l.text}\n`), { type: 'text/plain' });
+      const a = h('a', { href: URL.createObjectURL(blob), download: `${id}.log` });
+      document.body.append(a); a.click(); a.remove();
+    };
+
+    const followLogs = (after) => {
+      if (closed) return;
+      const ws = new WebSocket(wsUrl(`/v1/workloads/${encodeURIComponent(id)}/logs?follow=1&tail=${after ? 0 : 500}`));
+      logSocket = ws;
+      ws.onmessage = (m) => {
+        let msg; try { msg = JSON.parse(m.data); } catch (_) { return; }
+        if (msg && typeof msg.text === 'string') addLine(msg);
+        else if (msg && msg.notice === 'missed') addLine({ stream: 'stderr', ts: new Date().toISOString(), text: `[${msg.count} lines skipped: this page read too slowly]` });
+        else if (msg && msg.notice === 'end') { ended = true; addLine({ stream: 'stderr', ts: new Date().toISOString(), text: '[the workload ended]' }); }
+      };
+      ws.onclose = () => { if (!closed && !ended && logSocket === ws) setTimeout(() => followLogs(true), 2000); };
+    };
+
+    const startTerminal = (host, w) => {
+      if (!window.Terminal) { host.replaceChildren(h('p', { class: 'muted' }, 'Terminal library not available.')); return; }
+      // Colours with at least 4.5:1 contrast on the black background (xterm's default red has 3.6:1).
+      term = new window.Terminal({ convertEol: true, fontSize: 13, cursorBlink: true,
+        theme: { background: '#000000', foreground: '#e6edf3', red: '#ff6b6b', brightRed: '#ff8f8f', blue: '#6ea8fe', brightBlue: '#9ec5fe' } });
+      const fit = window.FitAddon ? new window.FitAddon.FitAddon() : null;
+      if (fit) term.loadAddon(fit);
+      term.open(host);
+      if (fit) try { fit.fit(); } catch (_) { /* not visible yet */ }
+      // Interactive TTY over a websocket when the node has one; otherwise a command at a time.
+      const ws = new WebSocket(wsUrl(`/v1/workloads/${encodeURIComponent(id)}/exec?tty=1&cmd=/bin/sh`));
+      let interactive = false, line = '';
+      ws.binaryType = 'arraybuffer';
+      ws.onopen = () => {
+        interactive = true;
+        execSocket = ws;
+        term.onData((d) => ws.readyState === 1 && ws.send(new TextEncoder().encode(d)));
+        term.onResize(({ cols, rows }) => ws.readyState === 1 && ws.send(JSON.stringify({ resize: { cols, rows } })));
+      };
+      ws.onmessage = (m) => term.write(typeof m.data === 'string' ? m.data : new Uint8Array(m.data));
+      ws.onclose = () => { if (interactive) term.write('\r\n[session closed]\r\n'); else lineMode(); };
+      const prompt = () => term.write('$ ');
+      const lineMode = () => {
+        term.write(`Commands run in ${w.name} one at a time (no TTY). Type a command and press Enter.\r\n`);
+        prompt();
+        term.onData(async (d) => {
+          if (interactive) return;
+          for (const ch of d) {
+            if (ch === '\r') {
+              term.write('\r\n');
+              const cmd = line.trim();
+              line = '';
+              if (cmd) await runOnce(cmd);
+              prompt();
+            } else if (ch === '\u007f') {
+              if (line.length) { line = line.slice(0, -1); term.write('\b \b'); }
+            } else if (ch >= ' ') { line += ch; term.write(ch); }
+          }
+        });
+      };
+      const runOnce = async (cmd) => {
+        try {
+          const r = await api('POST', `/v1/workloads/${encodeURIComponent(id)}/exec`, { argv: ['/bin/sh', '-c', cmd], timeout_s: 30 });
+          if (r.stdout) term.write(r.stdout);
+          if (r.stderr) term.write(`\x1b[31m${r.stderr}\x1b[0m`);
+          if (r.exit_code) term.write(`[exit ${r.exit_code}]\r\n`);
+        } catch (e) {
+          term.write(`\x1b[31m${e.message}\x1b[0m\r\n`);
+        }
+      };
+    };
+
+    const render = async () => {
+      let w;
+      try {
+        w = await api('GET', `/v1/workloads/${encodeURIComponent(id)}`);
+      } catch (e) {
+        root.replaceChildren(h('h1', {}, 'Workload'), h('p', { role: 'alert' }, e.message));
+        return;
+      }
+      state.workloads.set(w.id, w);
+      let stats = null;
+      try { stats = await api('GET', `/v1/workloads/${encodeURIComponent(id)}/stats`); } catch (_) { stats = null; }
+      const live = !['exited', 'failed', 'stopped'].includes(w.state);
+      const stop = h('button', { type: 'button', class: 'danger', disabled: !live, onclick: async () => {
+        if (!(await confirmAction(`Stop ${w.name}? It gets SIGTERM, then SIGKILL after the grace period.`))) return;
+        try { await api('DELETE', `/v1/workloads/${encodeURIComponent(id)}`); } catch (e) { banner(e.message); }
+      } }, 'Stop');
+      const sigSel = h('select', { 'aria-label': 'Signal to send' }, ['SIGHUP', 'SIGINT', 'SIGUSR1', 'SIGUSR2', 'SIGTERM', 'SIGKILL'].map((s) => h('option', {}, s)));
+      const signal = h('button', { type: 'button', disabled: !live, onclick: async () => {
+        if (!(await confirmAction(`Send ${sigSel.value} to ${w.name}?`))) return;
+        try { await api('POST', `/v1/workloads/${encodeURIComponent(id)}/signal`, { signal: sigSel.value }); } catch (e) { banner(e.message); }
+      } }, 'Send signal');
+      const redeploy = h('button', { type: 'button', onclick: async () => {
+        if (!(await confirmAction(`Deploy ${w.name} again with the same spec?`))) return;
+        const spec = { name: w.name, namespace: w.namespace, artifact: w.artifact, argv: w.argv, env: w.env };
+        if (w.sha256) spec.sha256 = w.sha256;
+        try { const n = await api('POST', '/v1/workloads', spec); location.hash = `#/workloads/${n.id}`; } catch (e) { banner(e.message); }
+      } }, 'Restart (redeploy)');
+      const exitText = w.exit_code !== null && w.exit_code !== undefined ? `exit code ${w.exit_code}` : w.exit_signal ? `signal ${w.exit_signal}` : '—';
+      root.replaceChildren(
+        h('h1', {}, w.name, ' ', badge(w.state)),
+        h('div', { class: 'toolbar' }, stop, sigSel, signal, redeploy),
+        h('div', { class: 'grid' },
+          h('section', { class: 'card', 'aria-labelledby': 'spec-h' }, h('h2', { id: 'spec-h' }, 'Spec'),
+            h('dl', { class: 'kv' },
+              h('dt', {}, 'ID'), h('dd', { class: 'mono' }, w.id),
+              h('dt', {}, 'Namespace'), h('dd', {}, w.namespace),
+              h('dt', {}, 'Artifact'), h('dd', { class: 'mono' }, w.artifact),
+              h('dt', {}, 'Digest'), h('dd', { class: 'mono' }, w.digest || '—'),
+              h('dt', {}, 'Argv'), h('dd', { class: 'mono' }, JSON.stringify(w.argv)),
+              h('dt', {}, 'Env'), h('dd', { class: 'mono' }, Object.keys(w.env || {}).join(', ') || '—'),
+              h('dt', {}, 'Driver'), h('dd', {}, w.driver))),
+          h('section', { class: 'card', 'aria-labelledby': 'state-h' }, h('h2', { id: 'state-h' }, 'State'),
+            h('dl', { class: 'kv' },
+              h('dt', {}, 'State'), h('dd', { 'data-testid': 'state' }, w.state),
+              h('dt', {}, 'Exit'), h('dd', {}, exitText),
+              h('dt', {}, 'Reason'), h('dd', {}, w.reason || '—'),
+              h('dt', {}, 'Log lines'), h('dd', {}, `${w.logs.lines} (${w.logs.dropped} dropped)`),
+              stats ? [h('dt', {}, 'Memory'), h('dd', { 'data-testid': 'memory' }, memoryText(stats.memory)),
+                h('dt', {}, 'CPU time'), h('dd', {}, stats.cpu && stats.cpu.usage_ns !== null ? `${(stats.cpu.usage_ns / 1e9).toFixed(2)} s` : '—'),
+                h('dt', {}, 'Processes'), h('dd', {}, stats.pids ? `${stats.pids.current ?? '?'} of ${stats.pids.limit ?? 'unlimited'}` : '—'),
+                h('dt', {}, 'Restarts'), h('dd', {}, String(w.restarts ?? 0))] : null),
+            h('ol', { class: 'events', 'aria-label': 'State history' }, (w.history || []).map((s) => h('li', {}, badge(s.state), ' ', s.at, s.reason ? ` — ${s.reason}` : ''))))),
+        h('section', { class: 'card', style: 'margin-top:12px', 'aria-labelledby': 'logs-h' },
+          h('h2', { id: 'logs-h' }, 'Logs'),
+          h('div', { class: 'toolbar' }, search, pauseBtn, h('button', { type: 'button', onclick: download }, 'Download')),
+          logBox),
+        h('section', { class: 'card', style: 'margin-top:12px', 'aria-labelledby': 'term-h' },
+          h('h2', { id: 'term-h' }, 'Terminal'),
+          live ? termHost : h('p', { class: 'muted' }, 'The workload is not running.')));
+      if (live && !term) startTerminal(termHost, w);
+      renderLogs();
+    };
+
+    (async () => {
+      try {
+        const r = await api('GET', `/v1/workloads/${encodeURIComponent(id)}/logs?tail=500`);
+        r.lines.forEach(addLine);
+      } catch (_) { /* shown by render */ }
+      await render();
+      followLogs(false);
+    })();
+    return {
+      root,
+      onEvent: (ev) => { if (!ev || ev.subject === id || (ev.data && ev.data.workload_id === id)) render(); },
+      cleanup: () => { closed = true; if (logSocket) logSocket.close(); if (execSocket) execSocket.close(); if (term) term.dispose(); },
+    };
+  }
+
+  function viewDeploy() {
+    const field = (name, label, input, hint) => h('div', {},
+      h('label', { for: `f-${name}` }, label), input,
+      hint ? h('p', { class: 'hint', id: `f-${name}-hint` }, hint) : null,
+      h('p', { class: 'field-error', id: `f-${name}-error`, 'data-error-for': name, role: 'alert' }));
+    const inp = (name, attrs) => h('input', Object.assign({ id: `f-${name}`, name, 'aria-describedby': `f-${name}-hint f-${name}-error` }, attrs));
+    const form = h('form', { class: 'deploy', novalidate: true });
+    const upload = inp('upload', { type: 'file' });
+    form.append(
+      h('div', { class: 'row' },
+        field('name', 'Name', inp('name', { required: true, placeholder: 'hello', autocomplete: 'off' }), 'Letters, digits, . _ - (up to 63).'),
+        field('namespace', 'Namespace', inp('namespace', { value: 'default' }))),
+      field('artifact', 'Artifact URL', inp('artifact', { placeholder: 'file:///path/to/static-binary' }), 'A statically linked Linux executable: file:///…, or upload one below.'),
+      field('upload', 'Or upload a file', upload),
+      field('argv', 'Arguments (argv, one per line; the first is the program name)', h('textarea', { id: 'f-argv', name: 'argv', 'aria-describedby': 'f-argv-error' })),
+      field('env', 'Environment (KEY=value, one per line)', h('textarea', { id: 'f-env', name: 'env', 'aria-describedby': 'f-env-error' })),
+      h('div', { class: 'row' },
+        field('memory_mb', 'Memory (MiB)', inp('memory_mb', { type: 'number', min: '1' })),
+        field('vcpus', 'vCPUs', inp('vcpus', { type: 'number', min: '0.01', step: '0.01' })),
+        field('restart_policy', 'Restart policy', h('select', { id: 'f-restart_policy', name: 'restart_policy' }, ['never', 'on-failure', 'always'].map((p) => h('option', {}, p)))),
+        field('driver', 'Driver', h('select', { id: 'f-driver', name: 'driver' }, ((state.node && state.node.drivers) || [{ name: 'sandbox', available: true }]).map((d) => h('option', { value: d.name, disabled: !d.available }, d.available ? d.name : `${d.name} (unavailable)`))))),
+      h('p', { class: 'field-error', id: 'form-error', role: 'alert' }),
+      h('div', {}, h('button', { type: 'submit', class: 'primary' }, 'Deploy')));
+
+    const setError = (name, msg) => {
+      const el = form.querySelector(`[data-error-for="${CSS.escape(name)}"]`) || $('#form-error', form);
+      el.textContent = msg;
+      const input = form.elements[name];
+      if (input && input.setAttribute) input.setAttribute('aria-invalid', 'true');
+    };
+    const clearErrors = () => {
+      form.querySelectorAll('.field-error').forEach((e) => { e.textContent = ''; });
+      form.querySelectorAll('[aria-invalid]').forEach((e) => e.removeAttribute('aria-invalid'));
+    };
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      clearErrors();
+      const f = form.elements;
+      const spec = { name: f.name.value.trim(), namespace: f.namespace.value.trim() || 'default' };
+      let ok = true;
+      if (!NAME_RE.test(spec.name)) { setError('name', 'Required: letters, digits, . _ - (up to 63), starting with a letter or digit.'); ok = false; }
+      if (!NAME_RE.test(spec.namespace)) { setError('namespace', 'Letters, digits, . _ - (up to 63).'); ok = false; }
+      const argv = f.argv.value.split('\n').map((s) => s.trim()).filter(Boolean);
+      if (argv.length) spec.argv = argv;
+      const env = {};
+      for (const line of f.env.value.split('\n').map((s) => s.trim()).filter(Boolean)) {
+        const i = line.indexOf('=');
+        if (i <= 0) { setError('env', `"${line}" is not KEY=value.`); ok = false; break; }
+        env[line.slice(0, i)] = line.slice(i + 1);
+      }
+      if (Object.keys(env).length) spec.env = env;
+      const res = {};
+      if (f.memory_mb.value) res.memory_mb = Number(f.memory_mb.value);
+      if (f.vcpus.value) res.vcpus = Number(f.vcpus.value);
+      if (Object.keys(res).length) spec.resources = res;
+      if (f.restart_policy.value !== 'never') spec.restart_policy = f.restart_policy.value;
+      if (f.driver.value) spec.driver = f.driver.value;
+      const file = upload.files && upload.files[0];
+      if (!file && !f.artifact.value.trim()) { setError('artifact', 'Give an artifact URL or choose a file to upload.'); ok = false; }
+      if (!ok) return;
+      try {
+        if (file) {
+          const a = await api('POST', '/v1/artifacts', await file.arrayBuffer(), true);
+          spec.artifact = a.url;
+        } else spec.artifact = f.artifact.value.trim();
+        const w = await api('POST', '/v1/workloads', spec);
+        state.workloads.set(w.id, w);
+        location.hash = `#/workloads/${w.id}`;
+      } catch (err) {
+        const fieldName = (err.problem.field || '').split(/[.[]/)[0];
+        setError(fieldName || '_form', err.message);
+      }
+    });
+    return { root: h('div', {}, h('h1', {}, 'Deploy a workload'), form) };
+  }
+
+  function viewEvents() {
+    const ft = h('input', { type: 'search', placeholder: 'Filter by type, e.g. workload_exited', 'aria-label': 'Filter events by type' });
+    const fw = h('input', { type: 'search', placeholder: 'Filter by workload or namespace', 'aria-label': 'Filter events by workload or namespace' });
+    const list = h('ul', { class: 'events', 'aria-label': 'Events, newest first' });
+    const render = () => {
+      const t = ft.value.trim(), w = fw.value.trim();
+      const shown = state.events.filter((e) => (!t || e.type.includes(t)) && (!w || `${e.subject || ''} ${(e.data && e.data.namespace) || ''} ${(e.data && e.data.name) || ''}`.includes(w))).slice(-300).reverse();
+      list.replaceChildren(...shown.map((e) => h('li', {}, h('span', { class: 'mono muted' }, (e.time || '').slice(11, 23)), ' ', h('strong', {}, e.type), ' ',
+        e.data && e.data.name ? h('a', { href: `#/workloads/${e.subject}` }, e.data.name) : '', e.data && e.data.reason ? ` — ${e.data.reason}` : '')));
+      if (!shown.length) list.replaceChildren(h('li', { class: 'muted' }, 'No events yet. They appear here as they happen.'));
+    };
+    ft.addEventListener('input', render); fw.addEventListener('input', render);
+    (async () => {
+      try {
+        const r = await api('GET', '/v1/events?limit=200');
+        const known = new Set(state.events.map((e) => e.id));
+        for (const e of r.events || []) if (!known.has(e.id)) state.events.push(e);
+        state.events.sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
+        render();
+      } catch (_) { /* history is optional */ }
+    })();
+    render();
+    return { root: h('div', {}, h('h1', {}, 'Events'), h('div', { class: 'toolbar' }, ft, fw), list), onEvent: render };
+  }
+
+  // --- routing --------------------------------------------------------------------------------------------
+  function route() {
+    const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
+    if (state.view && state.view.cleanup) state.view.cleanup();
+    if (state.view && state.view.onEvent) listeners.delete(state.view.onEvent);
+    let name = parts[0] || 'overview', v;
+    if (name === 'workloads' && parts[1]) v = viewDetail(decodeURIComponent(parts[1]));
+    else if (name === 'workloads') v = viewWorkloads();
+    else if (name === 'deploy') v = viewDeploy();
+    else if (name === 'events') v = viewEvents();
+    else { name = 'overview'; v = viewOverview(); }
+    state.view = v;
+    if (v.onEvent) listeners.add(v.onEvent);
+    main.replaceChildren(v.root);
+    document.querySelectorAll('[data-nav]').forEach((a) => a.toggleAttribute('aria-current', a.dataset.nav === name));
+    document.querySelectorAll('[data-nav][aria-current]').forEach((a) => a.setAttribute('aria-current', 'page'));
+    document.title = `Nex — ${name}`;
+  }
+
+  function setupTheme() {
+    const saved = localStorage.getItem('nex.theme');
+    if (saved) document.documentElement.dataset.theme = saved;
+    $('#theme').addEventListener('click', () => {
+      const dark = document.documentElement.dataset.theme ? document.documentElement.dataset.theme === 'dark'
+        : matchMedia('(prefers-color-scheme: dark)').matches;
+      const next = dark ? 'light' : 'dark';
+      document.documentElement.dataset.theme = next;
+      localStorage.setItem('nex.theme', next);
+    });
+  }
+
+  async function start() {
+    setupTheme();
+    window.addEventListener('hashchange', route);
+    await refreshAll().catch(() => {});
+    route();
+    connectEvents();
+  }
+  start();
+})();
