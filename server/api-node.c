@@ -1,11 +1,61 @@
-/* api-node.c — routes about the node itself: GET /v1/node. */
+/* api-node.c — routes about the node itself: GET /v1/node (identity, drivers, workloads by state, the host's
+ * capacity and use, the NATS link, and who is asking). */
 #include "server/api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "autoconfig.h"
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "server/clock.h"
 #include "server/driver.h"
 #include "server/nats-bridge.h"
+
+/* The value in kB of field NAME ("MemAvailable:") of /proc/meminfo TEXT, in bytes; -1 when absent. */
+static int64_t
+meminfo_bytes (const char *text, const char *name)
+{
+  const char *p = text ? strstr (text, name) : NULL;
+  if (p == NULL)
+    return -1;
+  long long kb = strtoll (p + strlen (name), NULL, 10);
+  return kb > 0 ? (int64_t) kb * 1024 : -1;
+}
+
+/* What the host has and uses now: CPUs online, memory (total, available), load averages. */
+static json_t *
+host_json (void)
+{
+  size_t len;
+  cleanup_error nex_error_t err = NULL;
+  cleanup_free char *meminfo = nex_file_read ("/proc/meminfo", 1 << 16, &len, &err);
+  double load[3] = { 0, 0, 0 };
+  int have_load = getloadavg (load, 3) == 3;
+  json_t *h = json_pack ("{s:I}", "cpus", (json_int_t) sysconf (_SC_NPROCESSORS_ONLN));
+  int64_t total = meminfo_bytes (meminfo, "MemTotal:"), avail = meminfo_bytes (meminfo, "MemAvailable:");
+  json_object_set_new (h, "memory_total_bytes", total > 0 ? json_integer (total) : json_null ());
+  json_object_set_new (h, "memory_available_bytes", avail > 0 ? json_integer (avail) : json_null ());
+  json_object_set_new (h, "load", have_load ? json_pack ("[f, f, f]", load[0], load[1], load[2]) : json_null ());
+  return h;
+}
+
+/* Who the request came as: the token's id (null when anonymous), its scopes and namespaces (null: all). */
+static json_t *
+caller_json (const nex_principal_t *who)
+{
+  json_t *scopes = json_array ();
+  static const struct { unsigned bit; const char *name; } names[]
+      = { { NEX_SCOPE_READ, "read" }, { NEX_SCOPE_DEPLOY, "deploy" }, { NEX_SCOPE_ADMIN, "admin" } };
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (who && (who->scopes & names[i].bit))
+      json_array_append_new (scopes, json_string (names[i].name));
+  return json_pack ("{s:o, s:o, s:o}", "token_id",
+                    who && who->token_id[0] ? json_string (who->token_id) : json_null (), "scopes", scopes,
+                    "namespaces", who && who->namespaces ? json_deep_copy (who->namespaces) : json_null ());
+}
 
 static int
 node_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
@@ -40,6 +90,8 @@ node_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
   json_object_set_new (res->body, "public_xkey", json_string (node->identity.xkey.public_text));
   json_object_set_new (res->body, "lameduck", json_boolean (__atomic_load_n (&node->lameduck, __ATOMIC_SEQ_CST)));
   json_object_set_new (res->body, "nats", node->nats ? nex_nats_status (node->nats) : json_null ());
+  json_object_set_new (res->body, "host", host_json ());
+  json_object_set_new (res->body, "caller", caller_json (req->who));
   return 0;
 }
 

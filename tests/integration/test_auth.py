@@ -264,3 +264,24 @@ def test_cli_tokens(nexd):
     assert none.returncode == 1 and "bearer token" in none.stderr
     assert nexd.cli("token", "create", "--name", "x").returncode == 2
     assert nexd.cli("token").returncode == 2
+
+
+def test_node_says_who_is_asking(nexd):
+    """GET /v1/node names the caller's token and scopes (the dashboard shows them)."""
+    admin = nexd.get("/v1/node").json()["caller"]
+    assert admin["scopes"] == ["read", "deploy", "admin"] and admin["namespaces"] is None, admin
+    assert nexd.token.startswith("nex_" + admin["token_id"]), admin
+    t = make_token(nexd, ["read"], namespaces=["team-a"], name="viewer")
+    me = nexd.request("GET", "/v1/node", auth=t["token"]).json()["caller"]
+    assert me == {"token_id": t["id"], "scopes": ["read"], "namespaces": ["team-a"]}, me
+
+
+def test_node_reports_the_host(nexd):
+    """The host's CPUs and memory, as the dashboard's overview shows them, match what the kernel says."""
+    import os
+    host = nexd.get("/v1/node").json()["host"]
+    assert host["cpus"] == os.cpu_count(), host
+    total = int(next(l for l in open("/proc/meminfo") if l.startswith("MemTotal:")).split()[1]) * 1024
+    assert host["memory_total_bytes"] == total, host
+    assert 0 < host["memory_available_bytes"] <= total, host
+    assert len(host["load"]) == 3 and all(x >= 0 for x in host["load"]), host
