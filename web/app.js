@@ -165,11 +165,22 @@
     for (const fn of listeners) fn(ev);
   }
 
+  function showCaller(c) {
+    const el = $('#scope');
+    if (!el || !c) return;
+    el.hidden = false;
+    el.textContent = c.token_id ? `token ${c.token_id} · ${c.scopes.join(', ')}${c.namespaces ? ` · ${c.namespaces.join(', ')}` : ''}`
+      : `anonymous · ${c.scopes.join(', ') || 'no scopes'}`;
+  }
+
   async function refreshNode() {
     try {
       state.node = await api('GET', '/v1/node');
       const w = state.node.workloads || {};
-      state.samples.push({ t: Date.now(), running: w.running || 0, total: w.total || 0 });
+      const host = state.node.host || {};
+      const used = host.memory_total_bytes && host.memory_available_bytes ? host.memory_total_bytes - host.memory_available_bytes : 0;
+      state.samples.push({ t: Date.now(), running: w.running || 0, total: w.total || 0, memUsed: used, load: (host.load || [0])[0] });
+      showCaller(state.node.caller);
       if (state.samples.length > 120) state.samples.shift();
     } catch (e) {
       banner(`Cannot reach the node: ${e.message}`);
@@ -221,6 +232,7 @@
       const n = state.node;
       if (!n) { root.replaceChildren(h('p', {}, 'Loading…')); return; }
       const counts = n.workloads || {};
+      const host = n.host || {};
       const drivers = (n.drivers || []).map((d) => h('li', {}, `${d.name}: `, d.available ? 'available' : `unavailable (${d.reason})`));
       const nats = n.nats ? (n.nats.connected ? `connected to ${n.nats.url || 'NATS'}` : 'disconnected') : 'not configured';
       root.replaceChildren(
@@ -239,13 +251,24 @@
             h('h2', { id: 'wl-h' }, 'Workloads'),
             h('div', { class: 'stat', 'data-testid': 'total' }, counts.total || 0),
             h('dl', { class: 'kv' }, STATES.flatMap((s) => [h('dt', {}, badge(s)), h('dd', {}, counts[s] || 0)]))),
+          h('section', { class: 'card', 'aria-labelledby': 'host-h' },
+            h('h2', { id: 'host-h' }, 'Host'),
+            h('dl', { class: 'kv' },
+              h('dt', {}, 'CPUs'), h('dd', { 'data-testid': 'cpus' }, String(host.cpus ?? '?')),
+              h('dt', {}, 'Load'), h('dd', {}, host.load ? host.load.map((x) => x.toFixed(2)).join(' ') : '—'),
+              h('dt', {}, 'Memory'), h('dd', { 'data-testid': 'host-memory' }, host.memory_total_bytes
+                ? `${bytes(host.memory_total_bytes - host.memory_available_bytes)} used of ${bytes(host.memory_total_bytes)}` : '—'))),
           h('section', { class: 'card', 'aria-labelledby': 'chart-h' },
             h('h2', { id: 'chart-h' }, 'Running workloads'),
             sparkline(state.samples.map((s) => s.running), 'running workloads over the last minutes'),
-            h('p', { class: 'hint' }, 'Total stored: ', String(counts.total || 0), '. Updated live.'))));
+            h('h2', { style: 'margin-top:12px' }, 'Memory used'),
+            sparkline(state.samples.map((s) => s.memUsed), 'host memory used over the last minutes'),
+            h('p', { class: 'hint' }, 'Workload counts update live; host figures every 10 s.'))));
     };
     render();
-    return { root, onEvent: render };
+    // Host figures change without events: sample them while this view is open (the table never polls).
+    const timer = setInterval(async () => { await refreshNode(); render(); }, 10000);
+    return { root, onEvent: render, cleanup: () => clearInterval(timer) };
   }
 
   function viewWorkloads() {
@@ -258,7 +281,7 @@
       h('div', { class: 'toolbar' }, q, fs, fns, h('a', { href: '#/deploy' }, 'Deploy a workload')),
       h('div', { class: 'table-wrap' },
         h('table', { 'aria-label': 'Workloads' },
-          h('thead', {}, h('tr', {}, ['Name', 'Namespace', 'State', 'Age', 'Restarts', 'Exit'].map((t, i) => h('th', { scope: 'col', class: i === 4 ? 'hide-small' : null }, t)))),
+          h('thead', {}, h('tr', {}, ['Name', 'Namespace', 'State', 'Age', 'Restarts', 'CPU', 'Memory', 'Exit'].map((t, i) => h('th', { scope: 'col', class: i >= 4 && i <= 6 ? 'hide-small' : null }, t)))),
           tbody)));
     const render = () => {
       const nss = [...new Set([...state.workloads.values()].map((w) => w.namespace))].sort();
@@ -277,12 +300,25 @@
         h('td', {}, badge(w.state)),
         h('td', {}, ago(w.created_at)),
         h('td', { class: 'hide-small' }, w.restarts ?? 0),
+        h('td', { class: 'hide-small', 'data-col': 'cpu' }, usage(w, (st) => st.cpu && st.cpu.usage_ns !== null ? `${(st.cpu.usage_ns / 1e9).toFixed(1)} s` : '—')),
+        h('td', { class: 'hide-small', 'data-col': 'memory' }, usage(w, (st) => st.memory ? bytes(st.memory.current_bytes) : '—')),
         h('td', {}, w.exit_code !== null && w.exit_code !== undefined ? `code ${w.exit_code}` : w.exit_signal ? `signal ${w.exit_signal}` : '—'))));
-      if (!rows.length) tbody.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No workloads match.')));
+      if (!rows.length) tbody.replaceChildren(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No workloads match.')));
+    };
+    // CPU and memory of running workloads: their stats, fetched when an event (or a view change) redraws the table.
+    const stats = new Map();
+    const usage = (w, fmt) => (w.state === 'running' && stats.has(w.id) ? fmt(stats.get(w.id)) : '—');
+    const refreshStats = async () => {
+      const running = [...state.workloads.values()].filter((w) => w.state === 'running').slice(0, 50);
+      await Promise.all(running.map(async (w) => {
+        try { stats.set(w.id, await api('GET', `/v1/workloads/${encodeURIComponent(w.id)}/stats`)); } catch (_) { stats.delete(w.id); }
+      }));
+      render();
     };
     for (const el of [q, fs, fns]) el.addEventListener('input', render);
     render();
-    return { root, onEvent: render };
+    refreshStats();
+    return { root, onEvent: () => { render(); refreshStats(); } };
   }
 
   function viewDetail(id) {
@@ -496,7 +532,16 @@
         field('restart_policy', 'Restart policy', h('select', { id: 'f-restart_policy', name: 'restart_policy' }, ['never', 'on-failure', 'always'].map((p) => h('option', {}, p)))),
         field('driver', 'Driver', h('select', { id: 'f-driver', name: 'driver' }, ((state.node && state.node.drivers) || [{ name: 'sandbox', available: true }]).map((d) => h('option', { value: d.name, disabled: !d.available }, d.available ? d.name : `${d.name} (unavailable)`))))),
       h('p', { class: 'field-error', id: 'form-error', role: 'alert' }),
-      h('div', {}, h('button', { type: 'submit', class: 'primary' }, 'Deploy')));
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Deploy'),
+        h('button', { type: 'button', 'data-testid': 'example', onclick: () => {
+          // Debian's busybox-static (installed by scripts/setup): a static program with a shell, so that the
+          // example has logs to watch and a shell to open.
+          const f = form.elements;
+          f.name.value = 'example';
+          f.artifact.value = 'file:///bin/busybox';
+          f.argv.value = 'sh\n-c\nwhile true; do echo tick $((i=i+1)); sleep 1; done';
+          f.name.focus();
+        } }, 'Fill in an example')));
 
     const setError = (name, msg) => {
       const el = form.querySelector(`[data-error-for="${CSS.escape(name)}"]`) || $('#form-error', form);

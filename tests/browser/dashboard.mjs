@@ -67,6 +67,9 @@ await step('overview loads with node id', async () => {
   await page.goto(base + '/');
   await page.getByTestId('node-id').waitFor();
   const id = await page.getByTestId('node-id').textContent();
+  await page.locator('#scope').filter({ hasText: /admin/ }).waitFor();
+  const cpus = await page.getByTestId('cpus').textContent();
+  if (!/^[1-9]\d*$/.test(cpus)) throw new Error(`CPU count looks wrong: ${cpus}`);
   if (!/^[0-9a-f-]{36}$|^N[A-Z0-9]{55}$/.test(id)) throw new Error(`node id looks wrong: ${id}`);
   await page.screenshot({ path: `${outDir}/overview.png`, fullPage: true });
   return id;
@@ -97,8 +100,9 @@ let workloadId = null;
 await step('deploy through the form and see it in the table turn running without reloading', async () => {
   await page.goto(base + '/#/workloads');
   await page.goto(base + '/#/deploy');
+  await page.getByTestId('example').click();
+  if ((await page.inputValue('#f-artifact')) !== `file://${artifact}`) throw new Error('the example names another artifact');
   await page.fill('#f-name', 'ui-ticker');
-  await page.fill('#f-artifact', `file://${artifact}`);
   await page.fill('#f-argv', 'sh\n-c\nwhile true; do echo tick $((i=i+1)); sleep 0.3; done');
   await page.click('button[type=submit]');
   await page.waitForURL(/#\/workloads\/[0-9a-f-]{36}$/);
@@ -106,6 +110,8 @@ await step('deploy through the form and see it in the table turn running without
   await page.click('a[data-nav=workloads]'); // a hash change, not a reload
   const row = page.locator(`tr[data-id="${workloadId}"]`);
   await row.locator('.badge.running').waitFor();
+  // its memory use, from the workload's stats
+  await row.locator('td[data-col=memory]').filter({ hasText: /\d+(\.\d)? (B|KiB|MiB)$/ }).waitFor();
   await page.screenshot({ path: `${outDir}/workloads.png`, fullPage: true });
   return workloadId;
 });
