@@ -405,6 +405,18 @@ ensure_uploaded (cli_t *cli, const char *path, char **url, char hex[65])
   return 0;
 }
 
+/* The value of integer option OPTION (a usage error unless it is a whole number; the API checks the range). */
+static json_int_t
+int_flag (const char *option, const char *v)
+{
+  char *end;
+  errno = 0;
+  long long x = strtoll (v, &end, 10);
+  if (errno || end == v || *end != '\0')
+    fail_usage ("--%s takes a whole number, got `%s`", option, v);
+  return (json_int_t) x;
+}
+
 /* Splits "K=V" for --env and --label; a usage error names OPTION otherwise. */
 static void
 split_pair (const char *option, const char *kv, json_t *into)
@@ -429,6 +441,14 @@ cmd_run (cli_t *cli, int argc, char **argv)
     F_SHA256,
     F_DESCRIPTION,
     F_LABEL,
+    F_MEMORY,
+    F_VCPUS,
+    F_PIDS,
+    F_DISK,
+    F_RESTART,
+    F_MAX_RESTARTS,
+    F_DRIVER,
+    F_NETWORK,
   };
   static flag_t flags[] = {
     [F_NAME] = { "name", 'n', 1, "workload name (default: the file's name)" },
@@ -438,11 +458,20 @@ cmd_run (cli_t *cli, int argc, char **argv)
     [F_SHA256] = { "sha256", 0, 1, "expected SHA-256 of the artifact" },
     [F_DESCRIPTION] = { "description", 0, 1, "free text" },
     [F_LABEL] = { "label", 'l', 1, "label K=V (repeatable)" },
+    [F_MEMORY] = { "memory", 'm', 1, "memory limit in MiB (resources.memory_mb)" },
+    [F_VCPUS] = { "vcpus", 0, 1, "CPU limit in CPUs, fractions allowed: 0.5 (resources.vcpus)" },
+    [F_PIDS] = { "pids", 0, 1, "processes and threads at once (resources.pids)" },
+    [F_DISK] = { "disk", 0, 1, "size of the writable /tmp in MiB (resources.disk_mb)" },
+    [F_RESTART] = { "restart", 0, 1, "restart policy: never, on-failure or always" },
+    [F_MAX_RESTARTS] = { "max-restarts", 0, 1, "restarts the policy allows" },
+    [F_DRIVER] = { "driver", 0, 1, "sandbox (default), qemu or firecracker" },
+    [F_NETWORK] = { "network", 0, 1, "none (default: loopback only) or host" },
     { NULL },
   };
   char *pos[1];
   const char *usage = "nex run FILE|URL [--name NAME] [--namespace NS] [--env K=V]... [--arg ARG]... "
-                      "[--label K=V]... [--sha256 HEX] [--json]";
+                      "[--label K=V]... [--memory MIB] [--vcpus N] [--pids N] [--disk MIB] [--restart POLICY] "
+                      "[--max-restarts N] [--driver NAME] [--network MODE] [--sha256 HEX] [--json]";
   if (parse_args (cli, argc, argv, flags, usage, pos, 1) != 1)
     fail_usage ("which program? (usage: %s)", usage);
   const char *source = pos[0];
@@ -473,6 +502,36 @@ cmd_run (cli_t *cli, int argc, char **argv)
         split_pair ("label", flags[F_LABEL].values[i], labels);
       json_object_set_new (body, "labels", labels);
     }
+  json_t *resources = json_object ();
+  if (flags[F_MEMORY].count)
+    json_object_set_new (resources, "memory_mb", json_integer (int_flag ("memory", flag_value (&flags[F_MEMORY], NULL))));
+  if (flags[F_PIDS].count)
+    json_object_set_new (resources, "pids", json_integer (int_flag ("pids", flag_value (&flags[F_PIDS], NULL))));
+  if (flags[F_DISK].count)
+    json_object_set_new (resources, "disk_mb", json_integer (int_flag ("disk", flag_value (&flags[F_DISK], NULL))));
+  if (flags[F_VCPUS].count)
+    {
+      const char *v = flag_value (&flags[F_VCPUS], NULL);
+      char *end;
+      errno = 0;
+      double x = strtod (v, &end);
+      if (errno || end == v || *end != '\0' || !(x > 0))
+        fail_usage ("--vcpus takes a positive number of CPUs (0.5, 2), got `%s`", v);
+      json_object_set_new (resources, "vcpus", json_real (x));
+    }
+  if (json_object_size (resources) > 0)
+    json_object_set_new (body, "resources", resources);
+  else
+    json_decref (resources);
+  if (flags[F_RESTART].count)
+    json_object_set_new (body, "restart_policy", json_string (flag_value (&flags[F_RESTART], NULL)));
+  if (flags[F_MAX_RESTARTS].count)
+    json_object_set_new (body, "max_restarts",
+                         json_integer (int_flag ("max-restarts", flag_value (&flags[F_MAX_RESTARTS], NULL))));
+  if (flags[F_DRIVER].count)
+    json_object_set_new (body, "driver", json_string (flag_value (&flags[F_DRIVER], NULL)));
+  if (flags[F_NETWORK].count)
+    json_object_set_new (body, "network", json_string (flag_value (&flags[F_NETWORK], NULL)));
   if (flags[F_ARG].count)
     {
       /* argv[0] is what the program sees as its name. */

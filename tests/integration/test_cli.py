@@ -79,6 +79,18 @@ def test_run_url_and_namespace(nexd):
     assert uploads_seen(nexd) == 0
 
 
+def test_run_with_resources_and_policy(nexd):
+    """--memory, --vcpus, --pids, --disk, --restart, --max-restarts and --network reach the workload's spec."""
+    wid = ok(nexd.cli("run", str(HELLO), "--memory", "64", "--vcpus", "0.5", "--pids", "32", "--disk", "8",
+                      "--restart", "on-failure", "--max-restarts", "2", "--network", "none")).stdout.strip()
+    w = nexd.get(f"/v1/workloads/{wid}").json()
+    assert w["resources"] == {"vcpus": 0.5, "memory_mb": 64, "pids": 32, "disk_mb": 8}, w["resources"]
+    assert w["restart_policy"] == "on-failure" and w["max_restarts"] == 2 and w["network"] == "none", w
+    # hello exits 3: on-failure restarts it twice, then it ends exited with that code
+    w = nexd.wait_state(wid, "exited", timeout=30)
+    assert w["restarts"] == 2, w
+
+
 def test_ls_info_logs(nexd):
     wid = ok(nexd.cli("run", HELLO, "-n", "listed")).stdout.strip()
     nexd.wait_state(wid, "exited")
@@ -169,6 +181,10 @@ def test_stop_and_wait(nexd):
     (["run", str(HELLO), "--name", "bad name"], 1, "name: must be"),
     (["run", str(HELLO), "--sha256", "1" * 64], 1, "sha256 mismatch"),
     (["run", "gopher://127.0.0.1/x"], 1, "artifact: scheme `gopher` is not supported"),
+    (["run", str(HELLO), "--memory", "lots"], 2, "--memory takes a whole number"),
+    (["run", str(HELLO), "--vcpus", "-1"], 2, "--vcpus takes a positive number"),
+    (["run", str(HELLO), "--memory", "1"], 1, "resources.memory_mb"),
+    (["run", str(HELLO), "--restart", "sometimes"], 1, "restart_policy"),
 ])
 def test_errors(nexd, args, status, needle):
     one_line_error(nexd.cli(*args), status, needle)
