@@ -131,6 +131,18 @@ def test_the_workload_sees_its_own_machine(vmnexd):
     assert 64 * 1024 < int(out["memtotal_kib"]) <= 128 * 1024, out
 
 
+def test_vm_size_comes_from_the_workloads_resources(vmnexd):
+    """resources.memory_mb and resources.vcpus size the VM (a fraction of a CPU is a whole vCPU, held to the
+    fraction by the cgroup's quota)."""
+    nex = vmnexd
+    w = nex.deploy_ok(name="sized", driver="qemu", artifact=nex.program("vm-probe"), argv=["vm-probe", "info"],
+                      resources={"memory_mb": 256, "vcpus": 1.5})
+    nex.wait_state(w["id"], "exited", timeout=BOOT_TIMEOUT_S)
+    out = dict(line.split(" ", 1) for line in texts(nex, w["id"], "stdout"))
+    assert 192 * 1024 < int(out["memtotal_kib"]) <= 256 * 1024, out
+    assert out["cpus"] == "2", out
+
+
 def test_stop_a_running_vm(vmnexd):
     nex = vmnexd
     w = nex.deploy_ok(name="sleeper", driver="qemu", artifact=nex.program("sleeper"))

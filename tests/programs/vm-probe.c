@@ -33,6 +33,7 @@ info (void)
       printf ("memtotal_kib %ld\n", strtol (line + 9, NULL, 10));
   if (f)
     fclose (f);
+  printf ("cpus %ld\n", sysconf (_SC_NPROCESSORS_ONLN));
   return 0;
 }
 
