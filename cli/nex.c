@@ -405,6 +405,23 @@ ensure_uploaded (cli_t *cli, const char *path, char **url, char hex[65])
   return 0;
 }
 
+/* Calls METHOD PATH with BODY (NULL: none) and prints the answer: the JSON with --json, else its member FIELD.
+ * The command's exit status. */
+static int
+call_and_print (cli_t *cli, const char *method, const char *path, json_t *body, const char *field)
+{
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *answer = NULL;
+  long status;
+  if (nex_client_call (cli->client, method, path, body, &status, &answer, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    print_json (answer);
+  else
+    printf ("%s\n", str (answer, field, "?"));
+  return 0;
+}
+
 /* The value of integer option OPTION (a usage error unless it is a whole number; the API checks the range). */
 static json_int_t
 int_flag (const char *option, const char *v)
@@ -562,16 +579,7 @@ cmd_run (cli_t *cli, int argc, char **argv)
   if (sha)
     json_object_set_new (body, "sha256", json_string (sha));
 
-  cleanup_error nex_error_t err = NULL;
-  cleanup_json json_t *w = NULL;
-  long status;
-  if (nex_client_call (cli->client, "POST", "/v1/workloads", body, &status, &w, &err) < 0)
-    return fail_api (err);
-  if (cli->json)
-    print_json (w);
-  else
-    printf ("%s\n", str (w, "id", "?"));
-  return 0;
+  return call_and_print (cli, "POST", "/v1/workloads", body, "id");
 }
 
 /* --- nex ls ----------------------------------------------------------------------------------------------------- */
@@ -907,16 +915,7 @@ cmd_wait (cli_t *cli, int argc, char **argv)
   cleanup_free char *base = nex_xasprintf ("/v1/workloads/%s/wait", workload_id_arg (pos[0]));
   cleanup_free char *path = nex_client_path (cli->client, base, "state", flag_value (&flags[F_STATE], NULL),
                                              "timeout_s", flag_value (&flags[F_TIMEOUT], NULL), NULL);
-  cleanup_error nex_error_t err = NULL;
-  cleanup_json json_t *w = NULL;
-  long status;
-  if (nex_client_call (cli->client, "GET", path, NULL, &status, &w, &err) < 0)
-    return fail_api (err);
-  if (cli->json)
-    print_json (w);
-  else
-    printf ("%s\n", str (w, "state", "?"));
-  return 0;
+  return call_and_print (cli, "GET", path, NULL, "state");
 }
 
 /* --- nex token create|ls|revoke ---------------------------------------------------------------------------------- */
