@@ -61,12 +61,7 @@ qemu_probe (const nex_driver_t *d, char **reason)
 static void
 remove_run_dir (const char *run_dir)
 {
-  for (size_t i = 0; i < sizeof run_files / sizeof run_files[0]; i++)
-    {
-      cleanup_free char *p = nex_xasprintf ("%s/%s", run_dir, run_files[i]);
-      unlink (p);
-    }
-  rmdir (run_dir);
+  nex_driver_remove_run_dir (run_dir, run_files, sizeof run_files / sizeof run_files[0]);
 }
 
 /* The argument vector, built before the fork; every element is allocated. */

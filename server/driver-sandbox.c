@@ -261,15 +261,8 @@ sandbox_probe (const nex_driver_t *d, char **reason)
 static void
 remove_run_dir (const char *run_dir)
 {
-  static const char *const files[] = { "agent.sock", "agent.log" };
-  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
-    {
-      cleanup_free char *p = nex_xasprintf ("%s/%s", run_dir, files[i]);
-      unlink (p);
-    }
-  cleanup_free char *root = nex_xasprintf ("%s/root", run_dir);
-  rmdir (root);
-  rmdir (run_dir);
+  static const char *const names[] = { "agent.sock", "agent.log", "root" };
+  nex_driver_remove_run_dir (run_dir, names, sizeof names / sizeof names[0]);
 }
 
 static int

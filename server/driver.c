@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/xalloc.h"
 
 static const nex_driver_t *const drivers[] = { &nex_driver_sandbox, &nex_driver_qemu, &nex_driver_firecracker, NULL };
 
@@ -77,4 +78,16 @@ nex_instance_release (nex_instance_t *i)
   free (i->endpoint);
   free (i->run_dir);
   memset (i, 0, sizeof *i);
+}
+
+void
+nex_driver_remove_run_dir (const char *run_dir, const char *const *names, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    {
+      cleanup_free char *p = nex_xasprintf ("%s/%s", run_dir, names[i]);
+      if (unlink (p) < 0 && (errno == EISDIR || errno == EPERM))
+        rmdir (p);
+    }
+  rmdir (run_dir);
 }

@@ -104,6 +104,10 @@ int nex_driver_connect_unix (const char *path, nex_error_t *err);
  * nexd's user can dial it.  Returns the fd or -1. */
 int nex_driver_listen_unix (const char *path, nex_error_t *err);
 
+/* Removes RUN_DIR: first its entries named in NAMES (N of them; files, or empty directories), then itself.
+ * Best effort: what cannot go stays (a later node start removes leftovers). */
+void nex_driver_remove_run_dir (const char *run_dir, const char *const *names, size_t n);
+
 /* Frees what I owns and zeroes it. */
 void nex_instance_release (nex_instance_t *i);
 
