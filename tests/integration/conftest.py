@@ -464,6 +464,28 @@ def finish_nex(nex, passed):
                 pass
 
 
+def start_test_nex(request, args=()):
+    """A started nexd of the calling test's own (output under test-output/<module>.<test>), with more flags ARGS;
+    skips the test when nexd cannot run here.  Pair with finish_test_nex."""
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    module = request.node.module.__name__.rsplit(".", 1)[-1]
+    nex = make_nex(f"{module}.{request.node.name}", extra_args=args)
+    try:
+        nex.start()
+    except Exception:
+        nex.abort()
+        raise
+    return nex
+
+
+def finish_test_nex(request, nex):
+    """Tears down what start_test_nex started; keeps the data dir when the test failed."""
+    rep = getattr(request.node, "rep_call", None)
+    finish_nex(nex, passed=rep is not None and rep.passed)
+
+
 # --- pytest wiring -----------------------------------------------------------------------------------------------
 NEXD_FIXTURES = {"nexd", "nexd_module"}
 

@@ -20,28 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, build_dir, finish_nex, make_nex, skip_reason
+from conftest import REPO, build_dir, finish_test_nex, start_test_nex
 
 API_YAML = REPO.parent / "shared" / "firecracker" / "firecracker-api.yaml"
 STANDIN = REPO / "tests" / "integration" / "standins" / "firecracker"
 
 
-def start_node(request, args=()):
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    nex = make_nex(f"test_firecracker.{request.node.name}", extra_args=args)
-    try:
-        nex.start()
-    except Exception:
-        nex.abort()
-        raise
-    return nex
-
-
-def finish_node(request, nex):
-    rep = getattr(request.node, "rep_call", None)
-    finish_nex(nex, passed=rep is not None and rep.passed)
 
 
 def firecracker_driver(nex):
@@ -58,9 +42,9 @@ def kvm_usable():
 
 @pytest.fixture
 def plain_nexd(request):
-    nex = start_node(request)
+    nex = start_test_nex(request)
     yield nex
-    finish_node(request, nex)
+    finish_test_nex(request, nex)
 
 
 def test_unavailable_driver_is_reported_and_refused(plain_nexd):
@@ -100,10 +84,10 @@ def standin_env(tmp_path, monkeypatch):
 
 @pytest.fixture
 def standin_nexd(request, standin_env):
-    nex = start_node(request, ["--firecracker-path", str(STANDIN), "--kvm-device", str(standin_env["kvm"]),
+    nex = start_test_nex(request, ["--firecracker-path", str(STANDIN), "--kvm-device", str(standin_env["kvm"]),
                                "--vm-kernel-dir", str(standin_env["kernel"])])
     yield nex, standin_env
-    finish_node(request, nex)
+    finish_test_nex(request, nex)
 
 
 def read_record(path):
@@ -193,9 +177,9 @@ def real_firecracker_nexd(request):
     kernel = build_dir() / "kernel" / "vmlinux"
     if not kernel.exists():
         pytest.skip(f"no VM kernel at {kernel} (scripts/setup fetches it)")
-    nex = start_node(request, ["--firecracker-path", fc])
+    nex = start_test_nex(request, ["--firecracker-path", fc])
     yield nex
-    finish_node(request, nex)
+    finish_test_nex(request, nex)
 
 
 def test_real_firecracker_runs_hello(real_firecracker_nexd):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import finish_nex, make_nex, skip_reason
+from conftest import finish_nex, finish_test_nex, start_test_nex
 
 BOOT_TIMEOUT_S = 90  # a TCG boot takes ~2-3 s alone; the suite may run beside an ASan build on 2 shared cores
 
@@ -25,56 +25,36 @@ def qemu_unavailable(nex):
     return "nexd has no qemu driver"
 
 
-def start_node(request, args=()):
-    """A nexd of the test's own with more flags ARGS; the test is skipped when nexd cannot run here or QEMU is
-    unavailable.  Returns (nex, finish) where finish() tears it down."""
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    nex = make_nex(f"test_qemu.{request.node.name}", extra_args=args)
-    try:
-        nex.start()
-    except Exception:
-        nex.abort()
-        raise
-    return nex
 
 
-def finish_node(request, nex):
-    rep = getattr(request.node, "rep_call", None)
-    finish_nex(nex, passed=rep is not None and rep.passed)
-
-
-@pytest.fixture
-def vmnexd(request):
-    """A nexd of this test's own; skips when the qemu driver is unavailable (saying why)."""
-    nex = start_node(request)
+def vm_node(request, args=()):
+    """A nexd of the test's own with more flags ARGS; skips when the qemu driver is unavailable (saying why)."""
+    nex = start_test_nex(request, args)
     why = qemu_unavailable(nex)
     if why:
         finish_nex(nex, passed=True)
         pytest.skip(f"the qemu driver is unavailable: {why}")
     yield nex
-    finish_node(request, nex)
+    finish_test_nex(request, nex)
+
+
+@pytest.fixture
+def vmnexd(request):
+    yield from vm_node(request)
 
 
 @pytest.fixture
 def small_vm_nexd(request):
     """As vmnexd, with VMs of 96 MiB by default."""
-    nex = start_node(request, ["--vm-memory-mib", "96"])
-    why = qemu_unavailable(nex)
-    if why:
-        finish_nex(nex, passed=True)
-        pytest.skip(f"the qemu driver is unavailable: {why}")
-    yield nex
-    finish_node(request, nex)
+    yield from vm_node(request, ["--vm-memory-mib", "96"])
 
 
 @pytest.fixture
 def no_kernel_nexd(request):
     """A nexd whose VM kernel directory does not exist."""
-    nex = start_node(request, ["--vm-kernel-dir", "/nonexistent/kernel"])
+    nex = start_test_nex(request, ["--vm-kernel-dir", "/nonexistent/kernel"])
     yield nex
-    finish_node(request, nex)
+    finish_test_nex(request, nex)
 
 
 def texts(nex, wid, stream):
