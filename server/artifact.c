@@ -23,6 +23,7 @@
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/xalloc.h"
+#include "server/artifact-http.h"
 #include "server/elf.h"
 
 #define SCHEME_MAX_LEN 16       /* longer than any scheme we know; bounds what a refusal quotes */
@@ -37,6 +38,7 @@ typedef struct artifact_url
   char digest[65];             /* artifact: the cache entry's digest (64 lower-case hex digits) */
   char *bucket;                /* nats: the object store bucket */
   char *key;                   /* nats: the object's name */
+  char *url;                   /* http, https: the whole URL */
 } artifact_url_t;
 
 static void
@@ -45,7 +47,8 @@ url_release (artifact_url_t *u)
   free (u->path);
   free (u->bucket);
   free (u->key);
-  u->path = u->bucket = u->key = NULL;
+  free (u->url);
+  u->path = u->bucket = u->key = u->url = NULL;
 }
 #define cleanup_url __attribute__ ((cleanup (url_release)))
 
@@ -77,6 +80,13 @@ sink_write (sink_t *s, const void *buf, size_t n, nex_error_t *err)
   crypto_hash_sha256_update (&s->sha256, buf, n);
   s->bytes += n;
   return 0;
+}
+
+/* sink_write as the nex_artifact_write_t that schemes implemented elsewhere (NATS, HTTP) are handed. */
+static int
+sink_write_cb (void *sink, const void *buf, size_t n, nex_error_t *err)
+{
+  return sink_write (sink, buf, n, err);
 }
 
 /* --- file:// -------------------------------------------------------------------------------------------------- */
@@ -324,12 +334,6 @@ nats_precheck (const artifact_url_t *u, const char *cache_dir, nex_error_t *err)
 }
 
 static int
-sink_write_cb (void *sink, const void *buf, size_t n, nex_error_t *err)
-{
-  return sink_write (sink, buf, n, err);
-}
-
-static int
 nats_fetch (const artifact_url_t *u, sink_t *sink, nex_error_t *err)
 {
   nex_artifact_nats_get_t get = __atomic_load_n (&nats_get, __ATOMIC_SEQ_CST);
@@ -340,6 +344,37 @@ nats_fetch (const artifact_url_t *u, sink_t *sink, nex_error_t *err)
       < 0)
     return nex_error_wrap (err, "fetch `nats://%s/%s`", u->bucket, u->key);
   return 0;
+}
+
+/* --- http://, https:// ----------------------------------------------------------------------------------------- */
+
+/* REST is what follows "http:" or "https:"; the whole URL is rebuilt from it and checked by libcurl's parser. */
+static int
+http_parse_as (const char *scheme, const char *rest, artifact_url_t *out, nex_error_t *err)
+{
+  /* libcurl's parser is lenient ("http:///x" names host x): the authority must be there, as RFC 3986 has it. */
+  if (strncmp (rest, "//", 2) != 0 || rest[2] == '\0' || rest[2] == '/')
+    return nex_error_field (err, "artifact", "http(s) URLs need a host: http://host/path");
+  out->url = nex_xasprintf ("%s:%s", scheme, rest);
+  return nex_artifact_http_check (out->url, err);
+}
+
+static int
+http_parse (const char *rest, artifact_url_t *out, nex_error_t *err)
+{
+  return http_parse_as ("http", rest, out, err);
+}
+
+static int
+https_parse (const char *rest, artifact_url_t *out, nex_error_t *err)
+{
+  return http_parse_as ("https", rest, out, err);
+}
+
+static int
+http_fetch (const artifact_url_t *u, sink_t *sink, nex_error_t *err)
+{
+  return nex_artifact_http_get (u->url, sink->max, sink_write_cb, sink, err);
 }
 
 /* --- the scheme table ----------------------------------------------------------------------------------------- */
@@ -358,8 +393,8 @@ typedef struct scheme
 static const scheme_t schemes[] = {
   { "file", file_parse, file_precheck, file_fetch },
   { "artifact", cached_parse, cached_precheck, NULL },
-  { "http", NULL, NULL, NULL },
-  { "https", NULL, NULL, NULL },
+  { "http", http_parse, NULL, http_fetch },
+  { "https", https_parse, NULL, http_fetch },
   { "nats", nats_parse, nats_precheck, nats_fetch },
 };
 

@@ -20,7 +20,10 @@
  *                      copied; the entry was checked when it was published.  Anyone who may deploy and knows a
  *                      digest may run that entry, which is the point of content addressing (the digest is the
  *                      name of the bytes, not a secret).
- *   http://, https://  recognised, refused for now ("not supported yet"); meant for libcurl.
+ *   http://, https://  fetched with libcurl (server/artifact-http.h): redirects (at most 5, to http(s) only)
+ *                      followed, anything but a final 200 refused naming the status, connect/stall/total
+ *                      timeouts.  Nothing is checked at request time but the URL's shape.  The transfer runs
+ *                      on the supervisor's thread, like every fetch (a known cost: see ARCHITECTURE.md).
  *   nats://bucket/key  object KEY of JetStream object store BUCKET, read through the node's NATS connection
  *                      (server/nats-objstore.h: size and digest checked against the object's metadata).  Only
  *                      available when the node runs with --nats (the bridge registers itself with

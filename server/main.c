@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <curl/curl.h>
+
 #include <sodium.h>
 
 #include "autoconfig.h"
@@ -53,6 +55,13 @@ main (int argc, char **argv)
   if (sodium_init () < 0)
     {
       nex_log (NEX_LOG_ERROR, "libsodium failed to initialise");
+      goto out;
+    }
+  /* Before any thread uses libcurl (artifact fetches, the Firecracker driver): its global set-up is not
+   * thread-safe. */
+  if (curl_global_init (CURL_GLOBAL_DEFAULT) != 0)
+    {
+      nex_log (NEX_LOG_ERROR, "libcurl failed to initialise");
       goto out;
     }
   node = nex_node_open (&cfg, &err);
@@ -102,5 +111,6 @@ out:
     }
   nex_node_close (node);
   nex_config_release (&cfg);
+  curl_global_cleanup ();
   return status;
 }
