@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,72 @@ typedef struct sink
   crypto_hash_sha256_state sha256; /* digest of every byte written so far */
   uint64_t bytes;                  /* bytes written so far */
   uint64_t max;                    /* bound on bytes (at most NEX_ARTIFACT_MAX_BYTES) */
+  struct stat source;              /* file: what was read (for the memo below), when HAS_SOURCE */
+  int has_source;
 } sink_t;
+
+/* --- a memo of local files already in the cache ---------------------------------------------------------------
+ *
+ * Deploying the same file:// artifact again would copy and hash it again (milliseconds for every deploy of a
+ * few hundred KiB).  A file whose device, inode, size, modification and change times are all unchanged holds
+ * the bytes it held: ctime moves on every change of content or metadata and cannot be set by anyone (utimensat
+ * sets mtime and atime only).  So the digest of such a file is remembered, and reused while its cache entry
+ * exists; any difference in the identity means a fresh copy.  A small table, oldest entry replaced. */
+
+#define MEMO_SIZE 64
+
+typedef struct memo_entry
+{
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  struct timespec mtime, ctime;
+  char digest[65]; /* "" when the slot is free */
+} memo_entry_t;
+
+static memo_entry_t memo[MEMO_SIZE];
+static unsigned memo_next;
+static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int
+memo_same (const memo_entry_t *m, const struct stat *st)
+{
+  return m->digest[0] && m->dev == st->st_dev && m->ino == st->st_ino && m->size == st->st_size
+         && m->mtime.tv_sec == st->st_mtim.tv_sec && m->mtime.tv_nsec == st->st_mtim.tv_nsec
+         && m->ctime.tv_sec == st->st_ctim.tv_sec && m->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+/* The digest remembered for the file described by ST into DIGEST: 1, or 0 when there is none. */
+static int
+memo_find (const struct stat *st, char digest[65])
+{
+  pthread_mutex_lock (&memo_lock);
+  int found = 0;
+  for (size_t i = 0; i < MEMO_SIZE && !found; i++)
+    if (memo_same (&memo[i], st))
+      {
+        memcpy (digest, memo[i].digest, 65);
+        found = 1;
+      }
+  pthread_mutex_unlock (&memo_lock);
+  return found;
+}
+
+static void
+memo_remember (const struct stat *st, const char digest[65])
+{
+  pthread_mutex_lock (&memo_lock);
+  memo_entry_t *m = NULL;
+  for (size_t i = 0; i < MEMO_SIZE && m == NULL; i++)
+    if (memo_same (&memo[i], st))
+      m = &memo[i];
+  if (m == NULL)
+    m = &memo[memo_next++ % MEMO_SIZE];
+  *m = (memo_entry_t){ .dev = st->st_dev, .ino = st->st_ino, .size = st->st_size, .mtime = st->st_mtim,
+                       .ctime = st->st_ctim };
+  memcpy (m->digest, digest, 65);
+  pthread_mutex_unlock (&memo_lock);
+}
 
 /* Appends N bytes of BUF to the sink.  Returns 0, or -1 with NEX_ERR_TOO_LARGE once the artifact would exceed
  * the sink's bound (so a huge or endless source cannot fill the node's disk), or NEX_ERR_SYSTEM when the write
@@ -226,6 +292,8 @@ file_fetch (const artifact_url_t *u, sink_t *sink, nex_error_t *err)
   struct stat st;
   if (fstat (fd, &st) < 0)
     return nex_error_sys (err, errno, "fstat `%s`", u->path);
+  sink->source = st;
+  sink->has_source = 1;
   /* Refused before copying anything; sink_write still enforces the bound if the file grows meanwhile. */
   if ((uint64_t) st.st_size > NEX_ARTIFACT_MAX_BYTES)
     return nex_error_set (err, NEX_ERR_TOO_LARGE, "`%s` is larger than %llu MiB", u->path,
@@ -631,6 +699,30 @@ nex_artifact_fetch (const char *cache_dir, const char *url, const char *expected
       return nex_xasprintf ("%s/%s", cache_dir, digest);
     }
 
+  if (u.path != NULL)
+    {
+      /* file://: the same file as an earlier fetch, whose entry is still there, needs no copy (see memo). */
+      char known[65];
+      struct stat source;
+      cleanup_close int fd = nex_elf_open (u.path, NULL);
+      if (fd >= 0 && fstat (fd, &source) == 0 && memo_find (&source, known))
+        {
+          cleanup_free char *entry = nex_xasprintf ("%s/%s", cache_dir, known);
+          struct stat est;
+          if (stat (entry, &est) == 0 && S_ISREG (est.st_mode) && est.st_size == source.st_size)
+            {
+              if (expected_sha256 != NULL && strcasecmp (expected_sha256, known) != 0)
+                {
+                  nex_error_field (err, "sha256", "sha256 mismatch: expected %s, artifact has %s", expected_sha256,
+                                   known);
+                  return NULL;
+                }
+              memcpy (digest, known, 65);
+              return NEX_STEAL_PTR (entry);
+            }
+        }
+    }
+
   staging_t st;
   if (staging_open (&st, cache_dir, NEX_ARTIFACT_MAX_BYTES, err) < 0)
     {
@@ -641,6 +733,8 @@ nex_artifact_fetch (const char *cache_dir, const char *url, const char *expected
   int existed;
   if (u.scheme->fetch (&u, &st.sink, err) == 0)
     path = staging_publish (&st, expected_sha256, digest, &existed, err);
+  if (path != NULL && st.sink.has_source)
+    memo_remember (&st.sink.source, digest);
   staging_release (&st);
   return path;
 }

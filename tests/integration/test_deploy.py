@@ -243,3 +243,24 @@ def test_running_workload_survives_restart(nexd):
     w = nexd.wait_state(wid, "stopped", timeout=5)
     assert [h["state"] for h in w["history"]] == ["pending", "starting", "running", "stopped"]
     nexd.wait_log(wid, "sleeper got SIGTERM", timeout=5)
+
+
+def test_a_changed_file_is_fetched_again(nexd, tmp_path):
+    """nexd remembers the digest of a file:// artifact it copied (by device, inode, size, mtime and ctime) and
+    reuses the cache entry while the file is unchanged; a file changed in place is copied and hashed again."""
+    import hashlib
+    import shutil
+    prog = tmp_path / "prog"
+    shutil.copyfile(program_path("hello"), prog)
+    tmp_path.chmod(0o755)
+    first = nexd.wait_state(nexd.deploy_ok(name="a", artifact=f"file://{prog}")["id"], "exited")
+    again = nexd.wait_state(nexd.deploy_ok(name="b", artifact=f"file://{prog}")["id"], "exited")
+    assert first["digest"] == again["digest"] == hashlib.sha256(prog.read_bytes()).hexdigest()
+    with open(prog, "ab") as f:  # same inode, new bytes
+        f.write(b"\0" * 16)
+    changed = nexd.wait_state(nexd.deploy_ok(name="c", artifact=f"file://{prog}")["id"], "exited")
+    assert changed["digest"] == hashlib.sha256(prog.read_bytes()).hexdigest() != first["digest"], changed
+    assert changed["exit_code"] == 3
+    # and the expected digest is still checked on a remembered file
+    r = nexd.wait_state(nexd.deploy_ok(name="d", artifact=f"file://{prog}", sha256=first["digest"])["id"], "failed")
+    assert "sha256 mismatch" in r["reason"], r
