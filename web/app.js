@@ -383,52 +383,41 @@
     const startTerminal = (host, w) => {
       if (!window.Terminal) { host.replaceChildren(h('p', { class: 'muted' }, 'Terminal library not available.')); return; }
       // Colours with at least 4.5:1 contrast on the black background (xterm's default red has 3.6:1).
-      term = new window.Terminal({ convertEol: true, fontSize: 13, cursorBlink: true,
+      term = new window.Terminal({ convertEol: false, fontSize: 13, cursorBlink: true,
         theme: { background: '#000000', foreground: '#e6edf3', red: '#ff6b6b', brightRed: '#ff8f8f', blue: '#6ea8fe', brightBlue: '#9ec5fe' } });
       const fit = window.FitAddon ? new window.FitAddon.FitAddon() : null;
       if (fit) term.loadAddon(fit);
       term.open(host);
       if (fit) try { fit.fit(); } catch (_) { /* not visible yet */ }
-      // Interactive TTY over a websocket when the node has one; otherwise a command at a time.
-      const ws = new WebSocket(wsUrl(`/v1/workloads/${encodeURIComponent(id)}/exec?tty=1&cmd=/bin/sh`));
-      let interactive = false, line = '';
+      // An interactive session on a terminal inside the sandbox (the exec websocket): the workload's own program
+      // started again under the name it was given (argv[0]), so a busybox workload started as `sh` gives a shell.
+      const u = new URL(`/v1/workloads/${encodeURIComponent(id)}/exec`, location.href);
+      u.searchParams.set('tty', '1');
+      u.searchParams.set('cmd', '/workload');
+      if (w.argv && w.argv.length) u.searchParams.set('argv0', w.argv[0]);
+      u.searchParams.set('rows', String(term.rows));
+      u.searchParams.set('cols', String(term.cols));
+      const ws = new WebSocket(wsUrl(u.pathname + u.search));
       ws.binaryType = 'arraybuffer';
+      execSocket = ws;
+      let done = false;
       ws.onopen = () => {
-        interactive = true;
-        execSocket = ws;
         term.onData((d) => ws.readyState === 1 && ws.send(new TextEncoder().encode(d)));
-        term.onResize(({ cols, rows }) => ws.readyState === 1 && ws.send(JSON.stringify({ resize: { cols, rows } })));
+        term.onResize(({ cols, rows }) => ws.readyState === 1 && ws.send(JSON.stringify({ type: 'resize', rows, cols })));
+        term.focus();
       };
-      ws.onmessage = (m) => term.write(typeof m.data === 'string' ? m.data : new Uint8Array(m.data));
-      ws.onclose = () => { if (interactive) term.write('\r\n[session closed]\r\n'); else lineMode(); };
-      const prompt = () => term.write('$ ');
-      const lineMode = () => {
-        term.write(`Commands run in ${w.name} one at a time (no TTY). Type a command and press Enter.\r\n`);
-        prompt();
-        term.onData(async (d) => {
-          if (interactive) return;
-          for (const ch of d) {
-            if (ch === '\r') {
-              term.write('\r\n');
-              const cmd = line.trim();
-              line = '';
-              if (cmd) await runOnce(cmd);
-              prompt();
-            } else if (ch === '\u007f') {
-              if (line.length) { line = line.slice(0, -1); term.write('\b \b'); }
-            } else if (ch >= ' ') { line += ch; term.write(ch); }
-          }
-        });
-      };
-      const runOnce = async (cmd) => {
-        try {
-          const r = await api('POST', `/v1/workloads/${encodeURIComponent(id)}/exec`, { argv: ['/bin/sh', '-c', cmd], timeout_s: 30 });
-          if (r.stdout) term.write(r.stdout);
-          if (r.stderr) term.write(`\x1b[31m${r.stderr}\x1b[0m`);
-          if (r.exit_code) term.write(`[exit ${r.exit_code}]\r\n`);
-        } catch (e) {
-          term.write(`\x1b[31m${e.message}\x1b[0m\r\n`);
+      ws.onmessage = (m) => {
+        if (typeof m.data !== 'string') { term.write(new Uint8Array(m.data)); return; }
+        let msg; try { msg = JSON.parse(m.data); } catch (_) { return; }
+        if (msg.type === 'exit') {
+          done = true;
+          term.write(`\r\n[exited${msg.exit_code !== null ? ` with code ${msg.exit_code}` : ''}${msg.signal ? ` by signal ${msg.signal}` : ''}]\r\n`);
+        } else if (msg.type === 'error') {
+          term.write(`\r\n\x1b[31m${msg.message}\x1b[0m\r\n`);
         }
+      };
+      ws.onclose = (e) => {
+        if (!done && !closed) term.write(`\r\n[session closed${e.code && e.code !== 1000 ? ` (${e.code})` : ''}]\r\n`);
       };
     };
 
