@@ -1311,9 +1311,14 @@ agent_handle_signal (agent_t *a, uint16_t channel, json_t *req)
   agent_exec_t *x = agent_exec_find (a, channel);
   if (x == NULL || x->ended)
     return;
-  /* On a terminal, a signal is what a key (^C, ^Z) would send: to the foreground process group. */
+  /* On a terminal, a signal is what a key (^C, ^Z) would send: to the foreground process group.  SIGKILL is how
+   * the host ends a session whose client is gone: the foreground job and the session's own process group too. */
   pid_t fg = x->tty_fd >= 0 ? tcgetpgrp (x->tty_fd) : -1;
-  if (fg <= 0 || kill (-fg, (int)sig) < 0)
+  if (fg > 0 && fg != x->pid)
+    kill (-fg, (int)sig);
+  if (sig == SIGKILL)
+    kill (-x->pid, SIGKILL);
+  if (fg <= 0 || fg == x->pid || sig == SIGKILL)
     kill (x->pid, (int)sig);
 }
 

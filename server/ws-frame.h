@@ -24,6 +24,7 @@
 #define NEX_WS_CLOSE_NORMAL 1000
 #define NEX_WS_CLOSE_GOING_AWAY 1001
 #define NEX_WS_CLOSE_PROTOCOL 1002
+#define NEX_WS_CLOSE_POLICY 1008
 #define NEX_WS_CLOSE_TOO_BIG 1009
 
 /* Largest header a server frame needs: 2 bytes, plus 8 for a 64-bit length. */
