@@ -274,6 +274,13 @@ route_find (request_ctx_t *ctx, const char *method, int stream, char *allow, siz
           }
         allow_add (allow, allow_size, r->method);
       }
+  /* A websocket-only route is a GET too. */
+  for (const nex_api_ws_route_t *r = nex_api_ws_routes; r->pattern; r++)
+    {
+      const char *p[NEX_API_MAX_PARAMS] = { NULL };
+      if (r->starts && route_match (r->pattern, segs, n_segs, p))
+        allow_add (allow, allow_size, "GET");
+    }
 }
 
 /* Queues STATUS with BODY as JSON (problem JSON from 400 on) and the headers given: LOCATION, ALLOW and EXTRA
