@@ -34,7 +34,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/problem.h"
-#include "server/ws-frame.h"
+#include "server/ws-accept.h"
 
 typedef struct parked parked_t;
 

@@ -23,7 +23,7 @@
 #include "server/log.h"
 #include "server/supervisor.h"
 #include "server/workload.h"
-#include "server/ws-frame.h"
+#include "common/ws-frame.h"
 
 #define OUT_HIGH (256 * 1024) /* stop producing data frames above this much unsent output */
 #define IN_MAX (8 * 1024)     /* client frames are small (pings, close): larger ones are refused */
