@@ -325,5 +325,11 @@ def test_cli_exec_errors(nexd):
     wid = shell_workload(nexd)
     r = nexd.cli("exec", "-it", wid, "/bin/bash")
     assert r.returncode == 1 and "/bin/bash" in r.stderr and "does not exist" in r.stderr, r.stderr
-    r = nexd.cli("exec", wid, "/tmp/sh")
-    assert r.returncode == 2, r.stderr
+    assert nexd.cli("exec", wid).returncode == 2
+    assert nexd.cli("exec", "-ix", wid, "/tmp/sh").returncode == 2
+    # without -t: the plain request; the remote command's options stay its own, its status is the CLI's
+    r = nexd.cli("exec", wid, "/tmp/sh", "-c", "echo out; echo err >&2; exit 4")
+    assert (r.returncode, r.stdout, r.stderr) == (4, "out\n", "err\n"), r
+    r = nexd.cli("exec", "-i", "-e", "X=from-cli", wid, "--", "/tmp/sh", "-c", "read l; echo \"$X:$l\"",
+                 input="typed\n")
+    assert (r.returncode, r.stdout) == (0, "from-cli:typed\n"), r
