@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -61,6 +62,7 @@
 #define AGENT_MAX_FILTER 4096         /* BPF_MAXINSNS: the most seccomp instructions the kernel takes */
 #define AGENT_MAX_EXECS 16            /* exec sessions at once */
 #define AGENT_EXEC_STDIN_LIMIT (4u << 20) /* stdin bytes buffered for one session before it is refused */
+#define AGENT_TTY_MAX_SIZE 10000          /* rows and columns a terminal may have */
 
 /* One frame waiting to be written to the host. */
 typedef struct agent_frame
@@ -99,6 +101,7 @@ typedef struct agent_exec
   pid_t pid;               /* the process (and its process group) */
   int out_fd, err_fd;      /* read ends of its stdout/stderr, -1 once closed */
   int in_fd;               /* write end of its stdin, -1 once closed */
+  int tty_fd;              /* TTY sessions: the pseudo-terminal's master (out_fd and in_fd are duplicates), else -1 */
   uint8_t *in_buf;         /* stdin bytes the process has not taken yet */
   size_t in_len;
   bool in_eof;             /* the host closed stdin: close in_fd once in_buf is written */
@@ -479,6 +482,8 @@ typedef struct agent_spec
   uint64_t keep_caps;          /* capabilities the process keeps (bit N: capability N); all others are dropped */
   struct sock_filter *filter;  /* seccomp program installed right before execve, owned; NULL: none */
   unsigned short filter_len;
+  bool tty;                    /* EXEC only: run on a new pseudo-terminal of ROWS x COLS */
+  unsigned short rows, cols;
 } agent_spec_t;
 
 static void
@@ -610,6 +615,7 @@ typedef enum agent_child_stage
   AGENT_CHILD_CAPS,    /* dropping capabilities failed */
   AGENT_CHILD_NNP,     /* no_new_privs failed */
   AGENT_CHILD_SECCOMP, /* the kernel refused the seccomp program */
+  AGENT_CHILD_TTY,     /* the terminal could not become the controlling terminal */
 } agent_child_stage_t;
 
 typedef struct agent_child_failure
@@ -637,6 +643,8 @@ agent_child_stage_name (int stage)
       return "no_new_privs";
     case AGENT_CHILD_SECCOMP:
       return "seccomp";
+    case AGENT_CHILD_TTY:
+      return "controlling terminal";
     }
   return "setup";
 }
@@ -704,12 +712,22 @@ agent_drop_caps (uint64_t keep)
 }
 
 /* The forked child: becomes the workload or reports why not.  Everything it uses was prepared before fork. */
-static void __attribute__ ((noreturn)) agent_child (const agent_spec_t *s, int in_r, int out_w, int err_w,
-                                                    int status_w)
+static void __attribute__ ((noreturn)) agent_child (const agent_spec_t *s, const char *tty, int in_r, int out_w,
+                                                    int err_w, int status_w)
 {
   /* Its own session and process group: STOP signals the whole group (-pid), and the workload cannot reach the
    * agent's terminal, if it has one. */
   setsid ();
+
+  /* A TTY session: the pseudo-terminal's slave becomes the new session's controlling terminal (so that ^C, job
+   * control and SIGWINCH work) and its stdin, stdout and stderr. */
+  if (tty)
+    {
+      int t = open (tty, O_RDWR);
+      if (t < 0 || ioctl (t, TIOCSCTTY, 0) < 0)
+        agent_child_fail (status_w, AGENT_CHILD_TTY, errno);
+      in_r = out_w = err_w = t;
+    }
 
   /* Dispositions the agent set (SIGPIPE ignored) and its blocked mask would otherwise survive execve and change
    * how the workload behaves; it gets the defaults a freshly started program expects. */
@@ -798,22 +816,83 @@ agent_close_pipes (int pipes[4][2])
         close (pipes[i][j]);
 }
 
-/* A forked process and the parent's ends of its pipes. */
+/* A forked process and the parent's ends of its pipes (or of its terminal). */
 typedef struct agent_proc
 {
   pid_t pid;
   int in_fd;  /* write end of its stdin (-1 unless asked for) */
-  int out_fd; /* read ends of its stdout and stderr, non-blocking */
+  int out_fd; /* read ends of its stdout and stderr, non-blocking (TTY: the master, and err_fd is -1) */
   int err_fd;
+  int tty_fd; /* TTY: the pseudo-terminal's master (in_fd and out_fd are duplicates of it), else -1 */
   bool failed;                   /* it reported that it could not become S (then F says why) */
   agent_child_failure_t failure;
 } agent_proc_t;
 
-/* Forks a child that becomes S (agent_child), with a stdin pipe when WANT_STDIN.  0 with *P filled (P->failed
- * when the child gave up before execve), or -1 with errno when no child could be made. */
+/* Opens a pseudo-terminal of S->rows x S->cols on the sandbox's devpts: its master (non-blocking, close-on-exec)
+ * and in SLAVE the path of its slave.  -1 with errno. */
+static int
+agent_open_pty (const agent_spec_t *s, char *slave, size_t size)
+{
+  int m = posix_openpt (O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (m < 0)
+    return -1;
+  struct winsize ws = { .ws_row = s->rows, .ws_col = s->cols };
+  if (grantpt (m) < 0 || unlockpt (m) < 0 || ptsname_r (m, slave, size) != 0 || ioctl (m, TIOCSWINSZ, &ws) < 0
+      || agent_set_nonblock (m) < 0)
+    {
+      int saved = errno;
+      close (m);
+      errno = saved;
+      return -1;
+    }
+  return m;
+}
+
+/* The TTY form of agent_fork: one pseudo-terminal instead of the three pipes. */
+static int
+agent_fork_tty (const agent_spec_t *s, agent_proc_t *p)
+{
+  char slave[64];
+  int st[2] = { -1, -1 };
+  int m = agent_open_pty (s, slave, sizeof slave);
+  if (m < 0)
+    return -1;
+  int out = fcntl (m, F_DUPFD_CLOEXEC, 0), in = fcntl (m, F_DUPFD_CLOEXEC, 0);
+  if (out < 0 || in < 0 || pipe2 (st, O_CLOEXEC) < 0)
+    goto fail;
+  pid_t pid = fork ();
+  if (pid < 0)
+    goto fail;
+  if (pid == 0)
+    agent_child (s, slave, -1, -1, -1, st[1]);
+  close (st[1]);
+  *p = (agent_proc_t){ .pid = pid, .in_fd = in, .out_fd = out, .err_fd = -1, .tty_fd = m };
+  ssize_t n;
+  do
+    n = read (st[0], &p->failure, sizeof p->failure);
+  while (n < 0 && errno == EINTR);
+  close (st[0]);
+  p->failed = n == (ssize_t)sizeof p->failure;
+  return 0;
+
+fail:;
+  int saved = errno;
+  int fds[] = { m, out, in, st[0], st[1] };
+  for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+    if (fds[i] >= 0)
+      close (fds[i]);
+  errno = saved;
+  return -1;
+}
+
+/* Forks a child that becomes S (agent_child), with a stdin pipe when WANT_STDIN (or, for S->tty, on a
+ * pseudo-terminal).  0 with *P filled (P->failed when the child gave up before execve), or -1 with errno when no
+ * child could be made. */
 static int
 agent_fork (const agent_spec_t *s, bool want_stdin, agent_proc_t *p)
 {
+  if (s->tty)
+    return agent_fork_tty (s, p);
   int pipes[4][2] = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
   int *out = pipes[0], *errp = pipes[1], *st = pipes[2], *in = pipes[3];
   if (pipe2 (out, O_CLOEXEC) < 0 || pipe2 (errp, O_CLOEXEC) < 0 || pipe2 (st, O_CLOEXEC) < 0
@@ -833,7 +912,7 @@ agent_fork (const agent_spec_t *s, bool want_stdin, agent_proc_t *p)
       return -1;
     }
   if (pid == 0)
-    agent_child (s, in[0], out[1], errp[1], st[1]);
+    agent_child (s, NULL, in[0], out[1], errp[1], st[1]);
 
   close (out[1]);
   close (errp[1]);
@@ -844,7 +923,7 @@ agent_fork (const agent_spec_t *s, bool want_stdin, agent_proc_t *p)
   agent_set_nonblock (errp[0]);
   if (in[1] >= 0)
     agent_set_nonblock (in[1]);
-  *p = (agent_proc_t){ .pid = pid, .in_fd = in[1], .out_fd = out[0], .err_fd = errp[0] };
+  *p = (agent_proc_t){ .pid = pid, .in_fd = in[1], .out_fd = out[0], .err_fd = errp[0], .tty_fd = -1 };
 
   /* The status pipe is close-on-exec: EOF means execve succeeded, a record means the child gave up.  This read
    * waits only for the child's few setup calls. */
@@ -1000,9 +1079,11 @@ agent_exec_release (agent_exec_t *x)
     close (x->err_fd);
   if (x->in_fd >= 0)
     close (x->in_fd);
+  if (x->tty_fd >= 0)
+    close (x->tty_fd);
   free (x->in_buf);
   memset (x, 0, sizeof *x);
-  x->out_fd = x->err_fd = x->in_fd = -1;
+  x->out_fd = x->err_fd = x->in_fd = x->tty_fd = -1;
 }
 
 /* Kills session X's process group and forgets it (its host is gone; the reaper collects the process). */
@@ -1147,12 +1228,25 @@ agent_handle_exec (agent_t *a, uint16_t channel, json_t *req)
     }
   cleanup_error nex_error_t err = NULL;
   agent_spec_t spec;
+  json_int_t rows, cols;
   if (agent_spec_parse (req, &spec, &err) < 0)
     {
       agent_exec_refuse (a, channel, EINVAL, "exec: %s", err->msg);
       agent_spec_release (&spec);
       return;
     }
+  json_t *tty = json_object_get (req, "tty");
+  if ((tty && !json_is_boolean (tty)) || agent_json_int (req, "rows", 24, 1, AGENT_TTY_MAX_SIZE, &rows) < 0
+      || agent_json_int (req, "cols", 80, 1, AGENT_TTY_MAX_SIZE, &cols) < 0)
+    {
+      agent_exec_refuse (a, channel, EINVAL, "exec: `tty` must be a boolean, `rows` and `cols` from 1 to %d",
+                         AGENT_TTY_MAX_SIZE);
+      agent_spec_release (&spec);
+      return;
+    }
+  spec.tty = json_is_true (tty);
+  spec.rows = (unsigned short)rows;
+  spec.cols = (unsigned short)cols;
   agent_proc_t p;
   if (agent_fork (&spec, true, &p) < 0)
     {
@@ -1165,16 +1259,17 @@ agent_handle_exec (agent_t *a, uint16_t channel, json_t *req)
       /* The child exits 127 and is reaped like any orphan; the session never existed. */
       cleanup_free char *text = agent_failure_text (&spec, &p.failure);
       agent_exec_refuse (a, channel, p.failure.errnum, "%s", text);
-      close (p.in_fd);
-      close (p.out_fd);
-      close (p.err_fd);
+      int fds[] = { p.in_fd, p.out_fd, p.err_fd, p.tty_fd };
+      for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (fds[i] >= 0)
+          close (fds[i]);
       agent_spec_release (&spec);
       return;
     }
   agent_log ("exec session %u: started `%s` as pid %d", (unsigned)channel, spec.path, (int)p.pid);
   agent_spec_release (&spec);
   *x = (agent_exec_t){ .channel = channel, .pid = p.pid, .out_fd = p.out_fd, .err_fd = p.err_fd, .in_fd = p.in_fd,
-                       .deadline = timeout > 0 ? agent_now_ms () + timeout : 0 };
+                       .tty_fd = p.tty_fd, .deadline = timeout > 0 ? agent_now_ms () + timeout : 0 };
   agent_exec_reply (a, channel, NEX_WIRE_STARTED, json_pack ("{s:i}", "pid", (int)p.pid));
 }
 
@@ -1227,8 +1322,37 @@ agent_handle_signal (agent_t *a, uint16_t channel, json_t *req)
       return;
     }
   agent_exec_t *x = agent_exec_find (a, channel);
-  if (x && !x->ended)
+  if (x == NULL || x->ended)
+    return;
+  /* On a terminal, a signal is what a key (^C, ^Z) would send: to the foreground process group.  SIGKILL is how
+   * the host ends a session whose client is gone: the foreground job and the session's own process group too. */
+  pid_t fg = x->tty_fd >= 0 ? tcgetpgrp (x->tty_fd) : -1;
+  if (fg > 0 && fg != x->pid)
+    kill (-fg, (int)sig);
+  if (sig == SIGKILL)
+    kill (-x->pid, SIGKILL);
+  if (fg <= 0 || fg == x->pid || sig == SIGKILL)
     kill (x->pid, (int)sig);
+}
+
+/* RESIZE {rows, cols} on a TTY session: the terminal's new window size (the kernel sends SIGWINCH). */
+static void
+agent_handle_resize (agent_t *a, uint16_t channel, json_t *req)
+{
+  json_int_t rows, cols;
+  agent_exec_t *x = agent_exec_find (a, channel);
+  if (agent_json_int (req, "rows", 0, 1, AGENT_TTY_MAX_SIZE, &rows) < 0
+      || agent_json_int (req, "cols", 0, 1, AGENT_TTY_MAX_SIZE, &cols) < 0 || rows == 0 || cols == 0)
+    {
+      agent_queue_error (a, true, NULL, "resize: `rows` and `cols` must be integers from 1 to %d",
+                         AGENT_TTY_MAX_SIZE);
+      return;
+    }
+  if (x == NULL || x->tty_fd < 0)
+    return; /* ended meanwhile, or not a terminal: nothing to resize */
+  struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+  if (ioctl (x->tty_fd, TIOCSWINSZ, &ws) < 0)
+    agent_log ("exec session %u: resize: %s", (unsigned)channel, strerror (errno));
 }
 
 /* Reads one chunk of session X's output (see agent_read_output). */
@@ -1391,9 +1515,9 @@ agent_handle_frame (agent_t *a, const nex_wire_frame_t *f, nex_error_t *err)
       agent_handle_stdin (a, f);
       return 0;
     }
-  if (f->channel != 0 && f->type != NEX_WIRE_EXEC && f->type != NEX_WIRE_SIGNAL)
+  if (f->channel != 0 && f->type != NEX_WIRE_EXEC && f->type != NEX_WIRE_SIGNAL && f->type != NEX_WIRE_RESIZE)
     {
-      agent_queue_error (a, true, NULL, "%s on channel %u: only exec, stdin and signal belong to exec sessions",
+      agent_queue_error (a, true, NULL, "%s on channel %u: only exec, stdin, signal and resize belong to exec sessions",
                          nex_wire_type_name (f->type), (unsigned)f->channel);
       return 0;
     }
@@ -1422,6 +1546,9 @@ agent_handle_frame (agent_t *a, const nex_wire_frame_t *f, nex_error_t *err)
       break;
     case NEX_WIRE_SIGNAL:
       agent_handle_signal (a, f->channel, req);
+      break;
+    case NEX_WIRE_RESIZE:
+      agent_handle_resize (a, f->channel, req);
       break;
     case NEX_WIRE_ACK:
       if (a->state == AGENT_EXITED)
@@ -1784,7 +1911,7 @@ main (int argc, char **argv)
   };
   nex_wire_reader_init (&a.reader);
   for (int i = 0; i < AGENT_MAX_EXECS; i++)
-    a.execs[i].out_fd = a.execs[i].err_fd = a.execs[i].in_fd = -1;
+    a.execs[i].out_fd = a.execs[i].err_fd = a.execs[i].in_fd = a.execs[i].tty_fd = -1;
 
   /* The workload runs as the same user: without this it could ptrace the agent or read its memory and speak
    * to the host in the agent's name.  execve restores the flag for the workload itself. */

@@ -39,6 +39,7 @@ nex_wire_type_is_json (nex_wire_type_t type)
     case NEX_WIRE_ERROR:
     case NEX_WIRE_SIGNAL:
     case NEX_WIRE_EXEC:
+    case NEX_WIRE_RESIZE:
       return 1;
     case NEX_WIRE_STDOUT:
     case NEX_WIRE_STDERR:
@@ -77,6 +78,8 @@ nex_wire_type_name (unsigned type)
       return "signal";
     case NEX_WIRE_EXEC:
       return "exec";
+    case NEX_WIRE_RESIZE:
+      return "resize";
     }
   return "unknown";
 }

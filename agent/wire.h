@@ -43,11 +43,13 @@ typedef enum nex_wire_type
   NEX_WIRE_STDIN = 10,  /* host->agent raw bytes for an exec session's stdin; an empty frame closes it */
   NEX_WIRE_SIGNAL = 11, /* host->agent JSON {signal}: deliver it to the workload's main process (channel 0) or to
                            the process of exec session CHANNEL */
-  NEX_WIRE_EXEC = 12,   /* host->agent JSON {path, argv[], env{}, cwd?, timeout_ms?, capabilities?, seccomp?} on a
-                           fresh channel 1..65535: run a process in the sandbox beside the workload (see below) */
+  NEX_WIRE_EXEC = 12,   /* host->agent JSON {path, argv[], env{}, cwd?, timeout_ms?, capabilities?, seccomp?, tty?,
+                           rows?, cols?} on a fresh channel 1..65535: run a process in the sandbox beside the workload
+                           (see below) */
+  NEX_WIRE_RESIZE = 13, /* host->agent JSON {rows, cols} on a TTY exec session's channel: its new window size */
 } nex_wire_type_t;
 
-#define NEX_WIRE_TYPE_MAX NEX_WIRE_EXEC
+#define NEX_WIRE_TYPE_MAX NEX_WIRE_RESIZE
 
 /* Exec sessions.  EXEC on channel C (C != 0, not in use) asks the agent to fork PATH with the workload's
  * namespaces, cgroup, root and hardening (the same seccomp profile and capability rules as START).  The agent
@@ -56,8 +58,13 @@ typedef enum nex_wire_type
  * timed_out, dropped_bytes}.  The host feeds stdin with STDIN frames on C and closes it with an empty one; SIGNAL
  * on C signals the session's process.  The agent kills a session when its timeout_ms passes (EXIT then says
  * timed_out) and when the connection that started it closes (sessions do not outlive their host), and refuses
- * EXEC when the workload is not running.  A TTY form would add {tty: true, rows, cols} to EXEC and a RESIZE frame
- * (not defined yet). */
+ * EXEC when the workload is not running.
+ *
+ * TTY sessions: EXEC with {tty: true, rows, cols} makes the agent allocate a pseudo-terminal inside the sandbox
+ * (on the sandbox's own devpts instance) and give its slave to the process as stdin, stdout, stderr and
+ * controlling terminal (a new session).  Everything the terminal prints comes back as STDOUT frames (there is no
+ * separate STDERR); STDIN frames are typed into it; RESIZE {rows, cols} sets its window size (the foreground
+ * process group gets SIGWINCH); SIGNAL goes to the terminal's foreground process group. */
 
 /* A decoded frame.  PAYLOAD points into the reader's buffer and is valid until the next call on it. */
 typedef struct nex_wire_frame

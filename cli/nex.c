@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +27,7 @@
 #include "autoconfig.h"
 #include "cli/client.h"
 #include "common/cleanup.h"
+#include "common/ws-frame.h"
 #include "common/xalloc.h"
 
 #define EXIT_API 1
@@ -159,10 +163,21 @@ parse_args (cli_t *cli, int argc, char **argv, flag_t *flags, const char *usage,
             fail_usage ("option `--%s` takes no value", f->name);
           value = eq ? eq + 1 : NULL;
         }
+      else if (a[2] != '\0')
+        {
+          /* Bundled short options (`-it`): each must take no value. */
+          for (const char *c = a + 1; *c; c++)
+            {
+              f = flag_find (flags, cli->global, NULL, 0, *c);
+              if (f == NULL || f->takes_value)
+                fail_usage ("unknown option `%s` for `nex %s` (only options without a value can be bundled)", a,
+                            cli->command);
+              flag_add (f, NULL);
+            }
+          continue;
+        }
       else
         {
-          if (a[2] != '\0')
-            fail_usage ("unknown option `%s` for `nex %s` (one short option per argument)", a, cli->command);
           f = flag_find (flags, cli->global, NULL, 0, a[1]);
           if (f == NULL)
             fail_usage ("unknown option `%s` for `nex %s` (see nex %s --help)", a, cli->command, cli->command);
@@ -786,6 +801,253 @@ cmd_logs (cli_t *cli, int argc, char **argv)
     }
 }
 
+/* --- nex exec ------------------------------------------------------------------------------------------------- */
+
+static struct termios saved_termios;
+static int termios_saved;
+
+/* Gives the local terminal back as it was (raw mode ends with the session, however it ends). */
+static void
+terminal_restore (void)
+{
+  if (termios_saved)
+    tcsetattr (STDIN_FILENO, TCSADRAIN, &saved_termios);
+  termios_saved = 0;
+}
+
+/* Puts the local terminal in raw mode: every key goes to the remote terminal, which echoes and interprets it. */
+static void
+terminal_raw (void)
+{
+  struct termios t;
+  if (tcgetattr (STDIN_FILENO, &saved_termios) < 0)
+    return;
+  termios_saved = 1;
+  atexit (terminal_restore);
+  t = saved_termios;
+  cfmakeraw (&t);
+  tcsetattr (STDIN_FILENO, TCSADRAIN, &t);
+}
+
+/* The local terminal's size into ROWS x COLS ("24", "80" when stdin is no terminal). */
+static void
+terminal_size (char rows[16], char cols[16])
+{
+  struct winsize ws = { 0 };
+  if (ioctl (STDIN_FILENO, TIOCGWINSZ, &ws) < 0 || ws.ws_row == 0 || ws.ws_col == 0)
+    ws = (struct winsize){ .ws_row = 24, .ws_col = 80 };
+  snprintf (rows, 16, "%u", ws.ws_row);
+  snprintf (cols, 16, "%u", ws.ws_col);
+}
+
+static volatile sig_atomic_t window_changed;
+
+static void
+on_sigwinch (int sig)
+{
+  (void)sig;
+  window_changed = 1;
+}
+
+/* Interprets a text message of the session: 1 with *CODE when it is the end, 0 otherwise. */
+static int
+exec_message (const uint8_t *data, size_t len, int *code)
+{
+  cleanup_json json_t *m = json_loadb ((const char *)data, len, 0, NULL);
+  const char *type = str (m, "type", "");
+  if (strcmp (type, "exit") == 0)
+    {
+      json_t *ec = json_object_get (m, "exit_code"), *sig = json_object_get (m, "signal");
+      *code = json_is_integer (ec) ? (int)json_integer_value (ec) : json_is_integer (sig) ? 128 + (int)json_integer_value (sig) : EXIT_API;
+      return 1;
+    }
+  terminal_restore ();
+  fprintf (stderr, "nex: %s\n", str (m, "message", "the node sent an unknown message"));
+  if (strcmp (type, "error") == 0)
+    *code = EXIT_API;
+  return 0;
+}
+
+/* The session loop of `nex exec -t`: local input (when INTERACTIVE) and window changes out, the remote terminal's
+ * output in; returns the remote exit status (1 when the session was lost). */
+static int
+exec_session (cli_t *cli, int interactive)
+{
+  nex_client_t *c = cli->client;
+  int in_open = interactive;
+  int code = EXIT_API;
+  sigset_t block, none;
+  sigemptyset (&block);
+  sigaddset (&block, SIGWINCH);
+  sigprocmask (SIG_BLOCK, &block, &none);
+  struct sigaction sa = { .sa_handler = on_sigwinch };
+  sigaction (SIGWINCH, &sa, NULL);
+  sigdelset (&none, SIGWINCH);
+  for (;;)
+    {
+      cleanup_error nex_error_t err = NULL;
+      /* What already arrived first: libcurl (TLS) may hold decoded bytes the socket no longer shows. */
+      int opcode;
+      const uint8_t *data;
+      size_t len;
+      int r;
+      while ((r = nex_client_ws_recv (c, &opcode, &data, &len, &err)) == 1)
+        {
+          if (opcode == NEX_WS_BINARY && len > 0 && write (STDOUT_FILENO, data, len) < 0)
+            return EXIT_API;
+          if (opcode == NEX_WS_TEXT && exec_message (data, len, &code))
+            return code;
+          if (opcode == NEX_WS_CLOSE)
+            return code;
+        }
+      if (r < 0)
+        {
+          terminal_restore ();
+          return fail_api (err);
+        }
+      struct pollfd p[2] = { { .fd = nex_client_ws_fd (c), .events = POLLIN },
+                             { .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN } };
+      if (ppoll (p, 2, NULL, &none) < 0 && errno != EINTR)
+        return EXIT_API;
+      if (window_changed)
+        {
+          window_changed = 0;
+          char rows[16], cols[16];
+          terminal_size (rows, cols);
+          cleanup_free char *msg = nex_xasprintf ("{\"type\":\"resize\",\"rows\":%s,\"cols\":%s}", rows, cols);
+          if (nex_client_ws_send (c, NEX_WS_TEXT, msg, strlen (msg), &err) < 0)
+            return fail_api (err);
+        }
+      if (p[1].revents)
+        {
+          uint8_t buf[16384];
+          ssize_t n = read (STDIN_FILENO, buf, sizeof buf);
+          if (n <= 0)
+            in_open = 0; /* a terminal session ends when the remote process does */
+          else if (nex_client_ws_send (c, NEX_WS_BINARY, buf, (size_t)n, &err) < 0)
+            return fail_api (err);
+        }
+    }
+}
+
+static int
+cmd_exec (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_INTERACTIVE,
+    F_TTY,
+    F_ENV,
+  };
+  static flag_t flags[] = {
+    [F_INTERACTIVE] = { "interactive", 'i', 0, "send this terminal's input (without -t: stdin, read to its end)" },
+    [F_TTY] = { "tty", 't', 0, "run on a terminal in the sandbox (a websocket session; raw mode here)" },
+    [F_ENV] = { "env", 'e', 1, "environment variable K=V (repeatable)" },
+    { NULL },
+  };
+  static const char usage[] = "nex exec [-i] [-t] [-e K=V] ID PROGRAM [ARG...]";
+  /* Everything from PROGRAM on is the remote command's, options included: split before parsing ours. */
+  int split = argc, n_pos = 0, only_pos = 0;
+  for (int i = 0; i < argc; i++)
+    {
+      const char *a = argv[i];
+      if (!only_pos && strcmp (a, "--") == 0)
+        only_pos = 1;
+      else if (!only_pos && a[0] == '-' && a[1] != '\0')
+        {
+          if (strcmp (a, "-e") == 0 || strcmp (a, "--env") == 0 || strcmp (a, "--server") == 0
+              || strcmp (a, "--token") == 0 || strcmp (a, "--cacert") == 0)
+            i++; /* its value */
+        }
+      else if (++n_pos == 2)
+        {
+          split = i;
+          break;
+        }
+    }
+  char *pos[2];
+  if (parse_args (cli, split, argv, flags, usage, pos, 2) != 1 || split == argc)
+    fail_usage ("which workload and which program? (usage: %s)", usage);
+  const char *id = workload_id_arg (pos[0]);
+  cleanup_json json_t *env = json_object ();
+  for (int i = 0; i < flags[F_ENV].count; i++)
+    {
+      const char *kv = flags[F_ENV].values[i];
+      const char *eq = strchr (kv, '=');
+      if (eq == NULL || eq == kv)
+        fail_usage ("--env takes K=V, got `%s`", kv);
+      cleanup_free char *k = nex_xstrndup (kv, (size_t)(eq - kv));
+      json_object_set_new (env, k, json_string (eq + 1));
+    }
+  cleanup_error nex_error_t err = NULL;
+  long status;
+  cleanup_free char *base = nex_xasprintf ("/v1/workloads/%s/exec", id);
+
+  if (!flags[F_TTY].count)
+    {
+      /* Without a terminal: the plain request, its output printed, its exit status ours. */
+      cleanup_json json_t *av = json_array ();
+      for (int i = split; i < argc; i++)
+        json_array_append_new (av, json_string (argv[i]));
+      cleanup_json json_t *body = json_pack ("{s:O, s:O}", "argv", av, "env", env);
+      if (flags[F_INTERACTIVE].count)
+        {
+          cleanup_free char *in = NULL;
+          size_t n = 0, cap = 0;
+          for (;;)
+            {
+              if (n == cap)
+                in = nex_xrealloc (in, (cap = cap ? cap * 2 : 65536) + 1);
+              ssize_t r = read (STDIN_FILENO, in + n, cap - n);
+              if (r <= 0)
+                break;
+              n += (size_t)r;
+            }
+          json_object_set_new (body, "stdin", json_stringn (in ? in : "", n));
+        }
+      cleanup_json json_t *out = NULL;
+      if (nex_client_call (cli->client, "POST", base, body, &status, &out, &err) < 0)
+        return fail_api (err);
+      if (cli->json)
+        print_json (out);
+      else
+        {
+          fputs (str (out, "stdout", ""), stdout);
+          fputs (str (out, "stderr", ""), stderr);
+        }
+      json_t *ec = json_object_get (out, "exit_code"), *sig = json_object_get (out, "signal");
+      return json_is_integer (ec) ? (int)json_integer_value (ec) : json_is_integer (sig) ? 128 + (int)json_integer_value (sig) : EXIT_API;
+    }
+
+  char rows[16], cols[16];
+  terminal_size (rows, cols);
+  const char *term = getenv ("TERM");
+  cleanup_free char *term_env = term && *term ? nex_xasprintf ("TERM=%s", term) : NULL;
+  char *path = nex_client_path (cli->client, base, "tty", "1", "cmd", argv[split], "rows", rows, "cols", cols, "env",
+                                term_env, NULL);
+  for (int i = split + 1; i < argc; i++)
+    {
+      char *next = nex_client_path (cli->client, path, "arg", argv[i], NULL);
+      free (path);
+      path = next;
+    }
+  for (int i = 0; i < flags[F_ENV].count; i++)
+    {
+      char *next = nex_client_path (cli->client, path, "env", flags[F_ENV].values[i], NULL);
+      free (path);
+      path = next;
+    }
+  int r = nex_client_ws_open (cli->client, path, &status, &err);
+  free (path);
+  if (r < 0)
+    return fail_api (err);
+  if (flags[F_INTERACTIVE].count && isatty (STDIN_FILENO))
+    terminal_raw ();
+  int code = exec_session (cli, flags[F_INTERACTIVE].count > 0);
+  terminal_restore ();
+  return code;
+}
+
 /* --- nex events ------------------------------------------------------------------------------------------------- */
 
 static void
@@ -1065,6 +1327,7 @@ static const command_t commands[] = {
   { "logs", cmd_logs, "print a workload's output (-f: follow it until it ends)" },
   { "events", cmd_events, "print the node's events (-f: follow them)" },
   { "stop", cmd_stop, "stop a workload (SIGTERM, then SIGKILL after the grace)" },
+  { "exec", cmd_exec, "run a command in a workload's sandbox (-it: a shell on a terminal there)" },
   { "wait", cmd_wait, "wait until a workload reaches a state (default: until it ends); print it" },
   { "token create", cmd_token_create, "create an API token (admin); prints its secret, once" },
   { "token ls", cmd_token_ls, "list API tokens (admin)" },

@@ -1,9 +1,11 @@
-/* api-sandbox.c — routes that reach into a running workload's sandbox: its resource usage (stats), signals, and
- * non-interactive exec.
+/* api-sandbox.c — routes that reach into a running workload's sandbox: its resource usage (stats), signals,
+ * non-interactive exec, and the opener of the interactive (TTY) exec session.
  *
  * Stats are read straight from the workload's cgroup (cgroup.h) by the API thread; signals and exec go through
  * the supervisor, which owns the agent connection.  Exec is the one route that waits for a workload: the API
- * thread blocks until the command ends (bounded by its timeout), see nex_supervisor_exec. */
+ * thread blocks until the command ends (bounded by its timeout), see nex_supervisor_exec.  The interactive form
+ * (GET .../exec upgraded to a websocket) waits only until its process runs — so that a program the sandbox does
+ * not hold is a 422 before the upgrade — and then belongs to the websocket thread (ws.c). */
 #include "server/api.h"
 
 #include <signal.h>
@@ -109,26 +111,9 @@ out:
 static int
 parse_signal (const json_t *v, int *out, nex_error_t *err)
 {
-  if (json_is_integer (v) && json_integer_value (v) >= 1 && json_integer_value (v) < NSIG)
-    {
-      *out = (int)json_integer_value (v);
-      return 0;
-    }
-  if (json_is_string (v))
-    {
-      const char *name = json_string_value (v);
-      if (strncasecmp (name, "SIG", 3) == 0)
-        name += 3;
-      for (int sig = 1; sig < NSIG; sig++)
-        {
-          const char *abbrev = sigabbrev_np (sig);
-          if (abbrev && strcasecmp (abbrev, name) == 0)
-            {
-              *out = sig;
-              return 0;
-            }
-        }
-    }
+  *out = nex_signal_parse (v);
+  if (*out > 0)
+    return 0;
   return nex_error_field (err, "signal", "must be a signal number from 1 to %d or a name such as SIGTERM", NSIG - 1);
 }
 
@@ -163,15 +148,23 @@ text_of (const char *data, size_t len)
   return json_stringn (safe, n);
 }
 
+#define EXEC_MAX_ARGS 4096
+
+/* argv0 (TEXT of LEN bytes, NULL when it is no string): the name the program sees, 1 to 255 bytes of UTF-8
+ * without NUL. */
 static int
-workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
+check_argv0 (const char *text, size_t len, nex_error_t *err)
 {
-  static const char *const known[] = { "argv", "env", "stdin", "timeout_s", NULL };
-  const json_t *body = req->body;
-  if (check_fields (body, known, err) < 0)
-    return -1;
-  const json_t *argv = json_object_get (body, "argv");
-  if (!json_is_array (argv) || json_array_size (argv) == 0 || json_array_size (argv) > 4096)
+  if (text == NULL || len == 0 || len > 255 || strlen (text) != len)
+    return nex_error_field (err, "argv0", "must be a name of 1 to 255 bytes (what the program sees as argv[0])");
+  return 0;
+}
+
+/* An exec's argv: a non-empty array of at most EXEC_MAX_ARGS strings without NUL, argv[0] not empty. */
+static int
+check_argv (const json_t *argv, nex_error_t *err)
+{
+  if (!json_is_array (argv) || json_array_size (argv) == 0 || json_array_size (argv) > EXEC_MAX_ARGS)
     return nex_error_field (err, "argv",
                             "must be a non-empty array of strings (argv[0]: the program's path in the "
                             "sandbox)");
@@ -187,24 +180,50 @@ workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
   }
   if (json_string_length (json_array_get (argv, 0)) == 0)
     return nex_error_field (err, "argv[0]", "must not be empty");
+  return 0;
+}
+
+/* An exec's env: an object of strings, named without '=' (which would smuggle another variable in) or NUL. */
+static int
+check_env (const json_t *env, nex_error_t *err)
+{
+  if (!json_is_object (env))
+    return nex_error_field (err, "env", "must be an object of strings");
+  const char *key;
+  json_t *value;
+  json_object_foreach ((json_t *)env, key, value)
+  {
+    cleanup_free char *field = nex_xasprintf ("env.%s", key);
+    if (key[0] == '\0' || strchr (key, '=') || !json_is_string (value)
+        || strlen (json_string_value (value)) != json_string_length (value))
+      return nex_error_field (err, field, "must be a string, named without '=' or NUL");
+  }
+  return 0;
+}
+
+static int
+workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
+{
+  static const char *const known[] = { "argv", "argv0", "env", "stdin", "timeout_s", NULL };
+  const json_t *body = req->body;
+  if (check_fields (body, known, err) < 0)
+    return -1;
+  const json_t *argv = json_object_get (body, "argv");
+  if (check_argv (argv, err) < 0)
+    return -1;
   const json_t *env = json_object_get (body, "env");
   if (env && !json_is_null (env))
     {
-      if (!json_is_object (env))
-        return nex_error_field (err, "env", "must be an object of strings");
-      const char *key;
-      json_t *value;
-      json_object_foreach ((json_t *)env, key, value)
-      {
-        cleanup_free char *field = nex_xasprintf ("env.%s", key);
-        /* '=' in a name would smuggle another variable in; NUL would cut it short. */
-        if (key[0] == '\0' || strchr (key, '=') || !json_is_string (value)
-            || strlen (json_string_value (value)) != json_string_length (value))
-          return nex_error_field (err, field, "must be a string, named without '=' or NUL");
-      }
+      if (check_env (env, err) < 0)
+        return -1;
     }
   else
     env = NULL;
+  const json_t *argv0 = json_object_get (body, "argv0");
+  if (argv0 && !json_is_null (argv0) && check_argv0 (json_is_string (argv0) ? json_string_value (argv0) : NULL,
+                                                     json_is_string (argv0) ? json_string_length (argv0) : 0, err)
+                                            < 0)
+    return -1;
   const json_t *in = json_object_get (body, "stdin");
   if (in && !json_is_null (in) && !json_is_string (in))
     return nex_error_field (err, "stdin", "must be a string");
@@ -224,6 +243,7 @@ workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
   if (load_running (req, "exec", &w, err) < 0)
     return -1;
   nex_exec_spec_t spec = { .argv = (json_t *)argv,
+                           .argv0 = json_is_string (argv0) ? json_string_value (argv0) : NULL,
                            .env = (json_t *)env,
                            .stdin_data = json_is_string (in) ? json_string_value (in) : NULL,
                            .stdin_len = json_is_string (in) ? json_string_length (in) : 0,
@@ -239,6 +259,82 @@ workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
                              out.pid ? json_integer (out.pid) : json_null (), "stdout_lost", (json_int_t)out.out_lost,
                              "stderr_lost", (json_int_t)out.err_lost);
       nex_exec_result_release (&out);
+    }
+  nex_workload_release (&w);
+  return r;
+}
+
+/* Whether query flag KEY is on: absent gives DEF; 1/true and 0/false, anything else is a 422. */
+static int
+query_flag (const nex_api_request_t *req, const char *key, int def, int *out, nex_error_t *err)
+{
+  const char *v = nex_api_query (req, key);
+  if (v == NULL)
+    *out = def;
+  else if (strcmp (v, "1") == 0 || strcmp (v, "true") == 0)
+    *out = 1;
+  else if (strcmp (v, "0") == 0 || strcmp (v, "false") == 0)
+    *out = 0;
+  else
+    return nex_error_field (err, key, "must be 1 or 0");
+  return 0;
+}
+
+int
+nex_api_exec_open (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *err)
+{
+  int tty = 1;
+  long long rows, cols;
+  if (query_flag (req, "tty", 1, &tty, err) < 0 || nex_api_query_int (req, "rows", 1, 10000, 24, &rows, err) < 0
+      || nex_api_query_int (req, "cols", 1, 10000, 80, &cols, err) < 0)
+    return -1;
+  if (!tty)
+    return nex_error_field (err, "tty", "the websocket form of exec runs on a terminal (tty=1); POST "
+                                        "/v1/workloads/{id}/exec runs a command without one");
+  /* argv = cmd, then every arg; env = NAME=value pairs: checked exactly as the JSON form's. */
+  const char *cmd = nex_api_query (req, "cmd");
+  if (cmd == NULL)
+    return nex_error_field (err, "cmd", "is required: the program's path in the sandbox");
+  const char *args[EXEC_MAX_ARGS];
+  size_t n_args = nex_api_query_all (req, "arg", args, EXEC_MAX_ARGS);
+  if (n_args >= EXEC_MAX_ARGS)
+    return nex_error_field (err, "arg", "at most %d arguments", EXEC_MAX_ARGS - 1);
+  cleanup_json json_t *argv = json_pack ("[s]", cmd);
+  for (size_t i = 0; i < n_args; i++)
+    json_array_append_new (argv, json_string (args[i]));
+  if (json_array_size (argv) != n_args + 1 || json_string_length (json_array_get (argv, 0)) == 0)
+    return nex_error_field (err, "cmd", "must be a non-empty path and every arg UTF-8 text");
+  const char *argv0 = nex_api_query (req, "argv0");
+  if (argv0 && check_argv0 (argv0, strlen (argv0), err) < 0)
+    return -1;
+  const char *pairs[256];
+  size_t n_env = nex_api_query_all (req, "env", pairs, 256);
+  if (n_env > 256)
+    return nex_error_field (err, "env", "at most 256 variables");
+  cleanup_json json_t *env = json_object ();
+  for (size_t i = 0; i < n_env; i++)
+    {
+      const char *eq = strchr (pairs[i], '=');
+      cleanup_free char *name = eq ? nex_xstrndup (pairs[i], (size_t)(eq - pairs[i])) : NULL;
+      if (name == NULL || json_object_set_new (env, name, json_string (eq + 1)) < 0)
+        return nex_error_field (err, "env", "must be NAME=value (UTF-8), not `%.64s`", pairs[i]);
+    }
+  if (check_env (env, err) < 0)
+    return -1;
+  /* A terminal wants to know what it is: the usual default, unless the client says. */
+  if (json_object_get (env, "TERM") == NULL)
+    json_object_set_new (env, "TERM", json_string ("xterm"));
+
+  nex_workload_t w = { 0 };
+  if (load_running (req, "exec", &w, err) < 0)
+    return -1;
+  nex_exec_spec_t spec = { .argv = argv, .argv0 = argv0, .env = env, .interactive = 1, .tty = 1, .rows = (int)rows,
+                           .cols = (int)cols };
+  int r = nex_supervisor_exec_open (req->node->sup, w.id, &spec, &out->exec, err);
+  if (r == 0)
+    {
+      out->kind = NEX_WS_EXEC;
+      memcpy (out->workload_id, w.id, sizeof out->workload_id);
     }
   nex_workload_release (&w);
   return r;

@@ -1,4 +1,5 @@
-/* api-streams.c — the websocket forms of GET /v1/workloads/{id}/logs and GET /v1/events.
+/* api-streams.c — the websocket forms of GET /v1/workloads/{id}/logs and GET /v1/events, and the table of every
+ * websocket route (the interactive exec session's opener lives with the other exec code, in api-sandbox.c).
  *
  * A request to either path that asks to be upgraded to a websocket (and any request with ?follow=1) comes here
  * instead of to the plain route: the opener checks it like any request (unknown workload 404, bad parameters
@@ -71,7 +72,8 @@ open_events (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *err)
 }
 
 const nex_api_ws_route_t nex_api_ws_routes[] = {
-  { "/v1/workloads/{id}/logs", open_logs },
-  { "/v1/events", open_events },
-  { NULL, NULL },
+  { "/v1/workloads/{id}/logs", open_logs, 0 },
+  { "/v1/events", open_events, 0 },
+  { "/v1/workloads/{id}/exec", nex_api_exec_open, 1 },
+  { NULL, NULL, 0 },
 };

@@ -34,7 +34,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/problem.h"
-#include "server/ws-frame.h"
+#include "server/ws-accept.h"
 
 typedef struct parked parked_t;
 
@@ -233,10 +233,10 @@ route_find (request_ctx_t *ctx, const char *method, int stream, char *allow, siz
   allow[0] = '\0';
   if (n_segs <= 0)
     return;
-  for (const nex_api_ws_route_t *r = nex_api_ws_routes; stream && strcmp (method, "GET") == 0 && r->pattern; r++)
+  for (const nex_api_ws_route_t *r = nex_api_ws_routes; strcmp (method, "GET") == 0 && r->pattern; r++)
     {
       const char *p[NEX_API_MAX_PARAMS] = { NULL };
-      if (route_match (r->pattern, segs, n_segs, p))
+      if ((stream || r->starts) && route_match (r->pattern, segs, n_segs, p))
         {
           ctx->ws_route = r;
           ctx->pattern = r->pattern;
@@ -274,6 +274,13 @@ route_find (request_ctx_t *ctx, const char *method, int stream, char *allow, siz
           }
         allow_add (allow, allow_size, r->method);
       }
+  /* A websocket-only route is a GET too. */
+  for (const nex_api_ws_route_t *r = nex_api_ws_routes; r->pattern; r++)
+    {
+      const char *p[NEX_API_MAX_PARAMS] = { NULL };
+      if (r->starts && route_match (r->pattern, segs, n_segs, p))
+        allow_add (allow, allow_size, "GET");
+    }
 }
 
 /* Queues STATUS with BODY as JSON (problem JSON from 400 on) and the headers given: LOCATION, ALLOW and EXTRA
@@ -738,6 +745,7 @@ upgraded (void *cls, struct MHD_Connection *conn, void *con_cls, const char *ext
   nex_api_t *api = cls;
   request_ctx_t *ctx = con_cls;
   nex_ws_adopt (api->ws, sock, urh, extra_in, extra_in_size, &ctx->ws_stream);
+  ctx->ws_stream.exec = NULL; /* the stream's now */
 }
 
 /* Answers a request for a websocket stream: checks it like any request, then the handshake (RFC 6455 4.2),
@@ -749,7 +757,7 @@ ws_handshake (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, c
   nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who, .api = api };
   memcpy (req.params, ctx->params, sizeof req.params);
   cleanup_error nex_error_t err = NULL;
-  if (ctx->ws_route->open (&req, &ctx->ws_stream, &err) < 0)
+  if (!ctx->ws_route->starts && ctx->ws_route->open (&req, &ctx->ws_stream, &err) < 0)
     return send_error (conn, ctx, err, method, url);
   static const char *const upgrade_headers[] = { "Upgrade", "websocket", "Connection", "Upgrade", NULL };
   if (!upgrade)
@@ -770,6 +778,8 @@ ws_handshake (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, c
     }
   char accept[29];
   if (nex_ws_accept_key (MHD_lookup_connection_value (conn, MHD_HEADER_KIND, "Sec-WebSocket-Key"), accept, &err) < 0)
+    return send_error (conn, ctx, err, method, url);
+  if (ctx->ws_route->starts && ctx->ws_route->open (&req, &ctx->ws_stream, &err) < 0)
     return send_error (conn, ctx, err, method, url);
   struct MHD_Response *res = MHD_create_response_for_upgrade (upgraded, api);
   MHD_add_response_header (res, MHD_HTTP_HEADER_UPGRADE, "websocket");
@@ -932,6 +942,7 @@ request_completed (void *cls, struct MHD_Connection *conn, void **con_cls, enum 
     json_object_set_new (fields, "route", json_string (ctx->pattern));
   nex_log_fields (NEX_LOG_INFO, "request", fields);
   upload_discard (ctx);
+  nex_ws_stream_release (api->node, &ctx->ws_stream); /* started, but never upgraded */
   nex_error_free (&ctx->upload_err);
   nex_principal_release (&ctx->who);
   nex_guard_idle (conn);

@@ -93,17 +93,25 @@ typedef struct nex_api_upload_route
 } nex_api_upload_route_t;
 
 /* A path that can also be a websocket stream (GET with an upgrade handshake, or ?follow=1).  OPEN checks the
- * request (its errors are answered as problem JSON, before any upgrade) and fills what to stream. */
+ * request (its errors are answered as problem JSON, before any upgrade) and fills what to stream.  A route that
+ * STARTS something (an exec session) is a websocket only: every GET to it is taken as a handshake, which is
+ * checked (426, 400) before OPEN runs, so that nothing is started for a request that cannot be upgraded; what
+ * OPEN started is given back with nex_ws_stream_release if the upgrade does not happen after all. */
 typedef struct nex_api_ws_route
 {
   const char *pattern;
   int (*open) (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *err);
+  int starts;
 } nex_api_ws_route_t;
 
 /* Route tables, each ending with a NULL method (pattern for nex_api_ws_routes). */
 extern const nex_api_route_t nex_api_node_routes[];
 extern const nex_api_route_t nex_api_workload_routes[];
 extern const nex_api_route_t nex_api_sandbox_routes[]; /* stats, signal, exec (api-sandbox.c) */
+
+/* The opener of GET /v1/workloads/{id}/exec, the interactive exec session over a websocket (api-sandbox.c):
+ * checks the request and starts the session (nex_supervisor_exec_open). */
+int nex_api_exec_open (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *err);
 extern const nex_api_route_t nex_api_artifact_routes[];
 extern const nex_api_route_t nex_api_event_routes[];
 extern const nex_api_route_t nex_api_wait_routes[];

@@ -318,6 +318,10 @@ nex_auth_required (const char *method, const char *path)
     return 0;
   if (strncmp (path, "/v1/tokens", 10) == 0 && (path[10] == '\0' || path[10] == '/'))
     return NEX_SCOPE_ADMIN;
+  /* GET .../exec opens an interactive exec session (a websocket): it runs a command, so it changes things. */
+  size_t n = strlen (path);
+  if (strncmp (path, "/v1/workloads/", 14) == 0 && n > 19 && strcmp (path + n - 5, "/exec") == 0)
+    return NEX_SCOPE_DEPLOY;
   if (strcmp (method, "GET") == 0 || strcmp (method, "HEAD") == 0 || strcmp (method, "OPTIONS") == 0)
     return NEX_SCOPE_READ;
   return NEX_SCOPE_DEPLOY;

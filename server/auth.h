@@ -48,7 +48,8 @@ typedef struct nex_auth nex_auth_t;
 nex_auth_t *nex_auth_open (nex_node_t *node, nex_error_t *err);
 void nex_auth_close (nex_auth_t *a);
 
-/* The scope METHOD on PATH needs, 0 for public paths. */
+/* The scope METHOD on PATH needs, 0 for public paths.  GET /v1/workloads/{id}/exec (an interactive exec session)
+ * needs `deploy`, like every request that runs something. */
 unsigned nex_auth_required (const char *method, const char *path);
 
 /* Identifies the bearer of TOKEN (NULL when the request carried none: the anonymous scopes).  A token that is

@@ -6,7 +6,8 @@
  *     /workload         the verified executable (read-only bind of the artifact cache entry)
  *     /sbin/nex-agent   the agent, PID 1 of the sandbox (read-only bind)
  *     /proc             a proc mount of the sandbox's own pid namespace
- *     /dev              null, zero, full, random, urandom (binds of the host's nodes)
+ *     /dev              null, zero, full, random, urandom (binds of the host's nodes); pts, a devpts instance of
+ *                       the sandbox's own (TTY exec sessions), and ptmx, a link to its multiplexer
  *     /tmp              a small writable tmpfs
  *
  * The root itself is read-only.  Nothing of the host's filesystem is reachable: the old root is detached after
@@ -173,6 +174,12 @@ sandbox_child (void *arg)
       if (touch (dst) < 0 || mount (src, dst, NULL, MS_BIND, NULL) < 0)
         child_fail (c, "bind device node");
     }
+  /* A devpts of its own (a new instance: the host's terminals are not in it), so that the agent can give TTY exec
+   * sessions a terminal.  ptmxmode makes the multiplexer usable by the sandbox's root, which owns the instance. */
+  if (mkdir ("dev/pts", 0755) < 0 || symlink ("pts/ptmx", "dev/ptmx") < 0)
+    child_fail (c, "populate /dev");
+  if (mount ("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0)
+    child_fail (c, "mount devpts");
   if (mount ("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     child_fail (c, "mount proc");
   if (mount ("nex-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts) < 0)

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
@@ -16,6 +18,7 @@ nex_exec_new (const char *id, const nex_exec_spec_t *spec)
   nex_exec_t *x = nex_xzalloc (sizeof *x);
   snprintf (x->id, sizeof x->id, "%s", id);
   x->argv = json_deep_copy (spec->argv);
+  x->argv0 = spec->argv0 ? nex_xstrdup (spec->argv0) : NULL;
   x->env = spec->env ? json_deep_copy (spec->env) : json_object ();
   if (spec->stdin_len)
     {
@@ -24,6 +27,16 @@ nex_exec_new (const char *id, const nex_exec_spec_t *spec)
       x->stdin_len = spec->stdin_len;
     }
   x->timeout_ms = spec->timeout_ms;
+  x->interactive = spec->interactive;
+  x->tty = spec->interactive && spec->tty;
+  x->rows = spec->rows;
+  x->cols = spec->cols;
+  x->notify_fd = -1;
+  if (x->interactive && (x->notify_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+    {
+      perror ("nexd: eventfd");
+      abort (); /* as out of memory: nothing sensible is left to do */
+    }
   pthread_mutex_init (&x->lock, NULL);
   pthread_condattr_t attr;
   pthread_condattr_init (&attr);
@@ -62,19 +75,55 @@ nex_exec_unref (nex_exec_t *x)
   if (!last)
     return;
   json_decref (x->argv);
+  free (x->argv0);
   json_decref (x->env);
   free (x->stdin_data);
   nex_exec_result_release (&x->result);
   nex_error_free (&x->error);
+  free (x->stream);
+  if (x->notify_fd >= 0)
+    close (x->notify_fd);
   pthread_mutex_destroy (&x->lock);
   pthread_cond_destroy (&x->cond);
   free (x);
+}
+
+/* Wakes the interactive reader.  Called with the lock held or not: an eventfd write is atomic. */
+static void
+notify (nex_exec_t *x)
+{
+  uint64_t one = 1;
+  if (x->notify_fd >= 0)
+    (void)!write (x->notify_fd, &one, sizeof one);
+}
+
+/* Interactive output: kept for the reader, bounded; a reader that does not keep up loses the excess (counted), so
+ * that the supervisor never waits for a websocket client. */
+static void
+stream_output (nex_exec_t *x, const uint8_t *data, size_t n)
+{
+  size_t room = NEX_EXEC_STREAM_BUFFER - x->stream_len;
+  size_t take = n < room ? n : room;
+  if (!x->done && take > 0)
+    {
+      x->stream = nex_xrealloc (x->stream, x->stream_len + take);
+      memcpy (x->stream + x->stream_len, data, take);
+      x->stream_len += take;
+    }
+  x->result.out_lost += n - take;
+  notify (x);
 }
 
 void
 nex_exec_output (nex_exec_t *x, int stream, const uint8_t *data, size_t n)
 {
   pthread_mutex_lock (&x->lock);
+  if (x->interactive)
+    {
+      stream_output (x, data, n);
+      pthread_mutex_unlock (&x->lock);
+      return;
+    }
   char **buf = stream == 2 ? &x->result.err : &x->result.out;
   size_t *len = stream == 2 ? &x->result.err_len : &x->result.out_len;
   uint64_t *lost = stream == 2 ? &x->result.err_lost : &x->result.out_lost;
@@ -96,6 +145,9 @@ nex_exec_started (nex_exec_t *x, int64_t pid)
 {
   pthread_mutex_lock (&x->lock);
   x->result.pid = pid;
+  x->started = 1;
+  pthread_cond_broadcast (&x->cond);
+  notify (x);
   pthread_mutex_unlock (&x->lock);
 }
 
@@ -116,6 +168,7 @@ nex_exec_finish (nex_exec_t *x, const json_t *exit)
         x->result.out_lost += (uint64_t)json_integer_value (dropped);
       x->done = 1;
       pthread_cond_broadcast (&x->cond);
+      notify (x);
     }
   pthread_mutex_unlock (&x->lock);
 }
@@ -129,13 +182,15 @@ nex_exec_fail (nex_exec_t *x, nex_error_t *err)
       x->error = NEX_STEAL_PTR (*err);
       x->done = 1;
       pthread_cond_broadcast (&x->cond);
+      notify (x);
     }
   pthread_mutex_unlock (&x->lock);
   nex_error_free (err);
 }
 
-int
-nex_exec_wait (nex_exec_t *x, int64_t wait_ms, nex_exec_result_t *out, nex_error_t *err)
+/* Waits (lock held) until COND_MET says so or WAIT_MS passed. */
+static void
+wait_locked (nex_exec_t *x, int64_t wait_ms, int (*cond_met) (const nex_exec_t *))
 {
   struct timespec deadline;
   clock_gettime (CLOCK_MONOTONIC, &deadline);
@@ -146,20 +201,101 @@ nex_exec_wait (nex_exec_t *x, int64_t wait_ms, nex_exec_result_t *out, nex_error
       deadline.tv_sec++;
       deadline.tv_nsec -= 1000000000;
     }
-  pthread_mutex_lock (&x->lock);
-  while (!x->done)
+  while (!cond_met (x))
     if (pthread_cond_timedwait (&x->cond, &x->lock, &deadline) == ETIMEDOUT)
       break;
+}
+
+static int
+is_done (const nex_exec_t *x)
+{
+  return x->done;
+}
+
+static int
+is_started_or_done (const nex_exec_t *x)
+{
+  return x->started || x->done;
+}
+
+/* The request's error (lock held), copied into ERR. */
+static int
+copy_error (nex_exec_t *x, nex_error_t *err)
+{
+  if (x->error->kind == NEX_ERR_INVALID && x->error->field)
+    return nex_error_field (err, x->error->field, "%s", x->error->msg);
+  return nex_error_set (err, x->error->kind, "%s", x->error->msg);
+}
+
+int
+nex_exec_wait_started (nex_exec_t *x, int64_t wait_ms, nex_error_t *err)
+{
+  pthread_mutex_lock (&x->lock);
+  wait_locked (x, wait_ms, is_started_or_done);
+  int r = 0;
+  if (x->done && x->error)
+    r = copy_error (x, err);
+  else if (!x->started && !x->done)
+    r = nex_error_set (err, NEX_ERR_UNAVAILABLE, "exec: no answer from the workload's agent in time");
+  pthread_mutex_unlock (&x->lock);
+  return r;
+}
+
+size_t
+nex_exec_read (nex_exec_t *x, uint8_t *buf, size_t max, int *ended)
+{
+  uint64_t drained;
+  if (x->notify_fd >= 0)
+    (void)!read (x->notify_fd, &drained, sizeof drained);
+  pthread_mutex_lock (&x->lock);
+  size_t n = x->stream_len < max ? x->stream_len : max;
+  if (n > 0)
+    {
+      memcpy (buf, x->stream, n);
+      memmove (x->stream, x->stream + n, x->stream_len - n);
+      x->stream_len -= n;
+    }
+  *ended = x->done && x->stream_len == 0;
+  pthread_mutex_unlock (&x->lock);
+  return n;
+}
+
+void
+nex_exec_input_add (nex_exec_t *x, size_t n)
+{
+  pthread_mutex_lock (&x->lock);
+  x->input_inflight += n;
+  pthread_mutex_unlock (&x->lock);
+}
+
+void
+nex_exec_input_done (nex_exec_t *x, size_t n)
+{
+  pthread_mutex_lock (&x->lock);
+  x->input_inflight -= n < x->input_inflight ? n : x->input_inflight;
+  notify (x);
+  pthread_mutex_unlock (&x->lock);
+}
+
+size_t
+nex_exec_input_inflight (nex_exec_t *x)
+{
+  pthread_mutex_lock (&x->lock);
+  size_t n = x->input_inflight;
+  pthread_mutex_unlock (&x->lock);
+  return n;
+}
+
+int
+nex_exec_wait (nex_exec_t *x, int64_t wait_ms, nex_exec_result_t *out, nex_error_t *err)
+{
+  pthread_mutex_lock (&x->lock);
+  wait_locked (x, wait_ms, is_done);
   int r = 0;
   if (!x->done)
     r = nex_error_set (err, NEX_ERR_UNAVAILABLE, "exec: no answer from the workload's agent in time");
   else if (x->error)
-    {
-      if (x->error->kind == NEX_ERR_INVALID && x->error->field)
-        r = nex_error_field (err, x->error->field, "%s", x->error->msg);
-      else
-        r = nex_error_set (err, x->error->kind, "%s", x->error->msg);
-    }
+    r = copy_error (x, err);
   else
     {
       *out = x->result;

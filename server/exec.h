@@ -8,8 +8,11 @@
  * Either side may give up first — the waiter on its timeout, the supervisor when the workload ends — so the
  * request is reference-counted and every completion after the first is ignored.
  *
- * A TTY form (websocket, `nex exec -it`) would use the same channel machinery with STDIN frames streamed from
- * the client and output frames streamed back instead of gathered; see ARCHITECTURE.md. */
+ * Interactive requests (the websocket form, GET /v1/workloads/{id}/exec, usually with a TTY) use the same channel
+ * machinery, but nothing is gathered: the API thread waits only until the process started
+ * (nex_exec_wait_started), then the websocket thread takes the output as it comes (nex_exec_read, woken through
+ * nex_exec_notify_fd) and feeds stdin, window sizes and signals through the supervisor
+ * (nex_supervisor_exec_input) until the EXIT completes the request. */
 #ifndef NEX_EXEC_H
 #define NEX_EXEC_H
 
@@ -27,15 +30,22 @@
 #define NEX_EXEC_MAX_STDIN (256u << 10) /* stdin a request may carry */
 #define NEX_EXEC_MAX_TIMEOUT_S 3600
 #define NEX_EXEC_DEFAULT_TIMEOUT_S 30
+#define NEX_EXEC_STREAM_BUFFER (1u << 20) /* interactive output waiting for its reader; the rest is counted, dropped */
+#define NEX_EXEC_INPUT_INFLIGHT (256u << 10) /* interactive input queued to the supervisor before the reader waits */
 
 /* What a client asked to run. */
 typedef struct nex_exec_spec
 {
   json_t *argv; /* non-empty array of strings; argv[0] is the path of the program inside the sandbox */
   json_t *env;  /* object of strings, added to (and overriding) the workload's environment; may be NULL */
+  const char *argv0; /* the name the program sees as its argv[0] (a multi-call binary such as busybox picks its
+                        applet by it); NULL: argv[0], its path */
   const char *stdin_data;
   size_t stdin_len;
-  int64_t timeout_ms; /* the agent kills the process after this long */
+  int64_t timeout_ms; /* the agent kills the process after this long (interactive: 0, none) */
+  int interactive;    /* streamed (see above) rather than gathered; stdin_data is then unused */
+  int tty;            /* interactive only: on a pseudo-terminal of ROWS x COLS inside the sandbox */
+  int rows, cols;
 } nex_exec_spec_t;
 
 /* How it went. */
@@ -58,9 +68,12 @@ struct nex_exec
   /* Set at creation, read-only afterwards. */
   char id[NEX_ID_LEN + 1]; /* the workload */
   json_t *argv, *env;
+  char *argv0; /* NULL: argv[0] */
   char *stdin_data;
   size_t stdin_len;
   int64_t timeout_ms;
+  int interactive, tty, rows, cols;
+  int notify_fd; /* interactive: an eventfd written whenever output, the start or the end arrives; else -1 */
   /* The supervisor thread's. */
   uint16_t channel; /* its channel on the agent connection, 0 before it was sent */
   int64_t deadline; /* monotonic ms after which the supervisor gives up on the agent */
@@ -72,6 +85,10 @@ struct nex_exec
   int done;
   nex_exec_result_t result;
   nex_error_t error; /* set when it failed */
+  int started;       /* STARTED arrived */
+  uint8_t *stream;   /* interactive: output not yet read (at most NEX_EXEC_STREAM_BUFFER bytes) */
+  size_t stream_len;
+  size_t input_inflight; /* interactive: input bytes queued to the supervisor, not yet sent to the agent */
 };
 
 /* A new request for workload ID (one reference, the caller's).  Copies what SPEC holds. */
@@ -87,6 +104,20 @@ void nex_exec_output (nex_exec_t *x, int stream, const uint8_t *data, size_t n);
 void nex_exec_started (nex_exec_t *x, int64_t pid);
 void nex_exec_finish (nex_exec_t *x, const json_t *exit);
 void nex_exec_fail (nex_exec_t *x, nex_error_t *err);
+
+/* Interactive, API side: waits up to WAIT_MS for the process to start.  0 once it runs; -1 with the request's
+ * error when it could not be run (as nex_exec_wait), or NEX_ERR_UNAVAILABLE when nothing came in time. */
+int nex_exec_wait_started (nex_exec_t *x, int64_t wait_ms, nex_error_t *err);
+
+/* Interactive, reader side: moves up to MAX bytes of output into BUF and returns how many; *ENDED is set when the
+ * request is complete and every byte of its output was read (then nex_exec_wait with 0 gives its end).  Any
+ * thread, but one reader. */
+size_t nex_exec_read (nex_exec_t *x, uint8_t *buf, size_t max, int *ended);
+
+/* Interactive: input accounting between the reader that queues it and the supervisor that sends it. */
+void nex_exec_input_add (nex_exec_t *x, size_t n);
+void nex_exec_input_done (nex_exec_t *x, size_t n); /* also wakes the reader (notify_fd) */
+size_t nex_exec_input_inflight (nex_exec_t *x);
 
 /* API side: waits up to WAIT_MS for completion; moves the result into *OUT (release with nex_exec_result_release)
  * or returns -1 with the request's error (NEX_ERR_UNAVAILABLE when nothing came in time). */

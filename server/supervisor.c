@@ -40,6 +40,7 @@
 #define AGENT_HELLO_TIMEOUT_MS 60000 /* a new environment's agent must greet within this (a VM boots first) */
 #define GREET_RETRY_MS 2000      /* a re-attached stream agent that has not answered is greeted again... */
 #define GREET_GIVE_UP_MS 60000   /* ...until this long has passed; then it is deemed lost */
+#define SESSION_START_MS 10000   /* how long an interactive exec may take to start */
 
 typedef enum
 {
@@ -47,6 +48,8 @@ typedef enum
   CMD_STOP,
   CMD_SIGNAL,
   CMD_EXEC,
+  CMD_EXEC_INPUT, /* a frame for an interactive session */
+  CMD_EXEC_CLOSE, /* its client is gone */
 } cmd_kind_t;
 
 typedef struct cmd
@@ -56,6 +59,10 @@ typedef struct cmd
   int64_t grace_ms;   /* CMD_STOP */
   int signal;         /* CMD_SIGNAL */
   nex_exec_t *exec;   /* CMD_EXEC: a reference */
+  nex_exec_t *target; /* CMD_EXEC_INPUT, CMD_EXEC_CLOSE: a reference */
+  int frame_type;     /* CMD_EXEC_INPUT */
+  uint8_t *data;      /* CMD_EXEC_INPUT: the payload, owned */
+  size_t len;
   struct cmd *next;
 } cmd_t;
 
@@ -120,6 +127,7 @@ struct nex_supervisor
   int64_t execs_waiting; /* API threads inside nex_supervisor_exec (under queue_lock) */
   nex_exec_t **waiting;  /* their requests (under queue_lock), so that shutdown can release them at once */
   int refusing_execs;    /* set by nex_supervisor_quiesce (under queue_lock) */
+  int sessions;          /* interactive sessions open (under queue_lock) */
 };
 
 static entry_t *
@@ -621,20 +629,42 @@ do_exec (nex_supervisor_t *sup, nex_exec_t *x)
     }
   while (in_use);
   x->channel = e->last_channel;
-  x->deadline = nex_clock_mono_ms () + x->timeout_ms + EXEC_SLACK_MS;
+  /* An interactive session lasts as long as its client likes: no deadline until it is closed. */
+  x->deadline = x->interactive ? 0 : nex_clock_mono_ms () + x->timeout_ms + EXEC_SLACK_MS;
   x->next = e->execs;
   e->execs = x;
 
   /* The workload's environment, with the request's on top. */
   json_t *env = json_deep_copy (w.env);
   json_object_update (env, x->env);
-  json_t *req = json_pack ("{s:O, s:O, s:o, s:I}", "path", json_array_get (x->argv, 0), "argv", x->argv, "env", env,
+  /* The program is argv[0]; what it sees as its name may differ (argv0). */
+  json_t *argv = json_deep_copy (x->argv);
+  if (x->argv0)
+    json_array_set_new (argv, 0, json_string (x->argv0));
+  json_t *req = json_pack ("{s:O, s:o, s:o, s:I}", "path", json_array_get (x->argv, 0), "argv", argv, "env", env,
                            "timeout_ms", (json_int_t) x->timeout_ms);
   add_hardening (sup, req, &w);
   nex_workload_release (&w);
+  if (x->tty)
+    {
+      json_object_set_new (req, "tty", json_true ());
+      json_object_set_new (req, "rows", json_integer (x->rows));
+      json_object_set_new (req, "cols", json_integer (x->cols));
+    }
   cleanup_free char *text = json_dumps (req, JSON_COMPACT);
   json_decref (req);
   int ok = text && send_frame_waiting (e, NEX_WIRE_EXEC, x->channel, text, strlen (text)) == 0;
+  if (x->interactive)
+    {
+      /* Its stdin comes later, from its client (do_exec_input). */
+      if (!ok)
+        {
+          nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: cannot reach the agent of workload %s", x->id);
+          nex_exec_fail (x, &err);
+          exec_remove (e, x);
+        }
+      return;
+    }
   for (size_t off = 0; ok && off < x->stdin_len; off += 65536)
     {
       size_t n = x->stdin_len - off < 65536 ? x->stdin_len - off : 65536;
@@ -644,6 +674,52 @@ do_exec (nex_supervisor_t *sup, nex_exec_t *x)
   if (!ok)
     {
       nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: cannot reach the agent of workload %s", x->id);
+      nex_exec_fail (x, &err);
+      exec_remove (e, x);
+    }
+}
+
+/* The entry whose live session X is, or NULL when X has ended (or its workload has). */
+static entry_t *
+session_entry (nex_supervisor_t *sup, nex_exec_t *x)
+{
+  entry_t *e = entry_find (sup, x->id);
+  if (e == NULL || e->conn < 0)
+    return NULL;
+  for (nex_exec_t *o = e->execs; o; o = o->next)
+    if (o == x)
+      return e;
+  return NULL;
+}
+
+static void
+do_exec_input (nex_supervisor_t *sup, nex_exec_t *x, int type, const uint8_t *data, size_t len)
+{
+  entry_t *e = session_entry (sup, x);
+  if (e && send_frame_waiting (e, (nex_wire_type_t) type, x->channel, data, len) < 0)
+    {
+      nex_error_t err = NULL;
+      nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: the agent of workload %s does not take input", x->id);
+      nex_exec_fail (x, &err);
+      exec_remove (e, x);
+    }
+  nex_exec_input_done (x, len);
+}
+
+/* The client of session X is gone: SIGKILL (which the agent takes as the end of the whole session), and the usual
+ * deadline for the agent to report it. */
+static void
+do_exec_close (nex_supervisor_t *sup, nex_exec_t *x)
+{
+  entry_t *e = session_entry (sup, x);
+  if (e == NULL)
+    return;
+  static const char kill_msg[] = "{\"signal\":9}";
+  x->deadline = nex_clock_mono_ms () + EXEC_SLACK_MS;
+  if (send_frame_waiting (e, NEX_WIRE_SIGNAL, x->channel, kill_msg, sizeof kill_msg - 1) < 0)
+    {
+      nex_error_t err = NULL;
+      nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: closed");
       nex_exec_fail (x, &err);
       exec_remove (e, x);
     }
@@ -1165,8 +1241,18 @@ drain_commands (nex_supervisor_t *sup)
             case CMD_EXEC:
               do_exec (sup, NEX_STEAL_PTR (c->exec));
               break;
+            case CMD_EXEC_INPUT:
+              do_exec_input (sup, c->target, c->frame_type, c->data, c->len);
+              break;
+            case CMD_EXEC_CLOSE:
+              do_exec_close (sup, c->target);
+              break;
             }
         }
+      else if (c->kind == CMD_EXEC_INPUT)
+        nex_exec_input_done (c->target, c->len);
+      nex_exec_unref (c->target);
+      free (c->data);
       if (c->exec)
         {
           /* Not run (shutting down): its waiter learns it at once. */
@@ -1225,16 +1311,22 @@ nex_supervisor_signal (nex_supervisor_t *sup, const char *id, int sig)
   enqueue_cmd (sup, c);
 }
 
-int
-nex_supervisor_exec (nex_supervisor_t *sup, const char *id, const nex_exec_spec_t *spec, nex_exec_result_t *out,
-                     nex_error_t *err)
+/* How many API threads may wait for an exec at once: all but one, which stays free for everything else. */
+static int64_t
+waiting_cap (const nex_supervisor_t *sup)
 {
-  /* Each exec holds an API thread while it runs: keep at least one thread free for everything else. */
-  int64_t cap = sup->node->cfg->api_threads > 1 ? sup->node->cfg->api_threads - 1 : 1;
-  nex_exec_t *x = nex_exec_new (id, spec);
+  return sup->node->cfg->api_threads > 1 ? sup->node->cfg->api_threads - 1 : 1;
+}
+
+/* Takes a waiting slot for X (and, when SESSION, an interactive session's) and queues it; -1 when none is free. */
+static int
+exec_submit (nex_supervisor_t *sup, nex_exec_t *x, int session, nex_error_t *err)
+{
+  int64_t cap = waiting_cap (sup);
   pthread_mutex_lock (&sup->queue_lock);
   int busy = sup->execs_waiting >= cap || sup->refusing_execs;
-  if (!busy)
+  int full = session && sup->sessions >= NEX_SUPERVISOR_MAX_SESSIONS;
+  if (!busy && !full)
     {
       if (sup->waiting == NULL)
         sup->waiting = nex_xzalloc ((size_t) cap * sizeof *sup->waiting);
@@ -1245,28 +1337,99 @@ nex_supervisor_exec (nex_supervisor_t *sup, const char *id, const nex_exec_spec_
             break;
           }
       sup->execs_waiting++;
+      sup->sessions += session;
     }
+  int refusing = sup->refusing_execs;
   pthread_mutex_unlock (&sup->queue_lock);
+  if (refusing)
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
+  if (full)
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "%d interactive exec sessions are open already; try again later",
+                          NEX_SUPERVISOR_MAX_SESSIONS);
   if (busy)
-    {
-      nex_exec_unref (x);
-      if (sup->refusing_execs)
-        return nex_error_set (err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
-      return nex_error_set (err, NEX_ERR_UNAVAILABLE, "%lld exec requests are running already; try again later",
-                            (long long) cap);
-    }
-  cmd_t *c = cmd_new (CMD_EXEC, id);
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "%lld exec requests are running already; try again later",
+                          (long long) cap);
+  cmd_t *c = cmd_new (CMD_EXEC, x->id);
   c->exec = nex_exec_ref (x);
   enqueue_cmd (sup, c);
-  int r = nex_exec_wait (x, spec->timeout_ms + EXEC_SLACK_MS + 5000, out, err);
+  return 0;
+}
+
+/* Gives back X's waiting slot. */
+static void
+exec_unwait (nex_supervisor_t *sup, nex_exec_t *x)
+{
+  int64_t cap = waiting_cap (sup);
   pthread_mutex_lock (&sup->queue_lock);
   for (int64_t i = 0; i < cap; i++)
     if (sup->waiting[i] == x)
       sup->waiting[i] = NULL;
   sup->execs_waiting--;
   pthread_mutex_unlock (&sup->queue_lock);
+}
+
+int
+nex_supervisor_exec (nex_supervisor_t *sup, const char *id, const nex_exec_spec_t *spec, nex_exec_result_t *out,
+                     nex_error_t *err)
+{
+  nex_exec_t *x = nex_exec_new (id, spec);
+  if (exec_submit (sup, x, 0, err) < 0)
+    {
+      nex_exec_unref (x);
+      return -1;
+    }
+  int r = nex_exec_wait (x, spec->timeout_ms + EXEC_SLACK_MS + 5000, out, err);
+  exec_unwait (sup, x);
   nex_exec_unref (x);
   return r;
+}
+
+int
+nex_supervisor_exec_open (nex_supervisor_t *sup, const char *id, const nex_exec_spec_t *spec, nex_exec_t **out,
+                          nex_error_t *err)
+{
+  nex_exec_t *x = nex_exec_new (id, spec);
+  if (exec_submit (sup, x, 1, err) < 0)
+    {
+      nex_exec_unref (x);
+      return -1;
+    }
+  int r = nex_exec_wait_started (x, SESSION_START_MS, err);
+  exec_unwait (sup, x);
+  if (r < 0)
+    {
+      nex_supervisor_exec_close (sup, x);
+      return -1;
+    }
+  *out = x;
+  return 0;
+}
+
+void
+nex_supervisor_exec_input (nex_supervisor_t *sup, nex_exec_t *x, int type, const void *data, size_t len)
+{
+  cmd_t *c = cmd_new (CMD_EXEC_INPUT, x->id);
+  c->target = nex_exec_ref (x);
+  c->frame_type = type;
+  c->len = len;
+  if (len)
+    {
+      c->data = nex_xmalloc (len);
+      memcpy (c->data, data, len);
+    }
+  nex_exec_input_add (x, len);
+  enqueue_cmd (sup, c);
+}
+
+void
+nex_supervisor_exec_close (nex_supervisor_t *sup, nex_exec_t *x)
+{
+  pthread_mutex_lock (&sup->queue_lock);
+  sup->sessions--;
+  pthread_mutex_unlock (&sup->queue_lock);
+  cmd_t *c = cmd_new (CMD_EXEC_CLOSE, x->id);
+  c->target = x; /* the caller's reference, dropped once the command ran */
+  enqueue_cmd (sup, c);
 }
 
 void
@@ -1276,7 +1439,7 @@ nex_supervisor_quiesce (nex_supervisor_t *sup)
     return;
   pthread_mutex_lock (&sup->queue_lock);
   sup->refusing_execs = 1;
-  int64_t cap = sup->node->cfg->api_threads > 1 ? sup->node->cfg->api_threads - 1 : 1;
+  int64_t cap = waiting_cap (sup);
   for (int64_t i = 0; sup->waiting && i < cap; i++)
     if (sup->waiting[i])
       {
@@ -1301,7 +1464,7 @@ supervisor_main (void *arg)
         {
           int64_t at[5] = { e->kill_at, e->restart_at, 0, e->greet_at, e->hello_by };
           for (nex_exec_t *x = e->execs; x; x = x->next)
-            if (at[2] == 0 || x->deadline < at[2])
+            if (x->deadline && (at[2] == 0 || x->deadline < at[2]))
               at[2] = x->deadline;
           for (int k = 0; k < 5; k++)
             if (at[k])
@@ -1355,7 +1518,7 @@ supervisor_main (void *arg)
           for (nex_exec_t *x = e->execs, *next; x; x = next)
             {
               next = x->next;
-              if (now >= x->deadline)
+              if (x->deadline && now >= x->deadline)
                 {
                   nex_error_t err = NULL;
                   nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: the agent did not report the end in time");
@@ -1580,6 +1743,8 @@ nex_supervisor_shutdown (nex_supervisor_t *sup)
           nex_exec_fail (c->exec, &err);
           nex_exec_unref (c->exec);
         }
+      nex_exec_unref (c->target);
+      free (c->data);
       free (c);
       c = next;
     }

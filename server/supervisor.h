@@ -47,4 +47,22 @@ void nex_supervisor_quiesce (nex_supervisor_t *sup);
 int nex_supervisor_exec (nex_supervisor_t *sup, const char *id, const nex_exec_spec_t *spec, nex_exec_result_t *out,
                          nex_error_t *err);
 
+/* Starts interactive SPEC (spec->interactive) inside running workload ID's sandbox and waits until the process
+ * runs: *OUT is the session (the caller's reference, given back with nex_supervisor_exec_close).  Fails as
+ * nex_supervisor_exec does, and with NEX_ERR_UNAVAILABLE beyond NEX_SUPERVISOR_MAX_SESSIONS open sessions.  Blocks
+ * the calling thread for at most a few seconds, counted among the waiting execs.  Not from the supervisor
+ * thread. */
+#define NEX_SUPERVISOR_MAX_SESSIONS 64
+int nex_supervisor_exec_open (nex_supervisor_t *sup, const char *id, const nex_exec_spec_t *spec, nex_exec_t **out,
+                              nex_error_t *err);
+
+/* Queues a frame for session X's process: TYPE is NEX_WIRE_STDIN (raw bytes; an empty one closes stdin),
+ * NEX_WIRE_RESIZE or NEX_WIRE_SIGNAL (a JSON object as text).  Counted with nex_exec_input_add until sent.  Any
+ * thread. */
+void nex_supervisor_exec_input (nex_supervisor_t *sup, nex_exec_t *x, int type, const void *data, size_t len);
+
+/* Ends session X (its process is killed if it still runs) and drops the caller's reference.  Any thread; once per
+ * successful nex_supervisor_exec_open. */
+void nex_supervisor_exec_close (nex_supervisor_t *sup, nex_exec_t *x);
+
 #endif

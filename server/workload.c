@@ -8,6 +8,7 @@
 #include "server/workload.h"
 
 #include <ctype.h>
+#include <signal.h>
 #include <string.h>
 #include <strings.h>
 
@@ -101,6 +102,25 @@ nex_capability_parse (const char *name)
   for (int i = 0; i < N_CAPABILITIES; i++)
     if (strcasecmp (name, capability_names[i]) == 0)
       return i;
+  return -1;
+}
+
+int
+nex_signal_parse (const json_t *v)
+{
+  if (json_is_integer (v) && json_integer_value (v) >= 1 && json_integer_value (v) < NSIG)
+    return (int)json_integer_value (v);
+  if (!json_is_string (v))
+    return -1;
+  const char *name = json_string_value (v);
+  if (strncasecmp (name, "SIG", 3) == 0)
+    name += 3;
+  for (int sig = 1; sig < NSIG; sig++)
+    {
+      const char *abbrev = sigabbrev_np (sig);
+      if (abbrev && strcasecmp (abbrev, name) == 0)
+        return sig;
+    }
   return -1;
 }
 

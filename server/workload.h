@@ -131,4 +131,8 @@ void nex_resources_from_json (const json_t *o, nex_resources_t *out);
 /* The capability number of NAME ("CAP_SYS_ADMIN" or "sys_admin", any case), or -1 when there is none. */
 int nex_capability_parse (const char *name);
 
+/* The signal V names: a number from 1 to NSIG - 1 or a name ("SIGTERM", "TERM", any case); -1 when it names
+ * none. */
+int nex_signal_parse (const json_t *v);
+
 #endif

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -16,13 +17,20 @@
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
+#include "agent/wire.h"
 #include "server/clock.h"
+#include "server/exec.h"
 #include "server/log.h"
-#include "server/ws-frame.h"
+#include "server/supervisor.h"
+#include "server/workload.h"
+#include "common/ws-frame.h"
 
 #define OUT_HIGH (256 * 1024) /* stop producing data frames above this much unsent output */
 #define IN_MAX (8 * 1024)     /* client frames are small (pings, close): larger ones are refused */
-#define IN_MAX_PAYLOAD (IN_MAX - 14)
+#define FRAME_OVERHEAD 14 /* the largest header of a client frame: 2 + 8 (length) + 4 (mask) */
+#define EXEC_IN_MAX (64 * 1024 + FRAME_OVERHEAD) /* exec sessions: stdin frames of up to 64 KiB */
+#define EXEC_CHUNK (64 * 1024)       /* largest binary frame of output */
+#define EXEC_TTY_MAX 10000           /* rows and columns a resize may ask for */
 #define QUEUE_MSGS 4096 /* bus queue bounds per stream */
 #define QUEUE_BYTES (2 * 1024 * 1024)
 #define REPLAY_CHUNK 256 /* stored lines read per registry query while replaying */
@@ -40,8 +48,10 @@ struct session
   uint8_t *out; /* frames not yet written: out[out_off, out_len) */
   size_t out_len, out_off, out_cap;
   uint64_t appended;  /* bytes ever queued, to tell whether produce() made any */
-  uint8_t in[IN_MAX]; /* bytes received, not yet parsed */
-  size_t in_len;
+  uint8_t *in; /* bytes received, not yet parsed (in_cap at most) */
+  size_t in_len, in_cap;
+  int in_paused;  /* EXEC: the client's input waits until the supervisor has sent what it queued */
+  int in_opcode;  /* EXEC: the opcode of the fragmented message being received, 0 when none */
   int64_t last_seq;     /* LOGS: the last line sent (or skipped over) */
   int64_t replay_until; /* LOGS: the stored lines to send before live ones end at this seq */
   int replaying;
@@ -237,10 +247,50 @@ deliver (session_t *s, nex_bus_msg_t *m, uint64_t missed)
     end_if_final (s);
 }
 
+/* The end of an exec session: its exit status (or why it was lost), then a close. */
+static void
+send_exit (session_t *s)
+{
+  nex_exec_result_t res = { 0 };
+  cleanup_error nex_error_t err = NULL;
+  if (nex_exec_wait (s->stream.exec, 0, &res, &err) < 0)
+    send_json (s, json_pack ("{s:s, s:s}", "type", "error", "message", err->msg));
+  else
+    send_json (s, json_pack ("{s:s, s:o, s:o, s:I}", "type", "exit", "exit_code",
+                             res.has_code ? json_integer (res.code) : json_null (), "signal",
+                             res.signal ? json_integer (res.signal) : json_null (), "lost_bytes",
+                             (json_int_t)res.out_lost));
+  nex_exec_result_release (&res);
+  send_close (s, NEX_WS_CLOSE_NORMAL, "the process ended");
+}
+
+/* Exec sessions: the process's output as binary frames, then its end. */
+static void
+produce_exec (session_t *s)
+{
+  static uint8_t buf[EXEC_CHUNK]; /* the websocket thread's */
+  while (!s->closing && out_pending (s) < OUT_HIGH)
+    {
+      int ended;
+      size_t n = nex_exec_read (s->stream.exec, buf, sizeof buf, &ended);
+      if (n > 0)
+        send_frame (s, NEX_WS_BINARY, buf, n);
+      if (ended)
+        send_exit (s);
+      if (n == 0)
+        return;
+    }
+}
+
 /* Fills the output buffer from the replay and the bus until it is high or there is nothing to send. */
 static void
 produce (session_t *s)
 {
+  if (s->stream.kind == NEX_WS_EXEC)
+    {
+      produce_exec (s);
+      return;
+    }
   while (!s->closing && out_pending (s) < OUT_HIGH)
     {
       if (s->replaying)
@@ -301,7 +351,7 @@ flush (session_t *s)
       s->dead = 1;
       return;
     }
-  watch (s, EPOLLIN | EPOLLRDHUP | (out_pending (s) ? EPOLLOUT : 0));
+  watch (s, (s->in_paused ? 0 : EPOLLIN | EPOLLRDHUP) | (out_pending (s) ? EPOLLOUT : 0));
 }
 
 /* Produces and writes until the socket is full (EPOLLOUT will say when to go on) or there is nothing left to
@@ -324,6 +374,94 @@ pump (session_t *s)
     }
 }
 
+static void send_exec_error (session_t *s, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+
+/* Tells an exec client what was wrong with its control message; the session goes on. */
+static void
+send_exec_error (session_t *s, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  cleanup_free char *msg = nex_xvasprintf (fmt, ap);
+  va_end (ap);
+  send_json (s, json_pack ("{s:s, s:s}", "type", "error", "message", msg));
+}
+
+/* A control message of an exec client: {"type": "resize", "rows", "cols"} or {"type": "signal", "signal"}.  What
+ * goes to the agent is rebuilt here from checked values, never the client's text. */
+static void
+exec_control (session_t *s, const uint8_t *text, size_t len)
+{
+  json_error_t jerr;
+  cleanup_json json_t *m = json_loadb ((const char *)text, len, JSON_REJECT_DUPLICATES, &jerr);
+  const char *type = json_string_value (json_object_get (m, "type"));
+  if (!json_is_object (m) || type == NULL)
+    {
+      send_exec_error (s, "control messages are JSON objects with a `type`");
+      return;
+    }
+  nex_supervisor_t *sup = s->ws->node->sup;
+  cleanup_free char *frame = NULL;
+  if (strcmp (type, "resize") == 0)
+    {
+      json_t *rows = json_object_get (m, "rows"), *cols = json_object_get (m, "cols");
+      if (!json_is_integer (rows) || !json_is_integer (cols) || json_integer_value (rows) < 1
+          || json_integer_value (rows) > EXEC_TTY_MAX || json_integer_value (cols) < 1
+          || json_integer_value (cols) > EXEC_TTY_MAX)
+        {
+          send_exec_error (s, "resize: `rows` and `cols` must be integers from 1 to %d", EXEC_TTY_MAX);
+          return;
+        }
+      if (!s->stream.exec->tty)
+        {
+          send_exec_error (s, "resize: this session has no terminal");
+          return;
+        }
+      frame = nex_xasprintf ("{\"rows\":%d,\"cols\":%d}", (int)json_integer_value (rows),
+                             (int)json_integer_value (cols));
+      nex_supervisor_exec_input (sup, s->stream.exec, NEX_WIRE_RESIZE, frame, strlen (frame));
+    }
+  else if (strcmp (type, "signal") == 0)
+    {
+      int sig = nex_signal_parse (json_object_get (m, "signal"));
+      if (sig < 0)
+        {
+          send_exec_error (s, "signal: `signal` must be a signal number or a name such as SIGINT");
+          return;
+        }
+      frame = nex_xasprintf ("{\"signal\":%d}", sig);
+      nex_supervisor_exec_input (sup, s->stream.exec, NEX_WIRE_SIGNAL, frame, strlen (frame));
+    }
+  else
+    send_exec_error (s, "unknown control message type `%.40s` (known: resize, signal)", type);
+}
+
+/* A data frame of an exec client: binary frames (and their continuations) are input; text frames are control
+ * messages and must come whole. */
+static void
+exec_data (session_t *s, const nex_ws_frame_t *f)
+{
+  int opcode = f->opcode == NEX_WS_CONTINUATION ? s->in_opcode : f->opcode;
+  if (opcode == 0 || (f->opcode != NEX_WS_CONTINUATION && s->in_opcode != 0))
+    {
+      send_close (s, NEX_WS_CLOSE_PROTOCOL, "fragments out of order");
+      return;
+    }
+  s->in_opcode = f->fin ? 0 : opcode;
+  if (opcode == NEX_WS_BINARY)
+    {
+      if (f->len > 0)
+        nex_supervisor_exec_input (s->ws->node->sup, s->stream.exec, NEX_WIRE_STDIN, f->payload, f->len);
+      return;
+    }
+  if (!f->fin || f->opcode == NEX_WS_CONTINUATION)
+    {
+      send_close (s, NEX_WS_CLOSE_POLICY, "control messages must be one frame");
+      return;
+    }
+  exec_control (s, f->payload, f->len);
+}
+
 /* Handles the complete frames in the input buffer. */
 static void
 parse_input (session_t *s)
@@ -333,7 +471,7 @@ parse_input (session_t *s)
     {
       nex_ws_frame_t f;
       int code;
-      long used = nex_ws_frame_parse (s->in + at, s->in_len - at, IN_MAX_PAYLOAD, &f, &code);
+      long used = nex_ws_frame_parse (s->in + at, s->in_len - at, s->in_cap - FRAME_OVERHEAD, &f, &code);
       if (used < 0)
         {
           send_close (s, code, code == NEX_WS_CLOSE_TOO_BIG ? "frame too large" : "protocol error");
@@ -351,7 +489,9 @@ parse_input (session_t *s)
           int c = f.len >= 2 ? (f.payload[0] << 8 | f.payload[1]) : NEX_WS_CLOSE_NORMAL;
           send_close (s, c >= 1000 && c < 5000 ? c : NEX_WS_CLOSE_PROTOCOL, NULL);
         }
-      /* Data frames carry nothing nexd acts on: ignored. */
+      else if (s->stream.kind == NEX_WS_EXEC && !s->closing && f.opcode != NEX_WS_PONG)
+        exec_data (s, &f);
+      /* Other data frames carry nothing nexd acts on: ignored. */
     }
   memmove (s->in, s->in + at, s->in_len - at);
   s->in_len -= at;
@@ -363,14 +503,22 @@ take_input (session_t *s)
 {
   for (;;)
     {
-      if (s->in_len == sizeof s->in)
+      /* An exec client may not queue input faster than the agent takes it: it waits (TCP pushes back) until the
+       * supervisor has sent what is queued, which wakes this session through the exec's eventfd. */
+      if (s->stream.kind == NEX_WS_EXEC)
+        {
+          s->in_paused = nex_exec_input_inflight (s->stream.exec) > NEX_EXEC_INPUT_INFLIGHT;
+          if (s->in_paused)
+            return;
+        }
+      if (s->in_len == s->in_cap)
         {
           /* A frame this large is refused by the parser before it is complete, so a full buffer is a flood. */
           send_close (s, NEX_WS_CLOSE_TOO_BIG, "frames to nexd must be small");
           s->in_len = 0;
           return;
         }
-      ssize_t n = recv (s->fd, s->in + s->in_len, sizeof s->in - s->in_len, 0);
+      ssize_t n = recv (s->fd, s->in + s->in_len, s->in_cap - s->in_len, 0);
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -385,15 +533,26 @@ take_input (session_t *s)
     }
 }
 
+void
+nex_ws_stream_release (nex_node_t *node, nex_ws_stream_t *s)
+{
+  if (s->exec)
+    nex_supervisor_exec_close (node->sup, NEX_STEAL_PTR (s->exec));
+}
+
 static void
 session_free (nex_ws_t *ws, session_t *s)
 {
   epoll_ctl (ws->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+  if (s->stream.exec)
+    epoll_ctl (ws->epfd, EPOLL_CTL_DEL, s->stream.exec->notify_fd, NULL);
+  nex_ws_stream_release (ws->node, &s->stream);
   nex_bus_unsubscribe (ws->node->bus, s->sub);
   /* libmicrohttpd owns the socket: this closes it. */
   MHD_upgrade_action (s->urh, MHD_UPGRADE_ACTION_CLOSE);
   __atomic_sub_fetch (&ws->clients, 1, __ATOMIC_RELAXED);
   free (s->out);
+  free (s->in);
   free (s);
 }
 
@@ -405,6 +564,16 @@ session_begin (nex_ws_t *ws, session_t *s)
   s->events = EPOLLIN | EPOLLRDHUP;
   struct epoll_event ev = { .events = s->events, .data.ptr = s };
   epoll_ctl (ws->epfd, EPOLL_CTL_ADD, s->fd, &ev);
+  if (s->stream.kind == NEX_WS_EXEC)
+    {
+      /* Edge-triggered: produce_exec reads what there is whenever the output buffer has room, so the eventfd
+       * only needs to say that something new came. */
+      struct epoll_event xev = { .events = EPOLLIN | EPOLLET, .data.ptr = s };
+      epoll_ctl (ws->epfd, EPOLL_CTL_ADD, s->stream.exec->notify_fd, &xev);
+      if (s->in_len > 0)
+        parse_input (s);
+      return;
+    }
   nex_bus_filter_t f = s->stream.filter;
   if (s->stream.kind == NEX_WS_LOGS)
     {
@@ -555,7 +724,9 @@ nex_ws_stop (nex_ws_t *ws)
     {
       session_t *s = ws->pending;
       ws->pending = s->next;
+      nex_ws_stream_release (ws->node, &s->stream);
       MHD_upgrade_action (s->urh, MHD_UPGRADE_ACTION_CLOSE);
+      free (s->in);
       free (s);
     }
   close (ws->epfd);
@@ -572,8 +743,10 @@ nex_ws_adopt (nex_ws_t *ws, int fd, void *urh, const char *extra, size_t extra_l
   s->fd = fd;
   s->urh = urh;
   s->stream = *stream;
-  if (extra_len > sizeof s->in)
-    extra_len = sizeof s->in; /* more than a handshake's worth of frames before the answer: cut (then refused) */
+  s->in_cap = stream->kind == NEX_WS_EXEC ? EXEC_IN_MAX : IN_MAX;
+  s->in = nex_xmalloc (s->in_cap);
+  if (extra_len > s->in_cap)
+    extra_len = s->in_cap; /* more than a handshake's worth of frames before the answer: cut (then refused) */
   if (extra_len)
     memcpy (s->in, extra, extra_len);
   s->in_len = extra_len;
@@ -589,7 +762,9 @@ nex_ws_adopt (nex_ws_t *ws, int fd, void *urh, const char *extra, size_t extra_l
   if (stopping)
     {
       __atomic_sub_fetch (&ws->clients, 1, __ATOMIC_RELAXED);
+      nex_ws_stream_release (ws->node, &s->stream);
       MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
+      free (s->in);
       free (s);
       return;
     }

@@ -317,8 +317,10 @@ class Nex:
                 full.pop(k, None)
             else:
                 full[k] = v
+        if "input" not in kw:
+            kw.setdefault("stdin", subprocess.DEVNULL)
         return subprocess.run([str(build_dir() / "nex")] + [str(a) for a in args], env=full, capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+                              text=True, timeout=timeout, **kw)
 
     # --- workloads --------------------------------------------------------------------------------------------
     @staticmethod

@@ -35,6 +35,7 @@ EXPECTED_OPERATIONS = {
     ("get", "/v1/workloads/{id}/stats"),
     ("post", "/v1/workloads/{id}/signal"),
     ("post", "/v1/workloads/{id}/exec"),
+    ("get", "/v1/workloads/{id}/exec"),
     ("post", "/v1/artifacts"),
     ("get", "/v1/artifacts/{sha256}"),
     ("get", "/v1/events"),

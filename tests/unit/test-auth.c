@@ -23,6 +23,8 @@ test_required (void)
     { "GET", "/v1/node", NEX_SCOPE_READ },
     { "HEAD", "/v1/workloads", NEX_SCOPE_READ },
     { "GET", "/v1/workloads/x/logs", NEX_SCOPE_READ },
+    { "GET", "/v1/workloads/x/exec", NEX_SCOPE_DEPLOY }, /* the interactive exec session runs a command */
+    { "GET", "/v1/workloads/exec", NEX_SCOPE_READ },
     { "POST", "/v1/workloads", NEX_SCOPE_DEPLOY },
     { "DELETE", "/v1/workloads/x", NEX_SCOPE_DEPLOY },
     { "POST", "/v1/artifacts", NEX_SCOPE_DEPLOY },

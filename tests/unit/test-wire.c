@@ -74,8 +74,10 @@ test_types (void)
   TAP_OK (ok, "types 1..10 are valid and named");
   TAP_OK (!nex_wire_type_valid (0) && !nex_wire_type_valid (NEX_WIRE_TYPE_MAX + 1) && !nex_wire_type_valid (255)
               && nex_wire_type_valid (NEX_WIRE_SIGNAL) && nex_wire_type_valid (NEX_WIRE_EXEC)
-              && nex_wire_type_is_json (NEX_WIRE_EXEC) && strcmp (nex_wire_type_name (NEX_WIRE_EXEC), "exec") == 0,
-          "types 0, past the last, 255 are invalid; signal and exec are JSON");
+              && nex_wire_type_is_json (NEX_WIRE_EXEC) && strcmp (nex_wire_type_name (NEX_WIRE_EXEC), "exec") == 0
+              && nex_wire_type_valid (NEX_WIRE_RESIZE) && nex_wire_type_is_json (NEX_WIRE_RESIZE)
+              && strcmp (nex_wire_type_name (NEX_WIRE_RESIZE), "resize") == 0,
+          "types 0, past the last, 255 are invalid; signal, exec and resize are JSON");
   TAP_OK (strcmp (nex_wire_type_name (0), "unknown") == 0 && strcmp (nex_wire_type_name (NEX_WIRE_ACK), "ack") == 0,
           "type names");
   TAP_OK (nex_wire_type_is_json (NEX_WIRE_START) && nex_wire_type_is_json (NEX_WIRE_ERROR)
@@ -883,6 +885,24 @@ test_agent_exec_sessions (void)
   TAP_OK (rc == 0 && run.exit && jint (run.exit, "signal") == SIGKILL
               && json_is_true (json_object_get (run.exit, "timed_out")),
           "agent exec: timeout_ms kills the session (EXIT {signal 9, timed_out})");
+  run_clear (&run);
+
+  /* A TTY session: a pseudo-terminal of the asked size, the session's controlling terminal; RESIZE changes its size
+   * (ordered with the input, so the second `stty size` sees it); everything comes back as STDOUT. */
+  const char *tty = "{\"path\":\"/bin/sh\",\"argv\":[\"sh\",\"-c\",\"stty size; tty; read l; stty size; echo got=$l; "
+                    "exit 2\"],\"tty\":true,\"rows\":7,\"cols\":33}";
+  nex_wire_send (h.fd, NEX_WIRE_EXEC, 9, tty, strlen (tty), NULL);
+  nex_wire_send (h.fd, NEX_WIRE_RESIZE, 9, "{\"rows\":9,\"cols\":44}", strlen ("{\"rows\":9,\"cols\":44}"), NULL);
+  nex_wire_send (h.fd, NEX_WIRE_STDIN, 9, "abc\n", 4, NULL);
+  rc = collect_on (&h, 9, &run, TIMEOUT_MS);
+  TAP_OK (rc == 0 && run.out && strstr (run.out, "/dev/pts/") && strstr (run.out, "9 44") && strstr (run.out, "got=abc")
+              && run.err == NULL && run.exit && jint (run.exit, "code") == 2,
+          "agent exec: a TTY session runs on a pseudo-terminal, resized by RESIZE, output as STDOUT");
+  run_clear (&run);
+  const char *bad_tty = "{\"path\":\"/bin/true\",\"tty\":true,\"rows\":0}";
+  nex_wire_send (h.fd, NEX_WIRE_EXEC, 10, bad_tty, strlen (bad_tty), NULL);
+  rc = collect_on (&h, 10, &run, TIMEOUT_MS);
+  TAP_OK (rc == 0 && run.error && jint (run.error, "errno") == EINVAL, "agent exec: a TTY of 0 rows is refused");
   run_clear (&run);
 
   host_send (&h, NEX_WIRE_STOP, "{\"grace_ms\":0}");

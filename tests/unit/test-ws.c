@@ -1,10 +1,11 @@
-/* test-ws.c — unit tests for the websocket framing (server/ws-frame.c): the RFC 6455 handshake example, the
+/* test-ws.c — unit tests for the websocket framing (common/ws-frame.c, server/ws-accept.c): the RFC 6455 handshake example, the
  * three header sizes, client frames whole, split and hostile, and random bytes that must never be read past. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/cleanup.h"
-#include "server/ws-frame.h"
+#include "common/ws-frame.h"
+#include "server/ws-accept.h"
 #include "tests/unit/tap.h"
 
 /* Builds a masked client frame of OPCODE with PAYLOAD into OUT; returns its size. */
@@ -124,6 +125,38 @@ test_parse (void)
   TAP_OK (nex_ws_frame_parse (huge, sizeof huge, (size_t)-1, &f, &code) < 0, "64-bit length with the top bit set");
 }
 
+/* The client's side (the `nex` CLI): what it sends parses as a client frame, what a server sends parses as a
+ * server frame, and each refuses the other's. */
+static void
+test_client_side (void)
+{
+  uint8_t buf[NEX_WS_MAX_CLIENT_HEADER + 300];
+  const uint8_t mask[4] = { 0x12, 0x34, 0x56, 0x78 };
+  const char *text = "echo hello";
+  size_t n = nex_ws_frame_header_masked (buf, NEX_WS_BINARY, strlen (text), mask);
+  for (size_t i = 0; i < strlen (text); i++)
+    buf[n + i] = (uint8_t)(text[i] ^ mask[i & 3]);
+  nex_ws_frame_t f;
+  int code;
+  long used = nex_ws_frame_parse (buf, n + strlen (text), 1024, &f, &code);
+  TAP_OK (n == 6 && used == (long)(n + strlen (text)) && f.opcode == NEX_WS_BINARY && f.len == strlen (text)
+              && memcmp (f.payload, text, f.len) == 0,
+          "a masked client frame round-trips");
+  n = nex_ws_frame_header_masked (buf, NEX_WS_BINARY, 300, mask);
+  memset (buf + n, 0, 300);
+  TAP_OK (n == 8 && nex_ws_frame_parse (buf, n + 300, 1024, &f, &code) == (long)(n + 300) && f.len == 300,
+          "a 16-bit length with a mask");
+  TAP_OK (nex_ws_frame_parse_server (buf, n + 300, 1024, &f, &code) == -1 && code == NEX_WS_CLOSE_PROTOCOL,
+          "a client refuses a masked server frame");
+  n = nex_ws_frame_header (buf, NEX_WS_TEXT, 5);
+  memcpy (buf + n, "{\"a\"}", 5);
+  used = nex_ws_frame_parse_server (buf, n + 5, 1024, &f, &code);
+  TAP_OK (used == (long)(n + 5) && f.opcode == NEX_WS_TEXT && f.len == 5 && memcmp (f.payload, "{\"a\"}", 5) == 0,
+          "an unmasked server frame parses on the client's side");
+  TAP_OK (nex_ws_frame_parse_server (buf, n + 4, 1024, &f, &code) == 0, "an incomplete server frame needs more");
+  TAP_OK (nex_ws_frame_parse (buf, n + 5, 1024, &f, &code) == -1, "a server refuses an unmasked frame");
+}
+
 static void
 test_random (void)
 {
@@ -159,6 +192,7 @@ main (void)
   test_handshake ();
   test_headers ();
   test_parse ();
+  test_client_side ();
   test_random ();
   return tap_done ();
 }

@@ -1,16 +1,16 @@
-/* ws-frame.h — RFC 6455 websocket framing, the server's side: the opening handshake's accept key, frames the
- * server sends (never masked) and frames it receives (always masked, from hostile clients).
+/* ws-frame.h — RFC 6455 websocket framing for both ends: frames a server sends (never masked) and receives
+ * (always masked, from hostile clients), and — for the `nex` CLI's client — frames a client sends and receives.
  *
  * nexd serves websockets on the REST API's own port: libmicrohttpd answers the opening handshake (101) and
  * hands over the socket (ARCHITECTURE.md says why this is not libwebsockets), and these functions speak the
- * protocol on it.  They do no I/O and keep no state, so the unit tests drive them with any bytes. */
-#ifndef NEX_WS_FRAME_H
-#define NEX_WS_FRAME_H
+ * protocol on it; the handshake's accept key is server/ws-accept.h.  They do no I/O and keep no state, so the
+ * unit tests drive them with any bytes. */
+#ifndef NEX_COMMON_WS_FRAME_H
+#define NEX_COMMON_WS_FRAME_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/error.h"
 
 /* Opcodes (RFC 6455 section 5.2). */
 #define NEX_WS_CONTINUATION 0x0
@@ -24,14 +24,12 @@
 #define NEX_WS_CLOSE_NORMAL 1000
 #define NEX_WS_CLOSE_GOING_AWAY 1001
 #define NEX_WS_CLOSE_PROTOCOL 1002
+#define NEX_WS_CLOSE_POLICY 1008
 #define NEX_WS_CLOSE_TOO_BIG 1009
 
-/* Largest header a server frame needs: 2 bytes, plus 8 for a 64-bit length. */
+/* Largest header a server frame needs: 2 bytes, plus 8 for a 64-bit length; a client's adds its 4-byte mask. */
 #define NEX_WS_MAX_HEADER 10
-
-/* Computes the Sec-WebSocket-Accept value for the client's Sec-WebSocket-Key KEY into OUT (28 characters and a
- * NUL).  KEY must be the base64 of 16 bytes (24 characters); anything else is refused with NEX_ERR_MALFORMED. */
-int nex_ws_accept_key (const char *key, char out[29], nex_error_t *err);
+#define NEX_WS_MAX_CLIENT_HEADER 14
 
 /* Writes the header of an unmasked, final frame of OPCODE carrying LEN payload bytes into OUT; returns its size
  * (2, 4 or 10). */
@@ -53,5 +51,13 @@ typedef struct nex_ws_frame
  * NEX_WS_CLOSE_PROTOCOL) or when its payload exceeds MAX_PAYLOAD (NEX_WS_CLOSE_TOO_BIG).  Never reads outside
  * BUF[0, LEN). */
 long nex_ws_frame_parse (uint8_t *buf, size_t len, size_t max_payload, nex_ws_frame_t *out, int *close_code);
+
+/* Client side: as nex_ws_frame_parse for a frame a server sent, which must not be masked. */
+long nex_ws_frame_parse_server (uint8_t *buf, size_t len, size_t max_payload, nex_ws_frame_t *out, int *close_code);
+
+/* Client side: writes the header of a final frame of OPCODE carrying LEN bytes, masked with MASK (which the caller
+ * then applies to the payload: byte i ^= MASK[i % 4]); returns its size (6, 8 or 14). */
+size_t nex_ws_frame_header_masked (uint8_t out[NEX_WS_MAX_CLIENT_HEADER], int opcode, uint64_t len,
+                                   const uint8_t mask[4]);
 
 #endif
