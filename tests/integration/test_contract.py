@@ -141,7 +141,7 @@ def test_success_responses_match(nexd):
 def test_problem_responses_match(nexd):
     p = check(nexd.deploy(artifact=nexd.program("hello")), "post", "/v1/workloads")
     assert p["status"] == 422 and p["field"] == "name"
-    p = check(nexd.deploy(name="x", artifact="http://127.0.0.1:9/x"), "post", "/v1/workloads")
+    p = check(nexd.deploy(name="x", artifact="gopher://127.0.0.1:9/x"), "post", "/v1/workloads")
     assert p["status"] == 422 and p["field"] == "artifact"
     r = nexd.post("/v1/workloads", data=b"{", headers={"Content-Type": "application/json"})
     assert check(r, "post", "/v1/workloads")["status"] == 400
