@@ -140,10 +140,8 @@ typedef struct agent
   agent_exec_t execs[AGENT_MAX_EXECS]; /* exec sessions; a slot with channel 0 is free */
 } agent_t;
 
-static void agent_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
-
-static void
-agent_log (const char *fmt, ...)
+void
+nex_agent_log (const char *fmt, ...)
 {
   char line[512];
   va_list ap;
@@ -276,7 +274,7 @@ agent_queue_json_on (agent_t *a, nex_wire_type_t type, uint16_t channel, json_t 
   uint8_t *data = nex_wire_encode_json (type, channel, o, &len, &err);
   if (data == NULL)
     {
-      agent_log ("cannot encode a %s frame: %s", nex_wire_type_name (type), err->msg);
+      nex_agent_log ("cannot encode a %s frame: %s", nex_wire_type_name (type), err->msg);
       return;
     }
   agent_frame_t *f = agent_frame_new (data, len, 0, per_conn);
@@ -340,7 +338,7 @@ static void agent_flush (agent_t *a);
 static void __attribute__ ((noreturn)) agent_exit (agent_t *a, int code)
 {
   agent_flush (a);
-  agent_log ("exiting");
+  nex_agent_log ("exiting");
   exit (code);
 }
 
@@ -380,7 +378,7 @@ agent_conn_close (agent_t *a, const char *why)
   if (a->conn_fd < 0)
     return;
   if (why)
-    agent_log ("host connection closed: %s", why);
+    nex_agent_log ("host connection closed: %s", why);
   close (a->conn_fd);
   a->conn_fd = -1;
   nex_wire_reader_release (&a->reader);
@@ -394,7 +392,7 @@ agent_conn_close (agent_t *a, const char *why)
     {
       /* A stream cannot be re-dialled: no host will ever reach this agent again.  The workload keeps running
        * (its end is simply not reported); with nothing running, there is nothing left to wait for. */
-      agent_log ("the host stream is gone for good");
+      nex_agent_log ("the host stream is gone for good");
       if (a->state == AGENT_IDLE || a->state == AGENT_EXITED)
         agent_exit (a, 0);
     }
@@ -429,7 +427,7 @@ agent_flush (agent_t *a)
 static void
 agent_conn_reject (agent_t *a, const char *msg)
 {
-  agent_log ("protocol error from the host: %s", msg);
+  nex_agent_log ("protocol error from the host: %s", msg);
   agent_queue_error (a, true, NULL, "%s", msg);
   agent_flush (a);
   if (a->transport == AGENT_TRANSPORT_LISTEN)
@@ -457,7 +455,7 @@ agent_accept (agent_t *a)
   if (fd < 0)
     {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-        agent_log ("accept: %s", strerror (errno));
+        nex_agent_log ("accept: %s", strerror (errno));
       return;
     }
   /* Whoever can connect to this socket controls the workload: access is decided by where nexd put the socket
@@ -967,11 +965,11 @@ agent_spawn (agent_t *a, const agent_spec_t *s)
     {
       a->exec_failed = true;
       cleanup_free char *text = agent_failure_text (s, &p.failure);
-      agent_log ("%s", text);
+      nex_agent_log ("%s", text);
       agent_queue_error (a, false, "exec", "%s", text);
       return;
     }
-  agent_log ("started `%s` as pid %d", s->path, (int)pid);
+  nex_agent_log ("started `%s` as pid %d", s->path, (int)pid);
   json_t *o = json_object ();
   json_object_set_new (o, "pid", json_integer (pid));
   agent_queue_json (a, NEX_WIRE_STARTED, o, false, false);
@@ -998,7 +996,7 @@ agent_stop (agent_t *a, int sig, int64_t grace_ms)
 {
   if (a->state != AGENT_RUNNING)
     return;
-  agent_log ("stopping pid %d with signal %d, %lld ms grace", (int)a->pid, sig, (long long)grace_ms);
+  nex_agent_log ("stopping pid %d with signal %d, %lld ms grace", (int)a->pid, sig, (long long)grace_ms);
   /* The whole group, so that a shell's children stop too; the process itself if it left the group. */
   if (kill (-a->pid, sig) < 0)
     kill (a->pid, sig);
@@ -1044,9 +1042,9 @@ static void
 agent_workload_ended (agent_t *a, int status)
 {
   if (WIFSIGNALED (status))
-    agent_log ("pid %d was killed by signal %d", (int)a->pid, WTERMSIG (status));
+    nex_agent_log ("pid %d was killed by signal %d", (int)a->pid, WTERMSIG (status));
   else
-    agent_log ("pid %d exited with code %d", (int)a->pid, WEXITSTATUS (status));
+    nex_agent_log ("pid %d exited with code %d", (int)a->pid, WEXITSTATUS (status));
   a->wait_status = status;
   a->state = AGENT_DRAINING;
   a->stop_deadline = 0;
@@ -1266,7 +1264,7 @@ agent_handle_exec (agent_t *a, uint16_t channel, json_t *req)
       agent_spec_release (&spec);
       return;
     }
-  agent_log ("exec session %u: started `%s` as pid %d", (unsigned)channel, spec.path, (int)p.pid);
+  nex_agent_log ("exec session %u: started `%s` as pid %d", (unsigned)channel, spec.path, (int)p.pid);
   agent_spec_release (&spec);
   *x = (agent_exec_t){ .channel = channel, .pid = p.pid, .out_fd = p.out_fd, .err_fd = p.err_fd, .in_fd = p.in_fd,
                        .tty_fd = p.tty_fd, .deadline = timeout > 0 ? agent_now_ms () + timeout : 0 };
@@ -1291,7 +1289,7 @@ agent_handle_stdin (agent_t *a, const nex_wire_frame_t *f)
       if (x->in_len + f->len > AGENT_EXEC_STDIN_LIMIT)
         {
           /* A process that does not read its stdin must not make PID 1 buffer without bound. */
-          agent_log ("exec session %u: stdin beyond %u bytes; closing it", (unsigned)x->channel,
+          nex_agent_log ("exec session %u: stdin beyond %u bytes; closing it", (unsigned)x->channel,
                      AGENT_EXEC_STDIN_LIMIT);
           x->in_len = 0;
           x->in_eof = true;
@@ -1352,7 +1350,7 @@ agent_handle_resize (agent_t *a, uint16_t channel, json_t *req)
     return; /* ended meanwhile, or not a terminal: nothing to resize */
   struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
   if (ioctl (x->tty_fd, TIOCSWINSZ, &ws) < 0)
-    agent_log ("exec session %u: resize: %s", (unsigned)channel, strerror (errno));
+    nex_agent_log ("exec session %u: resize: %s", (unsigned)channel, strerror (errno));
 }
 
 /* Reads one chunk of session X's output (see agent_read_output). */
@@ -1383,7 +1381,7 @@ agent_exec_deadlines (agent_t *a, int64_t now)
         continue;
       if (!x->ended && x->deadline && now >= x->deadline)
         {
-          agent_log ("exec session %u: timed out; killing pid %d", (unsigned)x->channel, (int)x->pid);
+          nex_agent_log ("exec session %u: timed out; killing pid %d", (unsigned)x->channel, (int)x->pid);
           kill (-x->pid, SIGKILL);
           kill (x->pid, SIGKILL);
           x->timed_out = true;
@@ -1445,7 +1443,7 @@ agent_handle_start (agent_t *a, json_t *req)
     {
       /* A restart (the host's restart policy): the same sandbox, a fresh process.  The EXIT of the last run is
        * queued ahead of what the new run produces, so the host sees them in order. */
-      agent_log ("restarting the workload");
+      nex_agent_log ("restarting the workload");
       json_decref (a->exit_info);
       a->exit_info = NULL;
       a->exec_failed = false;
@@ -1563,7 +1561,7 @@ agent_handle_frame (agent_t *a, const nex_wire_frame_t *f, nex_error_t *err)
       {
         /* Never answered, so that two ends refusing each other cannot loop. */
         const char *m = json_string_value (json_object_get (req, "message"));
-        agent_log ("host reports an error: %.200s", m ? m : "(no message)");
+        nex_agent_log ("host reports an error: %.200s", m ? m : "(no message)");
         break;
       }
     default:
@@ -1643,13 +1641,13 @@ agent_handle_deadlines (agent_t *a)
   int64_t now = agent_now_ms ();
   if (a->state == AGENT_RUNNING && a->stop_deadline && now >= a->stop_deadline)
     {
-      agent_log ("pid %d outlived its grace; killing", (int)a->pid);
+      nex_agent_log ("pid %d outlived its grace; killing", (int)a->pid);
       agent_kill_all (a);
       a->stop_deadline = 0;
     }
   if (a->state == AGENT_DRAINING && a->drain_deadline && now >= a->drain_deadline)
     {
-      agent_log ("output pipes still open %d ms after the workload ended; closing them", AGENT_DRAIN_MS);
+      nex_agent_log ("output pipes still open %d ms after the workload ended; closing them", AGENT_DRAIN_MS);
       agent_finish (a);
     }
   agent_exec_deadlines (a, now);
@@ -1710,7 +1708,7 @@ static void __attribute__ ((noreturn)) agent_run (agent_t *a)
         {
           if (errno == EINTR)
             continue;
-          agent_log ("poll: %s", strerror (errno));
+          nex_agent_log ("poll: %s", strerror (errno));
           exit (1);
         }
 
@@ -1796,7 +1794,7 @@ agent_parse_fd (const char *s)
   long v = strtol (s, &end, 10);
   if (errno || end == s || *end != '\0' || v < 0 || v > INT_MAX)
     {
-      agent_log ("invalid descriptor `%s`", s);
+      nex_agent_log ("invalid descriptor `%s`", s);
       exit (2);
     }
   return (int)v;
@@ -1812,13 +1810,13 @@ agent_transport_open (agent_t *a, agent_transport_t kind, int fd, const char *pa
       fd = open (path, O_RDWR | O_NOCTTY | O_CLOEXEC);
       if (fd < 0)
         {
-          agent_log ("open `%s`: %s", path, strerror (errno));
+          nex_agent_log ("open `%s`: %s", path, strerror (errno));
           exit (1);
         }
     }
   if (fcntl (fd, F_SETFD, FD_CLOEXEC) < 0 || agent_set_nonblock (fd) < 0)
     {
-      agent_log ("descriptor %d: %s", fd, strerror (errno));
+      nex_agent_log ("descriptor %d: %s", fd, strerror (errno));
       exit (1);
     }
   if (kind == AGENT_TRANSPORT_LISTEN)
@@ -1827,7 +1825,7 @@ agent_transport_open (agent_t *a, agent_transport_t kind, int fd, const char *pa
       socklen_t len = sizeof listening;
       if (getsockopt (fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening)
         {
-          agent_log ("descriptor %d is not a listening socket", fd);
+          nex_agent_log ("descriptor %d is not a listening socket", fd);
           exit (1);
         }
       a->listen_fd = fd;
@@ -1840,7 +1838,7 @@ agent_transport_open (agent_t *a, agent_transport_t kind, int fd, const char *pa
     {
       cfmakeraw (&t);
       if (tcsetattr (fd, TCSANOW, &t) < 0)
-        agent_log ("cannot make the console raw: %s", strerror (errno));
+        nex_agent_log ("cannot make the console raw: %s", strerror (errno));
     }
   a->conn_fd = fd;
   agent_queue_hello (a);
@@ -1927,7 +1925,7 @@ main (int argc, char **argv)
   sigaddset (&mask, SIGINT);
   if (sigprocmask (SIG_BLOCK, &mask, NULL) < 0 || (a.sig_fd = signalfd (-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
     {
-      agent_log ("signalfd: %s", strerror (errno));
+      nex_agent_log ("signalfd: %s", strerror (errno));
       return 1;
     }
 

@@ -26,18 +26,6 @@
 static int channel_fd = -1; /* the console channel, drained before power-off */
 static bool reboot_to_end;  /* nex.poweroff=reboot: the VMM ends on a reboot and has no power-off (Firecracker) */
 
-static void vm_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
-
-static void
-vm_log (const char *fmt, ...)
-{
-  char line[512];
-  va_list ap;
-  va_start (ap, fmt);
-  vsnprintf (line, sizeof line, fmt, ap);
-  va_end (ap);
-  fprintf (stderr, "nex-agent: %s\n", line);
-}
 
 /* The kernel command line, read once (mounting /proc first if needed).  Static storage; "" when unreadable. */
 static const char *
@@ -113,7 +101,7 @@ vm_mount (const char *src, const char *target, const char *type, unsigned long f
 {
   mkdir (target, 0755);
   if (mount (src, target, type, flags, data) < 0 && errno != EBUSY)
-    vm_log ("mount %s on %s: %s", type, target, strerror (errno));
+    nex_agent_log ("mount %s on %s: %s", type, target, strerror (errno));
 }
 
 static int
@@ -146,7 +134,7 @@ vm_load_modules (void)
       snprintf (path, sizeof path, "%s/%s", NEX_VM_MODULES_DIR, names[i] ? names[i] : "");
       int fd = names[i] ? open (path, O_RDONLY | O_CLOEXEC) : -1;
       if (fd < 0 || (syscall (SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST))
-        vm_log ("load module %s: %s", path, strerror (errno));
+        nex_agent_log ("load module %s: %s", path, strerror (errno));
       if (fd >= 0)
         close (fd);
       free (names[i]);
@@ -165,7 +153,7 @@ nex_agent_vm_init (void)
   vm_mount ("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
   char host[64];
   if (param ("nex.hostname", host, sizeof host) && sethostname (host, strlen (host)) < 0)
-    vm_log ("sethostname: %s", strerror (errno));
+    nex_agent_log ("sethostname: %s", strerror (errno));
   vm_load_modules ();
 }
 
@@ -185,14 +173,14 @@ vm_vsock_listen (const char *spec)
   unsigned long port = strtoul (spec, &end, 10);
   if (errno || end == spec || *end || port > 0xffffffffUL)
     {
-      vm_log ("bad vsock port `%s`", spec);
+      nex_agent_log ("bad vsock port `%s`", spec);
       return -1;
     }
   int fd = socket (AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = (unsigned)port };
   if (fd < 0 || bind (fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen (fd, 4) < 0)
     {
-      vm_log ("vsock port %lu: %s", port, strerror (errno));
+      nex_agent_log ("vsock port %lu: %s", port, strerror (errno));
       if (fd >= 0)
         close (fd);
       return -1;
@@ -220,7 +208,7 @@ nex_agent_vm_channel (nex_agent_vm_channel_t *ch)
     usleep (5000);
   if (fd < 0)
     {
-      vm_log ("open channel `%s`: %s", spec, strerror (errno));
+      nex_agent_log ("open channel `%s`: %s", spec, strerror (errno));
       return -1;
     }
   ch->listening = false;
