@@ -333,6 +333,10 @@ send_start (nex_supervisor_t *sup, entry_t *e)
     }
   json_t *argv = json_array_size (w.argv) > 0 ? json_incref (w.argv) : json_pack ("[s]", w.name);
   json_t *start = json_pack ("{s:s, s:o, s:O}", "path", "/workload", "argv", argv, "env", env);
+  /* A function's executable runs per trigger message (exec sessions); its main process only keeps the sandbox
+   * warm and `running`. */
+  if (w.type == NEX_WORKLOAD_FUNCTION)
+    json_object_set_new (start, "park", json_true ());
   add_hardening (sup, start, &w);
   nex_workload_release (&w);
   int sent = send_json (e, NEX_WIRE_START, start);
