@@ -15,6 +15,7 @@ nex_exec_new (const char *id, const nex_exec_spec_t *spec)
 {
   nex_exec_t *x = nex_xzalloc (sizeof *x);
   snprintf (x->id, sizeof x->id, "%s", id);
+  x->path = nex_xstrdup (spec->path ? spec->path : json_string_value (json_array_get (spec->argv, 0)));
   x->argv = json_deep_copy (spec->argv);
   x->env = spec->env ? json_deep_copy (spec->env) : json_object ();
   if (spec->stdin_len)
@@ -61,6 +62,7 @@ nex_exec_unref (nex_exec_t *x)
   pthread_mutex_unlock (&x->lock);
   if (!last)
     return;
+  free (x->path);
   json_decref (x->argv);
   json_decref (x->env);
   free (x->stdin_data);
@@ -102,6 +104,7 @@ nex_exec_started (nex_exec_t *x, int64_t pid)
 void
 nex_exec_finish (nex_exec_t *x, const json_t *exit)
 {
+  int completed = 0;
   pthread_mutex_lock (&x->lock);
   if (!x->done)
     {
@@ -115,23 +118,62 @@ nex_exec_finish (nex_exec_t *x, const json_t *exit)
       if (json_is_integer (dropped) && json_integer_value (dropped) > 0)
         x->result.out_lost += (uint64_t)json_integer_value (dropped);
       x->done = 1;
+      completed = 1;
       pthread_cond_broadcast (&x->cond);
     }
   pthread_mutex_unlock (&x->lock);
+  if (completed && x->on_done)
+    x->on_done (x, x->done_ctx);
 }
 
 void
 nex_exec_fail (nex_exec_t *x, nex_error_t *err)
 {
+  int completed = 0;
   pthread_mutex_lock (&x->lock);
   if (!x->done)
     {
       x->error = NEX_STEAL_PTR (*err);
       x->done = 1;
+      completed = 1;
       pthread_cond_broadcast (&x->cond);
     }
   pthread_mutex_unlock (&x->lock);
   nex_error_free (err);
+  if (completed && x->on_done)
+    x->on_done (x, x->done_ctx);
+}
+
+void
+nex_exec_on_done (nex_exec_t *x, nex_exec_done_fn fn, void *ctx)
+{
+  x->on_done = fn;
+  x->done_ctx = ctx;
+}
+
+/* Moves the outcome of a completed X into *OUT or *ERR; under X's lock. */
+static int
+take_locked (nex_exec_t *x, nex_exec_result_t *out, nex_error_t *err)
+{
+  if (x->error)
+    {
+      if (x->error->kind == NEX_ERR_INVALID && x->error->field)
+        return nex_error_field (err, x->error->field, "%s", x->error->msg);
+      return nex_error_set (err, x->error->kind, "%s", x->error->msg);
+    }
+  *out = x->result;
+  memset (&x->result, 0, sizeof x->result);
+  return 0;
+}
+
+int
+nex_exec_take (nex_exec_t *x, nex_exec_result_t *out, nex_error_t *err)
+{
+  pthread_mutex_lock (&x->lock);
+  int r = x->done ? take_locked (x, out, err)
+                  : nex_error_set (err, NEX_ERR_UNAVAILABLE, "exec: the request has not completed");
+  pthread_mutex_unlock (&x->lock);
+  return r;
 }
 
 int
@@ -150,21 +192,8 @@ nex_exec_wait (nex_exec_t *x, int64_t wait_ms, nex_exec_result_t *out, nex_error
   while (!x->done)
     if (pthread_cond_timedwait (&x->cond, &x->lock, &deadline) == ETIMEDOUT)
       break;
-  int r = 0;
-  if (!x->done)
-    r = nex_error_set (err, NEX_ERR_UNAVAILABLE, "exec: no answer from the workload's agent in time");
-  else if (x->error)
-    {
-      if (x->error->kind == NEX_ERR_INVALID && x->error->field)
-        r = nex_error_field (err, x->error->field, "%s", x->error->msg);
-      else
-        r = nex_error_set (err, x->error->kind, "%s", x->error->msg);
-    }
-  else
-    {
-      *out = x->result;
-      memset (&x->result, 0, sizeof x->result);
-    }
+  int r = x->done ? take_locked (x, out, err)
+                  : nex_error_set (err, NEX_ERR_UNAVAILABLE, "exec: no answer from the workload's agent in time");
   pthread_mutex_unlock (&x->lock);
   return r;
 }

@@ -8,6 +8,10 @@
  * Either side may give up first — the waiter on its timeout, the supervisor when the workload ends — so the
  * request is reference-counted and every completion after the first is ignored.
  *
+ * A caller that must not wait (a function invocation, nats-functions.c) sets a completion callback
+ * (nex_exec_on_done) and queues the request with nex_supervisor_exec_submit instead: the callback runs once, on
+ * the thread that completes the request (usually the supervisor's), and must only hand it on.
+ *
  * A TTY form (websocket, `nex exec -it`) would use the same channel machinery with STDIN frames streamed from
  * the client and output frames streamed back instead of gathered; see ARCHITECTURE.md. */
 #ifndef NEX_EXEC_H
@@ -31,6 +35,7 @@
 /* What a client asked to run. */
 typedef struct nex_exec_spec
 {
+  const char *path; /* the program's path inside the sandbox; NULL: argv[0] */
   json_t *argv; /* non-empty array of strings; argv[0] is the path of the program inside the sandbox */
   json_t *env;  /* object of strings, added to (and overriding) the workload's environment; may be NULL */
   const char *stdin_data;
@@ -53,10 +58,14 @@ typedef struct nex_exec_result
 
 typedef struct nex_exec nex_exec_t;
 
+/* Called once when X completes (finished or failed), with the CTX given to nex_exec_on_done. */
+typedef void (*nex_exec_done_fn) (nex_exec_t *x, void *ctx);
+
 struct nex_exec
 {
   /* Set at creation, read-only afterwards. */
   char id[NEX_ID_LEN + 1]; /* the workload */
+  char *path;              /* the program inside the sandbox */
   json_t *argv, *env;
   char *stdin_data;
   size_t stdin_len;
@@ -72,10 +81,19 @@ struct nex_exec
   int done;
   nex_exec_result_t result;
   nex_error_t error; /* set when it failed */
+  nex_exec_done_fn on_done; /* set before the request is submitted, read-only afterwards */
+  void *done_ctx;
 };
 
 /* A new request for workload ID (one reference, the caller's).  Copies what SPEC holds. */
 nex_exec_t *nex_exec_new (const char *id, const nex_exec_spec_t *spec);
+
+/* Sets X's completion callback (see above).  Call before handing X to the supervisor. */
+void nex_exec_on_done (nex_exec_t *x, nex_exec_done_fn fn, void *ctx);
+
+/* Whether X has completed; when it has, moves its result into *OUT (0) or its error into *ERR (-1).  For a
+ * completion callback's receiver; any thread. */
+int nex_exec_take (nex_exec_t *x, nex_exec_result_t *out, nex_error_t *err);
 
 /* Adds / drops a reference; the last drop frees the request.  Any thread. */
 nex_exec_t *nex_exec_ref (nex_exec_t *x);

@@ -511,7 +511,7 @@ exec_refused (nex_exec_t *x, json_t *msg)
 {
   const char *m = json_string_value (json_object_get (msg, "message"));
   json_int_t errnum = json_integer_value (json_object_get (msg, "errno"));
-  const char *prog = json_string_value (json_array_get (x->argv, 0));
+  const char *prog = x->path;
   nex_error_t err = NULL;
   if (errnum == ENOENT && m && strncmp (m, "exec `", 6) == 0)
     nex_error_field (&err, "argv[0]", "`%.200s` does not exist in the sandbox of workload %s (it holds only "
@@ -632,7 +632,7 @@ do_exec (nex_supervisor_t *sup, nex_exec_t *x)
   /* The workload's environment, with the request's on top. */
   json_t *env = json_deep_copy (w.env);
   json_object_update (env, x->env);
-  json_t *req = json_pack ("{s:O, s:O, s:o, s:I}", "path", json_array_get (x->argv, 0), "argv", x->argv, "env", env,
+  json_t *req = json_pack ("{s:s, s:O, s:o, s:I}", "path", x->path, "argv", x->argv, "env", env,
                            "timeout_ms", (json_int_t) x->timeout_ms);
   add_hardening (sup, req, &w);
   nex_workload_release (&w);
@@ -1271,6 +1271,32 @@ nex_supervisor_exec (nex_supervisor_t *sup, const char *id, const nex_exec_spec_
   pthread_mutex_unlock (&sup->queue_lock);
   nex_exec_unref (x);
   return r;
+}
+
+int
+nex_supervisor_exec_submit (nex_supervisor_t *sup, nex_exec_t *x, nex_error_t *err)
+{
+  cmd_t *c = cmd_new (CMD_EXEC, x->id);
+  pthread_mutex_lock (&sup->queue_lock);
+  int refusing = sup->refusing_execs || sup->shutting_down;
+  if (!refusing)
+    {
+      c->exec = nex_exec_ref (x);
+      if (sup->queue_tail)
+        sup->queue_tail->next = c;
+      else
+        sup->queue_head = c;
+      sup->queue_tail = c;
+    }
+  pthread_mutex_unlock (&sup->queue_lock);
+  if (refusing)
+    {
+      free (c);
+      return nex_error_set (err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
+    }
+  uint64_t one = 1;
+  (void) !write (sup->wakefd, &one, sizeof one);
+  return 0;
 }
 
 void

@@ -47,4 +47,11 @@ void nex_supervisor_quiesce (nex_supervisor_t *sup);
 int nex_supervisor_exec (nex_supervisor_t *sup, const char *id, const nex_exec_spec_t *spec, nex_exec_result_t *out,
                          nex_error_t *err);
 
+/* Queues exec request X (its spec as nex_supervisor_exec's) without waiting: the supervisor takes a reference
+ * and completes X later (nex_exec_finish / nex_exec_fail, which run X's completion callback), whatever happens —
+ * the workload ends, the agent does not answer (after the timeout and some slack), nexd shuts down.  Not bounded
+ * here: the caller bounds how many it has in flight.  -1 (NEX_ERR_UNAVAILABLE) when nexd is shutting down; X is
+ * then not completed.  Any thread. */
+int nex_supervisor_exec_submit (nex_supervisor_t *sup, nex_exec_t *x, nex_error_t *err);
+
 #endif
