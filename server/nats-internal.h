@@ -1,7 +1,7 @@
 /* nats-internal.h — what the files of the NATS bridge (nats-*.c) share; nothing outside them includes it.
  *
  * The bridge's state: the connection, the outbound queue (under lock, signalled by cond), counters, the
- * control subscriptions and the lame-duck drain thread. */
+ * control subscriptions, the lame-duck drain thread and the function workloads' state. */
 #ifndef NEX_NATS_INTERNAL_H
 #define NEX_NATS_INTERNAL_H
 
