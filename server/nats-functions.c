@@ -37,8 +37,8 @@
 #include "server/log.h"
 #include "server/supervisor.h"
 
-#define FN_WAIT_PER_SLOT 4        /* invocations that may wait per concurrency slot before messages are refused */
-#define FN_HEADER_MAX 512         /* bytes of a Nex-Error header value */
+#define FN_WAIT_PER_SLOT 4 /* invocations that may wait per concurrency slot before messages are refused */
+#define FN_HEADER_MAX 512  /* bytes of a Nex-Error header value */
 #define FN_ERROR_HEADER "Nex-Error"
 
 typedef struct fn fn_t;
@@ -55,32 +55,32 @@ struct fn
   natsSubscription *subs[NEX_FUNCTION_MAX_TRIGGERS];
   int n_subs;
   /* Under mod->lock. */
-  int active;           /* subscribed: messages are taken */
-  int subs_live;        /* subscriptions nats.c may still call back on */
-  int calls;            /* invocations holding this record (running or waiting) */
-  int running;          /* invocations submitted and not completed */
+  int active;    /* subscribed: messages are taken */
+  int subs_live; /* subscriptions nats.c may still call back on */
+  int calls;     /* invocations holding this record (running or waiting) */
+  int running;   /* invocations submitted and not completed */
   call_t *wait_head, *wait_tail;
   int waiting;
-  fn_t *next;           /* in mod->fns or mod->retired */
+  fn_t *next; /* in mod->fns or mod->retired */
 };
 
 /* One trigger message on its way. */
 struct call
 {
   fn_t *fn;
-  natsMsg *msg;        /* the trigger message (owned) */
-  int64_t arrived_us;  /* monotonic microseconds when it was received */
-  nex_exec_t *x;       /* the exec request, once submitted */
+  natsMsg *msg;             /* the trigger message (owned) */
+  int64_t arrived_us;       /* monotonic microseconds when it was received */
+  nex_exec_t *x;            /* the exec request, once submitted */
   nex_error_t submit_error; /* why it could not be submitted */
-  call_t *next;        /* in fn's waiting list or the module's job queue */
+  call_t *next;             /* in fn's waiting list or the module's job queue */
 };
 
 typedef enum job_kind
 {
-  JOB_SCAN,  /* subscribe every running function */
-  JOB_START, /* workload ID started: subscribe it if it is a function */
-  JOB_END,   /* workload ID ended: unsubscribe it */
-  JOB_DONE,  /* CALL completed */
+  JOB_SCAN,    /* subscribe every running function */
+  JOB_START,   /* workload ID started: subscribe it if it is a function */
+  JOB_END,     /* workload ID ended: unsubscribe it */
+  JOB_DONE,    /* CALL completed */
   JOB_QUIESCE, /* the node is shutting down: unsubscribe everything, so that other nodes take the messages */
 } job_kind_t;
 
@@ -110,7 +110,7 @@ mono_us (void)
 {
   struct timespec ts;
   clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void
@@ -144,10 +144,10 @@ reply (call_t *c, const char *error, const char *data, size_t n)
     return;
   char header[FN_HEADER_MAX];
   int64_t max = natsConnection_GetMaxPayload (nc);
-  if (max > 0 && (int64_t) n > max - FN_HEADER_MAX - 64)
+  if (max > 0 && (int64_t)n > max - FN_HEADER_MAX - 64)
     {
       snprintf (header, sizeof header, "reply of %zu bytes is larger than the server's max_payload (%lld)", n,
-                (long long) max);
+                (long long)max);
       error = header;
       data = NULL;
       n = 0;
@@ -157,12 +157,12 @@ reply (call_t *c, const char *error, const char *data, size_t n)
       /* A header value is one line of text: the reason may quote the guest, so anything else is replaced. */
       snprintf (header, sizeof header, "%s", error);
       for (char *p = header; *p; p++)
-        if ((unsigned char) *p < ' ' || (unsigned char) *p == 0x7f)
+        if ((unsigned char)*p < ' ' || (unsigned char)*p == 0x7f)
           *p = ' ';
       error = header;
     }
   natsMsg *m = NULL;
-  natsStatus s = natsMsg_Create (&m, to, NULL, data, (int) n);
+  natsStatus s = natsMsg_Create (&m, to, NULL, data, (int)n);
   if (s == NATS_OK && error)
     s = natsMsgHeader_Set (m, FN_ERROR_HEADER, error);
   if (s == NATS_OK)
@@ -192,7 +192,7 @@ call_submit (call_t *c)
                            .argv = fn->argv,
                            .env = env,
                            .stdin_data = natsMsg_GetData (c->msg),
-                           .stdin_len = (size_t) natsMsg_GetDataLength (c->msg),
+                           .stdin_len = (size_t)natsMsg_GetDataLength (c->msg),
                            .timeout_ms = fn->timeout_ms };
   c->x = nex_exec_new (fn->ident.id, &spec);
   nex_exec_on_done (c->x, on_exec_done, c);
@@ -227,19 +227,20 @@ call_done (call_t *c)
 {
   fn_t *fn = c->fn;
   nex_node_t *node = fn->mod->b->node;
-  double elapsed_ms = (double) (mono_us () - c->arrived_us) / 1000.0;
+  double elapsed_ms = (double)(mono_us () - c->arrived_us) / 1000.0;
   nex_exec_result_t r = { 0 };
   cleanup_error nex_error_t err = NULL;
   int ok = c->submit_error == NULL && nex_exec_take (c->x, &r, &err) == 0;
   if (c->submit_error)
     err = NEX_STEAL_PTR (c->submit_error);
   const char *subject = natsMsg_GetSubject (c->msg);
-  json_t *data = json_pack ("{s:s, s:f}", "subject", subject, "elapsed_ms", (double) (int64_t) (elapsed_ms * 1000) / 1000);
+  json_t *data
+      = json_pack ("{s:s, s:f}", "subject", subject, "elapsed_ms", (double)(int64_t)(elapsed_ms * 1000) / 1000);
   cleanup_free char *why = NULL;
   if (!ok)
     why = nex_xasprintf ("%s", err->kind == NEX_ERR_SYSTEM ? "internal error (see the node's log)" : err->msg);
   else if (r.timed_out)
-    why = nex_xasprintf ("timed out after %lld s", (long long) (fn->timeout_ms / 1000));
+    why = nex_xasprintf ("timed out after %lld s", (long long)(fn->timeout_ms / 1000));
   else if (r.signal)
     why = nex_xasprintf ("signal %d", r.signal);
   else if (r.has_code && r.code != 0)
@@ -314,7 +315,7 @@ on_message (natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closu
   fn->calls++;
   if (!fn->active)
     refused = "the function is stopping";
-  else if (natsMsg_GetDataLength (msg) > (int) NEX_EXEC_MAX_STDIN)
+  else if (natsMsg_GetDataLength (msg) > (int)NEX_EXEC_MAX_STDIN)
     {
       snprintf (why, sizeof why, "payload of %d bytes is larger than %u bytes", natsMsg_GetDataLength (msg),
                 NEX_EXEC_MAX_STDIN);
@@ -416,8 +417,8 @@ fn_add (struct nex_nats_functions *m, const nex_workload_t *w)
   }
   fn->next = m->fns;
   m->fns = fn;
-  nex_info ("function %s (%s/%s): subscribed to %d trigger subject(s) in queue group %s", w->id, w->namespace_,
-            w->name, fn->n_subs, group);
+  nex_info ("function %s (%s/%s): subscribed to %d trigger subject(s) in queue group %s", w->id, w->namespace_, w->name,
+            fn->n_subs, group);
 }
 
 /* Unsubscribes function ID; invocations waiting for a slot are refused, running ones finish. */
