@@ -170,14 +170,14 @@ def test_stop_unsubscribes_and_restart_resubscribes(request, nats_server):
 def test_saturation_is_refused_not_blocking(request, nats_server):
     nex = start_node(request, nats_server)
     c = NatsClient(nats_server.url)
-    deploy_function(nex, name="one", subjects=["fn.one"], max_concurrency=1, function_timeout_s=2)
+    deploy_function(nex, name="one", subjects=["fn.one"], max_concurrency=1, function_timeout_s=4)
     # One slot and four waiting places: of 10 sleeping requests at once, the excess is refused as busy at once;
     # the others end, one after the other, at their timeout.
     with ThreadPoolExecutor(10) as pool:
-        outs = list(pool.map(lambda _: fcall(c, "fn.one", "sleep", timeout_ms=20000), range(10)))
+        outs = list(pool.map(lambda _: fcall(c, "fn.one", "sleep", timeout_ms=40000), range(10)))
     errors = [o.get("headers", {}).get("Nex-Error", o.get("error")) for o in outs]
     busy = [e for e in errors if e and e.startswith("busy")]
-    timed_out = [e for e in errors if e == "timed out after 2 s"]
+    timed_out = [e for e in errors if e == "timed out after 4 s"]
     assert busy and timed_out and len(busy) + len(timed_out) == 10, errors
     assert len(timed_out) <= 5, errors
     # Meanwhile the node answers its control API, and afterwards the function answers again.
