@@ -633,6 +633,15 @@ nex_nats_functions_stop (nex_nats_t *b)
           call_refuse (c, "the node is shutting down");
         }
     }
+  /* Our references to the subscriptions go while the connection (which they hold) is still there; nats.c's
+   * delivery threads keep their own until they end, and the records themselves stay until
+   * nex_nats_functions_free, when no handler can run any more. */
+  for (fn_t *fn = m->retired; fn; fn = fn->next)
+    {
+      for (int i = 0; i < fn->n_subs; i++)
+        natsSubscription_Destroy (fn->subs[i]);
+      fn->n_subs = 0;
+    }
 }
 
 void
