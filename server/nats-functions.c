@@ -247,6 +247,10 @@ call_done (call_t *c)
     why = nex_xasprintf ("exit code %d", r.code);
   else if (!r.has_code)
     why = nex_xstrdup ("ended without an exit status");
+  else if (r.out_lost > 0)
+    /* A cut reply would pass for a whole one. */
+    why = nex_xasprintf ("stdout was larger than %u bytes (%llu more were not kept)", NEX_EXEC_MAX_OUTPUT,
+                         (unsigned long long)r.out_lost);
   if (ok && r.has_code)
     json_object_set_new (data, "exit_code", json_integer (r.code));
   if (ok && r.signal)
