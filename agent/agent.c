@@ -482,6 +482,7 @@ typedef struct agent_spec
   unsigned short filter_len;
   bool tty;                    /* EXEC only: run on a new pseudo-terminal of ROWS x COLS */
   unsigned short rows, cols;
+  bool park;                   /* START only: the child parks (waits for a signal) instead of executing path */
 } agent_spec_t;
 
 static void
@@ -791,6 +792,15 @@ static void __attribute__ ((noreturn)) agent_child (const agent_spec_t *s, const
       struct sock_fprog prog = { .len = s->filter_len, .filter = s->filter };
       if (prctl (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
         agent_child_fail (status_w, AGENT_CHILD_SECCOMP, errno);
+    }
+  if (s->park)
+    {
+      /* A function workload's placeholder main process: hardened like the workload, it only waits, so that the
+       * sandbox is "running" (exec sessions run the function) and a stop or an OOM kill ends it as it would end
+       * any workload.  Closing the status pipe reports the start as execve would. */
+      close (status_w);
+      for (;;)
+        pause ();
     }
   execve (s->path, s->argv, s->envp);
   agent_child_fail (status_w, AGENT_CHILD_EXEC, errno);
@@ -1458,10 +1468,16 @@ agent_handle_start (agent_t *a, json_t *req)
     }
   cleanup_error nex_error_t err = NULL;
   agent_spec_t spec;
+  json_t *park = json_object_get (req, "park");
   if (agent_spec_parse (req, &spec, &err) < 0)
     agent_queue_error (a, true, "start", "%s", err->msg);
+  else if (park != NULL && !json_is_boolean (park))
+    agent_queue_error (a, true, "start", "start: `park` must be a boolean");
   else
-    agent_spawn (a, &spec);
+    {
+      spec.park = json_is_true (park);
+      agent_spawn (a, &spec);
+    }
   agent_spec_release (&spec);
 }
 

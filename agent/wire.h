@@ -32,7 +32,8 @@
 typedef enum nex_wire_type
 {
   NEX_WIRE_HELLO = 1,   /* agent->host JSON {version, agent_pid, state, exit?}: sent on every accept */
-  NEX_WIRE_START = 2,   /* host->agent JSON {path, argv[], env{}}: start the workload (once) */
+  NEX_WIRE_START = 2,   /* host->agent JSON {path, argv[], env{}, park?}: start the workload (once); with
+                           park: true a hardened placeholder that only waits (a function's idle sandbox) */
   NEX_WIRE_STARTED = 3, /* agent->host JSON {pid}: the workload is running */
   NEX_WIRE_STDOUT = 4,  /* agent->host raw bytes the workload wrote to stdout */
   NEX_WIRE_STDERR = 5,  /* agent->host raw bytes the workload wrote to stderr */

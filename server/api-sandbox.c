@@ -160,6 +160,16 @@ check_argv0 (const char *text, size_t len, nex_error_t *err)
   return 0;
 }
 
+/* ARGV as the program sees it: with ARGV0 (when not NULL) in place of its path.  A new reference. */
+static json_t *
+argv_as_seen (const json_t *argv, const char *argv0)
+{
+  json_t *seen = json_deep_copy (argv);
+  if (argv0)
+    json_array_set_new (seen, 0, json_string (argv0));
+  return seen;
+}
+
 /* An exec's argv: a non-empty array of at most EXEC_MAX_ARGS strings without NUL, argv[0] not empty. */
 static int
 check_argv (const json_t *argv, nex_error_t *err)
@@ -242,8 +252,9 @@ workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
   nex_workload_t w = { 0 };
   if (load_running (req, "exec", &w, err) < 0)
     return -1;
-  nex_exec_spec_t spec = { .argv = (json_t *)argv,
-                           .argv0 = json_is_string (argv0) ? json_string_value (argv0) : NULL,
+  cleanup_json json_t *seen = argv_as_seen (argv, json_is_string (argv0) ? json_string_value (argv0) : NULL);
+  nex_exec_spec_t spec = { .path = json_string_value (json_array_get (argv, 0)),
+                           .argv = seen,
                            .env = (json_t *)env,
                            .stdin_data = json_is_string (in) ? json_string_value (in) : NULL,
                            .stdin_len = json_is_string (in) ? json_string_length (in) : 0,
@@ -328,7 +339,8 @@ nex_api_exec_open (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *er
   nex_workload_t w = { 0 };
   if (load_running (req, "exec", &w, err) < 0)
     return -1;
-  nex_exec_spec_t spec = { .argv = argv, .argv0 = argv0, .env = env, .interactive = 1, .tty = 1, .rows = (int)rows,
+  cleanup_json json_t *seen = argv_as_seen (argv, argv0);
+  nex_exec_spec_t spec = { .path = cmd, .argv = seen, .env = env, .interactive = 1, .tty = 1, .rows = (int)rows,
                            .cols = (int)cols };
   int r = nex_supervisor_exec_open (req->node->sup, w.id, &spec, &out->exec, err);
   if (r == 0)

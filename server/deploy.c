@@ -37,6 +37,10 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
   int stored_secure = 0;
   if (d == NULL)
     nex_error_field (err, "driver", "unknown driver `%s`", w.driver);
+  else if (w.type == NEX_WORKLOAD_FUNCTION && node->nats == NULL)
+    /* A function is reached only through its trigger subjects: on a node without NATS it could never run. */
+    nex_error_field (err, "trigger_subjects", "this node is not connected to NATS (start nexd with --nats): a "
+                     "function could never be triggered here");
   else if (!d->probe (d, &why))
     nex_error_set (err, NEX_ERR_UNAVAILABLE, "driver `%s` is unavailable on this node: %s", d->name, why);
   else if (nex_artifact_precheck_at (node->artifacts_dir, w.artifact, err) == 0

@@ -13,7 +13,8 @@
 /* Validates REQUEST (the deploy fields, see nex_workload_from_request), checks that its driver exists and is
  * available and that its artifact passes the request-time checks, stores it `pending`, emits
  * `workload_deployed` and queues it to the supervisor.  Fills OUT (caller releases) with the stored workload.
- * On failure nothing is stored: NEX_ERR_INVALID names the field, NEX_ERR_UNAVAILABLE says why the driver cannot
+ * On failure nothing is stored: NEX_ERR_INVALID names the field (`trigger_subjects` for a function on a node
+ * without NATS), NEX_ERR_UNAVAILABLE says why the driver cannot
  * run here.  Any thread. */
 int nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out, nex_error_t *err);
 

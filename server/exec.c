@@ -17,8 +17,8 @@ nex_exec_new (const char *id, const nex_exec_spec_t *spec)
 {
   nex_exec_t *x = nex_xzalloc (sizeof *x);
   snprintf (x->id, sizeof x->id, "%s", id);
+  x->path = nex_xstrdup (spec->path ? spec->path : json_string_value (json_array_get (spec->argv, 0)));
   x->argv = json_deep_copy (spec->argv);
-  x->argv0 = spec->argv0 ? nex_xstrdup (spec->argv0) : NULL;
   x->env = spec->env ? json_deep_copy (spec->env) : json_object ();
   if (spec->stdin_len)
     {
@@ -74,8 +74,8 @@ nex_exec_unref (nex_exec_t *x)
   pthread_mutex_unlock (&x->lock);
   if (!last)
     return;
+  free (x->path);
   json_decref (x->argv);
-  free (x->argv0);
   json_decref (x->env);
   free (x->stdin_data);
   nex_exec_result_release (&x->result);
@@ -154,6 +154,7 @@ nex_exec_started (nex_exec_t *x, int64_t pid)
 void
 nex_exec_finish (nex_exec_t *x, const json_t *exit)
 {
+  int completed = 0;
   pthread_mutex_lock (&x->lock);
   if (!x->done)
     {
@@ -167,25 +168,69 @@ nex_exec_finish (nex_exec_t *x, const json_t *exit)
       if (json_is_integer (dropped) && json_integer_value (dropped) > 0)
         x->result.out_lost += (uint64_t)json_integer_value (dropped);
       x->done = 1;
+      completed = 1;
       pthread_cond_broadcast (&x->cond);
       notify (x);
     }
   pthread_mutex_unlock (&x->lock);
+  if (completed && x->on_done)
+    x->on_done (x, x->done_ctx);
 }
 
 void
 nex_exec_fail (nex_exec_t *x, nex_error_t *err)
 {
+  int completed = 0;
   pthread_mutex_lock (&x->lock);
   if (!x->done)
     {
       x->error = NEX_STEAL_PTR (*err);
       x->done = 1;
+      completed = 1;
       pthread_cond_broadcast (&x->cond);
       notify (x);
     }
   pthread_mutex_unlock (&x->lock);
   nex_error_free (err);
+  if (completed && x->on_done)
+    x->on_done (x, x->done_ctx);
+}
+
+void
+nex_exec_on_done (nex_exec_t *x, nex_exec_done_fn fn, void *ctx)
+{
+  x->on_done = fn;
+  x->done_ctx = ctx;
+}
+
+/* The request's error (lock held), copied into ERR. */
+static int
+copy_error (nex_exec_t *x, nex_error_t *err)
+{
+  if (x->error->kind == NEX_ERR_INVALID && x->error->field)
+    return nex_error_field (err, x->error->field, "%s", x->error->msg);
+  return nex_error_set (err, x->error->kind, "%s", x->error->msg);
+}
+
+/* Moves the outcome of a completed X into *OUT or *ERR; under X's lock. */
+static int
+take_locked (nex_exec_t *x, nex_exec_result_t *out, nex_error_t *err)
+{
+  if (x->error)
+    return copy_error (x, err);
+  *out = x->result;
+  memset (&x->result, 0, sizeof x->result);
+  return 0;
+}
+
+int
+nex_exec_take (nex_exec_t *x, nex_exec_result_t *out, nex_error_t *err)
+{
+  pthread_mutex_lock (&x->lock);
+  int r = x->done ? take_locked (x, out, err)
+                  : nex_error_set (err, NEX_ERR_UNAVAILABLE, "exec: the request has not completed");
+  pthread_mutex_unlock (&x->lock);
+  return r;
 }
 
 /* Waits (lock held) until COND_MET says so or WAIT_MS passed. */
@@ -216,15 +261,6 @@ static int
 is_started_or_done (const nex_exec_t *x)
 {
   return x->started || x->done;
-}
-
-/* The request's error (lock held), copied into ERR. */
-static int
-copy_error (nex_exec_t *x, nex_error_t *err)
-{
-  if (x->error->kind == NEX_ERR_INVALID && x->error->field)
-    return nex_error_field (err, x->error->field, "%s", x->error->msg);
-  return nex_error_set (err, x->error->kind, "%s", x->error->msg);
 }
 
 int
@@ -291,16 +327,8 @@ nex_exec_wait (nex_exec_t *x, int64_t wait_ms, nex_exec_result_t *out, nex_error
 {
   pthread_mutex_lock (&x->lock);
   wait_locked (x, wait_ms, is_done);
-  int r = 0;
-  if (!x->done)
-    r = nex_error_set (err, NEX_ERR_UNAVAILABLE, "exec: no answer from the workload's agent in time");
-  else if (x->error)
-    r = copy_error (x, err);
-  else
-    {
-      *out = x->result;
-      memset (&x->result, 0, sizeof x->result);
-    }
+  int r = x->done ? take_locked (x, out, err)
+                  : nex_error_set (err, NEX_ERR_UNAVAILABLE, "exec: no answer from the workload's agent in time");
   pthread_mutex_unlock (&x->lock);
   return r;
 }

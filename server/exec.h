@@ -12,7 +12,11 @@
  * machinery, but nothing is gathered: the API thread waits only until the process started
  * (nex_exec_wait_started), then the websocket thread takes the output as it comes (nex_exec_read, woken through
  * nex_exec_notify_fd) and feeds stdin, window sizes and signals through the supervisor
- * (nex_supervisor_exec_input) until the EXIT completes the request. */
+ * (nex_supervisor_exec_input) until the EXIT completes the request.
+ *
+ * A caller that must not wait (a function invocation, nats-functions.c) sets a completion callback
+ * (nex_exec_on_done) and queues the request with nex_supervisor_exec_submit instead: the callback runs once, on
+ * the thread that completes the request (usually the supervisor's), and must only hand it on. */
 #ifndef NEX_EXEC_H
 #define NEX_EXEC_H
 
@@ -36,10 +40,9 @@
 /* What a client asked to run. */
 typedef struct nex_exec_spec
 {
-  json_t *argv; /* non-empty array of strings; argv[0] is the path of the program inside the sandbox */
+  const char *path; /* the program's path inside the sandbox; NULL: argv[0] */
+  json_t *argv; /* non-empty array of strings, as the program sees them (argv[0]: its name, by default its path) */
   json_t *env;  /* object of strings, added to (and overriding) the workload's environment; may be NULL */
-  const char *argv0; /* the name the program sees as its argv[0] (a multi-call binary such as busybox picks its
-                        applet by it); NULL: argv[0], its path */
   const char *stdin_data;
   size_t stdin_len;
   int64_t timeout_ms; /* the agent kills the process after this long (interactive: 0, none) */
@@ -63,12 +66,15 @@ typedef struct nex_exec_result
 
 typedef struct nex_exec nex_exec_t;
 
+/* Called once when X completes (finished or failed), with the CTX given to nex_exec_on_done. */
+typedef void (*nex_exec_done_fn) (nex_exec_t *x, void *ctx);
+
 struct nex_exec
 {
   /* Set at creation, read-only afterwards. */
   char id[NEX_ID_LEN + 1]; /* the workload */
+  char *path;              /* the program inside the sandbox */
   json_t *argv, *env;
-  char *argv0; /* NULL: argv[0] */
   char *stdin_data;
   size_t stdin_len;
   int64_t timeout_ms;
@@ -89,10 +95,19 @@ struct nex_exec
   uint8_t *stream;   /* interactive: output not yet read (at most NEX_EXEC_STREAM_BUFFER bytes) */
   size_t stream_len;
   size_t input_inflight; /* interactive: input bytes queued to the supervisor, not yet sent to the agent */
+  nex_exec_done_fn on_done; /* set before the request is submitted, read-only afterwards */
+  void *done_ctx;
 };
 
 /* A new request for workload ID (one reference, the caller's).  Copies what SPEC holds. */
 nex_exec_t *nex_exec_new (const char *id, const nex_exec_spec_t *spec);
+
+/* Sets X's completion callback (see above).  Call before handing X to the supervisor. */
+void nex_exec_on_done (nex_exec_t *x, nex_exec_done_fn fn, void *ctx);
+
+/* Whether X has completed; when it has, moves its result into *OUT (0) or its error into *ERR (-1).  For a
+ * completion callback's receiver; any thread. */
+int nex_exec_take (nex_exec_t *x, nex_exec_result_t *out, nex_error_t *err);
 
 /* Adds / drops a reference; the last drop frees the request.  Any thread. */
 nex_exec_t *nex_exec_ref (nex_exec_t *x);

@@ -100,6 +100,7 @@ nex_nats_publish_event (nex_nats_t *b, const json_t *event, const char *namespac
   cleanup_free char *tt = nex_nats_token (type);
   cleanup_free char *subject = nex_xasprintf ("$NEX.events.%s.%s", ns, tt);
   enqueue_json (b, subject, event);
+  nex_nats_functions_notice (b, event);
 }
 
 /* A JSON string of the N bytes at S, with bytes that do not make UTF-8 replaced by '?' (log lines are
@@ -546,6 +547,7 @@ artifact_get (void *ctx, const char *bucket, const char *key, uint64_t max_bytes
 static void
 bridge_free (nex_nats_t *b)
 {
+  nex_nats_functions_free (b);
   for (int i = 0; i < b->n_subs; i++)
     natsSubscription_Destroy (b->subs[i]);
   if (b->nc)
@@ -625,7 +627,9 @@ nex_nats_serve (nex_nats_t *b, nex_error_t *err)
   pthread_mutex_lock (&b->lock);
   b->serving = 1;
   pthread_mutex_unlock (&b->lock);
-  return nex_nats_control_subscribe (b, err);
+  if (nex_nats_control_subscribe (b, err) < 0)
+    return -1;
+  return nex_nats_functions_start (b, err);
 }
 
 void
@@ -642,6 +646,7 @@ nex_nats_quiesce (nex_nats_t *b)
   pthread_mutex_unlock (&b->lock);
   for (int i = 0; i < b->n_subs; i++)
     natsSubscription_Unsubscribe (b->subs[i]);
+  nex_nats_functions_quiesce (b);
 }
 
 void
@@ -650,6 +655,7 @@ nex_nats_close (nex_nats_t *b)
   if (b == NULL)
     return;
   nex_nats_quiesce (b);
+  nex_nats_functions_stop (b); /* its last replies and events, while the publisher still runs */
   nex_artifact_set_nats (NULL, NULL);
   pthread_mutex_lock (&b->lock);
   b->stopping = 1;

@@ -14,11 +14,14 @@
  * In: the control API (nats-control.c) — request/reply on $NEX.PING, $NEX.PING.<node>, $NEX.INFO.<ns>.<node>,
  * $NEX.DEPLOY.<ns>.<node>, $NEX.STOP.<ns>.<node>, $NEX.WPING.<ns>[.<id>], $NEX.LAMEDUCK.<node> and
  * $NEX.AUCTION, with replies in nex's envelope {"type": "io.nats.nex.v1.<op>_response", "data", "error"}.
+ * Function workloads (nats-functions.c): each running function's trigger subjects, in a queue group per
+ * function; a message runs the function once in its sandbox and is answered with its stdout (or a Nex-Error
+ * header).
  *
  * Threads: nats.c runs its own (socket reader, reconnects, one delivery thread per subscription); their
  * callbacks only validate, call thread-safe node functions (nex_deploy_submit, nex_supervisor_stop, the
- * registry) and reply.  The bridge adds a publisher thread (queue, heartbeats) and, after a lame-duck request,
- * a drain thread. */
+ * registry) and reply.  The bridge adds a publisher thread (queue, heartbeats), a functions thread (replies
+ * and events of function runs) and, after a lame-duck request, a drain thread. */
 #ifndef NEX_NATS_BRIDGE_H
 #define NEX_NATS_BRIDGE_H
 

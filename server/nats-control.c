@@ -245,43 +245,6 @@ alias (json_t *src, json_t *dst, const char *from, const char *to, nex_error_t *
   return 0;
 }
 
-/* Whether SUBJECT lies in (or overlaps) the subject space PREFIX.> ("$SYS", "$JS", "$NEX"). */
-static int
-in_space (const char *subject, const char *prefix)
-{
-  size_t n = strlen (prefix);
-  /* ">" and "*" at the start overlap every space. */
-  if (strcmp (subject, ">") == 0 || strncmp (subject, "*", 1) == 0)
-    return 1;
-  return strncasecmp (subject, prefix, n) == 0 && (subject[n] == '.' || subject[n] == '\0');
-}
-
-/* trigger_subjects: refused in the system's own subject spaces (a function answering $SYS, $JS or $NEX
- * requests could impersonate the server, JetStream or the node's own control API); functions are not
- * implemented yet, so any other subject is refused too, saying so. */
-static int
-check_triggers (json_t *subjects, nex_error_t *err)
-{
-  if (subjects == NULL || json_is_null (subjects) || (json_is_array (subjects) && json_array_size (subjects) == 0))
-    return 0;
-  if (!json_is_array (subjects))
-    return nex_error_field (err, "trigger_subjects", "must be an array of subjects");
-  size_t i;
-  json_t *s;
-  json_array_foreach (subjects, i, s)
-  {
-    const char *subject = json_string_value (s);
-    if (subject == NULL || *subject == '\0')
-      return nex_error_field (err, "trigger_subjects", "must be an array of non-empty strings");
-    static const char *const reserved[] = { "$SYS", "$JS", "$NEX" };
-    for (size_t k = 0; k < sizeof reserved / sizeof reserved[0]; k++)
-      if (in_space (subject, reserved[k]))
-        return nex_error_field (err, "trigger_subjects", "`%s` is in the reserved subject space %s.>", subject,
-                                reserved[k]);
-  }
-  return nex_error_field (err, "trigger_subjects", "function workloads (trigger subjects) are not supported yet");
-}
-
 /* Turns a nex deploy request into the REST deploy fields (nex_workload_from_request), checking the parts that
  * only exist on NATS.  NS is the namespace of the subject. */
 static json_t *
@@ -299,19 +262,28 @@ deploy_fields (nex_nats_t *b, json_t *body, const char *ns, nex_error_t *err)
       return NULL;
     }
   json_object_del (f, "target_node");
-  const char *type = json_string_value (json_object_get (body, "type"));
-  if (json_object_get (body, "type") && (type == NULL || strcmp (type, "native") != 0))
+  /* `type`: nex's `native` (the executable kind), or no type, is a service, or a function when trigger subjects
+   * come with it (as in nex); the REST values `service` and `function` are taken as they are. */
+  json_t *subjects = json_object_get (body, "trigger_subjects");
+  if (json_is_null (subjects) || (json_is_array (subjects) && json_array_size (subjects) == 0))
+    json_object_del (f, "trigger_subjects"); /* nex clients send an empty list for services */
+  json_t *type = json_object_get (body, "type");
+  if (type == NULL || json_is_null (type)
+      || (json_is_string (type) && strcmp (json_string_value (type), "native") == 0))
     {
-      nex_error_field (err, "type", "this node runs workloads of type `native` only");
+      int fn = json_is_array (subjects) && json_array_size (subjects) > 0;
+      json_object_set_new (f, "type", json_string (fn ? "function" : "service"));
+    }
+  else if (!(json_is_string (type)
+                && (strcmp (json_string_value (type), "service") == 0
+                    || strcmp (json_string_value (type), "function") == 0)))
+    {
+      nex_error_field (err, "type", "must be native (nex's name), service or function");
       return NULL;
     }
-  json_object_del (f, "type");
-  if (check_triggers (json_object_get (body, "trigger_subjects"), err) < 0)
-    return NULL;
   /* Fields nex clients send that carry nothing for this node. */
   json_object_del (f, "essential");
   json_object_del (f, "id");
-  json_object_del (f, "trigger_subjects");
   const char *body_ns = json_string_value (json_object_get (body, "namespace"));
   if (json_object_get (body, "namespace") && (body_ns == NULL || strcmp (body_ns, ns) != 0))
     {

@@ -1,7 +1,7 @@
 /* nats-internal.h — what the files of the NATS bridge (nats-*.c) share; nothing outside them includes it.
  *
  * The bridge's state: the connection, the outbound queue (under lock, signalled by cond), counters, the
- * control subscriptions and the lame-duck drain thread. */
+ * control subscriptions, the lame-duck drain thread and the function workloads' state. */
 #ifndef NEX_NATS_INTERNAL_H
 #define NEX_NATS_INTERNAL_H
 
@@ -71,6 +71,8 @@ struct nex_nats
 
   nex_nats_logref_t logrefs[NEX_NATS_LOG_CACHE]; /* touched by the supervisor thread only */
   uint64_t log_clock;
+
+  struct nex_nats_functions *fns; /* function workloads (nats-functions.c); set once by nex_nats_serve */
 };
 
 /* Copies S into a new string usable as one subject token ('.', '*', '>' and spaces become '_'). */
@@ -87,5 +89,17 @@ char *nex_nats_uptime (int64_t ms, char *buf, size_t size);
 
 /* Subscribes the control API handlers (nats-control.c). */
 int nex_nats_control_subscribe (nex_nats_t *b, nex_error_t *err);
+
+/* Function workloads (nats-functions.c).  start: the functions thread, which first subscribes the functions
+ * already running (call once, from nex_nats_serve, after the supervisor started).  notice: EVENT was just
+ * recorded (any thread; workload start and end events (un)subscribe functions).  quiesce: unsubscribe every
+ * function (after b->serving was cleared).  stop: answer what is still in flight and end the thread (after the
+ * supervisor stopped, before the connection closes).  free: after nats.c's threads are gone.  All are safe when
+ * start never ran. */
+int nex_nats_functions_start (nex_nats_t *b, nex_error_t *err);
+void nex_nats_functions_notice (nex_nats_t *b, const json_t *event);
+void nex_nats_functions_quiesce (nex_nats_t *b);
+void nex_nats_functions_stop (nex_nats_t *b);
+void nex_nats_functions_free (nex_nats_t *b);
 
 #endif

@@ -341,6 +341,10 @@ send_start (nex_supervisor_t *sup, entry_t *e)
     }
   json_t *argv = json_array_size (w.argv) > 0 ? json_incref (w.argv) : json_pack ("[s]", w.name);
   json_t *start = json_pack ("{s:s, s:o, s:O}", "path", "/workload", "argv", argv, "env", env);
+  /* A function's executable runs per trigger message (exec sessions); its main process only keeps the sandbox
+   * warm and `running`. */
+  if (w.type == NEX_WORKLOAD_FUNCTION)
+    json_object_set_new (start, "park", json_true ());
   add_hardening (sup, start, &w);
   nex_workload_release (&w);
   int sent = send_json (e, NEX_WIRE_START, start);
@@ -515,7 +519,7 @@ exec_refused (nex_exec_t *x, json_t *msg)
 {
   const char *m = json_string_value (json_object_get (msg, "message"));
   json_int_t errnum = json_integer_value (json_object_get (msg, "errno"));
-  const char *prog = json_string_value (json_array_get (x->argv, 0));
+  const char *prog = x->path;
   nex_error_t err = NULL;
   if (errnum == ENOENT && m && strncmp (m, "exec `", 6) == 0)
     nex_error_field (&err, "argv[0]", "`%.200s` does not exist in the sandbox of workload %s (it holds only "
@@ -637,11 +641,7 @@ do_exec (nex_supervisor_t *sup, nex_exec_t *x)
   /* The workload's environment, with the request's on top. */
   json_t *env = json_deep_copy (w.env);
   json_object_update (env, x->env);
-  /* The program is argv[0]; what it sees as its name may differ (argv0). */
-  json_t *argv = json_deep_copy (x->argv);
-  if (x->argv0)
-    json_array_set_new (argv, 0, json_string (x->argv0));
-  json_t *req = json_pack ("{s:O, s:o, s:o, s:I}", "path", json_array_get (x->argv, 0), "argv", argv, "env", env,
+  json_t *req = json_pack ("{s:s, s:O, s:o, s:I}", "path", x->path, "argv", x->argv, "env", env,
                            "timeout_ms", (json_int_t) x->timeout_ms);
   add_hardening (sup, req, &w);
   nex_workload_release (&w);
@@ -1430,6 +1430,32 @@ nex_supervisor_exec_close (nex_supervisor_t *sup, nex_exec_t *x)
   cmd_t *c = cmd_new (CMD_EXEC_CLOSE, x->id);
   c->target = x; /* the caller's reference, dropped once the command ran */
   enqueue_cmd (sup, c);
+}
+
+int
+nex_supervisor_exec_submit (nex_supervisor_t *sup, nex_exec_t *x, nex_error_t *err)
+{
+  cmd_t *c = cmd_new (CMD_EXEC, x->id);
+  pthread_mutex_lock (&sup->queue_lock);
+  int refusing = sup->refusing_execs || sup->shutting_down;
+  if (!refusing)
+    {
+      c->exec = nex_exec_ref (x);
+      if (sup->queue_tail)
+        sup->queue_tail->next = c;
+      else
+        sup->queue_head = c;
+      sup->queue_tail = c;
+    }
+  pthread_mutex_unlock (&sup->queue_lock);
+  if (refusing)
+    {
+      free (c);
+      return nex_error_set (err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
+    }
+  uint64_t one = 1;
+  (void) !write (sup->wakefd, &one, sizeof one);
+  return 0;
 }
 
 void

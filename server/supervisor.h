@@ -64,5 +64,11 @@ void nex_supervisor_exec_input (nex_supervisor_t *sup, nex_exec_t *x, int type, 
 /* Ends session X (its process is killed if it still runs) and drops the caller's reference.  Any thread; once per
  * successful nex_supervisor_exec_open. */
 void nex_supervisor_exec_close (nex_supervisor_t *sup, nex_exec_t *x);
+/* Queues exec request X (its spec as nex_supervisor_exec's) without waiting: the supervisor takes a reference
+ * and completes X later (nex_exec_finish / nex_exec_fail, which run X's completion callback), whatever happens —
+ * the workload ends, the agent does not answer (after the timeout and some slack), nexd shuts down.  Not bounded
+ * here: the caller bounds how many it has in flight.  -1 (NEX_ERR_UNAVAILABLE) when nexd is shutting down; X is
+ * then not completed.  Any thread. */
+int nex_supervisor_exec_submit (nex_supervisor_t *sup, nex_exec_t *x, nex_error_t *err);
 
 #endif

@@ -143,6 +143,7 @@ nex_workload_release (nex_workload_t *w)
   json_decref (w->capabilities);
   free (w->cwd);
   json_decref (w->labels);
+  json_decref (w->trigger_subjects);
   memset (w, 0, sizeof *w);
 }
 
@@ -490,6 +491,111 @@ read_network (const json_t *body, int *host, nex_error_t *err)
   return nex_error_field (err, "network", "must be none or host");
 }
 
+const char *
+nex_workload_type_name (nex_workload_type_t t)
+{
+  return t == NEX_WORKLOAD_FUNCTION ? "function" : "service";
+}
+
+int
+nex_trigger_subject_check (const char *subject, const char *field, nex_error_t *err)
+{
+  size_t len = strlen (subject);
+  if (len == 0 || len > NEX_FUNCTION_SUBJECT_MAX_LEN)
+    return nex_error_field (err, field, "must be a subject of 1 to %d bytes", NEX_FUNCTION_SUBJECT_MAX_LEN);
+  for (const char *tok = subject;;)
+    {
+      size_t n = strcspn (tok, ".");
+      if (n == 0)
+        return nex_error_field (err, field, "`%s`: subject tokens must not be empty", subject);
+      for (size_t i = 0; i < n; i++)
+        if ((unsigned char) tok[i] <= ' ' || (unsigned char) tok[i] >= 0x7f)
+          return nex_error_field (err, field, "`%s`: subjects hold printable ASCII without spaces", subject);
+      int wild = memchr (tok, '*', n) || memchr (tok, '>', n);
+      if (wild && n != 1)
+        return nex_error_field (err, field, "`%s`: `*` and `>` are wildcards only as whole tokens", subject);
+      if (tok[n] == '\0')
+        break;
+      if (tok[0] == '>')
+        return nex_error_field (err, field, "`%s`: `>` must be the last token", subject);
+      tok += n + 1;
+    }
+  /* A function answering in the system's own subject spaces could impersonate the server ($SYS), JetStream
+   * ($JS) or the nodes' control API ($NEX); a leading wildcard would reach into all of them.  Compared without
+   * regard to case, as a client's typo is no excuse either. */
+  static const char *const reserved[] = { "$SYS", "$JS", "$NEX" };
+  for (size_t k = 0; k < sizeof reserved / sizeof reserved[0]; k++)
+    {
+      size_t n = strlen (reserved[k]);
+      if (subject[0] == '*' || subject[0] == '>'
+          || (strncasecmp (subject, reserved[k], n) == 0 && (subject[n] == '.' || subject[n] == '\0')))
+        return nex_error_field (err, field, "`%s` is in (or overlaps) the reserved subject space %s.>", subject,
+                                reserved[k]);
+    }
+  return 0;
+}
+
+/* type, trigger_subjects, function_timeout_s, max_concurrency.  The last three belong to functions only: on a
+ * service they are refused rather than ignored. */
+static int
+read_function (const json_t *body, nex_workload_t *w, nex_error_t *err)
+{
+  cleanup_free char *type = NULL;
+  if (read_string (body, "type", 0, SIZE_MAX, &type, err) < 0)
+    return -1;
+  if (type == NULL || strcmp (type, "service") == 0)
+    w->type = NEX_WORKLOAD_SERVICE;
+  else if (strcmp (type, "function") == 0)
+    w->type = NEX_WORKLOAD_FUNCTION;
+  else
+    return nex_error_field (err, "type", "must be service or function");
+  static const char *const only[] = { "trigger_subjects", "function_timeout_s", "max_concurrency" };
+  if (w->type == NEX_WORKLOAD_SERVICE)
+    {
+      for (size_t i = 0; i < sizeof only / sizeof only[0]; i++)
+        {
+          const json_t *v = json_object_get (body, only[i]);
+          if (v && !json_is_null (v))
+            return nex_error_field (err, only[i], "belongs to workloads of type function");
+        }
+      return 0;
+    }
+  const json_t *subjects = json_object_get (body, "trigger_subjects");
+  if (!json_is_array (subjects) || json_array_size (subjects) == 0
+      || json_array_size (subjects) > NEX_FUNCTION_MAX_TRIGGERS)
+    return nex_error_field (err, "trigger_subjects", "a function needs an array of 1 to %d subjects",
+                            NEX_FUNCTION_MAX_TRIGGERS);
+  w->trigger_subjects = json_array ();
+  size_t i;
+  const json_t *s;
+  json_array_foreach (subjects, i, s)
+  {
+    cleanup_free char *field = nex_xasprintf ("trigger_subjects[%zu]", i);
+    if (!json_is_string (s) || has_nul (s))
+      return nex_error_field (err, field, "must be a string without NUL bytes");
+    if (nex_trigger_subject_check (json_string_value (s), field, err) < 0)
+      return -1;
+    size_t j;
+    const json_t *o;
+    json_array_foreach (w->trigger_subjects, j, o)
+    {
+      if (strcmp (json_string_value (o), json_string_value (s)) == 0)
+        return nex_error_field (err, field, "`%s` is given twice", json_string_value (s));
+    }
+    json_array_append_new (w->trigger_subjects, json_string (json_string_value (s)));
+  }
+  w->function_timeout_s = NEX_FUNCTION_DEFAULT_TIMEOUT_S;
+  w->max_concurrency = NEX_FUNCTION_DEFAULT_CONCURRENCY;
+  if (read_int (body, "function_timeout_s", "function_timeout_s", 1, NEX_FUNCTION_MAX_TIMEOUT_S,
+                &w->function_timeout_s, err)
+          < 0
+      || read_int (body, "max_concurrency", "max_concurrency", 1, NEX_FUNCTION_MAX_CONCURRENCY, &w->max_concurrency,
+                   err)
+             < 0)
+    return -1;
+  return 0;
+}
+
 /* Refuses members other than the deploy fields, so that a misspelt optional field is an error, not a default. */
 static int
 check_known_fields (const json_t *body, nex_error_t *err)
@@ -497,7 +603,8 @@ check_known_fields (const json_t *body, nex_error_t *err)
   static const char *const known[]
       = { "name",      "namespace",      "artifact",     "sha256",    "argv",         "env", "description",
           "driver",    "resources",      "restart_policy", "max_restarts", "essential", "capabilities", "cwd",
-          "network",   "labels",         NULL };
+          "network",   "labels",         "type",           "trigger_subjects", "function_timeout_s",
+          "max_concurrency", NULL };
   const char *key;
   const json_t *value;
   json_object_foreach ((json_t *) body, key, value)
@@ -529,7 +636,7 @@ nex_workload_from_request (const json_t *body, const char *default_driver, nex_w
       || read_resources (body, &w.resources, err) < 0 || read_restart (body, &w, err) < 0
       || read_capabilities (body, &w.capabilities, err) < 0 || read_cwd (body, &w.cwd, err) < 0
       || read_network (body, &w.host_network, err) < 0
-      || read_labels (body, &w.labels, err) < 0)
+      || read_labels (body, &w.labels, err) < 0 || read_function (body, &w, err) < 0)
     return -1;
   if (w.artifact[0] == '\0')
     return nex_error_field (err, "artifact", "must not be empty");
@@ -597,6 +704,12 @@ nex_workload_to_json (const nex_workload_t *w)
   json_object_set_new (o, "cwd", string_or_null (w->cwd));
   json_object_set_new (o, "network", json_string (w->host_network ? "host" : "none"));
   json_object_set_new (o, "labels", w->labels ? json_deep_copy (w->labels) : json_object ());
+  int fn = w->type == NEX_WORKLOAD_FUNCTION;
+  json_object_set_new (o, "type", json_string (nex_workload_type_name (w->type)));
+  json_object_set_new (o, "trigger_subjects",
+                       fn && w->trigger_subjects ? json_deep_copy (w->trigger_subjects) : json_null ());
+  json_object_set_new (o, "function_timeout_s", integer_or_null (fn, w->function_timeout_s));
+  json_object_set_new (o, "max_concurrency", integer_or_null (fn, w->max_concurrency));
   return o;
 }
 

@@ -61,6 +61,30 @@ typedef enum nex_restart_policy
 
 #define NEX_MAX_RESTARTS_DEFAULT 5
 
+/* What kind of workload it is.  A service's process is started and supervised; a function's sandbox is made and
+ * kept idle (warm), and its executable runs once per trigger message (nats-functions.c). */
+typedef enum nex_workload_type
+{
+  NEX_WORKLOAD_SERVICE = 0, /* the default */
+  NEX_WORKLOAD_FUNCTION,
+} nex_workload_type_t;
+
+#define NEX_FUNCTION_MAX_TRIGGERS 16           /* trigger subjects per function */
+#define NEX_FUNCTION_SUBJECT_MAX_LEN 255       /* bytes in one trigger subject */
+#define NEX_FUNCTION_DEFAULT_TIMEOUT_S 10      /* an invocation is killed after this long unless the spec says */
+#define NEX_FUNCTION_MAX_TIMEOUT_S 600
+#define NEX_FUNCTION_DEFAULT_CONCURRENCY 8     /* invocations of one function running at once */
+#define NEX_FUNCTION_MAX_CONCURRENCY 16        /* the agent runs at most 16 exec sessions at once */
+
+/* "service", "function"; static storage. */
+const char *nex_workload_type_name (nex_workload_type_t t);
+
+/* Whether SUBJECT is a NATS subject a function may be triggered by: non-empty '.'-separated tokens of printable
+ * characters without spaces, `*` and `>` allowed only as whole tokens (`>` last), and no overlap with the
+ * reserved spaces $SYS.>, $JS.> and $NEX.> (compared without regard to case).  0, or -1 with NEX_ERR_INVALID
+ * naming FIELD and saying why. */
+int nex_trigger_subject_check (const char *subject, const char *field, nex_error_t *err);
+
 /* "never", "on-failure", "always"; static storage. */
 const char *nex_restart_policy_name (nex_restart_policy_t p);
 
@@ -99,6 +123,11 @@ typedef struct nex_workload
   int64_t agent_start;   /* start time of the agent process (clock ticks since boot, /proc/<pid>/stat field 22);
                             with pid, identifies the sandbox across nexd restarts despite pid reuse; 0 if unknown */
   json_t *labels;        /* object of string values, for grouping and filtering (never NULL once loaded) */
+  /* Function workloads (schema 006); for a service: trigger_subjects NULL, the numbers 0. */
+  nex_workload_type_t type;
+  json_t *trigger_subjects; /* array of subjects (NEX_FUNCTION_MAX_TRIGGERS at most), NULL for a service */
+  int64_t function_timeout_s; /* an invocation's time limit */
+  int64_t max_concurrency;    /* invocations running at once */
 } nex_workload_t;
 
 /* Frees what W owns and zeroes it.  Safe on a zeroed struct. */
@@ -106,7 +135,8 @@ void nex_workload_release (nex_workload_t *w);
 
 /* Builds a new pending workload from a client's JSON request body (the REST/NATS deploy fields: name,
  * namespace, artifact, sha256, argv, env, description, driver, labels, and the sandbox options resources,
- * restart_policy, max_restarts, essential, capabilities, cwd, network).  Validates every field: missing, wrong-typed or
+ * restart_policy, max_restarts, essential, capabilities, cwd, network, and the function fields type,
+ * trigger_subjects, function_timeout_s, max_concurrency).  Validates every field: missing, wrong-typed or
  * out-of-range fields fail with NEX_ERR_INVALID naming the field; unknown fields are refused too (strict
  * parsing keeps typos from being silently ignored).  Does not touch the artifact itself.  Fills OUT (id and
  * timestamps included; DEFAULT_DRIVER when the body names none) or returns -1. */

@@ -7,8 +7,14 @@
 //   collect SUBJECT JSON [TIMEOUT_MS]         publishes with a reply inbox, prints every reply within the time
 //                                             as a JSON array of parsed replies
 //   sub SUBJECT [MAX] [TIMEOUT_MS]            prints "READY", then each message as a JSON line {subject, data}
-//   requests SUBJECT COUNT CONC [echo|nex]    COUNT requests with payload "<i>", CONC at a time; prints
-//                                             {ok, errors, wrong, elapsed_ms, p50_ms, p99_ms}
+//   requests SUBJECT COUNT CONC [echo|nex|upcase]
+//                                             COUNT requests with payload "<i>" ("fn-<i>" for upcase), CONC at a
+//                                             time; prints {ok, errors, wrong, elapsed_ms, p50_ms, p99_ms}
+//                                             (a reply with a Nex-Error header counts as an error)
+//   pub SUBJECT DATA                          publishes DATA without a reply subject
+//   fcall SUBJECT B64 [TIMEOUT_MS]            one request with the payload given in base64; prints
+//                                             {data (base64), text, headers {name: value}} or {error: code};
+//                                             B64 "@FILE": the payload is FILE's bytes
 //   echo SUBJECT [TIMEOUT_MS]                 a plain responder that replies with the payload (bench floor)
 //   stream-add NAME SUBJECTS                  adds a JetStream stream capturing SUBJECTS (comma-separated)
 //   stream-msgs NAME                          prints every message of stream NAME as a JSON array
@@ -80,6 +86,27 @@ async function main() {
         console.log(sc.decode(m.data));
         break;
       }
+      case "pub": {
+        nc.publish(args[0], sc.encode(args[1] ?? ""));
+        await nc.flush();
+        console.log("{}");
+        break;
+      }
+      case "fcall": {
+        try {
+          const body = (args[1] ?? "").startsWith("@") ? readFileSync(args[1].slice(1))
+                                                        : Buffer.from(args[1] ?? "", "base64");
+          const m = await nc.request(args[0], body,
+                                     { timeout: Number(args[2] ?? 5000) });
+          const headers = {};
+          if (m.headers) for (const [k, v] of m.headers) headers[k] = v.join(", ");
+          console.log(JSON.stringify({ data: Buffer.from(m.data).toString("base64"), text: sc.decode(m.data),
+                                       headers }));
+        } catch (e) {
+          console.log(JSON.stringify({ error: String(e.code ?? e.message) }));
+        }
+        break;
+      }
       case "collect": {
         const inbox = `_INBOX.${Math.random().toString(36).slice(2)}`;
         const sub = nc.subscribe(inbox);
@@ -115,13 +142,15 @@ async function main() {
         async function worker() {
           while (next < count) {
             const i = next++;
+            const payload = check === "upcase" ? `fn-${i}` : `${i}`;
             const t0 = process.hrtime.bigint();
             try {
-              const m = await nc.request(args[0], sc.encode(`${i}`), { timeout: 10000 });
+              const m = await nc.request(args[0], sc.encode(payload), { timeout: 10000 });
               lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
               const text = sc.decode(m.data);
-              if (m.headers && m.headers.hasError) errors++;
-              else if (check === "nex" ? JSON.parse(text).error == null : text.trim() === `${i}`) ok++;
+              if (m.headers && (m.headers.hasError || m.headers.has("Nex-Error"))) errors++;
+              else if (check === "nex" ? JSON.parse(text).error == null
+                       : check === "upcase" ? text === payload.toUpperCase() : text.trim() === `${i}`) ok++;
               else wrong.push([i, text]);
             } catch (e) {
               errors++;

@@ -1,0 +1,185 @@
+"""test_nats_functions.py — function workloads (`type: function`) triggered over a real nats-server.
+
+The test function is tests/programs/upcase (stdin upper-cased on stdout; "fail" exits 3, "sleep" outlives its
+timeout, "subject" prints NEX_TRIGGER_SUBJECT).  nats.js (tests/integration/nats-client.mjs) is the independent
+client: 1,000 requests with correct replies, Nex-Error headers on a non-zero exit and on a timeout, binary and
+oversized payloads, the events of each run, reserved and malformed trigger subjects refused (REST and NATS), a
+function refused on a node without NATS, a stop that unsubscribes (no responders), and a function that keeps
+answering across a restart of nexd.
+"""
+
+import base64
+import json
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+from natsutil import NatsClient, error_text, nats_server, node_id, ok_data, start_node, wait_for  # noqa: F401
+
+
+def deploy_function(nex, name="up", subjects=("fn.up",), **extra):
+    fields = dict(name=name, artifact=nex.program("upcase"), type="function", trigger_subjects=list(subjects),
+                  **extra)
+    w = nex.deploy_ok(**fields)
+    return nex.wait_state(w["id"], "running")
+
+
+def fcall(c, subject, payload=b"", timeout_ms=5000):
+    if isinstance(payload, str):
+        payload = payload.encode()
+    with tempfile.NamedTemporaryFile() as f:  # an argument holds at most 128 KiB
+        f.write(payload)
+        f.flush()
+        out = json.loads(c.run("fcall", subject, "@" + f.name, timeout_ms, timeout=timeout_ms / 1000 + 30).stdout)
+    if "data" in out:
+        out["bytes"] = base64.b64decode(out["data"])
+    return out
+
+
+def test_function_answers_1000_requests_from_nats_js(request, nats_server):
+    nex = start_node(request, nats_server)
+    w = deploy_function(nex, max_concurrency=8)
+    assert w["type"] == "function" and w["trigger_subjects"] == ["fn.up"]
+    assert w["function_timeout_s"] == 10 and w["max_concurrency"] == 8
+    c = NatsClient(nats_server.url)
+    # 16 in flight against 8 slots: the excess waits (bounded) instead of being refused.
+    out = json.loads(c.run("requests", "fn.up", 1000, 16, "upcase", timeout=300).stdout)
+    assert out["ok"] == 1000 and out["errors"] == 0 and out["wrong"] == [], out
+    # Its sandbox stayed the same one throughout: one agent, never restarted.
+    assert nex.workload(w["id"])["restarts"] == 0
+
+
+def test_outcomes_headers_and_events(request, nats_server):
+    nex = start_node(request, nats_server)
+    c = NatsClient(nats_server.url)
+    events = c.subscribe("$NEX.events.default.>")
+    w = deploy_function(nex, subjects=["fn.x", "fn.wild.*"], function_timeout_s=1, argv=["upcase", "one"])
+    wid = w["id"]
+
+    ok = fcall(c, "fn.x", "hello")
+    assert ok["text"] == "HELLO" and "Nex-Error" not in ok["headers"], ok
+    # Binary payloads pass through unchanged (NUL and bytes that are not UTF-8 included).
+    blob = bytes(range(256)) * 4
+    got = fcall(c, "fn.x", blob)
+    assert got["bytes"] == bytes(b - 32 if 97 <= b <= 122 else b for b in blob)
+    # The trigger subject reaches the function; wildcards are allowed.
+    assert fcall(c, "fn.wild.abc", "subject")["text"] == "fn.wild.abc"
+    assert fcall(c, "fn.x", "argv")["text"] == "upcase\none\n"
+
+    failed = fcall(c, "fn.x", "fail")
+    assert failed["headers"]["Nex-Error"] == "exit code 3", failed
+    assert failed["text"] == "failing on request\n"
+
+    slow = fcall(c, "fn.x", "sleep", timeout_ms=15000)
+    assert slow["headers"]["Nex-Error"] == "timed out after 1 s", slow
+
+    # Larger than an exec's stdin may be: refused without running.
+    big = fcall(c, "fn.x", b"a" * (300 << 10))
+    assert "larger than" in big["headers"]["Nex-Error"], big
+
+    def of(kind):
+        return lambda m: m["subject"] == f"$NEX.events.default.{kind}" and json.loads(m["data"])["subject"] == wid
+
+    done = [json.loads(m["data"])["data"] for m in events.take(4, predicate=of("function_exec_succeeded"))]
+    assert [d["subject"] for d in done] == ["fn.x", "fn.x", "fn.wild.abc", "fn.x"]
+    assert all(d["exit_code"] == 0 and d["elapsed_ms"] >= 0 and d["workload_id"] == wid for d in done)
+    bad = [json.loads(m["data"])["data"] for m in events.take(2, predicate=of("function_exec_failed"))]
+    assert bad[0]["exit_code"] == 3 and bad[0]["reason"] == "exit code 3" and bad[0]["timed_out"] is False
+    assert bad[1]["timed_out"] is True and bad[1]["elapsed_ms"] >= 1000
+    events.close()
+    # The same events are stored and served over REST.
+    stored = nex.get("/v1/events", params={"type": "function_exec_failed"}).json()["events"]
+    assert len(stored) == 2
+    # A message without a reply subject still runs the function; only the reply is skipped.
+    events = c.subscribe("$NEX.events.default.function_exec_succeeded")
+    c.run("pub", "fn.x", "no reply")
+    assert json.loads(events.take(1)[0]["data"])["data"]["subject"] == "fn.x"
+    events.close()
+    assert nex.workload(wid)["state"] == "running"
+
+
+def test_subjects_are_validated(request, nats_server):
+    nex = start_node(request, nats_server)
+    base = dict(name="f", artifact=nex.program("upcase"), type="function")
+    cases = {
+        "$SYS.REQ.SERVER.PING": "reserved", "$JS.API.>": "reserved", "$NEX.PING": "reserved", "$nex.x": "reserved",
+        ">": "reserved", "*.x": "reserved", "a..b": "empty", "a.b>": "whole tokens", "a.>.b": "last",
+        "a b": "printable", "": "1 to 255",
+    }
+    for subject, why in cases.items():
+        r = nex.deploy(**base, trigger_subjects=[subject])
+        assert r.status_code == 422, (subject, r.text)
+        assert r.json()["field"] == "trigger_subjects[0]" and why in r.json()["detail"], (subject, r.json())
+    for body, field in [(dict(base), "trigger_subjects"), (dict(base, trigger_subjects=[]), "trigger_subjects"),
+                        (dict(base, trigger_subjects=["a", "a"]), "trigger_subjects[1]"),
+                        (dict(base, trigger_subjects=["a"], max_concurrency=0), "max_concurrency"),
+                        (dict(base, trigger_subjects=["a"], max_concurrency=17), "max_concurrency"),
+                        (dict(base, trigger_subjects=["a"], function_timeout_s=0), "function_timeout_s"),
+                        (dict(base, type="lambda", trigger_subjects=["a"]), "type"),
+                        (dict(name="s", artifact=nex.program("upcase"), trigger_subjects=["a"]), "trigger_subjects"),
+                        (dict(name="s", artifact=nex.program("upcase"), max_concurrency=2), "max_concurrency")]:
+        r = nex.deploy(**body)
+        assert r.status_code == 422 and r.json()["field"] == field, (body, r.text)
+    # Over NATS: nex's `type: native` with trigger subjects is a function; reserved subjects are refused too.
+    nid = node_id(nex)
+    c = NatsClient(nats_server.url)
+    subject = f"$NEX.DEPLOY.default.{nid}"
+    nb = {"workload_name": "g", "location": nex.program("upcase"), "type": "native"}
+    assert "reserved" in error_text(c.request(subject, dict(nb, trigger_subjects=["$JS.API.>"])), "run")
+    assert nex.workloads()["workloads"] == []
+    d = ok_data(c.request(subject, dict(nb, trigger_subjects=["fn.g"])), "run")
+    w = nex.wait_state(d["id"], "running")
+    assert w["type"] == "function" and w["trigger_subjects"] == ["fn.g"]
+    assert wait_for(lambda: fcall(c, "fn.g", "nats").get("text") == "NATS", what="function g answering")
+    # A service deployed without type is still a service.
+    d = ok_data(c.request(subject, {"workload_name": "s", "location": nex.program("sleeper"),
+                                    "argv": ["sleeper", "30"], "trigger_subjects": []}), "run")
+    s = nex.workload(d["id"])
+    assert s["type"] == "service" and s["trigger_subjects"] is None and s["max_concurrency"] is None
+
+
+def test_function_needs_nats(nexd):
+    nex = nexd
+    r = nex.deploy(name="f", artifact=nex.program("upcase"), type="function", trigger_subjects=["fn.x"])
+    assert r.status_code == 422 and r.json()["field"] == "trigger_subjects", r.text
+    assert "NATS" in r.json()["detail"]
+    assert nex.workloads()["workloads"] == []
+
+
+def test_stop_unsubscribes_and_restart_resubscribes(request, nats_server):
+    nex = start_node(request, nats_server)
+    c = NatsClient(nats_server.url)
+    keep = deploy_function(nex, name="keep", subjects=["fn.keep"])
+    gone = deploy_function(nex, name="gone", subjects=["fn.gone"])
+    assert fcall(c, "fn.gone", "a")["text"] == "A"
+    r = nex.delete(f"/v1/workloads/{gone['id']}")
+    assert r.status_code in (200, 202), r.text
+    nex.wait_state(gone["id"], "stopped")
+    assert wait_for(lambda: fcall(c, "fn.gone", "a", timeout_ms=1000).get("error") == "503",
+                    what="no responders on a stopped function's subject")
+
+    # nexd restarts; the function's sandbox outlives it and is subscribed again.
+    nex.restart()
+    assert nex.workload(keep["id"])["state"] == "running"
+    assert wait_for(lambda: fcall(c, "fn.keep", "still here").get("text") == "STILL HERE",
+                    what="the function answering after a restart")
+    out = json.loads(c.run("requests", "fn.keep", 100, 8, "upcase", timeout=120).stdout)
+    assert out["ok"] == 100, out
+    assert fcall(c, "fn.gone", "a", timeout_ms=1000).get("error") == "503"
+
+
+def test_saturation_is_refused_not_blocking(request, nats_server):
+    nex = start_node(request, nats_server)
+    c = NatsClient(nats_server.url)
+    deploy_function(nex, name="one", subjects=["fn.one"], max_concurrency=1, function_timeout_s=4)
+    # One slot and four waiting places: of 10 sleeping requests at once, the excess is refused as busy at once;
+    # the others end, one after the other, at their timeout.
+    with ThreadPoolExecutor(10) as pool:
+        outs = list(pool.map(lambda _: fcall(c, "fn.one", "sleep", timeout_ms=40000), range(10)))
+    errors = [o.get("headers", {}).get("Nex-Error", o.get("error")) for o in outs]
+    busy = [e for e in errors if e and e.startswith("busy")]
+    timed_out = [e for e in errors if e == "timed out after 4 s"]
+    assert busy and timed_out and len(busy) + len(timed_out) == 10, errors
+    assert len(timed_out) <= 5, errors
+    # Meanwhile the node answers its control API, and afterwards the function answers again.
+    assert ok_data(c.request(f"$NEX.PING.{node_id(nex)}"), "ping")
+    assert wait_for(lambda: fcall(c, "fn.one", "back").get("text") == "BACK", timeout=30, what="recovery")
