@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "agent/wire.h"
+#include <sodium.h>
+
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "server/artifact.h"
@@ -638,10 +640,19 @@ do_exec (nex_supervisor_t *sup, nex_exec_t *x)
   x->next = e->execs;
   e->execs = x;
 
-  /* The workload's environment, with the request's on top. */
-  json_t *env = json_deep_copy (w.env);
+  /* The workload's environment as it started with (its sealed part opened, secure.h), the request's on top: an
+   * exec (a function's run, a shell) sees what the workload sees. */
+  json_t *env = nex_secure_start_env (sup->node, x->id, w.env, &err);
+  if (env == NULL)
+    {
+      nex_workload_release (&w);
+      nex_error_wrap (&err, "exec: cannot open the workload's sealed environment");
+      nex_exec_fail (x, &err);
+      exec_remove (e, x);
+      return;
+    }
   json_object_update (env, x->env);
-  json_t *req = json_pack ("{s:s, s:O, s:o, s:I}", "path", x->path, "argv", x->argv, "env", env,
+  json_t *req = json_pack ("{s:s, s:O, s:O, s:I}", "path", x->path, "argv", x->argv, "env", env,
                            "timeout_ms", (json_int_t) x->timeout_ms);
   add_hardening (sup, req, &w);
   nex_workload_release (&w);
@@ -651,9 +662,13 @@ do_exec (nex_supervisor_t *sup, nex_exec_t *x)
       json_object_set_new (req, "rows", json_integer (x->rows));
       json_object_set_new (req, "cols", json_integer (x->cols));
     }
-  cleanup_free char *text = json_dumps (req, JSON_COMPACT);
+  char *text = json_dumps (req, JSON_COMPACT);
   json_decref (req);
+  nex_secure_env_wipe (env);
   int ok = text && send_frame_waiting (e, NEX_WIRE_EXEC, x->channel, text, strlen (text)) == 0;
+  if (text)
+    sodium_memzero (text, strlen (text)); /* it held the opened environment */
+  free (text);
   if (x->interactive)
     {
       /* Its stdin comes later, from its client (do_exec_input). */

@@ -202,3 +202,8 @@ def wait_for(predicate, timeout=15, interval=0.1, what="condition"):
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def keypair(c, kind):
+    """A new key of KIND (curve, account, user) made by nkeys.js: {seed, public}."""
+    return json.loads(c.run(kind).stdout)

@@ -13,7 +13,8 @@ import json
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-from natsutil import NatsClient, error_text, nats_server, node_id, ok_data, start_node, wait_for  # noqa: F401
+from natsutil import (NatsClient, error_text, keypair, nats_server, node_id, ok_data, start_node,  # noqa: F401
+                      wait_for)
 
 
 def deploy_function(nex, name="up", subjects=("fn.up",), **extra):
@@ -183,3 +184,28 @@ def test_saturation_is_refused_not_blocking(request, nats_server):
     # Meanwhile the node answers its control API, and afterwards the function answers again.
     assert ok_data(c.request(f"$NEX.PING.{node_id(nex)}"), "ping")
     assert wait_for(lambda: fcall(c, "fn.one", "back").get("text") == "BACK", timeout=30, what="recovery")
+
+
+def test_sealed_environment_reaches_each_run_and_exec(request, nats_server):
+    """A function deployed with an environment sealed to the node's xkey sees it in every run, as the workload
+    itself would; so does an exec into it.  The clear value is in no file nexd keeps, nor in its log."""
+    import uuid
+    nex = start_node(request, nats_server)
+    c = NatsClient(nats_server.url)
+    xkey = nex.get("/v1/node").json()["public_xkey"]
+    sender = keypair(c, "curve")
+    secret = "s3cret-" + uuid.uuid4().hex
+    sealed = c.run("seal", sender["seed"], xkey, json.dumps({"SECRET": secret})).stdout.strip()
+    w = nex.deploy_ok(name="sealed-fn", artifact="file:///bin/busybox", type="function",
+                      trigger_subjects=["fn.sealed"], argv=["sh", "-c", 'echo "len=${#SECRET}"'],
+                      environment=sealed, sender_public_key=sender["public"])
+    nex.wait_state(w["id"], "running")
+    assert wait_for(lambda: fcall(c, "fn.sealed").get("text") == f"len={len(secret)}\n", what="a run with SECRET")
+    out = nex.post(f"/v1/workloads/{w['id']}/exec",
+                   json={"argv": ["/workload", "-c", 'echo "len=${#SECRET}"'], "argv0": "sh"}).json()
+    assert out["stdout"] == f"len={len(secret)}\n", out
+    nex.stop()
+    for p in nex.data_dir.rglob("*"):
+        if p.is_file():
+            assert secret.encode() not in p.read_bytes(), p
+    assert secret not in nex.daemon.log_path.read_text()

@@ -11,7 +11,7 @@ import time
 import uuid
 
 from conftest import file_sha256, program_path
-from natsutil import NatsClient, error_text, nats_server, node_id, ok_data, start_node  # noqa: F401
+from natsutil import NatsClient, error_text, keypair, nats_server, node_id, ok_data, start_node  # noqa: F401
 
 
 def fnv1a(text):
@@ -19,10 +19,6 @@ def fnv1a(text):
     for b in text.encode():
         h = ((h ^ b) * 16777619) & 0xFFFFFFFF
     return f"{h:08x}"
-
-
-def keypair(c, kind):
-    return json.loads(c.run(kind).stdout)
 
 
 def make_jwt(c, issuer, sub="app", hash_=None, jti=None, **extra):
