@@ -420,6 +420,29 @@ ensure_uploaded (cli_t *cli, const char *path, char **url, char hex[65])
   return 0;
 }
 
+/* GETs every page of the list at PATH (which may carry a query), following `next_cursor` while `has_more`, and
+ * appends each page's array MEMBER to ALL.  The command's exit status (0 when every page came). */
+static int
+get_all_pages (cli_t *cli, const char *path, const char *member, json_t *all)
+{
+  cleanup_free char *cursor = NULL;
+  for (;;)
+    {
+      cleanup_free char *page_path = nex_client_path (cli->client, path, "cursor", cursor, NULL);
+      cleanup_error nex_error_t err = NULL;
+      cleanup_json json_t *page = NULL;
+      long status;
+      if (nex_client_call (cli->client, "GET", page_path, NULL, &status, &page, &err) < 0)
+        return fail_api (err);
+      json_array_extend (all, json_object_get (page, member));
+      const char *next = str (page, "next_cursor", NULL);
+      if (!json_is_true (json_object_get (page, "has_more")) || next == NULL)
+        return 0;
+      free (cursor);
+      cursor = nex_xstrdup (next);
+    }
+}
+
 /* Calls METHOD PATH with BODY (NULL: none) and prints the answer: the JSON with --json, else its member FIELD.
  * The command's exit status. */
 static int
@@ -620,31 +643,19 @@ cmd_ls (cli_t *cli, int argc, char **argv)
     if (strchr (flags[F_LABEL].values[i], '=') == NULL)
       fail_usage ("--label takes KEY=VALUE, got `%s`", flags[F_LABEL].values[i]);
 
-  cleanup_json json_t *all = json_array ();
-  cleanup_free char *cursor = NULL;
-  for (;;)
+  cleanup_free char *path = nex_client_path (cli->client, "/v1/workloads", "namespace",
+                                             flag_value (&flags[F_NAMESPACE], NULL), "state",
+                                             flag_value (&flags[F_STATE], NULL), NULL);
+  for (int i = 0; i < flags[F_LABEL].count; i++)
     {
-      cleanup_free char *path
-          = nex_client_path (cli->client, "/v1/workloads", "namespace", flag_value (&flags[F_NAMESPACE], NULL), "state",
-                             flag_value (&flags[F_STATE], NULL), "cursor", cursor, NULL);
-      for (int i = 0; i < flags[F_LABEL].count; i++)
-        {
-          char *next = nex_client_path (cli->client, path, "label", flags[F_LABEL].values[i], NULL);
-          free (path);
-          path = next;
-        }
-      cleanup_error nex_error_t err = NULL;
-      cleanup_json json_t *page = NULL;
-      long status;
-      if (nex_client_call (cli->client, "GET", path, NULL, &status, &page, &err) < 0)
-        return fail_api (err);
-      json_array_extend (all, json_object_get (page, "workloads"));
-      const char *next = str (page, "next_cursor", NULL);
-      if (!json_is_true (json_object_get (page, "has_more")) || next == NULL)
-        break;
-      free (cursor);
-      cursor = nex_xstrdup (next);
+      char *next = nex_client_path (cli->client, path, "label", flags[F_LABEL].values[i], NULL);
+      free (path);
+      path = next;
     }
+  cleanup_json json_t *all = json_array ();
+  int r = get_all_pages (cli, path, "workloads", all);
+  if (r != 0)
+    return r;
   if (cli->json)
     {
       print_json (all);
@@ -1253,22 +1264,9 @@ cmd_token_ls (cli_t *cli, int argc, char **argv)
   char *pos[1];
   parse_args (cli, argc, argv, flags, "nex token ls [--json]", pos, 0);
   cleanup_json json_t *all = json_array ();
-  cleanup_free char *cursor = NULL;
-  for (;;)
-    {
-      cleanup_free char *path = nex_client_path (cli->client, "/v1/tokens", "cursor", cursor, NULL);
-      cleanup_error nex_error_t err = NULL;
-      cleanup_json json_t *page = NULL;
-      long status;
-      if (nex_client_call (cli->client, "GET", path, NULL, &status, &page, &err) < 0)
-        return fail_api (err);
-      json_array_extend (all, json_object_get (page, "tokens"));
-      const char *next = str (page, "next_cursor", NULL);
-      if (!json_is_true (json_object_get (page, "has_more")) || next == NULL)
-        break;
-      free (cursor);
-      cursor = nex_xstrdup (next);
-    }
+  int r = get_all_pages (cli, "/v1/tokens", "tokens", all);
+  if (r != 0)
+    return r;
   if (cli->json)
     {
       print_json (all);
