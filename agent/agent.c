@@ -856,6 +856,19 @@ agent_open_pty (const agent_spec_t *s, char *slave, size_t size)
   return m;
 }
 
+/* The status pipe ST (close-on-exec in the child): EOF means execve succeeded, a record means the child gave up,
+ * and P->failure holds why.  The read waits only for the child's few setup calls.  Closes ST. */
+static void
+agent_proc_await_exec (agent_proc_t *p, int st)
+{
+  ssize_t n;
+  do
+    n = read (st, &p->failure, sizeof p->failure);
+  while (n < 0 && errno == EINTR);
+  close (st);
+  p->failed = n == (ssize_t)sizeof p->failure;
+}
+
 /* The TTY form of agent_fork: one pseudo-terminal instead of the three pipes. */
 static int
 agent_fork_tty (const agent_spec_t *s, agent_proc_t *p)
@@ -875,12 +888,7 @@ agent_fork_tty (const agent_spec_t *s, agent_proc_t *p)
     agent_child (s, slave, -1, -1, -1, st[1]);
   close (st[1]);
   *p = (agent_proc_t){ .pid = pid, .in_fd = in, .out_fd = out, .err_fd = -1, .tty_fd = m };
-  ssize_t n;
-  do
-    n = read (st[0], &p->failure, sizeof p->failure);
-  while (n < 0 && errno == EINTR);
-  close (st[0]);
-  p->failed = n == (ssize_t)sizeof p->failure;
+  agent_proc_await_exec (p, st[0]);
   return 0;
 
 fail:;
@@ -932,15 +940,7 @@ agent_fork (const agent_spec_t *s, bool want_stdin, agent_proc_t *p)
   if (in[1] >= 0)
     agent_set_nonblock (in[1]);
   *p = (agent_proc_t){ .pid = pid, .in_fd = in[1], .out_fd = out[0], .err_fd = errp[0], .tty_fd = -1 };
-
-  /* The status pipe is close-on-exec: EOF means execve succeeded, a record means the child gave up.  This read
-   * waits only for the child's few setup calls. */
-  ssize_t n;
-  do
-    n = read (st[0], &p->failure, sizeof p->failure);
-  while (n < 0 && errno == EINTR);
-  close (st[0]);
-  p->failed = n == (ssize_t)sizeof p->failure;
+  agent_proc_await_exec (p, st[0]);
   return 0;
 }
 
