@@ -425,6 +425,27 @@ fn_add (struct nex_nats_functions *m, const nex_workload_t *w)
             fn->n_subs, group);
 }
 
+/* Takes FN out of service (it is kept, retired, until its running invocations have completed): the invocations
+ * waiting for a slot are refused with WHY. */
+static void
+fn_retire (struct nex_nats_functions *m, fn_t *fn, const char *why)
+{
+  pthread_mutex_lock (&m->lock);
+  fn->active = 0;
+  call_t *waiting = fn->wait_head;
+  fn->wait_head = fn->wait_tail = NULL;
+  fn->waiting = 0;
+  fn->next = m->retired;
+  m->retired = fn;
+  pthread_mutex_unlock (&m->lock);
+  while (waiting)
+    {
+      call_t *c = waiting;
+      waiting = c->next;
+      call_refuse (c, why);
+    }
+}
+
 /* Unsubscribes function ID; invocations waiting for a slot are refused, running ones finish. */
 static void
 fn_remove (struct nex_nats_functions *m, const char *id)
@@ -438,20 +459,7 @@ fn_remove (struct nex_nats_functions *m, const char *id)
   *p = fn->next;
   for (int i = 0; i < fn->n_subs; i++)
     natsSubscription_Unsubscribe (fn->subs[i]);
-  pthread_mutex_lock (&m->lock);
-  fn->active = 0;
-  call_t *waiting = fn->wait_head;
-  fn->wait_head = fn->wait_tail = NULL;
-  fn->waiting = 0;
-  fn->next = m->retired;
-  m->retired = fn;
-  pthread_mutex_unlock (&m->lock);
-  while (waiting)
-    {
-      call_t *c = waiting;
-      waiting = c->next;
-      call_refuse (c, "the function stopped");
-    }
+  fn_retire (m, fn, "the function stopped");
   nex_info ("function %s: unsubscribed", id);
 }
 
@@ -621,21 +629,10 @@ nex_nats_functions_stop (nex_nats_t *b)
   while (m->fns)
     {
       fn_t *fn = m->fns;
-      call_t *waiting;
       pthread_mutex_lock (&m->lock);
       m->fns = fn->next;
-      fn->active = 0;
-      waiting = fn->wait_head;
-      fn->wait_head = fn->wait_tail = NULL;
-      fn->next = m->retired;
-      m->retired = fn;
       pthread_mutex_unlock (&m->lock);
-      while (waiting)
-        {
-          call_t *c = waiting;
-          waiting = c->next;
-          call_refuse (c, "the node is shutting down");
-        }
+      fn_retire (m, fn, "the node is shutting down");
     }
   /* Our references to the subscriptions go while the connection (which they hold) is still there; nats.c's
    * delivery threads keep their own until they end, and the records themselves stay until
