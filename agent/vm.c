@@ -148,6 +148,8 @@ nex_agent_vm_init (void)
   reboot_to_end = param ("nex.poweroff", how, sizeof how) && strcmp (how, "reboot") == 0;
   atexit (vm_power_off);
   vm_mount ("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
+  /* The terminals of interactive exec sessions (devtmpfs's /dev/ptmx serves this, the initial, instance). */
+  vm_mount ("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "ptmxmode=0666,mode=0620");
   vm_mount ("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   vm_mount ("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   vm_mount ("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");

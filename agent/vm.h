@@ -27,7 +27,7 @@ typedef struct nex_agent_vm_channel
  * /proc to read the command line. */
 bool nex_agent_vm_detect (const char *argv0, bool explicit_transport);
 
-/* Prepares the VM for the agent: devtmpfs on /dev, proc, sysfs, a tmpfs on /tmp, the host name from
+/* Prepares the VM for the agent: devtmpfs on /dev, devpts on /dev/pts, proc, sysfs, a tmpfs on /tmp, the host name from
  * nex.hostname=, the modules in /nex/modules (in name order; failures are reported, not fatal), and arranges
  * for every exit of the process to power the VM off.  Call once, first thing in main. */
 void nex_agent_vm_init (void);

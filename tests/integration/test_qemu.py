@@ -123,6 +123,29 @@ def test_vm_size_comes_from_the_workloads_resources(vmnexd):
     assert out["cpus"] == "2", out
 
 
+def test_exec_into_a_vm(vmnexd):
+    """Exec runs inside the guest (its kernel, its processes), the plain form and on a terminal."""
+    from test_sandbox_tty import Session, open_shell
+    nex = vmnexd
+    w = nex.deploy_ok(name="vm-shell", driver="qemu", artifact="file:///bin/busybox",
+                      argv=["sh", "-c", "echo ready; exec sleep 600"])
+    nex.wait_log(w["id"], "ready", timeout=BOOT_TIMEOUT_S)
+    out = nex.post(f"/v1/workloads/{w['id']}/exec",
+                   json={"argv": ["/workload", "-c", "uname -r; cat /proc/1/comm"], "argv0": "sh"}).json()
+    assert out["exit_code"] == 0, out
+    release, init = out["stdout"].split()
+    assert release != os.uname().release and init == "init", out
+    s = Session(open_shell(nex, w["id"], "cmd=/workload&argv0=sh&tty=1&rows=30&cols=100"))
+    s.send("echo $((6*7)); stty size; tty\n")
+    s.until_text("/dev/pts/", timeout=30)
+    assert b"42" in s.out and b"30 100" in s.out, s.out
+    s.send("exit 6\n")
+    assert s.until_closed(timeout=30) == 1000
+    assert s.messages[-1]["type"] == "exit" and s.messages[-1]["exit_code"] == 6, s.messages
+    assert nex.delete(f"/v1/workloads/{w['id']}", params={"grace_s": 2}).status_code == 202
+    nex.wait_state(w["id"], "stopped", timeout=30)
+
+
 def test_stop_a_running_vm(vmnexd):
     nex = vmnexd
     w = nex.deploy_ok(name="sleeper", driver="qemu", artifact=nex.program("sleeper"))
