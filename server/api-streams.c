@@ -18,17 +18,9 @@ open_logs (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *err)
   long long tail;
   if (nex_api_query_int (req, "tail", 1, 1000000000, INT64_MAX, &tail, err) < 0)
     return -1;
-  const char *id = req->params[0];
-  if (!nex_id_valid (id))
-    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no workload with id `%s`", id);
   nex_workload_t w = { 0 };
-  if (nex_registry_workload_get (req->node->reg, id, &w, err) < 0)
+  if (nex_api_workload_load (req, &w, err) < 0)
     return -1;
-  if (nex_api_check_namespace (req, w.namespace_, err) < 0)
-    {
-      nex_workload_release (&w);
-      return -1;
-    }
   out->kind = NEX_WS_LOGS;
   memcpy (out->workload_id, w.id, sizeof out->workload_id);
   out->tail = tail;

@@ -52,17 +52,10 @@ workload_wait (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
       || nex_api_query_int (req, "timeout_s", 0, MAX_TIMEOUT_S, DEFAULT_TIMEOUT_S, &timeout_s, err) < 0)
     return -1;
   const char *id = req->params[0];
-  if (!nex_id_valid (id))
-    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no workload with id `%s`", id);
   nex_workload_t w = { 0 };
-  if (nex_registry_workload_get (req->node->reg, id, &w, err) < 0)
+  if (nex_api_workload_load (req, &w, err) < 0)
     return -1;
   int r = 0;
-  if (nex_api_check_namespace (req, w.namespace_, err) < 0)
-    {
-      nex_workload_release (&w);
-      return -1;
-    }
   if (wanted[w.state])
     res->body = nex_workload_to_json (&w);
   else if (nex_state_is_final (w.state))
