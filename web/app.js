@@ -479,8 +479,10 @@
           logBox),
         h('section', { class: 'card', style: 'margin-top:12px', 'aria-labelledby': 'term-h' },
           h('h2', { id: 'term-h' }, 'Terminal'),
-          live ? termHost : h('p', { class: 'muted' }, 'The workload is not running.')));
-      if (live && !term) startTerminal(termHost, w);
+          w.state === 'running' ? termHost
+            : h('p', { class: 'muted' }, live ? 'The terminal opens once the workload runs.' : 'The workload is not running.')));
+      // Exec needs a running workload: a page opened while it starts gets its terminal with the event that says so.
+      if (w.state === 'running' && !term) startTerminal(termHost, w);
       renderLogs();
     };
 
