@@ -2,6 +2,7 @@
  * capacity and use, the NATS link, and who is asking). */
 #include "server/api.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,51 @@ host_json (void)
   return h;
 }
 
+/* The drivers' availability (probes stat files, search PATH, open /dev/kvm) and the host's figures (a read of
+ * /proc/meminfo) cost more than the rest of the answer together; they are taken at most once per PROBED_MS and
+ * shared, so a client polling the node does not pay them on every request. */
+#define PROBED_MS 1000
+
+static struct
+{
+  pthread_mutex_t lock;
+  int64_t at; /* monotonic ms of the last probe; 0: never */
+  json_t *drivers, *host;
+} probed = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static json_t *
+drivers_json (void)
+{
+  json_t *drivers = json_array ();
+  for (const nex_driver_t *const *d = nex_driver_all (); *d; d++)
+    {
+      cleanup_free char *reason = NULL;
+      int ok = (*d)->probe (*d, &reason);
+      json_array_append_new (drivers, json_pack ("{s:s, s:b, s:s?}", "name", (*d)->name, "available", ok, "reason",
+                                                 reason));
+    }
+  return drivers;
+}
+
+/* Copies of the drivers' and the host's figures, at most PROBED_MS old, into *DRIVERS and *HOST. */
+static void
+probed_get (json_t **drivers, json_t **host)
+{
+  pthread_mutex_lock (&probed.lock);
+  int64_t now = nex_clock_mono_ms ();
+  if (probed.at == 0 || now - probed.at >= PROBED_MS)
+    {
+      json_decref (probed.drivers);
+      json_decref (probed.host);
+      probed.drivers = drivers_json ();
+      probed.host = host_json ();
+      probed.at = now;
+    }
+  *drivers = json_deep_copy (probed.drivers);
+  *host = json_deep_copy (probed.host);
+  pthread_mutex_unlock (&probed.lock);
+}
+
 /* Who the request came as: the token's id (null when anonymous), its scopes and namespaces (null: all). */
 static json_t *
 caller_json (const nex_principal_t *who)
@@ -73,14 +119,8 @@ node_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
     }
   json_object_set_new (by_state, "total", json_integer (total));
 
-  json_t *drivers = json_array ();
-  for (const nex_driver_t *const *d = nex_driver_all (); *d; d++)
-    {
-      cleanup_free char *reason = NULL;
-      int ok = (*d)->probe (*d, &reason);
-      json_array_append_new (drivers, json_pack ("{s:s, s:b, s:s?}", "name", (*d)->name, "available", ok, "reason",
-                                                 reason));
-    }
+  json_t *drivers, *host;
+  probed_get (&drivers, &host);
   char started[NEX_CLOCK_RFC3339_LEN];
   res->body = json_pack ("{s:s, s:s, s:s, s:s, s:f, s:s, s:o, s:o}", "id", node->id, "name", node->hostname,
                          "version", PACKAGE_VERSION, "started_at",
@@ -90,7 +130,7 @@ node_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
   json_object_set_new (res->body, "public_xkey", json_string (node->identity.xkey.public_text));
   json_object_set_new (res->body, "lameduck", json_boolean (__atomic_load_n (&node->lameduck, __ATOMIC_SEQ_CST)));
   json_object_set_new (res->body, "nats", node->nats ? nex_nats_status (node->nats) : json_null ());
-  json_object_set_new (res->body, "host", host_json ());
+  json_object_set_new (res->body, "host", host);
   json_object_set_new (res->body, "caller", caller_json (req->who));
   return 0;
 }
