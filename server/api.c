@@ -1140,6 +1140,7 @@ nex_api_stop (nex_api_t *api)
     usleep (10000);
   if (api->daemon)
     MHD_stop_daemon (api->daemon);
+  nex_ws_free (api->ws); /* only now: an upgrade in flight until the daemon stopped still reached nex_ws_adopt */
   nex_guard_stop (api->guard);
   nex_bus_unsubscribe (api->node->bus, api->lot_sub);
   if (api->lot_fd >= 0)

@@ -708,6 +708,25 @@ nex_ws_start (nex_node_t *node, nex_error_t *err)
   return ws;
 }
 
+/* A session nexd is shutting down under before its thread ever served it: a close frame (1001) written at once
+ * (best effort: a socket that cannot take it now is closed anyway), then the connection handed back and S freed. */
+static void
+close_unseen (nex_ws_t *ws, session_t *s)
+{
+  static const char reason[] = "nexd is shutting down";
+  uint8_t frame[NEX_WS_MAX_HEADER + 2 + sizeof reason];
+  size_t n = nex_ws_frame_header (frame, NEX_WS_CLOSE, 2 + sizeof reason - 1);
+  frame[n++] = (uint8_t)(NEX_WS_CLOSE_GOING_AWAY >> 8);
+  frame[n++] = (uint8_t)NEX_WS_CLOSE_GOING_AWAY;
+  memcpy (frame + n, reason, sizeof reason - 1);
+  n += sizeof reason - 1;
+  (void)!send (s->fd, frame, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+  nex_ws_stream_release (ws->node, &s->stream);
+  MHD_upgrade_action (s->urh, MHD_UPGRADE_ACTION_CLOSE);
+  free (s->in);
+  free (s);
+}
+
 void
 nex_ws_stop (nex_ws_t *ws)
 {
@@ -719,16 +738,24 @@ nex_ws_stop (nex_ws_t *ws)
   uint64_t one = 1;
   (void)!write (ws->efd, &one, sizeof one);
   pthread_join (ws->thread, NULL);
-  /* Adopted after the thread stopped looking: closed unseen. */
-  while (ws->pending)
+  /* Adopted after the thread stopped looking: told, and closed. */
+  pthread_mutex_lock (&ws->pending_lock);
+  session_t *left = ws->pending;
+  ws->pending = NULL;
+  pthread_mutex_unlock (&ws->pending_lock);
+  while (left)
     {
-      session_t *s = ws->pending;
-      ws->pending = s->next;
-      nex_ws_stream_release (ws->node, &s->stream);
-      MHD_upgrade_action (s->urh, MHD_UPGRADE_ACTION_CLOSE);
-      free (s->in);
-      free (s);
+      session_t *s = left;
+      left = s->next;
+      close_unseen (ws, s);
     }
+}
+
+void
+nex_ws_free (nex_ws_t *ws)
+{
+  if (ws == NULL)
+    return;
   close (ws->epfd);
   close (ws->efd);
   pthread_mutex_destroy (&ws->pending_lock);
@@ -762,10 +789,7 @@ nex_ws_adopt (nex_ws_t *ws, int fd, void *urh, const char *extra, size_t extra_l
   if (stopping)
     {
       __atomic_sub_fetch (&ws->clients, 1, __ATOMIC_RELAXED);
-      nex_ws_stream_release (ws->node, &s->stream);
-      MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
-      free (s->in);
-      free (s);
+      close_unseen (ws, s);
       return;
     }
   uint64_t one = 1;

@@ -55,8 +55,12 @@ typedef struct nex_ws nex_ws_t;
 /* Starts the websocket thread.  NULL on failure. */
 nex_ws_t *nex_ws_start (nex_node_t *node, nex_error_t *err);
 
-/* Closes every stream (close code 1001, going away) and stops the thread.  Safe on NULL. */
+/* Closes every stream (close code 1001, going away) and stops the thread; a stream adopted from now on is closed
+ * the same way at once.  Safe on NULL. */
 void nex_ws_stop (nex_ws_t *ws);
+
+/* Frees WS, once nothing can adopt a stream any more (the HTTP daemon has stopped).  Safe on NULL. */
+void nex_ws_free (nex_ws_t *ws);
 
 /* Takes over an upgraded connection: FD (not to be closed: URH, libmicrohttpd's upgrade handle, closes it),
  * EXTRA (bytes the client sent after the handshake, already read) and what to stream.  Any thread. */
