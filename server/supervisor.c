@@ -1281,18 +1281,31 @@ drain_commands (nex_supervisor_t *sup)
   return stop;
 }
 
+/* Appends C to the command queue; queue_lock held. */
 static void
-enqueue_cmd (nex_supervisor_t *sup, cmd_t *c)
+enqueue_locked (nex_supervisor_t *sup, cmd_t *c)
 {
-  pthread_mutex_lock (&sup->queue_lock);
   if (sup->queue_tail)
     sup->queue_tail->next = c;
   else
     sup->queue_head = c;
   sup->queue_tail = c;
-  pthread_mutex_unlock (&sup->queue_lock);
+}
+
+static void
+wake (nex_supervisor_t *sup)
+{
   uint64_t one = 1;
   (void) !write (sup->wakefd, &one, sizeof one);
+}
+
+static void
+enqueue_cmd (nex_supervisor_t *sup, cmd_t *c)
+{
+  pthread_mutex_lock (&sup->queue_lock);
+  enqueue_locked (sup, c);
+  pthread_mutex_unlock (&sup->queue_lock);
+  wake (sup);
 }
 
 static cmd_t *
@@ -1456,11 +1469,7 @@ nex_supervisor_exec_submit (nex_supervisor_t *sup, nex_exec_t *x, nex_error_t *e
   if (!refusing)
     {
       c->exec = nex_exec_ref (x);
-      if (sup->queue_tail)
-        sup->queue_tail->next = c;
-      else
-        sup->queue_head = c;
-      sup->queue_tail = c;
+      enqueue_locked (sup, c);
     }
   pthread_mutex_unlock (&sup->queue_lock);
   if (refusing)
@@ -1468,8 +1477,7 @@ nex_supervisor_exec_submit (nex_supervisor_t *sup, nex_exec_t *x, nex_error_t *e
       free (c);
       return nex_error_set (err, NEX_ERR_UNAVAILABLE, "nexd is shutting down");
     }
-  uint64_t one = 1;
-  (void) !write (sup->wakefd, &one, sizeof one);
+  wake (sup);
   return 0;
 }
 
@@ -1758,8 +1766,7 @@ nex_supervisor_shutdown (nex_supervisor_t *sup)
   pthread_mutex_lock (&sup->queue_lock);
   sup->shutting_down = 1;
   pthread_mutex_unlock (&sup->queue_lock);
-  uint64_t one = 1;
-  (void) !write (sup->wakefd, &one, sizeof one);
+  wake (sup);
   pthread_join (sup->thread, NULL);
   /* Sandboxes keep running; their agents keep the output until a nexd dials again. */
   while (sup->entries)

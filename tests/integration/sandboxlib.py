@@ -5,7 +5,9 @@ The cgroup of a workload is found the way an operator would: from /proc/<agent p
 /proc/self/mountinfo, not by assuming where nexd puts it.
 """
 
+import json
 import os
+import sqlite3
 import time
 
 
@@ -84,3 +86,13 @@ def wait_until(predicate, timeout=10, interval=0.05, what="condition"):
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def events_of(nexd, wid, type_):
+    """The stored CloudEvents of TYPE about workload WID, read from the registry file."""
+    db = sqlite3.connect(f"file:{nexd.data_dir}/registry.db?mode=ro", uri=True, timeout=5)
+    try:
+        rows = db.execute("SELECT data FROM events WHERE workload_id = ? AND type = ? ORDER BY seq", (wid, type_))
+        return [json.loads(r[0]) for r in rows]
+    finally:
+        db.close()

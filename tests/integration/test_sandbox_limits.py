@@ -7,22 +7,10 @@ CPU, measured from the cgroup's own CPU accounting; /tmp has the size disk_mb as
 its workload is.
 """
 
-import json
 import os
-import sqlite3
 import time
 
-from sandboxlib import cgroup_dir, cpu_usage_ns, nex_cgroup_dirs, probe, wait_until
-
-
-def events_of(nexd, wid, type_):
-    """The stored CloudEvents of TYPE about workload WID (read from the registry file, as no route lists events)."""
-    db = sqlite3.connect(f"file:{nexd.data_dir}/registry.db?mode=ro", uri=True, timeout=5)
-    try:
-        rows = db.execute("SELECT data FROM events WHERE workload_id = ? AND type = ? ORDER BY seq", (wid, type_))
-        return [json.loads(r[0]) for r in rows]
-    finally:
-        db.close()
+from sandboxlib import cgroup_dir, cpu_usage_ns, events_of, nex_cgroup_dirs, probe, wait_until
 
 
 def test_memory_hog_is_oom_killed(nexd):

@@ -5,21 +5,10 @@ Restarts happen inside the same sandbox (the agent starts the process again), so
 and what a run left in /tmp is still there for the next.
 """
 
-import json
-import sqlite3
 import time
 
 from conftest import parse_time
-from sandboxlib import probe
-
-
-def events(nexd, wid, type_):
-    db = sqlite3.connect(f"file:{nexd.data_dir}/registry.db?mode=ro", uri=True, timeout=5)
-    try:
-        rows = db.execute("SELECT data FROM events WHERE workload_id = ? AND type = ? ORDER BY seq", (wid, type_))
-        return [json.loads(r[0]) for r in rows]
-    finally:
-        db.close()
+from sandboxlib import events_of as events, probe
 
 
 def test_on_failure_counts_and_backs_off(nexd):
