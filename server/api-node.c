@@ -92,12 +92,7 @@ probed_get (json_t **drivers, json_t **host)
 static json_t *
 caller_json (const nex_principal_t *who)
 {
-  json_t *scopes = json_array ();
-  static const struct { unsigned bit; const char *name; } names[]
-      = { { NEX_SCOPE_READ, "read" }, { NEX_SCOPE_DEPLOY, "deploy" }, { NEX_SCOPE_ADMIN, "admin" } };
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (who && (who->scopes & names[i].bit))
-      json_array_append_new (scopes, json_string (names[i].name));
+  json_t *scopes = nex_auth_scopes_json (who ? who->scopes : 0);
   return json_pack ("{s:o, s:o, s:o}", "token_id",
                     who && who->token_id[0] ? json_string (who->token_id) : json_null (), "scopes", scopes,
                     "namespaces", who && who->namespaces ? json_deep_copy (who->namespaces) : json_null ());

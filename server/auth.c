@@ -95,6 +95,16 @@ scope_bits (const char *name, unsigned *out)
   return -1;
 }
 
+json_t *
+nex_auth_scopes_json (unsigned scopes)
+{
+  json_t *names = json_array ();
+  for (size_t i = 0; i < sizeof scope_names / sizeof scope_names[0]; i++)
+    if ((scopes & scope_names[i].bits) == scope_names[i].bits)
+      json_array_append_new (names, json_string (scope_names[i].name));
+  return names;
+}
+
 int
 nex_auth_parse_scopes (const json_t *scopes, unsigned *out, nex_error_t *err)
 {

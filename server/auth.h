@@ -56,6 +56,9 @@ unsigned nex_auth_required (const char *method, const char *path);
  * malformed, unknown or revoked is NEX_ERR_UNAUTHENTICATED.  Fills *P (release it). */
 int nex_auth_identify (nex_auth_t *a, const char *token, nex_principal_t *p, nex_error_t *err);
 
+/* The names of the scopes bit set SCOPES holds, nesting applied (read, deploy, admin): a new JSON array. */
+json_t *nex_auth_scopes_json (unsigned scopes);
+
 /* Parses SCOPES (a JSON array of scope names) into a bit set; NEX_ERR_INVALID field "scopes" otherwise. */
 int nex_auth_parse_scopes (const json_t *scopes, unsigned *out, nex_error_t *err);
 

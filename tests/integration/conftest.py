@@ -466,6 +466,19 @@ def finish_nex(nex, passed):
                 pass
 
 
+def wait_until(predicate, timeout=10, interval=0.05, what="condition"):
+    """Calls PREDICATE every INTERVAL seconds until it returns something true, and returns that; fails the test
+    (naming WHAT) after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
 def start_test_nex(request, args=()):
     """A started nexd of the calling test's own (output under test-output/<module>.<test>), with more flags ARGS;
     skips the test when nexd cannot run here.  Pair with finish_test_nex."""

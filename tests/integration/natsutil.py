@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import REPO, free_port
+from conftest import REPO, free_port, wait_until
 
 CLIENT = REPO / "tests" / "integration" / "nats-client.mjs"
 NODE_MODULES = REPO / "node_modules"
@@ -194,14 +194,8 @@ def node_id(nex):
 
 
 def wait_for(predicate, timeout=15, interval=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    """conftest.wait_until with the longer defaults NATS round trips want."""
+    return wait_until(predicate, timeout, interval, what)
 
 
 def keypair(c, kind):

@@ -8,7 +8,8 @@ The cgroup of a workload is found the way an operator would: from /proc/<agent p
 import json
 import os
 import sqlite3
-import time
+
+from conftest import wait_until  # noqa: F401 (re-exported for the sandbox tests)
 
 
 def probe(nexd, *args, name="probe", **fields):
@@ -76,16 +77,6 @@ def nex_cgroup_dirs(pid):
             dirs.add(d)
     return dirs
 
-
-def wait_until(predicate, timeout=10, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def events_of(nexd, wid, type_):
