@@ -11,7 +11,7 @@ import time
 
 import websocket
 
-from conftest import program_path
+from conftest import program_path, wait_until
 
 # name, optional {labels} (values are quoted and may hold braces), value
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})? (-?[0-9.e+-]+|\+Inf|NaN)$')
@@ -50,7 +50,12 @@ def test_metrics_move(nexd):
     ws = websocket.create_connection("ws" + nexd.base[4:] + "/v1/events?follow=1", timeout=10,
                                      header=[f"Authorization: Bearer {nexd.token}"])
     try:
-        after = scrape(nexd)
+        # The 101 reaches the client before libmicrohttpd hands the socket to the websocket thread, which is when
+        # the stream is counted: wait for that rather than race it.
+        def counted():
+            m = scrape(nexd)
+            return m if m["nex_websocket_clients"] == 1 else None
+        after = wait_until(counted, what="the websocket to be counted")
     finally:
         ws.close()
     assert after["nex_deploys_total"] == before["nex_deploys_total"] + 2
