@@ -47,7 +47,7 @@
 #include <unistd.h>
 
 #include "agent/vm.h"
-#include "agent/wire.h"
+#include "common/wire.h"
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "rootfs/layout.h"

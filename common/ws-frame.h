@@ -3,7 +3,7 @@
  *
  * nexd serves websockets on the REST API's own port: libmicrohttpd answers the opening handshake (101) and
  * hands over the socket (ARCHITECTURE.md says why this is not libwebsockets), and these functions speak the
- * protocol on it; the handshake's accept key is server/ws-accept.h.  They do no I/O and keep no state, so the
+ * protocol on it; the handshake's accept key is api/ws-accept.h.  They do no I/O and keep no state, so the
  * unit tests drive them with any bytes. */
 #ifndef NEX_COMMON_WS_FRAME_H
 #define NEX_COMMON_WS_FRAME_H

@@ -136,7 +136,7 @@ int
 nex_rootfs_key (nex_rootfs_kind_t kind, const nex_rootfs_spec_t *spec, char key[65], nex_error_t *err)
 {
   char workload[65], agent[65];
-  __attribute__ ((cleanup (module_list_release))) module_list_t mods = { 0 };
+  cleanup_with (module_list_release) module_list_t mods = { 0 };
   if (spec->workload_digest)
     snprintf (workload, sizeof workload, "%s", spec->workload_digest);
   else if (hash_path (spec->workload_path, workload, err) < 0)
@@ -178,7 +178,7 @@ cpio_add_path (nex_cpio_t *c, const char *name, mode_t perm, const char *path, n
 static int
 write_initramfs (int fd, const nex_rootfs_spec_t *spec, nex_error_t *err)
 {
-  __attribute__ ((cleanup (module_list_release))) module_list_t mods = { 0 };
+  cleanup_with (module_list_release) module_list_t mods = { 0 };
   if (module_list_load (spec, &mods, err) < 0)
     return -1;
   nex_cpio_t c;
@@ -358,7 +358,7 @@ run_mkfs (const char *stage, const char *image, nex_error_t *err)
 static int
 write_ext4 (const char *image, const nex_rootfs_spec_t *spec, nex_error_t *err)
 {
-  __attribute__ ((cleanup (module_list_release))) module_list_t mods = { 0 };
+  cleanup_with (module_list_release) module_list_t mods = { 0 };
   if (module_list_load (spec, &mods, err) < 0)
     return -1;
   cleanup_free char *stage = nex_xasprintf ("%s.stage-XXXXXX", image);

@@ -8,9 +8,9 @@
 #include <jansson.h>
 
 #include "common/cleanup.h"
-#include "server/artifact.h"
-#include "server/driver.h"
-#include "server/secure.h"
+#include "server/artifacts/artifact.h"
+#include "server/drivers/driver.h"
+#include "server/nats/secure.h"
 #include "server/supervisor.h"
 
 int

@@ -14,7 +14,7 @@
  * nex_exec_notify_fd) and feeds stdin, window sizes and signals through the supervisor
  * (nex_supervisor_exec_input) until the EXIT completes the request.
  *
- * A caller that must not wait (a function invocation, nats-functions.c) sets a completion callback
+ * A caller that must not wait (a function invocation, nats/functions.c) sets a completion callback
  * (nex_exec_on_done) and queues the request with nex_supervisor_exec_submit instead: the callback runs once, on
  * the thread that completes the request (usually the supervisor's), and must only hand it on. */
 #ifndef NEX_EXEC_H

@@ -14,10 +14,10 @@
 
 #include "autoconfig.h"
 #include "common/cleanup.h"
-#include "server/api.h"
+#include "server/api/api.h"
 #include "server/config.h"
 #include "server/log.h"
-#include "server/nats-bridge.h"
+#include "server/nats/bridge.h"
 #include "server/node.h"
 #include "server/supervisor.h"
 

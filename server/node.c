@@ -11,14 +11,14 @@
 #include "common/fdio.h"
 #include "common/utf8.h"
 #include "common/xalloc.h"
-#include "server/cgroup.h"
+#include "server/drivers/cgroup.h"
 #include "server/bus.h"
 #include "server/clock.h"
 #include "server/event.h"
 #include "server/log.h"
 #include "server/metrics.h"
-#include "server/vm.h"
-#include "server/nats-bridge.h"
+#include "server/drivers/vm.h"
+#include "server/nats/bridge.h"
 
 static char *
 absolute_path (const char *path, nex_error_t *err)

@@ -13,7 +13,7 @@
 
 #include "common/error.h"
 #include "server/config.h"
-#include "server/identity.h"
+#include "server/nats/identity.h"
 #include "server/registry.h"
 
 typedef struct nex_supervisor nex_supervisor_t;

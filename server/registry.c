@@ -49,21 +49,6 @@ nex_registry_generation (nex_registry_t *reg)
   return __atomic_load_n (&generation, __ATOMIC_ACQUIRE);
 }
 
-static inline void
-stmt_finalizep (sqlite3_stmt **stmt)
-{
-  sqlite3_finalize (*stmt); /* a no-op on NULL */
-}
-#define cleanup_stmt __attribute__ ((cleanup (stmt_finalizep)))
-
-static inline void
-mutex_unlockp (pthread_mutex_t **m)
-{
-  if (*m)
-    pthread_mutex_unlock (*m);
-}
-#define cleanup_unlock __attribute__ ((cleanup (mutex_unlockp), unused)) /* the guard is never read */
-
 /* Takes REG's lock; pair with `cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);`. */
 static pthread_mutex_t *
 reg_lock (nex_registry_t *reg)

@@ -16,29 +16,29 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agent/wire.h"
+#include "common/wire.h"
 #include <sodium.h>
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
-#include "server/artifact.h"
-#include "server/cgroup.h"
+#include "server/artifacts/artifact.h"
+#include "server/drivers/cgroup.h"
 #include "server/clock.h"
-#include "server/driver.h"
+#include "server/drivers/driver.h"
 #include "server/exec.h"
 #include "server/id.h"
 #include "server/log.h"
-#include "server/proc.h"
-#include "server/seccomp.h"
-#include "server/nats-bridge.h"
-#include "server/secure.h"
+#include "server/drivers/proc.h"
+#include "server/drivers/seccomp.h"
+#include "server/nats/bridge.h"
+#include "server/nats/secure.h"
 
 #define MAX_LINE 16384          /* longer output lines are split */
 #define AGENT_KILL_SLACK_MS 5000 /* after the grace, how long the agent has to report before it is killed */
 #define EXEC_SLACK_MS 10000      /* after an exec's timeout, how long the agent has to report its end */
 #define RESTART_BASE_MS 200      /* first restart delay; doubled for every restart already done */
 #define RESTART_MAX_MS 30000     /* longest restart delay */
-#include "server/resync.h"
+#include "server/drivers/resync.h"
 #define AGENT_HELLO_TIMEOUT_MS 60000 /* a new environment's agent must greet within this (a VM boots first) */
 #define GREET_RETRY_MS 2000      /* a re-attached stream agent that has not answered is greeted again... */
 #define GREET_GIVE_UP_MS 60000   /* ...until this long has passed; then it is deemed lost */

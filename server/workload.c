@@ -621,7 +621,7 @@ check_known_fields (const json_t *body, nex_error_t *err)
 int
 nex_workload_from_request (const json_t *body, const char *default_driver, nex_workload_t *out, nex_error_t *err)
 {
-  __attribute__ ((cleanup (nex_workload_release))) nex_workload_t w = { 0 };
+  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
 
   memset (out, 0, sizeof *out);
   if (!json_is_object (body))

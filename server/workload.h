@@ -62,7 +62,7 @@ typedef enum nex_restart_policy
 #define NEX_MAX_RESTARTS_DEFAULT 5
 
 /* What kind of workload it is.  A service's process is started and supervised; a function's sandbox is made and
- * kept idle (warm), and its executable runs once per trigger message (nats-functions.c). */
+ * kept idle (warm), and its executable runs once per trigger message (nats/functions.c). */
 typedef enum nex_workload_type
 {
   NEX_WORKLOAD_SERVICE = 0, /* the default */

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/wire.h"
+#include "common/wire.h"
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/xalloc.h"

@@ -1,5 +1,5 @@
 /* nats-objput.c — test tool: puts a file into a JetStream object store with nexd's own writer
- * (server/nats-objstore.c), or gets one with its reader, so that the integration tests can check both against
+ * (nats/objstore.c), or gets one with its reader, so that the integration tests can check both against
  * nats.js.  Usage: nats-objput URL put|get BUCKET NAME FILE.  Prints the SHA-256 (hex) on success. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 
 #include "common/cleanup.h"
 #include "common/fdio.h"
-#include "server/nats-objstore.h"
+#include "server/nats/objstore.h"
 
 static int
 to_file (void *sink, const void *buf, size_t n, nex_error_t *err)

@@ -17,9 +17,9 @@
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/xalloc.h"
-#include "server/cgroup-internal.h"
+#include "server/drivers/cgroup-internal.h"
 #include "server/id.h"
-#include "server/proc.h"
+#include "server/drivers/proc.h"
 #include "tests/unit/tap.h"
 
 static char tmpdir[] = "/tmp/nex-test-cgroup-XXXXXX";

@@ -21,8 +21,8 @@
 #include "common/error.h"
 #include "common/fdio.h"
 #include "common/xalloc.h"
-#include "server/artifact.h"
-#include "server/elf.h"
+#include "server/artifacts/artifact.h"
+#include "server/artifacts/elf.h"
 #include "tests/unit/tap.h"
 
 #if defined __x86_64__

@@ -5,7 +5,7 @@
 #include <sodium.h>
 
 #include "common/cleanup.h"
-#include "server/nkeys.h"
+#include "server/nats/nkeys.h"
 #include "tests/unit/tap.h"
 
 /* Made with nkeys.js 1.1: createServer(), createAccount() and sign("nex"), createCurve(). */

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/wire.h"
+#include "common/wire.h"
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "tests/unit/tap.h"

@@ -1,11 +1,11 @@
-/* test-ws.c — unit tests for the websocket framing (common/ws-frame.c, server/ws-accept.c): the RFC 6455 handshake example, the
+/* test-ws.c — unit tests for the websocket framing (common/ws-frame.c, api/ws-accept.c): the RFC 6455 handshake example, the
  * three header sizes, client frames whole, split and hostile, and random bytes that must never be read past. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/cleanup.h"
 #include "common/ws-frame.h"
-#include "server/ws-accept.h"
+#include "server/api/ws-accept.h"
 #include "tests/unit/tap.h"
 
 /* Builds a masked client frame of OPCODE with PAYLOAD into OUT; returns its size. */

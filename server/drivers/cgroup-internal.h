@@ -1,0 +1,68 @@
+/* cgroup-internal.h — what cgroup.c shares with its backends (cgroup-v1.c, cgroup-v2.c); not for other callers,
+ * who use cgroup.h.
+ *
+ * A backend is a table of operations on cgroups named by workload id under the `nex` parent; cgroup.c chooses
+ * one at open (by statfs) and adds what is the same for every backend (killing what is left, listing, waiting).
+ * The helpers below are the one way cgroup files are read and written. */
+#ifndef NEX_CGROUP_INTERNAL_H
+#define NEX_CGROUP_INTERNAL_H
+
+#include "server/drivers/cgroup.h"
+
+typedef struct nex_cgroup_backend
+{
+  const char *name; /* "v1", "v2" */
+
+  /* Finds the hierarchies and makes the `nex` parent(s); fills cg->priv. */
+  int (*open) (nex_cgroups_t *cg, nex_error_t *err);
+  void (*close) (nex_cgroups_t *cg);
+
+  /* Creates NAME with limits (removing what it made on failure). */
+  int (*create) (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, nex_error_t *err);
+  int (*attach) (nex_cgroups_t *cg, const char *name, pid_t pid, nex_error_t *err);
+  int (*stats) (nex_cgroups_t *cg, const char *name, nex_cgroup_stats_t *out, nex_error_t *err);
+
+  /* The directory whose cgroup.procs lists NAME's processes (one of them, for v1), and the `nex` parent's.  New
+   * strings. */
+  char *(*procs_dir) (nex_cgroups_t *cg, const char *name);
+  char *(*parent_dir) (nex_cgroups_t *cg);
+
+  /* Line of /proc/PID/cgroup to look at ("0::" for v2, the memory hierarchy's for v1) and the cgroup path that
+   * NAME has there; 1 when PID's line for that hierarchy ends with it. */
+  int (*holds) (nex_cgroups_t *cg, const char *name, pid_t pid);
+
+  /* rmdir of NAME in every hierarchy; -1 with errno (EBUSY while processes remain; ENOENT is success). */
+  int (*remove) (nex_cgroups_t *cg, const char *name);
+} nex_cgroup_backend_t;
+
+struct nex_cgroups
+{
+  const nex_cgroup_backend_t *backend;
+  const char *mode; /* "v1", "hybrid", "v2" */
+  void *priv;       /* the backend's */
+};
+
+extern const nex_cgroup_backend_t nex_cgroup_backend_v1;
+extern const nex_cgroup_backend_t nex_cgroup_backend_v2;
+
+/* A manager on BACKEND, whatever the host's mode (nex_cgroups_open detects it and calls this); MODE is what
+ * nex_cgroups_mode reports.  For the unit tests, which run the v2 backend on hybrid hosts too. */
+nex_cgroups_t *nex_cgroups_open_with (const nex_cgroup_backend_t *backend, const char *mode, nex_error_t *err);
+
+/* Writes TEXT to the cgroup file PATH (one write, as the kernel wants it).  0 or -1. */
+int nex_cgroup_write (const char *path, const char *text, nex_error_t *err);
+
+/* The first integer in file PATH ("max" reads as -1); -1 when the file cannot be read. */
+int64_t nex_cgroup_read_int (const char *path);
+
+/* The value of KEY in a flat-keyed file PATH ("key value" lines, as cpu.stat or memory.events); -1 if absent. */
+int64_t nex_cgroup_read_key (const char *path, const char *key);
+
+/* This process's cgroup path in the hierarchy whose /proc/self/cgroup line has CONTROLLERS equal to or
+ * containing CONTROLLER ("" selects the v2 line "0::").  New string ("/" at the root), NULL if none. */
+char *nex_cgroup_self_path (const char *controller);
+
+/* Whether the directory PATH exists. */
+int nex_cgroup_dir_exists (const char *path);
+
+#endif

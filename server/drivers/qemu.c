@@ -1,0 +1,257 @@
+/* drivers/qemu.c — the QEMU microvm driver: each workload in its own virtual machine.
+ *
+ * A workload's VM is a `qemu-system-x86_64 -M microvm` process (KVM when the KVM device can be opened, TCG
+ * emulation otherwise) booting the node's kernel (vm_kernel_dir/vmlinuz) with an initramfs built for the
+ * workload (rootfs.h: nex-agent as /init, the workload, the virtio modules of vm_kernel_dir/modules/qemu).
+ * No network device, no disk, no firmware option ROMs, no PCI: only what the agent needs.
+ *
+ *   agent channel   a virtconsole port (/dev/hvc0 in the guest) on a virtio-mmio serial device, whose host end
+ *                   is the unix socket run_dir/agent.sock: nexd creates it listening (mode 0600) and hands it
+ *                   to QEMU as a descriptor (`-chardev socket,fd=3,server=on`), so it can be dialled at once,
+ *                   before QEMU is ready, and again by a restarted nexd (QEMU accepts one client at a time)
+ *   console         the guest's ttyS0 (kernel messages, the agent's diagnostics), on run_dir/console.sock the
+ *                   same way, also logged by QEMU to run_dir/console.log; nexd stores it as the `console` stream
+ *   qemu.log        QEMU's own stdout and stderr (why it refused to start, if it did)
+ *
+ * QEMU runs in a session of its own and is not stopped when nexd stops: workloads outlive nexd, which finds the
+ * VM again by its recorded pid and socket.  The agent's channel is a stream (the agent cannot tell a new host
+ * from an old one), so a re-attaching nexd greets first (driver.h: stream_endpoint).
+ *
+ * Guest to host, every byte is hostile: the channel is parsed by the same bounded wire decoder as a sandbox's,
+ * the console is split into bounded lines, and nothing the guest sends names a host path or runs a host
+ * command.  The guest can at worst burn the CPU time and memory its VM was given. */
+#include "server/drivers/driver.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fdio.h"
+#include "common/xalloc.h"
+#include "rootfs/rootfs.h"
+#include "server/drivers/vm.h"
+
+#define QEMU_MAX_ARGS 48
+#define QEMU_MODULES "modules/qemu" /* in the kernel dir: what the agent loads to reach /dev/hvc0 */
+
+static const char *const run_files[] = { "agent.sock", "console.sock", "console.log", "qemu.log", "qemu.pid" };
+
+static int
+qemu_probe (const nex_driver_t *d, char **reason)
+{
+  const nex_vm_settings_t *s = nex_vm_settings ();
+  cleanup_free char *qemu = nex_vm_find_program (s->qemu_path);
+  if (qemu == NULL)
+    {
+      *reason = nex_xasprintf ("QEMU `%s` was not found (install qemu-system-x86, or set qemu_path)",
+                               s->qemu_path ? s->qemu_path : "");
+      return 0;
+    }
+  cleanup_free char *kernel = nex_vm_kernel_file ("vmlinuz", reason);
+  return kernel != NULL;
+}
+
+static void
+remove_run_dir (const char *run_dir)
+{
+  nex_driver_remove_run_dir (run_dir, run_files, sizeof run_files / sizeof run_files[0]);
+}
+
+/* The argument vector, built before the fork; every element is allocated. */
+typedef struct args
+{
+  char *v[QEMU_MAX_ARGS + 1];
+  int n;
+} args_t;
+
+static void add (args_t *a, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+
+static void
+add (args_t *a, const char *fmt, ...)
+{
+  if (a->n >= QEMU_MAX_ARGS)
+    abort (); /* a programming error: QEMU_MAX_ARGS is sized for the fixed list below */
+  va_list ap;
+  va_start (ap, fmt);
+  a->v[a->n++] = nex_xvasprintf (fmt, ap);
+  va_end (ap);
+}
+
+static void
+args_release (args_t *a)
+{
+  for (int i = 0; i < a->n; i++)
+    free (a->v[i]);
+  a->n = 0;
+}
+
+static int
+qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err)
+{
+  const nex_vm_settings_t *s = nex_vm_settings ();
+  cleanup_free char *why = NULL;
+  cleanup_free char *kernel = nex_vm_kernel_file ("vmlinuz", &why);
+  if (kernel == NULL)
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "%s", why);
+  cleanup_free char *qemu = nex_vm_find_program (s->qemu_path);
+  if (qemu == NULL)
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "QEMU `%s` was not found", s->qemu_path);
+
+  cleanup_free char *modules = nex_xasprintf ("%s/%s", s->kernel_dir, QEMU_MODULES);
+  nex_rootfs_spec_t spec = {
+    .workload_path = l->artifact_path, .workload_digest = l->digest, .agent_path = l->agent_path, .modules_dir = modules
+  };
+  cleanup_free char *initrd = nex_rootfs_image (s->images_dir, NEX_ROOTFS_INITRAMFS, &spec, err);
+  if (initrd == NULL)
+    return -1;
+
+  if (nex_mkdir_p (l->run_dir, 0700, err) < 0)
+    return -1;
+  cleanup_free char *agent_sock = nex_xasprintf ("%s/agent.sock", l->run_dir);
+  cleanup_free char *console_sock = nex_xasprintf ("%s/console.sock", l->run_dir);
+  cleanup_free char *console_log = nex_xasprintf ("%s/console.log", l->run_dir);
+  cleanup_free char *qemu_log = nex_xasprintf ("%s/qemu.log", l->run_dir);
+  cleanup_free char *pidfile = nex_xasprintf ("%s/qemu.pid", l->run_dir);
+  cleanup_close int agent_fd = nex_driver_listen_unix (agent_sock, err);
+  cleanup_close int console_fd = agent_fd < 0 ? -1 : nex_driver_listen_unix (console_sock, err);
+  if (agent_fd < 0 || console_fd < 0)
+    {
+      remove_run_dir (l->run_dir);
+      return -1;
+    }
+
+  int64_t memory_mib, vcpus;
+  nex_vm_size (l, &memory_mib, &vcpus);
+  cleanup_free char *no_kvm = NULL;
+  int kvm = nex_vm_kvm_usable (&no_kvm);
+
+  cleanup_with (args_release) args_t a = { 0 };
+  add (&a, "%s", qemu);
+  add (&a, "-name");
+  add (&a, "nex-%s", l->workload_id);
+  /* microvm: no PCI, no firmware ROMs; one ISA serial port (ttyS0) for the console; virtio over MMIO. */
+  add (&a, "-M");
+  add (&a, "microvm,x-option-roms=off,isa-serial=on");
+  add (&a, "-accel");
+  add (&a, "%s", kvm ? "kvm" : "tcg");
+  if (kvm)
+    {
+      add (&a, "-cpu");
+      add (&a, "host");
+    }
+  add (&a, "-m");
+  add (&a, "%lldM", (long long)memory_mib);
+  add (&a, "-smp");
+  add (&a, "%lld", (long long)vcpus);
+  /* Nothing but what is named here: no default devices, no user config files, no display, no monitor; a guest
+   * reboot (or panic) ends QEMU instead of booting again. */
+  add (&a, "-nodefaults");
+  add (&a, "-no-user-config");
+  add (&a, "-nographic");
+  add (&a, "-no-reboot");
+  add (&a, "-kernel");
+  add (&a, "%s", kernel);
+  add (&a, "-initrd");
+  add (&a, "%s", initrd);
+  /* The workload's name passed the name rule ([A-Za-z0-9._-]), so it cannot add kernel parameters. */
+  cleanup_free char *tsc = NULL;
+  int64_t khz = kvm ? 0 : nex_vm_host_tsc_khz ();
+  if (khz > 0)
+    tsc = nex_xasprintf (" tsc_early_khz=%lld", (long long)khz);
+  add (&a, "-append");
+  add (&a, "console=ttyS0 quiet panic=-1%s nex.agent=/dev/hvc0 nex.hostname=%s", tsc ? tsc : "", l->hostname);
+  add (&a, "-chardev");
+  add (&a, "socket,id=console,fd=4,server=on,wait=off,logfile=%s", console_log);
+  add (&a, "-serial");
+  add (&a, "chardev:console");
+  add (&a, "-chardev");
+  add (&a, "socket,id=agent,fd=3,server=on,wait=off");
+  add (&a, "-device");
+  add (&a, "virtio-serial-device,max_ports=1");
+  add (&a, "-device");
+  add (&a, "virtconsole,chardev=agent");
+  add (&a, "-pidfile");
+  add (&a, "%s", pidfile);
+
+  int keep[2] = { agent_fd, console_fd };
+  pid_t pid = nex_vm_spawn (l, qemu, a.v, qemu_log, keep, 2, err);
+  if (pid < 0)
+    {
+      remove_run_dir (l->run_dir);
+      return -1;
+    }
+  out->pid = pid;
+  out->endpoint = NEX_STEAL_PTR (agent_sock);
+  out->run_dir = nex_xstrdup (l->run_dir);
+  return 0;
+}
+
+static int
+qemu_connect (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  return nex_driver_connect_unix (i->endpoint, err);
+}
+
+static int
+qemu_connect_console (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  cleanup_free char *path = nex_xasprintf ("%s/console.sock", i->run_dir);
+  return nex_driver_connect_unix (path, err);
+}
+
+static int
+qemu_kill (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  /* The whole VM is this one process: killing it ends every process of the guest at once. */
+  if (i->pid > 0 && kill (i->pid, SIGKILL) < 0 && errno != ESRCH)
+    return nex_error_sys (err, errno, "kill qemu %d", (int)i->pid);
+  return 0;
+}
+
+static int
+qemu_destroy (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  if (i->run_dir)
+    remove_run_dir (i->run_dir);
+  return 0;
+}
+
+static char *
+qemu_describe_end (const nex_driver_t *d, const nex_instance_t *i, int reaped, int status)
+{
+  if (i->run_dir == NULL)
+    return NULL;
+  cleanup_free char *qemu_log = nex_xasprintf ("%s/qemu.log", i->run_dir);
+  cleanup_free char *console_log = nex_xasprintf ("%s/console.log", i->run_dir);
+  if (reaped && WIFSIGNALED (status))
+    return nex_xasprintf ("the VM's qemu was killed by signal %d", WTERMSIG (status));
+  if (reaped && WEXITSTATUS (status) != 0)
+    {
+      cleanup_free char *line = nex_vm_last_line (qemu_log);
+      return nex_xasprintf ("qemu exited with status %d%s%s", WEXITSTATUS (status), line ? ": " : "", line ? line : "");
+    }
+  /* QEMU ended normally: the guest powered off or its kernel panicked; its console says which. */
+  cleanup_free char *line = nex_vm_last_line (console_log);
+  return nex_xasprintf ("the VM stopped before its agent reported the workload's end%s%s%s", line ? " (console: " : "",
+                        line ? line : "", line ? ")" : "");
+}
+
+const nex_driver_t nex_driver_qemu = {
+  .name = "qemu",
+  .probe = qemu_probe,
+  .start = qemu_start,
+  .connect = qemu_connect,
+  .kill = qemu_kill,
+  .destroy = qemu_destroy,
+  .stream_endpoint = 1,
+  .sized_by_guest = 1,
+  .connect_console = qemu_connect_console,
+  .describe_end = qemu_describe_end,
+};

@@ -1,0 +1,416 @@
+/* drivers/sandbox.c — the namespace sandbox: the default driver, for any Linux host.
+ *
+ * A workload's sandbox is a process tree in fresh user, pid, mount, uts, ipc and network namespaces whose root
+ * is a private tmpfs holding only what the workload needs:
+ *
+ *     /workload         the verified executable (read-only bind of the artifact cache entry)
+ *     /sbin/nex-agent   the agent, PID 1 of the sandbox (read-only bind)
+ *     /proc             a proc mount of the sandbox's own pid namespace
+ *     /dev              null, zero, full, random, urandom (binds of the host's nodes); pts, a devpts instance of
+ *                       the sandbox's own (TTY exec sessions), and ptmx, a link to its multiplexer
+ *     /tmp              a small writable tmpfs
+ *
+ * The root itself is read-only.  Nothing of the host's filesystem is reachable: the old root is detached after
+ * pivot_root.  Inside, uid/gid 0 map to an unprivileged host range (NEX_SANDBOX_UID_BASE...), so a workload that
+ * escapes its namespaces is nobody on the host.  The network namespace has only loopback, brought up here.
+ *
+ * nexd creates the agent's listening socket in the workload's run dir on the host (outside the sandbox root, so
+ * the workload cannot reach it) and passes it as fd 3; nexd dials that path, now and after a restart.
+ *
+ * Start-up is a fork-like clone() from the supervisor thread.  The child runs only system calls on data
+ * prepared by the parent (no allocation), reports a failure as one text message on an error pipe and exits;
+ * a successful execve closes that pipe (CLOEXEC), which is how the parent learns the sandbox is up. */
+#include "server/drivers/driver.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <grp.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fdio.h"
+#include "common/xalloc.h"
+
+#define NEX_SANDBOX_UID_BASE 100000 /* host uid/gid of the sandbox's root */
+#define NEX_SANDBOX_ID_COUNT 65536  /* ids mapped into each sandbox */
+#define CHILD_STACK_SIZE (256 * 1024)
+
+static const char *const dev_nodes[] = { "null", "zero", "full", "random", "urandom" };
+#define N_DEV_NODES (sizeof dev_nodes / sizeof dev_nodes[0])
+
+/* Everything the child needs, computed by the parent before clone(). */
+typedef struct sandbox_child
+{
+  const char *root;          /* mount point of the new root (run_dir/root) */
+  const char *artifact;      /* host path of the executable */
+  const char *agent;         /* host path of nex-agent */
+  const char *hostname;
+  unsigned long artifact_flags; /* mount flags the artifact's filesystem imposes (kept on remount) */
+  unsigned long agent_flags;
+  int sync_fd;               /* read end: the parent has written the id maps */
+  int error_fd;              /* write end: failure message */
+  int listen_fd;             /* the agent's listening socket */
+  int log_fd;                /* the agent's stdout/stderr (run_dir/agent.log) */
+  char tmp_opts[64];         /* mount options of /tmp (its size) */
+  int host_network;          /* no network namespace of its own */
+} sandbox_child_t;
+
+static void __attribute__ ((noreturn)) child_fail (const sandbox_child_t *c, const char *what)
+{
+  char msg[512];
+  int n = snprintf (msg, sizeof msg, "%s: %s", what, strerror (errno));
+  if (n > 0)
+    (void) !write (c->error_fd, msg, (size_t) n < sizeof msg ? (size_t) n : sizeof msg - 1);
+  _exit (1);
+}
+
+/* Read-only bind mount of SRC on DST.  A remount inside a user namespace must keep the flags the source mount
+ * is locked with (nosuid, noexec, atime flags), or the kernel refuses it: FLAGS carries them. */
+static int
+bind_ro (const char *src, const char *dst, unsigned long flags)
+{
+  if (mount (src, dst, NULL, MS_BIND, NULL) < 0)
+    return -1;
+  return mount (NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | flags, NULL);
+}
+
+static int
+touch (const char *path)
+{
+  int fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0444);
+  if (fd < 0)
+    return -1;
+  close (fd);
+  return 0;
+}
+
+static int
+loopback_up (void)
+{
+  int s = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0)
+    return -1;
+  struct ifreq ifr;
+  memset (&ifr, 0, sizeof ifr);
+  strcpy (ifr.ifr_name, "lo");
+  int r = ioctl (s, SIOCGIFFLAGS, &ifr);
+  if (r == 0)
+    {
+      ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+      r = ioctl (s, SIOCSIFFLAGS, &ifr);
+    }
+  close (s);
+  return r;
+}
+
+static int
+sandbox_child (void *arg)
+{
+  sandbox_child_t *c = arg;
+  char go;
+
+  /* Keep the error pipe clear of the low fds that are about to be rearranged for the agent. */
+  int high = fcntl (c->error_fd, F_DUPFD_CLOEXEC, 64);
+  if (high < 0)
+    _exit (1);
+  c->error_fd = high;
+
+  /* Wait until the parent has mapped our ids; before that we are nobody in our own user namespace. */
+  if (read (c->sync_fd, &go, 1) != 1)
+    child_fail (c, "waiting for id maps");
+
+  /* Our mounts must not propagate back to the host. */
+  if (mount (NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    child_fail (c, "make / private");
+  /* Until the switch to the sandbox's root below, file access is still checked as host uid 0, which owns the
+   * data directory (mode 0700): reach the run dir and pin the two executables now, by descriptor. */
+  if (mount ("nex-root", c->root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,uid=0,gid=0,size=1m") < 0)
+    child_fail (c, "mount root tmpfs");
+  int artifact_fd = open (c->artifact, O_PATH | O_CLOEXEC);
+  int agent_fd = open (c->agent, O_PATH | O_CLOEXEC);
+  if (artifact_fd < 0 || agent_fd < 0)
+    child_fail (c, "open workload or agent");
+  if (chdir (c->root) < 0)
+    child_fail (c, "chdir root");
+
+  /* Become the sandbox's root (host uid NEX_SANDBOX_UID_BASE): files created from here on are owned by it. */
+  if (setresgid (0, 0, 0) < 0 || setresuid (0, 0, 0) < 0)
+    child_fail (c, "setresuid");
+  if (setgroups (0, NULL) < 0)
+    child_fail (c, "setgroups");
+
+  if (mkdir ("sbin", 0755) < 0 || mkdir ("proc", 0555) < 0 || mkdir ("dev", 0755) < 0 || mkdir ("tmp", 01777) < 0)
+    child_fail (c, "populate root");
+  if (touch ("workload") < 0 || touch ("sbin/nex-agent") < 0)
+    child_fail (c, "populate root");
+  char src[64];
+  snprintf (src, sizeof src, "/proc/self/fd/%d", artifact_fd);
+  if (bind_ro (src, "workload", c->artifact_flags) < 0)
+    child_fail (c, "bind workload");
+  snprintf (src, sizeof src, "/proc/self/fd/%d", agent_fd);
+  if (bind_ro (src, "sbin/nex-agent", c->agent_flags) < 0)
+    child_fail (c, "bind agent");
+  for (size_t i = 0; i < N_DEV_NODES; i++)
+    {
+      char dst[32];
+      snprintf (src, sizeof src, "/dev/%s", dev_nodes[i]);
+      snprintf (dst, sizeof dst, "dev/%s", dev_nodes[i]);
+      /* Device nodes cannot be created in a user namespace; binding the host's harmless ones is the only way
+       * (and all a static workload needs). */
+      if (touch (dst) < 0 || mount (src, dst, NULL, MS_BIND, NULL) < 0)
+        child_fail (c, "bind device node");
+    }
+  /* A devpts of its own (a new instance: the host's terminals are not in it), so that the agent can give TTY exec
+   * sessions a terminal.  ptmxmode makes the multiplexer usable by the sandbox's root, which owns the instance. */
+  if (mkdir ("dev/pts", 0755) < 0 || symlink ("pts/ptmx", "dev/ptmx") < 0)
+    child_fail (c, "populate /dev");
+  if (mount ("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0)
+    child_fail (c, "mount devpts");
+  if (mount ("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+    child_fail (c, "mount proc");
+  if (mount ("nex-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts) < 0)
+    child_fail (c, "mount tmp");
+
+  /* Swap roots and detach the host's: after this no path leads outside the sandbox. */
+  if (syscall (SYS_pivot_root, ".", ".") < 0)
+    child_fail (c, "pivot_root");
+  if (umount2 (".", MNT_DETACH) < 0)
+    child_fail (c, "detach old root");
+  if (chdir ("/") < 0)
+    child_fail (c, "chdir /");
+  /* A read-only root: the workload can write only to /tmp. */
+  if (mount (NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+    child_fail (c, "remount root read-only");
+
+  if (sethostname (c->hostname, strlen (c->hostname)) < 0)
+    child_fail (c, "sethostname");
+  if (!c->host_network && loopback_up () < 0)
+    child_fail (c, "bring up loopback");
+
+  /* fd 0: /dev/null; 1, 2: the agent's log on the host; 3: the listening socket.  Nothing else survives. */
+  int null = open ("/dev/null", O_RDWR);
+  if (null < 0 || dup2 (null, 0) < 0 || dup2 (c->log_fd, 1) < 0 || dup2 (c->log_fd, 2) < 0
+      || dup2 (c->listen_fd, 3) < 0 || fcntl (3, F_SETFD, 0) < 0)
+    child_fail (c, "set up agent fds");
+  /* Every descriptor nexd had (one or two per live sandbox: thousands with many workloads) is closed, not only
+   * the low ones; the error pipe stays (CLOEXEC: execve closes it, and that EOF tells the parent we made it). */
+  if (close_range (4, (unsigned) c->error_fd - 1, 0) < 0 || close_range ((unsigned) c->error_fd + 1, ~0u, 0) < 0)
+    for (int fd = 4; fd < 65536; fd++) /* kernels before 5.9 */
+      if (fd != c->error_fd)
+        close (fd);
+
+  sigset_t none;
+  sigemptyset (&none);
+  sigprocmask (SIG_SETMASK, &none, NULL);
+  char *const argv[] = { (char *) "nex-agent", (char *) "--listen-fd", (char *) "3", NULL };
+  char *const envp[] = { (char *) "PATH=/sbin", NULL };
+  execve ("/sbin/nex-agent", argv, envp);
+  child_fail (c, "exec /sbin/nex-agent");
+}
+
+static int
+write_file (const char *path, const char *text, nex_error_t *err)
+{
+  cleanup_close int fd = open (path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return nex_error_sys (err, errno, "open `%s`", path);
+  return nex_fd_write_all (fd, text, strlen (text), err);
+}
+
+static unsigned long
+locked_mount_flags (const char *path)
+{
+  struct statvfs sv;
+  unsigned long f = 0;
+  if (statvfs (path, &sv) < 0)
+    return 0;
+  if (sv.f_flag & ST_NOEXEC)
+    f |= MS_NOEXEC;
+  if (sv.f_flag & ST_NOATIME)
+    f |= MS_NOATIME;
+  if (sv.f_flag & ST_NODIRATIME)
+    f |= MS_NODIRATIME;
+  if (sv.f_flag & ST_RELATIME)
+    f |= MS_RELATIME;
+  return f;
+}
+
+static int
+sandbox_probe (const nex_driver_t *d, char **reason)
+{
+  if (geteuid () != 0)
+    {
+      *reason = nex_xstrdup ("nexd is not running as root (needed to map ids into user namespaces)");
+      return 0;
+    }
+  if (access ("/proc/self/ns/user", F_OK) < 0 || access ("/proc/self/ns/pid", F_OK) < 0)
+    {
+      *reason = nex_xstrdup ("the kernel lacks user or pid namespaces");
+      return 0;
+    }
+  return 1;
+}
+
+static void
+remove_run_dir (const char *run_dir)
+{
+  static const char *const names[] = { "agent.sock", "agent.log", "root" };
+  nex_driver_remove_run_dir (run_dir, names, sizeof names / sizeof names[0]);
+}
+
+static int
+sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err)
+{
+  sandbox_child_t c = { 0 };
+  cleanup_free char *stack = NULL;
+  cleanup_free char *map = NULL;
+  cleanup_free char *uid_map = NULL;
+  cleanup_free char *gid_map = NULL;
+  cleanup_free char *oom_adj = NULL;
+  cleanup_free char *root = nex_xasprintf ("%s/root", l->run_dir);
+  cleanup_free char *sock = nex_xasprintf ("%s/agent.sock", l->run_dir);
+  cleanup_free char *log = nex_xasprintf ("%s/agent.log", l->run_dir);
+  if (nex_mkdir_p (root, 0700, err) < 0)
+    return -1;
+
+  cleanup_close int listen_fd = nex_driver_listen_unix (sock, err);
+  if (listen_fd < 0)
+    {
+      remove_run_dir (l->run_dir);
+      return -1;
+    }
+  cleanup_close int log_fd = open (log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  int sync_pipe[2] = { -1, -1 }, error_pipe[2] = { -1, -1 };
+  if (log_fd < 0 || pipe2 (sync_pipe, O_CLOEXEC) < 0 || pipe2 (error_pipe, O_CLOEXEC) < 0)
+    {
+      nex_error_sys (err, errno, "sandbox set-up");
+      goto fail_pipes;
+    }
+
+  c.root = root;
+  c.artifact = l->artifact_path;
+  c.agent = l->agent_path;
+  c.hostname = l->hostname;
+  c.artifact_flags = locked_mount_flags (l->artifact_path);
+  c.agent_flags = locked_mount_flags (l->agent_path);
+  c.sync_fd = sync_pipe[0];
+  c.error_fd = error_pipe[1];
+  c.listen_fd = listen_fd;
+  c.log_fd = log_fd;
+  c.host_network = l->host_network;
+  snprintf (c.tmp_opts, sizeof c.tmp_opts, "mode=1777,size=%lldm", (long long) (l->tmp_mb > 0 ? l->tmp_mb : 64));
+
+  stack = nex_xmalloc (CHILD_STACK_SIZE);
+  /* network "host" keeps the host's network namespace: the workload reaches what the host reaches (and the
+   * host's abstract unix sockets, which live in the network namespace); it still cannot reconfigure it, as its
+   * capabilities belong to its own user namespace, which does not own the host's network namespace. */
+  int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
+  if (!l->host_network)
+    flags |= CLONE_NEWNET;
+  pid_t pid = clone (sandbox_child, stack + CHILD_STACK_SIZE, flags, &c);
+  if (pid < 0)
+    {
+      nex_error_sys (err, errno, "clone sandbox");
+      goto fail_pipes;
+    }
+  close (NEX_STEAL_FD (sync_pipe[0]));
+  close (NEX_STEAL_FD (error_pipe[1]));
+
+  /* Map the sandbox's ids 0..65535 to an unprivileged host range, then let the child go on. */
+  map = nex_xasprintf ("0 %d %d\n", NEX_SANDBOX_UID_BASE, NEX_SANDBOX_ID_COUNT);
+  uid_map = nex_xasprintf ("/proc/%d/uid_map", (int) pid);
+  gid_map = nex_xasprintf ("/proc/%d/gid_map", (int) pid);
+  /* The agent is PID 1: if the OOM killer chose it, the sandbox would die with the workload's exit status
+   * unreported.  The agent raises every process it starts to the maximum score (which needs no privilege); where
+   * nexd holds CAP_SYS_RESOURCE it also exempts the agent outright (best effort: container hosts often drop
+   * that capability, and the raised scores suffice). */
+  oom_adj = nex_xasprintf ("/proc/%d/oom_score_adj", (int) pid);
+  write_file (oom_adj, "-1000", NULL);
+  if (write_file (uid_map, map, err) < 0 || write_file (gid_map, map, err) < 0
+      || (l->place && l->place (l->place_ctx, pid, err) < 0)
+      || nex_fd_write_all (sync_pipe[1], "g", 1, err) < 0)
+    {
+      kill (pid, SIGKILL);
+      waitpid (pid, NULL, 0);
+      nex_error_wrap (err, "prepare the sandbox");
+      goto fail_pipes;
+    }
+  close (NEX_STEAL_FD (sync_pipe[1]));
+
+  /* EOF: the agent was executed.  Bytes: the child's failure message. */
+  char msg[512];
+  ssize_t n;
+  do
+    n = read (error_pipe[0], msg, sizeof msg - 1);
+  while (n < 0 && errno == EINTR);
+  close (NEX_STEAL_FD (error_pipe[0]));
+  if (n != 0)
+    {
+      msg[n > 0 ? n : 0] = '\0';
+      waitpid (pid, NULL, 0);
+      nex_error_set (err, NEX_ERR_SYSTEM, "sandbox set-up failed: %s", n > 0 ? msg : "no report");
+      goto fail_pipes;
+    }
+
+  out->pid = pid;
+  out->endpoint = NEX_STEAL_PTR (sock);
+  out->run_dir = nex_xstrdup (l->run_dir);
+  return 0;
+
+fail_pipes:
+  for (int i = 0; i < 2; i++)
+    {
+      if (sync_pipe[i] >= 0)
+        close (sync_pipe[i]);
+      if (error_pipe[i] >= 0)
+        close (error_pipe[i]);
+    }
+  remove_run_dir (l->run_dir);
+  return -1;
+}
+
+static int
+sandbox_connect (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  return nex_driver_connect_unix (i->endpoint, err);
+}
+
+static int
+sandbox_kill (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  /* The agent is PID 1 of the sandbox's pid namespace: when it dies the kernel kills every process in it. */
+  if (i->pid > 0 && kill (i->pid, SIGKILL) < 0 && errno != ESRCH)
+    return nex_error_sys (err, errno, "kill sandbox %d", (int) i->pid);
+  return 0;
+}
+
+static int
+sandbox_destroy (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  if (i->run_dir)
+    remove_run_dir (i->run_dir);
+  return 0;
+}
+
+const nex_driver_t nex_driver_sandbox = {
+  .name = "sandbox",
+  .probe = sandbox_probe,
+  .start = sandbox_start,
+  .connect = sandbox_connect,
+  .kill = sandbox_kill,
+  .destroy = sandbox_destroy,
+};
