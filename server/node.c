@@ -107,6 +107,13 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   node->data_dir = absolute_path (cfg->data_dir, err);
   if (node->data_dir == NULL)
     goto fail;
+  /* A data dir that exists but cannot be written (a read-only mount, wrong owner) is named as such, before any
+   * file in it is opened: the registry's own error would only say it cannot open the database. */
+  if (access (node->data_dir, F_OK) == 0 && access (node->data_dir, W_OK) < 0)
+    {
+      nex_error_set (err, NEX_ERR_SYSTEM, "data dir `%s` is not writable: %s", node->data_dir, strerror (errno));
+      goto fail;
+    }
   node->artifacts_dir = nex_xasprintf ("%s/artifacts", node->data_dir);
   node->run_dir = nex_xasprintf ("%s/run", node->data_dir);
   if (nex_mkdir_p (node->artifacts_dir, 0700, err) < 0 || nex_mkdir_p (node->run_dir, 0700, err) < 0)
