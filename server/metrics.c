@@ -229,6 +229,10 @@ nex_metrics_render (nex_node_t *node, const nex_metrics_gauges_t *g)
   put (&t, "nex_websocket_clients %d\n", g ? g->websocket_clients : 0);
   counter (&t, "nex_websocket_messages_dropped_total", "messages skipped because a websocket client read too slowly",
            g ? g->websocket_dropped : 0);
+  counter (&t, "nex_http_connections_expired_total", "connections shut down for missing their request deadline",
+           g ? g->http_expired : 0);
+  counter (&t, "nex_http_connections_shed_total",
+           "slow connections shut down to make room for a newcomer beyond the connection cap", g ? g->http_shed : 0);
   header (&t, "nex_http_parked_requests", "gauge", "long polls (GET .../wait) waiting");
   put (&t, "nex_http_parked_requests %d\n", g ? g->parked_requests : 0);
 

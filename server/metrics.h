@@ -33,6 +33,8 @@ typedef struct nex_metrics_gauges
   int websocket_clients;
   uint64_t websocket_dropped; /* messages skipped for slow websocket clients, in total */
   int parked_requests;        /* long polls waiting */
+  uint64_t http_expired;      /* connections shut for missing a request deadline (guard.h), in total */
+  uint64_t http_shed;         /* connections shut to make room beyond the connection cap, in total */
 } nex_metrics_gauges_t;
 
 /* Renders every metric as Prometheus text into a new string (caller frees); reads the registry for workload
