@@ -68,7 +68,9 @@ static int __attribute__ ((format (printf, 3, 4))) db_error (sqlite3 *db, nex_er
   cleanup_free char *context = nex_xvasprintf (fmt, ap);
   va_end (ap);
   int code = sqlite3_extended_errcode (db) & 0xff;
-  nex_error_kind_t kind = code == SQLITE_CONSTRAINT ? NEX_ERR_CONFLICT : NEX_ERR_SYSTEM;
+  nex_error_kind_t kind = code == SQLITE_CONSTRAINT ? NEX_ERR_CONFLICT
+                          : code == SQLITE_FULL     ? NEX_ERR_NO_SPACE
+                                                    : NEX_ERR_SYSTEM;
   return nex_error_set (err, kind, "%s: %s", context, sqlite3_errmsg (db));
 }
 
