@@ -1,5 +1,6 @@
 /* vm.c — nex-agent's duties as a microVM's init (see vm.h).  Runs before the agent's loop, single-threaded. */
 #include "agent/vm.h"
+#include "agent/agent.h"
 
 #include <dirent.h>
 #include <errno.h>
