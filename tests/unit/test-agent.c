@@ -269,6 +269,17 @@ agent_kill (agent_proc_t *ag, pid_t workload)
     unlink (ag->path);
 }
 
+/* ACKs the workload's EXIT and checks (the check named WHAT) that the agent then exits 0; tears down what is left
+ * either way (WORKLOAD: a process group to kill, 0 for none). */
+static void
+ack_and_teardown (agent_proc_t *ag, host_t *h, pid_t workload, const char *what)
+{
+  host_send (h, NEX_WIRE_ACK, "{}");
+  TAP_OK (agent_wait (ag, TIMEOUT_MS) == 0, "%s", what);
+  host_close (h);
+  agent_kill (ag, workload);
+}
+
 static json_int_t
 jint (json_t *o, const char *key)
 {
@@ -398,10 +409,7 @@ test_agent_basic (void)
   run_clear (&run);
 
   host_send (&h, NEX_WIRE_STOP, "{}");
-  host_send (&h, NEX_WIRE_ACK, "{}");
-  TAP_OK (agent_wait (&ag, TIMEOUT_MS) == 0, "agent: STOP after exit is ignored; ACK makes the agent exit 0");
-  host_close (&h);
-  agent_kill (&ag, 0);
+  ack_and_teardown (&ag, &h, 0, "agent: STOP after exit is ignored; ACK makes the agent exit 0");
 }
 
 static json_t *agent_attach (agent_proc_t *ag, host_t *h);
@@ -507,10 +515,7 @@ test_agent_exec_sessions (void)
   TAP_OK (rc == 0 && run.error && strstr (jstr (run.error, "message"), "not running"),
           "agent exec: refused once the workload has ended");
   run_clear (&run);
-  host_send (&h, NEX_WIRE_ACK, "{}");
-  TAP_OK (agent_wait (&ag, TIMEOUT_MS) == 0, "agent exec: exits 0 after ACK");
-  host_close (&h);
-  agent_kill (&ag, 0);
+  ack_and_teardown (&ag, &h, 0, "agent exec: exits 0 after ACK");
 }
 
 /* Starts an agent and connects to it, consuming the HELLO; returns the HELLO's JSON or NULL. */
@@ -538,10 +543,7 @@ test_agent_exec_failure (void)
   TAP_OK (run.exit && jint (run.exit, "code") == 127 && json_is_true (json_object_get (run.exit, "exec_failed")),
           "agent: ... followed by EXIT {code 127, exec_failed true}");
   run_clear (&run);
-  host_send (&h, NEX_WIRE_ACK, "{}");
-  TAP_OK (agent_wait (&ag, TIMEOUT_MS) == 0, "agent: exits 0 after ACK of a failed exec");
-  host_close (&h);
-  agent_kill (&ag, 0);
+  ack_and_teardown (&ag, &h, 0, "agent: exits 0 after ACK of a failed exec");
 }
 
 static void
@@ -590,10 +592,7 @@ test_agent_spec (void)
   TAP_OK (fds_ok, "agent: the workload inherits only descriptors 0, 1, 2");
   TAP_OK (run.exit && jint (run.exit, "code") == 0, "agent: EXIT {code 0}");
   run_clear (&run);
-  host_send (&h, NEX_WIRE_ACK, "{}");
-  TAP_OK (agent_wait (&ag, TIMEOUT_MS) == 0, "agent: exits 0 after ACK");
-  host_close (&h);
-  agent_kill (&ag, 0);
+  ack_and_teardown (&ag, &h, 0, "agent: exits 0 after ACK");
 }
 
 static void
@@ -614,10 +613,7 @@ test_agent_stop (void)
   TAP_OK (rc == 0 && run.exit && jint (run.exit, "signal") == SIGTERM && json_object_get (run.exit, "code") == NULL,
           "agent: STOP {} on `sleep 100` gets EXIT {signal 15}");
   run_clear (&run);
-  host_send (&h, NEX_WIRE_ACK, "{}");
-  TAP_OK (agent_wait (&ag, TIMEOUT_MS) == 0, "agent: exits 0 after ACK of a stopped workload");
-  host_close (&h);
-  agent_kill (&ag, wpid);
+  ack_and_teardown (&ag, &h, wpid, "agent: exits 0 after ACK of a stopped workload");
 
   /* A workload that ignores SIGTERM is killed when the grace runs out. */
   cleanup_json json_t *hello2 = agent_attach (&ag, &h);
@@ -665,10 +661,7 @@ test_agent_signals (void)
   TAP_OK (rc == 0 && run.exit && jint (run.exit, "signal") == SIGTERM,
           "agent: SIGTERM while running stops the workload (EXIT {signal 15})");
   run_clear (&run);
-  host_send (&h, NEX_WIRE_ACK, "{}");
-  TAP_OK (agent_wait (&ag, TIMEOUT_MS) == 0, "agent: exits 0 after ACK");
-  host_close (&h);
-  agent_kill (&ag, wpid);
+  ack_and_teardown (&ag, &h, wpid, "agent: exits 0 after ACK");
 }
 
 static void
@@ -776,10 +769,7 @@ test_agent_reattach (void)
   json_t *exit_info = hello3 ? json_object_get (hello3, "exit") : NULL;
   TAP_OK (hello3 && strcmp (jstr (hello3, "state"), "exited") == 0 && jint (exit_info, "signal") == SIGTERM,
           "agent: after an unacknowledged EXIT, HELLO says {state exited, exit {signal 15}}");
-  host_send (&h3, NEX_WIRE_ACK, "{}");
-  TAP_OK (agent_wait (&ag, TIMEOUT_MS) == 0, "agent: ACK on the third connection makes it exit 0");
-  host_close (&h3);
-  agent_kill (&ag, wpid);
+  ack_and_teardown (&ag, &h3, wpid, "agent: ACK on the third connection makes it exit 0");
 }
 
 static void
@@ -806,10 +796,7 @@ test_agent_offline_output (void)
               && jint (run.exit, "code") == 5,
           "agent: output written while no host was connected is delivered after HELLO, then EXIT");
   run_clear (&run);
-  host_send (&h, NEX_WIRE_ACK, "{}");
-  TAP_OK (agent_wait (&ag, TIMEOUT_MS) == 0, "agent: exits 0 after ACK");
-  host_close (&h);
-  agent_kill (&ag, wpid);
+  ack_and_teardown (&ag, &h, wpid, "agent: exits 0 after ACK");
 }
 
 static void
@@ -834,10 +821,7 @@ test_agent_flood (void)
   TAP_OK (run.max_frame > 0 && run.max_frame <= 65536, "agent: output frames are at most 64 KiB (largest %zu)",
           run.max_frame);
   run_clear (&run);
-  host_send (&h, NEX_WIRE_ACK, "{}");
-  TAP_OK (agent_wait (&ag, TIMEOUT_MS) == 0, "agent: exits 0 after ACK");
-  host_close (&h);
-  agent_kill (&ag, 0);
+  ack_and_teardown (&ag, &h, 0, "agent: exits 0 after ACK");
 }
 
 static void
@@ -862,10 +846,7 @@ test_agent_stream (void)
   TAP_OK (rc == 0 && run.out && strcmp (run.out, "hi\n") == 0 && jint (run.exit, "code") == 0,
           "agent --stream-fd: output and EXIT over the stream");
   run_clear (&run);
-  host_send (&h, NEX_WIRE_ACK, "{}");
-  TAP_OK (agent_wait (&ag, TIMEOUT_MS) == 0, "agent --stream-fd: exits 0 after ACK");
-  host_close (&h);
-  agent_kill (&ag, 0);
+  ack_and_teardown (&ag, &h, 0, "agent --stream-fd: exits 0 after ACK");
 }
 
 static void
