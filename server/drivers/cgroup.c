@@ -24,6 +24,7 @@
 #define CGROUP_ROOT "/sys/fs/cgroup"
 #define DESTROY_TRIES 50           /* kill + rmdir rounds */
 #define DESTROY_PAUSE_NS 10000000L /* 10 ms between rounds: under a second in all */
+#define CFS_MIN_QUOTA_US 1000      /* the kernel's minimum */
 
 /* ---- helpers ------------------------------------------------------------------------------------------------ */
 
@@ -107,6 +108,13 @@ nex_cgroup_dir_exists (const char *path)
   return stat (path, &st) == 0 && S_ISDIR (st.st_mode);
 }
 
+long long
+nex_cgroup_cfs_quota_us (double vcpus)
+{
+  long long quota = (long long) (vcpus * NEX_CGROUP_CFS_PERIOD_US + 0.5);
+  return quota < CFS_MIN_QUOTA_US ? CFS_MIN_QUOTA_US : quota;
+}
+
 /* ---- the manager -------------------------------------------------------------------------------------------- */
 
 nex_cgroups_t *
@@ -177,7 +185,12 @@ nex_cgroups_create (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits
 {
   if (check_name (name, err) < 0)
     return -1;
-  return cg->backend->create (cg, name, l, err);
+  if (cg->backend->create (cg, name, l, err) < 0)
+    {
+      cg->backend->remove (cg, name);
+      return nex_error_wrap (err, "create cgroup `%s`", name);
+    }
+  return 0;
 }
 
 int
@@ -257,7 +270,7 @@ nex_cgroups_list (nex_cgroups_t *cg)
   cleanup_free char *parent = cg->backend->parent_dir (cg);
   char **names = nex_xzalloc (sizeof *names);
   size_t n = 0;
-  DIR *d = opendir (parent);
+  cleanup_dir DIR *d = opendir (parent);
   if (d == NULL)
     return names;
   struct dirent *de;
@@ -268,6 +281,5 @@ nex_cgroups_list (nex_cgroups_t *cg)
         names[n++] = nex_xstrdup (de->d_name);
         names[n] = NULL;
       }
-  closedir (d);
   return names;
 }
