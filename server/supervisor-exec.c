@@ -209,7 +209,7 @@ nex_sup_exec_run (nex_supervisor_t *sup, nex_exec_t *x)
   free (text);
   if (x->interactive)
     {
-      /* Its stdin comes later, from its client (do_exec_input). */
+      /* Its stdin comes later, from its client (nex_sup_exec_input). */
       if (!ok)
         {
           nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: cannot reach the agent of workload %s", x->id);

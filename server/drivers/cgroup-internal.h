@@ -27,9 +27,9 @@ typedef struct nex_cgroup_backend
   char *(*procs_dir) (nex_cgroups_t *cg, const char *name);
   char *(*parent_dir) (nex_cgroups_t *cg);
 
-  /* Line of /proc/PID/cgroup to look at ("0::" for v2, the memory hierarchy's for v1) and the cgroup path that
-   * NAME has there; 1 when PID's line for that hierarchy ends with it. */
-  int (*holds) (nex_cgroups_t *cg, const char *name, pid_t pid);
+  /* The hierarchy whose line of /proc/PID/cgroup nex_cgroups_holds looks at, as nex_cgroup_self_path takes it:
+   * a v1 controller ("pids"), or "" for v2's "0::" line. */
+  const char *holds_controller;
 
   /* rmdir of NAME in every hierarchy; -1 with errno (EBUSY while processes remain; ENOENT is success). */
   int (*remove) (nex_cgroups_t *cg, const char *name);

@@ -251,26 +251,6 @@ v1_parent_dir (nex_cgroups_t *cg)
   return nex_xstrdup (((v1_t *)cg->priv)->parent[C_PIDS]);
 }
 
-static int
-v1_holds (nex_cgroups_t *cg, const char *name, pid_t pid)
-{
-  cleanup_free char *path = nex_xasprintf ("/proc/%d/cgroup", (int)pid);
-  cleanup_free char *text = nex_file_read (path, 65536, NULL, NULL);
-  if (text == NULL)
-    return -1;
-  cleanup_free char *suffix = nex_xasprintf ("/nex/%s\n", name);
-  /* The pids hierarchy's line: "N:pids:/.../nex/<name>". */
-  for (char *line = text; line && *line;)
-    {
-      char *nl = strchr (line, '\n');
-      if (strstr (line, ":pids:") != NULL && strstr (line, suffix) != NULL
-          && (nl == NULL || strstr (line, suffix) < nl))
-        return 1;
-      line = nl ? nl + 1 : NULL;
-    }
-  return 0;
-}
-
 const nex_cgroup_backend_t nex_cgroup_backend_v1 = {
   .name = "v1",
   .open = v1_open,
@@ -280,6 +260,6 @@ const nex_cgroup_backend_t nex_cgroup_backend_v1 = {
   .stats = v1_stats,
   .procs_dir = v1_procs_dir,
   .parent_dir = v1_parent_dir,
-  .holds = v1_holds,
+  .holds_controller = "pids", /* every process of a sandbox is in all its hierarchies */
   .remove = v1_remove,
 };

@@ -283,18 +283,6 @@ v2_parent_dir (nex_cgroups_t *cg)
   return nex_xstrdup (((v2_t *)cg->priv)->parent);
 }
 
-static int
-v2_holds (nex_cgroups_t *cg, const char *name, pid_t pid)
-{
-  cleanup_free char *path = nex_xasprintf ("/proc/%d/cgroup", (int)pid);
-  cleanup_free char *text = nex_file_read (path, 65536, NULL, NULL);
-  if (text == NULL)
-    return -1;
-  cleanup_free char *suffix = nex_xasprintf ("/nex/%s\n", name);
-  char *line = strstr (text, "0::");
-  return line != NULL && (line == text || line[-1] == '\n') && strstr (line, suffix) != NULL;
-}
-
 const nex_cgroup_backend_t nex_cgroup_backend_v2 = {
   .name = "v2",
   .open = v2_open,
@@ -304,6 +292,6 @@ const nex_cgroup_backend_t nex_cgroup_backend_v2 = {
   .stats = v2_stats,
   .procs_dir = v2_procs_dir,
   .parent_dir = v2_parent_dir,
-  .holds = v2_holds,
+  .holds_controller = "",
   .remove = v2_remove,
 };

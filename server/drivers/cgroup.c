@@ -70,12 +70,11 @@ nex_cgroup_read_key (const char *path, const char *key)
   return -1;
 }
 
-char *
-nex_cgroup_self_path (const char *controller)
+/* The path on the line of TEXT (a /proc/PID/cgroup, cut up by the search) that nex_cgroup_self_path selects
+ * with CONTROLLER; a new string, or NULL when there is no such line. */
+static char *
+path_in (char *text, const char *controller)
 {
-  cleanup_free char *text = nex_file_read ("/proc/self/cgroup", 65536, NULL, NULL);
-  if (text == NULL)
-    return NULL;
   char *save = NULL;
   for (char *line = strtok_r (text, "\n", &save); line; line = strtok_r (NULL, "\n", &save))
     {
@@ -99,6 +98,13 @@ nex_cgroup_self_path (const char *controller)
           return nex_xstrdup (c2 + 1);
     }
   return NULL;
+}
+
+char *
+nex_cgroup_self_path (const char *controller)
+{
+  cleanup_free char *text = nex_file_read ("/proc/self/cgroup", 65536, NULL, NULL);
+  return text ? path_in (text, controller) : NULL;
 }
 
 int
@@ -214,7 +220,14 @@ nex_cgroups_holds (nex_cgroups_t *cg, const char *name, pid_t pid)
 {
   if (!nex_id_valid (name))
     return 0;
-  return cg->backend->holds (cg, name, pid);
+  cleanup_free char *proc = nex_xasprintf ("/proc/%d/cgroup", (int) pid);
+  cleanup_free char *text = nex_file_read (proc, 65536, NULL, NULL);
+  if (text == NULL)
+    return -1;
+  cleanup_free char *path = path_in (text, cg->backend->holds_controller);
+  cleanup_free char *suffix = nex_xasprintf ("/nex/%s", name);
+  size_t n = path ? strlen (path) : 0, k = strlen (suffix);
+  return n >= k && strcmp (path + n - k, suffix) == 0;
 }
 
 /* SIGKILLs every process listed in DIR/cgroup.procs; how many were listed. */

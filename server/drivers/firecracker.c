@@ -216,15 +216,12 @@ fc_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "the firecracker driver is unavailable: %s", why);
   cleanup_free char *kernel = nex_vm_kernel_file ("vmlinux", &why);
   cleanup_free char *fc = nex_vm_find_program (s->firecracker_path);
-  cleanup_free char *modules = nex_xasprintf ("%s/%s", s->kernel_dir, FC_MODULES);
-  nex_rootfs_spec_t spec = {
-    .workload_path = l->artifact_path, .workload_digest = l->digest, .agent_path = l->agent_path, .modules_dir = modules
-  };
-  cleanup_free char *rootfs = nex_rootfs_image (s->images_dir, NEX_ROOTFS_EXT4, &spec, err);
+  cleanup_free char *rootfs = nex_vm_image (l, NEX_ROOTFS_EXT4, FC_MODULES, err);
   if (rootfs == NULL)
     return -1;
+  cleanup_free char *modules = nex_xasprintf ("%s/%s", s->kernel_dir, FC_MODULES);
   cleanup_free char *initrd = NULL;
-  if (has_modules (modules) && (initrd = nex_rootfs_image (s->images_dir, NEX_ROOTFS_INITRAMFS, &spec, err)) == NULL)
+  if (has_modules (modules) && (initrd = nex_vm_image (l, NEX_ROOTFS_INITRAMFS, FC_MODULES, err)) == NULL)
     return -1;
 
   cleanup_free char *api = nex_xasprintf ("%s/api.sock", l->run_dir);

@@ -98,11 +98,7 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
   if (qemu == NULL)
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "QEMU `%s` was not found", s->qemu_path);
 
-  cleanup_free char *modules = nex_xasprintf ("%s/%s", s->kernel_dir, QEMU_MODULES);
-  nex_rootfs_spec_t spec = {
-    .workload_path = l->artifact_path, .workload_digest = l->digest, .agent_path = l->agent_path, .modules_dir = modules
-  };
-  cleanup_free char *initrd = nex_rootfs_image (s->images_dir, NEX_ROOTFS_INITRAMFS, &spec, err);
+  cleanup_free char *initrd = nex_vm_image (l, NEX_ROOTFS_INITRAMFS, QEMU_MODULES, err);
   if (initrd == NULL)
     return -1;
 
