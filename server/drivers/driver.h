@@ -7,7 +7,10 @@
  * operation.  Driver operations are only what differs per isolation technology.
  *
  * Drivers are stateless singletons; everything about one workload's environment lives in nex_instance_t, which
- * the supervisor persists (pid, endpoint) so that a restarted nexd can find it again. */
+ * the supervisor persists (pid, endpoint) so that a restarted nexd can find it again.
+ *
+ * Callers go through the nex_driver_* functions below, never the table's pointers: what most drivers do alike
+ * (dial the endpoint, SIGKILL the root process, remove the run dir) is the default of a NULL hook, in driver.c. */
 #ifndef NEX_DRIVER_H
 #define NEX_DRIVER_H
 
