@@ -1,5 +1,6 @@
 /* vm.c — nex-agent's duties as a microVM's init (see vm.h).  Runs before the agent's loop, single-threaded. */
 #include "agent/vm.h"
+#include "agent/agent.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +19,8 @@
 #include <unistd.h>
 #include <linux/vm_sockets.h>
 
+#include "common/cleanup.h"
+#include "common/xalloc.h"
 #include "rootfs/layout.h"
 
 #define CMDLINE_MAX 4096
@@ -25,7 +28,6 @@
 
 static int channel_fd = -1; /* the console channel, drained before power-off */
 static bool reboot_to_end;  /* nex.poweroff=reboot: the VMM ends on a reboot and has no power-off (Firecracker) */
-
 
 /* The kernel command line, read once (mounting /proc first if needed).  Static storage; "" when unreadable. */
 static const char *
@@ -36,13 +38,12 @@ cmdline (void)
   if (loaded)
     return buf;
   loaded = true;
-  int fd = open ("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+  cleanup_close int fd = open ("/proc/cmdline", O_RDONLY | O_CLOEXEC);
   if (fd < 0 && mount ("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0)
     fd = open ("/proc/cmdline", O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return buf;
   ssize_t n = read (fd, buf, sizeof buf - 1);
-  close (fd);
   buf[n > 0 ? n : 0] = '\0';
   return buf;
 }
@@ -110,34 +111,40 @@ compare_names (const void *a, const void *b)
   return strcmp (*(char *const *)a, *(char *const *)b);
 }
 
-/* Loads every module of the image, in name order (the numbers in their names put dependencies first). */
-static void
-vm_load_modules (void)
+/* The names of the image's modules (*.ko in NEX_VM_MODULES_DIR), at most NEX_VM_MAX_MODULES, into NAMES (owned by
+ * the caller).  Their count; 0 when there is no module directory. */
+static size_t
+vm_list_modules (char *names[NEX_VM_MAX_MODULES])
 {
-  DIR *d = opendir (NEX_VM_MODULES_DIR);
+  cleanup_dir DIR *d = opendir (NEX_VM_MODULES_DIR);
   if (d == NULL)
-    return;
-  char *names[NEX_VM_MAX_MODULES];
+    return 0;
   size_t n = 0;
   struct dirent *de;
   while ((de = readdir (d)) != NULL && n < NEX_VM_MAX_MODULES)
     {
       size_t len = strlen (de->d_name);
       if (len > 3 && strcmp (de->d_name + len - 3, ".ko") == 0 && de->d_name[0] != '.')
-        names[n++] = strdup (de->d_name);
+        names[n++] = nex_xstrdup (de->d_name);
     }
-  closedir (d);
+  return n;
+}
+
+/* Loads every module of the image, in name order (the numbers in their names put dependencies first). */
+static void
+vm_load_modules (void)
+{
+  char *names[NEX_VM_MAX_MODULES];
+  size_t n = vm_list_modules (names);
   qsort (names, n, sizeof names[0], compare_names);
   for (size_t i = 0; i < n; i++)
     {
+      cleanup_free char *name = names[i];
       char path[512];
-      snprintf (path, sizeof path, "%s/%s", NEX_VM_MODULES_DIR, names[i] ? names[i] : "");
-      int fd = names[i] ? open (path, O_RDONLY | O_CLOEXEC) : -1;
+      snprintf (path, sizeof path, "%s/%s", NEX_VM_MODULES_DIR, name);
+      cleanup_close int fd = open (path, O_RDONLY | O_CLOEXEC);
       if (fd < 0 || (syscall (SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST))
         nex_agent_log ("load module %s: %s", path, strerror (errno));
-      if (fd >= 0)
-        close (fd);
-      free (names[i]);
     }
 }
 
@@ -159,14 +166,6 @@ nex_agent_vm_init (void)
   vm_load_modules ();
 }
 
-static int64_t
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int
 vm_vsock_listen (const char *spec)
 {
@@ -178,16 +177,14 @@ vm_vsock_listen (const char *spec)
       nex_agent_log ("bad vsock port `%s`", spec);
       return -1;
     }
-  int fd = socket (AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  cleanup_close int fd = socket (AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = (unsigned)port };
   if (fd < 0 || bind (fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen (fd, 4) < 0)
     {
       nex_agent_log ("vsock port %lu: %s", port, strerror (errno));
-      if (fd >= 0)
-        close (fd);
       return -1;
     }
-  return fd;
+  return NEX_STEAL_FD (fd);
 }
 
 int
@@ -203,10 +200,10 @@ nex_agent_vm_channel (nex_agent_vm_channel_t *ch)
       return ch->fd < 0 ? -1 : 0;
     }
   /* A console appears once its driver has probed the device, which may finish after the module loaded. */
-  int64_t deadline = now_ms () + NEX_AGENT_VM_CHANNEL_WAIT_MS;
+  int64_t deadline = nex_agent_now_ms () + NEX_AGENT_VM_CHANNEL_WAIT_MS;
   int fd;
   while ((fd = open (spec, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0 && (errno == ENOENT || errno == ENXIO || errno == ENODEV)
-         && now_ms () < deadline)
+         && nex_agent_now_ms () < deadline)
     usleep (5000);
   if (fd < 0)
     {

@@ -11,10 +11,6 @@
 
 #include <stdbool.h>
 
-/* One line "nex-agent: ..." on the agent's stderr (the sandbox's agent.log, or a VM's console).  Defined in
- * agent.c; vm.c uses it too. */
-void nex_agent_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
-
 /* How the host reaches an agent in a VM. */
 typedef struct nex_agent_vm_channel
 {

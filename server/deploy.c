@@ -41,7 +41,7 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
     /* A function is reached only through its trigger subjects: on a node without NATS it could never run. */
     nex_error_field (err, "trigger_subjects", "this node is not connected to NATS (start nexd with --nats): a "
                      "function could never be triggered here");
-  else if (!d->probe (d, &why))
+  else if (!nex_driver_probe (d, &why))
     nex_error_set (err, NEX_ERR_UNAVAILABLE, "driver `%s` is unavailable on this node: %s", d->name, why);
   else if (nex_artifact_precheck_at (node->artifacts_dir, w.artifact, err) == 0
            && (!secured || (stored_secure = nex_registry_secure_put (node->reg, w.id, &secure, err) == 0))

@@ -8,7 +8,10 @@
  *
  * Workloads outlive nexd: shutting the supervisor down closes its connections but leaves sandboxes running;
  * nex_supervisor_start re-attaches to them (dialing each recorded endpoint; the agent answers with its state),
- * fails those whose agent is gone, and re-queues workloads still pending. */
+ * fails those whose agent is gone, and re-queues workloads still pending.
+ *
+ * The code: supervisor.c (the thread, commands, the agent channel), supervisor-exec.c (exec sessions), recover.c
+ * (node start), sharing supervisor-internal.h. */
 #ifndef NEX_SUPERVISOR_H
 #define NEX_SUPERVISOR_H
 

@@ -62,7 +62,7 @@ drivers_json (void)
   for (const nex_driver_t *const *d = nex_driver_all (); *d; d++)
     {
       cleanup_free char *reason = NULL;
-      int ok = (*d)->probe (*d, &reason);
+      int ok = nex_driver_probe (*d, &reason);
       json_array_append_new (drivers, json_pack ("{s:s, s:b, s:s?}", "name", (*d)->name, "available", ok, "reason",
                                                  reason));
     }

@@ -17,7 +17,7 @@ typedef struct nex_cgroup_backend
   int (*open) (nex_cgroups_t *cg, nex_error_t *err);
   void (*close) (nex_cgroups_t *cg);
 
-  /* Creates NAME with limits (removing what it made on failure). */
+  /* Creates NAME with limits.  On failure nex_cgroups_create removes what it made (remove below). */
   int (*create) (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, nex_error_t *err);
   int (*attach) (nex_cgroups_t *cg, const char *name, pid_t pid, nex_error_t *err);
   int (*stats) (nex_cgroups_t *cg, const char *name, nex_cgroup_stats_t *out, nex_error_t *err);
@@ -27,9 +27,9 @@ typedef struct nex_cgroup_backend
   char *(*procs_dir) (nex_cgroups_t *cg, const char *name);
   char *(*parent_dir) (nex_cgroups_t *cg);
 
-  /* Line of /proc/PID/cgroup to look at ("0::" for v2, the memory hierarchy's for v1) and the cgroup path that
-   * NAME has there; 1 when PID's line for that hierarchy ends with it. */
-  int (*holds) (nex_cgroups_t *cg, const char *name, pid_t pid);
+  /* The hierarchy whose line of /proc/PID/cgroup nex_cgroups_holds looks at, as nex_cgroup_self_path takes it:
+   * a v1 controller ("pids"), or "" for v2's "0::" line. */
+  const char *holds_controller;
 
   /* rmdir of NAME in every hierarchy; -1 with errno (EBUSY while processes remain; ENOENT is success). */
   int (*remove) (nex_cgroups_t *cg, const char *name);
@@ -64,5 +64,10 @@ char *nex_cgroup_self_path (const char *controller);
 
 /* Whether the directory PATH exists. */
 int nex_cgroup_dir_exists (const char *path);
+
+/* The CFS period every backend sets (100 ms), and the quota per period for VCPUS CPUs (at least the kernel's
+ * minimum of 1 ms). */
+#define NEX_CGROUP_CFS_PERIOD_US 100000
+long long nex_cgroup_cfs_quota_us (double vcpus);
 
 #endif

@@ -23,9 +23,6 @@
 #include "common/fdio.h"
 #include "common/xalloc.h"
 
-#define CFS_PERIOD_US 100000
-#define CFS_MIN_QUOTA_US 1000 /* the kernel's minimum */
-
 enum
 {
   C_MEMORY,
@@ -71,49 +68,44 @@ mount_of (const char *controller)
   return NULL;
 }
 
+static void
+v1_freep (v1_t **pv)
+{
+  v1_t *v = *pv;
+  if (v == NULL)
+    return;
+  for (int c = 0; c < C__COUNT; c++)
+    free (v->parent[c]);
+  free (v);
+}
+
 static int
 v1_open (nex_cgroups_t *cg, nex_error_t *err)
 {
-  v1_t *v = nex_xzalloc (sizeof *v);
-  cg->priv = v;
+  cleanup_with (v1_freep) v1_t *v = nex_xzalloc (sizeof *v);
   for (int c = 0; c < C__COUNT; c++)
     {
       cleanup_free char *point = mount_of (controllers[c]);
       cleanup_free char *own = nex_cgroup_self_path (controllers[c]);
       if (point == NULL || own == NULL)
-        {
-          nex_error_set (err, NEX_ERR_UNAVAILABLE, "the %s controller is not mounted", controllers[c]);
-          goto fail;
-        }
+        return nex_error_set (err, NEX_ERR_UNAVAILABLE, "the %s controller is not mounted", controllers[c]);
       v->parent[c] = nex_xasprintf ("%s%s/nex", point, strcmp (own, "/") == 0 ? "" : own);
       v->distinct[c] = 1;
       for (int o = 0; o < c; o++)
         if (strcmp (v->parent[o], v->parent[c]) == 0)
           v->distinct[c] = 0;
       if (v->distinct[c] && mkdir (v->parent[c], 0755) < 0 && errno != EEXIST)
-        {
-          nex_error_sys (err, errno, "mkdir `%s`", v->parent[c]);
-          goto fail;
-        }
+        return nex_error_sys (err, errno, "mkdir `%s`", v->parent[c]);
     }
+  cg->priv = NEX_STEAL_PTR (v);
   return 0;
-fail:
-  for (int c = 0; c < C__COUNT; c++)
-    free (v->parent[c]);
-  free (v);
-  cg->priv = NULL;
-  return -1;
 }
 
 static void
 v1_close (nex_cgroups_t *cg)
 {
   v1_t *v = cg->priv;
-  if (v == NULL)
-    return;
-  for (int c = 0; c < C__COUNT; c++)
-    free (v->parent[c]);
-  free (v);
+  v1_freep (&v);
 }
 
 static char *
@@ -158,42 +150,35 @@ v1_create (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, ne
       {
         cleanup_free char *dir = dir_of (v, c, name);
         if (mkdir (dir, 0755) < 0 && errno != EEXIST)
-          {
-            nex_error_sys (err, errno, "mkdir `%s`", dir);
-            goto fail;
-          }
+          return nex_error_sys (err, errno, "mkdir `%s`", dir);
       }
   char text[64];
   if (l->memory_bytes > 0)
     {
       snprintf (text, sizeof text, "%lld", (long long)l->memory_bytes);
       if (set (v, C_MEMORY, name, "memory.limit_in_bytes", text, err) < 0)
-        goto fail;
+        return -1;
       /* Memory + swap at the same total: no swapping around the limit (absent without swap accounting). */
       cleanup_free char *memsw = nex_xasprintf ("%s/%s/memory.memsw.limit_in_bytes", v->parent[C_MEMORY], name);
       if (access (memsw, F_OK) == 0 && nex_cgroup_write (memsw, text, err) < 0)
-        goto fail;
+        return -1;
     }
   if (l->pids > 0)
     {
       snprintf (text, sizeof text, "%lld", (long long)l->pids);
       if (set (v, C_PIDS, name, "pids.max", text, err) < 0)
-        goto fail;
+        return -1;
     }
   if (l->vcpus > 0)
     {
-      long long quota = (long long)(l->vcpus * CFS_PERIOD_US + 0.5);
-      if (quota < CFS_MIN_QUOTA_US)
-        quota = CFS_MIN_QUOTA_US;
-      snprintf (text, sizeof text, "%lld", quota);
-      if (set (v, C_CPU, name, "cpu.cfs_period_us", "100000", err) < 0
+      char period[32];
+      snprintf (period, sizeof period, "%d", NEX_CGROUP_CFS_PERIOD_US);
+      snprintf (text, sizeof text, "%lld", nex_cgroup_cfs_quota_us (l->vcpus));
+      if (set (v, C_CPU, name, "cpu.cfs_period_us", period, err) < 0
           || set (v, C_CPU, name, "cpu.cfs_quota_us", text, err) < 0)
-        goto fail;
+        return -1;
     }
   return 0;
-fail:
-  v1_remove (cg, name);
-  return nex_error_wrap (err, "create cgroup `%s`", name);
 }
 
 static int
@@ -266,26 +251,6 @@ v1_parent_dir (nex_cgroups_t *cg)
   return nex_xstrdup (((v1_t *)cg->priv)->parent[C_PIDS]);
 }
 
-static int
-v1_holds (nex_cgroups_t *cg, const char *name, pid_t pid)
-{
-  cleanup_free char *path = nex_xasprintf ("/proc/%d/cgroup", (int)pid);
-  cleanup_free char *text = nex_file_read (path, 65536, NULL, NULL);
-  if (text == NULL)
-    return -1;
-  cleanup_free char *suffix = nex_xasprintf ("/nex/%s\n", name);
-  /* The pids hierarchy's line: "N:pids:/.../nex/<name>". */
-  for (char *line = text; line && *line;)
-    {
-      char *nl = strchr (line, '\n');
-      if (strstr (line, ":pids:") != NULL && strstr (line, suffix) != NULL
-          && (nl == NULL || strstr (line, suffix) < nl))
-        return 1;
-      line = nl ? nl + 1 : NULL;
-    }
-  return 0;
-}
-
 const nex_cgroup_backend_t nex_cgroup_backend_v1 = {
   .name = "v1",
   .open = v1_open,
@@ -295,6 +260,6 @@ const nex_cgroup_backend_t nex_cgroup_backend_v1 = {
   .stats = v1_stats,
   .procs_dir = v1_procs_dir,
   .parent_dir = v1_parent_dir,
-  .holds = v1_holds,
+  .holds_controller = "pids", /* every process of a sandbox is in all its hierarchies */
   .remove = v1_remove,
 };

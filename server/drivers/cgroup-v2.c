@@ -28,9 +28,6 @@
 #include "common/fdio.h"
 #include "common/xalloc.h"
 
-#define CFS_PERIOD_US 100000
-#define CFS_MIN_QUOTA_US 1000
-
 enum
 {
   V2_MEMORY = 1,
@@ -125,6 +122,17 @@ evacuate (const char *dir, nex_error_t *err)
 /* Controllers that are not delegated to nexd's cgroup are not an error here: the node still runs workloads
  * whose limits need only the others, and a workload asking for a missing one fails with the reason (v2_create).
  * This is also what lets the unit tests exercise this backend on hosts whose v2 tree has no controllers. */
+static void
+v2_freep (v2_t **pv)
+{
+  v2_t *v = *pv;
+  if (v == NULL)
+    return;
+  free (v->own);
+  free (v->parent);
+  free (v);
+}
+
 static int
 v2_open (nex_cgroups_t *cg, nex_error_t *err)
 {
@@ -132,35 +140,24 @@ v2_open (nex_cgroups_t *cg, nex_error_t *err)
   cleanup_free char *own = nex_cgroup_self_path ("");
   if (mount == NULL || own == NULL)
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "no cgroup2 mount or no v2 line in /proc/self/cgroup");
-  v2_t *v = nex_xzalloc (sizeof *v);
+  cleanup_with (v2_freep) v2_t *v = nex_xzalloc (sizeof *v);
   v->own = nex_xasprintf ("%s%s", mount, strcmp (own, "/") == 0 ? "" : own);
   v->parent = nex_xasprintf ("%s/nex", v->own);
   v->avail = controllers_of (v->own);
-  cg->priv = v;
   cleanup_error nex_error_t first = NULL;
-  if (enable_controllers (v->own, v->avail, &first) < 0)
+  if (enable_controllers (v->own, v->avail, &first) < 0
+      && (first->errnum != EBUSY || evacuate (v->own, err) < 0 || enable_controllers (v->own, v->avail, err) < 0))
     {
-      if (first->errnum != EBUSY || evacuate (v->own, err) < 0 || enable_controllers (v->own, v->avail, err) < 0)
-        {
-          if (err && *err == NULL)
-            *err = NEX_STEAL_PTR (first);
-          goto fail;
-        }
+      if (err && *err == NULL)
+        *err = NEX_STEAL_PTR (first);
+      return -1;
     }
   if (mkdir (v->parent, 0755) < 0 && errno != EEXIST)
-    {
-      nex_error_sys (err, errno, "mkdir `%s`", v->parent);
-      goto fail;
-    }
+    return nex_error_sys (err, errno, "mkdir `%s`", v->parent);
   if (enable_controllers (v->parent, v->avail, err) < 0)
-    goto fail;
+    return -1;
+  cg->priv = NEX_STEAL_PTR (v);
   return 0;
-fail:
-  free (v->own);
-  free (v->parent);
-  free (v);
-  cg->priv = NULL;
-  return -1;
 }
 
 /* Whether controller BIT (named NAME) is there for a limit; else NEX_ERR_UNAVAILABLE saying so. */
@@ -177,11 +174,7 @@ static void
 v2_close (nex_cgroups_t *cg)
 {
   v2_t *v = cg->priv;
-  if (v == NULL)
-    return;
-  free (v->own);
-  free (v->parent);
-  free (v);
+  v2_freep (&v);
 }
 
 static int
@@ -213,7 +206,7 @@ v2_create (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, ne
     {
       snprintf (text, sizeof text, "%lld", (long long)l->memory_bytes);
       if (need (v, V2_MEMORY, "memory", err) < 0 || set (v, name, "memory.max", text, err) < 0)
-        goto fail;
+        return -1;
       cleanup_error nex_error_t ignored = NULL; /* absent without swap accounting */
       set (v, name, "memory.swap.max", "0", &ignored);
     }
@@ -221,19 +214,15 @@ v2_create (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, ne
     {
       snprintf (text, sizeof text, "%lld", (long long)l->pids);
       if (need (v, V2_PIDS, "pids", err) < 0 || set (v, name, "pids.max", text, err) < 0)
-        goto fail;
+        return -1;
     }
   if (l->vcpus > 0)
     {
-      long long quota = (long long)(l->vcpus * CFS_PERIOD_US + 0.5);
-      snprintf (text, sizeof text, "%lld %d", quota < CFS_MIN_QUOTA_US ? CFS_MIN_QUOTA_US : quota, CFS_PERIOD_US);
+      snprintf (text, sizeof text, "%lld %d", nex_cgroup_cfs_quota_us (l->vcpus), NEX_CGROUP_CFS_PERIOD_US);
       if (need (v, V2_CPU, "cpu", err) < 0 || set (v, name, "cpu.max", text, err) < 0)
-        goto fail;
+        return -1;
     }
   return 0;
-fail:
-  v2_remove (cg, name);
-  return nex_error_wrap (err, "create cgroup `%s`", name);
 }
 
 static int
@@ -294,18 +283,6 @@ v2_parent_dir (nex_cgroups_t *cg)
   return nex_xstrdup (((v2_t *)cg->priv)->parent);
 }
 
-static int
-v2_holds (nex_cgroups_t *cg, const char *name, pid_t pid)
-{
-  cleanup_free char *path = nex_xasprintf ("/proc/%d/cgroup", (int)pid);
-  cleanup_free char *text = nex_file_read (path, 65536, NULL, NULL);
-  if (text == NULL)
-    return -1;
-  cleanup_free char *suffix = nex_xasprintf ("/nex/%s\n", name);
-  char *line = strstr (text, "0::");
-  return line != NULL && (line == text || line[-1] == '\n') && strstr (line, suffix) != NULL;
-}
-
 const nex_cgroup_backend_t nex_cgroup_backend_v2 = {
   .name = "v2",
   .open = v2_open,
@@ -315,6 +292,6 @@ const nex_cgroup_backend_t nex_cgroup_backend_v2 = {
   .stats = v2_stats,
   .procs_dir = v2_procs_dir,
   .parent_dir = v2_parent_dir,
-  .holds = v2_holds,
+  .holds_controller = "",
   .remove = v2_remove,
 };

@@ -24,6 +24,7 @@
 #define CGROUP_ROOT "/sys/fs/cgroup"
 #define DESTROY_TRIES 50           /* kill + rmdir rounds */
 #define DESTROY_PAUSE_NS 10000000L /* 10 ms between rounds: under a second in all */
+#define CFS_MIN_QUOTA_US 1000      /* the kernel's minimum */
 
 /* ---- helpers ------------------------------------------------------------------------------------------------ */
 
@@ -69,12 +70,11 @@ nex_cgroup_read_key (const char *path, const char *key)
   return -1;
 }
 
-char *
-nex_cgroup_self_path (const char *controller)
+/* The path on the line of TEXT (a /proc/PID/cgroup, cut up by the search) that nex_cgroup_self_path selects
+ * with CONTROLLER; a new string, or NULL when there is no such line. */
+static char *
+path_in (char *text, const char *controller)
 {
-  cleanup_free char *text = nex_file_read ("/proc/self/cgroup", 65536, NULL, NULL);
-  if (text == NULL)
-    return NULL;
   char *save = NULL;
   for (char *line = strtok_r (text, "\n", &save); line; line = strtok_r (NULL, "\n", &save))
     {
@@ -100,11 +100,25 @@ nex_cgroup_self_path (const char *controller)
   return NULL;
 }
 
+char *
+nex_cgroup_self_path (const char *controller)
+{
+  cleanup_free char *text = nex_file_read ("/proc/self/cgroup", 65536, NULL, NULL);
+  return text ? path_in (text, controller) : NULL;
+}
+
 int
 nex_cgroup_dir_exists (const char *path)
 {
   struct stat st;
   return stat (path, &st) == 0 && S_ISDIR (st.st_mode);
+}
+
+long long
+nex_cgroup_cfs_quota_us (double vcpus)
+{
+  long long quota = (long long) (vcpus * NEX_CGROUP_CFS_PERIOD_US + 0.5);
+  return quota < CFS_MIN_QUOTA_US ? CFS_MIN_QUOTA_US : quota;
 }
 
 /* ---- the manager -------------------------------------------------------------------------------------------- */
@@ -177,7 +191,12 @@ nex_cgroups_create (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits
 {
   if (check_name (name, err) < 0)
     return -1;
-  return cg->backend->create (cg, name, l, err);
+  if (cg->backend->create (cg, name, l, err) < 0)
+    {
+      cg->backend->remove (cg, name);
+      return nex_error_wrap (err, "create cgroup `%s`", name);
+    }
+  return 0;
 }
 
 int
@@ -201,7 +220,14 @@ nex_cgroups_holds (nex_cgroups_t *cg, const char *name, pid_t pid)
 {
   if (!nex_id_valid (name))
     return 0;
-  return cg->backend->holds (cg, name, pid);
+  cleanup_free char *proc = nex_xasprintf ("/proc/%d/cgroup", (int) pid);
+  cleanup_free char *text = nex_file_read (proc, 65536, NULL, NULL);
+  if (text == NULL)
+    return -1;
+  cleanup_free char *path = path_in (text, cg->backend->holds_controller);
+  cleanup_free char *suffix = nex_xasprintf ("/nex/%s", name);
+  size_t n = path ? strlen (path) : 0, k = strlen (suffix);
+  return n >= k && strcmp (path + n - k, suffix) == 0;
 }
 
 /* SIGKILLs every process listed in DIR/cgroup.procs; how many were listed. */
@@ -257,7 +283,7 @@ nex_cgroups_list (nex_cgroups_t *cg)
   cleanup_free char *parent = cg->backend->parent_dir (cg);
   char **names = nex_xzalloc (sizeof *names);
   size_t n = 0;
-  DIR *d = opendir (parent);
+  cleanup_dir DIR *d = opendir (parent);
   if (d == NULL)
     return names;
   struct dirent *de;
@@ -268,6 +294,5 @@ nex_cgroups_list (nex_cgroups_t *cg)
         names[n++] = nex_xstrdup (de->d_name);
         names[n] = NULL;
       }
-  closedir (d);
   return names;
 }

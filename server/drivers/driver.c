@@ -1,7 +1,10 @@
-/* driver.c — the table of drivers and what they share (see driver.h). */
+/* driver.c — the table of drivers, the one way to call a driver (with the defaults of its NULL hooks: dial the
+ * endpoint, SIGKILL the root process, remove the run dir), and the unix-socket helpers drivers share (see
+ * driver.h). */
 #include "server/drivers/driver.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -10,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "common/xalloc.h"
 
 static const nex_driver_t *const drivers[] = { &nex_driver_sandbox, &nex_driver_qemu, &nex_driver_firecracker, NULL };
@@ -27,6 +31,70 @@ const nex_driver_t *const *
 nex_driver_all (void)
 {
   return drivers;
+}
+
+int
+nex_driver_probe (const nex_driver_t *d, char **reason)
+{
+  return d->probe (d, reason);
+}
+
+int
+nex_driver_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err)
+{
+  if (nex_mkdir_p (l->run_dir, 0700, err) < 0)
+    return -1;
+  if (d->start (d, l, out, err) < 0)
+    {
+      nex_driver_remove_run_dir (d, l->run_dir);
+      return -1;
+    }
+  out->run_dir = nex_xstrdup (l->run_dir);
+  return 0;
+}
+
+int
+nex_driver_connect (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  return d->connect ? d->connect (d, i, err) : nex_driver_connect_unix (i->endpoint, err);
+}
+
+int
+nex_driver_kill_default (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  if (i->pid > 0 && kill (i->pid, SIGKILL) < 0 && errno != ESRCH)
+    return nex_error_sys (err, errno, "kill %s %d", d->name, (int) i->pid);
+  return 0;
+}
+
+int
+nex_driver_kill (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  return d->kill ? d->kill (d, i, err) : nex_driver_kill_default (d, i, err);
+}
+
+int
+nex_driver_destroy (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  if (d->destroy)
+    return d->destroy (d, i, err);
+  if (i->run_dir)
+    nex_driver_remove_run_dir (d, i->run_dir);
+  return 0;
+}
+
+int
+nex_driver_connect_console (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  return d->connect_console ? d->connect_console (d, i, err) : -1;
+}
+
+char *
+nex_driver_describe_end (const nex_driver_t *d, const nex_instance_t *i, int reaped, int wait_status)
+{
+  if (d->describe_end == NULL || i->run_dir == NULL)
+    return NULL;
+  return d->describe_end (d, i, reaped, wait_status);
 }
 
 int
@@ -81,11 +149,11 @@ nex_instance_release (nex_instance_t *i)
 }
 
 void
-nex_driver_remove_run_dir (const char *run_dir, const char *const *names, size_t n)
+nex_driver_remove_run_dir (const nex_driver_t *d, const char *run_dir)
 {
-  for (size_t i = 0; i < n; i++)
+  for (const char *const *name = d->run_files; name && *name; name++)
     {
-      cleanup_free char *p = nex_xasprintf ("%s/%s", run_dir, names[i]);
+      cleanup_free char *p = nex_xasprintf ("%s/%s", run_dir, *name);
       if (unlink (p) < 0 && (errno == EISDIR || errno == EPERM))
         rmdir (p);
     }

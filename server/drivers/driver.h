@@ -7,7 +7,10 @@
  * operation.  Driver operations are only what differs per isolation technology.
  *
  * Drivers are stateless singletons; everything about one workload's environment lives in nex_instance_t, which
- * the supervisor persists (pid, endpoint) so that a restarted nexd can find it again. */
+ * the supervisor persists (pid, endpoint) so that a restarted nexd can find it again.
+ *
+ * Callers go through the nex_driver_* functions below, never the table's pointers: what most drivers do alike
+ * (dial the endpoint, SIGKILL the root process, remove the run dir) is the default of a NULL hook, in driver.c. */
 #ifndef NEX_DRIVER_H
 #define NEX_DRIVER_H
 
@@ -23,7 +26,7 @@ typedef struct nex_launch
   const char *hostname;      /* host name inside the environment (the workload's name) */
   const char *artifact_path; /* verified executable in the artifact cache; appears as /workload */
   const char *agent_path;    /* static nex-agent binary; appears as /sbin/nex-agent and runs as PID 1 */
-  const char *run_dir;       /* a fresh directory this environment may use; removed by destroy */
+  const char *run_dir;       /* the directory this environment may use (nex_driver_start makes it; destroy removes it) */
   int64_t tmp_mb;            /* size of the writable /tmp in MiB (0: the driver's default) */
   int host_network;          /* share the host's network namespace instead of a private one with loopback only */
   /* Called by start with the host pid of the environment's root process after it exists but before it runs
@@ -54,19 +57,26 @@ struct nex_driver
    * Cheap; called for every node-info request, from any thread. */
   int (*probe) (const nex_driver_t *d, char **reason);
 
-  /* Builds and starts the environment described by L; fills OUT.  On failure nothing is left behind. */
+  /* Builds and starts the environment described by L in L->run_dir (which nex_driver_start has created); fills
+   * OUT's pid and endpoint.  On failure it ends what it started; nex_driver_start then removes the run dir. */
   int (*start) (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err);
 
-  /* Dials the agent of I; returns a connected, blocking stream fd (CLOEXEC). */
+  /* The entries start may leave in the run dir (files, sockets, or empty directories), NULL-terminated: what the
+   * default destroy (and a failed start) removes before the run dir itself. */
+  const char *const *run_files;
+
+  /* --- optional: NULL or 0 in drivers that have no use for them; a NULL hook means the default below ------- */
+
+  /* Dials the agent of I; returns a connected, blocking stream fd (CLOEXEC).  NULL: I's endpoint is the unix
+   * socket on which the agent accepts (nex_driver_connect_unix). */
   int (*connect) (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
 
-  /* Ends the environment at once (the agent did not stop it in time, or broke the protocol). */
+  /* Ends the environment at once (the agent did not stop it in time, or broke the protocol).  NULL:
+   * nex_driver_kill_default. */
   int (*kill) (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
 
-  /* Releases what the environment held on the host (sockets, run dir, later cgroups) after it ended. */
+  /* Releases what the environment held on the host after it ended.  NULL: the run dir and its run_files go. */
   int (*destroy) (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
-
-  /* --- optional; NULL or 0 in drivers that have no use for them ------------------------------------------- */
 
   /* The endpoint is one byte stream for the environment's whole life (a VM's console port), not a socket on
    * which the agent accepts each dial.  Such an agent greets only once, at boot: a nexd that re-attaches must
@@ -77,12 +87,12 @@ struct nex_driver
   int sized_by_guest;
 
   /* Connects to the environment's console output (a VM's kernel and agent messages, stored as the `console`
-   * log stream); returns a stream fd (CLOEXEC), or -1 (*ERR set) when it cannot. */
+   * log stream); returns a stream fd (CLOEXEC), or -1 (*ERR set) when it cannot.  NULL: there is none. */
   int (*connect_console) (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
 
   /* Why the environment ended when the workload's fate was not reported (e.g. "qemu exited with status 1:
    * <its last message>"), or NULL to let the supervisor say it generically.  WAIT_STATUS is valid when REAPED.
-   * The caller frees the text. */
+   * Called only for an instance with a run dir.  The caller frees the text.  NULL: the supervisor says it. */
   char *(*describe_end) (const nex_driver_t *d, const nex_instance_t *i, int reaped, int wait_status);
 };
 
@@ -91,6 +101,36 @@ const nex_driver_t *nex_driver_find (const char *name);
 
 /* All compiled-in drivers, NULL-terminated. */
 const nex_driver_t *const *nex_driver_all (void);
+
+/* --- calling a driver: every caller goes through these, which apply the defaults of NULL hooks ---------------- */
+
+/* Whether D can run workloads on this host: 1, or 0 with *REASON (caller frees) saying why not.  Any thread. */
+int nex_driver_probe (const nex_driver_t *d, char **reason);
+
+/* Creates L->run_dir (mode 0700) and starts D's environment in it; fills OUT (pid, endpoint, run_dir).  On
+ * failure nothing is left behind: the run dir and D's run_files in it are removed.  Supervisor thread. */
+int nex_driver_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err);
+
+/* Dials the agent of I: a connected, blocking stream fd (CLOEXEC), or -1. */
+int nex_driver_connect (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
+
+/* Ends I's environment at once; its end is then seen on its pid.  0, or -1 when the kill failed. */
+int nex_driver_kill (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
+
+/* The default kill: SIGKILL to I's pid (a pid of 0 or one already gone is no error).  That ends the whole
+ * environment because its root process holds it: a sandbox's agent is PID 1 of its pid namespace (the kernel
+ * kills every other process in it), a VM is its monitor's one process.  For a driver's own kill to end with. */
+int nex_driver_kill_default (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
+
+/* Releases what I's ended environment held on the host (its run dir, when I has one).  0 or -1. */
+int nex_driver_destroy (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
+
+/* Connects to I's console output: a stream fd (CLOEXEC); -1 with *ERR set when it cannot, and -1 with *ERR left
+ * alone when D has no console. */
+int nex_driver_connect_console (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err);
+
+/* Why I's environment ended when its agent did not say (see describe_end), or NULL; the caller frees it. */
+char *nex_driver_describe_end (const nex_driver_t *d, const nex_instance_t *i, int reaped, int wait_status);
 
 /* A new unix stream socket (CLOEXEC) and *SA filled with PATH, for bind or connect.  The fd or -1 (a path too
  * long for sun_path is an error, never truncated). */
@@ -104,9 +144,9 @@ int nex_driver_connect_unix (const char *path, nex_error_t *err);
  * nexd's user can dial it.  Returns the fd or -1. */
 int nex_driver_listen_unix (const char *path, nex_error_t *err);
 
-/* Removes RUN_DIR: first its entries named in NAMES (N of them; files, or empty directories), then itself.
- * Best effort: what cannot go stays (a later node start removes leftovers). */
-void nex_driver_remove_run_dir (const char *run_dir, const char *const *names, size_t n);
+/* Removes RUN_DIR: first D's run_files in it, then itself.  Best effort: what cannot go stays (a later node
+ * start removes leftovers). */
+void nex_driver_remove_run_dir (const nex_driver_t *d, const char *run_dir);
 
 /* Frees what I owns and zeroes it. */
 void nex_instance_release (nex_instance_t *i);

@@ -56,7 +56,7 @@
 #define FC_CONNECT_WAIT_MS 10000 /* for the agent to listen on vsock (the guest boots first) */
 #define FC_REPLY_MAX 65536       /* bytes of an API reply kept (errors are short) */
 
-static const char *const run_files[] = { "api.sock", "vsock.sock", "firecracker.log" };
+static const char *const run_files[] = { "api.sock", "vsock.sock", "firecracker.log", NULL };
 
 static int
 fc_probe (const nex_driver_t *d, char **reason)
@@ -75,12 +75,6 @@ fc_probe (const nex_driver_t *d, char **reason)
   *reason = nex_xasprintf ("%s%s%s%s%s", kvm_ok ? "" : kvm, !kvm_ok && no_fc ? "; " : "", no_fc ? no_fc : "",
                            (!kvm_ok || no_fc) && !kernel ? "; " : "", kernel ? "" : kernel_why);
   return 0;
-}
-
-static void
-remove_run_dir (const char *run_dir)
-{
-  nex_driver_remove_run_dir (run_dir, run_files, sizeof run_files / sizeof run_files[0]);
 }
 
 /* --- the API ------------------------------------------------------------------------------------------------- */
@@ -166,7 +160,7 @@ fc_wait_api (const char *sock, pid_t pid, nex_error_t *err)
 static int
 has_modules (const char *dir)
 {
-  DIR *d = opendir (dir);
+  cleanup_dir DIR *d = opendir (dir);
   if (d == NULL)
     return 0;
   struct dirent *de;
@@ -176,7 +170,6 @@ has_modules (const char *dir)
       size_t len = strlen (de->d_name);
       found = len > 3 && strcmp (de->d_name + len - 3, ".ko") == 0;
     }
-  closedir (d);
   return found;
 }
 
@@ -223,19 +216,14 @@ fc_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "the firecracker driver is unavailable: %s", why);
   cleanup_free char *kernel = nex_vm_kernel_file ("vmlinux", &why);
   cleanup_free char *fc = nex_vm_find_program (s->firecracker_path);
-  cleanup_free char *modules = nex_xasprintf ("%s/%s", s->kernel_dir, FC_MODULES);
-  nex_rootfs_spec_t spec = {
-    .workload_path = l->artifact_path, .workload_digest = l->digest, .agent_path = l->agent_path, .modules_dir = modules
-  };
-  cleanup_free char *rootfs = nex_rootfs_image (s->images_dir, NEX_ROOTFS_EXT4, &spec, err);
+  cleanup_free char *rootfs = nex_vm_image (l, NEX_ROOTFS_EXT4, FC_MODULES, err);
   if (rootfs == NULL)
     return -1;
+  cleanup_free char *modules = nex_xasprintf ("%s/%s", s->kernel_dir, FC_MODULES);
   cleanup_free char *initrd = NULL;
-  if (has_modules (modules) && (initrd = nex_rootfs_image (s->images_dir, NEX_ROOTFS_INITRAMFS, &spec, err)) == NULL)
+  if (has_modules (modules) && (initrd = nex_vm_image (l, NEX_ROOTFS_INITRAMFS, FC_MODULES, err)) == NULL)
     return -1;
 
-  if (nex_mkdir_p (l->run_dir, 0700, err) < 0)
-    return -1;
   cleanup_free char *api = nex_xasprintf ("%s/api.sock", l->run_dir);
   cleanup_free char *vsock = nex_xasprintf ("%s/vsock.sock", l->run_dir);
   cleanup_free char *log = nex_xasprintf ("%s/firecracker.log", l->run_dir);
@@ -243,22 +231,12 @@ fc_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex
   unlink (api);
   unlink (vsock);
   char *argv[] = { fc, (char *)"--api-sock", api, (char *)"--id", id, NULL };
-  pid_t pid = nex_vm_spawn (l, fc, argv, log, NULL, 0, err);
-  if (pid < 0)
-    {
-      remove_run_dir (l->run_dir);
-      return -1;
-    }
-  if (fc_wait_api (api, pid, err) < 0 || fc_configure (l, api, vsock, kernel, rootfs, initrd, err) < 0)
-    {
-      kill (pid, SIGKILL);
-      waitpid (pid, NULL, 0);
-      remove_run_dir (l->run_dir);
-      return -1;
-    }
-  out->pid = pid;
+  /* Until it is handed to OUT, a failure SIGKILLs and reaps the VMM (cleanup_pid). */
+  cleanup_pid pid_t pid = nex_vm_spawn (l, fc, argv, log, NULL, 0, err);
+  if (pid < 0 || fc_wait_api (api, pid, err) < 0 || fc_configure (l, api, vsock, kernel, rootfs, initrd, err) < 0)
+    return -1;
+  out->pid = NEX_STEAL_PID (pid);
   out->endpoint = NEX_STEAL_PTR (vsock);
-  out->run_dir = nex_xstrdup (l->run_dir);
   return 0;
 }
 
@@ -329,24 +307,12 @@ fc_kill (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
             usleep (50000);
           }
     }
-  if (kill (i->pid, SIGKILL) < 0 && errno != ESRCH)
-    return nex_error_sys (err, errno, "kill firecracker %d", (int)i->pid);
-  return 0;
-}
-
-static int
-fc_destroy (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
-{
-  if (i->run_dir)
-    remove_run_dir (i->run_dir);
-  return 0;
+  return nex_driver_kill_default (d, i, err);
 }
 
 static char *
 fc_describe_end (const nex_driver_t *d, const nex_instance_t *i, int reaped, int status)
 {
-  if (i->run_dir == NULL)
-    return NULL;
   cleanup_free char *log = nex_xasprintf ("%s/firecracker.log", i->run_dir);
   cleanup_free char *line = nex_vm_last_line (log);
   if (reaped && WIFSIGNALED (status))
@@ -359,8 +325,8 @@ const nex_driver_t nex_driver_firecracker = {
   .probe = fc_probe,
   .start = fc_start,
   .connect = fc_connect,
+  .run_files = run_files,
   .kill = fc_kill,
-  .destroy = fc_destroy,
   .describe_end = fc_describe_end,
   .sized_by_guest = 1,
 };

@@ -41,7 +41,7 @@
 #define QEMU_MAX_ARGS 48
 #define QEMU_MODULES "modules/qemu" /* in the kernel dir: what the agent loads to reach /dev/hvc0 */
 
-static const char *const run_files[] = { "agent.sock", "console.sock", "console.log", "qemu.log", "qemu.pid" };
+static const char *const run_files[] = { "agent.sock", "console.sock", "console.log", "qemu.log", "qemu.pid", NULL };
 
 static int
 qemu_probe (const nex_driver_t *d, char **reason)
@@ -56,12 +56,6 @@ qemu_probe (const nex_driver_t *d, char **reason)
     }
   cleanup_free char *kernel = nex_vm_kernel_file ("vmlinuz", reason);
   return kernel != NULL;
-}
-
-static void
-remove_run_dir (const char *run_dir)
-{
-  nex_driver_remove_run_dir (run_dir, run_files, sizeof run_files / sizeof run_files[0]);
 }
 
 /* The argument vector, built before the fork; every element is allocated. */
@@ -104,16 +98,10 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
   if (qemu == NULL)
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "QEMU `%s` was not found", s->qemu_path);
 
-  cleanup_free char *modules = nex_xasprintf ("%s/%s", s->kernel_dir, QEMU_MODULES);
-  nex_rootfs_spec_t spec = {
-    .workload_path = l->artifact_path, .workload_digest = l->digest, .agent_path = l->agent_path, .modules_dir = modules
-  };
-  cleanup_free char *initrd = nex_rootfs_image (s->images_dir, NEX_ROOTFS_INITRAMFS, &spec, err);
+  cleanup_free char *initrd = nex_vm_image (l, NEX_ROOTFS_INITRAMFS, QEMU_MODULES, err);
   if (initrd == NULL)
     return -1;
 
-  if (nex_mkdir_p (l->run_dir, 0700, err) < 0)
-    return -1;
   cleanup_free char *agent_sock = nex_xasprintf ("%s/agent.sock", l->run_dir);
   cleanup_free char *console_sock = nex_xasprintf ("%s/console.sock", l->run_dir);
   cleanup_free char *console_log = nex_xasprintf ("%s/console.log", l->run_dir);
@@ -122,10 +110,7 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
   cleanup_close int agent_fd = nex_driver_listen_unix (agent_sock, err);
   cleanup_close int console_fd = agent_fd < 0 ? -1 : nex_driver_listen_unix (console_sock, err);
   if (agent_fd < 0 || console_fd < 0)
-    {
-      remove_run_dir (l->run_dir);
-      return -1;
-    }
+    return -1;
 
   int64_t memory_mib, vcpus;
   nex_vm_size (l, &memory_mib, &vcpus);
@@ -183,20 +168,10 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
   int keep[2] = { agent_fd, console_fd };
   pid_t pid = nex_vm_spawn (l, qemu, a.v, qemu_log, keep, 2, err);
   if (pid < 0)
-    {
-      remove_run_dir (l->run_dir);
-      return -1;
-    }
+    return -1;
   out->pid = pid;
   out->endpoint = NEX_STEAL_PTR (agent_sock);
-  out->run_dir = nex_xstrdup (l->run_dir);
   return 0;
-}
-
-static int
-qemu_connect (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
-{
-  return nex_driver_connect_unix (i->endpoint, err);
 }
 
 static int
@@ -206,28 +181,9 @@ qemu_connect_console (const nex_driver_t *d, const nex_instance_t *i, nex_error_
   return nex_driver_connect_unix (path, err);
 }
 
-static int
-qemu_kill (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
-{
-  /* The whole VM is this one process: killing it ends every process of the guest at once. */
-  if (i->pid > 0 && kill (i->pid, SIGKILL) < 0 && errno != ESRCH)
-    return nex_error_sys (err, errno, "kill qemu %d", (int)i->pid);
-  return 0;
-}
-
-static int
-qemu_destroy (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
-{
-  if (i->run_dir)
-    remove_run_dir (i->run_dir);
-  return 0;
-}
-
 static char *
 qemu_describe_end (const nex_driver_t *d, const nex_instance_t *i, int reaped, int status)
 {
-  if (i->run_dir == NULL)
-    return NULL;
   cleanup_free char *qemu_log = nex_xasprintf ("%s/qemu.log", i->run_dir);
   cleanup_free char *console_log = nex_xasprintf ("%s/console.log", i->run_dir);
   if (reaped && WIFSIGNALED (status))
@@ -247,9 +203,7 @@ const nex_driver_t nex_driver_qemu = {
   .name = "qemu",
   .probe = qemu_probe,
   .start = qemu_start,
-  .connect = qemu_connect,
-  .kill = qemu_kill,
-  .destroy = qemu_destroy,
+  .run_files = run_files,
   .stream_endpoint = 1,
   .sized_by_guest = 1,
   .connect_console = qemu_connect_console,

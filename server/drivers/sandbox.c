@@ -270,12 +270,7 @@ sandbox_probe (const nex_driver_t *d, char **reason)
   return 1;
 }
 
-static void
-remove_run_dir (const char *run_dir)
-{
-  static const char *const names[] = { "agent.sock", "agent.log", "root" };
-  nex_driver_remove_run_dir (run_dir, names, sizeof names / sizeof names[0]);
-}
+static const char *const run_files[] = { "agent.sock", "agent.log", "root", NULL };
 
 static int
 sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err)
@@ -294,17 +289,12 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
 
   cleanup_close int listen_fd = nex_driver_listen_unix (sock, err);
   if (listen_fd < 0)
-    {
-      remove_run_dir (l->run_dir);
-      return -1;
-    }
+    return -1;
   cleanup_close int log_fd = open (log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  int sync_pipe[2] = { -1, -1 }, error_pipe[2] = { -1, -1 };
+  cleanup_pipe int sync_pipe[2] = { -1, -1 };
+  cleanup_pipe int error_pipe[2] = { -1, -1 };
   if (log_fd < 0 || pipe2 (sync_pipe, O_CLOEXEC) < 0 || pipe2 (error_pipe, O_CLOEXEC) < 0)
-    {
-      nex_error_sys (err, errno, "sandbox set-up");
-      goto fail_pipes;
-    }
+    return nex_error_sys (err, errno, "sandbox set-up");
 
   c.root = root;
   c.artifact = l->artifact_path;
@@ -326,12 +316,10 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
   if (!l->host_network)
     flags |= CLONE_NEWNET;
-  pid_t pid = clone (sandbox_child, stack + CHILD_STACK_SIZE, flags, &c);
+  /* Until it is handed to OUT, a failure SIGKILLs and reaps the child (cleanup_pid). */
+  cleanup_pid pid_t pid = clone (sandbox_child, stack + CHILD_STACK_SIZE, flags, &c);
   if (pid < 0)
-    {
-      nex_error_sys (err, errno, "clone sandbox");
-      goto fail_pipes;
-    }
+    return nex_error_sys (err, errno, "clone sandbox");
   close (NEX_STEAL_FD (sync_pipe[0]));
   close (NEX_STEAL_FD (error_pipe[1]));
 
@@ -348,12 +336,7 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   if (write_file (uid_map, map, err) < 0 || write_file (gid_map, map, err) < 0
       || (l->place && l->place (l->place_ctx, pid, err) < 0)
       || nex_fd_write_all (sync_pipe[1], "g", 1, err) < 0)
-    {
-      kill (pid, SIGKILL);
-      waitpid (pid, NULL, 0);
-      nex_error_wrap (err, "prepare the sandbox");
-      goto fail_pipes;
-    }
+    return nex_error_wrap (err, "prepare the sandbox");
   close (NEX_STEAL_FD (sync_pipe[1]));
 
   /* EOF: the agent was executed.  Bytes: the child's failure message. */
@@ -362,52 +345,14 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   do
     n = read (error_pipe[0], msg, sizeof msg - 1);
   while (n < 0 && errno == EINTR);
-  close (NEX_STEAL_FD (error_pipe[0]));
   if (n != 0)
     {
       msg[n > 0 ? n : 0] = '\0';
-      waitpid (pid, NULL, 0);
-      nex_error_set (err, NEX_ERR_SYSTEM, "sandbox set-up failed: %s", n > 0 ? msg : "no report");
-      goto fail_pipes;
+      return nex_error_set (err, NEX_ERR_SYSTEM, "sandbox set-up failed: %s", n > 0 ? msg : "no report");
     }
 
-  out->pid = pid;
+  out->pid = NEX_STEAL_PID (pid);
   out->endpoint = NEX_STEAL_PTR (sock);
-  out->run_dir = nex_xstrdup (l->run_dir);
-  return 0;
-
-fail_pipes:
-  for (int i = 0; i < 2; i++)
-    {
-      if (sync_pipe[i] >= 0)
-        close (sync_pipe[i]);
-      if (error_pipe[i] >= 0)
-        close (error_pipe[i]);
-    }
-  remove_run_dir (l->run_dir);
-  return -1;
-}
-
-static int
-sandbox_connect (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
-{
-  return nex_driver_connect_unix (i->endpoint, err);
-}
-
-static int
-sandbox_kill (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
-{
-  /* The agent is PID 1 of the sandbox's pid namespace: when it dies the kernel kills every process in it. */
-  if (i->pid > 0 && kill (i->pid, SIGKILL) < 0 && errno != ESRCH)
-    return nex_error_sys (err, errno, "kill sandbox %d", (int) i->pid);
-  return 0;
-}
-
-static int
-sandbox_destroy (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
-{
-  if (i->run_dir)
-    remove_run_dir (i->run_dir);
   return 0;
 }
 
@@ -415,7 +360,5 @@ const nex_driver_t nex_driver_sandbox = {
   .name = "sandbox",
   .probe = sandbox_probe,
   .start = sandbox_start,
-  .connect = sandbox_connect,
-  .kill = sandbox_kill,
-  .destroy = sandbox_destroy,
+  .run_files = run_files,
 };

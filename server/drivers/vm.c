@@ -131,6 +131,16 @@ nex_vm_size (const nex_launch_t *l, int64_t *memory_mib, int64_t *vcpus)
     }
 }
 
+char *
+nex_vm_image (const nex_launch_t *l, nex_rootfs_kind_t kind, const char *modules, nex_error_t *err)
+{
+  cleanup_free char *dir = nex_xasprintf ("%s/%s", settings.kernel_dir, modules);
+  nex_rootfs_spec_t spec = {
+    .workload_path = l->artifact_path, .workload_digest = l->digest, .agent_path = l->agent_path, .modules_dir = dir
+  };
+  return nex_rootfs_image (settings.images_dir, kind, &spec, err);
+}
+
 pid_t
 nex_vm_spawn (const nex_launch_t *l, const char *path, char *const argv[], const char *log, const int *keep_fds,
               int n_keep, nex_error_t *err)

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "common/error.h"
+#include "rootfs/rootfs.h"
 #include "server/drivers/driver.h"
 #include "server/config.h"
 
@@ -47,6 +48,10 @@ char *nex_vm_kernel_file (const char *file, char **reason);
 /* The VM size for L: the workload's resources.memory_mb and resources.vcpus (rounded up to whole vCPUs) when
  * it sets them, else the node's defaults. */
 void nex_vm_size (const nex_launch_t *l, int64_t *memory_mib, int64_t *vcpus);
+
+/* The VM image of KIND for L (rootfs.h: nex-agent as /init, the workload, and the kernel modules in kernel_dir's
+ * subdirectory MODULES), built or found in the image cache: its path (caller frees), or NULL. */
+char *nex_vm_image (const nex_launch_t *l, nex_rootfs_kind_t kind, const char *modules, nex_error_t *err);
 
 /* Starts PATH with ARGV (NULL-terminated) as a VMM that outlives nexd: in a session of its own, with all signals
  * unblocked, stdin /dev/null, stdout and stderr appended to LOG, and KEEP_FDS[i] (N_KEEP of them) as

@@ -1,0 +1,329 @@
+/* request.c — what each frame from the host asks nex-agent to do (see agent.h and common/wire.h).
+ *
+ * Channel 0 is the workload's and the control channel: START (a restart after an EXIT), STOP, SIGNAL, ACK,
+ * HELLO.  Every other channel is an exec session's: EXEC opens it, STDIN feeds it, SIGNAL and RESIZE reach its
+ * process, and its replies go back on the same channel.  Every field is validated before anything happens; a
+ * request that is well-formed but refused is answered with ERROR, and only a frame that is not what its type
+ * promises (bad JSON) makes the connection reject the host. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+
+#include "agent/agent.h"
+#include "common/cleanup.h"
+
+#define AGENT_TTY_MAX_SIZE 10000 /* rows and columns a terminal may have */
+
+/* Reads an optional integer field KEY of OBJ within [MIN, MAX]; DEF when absent or null.  -1 when it is not. */
+static int
+json_int (json_t *obj, const char *key, json_int_t def, json_int_t min, json_int_t max, json_int_t *out)
+{
+  json_t *v = json_object_get (obj, key);
+  if (v == NULL || json_is_null (v))
+    {
+      *out = def;
+      return 0;
+    }
+  if (!json_is_integer (v) || json_integer_value (v) < min || json_integer_value (v) > max)
+    return -1;
+  *out = json_integer_value (v);
+  return 0;
+}
+
+/* P (forked for SPEC) becomes the live record on CHANNEL, and the host hears STARTED {pid} there. */
+static void
+report_started (nex_agent_t *a, nex_agent_proc_t *p, uint16_t channel, const nex_agent_spec_t *spec)
+{
+  p->live = true;
+  p->channel = channel;
+  nex_agent_proc_log (p, "started `%s` as pid %d", spec->path, (int)p->pid);
+  nex_agent_queue_json (a, NEX_WIRE_STARTED, channel, json_pack ("{s:i}", "pid", (int)p->pid), false, false);
+}
+
+/* --- the workload ---------------------------------------------------------------------------------------------- */
+
+/* Forks and execs the workload.  Failures before fork are refused with ERROR; failures in the child are reported
+ * as ERROR {phase: "exec"} and, once the child is reaped, EXIT {code: 127, exec_failed: true}. */
+static void
+spawn_workload (nex_agent_t *a, const nex_agent_spec_t *s)
+{
+  nex_agent_proc_t *w = nex_agent_workload (a);
+  nex_agent_child_failure_t failure;
+  int r = nex_agent_spawn (s, false, w, &failure);
+  if (r < 0)
+    {
+      nex_agent_queue_error (a, true, "start", "start: %s", strerror (errno));
+      return;
+    }
+  if (r == 0)
+    {
+      report_started (a, w, 0, s);
+      return;
+    }
+  w->live = true;
+  w->exec_failed = true;
+  cleanup_free char *text = nex_agent_spawn_failure_text (s, &failure);
+  nex_agent_log ("%s", text);
+  nex_agent_queue_error (a, false, "exec", "%s", text);
+}
+
+static void
+handle_start (nex_agent_t *a, json_t *req)
+{
+  if (nex_agent_workload_state (a) == AGENT_EXITED)
+    {
+      /* A restart (the host's restart policy): the same sandbox, a fresh process.  The EXIT of the last run is
+       * queued ahead of what the new run produces, so the host sees them in order. */
+      nex_agent_log ("restarting the workload");
+      nex_agent_workload_reset (a);
+    }
+  if (nex_agent_workload_state (a) != AGENT_IDLE)
+    {
+      nex_agent_queue_error (a, true, "start", "start: the workload was already started (pid %d)",
+                             (int)nex_agent_workload (a)->pid);
+      return;
+    }
+  cleanup_error nex_error_t err = NULL;
+  cleanup_with (nex_agent_spec_release) nex_agent_spec_t spec = { 0 };
+  json_t *park = json_object_get (req, "park");
+  if (nex_agent_spec_parse (req, &spec, &err) < 0)
+    nex_agent_queue_error (a, true, "start", "%s", err->msg);
+  else if (park != NULL && !json_is_boolean (park))
+    nex_agent_queue_error (a, true, "start", "start: `park` must be a boolean");
+  else
+    {
+      spec.park = json_is_true (park);
+      spawn_workload (a, &spec);
+    }
+}
+
+static void
+handle_stop (nex_agent_t *a, json_t *req)
+{
+  json_int_t sig, grace;
+  if (json_int (req, "signal", SIGTERM, 1, NSIG - 1, &sig) < 0)
+    {
+      nex_agent_queue_error (a, true, NULL, "stop: `signal` must be an integer from 1 to %d", NSIG - 1);
+      return;
+    }
+  if (json_int (req, "grace_ms", AGENT_STOP_GRACE_MS, 0, AGENT_MAX_GRACE_MS, &grace) < 0)
+    {
+      nex_agent_queue_error (a, true, NULL, "stop: `grace_ms` must be an integer from 0 to %d", AGENT_MAX_GRACE_MS);
+      return;
+    }
+  if (nex_agent_workload_state (a) == AGENT_IDLE)
+    {
+      nex_agent_queue_error (a, true, NULL, "stop: no workload has been started");
+      return;
+    }
+  /* After the end a STOP is a harmless race with the EXIT already on its way: nothing to do, nothing to say. */
+  nex_agent_workload_stop (a, (int)sig, grace);
+}
+
+/* --- exec sessions --------------------------------------------------------------------------------------------- */
+
+static void refuse (nex_agent_t *a, uint16_t channel, int errnum, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+/* Queues ERROR {message, phase: "exec", errno} on session CHANNEL: the session never started. */
+static void
+refuse (nex_agent_t *a, uint16_t channel, int errnum, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  nex_agent_queue_verror (a, channel, false, "exec", errnum, fmt, ap);
+  va_end (ap);
+}
+
+/* Reads EXEC's own fields into SPEC (tty, rows, cols) and *TIMEOUT; -1 after refusing the session. */
+static int
+parse_exec (nex_agent_t *a, uint16_t channel, json_t *req, nex_agent_spec_t *spec, json_int_t *timeout)
+{
+  if (json_int (req, "timeout_ms", 0, 0, AGENT_MAX_GRACE_MS, timeout) < 0)
+    {
+      refuse (a, channel, EINVAL, "exec: `timeout_ms` must be an integer from 0 to %d", AGENT_MAX_GRACE_MS);
+      return -1;
+    }
+  cleanup_error nex_error_t err = NULL;
+  if (nex_agent_spec_parse (req, spec, &err) < 0)
+    {
+      refuse (a, channel, EINVAL, "exec: %s", err->msg);
+      return -1;
+    }
+  json_int_t rows, cols;
+  json_t *tty = json_object_get (req, "tty");
+  if ((tty && !json_is_boolean (tty)) || json_int (req, "rows", 24, 1, AGENT_TTY_MAX_SIZE, &rows) < 0
+      || json_int (req, "cols", 80, 1, AGENT_TTY_MAX_SIZE, &cols) < 0)
+    {
+      refuse (a, channel, EINVAL, "exec: `tty` must be a boolean, `rows` and `cols` from 1 to %d",
+              AGENT_TTY_MAX_SIZE);
+      return -1;
+    }
+  spec->tty = json_is_true (tty);
+  spec->rows = (unsigned short)rows;
+  spec->cols = (unsigned short)cols;
+  return 0;
+}
+
+static void
+handle_exec (nex_agent_t *a, uint16_t channel, json_t *req)
+{
+  if (nex_agent_proc_find (a, channel))
+    {
+      refuse (a, channel, EBUSY, "exec: channel %u is in use", (unsigned)channel);
+      return;
+    }
+  if (nex_agent_workload_state (a) != AGENT_RUNNING)
+    {
+      refuse (a, channel, ESRCH, "exec: the workload is not running");
+      return;
+    }
+  nex_agent_proc_t *x = nex_agent_proc_free_slot (a);
+  if (x == NULL)
+    {
+      refuse (a, channel, EAGAIN, "exec: %d sessions are running already", AGENT_MAX_EXECS);
+      return;
+    }
+  cleanup_with (nex_agent_spec_release) nex_agent_spec_t spec = { 0 };
+  json_int_t timeout;
+  if (parse_exec (a, channel, req, &spec, &timeout) < 0)
+    return;
+  nex_agent_child_failure_t failure;
+  int r = nex_agent_spawn (&spec, true, x, &failure);
+  if (r < 0)
+    {
+      refuse (a, channel, errno, "exec: %s", strerror (errno));
+      return;
+    }
+  if (r > 0)
+    {
+      /* The child exits 127 and is reaped like any orphan; the session never existed. */
+      cleanup_free char *text = nex_agent_spawn_failure_text (&spec, &failure);
+      refuse (a, channel, failure.errnum, "%s", text);
+      nex_agent_proc_release (x);
+      return;
+    }
+  x->deadline = timeout > 0 ? nex_agent_now_ms () + timeout : 0;
+  report_started (a, x, channel, &spec);
+}
+
+static void
+handle_stdin (nex_agent_t *a, const nex_wire_frame_t *f)
+{
+  nex_agent_proc_t *x = nex_agent_proc_find (a, f->channel);
+  if (x == NULL)
+    {
+      nex_agent_queue_error (a, true, NULL, "stdin on channel %u: no such exec session", (unsigned)f->channel);
+      return;
+    }
+  nex_agent_proc_feed_stdin (x, f->payload, f->len);
+}
+
+/* SIGNAL on channel 0 is for the workload, on another for that session; a process that ended meanwhile is
+ * silently left alone. */
+static void
+handle_signal (nex_agent_t *a, uint16_t channel, json_t *req)
+{
+  json_int_t sig;
+  if (json_int (req, "signal", 0, 1, NSIG - 1, &sig) < 0 || sig == 0)
+    {
+      nex_agent_queue_error (a, true, NULL, "signal: `signal` must be an integer from 1 to %d", NSIG - 1);
+      return;
+    }
+  nex_agent_proc_t *p = nex_agent_proc_find (a, channel);
+  if (p)
+    nex_agent_proc_signal (p, (int)sig);
+}
+
+/* RESIZE {rows, cols} on a TTY session: the terminal's new window size (the kernel sends SIGWINCH). */
+static void
+handle_resize (nex_agent_t *a, uint16_t channel, json_t *req)
+{
+  json_int_t rows, cols;
+  nex_agent_proc_t *x = nex_agent_proc_find (a, channel);
+  if (json_int (req, "rows", 0, 1, AGENT_TTY_MAX_SIZE, &rows) < 0
+      || json_int (req, "cols", 0, 1, AGENT_TTY_MAX_SIZE, &cols) < 0 || rows == 0 || cols == 0)
+    {
+      nex_agent_queue_error (a, true, NULL, "resize: `rows` and `cols` must be integers from 1 to %d",
+                             AGENT_TTY_MAX_SIZE);
+      return;
+    }
+  if (x == NULL || x->tty_fd < 0)
+    return; /* ended meanwhile, or not a terminal: nothing to resize */
+  struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+  if (ioctl (x->tty_fd, TIOCSWINSZ, &ws) < 0)
+    nex_agent_proc_log (x, "resize: %s", strerror (errno));
+}
+
+/* --- dispatch -------------------------------------------------------------------------------------------------- */
+
+int
+nex_agent_request_handle (nex_agent_t *a, const nex_wire_frame_t *f, nex_error_t *err)
+{
+  if (f->type == NEX_WIRE_STDIN && f->channel != 0)
+    {
+      handle_stdin (a, f);
+      return 0;
+    }
+  if (f->channel != 0 && f->type != NEX_WIRE_EXEC && f->type != NEX_WIRE_SIGNAL && f->type != NEX_WIRE_RESIZE)
+    {
+      nex_agent_queue_error (a, true, NULL,
+                             "%s on channel %u: only exec, stdin, signal and resize belong to exec sessions",
+                             nex_wire_type_name (f->type), (unsigned)f->channel);
+      return 0;
+    }
+  if (!nex_wire_type_is_json (f->type))
+    {
+      nex_agent_queue_error (a, true, NULL, "%s frames are not accepted by the agent", nex_wire_type_name (f->type));
+      return 0;
+    }
+  cleanup_json json_t *req = nex_wire_frame_json (f, err);
+  if (req == NULL)
+    return -1;
+
+  switch (f->type)
+    {
+    case NEX_WIRE_START:
+      handle_start (a, req);
+      break;
+    case NEX_WIRE_STOP:
+      handle_stop (a, req);
+      break;
+    case NEX_WIRE_EXEC:
+      if (f->channel == 0)
+        nex_agent_queue_error (a, true, NULL, "exec: channel 0 is the workload's; use a fresh channel");
+      else
+        handle_exec (a, f->channel, req);
+      break;
+    case NEX_WIRE_SIGNAL:
+      handle_signal (a, f->channel, req);
+      break;
+    case NEX_WIRE_RESIZE:
+      handle_resize (a, f->channel, req);
+      break;
+    case NEX_WIRE_ACK:
+      if (nex_agent_workload_state (a) == AGENT_EXITED)
+        nex_agent_exit (a, 0);
+      nex_agent_queue_error (a, true, NULL, "ack: the workload has not exited");
+      break;
+    case NEX_WIRE_HELLO:
+      /* A host on a stream cannot re-dial; its HELLO asks for a fresh greeting instead. */
+      nex_agent_conn_hello (a, json_object_get (req, "nonce"));
+      break;
+    case NEX_WIRE_ERROR:
+      {
+        /* Never answered, so that two ends refusing each other cannot loop. */
+        const char *m = json_string_value (json_object_get (req, "message"));
+        nex_agent_log ("host reports an error: %.200s", m ? m : "(no message)");
+        break;
+      }
+    default:
+      nex_agent_queue_error (a, true, NULL, "unexpected %s frame", nex_wire_type_name (f->type));
+      break;
+    }
+  return 0;
+}
