@@ -24,6 +24,9 @@ void nex_metrics_event (const char *type, int64_t start_ms);
 /* Counts N log lines of BYTES bytes stored. */
 void nex_metrics_log_lines (uint64_t n, uint64_t bytes);
 
+/* Counts N output lines that could not be stored (a full registry). */
+void nex_metrics_log_lost (uint64_t n);
+
 /* Counts an artifact upload of BYTES bytes. */
 void nex_metrics_upload (uint64_t bytes);
 
