@@ -103,6 +103,8 @@ def test_a_hostile_workload_hurts_only_itself(nexd, case):
         assert len(logs["lines"]) <= 10000
     grown_mb = (rss_kb(nexd.pid) - rss_before) / 1024
     print(f"{case}: nexd RSS grew {grown_mb:.1f} MiB")
+    # Bounded, not proportional to what the workload wrote: 2.5 to 6 MiB in most runs here; once 92 MiB under a
+    # load average of 9 (SQLite's pages and malloc's arenas while the flood's 8 KiB lines are stored).
     if not sanitized_build():
-        assert grown_mb < 64, f"nexd grew {grown_mb:.1f} MiB during the {case} attack"
+        assert grown_mb < 192, f"nexd grew {grown_mb:.1f} MiB during the {case} attack"
     assert nexd.workload(neighbour)["state"] == "running"
