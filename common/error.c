@@ -1,6 +1,7 @@
 /* error.c — construction, wrapping and release of nex_error_t (see error.h for the contract). */
 #include "common/error.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,9 @@ nex_error_sys (nex_error_t *err, int errnum, const char *fmt, ...)
 {
   va_list ap;
   va_start (ap, fmt);
-  error_vset (err, NEX_ERR_SYSTEM, errnum, NULL, fmt, ap);
+  /* A full disk is not the node's bug but its operator's to fix: its own kind, so the client hears 507 and why. */
+  nex_error_kind_t kind = errnum == ENOSPC || errnum == EDQUOT ? NEX_ERR_NO_SPACE : NEX_ERR_SYSTEM;
+  error_vset (err, kind, errnum, NULL, fmt, ap);
   va_end (ap);
   return -1;
 }
@@ -112,6 +115,8 @@ nex_error_kind_name (nex_error_kind_t kind)
       return "unauthenticated";
     case NEX_ERR_FORBIDDEN:
       return "forbidden";
+    case NEX_ERR_NO_SPACE:
+      return "no_space";
     }
   return "unknown";
 }

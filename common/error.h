@@ -26,6 +26,7 @@ typedef enum nex_error_kind
   NEX_ERR_TIMEOUT,     /* what was waited for did not happen in time (HTTP 408) */
   NEX_ERR_UNAUTHENTICATED, /* no credentials, or unknown ones (HTTP 401) */
   NEX_ERR_FORBIDDEN,   /* the credentials do not allow this (HTTP 403) */
+  NEX_ERR_NO_SPACE,    /* the node's disk (or quota) is full: ENOSPC, EDQUOT, SQLITE_FULL (HTTP 507) */
 } nex_error_kind_t;
 
 typedef struct nex_error_s

@@ -59,6 +59,7 @@ static const opt_t options[] = {
   OPT (max_connections, OPT_INT, "1000", "HTTP connections at once (more are refused)"),
   OPT (max_connections_per_ip, OPT_INT, "100", "HTTP connections at once from one client address"),
   OPT (request_timeout_s, OPT_INT, "30", "seconds a request may take to send its headers and body"),
+  OPT (header_timeout_s, OPT_INT, "10", "seconds a request may take to send its headers (at most request_timeout_s)"),
   OPT (idle_timeout_s, OPT_INT, "60", "seconds an idle connection is kept open"),
   OPT (tls_cert, OPT_STRING, NULL, "PEM certificate file: serve HTTPS (with tls_key)"),
   OPT (tls_key, OPT_STRING, NULL, "PEM private key file for tls_cert"),
@@ -267,6 +268,8 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return nex_error_field (err, "max_connections", "max_connections must be between 1 and 100000");
   if (cfg->max_connections_per_ip < 1 || cfg->max_connections_per_ip > cfg->max_connections)
     return nex_error_field (err, "max_connections_per_ip", "max_connections_per_ip must be between 1 and max_connections");
+  if (cfg->header_timeout_s < 1)
+    return nex_error_field (err, "header_timeout_s", "header_timeout_s must be at least 1");
   if (cfg->request_timeout_s < 1 || cfg->idle_timeout_s < 1)
     return nex_error_field (err, cfg->request_timeout_s < 1 ? "request_timeout_s" : "idle_timeout_s",
                             "timeouts must be at least 1 second");

@@ -42,6 +42,7 @@ typedef struct nex_config
   int64_t max_connections;        /* HTTP connections at once, in all; default 1000 */
   int64_t max_connections_per_ip; /* HTTP connections at once from one address; default 100 */
   int64_t request_timeout_s;      /* a request's headers and body must arrive within this; default 30 */
+  int64_t header_timeout_s;       /* ... and its headers within this (capped by request_timeout_s); default 10 */
   int64_t idle_timeout_s;         /* a connection idle this long is closed; default 60 */
   char *tls_cert;                 /* PEM certificate (chain) file: serve HTTPS; NULL (default): plain HTTP */
   char *tls_key;                  /* PEM private key file of tls_cert */

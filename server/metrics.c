@@ -63,7 +63,7 @@ static struct
   histogram_t request_seconds;
   histogram_t start_seconds;
   uint64_t deploys, failures, exits, stops, events;
-  uint64_t log_lines, log_bytes;
+  uint64_t log_lines, log_bytes, log_lost;
   uint64_t uploads, upload_bytes;
 } m = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -116,6 +116,12 @@ nex_metrics_event (const char *type, int64_t start_ms)
     __atomic_add_fetch (&m.stops, 1, __ATOMIC_RELAXED);
   else if (strcmp (type, "workload_started") == 0 && start_ms >= 0)
     observe (&m.start_seconds, start_ms);
+}
+
+void
+nex_metrics_log_lost (uint64_t n)
+{
+  __atomic_add_fetch (&m.log_lost, n, __ATOMIC_RELAXED);
 }
 
 void
@@ -216,6 +222,8 @@ nex_metrics_render (nex_node_t *node, const nex_metrics_gauges_t *g)
   histogram (&t, "nex_workload_start_seconds", "from deploy to running", &m.start_seconds);
   counter (&t, "nex_log_lines_total", "output lines stored", __atomic_load_n (&m.log_lines, __ATOMIC_RELAXED));
   counter (&t, "nex_log_bytes_total", "bytes of output lines stored", __atomic_load_n (&m.log_bytes, __ATOMIC_RELAXED));
+  counter (&t, "nex_log_lines_lost_total", "output lines that could not be stored (the registry was full)",
+           __atomic_load_n (&m.log_lost, __ATOMIC_RELAXED));
   int64_t kept = 0, dropped = 0;
   if (nex_registry_log_totals (node->reg, &kept, &dropped, &err) == 0)
     counter (&t, "nex_log_lines_dropped_total",
@@ -229,6 +237,10 @@ nex_metrics_render (nex_node_t *node, const nex_metrics_gauges_t *g)
   put (&t, "nex_websocket_clients %d\n", g ? g->websocket_clients : 0);
   counter (&t, "nex_websocket_messages_dropped_total", "messages skipped because a websocket client read too slowly",
            g ? g->websocket_dropped : 0);
+  counter (&t, "nex_http_connections_expired_total", "connections shut down for missing their request deadline",
+           g ? g->http_expired : 0);
+  counter (&t, "nex_http_connections_shed_total",
+           "slow connections shut down to make room for a newcomer beyond the connection cap", g ? g->http_shed : 0);
   header (&t, "nex_http_parked_requests", "gauge", "long polls (GET .../wait) waiting");
   put (&t, "nex_http_parked_requests %d\n", g ? g->parked_requests : 0);
 

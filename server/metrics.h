@@ -24,6 +24,9 @@ void nex_metrics_event (const char *type, int64_t start_ms);
 /* Counts N log lines of BYTES bytes stored. */
 void nex_metrics_log_lines (uint64_t n, uint64_t bytes);
 
+/* Counts N output lines that could not be stored (a full registry). */
+void nex_metrics_log_lost (uint64_t n);
+
 /* Counts an artifact upload of BYTES bytes. */
 void nex_metrics_upload (uint64_t bytes);
 
@@ -33,6 +36,8 @@ typedef struct nex_metrics_gauges
   int websocket_clients;
   uint64_t websocket_dropped; /* messages skipped for slow websocket clients, in total */
   int parked_requests;        /* long polls waiting */
+  uint64_t http_expired;      /* connections shut for missing a request deadline (guard.h), in total */
+  uint64_t http_shed;         /* connections shut to make room beyond the connection cap, in total */
 } nex_metrics_gauges_t;
 
 /* Renders every metric as Prometheus text into a new string (caller frees); reads the registry for workload

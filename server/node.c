@@ -107,6 +107,13 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   node->data_dir = absolute_path (cfg->data_dir, err);
   if (node->data_dir == NULL)
     goto fail;
+  /* A data dir that exists but cannot be written (a read-only mount, wrong owner) is named as such, before any
+   * file in it is opened: the registry's own error would only say it cannot open the database. */
+  if (access (node->data_dir, F_OK) == 0 && access (node->data_dir, W_OK) < 0)
+    {
+      nex_error_set (err, NEX_ERR_SYSTEM, "data dir `%s` is not writable: %s", node->data_dir, strerror (errno));
+      goto fail;
+    }
   node->artifacts_dir = nex_xasprintf ("%s/artifacts", node->data_dir);
   node->run_dir = nex_xasprintf ("%s/run", node->data_dir);
   if (nex_mkdir_p (node->artifacts_dir, 0700, err) < 0 || nex_mkdir_p (node->run_dir, 0700, err) < 0)
@@ -196,17 +203,46 @@ nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json
 }
 
 void
+nex_node_pause_logs (nex_node_t *node, int64_t until)
+{
+  __atomic_store_n (&node->logs_paused_until, until, __ATOMIC_RELAXED);
+}
+
+/* How long output is dropped after the registry said it was full, before a batch tries again. */
+#define LOGS_FULL_PAUSE_MS 1000
+
+void
 nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lines, size_t n)
 {
   if (n == 0)
     return;
+  if (nex_clock_mono_ms () < __atomic_load_n (&node->logs_paused_until, __ATOMIC_RELAXED))
+    {
+      nex_metrics_log_lost (n);
+      return;
+    }
   cleanup_error nex_error_t err = NULL;
   int64_t first;
   if (nex_registry_log_append_seq (node->reg, id, lines, n, node->cfg->log_lines, &first, &err) < 0)
     {
-      nex_log_error (NEX_LOG_WARN, err, "workload %s: log lines lost", id);
+      nex_metrics_log_lost (n);
+      if (err->kind != NEX_ERR_NO_SPACE)
+        {
+          nex_log_error (NEX_LOG_WARN, err, "workload %s: log lines lost", id);
+          return;
+        }
+      /* A full disk: output waits (dropped, counted) rather than take the room state changes need; one line in
+       * the log per spell, not one per batch. */
+      nex_node_pause_logs (node, nex_clock_mono_ms () + LOGS_FULL_PAUSE_MS);
+      if (!node->logs_full)
+        nex_log_error (NEX_LOG_WARN, err, "the registry is full: workloads' output is dropped (counted in "
+                                          "nex_log_lines_lost_total) until it has room again");
+      node->logs_full = 1;
       return;
     }
+  if (node->logs_full)
+    nex_info ("the registry has room again: workloads' output is stored again");
+  node->logs_full = 0;
   uint64_t bytes = 0;
   for (size_t i = 0; i < n; i++)
     bytes += lines[i].len;

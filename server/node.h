@@ -43,7 +43,14 @@ typedef struct nex_node
   int64_t started_mono; /* monotonic ms, for uptime */
   nex_cgroups_t *cgroups; /* resource limits for sandboxes (cgroup.h); NULL when this host offers none */
   char *cgroups_error;    /* why cgroups is NULL */
+  int64_t logs_paused_until; /* monotonic ms (atomic): output is not stored before then (the registry is full) */
+  int logs_full;             /* supervisor thread: a full registry is dropping output (logged once per spell) */
 } nex_node_t;
+
+/* While the registry is full, output lines give way to state changes: none is stored before UNTIL (monotonic
+ * ms), they are dropped and counted (nex_log_lines_lost_total).  Called by the supervisor while it holds
+ * transitions the registry refused.  Any thread. */
+void nex_node_pause_logs (nex_node_t *node, int64_t until);
 
 /* Prepares the data directory, opens the registry and loads (or creates) the node's identity (identity.h).  ARGV0 helps find
  * nex-agent beside nexd when the configuration does not name it.  NULL on failure. */

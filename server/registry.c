@@ -68,7 +68,9 @@ static int __attribute__ ((format (printf, 3, 4))) db_error (sqlite3 *db, nex_er
   cleanup_free char *context = nex_xvasprintf (fmt, ap);
   va_end (ap);
   int code = sqlite3_extended_errcode (db) & 0xff;
-  nex_error_kind_t kind = code == SQLITE_CONSTRAINT ? NEX_ERR_CONFLICT : NEX_ERR_SYSTEM;
+  nex_error_kind_t kind = code == SQLITE_CONSTRAINT ? NEX_ERR_CONFLICT
+                          : code == SQLITE_FULL     ? NEX_ERR_NO_SPACE
+                                                    : NEX_ERR_SYSTEM;
   return nex_error_set (err, kind, "%s: %s", context, sqlite3_errmsg (db));
 }
 
@@ -274,6 +276,21 @@ migration_apply (sqlite3 *db, void *ctx, nex_error_t *err)
   return 0;
 }
 
+/* Reads the file's schema version into *CURRENT: -1 when it cannot be read, or when it is newer than NEWEST (a
+ * file of a newer nexd, which this one must not touch). */
+static int
+db_schema_version (sqlite3 *db, int newest, int64_t *current, nex_error_t *err)
+{
+  if (db_query_int (db, "PRAGMA user_version", NULL, 0, current, err) < 0)
+    return nex_error_wrap (err, "reading the schema version");
+  if (*current > newest)
+    return nex_error_set (err, NEX_ERR_CONFLICT,
+                          "schema version %lld is newer than this nexd understands (%d); "
+                          "refusing to touch it: run a newer nexd",
+                          (long long) *current, newest);
+  return 0;
+}
+
 int
 nex_registry_migrate (sqlite3 *db, const nex_migration_t *migs, nex_error_t *err)
 {
@@ -287,18 +304,26 @@ nex_registry_migrate (sqlite3 *db, const nex_migration_t *migs, nex_error_t *err
     }
 
   int64_t current = 0;
-  if (db_query_int (db, "PRAGMA user_version", NULL, 0, &current, err) < 0)
-    return nex_error_wrap (err, "reading the schema version");
-  if (current > newest)
-    return nex_error_set (err, NEX_ERR_CONFLICT,
-                          "schema version %lld is newer than this nexd understands (%d); "
-                          "refusing to touch it: run a newer nexd",
-                          (long long) current, newest);
+  if (db_schema_version (db, newest, &current, err) < 0)
+    return -1;
 
   for (const nex_migration_t *m = migs; m->sql != NULL; m++)
     if (m->version > current && db_transaction (db, migration_apply, (void *) m, err) < 0)
       return nex_error_wrap (err, "migration %s", m->name);
   return 0;
+}
+
+/* The checks made before nexd writes a byte to the file (the journal mode below rewrites its header): that it
+ * is a database SQLite can read, and that its schema is not newer than MIGS know.  A refused file is left
+ * exactly as it was, so that the operator can still hand it to the nexd that wrote it. */
+static int
+db_check_untouched (sqlite3 *db, const nex_migration_t *migs, nex_error_t *err)
+{
+  int newest = 0;
+  for (const nex_migration_t *m = migs; m->sql != NULL; m++)
+    newest = m->version > newest ? m->version : newest;
+  int64_t current = 0;
+  return db_schema_version (db, newest, &current, err);
 }
 
 /* The connection settings Nex relies on.  WAL lets readers (other tools, backups) run beside nexd; NORMAL sync
@@ -338,9 +363,21 @@ nex_registry_open (const char *path, nex_error_t *err)
       return NULL;
     }
   sqlite3_extended_result_codes (reg->db, 1);
-  if (db_configure (reg->db, err) < 0 || nex_registry_migrate (reg->db, nex_migrations, err) < 0)
+  if (db_check_untouched (reg->db, nex_migrations, err) < 0 || db_configure (reg->db, err) < 0
+      || nex_registry_migrate (reg->db, nex_migrations, err) < 0)
     {
-      nex_error_wrap (err, "registry `%s`", path);
+      int code = sqlite3_errcode (reg->db) & 0xff;
+      if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
+        {
+          cleanup_free char *why = nex_xstrdup (sqlite3_errmsg (reg->db));
+          nex_error_free (err);
+          nex_error_set (err, NEX_ERR_SYSTEM,
+                         "registry `%s` is corrupt or not a SQLite database (%s); nexd leaves it as it is: restore "
+                         "it from a backup, or move it away to start with an empty registry",
+                         path, why);
+        }
+      else
+        nex_error_wrap (err, "registry `%s`", path);
       nex_registry_close (reg);
       return NULL;
     }

@@ -5,6 +5,8 @@
  *                       exits, restarts), deploy and stop, the end of an environment
  *   supervisor-exec.c   exec sessions: the API side (slots, waiting) and the supervisor side (channels, frames,
  *                       input, deadlines)
+ *   supervisor-record.c state transitions written to the registry and reported as events; those a full disk
+ *                       refused kept in order and written again
  *   recover.c           node start: re-attaching to the sandboxes recorded as live, sweeping what crashed deploys
  *                       left behind
  *
@@ -54,6 +56,7 @@ typedef struct nex_sup_cmd
 } nex_sup_cmd_t;
 
 typedef struct nex_sup_entry nex_sup_entry_t;
+typedef struct nex_sup_unrecorded nex_sup_unrecorded_t; /* supervisor-record.c */
 
 /* What an epoll event refers to. */
 typedef struct nex_sup_ref
@@ -115,7 +118,27 @@ struct nex_supervisor
   nex_exec_t **waiting;  /* their requests (under queue_lock), so that shutdown can release them at once */
   int refusing_execs;    /* set by nex_supervisor_quiesce (under queue_lock) */
   int sessions;          /* interactive sessions open (under queue_lock) */
+  nex_sup_unrecorded_t *unrecorded; /* transitions the registry refused, oldest first (supervisor-record.c) */
+  int64_t unrecorded_retry_at;      /* when to write them again (monotonic ms); 0: nothing kept */
 };
+
+/* --- supervisor-record.c -------------------------------------------------------------------------------------- */
+
+/* Writes transition C of workload ID to the registry and reports it as event TYPE (NULL: none) with EXTRA (taken
+ * over, may be NULL) merged into the event's data.  When the registry refuses for a reason that may pass (a
+ * full disk), the transition and its event are kept and written later, in order (so are the workload's later
+ * transitions, behind it); a refusal for good (leaving a final state) is logged and dropped. */
+void nex_sup_transition (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type,
+                         json_t *extra);
+
+/* When the kept transitions are to be written again (monotonic ms), or 0 when none is kept. */
+int64_t nex_sup_unrecorded_deadline (const nex_supervisor_t *sup);
+
+/* Writes the kept transitions again if their time has come (NOW, monotonic ms), reporting those written. */
+void nex_sup_unrecorded_retry (nex_supervisor_t *sup, int64_t now);
+
+/* Drops the kept transitions (at shutdown), logging each. */
+void nex_sup_unrecorded_free (nex_supervisor_t *sup);
 
 /* --- supervisor.c --------------------------------------------------------------------------------------------- */
 

@@ -43,35 +43,11 @@ nex_sup_entry_find (nex_supervisor_t *sup, const char *id)
   return NULL;
 }
 
-/* Persists a transition of workload ID and reports it as event TYPE (NULL: no event) with EXTRA (stolen, may be
- * NULL) merged into the event's data. */
+/* See nex_sup_transition (supervisor-record.c). */
 static void
 transition_with (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type, json_t *extra)
 {
-  cleanup_json json_t *more = extra;
-  cleanup_error nex_error_t err = NULL;
-  if (nex_registry_workload_transition (sup->node->reg, id, c, &err) < 0)
-    {
-      nex_log_error (NEX_LOG_ERROR, err, "workload %s: cannot record state %s", id, nex_state_name (c->state));
-      return;
-    }
-  nex_info ("workload %s: %s%s%s", id, nex_state_name (c->state), c->reason ? ": " : "", c->reason ? c->reason : "");
-  if (type == NULL)
-    return;
-  nex_workload_t w = { 0 };
-  if (nex_registry_workload_get (sup->node->reg, id, &w, &err) < 0)
-    return;
-  json_t *data = json_pack ("{s:s}", "state", nex_state_name (w.state));
-  if (w.reason)
-    json_object_set_new (data, "reason", json_string (w.reason));
-  if (w.has_exit_code)
-    json_object_set_new (data, "exit_code", json_integer (w.exit_code));
-  if (w.exit_signal)
-    json_object_set_new (data, "exit_signal", json_integer (w.exit_signal));
-  if (more)
-    json_object_update (data, more);
-  nex_node_emit (sup->node, type, &w, data);
-  nex_workload_release (&w);
+  nex_sup_transition (sup, id, c, type, extra);
 }
 
 /* Persists a transition of workload ID and reports it as event TYPE (NULL: no event). */
@@ -994,20 +970,18 @@ nex_supervisor_signal (nex_supervisor_t *sup, const char *id, int sig)
 static int
 next_timeout (nex_supervisor_t *sup)
 {
-  int timeout = -1;
   int64_t now = nex_clock_mono_ms ();
+  int64_t soonest = nex_sup_unrecorded_deadline (sup);
   for (nex_sup_entry_t *e = sup->entries; e; e = e->next)
     {
       int64_t at[5] = { e->kill_at, e->restart_at, nex_sup_execs_deadline (e), e->greet_at, e->hello_by };
       for (int k = 0; k < 5; k++)
-        if (at[k])
-          {
-            int64_t left = at[k] > now ? at[k] - now : 0;
-            if (timeout < 0 || left < timeout)
-              timeout = (int) left;
-          }
+        if (at[k] && (soonest == 0 || at[k] < soonest))
+          soonest = at[k];
     }
-  return timeout;
+  if (soonest == 0)
+    return -1;
+  return soonest > now ? (int) (soonest - now) : 0;
 }
 
 /* Acts on every deadline that has passed. */
@@ -1015,6 +989,7 @@ static void
 run_timers (nex_supervisor_t *sup)
 {
   int64_t now = nex_clock_mono_ms ();
+  nex_sup_unrecorded_retry (sup, now);
   for (nex_sup_entry_t *e = sup->entries; e; e = e->next)
     if (e->kill_at && now >= e->kill_at)
       {
@@ -1108,6 +1083,7 @@ supervisor_free (nex_supervisor_t *sup)
       cmd_refuse (c);
       cmd_free (c);
     }
+  nex_sup_unrecorded_free (sup);
   if (sup->epfd >= 0)
     close (sup->epfd);
   if (sup->wakefd >= 0)

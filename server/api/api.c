@@ -635,6 +635,8 @@ nex_api_gauges (nex_api_t *api, nex_metrics_gauges_t *out)
   memset (out, 0, sizeof *out);
   out->websocket_clients = nex_ws_clients (api->ws);
   out->websocket_dropped = nex_ws_dropped (api->ws);
+  out->http_expired = nex_guard_expired (api->guard);
+  out->http_shed = nex_guard_shed (api->guard);
   pthread_mutex_lock (&api->lot_lock);
   for (parked_t *p = api->parked; p; p = p->next)
     out->parked_requests++;
@@ -902,6 +904,7 @@ access_handler (void *cls, struct MHD_Connection *conn, const char *url, const c
       ctx->start_ms = nex_clock_mono_ms ();
       set_request_id (conn, ctx);
       *con_cls = ctx;
+      nex_guard_headers (conn);
       return request_begin (api, conn, ctx, url, method);
     }
   if (*upload_data_size > 0)
@@ -977,7 +980,7 @@ raise_fd_limit (const nex_config_t *cfg)
   struct rlimit rl;
   if (getrlimit (RLIMIT_NOFILE, &rl) < 0)
     return;
-  rlim_t want = (rlim_t) cfg->max_connections + 1024;
+  rlim_t want = (rlim_t) cfg->max_connections + NEX_GUARD_HEADROOM (cfg->max_connections) + 1024;
   if (rl.rlim_cur < want)
     {
       rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
@@ -1057,7 +1060,7 @@ nex_api_start (nex_node_t *node, nex_error_t *err)
       return NULL;
     }
   const nex_config_t *cfg = node->cfg;
-  api->guard = nex_guard_start (cfg->request_timeout_s * 1000, err);
+  api->guard = nex_guard_start (cfg->header_timeout_s * 1000, cfg->request_timeout_s * 1000, cfg->max_connections, err);
   if (api->guard == NULL)
     {
       freeaddrinfo (ai);
@@ -1087,7 +1090,8 @@ nex_api_start (nex_node_t *node, nex_error_t *err)
     { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) mhd_logger, api },
     { MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr },
     { MHD_OPTION_THREAD_POOL_SIZE, (intptr_t) cfg->api_threads, NULL },
-    { MHD_OPTION_CONNECTION_LIMIT, (intptr_t) cfg->max_connections, NULL },
+    { MHD_OPTION_CONNECTION_LIMIT, (intptr_t) (cfg->max_connections + NEX_GUARD_HEADROOM (cfg->max_connections)),
+      NULL },
     { MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t) cfg->max_connections_per_ip, NULL },
     { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) (32 * 1024), NULL },
     { MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t) cfg->idle_timeout_s, NULL },

@@ -1,7 +1,10 @@
-/* guard.c — see guard.h.  Connections are a doubly linked list under one mutex; the thread walks it. */
+/* guard.c — see guard.h.  Connections are a doubly linked list under one mutex; the thread walks it, and a
+ * connection that arrives beyond the cap walks it to choose whom to shed. */
 #include "server/api/guard.h"
 
 #include <errno.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_received (glibc's netinet/tcp.h lacks it) */
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -12,6 +15,9 @@
 #include "server/log.h"
 
 #define CHECK_EVERY_MS 200
+/* A connection younger than this is never shed: a normal client sends its headers within milliseconds, so only
+ * one that has had this long and still has not finished them is a candidate. */
+#define SHED_MIN_AGE_MS 1000
 
 typedef struct watched watched_t;
 
@@ -19,9 +25,10 @@ struct watched
 {
   nex_guard_t *guard;
   int fd;
-  int64_t since; /* monotonic ms: when the current request's time began */
-  int busy;      /* exempt while an answer is sent, a poll parked, a websocket open */
-  int shut;      /* shut down already */
+  int64_t since;    /* monotonic ms: when the current request's time began */
+  int headers_done; /* the current request's headers are in (only its body may still be coming) */
+  int busy;         /* exempt while an answer is sent, a poll parked, a websocket open */
+  int shut;         /* shut down already */
   watched_t *prev, *next;
 };
 
@@ -31,10 +38,56 @@ struct nex_guard
   pthread_cond_t wake;
   pthread_t thread;
   int stopping;
-  int64_t deadline_ms;
+  int64_t header_deadline_ms; /* from the request's start until its headers are in */
+  int64_t deadline_ms;        /* from the request's start until its body is in */
+  long cap;                   /* connections served at once; a newcomer beyond it sheds one */
+  long open;                  /* watched connections, shut ones included until they close */
+  long open_shut;             /* of those, shut down and not closed yet */
   watched_t *head;
   uint64_t expired; /* under lock */
+  uint64_t shed;    /* under lock */
 };
+
+/* Shuts W's socket down (under G's lock, which the close notification also takes: the descriptor is still
+ * libmicrohttpd's and open, so this cannot hit another file that reused its number).  libmicrohttpd sees
+ * end-of-file and closes the connection the usual way. */
+static void
+shut_locked (nex_guard_t *g, watched_t *w)
+{
+  shutdown (w->fd, SHUT_RDWR);
+  w->shut = 1;
+  g->open_shut++;
+}
+
+/* Bytes the kernel has received on W's socket so far (TCP_INFO), or 0 when it cannot say. */
+static uint64_t
+bytes_received (const watched_t *w)
+{
+  struct tcp_info ti = { 0 };
+  socklen_t len = sizeof ti;
+  if (getsockopt (w->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+    return 0;
+  return ti.tcpi_bytes_received;
+}
+
+/* The connection to shed when a newcomer arrives beyond the cap: among those still sending the headers of a
+ * request for at least SHED_MIN_AGE_MS, the one that has sent the fewest bytes, the oldest of those on a tie —
+ * a slowloris, not the newcomer, which is the one most likely to be a normal client.  NULL when there is none. */
+static watched_t *
+shed_victim_locked (nex_guard_t *g, int64_t now)
+{
+  watched_t *best = NULL;
+  uint64_t best_bytes = 0;
+  for (watched_t *w = g->head; w; w = w->next)
+    {
+      if (w->busy || w->shut || w->headers_done || now - w->since < SHED_MIN_AGE_MS)
+        continue;
+      uint64_t b = bytes_received (w);
+      if (best == NULL || b < best_bytes || (b == best_bytes && w->since < best->since))
+        best = w, best_bytes = b;
+    }
+  return best;
+}
 
 static void *
 guard_main (void *arg)
@@ -51,12 +104,9 @@ guard_main (void *arg)
       pthread_cond_timedwait (&g->wake, &g->lock, &ts);
       int64_t now = nex_clock_mono_ms ();
       for (watched_t *w = g->head; w; w = w->next)
-        if (!w->busy && !w->shut && now - w->since > g->deadline_ms)
+        if (!w->busy && !w->shut && now - w->since > (w->headers_done ? g->deadline_ms : g->header_deadline_ms))
           {
-            /* Under the lock that the close notification takes: the descriptor is still libmicrohttpd's and
-             * open, so this cannot hit another file that reused its number. */
-            shutdown (w->fd, SHUT_RDWR);
-            w->shut = 1;
+            shut_locked (g, w);
             g->expired++;
           }
     }
@@ -65,10 +115,12 @@ guard_main (void *arg)
 }
 
 nex_guard_t *
-nex_guard_start (int64_t deadline_ms, nex_error_t *err)
+nex_guard_start (int64_t header_deadline_ms, int64_t deadline_ms, long cap, nex_error_t *err)
 {
   nex_guard_t *g = nex_xzalloc (sizeof *g);
+  g->header_deadline_ms = header_deadline_ms < deadline_ms ? header_deadline_ms : deadline_ms;
   g->deadline_ms = deadline_ms;
+  g->cap = cap;
   pthread_mutex_init (&g->lock, NULL);
   pthread_condattr_t attr;
   pthread_condattr_init (&attr);
@@ -120,12 +172,22 @@ nex_guard_notify (void *cls, struct MHD_Connection *conn, void **socket_context,
       w->guard = g;
       w->fd = ci ? ci->connect_fd : -1;
       w->since = nex_clock_mono_ms ();
-      w->shut = w->fd < 0;
       pthread_mutex_lock (&g->lock);
       w->next = g->head;
       if (g->head)
         g->head->prev = w;
       g->head = w;
+      g->open++;
+      if (w->fd < 0)
+        w->shut = 1, g->open_shut++;
+      if (g->open - g->open_shut > g->cap)
+        {
+          /* Beyond the cap: shed the slowest sender of headers, or, when every connection is busy or quick,
+           * this newcomer (as a plain connection limit would). */
+          watched_t *victim = shed_victim_locked (g, w->since);
+          shut_locked (g, victim ? victim : w);
+          g->shed++;
+        }
       pthread_mutex_unlock (&g->lock);
       *socket_context = w;
       return;
@@ -140,22 +202,45 @@ nex_guard_notify (void *cls, struct MHD_Connection *conn, void **socket_context,
     g->head = w->next;
   if (w->next)
     w->next->prev = w->prev;
+  g->open--;
+  if (w->shut)
+    g->open_shut--;
   pthread_mutex_unlock (&g->lock);
   free (w);
   *socket_context = NULL;
 }
 
+static watched_t *
+watched_of (struct MHD_Connection *conn)
+{
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info (conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
 static void
 set_busy (struct MHD_Connection *conn, int busy)
 {
-  const union MHD_ConnectionInfo *ci = MHD_get_connection_info (conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-  watched_t *w = ci ? ci->socket_context : NULL;
+  watched_t *w = watched_of (conn);
   if (w == NULL)
     return;
   pthread_mutex_lock (&w->guard->lock);
   w->busy = busy;
   if (!busy)
-    w->since = nex_clock_mono_ms ();
+    {
+      w->since = nex_clock_mono_ms ();
+      w->headers_done = 0;
+    }
+  pthread_mutex_unlock (&w->guard->lock);
+}
+
+void
+nex_guard_headers (struct MHD_Connection *conn)
+{
+  watched_t *w = watched_of (conn);
+  if (w == NULL)
+    return;
+  pthread_mutex_lock (&w->guard->lock);
+  w->headers_done = 1;
   pthread_mutex_unlock (&w->guard->lock);
 }
 
@@ -176,6 +261,15 @@ nex_guard_expired (nex_guard_t *g)
 {
   pthread_mutex_lock (&g->lock);
   uint64_t n = g->expired;
+  pthread_mutex_unlock (&g->lock);
+  return n;
+}
+
+uint64_t
+nex_guard_shed (nex_guard_t *g)
+{
+  pthread_mutex_lock (&g->lock);
+  uint64_t n = g->shed;
   pthread_mutex_unlock (&g->lock);
   return n;
 }

@@ -25,6 +25,7 @@ static const problem_kind_t kinds[] = {
   { 431, "header-too-large", "Request Header Fields Too Large" },
   { 500, "internal-error", "Internal Server Error" },
   { 503, "unavailable", "Service Unavailable" },
+  { 507, "insufficient-storage", "Insufficient Storage" },
 };
 
 unsigned
@@ -50,6 +51,8 @@ nex_problem_status (nex_error_kind_t kind)
       return 401;
     case NEX_ERR_FORBIDDEN:
       return 403;
+    case NEX_ERR_NO_SPACE:
+      return 507;
     case NEX_ERR_SYSTEM:
     case NEX_ERR_PROTOCOL:
       break;

@@ -123,6 +123,11 @@ sandbox_child (void *arg)
   sandbox_child_t *c = arg;
   char go;
 
+  /* A session of its own: a signal to nexd's process group (Ctrl-C on the terminal that started nexd, a service
+   * manager signalling the group) must not reach the agent, which would stop the workload on SIGINT/SIGTERM.
+   * Workloads outlive nexd on purpose; only nexd's own commands end them. */
+  setsid ();
+
   /* Keep the error pipe clear of the low fds that are about to be rearranged for the agent. */
   int high = fcntl (c->error_fd, F_DUPFD_CLOEXEC, 64);
   if (high < 0)

@@ -4,7 +4,14 @@
  * The queue is the only way out: nex_node_emit and the supervisor append to it and return at once, and the
  * publisher thread hands entries to nats.c only while the connection is up.  While it is down they wait in the
  * queue (bounded by nats_buffer; the oldest go first, counted in `dropped`), so that an outage neither blocks
- * the node nor grows its memory, and what is still queued is published in order after the reconnect. */
+ * the node nor grows its memory, and what is still queued is published in order after the reconnect.
+ *
+ * Core NATS is at most once: what nats.c wrote to a socket whose server then died is gone.  So an entry leaves
+ * the node only when a flush (a PING answered by a PONG) after it succeeded; entries published since the last
+ * flush (at most FLUSH_BATCH) are kept, and go back in front of the queue if the connection falls before their
+ * flush.  The server may have received some of them: those are sent twice, with the same Nats-Msg-Id header
+ * (node id, start time, sequence number), which JetStream streams use to drop the copy; a plain subscriber may
+ * see at most FLUSH_BATCH duplicates per outage (counted in `republished`). */
 #include "server/nats/internal.h"
 
 #include <errno.h>
@@ -30,6 +37,8 @@
 
 #define RECONNECT_WAIT_MS 250
 #define CLOSE_FLUSH_MS 2000
+#define FLUSH_BATCH 256       /* entries published between two flushes, at most */
+#define FLUSH_TIMEOUT_MS 2000 /* a flush not answered in this time counts as a fallen connection */
 
 char *
 nex_nats_token (const char *s)
@@ -61,6 +70,7 @@ nex_nats_enqueue (nex_nats_t *b, const char *subject, const char *data, size_t l
   o->data[len] = '\0';
   o->len = len;
   pthread_mutex_lock (&b->lock);
+  o->seq = b->next_seq++;
   if (b->tail)
     b->tail->next = o;
   else
@@ -267,6 +277,64 @@ heartbeat (nex_nats_t *b)
 
 /* --- the publisher thread ---------------------------------------------------------------------------------------- */
 
+/* Hands O to nats.c with its Nats-Msg-Id header.  Publisher thread, without the lock. */
+static natsStatus
+publish_one (nex_nats_t *b, const nex_nats_out_t *o)
+{
+  natsMsg *m = NULL;
+  natsStatus s = natsMsg_Create (&m, o->subject, NULL, o->data, (int) o->len);
+  if (s != NATS_OK)
+    return s;
+  char id[160];
+  snprintf (id, sizeof id, "%s.%lld.%llu", b->node_token, (long long) b->node->started_at,
+            (unsigned long long) o->seq);
+  s = natsMsgHeader_Set (m, "Nats-Msg-Id", id);
+  if (s == NATS_OK)
+    s = natsConnection_PublishMsg (b->nc, m);
+  natsMsg_Destroy (m);
+  return s;
+}
+
+/* Flushes what was published since the last flush (called with the lock held; drops it meanwhile).  Confirmed:
+ * those entries are freed and counted as published.  Not (the connection fell): they go back in front of the
+ * queue, in order, to be sent again after the reconnect. */
+static void
+confirm_sent_locked (nex_nats_t *b)
+{
+  pthread_mutex_unlock (&b->lock);
+  natsStatus s = natsConnection_FlushTimeout (b->nc, FLUSH_TIMEOUT_MS);
+  pthread_mutex_lock (&b->lock);
+  nex_nats_out_t *list = b->sent_head;
+  int64_t n = b->sent;
+  b->sent_head = b->sent_tail = NULL;
+  b->sent = 0;
+  if (s == NATS_OK)
+    {
+      b->published += n;
+      while (list)
+        {
+          nex_nats_out_t *next = list->next;
+          out_free (list);
+          list = next;
+        }
+      return;
+    }
+  nex_nats_out_t *last = list;
+  while (last && last->next)
+    last = last->next;
+  if (last)
+    {
+      last->next = b->head;
+      b->head = list;
+      if (b->tail == NULL)
+        b->tail = last;
+      b->queued += n;
+      b->republished += n;
+    }
+  if (natsConnection_Status (b->nc) != NATS_CONN_STATUS_CONNECTED)
+    b->connected = 0;
+}
+
 static void *
 publisher_main (void *arg)
 {
@@ -312,12 +380,19 @@ publisher_main (void *arg)
         b->tail = NULL;
       b->queued--;
       pthread_mutex_unlock (&b->lock);
-      natsStatus s = natsConnection_Publish (b->nc, o->subject, o->data, (int) o->len);
+      natsStatus s = publish_one (b, o);
       pthread_mutex_lock (&b->lock);
       if (s == NATS_OK)
         {
-          b->published++;
-          out_free (o);
+          o->next = NULL;
+          if (b->sent_tail)
+            b->sent_tail->next = o;
+          else
+            b->sent_head = o;
+          b->sent_tail = o;
+          b->sent++;
+          if (b->sent >= FLUSH_BATCH || b->head == NULL)
+            confirm_sent_locked (b);
           continue;
         }
       /* Not sent (the connection went down meanwhile): put it back in front, keeping the order. */
@@ -560,6 +635,12 @@ bridge_free (nex_nats_t *b)
       b->head = o->next;
       out_free (o);
     }
+  while (b->sent_head)
+    {
+      nex_nats_out_t *o = b->sent_head;
+      b->sent_head = o->next;
+      out_free (o);
+    }
   for (int i = 0; i < NEX_NATS_LOG_CACHE; i++)
     {
       free (b->logrefs[i].ns_token);
@@ -696,9 +777,10 @@ nex_nats_status (nex_nats_t *b)
 {
   cleanup_free char *url = redact_urls (b->node->cfg->nats);
   pthread_mutex_lock (&b->lock);
-  json_t *j = json_pack ("{s:s, s:b, s:I, s:I, s:I, s:I}", "url", url, "connected", b->connected,
+  json_t *j = json_pack ("{s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "url", url, "connected", b->connected,
                          "reconnects", (json_int_t) b->reconnects, "queued", (json_int_t) b->queued, "dropped",
-                         (json_int_t) b->dropped, "published", (json_int_t) b->published);
+                         (json_int_t) b->dropped, "published", (json_int_t) b->published, "republished",
+                         (json_int_t) b->republished);
   pthread_mutex_unlock (&b->lock);
   return j;
 }

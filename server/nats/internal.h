@@ -21,6 +21,7 @@ typedef struct nex_nats_out
   char *subject;
   char *data;
   size_t len;
+  uint64_t seq; /* order of enqueueing, for its Nats-Msg-Id */
   struct nex_nats_out *next;
 } nex_nats_out_t;
 
@@ -51,9 +52,13 @@ struct nex_nats
   pthread_mutex_t lock;
   pthread_cond_t cond;
   nex_nats_out_t *head, *tail; /* queue; under lock */
+  nex_nats_out_t *sent_head, *sent_tail; /* handed to nats.c, not yet confirmed by a flush; publisher only */
+  int64_t sent;                /* entries in that list */
+  uint64_t next_seq;           /* seq of the next entry enqueued */
   int64_t queued;              /* entries in the queue */
   int64_t dropped;             /* entries dropped because the queue was full */
-  int64_t published;           /* entries handed to nats.c */
+  int64_t published;           /* entries the server confirmed having received (a flush after them succeeded) */
+  int64_t republished;         /* entries sent again because the connection fell before their flush */
   int64_t reconnects;
   int connected;               /* connection status as last reported by nats.c */
   int stopping;                /* nex_nats_close has begun */

@@ -180,8 +180,10 @@ class NexdProcess:
         with open(self.log_path, "ab") as log:
             log.write(("# " + " ".join(argv) + "\n").encode())
             log.flush()
+            # a process group of its own, as a shell gives a command it starts: a test can signal nexd's group
+            # (as a Ctrl-C on its terminal would) without signalling pytest
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.data_dir,
-                                         env=nexd_environment())
+                                         env=nexd_environment(), process_group=0)
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:

@@ -209,3 +209,66 @@ def test_deeply_nested_json(nexd):
     fine = {"name": "x", "artifact": nexd.program("hello"), "description": "[" * 1000 + "{" * 20}
     assert nexd.post("/v1/workloads", json=fine).status_code == 202
     assert normal_request(nexd) == 200
+
+
+def test_a_slowloris_from_many_addresses_does_not_lock_normal_clients_out(nexd):
+    """2,000 connections that send half a request, 100 from each of 127.0.0.2-127.0.0.21 (the per-address cap),
+    against the 1,000-connection cap: every request of a normal client (from 127.0.0.1) is answered, because a
+    newcomer beyond the cap sheds the slowest sender of headers instead of being refused; shedding is counted."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2300:
+        pytest.skip(f"this process may open only {hard} files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2300), hard))
+    slow = []
+    try:
+        for a in range(2, 22):
+            for _ in range(100):
+                s = socket.socket()
+                s.bind((f"127.0.0.{a}", 0))
+                s.settimeout(5)
+                try:
+                    s.connect(("127.0.0.1", nexd.daemon.port))
+                    s.sendall(b"GET /v1/node HTTP/1.1\r\nHost: x\r\n")
+                except OSError:
+                    pass
+                slow.append(s)
+        time.sleep(1.2)  # they are now older than a normal client's headers could be
+        answered, times = 0, []
+        for _ in range(20):
+            t0 = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", nexd.daemon.port, timeout=5)
+            try:
+                conn.request("GET", "/v1/node", headers={"Authorization": f"Bearer {nexd.token}"})
+                r = conn.getresponse()
+                r.read()
+                answered += r.status == 200
+                times.append(time.monotonic() - t0)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+        assert answered == 20, f"only {answered} of 20 normal requests were answered during the slowloris"
+        times.sort()
+        print(f"normal requests during the slowloris: median {times[len(times) // 2] * 1000:.1f} ms")
+        metrics = nexd.get("/metrics").text
+        shed = [l for l in metrics.splitlines() if l.startswith("nex_http_connections_shed_total ")]
+        assert shed and float(shed[0].split()[1]) >= 20, shed
+    finally:
+        for s in slow:
+            s.close()
+
+
+def test_headers_have_a_shorter_deadline_than_bodies(nexd):
+    nexd.restart(["--header-timeout-s", "1", "--request-timeout-s", "4"])
+    heads = socket.create_connection(("127.0.0.1", nexd.daemon.port))
+    heads.sendall(b"GET /v1/node HTTP/1.1\r\nHost: x\r\n")
+    body = socket.create_connection(("127.0.0.1", nexd.daemon.port))
+    body.sendall(b"POST /v1/workloads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + nexd.token.encode()
+                 + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+    try:
+        assert closed_by_server(heads, wait=3.0), "a request still sending its headers outlived the 1 s deadline"
+        assert not closed_by_server(body, wait=0.1), "a request sending its body was cut at the headers' deadline"
+        assert closed_by_server(body, wait=5.0), "a request still sending its body outlived the 4 s deadline"
+    finally:
+        heads.close()
+        body.close()
