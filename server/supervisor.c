@@ -101,6 +101,7 @@ struct entry
   int64_t greet_at;      /* monotonic ms of the next greeting while resyncing; 0: none */
   int64_t greet_until;   /* monotonic ms after which an unanswered greeting means the agent is lost */
   int64_t hello_by;      /* monotonic ms by which a new environment's agent must have greeted; 0: it did */
+  int boot_timed_out;    /* it did not, and the environment was killed for it */
   int start_sent;        /* START was sent (or the agent said it had started) */
   int final;             /* the workload reached a final state; waiting for the agent to go */
   int stop_requested;
@@ -967,6 +968,31 @@ entry_free (entry_t *e)
   free (e);
 }
 
+/* E, a new environment started on a path this host may not support (instance.may_fall_back: a VM under KVM),
+ * ended before its agent greeted.  When its driver gives that path up for the node, this says so (the event
+ * node_kvm_unusable, from the end that gave it up) and puts the workload back to pending for one more start,
+ * which takes the other path (a VM under TCG): returns 1.  0: the workload fails as usual. */
+static int
+retry_elsewhere (nex_supervisor_t *sup, entry_t *e, int reaped, int status)
+{
+  if (!e->inst.may_fall_back || e->driver->fall_back == NULL || !(e->hello_by || e->boot_timed_out))
+    return 0;
+  cleanup_free char *what = NULL;
+  int first = e->driver->fall_back (e->driver, &e->inst, reaped, status, e->boot_timed_out, &what);
+  if (first < 0)
+    return 0;
+  cleanup_error nex_error_t err = NULL;
+  nex_workload_t w = { 0 };
+  if (first && nex_registry_workload_get (sup->node->reg, e->id, &w, &err) == 0)
+    nex_node_emit (sup->node, "node_kvm_unusable", &w, json_pack ("{s:s}", "reason", what));
+  nex_workload_release (&w);
+  cleanup_free char *why = nex_xasprintf ("KVM is unusable on this node (%s): starting again under TCG", what);
+  nex_state_change_t c = { .state = NEX_STATE_PENDING, .reason = why, .pid = -1, .endpoint = "", .agent_start = -1 };
+  transition (sup, e->id, &c, NULL);
+  nex_supervisor_deploy (sup, e->id); /* runs after this end's cleanup: the queue is read on the next round */
+  return 1;
+}
+
 /* The sandbox's root process ended: record what is still unknown and release everything. */
 static void
 finalize (nex_supervisor_t *sup, entry_t *e)
@@ -985,7 +1011,7 @@ finalize (nex_supervisor_t *sup, entry_t *e)
                                    .exit_signal = SIGKILL };
           transition (sup, e->id, &c, "workload_stopped");
         }
-      else
+      else if (!retry_elsewhere (sup, e, reaped, status))
         {
           cleanup_free char *ending
               = e->driver->describe_end ? e->driver->describe_end (e->driver, &e->inst, reaped, status) : NULL;
@@ -1176,7 +1202,7 @@ do_deploy (nex_supervisor_t *sup, const char *id)
     }
   else
     {
-      e->hello_by = nex_clock_mono_ms () + AGENT_HELLO_TIMEOUT_MS;
+      e->hello_by = nex_clock_mono_ms () + (e->inst.boot_ms > 0 ? e->inst.boot_ms : AGENT_HELLO_TIMEOUT_MS);
       attach_console (sup, e);
     }
   nex_instance_release (&keep);
@@ -1580,9 +1606,11 @@ supervisor_main (void *arg)
         if (e->hello_by && now >= e->hello_by)
           {
             e->hello_by = 0;
+            e->boot_timed_out = 1;
             if (e->lost_reason == NULL)
-              e->lost_reason = nex_xasprintf ("the agent did not greet within %d s of the start",
-                                              AGENT_HELLO_TIMEOUT_MS / 1000);
+              e->lost_reason = nex_xasprintf ("the agent did not greet within %lld s of the start",
+                                              (long long) (e->inst.boot_ms > 0 ? e->inst.boot_ms
+                                                                               : AGENT_HELLO_TIMEOUT_MS) / 1000);
             cleanup_error nex_error_t err = NULL;
             e->driver->kill (e->driver, &e->inst, &err);
           }

@@ -42,6 +42,10 @@ typedef struct nex_instance
   pid_t pid;      /* host pid of the environment's root process (sandbox: nex-agent itself) */
   char *endpoint; /* unix socket path nexd dials to reach the agent */
   char *run_dir;  /* the launch's run_dir */
+  /* Set by start, not persisted (a re-adopted environment has booted long ago): */
+  int64_t boot_ms;   /* how long the agent may take to greet; 0: the supervisor's default */
+  int may_fall_back; /* started on a path this host may turn out not to support (a VM under KVM in vm_accel
+                        auto): an end before the agent greets goes to the driver's fall_back op first */
 } nex_instance_t;
 
 typedef struct nex_driver nex_driver_t;
@@ -84,6 +88,18 @@ struct nex_driver
    * <its last message>"), or NULL to let the supervisor say it generically.  WAIT_STATUS is valid when REAPED.
    * The caller frees the text. */
   char *(*describe_end) (const nex_driver_t *d, const nex_instance_t *i, int reaped, int wait_status);
+
+  /* For I started with may_fall_back, which ended before its agent greeted (BOOT_TIMED_OUT: the supervisor
+   * killed it after boot_ms): gives up the path that failed for the whole node (a VM driver marks KVM
+   * unusable), so that a new start takes another one.  Returns 1 when this end is what gave the path up, 0 when
+   * it had been given up already (either way the workload is worth one more start), with *REASON (caller frees)
+   * saying what failed; -1 when the end says nothing about the path (the workload fails as usual). */
+  int (*fall_back) (const nex_driver_t *d, const nex_instance_t *i, int reaped, int wait_status, int boot_timed_out,
+                    char **reason);
+
+  /* The accelerator the driver's next environment gets ("kvm" or "tcg"), shown in GET /v1/node, with
+   * *KVM_REASON (caller frees) saying why KVM is not used or not usable, NULL when it is. */
+  const char *(*accel) (const nex_driver_t *d, char **kvm_reason);
 };
 
 /* The driver called NAME, or NULL. */
