@@ -43,6 +43,7 @@
 #define GREET_RETRY_MS 2000      /* a re-attached stream agent that has not answered is greeted again... */
 #define GREET_GIVE_UP_MS 60000   /* ...until this long has passed; then it is deemed lost */
 #define SESSION_START_MS 10000   /* how long an interactive exec may take to start */
+#define ATTACH_END_WAIT_MS 2000  /* an environment whose agent cannot be dialled has this long to end by itself */
 
 typedef enum
 {
@@ -968,28 +969,30 @@ entry_free (entry_t *e)
   free (e);
 }
 
-/* E, a new environment started on a path this host may not support (instance.may_fall_back: a VM under KVM),
- * ended before its agent greeted.  When its driver gives that path up for the node, this says so (the event
- * node_kvm_unusable, from the end that gave it up) and puts the workload back to pending for one more start,
- * which takes the other path (a VM under TCG): returns 1.  0: the workload fails as usual. */
+/* INST, a new environment of workload ID started by driver D on a path this host may not support
+ * (inst.may_fall_back: a VM under KVM), ended before its agent greeted.  When D gives that path up for the node,
+ * this says so (the event node_kvm_unusable, from the end that gave it up) and puts the workload back to pending
+ * for one more start, which takes the other path (a VM under TCG): returns 1.  0: the workload fails as usual.
+ * The environment must have been cleaned up, or be before this thread reads its queue again. */
 static int
-retry_elsewhere (nex_supervisor_t *sup, entry_t *e, int reaped, int status)
+retry_elsewhere (nex_supervisor_t *sup, const char *id, const nex_driver_t *d, const nex_instance_t *inst,
+                 int reaped, int status, int boot_timed_out)
 {
-  if (!e->inst.may_fall_back || e->driver->fall_back == NULL || !(e->hello_by || e->boot_timed_out))
+  if (!inst->may_fall_back || d->fall_back == NULL)
     return 0;
   cleanup_free char *what = NULL;
-  int first = e->driver->fall_back (e->driver, &e->inst, reaped, status, e->boot_timed_out, &what);
+  int first = d->fall_back (d, inst, reaped, status, boot_timed_out, &what);
   if (first < 0)
     return 0;
   cleanup_error nex_error_t err = NULL;
   nex_workload_t w = { 0 };
-  if (first && nex_registry_workload_get (sup->node->reg, e->id, &w, &err) == 0)
+  if (first && nex_registry_workload_get (sup->node->reg, id, &w, &err) == 0)
     nex_node_emit (sup->node, "node_kvm_unusable", &w, json_pack ("{s:s}", "reason", what));
   nex_workload_release (&w);
   cleanup_free char *why = nex_xasprintf ("KVM is unusable on this node (%s): starting again under TCG", what);
   nex_state_change_t c = { .state = NEX_STATE_PENDING, .reason = why, .pid = -1, .endpoint = "", .agent_start = -1 };
-  transition (sup, e->id, &c, NULL);
-  nex_supervisor_deploy (sup, e->id); /* runs after this end's cleanup: the queue is read on the next round */
+  transition (sup, id, &c, NULL);
+  nex_supervisor_deploy (sup, id); /* read on this thread's next round, after the caller's cleanup */
   return 1;
 }
 
@@ -1011,7 +1014,8 @@ finalize (nex_supervisor_t *sup, entry_t *e)
                                    .exit_signal = SIGKILL };
           transition (sup, e->id, &c, "workload_stopped");
         }
-      else if (!retry_elsewhere (sup, e, reaped, status))
+      else if (!(e->hello_by || e->boot_timed_out)
+               || !retry_elsewhere (sup, e->id, e->driver, &e->inst, reaped, status, e->boot_timed_out))
         {
           cleanup_free char *ending
               = e->driver->describe_end ? e->driver->describe_end (e->driver, &e->inst, reaped, status) : NULL;
@@ -1116,6 +1120,23 @@ place_in_cgroup (void *ctx, pid_t pid, nex_error_t *err)
   return nex_cgroups_attach (where->sup->node->cgroups, where->id, pid, err);
 }
 
+/* Gives the environment I of driver D up to WAIT_MS to end by itself, then ends it (D's kill) and reaps it.
+ * Returns its wait status. */
+static int
+end_environment (const nex_driver_t *d, const nex_instance_t *i, int64_t wait_ms)
+{
+  cleanup_close int pidfd = (int) syscall (SYS_pidfd_open, i->pid, 0);
+  struct pollfd p = { .fd = pidfd, .events = POLLIN };
+  if (pidfd >= 0)
+    while (poll (&p, 1, (int) wait_ms) < 0 && errno == EINTR)
+      ;
+  d->kill (d, i, NULL);
+  int status = 0;
+  while (waitpid (i->pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  return status;
+}
+
 static void
 do_deploy (nex_supervisor_t *sup, const char *id)
 {
@@ -1190,15 +1211,23 @@ do_deploy (nex_supervisor_t *sup, const char *id)
                                 .digest = digest, .agent_start = nex_proc_start_time (inst.pid) };
   transition (sup, id, &placed, NULL);
   /* entry_attach takes INST over even when it fails; what ending the environment then needs is kept here. */
-  nex_instance_t keep = { .pid = inst.pid, .run_dir = inst.run_dir ? nex_xstrdup (inst.run_dir) : NULL };
+  nex_instance_t keep = { .pid = inst.pid, .run_dir = inst.run_dir ? nex_xstrdup (inst.run_dir) : NULL,
+                          .boot_ms = inst.boot_ms, .may_fall_back = inst.may_fall_back };
   entry_t *e = entry_attach (sup, id, d, &inst, &err);
   if (e == NULL)
     {
-      d->kill (d, &keep, NULL);
-      waitpid (keep.pid, NULL, 0);
+      /* Its agent cannot be dialled: usually the environment is already going (a VM monitor that failed at once
+       * took the listening socket with it), and how it ends says why. */
+      int status = end_environment (d, &keep, ATTACH_END_WAIT_MS);
+      cleanup_free char *ending = d->describe_end ? d->describe_end (d, &keep, 1, status) : NULL;
+      int retried = retry_elsewhere (sup, id, d, &keep, 1, status, 0);
       d->destroy (d, &keep, NULL);
       nex_cgroups_destroy (node->cgroups, id, NULL);
-      fail_workload (sup, id, err->msg);
+      if (!retried)
+        {
+          cleanup_free char *why = ending ? nex_xasprintf ("%s (%s)", err->msg, ending) : nex_xstrdup (err->msg);
+          fail_workload (sup, id, why);
+        }
     }
   else
     {

@@ -286,9 +286,11 @@ qemu_fall_back (const nex_driver_t *d, const nex_instance_t *i, int reaped, int 
     return -1;
   if (boot_timed_out)
     *reason = nex_xasprintf ("guest did not boot under KVM in %lld s", (long long) (i->boot_ms / 1000));
-  else if (reaped && (WIFSIGNALED (status) || WEXITSTATUS (status) != 0))
+  else if (reaped && ((WIFSIGNALED (status) && WTERMSIG (status) != SIGKILL)
+                      || (WIFEXITED (status) && WEXITSTATUS (status) != 0)))
     {
-      /* QEMU died under KVM.  A guest that powered off or panicked (QEMU's exit 0) would do so under TCG too. */
+      /* QEMU died under KVM.  A guest that powered off or panicked (QEMU's exit 0) would do so under TCG too;
+       * SIGKILL is nexd's own kill (or the OOM killer's), no sign of KVM failing. */
       *reason = qemu_error_line (i);
       if (*reason == NULL)
         *reason = WIFSIGNALED (status) ? nex_xasprintf ("qemu was killed by signal %d under KVM", WTERMSIG (status))
