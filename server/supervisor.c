@@ -43,7 +43,7 @@
 #define GREET_RETRY_MS 2000      /* a re-attached stream agent that has not answered is greeted again... */
 #define GREET_GIVE_UP_MS 60000   /* ...until this long has passed; then it is deemed lost */
 #define SESSION_START_MS 10000   /* how long an interactive exec may take to start */
-#define ATTACH_END_WAIT_MS 2000  /* an environment whose agent cannot be dialled has this long to end by itself */
+#define ATTACH_END_WAIT_MS 2000  /* an environment whose agent refused the dial has this long to end by itself */
 
 typedef enum
 {
@@ -1120,12 +1120,12 @@ place_in_cgroup (void *ctx, pid_t pid, nex_error_t *err)
   return nex_cgroups_attach (where->sup->node->cgroups, where->id, pid, err);
 }
 
-/* Gives the environment I of driver D up to WAIT_MS to end by itself, then ends it (D's kill) and reaps it.
- * Returns its wait status. */
+/* Gives the environment I of driver D up to WAIT_MS (0: none) to end by itself, then ends it (D's kill) and
+ * reaps it.  Returns its wait status. */
 static int
 end_environment (const nex_driver_t *d, const nex_instance_t *i, int64_t wait_ms)
 {
-  cleanup_close int pidfd = (int) syscall (SYS_pidfd_open, i->pid, 0);
+  cleanup_close int pidfd = wait_ms > 0 ? (int) syscall (SYS_pidfd_open, i->pid, 0) : -1;
   struct pollfd p = { .fd = pidfd, .events = POLLIN };
   if (pidfd >= 0)
     while (poll (&p, 1, (int) wait_ms) < 0 && errno == EINTR)
@@ -1216,9 +1216,9 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   entry_t *e = entry_attach (sup, id, d, &inst, &err);
   if (e == NULL)
     {
-      /* Its agent cannot be dialled: usually the environment is already going (a VM monitor that failed at once
-       * took the listening socket with it), and how it ends says why. */
-      int status = end_environment (d, &keep, ATTACH_END_WAIT_MS);
+      /* Its agent cannot be dialled.  Refused: no process holds the listening socket any more, so the
+       * environment is already going (a VM monitor that failed at once), and how it ends says why. */
+      int status = end_environment (d, &keep, err->errnum == ECONNREFUSED ? ATTACH_END_WAIT_MS : 0);
       cleanup_free char *ending = d->describe_end ? d->describe_end (d, &keep, 1, status) : NULL;
       int retried = retry_elsewhere (sup, id, d, &keep, 1, status, 0);
       d->destroy (d, &keep, NULL);

@@ -172,7 +172,7 @@ outcome_reason (const outcome_t *o, const char *device)
     case STEP_API_VERSION:
       return nex_xasprintf ("cannot open %s as KVM: not a KVM device (KVM_GET_API_VERSION: %s)", device, e);
     case STEP_API_MISMATCH:
-      return nex_xasprintf ("%s speaks KVM API version %lld, not %d", device, (long long) o->value, 12);
+      return nex_xasprintf ("%s speaks KVM API version %lld, not 12", device, (long long) o->value);
     case STEP_RUN_SIZE:
       return nex_xasprintf ("KVM_GET_VCPU_MMAP_SIZE failed: %s", o->value < 0 ? e : "the run area is too small");
     case STEP_EXIT:

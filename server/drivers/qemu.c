@@ -1,9 +1,10 @@
 /* drivers/qemu.c — the QEMU microvm driver: each workload in its own virtual machine.
  *
- * A workload's VM is a `qemu-system-x86_64 -M microvm` process (the accelerator by vm_accel: in auto, KVM when
- * KVM's verdict says usable (kvm.h), TCG emulation otherwise) booting the node's kernel (vm_kernel_dir/vmlinuz) with an initramfs built for the
- * workload (rootfs.h: nex-agent as /init, the workload, the virtio modules of vm_kernel_dir/modules/qemu).
- * No network device, no disk, no firmware option ROMs, no PCI: only what the agent needs.
+ * A workload's VM is a `qemu-system-x86_64 -M microvm` process (the accelerator by vm_accel: in auto, KVM while
+ * KVM's verdict says usable (kvm.h), TCG emulation otherwise) booting the node's kernel (vm_kernel_dir/vmlinuz)
+ * with an initramfs built for the workload (rootfs.h: nex-agent as /init, the workload, the virtio modules of
+ * vm_kernel_dir/modules/qemu).  No network device, no disk, no firmware option ROMs, no PCI: only what the agent
+ * needs.
  *
  *   agent channel   a virtconsole port (/dev/hvc0 in the guest) on a virtio-mmio serial device, whose host end
  *                   is the unix socket run_dir/agent.sock: nexd creates it listening (mode 0600) and hands it
@@ -266,9 +267,9 @@ qemu_describe_end (const nex_driver_t *d, const nex_instance_t *i, int reaped, i
   if (reaped && (WIFSIGNALED (status) || WEXITSTATUS (status) != 0))
     {
       cleanup_free char *line = qemu_error_line (i);
-      cleanup_free char *how = WIFSIGNALED (status) ? nex_xasprintf ("the VM's qemu was killed by signal %d",
-                                                                     WTERMSIG (status))
-                                                    : nex_xasprintf ("qemu exited with status %d", WEXITSTATUS (status));
+      cleanup_free char *how = WIFSIGNALED (status)
+                                   ? nex_xasprintf ("the VM's qemu was killed by signal %d", WTERMSIG (status))
+                                   : nex_xasprintf ("qemu exited with status %d", WEXITSTATUS (status));
       return nex_xasprintf ("%s%s%s", how, line ? ": " : "", line ? line : "");
     }
   /* QEMU ended normally: the guest powered off or its kernel panicked; its console says which. */
