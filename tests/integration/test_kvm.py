@@ -75,6 +75,8 @@ def test_a_device_that_is_not_kvm_means_tcg(node):
     assert d["firecracker"]["available"] is False and f"KVM is not usable: {NOT_KVM}" in d["firecracker"]["reason"]
     assert d["firecracker"]["kvm_reason"] == NOT_KVM
     assert "accel" not in d["sandbox"] and "kvm_reason" not in d["sandbox"]
+    cli = nex.cli("node", "info")
+    assert cli.returncode == 0 and f"driver:         qemu (available)\n  accel:        tcg (KVM: {NOT_KVM})\n" in cli.stdout, cli
     w = nex.deploy_ok(name="tcg", driver="qemu", artifact=nex.program("sleeper"))
     running = nex.wait_state(w["id"], "running", timeout=BOOT_TIMEOUT_S)
     assert accel_of(running["pid"]) == "tcg"
