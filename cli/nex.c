@@ -311,6 +311,11 @@ cmd_node_info (cli_t *cli, int argc, char **argv)
     printf ("driver:         %s (%s%s%s)\n", str (d, "name", "?"),
             json_is_true (json_object_get (d, "available")) ? "available" : "unavailable", reason ? ": " : "",
             reason ? reason : "");
+    /* microVM drivers: the accelerator their next VM gets, and why not KVM */
+    const char *accel = str (d, "accel", NULL), *kvm_reason = str (d, "kvm_reason", NULL);
+    if (accel)
+      printf ("  accel:        %s%s%s%s\n", accel, kvm_reason ? " (KVM: " : "", kvm_reason ? kvm_reason : "",
+              kvm_reason ? ")" : "");
   }
   json_t *w = json_object_get (node, "workloads");
   printf ("workloads:      %lld total", (long long)json_integer_value (json_object_get (w, "total")));

@@ -67,6 +67,10 @@ static const opt_t options[] = {
   OPT (qemu_path, OPT_STRING, "qemu-system-x86_64", "QEMU system emulator for the qemu driver"),
   OPT (firecracker_path, OPT_STRING, "firecracker", "Firecracker binary for the firecracker driver"),
   OPT (kvm_device, OPT_STRING, "/dev/kvm", "KVM device (QEMU uses TCG emulation without it; Firecracker needs it)"),
+  OPT (kvm_probe, OPT_STRING, "on", "on: KVM is usable once a probe guest ran under it; off: once the device opens"),
+  OPT (vm_accel, OPT_STRING, "auto",
+       "QEMU's accelerator: auto (KVM when usable; a VM failing under KVM is retried under TCG), kvm or tcg"),
+  OPT (kvm_boot_s, OPT_INT, "20", "vm_accel auto: seconds a VM under KVM has to boot before it is retried under TCG"),
   OPT (vm_memory_mib, OPT_INT, "128", "memory of a microVM, MiB, when the workload asks for none"),
   OPT (vm_vcpus, OPT_INT, "1", "vCPUs of a microVM when the workload asks for none"),
   OPT (web_dir, OPT_STRING, NEX_WEB_DIR, "directory of the dashboard served at / (its ../node_modules gives /vendor/)"),
@@ -277,6 +281,12 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return nex_error_field (err, cfg->tls_cert ? "tls_key" : "tls_cert", "tls_cert and tls_key go together");
   if (cfg->max_artifact_bytes < 1 || cfg->max_artifact_bytes > 512LL * 1024 * 1024)
     return nex_error_field (err, "max_artifact_bytes", "max_artifact_bytes must be between 1 and 536870912");
+  if (strcmp (cfg->vm_accel, "auto") != 0 && strcmp (cfg->vm_accel, "kvm") != 0 && strcmp (cfg->vm_accel, "tcg") != 0)
+    return nex_error_field (err, "vm_accel", "vm_accel must be auto, kvm or tcg, got `%s`", cfg->vm_accel);
+  if (strcmp (cfg->kvm_probe, "on") != 0 && strcmp (cfg->kvm_probe, "off") != 0)
+    return nex_error_field (err, "kvm_probe", "kvm_probe must be on or off, got `%s`", cfg->kvm_probe);
+  if (cfg->kvm_boot_s < 1 || cfg->kvm_boot_s > 3600)
+    return nex_error_field (err, "kvm_boot_s", "kvm_boot_s must be between 1 and 3600");
   char *host = NULL;
   int port;
   if (nex_config_listen_addr (cfg, &host, &port, err) < 0)

@@ -46,11 +46,14 @@ typedef struct nex_config
   int64_t idle_timeout_s;         /* a connection idle this long is closed; default 60 */
   char *tls_cert;                 /* PEM certificate (chain) file: serve HTTPS; NULL (default): plain HTTP */
   char *tls_key;                  /* PEM private key file of tls_cert */
-  /* microVM drivers (server/vm.h) */
+  /* microVM drivers (server/drivers/vm.h) */
   char *vm_kernel_dir;      /* vmlinuz, vmlinux, modules/<driver>/; default: kernel/ beside nexd */
   char *qemu_path;          /* QEMU system emulator; default qemu-system-x86_64 (searched in PATH) */
   char *firecracker_path;   /* Firecracker binary; default firecracker (searched in PATH) */
   char *kvm_device;         /* KVM device node; default /dev/kvm */
+  char *kvm_probe;          /* "on" (default): KVM must run a probe guest (drivers/kvm.h); "off": it must open */
+  char *vm_accel;           /* QEMU's accelerator: "auto" (default), "kvm" or "tcg" (drivers/vm.h) */
+  int64_t kvm_boot_s;       /* in vm_accel auto, a VM under KVM must greet within this; default 20 */
   int64_t vm_memory_mib;    /* a VM's memory when its workload asks for none; default 128 */
   int64_t vm_vcpus;         /* a VM's vCPUs when its workload asks for none; default 1 */
   char *web_dir;          /* the dashboard's files; default: web/ of the source tree nexd was built from */

@@ -89,6 +89,7 @@ struct nex_sup_entry
   int64_t greet_at;      /* monotonic ms of the next greeting while resyncing; 0: none */
   int64_t greet_until;   /* monotonic ms after which an unanswered greeting means the agent is lost */
   int64_t hello_by;      /* monotonic ms by which a new environment's agent must have greeted; 0: it did */
+  int boot_timed_out;    /* it did not, and the environment was killed for it */
   int start_sent;        /* START was sent (or the agent said it had started) */
   int final;             /* the workload reached a final state; waiting for the agent to go */
   int stop_requested;

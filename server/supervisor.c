@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -33,6 +34,7 @@
 #define AGENT_HELLO_TIMEOUT_MS 60000 /* a new environment's agent must greet within this (a VM boots first) */
 #define GREET_RETRY_MS 2000          /* a re-attached stream agent that has not answered is greeted again... */
 #define GREET_GIVE_UP_MS 60000       /* ...until this long has passed; then it is deemed lost */
+#define ATTACH_END_WAIT_MS 2000      /* an environment whose agent refused the dial has this long to end by itself */
 
 nex_sup_entry_t *
 nex_sup_entry_find (nex_supervisor_t *sup, const char *id)
@@ -599,6 +601,30 @@ entry_free (nex_supervisor_t *sup, nex_sup_entry_t *e)
   free (e);
 }
 
+/* INST, a new environment of workload ID started by driver D on a path this host may not support
+ * (inst.may_fall_back: a VM under KVM), ended before its agent greeted.  When D gives that path up for the node,
+ * this says so (the event node_kvm_unusable, from the end that gave it up) and puts the workload back to pending
+ * for one more start, which takes the other path (a VM under TCG): returns 1.  0: the workload fails as usual.
+ * The environment must have been cleaned up, or be before this thread reads its queue again. */
+static int
+retry_elsewhere (nex_supervisor_t *sup, const char *id, const nex_driver_t *d, const nex_instance_t *inst,
+                 int reaped, int status, int boot_timed_out)
+{
+  cleanup_free char *what = NULL;
+  int first = nex_driver_fall_back (d, inst, reaped, status, boot_timed_out, &what);
+  if (first < 0)
+    return 0;
+  cleanup_error nex_error_t err = NULL;
+  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
+  if (first && nex_registry_workload_get (sup->node->reg, id, &w, &err) == 0)
+    nex_node_emit (sup->node, "node_kvm_unusable", &w, json_pack ("{s:s}", "reason", what));
+  cleanup_free char *why = nex_xasprintf ("KVM is unusable on this node (%s): starting again under TCG", what);
+  nex_state_change_t c = { .state = NEX_STATE_PENDING, .reason = why, .pid = -1, .endpoint = "", .agent_start = -1 };
+  transition (sup, id, &c, NULL);
+  nex_supervisor_deploy (sup, id); /* read on this thread's next round, after the caller's cleanup */
+  return 1;
+}
+
 /* The sandbox's root process ended: record what is still unknown and release everything. */
 static void
 finalize (nex_supervisor_t *sup, nex_sup_entry_t *e)
@@ -617,7 +643,8 @@ finalize (nex_supervisor_t *sup, nex_sup_entry_t *e)
                                    .exit_signal = SIGKILL };
           transition (sup, e->id, &c, "workload_stopped");
         }
-      else
+      else if (!(e->hello_by || e->boot_timed_out)
+               || !retry_elsewhere (sup, e->id, e->driver, &e->inst, reaped, status, e->boot_timed_out))
         {
           cleanup_free char *ending = nex_driver_describe_end (e->driver, &e->inst, reaped, status);
           if (e->lost_reason && ending)
@@ -701,6 +728,23 @@ place_in_cgroup (void *ctx, pid_t pid, nex_error_t *err)
   return nex_cgroups_attach (where->sup->node->cgroups, where->id, pid, err);
 }
 
+/* Gives the environment I of driver D up to WAIT_MS (0: none) to end by itself, then ends it (D's kill) and
+ * reaps it.  Returns its wait status. */
+static int
+end_environment (const nex_driver_t *d, const nex_instance_t *i, int64_t wait_ms)
+{
+  cleanup_close int pidfd = wait_ms > 0 ? (int) syscall (SYS_pidfd_open, i->pid, 0) : -1;
+  struct pollfd p = { .fd = pidfd, .events = POLLIN };
+  if (pidfd >= 0)
+    while (poll (&p, 1, (int) wait_ms) < 0 && errno == EINTR)
+      ;
+  nex_driver_kill (d, i, NULL);
+  int status = 0;
+  while (waitpid (i->pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  return status;
+}
+
 static void
 do_deploy (nex_supervisor_t *sup, const char *id)
 {
@@ -774,18 +818,27 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   transition (sup, id, &placed, NULL);
   /* nex_sup_entry_attach takes INST over even when it fails; what ending the environment then needs is kept
    * here. */
-  cleanup_with (nex_instance_release) nex_instance_t keep = { .pid = inst.pid, .run_dir = nex_xstrdup (inst.run_dir) };
+  cleanup_with (nex_instance_release) nex_instance_t keep = { .pid = inst.pid, .run_dir = nex_xstrdup (inst.run_dir),
+                                                              .boot_ms = inst.boot_ms,
+                                                              .may_fall_back = inst.may_fall_back };
   nex_sup_entry_t *e = nex_sup_entry_attach (sup, id, d, &inst, &err);
   if (e == NULL)
     {
-      nex_driver_kill (d, &keep, NULL);
-      waitpid (keep.pid, NULL, 0);
+      /* Its agent cannot be dialled.  Refused: no process holds the listening socket any more, so the
+       * environment is already going (a VM monitor that failed at once), and how it ends says why. */
+      int status = end_environment (d, &keep, err->errnum == ECONNREFUSED ? ATTACH_END_WAIT_MS : 0);
+      cleanup_free char *ending = nex_driver_describe_end (d, &keep, 1, status);
+      int retried = retry_elsewhere (sup, id, d, &keep, 1, status, 0);
       nex_driver_destroy (d, &keep, NULL);
       nex_cgroups_destroy (node->cgroups, id, NULL);
-      nex_sup_fail_workload (sup, id, err->msg);
+      if (!retried)
+        {
+          cleanup_free char *why = ending ? nex_xasprintf ("%s (%s)", err->msg, ending) : nex_xstrdup (err->msg);
+          nex_sup_fail_workload (sup, id, why);
+        }
       return;
     }
-  e->hello_by = nex_clock_mono_ms () + AGENT_HELLO_TIMEOUT_MS;
+  e->hello_by = nex_clock_mono_ms () + (e->inst.boot_ms > 0 ? e->inst.boot_ms : AGENT_HELLO_TIMEOUT_MS);
   nex_sup_attach_console (sup, e);
 }
 
@@ -1011,9 +1064,11 @@ run_timers (nex_supervisor_t *sup)
     if (e->hello_by && now >= e->hello_by)
       {
         e->hello_by = 0;
+        e->boot_timed_out = 1;
         if (e->lost_reason == NULL)
-          e->lost_reason = nex_xasprintf ("the agent did not greet within %d s of the start",
-                                          AGENT_HELLO_TIMEOUT_MS / 1000);
+          e->lost_reason = nex_xasprintf ("the agent did not greet within %lld s of the start",
+                                          (long long) (e->inst.boot_ms > 0 ? e->inst.boot_ms : AGENT_HELLO_TIMEOUT_MS)
+                                              / 1000);
         cleanup_error nex_error_t err = NULL;
         nex_driver_kill (e->driver, &e->inst, &err);
       }

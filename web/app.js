@@ -233,7 +233,8 @@
       if (!n) { root.replaceChildren(h('p', {}, 'Loading…')); return; }
       const counts = n.workloads || {};
       const host = n.host || {};
-      const drivers = (n.drivers || []).map((d) => h('li', {}, `${d.name}: `, d.available ? 'available' : `unavailable (${d.reason})`));
+      const accel = (d) => (d.accel ? `; ${d.accel}${d.kvm_reason ? ` (KVM: ${d.kvm_reason})` : ''}` : '');
+      const drivers = (n.drivers || []).map((d) => h('li', {}, `${d.name}: `, d.available ? 'available' : `unavailable (${d.reason})`, accel(d)));
       const nats = n.nats ? (n.nats.connected ? `connected to ${n.nats.url || 'NATS'}` : 'disconnected') : 'not configured';
       root.replaceChildren(
         h('h1', {}, 'Node ', h('span', { class: 'mono' }, n.name)),

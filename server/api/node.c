@@ -43,9 +43,9 @@ host_json (void)
   return h;
 }
 
-/* The drivers' availability (probes stat files, search PATH, open /dev/kvm) and the host's figures (a read of
- * /proc/meminfo) cost more than the rest of the answer together; they are taken at most once per PROBED_MS and
- * shared, so a client polling the node does not pay them on every request. */
+/* The drivers' availability (probes stat files and search PATH; KVM's verdict is kept, kvm.h) and the host's
+ * figures (a read of /proc/meminfo) cost more than the rest of the answer together; they are taken at most once
+ * per PROBED_MS and shared, so a client polling the node does not pay them on every request. */
 #define PROBED_MS 1000
 
 static struct
@@ -63,8 +63,15 @@ drivers_json (void)
     {
       cleanup_free char *reason = NULL;
       int ok = nex_driver_probe (*d, &reason);
-      json_array_append_new (drivers, json_pack ("{s:s, s:b, s:s?}", "name", (*d)->name, "available", ok, "reason",
-                                                 reason));
+      json_t *info = json_pack ("{s:s, s:b, s:s?}", "name", (*d)->name, "available", ok, "reason", reason);
+      cleanup_free char *kvm_reason = NULL;
+      const char *accel = nex_driver_accel (*d, &kvm_reason);
+      if (accel)
+        {
+          json_object_set_new (info, "accel", json_string (accel));
+          json_object_set_new (info, "kvm_reason", kvm_reason ? json_string (kvm_reason) : json_null ());
+        }
+      json_array_append_new (drivers, info);
     }
   return drivers;
 }

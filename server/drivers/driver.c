@@ -40,6 +40,21 @@ nex_driver_probe (const nex_driver_t *d, char **reason)
 }
 
 int
+nex_driver_fall_back (const nex_driver_t *d, const nex_instance_t *i, int reaped, int wait_status,
+                      int boot_timed_out, char **reason)
+{
+  if (!i->may_fall_back || d->fall_back == NULL)
+    return -1;
+  return d->fall_back (d, i, reaped, wait_status, boot_timed_out, reason);
+}
+
+const char *
+nex_driver_accel (const nex_driver_t *d, char **kvm_reason)
+{
+  return d->accel ? d->accel (d, kvm_reason) : NULL;
+}
+
+int
 nex_driver_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err)
 {
   if (nex_mkdir_p (l->run_dir, 0700, err) < 0)

@@ -45,6 +45,10 @@ typedef struct nex_instance
   pid_t pid;      /* host pid of the environment's root process (sandbox: nex-agent itself) */
   char *endpoint; /* unix socket path nexd dials to reach the agent */
   char *run_dir;  /* the launch's run_dir */
+  /* Set by start, not persisted (a re-adopted environment has booted long ago): */
+  int64_t boot_ms;   /* how long the agent may take to greet; 0: the supervisor's default */
+  int may_fall_back; /* started on a path this host may turn out not to support (a VM under KVM in vm_accel
+                        auto): an end before the agent greets goes to the driver's fall_back op first */
 } nex_instance_t;
 
 typedef struct nex_driver nex_driver_t;
@@ -94,6 +98,18 @@ struct nex_driver
    * <its last message>"), or NULL to let the supervisor say it generically.  WAIT_STATUS is valid when REAPED.
    * Called only for an instance with a run dir.  The caller frees the text.  NULL: the supervisor says it. */
   char *(*describe_end) (const nex_driver_t *d, const nex_instance_t *i, int reaped, int wait_status);
+
+  /* For I started with may_fall_back, which ended before its agent greeted (BOOT_TIMED_OUT: the supervisor
+   * killed it after boot_ms): gives up the path that failed for the whole node (a VM driver marks KVM
+   * unusable), so that a new start takes another one.  Returns 1 when this end is what gave the path up, 0 when
+   * it had been given up already (either way the workload is worth one more start), with *REASON (caller frees)
+   * saying what failed; -1 when the end says nothing about the path (the workload fails as usual). */
+  int (*fall_back) (const nex_driver_t *d, const nex_instance_t *i, int reaped, int wait_status, int boot_timed_out,
+                    char **reason);
+
+  /* The accelerator the driver's next environment gets ("kvm" or "tcg"), shown in GET /v1/node, with
+   * *KVM_REASON (caller frees) saying why KVM is not used or not usable, NULL when it is. */
+  const char *(*accel) (const nex_driver_t *d, char **kvm_reason);
 };
 
 /* The driver called NAME, or NULL. */
@@ -106,6 +122,15 @@ const nex_driver_t *const *nex_driver_all (void);
 
 /* Whether D can run workloads on this host: 1, or 0 with *REASON (caller frees) saying why not.  Any thread. */
 int nex_driver_probe (const nex_driver_t *d, char **reason);
+
+/* For I (started with may_fall_back) that ended before its agent greeted: D's fall_back op (see above), or -1
+ * when D has none or I was not started so.  Supervisor thread. */
+int nex_driver_fall_back (const nex_driver_t *d, const nex_instance_t *i, int reaped, int wait_status,
+                          int boot_timed_out, char **reason);
+
+/* The accelerator D's next environment gets ("kvm" or "tcg") with *KVM_REASON (caller frees; NULL when KVM is
+ * used), or NULL for a driver without one (the sandbox).  Any thread. */
+const char *nex_driver_accel (const nex_driver_t *d, char **kvm_reason);
 
 /* Creates L->run_dir (mode 0700) and starts D's environment in it; fills OUT (pid, endpoint, run_dir).  On
  * failure nothing is left behind: the run dir and D's run_files in it are removed.  Supervisor thread. */

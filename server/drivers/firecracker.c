@@ -21,7 +21,8 @@
  * new connection for every dial, so re-attaching needs no greeting.
  *
  * Kill asks the guest first (PUT /actions {SendCtrlAltDel}, which the agent as init takes as SIGINT: stop the
- * workload) and ends the process after a short wait.  Firecracker needs KVM: without a usable KVM device or
+ * workload) and ends the process after a short wait.  Firecracker needs KVM: without a usable KVM (KVM's verdict,
+ * kvm.h: a probe guest ran, or with kvm_probe off the device opens; vm_accel does not apply) or
  * without the binary, probe says so and deploys are refused up front (503, the API's answer to an unavailable
  * driver).  Network interfaces and the jailer are not used yet. */
 #include "server/drivers/driver.h"
@@ -47,6 +48,7 @@
 #include "rootfs/layout.h"
 #include "rootfs/rootfs.h"
 #include "server/clock.h"
+#include "server/drivers/kvm.h"
 #include "server/drivers/vm.h"
 
 #define NEX_FC_AGENT_PORT 1024
@@ -65,16 +67,25 @@ fc_probe (const nex_driver_t *d, char **reason)
   cleanup_free char *kvm = NULL;
   cleanup_free char *kernel_why = NULL;
   cleanup_free char *fc = nex_vm_find_program (s->firecracker_path);
-  int kvm_ok = nex_vm_kvm_usable (&kvm);
+  int kvm_ok = nex_kvm_usable (&kvm);
   cleanup_free char *kernel = nex_vm_kernel_file ("vmlinux", &kernel_why);
   if (kvm_ok && fc && kernel)
     return 1;
   cleanup_free char *no_fc = fc ? NULL
                                 : nex_xasprintf ("the firecracker binary `%s` was not found (set firecracker_path)",
                                                  s->firecracker_path ? s->firecracker_path : "");
-  *reason = nex_xasprintf ("%s%s%s%s%s", kvm_ok ? "" : kvm, !kvm_ok && no_fc ? "; " : "", no_fc ? no_fc : "",
+  cleanup_free char *no_kvm = kvm_ok ? NULL : nex_xasprintf ("KVM is not usable: %s", kvm);
+  *reason = nex_xasprintf ("%s%s%s%s%s", kvm_ok ? "" : no_kvm, !kvm_ok && no_fc ? "; " : "", no_fc ? no_fc : "",
                            (!kvm_ok || no_fc) && !kernel ? "; " : "", kernel ? "" : kernel_why);
   return 0;
+}
+
+/* Firecracker has no other accelerator: always "kvm", with why KVM is not usable when it is not. */
+static const char *
+fc_accel (const nex_driver_t *d, char **kvm_reason)
+{
+  (void) nex_kvm_usable (kvm_reason);
+  return "kvm";
 }
 
 /* --- the API ------------------------------------------------------------------------------------------------- */
@@ -329,4 +340,5 @@ const nex_driver_t nex_driver_firecracker = {
   .kill = fc_kill,
   .describe_end = fc_describe_end,
   .sized_by_guest = 1,
+  .accel = fc_accel,
 };

@@ -1,9 +1,10 @@
 /* drivers/qemu.c — the QEMU microvm driver: each workload in its own virtual machine.
  *
- * A workload's VM is a `qemu-system-x86_64 -M microvm` process (KVM when the KVM device can be opened, TCG
- * emulation otherwise) booting the node's kernel (vm_kernel_dir/vmlinuz) with an initramfs built for the
- * workload (rootfs.h: nex-agent as /init, the workload, the virtio modules of vm_kernel_dir/modules/qemu).
- * No network device, no disk, no firmware option ROMs, no PCI: only what the agent needs.
+ * A workload's VM is a `qemu-system-x86_64 -M microvm` process (the accelerator by vm_accel: in auto, KVM while
+ * KVM's verdict says usable (kvm.h), TCG emulation otherwise) booting the node's kernel (vm_kernel_dir/vmlinuz)
+ * with an initramfs built for the workload (rootfs.h: nex-agent as /init, the workload, the virtio modules of
+ * vm_kernel_dir/modules/qemu).  No network device, no disk, no firmware option ROMs, no PCI: only what the agent
+ * needs.
  *
  *   agent channel   a virtconsole port (/dev/hvc0 in the guest) on a virtio-mmio serial device, whose host end
  *                   is the unix socket run_dir/agent.sock: nexd creates it listening (mode 0600) and hands it
@@ -16,6 +17,12 @@
  * QEMU runs in a session of its own and is not stopped when nexd stops: workloads outlive nexd, which finds the
  * VM again by its recorded pid and socket.  The agent's channel is a stream (the agent cannot tell a new host
  * from an old one), so a re-attaching nexd greets first (driver.h: stream_endpoint).
+ *
+ * KVM that passes the probe can still fail QEMU (nested virtualisation: QEMU aborts setting an MSR, or the guest
+ * hangs in early boot).  So in vm_accel auto a VM under KVM is started with may_fall_back and a boot deadline of
+ * kvm_boot_s: when QEMU dies or the agent has not greeted by then, fall_back marks KVM unusable for the node
+ * (with QEMU's error line, or the deadline, as the reason) and the supervisor starts the workload once more,
+ * which then runs under TCG.
  *
  * Guest to host, every byte is hostile: the channel is parsed by the same bounded wire decoder as a sandbox's,
  * the console is split into bounded lines, and nothing the guest sends names a host path or runs a host
@@ -36,6 +43,7 @@
 #include "common/fdio.h"
 #include "common/xalloc.h"
 #include "rootfs/rootfs.h"
+#include "server/drivers/kvm.h"
 #include "server/drivers/vm.h"
 
 #define QEMU_MAX_ARGS 48
@@ -55,7 +63,21 @@ qemu_probe (const nex_driver_t *d, char **reason)
       return 0;
     }
   cleanup_free char *kernel = nex_vm_kernel_file ("vmlinuz", reason);
-  return kernel != NULL;
+  if (kernel == NULL)
+    return 0;
+  cleanup_free char *no_kvm = NULL;
+  if (nex_vm_use_kvm (&no_kvm) < 0)
+    {
+      *reason = nex_xasprintf ("vm_accel is kvm, and KVM is not usable: %s", no_kvm);
+      return 0;
+    }
+  return 1;
+}
+
+static const char *
+qemu_accel (const nex_driver_t *d, char **kvm_reason)
+{
+  return nex_vm_use_kvm (kvm_reason) == 0 ? "tcg" : "kvm";
 }
 
 /* The argument vector, built before the fork; every element is allocated. */
@@ -97,6 +119,10 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
   cleanup_free char *qemu = nex_vm_find_program (s->qemu_path);
   if (qemu == NULL)
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "QEMU `%s` was not found", s->qemu_path);
+  cleanup_free char *no_kvm = NULL;
+  int kvm = nex_vm_use_kvm (&no_kvm);
+  if (kvm < 0)
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "vm_accel is kvm, and KVM is not usable: %s", no_kvm);
 
   cleanup_free char *initrd = nex_vm_image (l, NEX_ROOTFS_INITRAMFS, QEMU_MODULES, err);
   if (initrd == NULL)
@@ -114,8 +140,6 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
 
   int64_t memory_mib, vcpus;
   nex_vm_size (l, &memory_mib, &vcpus);
-  cleanup_free char *no_kvm = NULL;
-  int kvm = nex_vm_kvm_usable (&no_kvm);
 
   cleanup_with (args_release) args_t a = { 0 };
   add (&a, "%s", qemu);
@@ -171,6 +195,8 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
     return -1;
   out->pid = pid;
   out->endpoint = NEX_STEAL_PTR (agent_sock);
+  out->may_fall_back = kvm && s->accel == NEX_VM_ACCEL_AUTO;
+  out->boot_ms = out->may_fall_back ? s->kvm_boot_ms : 0;
   return 0;
 }
 
@@ -181,22 +207,57 @@ qemu_connect_console (const nex_driver_t *d, const nex_instance_t *i, nex_error_
   return nex_driver_connect_unix (path, err);
 }
 
+/* QEMU's own account of why it failed: its last line that says `error`, else its last line (caller frees), or
+ * NULL.  (An abort under KVM ends with the assertion that failed, after the error that explains it.) */
+static char *
+qemu_error_line (const nex_instance_t *i)
+{
+  cleanup_free char *qemu_log = nex_xasprintf ("%s/qemu.log", i->run_dir);
+  char *line = nex_vm_last_line_with (qemu_log, "error");
+  return line ? line : nex_vm_last_line (qemu_log);
+}
+
 static char *
 qemu_describe_end (const nex_driver_t *d, const nex_instance_t *i, int reaped, int status)
 {
-  cleanup_free char *qemu_log = nex_xasprintf ("%s/qemu.log", i->run_dir);
-  cleanup_free char *console_log = nex_xasprintf ("%s/console.log", i->run_dir);
-  if (reaped && WIFSIGNALED (status))
-    return nex_xasprintf ("the VM's qemu was killed by signal %d", WTERMSIG (status));
-  if (reaped && WEXITSTATUS (status) != 0)
+  if (i->run_dir == NULL)
+    return NULL;
+  if (reaped && (WIFSIGNALED (status) || WEXITSTATUS (status) != 0))
     {
-      cleanup_free char *line = nex_vm_last_line (qemu_log);
-      return nex_xasprintf ("qemu exited with status %d%s%s", WEXITSTATUS (status), line ? ": " : "", line ? line : "");
+      cleanup_free char *line = qemu_error_line (i);
+      cleanup_free char *how = WIFSIGNALED (status)
+                                   ? nex_xasprintf ("the VM's qemu was killed by signal %d", WTERMSIG (status))
+                                   : nex_xasprintf ("qemu exited with status %d", WEXITSTATUS (status));
+      return nex_xasprintf ("%s%s%s", how, line ? ": " : "", line ? line : "");
     }
   /* QEMU ended normally: the guest powered off or its kernel panicked; its console says which. */
+  cleanup_free char *console_log = nex_xasprintf ("%s/console.log", i->run_dir);
   cleanup_free char *line = nex_vm_last_line (console_log);
   return nex_xasprintf ("the VM stopped before its agent reported the workload's end%s%s%s", line ? " (console: " : "",
                         line ? line : "", line ? ")" : "");
+}
+
+static int
+qemu_fall_back (const nex_driver_t *d, const nex_instance_t *i, int reaped, int status, int boot_timed_out,
+                char **reason)
+{
+  if (!i->may_fall_back || i->run_dir == NULL)
+    return -1;
+  if (boot_timed_out)
+    *reason = nex_xasprintf ("guest did not boot under KVM in %lld s", (long long) (i->boot_ms / 1000));
+  else if (reaped && ((WIFSIGNALED (status) && WTERMSIG (status) != SIGKILL)
+                      || (WIFEXITED (status) && WEXITSTATUS (status) != 0)))
+    {
+      /* QEMU died under KVM.  A guest that powered off or panicked (QEMU's exit 0) would do so under TCG too;
+       * SIGKILL is nexd's own kill (or the OOM killer's), no sign of KVM failing. */
+      *reason = qemu_error_line (i);
+      if (*reason == NULL)
+        *reason = WIFSIGNALED (status) ? nex_xasprintf ("qemu was killed by signal %d under KVM", WTERMSIG (status))
+                                       : nex_xasprintf ("qemu exited with status %d under KVM", WEXITSTATUS (status));
+    }
+  else
+    return -1;
+  return nex_kvm_mark_unusable (*reason);
 }
 
 const nex_driver_t nex_driver_qemu = {
@@ -208,4 +269,6 @@ const nex_driver_t nex_driver_qemu = {
   .sized_by_guest = 1,
   .connect_console = qemu_connect_console,
   .describe_end = qemu_describe_end,
+  .fall_back = qemu_fall_back,
+  .accel = qemu_accel,
 };

@@ -18,6 +18,7 @@
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
+#include "server/drivers/kvm.h"
 
 #define VM_MAX_MEMORY_MIB (1 << 20) /* 1 TiB: larger is a typo, and would overflow QEMU's -m parsing */
 #define VM_MAX_VCPUS 256
@@ -35,6 +36,13 @@ nex_vm_configure (const nex_config_t *cfg, const char *kernel_dir, const char *d
   settings.kvm_device = nex_xstrdup (cfg->kvm_device ? cfg->kvm_device : "/dev/kvm");
   settings.memory_mib = cfg->vm_memory_mib > 0 ? cfg->vm_memory_mib : 128;
   settings.vcpus = cfg->vm_vcpus > 0 ? cfg->vm_vcpus : 1;
+  const char *accel = cfg->vm_accel ? cfg->vm_accel : "auto";
+  settings.accel = strcmp (accel, "kvm") == 0   ? NEX_VM_ACCEL_KVM
+                   : strcmp (accel, "tcg") == 0 ? NEX_VM_ACCEL_TCG
+                                                : NEX_VM_ACCEL_AUTO;
+  settings.kvm_boot_ms = (cfg->kvm_boot_s > 0 ? cfg->kvm_boot_s : 20) * 1000;
+  /* Firecracker needs KVM whatever vm_accel says, so the verdict is taken in every mode. */
+  nex_kvm_configure (settings.kvm_device, cfg->kvm_probe == NULL || strcmp (cfg->kvm_probe, "off") != 0);
 }
 
 void
@@ -46,6 +54,7 @@ nex_vm_release (void)
   free (settings.firecracker_path);
   free (settings.kvm_device);
   memset (&settings, 0, sizeof settings);
+  nex_kvm_release ();
 }
 
 const nex_vm_settings_t *
@@ -82,17 +91,18 @@ nex_vm_find_program (const char *program)
 }
 
 int
-nex_vm_kvm_usable (char **reason)
+nex_vm_use_kvm (char **why_not)
 {
-  const char *dev = settings.kvm_device ? settings.kvm_device : "/dev/kvm";
-  int fd = open (dev, O_RDWR | O_CLOEXEC);
-  if (fd < 0)
+  if (settings.accel == NEX_VM_ACCEL_TCG)
     {
-      *reason = nex_xasprintf ("KVM is not usable: cannot open %s: %s", dev, strerror (errno));
+      *why_not = nex_xstrdup ("vm_accel is tcg");
       return 0;
     }
-  close (fd);
-  return 1;
+  cleanup_free char *why = NULL;
+  if (nex_kvm_usable (&why))
+    return 1;
+  *why_not = NEX_STEAL_PTR (why);
+  return settings.accel == NEX_VM_ACCEL_KVM ? -1 : 0;
 }
 
 char *
@@ -226,25 +236,40 @@ nex_vm_spawn (const nex_launch_t *l, const char *path, char *const argv[], const
 }
 
 char *
-nex_vm_last_line (const char *path)
+nex_vm_last_line_with (const char *path, const char *needle)
 {
   cleanup_close int fd = open (path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return NULL;
-  char buf[1024];
+  char buf[4096];
   off_t size = lseek (fd, 0, SEEK_END);
-  off_t at = size > (off_t)sizeof buf - 1 ? size - (off_t)sizeof buf + 1 : 0;
+  off_t at = size > (off_t) sizeof buf - 1 ? size - (off_t) sizeof buf + 1 : 0;
   ssize_t n = pread (fd, buf, sizeof buf - 1, at);
   if (n <= 0)
     return NULL;
   buf[n] = '\0';
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-    buf[--n] = '\0';
-  char *start = strrchr (buf, '\n');
-  start = start ? start + 1 : buf;
-  if (*start == '\0')
-    return NULL;
-  return nex_xstrndup (start, 400);
+  /* From the end: cut off one line at a time. */
+  for (;;)
+    {
+      while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+      if (n == 0)
+        return NULL;
+      char *start = strrchr (buf, '\n');
+      char *line = start ? start + 1 : buf;
+      if (needle == NULL || strstr (line, needle))
+        return nex_xstrndup (line, 400);
+      if (start == NULL)
+        return NULL;
+      *start = '\0';
+      n = start - buf;
+    }
+}
+
+char *
+nex_vm_last_line (const char *path)
+{
+  return nex_vm_last_line_with (path, NULL);
 }
 
 int64_t

@@ -1,6 +1,6 @@
 /* vm.h — what the microVM drivers (drivers/qemu.c, drivers/firecracker.c) share: the node's VM settings, where
- * the kernel and the images are, whether KVM is usable, a VM's size, and the start of a VMM process that must
- * outlive nexd.
+ * the kernel and the images are, which accelerator a VM gets (KVM's verdict itself is drivers/kvm.h's), a VM's
+ * size, and the start of a VMM process that must outlive nexd.
  *
  * Settings are given once at start-up (nex_vm_configure, from nex_node_open) and read-only afterwards, so every
  * function here may be called from any thread. */
@@ -15,6 +15,15 @@
 #include "server/drivers/driver.h"
 #include "server/config.h"
 
+/* vm_accel: what QEMU VMs run on. */
+typedef enum
+{
+  NEX_VM_ACCEL_AUTO, /* KVM when its verdict says usable, else TCG; a VM that fails to boot under KVM marks it
+                        unusable for the node and is retried under TCG */
+  NEX_VM_ACCEL_KVM,  /* KVM or nothing: without it the qemu driver is unavailable */
+  NEX_VM_ACCEL_TCG,  /* TCG emulation only; KVM is never tried */
+} nex_vm_accel_t;
+
 typedef struct nex_vm_settings
 {
   char *kernel_dir;       /* absolute: vmlinuz (bzImage), vmlinux (ELF), modules/<driver>/NN-name.ko */
@@ -24,9 +33,12 @@ typedef struct nex_vm_settings
   char *kvm_device;       /* /dev/kvm unless configured otherwise */
   int64_t memory_mib;     /* default VM size */
   int64_t vcpus;
+  nex_vm_accel_t accel;   /* vm_accel */
+  int64_t kvm_boot_ms;    /* vm_accel auto: how long a VM under KVM has to greet */
 } nex_vm_settings_t;
 
-/* Records the settings from CFG; KERNEL_DIR and DATA_DIR are absolute.  Called once, before any driver runs. */
+/* Records the settings from CFG and takes KVM's verdict (kvm.h: probed unless kvm_probe is off); KERNEL_DIR and
+ * DATA_DIR are absolute.  Called once, before any driver runs. */
 void nex_vm_configure (const nex_config_t *cfg, const char *kernel_dir, const char *data_dir);
 
 /* Releases what nex_vm_configure recorded (at shutdown; for leak checkers). */
@@ -39,8 +51,10 @@ const nex_vm_settings_t *nex_vm_settings (void);
  * file (caller frees), or NULL. */
 char *nex_vm_find_program (const char *program);
 
-/* 1 when the KVM device can be opened read-write, else 0 with *REASON (caller frees) saying why not. */
-int nex_vm_kvm_usable (char **reason);
+/* Whether the next QEMU VM runs under KVM, by vm_accel and KVM's verdict: 1 (KVM); 0 (TCG, with *WHY_NOT, caller
+ * frees, saying why not KVM); -1 when vm_accel is kvm and KVM is not usable (no VM can start; *WHY_NOT says
+ * why).  Any thread. */
+int nex_vm_use_kvm (char **why_not);
 
 /* The path of FILE in the kernel dir (caller frees), or NULL with *REASON (caller frees) when it is missing. */
 char *nex_vm_kernel_file (const char *file, char **reason);
@@ -69,5 +83,8 @@ int64_t nex_vm_host_tsc_khz (void);
 
 /* The last non-empty line of the file PATH (at most 400 bytes; caller frees), or NULL. */
 char *nex_vm_last_line (const char *path);
+
+/* As nex_vm_last_line, the last such line that contains NEEDLE, among the file's last 4 KiB. */
+char *nex_vm_last_line_with (const char *path, const char *needle);
 
 #endif

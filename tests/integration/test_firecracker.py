@@ -1,12 +1,14 @@
 """test_firecracker.py — the Firecracker driver.
 
-Firecracker cannot run on these machines (no /dev/kvm, no package), so:
-  - where it is unavailable, GET /v1/node says why and a deploy to it is refused at once (503) with that reason;
+Firecracker cannot run on these machines (no package; and KVM, where present, may not work), so:
+  - where it is unavailable, GET /v1/node says why (the KVM probe's verdict among it) and a deploy to it is
+    refused at once (503) with that reason;
   - the requests the driver sends are checked against Firecracker's published API description
     (../shared/firecracker/firecracker-api.yaml beside the repository) by tests/integration/standins/firecracker,
     a STAND-IN for the firecracker binary that serves the API on its unix socket, validates and records each
     request body, and runs no VM.  The KVM device the driver requires is a STAND-IN too: an ordinary file named
-    as such, given with --kvm-device, so that the probe passes.  The kernel is a stand-in file as well;
+    as such, given with --kvm-device and trusted because it opens (--kvm-probe off; the probe would see it is
+    not KVM, as test_unprobed_device_is_refused_by_the_probe checks).  The kernel is a stand-in file as well;
   - where KVM and a real firecracker binary exist, a real workload runs end to end (skipped elsewhere).
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, build_dir, finish_test_nex, start_test_nex
+from conftest import REPO, build_dir, finish_nex, finish_test_nex, start_test_nex
 
 API_YAML = REPO.parent / "shared" / "firecracker" / "firecracker-api.yaml"
 STANDIN = REPO / "tests" / "integration" / "standins" / "firecracker"
@@ -30,14 +32,6 @@ STANDIN = REPO / "tests" / "integration" / "standins" / "firecracker"
 
 def firecracker_driver(nex):
     return {d["name"]: d for d in nex.get("/v1/node").json()["drivers"]}["firecracker"]
-
-
-def kvm_usable():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -50,11 +44,12 @@ def plain_nexd(request):
 def test_unavailable_driver_is_reported_and_refused(plain_nexd):
     nex = plain_nexd
     d = firecracker_driver(nex)
+    assert d["accel"] == "kvm", d
     if d["available"]:
         pytest.skip("Firecracker is available on this host")
     reason = d["reason"]
-    if not kvm_usable():
-        assert "/dev/kvm" in reason, reason
+    if d["kvm_reason"] is not None:
+        assert f"KVM is not usable: {d['kvm_reason']}" in reason, d
     if shutil.which("firecracker") is None:
         assert "firecracker binary" in reason, reason
     r = nex.deploy(name="hello", driver="firecracker", artifact=nex.program("hello"))
@@ -85,9 +80,31 @@ def standin_env(tmp_path, monkeypatch):
 @pytest.fixture
 def standin_nexd(request, standin_env):
     nex = start_test_nex(request, ["--firecracker-path", str(STANDIN), "--kvm-device", str(standin_env["kvm"]),
-                               "--vm-kernel-dir", str(standin_env["kernel"])])
+                                   "--kvm-probe", "off", "--vm-kernel-dir", str(standin_env["kernel"])])
     yield nex, standin_env
     finish_test_nex(request, nex)
+
+
+@pytest.fixture
+def probed_standin_nexd(request, standin_env):
+    nex = start_test_nex(request, ["--firecracker-path", str(STANDIN), "--kvm-device", str(standin_env["kvm"]),
+                                   "--vm-kernel-dir", str(standin_env["kernel"])])
+    yield nex, standin_env
+    finish_test_nex(request, nex)
+
+
+def test_unprobed_device_is_refused_by_the_probe(probed_standin_nexd):
+    """The same stand-ins with the KVM probe on (the default): an ordinary file opens but is no KVM, so the driver
+    is unavailable, saying so, and nothing is sent to Firecracker."""
+    nex, env = probed_standin_nexd
+    d = firecracker_driver(nex)
+    assert d["available"] is False, d
+    want = f"cannot open {env['kvm']} as KVM: not a KVM device (KVM_GET_API_VERSION: Inappropriate ioctl for device)"
+    assert d["kvm_reason"] == want, d
+    assert d["reason"] == f"KVM is not usable: {want}", d
+    r = nex.deploy(name="fc-hello", driver="firecracker", artifact=nex.program("hello"))
+    assert r.status_code == 503 and want in r.json()["detail"], r.text
+    assert read_record(env["record"]) == []
 
 
 def read_record(path):
@@ -172,12 +189,16 @@ def test_the_standin_refuses_what_firecracker_would(tmp_path, monkeypatch):
 @pytest.fixture
 def real_firecracker_nexd(request):
     fc = shutil.which("firecracker")
-    if not kvm_usable() or fc is None:
-        pytest.skip("needs a usable /dev/kvm and a firecracker binary in PATH (neither is on this host)")
+    if fc is None:
+        pytest.skip("needs a firecracker binary in PATH (there is none on this host)")
     kernel = build_dir() / "kernel" / "vmlinux"
     if not kernel.exists():
         pytest.skip(f"no VM kernel at {kernel} (scripts/setup fetches it)")
     nex = start_test_nex(request, ["--firecracker-path", fc])
+    d = firecracker_driver(nex)
+    if d["kvm_reason"] is not None:
+        finish_nex(nex, passed=True)
+        pytest.skip(f"needs a usable KVM: {d['kvm_reason']}")
     yield nex
     finish_test_nex(request, nex)
 

@@ -1,5 +1,6 @@
-"""test_qemu.py — the QEMU microvm driver, for real: each test boots real VMs (TCG emulation here, KVM where
-/dev/kvm is usable) with the kernel scripts/setup fetched into the build dir, and drives them through a real nexd.
+"""test_qemu.py — the QEMU microvm driver, for real: each test boots real VMs (under the accelerator nexd picks:
+KVM where it works, else TCG, as here — test_kvm.py covers the choice and the fall back) with the kernel
+scripts/setup fetched into the build dir, and drives them through a real nexd.
 
 Covered: a workload's output, exit code and kernel console; the VM it runs in (its own kernel, host name and
 memory size); stopping a long-running one; killing nexd with SIGKILL and re-adopting the VM; the memory limit
