@@ -55,7 +55,7 @@ module_list_load (const nex_rootfs_spec_t *spec, module_list_t *m, nex_error_t *
   m->n = 0;
   if (spec->modules_dir == NULL)
     return 0;
-  DIR *d = opendir (spec->modules_dir);
+  cleanup_dir DIR *d = opendir (spec->modules_dir);
   if (d == NULL)
     {
       if (errno == ENOENT)
@@ -70,14 +70,12 @@ module_list_load (const nex_rootfs_spec_t *spec, module_list_t *m, nex_error_t *
         continue;
       if (m->n == NEX_VM_MAX_MODULES)
         {
-          closedir (d);
           module_list_release (m);
           return nex_error_set (err, NEX_ERR_INVALID, "module directory `%s` holds more than %d modules",
                                 spec->modules_dir, NEX_VM_MAX_MODULES);
         }
       m->names[m->n++] = nex_xstrdup (de->d_name);
     }
-  closedir (d);
   qsort (m->names, m->n, sizeof m->names[0], compare_names);
   return 0;
 }

@@ -45,7 +45,7 @@ typedef struct nex_config
   int64_t idle_timeout_s;         /* a connection idle this long is closed; default 60 */
   char *tls_cert;                 /* PEM certificate (chain) file: serve HTTPS; NULL (default): plain HTTP */
   char *tls_key;                  /* PEM private key file of tls_cert */
-  /* microVM drivers (server/vm.h) */
+  /* microVM drivers (server/drivers/vm.h) */
   char *vm_kernel_dir;      /* vmlinuz, vmlinux, modules/<driver>/; default: kernel/ beside nexd */
   char *qemu_path;          /* QEMU system emulator; default qemu-system-x86_64 (searched in PATH) */
   char *firecracker_path;   /* Firecracker binary; default firecracker (searched in PATH) */

@@ -1,5 +1,5 @@
-/* test-cgroup.c — unit tests of the cgroup manager (server/cgroup*.c) on this host's real cgroups, and of the
- * /proc and cgroup-file parsers beside it (server/proc.c).
+/* test-cgroup.c — unit tests of the cgroup manager (server/drivers/cgroup*.c) on this host's real cgroups, and of the
+ * /proc and cgroup-file parsers beside it (server/drivers/proc.c).
  *
  * The parsers are checked on files this test writes.  The manager is checked end to end when the test runs as
  * root on a host with usable cgroups (else those checks are skipped, saying why): a cgroup is created with
