@@ -175,45 +175,33 @@ test_images (void)
 
 /* --- random mutations ----------------------------------------------------------------------------------------- */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-
-static uint64_t
-rng (void)
-{
-  /* xorshift64*: deterministic, so a failure reproduces. */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
 static void
 mutate (image_t *im)
 {
   static const uint64_t edges[]
       = { 0, 1, 55, 56, 64, 0xff, 0xffff, 0x7fffffff, 0xffffffff, UINT64_MAX - 55, UINT64_MAX };
-  int n = 1 + (int) (rng () % 6);
+  int n = 1 + (int) (test_rng () % 6);
   for (int k = 0; k < n; k++)
     {
-      uint64_t pick = rng () % 4;
-      size_t at = (size_t) (rng () % im->len);
+      uint64_t pick = test_rng () % 4;
+      size_t at = (size_t) (test_rng () % im->len);
       if (pick == 0)
-        im->bytes[at] = (unsigned char) rng ();
+        im->bytes[at] = (unsigned char) test_rng ();
       else if (pick == 1)
-        im->bytes[at] ^= (unsigned char) (1u << (rng () % 8));
+        im->bytes[at] ^= (unsigned char) (1u << (test_rng () % 8));
       else
         {
           /* A header-sized field set to an edge value or to something near the image size. */
-          uint64_t v = pick == 2 ? edges[rng () % (sizeof edges / sizeof edges[0])] : im->len - rng () % 80;
-          size_t width = (size_t) 1 << (1 + rng () % 3);
-          at = (size_t) (rng () % (sizeof (Elf64_Ehdr) + 3 * sizeof (Elf64_Phdr)));
+          uint64_t v = pick == 2 ? edges[test_rng () % (sizeof edges / sizeof edges[0])] : im->len - test_rng () % 80;
+          size_t width = (size_t) 1 << (1 + test_rng () % 3);
+          at = (size_t) (test_rng () % (sizeof (Elf64_Ehdr) + 3 * sizeof (Elf64_Phdr)));
           at &= ~(width - 1);
           if (at + width <= im->len)
             memcpy (im->bytes + at, &v, width);
         }
     }
-  if (rng () % 8 == 0)
-    im->len = (size_t) (rng () % (im->len + 1));
+  if (test_rng () % 8 == 0)
+    im->len = (size_t) (test_rng () % (im->len + 1));
 }
 
 static void

@@ -57,6 +57,19 @@ make_workload (const char *body_text, nex_workload_t *w)
     }
 }
 
+/* make_workload, then stored in REG; a failure ends the run. */
+static void
+insert_workload (nex_registry_t *reg, const char *body_text, nex_workload_t *w)
+{
+  nex_error_t err = NULL;
+  make_workload (body_text, w);
+  if (nex_registry_workload_insert (reg, w, &err) < 0)
+    {
+      printf ("Bail out! cannot insert %s: %s\n", body_text, err->msg);
+      exit (1);
+    }
+}
+
 static void
 test_migrations_fresh (void)
 {
@@ -335,8 +348,7 @@ test_logs (nex_registry_t *reg)
 {
   nex_error_t err = NULL;
   nex_workload_t w;
-  make_workload ("{\"name\":\"logger\",\"artifact\":\"file:///bin/l\"}", &w);
-  nex_registry_workload_insert (reg, &w, &err);
+  insert_workload (reg, "{\"name\":\"logger\",\"artifact\":\"file:///bin/l\"}", &w);
 
   char texts[10][16];
   nex_log_line_t lines[10];
@@ -444,8 +456,7 @@ test_threads (nex_registry_t *reg)
 {
   nex_error_t err = NULL;
   nex_workload_t w;
-  make_workload ("{\"name\":\"busy\",\"artifact\":\"file:///bin/b\"}", &w);
-  nex_registry_workload_insert (reg, &w, &err);
+  insert_workload (reg, "{\"name\":\"busy\",\"artifact\":\"file:///bin/b\"}", &w);
   pthread_t threads[4];
   writer_t writers[4];
   for (int i = 0; i < 4; i++)

@@ -97,6 +97,24 @@ refused (const char *text, const char *field, const char *needle)
   refused_body (body, what, field, needle);
 }
 
+/* A request of BASE plus MEMBERS (JSON object members as text), to be refused naming FIELD with a message
+ * containing NEEDLE (any when NULL). */
+typedef struct refusal
+{
+  const char *members, *field, *needle;
+} refusal_t;
+
+/* One TAP line per case of CASES (N of them). */
+static void
+refused_all (const refusal_t *cases, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    {
+      cleanup_free char *text = nex_xasprintf ("{" BASE ",%s}", cases[i].members);
+      refused (text, cases[i].field, cases[i].needle);
+    }
+}
+
 /* A request of BASE plus member KEY set to VALUE (stolen). */
 static json_t *
 base_with (const char *key, json_t *value)
@@ -167,6 +185,17 @@ bound (const char *key, json_t *value, int want_ok, const char *field, const cha
     }
   else
     refused_body (body, what, field, NULL);
+}
+
+/* Two TAP lines: BASE plus KEY=INSIDE (stolen) is accepted, KEY=OUTSIDE (stolen, one step over the bound) is
+ * refused naming FIELD; WHAT names the bound. */
+static void
+at_bound (const char *key, json_t *inside, json_t *outside, const char *field, const char *what)
+{
+  cleanup_free char *in = nex_xasprintf ("%s (at the bound)", what);
+  cleanup_free char *over = nex_xasprintf ("%s (one over)", what);
+  bound (key, inside, 1, field, in);
+  bound (key, outside, 0, field, over);
 }
 
 /* --- accepted requests ---------------------------------------------------------------------------------------- */
@@ -345,6 +374,132 @@ test_restart_policies (void)
 
 /* --- refused requests ----------------------------------------------------------------------------------------- */
 
+/* Requests of BASE plus MEMBERS that must be refused naming FIELD, with a message containing NEEDLE (any when
+ * NULL), by topic.  Bounds, keys built in C and the loops over bad names are in the test functions below. */
+static const refusal_t base_refusals[] = {
+  /* unknown fields (checked before anything else) */
+  { "\"nmae\":\"b\"", "nmae", "unknown field" },
+  { "\"workload_name\":\"a\"", "workload_name", "unknown field" },
+  { "\"Name\":\"b\"", "Name", "unknown field" },
+  { "\"resources\":{\"cpus\":1}", "resources.cpus", "unknown field" },
+  /* names, namespaces, drivers */
+  { "\"namespace\":\"a/b\"", "namespace", "must be 1 to 63 characters" },
+  { "\"namespace\":\"\"", "namespace", NULL },
+  { "\"namespace\":1", "namespace", "must be a string" },
+  { "\"driver\":\"\"", "driver", NULL },
+  { "\"driver\":\"../qemu\"", "driver", NULL },
+  { "\"driver\":true", "driver", "must be a string" },
+  /* sha256 */
+  { "\"sha256\":\"abc\"", "sha256", "must be 64 hexadecimal digits" },
+  { "\"sha256\":\"" DIGEST_LOWER "0\"", "sha256", "must be 64 hexadecimal digits" },
+  { "\"sha256\":\"zz" DIGEST_LOWER "\"", "sha256", NULL },
+  { "\"sha256\":\"zzcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"", "sha256",
+    "must be 64 hexadecimal digits" },
+  { "\"sha256\":\"\"", "sha256", NULL },
+  { "\"sha256\":64", "sha256", "must be a string" },
+  /* argv */
+  { "\"argv\":\"ls -l\"", "argv", "must be an array of strings" },
+  { "\"argv\":{}", "argv", "must be an array of strings" },
+  { "\"argv\":[\"a\",2]", "argv[1]", "must be a string" },
+  { "\"argv\":[\"a\",null]", "argv[1]", "must be a string" },
+  { "\"argv\":[[\"a\"]]", "argv[0]", "must be a string" },
+  { "\"argv\":[\"ok\",\"a\\u0000b\"]", "argv[1]", "must not contain NUL bytes" },
+  /* env */
+  { "\"env\":[]", "env", "must be an object of strings" },
+  { "\"env\":\"A=1\"", "env", "must be an object of strings" },
+  { "\"env\":{\"K\":1}", "env.K", "must be a string" },
+  { "\"env\":{\"K\":null}", "env.K", "must be a string" },
+  { "\"env\":{\"K\":{\"x\":\"y\"}}", "env.K", "must be a string" },
+  { "\"env\":{\"K\":\"v\\u0000w\"}", "env.K", "must not contain NUL bytes" },
+  { "\"env\":{\"K=V\":\"1\"}", "env.K=V", "variable names must be non-empty and hold neither '=' nor NUL" },
+  { "\"env\":{\"\":\"1\"}", "env.", "variable names must be non-empty" },
+  /* description */
+  { "\"description\":7", "description", "must be a string" },
+  { "\"description\":\"a\\u0000b\"", "description", "must not contain NUL bytes" },
+  /* resources */
+  { "\"resources\":[]", "resources", "must be an object {vcpus, memory_mb, pids, disk_mb}" },
+  { "\"resources\":64", "resources", NULL },
+  { "\"resources\":{\"memory\":64}", "resources.memory", "unknown field" },
+  { "\"resources\":{\"vcpus\":\"1\"}", "resources.vcpus", "must be a number" },
+  { "\"resources\":{\"memory_mb\":\"64\"}", "resources.memory_mb", "must be an integer" },
+  { "\"resources\":{\"memory_mb\":64.0}", "resources.memory_mb", "must be an integer" },
+  { "\"resources\":{\"memory_mb\":1.5}", "resources.memory_mb", "must be an integer" },
+  { "\"resources\":{\"pids\":true}", "resources.pids", "must be an integer" },
+  { "\"resources\":{\"disk_mb\":[1]}", "resources.disk_mb", "must be an integer" },
+  /* restart policy */
+  { "\"restart_policy\":\"sometimes\"", "restart_policy", "must be one of never, on-failure, always" },
+  { "\"restart_policy\":\"Always\"", "restart_policy", "must be one of" },
+  { "\"restart_policy\":1", "restart_policy", "must be a string" },
+  { "\"essential\":\"yes\"", "essential", "must be a boolean" },
+  { "\"essential\":1", "essential", "must be a boolean" },
+  { "\"essential\":true,\"restart_policy\":\"never\"", "essential",
+    "an essential workload cannot have restart_policy never" },
+  { "\"max_restarts\":-1", "max_restarts", "must be from 0 to 1000" },
+  { "\"max_restarts\":1001", "max_restarts", "must be from 0 to 1000" },
+  { "\"max_restarts\":\"3\"", "max_restarts", "must be an integer" },
+  { "\"max_restarts\":2.5", "max_restarts", "must be an integer" },
+  /* capabilities */
+  { "\"capabilities\":\"CAP_CHOWN\"", "capabilities", "must be an array of at most" },
+  { "\"capabilities\":[\"CAP_NOPE\"]", "capabilities[0]",
+    "must be a Linux capability name such as CAP_NET_BIND_SERVICE" },
+  { "\"capabilities\":[\"CHOWN\",\"CAP_\"]", "capabilities[1]", NULL },
+  { "\"capabilities\":[\"CHOWN\",7]", "capabilities[1]", NULL },
+  { "\"capabilities\":[\"CAP_CHOWN\\u0000X\"]", "capabilities[0]", NULL },
+  { "\"capabilities\":[\"ALL\"]", "capabilities[0]", NULL },
+  /* cwd */
+  { "\"cwd\":\"tmp\"", "cwd", "must be an absolute path" },
+  { "\"cwd\":\"\"", "cwd", "must be an absolute path" },
+  { "\"cwd\":\"/tmp/../etc\"", "cwd", "must not contain `.` or `..` components" },
+  { "\"cwd\":\"/a/.\"", "cwd", "must not contain `.` or `..` components" },
+  { "\"cwd\":\"/..\"", "cwd", NULL },
+  { "\"cwd\":\"//a//./b\"", "cwd", NULL },
+  { "\"cwd\":\"/a\\u0000/..\"", "cwd", "must not contain NUL bytes" },
+  { "\"cwd\":3", "cwd", "must be a string" },
+  /* network */
+  { "\"network\":\"bridge\"", "network", "must be none or host" },
+  { "\"network\":\"HOST\"", "network", "must be none or host" },
+  { "\"network\":\"\"", "network", "must be none or host" },
+  { "\"network\":true", "network", "must be a string" },
+  /* labels */
+  { "\"labels\":[]", "labels", "must be an object of strings" },
+  { "\"labels\":{\"k\":1}", "labels.k", "must be a string" },
+  { "\"labels\":{\"k\":\"a\\nb\"}", "labels.k", "must not contain control characters" },
+  { "\"labels\":{\"k\":\"a\\u007f\"}", "labels.k", "must not contain control characters" },
+  { "\"labels\":{\"k\":\"a\\u0000b\"}", "labels.k", "must not contain NUL bytes" },
+  /* functions */
+  { "\"type\":\"Function\"", "type", "must be service or function" },
+  { "\"type\":\"job\"", "type", "must be service or function" },
+  { "\"type\":2", "type", "must be a string" },
+  { "\"trigger_subjects\":[\"a\"]", "trigger_subjects", "belongs to workloads of type function" },
+  { "\"type\":\"service\",\"function_timeout_s\":5", "function_timeout_s", "belongs to workloads of type function" },
+  { "\"max_concurrency\":2", "max_concurrency", "belongs to workloads of type function" },
+  { "\"type\":\"function\"", "trigger_subjects", "a function needs an array of 1 to 16 subjects" },
+  { "\"type\":\"function\",\"trigger_subjects\":[]", "trigger_subjects", NULL },
+  { "\"type\":\"function\",\"trigger_subjects\":\"a\"", "trigger_subjects", NULL },
+  { "\"type\":\"function\",\"trigger_subjects\":[\"a\",1]", "trigger_subjects[1]",
+    "must be a string without NUL bytes" },
+  { "\"type\":\"function\",\"trigger_subjects\":[\"a\\u0000b\"]", "trigger_subjects[0]", NULL },
+  { "\"type\":\"function\",\"trigger_subjects\":[\"a\",\"b\",\"a\"]", "trigger_subjects[2]", "`a` is given twice" },
+  { "\"type\":\"function\",\"trigger_subjects\":[\"a..b\"]", "trigger_subjects[0]",
+    "subject tokens must not be empty" },
+  { "\"type\":\"function\",\"trigger_subjects\":[\"$SYS.x\"]", "trigger_subjects[0]",
+    "reserved subject space $SYS.>" },
+#define FUNCTION "\"type\":\"function\",\"trigger_subjects\":[\"a\"],"
+  { FUNCTION "\"function_timeout_s\":0", "function_timeout_s", "must be from 1 to 600" },
+  { FUNCTION "\"function_timeout_s\":601", "function_timeout_s", "must be from 1 to 600" },
+  { FUNCTION "\"function_timeout_s\":\"5\"", "function_timeout_s", "must be an integer" },
+  { FUNCTION "\"max_concurrency\":0", "max_concurrency", "must be from 1 to 16" },
+  { FUNCTION "\"max_concurrency\":17", "max_concurrency", "must be from 1 to 16" },
+  { FUNCTION "\"max_concurrency\":1.5", "max_concurrency", "must be an integer" },
+#undef FUNCTION
+};
+
+static void
+test_base_refusals (void)
+{
+  refused_all (base_refusals, sizeof base_refusals / sizeof base_refusals[0]);
+}
+
 static void
 test_not_objects (void)
 {
@@ -359,11 +514,7 @@ test_not_objects (void)
 static void
 test_unknown_fields (void)
 {
-  refused ("{" BASE ",\"nmae\":\"b\"}", "nmae", "unknown field");
   refused ("{\"zzz\":1}", "zzz", "unknown field"); /* checked before anything else */
-  refused ("{" BASE ",\"workload_name\":\"a\"}", "workload_name", "unknown field"); /* NATS names are mapped first */
-  refused ("{" BASE ",\"Name\":\"b\"}", "Name", "unknown field");
-  refused ("{" BASE ",\"resources\":{\"cpus\":1}}", "resources.cpus", "unknown field");
 }
 
 static void
@@ -382,14 +533,7 @@ test_names (void)
     }
   cleanup_free char *n63 = repeat ('n', 63);
   cleanup_free char *n64 = repeat ('n', 64);
-  bound ("name", json_string (n63), 1, "name", "a name of 63 characters");
-  bound ("name", json_string (n64), 0, "name", "a name of 64 characters");
-  refused ("{" BASE ",\"namespace\":\"a/b\"}", "namespace", "must be 1 to 63 characters");
-  refused ("{" BASE ",\"namespace\":\"\"}", "namespace", NULL);
-  refused ("{" BASE ",\"namespace\":1}", "namespace", "must be a string");
-  refused ("{" BASE ",\"driver\":\"\"}", "driver", NULL);
-  refused ("{" BASE ",\"driver\":\"../qemu\"}", "driver", NULL);
-  refused ("{" BASE ",\"driver\":true}", "driver", "must be a string");
+  at_bound ("name", json_string (n63), json_string (n64), "name", "a name of 63 characters");
 }
 
 static void
@@ -401,56 +545,30 @@ test_artifact_and_digest (void)
   refused ("{\"name\":\"a\",\"artifact\":5}", "artifact", "must be a string");
   refused ("{\"name\":\"a\",\"artifact\":\"file:///x\\u0000.sh\"}", "artifact", "must not contain NUL bytes");
   cleanup_free char *path = repeat ('p', 4096 - strlen ("file:///"));
-  cleanup_free char *at_bound = nex_xasprintf ("file:///%s", path);
+  cleanup_free char *at_limit = nex_xasprintf ("file:///%s", path);
   cleanup_free char *over = nex_xasprintf ("file:///%sp", path);
-  bound ("artifact", json_string (at_bound), 1, "artifact", "an artifact URL of 4096 bytes");
-  bound ("artifact", json_string (over), 0, "artifact", "an artifact URL of 4097 bytes");
+  at_bound ("artifact", json_string (at_limit), json_string (over), "artifact", "an artifact URL of 4096 bytes");
   /* The URL itself is artifact.c's to check (at deploy time, with the node's cache): any string passes here. */
   nex_workload_t w;
   if (accepted ("{\"name\":\"a\",\"artifact\":\"not a URL\"}", &w) == 0)
     nex_workload_release (&w);
 
-  refused ("{" BASE ",\"sha256\":\"abc\"}", "sha256", "must be 64 hexadecimal digits");
-  refused ("{" BASE ",\"sha256\":\"" DIGEST_LOWER "0\"}", "sha256", "must be 64 hexadecimal digits");
-  refused ("{" BASE ",\"sha256\":\"zz" DIGEST_LOWER "\"}", "sha256", NULL);
-  refused ("{" BASE ",\"sha256\":\"zzcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"}", "sha256",
-           "must be 64 hexadecimal digits");
-  refused ("{" BASE ",\"sha256\":\"\"}", "sha256", NULL);
-  refused ("{" BASE ",\"sha256\":64}", "sha256", "must be a string");
 }
 
 static void
 test_argv (void)
 {
-  refused ("{" BASE ",\"argv\":\"ls -l\"}", "argv", "must be an array of strings");
-  refused ("{" BASE ",\"argv\":{}}", "argv", "must be an array of strings");
-  refused ("{" BASE ",\"argv\":[\"a\",2]}", "argv[1]", "must be a string");
-  refused ("{" BASE ",\"argv\":[\"a\",null]}", "argv[1]", "must be a string");
-  refused ("{" BASE ",\"argv\":[[\"a\"]]}", "argv[0]", "must be a string");
-  refused ("{" BASE ",\"argv\":[\"ok\",\"a\\u0000b\"]}", "argv[1]", "must not contain NUL bytes");
-  bound ("argv", array_of (4096, "x"), 1, "argv", "argv of 4096 entries");
-  bound ("argv", array_of (4097, "x"), 0, "argv", "argv of 4097 entries");
+  at_bound ("argv", array_of (4096, "x"), array_of (4097, "x"), "argv", "argv of 4096 entries");
 }
 
 static void
 test_env (void)
 {
-  refused ("{" BASE ",\"env\":[]}", "env", "must be an object of strings");
-  refused ("{" BASE ",\"env\":\"A=1\"}", "env", "must be an object of strings");
-  refused ("{" BASE ",\"env\":{\"K\":1}}", "env.K", "must be a string");
-  refused ("{" BASE ",\"env\":{\"K\":null}}", "env.K", "must be a string");
-  refused ("{" BASE ",\"env\":{\"K\":{\"x\":\"y\"}}}", "env.K", "must be a string");
-  refused ("{" BASE ",\"env\":{\"K\":\"v\\u0000w\"}}", "env.K", "must not contain NUL bytes");
-  refused ("{" BASE ",\"env\":{\"K=V\":\"1\"}}", "env.K=V",
-           "variable names must be non-empty and hold neither '=' nor NUL");
-  refused ("{" BASE ",\"env\":{\"\":\"1\"}}", "env.", "variable names must be non-empty");
-  /* A key with a NUL inside would cut the variable's name short; it is named up to the NUL. */
   json_t *env = json_object ();
   json_object_setn_new (env, "K\0X", 3, json_string ("1"));
   cleanup_json json_t *body = base_with ("env", env);
   refused_body (body, "an env key holding a NUL", "env.K", "neither '=' nor NUL");
-  bound ("env", object_of (4096, "K"), 1, "env", "env of 4096 variables");
-  bound ("env", object_of (4097, "K"), 0, "env", "env of 4097 variables");
+  at_bound ("env", object_of (4096, "K"), object_of (4097, "K"), "env", "env of 4096 variables");
 }
 
 static void
@@ -459,25 +577,13 @@ test_description (void)
   cleanup_free char *d1024 = repeat ('d', 1024);
   cleanup_free char *d1025 = repeat ('d', 1025);
   cleanup_free char *huge = repeat ('d', 4 << 20);
-  bound ("description", json_string (d1024), 1, "description", "a description of 1024 bytes");
-  bound ("description", json_string (d1025), 0, "description", "a description of 1025 bytes");
+  at_bound ("description", json_string (d1024), json_string (d1025), "description", "a description of 1024 bytes");
   bound ("description", json_string (huge), 0, "description", "a description of 4 MiB");
-  refused ("{" BASE ",\"description\":7}", "description", "must be a string");
-  refused ("{" BASE ",\"description\":\"a\\u0000b\"}", "description", "must not contain NUL bytes");
 }
 
 static void
 test_resources (void)
 {
-  refused ("{" BASE ",\"resources\":[]}", "resources", "must be an object {vcpus, memory_mb, pids, disk_mb}");
-  refused ("{" BASE ",\"resources\":64}", "resources", NULL);
-  refused ("{" BASE ",\"resources\":{\"memory\":64}}", "resources.memory", "unknown field");
-  refused ("{" BASE ",\"resources\":{\"vcpus\":\"1\"}}", "resources.vcpus", "must be a number");
-  refused ("{" BASE ",\"resources\":{\"memory_mb\":\"64\"}}", "resources.memory_mb", "must be an integer");
-  refused ("{" BASE ",\"resources\":{\"memory_mb\":64.0}}", "resources.memory_mb", "must be an integer");
-  refused ("{" BASE ",\"resources\":{\"memory_mb\":1.5}}", "resources.memory_mb", "must be an integer");
-  refused ("{" BASE ",\"resources\":{\"pids\":true}}", "resources.pids", "must be an integer");
-  refused ("{" BASE ",\"resources\":{\"disk_mb\":[1]}}", "resources.disk_mb", "must be an integer");
   static const struct
   {
     const char *member;
@@ -525,31 +631,12 @@ test_resources (void)
 static void
 test_restart_refusals (void)
 {
-  refused ("{" BASE ",\"restart_policy\":\"sometimes\"}", "restart_policy", "must be one of never, on-failure, always");
-  refused ("{" BASE ",\"restart_policy\":\"Always\"}", "restart_policy", "must be one of");
-  refused ("{" BASE ",\"restart_policy\":1}", "restart_policy", "must be a string");
-  refused ("{" BASE ",\"essential\":\"yes\"}", "essential", "must be a boolean");
-  refused ("{" BASE ",\"essential\":1}", "essential", "must be a boolean");
-  refused ("{" BASE ",\"essential\":true,\"restart_policy\":\"never\"}", "essential",
-           "an essential workload cannot have restart_policy never");
-  refused ("{" BASE ",\"max_restarts\":-1}", "max_restarts", "must be from 0 to 1000");
-  refused ("{" BASE ",\"max_restarts\":1001}", "max_restarts", "must be from 0 to 1000");
-  refused ("{" BASE ",\"max_restarts\":\"3\"}", "max_restarts", "must be an integer");
-  refused ("{" BASE ",\"max_restarts\":2.5}", "max_restarts", "must be an integer");
   bound ("max_restarts", json_integer (0), 1, "max_restarts", "max_restarts 0");
 }
 
 static void
 test_capabilities (void)
 {
-  refused ("{" BASE ",\"capabilities\":\"CAP_CHOWN\"}", "capabilities", "must be an array of at most");
-  refused ("{" BASE ",\"capabilities\":[\"CAP_NOPE\"]}", "capabilities[0]",
-           "must be a Linux capability name such as CAP_NET_BIND_SERVICE");
-  refused ("{" BASE ",\"capabilities\":[\"CHOWN\",\"CAP_\"]}", "capabilities[1]", NULL);
-  refused ("{" BASE ",\"capabilities\":[\"CHOWN\",7]}", "capabilities[1]", NULL);
-  refused ("{" BASE ",\"capabilities\":[\"CAP_CHOWN\\u0000X\"]}", "capabilities[0]", NULL);
-  refused ("{" BASE ",\"capabilities\":[\"ALL\"]}", "capabilities[0]", NULL);
-  /* As many entries as there are capabilities is the bound, duplicates included; one more is refused. */
   int known = nex_capability_parse ("CAP_CHECKPOINT_RESTORE") + 1; /* the last one in the table */
   nex_workload_t w;
   cleanup_json json_t *body = base_with ("capabilities", array_of ((size_t) known, "chown"));
@@ -564,31 +651,18 @@ test_capabilities (void)
 static void
 test_cwd (void)
 {
-  refused ("{" BASE ",\"cwd\":\"tmp\"}", "cwd", "must be an absolute path");
-  refused ("{" BASE ",\"cwd\":\"\"}", "cwd", "must be an absolute path");
-  refused ("{" BASE ",\"cwd\":\"/tmp/../etc\"}", "cwd", "must not contain `.` or `..` components");
-  refused ("{" BASE ",\"cwd\":\"/a/.\"}", "cwd", "must not contain `.` or `..` components");
-  refused ("{" BASE ",\"cwd\":\"/..\"}", "cwd", NULL);
-  refused ("{" BASE ",\"cwd\":\"//a//./b\"}", "cwd", NULL);
-  refused ("{" BASE ",\"cwd\":\"/a\\u0000/..\"}", "cwd", "must not contain NUL bytes");
-  refused ("{" BASE ",\"cwd\":3}", "cwd", "must be a string");
   static const char *const good[] = { "/", "/a/..b/.c/b..", "//tmp//x/" };
   for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
     bound ("cwd", json_string (good[i]), 1, "cwd", good[i]);
   cleanup_free char *tail = repeat ('c', 4095);
   cleanup_free char *c4096 = nex_xasprintf ("/%s", tail);
   cleanup_free char *c4097 = nex_xasprintf ("/%sc", tail);
-  bound ("cwd", json_string (c4096), 1, "cwd", "a cwd of 4096 bytes");
-  bound ("cwd", json_string (c4097), 0, "cwd", "a cwd of 4097 bytes");
+  at_bound ("cwd", json_string (c4096), json_string (c4097), "cwd", "a cwd of 4096 bytes");
 }
 
 static void
 test_network (void)
 {
-  refused ("{" BASE ",\"network\":\"bridge\"}", "network", "must be none or host");
-  refused ("{" BASE ",\"network\":\"HOST\"}", "network", "must be none or host");
-  refused ("{" BASE ",\"network\":\"\"}", "network", "must be none or host");
-  refused ("{" BASE ",\"network\":true}", "network", "must be a string");
   nex_workload_t w;
   if (accepted ("{" BASE ",\"network\":\"none\"}", &w) == 0)
     TAP_OK (w.host_network == 0, "network none: loopback only");
@@ -598,11 +672,6 @@ test_network (void)
 static void
 test_labels (void)
 {
-  refused ("{" BASE ",\"labels\":[]}", "labels", "must be an object of strings");
-  refused ("{" BASE ",\"labels\":{\"k\":1}}", "labels.k", "must be a string");
-  refused ("{" BASE ",\"labels\":{\"k\":\"a\\nb\"}}", "labels.k", "must not contain control characters");
-  refused ("{" BASE ",\"labels\":{\"k\":\"a\\u007f\"}}", "labels.k", "must not contain control characters");
-  refused ("{" BASE ",\"labels\":{\"k\":\"a\\u0000b\"}}", "labels.k", "must not contain NUL bytes");
   static const char *const bad_keys[] = { "-a", "/a", "a b", "a\\\"b", "a=b", "a*" };
   for (size_t i = 0; i < sizeof bad_keys / sizeof bad_keys[0]; i++)
     {
@@ -623,52 +692,14 @@ test_labels (void)
   bound ("labels", l64, 0, f64, "a label key of 64 characters");
   cleanup_free char *v255 = repeat ('v', 255);
   cleanup_free char *v256 = repeat ('v', 256);
-  bound ("labels", json_pack ("{s:s}", "k", v255), 1, "labels.k", "a label value of 255 bytes");
-  bound ("labels", json_pack ("{s:s}", "k", v256), 0, "labels.k", "a label value of 256 bytes");
-  bound ("labels", object_of (64, "k"), 1, "labels", "64 labels");
-  bound ("labels", object_of (65, "k"), 0, "labels", "65 labels");
+  at_bound ("labels", json_pack ("{s:s}", "k", v255), json_pack ("{s:s}", "k", v256), "labels.k",
+            "a label value of 255 bytes");
+  at_bound ("labels", object_of (64, "k"), object_of (65, "k"), "labels", "64 labels");
 }
 
 static void
 test_functions (void)
 {
-  refused ("{" BASE ",\"type\":\"Function\"}", "type", "must be service or function");
-  refused ("{" BASE ",\"type\":\"job\"}", "type", "must be service or function");
-  refused ("{" BASE ",\"type\":2}", "type", "must be a string");
-  refused ("{" BASE ",\"trigger_subjects\":[\"a\"]}", "trigger_subjects", "belongs to workloads of type function");
-  refused ("{" BASE ",\"type\":\"service\",\"function_timeout_s\":5}", "function_timeout_s",
-           "belongs to workloads of type function");
-  refused ("{" BASE ",\"max_concurrency\":2}", "max_concurrency", "belongs to workloads of type function");
-  refused ("{" BASE ",\"type\":\"function\"}", "trigger_subjects", "a function needs an array of 1 to 16 subjects");
-  refused ("{" BASE ",\"type\":\"function\",\"trigger_subjects\":[]}", "trigger_subjects", NULL);
-  refused ("{" BASE ",\"type\":\"function\",\"trigger_subjects\":\"a\"}", "trigger_subjects", NULL);
-  refused ("{" BASE ",\"type\":\"function\",\"trigger_subjects\":[\"a\",1]}", "trigger_subjects[1]",
-           "must be a string without NUL bytes");
-  refused ("{" BASE ",\"type\":\"function\",\"trigger_subjects\":[\"a\\u0000b\"]}", "trigger_subjects[0]", NULL);
-  refused ("{" BASE ",\"type\":\"function\",\"trigger_subjects\":[\"a\",\"b\",\"a\"]}", "trigger_subjects[2]",
-           "`a` is given twice");
-  refused ("{" BASE ",\"type\":\"function\",\"trigger_subjects\":[\"a..b\"]}", "trigger_subjects[0]",
-           "subject tokens must not be empty");
-  refused ("{" BASE ",\"type\":\"function\",\"trigger_subjects\":[\"$SYS.x\"]}", "trigger_subjects[0]",
-           "reserved subject space $SYS.>");
-  static const struct
-  {
-    const char *member;
-    const char *field;
-  } bad[] = {
-    { "\"function_timeout_s\":0", "function_timeout_s" },
-    { "\"function_timeout_s\":601", "function_timeout_s" },
-    { "\"function_timeout_s\":\"5\"", "function_timeout_s" },
-    { "\"max_concurrency\":0", "max_concurrency" },
-    { "\"max_concurrency\":17", "max_concurrency" },
-    { "\"max_concurrency\":1.5", "max_concurrency" },
-  };
-  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    {
-      cleanup_free char *text
-          = nex_xasprintf ("{" BASE ",\"type\":\"function\",\"trigger_subjects\":[\"a\"],%s}", bad[i].member);
-      refused (text, bad[i].field, NULL);
-    }
   json_t *sixteen = json_array (), *seventeen = json_array ();
   for (int i = 0; i < 17; i++)
     {
@@ -850,6 +881,7 @@ main (void)
   test_full_function ();
   test_restart_policies ();
   test_not_objects ();
+  test_base_refusals ();
   test_unknown_fields ();
   test_names ();
   test_artifact_and_digest ();

@@ -1,5 +1,6 @@
 /* testutil.h — what Nex's C unit tests share beside tap.h: one scratch directory per program, files written into
- * it, and the two verdicts most checks spell (accepted; refused as invalid, naming a field).
+ * it, a reproducible random sequence, and the two verdicts most checks spell (accepted; refused as invalid,
+ * naming a field).
  *
  * Everything is static inline, so a program pays only for what it calls and links nothing more than common/.
  * The scratch directory is made on first use under /tmp and removed with all it holds when the program exits
@@ -9,6 +10,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +114,18 @@ static inline int
 test_have_static_busybox (void)
 {
   return access ("/bin/busybox", R_OK) == 0 && system ("file -L /bin/busybox 2>/dev/null | grep -q 'statically'") == 0;
+}
+
+/* The next number of a xorshift64* sequence with a fixed seed: "random" inputs that are the same on every run,
+ * so that a failure reproduces. */
+static inline uint64_t
+test_rng (void)
+{
+  static uint64_t state = 0x9e3779b97f4a7c15ULL;
+  state ^= state >> 12;
+  state ^= state << 25;
+  state ^= state >> 27;
+  return state * 0x2545f4914f6cdd1dULL;
 }
 
 /* One TAP line: the call that returned R succeeded (R == 0) and left *ERR empty.  Frees *ERR. */
