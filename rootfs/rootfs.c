@@ -83,16 +83,13 @@ module_list_load (const nex_rootfs_spec_t *spec, module_list_t *m, nex_error_t *
 static int
 open_input (const char *path, nex_error_t *err)
 {
-  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  cleanup_close int fd = open (path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return nex_error_sys (err, errno, "open `%s`", path);
   struct stat st;
   if (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode))
-    {
-      close (fd);
-      return nex_error_set (err, NEX_ERR_INVALID, "`%s` is not a regular file", path);
-    }
-  return fd;
+    return nex_error_set (err, NEX_ERR_INVALID, "`%s` is not a regular file", path);
+  return NEX_STEAL_FD (fd);
 }
 
 /* SHA-256 of everything FD holds, as hex into HEX. */
@@ -303,16 +300,12 @@ stage_tree (const char *stage, const nex_rootfs_spec_t *spec, const module_list_
 static int
 run_mkfs (const char *stage, const char *image, nex_error_t *err)
 {
-  int out[2];
+  cleanup_pipe int out[2] = { -1, -1 };
   if (pipe2 (out, O_CLOEXEC) < 0)
     return nex_error_sys (err, errno, "pipe");
   pid_t pid = fork ();
   if (pid < 0)
-    {
-      close (out[0]);
-      close (out[1]);
-      return nex_error_sys (err, errno, "fork");
-    }
+    return nex_error_sys (err, errno, "fork");
   if (pid == 0)
     {
       int null = open ("/dev/null", O_RDONLY);
@@ -324,7 +317,7 @@ run_mkfs (const char *stage, const char *image, nex_error_t *err)
       dprintf (2, "cannot run mkfs.ext4: %s", strerror (errno));
       _exit (127);
     }
-  close (out[1]);
+  close (NEX_STEAL_FD (out[1])); /* the child's copy is the only writer left: its end is our EOF */
   char msg[MKFS_OUTPUT_MAX];
   size_t len = 0;
   for (;;)
@@ -339,7 +332,6 @@ run_mkfs (const char *stage, const char *image, nex_error_t *err)
       memcpy (msg + len, buf, take);
       len += take;
     }
-  close (out[0]);
   msg[len] = '\0';
   while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
     msg[--len] = '\0';
