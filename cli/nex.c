@@ -380,7 +380,7 @@ file_sha256 (FILE *f, char hex[65])
 static int
 ensure_uploaded (cli_t *cli, const char *path, char **url, char hex[65])
 {
-  FILE *f = fopen (path, "rb");
+  cleanup_file FILE *f = fopen (path, "rb");
   if (f == NULL)
     {
       fprintf (stderr, "nex: cannot read `%s`: %s\n", path, strerror (errno));
@@ -390,13 +390,11 @@ ensure_uploaded (cli_t *cli, const char *path, char **url, char hex[65])
   if (fstat (fileno (f), &st) < 0 || !S_ISREG (st.st_mode))
     {
       fprintf (stderr, "nex: `%s` is not a regular file\n", path);
-      fclose (f);
       return EXIT_API;
     }
   if (file_sha256 (f, hex) < 0)
     {
       fprintf (stderr, "nex: cannot read `%s`: %s\n", path, strerror (errno));
-      fclose (f);
       return EXIT_API;
     }
   cleanup_error nex_error_t err = NULL;
@@ -405,22 +403,15 @@ ensure_uploaded (cli_t *cli, const char *path, char **url, char hex[65])
   cleanup_free char *probe = nex_xasprintf ("/v1/artifacts/%s", hex);
   int r = nex_client_call (cli->client, "GET", probe, NULL, &status, &answer, &err);
   if (r < 0 && status != 404)
-    {
-      fclose (f);
-      return fail_api (err);
-    }
+    return fail_api (err);
   if (r < 0)
     {
       nex_error_free (&err);
       cleanup_free char *upload = nex_client_path (cli->client, "/v1/artifacts", "sha256", hex, NULL);
       r = nex_client_upload (cli->client, upload, f, (int64_t)st.st_size, &status, &answer, &err);
       if (r < 0)
-        {
-          fclose (f);
-          return fail_api (err);
-        }
+        return fail_api (err);
     }
-  fclose (f);
   *url = nex_xasprintf ("artifact://%s", hex);
   return 0;
 }

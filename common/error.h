@@ -4,7 +4,7 @@
  * failure after filling *err.  The error records a kind (what went wrong, in terms a caller can act on), the
  * errno that caused it (0 if none), the name of the offending input field (for validation errors) and a
  * human-readable message.  Context is added on the way up with nex_error_wrap().  Only the edges translate an
- * error into something else: the HTTP layer into RFC 9457 problem JSON (server/problem.c), the agent and the
+ * error into something else: the HTTP layer into RFC 9457 problem JSON (server/api/problem.c), the agent and the
  * wire protocol into an ERROR frame.
  *
  * Thread safety: an error value belongs to the thread that set it; nothing here touches global state. */

@@ -55,7 +55,7 @@ module_list_load (const nex_rootfs_spec_t *spec, module_list_t *m, nex_error_t *
   m->n = 0;
   if (spec->modules_dir == NULL)
     return 0;
-  DIR *d = opendir (spec->modules_dir);
+  cleanup_dir DIR *d = opendir (spec->modules_dir);
   if (d == NULL)
     {
       if (errno == ENOENT)
@@ -70,14 +70,12 @@ module_list_load (const nex_rootfs_spec_t *spec, module_list_t *m, nex_error_t *
         continue;
       if (m->n == NEX_VM_MAX_MODULES)
         {
-          closedir (d);
           module_list_release (m);
           return nex_error_set (err, NEX_ERR_INVALID, "module directory `%s` holds more than %d modules",
                                 spec->modules_dir, NEX_VM_MAX_MODULES);
         }
       m->names[m->n++] = nex_xstrdup (de->d_name);
     }
-  closedir (d);
   qsort (m->names, m->n, sizeof m->names[0], compare_names);
   return 0;
 }
@@ -85,16 +83,13 @@ module_list_load (const nex_rootfs_spec_t *spec, module_list_t *m, nex_error_t *
 static int
 open_input (const char *path, nex_error_t *err)
 {
-  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  cleanup_close int fd = open (path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return nex_error_sys (err, errno, "open `%s`", path);
   struct stat st;
   if (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode))
-    {
-      close (fd);
-      return nex_error_set (err, NEX_ERR_INVALID, "`%s` is not a regular file", path);
-    }
-  return fd;
+    return nex_error_set (err, NEX_ERR_INVALID, "`%s` is not a regular file", path);
+  return NEX_STEAL_FD (fd);
 }
 
 /* SHA-256 of everything FD holds, as hex into HEX. */
@@ -305,16 +300,12 @@ stage_tree (const char *stage, const nex_rootfs_spec_t *spec, const module_list_
 static int
 run_mkfs (const char *stage, const char *image, nex_error_t *err)
 {
-  int out[2];
+  cleanup_pipe int out[2] = { -1, -1 };
   if (pipe2 (out, O_CLOEXEC) < 0)
     return nex_error_sys (err, errno, "pipe");
   pid_t pid = fork ();
   if (pid < 0)
-    {
-      close (out[0]);
-      close (out[1]);
-      return nex_error_sys (err, errno, "fork");
-    }
+    return nex_error_sys (err, errno, "fork");
   if (pid == 0)
     {
       int null = open ("/dev/null", O_RDONLY);
@@ -326,7 +317,7 @@ run_mkfs (const char *stage, const char *image, nex_error_t *err)
       dprintf (2, "cannot run mkfs.ext4: %s", strerror (errno));
       _exit (127);
     }
-  close (out[1]);
+  close (NEX_STEAL_FD (out[1])); /* the child's copy is the only writer left: its end is our EOF */
   char msg[MKFS_OUTPUT_MAX];
   size_t len = 0;
   for (;;)
@@ -341,7 +332,6 @@ run_mkfs (const char *stage, const char *image, nex_error_t *err)
       memcpy (msg + len, buf, take);
       len += take;
     }
-  close (out[0]);
   msg[len] = '\0';
   while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
     msg[--len] = '\0';

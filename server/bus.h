@@ -1,8 +1,8 @@
 /* bus.h — the node's in-process publish/subscribe: live events and log lines, fanned out to whoever watches.
  *
  * Publishers are nex_node_emit (every CloudEvent, once it is stored) and nex_node_store_logs (every output line,
- * once it is stored, with its sequence number).  Subscribers are the websocket streams (server/ws.c), the
- * long-poll waiters of GET .../wait (server/api.c) and anyone else who needs to hear about things as they happen.
+ * once it is stored, with its sequence number).  Subscribers are the websocket streams (api/ws.c), the
+ * long-poll waiters of GET .../wait (api/api.c) and anyone else who needs to hear about things as they happen.
  *
  * A publisher never waits for a subscriber: each subscription has a bounded queue (a number of messages and a
  * number of bytes); when a new message does not fit, the OLDEST queued ones are dropped and counted, so a slow

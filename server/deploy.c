@@ -4,6 +4,7 @@
 #include "server/deploy.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -16,22 +17,18 @@
 int
 nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out, nex_error_t *err)
 {
-  nex_workload_t w = { 0 };
+  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
   /* A node draining for shutdown (lame duck) takes nothing new, whichever door the request came through. */
   if (__atomic_load_n (&node->lameduck, __ATOMIC_SEQ_CST))
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "node is in lame duck mode and takes no new workloads");
   /* The secure-launch fields (sealed environment, workload JWT) are checked and taken out first; the rest is an
    * ordinary request. */
   cleanup_json json_t *plain = json_is_object (request) ? json_deep_copy (request) : json_incref ((json_t *) request);
-  nex_secure_row_t secure = { 0 };
+  cleanup_with (nex_secure_row_release) nex_secure_row_t secure = { 0 };
   int secured = 0;
-  if (nex_secure_take (node, plain, &secure, &secured, err) < 0)
+  if (nex_secure_take (node, plain, &secure, &secured, err) < 0
+      || nex_workload_from_request (plain, node->cfg->default_driver, &w, err) < 0)
     return -1;
-  if (nex_workload_from_request (plain, node->cfg->default_driver, &w, err) < 0)
-    {
-      nex_secure_row_release (&secure);
-      return -1;
-    }
   const nex_driver_t *d = nex_driver_find (w.driver);
   cleanup_free char *why = NULL;
   int stored_secure = 0;
@@ -47,15 +44,13 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
            && (!secured || (stored_secure = nex_registry_secure_put (node->reg, w.id, &secure, err) == 0))
            && nex_registry_workload_insert (node->reg, &w, err) == 0)
     {
-      nex_secure_row_release (&secure);
       nex_node_emit (node, "workload_deployed", &w, NULL);
       nex_supervisor_deploy (node->sup, w.id);
       *out = w;
+      memset (&w, 0, sizeof w);
       return 0;
     }
   if (stored_secure)
     nex_registry_secure_delete (node->reg, w.id, NULL);
-  nex_secure_row_release (&secure);
-  nex_workload_release (&w);
   return -1;
 }

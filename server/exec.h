@@ -11,7 +11,7 @@
  * Interactive requests (the websocket form, GET /v1/workloads/{id}/exec, usually with a TTY) use the same channel
  * machinery, but nothing is gathered: the API thread waits only until the process started
  * (nex_exec_wait_started), then the websocket thread takes the output as it comes (nex_exec_read, woken through
- * nex_exec_notify_fd) and feeds stdin, window sizes and signals through the supervisor
+ * the request's notify_fd, an eventfd) and feeds stdin, window sizes and signals through the supervisor
  * (nex_supervisor_exec_input) until the EXIT completes the request.
  *
  * A caller that must not wait (a function invocation, nats/functions.c) sets a completion callback

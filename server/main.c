@@ -23,17 +23,100 @@
 
 extern char **environ;
 
+/* Stops what serve () started, in reverse order: the NATS control API, then the supervisor (workloads keep
+ * running), then the bridge (publishing what is still queued, node_stopped included: no thread emits any more),
+ * then the node. */
+static void
+node_stopp (nex_node_t **nodep)
+{
+  nex_node_t *node = *nodep;
+  if (node == NULL)
+    return;
+  nex_nats_quiesce (node->nats);
+  nex_supervisor_shutdown (node->sup);
+  nex_nats_close (NEX_STEAL_PTR (node->nats));
+  nex_node_close (node);
+}
+
+static void
+api_stopp (nex_api_t **api)
+{
+  nex_api_stop (*api);
+}
+
+/* Starts the node, its bridge, supervisor and API, serves until SIGTERM or SIGINT arrives in WAIT_SET (SIGHUP is
+ * logged and ignored), then shuts down.  0 after a clean shutdown, -1 with ERR when something could not start
+ * (what had started is stopped again). */
+static int
+serve (const nex_config_t *cfg, const sigset_t *wait_set, nex_error_t *err)
+{
+  cleanup_with (node_stopp) nex_node_t *node = nex_node_open (cfg, err);
+  if (node == NULL)
+    return -1;
+  /* The bridge first, so that what the supervisor reports while recovering reaches NATS too; its control API
+   * only once the supervisor exists. */
+  if (cfg->nats && (node->nats = nex_nats_start (node, err)) == NULL)
+    return -1;
+  node->sup = nex_supervisor_start (node, err);
+  if (node->sup == NULL)
+    return -1;
+  if (node->nats && nex_nats_serve (node->nats, err) < 0)
+    return -1;
+  cleanup_with (api_stopp) nex_api_t *api = nex_api_start (node, err);
+  if (api == NULL)
+    return -1;
+  nex_info ("node %s listening on http://%s (data %s)", node->id, cfg->listen, node->data_dir);
+  nex_node_emit (node, "node_started", NULL, NULL);
+
+  int sig = 0;
+  while (sigwait (wait_set, &sig) == 0 && sig == SIGHUP)
+    nex_info ("SIGHUP ignored (reload is not supported yet)");
+  nex_info ("signal %d: shutting down", sig);
+  nex_supervisor_quiesce (node->sup);
+  nex_api_stop (NEX_STEAL_PTR (api));
+  if (node->nats)
+    nex_nats_quiesce (node->nats);
+  nex_node_emit (node, "node_stopped", NULL, NULL);
+  return 0;
+}
+
+/* The process-wide libraries first (libsodium; libcurl before any thread uses it — artifact fetches, the
+ * Firecracker driver — as its global set-up is not thread-safe), then serve ().  nexd's exit status. */
+static int
+run (const nex_config_t *cfg, const sigset_t *wait_set)
+{
+  if (sodium_init () < 0)
+    {
+      nex_log (NEX_LOG_ERROR, "libsodium failed to initialise");
+      return 1;
+    }
+  if (curl_global_init (CURL_GLOBAL_DEFAULT) != 0)
+    {
+      nex_log (NEX_LOG_ERROR, "libcurl failed to initialise");
+      return 1;
+    }
+  cleanup_error nex_error_t err = NULL;
+  int status = 0;
+  if (serve (cfg, wait_set, &err) < 0)
+    {
+      nex_log_error (NEX_LOG_ERROR, err, "nexd cannot start");
+      fprintf (stderr, "nexd: %s\n", err->msg);
+      status = 1;
+    }
+  curl_global_cleanup ();
+  return status;
+}
+
 int
 main (int argc, char **argv)
 {
-  nex_config_t cfg;
+  cleanup_with (nex_config_release) nex_config_t cfg;
   cleanup_error nex_error_t err = NULL;
   int r = nex_config_load (&cfg, argc, argv, environ, stdout, &err);
   if (r != 0)
     {
       if (r < 0)
         fprintf (stderr, "nexd: %s\n", err->msg);
-      nex_config_release (&cfg);
       return r < 0 ? 2 : 0;
     }
   nex_log_level_t level = NEX_LOG_INFO;
@@ -48,69 +131,5 @@ main (int argc, char **argv)
   sigaddset (&wait_set, SIGHUP);
   pthread_sigmask (SIG_BLOCK, &wait_set, NULL);
   signal (SIGPIPE, SIG_IGN); /* a peer that hangs up is an error return, not a death */
-
-  int status = 1;
-  nex_node_t *node = NULL;
-  nex_api_t *api = NULL;
-  if (sodium_init () < 0)
-    {
-      nex_log (NEX_LOG_ERROR, "libsodium failed to initialise");
-      goto out;
-    }
-  /* Before any thread uses libcurl (artifact fetches, the Firecracker driver): its global set-up is not
-   * thread-safe. */
-  if (curl_global_init (CURL_GLOBAL_DEFAULT) != 0)
-    {
-      nex_log (NEX_LOG_ERROR, "libcurl failed to initialise");
-      goto out;
-    }
-  node = nex_node_open (&cfg, &err);
-  if (node == NULL)
-    goto fail;
-  /* The bridge first, so that what the supervisor reports while recovering reaches NATS too; its control API
-   * only once the supervisor exists. */
-  if (cfg.nats && (node->nats = nex_nats_start (node, &err)) == NULL)
-    goto fail;
-  node->sup = nex_supervisor_start (node, &err);
-  if (node->sup == NULL)
-    goto fail;
-  if (node->nats && nex_nats_serve (node->nats, &err) < 0)
-    goto fail;
-  api = nex_api_start (node, &err);
-  if (api == NULL)
-    goto fail;
-  nex_info ("node %s listening on http://%s (data %s)", node->id, cfg.listen, node->data_dir);
-  nex_node_emit (node, "node_started", NULL, NULL);
-
-  int sig = 0;
-  while (sigwait (&wait_set, &sig) == 0 && sig == SIGHUP)
-    nex_info ("SIGHUP ignored (reload is not supported yet)");
-  nex_info ("signal %d: shutting down", sig);
-  nex_supervisor_quiesce (node->sup);
-  nex_api_stop (api);
-  api = NULL;
-  if (node->nats)
-    nex_nats_quiesce (node->nats);
-  nex_node_emit (node, "node_stopped", NULL, NULL);
-  status = 0;
-  goto out;
-
-fail:
-  nex_log_error (NEX_LOG_ERROR, err, "nexd cannot start");
-  fprintf (stderr, "nexd: %s\n", err->msg);
-out:
-  nex_api_stop (api);
-  if (node)
-    {
-      nex_nats_quiesce (node->nats);
-      nex_supervisor_shutdown (node->sup);
-      /* No thread emits any more: the bridge can go (publishing what is still queued, node_stopped included). */
-      nex_nats_t *nats = node->nats;
-      node->nats = NULL;
-      nex_nats_close (nats);
-    }
-  nex_node_close (node);
-  nex_config_release (&cfg);
-  curl_global_cleanup ();
-  return status;
+  return run (&cfg, &wait_set);
 }

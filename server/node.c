@@ -90,12 +90,17 @@ find_kernel_dir (const nex_config_t *cfg, nex_error_t *err)
   return dir ? nex_xasprintf ("%s/kernel", dir) : NULL;
 }
 
+static void
+node_closep (nex_node_t **node)
+{
+  nex_node_close (*node);
+}
+
 nex_node_t *
 nex_node_open (const nex_config_t *cfg, nex_error_t *err)
 {
-  cleanup_free char *db = NULL;
   cleanup_free char *id = NULL;
-  nex_node_t *node = nex_xzalloc (sizeof *node);
+  cleanup_with (node_closep) nex_node_t *node = nex_xzalloc (sizeof *node);
   node->cfg = cfg;
   node->started_at = nex_clock_now_ms ();
   node->started_mono = nex_clock_mono_ms ();
@@ -106,26 +111,25 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
 
   node->data_dir = absolute_path (cfg->data_dir, err);
   if (node->data_dir == NULL)
-    goto fail;
+    return NULL;
   /* A data dir that exists but cannot be written (a read-only mount, wrong owner) is named as such, before any
    * file in it is opened: the registry's own error would only say it cannot open the database. */
   if (access (node->data_dir, F_OK) == 0 && access (node->data_dir, W_OK) < 0)
     {
       nex_error_set (err, NEX_ERR_SYSTEM, "data dir `%s` is not writable: %s", node->data_dir, strerror (errno));
-      goto fail;
+      return NULL;
     }
   node->artifacts_dir = nex_xasprintf ("%s/artifacts", node->data_dir);
   node->run_dir = nex_xasprintf ("%s/run", node->data_dir);
   if (nex_mkdir_p (node->artifacts_dir, 0700, err) < 0 || nex_mkdir_p (node->run_dir, 0700, err) < 0)
-    goto fail;
+    return NULL;
   node->agent_path = find_agent (cfg, err);
   if (node->agent_path == NULL)
-    goto fail;
-  char *kernel_dir = find_kernel_dir (cfg, err);
+    return NULL;
+  cleanup_free char *kernel_dir = find_kernel_dir (cfg, err);
   if (kernel_dir == NULL)
-    goto fail;
+    return NULL;
   nex_vm_configure (cfg, kernel_dir, node->data_dir);
-  free (kernel_dir);
 
   /* Without cgroups the node still answers, but refuses to start sandboxes (their limits could not hold). */
   {
@@ -140,23 +144,21 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
       }
   }
 
-  db = nex_xasprintf ("%s/registry.db", node->data_dir);
+  cleanup_free char *db = nex_xasprintf ("%s/registry.db", node->data_dir);
   node->reg = nex_registry_open (db, err);
   if (node->reg == NULL)
-    goto fail;
+    return NULL;
 
   if (nex_identity_load (node->data_dir, &node->identity, err) < 0)
-    goto fail;
+    return NULL;
   snprintf (node->id, sizeof node->id, "%s", node->identity.node.public_text);
   /* Kept in the registry too, so that the database says which node wrote it. */
   int found = nex_registry_meta_get (node->reg, "node_id", &id, err);
-  if (found < 0 || ((found == 0 || strcmp (id, node->id) != 0) && nex_registry_meta_set (node->reg, "node_id", node->id, err) < 0))
-    goto fail;
-  return node;
-
-fail:
-  nex_node_close (node);
-  return NULL;
+  if (found < 0
+      || ((found == 0 || strcmp (id, node->id) != 0)
+          && nex_registry_meta_set (node->reg, "node_id", node->id, err) < 0))
+    return NULL;
+  return NEX_STEAL_PTR (node);
 }
 
 void

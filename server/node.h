@@ -1,9 +1,10 @@
 /* node.h — the node: what one running nexd is and owns.
  *
  * nex_node_t ties the long-lived parts together — configuration, registry, supervisor, API — and holds the
- * node's identity (an id generated at first start and kept in the registry).  It is created once by main and
- * passed to every subsystem; its members are read-only after nex_node_open, except through the subsystems'
- * own thread-safe functions.  nex_node_emit is the one place an event is recorded and fanned out. */
+ * node's identity: a server nkey made at first start, its seed kept in data_dir/identity.json (nats/identity.h);
+ * the registry keeps a copy of the id (meta `node_id`) only to say which node wrote it.  It is created once by
+ * main and passed to every subsystem; its members are read-only after nex_node_open, except through the
+ * subsystems' own thread-safe functions.  nex_node_emit is the one place an event is recorded and fanned out. */
 #ifndef NEX_NODE_H
 #define NEX_NODE_H
 
@@ -52,8 +53,10 @@ typedef struct nex_node
  * transitions the registry refused.  Any thread. */
 void nex_node_pause_logs (nex_node_t *node, int64_t until);
 
-/* Prepares the data directory, opens the registry and loads (or creates) the node's identity (identity.h).  ARGV0 helps find
- * nex-agent beside nexd when the configuration does not name it.  NULL on failure. */
+/* Prepares the data directory (artifacts/, run/), finds nex-agent (CFG's `agent`, else beside the nexd executable)
+ * and the microVM kernel directory, opens cgroups (their absence is recorded in cgroups_error, not an error), the
+ * registry, and loads (or creates) the node's identity (nats/identity.h).  CFG must outlive the node.  A new node
+ * for nex_node_close, or NULL with ERR. */
 nex_node_t *nex_node_open (const nex_config_t *cfg, nex_error_t *err);
 
 /* Closes the registry and frees the node (the supervisor and API must have been stopped).  Safe on NULL. */

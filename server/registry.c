@@ -135,19 +135,15 @@ db_bind (sqlite3 *db, sqlite3_stmt *stmt, const db_value_t *vals, size_t n, nex_
 static sqlite3_stmt *
 db_prepare (sqlite3 *db, const char *sql, const db_value_t *vals, size_t n, nex_error_t *err)
 {
-  sqlite3_stmt *stmt = NULL;
+  cleanup_stmt sqlite3_stmt *stmt = NULL;
   if (sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL) != SQLITE_OK)
     {
       db_error (db, err, "preparing `%.60s`", sql);
-      sqlite3_finalize (stmt);
       return NULL;
     }
   if (db_bind (db, stmt, vals, n, err) < 0)
-    {
-      sqlite3_finalize (stmt);
-      return NULL;
-    }
-  return stmt;
+    return NULL;
+  return NEX_STEAL_PTR (stmt);
 }
 
 /* Steps STMT: 1 when a row is ready, 0 when done, -1 on failure. */

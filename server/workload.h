@@ -150,7 +150,7 @@ int nex_label_key_valid (const char *key, size_t len);
 /* The workload's public JSON form (as the REST API returns it).  New reference. */
 json_t *nex_workload_to_json (const nex_workload_t *w);
 
-/* RESOURCES as the JSON object the API shows ({vcpus, memory_mb, pids, disk_mb}, null for "no limit") and stores.
+/* R as the JSON object the API shows ({vcpus, memory_mb, pids, disk_mb}, null for "no limit") and stores.
  * New reference. */
 json_t *nex_resources_to_json (const nex_resources_t *r);
 

@@ -4,7 +4,7 @@
  * An upload lets a client deploy from another machine: `nex run ./prog` uploads prog (unless the node has it
  * already) and deploys `artifact://<sha256>`.  The body is the raw executable, streamed to disk as it arrives
  * and bounded by max_artifact_bytes (413 beyond, refused before reading when the length is declared); the same
- * checks as a fetch apply before anything is published (server/artifact.h). */
+ * checks as a fetch apply before anything is published (artifacts/artifact.h). */
 #include "server/api/api.h"
 
 #include <inttypes.h>

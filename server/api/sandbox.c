@@ -65,16 +65,12 @@ count_or_null (int64_t v)
 static int
 workload_stats (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
 {
-  nex_workload_t w = { 0 };
+  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
   if (load_running (req, "stats", &w, err) < 0)
     return -1;
-  nex_cgroup_stats_t st;
-  int r = -1;
   if (req->node->cgroups == NULL)
-    {
-      nex_error_set (err, NEX_ERR_UNAVAILABLE, "this node has no cgroups: %s", req->node->cgroups_error);
-      goto out;
-    }
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "this node has no cgroups: %s", req->node->cgroups_error);
+  nex_cgroup_stats_t st;
   if (nex_cgroups_stats (req->node->cgroups, w.id, &st, err) < 0)
     {
       /* It ended between the state check and the read. */
@@ -83,7 +79,7 @@ workload_stats (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *er
           nex_error_free (err);
           nex_error_set (err, NEX_ERR_CONFLICT, "workload %s has just ended", w.id);
         }
-      goto out;
+      return -1;
     }
   json_t *memory
       = json_pack ("{s:o, s:o, s:o, s:o, s:o}", "current_bytes", count_or_null (st.memory_current), "peak_bytes",
@@ -101,10 +97,7 @@ workload_stats (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *er
   res->body = json_pack ("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I}", "workload_id", w.id, "state",
                          nex_state_name (w.state), "cgroup_mode", nex_cgroups_mode (req->node->cgroups), "memory",
                          memory, "cpu", cpu, "pids", pids, "logs", logs, "restarts", (json_int_t)w.restarts);
-  r = 0;
-out:
-  nex_workload_release (&w);
-  return r;
+  return 0;
 }
 
 /* A signal given as a number (1..64) or a name ("SIGTERM", "TERM", any case). */

@@ -4,7 +4,7 @@
  * A request to either path that asks to be upgraded to a websocket (and any request with ?follow=1) comes here
  * instead of to the plain route: the opener checks it like any request (unknown workload 404, bad parameters
  * 422, all as problem JSON before the upgrade) and says what to stream; api.c answers the handshake and
- * server/ws.c streams.  ?follow=1 without a websocket handshake is answered 426: following needs a stream. */
+ * api/ws.c streams.  ?follow=1 without a websocket handshake is answered 426: following needs a stream. */
 #include "server/api/api.h"
 
 #include <string.h>

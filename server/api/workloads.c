@@ -175,15 +175,12 @@ workload_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
       res->content_type = "application/json";
       return nex_api_check_namespace (req, ns, err);
     }
-  nex_workload_t w = { 0 };
+  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
   if (nex_api_workload_load (req, &w, err) < 0)
     return -1;
   json_t *history = nex_registry_workload_history (req->node->reg, w.id, err);
   if (history == NULL)
-    {
-      nex_workload_release (&w);
-      return -1;
-    }
+    return -1;
   res->body = nex_workload_to_json (&w);
   json_object_set_new (res->body, "history", history);
   /* The same text api.c would send. */
@@ -193,7 +190,6 @@ workload_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
       cleanup_free char *line = nex_xasprintf ("%s\n", text);
       nex_api_cache_put (nex_api_answers (req->api), w.id, generation, line, w.namespace_);
     }
-  nex_workload_release (&w);
   return 0;
 }
 
@@ -203,7 +199,7 @@ workload_stop (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
   long long grace_s;
   if (nex_api_query_int (req, "grace_s", 0, 3600, req->node->cfg->stop_grace_s, &grace_s, err) < 0)
     return -1;
-  nex_workload_t w = { 0 };
+  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
   if (nex_api_workload_load (req, &w, err) < 0)
     return -1;
   /* A workload launched with a JWT is stopped only with a fresh one from its issuer (secure.h). */
@@ -211,16 +207,12 @@ workload_stop (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
       && nex_secure_check_stop (req->node, w.id,
                                 MHD_lookup_connection_value (req->conn, MHD_HEADER_KIND, "Nex-Workload-Jwt"), err)
              < 0)
-    {
-      nex_workload_release (&w);
-      return -1;
-    }
+    return -1;
   /* Already ended: nothing to do, and saying so with 200 keeps DELETE idempotent. */
   res->status = nex_state_is_final (w.state) ? 200 : 202;
   if (res->status == 202)
     nex_supervisor_stop (req->node->sup, w.id, grace_s * 1000);
   res->body = nex_workload_to_json (&w);
-  nex_workload_release (&w);
   return 0;
 }
 

@@ -682,30 +682,34 @@ ws_main (void *arg)
 
 /* --- public -------------------------------------------------------------------------------------------------- */
 
+/* For cleanup_with: a websocket thread that did not start (its descriptors, -1 when not made, are closed). */
+static void
+ws_freep (nex_ws_t **ws)
+{
+  nex_ws_free (*ws);
+}
+
 nex_ws_t *
 nex_ws_start (nex_node_t *node, nex_error_t *err)
 {
-  nex_ws_t *ws = nex_xzalloc (sizeof *ws);
+  cleanup_with (ws_freep) nex_ws_t *ws = nex_xzalloc (sizeof *ws);
   ws->node = node;
   pthread_mutex_init (&ws->pending_lock, NULL);
   ws->epfd = epoll_create1 (EPOLL_CLOEXEC);
   ws->efd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
   struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
-  int r = 0;
   if (ws->epfd < 0 || ws->efd < 0 || epoll_ctl (ws->epfd, EPOLL_CTL_ADD, ws->efd, &ev) < 0)
-    r = nex_error_sys (err, errno, "websocket set-up");
-  else if ((r = pthread_create (&ws->thread, NULL, ws_main, ws)) != 0)
-    r = nex_error_sys (err, r, "start the websocket thread");
-  if (r < 0)
     {
-      if (ws->epfd >= 0)
-        close (ws->epfd);
-      if (ws->efd >= 0)
-        close (ws->efd);
-      free (ws);
+      nex_error_sys (err, errno, "websocket set-up");
       return NULL;
     }
-  return ws;
+  int r = pthread_create (&ws->thread, NULL, ws_main, ws);
+  if (r != 0)
+    {
+      nex_error_sys (err, r, "start the websocket thread");
+      return NULL;
+    }
+  return NEX_STEAL_PTR (ws);
 }
 
 /* A session nexd is shutting down under before its thread ever served it: a close frame (1001) written at once
@@ -756,8 +760,8 @@ nex_ws_free (nex_ws_t *ws)
 {
   if (ws == NULL)
     return;
-  close (ws->epfd);
-  close (ws->efd);
+  nex_cleanup_closep (&ws->epfd);
+  nex_cleanup_closep (&ws->efd);
   pthread_mutex_destroy (&ws->pending_lock);
   free (ws);
 }

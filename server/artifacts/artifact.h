@@ -4,7 +4,7 @@
  * to parse its URLs, what it can check at request time, and how to stream the bytes; everything after that is
  * shared: the bytes are copied into a temporary file in the node's artifact cache while their SHA-256 is
  * computed, the digest is compared with the one the client expected, the copy is checked to be a static ELF
- * executable for this node (server/elf.h), and it is published read-only as CACHE_DIR/<digest>.  The cache is
+ * executable for this node (artifacts/elf.h), and it is published read-only as CACHE_DIR/<digest>.  The cache is
  * content-addressed, so a workload runs exactly the bytes that were checked, whatever happens to the source
  * afterwards, and identical artifacts are stored once.
  *

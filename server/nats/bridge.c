@@ -652,12 +652,20 @@ bridge_free (nex_nats_t *b)
   free (b);
 }
 
+/* For cleanup_with: a bridge that did not start; a no-op on NULL. */
+static void
+bridge_freep (nex_nats_t **b)
+{
+  if (*b)
+    bridge_free (*b);
+}
+
 nex_nats_t *
 nex_nats_start (nex_node_t *node, nex_error_t *err)
 {
   if (tags_check (node->cfg->tags, err) < 0)
     return NULL;
-  nex_nats_t *b = nex_xzalloc (sizeof *b);
+  cleanup_with (bridge_freep) nex_nats_t *b = nex_xzalloc (sizeof *b);
   b->node = node;
   b->node_token = nex_nats_token (node->id);
   pthread_mutex_init (&b->lock, NULL);
@@ -667,7 +675,7 @@ nex_nats_start (nex_node_t *node, nex_error_t *err)
   pthread_cond_init (&b->cond, &ca);
   pthread_condattr_destroy (&ca);
   if (make_options (b, err) < 0)
-    goto fail;
+    return NULL;
   /* A first attempt that may fail: an unreachable server is retried in the background (the node runs
    * meanwhile), but a server that answers and refuses us (credentials, TLS) is a configuration error. */
   natsStatus s = natsConnection_Connect (&b->nc, b->opts);
@@ -686,20 +694,17 @@ nex_nats_start (nex_node_t *node, nex_error_t *err)
       const char *detail = nats_GetLastError (NULL);
       nex_error_field (err, "nats", "cannot connect to NATS `%s`: %s%s%s", url, natsStatus_GetText (s),
                        detail && *detail ? ": " : "", detail ? detail : "");
-      goto fail;
+      return NULL;
     }
   int r = pthread_create (&b->publisher, NULL, publisher_main, b);
   if (r != 0)
     {
       nex_error_sys (err, r, "start the NATS publisher thread");
-      goto fail;
+      return NULL;
     }
   b->publisher_started = 1;
   nex_artifact_set_nats (artifact_get, b);
-  return b;
-fail:
-  bridge_free (b);
-  return NULL;
+  return NEX_STEAL_PTR (b);
 }
 
 int

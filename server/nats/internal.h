@@ -1,4 +1,4 @@
-/* nats/internal.h — what the files of the NATS bridge (nats-*.c) share; nothing outside them includes it.
+/* nats/internal.h — what the files of the NATS bridge (server/nats/) share; nothing outside them includes it.
  *
  * The bridge's state: the connection, the outbound queue (under lock, signalled by cond), counters, the
  * control subscriptions, the lame-duck drain thread and the function workloads' state. */

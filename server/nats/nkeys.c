@@ -1,5 +1,6 @@
 /* nkeys.c — see nkeys.h.  Written from the nkeys format description (prefix byte(s), key, CRC-16/XMODEM
- * little-endian, base32 without padding); checked against nkeys.js by tests/integration/test_nats_identity.py. */
+ * little-endian, base32 without padding); checked against nkeys.js by tests/integration/test_nats_control.py
+ * (test_identity_is_an_nkey_nkeys_js_agrees_with) and against vectors by tests/unit/test-nkeys.c. */
 #include "server/nats/nkeys.h"
 
 #include <string.h>

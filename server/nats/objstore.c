@@ -28,6 +28,30 @@ nex_objstore_bucket_valid (const char *name)
   return 1;
 }
 
+/* Cleanups of nats.c's types, for cleanup_with: each is a no-op on NULL. */
+static void
+js_ctx_destroyp (jsCtx **js)
+{
+  jsCtx_Destroy (*js);
+}
+
+static void
+msg_destroyp (natsMsg **msg)
+{
+  natsMsg_Destroy (*msg);
+}
+
+/* A subscription ended on the server's side too, then freed. */
+static void
+sub_endp (natsSubscription **sub)
+{
+  if (*sub)
+    {
+      natsSubscription_Unsubscribe (*sub);
+      natsSubscription_Destroy (*sub);
+    }
+}
+
 static char *
 meta_subject (const char *bucket, const char *name)
 {
@@ -82,7 +106,7 @@ get_meta (jsCtx *js, const char *bucket, const char *name, json_t **meta, nex_er
 {
   cleanup_free char *stream = nex_xasprintf ("OBJ_%s", bucket);
   cleanup_free char *subject = meta_subject (bucket, name);
-  natsMsg *msg = NULL;
+  cleanup_with (msg_destroyp) natsMsg *msg = NULL;
   jsErrCode jerr = 0;
   natsStatus s = js_GetLastMsg (&msg, js, stream, subject, NULL, &jerr);
   if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr || jerr == JSNoMessageFoundErr)
@@ -92,7 +116,6 @@ get_meta (jsCtx *js, const char *bucket, const char *name, json_t **meta, nex_er
   json_error_t jerror;
   *meta = json_loadb (natsMsg_GetData (msg) ? natsMsg_GetData (msg) : "", (size_t) natsMsg_GetDataLength (msg), 0,
                       &jerror);
-  natsMsg_Destroy (msg);
   if (!json_is_object (*meta))
     {
       json_decref (*meta);
@@ -114,19 +137,16 @@ nex_objstore_get (natsConnection *nc, const char *bucket, const char *name, uint
 {
   if (!nex_objstore_bucket_valid (bucket))
     return nex_error_field (err, "artifact", "object store bucket names are made of A-Z a-z 0-9 _ -");
-  jsCtx *js = NULL;
+  cleanup_with (js_ctx_destroyp) jsCtx *js = NULL;
   if (natsConnection_JetStream (&js, nc, NULL) != NATS_OK)
     return nex_error_set (err, NEX_ERR_SYSTEM, "object store: no JetStream context");
-  natsSubscription *sub = NULL;
+  cleanup_with (sub_endp) natsSubscription *sub = NULL;
   cleanup_json json_t *meta = NULL;
-  int ret = -1;
   int found = get_meta (js, bucket, name, &meta, err);
-  if (found <= 0)
-    {
-      if (found == 0)
-        nex_error_set (err, NEX_ERR_NOT_FOUND, "object store: bucket `%s` has no object `%s`", bucket, name);
-      goto out;
-    }
+  if (found < 0)
+    return -1;
+  if (found == 0)
+    return nex_error_set (err, NEX_ERR_NOT_FOUND, "object store: bucket `%s` has no object `%s`", bucket, name);
   json_t *jsize = json_object_get (meta, "size");
   json_t *jchunks = json_object_get (meta, "chunks");
   const char *nuid = json_string_value (json_object_get (meta, "nuid"));
@@ -135,18 +155,12 @@ nex_objstore_get (natsConnection *nc, const char *bucket, const char *name, uint
   if (!json_is_integer (jsize) || json_integer_value (jsize) < 0 || !json_is_integer (jchunks)
       || json_integer_value (jchunks) < 0 || !valid_nuid (nuid)
       || parse_digest (json_string_value (json_object_get (meta, "digest")), want) < 0)
-    {
-      nex_error_set (err, NEX_ERR_INVALID, "object store: metadata of `%s` is malformed", name);
-      goto out;
-    }
+    return nex_error_set (err, NEX_ERR_INVALID, "object store: metadata of `%s` is malformed", name);
   uint64_t size = (uint64_t) json_integer_value (jsize);
   int64_t chunks = json_integer_value (jchunks);
   if (size > max_bytes)
-    {
-      nex_error_set (err, NEX_ERR_TOO_LARGE, "object store: `%s` is larger than %llu bytes", name,
-                     (unsigned long long) max_bytes);
-      goto out;
-    }
+    return nex_error_set (err, NEX_ERR_TOO_LARGE, "object store: `%s` is larger than %llu bytes", name,
+                          (unsigned long long) max_bytes);
   crypto_hash_sha256_state sha;
   crypto_hash_sha256_init (&sha);
   uint64_t got = 0;
@@ -163,52 +177,32 @@ nex_objstore_get (natsConnection *nc, const char *bucket, const char *name, uint
       jsErrCode jerr = 0;
       natsStatus s = js_SubscribeSync (&sub, js, subject, NULL, &so, &jerr);
       if (s != NATS_OK)
-        {
-          js_fail (err, s, jerr, "read chunks");
-          goto out;
-        }
+        return js_fail (err, s, jerr, "read chunks");
     }
   while (got_chunks < chunks)
     {
-      natsMsg *m = NULL;
+      cleanup_with (msg_destroyp) natsMsg *m = NULL;
       natsStatus s = natsSubscription_NextMsg (&m, sub, CHUNK_WAIT_MS);
       if (s != NATS_OK)
-        {
-          js_fail (err, s, 0, "read chunks");
-          goto out;
-        }
+        return js_fail (err, s, 0, "read chunks");
       size_t n = (size_t) natsMsg_GetDataLength (m);
       if (n > size - got)
-        {
-          natsMsg_Destroy (m);
-          nex_error_set (err, NEX_ERR_INVALID, "object store: `%s` has more bytes than its metadata says", name);
-          goto out;
-        }
+        return nex_error_set (err, NEX_ERR_INVALID, "object store: `%s` has more bytes than its metadata says", name);
       crypto_hash_sha256_update (&sha, (const unsigned char *) natsMsg_GetData (m), n);
-      int w = n > 0 ? write (sink, natsMsg_GetData (m), n, err) : 0;
-      natsMsg_Destroy (m);
-      if (w < 0)
-        goto out;
+      if (n > 0 && write (sink, natsMsg_GetData (m), n, err) < 0)
+        return -1;
       got += n;
       got_chunks++;
     }
   unsigned char have[crypto_hash_sha256_BYTES];
   crypto_hash_sha256_final (&sha, have);
   if (got != size)
-    nex_error_set (err, NEX_ERR_INVALID, "object store: `%s` has %llu bytes, its metadata says %llu", name,
-                   (unsigned long long) got, (unsigned long long) size);
-  else if (sodium_memcmp (have, want, sizeof want) != 0)
-    nex_error_set (err, NEX_ERR_INVALID, "object store: `%s` does not match the digest of its metadata", name);
-  else
-    ret = 0;
-out:
-  if (sub)
-    {
-      natsSubscription_Unsubscribe (sub);
-      natsSubscription_Destroy (sub);
-    }
-  jsCtx_Destroy (js);
-  return ret;
+    return nex_error_set (err, NEX_ERR_INVALID, "object store: `%s` has %llu bytes, its metadata says %llu", name,
+                          (unsigned long long) got, (unsigned long long) size);
+  if (sodium_memcmp (have, want, sizeof want) != 0)
+    return nex_error_set (err, NEX_ERR_INVALID, "object store: `%s` does not match the digest of its metadata",
+                          name);
+  return 0;
 }
 
 static void
@@ -260,22 +254,15 @@ nex_objstore_put (natsConnection *nc, const char *bucket, const char *name, cons
     return nex_error_field (err, "bucket", "object store bucket names are made of A-Z a-z 0-9 _ -");
   if (name == NULL || *name == '\0')
     return nex_error_field (err, "name", "object name must not be empty");
-  jsCtx *js = NULL;
+  cleanup_with (js_ctx_destroyp) jsCtx *js = NULL;
   if (natsConnection_JetStream (&js, nc, NULL) != NATS_OK)
     return nex_error_set (err, NEX_ERR_SYSTEM, "object store: no JetStream context");
-  int ret = -1;
   cleanup_json json_t *old = NULL;
-  cleanup_json json_t *meta = NULL;
-  cleanup_free char *chunk_subject = NULL;
-  cleanup_free char *text = NULL;
-  cleanup_free char *subject = NULL;
-  cleanup_free char *dig = NULL;
-  natsMsg *msg = NULL;
   if (ensure_stream (js, bucket, err) < 0 || get_meta (js, bucket, name, &old, err) < 0)
-    goto out;
+    return -1;
   char nuid[NUID_LEN + 1];
   new_nuid (nuid);
-  chunk_subject = nex_xasprintf ("$O.%s.C.%s", bucket, nuid);
+  cleanup_free char *chunk_subject = nex_xasprintf ("$O.%s.C.%s", bucket, nuid);
   size_t chunk = DEFAULT_CHUNK;
   int64_t maxp = natsConnection_GetMaxPayload (nc);
   if (maxp > 0 && (size_t) maxp < chunk)
@@ -289,10 +276,7 @@ nex_objstore_put (natsConnection *nc, const char *bucket, const char *name, cons
       jsErrCode jerr = 0;
       natsStatus s = js_Publish (NULL, js, chunk_subject, (const char *) data + off, (int) len, NULL, &jerr);
       if (s != NATS_OK)
-        {
-          js_fail (err, s, jerr, "write a chunk");
-          goto out;
-        }
+        return js_fail (err, s, jerr, "write a chunk");
       crypto_hash_sha256_update (&sha, (const unsigned char *) data + off, len);
       chunks++;
     }
@@ -302,26 +286,22 @@ nex_objstore_put (natsConnection *nc, const char *bucket, const char *name, cons
   char b64[sodium_base64_ENCODED_LEN (crypto_hash_sha256_BYTES, sodium_base64_VARIANT_URLSAFE)];
   sodium_bin2base64 (b64, sizeof b64, sum, sizeof sum, sodium_base64_VARIANT_URLSAFE);
   char mtime[NEX_CLOCK_RFC3339_LEN];
-  dig = nex_xasprintf (DIGEST_PREFIX "%s", b64);
-  meta = json_pack ("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:{s:I}}", "name", name, "bucket", bucket, "nuid", nuid,
+  cleanup_free char *dig = nex_xasprintf (DIGEST_PREFIX "%s", b64);
+  cleanup_json json_t *meta
+      = json_pack ("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:{s:I}}", "name", name, "bucket", bucket, "nuid", nuid,
                    "size", (json_int_t) n, "chunks", (json_int_t) chunks, "mtime",
                    nex_clock_format (nex_clock_now_ms (), mtime, sizeof mtime), "digest", dig, "deleted", 0,
                    "options", "max_chunk_size", (json_int_t) chunk);
-  text = json_dumps (meta, JSON_COMPACT);
-  subject = meta_subject (bucket, name);
+  cleanup_free char *text = json_dumps (meta, JSON_COMPACT);
+  cleanup_free char *subject = meta_subject (bucket, name);
+  cleanup_with (msg_destroyp) natsMsg *msg = NULL;
   if (natsMsg_Create (&msg, subject, NULL, text, (int) strlen (text)) != NATS_OK
       || natsMsgHeader_Set (msg, "Nats-Rollup", "sub") != NATS_OK)
-    {
-      nex_error_set (err, NEX_ERR_SYSTEM, "object store: cannot build the metadata message");
-      goto out;
-    }
+    return nex_error_set (err, NEX_ERR_SYSTEM, "object store: cannot build the metadata message");
   jsErrCode jerr = 0;
   natsStatus s = js_PublishMsg (NULL, js, msg, NULL, &jerr);
   if (s != NATS_OK)
-    {
-      js_fail (err, s, jerr, "write the metadata");
-      goto out;
-    }
+    return js_fail (err, s, jerr, "write the metadata");
   const char *old_nuid = json_string_value (json_object_get (old, "nuid"));
   if (valid_nuid (old_nuid))
     {
@@ -333,9 +313,5 @@ nex_objstore_put (natsConnection *nc, const char *bucket, const char *name, cons
       o.Stream.Purge.Subject = old_subject;
       js_PurgeStream (js, stream, &o, NULL);
     }
-  ret = 0;
-out:
-  natsMsg_Destroy (msg);
-  jsCtx_Destroy (js);
-  return ret;
+  return 0;
 }

@@ -243,61 +243,50 @@ nex_secure_take (nex_node_t *node, json_t *request, nex_secure_row_t *out, int *
   *present = 0;
   if (!json_is_object (request))
     return 0; /* nex_workload_from_request says what is wrong */
+  cleanup_with (nex_secure_row_release) nex_secure_row_t row = { 0 };
   cleanup_free char *jwt = NULL;
-  if (take_string (request, "environment", SEALED_MAX_BYTES, &out->sealed_env, err) < 0
-      || take_string (request, "sender_public_key", 64, &out->sender_xkey, err) < 0
+  if (take_string (request, "environment", SEALED_MAX_BYTES, &row.sealed_env, err) < 0
+      || take_string (request, "sender_public_key", 64, &row.sender_xkey, err) < 0
       || take_string (request, "workload_jwt", JWT_MAX_BYTES, &jwt, err) < 0)
-    goto fail;
-  *present = out->sealed_env || out->sender_xkey || jwt;
-  if (out->sealed_env && out->sender_xkey == NULL)
-    {
-      nex_error_field (err, "sender_public_key", "is required with a sealed environment");
-      goto fail;
-    }
-  if (out->sealed_env)
+    return -1;
+  *present = row.sealed_env || row.sender_xkey || jwt;
+  if (row.sealed_env && row.sender_xkey == NULL)
+    return nex_error_field (err, "sender_public_key", "is required with a sealed environment");
+  if (row.sealed_env)
     {
       /* Opened now only to refuse at once what could never start; the clear values are wiped here. */
-      json_t *env = open_env (node, out->sealed_env, out->sender_xkey, err);
+      json_t *env = open_env (node, row.sealed_env, row.sender_xkey, err);
       if (env == NULL)
-        goto fail;
+        return -1;
       nex_secure_env_wipe (env);
     }
   if (jwt == NULL && node->cfg->valid_issuers && *node->cfg->valid_issuers)
-    {
-      nex_error_field (err, "workload_jwt", "this node only runs workloads with a JWT from one of its valid issuers");
-      goto fail;
-    }
+    return nex_error_field (err, "workload_jwt",
+                            "this node only runs workloads with a JWT from one of its valid issuers");
   if (jwt)
     {
       cleanup_json json_t *claims = nex_secure_jwt_verify (node, jwt, err);
       if (claims == NULL)
-        goto fail;
+        return -1;
       char hash[65];
       if (claims_hash (claims, hash) < 0)
-        {
-          nex_error_field (err, "workload_jwt", "claims carry no artifact hash (nats.hash: 64 hex digits)");
-          goto fail;
-        }
+        return nex_error_field (err, "workload_jwt", "claims carry no artifact hash (nats.hash: 64 hex digits)");
       const char *sha = json_string_value (json_object_get (request, "sha256"));
       if (sha == NULL)
         sha = json_string_value (json_object_get (request, "hash"));
       if (sha && strcasecmp (sha, hash) != 0)
-        {
-          nex_error_field (err, "workload_jwt", "the JWT vouches for hash %s, the request names %s", hash, sha);
-          goto fail;
-        }
+        return nex_error_field (err, "workload_jwt", "the JWT vouches for hash %s, the request names %s", hash, sha);
       const char *iss = json_string_value (json_object_get (claims, "iss"));
       if (nex_registry_jti_claim (node->reg, iss, json_string_value (json_object_get (claims, "jti")), err) < 0)
-        goto fail;
-      out->jwt_issuer = nex_xstrdup (iss);
+        return -1;
+      row.jwt_issuer = nex_xstrdup (iss);
       const char *sub = json_string_value (json_object_get (claims, "sub"));
-      out->jwt_subject = sub ? nex_xstrdup (sub) : NULL;
-      out->jwt_hash = nex_xstrdup (hash);
+      row.jwt_subject = sub ? nex_xstrdup (sub) : NULL;
+      row.jwt_hash = nex_xstrdup (hash);
     }
+  *out = row;
+  memset (&row, 0, sizeof row);
   return 0;
-fail:
-  nex_secure_row_release (out);
-  return -1;
 }
 
 int

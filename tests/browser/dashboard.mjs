@@ -2,7 +2,7 @@
 //
 // Usage: node tests/browser/dashboard.mjs BASE_URL ARTIFACT_PATH OUT_DIR TOKEN
 // Prints one JSON line per check ({"check": name, "ok": bool, "detail": ...}) and exits non-zero when a check
-// failed; tests/browser/test_dashboard.py runs it and turns each line into a pytest result.  Screenshots of the
+// failed; tests/integration/test_dashboard.py runs it and turns each line into a pytest result.  Screenshots of the
 // main views go to OUT_DIR.  axe-core (from npm) checks accessibility of every view.
 import { chromium } from 'playwright-core';
 import { readFileSync } from 'node:fs';

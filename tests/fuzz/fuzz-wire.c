@@ -1,4 +1,4 @@
-/* fuzz-wire.c — a fuzz harness for the wire decoder (agent/wire.c), the code that reads every byte a guest or
+/* fuzz-wire.c — a fuzz harness for the wire decoder (common/wire.c), the code that reads every byte a guest or
  * host sends.
  *
  * The first input byte chooses how the rest is cut into reads (1 to 256 bytes each, or everything at once),
@@ -12,7 +12,7 @@
  *
  *   libFuzzer (clang):
  *     clang -g -O1 -fsanitize=fuzzer,address,undefined -DNEX_FUZZ_LIBFUZZER -D_GNU_SOURCE -I. \
- *       tests/fuzz/fuzz-wire.c agent/wire.c common/error.c common/fdio.c common/xalloc.c -ljansson \
+ *       tests/fuzz/fuzz-wire.c common/wire.c common/error.c common/fdio.c common/xalloc.c -ljansson \
  *       -o /tmp/fuzz-wire
  *     mkdir -p /tmp/fuzz-wire-corpus && /tmp/fuzz-wire /tmp/fuzz-wire-corpus -max_total_time=60
  *

@@ -1,6 +1,6 @@
 // nats-client.mjs — a small NATS client for the integration tests, built on nats.js (npm `nats`) and nkeys.js:
 // an independent implementation of the NATS protocol, JetStream object store, nkeys and xkey sealing against
-// which nexd's own (nats.c and server/nkeys.c) are checked.
+// which nexd's own (nats.c and server/nats/nkeys.c) are checked.
 //
 // Usage: node nats-client.mjs SERVER COMMAND ARGS...   (SERVER "-" for commands that need no connection)
 //   request SUBJECT JSON [TIMEOUT_MS]         one request, prints the reply's data as text

@@ -234,7 +234,7 @@ def test_nkey_auth(request, tmp_path):
     seed = tmp_path / "user.nk"
     seed.write_text(user["seed"] + "\n")
     seed.chmod(0o600)
-    # nexd derives the public key from the seed (server/nkeys.c) and signs the server's nonce with it (nats.c).
+    # nexd derives the public key from the seed (server/nats/nkeys.c) and signs the server's nonce with it (nats.c).
     nex = start_node(request, server, extra=["--nats-nkey", str(seed)])
     status = nex.get("/v1/node").json()["nats"]
     assert status["connected"] is True

@@ -1,7 +1,8 @@
 /* tap.h — a minimal TAP producer for Nex's C unit tests.
  *
- * Each check prints "ok N - name" or "not ok N - name"; tap_done() prints the plan and returns the exit status
- * (non-zero when any check failed), so `return tap_done ();` ends main.  tests/run counts these lines. */
+ * Each check prints "ok N - name" or "not ok N - name", a check that cannot run here "ok N # SKIP why";
+ * tap_done() prints the plan and returns the exit status (non-zero when any check failed), so
+ * `return tap_done ();` ends main.  tests/run counts these lines. */
 #ifndef NEX_TAP_H
 #define NEX_TAP_H
 
@@ -21,6 +22,17 @@ static int tap_count_, tap_failed_;
       printf ("\n");                                                                                               \
       if (!tap_c_)                                                                                                 \
         printf ("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);                                           \
+      fflush (stdout);                                                                                             \
+    }                                                                                                              \
+  while (0)
+
+/* A check that cannot run on this host: counted, passed, and marked SKIP with the reason. */
+#define TAP_SKIP(...)                                                                                              \
+  do                                                                                                               \
+    {                                                                                                              \
+      printf ("ok %d # SKIP ", ++tap_count_);                                                                      \
+      printf (__VA_ARGS__);                                                                                        \
+      printf ("\n");                                                                                               \
       fflush (stdout);                                                                                             \
     }                                                                                                              \
   while (0)

@@ -1,5 +1,5 @@
-/* test-cgroup.c — unit tests of the cgroup manager (server/cgroup*.c) on this host's real cgroups, and of the
- * /proc and cgroup-file parsers beside it (server/proc.c).
+/* test-cgroup.c — unit tests of the cgroup manager (server/drivers/cgroup*.c) on this host's real cgroups, and of the
+ * /proc and cgroup-file parsers beside it (server/drivers/proc.c).
  *
  * The parsers are checked on files this test writes.  The manager is checked end to end when the test runs as
  * root on a host with usable cgroups (else those checks are skipped, saying why): a cgroup is created with
@@ -21,20 +21,19 @@
 #include "server/id.h"
 #include "server/drivers/proc.h"
 #include "tests/unit/tap.h"
-
-static char tmpdir[] = "/tmp/nex-test-cgroup-XXXXXX";
+#include "tests/unit/testutil.h"
 
 static void
 test_parsers (void)
 {
-  cleanup_free char *path = nex_xasprintf ("%s/stat", tmpdir);
-  nex_file_write_atomic (path, "usage_usec 1200\nuser_usec 7\nnr_throttled 3\n", 43, 0600, NULL);
+  cleanup_free char *path = test_path ("stat");
+  test_write_text (path, "usage_usec 1200\nuser_usec 7\nnr_throttled 3\n", 0600);
   TAP_OK (nex_cgroup_read_key (path, "user_usec") == 7 && nex_cgroup_read_key (path, "nr_throttled") == 3
               && nex_cgroup_read_key (path, "usage") == -1 && nex_cgroup_read_key (path, "missing") == -1,
           "read_key finds whole keys only");
-  nex_file_write_atomic (path, "max\n", 4, 0600, NULL);
+  test_write_text (path, "max\n", 0600);
   TAP_OK (nex_cgroup_read_int (path) == -1, "\"max\" reads as unlimited (-1)");
-  nex_file_write_atomic (path, "4096\n", 5, 0600, NULL);
+  test_write_text (path, "4096\n", 0600);
   TAP_OK (nex_cgroup_read_int (path) == 4096 && nex_cgroup_read_int ("/nonexistent/x") == -1, "read_int");
 
   int64_t self = nex_proc_start_time (getpid ());
@@ -71,7 +70,7 @@ test_manager (void)
   if (cg == NULL)
     {
       for (int i = 0; i < 8; i++)
-        TAP_OK (1, "# SKIP no usable cgroups here: %s", err->msg);
+        TAP_SKIP ("no usable cgroups here: %s", err->msg);
       return;
     }
   const char *mode = nex_cgroups_mode (cg);
@@ -128,7 +127,7 @@ test_v2_backend (void)
   if (cg == NULL)
     {
       for (int i = 0; i < 5; i++)
-        TAP_OK (1, "# SKIP no usable cgroup2 tree: %s", err ? err->msg : "not root");
+        TAP_SKIP ("no usable cgroup2 tree: %s", err ? err->msg : "not root");
       return;
     }
   char id[37];
@@ -164,16 +163,8 @@ test_v2_backend (void)
 int
 main (void)
 {
-  if (mkdtemp (tmpdir) == NULL)
-    {
-      perror ("mkdtemp");
-      return 1;
-    }
   test_parsers ();
   test_manager ();
   test_v2_backend ();
-  cleanup_free char *rm = nex_xasprintf ("rm -rf '%s'", tmpdir);
-  if (system (rm) != 0)
-    printf ("# could not remove %s\n", tmpdir);
   return tap_done ();
 }

@@ -1,4 +1,4 @@
-/* test-nkeys.c — unit tests of server/nkeys.c: CRC-16/XMODEM, base32, nkey and seed encoding against vectors
+/* test-nkeys.c — unit tests of server/nats/nkeys.c: CRC-16/XMODEM, base32, nkey and seed encoding against vectors
  * made by nkeys.js (the JavaScript nkeys library), signatures, xkey sealing, and refusal of malformed keys. */
 #include <string.h>
 

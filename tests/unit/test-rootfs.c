@@ -17,6 +17,7 @@
 #include "rootfs/rootfs.h"
 #include "rootfs/vmlinux.h"
 #include "tests/unit/tap.h"
+#include "tests/unit/testutil.h"
 
 static void
 test_lz4 (void)
@@ -100,7 +101,7 @@ test_bzimage (void)
   cleanup_free char *k = nex_file_read ("kernel/vmlinuz", 256u << 20, &klen, NULL);
   if (k == NULL)
     {
-      printf ("ok %d - vmlinux: the real kernel # SKIP kernel/vmlinuz is not in the build dir\n", ++tap_count_);
+      TAP_SKIP ("vmlinux: the real kernel: kernel/vmlinuz is not in the build dir");
       return;
     }
   cleanup_free uint8_t *real = nex_vmlinux_extract ((uint8_t *)k, klen, &out_len, &err);
@@ -170,12 +171,6 @@ find (const entry_t *es, int n, const char *name)
 }
 
 static void
-put_file (const char *path, const char *text)
-{
-  nex_file_write_atomic (path, text, strlen (text), 0755, NULL);
-}
-
-static void
 test_initramfs (const char *dir)
 {
   cleanup_free char *agent = nex_xasprintf ("%s/agent", dir);
@@ -185,12 +180,12 @@ test_initramfs (const char *dir)
   cleanup_free char *m2 = nex_xasprintf ("%s/10-a.ko", mods);
   cleanup_free char *other = nex_xasprintf ("%s/README", mods);
   cleanup_free char *out = nex_xasprintf ("%s/image.cpio", dir);
-  put_file (agent, "AGENT-BYTES");
-  put_file (workload, "WORKLOAD");
+  test_write_text (agent, "AGENT-BYTES", 0755);
+  test_write_text (workload, "WORKLOAD", 0755);
   mkdir (mods, 0755);
-  put_file (m1, "module b");
-  put_file (m2, "module a");
-  put_file (other, "not a module");
+  test_write_text (m1, "module b", 0755);
+  test_write_text (m2, "module a", 0755);
+  test_write_text (other, "not a module", 0755);
 
   nex_rootfs_spec_t spec = { .workload_path = workload, .agent_path = agent, .modules_dir = mods };
   cleanup_error nex_error_t err = NULL;
@@ -226,7 +221,7 @@ test_initramfs (const char *dir)
   stat (p2 ? p2 : "/nonexistent", &st2);
   TAP_OK (p1 && p2 && strcmp (p1, p2) == 0 && st1.st_ino == st2.st_ino && (st1.st_mode & 0777) == 0444,
           "cache: the same inputs reuse the cached image (%s)", p1 ? p1 : err->msg);
-  put_file (agent, "AGENT-BYTES-2");
+  test_write_text (agent, "AGENT-BYTES-2", 0755);
   cleanup_free char *p3 = nex_rootfs_image (cache, NEX_ROOTFS_INITRAMFS, &spec, &err);
   TAP_OK (p3 && strcmp (p1 ? p1 : "", p3) != 0, "cache: a different agent gives a different image");
   char digest[65] = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -244,19 +239,12 @@ test_initramfs (const char *dir)
   TAP_OK (bad == NULL && err && strstr (err->msg, "/nonexistent/agent"), "a missing agent fails naming it");
 }
 
-static int
-have_program (const char *name)
-{
-  cleanup_free char *cmd = nex_xasprintf ("command -v %s >/dev/null 2>&1", name);
-  return system (cmd) == 0;
-}
-
 static void
 test_ext4 (const char *dir)
 {
-  if (!have_program ("mkfs.ext4") || !have_program ("debugfs"))
+  if (!test_have_program ("mkfs.ext4") || !test_have_program ("debugfs"))
     {
-      printf ("ok %d - ext4: image read back # SKIP mkfs.ext4 or debugfs (e2fsprogs) is missing\n", ++tap_count_);
+      TAP_SKIP ("ext4: image read back: mkfs.ext4 or debugfs (e2fsprogs) is missing");
       return;
     }
   cleanup_free char *agent = nex_xasprintf ("%s/agent", dir);
@@ -282,15 +270,10 @@ main (void)
 {
   if (sodium_init () < 0)
     return 1;
-  char dir[] = "/tmp/nex-test-rootfs-XXXXXX";
-  if (mkdtemp (dir) == NULL)
-    return 1;
+  const char *dir = test_dir ();
   test_lz4 ();
   test_bzimage ();
   test_initramfs (dir);
   test_ext4 (dir);
-  cleanup_free char *rm = nex_xasprintf ("rm -rf %s", dir);
-  if (system (rm) != 0)
-    fprintf (stderr, "could not remove %s\n", dir);
   return tap_done ();
 }
