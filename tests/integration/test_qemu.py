@@ -231,3 +231,54 @@ def test_missing_kernel_is_refused_at_deploy(no_kernel_nexd):
     assert r.headers["Content-Type"].startswith("application/problem+json")
     assert "/nonexistent/kernel/vmlinuz" in r.json()["detail"]
     assert nex.workloads()["count"] == 0
+
+
+def qemu_processes_of(nex):
+    """Pids of the QEMU processes whose command line names NEX's data dir (its VMs, and no other node's)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"qemu-system-x86_64") and str(nex.data_dir).encode() in b" ".join(argv) \
+                and pid_alive(int(d)):
+            out.append(int(d))
+    return sorted(out)
+
+
+def test_vms_survive_nexd_killed_in_a_loop(vmnexd):
+    """kill -9 of nexd, 10 times, while two VMs run: each round every VM is re-adopted (same QEMU pid, still
+    printing), no QEMU is started twice, and both can be stopped at the end."""
+    nex = vmnexd
+    ids = [nex.deploy_ok(name=f"ticker-{i}", driver="qemu", artifact=nex.program("vm-probe"),
+                         argv=["vm-probe", "tick", "600"])["id"] for i in range(2)]
+    pids = {wid: nex.wait_state(wid, "running", timeout=BOOT_TIMEOUT_S)["pid"] for wid in ids}
+    for wid in ids:
+        nex.wait_log(wid, "tick 1", timeout=30)
+    assert qemu_processes_of(nex) == sorted(pids.values())
+    for round_ in range(10):
+        nex.daemon.proc.send_signal(signal.SIGKILL)
+        nex.daemon.proc.wait()
+        nex.start()
+        for wid in ids:
+            w = nex.workload(wid)
+            assert w["state"] == "running" and w["pid"] == pids[wid], (round_, w)
+        assert qemu_processes_of(nex) == sorted(pids.values()), f"round {round_}: a VM was started twice or lost"
+    for wid in ids:  # still attached: new output arrives
+        seen = len(texts(nex, wid, "stdout"))
+        deadline = time.monotonic() + 30
+        while len(texts(nex, wid, "stdout")) <= seen + 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(texts(nex, wid, "stdout")) > seen + 1, f"no output from {wid} after the last re-adoption"
+    for wid in ids:
+        assert nex.delete(f"/v1/workloads/{wid}", params={"grace_s": 5}).status_code == 202
+    for wid in ids:
+        nex.wait_state(wid, "stopped", timeout=60)
+    deadline = time.monotonic() + 15
+    while qemu_processes_of(nex) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert qemu_processes_of(nex) == [], "QEMU processes outlived their stopped VMs"
