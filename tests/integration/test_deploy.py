@@ -101,7 +101,7 @@ def test_args_are_the_arguments_after_the_nodes_argv0(nexd):
     assert nexd.deploy_ok(name="none", artifact=nexd.program("hello"), args=[])["argv"] == ["none"]
     # One or the other, never both; each is checked as argv is.
     for body, field in [(dict(argv=["hello"], args=["x"]), "args"), (dict(args="x"), "args"),
-                        (dict(args=["ok", 7]), "args[1]"), (dict(args=["a\u0000b"]), "args[0]")]:
+                        (dict(args=["ok", 7]), "args[1]"), (dict(args=[[]]), "args[0]")]:
         r = nexd.deploy(name="bad", artifact=nexd.program("hello"), **body)
         assert r.status_code == 422 and r.json()["field"] == field, (body, r.text)
     assert "not both" in nexd.deploy(name="bad", artifact=nexd.program("hello"), argv=["a"], args=["b"]).json()["detail"]
