@@ -34,6 +34,7 @@ def test_nex_run_arguments_environment_and_replies(request, nats_server):
     c = NatsClient(nats_server.url)
     c.run("obj-put", "apps", "hello", program_path("hello"))
     issuer, publisher = keys(c)
+    logs = c.subscribe("$NEX.logs.>")
     out = nex_cli(nats_server, "run", node=nid, url="nats://apps/hello", name="web", argv="--port 80",
                   env={"greeting": "hi there"}, issuer_seed=issuer["seed"], publisher_seed=publisher["seed"])
     assert "error" not in out, out
@@ -60,6 +61,14 @@ def test_nex_run_arguments_environment_and_replies(request, nats_server):
     assert "greeting: hi there" in stdout, stdout
     assert w["env"] == {} and w["digest"] == file_sha256(program_path("hello"))
     assert w["artifact"] == "nats://apps/hello" and w["exit_code"] == 3
+    # `nex logs` (Client.MonitorLogs) takes only 6-token subjects and decodes {text, level (a slog.Level name,
+    # read case-insensitively), id}.
+    line = logs.take(1, predicate=lambda m: "argv:" in m["data"])[0]
+    logs.close()
+    tokens = line["subject"].split(".")
+    assert len(tokens) == 6 and tokens[2:4] == ["default", nid] and tokens[5] == run["id"], line
+    entry = json.loads(line["data"])
+    assert entry["text"] == "argv: web --port 80" and entry["level"].upper() in ("DEBUG", "INFO", "WARN", "ERROR")
 
 
 def test_nex_stop_and_essential(request, nats_server):
