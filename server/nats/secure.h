@@ -47,8 +47,8 @@ json_t *nex_secure_start_env (nex_node_t *node, const char *id, json_t *env, nex
 void nex_secure_env_wipe (json_t *env);
 
 /* May workload ID be stopped with JWT (NULL when none came)?  0 when it was not launched with a JWT, or when
- * JWT verifies, comes from the same issuer (subject: the start JWT's, or ID) and is fresh (its jti is claimed now); -1 otherwise
- * (NEX_ERR_INVALID, or NEX_ERR_CONFLICT for a replay). */
+ * JWT verifies, comes from the same issuer (subject, when it has one: the start JWT's, or ID) and is fresh (its
+ * jti is claimed now); -1 otherwise (NEX_ERR_INVALID, or NEX_ERR_CONFLICT for a replay). */
 int nex_secure_check_stop (nex_node_t *node, const char *id, const char *jwt, nex_error_t *err);
 
 #endif
