@@ -447,9 +447,19 @@ test_requests (void)
   TAP_OK (nex_workload_from_request (body, "qemu", &w, &err) == 0, "a valid body is accepted");
   TAP_OK (strcmp (w.namespace_, "default") == 0 && strcmp (w.driver, "qemu") == 0 && w.description == NULL
               && strcmp (w.sha256, "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789") == 0
-              && json_array_size (w.argv) == 0 && json_object_size (w.env) == 2 && w.state == NEX_STATE_PENDING
-              && w.created_at > 0 && w.created_at == w.updated_at && strlen (w.id) == NEX_ID_LEN,
-          "defaults, lower-cased sha256, id and times");
+              && json_array_size (w.argv) == 1
+              && strcmp (json_string_value (json_array_get (w.argv, 0)), "web-1.x_y") == 0
+              && json_object_size (w.env) == 2 && w.state == NEX_STATE_PENDING && w.created_at > 0
+              && w.created_at == w.updated_at && strlen (w.id) == NEX_ID_LEN,
+          "defaults (argv: the name), lower-cased sha256, id and times");
+  nex_workload_release (&w);
+  cleanup_json json_t *with_args
+      = json_loads ("{\"name\":\"web\",\"artifact\":\"file:///bin/x\",\"args\":[\"--port\",\"80\"]}", 0, NULL);
+  cleanup_free char *vector = NULL;
+  if (nex_workload_from_request (with_args, "sandbox", &w, &err) == 0)
+    vector = json_dumps (w.argv, JSON_COMPACT);
+  TAP_OK (vector && strcmp (vector, "[\"web\",\"--port\",\"80\"]") == 0, "args follow the name as argv[0] (%s)",
+          vector ? vector : err->msg);
   nex_workload_release (&w);
 
   expect_invalid ("[1]", "");
@@ -464,6 +474,8 @@ test_requests (void)
   expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"env\":[]}", "env");
   expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"argv\":\"ls -l\"}", "argv");
   expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"argv\":[\"a\",2]}", "argv[1]");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"args\":[\"a\",2]}", "args[1]");
+  expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"argv\":[\"a\"],\"args\":[\"b\"]}", "args");
   expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"sha256\":\"abc\"}", "sha256");
   expect_invalid ("{\"name\":\"a\",\"artifact\":\"file:///x\",\"sha256\":"
                   "\"zzcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\"}",
