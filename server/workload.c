@@ -224,29 +224,50 @@ read_sha256 (const json_t *body, char **out, nex_error_t *err)
   return 0;
 }
 
-/* argv: an array of strings without NUL, copied into a new array (an empty one when absent). */
+/* Member KEY of BODY, an array of at most ARGV_MAX_ENTRIES strings without NUL, appended to OUT (errors name
+ * KEY and KEY[i]).  Absent or null appends nothing. */
 static int
-read_argv (const json_t *body, json_t **out, nex_error_t *err)
+read_strings (const json_t *body, const char *key, json_t *out, nex_error_t *err)
 {
-  const json_t *v = json_object_get (body, "argv");
-  *out = json_array ();
+  const json_t *v = json_object_get (body, key);
   if (v == NULL || json_is_null (v))
     return 0;
   if (!json_is_array (v))
-    return nex_error_field (err, "argv", "must be an array of strings");
+    return nex_error_field (err, key, "must be an array of strings");
   if (json_array_size (v) > ARGV_MAX_ENTRIES)
-    return nex_error_field (err, "argv", "must have at most %d entries", ARGV_MAX_ENTRIES);
+    return nex_error_field (err, key, "must have at most %d entries", ARGV_MAX_ENTRIES);
   size_t i;
   const json_t *arg;
   json_array_foreach (v, i, arg)
   {
-    cleanup_free char *field = nex_xasprintf ("argv[%zu]", i);
+    cleanup_free char *field = nex_xasprintf ("%s[%zu]", key, i);
     if (!json_is_string (arg))
       return nex_error_field (err, field, "must be a string");
     if (has_nul (arg))
       return nex_error_field (err, field, "must not contain NUL bytes");
-    json_array_append_new (*out, json_string (json_string_value (arg)));
+    json_array_append_new (out, json_string (json_string_value (arg)));
   }
+  return 0;
+}
+
+/* The program's argument vector, by the one rule (README, "argv and args"): `argv` is the whole vector, argv[0]
+ * included; `args` is the arguments only (nex's meaning of its `argv`), after an argv[0] the node supplies: the
+ * workload's NAME, as when neither is given or argv is empty.  *OUT (a new array) is the vector the program
+ * receives, so that the stored record shows what ran. */
+static int
+read_argv (const json_t *body, const char *name, json_t **out, nex_error_t *err)
+{
+  const json_t *argv = json_object_get (body, "argv");
+  const json_t *args = json_object_get (body, "args");
+  int has_args = args != NULL && !json_is_null (args);
+  *out = json_array ();
+  if (has_args && argv != NULL && !json_is_null (argv))
+    return nex_error_field (err, "args", "give either `argv` (the whole vector, argv[0] included) or `args` (the "
+                            "arguments after argv[0]), not both");
+  if (read_strings (body, has_args ? "args" : "argv", *out, err) < 0)
+    return -1;
+  if (has_args || json_array_size (*out) == 0)
+    json_array_insert_new (*out, 0, json_string (name));
   return 0;
 }
 
@@ -601,7 +622,7 @@ static int
 check_known_fields (const json_t *body, nex_error_t *err)
 {
   static const char *const known[]
-      = { "name",      "namespace",      "artifact",     "sha256",    "argv",         "env", "description",
+      = { "name",      "namespace",      "artifact",     "sha256",    "argv",         "args", "env", "description",
           "driver",    "resources",      "restart_policy", "max_restarts", "essential", "capabilities", "cwd",
           "network",   "labels",         "type",           "trigger_subjects", "function_timeout_s",
           "max_concurrency", NULL };
@@ -629,7 +650,7 @@ nex_workload_from_request (const json_t *body, const char *default_driver, nex_w
   if (check_known_fields (body, err) < 0 || read_name (body, "name", NULL, &w.name, err) < 0
       || read_name (body, "namespace", "default", &w.namespace_, err) < 0
       || read_string (body, "artifact", 1, ARTIFACT_MAX_LEN, &w.artifact, err) < 0
-      || read_sha256 (body, &w.sha256, err) < 0 || read_argv (body, &w.argv, err) < 0
+      || read_sha256 (body, &w.sha256, err) < 0 || read_argv (body, w.name, &w.argv, err) < 0
       || read_env (body, &w.env, err) < 0
       || read_string (body, "description", 0, DESCRIPTION_MAX_LEN, &w.description, err) < 0
       || read_name (body, "driver", default_driver, &w.driver, err) < 0

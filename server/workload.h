@@ -99,7 +99,7 @@ typedef struct nex_workload
   char *artifact;        /* URL of the executable: file:///abs/path for now */
   char *sha256;          /* digest the client expects (lower-case hex), optional */
   char *digest;          /* digest of the artifact as fetched, once known */
-  json_t *argv;          /* array of strings (never NULL; may be empty) */
+  json_t *argv;          /* array of strings: the vector the program receives (never NULL; [] in old records) */
   json_t *env;           /* object of string values (never NULL; may be empty) */
   char *driver;          /* driver name, e.g. "sandbox" */
   nex_state_t state;
@@ -134,7 +134,7 @@ typedef struct nex_workload
 void nex_workload_release (nex_workload_t *w);
 
 /* Builds a new pending workload from a client's JSON request body (the REST/NATS deploy fields: name,
- * namespace, artifact, sha256, argv, env, description, driver, labels, and the sandbox options resources,
+ * namespace, artifact, sha256, argv or args, env, description, driver, labels, and the sandbox options resources,
  * restart_policy, max_restarts, essential, capabilities, cwd, network, and the function fields type,
  * trigger_subjects, function_timeout_s, max_concurrency).  Validates every field: missing, wrong-typed or
  * out-of-range fields fail with NEX_ERR_INVALID naming the field; unknown fields are refused too (strict

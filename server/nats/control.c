@@ -198,10 +198,11 @@ machine_json (const nex_workload_t *w)
   char up[64];
   int64_t since = w->started_at ? w->started_at : w->created_at;
   nex_nats_uptime (nex_clock_now_ms () - since, up, sizeof up);
-  return json_pack ("{s:s, s:b, s:s, s:s, s:{s:s, s:s, s:s?, s:s?, s:s, s:s, s:s, s:s}}", "id", w->id, "healthy",
+  return json_pack ("{s:s, s:b, s:s, s:s, s:{s:s, s:s, s:s?, s:b, s:s?, s:s, s:s, s:s, s:s}}", "id", w->id, "healthy",
                     w->state == NEX_STATE_RUNNING, "uptime", up, "namespace", w->namespace_, "workload", "id", w->id,
-                    "name", w->name, "description", w->description, "hash", w->digest, "runtime", up, "uptime", up,
-                    "type", workload_type (w), "state", nex_state_name (w->state));
+                    "name", w->name, "description", w->description, "essential", w->restart_policy != NEX_RESTART_NEVER,
+                    "hash", w->digest, "runtime", up, "uptime", up, "type", workload_type (w), "state",
+                    nex_state_name (w->state));
 }
 
 static void
@@ -245,18 +246,115 @@ alias (json_t *src, json_t *dst, const char *from, const char *to, nex_error_t *
   return 0;
 }
 
+/* Member KEY of LOC as a string ("" when absent or null) into *OUT; -1 when it is something else. */
+static int
+url_member (json_t *loc, const char *key, const char **out, nex_error_t *err)
+{
+  json_t *v = json_object_get (loc, key);
+  *out = "";
+  if (v == NULL || json_is_null (v))
+    return 0;
+  if (!json_is_string (v) || strlen (json_string_value (v)) != json_string_length (v))
+    return nex_error_field (err, "location", "member `%s` must be a string", key);
+  *out = json_string_value (v);
+  return 0;
+}
+
+/* nex's Go client sends `location` as Go's url.URL, which has no JSON form of its own and so is marshalled field
+ * by field ({"Scheme": "nats", "Opaque": "", "User": null, "Host": "bucket", "Path": "/key", "RawPath": "",
+ * "OmitHost": false, "ForceQuery": false, "RawQuery": "", "Fragment": "", "RawFragment": ""}).  Returns the URL's
+ * text as URL.String() writes it (a new JSON string), or NULL with the error.  User information cannot travel
+ * this way (url.Userinfo marshals as {}), so a non-null User is refused rather than dropped. */
+static json_t *
+location_text (json_t *loc, nex_error_t *err)
+{
+  static const char *const known[] = { "Scheme",   "Opaque",     "User",     "Host",     "Path",        "RawPath",
+                                       "OmitHost", "ForceQuery", "RawQuery", "Fragment", "RawFragment", NULL };
+  const char *key;
+  json_t *v;
+  json_object_foreach (loc, key, v)
+  {
+    size_t i = 0;
+    while (known[i] != NULL && strcmp (known[i], key) != 0)
+      i++;
+    if (known[i] == NULL)
+      {
+        nex_error_field (err, "location", "unknown member `%s` (a URL string, or Go's url.URL fields)", key);
+        return NULL;
+      }
+  }
+  json_t *user = json_object_get (loc, "User");
+  if (user != NULL && !json_is_null (user))
+    {
+      nex_error_field (err, "location", "a URL with user information cannot be sent as Go's url.URL fields");
+      return NULL;
+    }
+  const char *scheme, *opaque, *host, *path, *raw_path, *query, *fragment, *raw_fragment;
+  if (url_member (loc, "Scheme", &scheme, err) < 0 || url_member (loc, "Opaque", &opaque, err) < 0
+      || url_member (loc, "Host", &host, err) < 0 || url_member (loc, "Path", &path, err) < 0
+      || url_member (loc, "RawPath", &raw_path, err) < 0 || url_member (loc, "RawQuery", &query, err) < 0
+      || url_member (loc, "Fragment", &fragment, err) < 0 || url_member (loc, "RawFragment", &raw_fragment, err) < 0)
+    return NULL;
+  if (*scheme == '\0')
+    {
+      nex_error_field (err, "location", "member `Scheme` must be a non-empty string");
+      return NULL;
+    }
+  const char *p = *raw_path ? raw_path : path;
+  const char *frag = *raw_fragment ? raw_fragment : fragment;
+  /* As URL.String(): an opaque URL is scheme:opaque; otherwise "//" comes before a host, or before a path when
+   * there is no host (file:///srv/prog), and a relative path after a host gets its "/". */
+  cleanup_free char *text = *opaque ? nex_xasprintf ("%s:%s", scheme, opaque)
+                                    : nex_xasprintf ("%s:%s%s%s%s", scheme, *host || *p ? "//" : "", host,
+                                                     *host && *p && *p != '/' ? "/" : "", p);
+  cleanup_free char *full
+      = nex_xasprintf ("%s%s%s%s%s", text, *query || json_is_true (json_object_get (loc, "ForceQuery")) ? "?" : "",
+                       query, *frag ? "#" : "", frag);
+  return json_string (full);
+}
+
+/* Refuses member KEY of BODY unless it is absent, null or empty ("" or {}): a nex option this node does not
+ * provide (WHY says so), which would otherwise be dropped without the client knowing. */
+static int
+refuse_set (json_t *body, const char *key, const char *why, nex_error_t *err)
+{
+  json_t *v = json_object_get (body, key);
+  if (v == NULL || json_is_null (v) || (json_is_string (v) && json_string_length (v) == 0)
+      || (json_is_object (v) && json_object_size (v) == 0))
+    return 0;
+  return nex_error_field (err, key, "%s", why);
+}
+
 /* Turns a nex deploy request into the REST deploy fields (nex_workload_from_request), checking the parts that
- * only exist on NATS.  NS is the namespace of the subject. */
+ * only exist on NATS.  NS is the namespace of the subject.  The differences from nex, and why, are listed in
+ * ARCHITECTURE.md ("nex compatibility"). */
 static json_t *
 deploy_fields (nex_nats_t *b, json_t *body, const char *ns, nex_error_t *err)
 {
   cleanup_json json_t *f = json_deep_copy (body);
-  /* nex's names for the REST fields. */
+  /* nex's names for the REST fields.  nex's `argv` is the arguments (its agent runs exec.Command(path,
+   * argv...)), which REST calls `args`: the node supplies argv[0]. */
   if (alias (body, f, "workload_name", "name", err) < 0 || alias (body, f, "location", "artifact", err) < 0
-      || alias (body, f, "hash", "sha256", err) < 0)
+      || alias (body, f, "hash", "sha256", err) < 0 || alias (body, f, "argv", "args", err) < 0)
     return NULL;
+  json_t *loc = json_object_get (f, "artifact");
+  if (json_is_object (loc))
+    {
+      json_t *text = location_text (loc, err);
+      if (text == NULL)
+        return NULL;
+      json_object_set_new (f, "artifact", text);
+    }
+  static const char no_domains[] = "JetStream domains are not supported: object stores are read from the node's "
+                                   "own JetStream";
+  if (refuse_set (body, "jsdomain", no_domains, err) < 0
+      || refuse_set (body, "host_services_config", "this node provides no host services", err) < 0)
+    return NULL;
+  json_object_del (f, "jsdomain");
+  json_object_del (f, "host_services_config");
   const char *target = json_string_value (json_object_get (body, "target_node"));
-  if (json_object_get (body, "target_node") && (target == NULL || strcmp (target, b->node->id) != 0))
+  if (json_object_get (body, "target_node") && !json_is_null (json_object_get (body, "target_node"))
+      && (target == NULL || strcmp (target, b->node->id) != 0))
     {
       nex_error_field (err, "target_node", "this is node %s", b->node->id);
       return NULL;
@@ -281,9 +379,12 @@ deploy_fields (nex_nats_t *b, json_t *body, const char *ns, nex_error_t *err)
       nex_error_field (err, "type", "must be native (nex's name), service or function");
       return NULL;
     }
-  /* Fields nex clients send that carry nothing for this node. */
-  json_object_del (f, "essential");
+  /* Fields nex clients send that carry nothing for this node: the client's request id (the node names the
+   * workload), and the bookkeeping of nex's own re-deploys of essential workloads (restarts happen inside the
+   * node here). */
   json_object_del (f, "id");
+  json_object_del (f, "retry_count");
+  json_object_del (f, "retried_at");
   const char *body_ns = json_string_value (json_object_get (body, "namespace"));
   if (json_object_get (body, "namespace") && (body_ns == NULL || strcmp (body_ns, ns) != 0))
     {
@@ -331,16 +432,22 @@ handle_stop (request_t *r)
   if (body == NULL)
     return;
   const char *id = json_string_value (json_object_get (body, "workload_id"));
-  const char *target = json_string_value (json_object_get (body, "target_node"));
   if (id == NULL)
     {
       reply (r, "stop", NULL, "workload_id is required");
       return;
     }
-  if (json_object_get (body, "target_node") && (target == NULL || strcmp (target, b->node->id) != 0))
+  /* The node the client meant: nex 0.3 names it `node_id`, nex 0.2 `target_node`; either must be this one. */
+  static const char *const node_keys[] = { "node_id", "target_node" };
+  for (size_t i = 0; i < sizeof node_keys / sizeof node_keys[0]; i++)
     {
-      reply (r, "stop", NULL, "target_node is not this node");
-      return;
+      json_t *v = json_object_get (body, node_keys[i]);
+      if (v != NULL && !json_is_null (v) && (!json_is_string (v) || strcmp (json_string_value (v), b->node->id) != 0))
+        {
+          cleanup_free char *m = nex_xasprintf ("%s is not this node", node_keys[i]);
+          reply (r, "stop", NULL, m);
+          return;
+        }
     }
   nex_workload_t w = { 0 };
   cleanup_error nex_error_t err = NULL;

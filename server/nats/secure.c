@@ -164,6 +164,34 @@ claims_hash (json_t *claims, char out[65])
   return 0;
 }
 
+/* ENV (stolen, wiped) with every variable name upper-cased (ASCII), as nex's agent hands a sealed environment to
+ * the workload (strings.ToUpper of each name): a nex client's `port=80` is PORT.  Two names that differ only by
+ * case would be one variable, so they are refused.  New reference, or NULL with the error. */
+static json_t *
+upper_names (json_t *env, nex_error_t *err)
+{
+  json_t *out = json_object ();
+  const char *key;
+  json_t *v;
+  json_object_foreach (env, key, v)
+  {
+    cleanup_free char *name = nex_xstrdup (key);
+    for (char *c = name; *c; c++)
+      *c = (char) toupper ((unsigned char) *c);
+    if (json_object_get (out, name) != NULL)
+      {
+        nex_error_field (err, "environment", "two sealed variables are both named %s once upper-cased (as nex does)",
+                         name);
+        nex_secure_env_wipe (out);
+        nex_secure_env_wipe (env);
+        return NULL;
+      }
+    json_object_set_new (out, name, json_stringn (json_string_value (v), json_string_length (v)));
+  }
+  nex_secure_env_wipe (env);
+  return out;
+}
+
 /* Opens base64 SEALED from SENDER with the node's xkey into a JSON object of strings (new reference). */
 static json_t *
 open_env (nex_node_t *node, const char *sealed, const char *sender, nex_error_t *err)
@@ -202,7 +230,7 @@ open_env (nex_node_t *node, const char *sealed, const char *sender, nex_error_t 
       nex_error_field (err, "environment", "the sealed environment must be a JSON object of strings");
       return NULL;
     }
-  return env;
+  return upper_names (env, err);
 }
 
 void
@@ -356,7 +384,9 @@ nex_secure_check_stop (nex_node_t *node, const char *id, const char *jwt, nex_er
         ret = -1;
       else if (strcmp (iss, r.jwt_issuer) != 0)
         ret = nex_error_field (err, "workload_jwt", "only the issuer that started the workload may stop it");
-      else if (r.jwt_subject && sub && strcmp (sub, r.jwt_subject) != 0)
+      /* nex's client signs its stop claims for the workload id the node answered (its start claims name the
+       * request's own id): either subject is this workload's. */
+      else if (r.jwt_subject && sub && strcmp (sub, r.jwt_subject) != 0 && strcmp (sub, id) != 0)
         ret = nex_error_field (err, "workload_jwt", "subject does not match the one that started the workload");
       else
         ret = nex_registry_jti_claim (node->reg, iss, json_string_value (json_object_get (claims, "jti")), err);

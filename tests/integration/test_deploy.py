@@ -86,8 +86,25 @@ def test_default_argv_and_no_env(nexd):
     w = nexd.wait_state(w["id"], "exited")
     stdout = nexd.log_texts(w["id"], "stdout")
     assert stdout[0] == "hello from nex"
-    assert stdout[1].startswith("argv: ")
+    # Without argv the node supplies argv[0], the workload's name, and the record says so (what ran).
+    assert stdout[1] == "argv: plain"
+    assert w["argv"] == ["plain"]
     assert not any(t.startswith("greeting:") for t in stdout), stdout
+
+
+def test_args_are_the_arguments_after_the_nodes_argv0(nexd):
+    # `args` (nex's meaning of argv): the node puts the workload's name in front; the record shows the vector.
+    w = nexd.deploy_ok(name="greeter", artifact=nexd.program("hello"), args=["--port", "80"])
+    assert w["argv"] == ["greeter", "--port", "80"]
+    w = nexd.wait_state(w["id"], "exited")
+    assert nexd.log_texts(w["id"], "stdout")[1] == "argv: greeter --port 80"
+    assert nexd.deploy_ok(name="none", artifact=nexd.program("hello"), args=[])["argv"] == ["none"]
+    # One or the other, never both; each is checked as argv is.
+    for body, field in [(dict(argv=["hello"], args=["x"]), "args"), (dict(args="x"), "args"),
+                        (dict(args=["ok", 7]), "args[1]"), (dict(args=[[]]), "args[0]")]:
+        r = nexd.deploy(name="bad", artifact=nexd.program("hello"), **body)
+        assert r.status_code == 422 and r.json()["field"] == field, (body, r.text)
+    assert "not both" in nexd.deploy(name="bad", artifact=nexd.program("hello"), argv=["a"], args=["b"]).json()["detail"]
 
 
 def test_list_filters(nexd):

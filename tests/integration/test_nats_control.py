@@ -65,7 +65,7 @@ def test_deploy_info_wping_stop(request, nats_server):
     c = NatsClient(nats_server.url)
     # nex's field names (workload_name, location) are accepted beside the REST ones.
     env = c.request(f"$NEX.DEPLOY.blue.{nid}", {"workload_name": "sleepy", "location": nex.program("sleeper"),
-                                               "argv": ["sleeper", "60"], "target_node": nid})
+                                               "argv": ["60"], "target_node": nid})
     d = ok_data(env, "run")
     assert d["started"] is True and d["name"] == "sleepy" and d["namespace"] == "blue"
     wid = d["id"]

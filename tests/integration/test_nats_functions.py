@@ -133,7 +133,7 @@ def test_subjects_are_validated(request, nats_server):
     assert wait_for(lambda: fcall(c, "fn.g", "nats").get("text") == "NATS", what="function g answering")
     # A service deployed without type is still a service.
     d = ok_data(c.request(subject, {"workload_name": "s", "location": nex.program("sleeper"),
-                                    "argv": ["sleeper", "30"], "trigger_subjects": []}), "run")
+                                    "argv": ["30"], "trigger_subjects": []}), "run")
     s = nex.workload(d["id"])
     assert s["type"] == "service" and s["trigger_subjects"] is None and s["max_concurrency"] is None
 

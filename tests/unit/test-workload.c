@@ -209,10 +209,11 @@ test_minimal (void)
   TAP_OK (strcmp (w.name, "a") == 0 && strcmp (w.artifact, "file:///x") == 0 && strcmp (w.namespace_, "default") == 0
               && strcmp (w.driver, "sandbox") == 0 && w.description == NULL && w.sha256 == NULL && w.digest == NULL,
           "minimal: namespace `default`, the default driver, no description or digest");
-  TAP_OK (json_is_array (w.argv) && json_array_size (w.argv) == 0 && json_is_object (w.env)
+  TAP_OK (json_is_array (w.argv) && json_array_size (w.argv) == 1
+              && strcmp (json_string_value (json_array_get (w.argv, 0)), "a") == 0 && json_is_object (w.env)
               && json_object_size (w.env) == 0 && json_is_array (w.capabilities)
               && json_array_size (w.capabilities) == 0 && json_is_object (w.labels) && json_object_size (w.labels) == 0,
-          "minimal: argv, env, capabilities and labels are empty, never NULL");
+          "minimal: argv is the name alone; env, capabilities and labels are empty, never NULL");
   TAP_OK (w.resources.vcpus == 0 && w.resources.memory_mb == 0 && w.resources.pids == NEX_RESOURCES_DEFAULT_PIDS
               && w.resources.disk_mb == NEX_RESOURCES_DEFAULT_DISK_MB,
           "minimal: no cpu or memory limit, %d pids, %d MiB of /tmp", NEX_RESOURCES_DEFAULT_PIDS,
@@ -235,6 +236,16 @@ test_minimal (void)
   nex_workload_release (&w);
   TAP_OK (1, "release of a zeroed struct is safe");
 
+  cleanup_json json_t *with_args = parse ("{\"name\":\"web\",\"artifact\":\"file:///x\",\"args\":[\"--port\",\"80\"]}");
+  nex_error_t aerr = NULL;
+  cleanup_free char *vector = NULL;
+  if (nex_workload_from_request (with_args, "sandbox", &w, &aerr) == 0)
+    vector = json_dumps (w.argv, JSON_COMPACT);
+  TAP_OK (vector && strcmp (vector, "[\"web\",\"--port\",\"80\"]") == 0, "args follow the name as argv[0] (%s)",
+          vector ? vector : aerr->msg);
+  nex_error_free (&aerr);
+  nex_workload_release (&w);
+
   cleanup_json json_t *nulls = parse ("{" BASE ",\"namespace\":null,\"sha256\":null,\"argv\":null,\"env\":null,"
                                       "\"description\":null,\"driver\":null,\"resources\":null,"
                                       "\"restart_policy\":null,\"max_restarts\":null,\"essential\":null,"
@@ -244,7 +255,7 @@ test_minimal (void)
   nex_error_t err = NULL;
   int r = nex_workload_from_request (nulls, "qemu", &w, &err);
   TAP_OK (r == 0 && strcmp (w.namespace_, "default") == 0 && strcmp (w.driver, "qemu") == 0
-              && json_array_size (w.argv) == 0 && w.resources.pids == NEX_RESOURCES_DEFAULT_PIDS
+              && json_array_size (w.argv) == 1 && w.resources.pids == NEX_RESOURCES_DEFAULT_PIDS
               && w.type == NEX_WORKLOAD_SERVICE,
           "every optional field null: the defaults, with the caller's default driver%s%s", err ? ": " : "",
           err ? err->msg : "");
@@ -404,6 +415,10 @@ static const refusal_t base_refusals[] = {
   { "\"argv\":[\"a\",null]", "argv[1]", "must be a string" },
   { "\"argv\":[[\"a\"]]", "argv[0]", "must be a string" },
   { "\"argv\":[\"ok\",\"a\\u0000b\"]", "argv[1]", "must not contain NUL bytes" },
+  /* args: the arguments alone (argv[0] is the name), exclusive with argv */
+  { "\"args\":[\"a\",2]", "args[1]", "must be a string" },
+  { "\"args\":\"-v\"", "args", NULL },
+  { "\"argv\":[\"a\"],\"args\":[\"b\"]", "args", NULL },
   /* env */
   { "\"env\":[]", "env", "must be an object of strings" },
   { "\"env\":\"A=1\"", "env", "must be an object of strings" },
