@@ -1,14 +1,18 @@
 /* fuzz-deploy.c — feeds hostile bytes to the deploy request's path as POST /v1/workloads takes it: the request
  * body checks every JSON route gets (nex_api_body_parse: depth bound, duplicate keys), then
- * nex_workload_from_request (server/workload.c), every field's validation, with the node's default driver.
+ * nex_workload_from_request (server/workload.c), every field's validation, with the node's default driver, and
+ * for an accepted request the artifact URL check nex_deploy_submit makes next (nex_artifact_check_url, the part
+ * of its precheck that touches nothing outside memory).
  *
  * Invariants: a refusal is NEX_ERR_INVALID (a 400 or 422, never a 500); an accepted workload is pending, has the
  * fields the API promises (name, namespace, artifact, argv array, env object, labels object), shows as JSON
- * (nex_workload_to_json) and its resources survive the store's round trip (nex_resources_to_json and back). */
+ * (nex_workload_to_json) and its resources survive the store's round trip (nex_resources_to_json and back); a
+ * refused URL is NEX_ERR_INVALID on field "artifact". */
 #include <string.h>
 
 #include "common/cleanup.h"
 #include "server/api/api.h"
+#include "server/artifacts/artifact.h"
 #include "server/workload.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -41,6 +45,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   nex_resources_from_json (res, &back);
   cleanup_json json_t *res2 = nex_resources_to_json (&back);
   fuzz_check (json_equal (res, res2), "resources survive the store's round trip");
+  if (nex_artifact_check_url (w.artifact, &err) < 0)
+    fuzz_check (err && err->kind == NEX_ERR_INVALID && err->field && strcmp (err->field, "artifact") == 0,
+                "a refused artifact URL is NEX_ERR_INVALID on field artifact");
   nex_workload_release (&w);
   return 0;
 }
