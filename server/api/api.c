@@ -388,6 +388,29 @@ json_too_deep (const char *body, size_t len)
   return 0;
 }
 
+json_t *
+nex_api_body_parse (const char *body, size_t len, nex_error_t *err)
+{
+  if (len == 0)
+    {
+      nex_error_set (err, NEX_ERR_INVALID, "the request body is empty; a JSON object is expected");
+      return NULL;
+    }
+  if (json_too_deep (body, len))
+    {
+      nex_error_set (err, NEX_ERR_INVALID, "the request body nests arrays and objects deeper than %d levels",
+                     MAX_JSON_DEPTH);
+      return NULL;
+    }
+  json_error_t jerr;
+  /* Duplicate keys are refused: two values for one field would be ambiguous. */
+  json_t *j = json_loadb (body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+  if (j == NULL)
+    nex_error_set (err, NEX_ERR_INVALID, "the request body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                   jerr.line, jerr.column);
+  return j;
+}
+
 /* Frees an upload route's state (removing whatever it left on disk).  Idempotent. */
 static void
 upload_discard (request_ctx_t *ctx)
@@ -532,23 +555,9 @@ dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const
         }
       if (ctx->route->wants_body == NEX_API_BODY_JSON)
         {
-          if (ctx->body_len == 0)
-            return send_problem (conn, ctx, 400, "the request body is empty; a JSON object is expected", url, NULL);
-          if (json_too_deep (ctx->body, ctx->body_len))
-            {
-              cleanup_free char *d = nex_xasprintf ("the request body nests arrays and objects deeper than %d levels",
-                                                    MAX_JSON_DEPTH);
-              return send_problem (conn, ctx, 400, d, url, NULL);
-            }
-          json_error_t jerr;
-          /* Duplicate keys are refused: two values for one field would be ambiguous. */
-          body = json_loadb (ctx->body, ctx->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-          if (body == NULL)
-            {
-              cleanup_free char *d = nex_xasprintf ("the request body is not valid JSON: %s (line %d, column %d)",
-                                                    jerr.text, jerr.line, jerr.column);
-              return send_problem (conn, ctx, 400, d, url, NULL);
-            }
+          cleanup_error nex_error_t perr = NULL;
+          if ((body = nex_api_body_parse (ctx->body, ctx->body_len, &perr)) == NULL)
+            return send_problem (conn, ctx, 400, perr->msg, url, NULL);
           req.body = body;
         }
     }

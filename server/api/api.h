@@ -112,6 +112,21 @@ extern const nex_api_route_t nex_api_sandbox_routes[]; /* stats, signal, exec (a
 /* The opener of GET /v1/workloads/{id}/exec, the interactive exec session over a websocket (api/sandbox.c):
  * checks the request and starts the session (nex_supervisor_exec_open). */
 int nex_api_exec_open (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *err);
+
+/* A POST /v1/workloads/{id}/exec body, checked (api/sandbox.c).  Pointers borrow from the body. */
+typedef struct nex_api_exec_request
+{
+  const json_t *argv;     /* non-empty array of strings without NUL, argv[0] (the program's path) not empty */
+  const char *argv0;      /* the name the program sees instead of its path, or NULL */
+  const json_t *env;      /* object of strings named without '=', or NULL */
+  const char *stdin_data; /* at most NEX_EXEC_MAX_STDIN bytes, or NULL */
+  size_t stdin_len;
+  int64_t timeout_ms;     /* at least 1 */
+} nex_api_exec_request_t;
+
+/* Checks an exec request's BODY (argv, argv0, env, stdin, timeout_s; any other member is refused) into *OUT.
+ * 0, or -1 with NEX_ERR_INVALID naming the field.  Pure: any thread (tests/fuzz/fuzz-exec.c feeds it). */
+int nex_api_exec_request_parse (const json_t *body, nex_api_exec_request_t *out, nex_error_t *err);
 extern const nex_api_route_t nex_api_artifact_routes[];
 extern const nex_api_route_t nex_api_event_routes[];
 extern const nex_api_route_t nex_api_wait_routes[];
@@ -155,6 +170,12 @@ size_t nex_api_query_all (const nex_api_request_t *req, const char *key, const c
 
 /* Refuses (NEX_ERR_FORBIDDEN) when REQ's token is limited to namespaces that do not include NS. */
 int nex_api_check_namespace (const nex_api_request_t *req, const char *ns, nex_error_t *err);
+
+/* Parses a JSON request body of LEN bytes as every JSON route receives it: not empty, nested at most 32 levels
+ * deep (brackets inside strings ignored), valid JSON without duplicate keys (any value, not only objects: the
+ * route says what it needs).  A new reference, or NULL with NEX_ERR_INVALID whose message is the 400's detail.
+ * Pure: any thread (tests/fuzz/fuzz-deploy.c feeds it hostile bytes). */
+json_t *nex_api_body_parse (const char *body, size_t len, nex_error_t *err);
 
 /* The value of request header NAME (case-insensitive), or NULL. */
 const char *nex_api_header (const nex_api_request_t *req, const char *name);

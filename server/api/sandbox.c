@@ -204,11 +204,10 @@ check_env (const json_t *env, nex_error_t *err)
   return 0;
 }
 
-static int
-workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
+int
+nex_api_exec_request_parse (const json_t *body, nex_api_exec_request_t *out, nex_error_t *err)
 {
   static const char *const known[] = { "argv", "argv0", "env", "stdin", "timeout_s", NULL };
-  const json_t *body = req->body;
   if (check_fields (body, known, err) < 0)
     return -1;
   const json_t *argv = json_object_get (body, "argv");
@@ -241,17 +240,31 @@ workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
                                 NEX_EXEC_MAX_TIMEOUT_S);
       timeout_s = json_number_value (t);
     }
+  *out = (nex_api_exec_request_t){ .argv = argv,
+                                   .argv0 = json_is_string (argv0) ? json_string_value (argv0) : NULL,
+                                   .env = env,
+                                   .stdin_data = json_is_string (in) ? json_string_value (in) : NULL,
+                                   .stdin_len = json_is_string (in) ? json_string_length (in) : 0,
+                                   .timeout_ms = (int64_t)(timeout_s * 1000) > 0 ? (int64_t)(timeout_s * 1000) : 1 };
+  return 0;
+}
 
+static int
+workload_exec (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
+{
+  nex_api_exec_request_t x;
+  if (nex_api_exec_request_parse (req->body, &x, err) < 0)
+    return -1;
   nex_workload_t w = { 0 };
   if (load_running (req, "exec", &w, err) < 0)
     return -1;
-  cleanup_json json_t *seen = argv_as_seen (argv, json_is_string (argv0) ? json_string_value (argv0) : NULL);
-  nex_exec_spec_t spec = { .path = json_string_value (json_array_get (argv, 0)),
+  cleanup_json json_t *seen = argv_as_seen (x.argv, x.argv0);
+  nex_exec_spec_t spec = { .path = json_string_value (json_array_get (x.argv, 0)),
                            .argv = seen,
-                           .env = (json_t *)env,
-                           .stdin_data = json_is_string (in) ? json_string_value (in) : NULL,
-                           .stdin_len = json_is_string (in) ? json_string_length (in) : 0,
-                           .timeout_ms = (int64_t)(timeout_s * 1000) > 0 ? (int64_t)(timeout_s * 1000) : 1 };
+                           .env = (json_t *)x.env,
+                           .stdin_data = x.stdin_data,
+                           .stdin_len = x.stdin_len,
+                           .timeout_ms = x.timeout_ms };
   nex_exec_result_t out = { 0 };
   int r = nex_supervisor_exec (req->node->sup, w.id, &spec, &out, err);
   if (r == 0)

@@ -387,53 +387,55 @@ send_exec_error (session_t *s, const char *fmt, ...)
   send_json (s, json_pack ("{s:s, s:s}", "type", "error", "message", msg));
 }
 
-/* A control message of an exec client: {"type": "resize", "rows", "cols"} or {"type": "signal", "signal"}.  What
- * goes to the agent is rebuilt here from checked values, never the client's text. */
-static void
-exec_control (session_t *s, const uint8_t *text, size_t len)
+int
+nex_ws_exec_control_parse (const uint8_t *text, size_t len, int tty, int *type, char **frame, nex_error_t *err)
 {
   json_error_t jerr;
   cleanup_json json_t *m = json_loadb ((const char *)text, len, JSON_REJECT_DUPLICATES, &jerr);
-  const char *type = json_string_value (json_object_get (m, "type"));
-  if (!json_is_object (m) || type == NULL)
-    {
-      send_exec_error (s, "control messages are JSON objects with a `type`");
-      return;
-    }
-  nex_supervisor_t *sup = s->ws->node->sup;
-  cleanup_free char *frame = NULL;
-  if (strcmp (type, "resize") == 0)
+  const char *name = json_string_value (json_object_get (m, "type"));
+  *frame = NULL;
+  if (!json_is_object (m) || name == NULL)
+    return nex_error_set (err, NEX_ERR_INVALID, "control messages are JSON objects with a `type`");
+  if (strcmp (name, "resize") == 0)
     {
       json_t *rows = json_object_get (m, "rows"), *cols = json_object_get (m, "cols");
       if (!json_is_integer (rows) || !json_is_integer (cols) || json_integer_value (rows) < 1
           || json_integer_value (rows) > EXEC_TTY_MAX || json_integer_value (cols) < 1
           || json_integer_value (cols) > EXEC_TTY_MAX)
-        {
-          send_exec_error (s, "resize: `rows` and `cols` must be integers from 1 to %d", EXEC_TTY_MAX);
-          return;
-        }
-      if (!s->stream.exec->tty)
-        {
-          send_exec_error (s, "resize: this session has no terminal");
-          return;
-        }
-      frame = nex_xasprintf ("{\"rows\":%d,\"cols\":%d}", (int)json_integer_value (rows),
-                             (int)json_integer_value (cols));
-      nex_supervisor_exec_input (sup, s->stream.exec, NEX_WIRE_RESIZE, frame, strlen (frame));
+        return nex_error_set (err, NEX_ERR_INVALID, "resize: `rows` and `cols` must be integers from 1 to %d",
+                              EXEC_TTY_MAX);
+      if (!tty)
+        return nex_error_set (err, NEX_ERR_INVALID, "resize: this session has no terminal");
+      *type = NEX_WIRE_RESIZE;
+      *frame = nex_xasprintf ("{\"rows\":%d,\"cols\":%d}", (int)json_integer_value (rows),
+                              (int)json_integer_value (cols));
+      return 0;
     }
-  else if (strcmp (type, "signal") == 0)
+  if (strcmp (name, "signal") == 0)
     {
       int sig = nex_signal_parse (json_object_get (m, "signal"));
       if (sig < 0)
-        {
-          send_exec_error (s, "signal: `signal` must be a signal number or a name such as SIGINT");
-          return;
-        }
-      frame = nex_xasprintf ("{\"signal\":%d}", sig);
-      nex_supervisor_exec_input (sup, s->stream.exec, NEX_WIRE_SIGNAL, frame, strlen (frame));
+        return nex_error_set (err, NEX_ERR_INVALID,
+                              "signal: `signal` must be a signal number or a name such as SIGINT");
+      *type = NEX_WIRE_SIGNAL;
+      *frame = nex_xasprintf ("{\"signal\":%d}", sig);
+      return 0;
     }
+  return nex_error_set (err, NEX_ERR_INVALID, "unknown control message type `%.40s` (known: resize, signal)", name);
+}
+
+/* A control message of an exec client, passed on to the agent as the frame nex_ws_exec_control_parse made, or
+ * answered with what was wrong. */
+static void
+exec_control (session_t *s, const uint8_t *text, size_t len)
+{
+  cleanup_error nex_error_t err = NULL;
+  cleanup_free char *frame = NULL;
+  int type;
+  if (nex_ws_exec_control_parse (text, len, s->stream.exec->tty, &type, &frame, &err) < 0)
+    send_exec_error (s, "%s", err->msg);
   else
-    send_exec_error (s, "unknown control message type `%.40s` (known: resize, signal)", type);
+    nex_supervisor_exec_input (s->ws->node->sup, s->stream.exec, type, frame, strlen (frame));
 }
 
 /* A data frame of an exec client: binary frames (and their continuations) are input; text frames are control

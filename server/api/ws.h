@@ -70,6 +70,13 @@ void nex_ws_adopt (nex_ws_t *ws, int fd, void *urh, const char *extra, size_t ex
  * thread. */
 void nex_ws_stream_release (nex_node_t *node, nex_ws_stream_t *s);
 
+/* Checks a control message of an interactive exec client: a text frame of LEN bytes, {"type": "resize", "rows",
+ * "cols"} (only when the session has a terminal, TTY) or {"type": "signal", "signal"}.  Returns 0 with the wire
+ * frame it becomes: *TYPE (NEX_WIRE_RESIZE or NEX_WIRE_SIGNAL) and *FRAME, its JSON payload rebuilt from the
+ * checked values, never the client's text (the caller frees it); or -1 with NEX_ERR_INVALID saying what was wrong,
+ * which the client is told (the session goes on).  Pure: any thread (tests/fuzz/fuzz-exec.c feeds it). */
+int nex_ws_exec_control_parse (const uint8_t *text, size_t len, int tty, int *type, char **frame, nex_error_t *err);
+
 /* Streams open now; messages dropped so far because clients read too slowly. */
 int nex_ws_clients (nex_ws_t *ws);
 uint64_t nex_ws_dropped (nex_ws_t *ws);

@@ -70,34 +70,40 @@ reply_error (request_t *r, const char *op, const nex_error_s *e)
   reply (r, op, NULL, msg);
 }
 
-/* Parses the request body as a JSON object; an empty body is {} when EMPTY_OK.  NULL after replying with the
- * error. */
-static json_t *
-parse_body (request_t *r, const char *op, int empty_ok)
+json_t *
+nex_nats_body_parse (const char *data, size_t len, int empty_ok, nex_error_t *err)
 {
-  int len = natsMsg_GetDataLength (r->msg);
-  const char *data = natsMsg_GetData (r->msg);
   if (len == 0 && empty_ok)
     return json_object ();
   if (len > MAX_REQUEST_BYTES)
     {
-      reply (r, op, NULL, "request is larger than 1 MiB");
+      nex_error_set (err, NEX_ERR_INVALID, "request is larger than 1 MiB");
       return NULL;
     }
   json_error_t jerr;
-  json_t *j = json_loadb (data ? data : "", (size_t) len, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *j = json_loadb (data ? data : "", len, JSON_REJECT_DUPLICATES, &jerr);
   if (j == NULL)
     {
-      cleanup_free char *m = nex_xasprintf ("request is not valid JSON: %s", jerr.text);
-      reply (r, op, NULL, m);
+      nex_error_set (err, NEX_ERR_INVALID, "request is not valid JSON: %s", jerr.text);
       return NULL;
     }
   if (!json_is_object (j))
     {
       json_decref (j);
-      reply (r, op, NULL, "request must be a JSON object");
+      nex_error_set (err, NEX_ERR_INVALID, "request must be a JSON object");
       return NULL;
     }
+  return j;
+}
+
+/* R's body as a JSON object (nex_nats_body_parse); NULL after replying with the error. */
+static json_t *
+parse_body (request_t *r, const char *op, int empty_ok)
+{
+  cleanup_error nex_error_t err = NULL;
+  json_t *j = nex_nats_body_parse (natsMsg_GetData (r->msg), (size_t) natsMsg_GetDataLength (r->msg), empty_ok, &err);
+  if (j == NULL)
+    reply (r, op, NULL, err->msg);
   return j;
 }
 
@@ -328,8 +334,8 @@ refuse_set (json_t *body, const char *key, const char *why, nex_error_t *err)
 /* Turns a nex deploy request into the REST deploy fields (nex_workload_from_request), checking the parts that
  * only exist on NATS.  NS is the namespace of the subject.  The differences from nex, and why, are listed in
  * ARCHITECTURE.md ("nex compatibility"). */
-static json_t *
-deploy_fields (nex_nats_t *b, json_t *body, const char *ns, nex_error_t *err)
+json_t *
+nex_nats_deploy_fields (const char *node_id, json_t *body, const char *ns, nex_error_t *err)
 {
   cleanup_json json_t *f = json_deep_copy (body);
   /* nex's names for the REST fields.  nex's `argv` is the arguments (its agent runs exec.Command(path,
@@ -354,9 +360,9 @@ deploy_fields (nex_nats_t *b, json_t *body, const char *ns, nex_error_t *err)
   json_object_del (f, "host_services_config");
   const char *target = json_string_value (json_object_get (body, "target_node"));
   if (json_object_get (body, "target_node") && !json_is_null (json_object_get (body, "target_node"))
-      && (target == NULL || strcmp (target, b->node->id) != 0))
+      && (target == NULL || strcmp (target, node_id) != 0))
     {
-      nex_error_field (err, "target_node", "this is node %s", b->node->id);
+      nex_error_field (err, "target_node", "this is node %s", node_id);
       return NULL;
     }
   json_object_del (f, "target_node");
@@ -408,7 +414,7 @@ handle_deploy (request_t *r)
   if (body == NULL)
     return;
   cleanup_error nex_error_t err = NULL;
-  cleanup_json json_t *fields = deploy_fields (b, body, r->tokens[2], &err);
+  cleanup_json json_t *fields = nex_nats_deploy_fields (b->node->id, body, r->tokens[2], &err);
   nex_workload_t w = { 0 };
   if (fields == NULL || nex_deploy_submit (b->node, fields, &w, &err) < 0)
     {
@@ -572,11 +578,9 @@ handle_lameduck (request_t *r)
   reply (r, "lameduck", json_pack ("{s:s, s:b}", "node_id", node->id, "success", 1), NULL);
 }
 
-/* Whether the auction request BODY matches this node (nex: arch, os, tags, workload_types, sandboxed). */
-static int
-auction_matches (nex_nats_t *b, json_t *body)
+int
+nex_nats_auction_matches (const json_t *tags, json_t *body)
 {
-  cleanup_json json_t *tags = nex_nats_tags (b);
   const char *arch = json_string_value (json_object_get (body, "arch"));
   const char *os = json_string_value (json_object_get (body, "os"));
   if (arch && strcasecmp (arch, json_string_value (json_object_get (tags, "nex.arch"))) != 0)
@@ -601,7 +605,7 @@ auction_matches (nex_nats_t *b, json_t *body)
     if (!json_is_string (t) || strcmp (json_string_value (t), "native") != 0)
       return 0;
   }
-  return !__atomic_load_n (&b->node->lameduck, __ATOMIC_SEQ_CST);
+  return 1;
 }
 
 static void
@@ -610,7 +614,8 @@ handle_auction (request_t *r)
   cleanup_json json_t *body = parse_body (r, "auction", 1);
   if (body == NULL)
     return;
-  if (!auction_matches (r->b, body))
+  cleanup_json json_t *tags = nex_nats_tags (r->b);
+  if (!nex_nats_auction_matches (tags, body) || __atomic_load_n (&r->b->node->lameduck, __ATOMIC_SEQ_CST))
     return;
   reply (r, "auction", ping_data (r->b, running_count (r->b)), NULL);
 }

@@ -92,6 +92,17 @@ json_t *nex_nats_tags (nex_nats_t *b);
 /* Node uptime in nex's format ("1h2m3s"), into BUF. */
 char *nex_nats_uptime (int64_t ms, char *buf, size_t size);
 
+/* The control API's payload checks (nats/control.c), pure, for any thread (tests/fuzz/fuzz-nats-control.c feeds
+ * them hostile bytes).  body_parse: a request body of LEN bytes as a JSON object (an empty body is {} when
+ * EMPTY_OK); a new reference, or NULL with NEX_ERR_INVALID whose message is the reply's error.  deploy_fields: a
+ * nex deploy request BODY (nex's field names) as the REST deploy fields for nex_workload_from_request, for
+ * namespace NS of the subject on node NODE_ID; a new reference, or NULL with NEX_ERR_INVALID naming the field.
+ * auction_matches: whether auction request BODY (arch, os, tags, workload_types, sandboxed) matches a node with
+ * TAGS (nex_nats_tags; nex.arch present). */
+json_t *nex_nats_body_parse (const char *data, size_t len, int empty_ok, nex_error_t *err);
+json_t *nex_nats_deploy_fields (const char *node_id, json_t *body, const char *ns, nex_error_t *err);
+int nex_nats_auction_matches (const json_t *tags, json_t *body);
+
 /* Subscribes the control API handlers (nats/control.c). */
 int nex_nats_control_subscribe (nex_nats_t *b, nex_error_t *err);
 

@@ -1,10 +1,15 @@
 /* test-ws.c — unit tests for the websocket framing (common/ws-frame.c, api/ws-accept.c): the RFC 6455 handshake example, the
- * three header sizes, client frames whole, split and hostile, and random bytes that must never be read past. */
+ * three header sizes, client frames whole, split and hostile, and random bytes that must never be read past; and the
+ * checks of what an exec client sends (api/ws.c's control messages, api/sandbox.c's exec body, api.c's body
+ * parser), whose hostile forms tests/fuzz/ explores further. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/cleanup.h"
 #include "common/ws-frame.h"
+#include "common/wire.h"
+#include "server/api/api.h"
+#include "server/api/ws.h"
 #include "server/api/ws-accept.h"
 #include "tests/unit/tap.h"
 
@@ -186,9 +191,82 @@ test_random (void)
   TAP_OK (ok, "20000 random buffers: no frame outside its buffer");
 }
 
+/* Whether TEXT as a control message of a session with a terminal (TTY) becomes TYPE with payload WANT, or (WANT
+ * NULL) is refused with a message containing WHY. */
+static int
+control_is (const char *text, int tty, int type, const char *want, const char *why)
+{
+  cleanup_error nex_error_t err = NULL;
+  cleanup_free char *frame = NULL;
+  int got = 0;
+  int r = nex_ws_exec_control_parse ((const uint8_t *)text, strlen (text), tty, &got, &frame, &err);
+  if (want)
+    return r == 0 && got == type && strcmp (frame, want) == 0;
+  return r < 0 && frame == NULL && err->kind == NEX_ERR_INVALID && strstr (err->msg, why) != NULL;
+}
+
+static void
+test_exec_control (void)
+{
+  TAP_OK (control_is ("{\"type\":\"resize\",\"rows\":40,\"cols\":120}", 1, NEX_WIRE_RESIZE,
+                      "{\"rows\":40,\"cols\":120}", NULL),
+          "exec control: resize becomes a RESIZE frame rebuilt from its numbers");
+  TAP_OK (control_is ("{\"type\":\"resize\",\"rows\":40,\"cols\":120}", 0, 0, NULL, "no terminal"),
+          "exec control: resize without a terminal is refused");
+  TAP_OK (control_is ("{\"type\":\"resize\",\"rows\":0,\"cols\":10001}", 1, 0, NULL, "from 1 to 10000"),
+          "exec control: a window size out of range is refused");
+  TAP_OK (control_is ("{\"type\":\"signal\",\"signal\":\"int\",\"x\":\"\\\"}\"}", 0, NEX_WIRE_SIGNAL,
+                      "{\"signal\":2}", NULL),
+          "exec control: a signal by name becomes SIGNAL {signal: 2}, nothing else of the client's text");
+  TAP_OK (control_is ("[1]", 0, 0, NULL, "JSON objects with a `type`")
+              && control_is ("{\"type\":\"exit\"}", 0, 0, NULL, "unknown control message type `exit`")
+              && control_is ("{\"type\":\"signal\",\"signal\":65}", 0, 0, NULL, "signal number"),
+          "exec control: other messages are refused saying why");
+}
+
+static void
+test_exec_request (void)
+{
+  const char *text = "{\"argv\":[\"/workload\",\"-c\"],\"argv0\":\"sh\",\"stdin\":\"x\",\"timeout_s\":0.0001}";
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *body = nex_api_body_parse (text, strlen (text), &err);
+  nex_api_exec_request_t x = { 0 };
+  TAP_OK (body && nex_api_exec_request_parse (body, &x, &err) == 0 && json_array_size (x.argv) == 2
+              && strcmp (x.argv0, "sh") == 0 && x.stdin_len == 1 && x.env == NULL && x.timeout_ms == 1,
+          "exec request: argv, argv0, stdin taken; a tiny timeout is at least 1 ms");
+  cleanup_json json_t *bad = json_pack ("{s:[s], s:{s:s}}", "argv", "/workload", "env", "A=B", "c");
+  TAP_OK (nex_api_exec_request_parse (bad, &x, &err) < 0 && err->kind == NEX_ERR_INVALID
+              && strcmp (err->field, "env.A=B") == 0,
+          "exec request: an env name with '=' is refused naming it");
+  nex_error_free (&err);
+  cleanup_json json_t *extra = json_pack ("{s:[s], s:i}", "argv", "/workload", "tty", 1);
+  TAP_OK (nex_api_exec_request_parse (extra, &x, &err) < 0 && strcmp (err->field, "tty") == 0,
+          "exec request: an unknown field is refused");
+}
+
+static void
+test_body_parse (void)
+{
+  char deep[80];
+  memset (deep, '[', 33);
+  memset (deep + 33, ']', 33);
+  cleanup_error nex_error_t err = NULL;
+  TAP_OK (nex_api_body_parse (deep, 66, &err) == NULL && err->kind == NEX_ERR_INVALID
+              && strstr (err->msg, "deeper than 32"),
+          "body: 33 levels of nesting are refused before jansson parses them");
+  nex_error_free (&err);
+  cleanup_json json_t *ok = nex_api_body_parse (deep + 1, 64, &err);
+  TAP_OK (json_is_array (ok), "body: 32 levels are parsed");
+  TAP_OK (nex_api_body_parse ("{\"a\":1,\"a\":2}", 13, &err) == NULL && strstr (err->msg, "duplicate"),
+          "body: duplicate keys are refused");
+}
+
 int
 main (void)
 {
+  test_exec_control ();
+  test_exec_request ();
+  test_body_parse ();
   test_handshake ();
   test_headers ();
   test_parse ();
