@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* agent.h — what the files of nex-agent share: the agent's state, the record of a process it runs, and each
  * file's entry points.  Internal to agent/: nothing outside includes it.
  *
@@ -34,11 +35,11 @@
 #include "common/error.h"
 #include "common/wire.h"
 
-#define AGENT_CHUNK (64 * 1024)      /* largest STDOUT/STDERR payload, and largest single read */
-#define AGENT_DRAIN_MS 2000          /* how long the pipes are read after a process ended */
-#define AGENT_STOP_GRACE_MS 10000    /* STOP's default grace before SIGKILL */
-#define AGENT_MAX_GRACE_MS 86400000  /* a day: keeps deadline arithmetic far from overflow */
-#define AGENT_MAX_EXECS 16           /* exec sessions at once */
+#define AGENT_CHUNK (64 * 1024)               /* largest STDOUT/STDERR payload, and largest single read */
+#define AGENT_DRAIN_MS 2000                   /* how long the pipes are read after a process ended */
+#define AGENT_STOP_GRACE_MS 10000             /* STOP's default grace before SIGKILL */
+#define AGENT_MAX_GRACE_MS 86400000           /* a day: keeps deadline arithmetic far from overflow */
+#define AGENT_MAX_EXECS 16                    /* exec sessions at once */
 #define AGENT_MAX_PROCS (1 + AGENT_MAX_EXECS) /* the workload and the exec sessions */
 
 /* One line "nex-agent: ..." on the agent's stderr (the sandbox's agent.log, or a VM's console).  Defined in
@@ -90,25 +91,25 @@ typedef enum nex_agent_transport
  * workload functions. */
 typedef struct nex_agent_proc
 {
-  bool live;               /* started and its EXIT not yet queued (a free exec slot, or an idle or exited workload,
-                              is not) */
-  uint16_t channel;        /* 0: the workload */
-  pid_t pid;               /* the process (and its process group); the workload's stays set after its EXIT */
-  int out_fd, err_fd;      /* read ends of its stdout/stderr (TTY: out_fd reads the terminal, err_fd is -1), -1 once
-                              closed */
-  int in_fd;               /* write end of its stdin, -1 once closed (the workload has none) */
-  int tty_fd;              /* TTY sessions: the pseudo-terminal's master (out_fd and in_fd are duplicates), else -1 */
-  uint8_t *in_buf;         /* stdin bytes the process has not taken yet */
+  bool live;          /* started and its EXIT not yet queued (a free exec slot, or an idle or exited workload,
+                         is not) */
+  uint16_t channel;   /* 0: the workload */
+  pid_t pid;          /* the process (and its process group); the workload's stays set after its EXIT */
+  int out_fd, err_fd; /* read ends of its stdout/stderr (TTY: out_fd reads the terminal, err_fd is -1), -1 once
+                         closed */
+  int in_fd;          /* write end of its stdin, -1 once closed (the workload has none) */
+  int tty_fd;         /* TTY sessions: the pseudo-terminal's master (out_fd and in_fd are duplicates), else -1 */
+  uint8_t *in_buf;    /* stdin bytes the process has not taken yet */
   size_t in_len;
-  bool in_eof;             /* the host closed stdin: close in_fd once in_buf is written */
-  bool exec_failed;        /* it never became the program: setup or execve failed (reported in the workload's EXIT) */
-  bool ended;              /* the process was reaped; draining its pipes */
-  int status;              /* its wait status, once ended */
-  bool timed_out;          /* killed because its deadline passed (reported in an exec session's EXIT) */
-  int64_t deadline;        /* monotonic ms at which it gets SIGKILL (the workload: STOP's grace; a session: its
-                              timeout_ms), 0: none */
-  int64_t drain_deadline;  /* monotonic ms at which draining gives up */
-  uint64_t dropped_bytes;  /* its output discarded for lack of room */
+  bool in_eof;            /* the host closed stdin: close in_fd once in_buf is written */
+  bool exec_failed;       /* it never became the program: setup or execve failed (reported in the workload's EXIT) */
+  bool ended;             /* the process was reaped; draining its pipes */
+  int status;             /* its wait status, once ended */
+  bool timed_out;         /* killed because its deadline passed (reported in an exec session's EXIT) */
+  int64_t deadline;       /* monotonic ms at which it gets SIGKILL (the workload: STOP's grace; a session: its
+                             timeout_ms), 0: none */
+  int64_t drain_deadline; /* monotonic ms at which draining gives up */
+  uint64_t dropped_bytes; /* its output discarded for lack of room */
 } nex_agent_proc_t;
 
 typedef struct nex_agent

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conn.c — nex-agent's end of the host connection (see agent.h).
  *
  * The agent is the server end of its channel, so that a restarted nexd can reach it again: on a listening

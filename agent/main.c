@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c — nex-agent's start-up and its poll loop (the agent as a whole: agent.h).
  *
  * Start-up: the options (or, as a VM's /init, none: vm.c prepares the machine and names the channel), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* process.c — the processes nex-agent runs for the host: the workload and its exec sessions (see agent.h).
  *
  * Both are one kind of record, nex_agent_proc_t, in one array (procs[0] is the workload, channel 0 as the wire

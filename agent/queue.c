@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* queue.c — the frames nex-agent has for the host, oldest first (see agent.h).
  *
  * Everything the agent says goes through this one queue, so that frames never interleave and the host reads
@@ -129,8 +130,8 @@ nex_agent_queue_json (nex_agent_t *a, nex_wire_type_t type, uint16_t channel, js
 }
 
 void
-nex_agent_queue_verror (nex_agent_t *a, uint16_t channel, bool per_conn, const char *phase, int errnum,
-                        const char *fmt, va_list ap)
+nex_agent_queue_verror (nex_agent_t *a, uint16_t channel, bool per_conn, const char *phase, int errnum, const char *fmt,
+                        va_list ap)
 {
   cleanup_free char *msg = nex_xvasprintf (fmt, ap);
   json_t *o = json_object ();

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* request.c — what each frame from the host asks nex-agent to do (see agent.h and common/wire.h).
  *
  * Channel 0 is the workload's and the control channel: START (a restart after an EXIT), STOP, SIGNAL, ACK,
@@ -159,8 +160,7 @@ parse_exec (nex_agent_t *a, uint16_t channel, json_t *req, nex_agent_spec_t *spe
   if ((tty && !json_is_boolean (tty)) || json_int (req, "rows", 24, 1, AGENT_TTY_MAX_SIZE, &rows) < 0
       || json_int (req, "cols", 80, 1, AGENT_TTY_MAX_SIZE, &cols) < 0)
     {
-      refuse (a, channel, EINVAL, "exec: `tty` must be a boolean, `rows` and `cols` from 1 to %d",
-              AGENT_TTY_MAX_SIZE);
+      refuse (a, channel, EINVAL, "exec: `tty` must be a boolean, `rows` and `cols` from 1 to %d", AGENT_TTY_MAX_SIZE);
       return -1;
     }
   spec->tty = json_is_true (tty);

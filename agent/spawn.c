@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* spawn.c — how nex-agent turns a START or EXEC into a hardened child (see agent.h).
  *
  * The request is parsed into a spec first (every field from the host is hostile input), everything the child
@@ -254,8 +255,8 @@ drop_caps (uint64_t keep)
 }
 
 /* The forked child: becomes the workload or reports why not.  Everything it uses was prepared before fork. */
-static void __attribute__ ((noreturn)) child (const nex_agent_spec_t *s, const char *tty, int in_r, int out_w,
-                                              int err_w, int status_w)
+static void __attribute__ ((noreturn))
+child (const nex_agent_spec_t *s, const char *tty, int in_r, int out_w, int err_w, int status_w)
 {
   /* Its own session and process group: STOP signals the whole group (-pid), and the workload cannot reach the
    * agent's terminal, if it has one. */
@@ -462,7 +463,7 @@ char *
 nex_agent_spawn_failure_text (const nex_agent_spec_t *s, const nex_agent_child_failure_t *f)
 {
   const char *what = stage_name (f->stage);
-  const char *arg = f->stage == AGENT_CHILD_EXEC                                  ? s->path
+  const char *arg = f->stage == AGENT_CHILD_EXEC                                   ? s->path
                     : f->stage == AGENT_CHILD_CHDIR || f->stage == AGENT_CHILD_CWD ? s->cwd
                                                                                    : "";
   return nex_xasprintf ("%s `%s`: %s", what, arg, strerror (f->errnum));

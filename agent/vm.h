@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* vm.h — nex-agent as the init of a microVM.
  *
  * In a VM the agent is the first and only program the kernel starts, with nothing prepared: it mounts the

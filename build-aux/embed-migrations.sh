@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # embed-migrations.sh — turns schema/NNN_name.sql files into a C table (server/migrations.c) so that nexd
 # carries its own schema.  Usage: embed-migrations.sh FILE...  (files in ascending order; NNN is the version).
 set -eu

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # embed-text.sh — turns text files into C strings, so that nexd carries what it serves (openapi.yaml, the API
 # reference page).  Usage: embed-text.sh SYMBOL FILE [SYMBOL FILE]...  Each becomes `const char SYMBOL[]`.
 set -eu

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """render-api-docs.py — renders openapi.yaml into one self-contained HTML page (no scripts, no fonts, no CDN),
 which nexd embeds and serves at /docs.
 

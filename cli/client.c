@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* client.c — see client.h. */
 #include "cli/client.h"
 
@@ -18,7 +19,7 @@
 /* Answers larger than this are refused: a CLI has no use for more, and a wrong server could send anything. */
 #define MAX_ANSWER_BYTES (64 * 1024 * 1024)
 #define CONNECT_TIMEOUT_S 10L
-#define WS_MAX_MESSAGE (1024 * 1024)  /* the largest frame a node may send this client */
+#define WS_MAX_MESSAGE (1024 * 1024)   /* the largest frame a node may send this client */
 #define WS_MAX_ANSWER_HEAD (64 * 1024) /* the handshake's answer: status line and headers */
 #define WS_IO_TIMEOUT_MS 30000         /* how long a send or the handshake's answer may wait */
 
@@ -29,8 +30,8 @@ struct nex_client
   char *auth_header; /* "Authorization: Bearer ..." or NULL */
   char *cacert;      /* PEM file of trusted CAs, or NULL for the system's */
   /* the websocket, once nex_client_ws_open succeeded */
-  int ws_fd;         /* the connection's socket (libcurl's), -1 when none */
-  uint8_t *ws_in;    /* bytes received, not yet returned as messages */
+  int ws_fd;      /* the connection's socket (libcurl's), -1 when none */
+  uint8_t *ws_in; /* bytes received, not yet returned as messages */
   size_t ws_len, ws_cap, ws_used;
 };
 
@@ -343,12 +344,12 @@ nex_client_ws_open (nex_client_t *c, const char *path, long *status, nex_error_t
   randombytes_buf (nonce, sizeof nonce);
   sodium_bin2base64 (key, sizeof key, nonce, sizeof nonce, sodium_base64_VARIANT_ORIGINAL);
   const char *host = strstr (c->server, "://") + 3;
-  cleanup_free char *request = nex_xasprintf ("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: nex-cli\r\n"
-                                              "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                                              "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n%s%s"
-                                              "Accept: application/problem+json\r\n\r\n",
-                                              path, host, key, c->auth_header ? c->auth_header : "",
-                                              c->auth_header ? "\r\n" : "");
+  cleanup_free char *request
+      = nex_xasprintf ("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: nex-cli\r\n"
+                       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                       "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n%s%s"
+                       "Accept: application/problem+json\r\n\r\n",
+                       path, host, key, c->auth_header ? c->auth_header : "", c->auth_header ? "\r\n" : "");
   if (ws_send_raw (c, request, strlen (request), err) < 0)
     return -1;
 
@@ -426,8 +427,7 @@ nex_client_ws_recv (nex_client_t *c, int *opcode, const uint8_t **data, size_t *
     {
       nex_ws_frame_t f;
       int code;
-      long used = nex_ws_frame_parse_server (c->ws_in + c->ws_used, c->ws_len - c->ws_used, WS_MAX_MESSAGE, &f,
-                                             &code);
+      long used = nex_ws_frame_parse_server (c->ws_in + c->ws_used, c->ws_len - c->ws_used, WS_MAX_MESSAGE, &f, &code);
       if (used < 0)
         return nex_error_set (err, NEX_ERR_PROTOCOL, "%s broke the websocket protocol (%d)", c->server, code);
       if (used > 0)

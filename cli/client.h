@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* client.h — the `nex` CLI's HTTP client: one libcurl handle talking JSON to one nexd, and websockets (the
  * interactive exec session) over the same handle's connection.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nex.c — the `nex` command line client of a Nex node.
  *
  * Each command is one function that parses its own flags (with the global ones: --server, --token, --json,
@@ -465,7 +466,7 @@ int_flag (const char *option, const char *v)
   long long x = strtoll (v, &end, 10);
   if (errno || end == v || *end != '\0')
     fail_usage ("--%s takes a whole number, got `%s`", option, v);
-  return (json_int_t) x;
+  return (json_int_t)x;
 }
 
 /* Splits "K=V" for --env and --label; a usage error names OPTION otherwise. */
@@ -555,7 +556,8 @@ cmd_run (cli_t *cli, int argc, char **argv)
     }
   json_t *resources = json_object ();
   if (flags[F_MEMORY].count)
-    json_object_set_new (resources, "memory_mb", json_integer (int_flag ("memory", flag_value (&flags[F_MEMORY], NULL))));
+    json_object_set_new (resources, "memory_mb",
+                         json_integer (int_flag ("memory", flag_value (&flags[F_MEMORY], NULL))));
   if (flags[F_PIDS].count)
     json_object_set_new (resources, "pids", json_integer (int_flag ("pids", flag_value (&flags[F_PIDS], NULL))));
   if (flags[F_DISK].count)
@@ -639,9 +641,9 @@ cmd_ls (cli_t *cli, int argc, char **argv)
     if (strchr (flags[F_LABEL].values[i], '=') == NULL)
       fail_usage ("--label takes KEY=VALUE, got `%s`", flags[F_LABEL].values[i]);
 
-  cleanup_free char *path = nex_client_path (cli->client, "/v1/workloads", "namespace",
-                                             flag_value (&flags[F_NAMESPACE], NULL), "state",
-                                             flag_value (&flags[F_STATE], NULL), NULL);
+  cleanup_free char *path
+      = nex_client_path (cli->client, "/v1/workloads", "namespace", flag_value (&flags[F_NAMESPACE], NULL), "state",
+                         flag_value (&flags[F_STATE], NULL), NULL);
   for (int i = 0; i < flags[F_LABEL].count; i++)
     {
       char *next = nex_client_path (cli->client, path, "label", flags[F_LABEL].values[i], NULL);
@@ -865,7 +867,9 @@ exec_message (const uint8_t *data, size_t len, int *code)
   if (strcmp (type, "exit") == 0)
     {
       json_t *ec = json_object_get (m, "exit_code"), *sig = json_object_get (m, "signal");
-      *code = json_is_integer (ec) ? (int)json_integer_value (ec) : json_is_integer (sig) ? 128 + (int)json_integer_value (sig) : EXIT_API;
+      *code = json_is_integer (ec)    ? (int)json_integer_value (ec)
+              : json_is_integer (sig) ? 128 + (int)json_integer_value (sig)
+                                      : EXIT_API;
       return 1;
     }
   terminal_restore ();
@@ -1023,7 +1027,9 @@ cmd_exec (cli_t *cli, int argc, char **argv)
           fputs (str (out, "stderr", ""), stderr);
         }
       json_t *ec = json_object_get (out, "exit_code"), *sig = json_object_get (out, "signal");
-      return json_is_integer (ec) ? (int)json_integer_value (ec) : json_is_integer (sig) ? 128 + (int)json_integer_value (sig) : EXIT_API;
+      return json_is_integer (ec)    ? (int)json_integer_value (ec)
+             : json_is_integer (sig) ? 128 + (int)json_integer_value (sig)
+                                     : EXIT_API;
     }
 
   char rows[16], cols[16];

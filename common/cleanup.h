@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cleanup.h — scope-bound ownership with __attribute__((cleanup)).
  *
  * A variable declared `cleanup_free char *s = ...;` is released when it goes out of scope.  Ownership is handed
@@ -26,7 +27,7 @@
 static inline void
 nex_cleanup_freep (void *p)
 {
-  free (*(void **) p);
+  free (*(void **)p);
 }
 
 static inline void
@@ -96,27 +97,27 @@ nex_cleanup_unlockp (pthread_mutex_t **m)
 #define cleanup_error cleanup_with (nex_error_free)
 
 /* Moves the pointer out of P and leaves NULL behind. */
-#define NEX_STEAL_PTR(p)                                                                                           \
-  ({                                                                                                               \
-    __typeof__ (p) stolen_ = (p);                                                                                  \
-    (p) = NULL;                                                                                                    \
-    stolen_;                                                                                                       \
+#define NEX_STEAL_PTR(p)                                                                                               \
+  ({                                                                                                                   \
+    __typeof__ (p) stolen_ = (p);                                                                                      \
+    (p) = NULL;                                                                                                        \
+    stolen_;                                                                                                           \
   })
 
 /* Moves the descriptor out of FD and leaves -1 behind. */
-#define NEX_STEAL_FD(fd)                                                                                           \
-  ({                                                                                                               \
-    int stolen_ = (fd);                                                                                            \
-    (fd) = -1;                                                                                                     \
-    stolen_;                                                                                                       \
+#define NEX_STEAL_FD(fd)                                                                                               \
+  ({                                                                                                                   \
+    int stolen_ = (fd);                                                                                                \
+    (fd) = -1;                                                                                                         \
+    stolen_;                                                                                                           \
   })
 
 /* Moves the pid out of PID and leaves 0 behind. */
-#define NEX_STEAL_PID(pid)                                                                                         \
-  ({                                                                                                               \
-    pid_t stolen_ = (pid);                                                                                         \
-    (pid) = 0;                                                                                                     \
-    stolen_;                                                                                                       \
+#define NEX_STEAL_PID(pid)                                                                                             \
+  ({                                                                                                                   \
+    pid_t stolen_ = (pid);                                                                                             \
+    (pid) = 0;                                                                                                         \
+    stolen_;                                                                                                           \
   })
 
 static inline void

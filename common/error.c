@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* error.c — construction, wrapping and release of nex_error_t (see error.h for the contract). */
 #include "common/error.h"
 

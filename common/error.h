@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* error.h — the one error type carried through Nex.
  *
  * A fallible function takes `nex_error_t *err` as its last argument and returns a negative int (or NULL) on
@@ -15,18 +16,18 @@
 
 typedef enum nex_error_kind
 {
-  NEX_ERR_SYSTEM = 1,  /* an OS or library call failed; errnum says why (HTTP 500) */
-  NEX_ERR_MALFORMED,   /* input could not be parsed at all, e.g. bad JSON (HTTP 400) */
-  NEX_ERR_INVALID,     /* input parsed but a field is missing, wrong-typed or refused (HTTP 422) */
-  NEX_ERR_NOT_FOUND,   /* the thing named does not exist (HTTP 404) */
-  NEX_ERR_CONFLICT,    /* the request is valid but not in the current state (HTTP 409) */
-  NEX_ERR_TOO_LARGE,   /* input exceeds a configured bound (HTTP 413) */
-  NEX_ERR_UNAVAILABLE, /* a needed facility is missing on this host (HTTP 503) */
-  NEX_ERR_PROTOCOL,    /* a peer (agent, guest) broke the wire protocol */
-  NEX_ERR_TIMEOUT,     /* what was waited for did not happen in time (HTTP 408) */
+  NEX_ERR_SYSTEM = 1,      /* an OS or library call failed; errnum says why (HTTP 500) */
+  NEX_ERR_MALFORMED,       /* input could not be parsed at all, e.g. bad JSON (HTTP 400) */
+  NEX_ERR_INVALID,         /* input parsed but a field is missing, wrong-typed or refused (HTTP 422) */
+  NEX_ERR_NOT_FOUND,       /* the thing named does not exist (HTTP 404) */
+  NEX_ERR_CONFLICT,        /* the request is valid but not in the current state (HTTP 409) */
+  NEX_ERR_TOO_LARGE,       /* input exceeds a configured bound (HTTP 413) */
+  NEX_ERR_UNAVAILABLE,     /* a needed facility is missing on this host (HTTP 503) */
+  NEX_ERR_PROTOCOL,        /* a peer (agent, guest) broke the wire protocol */
+  NEX_ERR_TIMEOUT,         /* what was waited for did not happen in time (HTTP 408) */
   NEX_ERR_UNAUTHENTICATED, /* no credentials, or unknown ones (HTTP 401) */
-  NEX_ERR_FORBIDDEN,   /* the credentials do not allow this (HTTP 403) */
-  NEX_ERR_NO_SPACE,    /* the node's disk (or quota) is full: ENOSPC, EDQUOT, SQLITE_FULL (HTTP 507) */
+  NEX_ERR_FORBIDDEN,       /* the credentials do not allow this (HTTP 403) */
+  NEX_ERR_NO_SPACE,        /* the node's disk (or quota) is full: ENOSPC, EDQUOT, SQLITE_FULL (HTTP 507) */
 } nex_error_kind_t;
 
 typedef struct nex_error_s
@@ -49,8 +50,7 @@ int nex_error_set (nex_error_t *err, nex_error_kind_t kind, const char *fmt, ...
 int nex_error_sys (nex_error_t *err, int errnum, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
 
 /* As nex_error_set with kind NEX_ERR_INVALID, naming FIELD (a JSON path such as "env.PATH"). */
-int nex_error_field (nex_error_t *err, const char *field, const char *fmt, ...)
-    __attribute__ ((format (printf, 3, 4)));
+int nex_error_field (nex_error_t *err, const char *field, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
 
 /* Prefixes context to an existing error ("starting `x`: " + old message); returns -1.  A no-op when ERR or
  * *ERR is NULL. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fdio.c — see fdio.h. */
 #include "common/fdio.h"
 
@@ -25,7 +26,7 @@ nex_fd_write_all (int fd, const void *buf, size_t n, nex_error_t *err)
           return nex_error_sys (err, errno, "write");
         }
       p += w;
-      n -= (size_t) w;
+      n -= (size_t)w;
     }
   return 0;
 }
@@ -60,7 +61,7 @@ nex_file_read (const char *path, size_t max, size_t *len, nex_error_t *err)
         }
       if (r == 0)
         break;
-      n += (size_t) r;
+      n += (size_t)r;
     }
   if (n > max)
     {
@@ -76,7 +77,7 @@ nex_file_read (const char *path, size_t max, size_t *len, nex_error_t *err)
 int
 nex_file_write_atomic (const char *path, const void *data, size_t n, int mode, nex_error_t *err)
 {
-  cleanup_free char *tmp = nex_xasprintf ("%s.tmp.%d", path, (int) getpid ());
+  cleanup_free char *tmp = nex_xasprintf ("%s.tmp.%d", path, (int)getpid ());
   cleanup_close int fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0)
     return nex_error_sys (err, errno, "create `%s`", tmp);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fdio.h — small, careful helpers for file descriptors: full writes and reads that retry on EINTR and short
  * transfers, and whole-file reads with a size bound.  Used by nexd and nex-agent alike. */
 #ifndef NEX_FDIO_H

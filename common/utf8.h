@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* utf8.h — making arbitrary bytes safe to store and show as text.
  *
  * Whatever a workload prints ends up in SQLite TEXT columns and JSON strings, which must hold UTF-8; the registry

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* wire.c — encoder and incremental decoder of the host<->agent wire protocol (contract and frame layout in
  * wire.h).
  *

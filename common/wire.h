@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* wire.h — the host<->agent wire protocol, shared by nexd and nex-agent.
  *
  * One byte stream (a unix socket for the sandbox driver; a serial/virtio console or vsock for VMs) carries
@@ -79,9 +80,9 @@ typedef struct nex_wire_frame
 /* Incremental decoder for a byte stream.  Not thread-safe; one per connection. */
 typedef struct nex_wire_reader
 {
-  uint8_t *buf;   /* buffered, not yet consumed bytes */
-  size_t len;     /* bytes in buf */
-  size_t cap;     /* allocated size of buf (never more than header + max payload) */
+  uint8_t *buf;    /* buffered, not yet consumed bytes */
+  size_t len;      /* bytes in buf */
+  size_t cap;      /* allocated size of buf (never more than header + max payload) */
   size_t consumed; /* bytes of buf already returned as frames, discarded on the next feed/next */
 } nex_wire_reader_t;
 
@@ -95,8 +96,7 @@ int nex_wire_type_is_json (nex_wire_type_t type);
 const char *nex_wire_type_name (unsigned type);
 
 /* Writes the 8-byte header for a frame into OUT. */
-void nex_wire_header_encode (uint8_t out[NEX_WIRE_HEADER_SIZE], nex_wire_type_t type, uint16_t channel,
-                             uint32_t len);
+void nex_wire_header_encode (uint8_t out[NEX_WIRE_HEADER_SIZE], nex_wire_type_t type, uint16_t channel, uint32_t len);
 
 /* Initialises / releases a reader. */
 void nex_wire_reader_init (nex_wire_reader_t *r);

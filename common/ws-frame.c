@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ws-frame.c — see ws-frame.h. */
 #include "common/ws-frame.h"
 

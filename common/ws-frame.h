@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ws-frame.h — RFC 6455 websocket framing for both ends: frames a server sends (never masked) and receives
  * (always masked, from hostile clients), and — for the `nex` CLI's client — frames a client sends and receives.
  *
@@ -10,7 +11,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
 
 /* Opcodes (RFC 6455 section 5.2). */
 #define NEX_WS_CONTINUATION 0x0

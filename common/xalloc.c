@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* xalloc.c — aborting allocators (see xalloc.h). */
 #include "common/xalloc.h"
 
@@ -9,7 +10,7 @@
 static void __attribute__ ((noreturn)) oom (void)
 {
   static const char msg[] = "nex: out of memory\n";
-  (void) !write (2, msg, sizeof msg - 1);
+  (void)!write (2, msg, sizeof msg - 1);
   abort ();
 }
 

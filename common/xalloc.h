@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* xalloc.h — allocation that never returns NULL.
  *
  * Nex treats running out of memory as fatal (as crun and Redis do): every function here aborts with a message

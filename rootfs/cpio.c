@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cpio.c — newc archive writer (see cpio.h).  Each entry is a 110-byte ASCII header ("070701" and thirteen
  * 8-digit hex fields), the NUL-terminated name padded to a multiple of 4 bytes, then the data padded likewise. */
 #include "rootfs/cpio.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cpio.h — writing a newc ("070701") cpio archive, the format the Linux kernel unpacks as an initramfs.
  *
  * Only what an initramfs needs: directories, regular files (copied from an open descriptor), character device

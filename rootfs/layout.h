@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layout.h — what a Nex VM image holds and where: the one list shared by the image builder (rootfs.c) and the
  * agent that boots from the image (agent/vm.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c — nex-rootfs: builds what Nex's microVMs boot, from the command line.
  *
  * nexd builds the same images in-process (rootfs.h) when it starts a VM; this command is for people who want to

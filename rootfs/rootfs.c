@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rootfs.c — VM images: content keys, the initramfs writer, the ext4 builder and the cache (see rootfs.h).
  *
  * The cache computes an image's key from its inputs, writes the image, and computes the key again: an input

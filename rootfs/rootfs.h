@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rootfs.h — building what a microVM boots: an image holding nex-agent as /init, the workload, a minimal /dev
  * and the kernel modules the agent needs (layout in rootfs/layout.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* vmlinux.c — bzImage payload extraction and an LZ4 block decoder (see vmlinux.h).
  *
  * The LZ4 legacy frame, as the kernel's build writes it: the magic 02 21 4C 18, then blocks, each a 32-bit

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* vmlinux.h — getting the uncompressed kernel (vmlinux, an ELF file) out of a bzImage.
  *
  * QEMU boots a bzImage; Firecracker wants the kernel's uncompressed ELF image.  Distributions ship only the

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- 001_initial.sql — the first registry schema: node metadata, workloads, their state history, their logs and
 -- the events the node emitted.
 --

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- 002_sandbox.sql — the sandbox driver in depth: per-workload resources, restart policy, kept capabilities,
 -- working directory, and what nexd needs to re-adopt a sandbox safely after a crash.
 --

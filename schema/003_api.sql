@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- 003_api.sql — what the full REST API needs in the registry: labels on workloads, API tokens, and indexes for
 -- the event filters of GET /v1/events.
 --

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- 004_console_stream.sql — log lines may also come from a microVM's console (the kernel's and the agent's boot
 -- messages): stream 3.  SQLite cannot change a CHECK constraint in place, so the logs table is rebuilt with the
 -- same columns, key and contents.

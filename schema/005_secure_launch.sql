@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- 005_secure_launch.sql — what a secure launch (sealed environment, workload JWT) keeps beside its workload.
 --
 -- workload_secure holds, per workload that came with them: the environment exactly as the client sealed it to

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- 006_functions.sql — function workloads: a workload's type and, for functions, what triggers them.
 --
 -- Conventions of 001_initial.sql hold (JSON columns as compact text).  A service keeps type 'service' and NULL in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* auth.h — who may do what through the API: bearer tokens with scopes, optionally limited to namespaces.
  *
  * Scopes nest: `admin` ⊇ `deploy` ⊇ `read`.  What a request needs follows from its method and path alone (one

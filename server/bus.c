@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bus.c — see bus.h.  Subscriptions are a linked list under one mutex; each has a ring of message pointers. */
 #include "server/bus.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bus.h — the node's in-process publish/subscribe: live events and log lines, fanned out to whoever watches.
  *
  * Publishers are nex_node_emit (every CloudEvent, once it is stored) and nex_node_store_logs (every output line,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* clock.h — time as Nex stores and shows it: Unix milliseconds inside, RFC 3339 (UTC, millisecond precision)
  * outside. */
 #ifndef NEX_CLOCK_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.c — see config.h.  The option table below is the single list of nexd's options. */
 #include "server/config.h"
 
@@ -30,7 +31,10 @@ typedef struct
   const char *help;
 } opt_t;
 
-#define OPT(n, t, d, h) { #n, t, offsetof (nex_config_t, n), d, h }
+#define OPT(n, t, d, h)                                                                                                \
+  {                                                                                                                    \
+#n, t, offsetof(nex_config_t, n), d, h                                                                             \
+  }
 static const opt_t options[] = {
   OPT (listen, OPT_STRING, "127.0.0.1:8080", "address of the REST API and dashboard (host:port)"),
   OPT (data_dir, OPT_STRING, "./nex-data", "directory for the registry, artifact cache and sandboxes"),
@@ -63,7 +67,8 @@ static const opt_t options[] = {
   OPT (idle_timeout_s, OPT_INT, "60", "seconds an idle connection is kept open"),
   OPT (tls_cert, OPT_STRING, NULL, "PEM certificate file: serve HTTPS (with tls_key)"),
   OPT (tls_key, OPT_STRING, NULL, "PEM private key file for tls_cert"),
-  OPT (vm_kernel_dir, OPT_STRING, NULL, "microVM kernel directory: vmlinuz, vmlinux, modules/ (default: kernel/ beside nexd)"),
+  OPT (vm_kernel_dir, OPT_STRING, NULL,
+       "microVM kernel directory: vmlinuz, vmlinux, modules/ (default: kernel/ beside nexd)"),
   OPT (qemu_path, OPT_STRING, "qemu-system-x86_64", "QEMU system emulator for the qemu driver"),
   OPT (firecracker_path, OPT_STRING, "firecracker", "Firecracker binary for the firecracker driver"),
   OPT (kvm_device, OPT_STRING, "/dev/kvm", "KVM device (QEMU uses TCG emulation without it; Firecracker needs it)"),
@@ -80,10 +85,10 @@ static const opt_t options[] = {
 static int
 opt_set (nex_config_t *cfg, const opt_t *o, const char *value, const char *source, nex_error_t *err)
 {
-  char *base = (char *) cfg + o->offset;
+  char *base = (char *)cfg + o->offset;
   if (o->type == OPT_STRING)
     {
-      char **slot = (char **) base;
+      char **slot = (char **)base;
       free (*slot);
       *slot = value ? nex_xstrdup (value) : NULL;
       return 0;
@@ -92,9 +97,9 @@ opt_set (nex_config_t *cfg, const opt_t *o, const char *value, const char *sourc
   errno = 0;
   long long v = strtoll (value, &end, 10);
   if (errno != 0 || end == value || *end != '\0' || v < 0)
-    return nex_error_field (err, o->name, "%s: option `%s` must be a non-negative integer, got `%s`", source,
-                            o->name, value);
-  *(int64_t *) base = v;
+    return nex_error_field (err, o->name, "%s: option `%s` must be a non-negative integer, got `%s`", source, o->name,
+                            value);
+  *(int64_t *)base = v;
   return 0;
 }
 
@@ -138,7 +143,7 @@ config_from_file (nex_config_t *cfg, const char *path, nex_error_t *err)
     if (o->type == OPT_STRING && json_is_string (val))
       text = nex_xstrdup (json_string_value (val));
     else if (o->type == OPT_INT && json_is_integer (val))
-      text = nex_xasprintf ("%lld", (long long) json_integer_value (val));
+      text = nex_xasprintf ("%lld", (long long)json_integer_value (val));
     else if (!(o->type == OPT_STRING && json_is_null (val)))
       return nex_error_field (err, key, "config file `%s`: option `%s` must be %s", path, key,
                               o->type == OPT_STRING ? "a string" : "an integer");
@@ -160,8 +165,8 @@ print_help (FILE *out)
       for (j = 0; options[i].name[j] && j < sizeof flag - 1; j++)
         {
           flag[j] = options[i].name[j] == '_' ? '-' : options[i].name[j];
-          env[j] = (char) (options[i].name[j] >= 'a' && options[i].name[j] <= 'z' ? options[i].name[j] - 32
-                                                                                   : options[i].name[j]);
+          env[j] = (char)(options[i].name[j] >= 'a' && options[i].name[j] <= 'z' ? options[i].name[j] - 32
+                                                                                 : options[i].name[j]);
         }
       flag[j] = env[j] = '\0';
       fprintf (out, "  --%-22s %s\n  %-24s (env NEX_%s; default %s)\n", flag, options[i].help, "", env,
@@ -215,7 +220,7 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
       for (size_t i = 0; i < N_OPTIONS; i++)
         {
           const char *n = options[i].name;
-          size_t len = (size_t) (eq - (*e + 4));
+          size_t len = (size_t)(eq - (*e + 4));
           if (strlen (n) != len)
             continue;
           size_t j = 0;
@@ -271,7 +276,8 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
   if (cfg->max_connections < 1 || cfg->max_connections > 100000)
     return nex_error_field (err, "max_connections", "max_connections must be between 1 and 100000");
   if (cfg->max_connections_per_ip < 1 || cfg->max_connections_per_ip > cfg->max_connections)
-    return nex_error_field (err, "max_connections_per_ip", "max_connections_per_ip must be between 1 and max_connections");
+    return nex_error_field (err, "max_connections_per_ip",
+                            "max_connections_per_ip must be between 1 and max_connections");
   if (cfg->header_timeout_s < 1)
     return nex_error_field (err, "header_timeout_s", "header_timeout_s must be at least 1");
   if (cfg->request_timeout_s < 1 || cfg->idle_timeout_s < 1)
@@ -301,7 +307,7 @@ nex_config_release (nex_config_t *cfg)
   for (size_t i = 0; i < N_OPTIONS; i++)
     if (options[i].type == OPT_STRING)
       {
-        char **slot = (char **) ((char *) cfg + options[i].offset);
+        char **slot = (char **)((char *)cfg + options[i].offset);
         free (*slot);
         *slot = NULL;
       }
@@ -317,7 +323,7 @@ nex_config_listen_addr (const nex_config_t *cfg, char **host, int *port, nex_err
   long p = strtol (colon + 1, &end, 10);
   if (*end != '\0' || p < 0 || p > 65535 || end == colon + 1)
     return nex_error_field (err, "listen", "listen address `%s` has a bad port", cfg->listen);
-  *host = nex_xstrndup (cfg->listen, (size_t) (colon - cfg->listen));
-  *port = (int) p;
+  *host = nex_xstrndup (cfg->listen, (size_t)(colon - cfg->listen));
+  *port = (int)p;
   return 0;
 }

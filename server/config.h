@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.h — nexd's settings and where they come from.
  *
  * Every option has a safe default, so `nexd` with no arguments runs a node.  Sources, later overriding earlier:
@@ -15,31 +16,31 @@
 
 typedef struct nex_config
 {
-  char *listen;           /* "host:port" of the REST API; default 127.0.0.1:8080 */
-  char *data_dir;         /* registry, artifact cache, sandbox run dirs; default ./nex-data (made absolute) */
-  char *log_level;        /* debug|info|warn|error; default info */
-  char *agent;            /* path of nex-agent; default: next to the nexd executable */
-  char *nats;             /* NATS URL(s), comma-separated; NULL (default) runs the node alone */
-  char *nats_creds;       /* NATS credentials file (user JWT + seed), optional */
-  char *nats_nkey;        /* file holding a user nkey seed (SU...) to authenticate with, optional */
-  char *nats_user;        /* NATS user name, optional (with nats_password) */
+  char *listen;     /* "host:port" of the REST API; default 127.0.0.1:8080 */
+  char *data_dir;   /* registry, artifact cache, sandbox run dirs; default ./nex-data (made absolute) */
+  char *log_level;  /* debug|info|warn|error; default info */
+  char *agent;      /* path of nex-agent; default: next to the nexd executable */
+  char *nats;       /* NATS URL(s), comma-separated; NULL (default) runs the node alone */
+  char *nats_creds; /* NATS credentials file (user JWT + seed), optional */
+  char *nats_nkey;  /* file holding a user nkey seed (SU...) to authenticate with, optional */
+  char *nats_user;  /* NATS user name, optional (with nats_password) */
   char *nats_password;
-  char *nats_tls_ca;      /* PEM file of CAs to trust; setting any TLS option turns TLS on */
-  char *nats_tls_cert;    /* client certificate (PEM), with nats_tls_key */
+  char *nats_tls_ca;   /* PEM file of CAs to trust; setting any TLS option turns TLS on */
+  char *nats_tls_cert; /* client certificate (PEM), with nats_tls_key */
   char *nats_tls_key;
-  char *tags;             /* node tags "k=v,k=v" reported in ping/info and matched by auctions */
-  char *valid_issuers;    /* comma-separated issuer nkeys whose workload JWTs are accepted; NULL: any */
-  int64_t nats_buffer;    /* events + log lines queued for NATS while disconnected; beyond: oldest dropped */
-  int64_t heartbeat_s;    /* seconds between heartbeat events on NATS; default 30 */
-  char *default_driver;   /* driver for workloads that name none; default sandbox */
-  int64_t log_lines;      /* log lines kept per workload (oldest dropped first); default 10000 */
-  int64_t max_body_bytes; /* largest request body accepted; default 1 MiB */
-  int64_t stop_grace_s;   /* default grace between SIGTERM and SIGKILL on stop; default 10 */
-  int64_t api_threads;    /* HTTP worker threads; default 4 */
+  char *tags;                 /* node tags "k=v,k=v" reported in ping/info and matched by auctions */
+  char *valid_issuers;        /* comma-separated issuer nkeys whose workload JWTs are accepted; NULL: any */
+  int64_t nats_buffer;        /* events + log lines queued for NATS while disconnected; beyond: oldest dropped */
+  int64_t heartbeat_s;        /* seconds between heartbeat events on NATS; default 30 */
+  char *default_driver;       /* driver for workloads that name none; default sandbox */
+  int64_t log_lines;          /* log lines kept per workload (oldest dropped first); default 10000 */
+  int64_t max_body_bytes;     /* largest request body accepted; default 1 MiB */
+  int64_t stop_grace_s;       /* default grace between SIGTERM and SIGKILL on stop; default 10 */
+  int64_t api_threads;        /* HTTP worker threads; default 4 */
   int64_t max_artifact_bytes; /* largest artifact upload accepted (POST /v1/artifacts); default 256 MiB */
-  char *anonymous;        /* scopes of requests without a token: none (default) or e.g. "read" (auth.h) */
-  char *admin_token;      /* an admin token that lives only here; NULL (default): one is generated at first start */
-  int64_t max_connections;        /* HTTP connections at once, in all; default 1000 */
+  char *anonymous;            /* scopes of requests without a token: none (default) or e.g. "read" (auth.h) */
+  char *admin_token;          /* an admin token that lives only here; NULL (default): one is generated at first start */
+  int64_t max_connections;    /* HTTP connections at once, in all; default 1000 */
   int64_t max_connections_per_ip; /* HTTP connections at once from one address; default 100 */
   int64_t request_timeout_s;      /* a request's headers and body must arrive within this; default 30 */
   int64_t header_timeout_s;       /* ... and its headers within this (capped by request_timeout_s); default 10 */
@@ -47,15 +48,15 @@ typedef struct nex_config
   char *tls_cert;                 /* PEM certificate (chain) file: serve HTTPS; NULL (default): plain HTTP */
   char *tls_key;                  /* PEM private key file of tls_cert */
   /* microVM drivers (server/drivers/vm.h) */
-  char *vm_kernel_dir;      /* vmlinuz, vmlinux, modules/<driver>/; default: kernel/ beside nexd */
-  char *qemu_path;          /* QEMU system emulator; default qemu-system-x86_64 (searched in PATH) */
-  char *firecracker_path;   /* Firecracker binary; default firecracker (searched in PATH) */
-  char *kvm_device;         /* KVM device node; default /dev/kvm */
-  char *kvm_probe;          /* "on" (default): KVM must run a probe guest (drivers/kvm.h); "off": it must open */
-  char *vm_accel;           /* QEMU's accelerator: "auto" (default), "kvm" or "tcg" (drivers/vm.h) */
-  int64_t kvm_boot_s;       /* in vm_accel auto, a VM under KVM must greet within this; default 20 */
-  int64_t vm_memory_mib;    /* a VM's memory when its workload asks for none; default 128 */
-  int64_t vm_vcpus;         /* a VM's vCPUs when its workload asks for none; default 1 */
+  char *vm_kernel_dir;    /* vmlinuz, vmlinux, modules/<driver>/; default: kernel/ beside nexd */
+  char *qemu_path;        /* QEMU system emulator; default qemu-system-x86_64 (searched in PATH) */
+  char *firecracker_path; /* Firecracker binary; default firecracker (searched in PATH) */
+  char *kvm_device;       /* KVM device node; default /dev/kvm */
+  char *kvm_probe;        /* "on" (default): KVM must run a probe guest (drivers/kvm.h); "off": it must open */
+  char *vm_accel;         /* QEMU's accelerator: "auto" (default), "kvm" or "tcg" (drivers/vm.h) */
+  int64_t kvm_boot_s;     /* in vm_accel auto, a VM under KVM must greet within this; default 20 */
+  int64_t vm_memory_mib;  /* a VM's memory when its workload asks for none; default 128 */
+  int64_t vm_vcpus;       /* a VM's vCPUs when its workload asks for none; default 1 */
   char *web_dir;          /* the dashboard's files; default: web/ of the source tree nexd was built from */
 } nex_config_t;
 

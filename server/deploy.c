@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* deploy.c — see deploy.h.  Everything that can be checked before storing is checked here, so that a refused
  * request leaves no trace; what can only be known once the artifact is fetched (its digest) fails the workload
  * later, visibly, in the supervisor. */
@@ -23,7 +24,7 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "node is in lame duck mode and takes no new workloads");
   /* The secure-launch fields (sealed environment, workload JWT) are checked and taken out first; the rest is an
    * ordinary request. */
-  cleanup_json json_t *plain = json_is_object (request) ? json_deep_copy (request) : json_incref ((json_t *) request);
+  cleanup_json json_t *plain = json_is_object (request) ? json_deep_copy (request) : json_incref ((json_t *)request);
   cleanup_with (nex_secure_row_release) nex_secure_row_t secure = { 0 };
   int secured = 0;
   if (nex_secure_take (node, plain, &secure, &secured, err) < 0
@@ -36,7 +37,8 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
     nex_error_field (err, "driver", "unknown driver `%s`", w.driver);
   else if (w.type == NEX_WORKLOAD_FUNCTION && node->nats == NULL)
     /* A function is reached only through its trigger subjects: on a node without NATS it could never run. */
-    nex_error_field (err, "trigger_subjects", "this node is not connected to NATS (start nexd with --nats): a "
+    nex_error_field (err, "trigger_subjects",
+                     "this node is not connected to NATS (start nexd with --nats): a "
                      "function could never be triggered here");
   else if (!nex_driver_probe (d, &why))
     nex_error_set (err, NEX_ERR_UNAVAILABLE, "driver `%s` is unavailable on this node: %s", d->name, why);

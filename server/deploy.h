@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* deploy.h — accepting a workload: the one path every front door takes (REST today; NATS and the CLI's
  * uploads go through it too), so that validation, storage and the deployed event are the same whichever way a
  * request arrives. */

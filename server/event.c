@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* event.c — see event.h. */
 #include "server/event.h"
 

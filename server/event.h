@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* event.h — the one constructor of Nex's events: CloudEvents 1.0 in their JSON form.
  *
  * Every event Nex reports (stored in the registry, later streamed over websockets and NATS) is built here, so

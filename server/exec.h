@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* exec.h — one non-interactive exec request (POST /v1/workloads/{id}/exec) on its way between the API thread that
  * received it and the supervisor that runs it through the agent.
  *
@@ -34,15 +35,17 @@
 #define NEX_EXEC_MAX_STDIN (256u << 10) /* stdin a request may carry */
 #define NEX_EXEC_MAX_TIMEOUT_S 3600
 #define NEX_EXEC_DEFAULT_TIMEOUT_S 30
-#define NEX_EXEC_STREAM_BUFFER (1u << 20) /* interactive output waiting for its reader; the rest is counted, dropped */
+#define NEX_EXEC_STREAM_BUFFER                                                                                         \
+  (1u << 20) /* interactive output waiting for its reader; the rest is counted, dropped                                \
+              */
 #define NEX_EXEC_INPUT_INFLIGHT (256u << 10) /* interactive input queued to the supervisor before the reader waits */
 
 /* What a client asked to run. */
 typedef struct nex_exec_spec
 {
   const char *path; /* the program's path inside the sandbox; NULL: argv[0] */
-  json_t *argv; /* non-empty array of strings, as the program sees them (argv[0]: its name, by default its path) */
-  json_t *env;  /* object of strings, added to (and overriding) the workload's environment; may be NULL */
+  json_t *argv;     /* non-empty array of strings, as the program sees them (argv[0]: its name, by default its path) */
+  json_t *env;      /* object of strings, added to (and overriding) the workload's environment; may be NULL */
   const char *stdin_data;
   size_t stdin_len;
   int64_t timeout_ms; /* the agent kills the process after this long (interactive: 0, none) */
@@ -94,7 +97,7 @@ struct nex_exec
   int started;       /* STARTED arrived */
   uint8_t *stream;   /* interactive: output not yet read (at most NEX_EXEC_STREAM_BUFFER bytes) */
   size_t stream_len;
-  size_t input_inflight; /* interactive: input bytes queued to the supervisor, not yet sent to the agent */
+  size_t input_inflight;    /* interactive: input bytes queued to the supervisor, not yet sent to the agent */
   nex_exec_done_fn on_done; /* set before the request is submitted, read-only afterwards */
   void *done_ctx;
 };

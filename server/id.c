@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* id.c — see id.h. */
 #include "server/id.h"
 
@@ -19,10 +20,10 @@ nex_id_new (char out[37])
         continue;
       if (r < 0)
         abort ();
-      got += (size_t) r;
+      got += (size_t)r;
     }
-  b[6] = (unsigned char) ((b[6] & 0x0f) | 0x40); /* version 4 */
-  b[8] = (unsigned char) ((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
   snprintf (out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
             b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }

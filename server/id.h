@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* id.h — identifiers Nex hands out: random (version 4) UUIDs in their 36-character text form. */
 #ifndef NEX_ID_H
 #define NEX_ID_H

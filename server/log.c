@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.c — see log.h.  Lines are built with jansson so that any message text is escaped correctly. */
 #include "server/log.h"
 
@@ -21,7 +22,7 @@ nex_log_level_parse (const char *name, nex_log_level_t *out, nex_error_t *err)
   for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++)
     if (strcmp (name, level_names[i]) == 0)
       {
-        *out = (nex_log_level_t) i;
+        *out = (nex_log_level_t)i;
         return 0;
       }
   return nex_error_field (err, "log_level", "unknown log level `%s` (use debug, info, warn or error)", name);
@@ -42,7 +43,7 @@ line_write (const json_t *line)
     return;
   size_t n = strlen (text);
   text[n] = '\n'; /* overwrite the NUL: one write, one line */
-  (void) !write (STDERR_FILENO, text, n + 1);
+  (void)!write (STDERR_FILENO, text, n + 1);
 }
 
 static void

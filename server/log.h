@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.h — nexd's own diagnostics: one JSON object per line on stderr ({"ts","level","msg",...}), filtered by a
  * level set once at start.  Safe from any thread (each line is written with one write(2)). */
 #ifndef NEX_LOG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c — nexd: start a node, serve until SIGTERM/SIGINT, shut down cleanly.
  *
  * Start order: configuration, logging, node (data dir, registry, identity), supervisor (re-attaches to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics.h — the node's Prometheus metrics (GET /metrics, text exposition format 0.0.4).
  *
  * Counters and histograms that events update as they happen live here, process-wide, updated with atomics (no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* node.c — see node.h. */
 #include "server/node.h"
 
@@ -237,8 +238,9 @@ nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lin
        * the log per spell, not one per batch. */
       nex_node_pause_logs (node, nex_clock_mono_ms () + LOGS_FULL_PAUSE_MS);
       if (!node->logs_full)
-        nex_log_error (NEX_LOG_WARN, err, "the registry is full: workloads' output is dropped (counted in "
-                                          "nex_log_lines_lost_total) until it has room again");
+        nex_log_error (NEX_LOG_WARN, err,
+                       "the registry is full: workloads' output is dropped (counted in "
+                       "nex_log_lines_lost_total) until it has room again");
       node->logs_full = 1;
       return;
     }
@@ -261,7 +263,7 @@ nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lin
     {
       size_t len;
       cleanup_free char *text = nex_utf8_sanitize (lines[i].text, lines[i].len, &len);
-      nex_bus_publish_log (node->bus, id, w.namespace_, first + (int64_t) i, lines[i].stream, lines[i].ts, text, len);
+      nex_bus_publish_log (node->bus, id, w.namespace_, first + (int64_t)i, lines[i].stream, lines[i].ts, text, len);
     }
   nex_workload_release (&w);
 }

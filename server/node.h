@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* node.h — the node: what one running nexd is and owns.
  *
  * nex_node_t ties the long-lived parts together — configuration, registry, supervisor, API — and holds the
@@ -28,22 +29,22 @@ typedef struct nex_node
   const nex_config_t *cfg;
   nex_registry_t *reg;
   nex_supervisor_t *sup;
-  nex_bus_t *bus;       /* live events and log lines for subscribers (bus.h) */
-  nex_auth_t *auth;     /* API tokens (auth.h); made and freed by the API */
-  nex_nats_t *nats;     /* the NATS bridge, NULL when the node runs alone (set before the supervisor starts,
-                           cleared after it stopped) */
+  nex_bus_t *bus;          /* live events and log lines for subscribers (bus.h) */
+  nex_auth_t *auth;        /* API tokens (auth.h); made and freed by the API */
+  nex_nats_t *nats;        /* the NATS bridge, NULL when the node runs alone (set before the supervisor starts,
+                              cleared after it stopped) */
   nex_identity_t identity; /* the node's nkey (its id) and xkey; secrets, never shown */
-  char id[64];          /* node id: the node's public server nkey ("N...") */
-  int lameduck;         /* set once (any thread, atomically): the node takes no more deploys */
+  char id[64];             /* node id: the node's public server nkey ("N...") */
+  int lameduck;            /* set once (any thread, atomically): the node takes no more deploys */
   char *hostname;
-  char *data_dir;       /* absolute */
-  char *artifacts_dir;  /* data_dir/artifacts: content-addressed executables */
-  char *run_dir;        /* data_dir/run: one directory per live sandbox */
-  char *agent_path;     /* absolute path of nex-agent */
-  int64_t started_at;   /* Unix ms */
-  int64_t started_mono; /* monotonic ms, for uptime */
-  nex_cgroups_t *cgroups; /* resource limits for sandboxes (cgroup.h); NULL when this host offers none */
-  char *cgroups_error;    /* why cgroups is NULL */
+  char *data_dir;            /* absolute */
+  char *artifacts_dir;       /* data_dir/artifacts: content-addressed executables */
+  char *run_dir;             /* data_dir/run: one directory per live sandbox */
+  char *agent_path;          /* absolute path of nex-agent */
+  int64_t started_at;        /* Unix ms */
+  int64_t started_mono;      /* monotonic ms, for uptime */
+  nex_cgroups_t *cgroups;    /* resource limits for sandboxes (cgroup.h); NULL when this host offers none */
+  char *cgroups_error;       /* why cgroups is NULL */
   int64_t logs_paused_until; /* monotonic ms (atomic): output is not stored before then (the registry is full) */
   int logs_full;             /* supervisor thread: a full registry is dropping output (logged once per spell) */
 } nex_node_t;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* recover.c — what the supervisor does at node start, before its thread runs: workloads outlive nexd, so a
  * starting nexd re-attaches to every environment the registry records as live (dialing its endpoint; the agent
  * answers with its state), fails those whose environment is gone or cannot be proven to be theirs, re-queues
@@ -26,14 +27,14 @@ sandbox_identity_problem (nex_supervisor_t *sup, const nex_workload_t *w)
 {
   if (w->pid <= 0 || w->endpoint == NULL)
     return nex_xstrdup ("nexd stopped before the sandbox was recorded");
-  int64_t started = nex_proc_start_time ((pid_t) w->pid);
+  int64_t started = nex_proc_start_time ((pid_t)w->pid);
   if (started < 0)
-    return nex_xasprintf ("its root process %lld is gone", (long long) w->pid);
+    return nex_xasprintf ("its root process %lld is gone", (long long)w->pid);
   if (w->agent_start > 0 && started != w->agent_start)
-    return nex_xasprintf ("pid %lld now belongs to another process (started at tick %lld, not %lld)",
-                          (long long) w->pid, (long long) started, (long long) w->agent_start);
-  if (sup->node->cgroups && nex_cgroups_holds (sup->node->cgroups, w->id, (pid_t) w->pid) != 1)
-    return nex_xasprintf ("pid %lld is not in the workload's cgroup", (long long) w->pid);
+    return nex_xasprintf ("pid %lld now belongs to another process (started at tick %lld, not %lld)", (long long)w->pid,
+                          (long long)started, (long long)w->agent_start);
+  if (sup->node->cgroups && nex_cgroups_holds (sup->node->cgroups, w->id, (pid_t)w->pid) != 1)
+    return nex_xasprintf ("pid %lld is not in the workload's cgroup", (long long)w->pid);
   return NULL;
 }
 
@@ -105,7 +106,7 @@ nex_sup_recover (nex_supervisor_t *sup)
           nex_sup_entry_t *e = NULL;
           if (problem == NULL)
             {
-              nex_instance_t inst = { .pid = (pid_t) w->pid,
+              nex_instance_t inst = { .pid = (pid_t)w->pid,
                                       .endpoint = nex_xstrdup (w->endpoint),
                                       .run_dir = nex_xasprintf ("%s/%s", sup->node->run_dir, w->id) };
               e = nex_sup_entry_attach (sup, w->id, d, &inst, &aerr);
@@ -113,15 +114,17 @@ nex_sup_recover (nex_supervisor_t *sup)
             }
           if (e)
             {
-              nex_info ("workload %s: re-attached to its sandbox (pid %d)", w->id, (int) w->pid);
+              nex_info ("workload %s: re-attached to its sandbox (pid %d)", w->id, (int)w->pid);
               nex_sup_attach_console (sup, e);
               if (d->stream_endpoint)
                 nex_sup_greet (sup, e);
             }
           else
             {
-              cleanup_free char *why = nex_xasprintf ("its sandbox was lost while nexd was down: %s",
-                                                      problem ? problem : aerr ? aerr->msg : "unknown");
+              cleanup_free char *why
+                  = nex_xasprintf ("its sandbox was lost while nexd was down: %s", problem ? problem
+                                                                                   : aerr  ? aerr->msg
+                                                                                           : "unknown");
               /* Never signal the recorded pid itself: it may be someone else's now.  The cgroup names only the
                * sandbox's own processes. */
               remove_leftovers (sup, w->id, d);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* registry.c — the node's persistent state in SQLite (see registry.h for the contracts, schema/ for the tables).
  *
  * One connection, opened in SQLite's serialized mode, serves every thread.  A mutex in nex_registry_t is held
@@ -91,9 +92,9 @@ typedef struct db_value
 } db_value_t;
 
 #define DB_TEXT(s) ((db_value_t){ .type = (s) ? DB_V_TEXT : DB_V_NULL, .text = (s), .len = -1 })
-#define DB_TEXTN(s, n) ((db_value_t){ .type = DB_V_TEXT, .text = (s), .len = (int64_t) (n) })
-#define DB_INT(v) ((db_value_t){ .type = DB_V_INT, .i = (int64_t) (v) })
-#define DB_OPT_INT(present, v) ((db_value_t){ .type = (present) ? DB_V_INT : DB_V_NULL, .i = (int64_t) (v) })
+#define DB_TEXTN(s, n) ((db_value_t){ .type = DB_V_TEXT, .text = (s), .len = (int64_t)(n) })
+#define DB_INT(v) ((db_value_t){ .type = DB_V_INT, .i = (int64_t)(v) })
+#define DB_OPT_INT(present, v) ((db_value_t){ .type = (present) ? DB_V_INT : DB_V_NULL, .i = (int64_t)(v) })
 /* Times, pids and signals: 0 means "none" and is stored as NULL. */
 #define DB_NONZERO(v) DB_OPT_INT ((v) != 0, (v))
 
@@ -110,7 +111,7 @@ db_bind (sqlite3 *db, sqlite3_stmt *stmt, const db_value_t *vals, size_t n, nex_
   for (size_t i = 0; i < n; i++)
     {
       int rc = SQLITE_OK;
-      int index = (int) i + 1;
+      int index = (int)i + 1;
       switch (vals[i].type)
         {
         case DB_V_NULL:
@@ -118,7 +119,7 @@ db_bind (sqlite3 *db, sqlite3_stmt *stmt, const db_value_t *vals, size_t n, nex_
           break;
         case DB_V_TEXT:
           rc = sqlite3_bind_text64 (stmt, index, vals[i].text,
-                                    vals[i].len < 0 ? strlen (vals[i].text) : (sqlite3_uint64) vals[i].len,
+                                    vals[i].len < 0 ? strlen (vals[i].text) : (sqlite3_uint64)vals[i].len,
                                     SQLITE_TRANSIENT, SQLITE_UTF8);
           break;
         case DB_V_INT:
@@ -229,7 +230,7 @@ static char *
 col_text (sqlite3_stmt *stmt, int i)
 {
   const unsigned char *s = sqlite3_column_text (stmt, i);
-  return s ? nex_xstrdup ((const char *) s) : NULL;
+  return s ? nex_xstrdup ((const char *)s) : NULL;
 }
 
 /* Column I (JSON text) as a new array or object (TYPE); an empty one if the stored text is not of that type,
@@ -237,7 +238,7 @@ col_text (sqlite3_stmt *stmt, int i)
 static json_t *
 col_json (sqlite3_stmt *stmt, int i, json_type type)
 {
-  const char *text = (const char *) sqlite3_column_text (stmt, i);
+  const char *text = (const char *)sqlite3_column_text (stmt, i);
   json_t *v = text ? json_loads (text, JSON_DECODE_ANY, NULL) : NULL;
   if (v != NULL && json_typeof (v) == type)
     return v;
@@ -283,7 +284,7 @@ db_schema_version (sqlite3 *db, int newest, int64_t *current, nex_error_t *err)
     return nex_error_set (err, NEX_ERR_CONFLICT,
                           "schema version %lld is newer than this nexd understands (%d); "
                           "refusing to touch it: run a newer nexd",
-                          (long long) *current, newest);
+                          (long long)*current, newest);
   return 0;
 }
 
@@ -304,7 +305,7 @@ nex_registry_migrate (sqlite3 *db, const nex_migration_t *migs, nex_error_t *err
     return -1;
 
   for (const nex_migration_t *m = migs; m->sql != NULL; m++)
-    if (m->version > current && db_transaction (db, migration_apply, (void *) m, err) < 0)
+    if (m->version > current && db_transaction (db, migration_apply, (void *)m, err) < 0)
       return nex_error_wrap (err, "migration %s", m->name);
   return 0;
 }
@@ -337,7 +338,7 @@ db_configure (sqlite3 *db, nex_error_t *err)
   int row = db_step (db, stmt, err);
   if (row < 0)
     return nex_error_wrap (err, "setting the journal mode");
-  const char *mode = row ? (const char *) sqlite3_column_text (stmt, 0) : NULL;
+  const char *mode = row ? (const char *)sqlite3_column_text (stmt, 0) : NULL;
   if (mode == NULL || strcmp (mode, "wal") != 0)
     return nex_error_set (err, NEX_ERR_SYSTEM, "the journal mode stayed `%s` instead of wal", mode ? mode : "?");
   if (db_script (db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", err) < 0)
@@ -397,7 +398,7 @@ nex_registry_schema_version (nex_registry_t *reg)
   int64_t version = -1;
   if (db_query_int (reg->db, "PRAGMA user_version", NULL, 0, &version, NULL) <= 0)
     return -1;
-  return (int) version;
+  return (int)version;
 }
 
 /* ---- metadata -------------------------------------------------------------------------------------------- */
@@ -432,8 +433,8 @@ nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, 
 /* The workloads columns in the order workload_from_row() reads them and workload_insert() binds them. */
 #define WORKLOAD_COLUMNS                                                                                               \
   "id, name, namespace, description, artifact, sha256, digest, argv, env, driver, state, reason, exit_code, "          \
-  "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped, "           \
-  "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start, network, labels, type, "     \
+  "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped, "              \
+  "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start, network, labels, type, "         \
   "trigger_subjects, function_timeout_s, max_concurrency"
 
 /* The one row -> struct conversion, for a statement selecting WORKLOAD_COLUMNS.  Fills *OUT or fails. */
@@ -441,8 +442,8 @@ static int
 workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
 {
   memset (out, 0, sizeof *out);
-  const char *id = (const char *) sqlite3_column_text (stmt, 0);
-  const char *state = (const char *) sqlite3_column_text (stmt, 10);
+  const char *id = (const char *)sqlite3_column_text (stmt, 0);
+  const char *state = (const char *)sqlite3_column_text (stmt, 10);
   if (id == NULL || strlen (id) > NEX_ID_LEN || nex_state_parse (state, &out->state, NULL) < 0)
     return nex_error_set (err, NEX_ERR_SYSTEM, "corrupt workload row `%s` (state `%s`)", id ? id : "?",
                           state ? state : "?");
@@ -470,19 +471,19 @@ workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
   out->log_dropped = sqlite3_column_int64 (stmt, 21);
   cleanup_json json_t *resources = col_json (stmt, 22, JSON_OBJECT);
   nex_resources_from_json (resources, &out->resources);
-  const char *policy = (const char *) sqlite3_column_text (stmt, 23);
+  const char *policy = (const char *)sqlite3_column_text (stmt, 23);
   for (int p = NEX_RESTART_NEVER; p <= NEX_RESTART_ALWAYS; p++)
-    if (policy && strcmp (policy, nex_restart_policy_name ((nex_restart_policy_t) p)) == 0)
-      out->restart_policy = (nex_restart_policy_t) p;
+    if (policy && strcmp (policy, nex_restart_policy_name ((nex_restart_policy_t)p)) == 0)
+      out->restart_policy = (nex_restart_policy_t)p;
   out->max_restarts = sqlite3_column_int64 (stmt, 24);
   out->restarts = sqlite3_column_int64 (stmt, 25);
   out->capabilities = col_json (stmt, 26, JSON_ARRAY);
   out->cwd = col_text (stmt, 27);
   out->agent_start = sqlite3_column_int64 (stmt, 28);
-  const char *network = (const char *) sqlite3_column_text (stmt, 29);
+  const char *network = (const char *)sqlite3_column_text (stmt, 29);
   out->host_network = network && strcmp (network, "host") == 0;
   out->labels = col_json (stmt, 30, JSON_OBJECT);
-  const char *type = (const char *) sqlite3_column_text (stmt, 31);
+  const char *type = (const char *)sqlite3_column_text (stmt, 31);
   out->type = type && strcmp (type, "function") == 0 ? NEX_WORKLOAD_FUNCTION : NEX_WORKLOAD_SERVICE;
   if (out->type == NEX_WORKLOAD_FUNCTION)
     {
@@ -526,23 +527,23 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
   cleanup_free char *labels = json_text (w->labels, "{}");
   int fn = w->type == NEX_WORKLOAD_FUNCTION;
   cleanup_free char *triggers = fn ? json_text (w->trigger_subjects, "[]") : NULL;
-  if (db_exec (db,
-               "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-               "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, "
-               "?33, ?34, ?35)",
-               DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
-                        DB_TEXT (w->artifact), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv), DB_TEXT (env),
-                        DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
-                        DB_OPT_INT (w->has_exit_code, w->exit_code), DB_NONZERO (w->exit_signal), DB_NONZERO (w->pid),
-                        DB_TEXT (w->endpoint), DB_INT (w->created_at), DB_INT (w->updated_at),
-                        DB_NONZERO (w->started_at), DB_NONZERO (w->finished_at), DB_INT (w->log_lines),
-                        DB_INT (w->log_dropped), DB_TEXT (resources),
-                        DB_TEXT (nex_restart_policy_name (w->restart_policy)), DB_INT (w->max_restarts),
-                        DB_INT (w->restarts), DB_TEXT (capabilities), DB_TEXT (w->cwd), DB_NONZERO (w->agent_start),
-                        DB_TEXT (w->host_network ? "host" : "none"), DB_TEXT (labels),
-                        DB_TEXT (nex_workload_type_name (w->type)), DB_TEXT (triggers),
-                        DB_OPT_INT (fn, w->function_timeout_s), DB_OPT_INT (fn, w->max_concurrency)),
-               err)
+  if (db_exec (
+          db,
+          "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+          "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, "
+          "?33, ?34, ?35)",
+          DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
+                   DB_TEXT (w->artifact), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv), DB_TEXT (env),
+                   DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
+                   DB_OPT_INT (w->has_exit_code, w->exit_code), DB_NONZERO (w->exit_signal), DB_NONZERO (w->pid),
+                   DB_TEXT (w->endpoint), DB_INT (w->created_at), DB_INT (w->updated_at), DB_NONZERO (w->started_at),
+                   DB_NONZERO (w->finished_at), DB_INT (w->log_lines), DB_INT (w->log_dropped), DB_TEXT (resources),
+                   DB_TEXT (nex_restart_policy_name (w->restart_policy)), DB_INT (w->max_restarts),
+                   DB_INT (w->restarts), DB_TEXT (capabilities), DB_TEXT (w->cwd), DB_NONZERO (w->agent_start),
+                   DB_TEXT (w->host_network ? "host" : "none"), DB_TEXT (labels),
+                   DB_TEXT (nex_workload_type_name (w->type)), DB_TEXT (triggers),
+                   DB_OPT_INT (fn, w->function_timeout_s), DB_OPT_INT (fn, w->max_concurrency)),
+          err)
       < 0)
     return -1;
   return history_append (db, w->id, w->state, w->created_at, w->reason, err);
@@ -551,7 +552,7 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
 int
 nex_registry_workload_insert (nex_registry_t *reg, const nex_workload_t *w, nex_error_t *err)
 {
-  if (reg_transaction (reg, workload_insert, (void *) w, err) < 0)
+  if (reg_transaction (reg, workload_insert, (void *)w, err) < 0)
     return nex_error_wrap (err, "storing workload `%s`", w->id);
   return 0;
 }
@@ -587,10 +588,11 @@ nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f,
     return nex_error_field (err, "label", "at most %d label filters", NEX_WORKLOAD_FILTER_MAX_LABELS);
   /* created_at then id: a stable order even for workloads created in the same millisecond, and the order the
    * cursor (after_created, after_id) continues. */
-  cleanup_free char *sql = nex_xstrdup ("SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE (?1 IS NULL OR namespace = ?1) "
-                                        "AND (?2 IS NULL OR state = ?2) "
-                                        "AND (?3 IS NULL OR created_at > ?3 OR (created_at = ?3 AND id > ?4)) "
-                                        "AND (?5 IS NULL OR namespace IN (SELECT value FROM json_each (?5)))");
+  cleanup_free char *sql
+      = nex_xstrdup ("SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE (?1 IS NULL OR namespace = ?1) "
+                     "AND (?2 IS NULL OR state = ?2) "
+                     "AND (?3 IS NULL OR created_at > ?3 OR (created_at = ?3 AND id > ?4)) "
+                     "AND (?5 IS NULL OR namespace IN (SELECT value FROM json_each (?5)))");
   cleanup_free char *namespaces = f && f->namespaces ? json_dumps (f->namespaces, JSON_COMPACT) : NULL;
   db_value_t vals[6 + 2 * NEX_WORKLOAD_FILTER_MAX_LABELS];
   size_t n_vals = 0;
@@ -675,7 +677,7 @@ workload_transition (sqlite3 *db, void *ctx, nex_error_t *err)
     return -1;
   if (row == 0)
     return nex_error_set (err, NEX_ERR_NOT_FOUND, "no workload `%s`", t->id);
-  if (nex_state_parse ((const char *) sqlite3_column_text (stmt, 0), &from, NULL) < 0)
+  if (nex_state_parse ((const char *)sqlite3_column_text (stmt, 0), &from, NULL) < 0)
     return nex_error_set (err, NEX_ERR_SYSTEM, "workload `%s` has a corrupt state", t->id);
   if (nex_state_is_final (from))
     return nex_error_set (err, NEX_ERR_CONFLICT, "workload `%s` is %s and cannot become %s", t->id,
@@ -710,8 +712,8 @@ workload_transition (sqlite3 *db, void *ctx, nex_error_t *err)
 int
 nex_registry_workload_transition (nex_registry_t *reg, const char *id, const nex_state_change_t *c, nex_error_t *err)
 {
-  if ((unsigned) c->state >= NEX_STATE__COUNT)
-    return nex_error_field (err, "state", "unknown state %d", (int) c->state);
+  if ((unsigned)c->state >= NEX_STATE__COUNT)
+    return nex_error_field (err, "state", "unknown state %d", (int)c->state);
   transition_ctx_t t = { id, c };
   if (reg_transaction (reg, workload_transition, &t, err) < 0)
     return nex_error_wrap (err, "moving workload `%s` to %s", id, nex_state_name (c->state));
@@ -733,11 +735,11 @@ nex_registry_workload_history (nex_registry_t *reg, const char *id, nex_error_t 
   while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
     {
       json_t *entry
-          = json_pack ("{s:s, s:o}", "state", (const char *) sqlite3_column_text (stmt, 0), "at", col_time (stmt, 1));
+          = json_pack ("{s:s, s:o}", "state", (const char *)sqlite3_column_text (stmt, 0), "at", col_time (stmt, 1));
       json_object_set_new (entry, "reason",
                            sqlite3_column_type (stmt, 2) == SQLITE_NULL
                                ? json_null ()
-                               : json_string ((const char *) sqlite3_column_text (stmt, 2)));
+                               : json_string ((const char *)sqlite3_column_text (stmt, 2)));
       json_array_append_new (history, entry);
     }
   if (row < 0)
@@ -767,7 +769,7 @@ nex_registry_count_by_state (nex_registry_t *reg, int64_t counts[NEX_STATE__COUN
   while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
     {
       nex_state_t state;
-      if (nex_state_parse ((const char *) sqlite3_column_text (stmt, 0), &state, NULL) == 0)
+      if (nex_state_parse ((const char *)sqlite3_column_text (stmt, 0), &state, NULL) == 0)
         counts[state] = sqlite3_column_int64 (stmt, 1);
     }
   if (row < 0)
@@ -837,13 +839,13 @@ log_append (sqlite3 *db, void *ctx, nex_error_t *err)
 }
 
 int
-nex_registry_log_append_seq (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n,
-                             int64_t bound, int64_t *first_seq, nex_error_t *err)
+nex_registry_log_append_seq (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n, int64_t bound,
+                             int64_t *first_seq, nex_error_t *err)
 {
   for (size_t i = 0; i < n; i++)
     if (lines[i].stream != NEX_STREAM_STDOUT && lines[i].stream != NEX_STREAM_STDERR
         && lines[i].stream != NEX_STREAM_CONSOLE)
-      return nex_error_field (err, "stream", "unknown stream %d", (int) lines[i].stream);
+      return nex_error_field (err, "stream", "unknown stream %d", (int)lines[i].stream);
   log_append_ctx_t a = { id, lines, n, bound, 0 };
   if (reg_transaction (reg, log_append, &a, err) < 0)
     return nex_error_wrap (err, "appending to the log of workload `%s`", id);
@@ -867,8 +869,8 @@ log_lines_json (sqlite3 *db, sqlite3_stmt *stmt, const char *id, nex_error_t *er
   int row = -1;
   while (stmt && (row = db_step (db, stmt, err)) > 0)
     {
-      const char *text = (const char *) sqlite3_column_text (stmt, 3);
-      size_t len = (size_t) sqlite3_column_bytes (stmt, 3);
+      const char *text = (const char *)sqlite3_column_text (stmt, 3);
+      size_t len = (size_t)sqlite3_column_bytes (stmt, 3);
       json_t *jtext = json_stringn (text ? text : "", len);
       if (jtext == NULL)
         {
@@ -877,7 +879,7 @@ log_lines_json (sqlite3 *db, sqlite3_stmt *stmt, const char *id, nex_error_t *er
           jtext = json_stringn (safe, len);
         }
       json_array_append_new (
-          lines, json_pack ("{s:I, s:s, s:o, s:o}", "seq", (json_int_t) sqlite3_column_int64 (stmt, 0), "stream",
+          lines, json_pack ("{s:I, s:s, s:o, s:o}", "seq", (json_int_t)sqlite3_column_int64 (stmt, 0), "stream",
                             nex_stream_name (sqlite3_column_int (stmt, 1)), "ts", col_time (stmt, 2), "text", jtext));
     }
   if (row < 0)
@@ -947,7 +949,7 @@ parse_rfc3339_ms (const char *s, int64_t *out)
   if (*p == '.')
     {
       int digits = 0;
-      for (p++; isdigit ((unsigned char) *p); p++, digits++)
+      for (p++; isdigit ((unsigned char)*p); p++, digits++)
         if (digits < 3)
           ms = ms * 10 + (*p - '0');
       if (digits == 0)
@@ -965,7 +967,7 @@ parse_rfc3339_ms (const char *s, int64_t *out)
     return -1;
   tm.tm_year -= 1900;
   tm.tm_mon -= 1;
-  *out = ((int64_t) timegm (&tm) - offset) * 1000 + ms;
+  *out = ((int64_t)timegm (&tm) - offset) * 1000 + ms;
   return 0;
 }
 
@@ -1064,8 +1066,8 @@ nex_registry_token_insert (nex_registry_t *reg, const nex_token_record_t *t, nex
   cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
   if (db_exec (reg->db,
                "INSERT INTO tokens (id, name, hash, scopes, namespaces, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-               DB_ARGS (DB_TEXT (t->id), DB_TEXT (t->name), DB_TEXT (t->hash), DB_TEXT (scopes),
-                        DB_TEXT (namespaces), DB_INT (t->created_at)),
+               DB_ARGS (DB_TEXT (t->id), DB_TEXT (t->name), DB_TEXT (t->hash), DB_TEXT (scopes), DB_TEXT (namespaces),
+                        DB_INT (t->created_at)),
                err)
       < 0)
     return nex_error_wrap (err, "storing token `%s`", t->id);
@@ -1081,19 +1083,19 @@ nex_registry_token_list (nex_registry_t *reg, nex_token_record_t **out, size_t *
   *out = NULL;
   *n = 0;
   cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
-  cleanup_stmt sqlite3_stmt *stmt = db_prepare (
-      reg->db,
-      "SELECT id, name, hash, scopes, namespaces, created_at, last_used_at, revoked_at FROM tokens "
-      "ORDER BY created_at, id",
-      NULL, 0, err);
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db,
+                    "SELECT id, name, hash, scopes, namespaces, created_at, last_used_at, revoked_at FROM tokens "
+                    "ORDER BY created_at, id",
+                    NULL, 0, err);
   while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
     {
       items = nex_xrealloc (items, (count + 1) * sizeof *items);
       nex_token_record_t *t = &items[count++];
       memset (t, 0, sizeof *t);
-      snprintf (t->id, sizeof t->id, "%s", (const char *) sqlite3_column_text (stmt, 0));
+      snprintf (t->id, sizeof t->id, "%s", (const char *)sqlite3_column_text (stmt, 0));
       t->name = col_text (stmt, 1);
-      snprintf (t->hash, sizeof t->hash, "%s", (const char *) sqlite3_column_text (stmt, 2));
+      snprintf (t->hash, sizeof t->hash, "%s", (const char *)sqlite3_column_text (stmt, 2));
       t->scopes = col_json (stmt, 3, JSON_ARRAY);
       t->namespaces = sqlite3_column_type (stmt, 4) == SQLITE_NULL ? NULL : col_json (stmt, 4, JSON_ARRAY);
       t->created_at = sqlite3_column_int64 (stmt, 5);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* registry.h — the node's persistent state in one SQLite file: workloads, their state history, their logs,
  * events, and node metadata.
  *
@@ -73,21 +74,21 @@ typedef struct nex_workload_filter
   size_t n_labels;                 /* at most NEX_WORKLOAD_FILTER_MAX_LABELS */
   const char *after_id;            /* cursor: only workloads after (after_created, after_id) in list order */
   int64_t after_created;
-  int64_t limit;                   /* at most this many; 0: all */
-  const json_t *namespaces;        /* an array: only workloads of these namespaces */
+  int64_t limit;            /* at most this many; 0: all */
+  const json_t *namespaces; /* an array: only workloads of these namespaces */
 } nex_workload_filter_t;
 
 /* Loads the workloads matching F, oldest first (by created_at, then id), into a new array *OUT of *N entries
  * (free each with nex_workload_release, then the array). */
-int nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f, nex_workload_t **out,
-                                size_t *n, nex_error_t *err);
+int nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f, nex_workload_t **out, size_t *n,
+                                nex_error_t *err);
 
 /* A state transition and what comes with it.  Members left at their "unset" value are not changed. */
 typedef struct nex_state_change
 {
   nex_state_t state;
-  const char *reason;   /* NULL: unchanged; "": clear */
-  int has_exit_code;    /* set exit_code */
+  const char *reason; /* NULL: unchanged; "": clear */
+  int has_exit_code;  /* set exit_code */
   int exit_code;
   int exit_signal;      /* 0: unchanged */
   int64_t pid;          /* 0: unchanged; -1: clear */
@@ -136,8 +137,8 @@ typedef struct nex_log_line
 
 /* Appends N lines to workload ID's log in one transaction, numbering them after the last stored line, then
  * deletes the oldest lines beyond BOUND (lines kept per workload), adding their number to log_dropped. */
-int nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n,
-                             int64_t bound, nex_error_t *err);
+int nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n, int64_t bound,
+                             nex_error_t *err);
 
 /* As nex_registry_log_append; *FIRST_SEQ (may be NULL) receives the number given to LINES[0] (the others follow
  * it), for publishing the lines live with their numbers. */
@@ -161,11 +162,11 @@ int nex_registry_event_append (nex_registry_t *reg, const json_t *event, nex_err
 /* Filters for nex_registry_event_list; NULL members match everything. */
 typedef struct nex_event_filter
 {
-  const char *namespace_;  /* data.namespace */
-  const char *workload_id; /* data.workload_id */
-  const char *type;        /* the event type, exactly */
-  int64_t after;           /* only events stored after position AFTER (0: from the first) */
-  int64_t limit;           /* at most this many (>= 1) */
+  const char *namespace_;   /* data.namespace */
+  const char *workload_id;  /* data.workload_id */
+  const char *type;         /* the event type, exactly */
+  int64_t after;            /* only events stored after position AFTER (0: from the first) */
+  int64_t limit;            /* at most this many (>= 1) */
   const json_t *namespaces; /* an array: only events about workloads of these namespaces */
 } nex_event_filter_t;
 
@@ -213,7 +214,7 @@ typedef struct nex_secure_row
   char *sender_xkey; /* the sender's public xkey */
   char *jwt_issuer;  /* issuer of the verified deploy JWT */
   char *jwt_subject;
-  char *jwt_hash;    /* artifact SHA-256 (hex) the JWT vouches for */
+  char *jwt_hash; /* artifact SHA-256 (hex) the JWT vouches for */
 } nex_secure_row_t;
 
 void nex_secure_row_release (nex_secure_row_t *r);

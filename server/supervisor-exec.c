@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* supervisor-exec.c — exec sessions: a command run inside a running workload's sandbox through its agent (see
  * supervisor.h for the API, exec.h for the request itself).
  *
@@ -63,7 +64,8 @@ exec_refused (nex_exec_t *x, json_t *msg)
   const char *prog = x->path;
   nex_error_t err = NULL;
   if (errnum == ENOENT && m && strncmp (m, "exec `", 6) == 0)
-    nex_error_field (&err, "argv[0]", "`%.200s` does not exist in the sandbox of workload %s (it holds only "
+    nex_error_field (&err, "argv[0]",
+                     "`%.200s` does not exist in the sandbox of workload %s (it holds only "
                      "/workload, /sbin/nex-agent, /proc, /dev, /tmp and what the workload wrote there)",
                      prog ? prog : "?", x->id);
   else if (errnum == ESRCH)
@@ -94,7 +96,7 @@ nex_sup_exec_frame (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_wire_fr
   if (msg == NULL)
     {
       cleanup_free char *why = nex_xasprintf ("agent protocol error: %s frame on exec channel %u",
-                                              nex_wire_type_name (f->type), (unsigned) f->channel);
+                                              nex_wire_type_name (f->type), (unsigned)f->channel);
       nex_sup_close_conn (sup, e, why);
       return;
     }
@@ -128,7 +130,7 @@ send_frame_waiting (nex_sup_entry_t *e, nex_wire_type_t type, uint16_t channel, 
     {
       ssize_t w = write (e->conn, frame + off, n - off);
       if (w > 0)
-        off += (size_t) w;
+        off += (size_t)w;
       else if (w < 0 && errno == EINTR)
         continue;
       else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -166,7 +168,7 @@ nex_sup_exec_run (nex_supervisor_t *sup, nex_exec_t *x)
   int in_use;
   do
     {
-      e->last_channel = (uint16_t) (e->last_channel == UINT16_MAX ? 1 : e->last_channel + 1);
+      e->last_channel = (uint16_t)(e->last_channel == UINT16_MAX ? 1 : e->last_channel + 1);
       in_use = 0;
       for (nex_exec_t *o = e->execs; o; o = o->next)
         in_use |= o->channel == e->last_channel;
@@ -190,8 +192,8 @@ nex_sup_exec_run (nex_supervisor_t *sup, nex_exec_t *x)
       return;
     }
   json_object_update (env, x->env);
-  json_t *req = json_pack ("{s:s, s:O, s:O, s:I}", "path", x->path, "argv", x->argv, "env", env,
-                           "timeout_ms", (json_int_t) x->timeout_ms);
+  json_t *req = json_pack ("{s:s, s:O, s:O, s:I}", "path", x->path, "argv", x->argv, "env", env, "timeout_ms",
+                           (json_int_t)x->timeout_ms);
   nex_sup_add_hardening (sup, req, &w);
   nex_workload_release (&w);
   if (x->tty)
@@ -249,7 +251,7 @@ void
 nex_sup_exec_input (nex_supervisor_t *sup, nex_exec_t *x, int type, const uint8_t *data, size_t len)
 {
   nex_sup_entry_t *e = session_entry (sup, x);
-  if (e && send_frame_waiting (e, (nex_wire_type_t) type, x->channel, data, len) < 0)
+  if (e && send_frame_waiting (e, (nex_wire_type_t)type, x->channel, data, len) < 0)
     {
       nex_error_t err = NULL;
       nex_error_set (&err, NEX_ERR_UNAVAILABLE, "exec: the agent of workload %s does not take input", x->id);
@@ -322,7 +324,7 @@ exec_submit (nex_supervisor_t *sup, nex_exec_t *x, int session, nex_error_t *err
   if (!busy && !full)
     {
       if (sup->waiting == NULL)
-        sup->waiting = nex_xzalloc ((size_t) cap * sizeof *sup->waiting);
+        sup->waiting = nex_xzalloc ((size_t)cap * sizeof *sup->waiting);
       for (int64_t i = 0; i < cap; i++)
         if (sup->waiting[i] == NULL)
           {
@@ -341,7 +343,7 @@ exec_submit (nex_supervisor_t *sup, nex_exec_t *x, int session, nex_error_t *err
                           NEX_SUPERVISOR_MAX_SESSIONS);
   if (busy)
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "%lld exec requests are running already; try again later",
-                          (long long) cap);
+                          (long long)cap);
   nex_sup_cmd_t *c = nex_sup_cmd_new (NEX_SUP_CMD_EXEC, x->id);
   c->exec = nex_exec_ref (x);
   nex_sup_enqueue (sup, c);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* supervisor-internal.h — what the supervisor's files share; nothing outside them includes it (others use
  * supervisor.h).
  *
@@ -78,20 +79,20 @@ struct nex_sup_entry
   char id[NEX_ID_LEN + 1];
   const nex_driver_t *driver;
   nex_instance_t inst;
-  int conn;              /* agent connection, -1 when closed */
-  int pidfd;             /* watches inst.pid, -1 if unavailable */
+  int conn;  /* agent connection, -1 when closed */
+  int pidfd; /* watches inst.pid, -1 if unavailable */
   nex_wire_reader_t reader;
   nex_sup_linebuf_t lines[3]; /* partial stdout / stderr / console line */
   nex_sup_ref_t conn_ref, pid_ref, console_ref;
-  int console;           /* console output connection, -1 when none */
-  int resyncing;         /* re-attached to a stream endpoint: waiting for the agent's answer to our greeting */
+  int console;   /* console output connection, -1 when none */
+  int resyncing; /* re-attached to a stream endpoint: waiting for the agent's answer to our greeting */
   nex_resync_t resync;
-  int64_t greet_at;      /* monotonic ms of the next greeting while resyncing; 0: none */
-  int64_t greet_until;   /* monotonic ms after which an unanswered greeting means the agent is lost */
-  int64_t hello_by;      /* monotonic ms by which a new environment's agent must have greeted; 0: it did */
-  int boot_timed_out;    /* it did not, and the environment was killed for it */
-  int start_sent;        /* START was sent (or the agent said it had started) */
-  int final;             /* the workload reached a final state; waiting for the agent to go */
+  int64_t greet_at;    /* monotonic ms of the next greeting while resyncing; 0: none */
+  int64_t greet_until; /* monotonic ms after which an unanswered greeting means the agent is lost */
+  int64_t hello_by;    /* monotonic ms by which a new environment's agent must have greeted; 0: it did */
+  int boot_timed_out;  /* it did not, and the environment was killed for it */
+  int start_sent;      /* START was sent (or the agent said it had started) */
+  int final;           /* the workload reached a final state; waiting for the agent to go */
   int stop_requested;
   int64_t kill_at;       /* monotonic ms after which the driver kills the sandbox; 0: none */
   char *agent_error;     /* last ERROR message from the agent */
@@ -113,12 +114,12 @@ struct nex_supervisor
   nex_sup_entry_t *entries;
   pthread_mutex_t queue_lock;
   nex_sup_cmd_t *queue_head, *queue_tail;
-  int shutting_down;     /* under queue_lock */
-  json_t *seccomp;       /* the default seccomp profile (seccomp.h), sent with every START and EXEC */
-  int64_t execs_waiting; /* API threads inside nex_supervisor_exec (under queue_lock) */
-  nex_exec_t **waiting;  /* their requests (under queue_lock), so that shutdown can release them at once */
-  int refusing_execs;    /* set by nex_supervisor_quiesce (under queue_lock) */
-  int sessions;          /* interactive sessions open (under queue_lock) */
+  int shutting_down;                /* under queue_lock */
+  json_t *seccomp;                  /* the default seccomp profile (seccomp.h), sent with every START and EXEC */
+  int64_t execs_waiting;            /* API threads inside nex_supervisor_exec (under queue_lock) */
+  nex_exec_t **waiting;             /* their requests (under queue_lock), so that shutdown can release them at once */
+  int refusing_execs;               /* set by nex_supervisor_quiesce (under queue_lock) */
+  int sessions;                     /* interactive sessions open (under queue_lock) */
   nex_sup_unrecorded_t *unrecorded; /* transitions the registry refused, oldest first (supervisor-record.c) */
   int64_t unrecorded_retry_at;      /* when to write them again (monotonic ms); 0: nothing kept */
 };

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* supervisor-record.c — a workload's state transitions written to the registry, and reported as events; those
  * the registry could not write kept in order and written again.
  *
@@ -40,9 +41,9 @@ dup_or_null (const char *s)
 static void
 unrecorded_free (nex_sup_unrecorded_t *u)
 {
-  free ((char *) u->c.reason);
-  free ((char *) u->c.endpoint);
-  free ((char *) u->c.digest);
+  free ((char *)u->c.reason);
+  free ((char *)u->c.endpoint);
+  free ((char *)u->c.digest);
   free (u->type);
   json_decref (u->extra);
   free (u);
@@ -116,8 +117,7 @@ keep (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const 
 }
 
 void
-nex_sup_transition (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type,
-                    json_t *extra)
+nex_sup_transition (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type, json_t *extra)
 {
   cleanup_json json_t *more = extra;
   if (has_unrecorded (sup, id))

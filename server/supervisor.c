@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* supervisor.c — the supervisor thread (see supervisor.h): its epoll loop, the command queue, the agent channel
  * (frames, output split into log lines, exits and restarts), deploy and stop, and the end of an environment.
  * Exec sessions are in supervisor-exec.c, node-start recovery in recover.c; supervisor-internal.h holds what the
@@ -92,7 +93,7 @@ take_output (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, con
       int at_end = i == len;
       if (!at_end && data[i] != '\n' && lb->len < sizeof lb->buf)
         {
-          lb->buf[lb->len++] = (char) data[i];
+          lb->buf[lb->len++] = (char)data[i];
           continue;
         }
       if (at_end && !(flush && lb->len > 0))
@@ -233,8 +234,8 @@ check_oom (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_cgroup_stats_t *
   nex_workload_t w = { 0 };
   if (nex_registry_workload_get (sup->node->reg, e->id, &w, &err) == 0)
     {
-      json_t *data = json_pack ("{s:I, s:I, s:I, s:b}", "oom_kills", (json_int_t) kills, "memory_peak_bytes",
-                                (json_int_t) st.memory_peak, "memory_limit_bytes", (json_int_t) st.memory_limit,
+      json_t *data = json_pack ("{s:I, s:I, s:I, s:b}", "oom_kills", (json_int_t)kills, "memory_peak_bytes",
+                                (json_int_t)st.memory_peak, "memory_limit_bytes", (json_int_t)st.memory_limit,
                                 "main_process", exit_signal == SIGKILL);
       nex_node_emit (sup->node, "workload_oom", &w, data);
     }
@@ -248,10 +249,10 @@ check_oom (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_cgroup_stats_t *
 static json_t *
 usage_json (const nex_cgroup_stats_t *st)
 {
-  return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I}", "memory_peak_bytes", (json_int_t) st->memory_peak,
-                    "memory_limit_hits", (json_int_t) st->memory_limit_hits, "oom_kills", (json_int_t) st->oom_kills,
-                    "cpu_usage_ns", (json_int_t) st->cpu_usage_ns, "cpu_throttled_periods",
-                    (json_int_t) st->cpu_throttled_periods, "pids_limit_hits", (json_int_t) st->pids_limit_hits);
+  return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I}", "memory_peak_bytes", (json_int_t)st->memory_peak,
+                    "memory_limit_hits", (json_int_t)st->memory_limit_hits, "oom_kills", (json_int_t)st->oom_kills,
+                    "cpu_usage_ns", (json_int_t)st->cpu_usage_ns, "cpu_throttled_periods",
+                    (json_int_t)st->cpu_throttled_periods, "pids_limit_hits", (json_int_t)st->pids_limit_hits);
 }
 
 /* Whether workload W's policy restarts it after an end described by C (OOM: it was OOM-killed). */
@@ -277,23 +278,24 @@ wants_restart (const nex_workload_t *w, const nex_state_change_t *c, int oom)
  * restart done (RESTART_BASE_MS, 2x, 4x ... up to RESTART_MAX_MS), so a crash loop costs little.  The restart is
  * counted and announced now; the workload is `starting` until the agent reports the new process. */
 static void
-schedule_restart (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_workload_t *w, const nex_state_change_t *c, int oom)
+schedule_restart (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_workload_t *w, const nex_state_change_t *c,
+                  int oom)
 {
-  int shift = w->restarts < 10 ? (int) w->restarts : 10;
-  int64_t delay = (int64_t) RESTART_BASE_MS << shift;
+  int shift = w->restarts < 10 ? (int)w->restarts : 10;
+  int64_t delay = (int64_t)RESTART_BASE_MS << shift;
   if (delay > RESTART_MAX_MS)
     delay = RESTART_MAX_MS;
   e->restart_at = nex_clock_mono_ms () + delay;
   e->kill_at = 0;
-  cleanup_free char *how = oom                ? nex_xstrdup ("oom_killed")
-                           : c->exit_signal   ? nex_xasprintf ("signal %d", c->exit_signal)
-                                              : nex_xasprintf ("exit code %d", c->exit_code);
-  cleanup_free char *reason = nex_xasprintf ("restart %lld of %lld in %lld ms after %s", (long long) w->restarts + 1,
-                                             (long long) w->max_restarts, (long long) delay, how);
+  cleanup_free char *how = oom              ? nex_xstrdup ("oom_killed")
+                           : c->exit_signal ? nex_xasprintf ("signal %d", c->exit_signal)
+                                            : nex_xasprintf ("exit code %d", c->exit_code);
+  cleanup_free char *reason = nex_xasprintf ("restart %lld of %lld in %lld ms after %s", (long long)w->restarts + 1,
+                                             (long long)w->max_restarts, (long long)delay, how);
   nex_state_change_t r = { .state = NEX_STATE_STARTING, .reason = reason, .restarted = 1 };
   transition (sup, e->id, &r, NULL);
-  json_t *data = json_pack ("{s:I, s:I, s:I, s:s}", "restarts", (json_int_t) w->restarts + 1, "max_restarts",
-                            (json_int_t) w->max_restarts, "delay_ms", (json_int_t) delay, "after", how);
+  json_t *data = json_pack ("{s:I, s:I, s:I, s:s}", "restarts", (json_int_t)w->restarts + 1, "max_restarts",
+                            (json_int_t)w->max_restarts, "delay_ms", (json_int_t)delay, "after", how);
   if (c->has_exit_code)
     json_object_set_new (data, "exit_code", json_integer (c->exit_code));
   if (c->exit_signal)
@@ -316,10 +318,10 @@ handle_exit (nex_supervisor_t *sup, nex_sup_entry_t *e, json_t *status)
   if (json_is_integer (code))
     {
       c.has_exit_code = 1;
-      c.exit_code = (int) json_integer_value (code);
+      c.exit_code = (int)json_integer_value (code);
     }
   if (json_is_integer (sig))
-    c.exit_signal = (int) json_integer_value (sig);
+    c.exit_signal = (int)json_integer_value (sig);
   const char *type = "workload_exited";
   cleanup_free char *reason = nex_xstrdup (""); /* an exit on its own has no reason; clears a restart's */
   nex_cgroup_stats_t st;
@@ -393,8 +395,7 @@ handle_frame (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_wire_frame_t 
   if (f->type == NEX_WIRE_STDOUT || f->type == NEX_WIRE_STDERR)
     {
       if (f->channel == 0)
-        take_output (sup, e, f->type == NEX_WIRE_STDOUT ? NEX_STREAM_STDOUT : NEX_STREAM_STDERR, f->payload, f->len,
-                     0);
+        take_output (sup, e, f->type == NEX_WIRE_STDOUT ? NEX_STREAM_STDOUT : NEX_STREAM_STDERR, f->payload, f->len, 0);
       return;
     }
   cleanup_error nex_error_t err = NULL;
@@ -446,8 +447,8 @@ handle_frame (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_wire_frame_t 
       }
     default:
       {
-        cleanup_free char *why = nex_xasprintf ("agent protocol error: unexpected %s frame",
-                                                nex_wire_type_name (f->type));
+        cleanup_free char *why
+            = nex_xasprintf ("agent protocol error: unexpected %s frame", nex_wire_type_name (f->type));
         nex_sup_close_conn (sup, e, why);
       }
     }
@@ -525,7 +526,7 @@ read_conn (nex_supervisor_t *sup, nex_sup_entry_t *e)
           nex_sup_close_conn (sup, e, n == 0 ? "the agent closed its channel" : "the agent channel failed");
           return;
         }
-      if ((e->resyncing ? feed_resync (sup, e, buf, (size_t) n) : feed_frames (sup, e, buf, (size_t) n)) < 0)
+      if ((e->resyncing ? feed_resync (sup, e, buf, (size_t)n) : feed_frames (sup, e, buf, (size_t)n)) < 0)
         return;
     }
 }
@@ -564,7 +565,7 @@ read_console (nex_supervisor_t *sup, nex_sup_entry_t *e)
           unwatch (sup, &e->console);
           return;
         }
-      take_output (sup, e, NEX_STREAM_CONSOLE, buf, (size_t) n, 0);
+      take_output (sup, e, NEX_STREAM_CONSOLE, buf, (size_t)n, 0);
     }
 }
 
@@ -607,8 +608,8 @@ entry_free (nex_supervisor_t *sup, nex_sup_entry_t *e)
  * for one more start, which takes the other path (a VM under TCG): returns 1.  0: the workload fails as usual.
  * The environment must have been cleaned up, or be before this thread reads its queue again. */
 static int
-retry_elsewhere (nex_supervisor_t *sup, const char *id, const nex_driver_t *d, const nex_instance_t *inst,
-                 int reaped, int status, int boot_timed_out)
+retry_elsewhere (nex_supervisor_t *sup, const char *id, const nex_driver_t *d, const nex_instance_t *inst, int reaped,
+                 int status, int boot_timed_out)
 {
   cleanup_free char *what = NULL;
   int first = nex_driver_fall_back (d, inst, reaped, status, boot_timed_out, &what);
@@ -639,8 +640,8 @@ finalize (nex_supervisor_t *sup, nex_sup_entry_t *e)
       cleanup_free char *why = NULL;
       if (e->stop_requested)
         {
-          nex_state_change_t c = { .state = NEX_STATE_STOPPED, .reason = "stopped on request (sandbox killed)",
-                                   .exit_signal = SIGKILL };
+          nex_state_change_t c
+              = { .state = NEX_STATE_STOPPED, .reason = "stopped on request (sandbox killed)", .exit_signal = SIGKILL };
           transition (sup, e->id, &c, "workload_stopped");
         }
       else if (!(e->hello_by || e->boot_timed_out)
@@ -678,7 +679,8 @@ finalize (nex_supervisor_t *sup, nex_sup_entry_t *e)
 }
 
 nex_sup_entry_t *
-nex_sup_entry_attach (nex_supervisor_t *sup, const char *id, const nex_driver_t *d, nex_instance_t *inst, nex_error_t *err)
+nex_sup_entry_attach (nex_supervisor_t *sup, const char *id, const nex_driver_t *d, nex_instance_t *inst,
+                      nex_error_t *err)
 {
   nex_sup_entry_t *e = nex_xzalloc (sizeof *e);
   memcpy (e->id, id, sizeof e->id);
@@ -688,12 +690,12 @@ nex_sup_entry_attach (nex_supervisor_t *sup, const char *id, const nex_driver_t 
   e->conn = -1;
   e->console = -1;
   e->console_ref = (nex_sup_ref_t){ .e = e, .is_console = 1 };
-  e->pidfd = (int) syscall (SYS_pidfd_open, e->inst.pid, 0);
+  e->pidfd = (int)syscall (SYS_pidfd_open, e->inst.pid, 0);
   nex_wire_reader_init (&e->reader);
   e->conn_ref = (nex_sup_ref_t){ .e = e, .is_pidfd = 0 };
   e->pid_ref = (nex_sup_ref_t){ .e = e, .is_pidfd = 1 };
   if (e->pidfd < 0)
-    nex_error_sys (err, errno, "watch sandbox pid %d", (int) e->inst.pid);
+    nex_error_sys (err, errno, "watch sandbox pid %d", (int)e->inst.pid);
   else
     e->conn = nex_driver_connect (d, &e->inst, err);
   if (e->conn < 0)
@@ -733,10 +735,10 @@ place_in_cgroup (void *ctx, pid_t pid, nex_error_t *err)
 static int
 end_environment (const nex_driver_t *d, const nex_instance_t *i, int64_t wait_ms)
 {
-  cleanup_close int pidfd = wait_ms > 0 ? (int) syscall (SYS_pidfd_open, i->pid, 0) : -1;
+  cleanup_close int pidfd = wait_ms > 0 ? (int)syscall (SYS_pidfd_open, i->pid, 0) : -1;
   struct pollfd p = { .fd = pidfd, .events = POLLIN };
   if (pidfd >= 0)
-    while (poll (&p, 1, (int) wait_ms) < 0 && errno == EINTR)
+    while (poll (&p, 1, (int)wait_ms) < 0 && errno == EINTR)
       ;
   nex_driver_kill (d, i, NULL);
   int status = 0;
@@ -797,9 +799,17 @@ do_deploy (nex_supervisor_t *sup, const char *id)
     }
   cleanup_free char *run_dir = nex_xasprintf ("%s/%s", node->run_dir, id);
   placement_t where = { .sup = sup, .id = id };
-  nex_launch_t l = { .workload_id = id, .hostname = w.name, .artifact_path = path, .agent_path = node->agent_path,
-                     .run_dir = run_dir, .digest = digest, .workload = &w, .tmp_mb = w.resources.disk_mb,
-                     .host_network = w.host_network, .place = place_in_cgroup, .place_ctx = &where };
+  nex_launch_t l = { .workload_id = id,
+                     .hostname = w.name,
+                     .artifact_path = path,
+                     .agent_path = node->agent_path,
+                     .run_dir = run_dir,
+                     .digest = digest,
+                     .workload = &w,
+                     .tmp_mb = w.resources.disk_mb,
+                     .host_network = w.host_network,
+                     .place = place_in_cgroup,
+                     .place_ctx = &where };
   cleanup_with (nex_instance_release) nex_instance_t inst = { 0 };
   int64_t t_start = nex_clock_mono_ms ();
   if (nex_driver_start (d, &l, &inst, &err) < 0)
@@ -811,16 +821,19 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   /* Recorded before the agent is asked to do anything, so that a restarted nexd can find this sandbox; the
    * start time tells it apart from a later process that happens to get the same pid. */
   int64_t t_done = nex_clock_mono_ms ();
-  nex_debug ("workload %s: fetch %lld ms, cgroup %lld ms, sandbox %lld ms", id, (long long) (t_cgroup - t_fetch),
-             (long long) (t_start - t_cgroup), (long long) (t_done - t_start));
-  nex_state_change_t placed = { .state = NEX_STATE_STARTING, .pid = inst.pid, .endpoint = inst.endpoint,
-                                .digest = digest, .agent_start = nex_proc_start_time (inst.pid) };
+  nex_debug ("workload %s: fetch %lld ms, cgroup %lld ms, sandbox %lld ms", id, (long long)(t_cgroup - t_fetch),
+             (long long)(t_start - t_cgroup), (long long)(t_done - t_start));
+  nex_state_change_t placed = { .state = NEX_STATE_STARTING,
+                                .pid = inst.pid,
+                                .endpoint = inst.endpoint,
+                                .digest = digest,
+                                .agent_start = nex_proc_start_time (inst.pid) };
   transition (sup, id, &placed, NULL);
   /* nex_sup_entry_attach takes INST over even when it fails; what ending the environment then needs is kept
    * here. */
-  cleanup_with (nex_instance_release) nex_instance_t keep = { .pid = inst.pid, .run_dir = nex_xstrdup (inst.run_dir),
-                                                              .boot_ms = inst.boot_ms,
-                                                              .may_fall_back = inst.may_fall_back };
+  cleanup_with (nex_instance_release) nex_instance_t keep = {
+    .pid = inst.pid, .run_dir = nex_xstrdup (inst.run_dir), .boot_ms = inst.boot_ms, .may_fall_back = inst.may_fall_back
+  };
   nex_sup_entry_t *e = nex_sup_entry_attach (sup, id, d, &inst, &err);
   if (e == NULL)
     {
@@ -874,9 +887,9 @@ do_stop (nex_supervisor_t *sup, const char *id, int64_t grace_ms)
     }
   e->stop_requested = 1;
   e->kill_at = nex_clock_mono_ms () + grace_ms + AGENT_KILL_SLACK_MS;
-  if (!e->start_sent || send_json (e, NEX_WIRE_STOP, json_pack ("{s:i, s:I}", "signal", SIGTERM, "grace_ms",
-                                                                (json_int_t) grace_ms))
-                            < 0)
+  if (!e->start_sent
+      || send_json (e, NEX_WIRE_STOP, json_pack ("{s:i, s:I}", "signal", SIGTERM, "grace_ms", (json_int_t)grace_ms))
+             < 0)
     {
       cleanup_error nex_error_t err = NULL;
       nex_driver_kill (e->driver, &e->inst, &err);
@@ -939,7 +952,7 @@ static int
 drain_commands (nex_supervisor_t *sup)
 {
   uint64_t v;
-  (void) !read (sup->wakefd, &v, sizeof v);
+  (void)!read (sup->wakefd, &v, sizeof v);
   pthread_mutex_lock (&sup->queue_lock);
   nex_sup_cmd_t *list = sup->queue_head;
   sup->queue_head = sup->queue_tail = NULL;
@@ -973,7 +986,7 @@ void
 nex_sup_wake (nex_supervisor_t *sup)
 {
   uint64_t one = 1;
-  (void) !write (sup->wakefd, &one, sizeof one);
+  (void)!write (sup->wakefd, &one, sizeof one);
 }
 
 void
@@ -1034,7 +1047,7 @@ next_timeout (nex_supervisor_t *sup)
     }
   if (soonest == 0)
     return -1;
-  return soonest > now ? (int) (soonest - now) : 0;
+  return soonest > now ? (int)(soonest - now) : 0;
 }
 
 /* Acts on every deadline that has passed. */
@@ -1066,9 +1079,9 @@ run_timers (nex_supervisor_t *sup)
         e->hello_by = 0;
         e->boot_timed_out = 1;
         if (e->lost_reason == NULL)
-          e->lost_reason = nex_xasprintf ("the agent did not greet within %lld s of the start",
-                                          (long long) (e->inst.boot_ms > 0 ? e->inst.boot_ms : AGENT_HELLO_TIMEOUT_MS)
-                                              / 1000);
+          e->lost_reason
+              = nex_xasprintf ("the agent did not greet within %lld s of the start",
+                               (long long)(e->inst.boot_ms > 0 ? e->inst.boot_ms : AGENT_HELLO_TIMEOUT_MS) / 1000);
         cleanup_error nex_error_t err = NULL;
         nex_driver_kill (e->driver, &e->inst, &err);
       }

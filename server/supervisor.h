@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* supervisor.h — the one owner of every workload's lifecycle after it is accepted.
  *
  * One thread runs an epoll loop over: a wake-up eventfd for commands (deploy, stop) queued by other threads,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* workload.c — the workload model: state names, strict validation of a client's deploy request into a
  * nex_workload_t, and the workload's public JSON form (see workload.h for the contracts).
  *
@@ -45,7 +46,7 @@ static const char *const state_names[NEX_STATE__COUNT] = {
 const char *
 nex_state_name (nex_state_t state)
 {
-  if ((unsigned) state >= NEX_STATE__COUNT)
+  if ((unsigned)state >= NEX_STATE__COUNT)
     return "unknown";
   return state_names[state];
 }
@@ -56,7 +57,7 @@ nex_state_parse (const char *name, nex_state_t *out, nex_error_t *err)
   for (int i = 0; i < NEX_STATE__COUNT; i++)
     if (name != NULL && strcmp (name, state_names[i]) == 0)
       {
-        *out = (nex_state_t) i;
+        *out = (nex_state_t)i;
         return 0;
       }
   return nex_error_field (err, "state", "unknown state `%s`", name ? name : "(null)");
@@ -77,22 +78,56 @@ static const char *const restart_policy_names[] = {
 const char *
 nex_restart_policy_name (nex_restart_policy_t p)
 {
-  if ((unsigned) p > NEX_RESTART_ALWAYS)
+  if ((unsigned)p > NEX_RESTART_ALWAYS)
     return "never";
   return restart_policy_names[p];
 }
 
 /* Linux capability names by number (linux/capability.h), without the CAP_ prefix. */
 static const char *const capability_names[] = {
-  "CHOWN",       "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER",          "FSETID",      "KILL",
-  "SETGID",      "SETUID",       "SETPCAP",         "LINUX_IMMUTABLE", "NET_BIND_SERVICE",
-  "NET_BROADCAST", "NET_ADMIN",  "NET_RAW",         "IPC_LOCK",        "IPC_OWNER",   "SYS_MODULE",
-  "SYS_RAWIO",   "SYS_CHROOT",   "SYS_PTRACE",      "SYS_PACCT",       "SYS_ADMIN",   "SYS_BOOT",
-  "SYS_NICE",    "SYS_RESOURCE", "SYS_TIME",        "SYS_TTY_CONFIG",  "MKNOD",       "LEASE",
-  "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",        "MAC_OVERRIDE",    "MAC_ADMIN",   "SYSLOG",
-  "WAKE_ALARM",  "BLOCK_SUSPEND", "AUDIT_READ",     "PERFMON",         "BPF",         "CHECKPOINT_RESTORE",
+  "CHOWN",
+  "DAC_OVERRIDE",
+  "DAC_READ_SEARCH",
+  "FOWNER",
+  "FSETID",
+  "KILL",
+  "SETGID",
+  "SETUID",
+  "SETPCAP",
+  "LINUX_IMMUTABLE",
+  "NET_BIND_SERVICE",
+  "NET_BROADCAST",
+  "NET_ADMIN",
+  "NET_RAW",
+  "IPC_LOCK",
+  "IPC_OWNER",
+  "SYS_MODULE",
+  "SYS_RAWIO",
+  "SYS_CHROOT",
+  "SYS_PTRACE",
+  "SYS_PACCT",
+  "SYS_ADMIN",
+  "SYS_BOOT",
+  "SYS_NICE",
+  "SYS_RESOURCE",
+  "SYS_TIME",
+  "SYS_TTY_CONFIG",
+  "MKNOD",
+  "LEASE",
+  "AUDIT_WRITE",
+  "AUDIT_CONTROL",
+  "SETFCAP",
+  "MAC_OVERRIDE",
+  "MAC_ADMIN",
+  "SYSLOG",
+  "WAKE_ALARM",
+  "BLOCK_SUSPEND",
+  "AUDIT_READ",
+  "PERFMON",
+  "BPF",
+  "CHECKPOINT_RESTORE",
 };
-#define N_CAPABILITIES ((int) (sizeof capability_names / sizeof capability_names[0]))
+#define N_CAPABILITIES ((int)(sizeof capability_names / sizeof capability_names[0]))
 
 int
 nex_capability_parse (const char *name)
@@ -152,10 +187,10 @@ nex_workload_release (nex_workload_t *w)
 static int
 is_valid_name (const char *s, size_t len)
 {
-  if (len == 0 || len > NAME_MAX_LEN || !isalnum ((unsigned char) s[0]))
+  if (len == 0 || len > NAME_MAX_LEN || !isalnum ((unsigned char)s[0]))
     return 0;
   for (size_t i = 1; i < len; i++)
-    if (!isalnum ((unsigned char) s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+    if (!isalnum ((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
       return 0;
   return 1;
 }
@@ -216,8 +251,8 @@ read_sha256 (const json_t *body, char **out, nex_error_t *err)
   int ok = strlen (hex) == 64;
   for (size_t i = 0; ok && hex[i] != '\0'; i++)
     {
-      ok = isxdigit ((unsigned char) hex[i]);
-      hex[i] = (char) tolower ((unsigned char) hex[i]);
+      ok = isxdigit ((unsigned char)hex[i]);
+      hex[i] = (char)tolower ((unsigned char)hex[i]);
     }
   if (!ok)
     return nex_error_field (err, "sha256", "must be 64 hexadecimal digits");
@@ -262,7 +297,8 @@ read_argv (const json_t *body, const char *name, json_t **out, nex_error_t *err)
   int has_args = args != NULL && !json_is_null (args);
   *out = json_array ();
   if (has_args && argv != NULL && !json_is_null (argv))
-    return nex_error_field (err, "args", "give either `argv` (the whole vector, argv[0] included) or `args` (the "
+    return nex_error_field (err, "args",
+                            "give either `argv` (the whole vector, argv[0] included) or `args` (the "
                             "arguments after argv[0]), not both");
   if (read_strings (body, has_args ? "args" : "argv", *out, err) < 0)
     return -1;
@@ -287,7 +323,7 @@ read_env (const json_t *body, json_t **out, nex_error_t *err)
   const char *key;
   size_t key_len;
   json_t *value;
-  json_object_keylen_foreach ((json_t *) v, key, key_len, value)
+  json_object_keylen_foreach ((json_t *)v, key, key_len, value)
   {
     cleanup_free char *field = nex_xasprintf ("env.%s", key);
     if (key_len == 0 || strlen (key) != key_len || strchr (key, '=') != NULL)
@@ -330,7 +366,7 @@ read_resources (const json_t *body, nex_resources_t *r, nex_error_t *err)
     return nex_error_field (err, "resources", "must be an object {vcpus, memory_mb, pids, disk_mb}");
   const char *key;
   const json_t *member;
-  json_object_foreach ((json_t *) v, key, member)
+  json_object_foreach ((json_t *)v, key, member)
   {
     if (strcmp (key, "vcpus") != 0 && strcmp (key, "memory_mb") != 0 && strcmp (key, "pids") != 0
         && strcmp (key, "disk_mb") != 0)
@@ -371,7 +407,7 @@ read_restart (const json_t *body, nex_workload_t *w, nex_error_t *err)
       for (int i = NEX_RESTART_NEVER; i <= NEX_RESTART_ALWAYS; i++)
         if (strcmp (policy, restart_policy_names[i]) == 0)
           {
-            w->restart_policy = (nex_restart_policy_t) i;
+            w->restart_policy = (nex_restart_policy_t)i;
             found = 1;
           }
       if (!found)
@@ -401,7 +437,7 @@ read_capabilities (const json_t *body, json_t **out, nex_error_t *err)
   *out = json_array ();
   if (v == NULL || json_is_null (v))
     return 0;
-  if (!json_is_array (v) || json_array_size (v) > (size_t) N_CAPABILITIES)
+  if (!json_is_array (v) || json_array_size (v) > (size_t)N_CAPABILITIES)
     return nex_error_field (err, "capabilities", "must be an array of at most %d capability names", N_CAPABILITIES);
   size_t i;
   const json_t *name;
@@ -418,17 +454,17 @@ read_capabilities (const json_t *body, json_t **out, nex_error_t *err)
     json_array_foreach (*out, j, seen) dup |= strcmp (json_string_value (seen), canonical) == 0;
     if (!dup)
       json_array_append_new (*out, json_string (canonical));
-    }
+  }
   return 0;
 }
 
 int
 nex_label_key_valid (const char *key, size_t len)
 {
-  if (len == 0 || len > NAME_MAX_LEN || !isalnum ((unsigned char) key[0]))
+  if (len == 0 || len > NAME_MAX_LEN || !isalnum ((unsigned char)key[0]))
     return 0;
   for (size_t i = 1; i < len; i++)
-    if (!isalnum ((unsigned char) key[i]) && strchr ("._/-", key[i]) == NULL)
+    if (!isalnum ((unsigned char)key[i]) && strchr ("._/-", key[i]) == NULL)
       return 0;
   return 1;
 }
@@ -449,7 +485,7 @@ read_labels (const json_t *body, json_t **out, nex_error_t *err)
   const char *key;
   size_t key_len;
   json_t *value;
-  json_object_keylen_foreach ((json_t *) v, key, key_len, value)
+  json_object_keylen_foreach ((json_t *)v, key, key_len, value)
   {
     cleanup_free char *field = nex_xasprintf ("labels.%s", key);
     if (!nex_label_key_valid (key, key_len) || strlen (key) != key_len)
@@ -460,7 +496,7 @@ read_labels (const json_t *body, json_t **out, nex_error_t *err)
       return nex_error_field (err, field, "must be a string");
     if (json_string_length (value) > LABEL_VALUE_MAX_LEN)
       return nex_error_field (err, field, "must be at most %d bytes", LABEL_VALUE_MAX_LEN);
-    for (const unsigned char *c = (const unsigned char *) json_string_value (value); *c; c++)
+    for (const unsigned char *c = (const unsigned char *)json_string_value (value); *c; c++)
       if (*c < 0x20 || *c == 0x7f)
         return nex_error_field (err, field, "must not contain control characters");
     if (has_nul (value))
@@ -530,7 +566,7 @@ nex_trigger_subject_check (const char *subject, const char *field, nex_error_t *
       if (n == 0)
         return nex_error_field (err, field, "`%s`: subject tokens must not be empty", subject);
       for (size_t i = 0; i < n; i++)
-        if ((unsigned char) tok[i] <= ' ' || (unsigned char) tok[i] >= 0x7f)
+        if ((unsigned char)tok[i] <= ' ' || (unsigned char)tok[i] >= 0x7f)
           return nex_error_field (err, field, "`%s`: subjects hold printable ASCII without spaces", subject);
       int wild = memchr (tok, '*', n) || memchr (tok, '>', n);
       if (wild && n != 1)
@@ -607,8 +643,8 @@ read_function (const json_t *body, nex_workload_t *w, nex_error_t *err)
   }
   w->function_timeout_s = NEX_FUNCTION_DEFAULT_TIMEOUT_S;
   w->max_concurrency = NEX_FUNCTION_DEFAULT_CONCURRENCY;
-  if (read_int (body, "function_timeout_s", "function_timeout_s", 1, NEX_FUNCTION_MAX_TIMEOUT_S,
-                &w->function_timeout_s, err)
+  if (read_int (body, "function_timeout_s", "function_timeout_s", 1, NEX_FUNCTION_MAX_TIMEOUT_S, &w->function_timeout_s,
+                err)
           < 0
       || read_int (body, "max_concurrency", "max_concurrency", 1, NEX_FUNCTION_MAX_CONCURRENCY, &w->max_concurrency,
                    err)
@@ -621,14 +657,31 @@ read_function (const json_t *body, nex_workload_t *w, nex_error_t *err)
 static int
 check_known_fields (const json_t *body, nex_error_t *err)
 {
-  static const char *const known[]
-      = { "name",      "namespace",      "artifact",     "sha256",    "argv",         "args", "env", "description",
-          "driver",    "resources",      "restart_policy", "max_restarts", "essential", "capabilities", "cwd",
-          "network",   "labels",         "type",           "trigger_subjects", "function_timeout_s",
-          "max_concurrency", NULL };
+  static const char *const known[] = { "name",
+                                       "namespace",
+                                       "artifact",
+                                       "sha256",
+                                       "argv",
+                                       "args",
+                                       "env",
+                                       "description",
+                                       "driver",
+                                       "resources",
+                                       "restart_policy",
+                                       "max_restarts",
+                                       "essential",
+                                       "capabilities",
+                                       "cwd",
+                                       "network",
+                                       "labels",
+                                       "type",
+                                       "trigger_subjects",
+                                       "function_timeout_s",
+                                       "max_concurrency",
+                                       NULL };
   const char *key;
   const json_t *value;
-  json_object_foreach ((json_t *) body, key, value)
+  json_object_foreach ((json_t *)body, key, value)
   {
     size_t i = 0;
     while (known[i] != NULL && strcmp (known[i], key) != 0)
@@ -653,10 +706,9 @@ nex_workload_from_request (const json_t *body, const char *default_driver, nex_w
       || read_sha256 (body, &w.sha256, err) < 0 || read_argv (body, w.name, &w.argv, err) < 0
       || read_env (body, &w.env, err) < 0
       || read_string (body, "description", 0, DESCRIPTION_MAX_LEN, &w.description, err) < 0
-      || read_name (body, "driver", default_driver, &w.driver, err) < 0
-      || read_resources (body, &w.resources, err) < 0 || read_restart (body, &w, err) < 0
-      || read_capabilities (body, &w.capabilities, err) < 0 || read_cwd (body, &w.cwd, err) < 0
-      || read_network (body, &w.host_network, err) < 0
+      || read_name (body, "driver", default_driver, &w.driver, err) < 0 || read_resources (body, &w.resources, err) < 0
+      || read_restart (body, &w, err) < 0 || read_capabilities (body, &w.capabilities, err) < 0
+      || read_cwd (body, &w.cwd, err) < 0 || read_network (body, &w.host_network, err) < 0
       || read_labels (body, &w.labels, err) < 0 || read_function (body, &w, err) < 0)
     return -1;
   if (w.artifact[0] == '\0')
@@ -716,7 +768,7 @@ nex_workload_to_json (const nex_workload_t *w)
   json_object_set_new (o, "started_at", time_or_null (w->started_at));
   json_object_set_new (o, "finished_at", time_or_null (w->finished_at));
   json_object_set_new (
-      o, "logs", json_pack ("{s:I, s:I}", "lines", (json_int_t) w->log_lines, "dropped", (json_int_t) w->log_dropped));
+      o, "logs", json_pack ("{s:I, s:I}", "lines", (json_int_t)w->log_lines, "dropped", (json_int_t)w->log_dropped));
   json_object_set_new (o, "resources", nex_resources_to_json (&w->resources));
   json_object_set_new (o, "restart_policy", json_string (nex_restart_policy_name (w->restart_policy)));
   json_object_set_new (o, "max_restarts", json_integer (w->max_restarts));

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* workload.h — what a workload is: its spec as a client sends it, its lifecycle state, and its JSON form.
  *
  * A workload moves through  pending -> starting -> running -> exited | failed | stopped.
@@ -69,12 +70,12 @@ typedef enum nex_workload_type
   NEX_WORKLOAD_FUNCTION,
 } nex_workload_type_t;
 
-#define NEX_FUNCTION_MAX_TRIGGERS 16           /* trigger subjects per function */
-#define NEX_FUNCTION_SUBJECT_MAX_LEN 255       /* bytes in one trigger subject */
-#define NEX_FUNCTION_DEFAULT_TIMEOUT_S 10      /* an invocation is killed after this long unless the spec says */
+#define NEX_FUNCTION_MAX_TRIGGERS 16      /* trigger subjects per function */
+#define NEX_FUNCTION_SUBJECT_MAX_LEN 255  /* bytes in one trigger subject */
+#define NEX_FUNCTION_DEFAULT_TIMEOUT_S 10 /* an invocation is killed after this long unless the spec says */
 #define NEX_FUNCTION_MAX_TIMEOUT_S 600
-#define NEX_FUNCTION_DEFAULT_CONCURRENCY 8     /* invocations of one function running at once */
-#define NEX_FUNCTION_MAX_CONCURRENCY 16        /* the agent runs at most 16 exec sessions at once */
+#define NEX_FUNCTION_DEFAULT_CONCURRENCY 8 /* invocations of one function running at once */
+#define NEX_FUNCTION_MAX_CONCURRENCY 16    /* the agent runs at most 16 exec sessions at once */
 
 /* "service", "function"; static storage. */
 const char *nex_workload_type_name (nex_workload_type_t t);
@@ -93,39 +94,39 @@ const char *nex_restart_policy_name (nex_restart_policy_t p);
 typedef struct nex_workload
 {
   char id[NEX_ID_LEN + 1];
-  char *name;            /* [A-Za-z0-9._-]{1,63} */
-  char *namespace_;      /* same rule; "default" when the client gave none */
-  char *description;     /* free text, optional */
-  char *artifact;        /* URL of the executable: file:///abs/path for now */
-  char *sha256;          /* digest the client expects (lower-case hex), optional */
-  char *digest;          /* digest of the artifact as fetched, once known */
-  json_t *argv;          /* array of strings: the vector the program receives (never NULL; [] in old records) */
-  json_t *env;           /* object of string values (never NULL; may be empty) */
-  char *driver;          /* driver name, e.g. "sandbox" */
+  char *name;        /* [A-Za-z0-9._-]{1,63} */
+  char *namespace_;  /* same rule; "default" when the client gave none */
+  char *description; /* free text, optional */
+  char *artifact;    /* URL of the executable: file:///abs/path for now */
+  char *sha256;      /* digest the client expects (lower-case hex), optional */
+  char *digest;      /* digest of the artifact as fetched, once known */
+  json_t *argv;      /* array of strings: the vector the program receives (never NULL; [] in old records) */
+  json_t *env;       /* object of string values (never NULL; may be empty) */
+  char *driver;      /* driver name, e.g. "sandbox" */
   nex_state_t state;
-  char *reason;          /* why it failed/stopped, optional */
-  int has_exit_code;     /* exit_code is meaningful */
-  int exit_code;         /* exit status when it exited normally */
-  int exit_signal;       /* signal number that ended it, 0 if none */
-  int64_t pid;           /* host pid of the sandbox's init (nex-agent), 0 if none */
-  char *endpoint;        /* where nexd dials the agent (a unix socket path), optional */
+  char *reason;      /* why it failed/stopped, optional */
+  int has_exit_code; /* exit_code is meaningful */
+  int exit_code;     /* exit status when it exited normally */
+  int exit_signal;   /* signal number that ended it, 0 if none */
+  int64_t pid;       /* host pid of the sandbox's init (nex-agent), 0 if none */
+  char *endpoint;    /* where nexd dials the agent (a unix socket path), optional */
   int64_t created_at, updated_at, started_at, finished_at;
-  int64_t log_lines;     /* lines stored so far (including dropped ones) */
-  int64_t log_dropped;   /* lines discarded because of the per-workload log bound */
+  int64_t log_lines;   /* lines stored so far (including dropped ones) */
+  int64_t log_dropped; /* lines discarded because of the per-workload log bound */
   /* Sandbox options and runtime record (schema 002). */
   nex_resources_t resources;
   nex_restart_policy_t restart_policy;
-  int64_t max_restarts;  /* restarts allowed by the policy */
-  int64_t restarts;      /* restarts done so far */
-  json_t *capabilities;  /* array of capability names ("CAP_NET_BIND_SERVICE") kept for the workload; never NULL */
-  char *cwd;             /* working directory inside the sandbox, optional ("/" when NULL) */
-  int host_network;      /* network "host": the host's network namespace instead of loopback only ("none") */
-  int64_t agent_start;   /* start time of the agent process (clock ticks since boot, /proc/<pid>/stat field 22);
-                            with pid, identifies the sandbox across nexd restarts despite pid reuse; 0 if unknown */
-  json_t *labels;        /* object of string values, for grouping and filtering (never NULL once loaded) */
+  int64_t max_restarts; /* restarts allowed by the policy */
+  int64_t restarts;     /* restarts done so far */
+  json_t *capabilities; /* array of capability names ("CAP_NET_BIND_SERVICE") kept for the workload; never NULL */
+  char *cwd;            /* working directory inside the sandbox, optional ("/" when NULL) */
+  int host_network;     /* network "host": the host's network namespace instead of loopback only ("none") */
+  int64_t agent_start;  /* start time of the agent process (clock ticks since boot, /proc/<pid>/stat field 22);
+                           with pid, identifies the sandbox across nexd restarts despite pid reuse; 0 if unknown */
+  json_t *labels;       /* object of string values, for grouping and filtering (never NULL once loaded) */
   /* Function workloads (schema 006); for a service: trigger_subjects NULL, the numbers 0. */
   nex_workload_type_t type;
-  json_t *trigger_subjects; /* array of subjects (NEX_FUNCTION_MAX_TRIGGERS at most), NULL for a service */
+  json_t *trigger_subjects;   /* array of subjects (NEX_FUNCTION_MAX_TRIGGERS at most), NULL for a service */
   int64_t function_timeout_s; /* an invocation's time limit */
   int64_t max_concurrency;    /* invocations running at once */
 } nex_workload_t;
@@ -140,8 +141,7 @@ void nex_workload_release (nex_workload_t *w);
  * out-of-range fields fail with NEX_ERR_INVALID naming the field; unknown fields are refused too (strict
  * parsing keeps typos from being silently ignored).  Does not touch the artifact itself.  Fills OUT (id and
  * timestamps included; DEFAULT_DRIVER when the body names none) or returns -1. */
-int nex_workload_from_request (const json_t *body, const char *default_driver, nex_workload_t *out,
-                               nex_error_t *err);
+int nex_workload_from_request (const json_t *body, const char *default_driver, nex_workload_t *out, nex_error_t *err);
 
 /* Whether KEY (LEN bytes) is a valid label key: 1 to 63 characters from A-Z a-z 0-9 . _ / - starting with a
  * letter or digit.  Shared with the label filter of GET /v1/workloads. */

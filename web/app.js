@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* app.js — the Nex dashboard: a small single-page app over nexd's REST API and websockets.
  *
  * Views (by URL hash): #/ overview, #/workloads, #/workloads/<id>, #/deploy, #/events.  Data comes from the REST

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api.c — the HTTP server and router (see api.h).
  *
  * libmicrohttpd calls access_handler several times per request: first with the headers (ctx is NULL), then once
@@ -42,11 +43,11 @@ struct nex_api
 {
   nex_node_t *node;
   struct MHD_Daemon *daemon;
-  nex_ws_t *ws;           /* the websocket streams */
-  nex_guard_t *guard;     /* request deadlines */
+  nex_ws_t *ws;             /* the websocket streams */
+  nex_guard_t *guard;       /* request deadlines */
   nex_api_cache_t *answers; /* read answers kept while the registry is unchanged */
-  int in_flight;          /* requests begun and not completed (atomic), for the drain at shutdown */
-  int stopping;           /* set once at shutdown (atomic): parked requests answer 503 */
+  int in_flight;            /* requests begun and not completed (atomic), for the drain at shutdown */
+  int stopping;             /* set once at shutdown (atomic): parked requests answer 503 */
   /* The parking lot of long polls (see api.h): */
   pthread_mutex_t lot_lock;
   parked_t *parked;       /* under lot_lock */
@@ -76,32 +77,39 @@ typedef struct request_ctx
 {
   int64_t start_ms;
   char request_id[64];
-  unsigned status;                          /* status answered, for the log line */
-  int answered;                             /* a response is queued: ignore the rest of the body */
-  char method[16];                          /* for the log line */
-  char *url;                                /* the URL path as requested, for the log line */
-  char *path;                               /* the URL path, split in place: params point into it */
-  const char *params[NEX_API_MAX_PARAMS];   /* the matched route's placeholders */
-  const nex_api_route_t *route;             /* the matched JSON route, or NULL */
-  const nex_api_upload_route_t *upload;     /* the matched upload route, or NULL */
-  const nex_api_ws_route_t *ws_route;       /* the matched websocket stream, or NULL */
-  nex_ws_stream_t ws_stream;                /* what it streams, once upgraded */
-  const char *pattern;                      /* the matched route's pattern, for the log line */
-  char *body;                               /* JSON routes: the body so far */
+  unsigned status;                        /* status answered, for the log line */
+  int answered;                           /* a response is queued: ignore the rest of the body */
+  char method[16];                        /* for the log line */
+  char *url;                              /* the URL path as requested, for the log line */
+  char *path;                             /* the URL path, split in place: params point into it */
+  const char *params[NEX_API_MAX_PARAMS]; /* the matched route's placeholders */
+  const nex_api_route_t *route;           /* the matched JSON route, or NULL */
+  const nex_api_upload_route_t *upload;   /* the matched upload route, or NULL */
+  const nex_api_ws_route_t *ws_route;     /* the matched websocket stream, or NULL */
+  nex_ws_stream_t ws_stream;              /* what it streams, once upgraded */
+  const char *pattern;                    /* the matched route's pattern, for the log line */
+  char *body;                             /* JSON routes: the body so far */
   size_t body_len;
-  int too_large;                            /* the body passed the bound: discarded, the answer is 413 */
-  uint64_t discarded;                       /* body bytes dropped after a refusal */
-  void *upload_state;                       /* upload routes: what begin made */
-  nex_error_t upload_err;                   /* upload routes: why a write failed (answered at the end) */
-  nex_principal_t who;                      /* who sent it */
-  int64_t park_deadline;                    /* parked requests: monotonic ms when their time is up; 0: never parked */
-  int timed_out;                            /* resumed because the deadline passed */
+  int too_large;          /* the body passed the bound: discarded, the answer is 413 */
+  uint64_t discarded;     /* body bytes dropped after a refusal */
+  void *upload_state;     /* upload routes: what begin made */
+  nex_error_t upload_err; /* upload routes: why a write failed (answered at the end) */
+  nex_principal_t who;    /* who sent it */
+  int64_t park_deadline;  /* parked requests: monotonic ms when their time is up; 0: never parked */
+  int timed_out;          /* resumed because the deadline passed */
 } request_ctx_t;
 
-static const nex_api_route_t *const route_tables[]
-    = { nex_api_node_routes, nex_api_workload_routes, nex_api_sandbox_routes, nex_api_artifact_routes, nex_api_event_routes,
-        nex_api_wait_routes, nex_api_token_routes, nex_api_health_routes, nex_api_metrics_routes,
-        nex_api_docs_routes, NULL };
+static const nex_api_route_t *const route_tables[] = { nex_api_node_routes,
+                                                       nex_api_workload_routes,
+                                                       nex_api_sandbox_routes,
+                                                       nex_api_artifact_routes,
+                                                       nex_api_event_routes,
+                                                       nex_api_wait_routes,
+                                                       nex_api_token_routes,
+                                                       nex_api_health_routes,
+                                                       nex_api_metrics_routes,
+                                                       nex_api_docs_routes,
+                                                       NULL };
 static const nex_api_upload_route_t *const upload_tables[] = { nex_api_artifact_uploads, NULL };
 
 const char *
@@ -286,8 +294,8 @@ route_find (request_ctx_t *ctx, const char *method, int stream, char *allow, siz
 /* Queues STATUS with BODY as JSON (problem JSON from 400 on) and the headers given: LOCATION, ALLOW and EXTRA
  * (NULL-terminated name/value pairs), each when not NULL. */
 static enum MHD_Result
-send_json_headers (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, json_t *body,
-                   const char *location, const char *allow, const char *const *extra)
+send_json_headers (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, json_t *body, const char *location,
+                   const char *allow, const char *const *extra)
 {
   char *text = json_dumps (body, JSON_COMPACT | JSON_PRESERVE_ORDER);
   if (text == NULL)
@@ -338,10 +346,9 @@ send_response (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status,
   return q;
 }
 
-
 static enum MHD_Result
-send_problem (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, const char *detail,
-              const char *path, const char *allow)
+send_problem (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, const char *detail, const char *path,
+              const char *allow)
 {
   cleanup_json json_t *p = nex_problem_new (status, detail, NULL, path);
   return send_json (conn, ctx, status, p, NULL, allow);
@@ -354,7 +361,7 @@ send_error (struct MHD_Connection *conn, request_ctx_t *ctx, const nex_error_s *
   unsigned status;
   cleanup_json json_t *p = nex_problem_from_error (err, url, &status);
   if (status >= 500)
-    nex_log_error (NEX_LOG_ERROR, (nex_error_t) err, "%s %s failed", method, url);
+    nex_log_error (NEX_LOG_ERROR, (nex_error_t)err, "%s %s failed", method, url);
   return send_json (conn, ctx, status, p, NULL, NULL);
 }
 
@@ -451,7 +458,7 @@ park (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const nex
   MHD_suspend_connection (conn);
   pthread_mutex_unlock (&api->lot_lock);
   uint64_t one = 1;
-  (void) !write (api->lot_fd, &one, sizeof one); /* the lot thread recomputes its next deadline */
+  (void)!write (api->lot_fd, &one, sizeof one); /* the lot thread recomputes its next deadline */
   return 1;
 }
 
@@ -504,14 +511,14 @@ lot_main (void *arg)
         {
           int64_t left = p->deadline > now ? p->deadline - now : 0;
           if (timeout < 0 || left < timeout)
-            timeout = (int) (left > 3600000 ? 3600000 : left);
+            timeout = (int)(left > 3600000 ? 3600000 : left);
         }
       pthread_mutex_unlock (&api->lot_lock);
       struct pollfd pfd = { .fd = api->lot_fd, .events = POLLIN };
       if (poll (&pfd, 1, timeout) > 0)
         {
           uint64_t v;
-          (void) !read (api->lot_fd, &v, sizeof v);
+          (void)!read (api->lot_fd, &v, sizeof v);
         }
       nex_bus_msg_t *m;
       uint64_t missed;
@@ -530,7 +537,8 @@ lot_main (void *arg)
 static enum MHD_Result
 dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const char *url, const char *method)
 {
-  nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who, .api = api };
+  nex_api_request_t req
+      = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who, .api = api };
   memcpy (req.params, ctx->params, sizeof req.params);
   cleanup_json json_t *body = NULL;
   nex_api_handler_t handler;
@@ -549,8 +557,8 @@ dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const
       handler = ctx->route->handler;
       if (ctx->too_large)
         {
-          cleanup_free char *d = nex_xasprintf ("the request body exceeds %lld bytes",
-                                                (long long) api->node->cfg->max_body_bytes);
+          cleanup_free char *d
+              = nex_xasprintf ("the request body exceeds %lld bytes", (long long)api->node->cfg->max_body_bytes);
           return send_problem (conn, ctx, 413, d, url, NULL);
         }
       if (ctx->route->wants_body == NEX_API_BODY_JSON)
@@ -596,8 +604,7 @@ dispatch (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const
   if (res.text)
     r = send_response (conn, ctx, res.status ? res.status : 200, &res);
   else
-    r = send_json (conn, ctx, res.status ? res.status : 200, res.body ? res.body : json_object (), res.location,
-                   NULL);
+    r = send_json (conn, ctx, res.status ? res.status : 200, res.body ? res.body : json_object (), res.location, NULL);
   json_decref (res.body);
   free (res.location);
   return r;
@@ -609,9 +616,10 @@ set_request_id (struct MHD_Connection *conn, request_ctx_t *ctx)
   const char *given = MHD_lookup_connection_value (conn, MHD_HEADER_KIND, "X-Request-Id");
   size_t n = given ? strlen (given) : 0;
   /* Echo a client's id only when it is short and plain: it goes into our logs and headers. */
-  if (n > 0 && n < sizeof ctx->request_id && strspn (given, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                           "0123456789-_.:")
-                                                 == n)
+  if (n > 0 && n < sizeof ctx->request_id
+      && strspn (given, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789-_.:")
+             == n)
     memcpy (ctx->request_id, given, n + 1);
   else
     nex_id_new (ctx->request_id);
@@ -629,7 +637,7 @@ declared_length (struct MHD_Connection *conn)
   unsigned long long v = strtoull (cl, &end, 10);
   if (errno || end == cl || *end || v > INT64_MAX)
     return -1;
-  return (int64_t) v;
+  return (int64_t)v;
 }
 
 struct nex_api_cache *
@@ -699,7 +707,8 @@ authorize (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, cons
   if (malformed || nex_auth_identify (api->node->auth, token, &ctx->who, &err) < 0)
     {
       /* RFC 6750 3.1: the challenge says the token was the problem, so that clients know to get another. */
-      static const char *const invalid[] = { "WWW-Authenticate", "Bearer realm=\"nex\", error=\"invalid_token\"", NULL };
+      static const char *const invalid[]
+          = { "WWW-Authenticate", "Bearer realm=\"nex\", error=\"invalid_token\"", NULL };
       cleanup_json json_t *p = nex_problem_new (
           401, malformed ? "the Authorization header must be `Bearer <token>`" : err->msg, NULL, url);
       *r = send_json_headers (conn, ctx, 401, p, NULL, NULL, invalid);
@@ -711,8 +720,8 @@ authorize (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, cons
   if (token == NULL)
     {
       static const char *const challenge[] = { "WWW-Authenticate", "Bearer realm=\"nex\"", NULL };
-      cleanup_free char *d = nex_xasprintf ("a bearer token with scope `%s` is needed (Authorization: Bearer ...)",
-                                            scope);
+      cleanup_free char *d
+          = nex_xasprintf ("a bearer token with scope `%s` is needed (Authorization: Bearer ...)", scope);
       cleanup_json json_t *p = nex_problem_new (401, d, NULL, url);
       *r = send_json_headers (conn, ctx, 401, p, NULL, NULL, challenge);
       return 0;
@@ -765,7 +774,8 @@ static enum MHD_Result
 ws_handshake (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, const char *url, const char *method,
               int upgrade)
 {
-  nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who, .api = api };
+  nex_api_request_t req
+      = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who, .api = api };
   memcpy (req.params, ctx->params, sizeof req.params);
   cleanup_error nex_error_t err = NULL;
   if (!ctx->ws_route->starts && ctx->ws_route->open (&req, &ctx->ws_stream, &err) < 0)
@@ -851,15 +861,16 @@ request_begin (nex_api_t *api, struct MHD_Connection *conn, request_ctx_t *ctx, 
   int64_t declared = declared_length (conn);
   if (ctx->upload)
     {
-      nex_api_request_t req = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who, .api = api };
+      nex_api_request_t req
+          = { .node = api->node, .conn = conn, .method = method, .path = url, .who = &ctx->who, .api = api };
       memcpy (req.params, ctx->params, sizeof req.params);
       cleanup_error nex_error_t err = NULL;
       if (ctx->upload->begin (&req, declared, &ctx->upload_state, &err) < 0)
         return send_error (conn, ctx, err, method, url);
       return MHD_YES;
     }
-  size_t max = (size_t) api->node->cfg->max_body_bytes;
-  if (declared > 0 && (uint64_t) declared > max)
+  size_t max = (size_t)api->node->cfg->max_body_bytes;
+  if (declared > 0 && (uint64_t)declared > max)
     {
       /* Refuse before reading a byte of it: a declared oversized body is never buffered. */
       cleanup_free char *d = nex_xasprintf ("the request body exceeds %zu bytes", max);
@@ -883,7 +894,7 @@ request_data (nex_api_t *api, request_ctx_t *ctx, const char *data, size_t n)
         nex_debug ("request %s: upload refused: %s", ctx->request_id, ctx->upload_err->msg);
       return MHD_YES;
     }
-  size_t max = (size_t) api->node->cfg->max_body_bytes;
+  size_t max = (size_t)api->node->cfg->max_body_bytes;
   if (!ctx->too_large && ctx->body_len + n > max)
     {
       ctx->too_large = 1;
@@ -941,16 +952,15 @@ request_completed (void *cls, struct MHD_Connection *conn, void **con_cls, enum 
     {
       const struct sockaddr *sa = ci->client_addr;
       if (sa->sa_family == AF_INET)
-        inet_ntop (AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, addr, sizeof addr);
+        inet_ntop (AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof addr);
       else if (sa->sa_family == AF_INET6)
-        inet_ntop (AF_INET6, &((const struct sockaddr_in6 *) sa)->sin6_addr, addr, sizeof addr);
+        inet_ntop (AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof addr);
     }
   int64_t ms = nex_clock_mono_ms () - ctx->start_ms;
   /* A websocket's time is its stream's, not a request's: left out of the duration histogram. */
   nex_metrics_request (ctx->pattern, ctx->method, ctx->status, ctx->status == 101 ? -1 : ms);
   json_t *fields = json_pack ("{s:s, s:I, s:I, s:s, s:s}", "request_id", ctx->request_id, "status",
-                              (json_int_t) ctx->status, "ms", (json_int_t) ms,
-                              "client", addr, "completed",
+                              (json_int_t)ctx->status, "ms", (json_int_t)ms, "client", addr, "completed",
                               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "yes" : "no");
   /* Set one by one: json_string refuses text that is not UTF-8 (a hostile URL), losing only that member. */
   json_object_set_new (fields, "method", json_string (ctx->method));
@@ -989,7 +999,7 @@ raise_fd_limit (const nex_config_t *cfg)
   struct rlimit rl;
   if (getrlimit (RLIMIT_NOFILE, &rl) < 0)
     return;
-  rlim_t want = (rlim_t) cfg->max_connections + NEX_GUARD_HEADROOM (cfg->max_connections) + 1024;
+  rlim_t want = (rlim_t)cfg->max_connections + NEX_GUARD_HEADROOM (cfg->max_connections) + 1024;
   if (rl.rlim_cur < want)
     {
       rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
@@ -1096,22 +1106,21 @@ nex_api_start (nex_node_t *node, nex_error_t *err)
    * beyond), an idle timeout, and the guard's deadline per request (guard.h). */
   struct MHD_OptionItem opts[] = {
     /* The logger goes first: libmicrohttpd reports problems with the options that follow through it. */
-    { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) mhd_logger, api },
+    { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, api },
     { MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr },
-    { MHD_OPTION_THREAD_POOL_SIZE, (intptr_t) cfg->api_threads, NULL },
-    { MHD_OPTION_CONNECTION_LIMIT, (intptr_t) (cfg->max_connections + NEX_GUARD_HEADROOM (cfg->max_connections)),
-      NULL },
-    { MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t) cfg->max_connections_per_ip, NULL },
-    { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) (32 * 1024), NULL },
-    { MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t) cfg->idle_timeout_s, NULL },
-    { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) request_completed, api },
-    { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) nex_guard_notify, api->guard },
+    { MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->api_threads, NULL },
+    { MHD_OPTION_CONNECTION_LIMIT, (intptr_t)(cfg->max_connections + NEX_GUARD_HEADROOM (cfg->max_connections)), NULL },
+    { MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->max_connections_per_ip, NULL },
+    { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(32 * 1024), NULL },
+    { MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->idle_timeout_s, NULL },
+    { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_completed, api },
+    { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)nex_guard_notify, api->guard },
     /* Last, so that without TLS the list simply ends here. */
     { cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, cert },
     { cert ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, key },
     { MHD_OPTION_END, 0, NULL },
   };
-  api->daemon = MHD_start_daemon (flags, (uint16_t) port, NULL, NULL, access_handler, api, MHD_OPTION_ARRAY, opts,
+  api->daemon = MHD_start_daemon (flags, (uint16_t)port, NULL, NULL, access_handler, api, MHD_OPTION_ARRAY, opts,
                                   MHD_OPTION_END);
   if (key)
     sodium_memzero (key, strlen (key));
@@ -1144,7 +1153,7 @@ nex_api_stop (nex_api_t *api)
   if (api->lot_started)
     {
       uint64_t one = 1;
-      (void) !write (api->lot_fd, &one, sizeof one);
+      (void)!write (api->lot_fd, &one, sizeof one);
       pthread_join (api->lot_thread, NULL);
     }
   lot_release (api, NULL, 1);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api.h — nexd's REST API on libmicrohttpd: the server, the router and what route handlers see.
  *
  * api.c owns everything HTTP: listening, matching the route as soon as the request line and headers are in
@@ -52,15 +53,15 @@ typedef struct nex_api_request
  * parking when any event was published since it started. */
 typedef struct nex_api_response
 {
-  unsigned status;                  /* 200 when left 0 */
-  json_t *body;                     /* owned by the response */
-  char *location;                   /* optional Location header; owned */
-  char park_key[NEX_ID_LEN + 1];    /* non-empty: park the request (see above) */
-  int64_t park_ms;                  /* how long in all, from the first park */
-  char *text;                       /* instead of BODY: these bytes (owned), sent as CONTENT_TYPE */
-  size_t text_len;                  /* of TEXT; 0: strlen (TEXT) */
-  const char *content_type;         /* static storage */
-  const char *cache_control;        /* optional Cache-Control header (static storage) */
+  unsigned status;               /* 200 when left 0 */
+  json_t *body;                  /* owned by the response */
+  char *location;                /* optional Location header; owned */
+  char park_key[NEX_ID_LEN + 1]; /* non-empty: park the request (see above) */
+  int64_t park_ms;               /* how long in all, from the first park */
+  char *text;                    /* instead of BODY: these bytes (owned), sent as CONTENT_TYPE */
+  size_t text_len;               /* of TEXT; 0: strlen (TEXT) */
+  const char *content_type;      /* static storage */
+  const char *cache_control;     /* optional Cache-Control header (static storage) */
 } nex_api_response_t;
 
 /* Fills RES and returns 0, or returns -1 with ERR (mapped to problem JSON by api.c). */
@@ -71,7 +72,7 @@ typedef struct nex_api_route
   const char *method;  /* "GET", "POST", ... */
   const char *pattern; /* "/v1/workloads/{id}/logs": literal segments and {placeholders} */
   nex_api_handler_t handler;
-  int wants_body;      /* NEX_API_BODY_* */
+  int wants_body; /* NEX_API_BODY_* */
 } nex_api_route_t;
 
 /* Serves the dashboard's static files (GET of any path outside /v1/): web/ at "/", and the browser libraries
@@ -121,7 +122,7 @@ typedef struct nex_api_exec_request
   const json_t *env;      /* object of strings named without '=', or NULL */
   const char *stdin_data; /* at most NEX_EXEC_MAX_STDIN bytes, or NULL */
   size_t stdin_len;
-  int64_t timeout_ms;     /* at least 1 */
+  int64_t timeout_ms; /* at least 1 */
 } nex_api_exec_request_t;
 
 /* Checks an exec request's BODY (argv, argv0, env, stdin, timeout_s; any other member is refused) into *OUT.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/artifacts.c — routes about artifacts: uploading an executable into the node's content-addressed cache
  * (POST /v1/artifacts) and asking whether it is there (GET /v1/artifacts/{sha256}).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/cache.c — see api/cache.h. */
 #include "server/api/cache.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/cache.h — answers kept while the registry is unchanged.
  *
  * A read route whose answer depends only on the registry may keep the answer's text under a key, stamped with

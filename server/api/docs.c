@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/docs.c — the API describing itself: GET /openapi.yaml (the contract, as built into nexd) and GET /docs (a
  * reference page rendered from it at build time by build-aux/render-api-docs.py: plain HTML, no scripts, nothing
  * fetched from elsewhere, so it works offline).  Public (auth.h). */

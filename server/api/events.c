@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/events.c — GET /v1/events: the node's stored CloudEvents, oldest first, a page at a time.
  *
  * Pages are read with a cursor: each answer carries `next_cursor` (the position after its last event, or the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* guard.c — see guard.h.  Connections are a doubly linked list under one mutex; the thread walks it, and a
  * connection that arrives beyond the cap walks it to choose whom to shed. */
 #include "server/api/guard.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* guard.h — a deadline on every HTTP request, against clients that send slowly on purpose (slowloris).
  *
  * libmicrohttpd's connection timeout is an idle timeout: a client that sends one byte of its headers every few

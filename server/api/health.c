@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/health.c — GET /healthz (the process serves HTTP) and GET /readyz (it can do its job: the registry answers
  * and the supervisor runs), for load balancers and orchestrators.  Both need no token (auth.h) and say little. */
 #include "server/api/api.h"

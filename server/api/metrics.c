@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/metrics.c — GET /metrics: the node's Prometheus metrics (server/metrics.h), as text format 0.0.4.  Needs
  * scope read like any other read (auth.h); Prometheus sends the token with `authorization: {credentials: ...}`. */
 #include "server/api/api.h"

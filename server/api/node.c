@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/node.c — routes about the node itself: GET /v1/node (identity, drivers, workloads by state, the host's
  * capacity and use, the NATS link, and who is asking). */
 #include "server/api/api.h"
@@ -23,7 +24,7 @@ meminfo_bytes (const char *text, const char *name)
   if (p == NULL)
     return -1;
   long long kb = strtoll (p + strlen (name), NULL, 10);
-  return kb > 0 ? (int64_t) kb * 1024 : -1;
+  return kb > 0 ? (int64_t)kb * 1024 : -1;
 }
 
 /* What the host has and uses now: CPUs online, memory (total, available), load averages. */
@@ -35,7 +36,7 @@ host_json (void)
   cleanup_free char *meminfo = nex_file_read ("/proc/meminfo", 1 << 16, &len, &err);
   double load[3] = { 0, 0, 0 };
   int have_load = getloadavg (load, 3) == 3;
-  json_t *h = json_pack ("{s:I}", "cpus", (json_int_t) sysconf (_SC_NPROCESSORS_ONLN));
+  json_t *h = json_pack ("{s:I}", "cpus", (json_int_t)sysconf (_SC_NPROCESSORS_ONLN));
   int64_t total = meminfo_bytes (meminfo, "MemTotal:"), avail = meminfo_bytes (meminfo, "MemAvailable:");
   json_object_set_new (h, "memory_total_bytes", total > 0 ? json_integer (total) : json_null ());
   json_object_set_new (h, "memory_available_bytes", avail > 0 ? json_integer (avail) : json_null ());
@@ -100,9 +101,9 @@ static json_t *
 caller_json (const nex_principal_t *who)
 {
   json_t *scopes = nex_auth_scopes_json (who ? who->scopes : 0);
-  return json_pack ("{s:o, s:o, s:o}", "token_id",
-                    who && who->token_id[0] ? json_string (who->token_id) : json_null (), "scopes", scopes,
-                    "namespaces", who && who->namespaces ? json_deep_copy (who->namespaces) : json_null ());
+  return json_pack ("{s:o, s:o, s:o}", "token_id", who && who->token_id[0] ? json_string (who->token_id) : json_null (),
+                    "scopes", scopes, "namespaces",
+                    who && who->namespaces ? json_deep_copy (who->namespaces) : json_null ());
 }
 
 static int
@@ -116,7 +117,7 @@ node_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
   int64_t total = 0;
   for (int s = 0; s < NEX_STATE__COUNT; s++)
     {
-      json_object_set_new (by_state, nex_state_name ((nex_state_t) s), json_integer (counts[s]));
+      json_object_set_new (by_state, nex_state_name ((nex_state_t)s), json_integer (counts[s]));
       total += counts[s];
     }
   json_object_set_new (by_state, "total", json_integer (total));
@@ -124,10 +125,9 @@ node_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
   json_t *drivers, *host;
   probed_get (&drivers, &host);
   char started[NEX_CLOCK_RFC3339_LEN];
-  res->body = json_pack ("{s:s, s:s, s:s, s:s, s:f, s:s, s:o, s:o}", "id", node->id, "name", node->hostname,
-                         "version", PACKAGE_VERSION, "started_at",
-                         nex_clock_format (node->started_at, started, sizeof started), "uptime_s",
-                         (double) (nex_clock_mono_ms () - node->started_mono) / 1000.0, "default_driver",
+  res->body = json_pack ("{s:s, s:s, s:s, s:s, s:f, s:s, s:o, s:o}", "id", node->id, "name", node->hostname, "version",
+                         PACKAGE_VERSION, "started_at", nex_clock_format (node->started_at, started, sizeof started),
+                         "uptime_s", (double)(nex_clock_mono_ms () - node->started_mono) / 1000.0, "default_driver",
                          node->cfg->default_driver, "drivers", drivers, "workloads", by_state);
   json_object_set_new (res->body, "public_xkey", json_string (node->identity.xkey.public_text));
   json_object_set_new (res->body, "lameduck", json_boolean (__atomic_load_n (&node->lameduck, __ATOMIC_SEQ_CST)));

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* problem.c — see problem.h. */
 #include "server/api/problem.h"
 
@@ -74,11 +75,10 @@ nex_problem_new (unsigned status, const char *detail, const char *field, const c
   if (k == NULL)
     k = internal;
   cleanup_free char *type = nex_xasprintf ("urn:nex:problem:%s", k->slug);
-  json_t *p = json_pack ("{s:s, s:s, s:i, s:s}", "type", type, "title", k->title, "status", (int) status, "detail",
+  json_t *p = json_pack ("{s:s, s:s, s:i, s:s}", "type", type, "title", k->title, "status", (int)status, "detail",
                          detail ? detail : k->title);
   if (p == NULL) /* detail was not valid UTF-8 */
-    p = json_pack ("{s:s, s:s, s:i, s:s}", "type", type, "title", k->title, "status", (int) status, "detail",
-                   k->title);
+    p = json_pack ("{s:s, s:s, s:i, s:s}", "type", type, "title", k->title, "status", (int)status, "detail", k->title);
   if (instance)
     json_object_set_new (p, "instance", json_string (instance));
   if (field)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/sandbox.c — routes that reach into a running workload's sandbox: its resource usage (stats), signals,
  * non-interactive exec, and the opener of the interactive (TTY) exec session.
  *
@@ -222,9 +223,10 @@ nex_api_exec_request_parse (const json_t *body, nex_api_exec_request_t *out, nex
   else
     env = NULL;
   const json_t *argv0 = json_object_get (body, "argv0");
-  if (argv0 && !json_is_null (argv0) && check_argv0 (json_is_string (argv0) ? json_string_value (argv0) : NULL,
-                                                     json_is_string (argv0) ? json_string_length (argv0) : 0, err)
-                                            < 0)
+  if (argv0 && !json_is_null (argv0)
+      && check_argv0 (json_is_string (argv0) ? json_string_value (argv0) : NULL,
+                      json_is_string (argv0) ? json_string_length (argv0) : 0, err)
+             < 0)
     return -1;
   const json_t *in = json_object_get (body, "stdin");
   if (in && !json_is_null (in) && !json_is_string (in))
@@ -306,8 +308,9 @@ nex_api_exec_open (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *er
       || nex_api_query_int (req, "cols", 1, 10000, 80, &cols, err) < 0)
     return -1;
   if (!tty)
-    return nex_error_field (err, "tty", "the websocket form of exec runs on a terminal (tty=1); POST "
-                                        "/v1/workloads/{id}/exec runs a command without one");
+    return nex_error_field (err, "tty",
+                            "the websocket form of exec runs on a terminal (tty=1); POST "
+                            "/v1/workloads/{id}/exec runs a command without one");
   /* argv = cmd, then every arg; env = NAME=value pairs: checked exactly as the JSON form's. */
   const char *cmd = nex_api_query (req, "cmd");
   if (cmd == NULL)
@@ -346,8 +349,8 @@ nex_api_exec_open (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *er
   if (load_running (req, "exec", &w, err) < 0)
     return -1;
   cleanup_json json_t *seen = argv_as_seen (argv, argv0);
-  nex_exec_spec_t spec = { .path = cmd, .argv = seen, .env = env, .interactive = 1, .tty = 1, .rows = (int)rows,
-                           .cols = (int)cols };
+  nex_exec_spec_t spec
+      = { .path = cmd, .argv = seen, .env = env, .interactive = 1, .tty = 1, .rows = (int)rows, .cols = (int)cols };
   int r = nex_supervisor_exec_open (req->node->sup, w.id, &spec, &out->exec, err);
   if (r == 0)
     {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/static.c — the dashboard's files: GET of any path outside /v1/ is a file of web/ (config web_dir), and
  * /vendor/<name> one of a fixed list of browser libraries npm installed beside it (../node_modules).  Nothing is
  * fetched from elsewhere at run time: the page works offline.
@@ -33,10 +34,14 @@ static const struct
   const char *ext;
   const char *type;
 } types[] = {
-  { ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
-  { ".css", "text/css; charset=utf-8" },   { ".svg", "image/svg+xml" },
-  { ".png", "image/png" },                 { ".json", "application/json" },
-  { ".ico", "image/x-icon" },              { ".yaml", "application/yaml" },
+  { ".html", "text/html; charset=utf-8" },
+  { ".js", "text/javascript; charset=utf-8" },
+  { ".css", "text/css; charset=utf-8" },
+  { ".svg", "image/svg+xml" },
+  { ".png", "image/png" },
+  { ".json", "application/json" },
+  { ".ico", "image/x-icon" },
+  { ".yaml", "application/yaml" },
 };
 
 static const char *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/streams.c — the websocket forms of GET /v1/workloads/{id}/logs and GET /v1/events, and the table of every
  * websocket route (the interactive exec session's opener lives with the other exec code, in api/sandbox.c).
  *

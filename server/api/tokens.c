@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/tokens.c — managing the API's bearer tokens (scope admin): POST /v1/tokens creates one and shows its
  * secret once, GET /v1/tokens lists them (never a secret), DELETE /v1/tokens/{id} revokes one.  The rules and the
  * storage are server/auth.c's. */

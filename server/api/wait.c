@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/wait.c — GET /v1/workloads/{id}/wait: answers when the workload reaches a state, without polling.
  *
  * ?state= names one or more states (comma-separated) or `final` (exited, failed or stopped: the default);

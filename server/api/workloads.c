@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/workloads.c — routes about workloads: deploy (through deploy.c, shared with every front door), list,
  * inspect, stop, logs. */
 #include "server/api/api.h"
@@ -67,7 +68,7 @@ workload_create (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *e
 static char *
 list_cursor (int64_t created, const char *id)
 {
-  return nex_xasprintf ("%lld_%s", (long long) created, id);
+  return nex_xasprintf ("%lld_%s", (long long)created, id);
 }
 
 /* Parses ?cursor= into F's after_created/after_id (ID_BUF keeps the id). */
@@ -100,7 +101,7 @@ parse_label_filters (const nex_api_request_t *req, nex_workload_filter_t *f,
   for (size_t i = 0; i < n; i++)
     {
       const char *eq = strchr (values[i], '=');
-      size_t klen = eq ? (size_t) (eq - values[i]) : strlen (values[i]);
+      size_t klen = eq ? (size_t)(eq - values[i]) : strlen (values[i]);
       if (!nex_label_key_valid (values[i], klen))
         return nex_error_field (err, "label", "`label` takes KEY=VALUE (or KEY) with a valid label key");
       memcpy (keys[i], values[i], klen);
@@ -143,13 +144,13 @@ workload_list (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
   size_t n = 0;
   if (nex_registry_workload_list (req->node->reg, &f, &list, &n, err) < 0)
     return -1;
-  int more = n > (size_t) limit;
+  int more = n > (size_t)limit;
   json_t *arr = json_array ();
   cleanup_free char *next = f.after_id ? list_cursor (f.after_created, f.after_id)
                                        : list_cursor (0, "00000000-0000-0000-0000-000000000000");
   for (size_t i = 0; i < n; i++)
     {
-      if (i < (size_t) limit)
+      if (i < (size_t)limit)
         {
           json_array_append_new (arr, nex_workload_to_json (&list[i]));
           free (next);
@@ -158,7 +159,7 @@ workload_list (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
       nex_workload_release (&list[i]);
     }
   free (list);
-  res->body = json_pack ("{s:o, s:I, s:s, s:b}", "workloads", arr, "count", (json_int_t) json_array_size (arr),
+  res->body = json_pack ("{s:o, s:I, s:s, s:b}", "workloads", arr, "count", (json_int_t)json_array_size (arr),
                          "next_cursor", next, "has_more", more);
   return 0;
 }
@@ -230,17 +231,14 @@ workload_logs (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
   json_t *lines = after >= 0 ? nex_registry_log_after (req->node->reg, w.id, after, tail, err)
                              : nex_registry_log_tail (req->node->reg, w.id, tail, err);
   if (lines)
-    res->body = json_pack ("{s:s, s:o, s:I}", "workload_id", w.id, "lines", lines, "dropped",
-                           (json_int_t) w.log_dropped);
+    res->body
+        = json_pack ("{s:s, s:o, s:I}", "workload_id", w.id, "lines", lines, "dropped", (json_int_t)w.log_dropped);
   nex_workload_release (&w);
   return lines ? 0 : -1;
 }
 
 const nex_api_route_t nex_api_workload_routes[] = {
-  { "POST", "/v1/workloads", workload_create, 1 },
-  { "GET", "/v1/workloads", workload_list, 0 },
-  { "GET", "/v1/workloads/{id}", workload_get, 0 },
-  { "DELETE", "/v1/workloads/{id}", workload_stop, 0 },
-  { "GET", "/v1/workloads/{id}/logs", workload_logs, 0 },
-  { NULL, NULL, NULL, 0 },
+  { "POST", "/v1/workloads", workload_create, 1 },        { "GET", "/v1/workloads", workload_list, 0 },
+  { "GET", "/v1/workloads/{id}", workload_get, 0 },       { "DELETE", "/v1/workloads/{id}", workload_stop, 0 },
+  { "GET", "/v1/workloads/{id}/logs", workload_logs, 0 }, { NULL, NULL, NULL, 0 },
 };

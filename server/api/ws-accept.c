@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/ws-accept.c — see api/ws-accept.h.  SHA-1 and base64 come from libwebsockets; a nexd configured with
  * --disable-websockets refuses handshakes (503). */
 #include "server/api/ws-accept.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api/ws-accept.h — the server's answer to a websocket opening handshake: Sec-WebSocket-Accept (RFC 6455 4.2.2).
  * Framing itself is common/ws-frame.h, shared with the `nex` CLI. */
 #ifndef NEX_WS_ACCEPT_H

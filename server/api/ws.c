@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ws.c — see ws.h.  Sessions belong to the websocket thread; the only state shared with other threads is the
  * list of adopted connections waiting to be registered (under pending_lock) and a few atomic counters. */
 #include "server/api/ws.h"
@@ -25,13 +26,13 @@
 #include "server/workload.h"
 #include "common/ws-frame.h"
 
-#define OUT_HIGH (256 * 1024) /* stop producing data frames above this much unsent output */
-#define IN_MAX (8 * 1024)     /* client frames are small (pings, close): larger ones are refused */
-#define FRAME_OVERHEAD 14 /* the largest header of a client frame: 2 + 8 (length) + 4 (mask) */
+#define OUT_HIGH (256 * 1024)                    /* stop producing data frames above this much unsent output */
+#define IN_MAX (8 * 1024)                        /* client frames are small (pings, close): larger ones are refused */
+#define FRAME_OVERHEAD 14                        /* the largest header of a client frame: 2 + 8 (length) + 4 (mask) */
 #define EXEC_IN_MAX (64 * 1024 + FRAME_OVERHEAD) /* exec sessions: stdin frames of up to 64 KiB */
-#define EXEC_CHUNK (64 * 1024)       /* largest binary frame of output */
-#define EXEC_TTY_MAX 10000           /* rows and columns a resize may ask for */
-#define QUEUE_MSGS 4096 /* bus queue bounds per stream */
+#define EXEC_CHUNK (64 * 1024)                   /* largest binary frame of output */
+#define EXEC_TTY_MAX 10000                       /* rows and columns a resize may ask for */
+#define QUEUE_MSGS 4096                          /* bus queue bounds per stream */
 #define QUEUE_BYTES (2 * 1024 * 1024)
 #define REPLAY_CHUNK 256 /* stored lines read per registry query while replaying */
 #define MAX_TAIL 100000
@@ -47,11 +48,11 @@ struct session
   nex_bus_sub_t *sub;
   uint8_t *out; /* frames not yet written: out[out_off, out_len) */
   size_t out_len, out_off, out_cap;
-  uint64_t appended;  /* bytes ever queued, to tell whether produce() made any */
-  uint8_t *in; /* bytes received, not yet parsed (in_cap at most) */
+  uint64_t appended; /* bytes ever queued, to tell whether produce() made any */
+  uint8_t *in;       /* bytes received, not yet parsed (in_cap at most) */
   size_t in_len, in_cap;
-  int in_paused;  /* EXEC: the client's input waits until the supervisor has sent what it queued */
-  int in_opcode;  /* EXEC: the opcode of the fragmented message being received, 0 when none */
+  int in_paused;        /* EXEC: the client's input waits until the supervisor has sent what it queued */
+  int in_opcode;        /* EXEC: the opcode of the fragmented message being received, 0 when none */
   int64_t last_seq;     /* LOGS: the last line sent (or skipped over) */
   int64_t replay_until; /* LOGS: the stored lines to send before live ones end at this seq */
   int replaying;
@@ -407,8 +408,8 @@ nex_ws_exec_control_parse (const uint8_t *text, size_t len, int tty, int *type, 
       if (!tty)
         return nex_error_set (err, NEX_ERR_INVALID, "resize: this session has no terminal");
       *type = NEX_WIRE_RESIZE;
-      *frame = nex_xasprintf ("{\"rows\":%d,\"cols\":%d}", (int)json_integer_value (rows),
-                              (int)json_integer_value (cols));
+      *frame
+          = nex_xasprintf ("{\"rows\":%d,\"cols\":%d}", (int)json_integer_value (rows), (int)json_integer_value (cols));
       return 0;
     }
   if (strcmp (name, "signal") == 0)

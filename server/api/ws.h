@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ws.h — nexd's websocket streams: live log tails, live events and interactive exec sessions, on the REST API's
  * own port.
  *

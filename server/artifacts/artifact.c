@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* artifact.c — artifact URLs, their schemes, and the content-addressed cache (contract in artifact.h).
  *
  * A URL is parsed once into an artifact_url_t by its scheme's parse function; the scheme table below is the one
@@ -121,8 +122,9 @@ memo_remember (const struct stat *st, const char digest[65])
       m = &memo[i];
   if (m == NULL)
     m = &memo[memo_next++ % MEMO_SIZE];
-  *m = (memo_entry_t){ .dev = st->st_dev, .ino = st->st_ino, .size = st->st_size, .mtime = st->st_mtim,
-                       .ctime = st->st_ctim };
+  *m = (memo_entry_t){
+    .dev = st->st_dev, .ino = st->st_ino, .size = st->st_size, .mtime = st->st_mtim, .ctime = st->st_ctim
+  };
   memcpy (m->digest, digest, 65);
   pthread_mutex_unlock (&memo_lock);
 }
@@ -137,9 +139,8 @@ sink_write (sink_t *s, const void *buf, size_t n, nex_error_t *err)
     {
       if (s->max % (1024 * 1024) == 0)
         return nex_error_set (err, NEX_ERR_TOO_LARGE, "artifact is larger than %llu MiB",
-                              (unsigned long long) (s->max / (1024 * 1024)));
-      return nex_error_set (err, NEX_ERR_TOO_LARGE, "artifact is larger than %llu bytes",
-                            (unsigned long long) s->max);
+                              (unsigned long long)(s->max / (1024 * 1024)));
+      return nex_error_set (err, NEX_ERR_TOO_LARGE, "artifact is larger than %llu bytes", (unsigned long long)s->max);
     }
   if (nex_fd_write_all (s->fd, buf, n, err) < 0)
     return nex_error_wrap (err, "write to the artifact cache");
@@ -216,13 +217,13 @@ file_parse (const char *rest, artifact_url_t *out, nex_error_t *err)
   const char *path = strchr (authority, '/');
   if (path == NULL)
     return nex_error_field (err, "artifact", "file URL has no path: use " FILE_URL_EXAMPLE);
-  size_t alen = (size_t) (path - authority);
+  size_t alen = (size_t)(path - authority);
   /* Only this node's files: a host part would suggest a remote file (or an SMB share, as Windows reads it) that
    * we would silently read locally instead. */
   if (alen != 0 && !(alen == strlen ("localhost") && strncasecmp (authority, "localhost", alen) == 0))
     return nex_error_field (err, "artifact",
                             "file URL names host `%.*s`: only files on this node can be used (" FILE_URL_EXAMPLE ")",
-                            (int) (alen > 64 ? 64 : alen), authority);
+                            (int)(alen > 64 ? 64 : alen), authority);
   /* A query or fragment has no meaning for a file; taking `?`/`#` literally would make the URL mean something
    * else to us than to every other URL reader (e.g. the client's logs). */
   if (strpbrk (path, "?#") != NULL)
@@ -234,14 +235,14 @@ file_parse (const char *rest, artifact_url_t *out, nex_error_t *err)
   size_t j = 0;
   for (size_t i = 0; i < n; i++)
     {
-      unsigned char c = (unsigned char) path[i];
+      unsigned char c = (unsigned char)path[i];
       if (c == '%')
         {
-          int hi = i + 2 < n ? hex_value ((unsigned char) path[i + 1]) : -1;
-          int lo = i + 2 < n ? hex_value ((unsigned char) path[i + 2]) : -1;
+          int hi = i + 2 < n ? hex_value ((unsigned char)path[i + 1]) : -1;
+          int lo = i + 2 < n ? hex_value ((unsigned char)path[i + 2]) : -1;
           if (hi < 0 || lo < 0)
             return nex_error_field (err, "artifact", "file URL has a malformed %%-escape (expected %%XX)");
-          c = (unsigned char) (hi * 16 + lo);
+          c = (unsigned char)(hi * 16 + lo);
           i += 2;
           /* A NUL would cut the path short where the C library reads it, so that the file opened is not the
            * one the URL names. */
@@ -252,12 +253,12 @@ file_parse (const char *rest, artifact_url_t *out, nex_error_t *err)
        * the path (terminal escapes, forged log lines). */
       if (c < 0x20 || c == 0x7f)
         return nex_error_field (err, "artifact", "file URL path must not contain control characters");
-      decoded[j++] = (char) c;
+      decoded[j++] = (char)c;
     }
   decoded[j] = '\0';
   /* Messages, events and logs quote the path, and they are JSON, which cannot hold arbitrary bytes: the decoded
    * path (raw bytes and %XX escapes alike) must be UTF-8. */
-  if (!is_utf8 ((const unsigned char *) decoded, j))
+  if (!is_utf8 ((const unsigned char *)decoded, j))
     return nex_error_field (err, "artifact", "file URL path must be UTF-8 once %%-escapes are decoded");
   if (j >= PATH_MAX)
     return nex_error_field (err, "artifact", "file URL path is longer than %d bytes", PATH_MAX - 1);
@@ -268,7 +269,7 @@ file_parse (const char *rest, artifact_url_t *out, nex_error_t *err)
   for (const char *c = decoded; *c != '\0';)
     {
       const char *end = strchrnul (c + 1, '/');
-      size_t clen = (size_t) (end - c - 1); /* C points at the slash before the component */
+      size_t clen = (size_t)(end - c - 1); /* C points at the slash before the component */
       if ((clen == 1 && c[1] == '.') || (clen == 2 && c[1] == '.' && c[2] == '.'))
         return nex_error_field (err, "artifact", "file URL path must not contain `.` or `..` components");
       c = end;
@@ -295,7 +296,7 @@ file_fetch (const artifact_url_t *u, sink_t *sink, nex_error_t *err)
   sink->source = st;
   sink->has_source = 1;
   /* Refused before copying anything; sink_write still enforces the bound if the file grows meanwhile. */
-  if ((uint64_t) st.st_size > NEX_ARTIFACT_MAX_BYTES)
+  if ((uint64_t)st.st_size > NEX_ARTIFACT_MAX_BYTES)
     return nex_error_set (err, NEX_ERR_TOO_LARGE, "`%s` is larger than %llu MiB", u->path,
                           NEX_ARTIFACT_MAX_BYTES / (1024 * 1024));
   cleanup_free char *buf = nex_xmalloc (COPY_CHUNK);
@@ -310,7 +311,7 @@ file_fetch (const artifact_url_t *u, sink_t *sink, nex_error_t *err)
         }
       if (r == 0)
         return 0;
-      if (sink_write (sink, buf, (size_t) r, err) < 0)
+      if (sink_write (sink, buf, (size_t)r, err) < 0)
         return -1;
     }
 }
@@ -322,7 +323,7 @@ is_sha256_hex (const char *s)
 {
   size_t i;
   for (i = 0; s[i] != '\0'; i++)
-    if (!isxdigit ((unsigned char) s[i]))
+    if (!isxdigit ((unsigned char)s[i]))
       return 0;
   return i == crypto_hash_sha256_BYTES * 2;
 }
@@ -333,9 +334,10 @@ static int
 cached_parse (const char *rest, artifact_url_t *out, nex_error_t *err)
 {
   if (strncmp (rest, "//", 2) != 0 || !is_sha256_hex (rest + 2))
-    return nex_error_field (err, "artifact", "artifact URLs name an uploaded artifact by its SHA-256: " CACHED_URL_EXAMPLE);
+    return nex_error_field (err, "artifact",
+                            "artifact URLs name an uploaded artifact by its SHA-256: " CACHED_URL_EXAMPLE);
   for (size_t i = 0; i < 64; i++)
-    out->digest[i] = (char) tolower ((unsigned char) rest[2 + i]);
+    out->digest[i] = (char)tolower ((unsigned char)rest[2 + i]);
   out->digest[64] = '\0';
   return 0;
 }
@@ -379,15 +381,15 @@ nats_parse (const char *rest, artifact_url_t *out, nex_error_t *err)
   const char *slash = strchr (bucket, '/');
   if (slash == NULL || slash == bucket || slash[1] == '\0')
     return nex_error_field (err, "artifact", "object store URLs name a bucket and a key: " NATS_URL_EXAMPLE);
-  out->bucket = nex_xstrndup (bucket, (size_t) (slash - bucket));
+  out->bucket = nex_xstrndup (bucket, (size_t)(slash - bucket));
   /* The bucket becomes part of stream names and subjects: only the characters the clients allow there. */
   for (const char *c = out->bucket; *c; c++)
-    if (!isalnum ((unsigned char) *c) && *c != '_' && *c != '-')
+    if (!isalnum ((unsigned char)*c) && *c != '_' && *c != '-')
       return nex_error_field (err, "artifact", "object store bucket names are made of A-Z a-z 0-9 _ -");
   /* As for file URLs: a query or fragment would make the URL mean different things to different readers. */
   if (strpbrk (slash + 1, "?#") != NULL)
     return nex_error_field (err, "artifact", "object store keys must not contain `?` or `#`");
-  if (!is_utf8 ((const unsigned char *) slash + 1, strlen (slash + 1)))
+  if (!is_utf8 ((const unsigned char *)slash + 1, strlen (slash + 1)))
     return nex_error_field (err, "artifact", "object store keys must be UTF-8");
   out->key = nex_xstrdup (slash + 1);
   return 0;
@@ -397,7 +399,8 @@ static int
 nats_precheck (const artifact_url_t *u, const char *cache_dir, nex_error_t *err)
 {
   if (__atomic_load_n (&nats_get, __ATOMIC_SEQ_CST) == NULL)
-    return nex_error_field (err, "artifact", "nats:// artifacts need a node connected to NATS (start nexd with --nats)");
+    return nex_error_field (err, "artifact",
+                            "nats:// artifacts need a node connected to NATS (start nexd with --nats)");
   return 0;
 }
 
@@ -406,7 +409,8 @@ nats_fetch (const artifact_url_t *u, sink_t *sink, nex_error_t *err)
 {
   nex_artifact_nats_get_t get = __atomic_load_n (&nats_get, __ATOMIC_SEQ_CST);
   if (get == NULL)
-    return nex_error_field (err, "artifact", "nats:// artifacts need a node connected to NATS (start nexd with --nats)");
+    return nex_error_field (err, "artifact",
+                            "nats:// artifacts need a node connected to NATS (start nexd with --nats)");
   if (get (__atomic_load_n (&nats_ctx, __ATOMIC_SEQ_CST), u->bucket, u->key, NEX_ARTIFACT_MAX_BYTES, sink_write_cb,
            sink, err)
       < 0)
@@ -459,10 +463,8 @@ typedef struct scheme
 } scheme_t;
 
 static const scheme_t schemes[] = {
-  { "file", file_parse, file_precheck, file_fetch },
-  { "artifact", cached_parse, cached_precheck, NULL },
-  { "http", http_parse, NULL, http_fetch },
-  { "https", https_parse, NULL, http_fetch },
+  { "file", file_parse, file_precheck, file_fetch }, { "artifact", cached_parse, cached_precheck, NULL },
+  { "http", http_parse, NULL, http_fetch },          { "https", https_parse, NULL, http_fetch },
   { "nats", nats_parse, nats_precheck, nats_fetch },
 };
 
@@ -475,13 +477,13 @@ url_parse (const char *url, artifact_url_t *out, nex_error_t *err)
     return nex_error_field (err, "artifact", "must not be empty");
   /* Spaces and control characters must be percent-encoded in a URL; refusing them raw also keeps them out of
    * every message below that quotes part of the URL. */
-  for (const unsigned char *p = (const unsigned char *) url; *p != '\0'; p++)
+  for (const unsigned char *p = (const unsigned char *)url; *p != '\0'; p++)
     if (*p <= 0x20 || *p == 0x7f)
       return nex_error_field (err, "artifact", "URL contains a space or control character (percent-encode it)");
 
   size_t len = 0;
-  if (isalpha ((unsigned char) url[0]))
-    while (isalnum ((unsigned char) url[len]) || url[len] == '+' || url[len] == '-' || url[len] == '.')
+  if (isalpha ((unsigned char)url[0]))
+    while (isalnum ((unsigned char)url[len]) || url[len] == '+' || url[len] == '-' || url[len] == '.')
       len++;
   if (len == 0 || url[len] != ':')
     return nex_error_field (err, "artifact", "must be a URL such as " FILE_URL_EXAMPLE);
@@ -489,7 +491,7 @@ url_parse (const char *url, artifact_url_t *out, nex_error_t *err)
     return nex_error_field (err, "artifact", "scheme `%.*s...` is not supported", SCHEME_MAX_LEN, url);
   char name[SCHEME_MAX_LEN + 1];
   for (size_t i = 0; i < len; i++)
-    name[i] = (char) tolower ((unsigned char) url[i]);
+    name[i] = (char)tolower ((unsigned char)url[i]);
   name[len] = '\0';
 
   for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
@@ -513,9 +515,9 @@ url_parse (const char *url, artifact_url_t *out, nex_error_t *err)
  * run. */
 typedef struct staging
 {
-  char *tmp;  /* CACHE_DIR/.fetch-XXXXXX; NULL once published or removed */
-  char *dir;  /* CACHE_DIR */
-  int dirfd;  /* CACHE_DIR, O_PATH */
+  char *tmp; /* CACHE_DIR/.fetch-XXXXXX; NULL once published or removed */
+  char *dir; /* CACHE_DIR */
+  int dirfd; /* CACHE_DIR, O_PATH */
   sink_t sink;
 } staging_t;
 
@@ -657,7 +659,7 @@ nex_artifact_cached (const char *cache_dir, const char *sha256, uint64_t *size, 
     return nex_error_field (err, "sha256", "must be 64 hexadecimal digits");
   char name[65];
   for (size_t i = 0; i < 65; i++)
-    name[i] = (char) tolower ((unsigned char) sha256[i]);
+    name[i] = (char)tolower ((unsigned char)sha256[i]);
   cleanup_free char *path = nex_xasprintf ("%s/%s", cache_dir, name);
   struct stat st;
   if (stat (path, &st) < 0)
@@ -668,7 +670,7 @@ nex_artifact_cached (const char *cache_dir, const char *sha256, uint64_t *size, 
     }
   if (!S_ISREG (st.st_mode))
     return 0;
-  *size = (uint64_t) st.st_size;
+  *size = (uint64_t)st.st_size;
   return 1;
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* artifact.h — getting a workload's executable onto the node.
  *
  * A workload names its executable by URL.  Each URL scheme is one entry in a table in artifact.c that knows how
@@ -101,8 +102,8 @@ int nex_artifact_upload_write (nex_artifact_upload_t *up, const void *data, size
 /* Completes the upload: an empty one is refused (field "artifact"); EXPECTED_SHA256 (NULL: any) must match
  * (field "sha256"); the bytes must be a static ELF for this node (field "artifact"); then they are published as
  * CACHE_DIR/<digest> unless that entry exists (*EXISTED = 1).  Fills DIGEST and *SIZE.  0 or -1. */
-int nex_artifact_upload_finish (nex_artifact_upload_t *up, const char *expected_sha256, char digest[65],
-                                uint64_t *size, int *existed, nex_error_t *err);
+int nex_artifact_upload_finish (nex_artifact_upload_t *up, const char *expected_sha256, char digest[65], uint64_t *size,
+                                int *existed, nex_error_t *err);
 
 /* Frees UP, removing its temporary file unless it was published.  Safe on NULL. */
 void nex_artifact_upload_free (nex_artifact_upload_t *up);

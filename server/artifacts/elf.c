@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* elf.c — the static-executable check for native workloads (contract in elf.h).
  *
  * One parser serves both callers: it reads through a small `source` that is either a memory buffer or a file
@@ -68,7 +69,7 @@ source_read (const source_t *s, uint64_t off, void *dst, size_t n, nex_error_t *
   unsigned char *p = dst;
   while (n > 0)
     {
-      ssize_t r = pread (s->fd, p, n, (off_t) off);
+      ssize_t r = pread (s->fd, p, n, (off_t)off);
       if (r < 0)
         {
           if (errno == EINTR)
@@ -79,8 +80,8 @@ source_read (const source_t *s, uint64_t off, void *dst, size_t n, nex_error_t *
       if (r == 0)
         return 0;
       p += r;
-      off += (uint64_t) r;
-      n -= (size_t) r;
+      off += (uint64_t)r;
+      n -= (size_t)r;
     }
   return 1;
 }
@@ -147,8 +148,8 @@ refuse_dynamic (const source_t *s, const Elf64_Phdr *ph, nex_error_t *err)
     return refuse (err,
                    "corrupt ELF: interpreter path (offset %" PRIu64 ", %" PRIu64
                    " bytes) runs past the end of the file (%" PRIu64 " bytes)",
-                   (uint64_t) ph->p_offset, (uint64_t) ph->p_filesz, s->size);
-  size_t n = ph->p_filesz < INTERP_SHOWN ? (size_t) ph->p_filesz : INTERP_SHOWN;
+                   (uint64_t)ph->p_offset, (uint64_t)ph->p_filesz, s->size);
+  size_t n = ph->p_filesz < INTERP_SHOWN ? (size_t)ph->p_filesz : INTERP_SHOWN;
   char raw[INTERP_SHOWN], shown[INTERP_SHOWN + 4];
   int r = source_read (s, ph->p_offset, raw, n, err);
   if (r < 0)
@@ -220,7 +221,7 @@ check_source (const source_t *s, nex_error_t *err)
                    sizeof (Elf64_Phdr));
   if (eh.e_phnum == 0)
     return refuse (err, "corrupt ELF: no program headers");
-  size_t table = (size_t) eh.e_phnum * sizeof (Elf64_Phdr);
+  size_t table = (size_t)eh.e_phnum * sizeof (Elf64_Phdr);
   if (table > NEX_ELF_MAX_PHDR_BYTES)
     return refuse (err, "corrupt ELF: %u program headers (at most %zu are supported)", eh.e_phnum,
                    NEX_ELF_MAX_PHDR_BYTES / sizeof (Elf64_Phdr));
@@ -231,7 +232,7 @@ check_source (const source_t *s, nex_error_t *err)
     return refuse (err,
                    "corrupt ELF: program header table (offset %" PRIu64 ", %zu bytes) runs past the end of the "
                    "file (%" PRIu64 " bytes)",
-                   (uint64_t) eh.e_phoff, table, s->size);
+                   (uint64_t)eh.e_phoff, table, s->size);
 
   const Elf64_Phdr *interp = NULL, *outside = NULL;
   size_t loads = 0, outside_index = 0;
@@ -259,7 +260,7 @@ check_source (const source_t *s, nex_error_t *err)
     return refuse (err,
                    "corrupt ELF: segment %zu (offset %" PRIu64 ", %" PRIu64 " bytes) runs past the end of the file "
                    "(%" PRIu64 " bytes); is it truncated?",
-                   outside_index, (uint64_t) outside->p_offset, (uint64_t) outside->p_filesz, s->size);
+                   outside_index, (uint64_t)outside->p_offset, (uint64_t)outside->p_filesz, s->size);
   return 0;
 }
 
@@ -279,7 +280,7 @@ nex_elf_check_fd (int fd, nex_error_t *err)
     return nex_error_sys (err, errno, "fstat");
   if (!S_ISREG (st.st_mode))
     return refuse (err, "not a regular file");
-  source_t s = { .buf = NULL, .fd = fd, .size = (uint64_t) st.st_size };
+  source_t s = { .buf = NULL, .fd = fd, .size = (uint64_t)st.st_size };
   return check_source (&s, err);
 }
 

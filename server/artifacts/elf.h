@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* elf.h — deciding whether a file is something Nex can run natively: a statically linked ELF executable for
  * this node's architecture.
  *

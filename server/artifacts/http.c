@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* artifacts/http.c — HTTP(S) artifact fetching with libcurl (contract in artifacts/http.h). */
 #include "server/artifacts/http.h"
 
@@ -71,12 +72,12 @@ nex_artifact_http_get (const char *url, uint64_t max_bytes, nex_artifact_write_t
   curl_easy_setopt (c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt (c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt (c, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt (c, CURLOPT_MAXREDIRS, (long) NEX_HTTP_MAX_REDIRECTS);
-  curl_easy_setopt (c, CURLOPT_CONNECTTIMEOUT, (long) NEX_HTTP_CONNECT_TIMEOUT_S);
-  curl_easy_setopt (c, CURLOPT_TIMEOUT, (long) NEX_HTTP_TOTAL_TIMEOUT_S);
+  curl_easy_setopt (c, CURLOPT_MAXREDIRS, (long)NEX_HTTP_MAX_REDIRECTS);
+  curl_easy_setopt (c, CURLOPT_CONNECTTIMEOUT, (long)NEX_HTTP_CONNECT_TIMEOUT_S);
+  curl_easy_setopt (c, CURLOPT_TIMEOUT, (long)NEX_HTTP_TOTAL_TIMEOUT_S);
   curl_easy_setopt (c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-  curl_easy_setopt (c, CURLOPT_LOW_SPEED_TIME, (long) NEX_HTTP_STALL_S);
-  curl_easy_setopt (c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) max_bytes);
+  curl_easy_setopt (c, CURLOPT_LOW_SPEED_TIME, (long)NEX_HTTP_STALL_S);
+  curl_easy_setopt (c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_bytes);
   curl_easy_setopt (c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt (c, CURLOPT_FAILONERROR, 1L); /* an error page is not an artifact: stop at its status */
   curl_easy_setopt (c, CURLOPT_USERAGENT, "nexd");
@@ -94,8 +95,7 @@ nex_artifact_http_get (const char *url, uint64_t max_bytes, nex_artifact_write_t
       return -1;
     }
   if (rc == CURLE_FILESIZE_EXCEEDED)
-    return nex_error_set (err, NEX_ERR_TOO_LARGE, "artifact is larger than %llu bytes",
-                          (unsigned long long) max_bytes);
+    return nex_error_set (err, NEX_ERR_TOO_LARGE, "artifact is larger than %llu bytes", (unsigned long long)max_bytes);
   long status = 0;
   curl_easy_getinfo (c, CURLINFO_RESPONSE_CODE, &status);
   if (rc == CURLE_HTTP_RETURNED_ERROR)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* artifacts/http.h — fetching artifacts over HTTP(S) with libcurl, for artifact.c's http and https schemes.
  *
  * Kept apart from artifact.c so that the cache and its checks know nothing of libcurl: this file checks a URL's

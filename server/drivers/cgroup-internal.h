@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cgroup-internal.h — what cgroup.c shares with its backends (cgroup-v1.c, cgroup-v2.c); not for other callers,
  * who use cgroup.h.
  *

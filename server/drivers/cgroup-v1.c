@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cgroup-v1.c — the cgroup v1 backend (also used on hybrid hosts, whose controllers are all v1).
  *
  * v1 has one hierarchy per controller, or a few controllers co-mounted (cpu,cpuacct is common).  The hierarchies

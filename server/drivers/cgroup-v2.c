@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cgroup-v2.c — the cgroup v2 (unified) backend.
  *
  * One tree; nexd's own cgroup comes from the "0::" line of /proc/self/cgroup.  Controllers reach a cgroup only

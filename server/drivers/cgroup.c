@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cgroup.c — the cgroup manager: mode detection, the helpers every backend uses, and what is the same for every
  * backend (see cgroup.h for the contract, cgroup-internal.h for the backend table). */
 #include "server/drivers/cgroup-internal.h"
@@ -117,7 +118,7 @@ nex_cgroup_dir_exists (const char *path)
 long long
 nex_cgroup_cfs_quota_us (double vcpus)
 {
-  long long quota = (long long) (vcpus * NEX_CGROUP_CFS_PERIOD_US + 0.5);
+  long long quota = (long long)(vcpus * NEX_CGROUP_CFS_PERIOD_US + 0.5);
   return quota < CFS_MIN_QUOTA_US ? CFS_MIN_QUOTA_US : quota;
 }
 
@@ -220,7 +221,7 @@ nex_cgroups_holds (nex_cgroups_t *cg, const char *name, pid_t pid)
 {
   if (!nex_id_valid (name))
     return 0;
-  cleanup_free char *proc = nex_xasprintf ("/proc/%d/cgroup", (int) pid);
+  cleanup_free char *proc = nex_xasprintf ("/proc/%d/cgroup", (int)pid);
   cleanup_free char *text = nex_file_read (proc, 65536, NULL, NULL);
   if (text == NULL)
     return -1;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cgroup.h — resource limits and accounting for sandboxes, on cgroup v1, v2 and hybrid hosts.
  *
  * Every sandbox gets one cgroup, named after its workload id, under a `nex` parent that nexd places below its own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* driver.c — the table of drivers, the one way to call a driver (with the defaults of its NULL hooks: dial the
  * endpoint, SIGKILL the root process, remove the run dir), and the unix-socket helpers drivers share (see
  * driver.h). */
@@ -40,8 +41,8 @@ nex_driver_probe (const nex_driver_t *d, char **reason)
 }
 
 int
-nex_driver_fall_back (const nex_driver_t *d, const nex_instance_t *i, int reaped, int wait_status,
-                      int boot_timed_out, char **reason)
+nex_driver_fall_back (const nex_driver_t *d, const nex_instance_t *i, int reaped, int wait_status, int boot_timed_out,
+                      char **reason)
 {
   if (!i->may_fall_back || d->fall_back == NULL)
     return -1;
@@ -78,7 +79,7 @@ int
 nex_driver_kill_default (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
 {
   if (i->pid > 0 && kill (i->pid, SIGKILL) < 0 && errno != ESRCH)
-    return nex_error_sys (err, errno, "kill %s %d", d->name, (int) i->pid);
+    return nex_error_sys (err, errno, "kill %s %d", d->name, (int)i->pid);
   return 0;
 }
 
@@ -133,7 +134,7 @@ nex_driver_connect_unix (const char *path, nex_error_t *err)
   cleanup_close int fd = nex_driver_unix_socket (path, &sa, err);
   if (fd < 0)
     return -1;
-  while (connect (fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+  while (connect (fd, (struct sockaddr *)&sa, sizeof sa) < 0)
     if (errno != EINTR)
       return nex_error_sys (err, errno, "connect `%s`", path);
   return NEX_STEAL_FD (fd);
@@ -147,7 +148,7 @@ nex_driver_listen_unix (const char *path, nex_error_t *err)
   if (fd < 0)
     return -1;
   unlink (path);
-  if (bind (fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+  if (bind (fd, (struct sockaddr *)&sa, sizeof sa) < 0)
     return nex_error_sys (err, errno, "bind `%s`", path);
   /* Only nexd (root) may dial the agent. */
   if (chmod (path, 0600) < 0 || listen (fd, 4) < 0)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* driver.h — the seam between the supervisor and the ways Nex can isolate a workload.
  *
  * A driver builds an isolated environment (a namespace sandbox, a microVM) whose PID 1 is nex-agent, and gives
@@ -26,16 +27,16 @@ typedef struct nex_launch
   const char *hostname;      /* host name inside the environment (the workload's name) */
   const char *artifact_path; /* verified executable in the artifact cache; appears as /workload */
   const char *agent_path;    /* static nex-agent binary; appears as /sbin/nex-agent and runs as PID 1 */
-  const char *run_dir;       /* the directory this environment may use (nex_driver_start makes it; destroy removes it) */
-  int64_t tmp_mb;            /* size of the writable /tmp in MiB (0: the driver's default) */
-  int host_network;          /* share the host's network namespace instead of a private one with loopback only */
+  const char *run_dir; /* the directory this environment may use (nex_driver_start makes it; destroy removes it) */
+  int64_t tmp_mb;      /* size of the writable /tmp in MiB (0: the driver's default) */
+  int host_network;    /* share the host's network namespace instead of a private one with loopback only */
   /* Called by start with the host pid of the environment's root process after it exists but before it runs
    * anything of its own (the sandbox's child waits on its sync pipe), so that whatever PLACE does (the
    * supervisor joins it to the workload's cgroup) holds for every process the environment will ever have.  A
    * failure aborts the start.  May be NULL. */
   int (*place) (void *ctx, pid_t pid, nex_error_t *err);
   void *place_ctx;
-  const char *digest;        /* SHA-256 of the artifact (64 hex digits): names cached VM images */
+  const char *digest;             /* SHA-256 of the artifact (64 hex digits): names cached VM images */
   const nex_workload_t *workload; /* the whole record, for what only some drivers use (a VM's size) */
 } nex_launch_t;
 

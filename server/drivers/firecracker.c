@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* drivers/firecracker.c — the Firecracker driver: each workload in a Firecracker microVM.
  *
  * Start: `firecracker --api-sock run_dir/api.sock --id nex-<workload id>` (binary from firecracker_path), in a
@@ -84,7 +85,7 @@ fc_probe (const nex_driver_t *d, char **reason)
 static const char *
 fc_accel (const nex_driver_t *d, char **kvm_reason)
 {
-  (void) nex_kvm_usable (kvm_reason);
+  (void)nex_kvm_usable (kvm_reason);
   return "kvm";
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvm.c — the KVM probe and the node's verdict on KVM (see kvm.h).
  *
  * The probe's child reports how far it got as one fixed-size record on a pipe (the step it stopped at, errno,
@@ -35,17 +36,17 @@ typedef enum
   STEP_GUEST_MEMORY, /* mmap of the host memory backing the guest's page */
   STEP_SET_MEMORY,   /* KVM_SET_USER_MEMORY_REGION */
   STEP_CREATE_VCPU,
-  STEP_RUN_SIZE,     /* KVM_GET_VCPU_MMAP_SIZE */
-  STEP_RUN_MAP,      /* mmap of the vCPU's kvm_run area */
+  STEP_RUN_SIZE, /* KVM_GET_VCPU_MMAP_SIZE */
+  STEP_RUN_MAP,  /* mmap of the vCPU's kvm_run area */
   STEP_GET_SREGS,
   STEP_SET_SREGS,
   STEP_SET_REGS,
   STEP_RUN,
-  STEP_EXIT,         /* value: the exit reason; detail: its hardware or internal error code */
+  STEP_EXIT, /* value: the exit reason; detail: its hardware or internal error code */
   STEP_GET_REGS,
-  STEP_RESULT,       /* value: the guest's rax */
+  STEP_RESULT, /* value: the guest's rax */
   STEP_DONE,
-  STEP_UNSUPPORTED,  /* not an x86-64 host */
+  STEP_UNSUPPORTED, /* not an x86-64 host */
 } step_t;
 
 typedef struct outcome
@@ -85,22 +86,22 @@ probe_in_child (const char *device)
   if (vm < 0)
     return fail_at (STEP_CREATE_VM, 0);
   /* Intel hosts without unrestricted guest run real mode through a TSS of their own; elsewhere it is unused. */
-  (void) ioctl (vm, KVM_SET_TSS_ADDR, 0xfffbd000UL);
+  (void)ioctl (vm, KVM_SET_TSS_ADDR, 0xfffbd000UL);
   uint8_t *mem = mmap (NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED)
     return fail_at (STEP_GUEST_MEMORY, 0);
   memcpy (mem, guest_code, sizeof guest_code);
   struct kvm_userspace_memory_region region
-      = { .slot = 0, .guest_phys_addr = GUEST_ADDR, .memory_size = 4096, .userspace_addr = (uintptr_t) mem };
+      = { .slot = 0, .guest_phys_addr = GUEST_ADDR, .memory_size = 4096, .userspace_addr = (uintptr_t)mem };
   if (ioctl (vm, KVM_SET_USER_MEMORY_REGION, &region) < 0)
     return fail_at (STEP_SET_MEMORY, 0);
   int vcpu = ioctl (vm, KVM_CREATE_VCPU, 0);
   if (vcpu < 0)
     return fail_at (STEP_CREATE_VCPU, 0);
   int run_size = ioctl (kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-  if (run_size < (int) sizeof (struct kvm_run))
+  if (run_size < (int)sizeof (struct kvm_run))
     return fail_at (STEP_RUN_SIZE, run_size);
-  struct kvm_run *run = mmap (NULL, (size_t) run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+  struct kvm_run *run = mmap (NULL, (size_t)run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
   if (run == MAP_FAILED)
     return fail_at (STEP_RUN_MAP, 0);
   struct kvm_sregs sregs;
@@ -130,14 +131,14 @@ probe_in_child (const char *device)
   if (ioctl (vcpu, KVM_GET_REGS, &regs) < 0)
     return fail_at (STEP_GET_REGS, 0);
   if ((regs.rax & 0xffff) != GUEST_RESULT)
-    return fail_at (STEP_RESULT, (int64_t) regs.rax);
+    return fail_at (STEP_RESULT, (int64_t)regs.rax);
   return (outcome_t){ .step = STEP_DONE };
 }
 #else
 static outcome_t
 probe_in_child (const char *device)
 {
-  (void) device;
+  (void)device;
   return (outcome_t){ .step = STEP_UNSUPPORTED };
 }
 #endif
@@ -147,10 +148,15 @@ static const char *
 exit_name (int64_t reason)
 {
   static const char *const names[] = {
-    [0] = "KVM_EXIT_UNKNOWN", [1] = "KVM_EXIT_EXCEPTION", [2] = "KVM_EXIT_IO", [6] = "KVM_EXIT_MMIO",
-    [8] = "KVM_EXIT_SHUTDOWN", [9] = "KVM_EXIT_FAIL_ENTRY", [17] = "KVM_EXIT_INTERNAL_ERROR",
+    [0] = "KVM_EXIT_UNKNOWN",
+    [1] = "KVM_EXIT_EXCEPTION",
+    [2] = "KVM_EXIT_IO",
+    [6] = "KVM_EXIT_MMIO",
+    [8] = "KVM_EXIT_SHUTDOWN",
+    [9] = "KVM_EXIT_FAIL_ENTRY",
+    [17] = "KVM_EXIT_INTERNAL_ERROR",
   };
-  return reason >= 0 && (size_t) reason < sizeof names / sizeof names[0] ? names[reason] : NULL;
+  return reason >= 0 && (size_t)reason < sizeof names / sizeof names[0] ? names[reason] : NULL;
 }
 
 /* The reason text for a failed outcome O of probing DEVICE (caller frees). */
@@ -158,41 +164,46 @@ static char *
 outcome_reason (const outcome_t *o, const char *device)
 {
   static const char *const ioctl_of[] = {
-    [STEP_CREATE_VM] = "KVM_CREATE_VM",       [STEP_GUEST_MEMORY] = "mmap of the guest's memory",
-    [STEP_SET_MEMORY] = "KVM_SET_USER_MEMORY_REGION", [STEP_CREATE_VCPU] = "KVM_CREATE_VCPU",
-    [STEP_RUN_MAP] = "mmap of the vCPU's run area",  [STEP_GET_SREGS] = "KVM_GET_SREGS",
-    [STEP_SET_SREGS] = "KVM_SET_SREGS",       [STEP_SET_REGS] = "KVM_SET_REGS",
-    [STEP_RUN] = "KVM_RUN",                   [STEP_GET_REGS] = "KVM_GET_REGS",
+    [STEP_CREATE_VM] = "KVM_CREATE_VM",
+    [STEP_GUEST_MEMORY] = "mmap of the guest's memory",
+    [STEP_SET_MEMORY] = "KVM_SET_USER_MEMORY_REGION",
+    [STEP_CREATE_VCPU] = "KVM_CREATE_VCPU",
+    [STEP_RUN_MAP] = "mmap of the vCPU's run area",
+    [STEP_GET_SREGS] = "KVM_GET_SREGS",
+    [STEP_SET_SREGS] = "KVM_SET_SREGS",
+    [STEP_SET_REGS] = "KVM_SET_REGS",
+    [STEP_RUN] = "KVM_RUN",
+    [STEP_GET_REGS] = "KVM_GET_REGS",
   };
   const char *e = strerror (o->errnum);
-  switch ((step_t) o->step)
+  switch ((step_t)o->step)
     {
     case STEP_OPEN:
       return nex_xasprintf ("cannot open %s: %s", device, e);
     case STEP_API_VERSION:
       return nex_xasprintf ("cannot open %s as KVM: not a KVM device (KVM_GET_API_VERSION: %s)", device, e);
     case STEP_API_MISMATCH:
-      return nex_xasprintf ("%s speaks KVM API version %lld, not 12", device, (long long) o->value);
+      return nex_xasprintf ("%s speaks KVM API version %lld, not 12", device, (long long)o->value);
     case STEP_RUN_SIZE:
       return nex_xasprintf ("KVM_GET_VCPU_MMAP_SIZE failed: %s", o->value < 0 ? e : "the run area is too small");
     case STEP_EXIT:
       {
         const char *name = exit_name (o->value);
-        cleanup_free char *code = o->detail ? nex_xasprintf (", code %#llx", (unsigned long long) o->detail) : NULL;
-        return nex_xasprintf ("vCPU exited with reason %lld instead of HLT%s%s%s%s", (long long) o->value,
+        cleanup_free char *code = o->detail ? nex_xasprintf (", code %#llx", (unsigned long long)o->detail) : NULL;
+        return nex_xasprintf ("vCPU exited with reason %lld instead of HLT%s%s%s%s", (long long)o->value,
                               name ? " (" : "", name ? name : "", code ? code : "", name ? ")" : "");
       }
     case STEP_RESULT:
-      return nex_xasprintf ("the probe's guest computed %#llx instead of %#x", (unsigned long long) o->value,
+      return nex_xasprintf ("the probe's guest computed %#llx instead of %#x", (unsigned long long)o->value,
                             GUEST_RESULT);
     case STEP_UNSUPPORTED:
       return nex_xstrdup ("the KVM probe knows only x86-64 guests");
     case STEP_DONE:
       return NULL;
     default:
-      if (o->step >= 0 && (size_t) o->step < sizeof ioctl_of / sizeof ioctl_of[0] && ioctl_of[o->step])
+      if (o->step >= 0 && (size_t)o->step < sizeof ioctl_of / sizeof ioctl_of[0] && ioctl_of[o->step])
         return nex_xasprintf ("%s failed: %s", ioctl_of[o->step], e);
-      return nex_xasprintf ("the probe stopped at an unknown step %d", (int) o->step);
+      return nex_xasprintf ("the probe stopped at an unknown step %d", (int)o->step);
     }
 }
 
@@ -206,17 +217,17 @@ read_outcome (int fd, int64_t deadline, outcome_t *o)
     {
       int64_t left = deadline - nex_clock_mono_ms ();
       struct pollfd p = { .fd = fd, .events = POLLIN };
-      int r = left > 0 ? poll (&p, 1, (int) left) : 0;
+      int r = left > 0 ? poll (&p, 1, (int)left) : 0;
       if (r < 0 && errno == EINTR)
         continue;
       if (r <= 0)
         return -1;
-      ssize_t n = read (fd, (char *) o + got, sizeof *o - got);
+      ssize_t n = read (fd, (char *)o + got, sizeof *o - got);
       if (n < 0 && errno == EINTR)
         continue;
       if (n <= 0)
         return 0;
-      got += (size_t) n;
+      got += (size_t)n;
     }
   return 1;
 }
@@ -241,7 +252,7 @@ nex_kvm_probe (const char *device, int64_t deadline_ms, char **reason)
     {
       close (fds[0]);
       outcome_t o = probe_in_child (device);
-      (void) !write (fds[1], &o, sizeof o);
+      (void)!write (fds[1], &o, sizeof o);
       _exit (0);
     }
   close (NEX_STEAL_FD (fds[1]));
@@ -249,7 +260,7 @@ nex_kvm_probe (const char *device, int64_t deadline_ms, char **reason)
   int r = read_outcome (fds[0], deadline, &o);
   if (r < 0)
     {
-      *reason = nex_xasprintf ("probe did not finish in %.3g s", (double) deadline_ms / 1000.0);
+      *reason = nex_xasprintf ("probe did not finish in %.3g s", (double)deadline_ms / 1000.0);
       return 0; /* cleanup_pid kills and reaps the child */
     }
   if (r == 0)
@@ -274,7 +285,7 @@ nex_kvm_probe (const char *device, int64_t deadline_ms, char **reason)
 static struct
 {
   pthread_mutex_t lock;
-  int taken;    /* nex_kvm_configure ran */
+  int taken; /* nex_kvm_configure ran */
   int usable;
   char *reason; /* why not, when not usable */
 } verdict = { .lock = PTHREAD_MUTEX_INITIALIZER };

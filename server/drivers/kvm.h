@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kvm.h — whether this host's KVM really runs a guest, and the node's verdict on it.
  *
  * A KVM device that opens is not a KVM that works: under nested virtualisation /dev/kvm may open and answer

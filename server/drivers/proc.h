@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proc.h — facts about host processes read from /proc, used to recognise a sandbox's root process again after
  * nexd restarts (a pid alone can be reused by an unrelated process). */
 #ifndef NEX_PROC_H

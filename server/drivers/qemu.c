@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* drivers/qemu.c — the QEMU microvm driver: each workload in its own virtual machine.
  *
  * A workload's VM is a `qemu-system-x86_64 -M microvm` process (the accelerator by vm_accel: in auto, KVM while
@@ -244,9 +245,10 @@ qemu_fall_back (const nex_driver_t *d, const nex_instance_t *i, int reaped, int 
   if (!i->may_fall_back || i->run_dir == NULL)
     return -1;
   if (boot_timed_out)
-    *reason = nex_xasprintf ("guest did not boot under KVM in %lld s", (long long) (i->boot_ms / 1000));
-  else if (reaped && ((WIFSIGNALED (status) && WTERMSIG (status) != SIGKILL)
-                      || (WIFEXITED (status) && WEXITSTATUS (status) != 0)))
+    *reason = nex_xasprintf ("guest did not boot under KVM in %lld s", (long long)(i->boot_ms / 1000));
+  else if (reaped
+           && ((WIFSIGNALED (status) && WTERMSIG (status) != SIGKILL)
+               || (WIFEXITED (status) && WEXITSTATUS (status) != 0)))
     {
       /* QEMU died under KVM.  A guest that powered off or panicked (QEMU's exit 0) would do so under TCG too;
        * SIGKILL is nexd's own kill (or the OOM killer's), no sign of KVM failing. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* resync.c — see resync.h. */
 #include "server/drivers/resync.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* resync.h — finding the agent's answer in a byte stream that nexd joined in the middle.
  *
  * Over a stream endpoint (a VM's console port, see driver.h) the agent cannot know that a new nexd has attached:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* drivers/sandbox.c — the namespace sandbox: the default driver, for any Linux host.
  *
  * A workload's sandbox is a process tree in fresh user, pid, mount, uts, ipc and network namespaces whose root
@@ -55,18 +56,18 @@ static const char *const dev_nodes[] = { "null", "zero", "full", "random", "uran
 /* Everything the child needs, computed by the parent before clone(). */
 typedef struct sandbox_child
 {
-  const char *root;          /* mount point of the new root (run_dir/root) */
-  const char *artifact;      /* host path of the executable */
-  const char *agent;         /* host path of nex-agent */
+  const char *root;     /* mount point of the new root (run_dir/root) */
+  const char *artifact; /* host path of the executable */
+  const char *agent;    /* host path of nex-agent */
   const char *hostname;
   unsigned long artifact_flags; /* mount flags the artifact's filesystem imposes (kept on remount) */
   unsigned long agent_flags;
-  int sync_fd;               /* read end: the parent has written the id maps */
-  int error_fd;              /* write end: failure message */
-  int listen_fd;             /* the agent's listening socket */
-  int log_fd;                /* the agent's stdout/stderr (run_dir/agent.log) */
-  char tmp_opts[64];         /* mount options of /tmp (its size) */
-  int host_network;          /* no network namespace of its own */
+  int sync_fd;       /* read end: the parent has written the id maps */
+  int error_fd;      /* write end: failure message */
+  int listen_fd;     /* the agent's listening socket */
+  int log_fd;        /* the agent's stdout/stderr (run_dir/agent.log) */
+  char tmp_opts[64]; /* mount options of /tmp (its size) */
+  int host_network;  /* no network namespace of its own */
 } sandbox_child_t;
 
 static void __attribute__ ((noreturn)) child_fail (const sandbox_child_t *c, const char *what)
@@ -74,7 +75,7 @@ static void __attribute__ ((noreturn)) child_fail (const sandbox_child_t *c, con
   char msg[512];
   int n = snprintf (msg, sizeof msg, "%s: %s", what, strerror (errno));
   if (n > 0)
-    (void) !write (c->error_fd, msg, (size_t) n < sizeof msg ? (size_t) n : sizeof msg - 1);
+    (void)!write (c->error_fd, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
   _exit (1);
 }
 
@@ -208,12 +209,12 @@ sandbox_child (void *arg)
 
   /* fd 0: /dev/null; 1, 2: the agent's log on the host; 3: the listening socket.  Nothing else survives. */
   int null = open ("/dev/null", O_RDWR);
-  if (null < 0 || dup2 (null, 0) < 0 || dup2 (c->log_fd, 1) < 0 || dup2 (c->log_fd, 2) < 0
-      || dup2 (c->listen_fd, 3) < 0 || fcntl (3, F_SETFD, 0) < 0)
+  if (null < 0 || dup2 (null, 0) < 0 || dup2 (c->log_fd, 1) < 0 || dup2 (c->log_fd, 2) < 0 || dup2 (c->listen_fd, 3) < 0
+      || fcntl (3, F_SETFD, 0) < 0)
     child_fail (c, "set up agent fds");
   /* Every descriptor nexd had (one or two per live sandbox: thousands with many workloads) is closed, not only
    * the low ones; the error pipe stays (CLOEXEC: execve closes it, and that EOF tells the parent we made it). */
-  if (close_range (4, (unsigned) c->error_fd - 1, 0) < 0 || close_range ((unsigned) c->error_fd + 1, ~0u, 0) < 0)
+  if (close_range (4, (unsigned)c->error_fd - 1, 0) < 0 || close_range ((unsigned)c->error_fd + 1, ~0u, 0) < 0)
     for (int fd = 4; fd < 65536; fd++) /* kernels before 5.9 */
       if (fd != c->error_fd)
         close (fd);
@@ -221,8 +222,8 @@ sandbox_child (void *arg)
   sigset_t none;
   sigemptyset (&none);
   sigprocmask (SIG_SETMASK, &none, NULL);
-  char *const argv[] = { (char *) "nex-agent", (char *) "--listen-fd", (char *) "3", NULL };
-  char *const envp[] = { (char *) "PATH=/sbin", NULL };
+  char *const argv[] = { (char *)"nex-agent", (char *)"--listen-fd", (char *)"3", NULL };
+  char *const envp[] = { (char *)"PATH=/sbin", NULL };
   execve ("/sbin/nex-agent", argv, envp);
   child_fail (c, "exec /sbin/nex-agent");
 }
@@ -307,7 +308,7 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   c.listen_fd = listen_fd;
   c.log_fd = log_fd;
   c.host_network = l->host_network;
-  snprintf (c.tmp_opts, sizeof c.tmp_opts, "mode=1777,size=%lldm", (long long) (l->tmp_mb > 0 ? l->tmp_mb : 64));
+  snprintf (c.tmp_opts, sizeof c.tmp_opts, "mode=1777,size=%lldm", (long long)(l->tmp_mb > 0 ? l->tmp_mb : 64));
 
   stack = nex_xmalloc (CHILD_STACK_SIZE);
   /* network "host" keeps the host's network namespace: the workload reaches what the host reaches (and the
@@ -325,17 +326,16 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
 
   /* Map the sandbox's ids 0..65535 to an unprivileged host range, then let the child go on. */
   map = nex_xasprintf ("0 %d %d\n", NEX_SANDBOX_UID_BASE, NEX_SANDBOX_ID_COUNT);
-  uid_map = nex_xasprintf ("/proc/%d/uid_map", (int) pid);
-  gid_map = nex_xasprintf ("/proc/%d/gid_map", (int) pid);
+  uid_map = nex_xasprintf ("/proc/%d/uid_map", (int)pid);
+  gid_map = nex_xasprintf ("/proc/%d/gid_map", (int)pid);
   /* The agent is PID 1: if the OOM killer chose it, the sandbox would die with the workload's exit status
    * unreported.  The agent raises every process it starts to the maximum score (which needs no privilege); where
    * nexd holds CAP_SYS_RESOURCE it also exempts the agent outright (best effort: container hosts often drop
    * that capability, and the raised scores suffice). */
-  oom_adj = nex_xasprintf ("/proc/%d/oom_score_adj", (int) pid);
+  oom_adj = nex_xasprintf ("/proc/%d/oom_score_adj", (int)pid);
   write_file (oom_adj, "-1000", NULL);
   if (write_file (uid_map, map, err) < 0 || write_file (gid_map, map, err) < 0
-      || (l->place && l->place (l->place_ctx, pid, err) < 0)
-      || nex_fd_write_all (sync_pipe[1], "g", 1, err) < 0)
+      || (l->place && l->place (l->place_ctx, pid, err) < 0) || nex_fd_write_all (sync_pipe[1], "g", 1, err) < 0)
     return nex_error_wrap (err, "prepare the sandbox");
   close (NEX_STEAL_FD (sync_pipe[1]));
 

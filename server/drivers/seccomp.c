@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* seccomp.c — builds the default seccomp profile (see seccomp.h for what it refuses and why). */
 #include "server/drivers/seccomp.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* seccomp.h — the default seccomp profile of every sandboxed workload.
  *
  * nexd compiles the profile with libseccomp into a classic BPF program and hands it to the agent in START (and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* vm.c — shared parts of the microVM drivers (see vm.h). */
 #include "server/drivers/vm.h"
 
@@ -243,7 +244,7 @@ nex_vm_last_line_with (const char *path, const char *needle)
     return NULL;
   char buf[4096];
   off_t size = lseek (fd, 0, SEEK_END);
-  off_t at = size > (off_t) sizeof buf - 1 ? size - (off_t) sizeof buf + 1 : 0;
+  off_t at = size > (off_t)sizeof buf - 1 ? size - (off_t)sizeof buf + 1 : 0;
   ssize_t n = pread (fd, buf, sizeof buf - 1, at);
   if (n <= 0)
     return NULL;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* vm.h — what the microVM drivers (drivers/qemu.c, drivers/firecracker.c) share: the node's VM settings, where
  * the kernel and the images are, which accelerator a VM gets (KVM's verdict itself is drivers/kvm.h's), a VM's
  * size, and the start of a VMM process that must outlive nexd.
@@ -33,8 +34,8 @@ typedef struct nex_vm_settings
   char *kvm_device;       /* /dev/kvm unless configured otherwise */
   int64_t memory_mib;     /* default VM size */
   int64_t vcpus;
-  nex_vm_accel_t accel;   /* vm_accel */
-  int64_t kvm_boot_ms;    /* vm_accel auto: how long a VM under KVM has to greet */
+  nex_vm_accel_t accel; /* vm_accel */
+  int64_t kvm_boot_ms;  /* vm_accel auto: how long a VM under KVM has to greet */
 } nex_vm_settings_t;
 
 /* Records the settings from CFG and takes KVM's verdict (kvm.h: probed unless kvm_probe is off); KERNEL_DIR and
@@ -72,8 +73,8 @@ char *nex_vm_image (const nex_launch_t *l, nex_rootfs_kind_t kind, const char *m
  * descriptors 3, 4, ...; nothing else is inherited.  Before it executes PATH, L->place (when L and it are set)
  * places it (in the workload's cgroup); a failure there ends it.  Returns its pid once it has been executed (an
  * exec failure is reported here), or -1. */
-pid_t nex_vm_spawn (const nex_launch_t *l, const char *path, char *const argv[], const char *log, const int *keep_fds, int n_keep,
-                    nex_error_t *err);
+pid_t nex_vm_spawn (const nex_launch_t *l, const char *path, char *const argv[], const char *log, const int *keep_fds,
+                    int n_keep, nex_error_t *err);
 
 /* The host's TSC rate in kHz, measured once (about 20 ms, the first time; then cached), or 0 when unknown or
  * not x86.  Under TCG a guest's TSC runs at the host's rate, and telling the guest kernel so (tsc_early_khz=)

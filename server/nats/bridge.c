@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nats/bridge.c — the NATS connection, the outbound queue and its publisher thread, events, log lines and
  * heartbeats (contract in nats/bridge.h; the control API is in nats/control.c).
  *
@@ -45,7 +46,7 @@ nex_nats_token (const char *s)
 {
   char *t = nex_xstrdup (s && *s ? s : "_");
   for (char *c = t; *c; c++)
-    if (*c == '.' || *c == '*' || *c == '>' || *c == ' ' || (unsigned char) *c < 0x20)
+    if (*c == '.' || *c == '*' || *c == '>' || *c == ' ' || (unsigned char)*c < 0x20)
       *c = '_';
   return t;
 }
@@ -123,7 +124,7 @@ text_json (const char *s, size_t n)
     return j;
   cleanup_free char *copy = nex_xmalloc (n + 1);
   for (size_t i = 0; i < n; i++)
-    copy[i] = (unsigned char) s[i] < 0x80 && s[i] != '\0' ? s[i] : '?';
+    copy[i] = (unsigned char)s[i] < 0x80 && s[i] != '\0' ? s[i] : '?';
   return json_stringn (copy, n);
 }
 
@@ -151,7 +152,7 @@ logref_get (nex_nats_t *b, const char *id, size_t n)
   snprintf (slot->id, sizeof slot->id, "%s", id);
   slot->ns_token = nex_nats_token (w.namespace_);
   slot->name_token = nex_nats_token (w.name);
-  slot->next_seq = w.log_lines - (int64_t) n + 1;
+  slot->next_seq = w.log_lines - (int64_t)n + 1;
   slot->used = ++b->log_clock;
   nex_workload_release (&w);
   return slot;
@@ -171,7 +172,7 @@ nex_nats_publish_logs (nex_nats_t *b, const char *id, const nex_log_line_t *line
       cleanup_json json_t *j = json_pack (
           "{s:o, s:s, s:s, s:s, s:I}", "text", text_json (lines[i].text, lines[i].len), "stream",
           nex_stream_name (lines[i].stream), "level", lines[i].stream == NEX_STREAM_STDERR ? "error" : "info", "ts",
-          nex_clock_format (lines[i].ts, ts, sizeof ts), "seq", (json_int_t) ref->next_seq++);
+          nex_clock_format (lines[i].ts, ts, sizeof ts), "seq", (json_int_t)ref->next_seq++);
       enqueue_json (b, subject, j);
     }
 }
@@ -181,17 +182,17 @@ nex_nats_uptime (int64_t ms, char *buf, size_t size)
 {
   int64_t s = ms / 1000, m = s / 60, h = m / 60, d = h / 24, y = d / 365;
   if (y > 0)
-    snprintf (buf, size, "%lldy%lldd%lldh%lldm%llds", (long long) y, (long long) (d % 365), (long long) (h % 24),
-              (long long) (m % 60), (long long) (s % 60));
+    snprintf (buf, size, "%lldy%lldd%lldh%lldm%llds", (long long)y, (long long)(d % 365), (long long)(h % 24),
+              (long long)(m % 60), (long long)(s % 60));
   else if (d > 0)
-    snprintf (buf, size, "%lldd%lldh%lldm%llds", (long long) d, (long long) (h % 24), (long long) (m % 60),
-              (long long) (s % 60));
+    snprintf (buf, size, "%lldd%lldh%lldm%llds", (long long)d, (long long)(h % 24), (long long)(m % 60),
+              (long long)(s % 60));
   else if (h > 0)
-    snprintf (buf, size, "%lldh%lldm%llds", (long long) h, (long long) (m % 60), (long long) (s % 60));
+    snprintf (buf, size, "%lldh%lldm%llds", (long long)h, (long long)(m % 60), (long long)(s % 60));
   else if (m > 0)
-    snprintf (buf, size, "%lldm%llds", (long long) m, (long long) (s % 60));
+    snprintf (buf, size, "%lldm%llds", (long long)m, (long long)(s % 60));
   else
-    snprintf (buf, size, "%llds", (long long) s);
+    snprintf (buf, size, "%llds", (long long)s);
   return buf;
 }
 
@@ -264,12 +265,12 @@ heartbeat (nex_nats_t *b)
   int64_t counts[NEX_STATE__COUNT] = { 0 };
   nex_registry_count_by_state (node->reg, counts, NULL);
   char up[64];
-  json_t *data = json_pack (
-      "{s:s, s:s, s:s, s:s, s:I, s:o}", "node_id", node->id, "version", PACKAGE_VERSION, "uptime",
-      nex_nats_uptime (nex_clock_mono_ms () - node->started_mono, up, sizeof up), "public_xkey",
-      node->identity.xkey.public_text, "running_workloads",
-      (json_int_t) (counts[NEX_STATE_PENDING] + counts[NEX_STATE_STARTING] + counts[NEX_STATE_RUNNING]), "tags",
-      nex_nats_tags (b));
+  json_t *data
+      = json_pack ("{s:s, s:s, s:s, s:s, s:I, s:o}", "node_id", node->id, "version", PACKAGE_VERSION, "uptime",
+                   nex_nats_uptime (nex_clock_mono_ms () - node->started_mono, up, sizeof up), "public_xkey",
+                   node->identity.xkey.public_text, "running_workloads",
+                   (json_int_t)(counts[NEX_STATE_PENDING] + counts[NEX_STATE_STARTING] + counts[NEX_STATE_RUNNING]),
+                   "tags", nex_nats_tags (b));
   /* Published, not stored: a heartbeat says the node is alive now and is worthless in the registry. */
   cleanup_json json_t *ev = nex_event_new (node->id, "heartbeat", NULL, data);
   nex_nats_publish_event (b, ev, NULL);
@@ -282,12 +283,11 @@ static natsStatus
 publish_one (nex_nats_t *b, const nex_nats_out_t *o)
 {
   natsMsg *m = NULL;
-  natsStatus s = natsMsg_Create (&m, o->subject, NULL, o->data, (int) o->len);
+  natsStatus s = natsMsg_Create (&m, o->subject, NULL, o->data, (int)o->len);
   if (s != NATS_OK)
     return s;
   char id[160];
-  snprintf (id, sizeof id, "%s.%lld.%llu", b->node_token, (long long) b->node->started_at,
-            (unsigned long long) o->seq);
+  snprintf (id, sizeof id, "%s.%lld.%llu", b->node_token, (long long)b->node->started_at, (unsigned long long)o->seq);
   s = natsMsgHeader_Set (m, "Nats-Msg-Id", id);
   if (s == NATS_OK)
     s = natsConnection_PublishMsg (b->nc, m);
@@ -431,16 +431,16 @@ redact_urls (const char *u)
     {
       const char *end = strchrnul (u, ',');
       const char *scheme = strstr (u, "://");
-      const char *at = memchr (u, '@', (size_t) (end - u));
+      const char *at = memchr (u, '@', (size_t)(end - u));
       const char *from = u;
       if (scheme && scheme < end && at)
         {
-          memcpy (out + j, u, (size_t) (scheme + 3 - u));
-          j += (size_t) (scheme + 3 - u);
+          memcpy (out + j, u, (size_t)(scheme + 3 - u));
+          j += (size_t)(scheme + 3 - u);
           from = at + 1;
         }
-      memcpy (out + j, from, (size_t) (end - from));
-      j += (size_t) (end - from);
+      memcpy (out + j, from, (size_t)(end - from));
+      j += (size_t)(end - from);
       if (*end == ',')
         out[j++] = ',';
       u = *end ? end + 1 : end;
@@ -517,13 +517,13 @@ on_error (natsConnection *nc, natsSubscription *sub, natsStatus err, void *closu
 
 /* --- options -------------------------------------------------------------------------------------------------- */
 
-#define NATS_TRY(call, what)                                                                                       \
-  do                                                                                                               \
-    {                                                                                                              \
-      natsStatus s_ = (call);                                                                                      \
-      if (s_ != NATS_OK)                                                                                           \
-        return nex_error_field (err, what, "nats option `%s`: %s", what, natsStatus_GetText (s_));                  \
-    }                                                                                                              \
+#define NATS_TRY(call, what)                                                                                           \
+  do                                                                                                                   \
+    {                                                                                                                  \
+      natsStatus s_ = (call);                                                                                          \
+      if (s_ != NATS_OK)                                                                                               \
+        return nex_error_field (err, what, "nats option `%s`: %s", what, natsStatus_GetText (s_));                     \
+    }                                                                                                                  \
   while (0)
 
 /* The public key of the user seed in file PATH (which natsOptions_SetNKeyFromSeed needs beside the file). */
@@ -602,8 +602,7 @@ make_options (nex_nats_t *b, nex_error_t *err)
       if (cfg->nats_tls_ca)
         NATS_TRY (natsOptions_LoadCATrustedCertificates (b->opts, cfg->nats_tls_ca), "nats_tls_ca");
       if (cfg->nats_tls_cert)
-        NATS_TRY (natsOptions_LoadCertificatesChain (b->opts, cfg->nats_tls_cert, cfg->nats_tls_key),
-                  "nats_tls_cert");
+        NATS_TRY (natsOptions_LoadCertificatesChain (b->opts, cfg->nats_tls_cert, cfg->nats_tls_key), "nats_tls_cert");
     }
   return 0;
 }
@@ -754,8 +753,8 @@ nex_nats_close (nex_nats_t *b)
   if (b->connected)
     natsConnection_FlushTimeout (b->nc, 1000);
   if (b->queued > 0 || b->dropped > 0)
-    nex_warn ("nats: closing with %lld publications unsent, %lld dropped during the run", (long long) b->queued,
-              (long long) b->dropped);
+    nex_warn ("nats: closing with %lld publications unsent, %lld dropped during the run", (long long)b->queued,
+              (long long)b->dropped);
   natsConnection_Close (b->nc);
   /* nats.c reports the close (and a last disconnect) on its own thread, with B as closure: wait for it before
    * B goes away. */
@@ -782,10 +781,9 @@ nex_nats_status (nex_nats_t *b)
 {
   cleanup_free char *url = redact_urls (b->node->cfg->nats);
   pthread_mutex_lock (&b->lock);
-  json_t *j = json_pack ("{s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "url", url, "connected", b->connected,
-                         "reconnects", (json_int_t) b->reconnects, "queued", (json_int_t) b->queued, "dropped",
-                         (json_int_t) b->dropped, "published", (json_int_t) b->published, "republished",
-                         (json_int_t) b->republished);
+  json_t *j = json_pack ("{s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "url", url, "connected", b->connected, "reconnects",
+                         (json_int_t)b->reconnects, "queued", (json_int_t)b->queued, "dropped", (json_int_t)b->dropped,
+                         "published", (json_int_t)b->published, "republished", (json_int_t)b->republished);
   pthread_mutex_unlock (&b->lock);
   return j;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nats/bridge.h — the node on NATS: connection, control API, events and logs (nats.c underneath).
  *
  * With `--nats URL` the node connects to a NATS system and stays connected: the first connection and every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nats/control.c — the control API on NATS: request/reply handlers for ping, info, deploy, stop, workload
  * ping, lame duck and auction (subjects and envelope in nats/bridge.h; field names follow nex's control API).
  *
@@ -47,8 +48,8 @@ reply (request_t *r, const char *op, json_t *data, const char *error)
   if (to == NULL || *to == '\0')
     return;
   cleanup_free char *type = nex_xasprintf (TYPE_PREFIX "%s_response", op);
-  cleanup_json json_t *env = json_pack ("{s:s, s:O?, s:s?}", "type", type, "data", d ? d : json_null (), "error",
-                                        error);
+  cleanup_json json_t *env
+      = json_pack ("{s:s, s:O?, s:s?}", "type", type, "data", d ? d : json_null (), "error", error);
   cleanup_free char *text = json_dumps (env, JSON_COMPACT);
   natsStatus s = natsConnection_PublishString (r->b->nc, to, text);
   if (s != NATS_OK)
@@ -58,12 +59,12 @@ reply (request_t *r, const char *op, json_t *data, const char *error)
 static void
 reply_error (request_t *r, const char *op, const nex_error_s *e)
 {
-  cleanup_free char *msg = e->field && *e->field ? nex_xasprintf ("%s (field `%s`)", e->msg, e->field)
-                                                 : nex_xstrdup (e->msg);
+  cleanup_free char *msg
+      = e->field && *e->field ? nex_xasprintf ("%s (field `%s`)", e->msg, e->field) : nex_xstrdup (e->msg);
   /* As on the REST API, internal errors do not leak details to the client; the log has them. */
   if (e->kind == NEX_ERR_SYSTEM)
     {
-      nex_log_error (NEX_LOG_WARN, (nex_error_t) e, "nats: %s request failed", op);
+      nex_log_error (NEX_LOG_WARN, (nex_error_t)e, "nats: %s request failed", op);
       reply (r, op, NULL, "internal error (see the node's log)");
       return;
     }
@@ -101,7 +102,7 @@ static json_t *
 parse_body (request_t *r, const char *op, int empty_ok)
 {
   cleanup_error nex_error_t err = NULL;
-  json_t *j = nex_nats_body_parse (natsMsg_GetData (r->msg), (size_t) natsMsg_GetDataLength (r->msg), empty_ok, &err);
+  json_t *j = nex_nats_body_parse (natsMsg_GetData (r->msg), (size_t)natsMsg_GetDataLength (r->msg), empty_ok, &err);
   if (j == NULL)
     reply (r, op, NULL, err->msg);
   return j;
@@ -194,8 +195,8 @@ memory_json (void)
       sscanf (line, "MemAvailable: %lld", &avail);
       line = nl ? nl + 1 : NULL;
     }
-  return json_pack ("{s:I, s:I, s:I}", "total", (json_int_t) total, "free", (json_int_t) free_kb, "available",
-                    (json_int_t) avail);
+  return json_pack ("{s:I, s:I, s:I}", "total", (json_int_t)total, "free", (json_int_t)free_kb, "available",
+                    (json_int_t)avail);
 }
 
 static json_t *
@@ -379,8 +380,8 @@ nex_nats_deploy_fields (const char *node_id, json_t *body, const char *ns, nex_e
       json_object_set_new (f, "type", json_string (fn ? "function" : "service"));
     }
   else if (!(json_is_string (type)
-                && (strcmp (json_string_value (type), "service") == 0
-                    || strcmp (json_string_value (type), "function") == 0)))
+             && (strcmp (json_string_value (type), "service") == 0
+                 || strcmp (json_string_value (type), "function") == 0)))
     {
       nex_error_field (err, "type", "must be native (nex's name), service or function");
       return NULL;
@@ -503,9 +504,9 @@ handle_wping (request_t *r)
   json_t *machines = json_array ();
   for (size_t i = 0; i < n; i++)
     if (which == NULL || strcmp (list[i].id, which) == 0 || strcasecmp (list[i].name, which) == 0)
-      json_array_append_new (machines, json_pack ("{s:s, s:s, s:s, s:s}", "id", list[i].id, "namespace",
-                                                  list[i].namespace_, "name", list[i].name, "type",
-                                                  workload_type (&list[i])));
+      json_array_append_new (machines,
+                             json_pack ("{s:s, s:s, s:s, s:s}", "id", list[i].id, "namespace", list[i].namespace_,
+                                        "name", list[i].name, "type", workload_type (&list[i])));
   release_list (list, n);
   if (json_array_size (machines) == 0)
     {
@@ -633,14 +634,10 @@ typedef struct route
 } route_t;
 
 static const route_t routes[] = {
-  { "$NEX.PING", 0, handle_ping, 2, 2 },
-  { "$NEX.PING", 1, handle_ping, 3, 3 },
-  { "$NEX.INFO.*", 1, handle_info, 4, 4 },
-  { "$NEX.DEPLOY.*", 1, handle_deploy, 4, 4 },
-  { "$NEX.STOP.*", 1, handle_stop, 4, 4 },
-  { "$NEX.WPING.>", 0, handle_wping, 3, 4 },
-  { "$NEX.LAMEDUCK", 1, handle_lameduck, 3, 3 },
-  { "$NEX.AUCTION", 0, handle_auction, 2, 2 },
+  { "$NEX.PING", 0, handle_ping, 2, 2 },         { "$NEX.PING", 1, handle_ping, 3, 3 },
+  { "$NEX.INFO.*", 1, handle_info, 4, 4 },       { "$NEX.DEPLOY.*", 1, handle_deploy, 4, 4 },
+  { "$NEX.STOP.*", 1, handle_stop, 4, 4 },       { "$NEX.WPING.>", 0, handle_wping, 3, 4 },
+  { "$NEX.LAMEDUCK", 1, handle_lameduck, 3, 3 }, { "$NEX.AUCTION", 0, handle_auction, 2, 2 },
 };
 
 static void
@@ -653,7 +650,7 @@ on_message (natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closu
   r.toks = nex_xstrdup (r.subject);
   for (char *save = NULL, *t = strtok_r (r.toks, ".", &save); t; t = strtok_r (NULL, ".", &save))
     {
-      if (r.n_tokens == (int) (sizeof r.tokens / sizeof r.tokens[0]))
+      if (r.n_tokens == (int)(sizeof r.tokens / sizeof r.tokens[0]))
         {
           r.n_tokens++;
           break;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nats/functions.c — function workloads on NATS: each running function (workload type `function`) is subscribed
  * to its trigger subjects, and each message runs the function's executable once in its warm sandbox.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* identity.c — see identity.h. */
 #include "server/nats/identity.h"
 
@@ -21,8 +22,10 @@ load (const char *path, nex_identity_t *id, nex_error_t *err)
     return nex_error_sys (err, errno, "stat `%s`", path);
   /* Seeds readable by others would let anyone on the host impersonate the node and read sealed secrets. */
   if ((st.st_mode & 077) != 0)
-    return nex_error_field (err, "identity", "`%s` holds the node's secret keys and must not be readable by "
-                            "group or others (chmod 600)", path);
+    return nex_error_field (err, "identity",
+                            "`%s` holds the node's secret keys and must not be readable by "
+                            "group or others (chmod 600)",
+                            path);
   size_t len = 0;
   cleanup_free char *text = nex_file_read (path, IDENTITY_MAX_BYTES, &len, err);
   if (text == NULL)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* identity.h — the node's keys: who it is on NATS and to whom clients seal secrets.
  *
  * At first start a node makes two random keys and keeps their seeds in DATA_DIR/identity.json (mode 0600,

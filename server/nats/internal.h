@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nats/internal.h — what the files of the NATS bridge (server/nats/) share; nothing outside them includes it.
  *
  * The bridge's state: the connection, the outbound queue (under lock, signalled by cond), counters, the
@@ -51,23 +52,23 @@ struct nex_nats
 
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  nex_nats_out_t *head, *tail; /* queue; under lock */
+  nex_nats_out_t *head, *tail;           /* queue; under lock */
   nex_nats_out_t *sent_head, *sent_tail; /* handed to nats.c, not yet confirmed by a flush; publisher only */
-  int64_t sent;                /* entries in that list */
-  uint64_t next_seq;           /* seq of the next entry enqueued */
-  int64_t queued;              /* entries in the queue */
-  int64_t dropped;             /* entries dropped because the queue was full */
-  int64_t published;           /* entries the server confirmed having received (a flush after them succeeded) */
-  int64_t republished;         /* entries sent again because the connection fell before their flush */
+  int64_t sent;                          /* entries in that list */
+  uint64_t next_seq;                     /* seq of the next entry enqueued */
+  int64_t queued;                        /* entries in the queue */
+  int64_t dropped;                       /* entries dropped because the queue was full */
+  int64_t published;   /* entries the server confirmed having received (a flush after them succeeded) */
+  int64_t republished; /* entries sent again because the connection fell before their flush */
   int64_t reconnects;
-  int connected;               /* connection status as last reported by nats.c */
-  int stopping;                /* nex_nats_close has begun */
-  int closed;                  /* nats.c reported the connection closed */
-  int serving;                 /* control callbacks may act on the node (cleared by quiesce) */
-  int inflight;                /* control callbacks running now (quiesce waits for 0) */
+  int connected; /* connection status as last reported by nats.c */
+  int stopping;  /* nex_nats_close has begun */
+  int closed;    /* nats.c reported the connection closed */
+  int serving;   /* control callbacks may act on the node (cleared by quiesce) */
+  int inflight;  /* control callbacks running now (quiesce waits for 0) */
   pthread_t publisher;
   int publisher_started;
-  pthread_t drainer;           /* lame-duck drain thread */
+  pthread_t drainer; /* lame-duck drain thread */
   int drainer_started;
 
   natsSubscription *subs[NEX_NATS_MAX_SUBS]; /* control subscriptions */

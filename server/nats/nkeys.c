@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nkeys.c — see nkeys.h.  Written from the nkeys format description (prefix byte(s), key, CRC-16/XMODEM
  * little-endian, base32 without padding); checked against nkeys.js by tests/integration/test_nats_control.py
  * (test_identity_is_an_nkey_nkeys_js_agrees_with) and against vectors by tests/unit/test-nkeys.c. */
@@ -20,9 +21,9 @@ nex_nkey_crc16 (const uint8_t *p, size_t n)
   uint16_t crc = 0;
   for (size_t i = 0; i < n; i++)
     {
-      crc ^= (uint16_t) (p[i] << 8);
+      crc ^= (uint16_t)(p[i] << 8);
       for (int b = 0; b < 8; b++)
-        crc = (crc & 0x8000) ? (uint16_t) ((crc << 1) ^ 0x1021) : (uint16_t) (crc << 1);
+        crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
     }
   return crc;
 }
@@ -59,20 +60,20 @@ nex_nkey_base32_decode (const char *text, uint8_t *out, size_t max)
       const char *pos = (*c != '\0') ? strchr (b32_alphabet, *c) : NULL;
       if (pos == NULL)
         return -1;
-      acc = (acc << 5) | (uint32_t) (pos - b32_alphabet);
+      acc = (acc << 5) | (uint32_t)(pos - b32_alphabet);
       bits += 5;
       if (bits >= 8)
         {
           if (j >= max)
             return -1;
-          out[j++] = (uint8_t) (acc >> (bits - 8));
+          out[j++] = (uint8_t)(acc >> (bits - 8));
           bits -= 8;
         }
     }
   /* Leftover bits must be zero padding of the last character, never data. */
   if (bits >= 5 || (acc & ((1u << bits) - 1)) != 0)
     return -1;
-  return (int) j;
+  return (int)j;
 }
 
 static void
@@ -81,8 +82,8 @@ encode_raw (const uint8_t *raw, size_t n, char *out)
   uint8_t buf[40];
   memcpy (buf, raw, n);
   uint16_t crc = nex_nkey_crc16 (buf, n);
-  buf[n] = (uint8_t) (crc & 0xff);
-  buf[n + 1] = (uint8_t) (crc >> 8);
+  buf[n] = (uint8_t)(crc & 0xff);
+  buf[n + 1] = (uint8_t)(crc >> 8);
   nex_nkey_base32_encode (buf, n + 2, out);
   sodium_memzero (buf, sizeof buf);
 }
@@ -100,8 +101,8 @@ void
 nex_nkey_encode_seed (uint8_t prefix, const uint8_t seed[32], char out[NEX_NKEY_SEED_LEN + 1])
 {
   uint8_t raw[34];
-  raw[0] = (uint8_t) (NEX_NKEY_SEED | (prefix >> 5));
-  raw[1] = (uint8_t) ((prefix & 31) << 3);
+  raw[0] = (uint8_t)(NEX_NKEY_SEED | (prefix >> 5));
+  raw[1] = (uint8_t)((prefix & 31) << 3);
   memcpy (raw + 2, seed, 32);
   encode_raw (raw, sizeof raw, out);
   sodium_memzero (raw, sizeof raw);
@@ -122,9 +123,9 @@ decode_checked (const char *text, size_t expect_len, uint8_t *raw, size_t raw_le
   if (text == NULL || strlen (text) != expect_len)
     return nex_error_set (err, NEX_ERR_INVALID, "not an nkey: wrong length");
   int n = nex_nkey_base32_decode (text, buf, sizeof buf);
-  if (n != (int) raw_len + 2)
+  if (n != (int)raw_len + 2)
     return nex_error_set (err, NEX_ERR_INVALID, "not an nkey: bad base32");
-  uint16_t crc = (uint16_t) (buf[raw_len] | (buf[raw_len + 1] << 8));
+  uint16_t crc = (uint16_t)(buf[raw_len] | (buf[raw_len + 1] << 8));
   if (crc != nex_nkey_crc16 (buf, raw_len))
     {
       sodium_memzero (buf, sizeof buf);
@@ -154,7 +155,7 @@ nex_nkey_decode_seed (const char *text, uint8_t *prefix, uint8_t seed[32], nex_e
   uint8_t raw[34];
   if (decode_checked (text, NEX_NKEY_SEED_LEN, raw, sizeof raw, err) < 0)
     return -1;
-  uint8_t role = (uint8_t) (((raw[0] & 7) << 5) | ((raw[1] & 0xf8) >> 3));
+  uint8_t role = (uint8_t)(((raw[0] & 7) << 5) | ((raw[1] & 0xf8) >> 3));
   if ((raw[0] & 0xf8) != NEX_NKEY_SEED || !known_role (role))
     {
       sodium_memzero (raw, sizeof raw);

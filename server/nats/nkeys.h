@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nkeys.h — NATS nkeys: the text form of ed25519 and curve25519 keys that NATS, nex and their clients use.
  *
  * An nkey is base32 (RFC 4648 alphabet, no padding) of: a prefix byte naming the key's role (its first letter

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nats/objstore.c — see nats/objstore.h.  Reads take the metadata with a "last message by subject" request and
  * the chunks with an ordered push consumer (nats.c recreates it if a message is missed), hashing as they come. */
 #include "server/nats/objstore.h"
@@ -23,7 +24,7 @@ nex_objstore_bucket_valid (const char *name)
   if (name == NULL || *name == '\0' || strlen (name) > 200)
     return 0;
   for (const char *c = name; *c; c++)
-    if (!isalnum ((unsigned char) *c) && *c != '_' && *c != '-')
+    if (!isalnum ((unsigned char)*c) && *c != '_' && *c != '-')
       return 0;
   return 1;
 }
@@ -58,7 +59,7 @@ meta_subject (const char *bucket, const char *name)
   size_t n = strlen (name);
   size_t cap = sodium_base64_encoded_len (n, sodium_base64_VARIANT_URLSAFE);
   cleanup_free char *enc = nex_xmalloc (cap);
-  sodium_bin2base64 (enc, cap, (const unsigned char *) name, n, sodium_base64_VARIANT_URLSAFE);
+  sodium_bin2base64 (enc, cap, (const unsigned char *)name, n, sodium_base64_VARIANT_URLSAFE);
   return nex_xasprintf ("$O.%s.M.%s", bucket, enc);
 }
 
@@ -67,8 +68,8 @@ js_fail (nex_error_t *err, natsStatus s, jsErrCode jerr, const char *what)
 {
   if (s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS || s == NATS_CONNECTION_CLOSED || s == NATS_NOT_YET_CONNECTED)
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "object store: %s: NATS %s", what, natsStatus_GetText (s));
-  return nex_error_set (err, NEX_ERR_SYSTEM, "object store: %s: %s (JetStream error %d)", what,
-                        natsStatus_GetText (s), (int) jerr);
+  return nex_error_set (err, NEX_ERR_SYSTEM, "object store: %s: %s (JetStream error %d)", what, natsStatus_GetText (s),
+                        (int)jerr);
 }
 
 /* Decodes the digest text "SHA-256=<base64url, padded or not, or hex>" into OUT. */
@@ -95,7 +96,7 @@ valid_nuid (const char *s)
   if (s == NULL || *s == '\0' || strlen (s) > 64)
     return 0;
   for (const char *c = s; *c; c++)
-    if (!isalnum ((unsigned char) *c))
+    if (!isalnum ((unsigned char)*c))
       return 0;
   return 1;
 }
@@ -114,7 +115,7 @@ get_meta (jsCtx *js, const char *bucket, const char *name, json_t **meta, nex_er
   if (s != NATS_OK)
     return js_fail (err, s, jerr, "read metadata");
   json_error_t jerror;
-  *meta = json_loadb (natsMsg_GetData (msg) ? natsMsg_GetData (msg) : "", (size_t) natsMsg_GetDataLength (msg), 0,
+  *meta = json_loadb (natsMsg_GetData (msg) ? natsMsg_GetData (msg) : "", (size_t)natsMsg_GetDataLength (msg), 0,
                       &jerror);
   if (!json_is_object (*meta))
     {
@@ -156,11 +157,11 @@ nex_objstore_get (natsConnection *nc, const char *bucket, const char *name, uint
       || json_integer_value (jchunks) < 0 || !valid_nuid (nuid)
       || parse_digest (json_string_value (json_object_get (meta, "digest")), want) < 0)
     return nex_error_set (err, NEX_ERR_INVALID, "object store: metadata of `%s` is malformed", name);
-  uint64_t size = (uint64_t) json_integer_value (jsize);
+  uint64_t size = (uint64_t)json_integer_value (jsize);
   int64_t chunks = json_integer_value (jchunks);
   if (size > max_bytes)
     return nex_error_set (err, NEX_ERR_TOO_LARGE, "object store: `%s` is larger than %llu bytes", name,
-                          (unsigned long long) max_bytes);
+                          (unsigned long long)max_bytes);
   crypto_hash_sha256_state sha;
   crypto_hash_sha256_init (&sha);
   uint64_t got = 0;
@@ -185,10 +186,10 @@ nex_objstore_get (natsConnection *nc, const char *bucket, const char *name, uint
       natsStatus s = natsSubscription_NextMsg (&m, sub, CHUNK_WAIT_MS);
       if (s != NATS_OK)
         return js_fail (err, s, 0, "read chunks");
-      size_t n = (size_t) natsMsg_GetDataLength (m);
+      size_t n = (size_t)natsMsg_GetDataLength (m);
       if (n > size - got)
         return nex_error_set (err, NEX_ERR_INVALID, "object store: `%s` has more bytes than its metadata says", name);
-      crypto_hash_sha256_update (&sha, (const unsigned char *) natsMsg_GetData (m), n);
+      crypto_hash_sha256_update (&sha, (const unsigned char *)natsMsg_GetData (m), n);
       if (n > 0 && write (sink, natsMsg_GetData (m), n, err) < 0)
         return -1;
       got += n;
@@ -198,10 +199,9 @@ nex_objstore_get (natsConnection *nc, const char *bucket, const char *name, uint
   crypto_hash_sha256_final (&sha, have);
   if (got != size)
     return nex_error_set (err, NEX_ERR_INVALID, "object store: `%s` has %llu bytes, its metadata says %llu", name,
-                          (unsigned long long) got, (unsigned long long) size);
+                          (unsigned long long)got, (unsigned long long)size);
   if (sodium_memcmp (have, want, sizeof want) != 0)
-    return nex_error_set (err, NEX_ERR_INVALID, "object store: `%s` does not match the digest of its metadata",
-                          name);
+    return nex_error_set (err, NEX_ERR_INVALID, "object store: `%s` does not match the digest of its metadata", name);
   return 0;
 }
 
@@ -247,8 +247,8 @@ ensure_stream (jsCtx *js, const char *bucket, nex_error_t *err)
 }
 
 int
-nex_objstore_put (natsConnection *nc, const char *bucket, const char *name, const void *data, size_t n,
-                  char digest[65], nex_error_t *err)
+nex_objstore_put (natsConnection *nc, const char *bucket, const char *name, const void *data, size_t n, char digest[65],
+                  nex_error_t *err)
 {
   if (!nex_objstore_bucket_valid (bucket))
     return nex_error_field (err, "bucket", "object store bucket names are made of A-Z a-z 0-9 _ -");
@@ -265,8 +265,8 @@ nex_objstore_put (natsConnection *nc, const char *bucket, const char *name, cons
   cleanup_free char *chunk_subject = nex_xasprintf ("$O.%s.C.%s", bucket, nuid);
   size_t chunk = DEFAULT_CHUNK;
   int64_t maxp = natsConnection_GetMaxPayload (nc);
-  if (maxp > 0 && (size_t) maxp < chunk)
-    chunk = (size_t) maxp;
+  if (maxp > 0 && (size_t)maxp < chunk)
+    chunk = (size_t)maxp;
   crypto_hash_sha256_state sha;
   crypto_hash_sha256_init (&sha);
   int64_t chunks = 0;
@@ -274,10 +274,10 @@ nex_objstore_put (natsConnection *nc, const char *bucket, const char *name, cons
     {
       size_t len = n - off < chunk ? n - off : chunk;
       jsErrCode jerr = 0;
-      natsStatus s = js_Publish (NULL, js, chunk_subject, (const char *) data + off, (int) len, NULL, &jerr);
+      natsStatus s = js_Publish (NULL, js, chunk_subject, (const char *)data + off, (int)len, NULL, &jerr);
       if (s != NATS_OK)
         return js_fail (err, s, jerr, "write a chunk");
-      crypto_hash_sha256_update (&sha, (const unsigned char *) data + off, len);
+      crypto_hash_sha256_update (&sha, (const unsigned char *)data + off, len);
       chunks++;
     }
   unsigned char sum[crypto_hash_sha256_BYTES];
@@ -287,15 +287,14 @@ nex_objstore_put (natsConnection *nc, const char *bucket, const char *name, cons
   sodium_bin2base64 (b64, sizeof b64, sum, sizeof sum, sodium_base64_VARIANT_URLSAFE);
   char mtime[NEX_CLOCK_RFC3339_LEN];
   cleanup_free char *dig = nex_xasprintf (DIGEST_PREFIX "%s", b64);
-  cleanup_json json_t *meta
-      = json_pack ("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:{s:I}}", "name", name, "bucket", bucket, "nuid", nuid,
-                   "size", (json_int_t) n, "chunks", (json_int_t) chunks, "mtime",
-                   nex_clock_format (nex_clock_now_ms (), mtime, sizeof mtime), "digest", dig, "deleted", 0,
-                   "options", "max_chunk_size", (json_int_t) chunk);
+  cleanup_json json_t *meta = json_pack ("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:b, s:{s:I}}", "name", name, "bucket",
+                                         bucket, "nuid", nuid, "size", (json_int_t)n, "chunks", (json_int_t)chunks,
+                                         "mtime", nex_clock_format (nex_clock_now_ms (), mtime, sizeof mtime), "digest",
+                                         dig, "deleted", 0, "options", "max_chunk_size", (json_int_t)chunk);
   cleanup_free char *text = json_dumps (meta, JSON_COMPACT);
   cleanup_free char *subject = meta_subject (bucket, name);
   cleanup_with (msg_destroyp) natsMsg *msg = NULL;
-  if (natsMsg_Create (&msg, subject, NULL, text, (int) strlen (text)) != NATS_OK
+  if (natsMsg_Create (&msg, subject, NULL, text, (int)strlen (text)) != NATS_OK
       || natsMsgHeader_Set (msg, "Nats-Rollup", "sub") != NATS_OK)
     return nex_error_set (err, NEX_ERR_SYSTEM, "object store: cannot build the metadata message");
   jsErrCode jerr = 0;

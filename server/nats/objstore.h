@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nats/objstore.h — JetStream object stores (as the official NATS clients write them), on nats.c 3.4, which has
  * JetStream calls but no object-store API.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nats/off.c — the NATS bridge's functions in a build without nats.c (configure --disable-nats): a node that is
  * asked to join NATS refuses to start rather than silently running alone. */
 #include "server/nats/bridge.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* secure.c — see secure.h. */
 #include "server/nats/secure.h"
 
@@ -38,7 +39,7 @@ jwt_part (const char *part, size_t n)
   cleanup_free uint8_t *raw = b64_decode (copy, &len);
   if (raw == NULL)
     return NULL;
-  json_t *j = json_loadb ((const char *) raw, len, JSON_REJECT_DUPLICATES, NULL);
+  json_t *j = json_loadb ((const char *)raw, len, JSON_REJECT_DUPLICATES, NULL);
   if (j && !json_is_object (j))
     {
       json_decref (j);
@@ -61,7 +62,7 @@ issuer_allowed (const nex_node_t *node, const char *iss)
       const char *end = p;
       while (*end && *end != ',' && *end != ' ')
         end++;
-      if ((size_t) (end - p) == n && strncmp (p, iss, n) == 0)
+      if ((size_t)(end - p) == n && strncmp (p, iss, n) == 0)
         return 1;
       p = end;
     }
@@ -83,8 +84,8 @@ nex_secure_jwt_verify (nex_node_t *node, const char *jwt, nex_error_t *err)
       nex_error_field (err, "workload_jwt", "is not a JWT (three base64url parts separated by dots)");
       return NULL;
     }
-  cleanup_json json_t *header = jwt_part (jwt, (size_t) (dot1 - jwt));
-  cleanup_json json_t *claims = jwt_part (dot1 + 1, (size_t) (dot2 - dot1 - 1));
+  cleanup_json json_t *header = jwt_part (jwt, (size_t)(dot1 - jwt));
+  cleanup_json json_t *claims = jwt_part (dot1 + 1, (size_t)(dot2 - dot1 - 1));
   if (header == NULL || claims == NULL)
     {
       nex_error_field (err, "workload_jwt", "header or claims are not base64url JSON objects");
@@ -111,7 +112,7 @@ nex_secure_jwt_verify (nex_node_t *node, const char *jwt, nex_error_t *err)
       return NULL;
     }
   nex_error_t verr = NULL;
-  if (nex_nkey_verify (iss, (const uint8_t *) jwt, (size_t) (dot2 - jwt), sig, &verr) < 0)
+  if (nex_nkey_verify (iss, (const uint8_t *)jwt, (size_t)(dot2 - jwt), sig, &verr) < 0)
     {
       nex_error_field (err, "workload_jwt", "signature check failed: %s", verr->msg);
       nex_error_free (&verr);
@@ -156,9 +157,9 @@ claims_hash (json_t *claims, char out[65])
     return -1;
   for (int i = 0; i < 64; i++)
     {
-      if (!isxdigit ((unsigned char) h[i]))
+      if (!isxdigit ((unsigned char)h[i]))
         return -1;
-      out[i] = (char) tolower ((unsigned char) h[i]);
+      out[i] = (char)tolower ((unsigned char)h[i]);
     }
   out[64] = '\0';
   return 0;
@@ -177,7 +178,7 @@ upper_names (json_t *env, nex_error_t *err)
   {
     cleanup_free char *name = nex_xstrdup (key);
     for (char *c = name; *c; c++)
-      *c = (char) toupper ((unsigned char) *c);
+      *c = (char)toupper ((unsigned char)*c);
     if (json_object_get (out, name) != NULL)
       {
         nex_error_field (err, "environment", "two sealed variables are both named %s once upper-cased (as nex does)",
@@ -212,7 +213,7 @@ open_env (nex_node_t *node, const char *sealed, const char *sender, nex_error_t 
       nex_error_free (&oerr);
       return NULL;
     }
-  json_t *env = json_loadb ((const char *) clear, len, JSON_REJECT_DUPLICATES, NULL);
+  json_t *env = json_loadb ((const char *)clear, len, JSON_REJECT_DUPLICATES, NULL);
   sodium_memzero (clear, len);
   free (clear);
   const char *key;
@@ -220,8 +221,8 @@ open_env (nex_node_t *node, const char *sealed, const char *sender, nex_error_t 
   int ok = json_is_object (env);
   json_object_foreach (env, key, v)
   {
-    if (!json_is_string (v) || *key == '\0' || strchr (key, '=') || strlen (json_string_value (v))
-                                                                          != json_string_length (v))
+    if (!json_is_string (v) || *key == '\0' || strchr (key, '=')
+        || strlen (json_string_value (v)) != json_string_length (v))
       ok = 0;
   }
   if (!ok)
@@ -241,7 +242,7 @@ nex_secure_env_wipe (json_t *env)
   json_object_foreach (env, key, v)
   {
     if (json_is_string (v))
-      sodium_memzero ((char *) json_string_value (v), json_string_length (v));
+      sodium_memzero ((char *)json_string_value (v), json_string_length (v));
   }
   json_decref (env);
 }
@@ -326,8 +327,10 @@ nex_secure_check_digest (nex_node_t *node, const char *id, const char *digest, n
     return -1;
   int ret = 0;
   if (found && r.jwt_hash && strcasecmp (r.jwt_hash, digest) != 0)
-    ret = nex_error_field (err, "workload_jwt", "artifact hash mismatch: the workload JWT vouches for %s, the "
-                           "artifact fetched has %s", r.jwt_hash, digest);
+    ret = nex_error_field (err, "workload_jwt",
+                           "artifact hash mismatch: the workload JWT vouches for %s, the "
+                           "artifact fetched has %s",
+                           r.jwt_hash, digest);
   nex_secure_row_release (&r);
   return ret;
 }
@@ -378,7 +381,8 @@ nex_secure_check_stop (nex_node_t *node, const char *id, const char *jwt, nex_er
       const char *iss = json_string_value (json_object_get (claims, "iss"));
       const char *sub = json_string_value (json_object_get (claims, "sub"));
       if (jwt == NULL)
-        ret = nex_error_field (err, "workload_jwt", "this workload was launched with a JWT: stopping it needs a "
+        ret = nex_error_field (err, "workload_jwt",
+                               "this workload was launched with a JWT: stopping it needs a "
                                "fresh one from the same issuer");
       else if (claims == NULL)
         ret = -1;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* secure.h — secure launches: sealed environments and workload JWTs, on every front door (REST and NATS).
  *
  * A deploy request may carry, beside the plain fields (nex's names):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // dashboard.mjs — drives the real dashboard in Debian's Chromium with playwright-core, against a real nexd.
 //
 // Usage: node tests/browser/dashboard.mjs BASE_URL ARTIFACT_PATH OUT_DIR TOKEN

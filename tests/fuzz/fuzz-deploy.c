@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz-deploy.c — feeds hostile bytes to the deploy request's path as POST /v1/workloads takes it: the request
  * body checks every JSON route gets (nex_api_body_parse: depth bound, duplicate keys), then
  * nex_workload_from_request (server/workload.c), every field's validation, with the node's default driver, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz-elf.c — feeds hostile bytes to the ELF check (server/artifacts/elf.c) that decides at deploy and start
  * time whether a client's file is a static executable for this node: nex_elf_check_static on the bytes in
  * memory, and nex_elf_check_fd on the same bytes as a file (a memfd), which reads only the headers with pread.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz-exec.c — feeds hostile bytes to the exec requests' parsers: the body of POST /v1/workloads/{id}/exec
  * (nex_api_body_parse, then nex_api_exec_request_parse, server/api/sandbox.c) and the JSON control messages an
  * interactive exec client sends over its websocket (nex_ws_exec_control_parse, server/api/ws.c), for a session
@@ -35,8 +36,11 @@ fuzz_request (const uint8_t *data, size_t size)
   fuzz_check (x.timeout_ms >= 1, "the timeout is at least 1 ms");
   fuzz_check (x.stdin_len <= NEX_EXEC_MAX_STDIN, "stdin is within its bound");
   fuzz_check (x.argv0 == NULL || (strlen (x.argv0) > 0 && strlen (x.argv0) < 256), "argv0 is 1 to 255 bytes");
-  nex_exec_spec_t spec = { .argv = (json_t *)x.argv, .env = (json_t *)x.env, .stdin_data = x.stdin_data,
-                           .stdin_len = x.stdin_len, .timeout_ms = x.timeout_ms };
+  nex_exec_spec_t spec = { .argv = (json_t *)x.argv,
+                           .env = (json_t *)x.env,
+                           .stdin_data = x.stdin_data,
+                           .stdin_len = x.stdin_len,
+                           .timeout_ms = x.timeout_ms };
   nex_exec_unref (nex_exec_new ("fuzz", &spec));
 }
 

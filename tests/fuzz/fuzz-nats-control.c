@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz-nats-control.c — feeds hostile bytes to the NATS control API's payload handling (server/nats/control.c)
  * as the handlers of $NEX.DEPLOY and $NEX.AUCTION take a message's body: nex_nats_body_parse, then for a deploy
  * nex_nats_deploy_fields (nex's field names turned into the REST ones, target node and namespace checks) and the
@@ -52,8 +53,8 @@ fuzz_auction (const uint8_t *data, size_t size)
   cleanup_json json_t *body = nex_nats_body_parse ((const char *)data, size, 1, NULL);
   if (body == NULL)
     return;
-  cleanup_json json_t *tags = json_pack ("{s:s, s:s, s:s, s:s}", "nex.os", "linux", "nex.arch", "amd64",
-                                         "nex.cpucount", "2", "rack", "r1");
+  cleanup_json json_t *tags
+      = json_pack ("{s:s, s:s, s:s, s:s}", "nex.os", "linux", "nex.arch", "amd64", "nex.cpucount", "2", "rack", "r1");
   int m = nex_nats_auction_matches (tags, body);
   fuzz_check (m == 0 || m == 1, "an auction matches or not");
 }

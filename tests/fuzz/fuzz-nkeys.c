@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz-nkeys.c — feeds hostile bytes to NATS trust parsing: nkey text (server/nats/nkeys.c: base32, checksums,
  * roles, seeds), xkv1 sealed boxes (nex_nkey_open), and workload JWTs (nex_secure_jwt_verify,
  * server/nats/secure.c).  The first input byte picks what the rest is:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz-rootfs.c — feeds hostile bytes to the VM image tooling (rootfs/): the bzImage reader and its LZ4 decoder
  * (rootfs/vmlinux.c), which read a kernel file an operator points --vm-kernel-dir at, and the initramfs writer
  * (rootfs/cpio.c), whose entry names and contents come from the workload and the module directory.  The first
@@ -32,7 +33,12 @@ fuzz_bzimage (const uint8_t *data, size_t size)
   if (elf == NULL)
     fuzz_check (err && err->kind == NEX_ERR_INVALID, "a refused bzImage is NEX_ERR_INVALID");
   else
-    fuzz_check (len >= 4 && len <= NEX_VMLINUX_MAX_BYTES && memcmp (elf, "\x7f" "ELF", 4) == 0,
+    fuzz_check (len >= 4 && len <= NEX_VMLINUX_MAX_BYTES
+                    && memcmp (elf,
+                               "\x7f"
+                               "ELF",
+                               4)
+                           == 0,
                 "an extracted kernel is an ELF file within the bound");
 }
 
@@ -74,8 +80,7 @@ fuzz_cpio_check (const char *a, size_t len, char **names, const char **contents,
       at += (110 + namesize + 3) & ~(size_t)3;
       fuzz_check (len - at >= filesize, "each entry's content lies inside the archive");
       if (i < n && sizes[i] != (size_t)-1)
-        fuzz_check (filesize == sizes[i] && memcmp (a + at, contents[i], filesize) == 0,
-                    "each file holds its content");
+        fuzz_check (filesize == sizes[i] && memcmp (a + at, contents[i], filesize) == 0, "each file holds its content");
       at += (filesize + 3) & ~(size_t)3;
     }
   fuzz_check (at <= len && len % 4 == 0, "the archive ends after its trailer, aligned");
@@ -84,7 +89,10 @@ fuzz_cpio_check (const char *a, size_t len, char **names, const char **contents,
 static void
 fuzz_cpio (const uint8_t *data, size_t size)
 {
-  enum { MAX_ENTRIES = 16 };
+  enum
+  {
+    MAX_ENTRIES = 16
+  };
   char *names[MAX_ENTRIES];
   const char *contents[MAX_ENTRIES];
   size_t sizes[MAX_ENTRIES];

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz-wire.c — feeds hostile bytes to the wire protocol's readers: the frame decoder (common/wire.c) that both
  * nexd and nex-agent run on every byte from the other end, the JSON control payloads, nexd's handling of an exec
  * session's frames (server/exec.c: output, STARTED, EXIT, ERROR as the supervisor passes them on), and the
@@ -143,7 +144,8 @@ fuzz_resync (const uint8_t *data, size_t size, size_t step, nex_exec_t *x)
           fuzz_stream (tail, rest_len + size - off, step, x);
           break;
         }
-      fuzz_check (rs.len < NEX_WIRE_HEADER_SIZE + NEX_RESYNC_MAX_HELLO, "the scanner keeps at most one candidate frame");
+      fuzz_check (rs.len < NEX_WIRE_HEADER_SIZE + NEX_RESYNC_MAX_HELLO,
+                  "the scanner keeps at most one candidate frame");
     }
   nex_resync_release (&rs);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz-ws-frame.c — feeds hostile bytes to the websocket frame parsers (common/ws-frame.c): the one nexd runs on
  * every byte a client sends (nex_ws_frame_parse, masked frames) and the one the `nex` CLI runs on a server's
  * (nex_ws_frame_parse_server), each as a loop over a buffer the way server/api/ws.c's parse_input consumes it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz.h — what every libFuzzer harness in tests/fuzz/ shares: the entry point libFuzzer calls and the one way a
  * harness reports a broken invariant (an abort, which libFuzzer records as a crash with the input that caused
  * it).  A harness is one file, fuzz-<what>.c, built by tests/fuzz/build and run by tests/fuzz/run. */
@@ -12,15 +13,15 @@
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
 /* Aborts, saying WHAT, when COND is false. */
-#define fuzz_check(cond, what)                                                                                        \
-  do                                                                                                                  \
-    {                                                                                                                 \
-      if (!(cond))                                                                                                    \
-        {                                                                                                             \
-          fprintf (stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, (what));                              \
-          abort ();                                                                                                   \
-        }                                                                                                             \
-    }                                                                                                                 \
+#define fuzz_check(cond, what)                                                                                         \
+  do                                                                                                                   \
+    {                                                                                                                  \
+      if (!(cond))                                                                                                     \
+        {                                                                                                              \
+          fprintf (stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, (what));                               \
+          abort ();                                                                                                    \
+        }                                                                                                              \
+    }                                                                                                                  \
   while (0)
 
 #endif

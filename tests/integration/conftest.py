@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """conftest.py — fixtures of Nex's integration suite: a real nexd, started and stopped for each test.
 
 The suite drives the real daemon over HTTP, as a client would.  Each test that takes the `nexd` fixture gets a

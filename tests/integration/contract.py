@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """contract.py — openapi.yaml as the integration suite holds nexd to it.
 
 Loaded once with PyYAML; schemas are checked with jsonschema's Draft 2020-12 validator (OpenAPI 3.1's dialect),

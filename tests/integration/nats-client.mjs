@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // nats-client.mjs — a small NATS client for the integration tests, built on nats.js (npm `nats`) and nkeys.js:
 // an independent implementation of the NATS protocol, JetStream object store, nkeys and xkey sealing against
 // which nexd's own (nats.c and server/nats/nkeys.c) are checked.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """natsutil.py — a real nats-server for the NATS tests, and nats.js (tests/integration/nats-client.mjs) as the
 independent client that talks to nexd over it.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // nex-cli.mjs — what nex's own CLI (synadia-io/nex v0.3: tag 0.3.0-rc1 and the last 0.x commit ec4c2b4, whose
 // control-api package is the same) sends over NATS, rebuilt on nats.js and nkeys.js for the compatibility tests.
 //

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """sandboxlib.py — helpers shared by the test_sandbox_*.py modules: deploying tests/programs/probe and looking at
 a workload's cgroup on the host, whatever the host's cgroup layout (v1 per-controller mounts, or v2).
 

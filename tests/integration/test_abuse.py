@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_abuse.py — hostile HTTP clients, each refused while a normal client keeps being served.
 
 The hostile client connects from 127.0.0.1; the normal client from 127.0.0.2 (the loopback network holds both,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_artifacts.py — uploading executables (POST /v1/artifacts) and deploying them as artifact://<sha256>.
 
 Uploads go to a real nexd over HTTP; what lands in its artifact cache (data/artifacts) is checked on disk: only

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_artifacts_http.py — deploying from http:// URLs (libcurl), against a real HTTP server the test runs.
 
 The server is Python's http.server on a loopback port, in a thread of the test: it serves the static hello, a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_auth.py — bearer tokens, scopes and namespaces, against a real nexd.
 
 The matrix sends every route of the API with no token, a bad token, a token of the scope just below the one the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_cli.py — the real `nex` CLI (build/nex) end to end against a real nexd.
 
 Each test runs the binary as a user would (NEX_SERVER pointing at the test's nexd, see Nex.cli in conftest.py)

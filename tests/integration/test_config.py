@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_config.py — nexd's command line and configuration sources, driven as an operator would.
 
 Checks that --help lists the options, that a bad flag or config file stops nexd with a non-zero status and a

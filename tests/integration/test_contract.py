@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_contract.py — holds nexd's answers to openapi.yaml, and openapi.yaml to itself.
 
 openapi.yaml is loaded with PyYAML.  Schemas are checked with jsonschema's Draft 2020-12 validator (OpenAPI 3.1's

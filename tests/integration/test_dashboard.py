@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_dashboard.py — the web dashboard in a real browser (Debian's Chromium driven by playwright-core) against a
 real nexd: page load, deploy through the form, live table and log updates, the exec terminal, stop, events,
 themes and a phone-sized screen, accessibility (axe-core on every view) and no console errors.

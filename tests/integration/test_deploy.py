@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_deploy.py — a workload's life through the REST API, end to end, against a real nexd.
 
 Deploys the static test programs (tests/programs/) and follows them: states and their history, exit codes,

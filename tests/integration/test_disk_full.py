@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_disk_full.py — a node whose data dir fills up keeps answering, refuses new writes with 507, corrupts
 nothing, and recovers once space returns.
 

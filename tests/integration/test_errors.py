@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_errors.py — every way a request can be wrong, and the RFC 9457 problem nexd must answer with.
 
 Each case sends one bad request to a shared nexd and checks the status, the content type

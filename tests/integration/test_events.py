@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_events.py — GET /v1/events: the stored CloudEvents, filtered and read a page at a time with a cursor.
 
 A real nexd emits real events (node_started, workload_deployed, workload_started, workload_exited, ...); the

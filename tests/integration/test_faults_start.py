@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_faults_start.py — nexd refuses a data dir it must not use, and its workloads ignore signals meant for it.
 
 A registry file that is corrupt or not a database, one written by a newer nexd (schema version beyond ours), and

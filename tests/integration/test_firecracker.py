@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_firecracker.py — the Firecracker driver.
 
 Firecracker cannot run on these machines (no package; and KVM, where present, may not work), so:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_hostile_workloads.py — a workload that attacks what it shares with the node hurts only itself.
 
 Each case runs a neighbour (`probe sleep`) and one hostile workload: one that fills its /tmp, one that floods

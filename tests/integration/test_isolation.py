@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_isolation.py — what a workload can see from inside its sandbox.
 
 Deploys tests/programs/lister, which prints its pid, hostname, uid, the pids in its /proc, the entries of its /,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_kvm.py — which accelerator VMs get, and the fall back from a KVM that does not work to TCG.
 
 nexd probes KVM at start (server/drivers/kvm.c: a real-mode guest must run to its HLT) and shows the verdict in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_lists.py — labels on workloads and cursor pagination of GET /v1/workloads.
 
 Workloads are deployed with labels to a real nexd, listed back whole, a page at a time and filtered by labels;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_metrics.py — GET /metrics (Prometheus text), /healthz, /readyz and the per-request log line.
 
 The metrics page of a real nexd is parsed line by line (every sample must be `name{labels} value` with a number,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_nats_control.py — nex's control API over a real nats-server, driven by nats.js (an independent client).
 
 Identity (the node id is a server nkey that nkeys.js derives from the stored seed), ping/info/deploy/stop/

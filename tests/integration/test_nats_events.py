@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_nats_events.py — events and log lines on NATS, heartbeats, and a NATS outage survived.
 
 Events must arrive as the same CloudEvents on $NEX.events.<ns>.<type>, in the order they happened; log lines as

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_nats_functions.py — function workloads (`type: function`) triggered over a real nats-server.
 
 The test function is tests/programs/upcase (stdin upper-cased on stdout; "fail" exits 3, "sleep" outlives its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_nats_objstore.py — workloads from JetStream object stores, in the format the official clients write.
 
 nats.js puts an executable into an object store and the node runs it from nats://bucket/key (deployed over REST

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_nats_restarts.py — nats-server killed and started again 20 times while the node works: nothing is lost.
 
 A workload prints a numbered line every 20 ms for the whole run, workloads are deployed while the server is down,

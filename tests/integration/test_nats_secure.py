@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_nats_secure.py — secure launches: environments sealed to the node's xkey, workload JWTs, fresh-JWT stops.
 
 Keys, sealed boxes and JWTs are made by nkeys.js (an independent implementation): a curve key seals the

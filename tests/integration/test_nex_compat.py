@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_nex_compat.py — nex's own clients work unchanged: nats.js sends exactly what nex's CLI (v0.3) sends.
 
 tests/integration/nex-cli.mjs rebuilds `nex run`, `nex stop` and `nex devrun` step by step from nex's Go code

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_qemu.py — the QEMU microvm driver, for real: each test boots real VMs (under the accelerator nexd picks:
 KVM where it works, else TCG, as here — test_kvm.py covers the choice and the fall back) with the kernel
 scripts/setup fetched into the build dir, and drives them through a real nexd.

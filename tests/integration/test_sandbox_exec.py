@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_sandbox_exec.py — reaching into a running workload: exec, signals and stats, against a real nexd.
 
 A `probe sleep` workload runs; `POST .../exec` runs tests/programs/probe again inside its sandbox (as /workload)

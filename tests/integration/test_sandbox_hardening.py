@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_sandbox_hardening.py — what a workload may do inside its sandbox: the default seccomp profile, dropped
 capabilities, no_new_privs, closed descriptors, and a working directory inside the root.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_sandbox_limits.py — resource limits enforced with real cgroups on this host (v1, hybrid or v2).
 
 Deploys tests/programs/probe in its hostile modes and checks the limits from the outside: a memory hog ends

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_sandbox_readopt.py — workloads outlive nexd: kill -9 nexd while 10 workloads run, start it again, 20 times.
 
 Every running workload is re-adopted (same pid, and exactly one sandbox each: its cgroup holds the agent and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_sandbox_restart.py — restart policies: never, on-failure (also nex's `essential: true`), always, with
 max_restarts and exponential backoff, each restart an event `workload_restarted` and counted on the workload.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_sandbox_tty.py — interactive exec on a terminal inside the sandbox, over a websocket, against a real nexd.
 
 A static busybox runs as the workload (`sh -c 'ln -s /workload /tmp/sh; exec sleep 600'`: busybox picks its applet

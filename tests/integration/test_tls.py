@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_tls.py — nexd serving HTTPS (libmicrohttpd with GnuTLS) when given a certificate and a key.
 
 A self-signed certificate for 127.0.0.1 is made with the openssl command; nexd is started with --tls-cert and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_wait.py — GET /v1/workloads/{id}/wait: answered when the workload reaches a state, 408 at the timeout.
 
 Waiters are parked, not served by a blocked thread: with a nexd of 2 API threads, more waiters than threads

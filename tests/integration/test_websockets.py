@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_websockets.py — live log tails and live events over websockets, on the REST API's own port.
 
 The client is python3-websocket (websocket-client), a real RFC 6455 implementation; frames that break the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chatter.c — a test workload that writes numbered output lines over time, for following logs.
  *
  *   chatter COUNT INTERVAL_MS [BYTES]

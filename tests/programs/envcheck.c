@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* envcheck.c — a test workload that proves it received a secret without printing it: for the variable named
  * by argv[1] (default SECRET) it prints "<name> length: N" and "<name> fnv1a: XXXXXXXX" (the 32-bit FNV-1a hash
  * of the value), or "<name> unset".  Exits 0. */
@@ -17,7 +18,7 @@ main (int argc, char **argv)
       return 0;
     }
   uint32_t h = 2166136261u;
-  for (const unsigned char *p = (const unsigned char *) v; *p; p++)
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++)
     h = (h ^ *p) * 16777619u;
   printf ("%s length: %zu\n%s fnv1a: %08x\n", name, strlen (v), name, h);
   return 0;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hello.c — the simplest test workload: shows what a workload receives and how its exit is reported.
  *
  * On stdout it prints "hello from nex", then "argv: " followed by every argv element (argv[0] included)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hostile.c — a test workload that attacks the resources a sandbox shares with its node.
  *
  *   hostile fds N      raises RLIMIT_NOFILE as far as it may, opens up to N descriptors, prints
@@ -56,7 +57,7 @@ attack_agent (void)
 {
   char junk[4096];
   for (size_t i = 0; i < sizeof junk; i++)
-    junk[i] = (char) (i * 131 + 7);
+    junk[i] = (char)(i * 131 + 7);
   int seen = 0, wrote = 0;
   DIR *d = opendir ("/proc/1/fd");
   if (d == NULL)

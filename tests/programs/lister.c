@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lister.c — a test workload that reports what it can see, for the isolation tests.
  *
  * It prints one line each:

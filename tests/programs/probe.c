@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* probe.c — a multi-purpose static test workload for the sandbox tests (tests/integration/test_sandbox_*.py).
  *
  *   probe hog                 allocates and touches memory 1 MiB at a time until something stops it

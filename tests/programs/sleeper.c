@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sleeper.c — a long-running test workload, for stopping workloads.
  *
  * It prints "sleeper started" once its SIGTERM handling is in place (so a test that has seen that line knows a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* upcase.c — a test function (workload type `function`): reads all of stdin (the trigger message's payload) and
  * writes it back upper-cased (ASCII letters only; every other byte, NUL included, unchanged).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* vm-probe.c — a test workload for the microVM drivers; what it does is chosen by argv[1]:
  *
  *   info             prints "kernel <release>", "host <hostname>" and "memtotal_kib <n>" (from /proc/meminfo),

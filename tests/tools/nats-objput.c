@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nats-objput.c — test tool: puts a file into a JetStream object store with nexd's own writer
  * (nats/objstore.c), or gets one with its reader, so that the integration tests can check both against
  * nats.js.  Usage: nats-objput URL put|get BUCKET NAME FILE.  Prints the SHA-256 (hex) on success. */

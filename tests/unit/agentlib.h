@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* agentlib.h — what the unit tests of the host<->agent protocol share: test-wire.c (the frames) and
  * test-agent.c (the real nex-agent).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* elf-image.h — a small, well-formed static ELF executable for this host, built in memory from <elf.h>
  * structures, for the tests of the static-ELF check (test-elf.c takes it apart) and of artifact fetching
  * (test-artifact.c fetches it when the host has no static busybox).  Static inline, like testutil.h. */
@@ -57,14 +58,14 @@ make_image (image_opts_t o)
   eh.e_ident[EI_DATA] = ELFDATA2LSB;
   eh.e_ident[EI_VERSION] = EV_CURRENT;
   eh.e_ident[EI_OSABI] = ELFOSABI_SYSV;
-  eh.e_type = (Elf64_Half) o.type;
-  eh.e_machine = (Elf64_Half) o.machine;
+  eh.e_type = (Elf64_Half)o.type;
+  eh.e_machine = (Elf64_Half)o.machine;
   eh.e_version = EV_CURRENT;
   eh.e_entry = 0x400000 + code_off;
   eh.e_phoff = sizeof (Elf64_Ehdr);
   eh.e_ehsize = sizeof (Elf64_Ehdr);
   eh.e_phentsize = sizeof (Elf64_Phdr);
-  eh.e_phnum = (Elf64_Half) nph;
+  eh.e_phnum = (Elf64_Half)nph;
   memcpy (im.bytes, &eh, sizeof eh);
 
   Elf64_Phdr ph[3];

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tap.h — a minimal TAP producer for Nex's C unit tests.
  *
  * Each check prints "ok N - name" or "not ok N - name", a check that cannot run here "ok N # SKIP why";
@@ -10,31 +11,31 @@
 
 static int tap_count_, tap_failed_;
 
-#define TAP_OK(cond, ...)                                                                                          \
-  do                                                                                                               \
-    {                                                                                                              \
-      int tap_c_ = (cond) ? 1 : 0;                                                                                 \
-      tap_count_++;                                                                                                \
-      if (!tap_c_)                                                                                                 \
-        tap_failed_++;                                                                                             \
-      printf ("%s %d - ", tap_c_ ? "ok" : "not ok", tap_count_);                                                   \
-      printf (__VA_ARGS__);                                                                                        \
-      printf ("\n");                                                                                               \
-      if (!tap_c_)                                                                                                 \
-        printf ("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);                                           \
-      fflush (stdout);                                                                                             \
-    }                                                                                                              \
+#define TAP_OK(cond, ...)                                                                                              \
+  do                                                                                                                   \
+    {                                                                                                                  \
+      int tap_c_ = (cond) ? 1 : 0;                                                                                     \
+      tap_count_++;                                                                                                    \
+      if (!tap_c_)                                                                                                     \
+        tap_failed_++;                                                                                                 \
+      printf ("%s %d - ", tap_c_ ? "ok" : "not ok", tap_count_);                                                       \
+      printf (__VA_ARGS__);                                                                                            \
+      printf ("\n");                                                                                                   \
+      if (!tap_c_)                                                                                                     \
+        printf ("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);                                               \
+      fflush (stdout);                                                                                                 \
+    }                                                                                                                  \
   while (0)
 
 /* A check that cannot run on this host: counted, passed, and marked SKIP with the reason. */
-#define TAP_SKIP(...)                                                                                              \
-  do                                                                                                               \
-    {                                                                                                              \
-      printf ("ok %d # SKIP ", ++tap_count_);                                                                      \
-      printf (__VA_ARGS__);                                                                                        \
-      printf ("\n");                                                                                               \
-      fflush (stdout);                                                                                             \
-    }                                                                                                              \
+#define TAP_SKIP(...)                                                                                                  \
+  do                                                                                                                   \
+    {                                                                                                                  \
+      printf ("ok %d # SKIP ", ++tap_count_);                                                                          \
+      printf (__VA_ARGS__);                                                                                            \
+      printf ("\n");                                                                                                   \
+      fflush (stdout);                                                                                                 \
+    }                                                                                                                  \
   while (0)
 
 static inline int

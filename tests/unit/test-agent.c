@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-agent.c — an end-to-end test of the real nex-agent.
  *
  * Spawns the nex-agent binary (found via $NEX_AGENT, default ./nex-agent, i.e. run from the build directory) on a
@@ -468,15 +469,16 @@ test_agent_exec_sessions (void)
   nex_wire_send (h.fd, NEX_WIRE_STDIN, 5, NULL, 0, NULL);
   run_t run = { 0 };
   int rc = collect_on (&h, 5, &run, TIMEOUT_MS);
-  TAP_OK (rc == 0 && run.out && strcmp (run.out, "hi\n") == 0 && run.err && strcmp (run.err, "e\n") == 0
-              && run.exit && jint (run.exit, "code") == 6 && json_is_false (json_object_get (run.exit, "timed_out")),
+  TAP_OK (rc == 0 && run.out && strcmp (run.out, "hi\n") == 0 && run.err && strcmp (run.err, "e\n") == 0 && run.exit
+              && jint (run.exit, "code") == 6 && json_is_false (json_object_get (run.exit, "timed_out")),
           "agent exec: stdin reaches the session, its stdout/stderr/EXIT {code 6} come back on its channel");
   run_clear (&run);
 
   const char *missing = "{\"path\":\"/no/such/tool\",\"argv\":[\"/no/such/tool\"]}";
   nex_wire_send (h.fd, NEX_WIRE_EXEC, 6, missing, strlen (missing), NULL);
   rc = collect_on (&h, 6, &run, TIMEOUT_MS);
-  TAP_OK (rc == 0 && run.error && jint (run.error, "errno") == ENOENT && strstr (jstr (run.error, "message"), "/no/such/tool"),
+  TAP_OK (rc == 0 && run.error && jint (run.error, "errno") == ENOENT
+              && strstr (jstr (run.error, "message"), "/no/such/tool"),
           "agent exec: a missing program is ERROR {errno 2} on the session's channel");
   run_clear (&run);
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-artifact.c — unit tests of artifact URLs and the artifact cache (server/artifacts/artifact.c).
  *
  * URL syntax first (every scheme's accepted forms, and the refusals with what they say), then prechecks and
@@ -146,7 +147,7 @@ upload_bytes (const char *cache, const unsigned char *bytes, size_t n, uint64_t 
   if (r == 0)
     r = nex_artifact_upload_finish (up, expected, digest, &size, existed, err);
   if (r == 0 && size != n)
-    r = nex_error_set (err, NEX_ERR_SYSTEM, "size %llu, wanted %zu", (unsigned long long) size, n);
+    r = nex_error_set (err, NEX_ERR_SYSTEM, "size %llu, wanted %zu", (unsigned long long)size, n);
   nex_artifact_upload_free (up);
   return r;
 }
@@ -203,8 +204,8 @@ test_upload (const char *dir, const unsigned char *bytes, size_t n, const char *
   TAP_OK (path && strcmp (path, want_path) == 0 && strcmp (d2, want_digest) == 0 && count_entries (cache) == 1,
           "fetching artifact:// resolves to the entry without a copy%s%s", err ? ": " : "", err ? err->msg : "");
   nex_error_free (&err);
-  char *bad = nex_artifact_fetch (cache, url, "1111111111111111111111111111111111111111111111111111111111111111", d2,
-                                  &err);
+  char *bad
+      = nex_artifact_fetch (cache, url, "1111111111111111111111111111111111111111111111111111111111111111", d2, &err);
   TAP_OK (bad == NULL && err && strcmp (err->field, "sha256") == 0, "artifact:// with another pinned digest refused");
   nex_error_free (&err);
   uint64_t sz = 0;
@@ -268,7 +269,7 @@ test_fetch (const char *dir)
   TAP_OK (strcmp (path, expected_path) == 0, "cached as <cache>/<digest> (%s)", path);
   struct stat st;
   TAP_OK (stat (path, &st) == 0 && S_ISREG (st.st_mode) && (st.st_mode & 07777) == 0555,
-          "cached file has mode 0555 (%o)", (unsigned) (st.st_mode & 07777));
+          "cached file has mode 0555 (%o)", (unsigned)(st.st_mode & 07777));
   TAP_OK (same_content (src, path), "cached bytes equal the source");
   TAP_OK (count_entries (cache) == 1, "nothing but the entry in the cache");
 
@@ -320,7 +321,7 @@ test_fetch (const char *dir)
   cleanup_free char *huge = nex_xasprintf ("%s/huge", dir);
   cleanup_free char *huge_url = nex_xasprintf ("file://%s", huge);
   int fd = open (huge, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd >= 0 && ftruncate (fd, (off_t) NEX_ARTIFACT_MAX_BYTES + 1) == 0)
+  if (fd >= 0 && ftruncate (fd, (off_t)NEX_ARTIFACT_MAX_BYTES + 1) == 0)
     {
       bad = nex_artifact_fetch (cache2, huge_url, NULL, digest3, &err);
       TAP_OK (bad == NULL && err != NULL && err->kind == NEX_ERR_TOO_LARGE && count_entries (cache2) == 0,
@@ -339,7 +340,7 @@ test_fetch (const char *dir)
   nex_error_free (&err);
   free (bad);
 
-  test_upload (dir, (const unsigned char *) bytes, n, digest);
+  test_upload (dir, (const unsigned char *)bytes, n, digest);
 }
 
 int

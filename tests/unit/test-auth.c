@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-auth.c — unit tests for the request policy and scope parsing of server/auth.c: which scope each method
  * and path needs (public paths need none), how scopes nest, and what a token's namespace list allows. */
 #include <string.h>

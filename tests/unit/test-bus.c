@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-bus.c — unit tests for the in-process publish/subscribe (server/bus.c): filters, the bounded queue that
  * drops its oldest messages and counts them, the eventfd wake-up, and publishing from several threads. */
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-cgroup.c — unit tests of the cgroup manager (server/drivers/cgroup*.c) on this host's real cgroups, and of the
  * /proc and cgroup-file parsers beside it (server/drivers/proc.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-elf.c — unit tests for the static-ELF check (server/artifacts/elf.c); artifact URLs and the cache are
  * test-artifact.c's.
  *
@@ -28,13 +29,13 @@
 static Elf64_Ehdr *
 ehdr_of (image_t *im)
 {
-  return (Elf64_Ehdr *) im->bytes;
+  return (Elf64_Ehdr *)im->bytes;
 }
 
 static Elf64_Phdr *
 phdr_of (image_t *im, size_t i)
 {
-  return (Elf64_Phdr *) (im->bytes + sizeof (Elf64_Ehdr) + i * sizeof (Elf64_Phdr));
+  return (Elf64_Phdr *)(im->bytes + sizeof (Elf64_Ehdr) + i * sizeof (Elf64_Phdr));
 }
 
 /* Checks LEN bytes of BYTES from an exactly-sized heap copy, so that any read past the end is an ASan error. */
@@ -91,7 +92,7 @@ test_images (void)
                   "core file");
 
   static const char script[] = "#!/bin/sh\necho hello\n";
-  expect_refusal (check_exact ((const unsigned char *) script, strlen (script), &err), &err, "artifact",
+  expect_refusal (check_exact ((const unsigned char *)script, strlen (script), &err), &err, "artifact",
                   "not an ELF file", "shell script");
   expect_refusal (nex_elf_check_static (NULL, 0, &err), &err, "artifact", "not an ELF file", "NULL buffer");
 
@@ -180,28 +181,28 @@ mutate (image_t *im)
 {
   static const uint64_t edges[]
       = { 0, 1, 55, 56, 64, 0xff, 0xffff, 0x7fffffff, 0xffffffff, UINT64_MAX - 55, UINT64_MAX };
-  int n = 1 + (int) (test_rng () % 6);
+  int n = 1 + (int)(test_rng () % 6);
   for (int k = 0; k < n; k++)
     {
       uint64_t pick = test_rng () % 4;
-      size_t at = (size_t) (test_rng () % im->len);
+      size_t at = (size_t)(test_rng () % im->len);
       if (pick == 0)
-        im->bytes[at] = (unsigned char) test_rng ();
+        im->bytes[at] = (unsigned char)test_rng ();
       else if (pick == 1)
-        im->bytes[at] ^= (unsigned char) (1u << (test_rng () % 8));
+        im->bytes[at] ^= (unsigned char)(1u << (test_rng () % 8));
       else
         {
           /* A header-sized field set to an edge value or to something near the image size. */
           uint64_t v = pick == 2 ? edges[test_rng () % (sizeof edges / sizeof edges[0])] : im->len - test_rng () % 80;
-          size_t width = (size_t) 1 << (1 + test_rng () % 3);
-          at = (size_t) (test_rng () % (sizeof (Elf64_Ehdr) + 3 * sizeof (Elf64_Phdr)));
+          size_t width = (size_t)1 << (1 + test_rng () % 3);
+          at = (size_t)(test_rng () % (sizeof (Elf64_Ehdr) + 3 * sizeof (Elf64_Phdr)));
           at &= ~(width - 1);
           if (at + width <= im->len)
             memcpy (im->bytes + at, &v, width);
         }
     }
   if (test_rng () % 8 == 0)
-    im->len = (size_t) (test_rng () % (im->len + 1));
+    im->len = (size_t)(test_rng () % (im->len + 1));
 }
 
 static void

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-kvm.c — unit tests for the KVM probe (server/drivers/kvm.c) and the node's verdict on KVM.
  *
  * The probe is run against what is not KVM — a missing path, /dev/null (opens, answers no KVM ioctl), a regular
@@ -25,8 +26,10 @@ test_not_kvm (void)
 
   why = NULL;
   TAP_OK (nex_kvm_probe ("/dev/null", 2000, &why) == 0, "/dev/null is not usable");
-  TAP_OK (why && strcmp (why, "cannot open /dev/null as KVM: not a KVM device (KVM_GET_API_VERSION: Inappropriate "
-                              "ioctl for device)") == 0,
+  TAP_OK (why
+              && strcmp (why, "cannot open /dev/null as KVM: not a KVM device (KVM_GET_API_VERSION: Inappropriate "
+                              "ioctl for device)")
+                     == 0,
           "reason: %s", why);
   free (why);
 
@@ -47,10 +50,10 @@ test_this_host (void)
   int64_t t0 = nex_clock_mono_ms ();
   int ok = nex_kvm_probe ("/dev/kvm", 2000, &why);
   int64_t took = nex_clock_mono_ms () - t0;
-  TAP_OK (took < 2500, "the probe of /dev/kvm answered within its deadline (%lld ms)", (long long) took);
+  TAP_OK (took < 2500, "the probe of /dev/kvm answered within its deadline (%lld ms)", (long long)took);
   TAP_OK (ok ? why == NULL : why != NULL && why[0] != '\0', "a verdict with a reason when negative");
-  printf ("# /dev/kvm on this host: %s%s%s (%lld ms)\n", ok ? "usable" : "not usable", ok ? "" : ": ",
-          ok ? "" : why, (long long) took);
+  printf ("# /dev/kvm on this host: %s%s%s (%lld ms)\n", ok ? "usable" : "not usable", ok ? "" : ": ", ok ? "" : why,
+          (long long)took);
   free (why);
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-nkeys.c — unit tests of server/nats/nkeys.c: CRC-16/XMODEM, base32, nkey and seed encoding against vectors
  * made by nkeys.js (the JavaScript nkeys library), signatures, xkey sealing, and refusal of malformed keys. */
 #include <string.h>
@@ -13,8 +14,8 @@
 #define SERVER_PUB "NA5LN7UTDVIJE3E6UZ36ZYURFEKYXDS24DKLPEOXX74GCOYTO3YEIEPU"
 #define ACCOUNT_SEED "SAAGJQYOHHVJHNM6PMNJXG26KTRDMPM7EJTDY6NVBKGHO4MDMS5VXRWNQQ"
 #define ACCOUNT_PUB "ADLC3DI2HRPVDZPM2IKDPXCI2CJ4KHWYRA27AC2E722KSJFMOGX2QZYX"
-#define ACCOUNT_SIG_NEX                                                                                            \
-  "af90e4d589fc51188ae0b23860aa0729b0e44b0141fffe43ee4cba75242e443d830bc291f9b3c8005831f608978cbfe450be58517a117f1" \
+#define ACCOUNT_SIG_NEX                                                                                                \
+  "af90e4d589fc51188ae0b23860aa0729b0e44b0141fffe43ee4cba75242e443d830bc291f9b3c8005831f608978cbfe450be58517a117f1"    \
   "5d6fd80c636e4b202"
 #define CURVE_SEED "SXAPGSN7WVNIBJ4QGCLNLAHLYIWXTMLD3OXA5SU7BACJT4NXBYO2V5LRVU"
 #define CURVE_PUB "XDG6THRPEIHIIGPLIXAL3H3ZW624Z6JNEBT2FQPMZWO32PC2XGGUYM6J"
@@ -22,9 +23,9 @@
 static void
 test_primitives (void)
 {
-  TAP_OK (nex_nkey_crc16 ((const uint8_t *) "123456789", 9) == 0x31c3, "crc16/xmodem check value");
+  TAP_OK (nex_nkey_crc16 ((const uint8_t *)"123456789", 9) == 0x31c3, "crc16/xmodem check value");
   char out[16];
-  nex_nkey_base32_encode ((const uint8_t *) "foobar", 6, out);
+  nex_nkey_base32_encode ((const uint8_t *)"foobar", 6, out);
   TAP_OK (strcmp (out, "MZXW6YTBOI") == 0, "base32 of foobar (RFC 4648, unpadded): %s", out);
   uint8_t back[8];
   TAP_OK (nex_nkey_base32_decode ("MZXW6YTBOI", back, sizeof back) == 6 && memcmp (back, "foobar", 6) == 0,
@@ -54,11 +55,11 @@ test_vectors (void)
   uint8_t sig[64];
   size_t got = 0;
   sodium_hex2bin (sig, sizeof sig, ACCOUNT_SIG_NEX, strlen (ACCOUNT_SIG_NEX), NULL, &got, NULL);
-  TAP_OK (got == 64 && nex_nkey_verify (ACCOUNT_PUB, (const uint8_t *) "nex", 3, sig, &err) == 0,
+  TAP_OK (got == 64 && nex_nkey_verify (ACCOUNT_PUB, (const uint8_t *)"nex", 3, sig, &err) == 0,
           "nkeys.js signature verifies");
-  TAP_OK (nex_nkey_verify (ACCOUNT_PUB, (const uint8_t *) "nex!", 4, sig, &err) < 0, "other message: refused");
+  TAP_OK (nex_nkey_verify (ACCOUNT_PUB, (const uint8_t *)"nex!", 4, sig, &err) < 0, "other message: refused");
   nex_error_free (&err);
-  TAP_OK (nex_nkey_verify (SERVER_PUB, (const uint8_t *) "nex", 3, sig, &err) < 0, "other key: refused");
+  TAP_OK (nex_nkey_verify (SERVER_PUB, (const uint8_t *)"nex", 3, sig, &err) < 0, "other key: refused");
   nex_error_free (&err);
 
   TAP_OK (nex_nkey_decode_seed (CURVE_SEED, &prefix, seed, &err) == 0 && prefix == NEX_NKEY_CURVE,
@@ -85,7 +86,7 @@ test_malformed (void)
   TAP_OK (nex_nkey_decode_seed (SERVER_PUB, &prefix, key, &err) < 0, "a public key is not a seed");
   nex_error_free (&err);
   uint8_t zero_sig[64] = { 0 };
-  TAP_OK (nex_nkey_verify (CURVE_PUB, (const uint8_t *) "x", 1, zero_sig, &err) < 0 && strstr (err->msg, "curve"),
+  TAP_OK (nex_nkey_verify (CURVE_PUB, (const uint8_t *)"x", 1, zero_sig, &err) < 0 && strstr (err->msg, "curve"),
           "a curve key cannot sign");
   nex_error_free (&err);
 }
@@ -103,7 +104,7 @@ test_seal (void)
   nex_nkey_curve_from_seed (s2, &b);
   nex_nkey_curve_from_seed (s3, &c);
   size_t n = 0, m = 0;
-  cleanup_free uint8_t *box = nex_nkey_seal (&a, b.public_text, (const uint8_t *) "{\"K\":\"v\"}", 9, &n, &err);
+  cleanup_free uint8_t *box = nex_nkey_seal (&a, b.public_text, (const uint8_t *)"{\"K\":\"v\"}", 9, &n, &err);
   TAP_OK (box && n == 4 + 24 + 16 + 9 && memcmp (box, "xkv1", 4) == 0, "sealed in the xkv1 format");
   cleanup_free uint8_t *open = nex_nkey_open (&b, a.public_text, box, n, &m, &err);
   TAP_OK (open && m == 9 && memcmp (open, "{\"K\":\"v\"}", 9) == 0, "recipient opens it");

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-registry.c — unit tests for the registry (server/registry.c); the workload model it stores is
  * test-workload.c's.
  *
@@ -40,7 +41,7 @@ raw_query (const char *path, const char *sql)
   cleanup_stmt sqlite3_stmt *stmt = NULL;
   if (sqlite3_open (path, &db) == SQLITE_OK && sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL) == SQLITE_OK
       && sqlite3_step (stmt) == SQLITE_ROW && sqlite3_column_text (stmt, 0))
-    return nex_xstrdup ((const char *) sqlite3_column_text (stmt, 0));
+    return nex_xstrdup ((const char *)sqlite3_column_text (stmt, 0));
   return NULL;
 }
 
@@ -103,7 +104,7 @@ test_migrations_fresh (void)
   cleanup_free char *value = NULL;
   TAP_OK (nex_registry_meta_get (reg, "node_id", &value, &err) == 1 && value && strcmp (value, "n2") == 0,
           "meta survives re-open");
-  char *missing = (char *) "x";
+  char *missing = (char *)"x";
   TAP_OK (nex_registry_meta_get (reg, "nope", &missing, &err) == 0 && missing == NULL, "absent meta key gives 0");
   nex_registry_close (reg);
   nex_error_free (&err);
@@ -367,7 +368,7 @@ test_logs (nex_registry_t *reg)
   cleanup_json json_t *all = nex_registry_log_tail (reg, w.id, 0, &err);
   int kept = all && json_array_size (all) == 4;
   for (size_t i = 0; kept && i < 4; i++)
-    kept = json_integer_value (json_object_get (json_array_get (all, i), "seq")) == (json_int_t) (7 + i);
+    kept = json_integer_value (json_object_get (json_array_get (all, i), "seq")) == (json_int_t)(7 + i);
   TAP_OK (kept, "the last 4 lines are kept (seq 7..10)");
   json_t *first = json_array_get (all, 0);
   TAP_OK (first && strcmp (json_string_value (json_object_get (first, "text")), "line 7") == 0
@@ -377,7 +378,7 @@ test_logs (nex_registry_t *reg)
   nex_workload_t got;
   nex_registry_workload_get (reg, w.id, &got, &err);
   TAP_OK (got.log_lines == 10 && got.log_dropped == 6, "log_lines 10, log_dropped 6 (%lld, %lld)",
-          (long long) got.log_lines, (long long) got.log_dropped);
+          (long long)got.log_lines, (long long)got.log_dropped);
   nex_workload_release (&got);
 
   cleanup_json json_t *tail = nex_registry_log_tail (reg, w.id, 2, &err);

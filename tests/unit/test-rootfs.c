@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-rootfs.c — unit tests of the VM image tooling: the LZ4 decoder and bzImage extraction on hand-made
  * inputs (and on the real kernel when scripts/setup fetched one), the initramfs read back entry by entry, the
  * content-addressed cache, and the ext4 image read back with debugfs.  Runs from the top of the build dir. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-wire.c — unit tests of the host<->agent wire protocol (common/wire.c): frame encoding and decoding.
  *
  * Feeds the decoder well-formed, truncated, malformed and random input and checks it never accepts a broken

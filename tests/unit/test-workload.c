@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-workload.c — unit tests of the workload model (server/workload.c), above all nex_workload_from_request,
  * the one gate between an untrusted deploy body (REST or NATS) and everything downstream.
  *
@@ -315,8 +316,7 @@ test_full_service (void)
               && json_is_null (json_object_get (j, "trigger_subjects"))
               && json_is_null (json_object_get (j, "function_timeout_s"))
               && json_is_null (json_object_get (j, "exit_code")) && json_is_null (json_object_get (j, "pid"))
-              && json_is_null (json_object_get (j, "started_at"))
-              && json_is_string (json_object_get (j, "created_at"))
+              && json_is_null (json_object_get (j, "started_at")) && json_is_string (json_object_get (j, "created_at"))
               && json_equal (json_object_get (j, "argv"), w.argv) && json_equal (json_object_get (j, "env"), w.env),
           "full: the JSON form (state and policy names, nulls for what has not happened, copies of argv and env)");
   nex_resources_t back;
@@ -497,8 +497,7 @@ static const refusal_t base_refusals[] = {
   { "\"type\":\"function\",\"trigger_subjects\":[\"a\",\"b\",\"a\"]", "trigger_subjects[2]", "`a` is given twice" },
   { "\"type\":\"function\",\"trigger_subjects\":[\"a..b\"]", "trigger_subjects[0]",
     "subject tokens must not be empty" },
-  { "\"type\":\"function\",\"trigger_subjects\":[\"$SYS.x\"]", "trigger_subjects[0]",
-    "reserved subject space $SYS.>" },
+  { "\"type\":\"function\",\"trigger_subjects\":[\"$SYS.x\"]", "trigger_subjects[0]", "reserved subject space $SYS.>" },
 #define FUNCTION "\"type\":\"function\",\"trigger_subjects\":[\"a\"],"
   { FUNCTION "\"function_timeout_s\":0", "function_timeout_s", "must be from 1 to 600" },
   { FUNCTION "\"function_timeout_s\":601", "function_timeout_s", "must be from 1 to 600" },
@@ -567,7 +566,6 @@ test_artifact_and_digest (void)
   nex_workload_t w;
   if (accepted ("{\"name\":\"a\",\"artifact\":\"not a URL\"}", &w) == 0)
     nex_workload_release (&w);
-
 }
 
 static void
@@ -654,13 +652,13 @@ test_capabilities (void)
 {
   int known = nex_capability_parse ("CAP_CHECKPOINT_RESTORE") + 1; /* the last one in the table */
   nex_workload_t w;
-  cleanup_json json_t *body = base_with ("capabilities", array_of ((size_t) known, "chown"));
+  cleanup_json json_t *body = base_with ("capabilities", array_of ((size_t)known, "chown"));
   nex_error_t err = NULL;
   int r = from_body (body, &w, &err);
   TAP_OK (r == 0 && json_array_size (w.capabilities) == 1, "%d times `chown`: accepted, kept once", known);
   nex_error_free (&err);
   nex_workload_release (&w);
-  bound ("capabilities", array_of ((size_t) known + 1, "chown"), 0, "capabilities", "one entry over the bound");
+  bound ("capabilities", array_of ((size_t)known + 1, "chown"), 0, "capabilities", "one entry over the bound");
 }
 
 static void
@@ -744,8 +742,8 @@ test_hostile_shapes (void)
   {
     const char *key, *field;
   } deep[] = {
-    { "name", "name" },   { "argv", "argv[0]" },   { "env", "env" },     { "resources", "resources" },
-    { "labels", "labels" }, { "cwd", "cwd" },      { "type", "type" },   { "deeply_unknown", "deeply_unknown" },
+    { "name", "name" },     { "argv", "argv[0]" }, { "env", "env" },   { "resources", "resources" },
+    { "labels", "labels" }, { "cwd", "cwd" },      { "type", "type" }, { "deeply_unknown", "deeply_unknown" },
   };
   for (size_t i = 0; i < sizeof deep / sizeof deep[0]; i++)
     {
@@ -797,12 +795,12 @@ test_parsers (void)
               && nex_state_is_final (NEX_STATE_EXITED) && !nex_state_is_final (NEX_STATE_RUNNING)
               && !nex_state_is_final (NEX_STATE_PENDING),
           "state names, final states");
-  TAP_OK (strcmp (nex_state_name ((nex_state_t) 99), "unknown") == 0, "an out-of-range state is named `unknown`");
+  TAP_OK (strcmp (nex_state_name ((nex_state_t)99), "unknown") == 0, "an out-of-range state is named `unknown`");
   expect_refusal (nex_state_parse ("sleeping", &s, &err), &err, "state", "unknown state `sleeping`",
                   "an unknown state name");
   expect_refusal (nex_state_parse (NULL, &s, &err), &err, "state", NULL, "a NULL state name");
   TAP_OK (strcmp (nex_restart_policy_name (NEX_RESTART_ON_FAILURE), "on-failure") == 0
-              && strcmp (nex_restart_policy_name ((nex_restart_policy_t) 9), "never") == 0
+              && strcmp (nex_restart_policy_name ((nex_restart_policy_t)9), "never") == 0
               && strcmp (nex_workload_type_name (NEX_WORKLOAD_FUNCTION), "function") == 0
               && strcmp (nex_workload_type_name (NEX_WORKLOAD_SERVICE), "service") == 0,
           "policy and type names");
@@ -818,10 +816,20 @@ test_parsers (void)
     const char *json;
     int sig;
   } sigs[] = {
-    { "15", SIGTERM },       { "\"TERM\"", SIGTERM }, { "\"sigkill\"", SIGKILL }, { "\"SIGUSR1\"", SIGUSR1 },
-    { "64", 64 },            { "0", -1 },             { "65", -1 },               { "-9", -1 },
-    { "\"SIGNOPE\"", -1 },   { "\"\"", -1 },          { "true", -1 },             { "9.0", -1 },
-    { "null", -1 },          { "[9]", -1 },
+    { "15", SIGTERM },
+    { "\"TERM\"", SIGTERM },
+    { "\"sigkill\"", SIGKILL },
+    { "\"SIGUSR1\"", SIGUSR1 },
+    { "64", 64 },
+    { "0", -1 },
+    { "65", -1 },
+    { "-9", -1 },
+    { "\"SIGNOPE\"", -1 },
+    { "\"\"", -1 },
+    { "true", -1 },
+    { "9.0", -1 },
+    { "null", -1 },
+    { "[9]", -1 },
   };
   int all = 1;
   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)

@@ -1,7 +1,8 @@
-/* test-ws.c — unit tests for the websocket framing (common/ws-frame.c, api/ws-accept.c): the RFC 6455 handshake example, the
- * three header sizes, client frames whole, split and hostile, and random bytes that must never be read past; and the
- * checks of what an exec client sends (api/ws.c's control messages, api/sandbox.c's exec body, api.c's body
- * parser), whose hostile forms tests/fuzz/ explores further. */
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test-ws.c — unit tests for the websocket framing (common/ws-frame.c, api/ws-accept.c): the RFC 6455 handshake
+ * example, the three header sizes, client frames whole, split and hostile, and random bytes that must never be read
+ * past; and the checks of what an exec client sends (api/ws.c's control messages, api/sandbox.c's exec body, api.c's
+ * body parser), whose hostile forms tests/fuzz/ explores further. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,8 +216,8 @@ test_exec_control (void)
           "exec control: resize without a terminal is refused");
   TAP_OK (control_is ("{\"type\":\"resize\",\"rows\":0,\"cols\":10001}", 1, 0, NULL, "from 1 to 10000"),
           "exec control: a window size out of range is refused");
-  TAP_OK (control_is ("{\"type\":\"signal\",\"signal\":\"int\",\"x\":\"\\\"}\"}", 0, NEX_WIRE_SIGNAL,
-                      "{\"signal\":2}", NULL),
+  TAP_OK (control_is ("{\"type\":\"signal\",\"signal\":\"int\",\"x\":\"\\\"}\"}", 0, NEX_WIRE_SIGNAL, "{\"signal\":2}",
+                      NULL),
           "exec control: a signal by name becomes SIGNAL {signal: 2}, nothing else of the client's text");
   TAP_OK (control_is ("[1]", 0, 0, NULL, "JSON objects with a `type`")
               && control_is ("{\"type\":\"exit\"}", 0, 0, NULL, "unknown control message type `exit`")

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* testutil.h — what Nex's C unit tests share beside tap.h: one scratch directory per program, files written into
  * it, a reproducible random sequence, and the two verdicts most checks spell (accepted; refused as invalid,
  * naming a field).
@@ -38,7 +39,7 @@ test_dir_state_ (void)
 static inline int
 test_dir_remove_one_ (const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-  (void) st, (void) flag, (void) ftw;
+  (void)st, (void)flag, (void)ftw;
   return remove (path);
 }
 
