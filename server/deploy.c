@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include <jansson.h>
 
@@ -14,6 +15,27 @@
 #include "server/drivers/driver.h"
 #include "server/nats/secure.h"
 #include "server/supervisor.h"
+
+/* What a deploy needs left on the data dir's file system: room for the state changes of its life (a few
+ * SQLite pages each) and its first log lines.  Below it a deploy is refused with 507 rather than stored with a
+ * record that could not follow what the workload does. */
+#define DEPLOY_FREE_BYTES_MIN (1 << 20)
+
+/* Fails (NEX_ERR_NO_SPACE) when DIR's file system has less than DEPLOY_FREE_BYTES_MIN for unprivileged use. */
+static int
+require_free_space (const char *dir, nex_error_t *err)
+{
+  struct statvfs sv;
+  if (statvfs (dir, &sv) < 0)
+    return 0; /* not knowing is no reason to refuse: the registry's own writes will say */
+  unsigned long long avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
+  if (avail >= DEPLOY_FREE_BYTES_MIN)
+    return 0;
+  return nex_error_set (err, NEX_ERR_NO_SPACE,
+                        "no space left for a new workload: the data dir %s has %llu bytes free (a deploy needs "
+                        "%d KiB for its records and logs)",
+                        dir, avail, DEPLOY_FREE_BYTES_MIN >> 10);
+}
 
 int
 nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out, nex_error_t *err)
@@ -42,7 +64,8 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
                      "function could never be triggered here");
   else if (!nex_driver_probe (d, &why))
     nex_error_set (err, NEX_ERR_UNAVAILABLE, "driver `%s` is unavailable on this node: %s", d->name, why);
-  else if (nex_artifact_precheck_at (node->artifacts_dir, w.artifact, err) == 0
+  else if (require_free_space (node->data_dir, err) == 0
+           && nex_artifact_precheck_at (node->artifacts_dir, w.artifact, err) == 0
            && (!secured || (stored_secure = nex_registry_secure_put (node->reg, w.id, &secure, err) == 0))
            && nex_registry_workload_insert (node->reg, &w, err) == 0)
     {

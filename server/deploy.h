@@ -16,7 +16,8 @@
  * `workload_deployed` and queues it to the supervisor.  Fills OUT (caller releases) with the stored workload.
  * On failure nothing is stored: NEX_ERR_INVALID names the field (`trigger_subjects` for a function on a node
  * without NATS), NEX_ERR_UNAVAILABLE says why the driver cannot
- * run here.  Any thread. */
+ * run here, NEX_ERR_NO_SPACE that the data dir has less than 1 MiB free (or the record could not be stored).  Any
+ * thread. */
 int nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out, nex_error_t *err);
 
 #endif
