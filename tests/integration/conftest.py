@@ -489,13 +489,27 @@ def start_test_nex(request, args=()):
     if reason:
         pytest.skip(reason)
     module = request.node.module.__name__.rsplit(".", 1)[-1]
-    nex = make_nex(f"{module}.{request.node.name}", extra_args=args)
+    return started_nex(f"{module}.{request.node.name}", args)
+
+
+def started_nex(out_name, args=()):
+    """make_nex (OUT_NAME, ARGS), started; one that fails to start is cleaned up before the error goes on."""
+    nex = make_nex(out_name, extra_args=args)
     try:
         nex.start()
     except Exception:
         nex.abort()
         raise
     return nex
+
+
+def rss_kb(pid):
+    """The resident set of process PID in KiB (0 when /proc does not say)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def finish_test_nex(request, nex):
@@ -545,12 +559,7 @@ def _test_passed(node):
 def nexd(request):
     """A running nexd of this test's own; yields its client (Nex)."""
     module = request.node.module.__name__.rsplit(".", 1)[-1]
-    nex = make_nex(f"{module}.{request.node.name}")
-    try:
-        nex.start()
-    except Exception:
-        nex.abort()
-        raise
+    nex = started_nex(f"{module}.{request.node.name}")
     yield nex
     finish_nex(nex, passed=_test_passed(request.node))
 
@@ -558,12 +567,7 @@ def nexd(request):
 @pytest.fixture(scope="module")
 def nexd_module(request):
     """One nexd shared by the tests of a module (for many small checks against one daemon)."""
-    nex = make_nex(request.module.__name__.rsplit(".", 1)[-1])
-    try:
-        nex.start()
-    except Exception:
-        nex.abort()
-        raise
+    nex = started_nex(request.module.__name__.rsplit(".", 1)[-1])
     yield nex
     failed = any(getattr(i, "rep_call", None) is not None and i.rep_call.failed
                  for i in request.session.items if i.module is request.module)

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import sanitized_build
+from conftest import sanitized_build, rss_kb
 
 NORMAL_SOURCE = "127.0.0.2"
 
@@ -47,14 +47,6 @@ def closed_by_server(sock, wait=0.0):
         return False
     except (ConnectionResetError, BrokenPipeError):
         return True
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def test_two_thousand_connections(nexd):

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import sanitized_build
+from conftest import sanitized_build, rss_kb
 from sandboxlib import probe
 
 BUSYBOX = "/bin/busybox"
@@ -41,14 +41,6 @@ def hostile_fields(nexd, case):
 
 
 SIGN = {"fill-tmp": "filled", "flood": "xxxx", "fds": "fds: opened", "forks": "forking", "agent": "agent: "}
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def api_p99(nexd, wid, n=100):

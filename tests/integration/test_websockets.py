@@ -17,7 +17,7 @@ import time
 import pytest
 import websocket
 
-from conftest import program_path, sanitized_build
+from conftest import program_path, sanitized_build, rss_kb
 
 CHATTER = program_path("chatter")
 
@@ -220,14 +220,6 @@ def test_hostile_frames(nexd, frame, code):
     # the close frame: 0x88, a length, the code
     assert data[:1] == b"\x88" and int.from_bytes(data[2:4], "big") == code, data[:40]
     assert nexd.get("/v1/node").status_code == 200
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def test_stalled_tail_while_100mb_are_written(nexd):

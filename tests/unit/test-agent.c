@@ -24,7 +24,7 @@
 #include "common/wire.h"
 #include "common/cleanup.h"
 #include "common/xalloc.h"
-#include "tests/unit/agentlib.h"
+#include "tests/unit/testutil.h"
 #include "tests/unit/tap.h"
 
 /* --- the host side -------------------------------------------------------------------------------------------- */
@@ -728,9 +728,9 @@ test_agent_garbage (void)
       if (connect_retry (&h, &ag) < 0)
         break;
       uint8_t rnd[512];
-      size_t n = 1 + (size_t)(agentlib_rng () % sizeof rnd);
+      size_t n = 1 + (size_t)(test_rng () % sizeof rnd);
       for (size_t k = 0; k < n; k++)
-        rnd[k] = (uint8_t)agentlib_rng ();
+        rnd[k] = (uint8_t)test_rng ();
       (void)!write (h.fd, rnd, n);
       alive = agent_alive (&ag);
     }

@@ -15,7 +15,7 @@
 #include "common/wire.h"
 #include "common/cleanup.h"
 #include "common/xalloc.h"
-#include "tests/unit/agentlib.h"
+#include "tests/unit/testutil.h"
 #include "tests/unit/tap.h"
 
 #define LIMIT ((size_t)NEX_WIRE_HEADER_SIZE + NEX_WIRE_MAX_PAYLOAD)
@@ -323,22 +323,22 @@ test_random (void)
   uint8_t buf[4096];
   for (int round = 0; round < rounds; round++)
     {
-      size_t n = (size_t)(agentlib_rng () % sizeof buf);
+      size_t n = (size_t)(test_rng () % sizeof buf);
       for (size_t i = 0; i < n; i++)
-        buf[i] = (uint8_t)agentlib_rng ();
+        buf[i] = (uint8_t)test_rng ();
       /* Half the rounds plant plausible headers so that the decoder gets past the header checks. */
       if (round % 2 == 0)
         for (size_t at = 0; at + NEX_WIRE_HEADER_SIZE <= n;)
           {
-            uint32_t len = (uint32_t)(agentlib_rng () % 7 == 0 ? agentlib_rng () : agentlib_rng () % 200);
-            unsigned type = (unsigned)(agentlib_rng () % 12);
-            nex_wire_header_encode (buf + at, type, (uint16_t)agentlib_rng (), len);
-            if (agentlib_rng () % 10 == 0)
-              buf[at + 5] = (uint8_t)agentlib_rng ();
-            if (agentlib_rng () % 3 == 0 && at + NEX_WIRE_HEADER_SIZE + 2 <= n)
+            uint32_t len = (uint32_t)(test_rng () % 7 == 0 ? test_rng () : test_rng () % 200);
+            unsigned type = (unsigned)(test_rng () % 12);
+            nex_wire_header_encode (buf + at, type, (uint16_t)test_rng (), len);
+            if (test_rng () % 10 == 0)
+              buf[at + 5] = (uint8_t)test_rng ();
+            if (test_rng () % 3 == 0 && at + NEX_WIRE_HEADER_SIZE + 2 <= n)
               {
                 /* Sometimes a small object, sometimes the start of one. */
-                if (agentlib_rng () % 2 == 0)
+                if (test_rng () % 2 == 0)
                   nex_wire_header_encode (buf + at, NEX_WIRE_STOP, 0, len = 2);
                 buf[at + NEX_WIRE_HEADER_SIZE] = '{';
                 buf[at + NEX_WIRE_HEADER_SIZE + 1] = len == 2 ? '}' : '"';
@@ -351,7 +351,7 @@ test_random (void)
       int rc = 0;
       for (size_t off = 0; off < n && rc >= 0;)
         {
-          size_t chunk = 1 + (size_t)(agentlib_rng () % 600);
+          size_t chunk = 1 + (size_t)(test_rng () % 600);
           if (chunk > n - off)
             chunk = n - off;
           size_t room = nex_wire_reader_room (&r);
