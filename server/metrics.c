@@ -64,7 +64,7 @@ static struct
   histogram_t request_seconds;
   histogram_t start_seconds;
   uint64_t deploys, failures, exits, stops, events;
-  uint64_t log_lines, log_bytes, log_lost;
+  uint64_t log_lines, log_bytes, log_lost, output_dropped;
   uint64_t uploads, upload_bytes;
 } m = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -123,6 +123,12 @@ void
 nex_metrics_log_lost (uint64_t n)
 {
   __atomic_add_fetch (&m.log_lost, n, __ATOMIC_RELAXED);
+}
+
+void
+nex_metrics_output_dropped (uint64_t n)
+{
+  __atomic_add_fetch (&m.output_dropped, n, __ATOMIC_RELAXED);
 }
 
 void
@@ -225,6 +231,9 @@ nex_metrics_render (nex_node_t *node, const nex_metrics_gauges_t *g)
   counter (&t, "nex_log_bytes_total", "bytes of output lines stored", __atomic_load_n (&m.log_bytes, __ATOMIC_RELAXED));
   counter (&t, "nex_log_lines_lost_total", "output lines that could not be stored (the registry was full)",
            __atomic_load_n (&m.log_lost, __ATOMIC_RELAXED));
+  counter (&t, "nex_output_dropped_bytes_total",
+           "bytes of output agents discarded because nexd did not read them fast enough (8 MiB waited)",
+           __atomic_load_n (&m.output_dropped, __ATOMIC_RELAXED));
   int64_t kept = 0, dropped = 0;
   if (nex_registry_log_totals (node->reg, &kept, &dropped, &err) == 0)
     counter (&t, "nex_log_lines_dropped_total",

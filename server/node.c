@@ -215,20 +215,20 @@ nex_node_pause_logs (nex_node_t *node, int64_t until)
 #define LOGS_FULL_PAUSE_MS 1000
 
 void
-nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lines, size_t n)
+nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lines, size_t n, int64_t skipped)
 {
   if (n == 0)
     return;
   if (nex_clock_mono_ms () < __atomic_load_n (&node->logs_paused_until, __ATOMIC_RELAXED))
     {
-      nex_metrics_log_lost (n);
+      nex_metrics_log_lost (n + (uint64_t)skipped);
       return;
     }
   cleanup_error nex_error_t err = NULL;
   int64_t first;
-  if (nex_registry_log_append_seq (node->reg, id, lines, n, node->cfg->log_lines, &first, &err) < 0)
+  if (nex_registry_log_append_seq (node->reg, id, lines, n, skipped, node->cfg->log_lines, &first, &err) < 0)
     {
-      nex_metrics_log_lost (n);
+      nex_metrics_log_lost (n + (uint64_t)skipped);
       if (err->kind != NEX_ERR_NO_SPACE)
         {
           nex_log_error (NEX_LOG_WARN, err, "workload %s: log lines lost", id);

@@ -68,9 +68,10 @@ void nex_node_close (nex_node_t *node);
  * operation it reports.  Any thread. */
 void nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data);
 
-/* Stores N output lines of workload ID (keeping the node's log_lines bound) and publishes them, numbered, to
- * the bus for live followers.  Failures are logged, not returned: the workload must go on.  Any thread (the
+/* Stores N output lines of workload ID (keeping the node's log_lines bound), after SKIPPED lines that were passed
+ * over before storing (numbered and counted as dropped, see output.h), and publishes them, numbered, to the bus
+ * for live followers and to NATS.  Failures are logged, not returned: the workload must go on.  Any thread (the
  * supervisor's, in practice). */
-void nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lines, size_t n);
+void nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lines, size_t n, int64_t skipped);
 
 #endif

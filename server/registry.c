@@ -793,6 +793,7 @@ typedef struct log_append_ctx
   const char *id;
   const nex_log_line_t *lines;
   size_t n;
+  int64_t skipped;
   int64_t bound;
   int64_t first_seq; /* out: the number given to lines[0] */
 } log_append_ctx_t;
@@ -804,6 +805,7 @@ log_append (sqlite3 *db, void *ctx, nex_error_t *err)
   int64_t last;
   if (workload_require (db, a->id, &last, err) < 0)
     return -1;
+  last += a->skipped;
   a->first_seq = last + 1;
 
   cleanup_stmt sqlite3_stmt *insert = db_prepare (
@@ -823,13 +825,14 @@ log_append (sqlite3 *db, void *ctx, nex_error_t *err)
         return -1;
     }
 
-  int64_t dropped = 0;
+  int64_t dropped = a->skipped;
   if (a->bound > 0 && last > a->bound)
     {
-      dropped = db_exec (db, "DELETE FROM logs WHERE workload_id = ?1 AND seq <= ?2",
-                         DB_ARGS (DB_TEXT (a->id), DB_INT (last - a->bound)), err);
-      if (dropped < 0)
+      int64_t deleted = db_exec (db, "DELETE FROM logs WHERE workload_id = ?1 AND seq <= ?2",
+                                 DB_ARGS (DB_TEXT (a->id), DB_INT (last - a->bound)), err);
+      if (deleted < 0)
         return -1;
+      dropped += deleted;
     }
   if (db_exec (db, "UPDATE workloads SET log_lines = ?2, log_dropped = log_dropped + ?3 WHERE id = ?1",
                DB_ARGS (DB_TEXT (a->id), DB_INT (last), DB_INT (dropped)), err)
@@ -839,14 +842,14 @@ log_append (sqlite3 *db, void *ctx, nex_error_t *err)
 }
 
 int
-nex_registry_log_append_seq (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n, int64_t bound,
-                             int64_t *first_seq, nex_error_t *err)
+nex_registry_log_append_seq (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n,
+                             int64_t skipped, int64_t bound, int64_t *first_seq, nex_error_t *err)
 {
   for (size_t i = 0; i < n; i++)
     if (lines[i].stream != NEX_STREAM_STDOUT && lines[i].stream != NEX_STREAM_STDERR
         && lines[i].stream != NEX_STREAM_CONSOLE)
       return nex_error_field (err, "stream", "unknown stream %d", (int)lines[i].stream);
-  log_append_ctx_t a = { id, lines, n, bound, 0 };
+  log_append_ctx_t a = { id, lines, n, skipped < 0 ? 0 : skipped, bound, 0 };
   if (reg_transaction (reg, log_append, &a, err) < 0)
     return nex_error_wrap (err, "appending to the log of workload `%s`", id);
   if (first_seq)
@@ -858,7 +861,7 @@ int
 nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n, int64_t bound,
                          nex_error_t *err)
 {
-  return nex_registry_log_append_seq (reg, id, lines, n, bound, NULL, err);
+  return nex_registry_log_append_seq (reg, id, lines, n, 0, bound, NULL, err);
 }
 
 /* Reads the log lines STMT selects (seq, stream, ts, text) into a JSON array; NULL on error. */

@@ -140,10 +140,12 @@ typedef struct nex_log_line
 int nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n, int64_t bound,
                              nex_error_t *err);
 
-/* As nex_registry_log_append; *FIRST_SEQ (may be NULL) receives the number given to LINES[0] (the others follow
- * it), for publishing the lines live with their numbers. */
+/* As nex_registry_log_append, after SKIPPED lines that came first and were never stored (passed over before
+ * storing because the bound could not have kept them: output.h): they are numbered and counted as dropped.
+ * *FIRST_SEQ (may be NULL) receives the number given to LINES[0] (the others follow it), for publishing the lines
+ * live with their numbers. */
 int nex_registry_log_append_seq (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n,
-                                 int64_t bound, int64_t *first_seq, nex_error_t *err);
+                                 int64_t skipped, int64_t bound, int64_t *first_seq, nex_error_t *err);
 
 /* The last TAIL lines (all when TAIL <= 0) of ID as a JSON array of {seq, stream, ts (RFC 3339), text}, oldest
  * first.  New reference, or NULL on error. */

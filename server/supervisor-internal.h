@@ -27,6 +27,7 @@
 #include "server/drivers/resync.h"
 #include "server/exec.h"
 #include "server/id.h"
+#include "server/output.h"
 #include "server/supervisor.h"
 
 #define NEX_SUP_MAX_LINE 16384 /* longer output lines are split */
@@ -83,6 +84,8 @@ struct nex_sup_entry
   int pidfd; /* watches inst.pid, -1 if unavailable */
   nex_wire_reader_t reader;
   nex_sup_linebuf_t lines[3]; /* partial stdout / stderr / console line */
+  nex_output_t *output;       /* complete lines waiting to be stored (made at the first), or NULL */
+  int64_t output_due;         /* monotonic ms by which they are stored; 0: none wait */
   nex_sup_ref_t conn_ref, pid_ref, console_ref;
   int console;   /* console output connection, -1 when none */
   int resyncing; /* re-attached to a stream endpoint: waiting for the agent's answer to our greeting */
@@ -122,7 +125,12 @@ struct nex_supervisor
   int sessions;                     /* interactive sessions open (under queue_lock) */
   nex_sup_unrecorded_t *unrecorded; /* transitions the registry refused, oldest first (supervisor-record.c) */
   int64_t unrecorded_retry_at;      /* when to write them again (monotonic ms); 0: nothing kept */
+  int64_t output_delay_ms;          /* how long lines wait before they are stored (grows with the cost of storing) */
 };
+
+/* Stores the output lines of E that wait (its deadline passed, it changes state, or it goes), and publishes them.
+ * Does nothing when none wait.  supervisor.c. */
+void nex_sup_output_flush (nex_supervisor_t *sup, nex_sup_entry_t *e);
 
 /* --- supervisor-record.c -------------------------------------------------------------------------------------- */
 

@@ -120,6 +120,11 @@ void
 nex_sup_transition (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type, json_t *extra)
 {
   cleanup_json json_t *more = extra;
+  /* What the workload printed before this change is stored before it: a reader that sees `exited` sees the
+   * output too. */
+  nex_sup_entry_t *e = nex_sup_entry_find (sup, id);
+  if (e)
+    nex_sup_output_flush (sup, e);
   if (has_unrecorded (sup, id))
     {
       keep (sup, id, c, type, NEX_STEAL_PTR (more));

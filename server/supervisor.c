@@ -27,6 +27,7 @@
 #include "server/drivers/proc.h"
 #include "server/drivers/seccomp.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/nats/secure.h"
 
 #define AGENT_KILL_SLACK_MS 5000     /* after the grace, how long the agent has to report before it is killed */
@@ -69,49 +70,91 @@ nex_sup_fail_workload (nex_supervisor_t *sup, const char *id, const char *reason
 
 /* --- output --------------------------------------------------------------------------------------------------- */
 
-static void
-store_lines (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_log_line_t *lines, size_t n)
+/* Output waits at least this long before it is stored, so that a chatty workload's lines go in few transactions;
+ * while storing takes longer, the wait grows to twice the last store's time (at most OUTPUT_DELAY_MAX_MS), so that
+ * the supervisor spends at most about a third of its time storing output, whatever the workloads print. */
+#define OUTPUT_DELAY_MIN_MS 20
+#define OUTPUT_DELAY_MAX_MS 250
+#define OUTPUT_MAX_BYTES (4u << 20) /* text waiting per workload before it is stored at once */
+
+void
+nex_sup_output_flush (nex_supervisor_t *sup, nex_sup_entry_t *e)
 {
-  nex_node_store_logs (sup->node, e->id, lines, n);
+  if (e->output == NULL || nex_output_pending (e->output) == 0)
+    {
+      e->output_due = 0;
+      return;
+    }
+  int64_t t0 = nex_clock_mono_ms ();
+  cleanup_free nex_log_line_t *lines = NULL;
+  int64_t skipped;
+  size_t n = nex_output_take (e->output, &lines, &skipped);
+  nex_node_store_logs (sup->node, e->id, lines, n, skipped);
+  e->output_due = 0;
+  int64_t took = nex_clock_mono_ms () - t0;
+  int64_t delay = 2 * took;
+  sup->output_delay_ms = delay < OUTPUT_DELAY_MIN_MS   ? OUTPUT_DELAY_MIN_MS
+                         : delay > OUTPUT_DELAY_MAX_MS ? OUTPUT_DELAY_MAX_MS
+                                                       : delay;
 }
 
-/* Splits DATA into lines on STREAM's buffer and stores the complete ones; FLUSH also stores a final partial
- * line. */
+/* Adds one complete line of E's output to what waits, and sets E's deadline when it is the first. */
+static void
+add_line (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, int64_t ts, const char *text, size_t len)
+{
+  if (e->output == NULL)
+    e->output = nex_output_new (sup->node->cfg->log_lines, OUTPUT_MAX_BYTES);
+  if (e->output_due == 0)
+    e->output_due = nex_clock_mono_ms () + (sup->output_delay_ms > 0 ? sup->output_delay_ms : OUTPUT_DELAY_MIN_MS);
+  if (nex_output_add (e->output, stream, ts, text, len))
+    nex_sup_output_flush (sup, e);
+}
+
+/* Splits DATA into lines on STREAM's buffer and adds the complete ones to what waits (a line longer than the
+ * buffer is cut there); FLUSH also adds a final partial line. */
 static void
 take_output (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, const uint8_t *data, size_t len, int flush)
 {
   nex_sup_linebuf_t *lb = &e->lines[stream == NEX_STREAM_CONSOLE ? 2 : stream == NEX_STREAM_STDERR];
   int64_t now = nex_clock_now_ms ();
-  nex_log_line_t batch[64];
-  size_t n = 0;
-  /* Completed lines are copied out of lb before it is reused, so they need their own storage. */
-  cleanup_free char *store = nex_xmalloc (len + sizeof lb->buf + 1);
-  size_t used = 0;
-
-  for (size_t i = 0; i <= len; i++)
+  size_t i = 0;
+  while (i < len)
     {
-      int at_end = i == len;
-      if (!at_end && data[i] != '\n' && lb->len < sizeof lb->buf)
+      size_t room = sizeof lb->buf - lb->len;
+      if (room == 0)
         {
-          lb->buf[lb->len++] = (char)data[i];
+          /* A full line: a newline right after it ends it; anything else starts the next line. */
+          add_line (sup, e, stream, now, lb->buf, lb->len);
+          lb->len = 0;
+          i += data[i] == '\n';
           continue;
         }
-      if (at_end && !(flush && lb->len > 0))
-        break;
-      if (!at_end && data[i] != '\n')
-        i--; /* line too long: cut here and read this byte again into the next line */
-      memcpy (store + used, lb->buf, lb->len);
-      batch[n++] = (nex_log_line_t){ .stream = stream, .ts = now, .text = store + used, .len = lb->len };
-      used += lb->len;
-      lb->len = 0;
-      if (n == sizeof batch / sizeof batch[0])
+      size_t avail = len - i;
+      size_t scan = avail < room ? avail : room;
+      const uint8_t *nl = memchr (data + i, '\n', scan);
+      if (nl == NULL)
         {
-          store_lines (sup, e, batch, n);
-          n = 0;
-          used = 0;
+          memcpy (lb->buf + lb->len, data + i, scan);
+          lb->len += scan;
+          i += scan;
+          continue;
         }
+      size_t take = (size_t)(nl - (data + i));
+      if (lb->len == 0)
+        add_line (sup, e, stream, now, (const char *)data + i, take); /* a whole line in DATA: no copy */
+      else
+        {
+          memcpy (lb->buf + lb->len, data + i, take);
+          add_line (sup, e, stream, now, lb->buf, lb->len + take);
+          lb->len = 0;
+        }
+      i += take + 1;
     }
-  store_lines (sup, e, batch, n);
+  if (flush && lb->len > 0)
+    {
+      add_line (sup, e, stream, now, lb->buf, lb->len);
+      lb->len = 0;
+    }
 }
 
 /* --- the agent channel ----------------------------------------------------------------------------------------- */
@@ -368,7 +411,19 @@ handle_exit (nex_supervisor_t *sup, nex_sup_entry_t *e, json_t *status)
         }
     }
   nex_workload_release (&w);
-  transition_with (sup, e->id, &c, type, have_usage ? json_pack ("{s:o}", "usage", usage_json (&st)) : NULL);
+  json_t *extra = have_usage ? json_pack ("{s:o}", "usage", usage_json (&st)) : NULL;
+  json_int_t dropped = json_integer_value (json_object_get (status, "dropped_bytes"));
+  if (dropped > 0)
+    {
+      /* The agent could not hand this much output over (nexd read slower than the workload wrote): said once. */
+      nex_metrics_output_dropped ((uint64_t)dropped);
+      nex_warn ("workload %s: %lld bytes of its output were dropped by its agent (nexd did not keep up)", e->id,
+                (long long)dropped);
+      if (extra == NULL)
+        extra = json_object ();
+      json_object_set_new (extra, "output_dropped_bytes", json_integer (dropped));
+    }
+  transition_with (sup, e->id, &c, type, extra);
   e->final = 1;
   e->kill_at = 0;
   /* Acknowledge: the agent keeps the status until someone has recorded it, then exits. */
@@ -590,6 +645,8 @@ nex_sup_attach_console (nex_supervisor_t *sup, nex_sup_entry_t *e)
 static void
 entry_free (nex_supervisor_t *sup, nex_sup_entry_t *e)
 {
+  nex_sup_output_flush (sup, e);
+  nex_output_free (e->output);
   unwatch (sup, &e->conn);
   unwatch (sup, &e->pidfd);
   unwatch (sup, &e->console);
@@ -1032,7 +1089,7 @@ nex_supervisor_signal (nex_supervisor_t *sup, const char *id, int sig)
 /* --- the loop ------------------------------------------------------------------------------------------------- */
 
 /* How long the loop may sleep: until the earliest deadline of any entry (a stop's kill, a restart, an exec's end,
- * a greeting, an agent's first hello), or -1 when there is none. */
+ * a greeting, an agent's first hello, output to store), or -1 when there is none. */
 static int
 next_timeout (nex_supervisor_t *sup)
 {
@@ -1040,8 +1097,9 @@ next_timeout (nex_supervisor_t *sup)
   int64_t soonest = nex_sup_unrecorded_deadline (sup);
   for (nex_sup_entry_t *e = sup->entries; e; e = e->next)
     {
-      int64_t at[5] = { e->kill_at, e->restart_at, nex_sup_execs_deadline (e), e->greet_at, e->hello_by };
-      for (int k = 0; k < 5; k++)
+      int64_t at[6]
+          = { e->kill_at, e->restart_at, nex_sup_execs_deadline (e), e->greet_at, e->hello_by, e->output_due };
+      for (int k = 0; k < 6; k++)
         if (at[k] && (soonest == 0 || at[k] < soonest))
           soonest = at[k];
     }
@@ -1056,6 +1114,9 @@ run_timers (nex_supervisor_t *sup)
 {
   int64_t now = nex_clock_mono_ms ();
   nex_sup_unrecorded_retry (sup, now);
+  for (nex_sup_entry_t *e = sup->entries; e; e = e->next)
+    if (e->output_due && now >= e->output_due)
+      nex_sup_output_flush (sup, e);
   for (nex_sup_entry_t *e = sup->entries; e; e = e->next)
     if (e->kill_at && now >= e->kill_at)
       {

@@ -387,6 +387,21 @@ test_logs (nex_registry_t *reg)
               && json_integer_value (json_object_get (json_array_get (tail, 1), "seq")) == 10,
           "tail 2 gives seq 9 and 10");
 
+  /* Lines passed over before storing (output.h) are numbered and counted as dropped, never stored. */
+  int64_t first_seq = 0;
+  TAP_OK (nex_registry_log_append_seq (reg, w.id, lines, 2, 5, 4, &first_seq, &err) == 0 && first_seq == 16,
+          "append 2 lines after 5 passed over: the first is numbered 16 (%lld)", (long long)first_seq);
+  cleanup_json json_t *after_skip = nex_registry_log_tail (reg, w.id, 0, &err);
+  nex_registry_workload_get (reg, w.id, &got, &err);
+  /* The bound keeps numbers 14..17: 14 and 15 were passed over, 7..10 are deleted. */
+  TAP_OK (after_skip && json_array_size (after_skip) == 2
+              && json_integer_value (json_object_get (json_array_get (after_skip, 0), "seq")) == 16
+              && json_integer_value (json_object_get (json_array_get (after_skip, 1), "seq")) == 17
+              && got.log_lines == 17 && got.log_dropped == 6 + 5 + 4,
+          "kept: 16, 17; log_lines 17, log_dropped 15 (%lld, %lld)", (long long)got.log_lines,
+          (long long)got.log_dropped);
+  nex_workload_release (&got);
+
   static const char bad[] = "ok \xff\xfe \xc3( \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82 end\0nul";
   nex_log_line_t l = { .stream = NEX_STREAM_STDERR, .ts = 1, .text = bad, .len = sizeof bad - 1 };
   TAP_OK (nex_registry_log_append (reg, w.id, &l, 1, 0, &err) == 0, "append invalid UTF-8");
