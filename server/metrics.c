@@ -63,6 +63,8 @@ static struct
   uint64_t requests_overflow; /* requests whose key did not fit */
   histogram_t request_seconds;
   histogram_t start_seconds;
+  histogram_t function_seconds;
+  uint64_t function_runs, function_failures;
   uint64_t deploys, failures, exits, stops, events;
   uint64_t log_lines, log_bytes, log_lost, output_dropped;
   uint64_t uploads, upload_bytes;
@@ -123,6 +125,15 @@ void
 nex_metrics_log_lost (uint64_t n)
 {
   __atomic_add_fetch (&m.log_lost, n, __ATOMIC_RELAXED);
+}
+
+void
+nex_metrics_function_run (int succeeded, int64_t elapsed_ms)
+{
+  __atomic_add_fetch (&m.function_runs, 1, __ATOMIC_RELAXED);
+  if (!succeeded)
+    __atomic_add_fetch (&m.function_failures, 1, __ATOMIC_RELAXED);
+  observe (&m.function_seconds, elapsed_ms < 0 ? 0 : elapsed_ms);
 }
 
 void
@@ -227,6 +238,12 @@ nex_metrics_render (nex_node_t *node, const nex_metrics_gauges_t *g)
            __atomic_load_n (&m.stops, __ATOMIC_RELAXED));
   counter (&t, "nex_events_total", "events emitted", __atomic_load_n (&m.events, __ATOMIC_RELAXED));
   histogram (&t, "nex_workload_start_seconds", "from deploy to running", &m.start_seconds);
+  counter (&t, "nex_function_runs_total", "function invocations that ended (succeeded or failed)",
+           __atomic_load_n (&m.function_runs, __ATOMIC_RELAXED));
+  counter (&t, "nex_function_failures_total", "function invocations that failed (exit code, signal, timeout, refusal)",
+           __atomic_load_n (&m.function_failures, __ATOMIC_RELAXED));
+  histogram (&t, "nex_function_seconds", "a function invocation, from its trigger message to its end",
+             &m.function_seconds);
   counter (&t, "nex_log_lines_total", "output lines stored", __atomic_load_n (&m.log_lines, __ATOMIC_RELAXED));
   counter (&t, "nex_log_bytes_total", "bytes of output lines stored", __atomic_load_n (&m.log_bytes, __ATOMIC_RELAXED));
   counter (&t, "nex_log_lines_lost_total", "output lines that could not be stored (the registry was full)",

@@ -28,6 +28,9 @@ void nex_metrics_log_lines (uint64_t n, uint64_t bytes);
 /* Counts N output lines that could not be stored (a full registry). */
 void nex_metrics_log_lost (uint64_t n);
 
+/* Counts a function's run (SUCCEEDED or not) that took ELAPSED_MS from its trigger message to its end. */
+void nex_metrics_function_run (int succeeded, int64_t elapsed_ms);
+
 /* Counts N bytes of output an agent discarded because nexd did not read it fast enough (its EXIT says so). */
 void nex_metrics_output_dropped (uint64_t n);
 

@@ -181,8 +181,9 @@ nex_node_close (nex_node_t *node)
   free (node);
 }
 
-void
-nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data)
+/* Emits (STORE: and stores) the event; see nex_node_emit and nex_node_announce. */
+static void
+emit (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data, int store)
 {
   if (data == NULL)
     data = json_object ();
@@ -194,7 +195,7 @@ nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json
     }
   cleanup_json json_t *ev = nex_event_new (node->id, type, w ? w->id : NULL, data);
   cleanup_error nex_error_t err = NULL;
-  if (nex_registry_event_append (node->reg, ev, &err) < 0)
+  if (store && nex_registry_event_append (node->reg, ev, &err) < 0)
     nex_log_error (NEX_LOG_WARN, err, "event %s not stored", type);
   else
     nex_debug ("event %s %s", type, w ? w->id : "");
@@ -203,6 +204,18 @@ nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json
   nex_metrics_event (type, w && w->started_at && w->created_at ? w->started_at - w->created_at : -1);
   if (node->nats)
     nex_nats_publish_event (node->nats, ev, w ? w->namespace_ : NULL);
+}
+
+void
+nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data)
+{
+  emit (node, type, w, data, 1);
+}
+
+void
+nex_node_announce (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data)
+{
+  emit (node, type, w, data, 0);
 }
 
 void

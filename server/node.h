@@ -68,6 +68,10 @@ void nex_node_close (nex_node_t *node);
  * operation it reports.  Any thread. */
 void nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data);
 
+/* As nex_node_emit, but the event is not stored: it reaches live watchers (the bus, NATS) and the counters only.
+ * For events too frequent to keep one row each (a function's successful runs).  Any thread. */
+void nex_node_announce (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data);
+
 /* Stores N output lines of workload ID (keeping the node's log_lines bound), after SKIPPED lines that were passed
  * over before storing (numbered and counted as dropped, see output.h), and publishes them, numbered, to the bus
  * for live followers and to NATS.  Failures are logged, not returned: the workload must go on.  Any thread (the

@@ -145,6 +145,31 @@ send_frame_waiting (nex_sup_entry_t *e, nex_wire_type_t type, uint16_t channel, 
   return frame && off == n ? 0 : -1;
 }
 
+/* What every exec of E's workload starts from, read from the registry once per entry (a function's run must
+ * not cost a registry read): {env, sealed, capabilities, cwd?}, the hardening nex_sup_add_hardening adds but
+ * seccomp (added per request, it is shared).  `sealed` says that ENV is only the plain part: the sealed one is
+ * opened per exec and never kept.  Borrowed (E owns it), or NULL with ERR. */
+static json_t *
+exec_base (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_error_t *err)
+{
+  if (e->exec_base)
+    return e->exec_base;
+  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
+  if (nex_registry_workload_get (sup->node->reg, e->id, &w, err) < 0)
+    return NULL;
+  cleanup_with (nex_secure_row_release) nex_secure_row_t r = { 0 };
+  int found = nex_registry_secure_get (sup->node->reg, e->id, &r, err);
+  if (found < 0)
+    return NULL;
+  json_t *base = json_object ();
+  nex_sup_add_hardening (sup, base, &w);
+  json_object_del (base, "seccomp");
+  json_object_set_new (base, "env", json_deep_copy (w.env));
+  json_object_set_new (base, "sealed", json_boolean (found && r.sealed_env));
+  e->exec_base = base;
+  return base;
+}
+
 void
 nex_sup_exec_run (nex_supervisor_t *sup, nex_exec_t *x)
 {
@@ -157,8 +182,8 @@ nex_sup_exec_run (nex_supervisor_t *sup, nex_exec_t *x)
       nex_exec_unref (x);
       return;
     }
-  nex_workload_t w = { 0 };
-  if (nex_registry_workload_get (sup->node->reg, x->id, &w, &err) < 0)
+  json_t *base = exec_base (sup, e, &err);
+  if (base == NULL)
     {
       nex_exec_fail (x, &err);
       nex_exec_unref (x);
@@ -182,10 +207,11 @@ nex_sup_exec_run (nex_supervisor_t *sup, nex_exec_t *x)
 
   /* The workload's environment as it started with (its sealed part opened, secure.h), the request's on top: an
    * exec (a function's run, a shell) sees what the workload sees. */
-  json_t *env = nex_secure_start_env (sup->node, x->id, w.env, &err);
+  json_t *plain = json_object_get (base, "env");
+  json_t *env = json_is_true (json_object_get (base, "sealed")) ? nex_secure_start_env (sup->node, x->id, plain, &err)
+                                                                : json_deep_copy (plain);
   if (env == NULL)
     {
-      nex_workload_release (&w);
       nex_error_wrap (&err, "exec: cannot open the workload's sealed environment");
       nex_exec_fail (x, &err);
       exec_remove (e, x);
@@ -194,8 +220,10 @@ nex_sup_exec_run (nex_supervisor_t *sup, nex_exec_t *x)
   json_object_update (env, x->env);
   json_t *req = json_pack ("{s:s, s:O, s:O, s:I}", "path", x->path, "argv", x->argv, "env", env, "timeout_ms",
                            (json_int_t)x->timeout_ms);
-  nex_sup_add_hardening (sup, req, &w);
-  nex_workload_release (&w);
+  json_object_set (req, "seccomp", sup->seccomp);
+  json_object_set (req, "capabilities", json_object_get (base, "capabilities"));
+  if (json_object_get (base, "cwd"))
+    json_object_set (req, "cwd", json_object_get (base, "cwd"));
   if (x->tty)
     {
       json_object_set_new (req, "tty", json_true ());

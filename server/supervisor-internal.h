@@ -103,6 +103,7 @@ struct nex_sup_entry
   int64_t oom_seen;      /* the cgroup's OOM-kill count already accounted for (restarts share the cgroup) */
   int64_t restart_at;    /* monotonic ms at which the ended workload is started again; 0: no restart pending */
   nex_exec_t *execs;     /* exec sessions in flight on this agent connection */
+  json_t *exec_base;     /* what every exec starts from, read once (supervisor-exec.c), or NULL */
   uint16_t last_channel; /* the last exec channel handed out */
   nex_sup_entry_t *next;
 };

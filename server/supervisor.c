@@ -647,6 +647,7 @@ entry_free (nex_supervisor_t *sup, nex_sup_entry_t *e)
 {
   nex_sup_output_flush (sup, e);
   nex_output_free (e->output);
+  json_decref (e->exec_base);
   unwatch (sup, &e->conn);
   unwatch (sup, &e->pidfd);
   unwatch (sup, &e->console);

@@ -7,7 +7,9 @@
  * session (exec.h): `/workload` with the spec's argv and env plus NEX_TRIGGER_SUBJECT, the payload on stdin,
  * killed after function_timeout_s.  The reply carries stdout; a non-zero exit, a signal, a timeout or a refusal
  * is answered with the header `Nex-Error` saying why and stderr (or the reason) as the body.  Events
- * `function_exec_succeeded` / `function_exec_failed` record each run (subject, elapsed_ms, exit_code, ...).
+ * `function_exec_succeeded` / `function_exec_failed` report each run (subject, elapsed_ms, exit_code, ...): live
+ * on the bus and NATS; only failures are stored; both are counted (nex_function_runs_total, ..._failures_total,
+ * nex_function_seconds).
  *
  * Subscriptions are queue subscriptions in the group `nex-fn.<namespace>.<name>`: the same function deployed on
  * several nodes shares its triggers (each message runs once), while different functions on one subject each get
@@ -36,6 +38,7 @@
 #include "server/clock.h"
 #include "server/exec.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/supervisor.h"
 
 #define FN_WAIT_PER_SLOT 4 /* invocations that may wait per concurrency slot before messages are refused */
@@ -271,7 +274,13 @@ call_done (call_t *c)
       json_object_set_new (data, "reason", json_string (why));
     }
   nex_exec_result_release (&r);
-  nex_node_emit (node, why ? "function_exec_failed" : "function_exec_succeeded", &fn->ident, data);
+  /* A failure is stored (GET /v1/events finds it); a success only announced and counted: a function answering
+   * thousands of calls a second must not cost a registry write per call. */
+  nex_metrics_function_run (why == NULL, (int64_t)elapsed_ms);
+  if (why)
+    nex_node_emit (node, "function_exec_failed", &fn->ident, data);
+  else
+    nex_node_announce (node, "function_exec_succeeded", &fn->ident, data);
 
   /* Its slot goes to the oldest waiting invocation, if any. */
   struct nex_nats_functions *m = fn->mod;

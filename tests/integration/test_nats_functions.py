@@ -11,6 +11,7 @@ answering across a restart of nexd.
 
 import base64
 import json
+import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -88,9 +89,16 @@ def test_outcomes_headers_and_events(request, nats_server):
     assert bad[0]["exit_code"] == 3 and bad[0]["reason"] == "exit code 3" and bad[0]["timed_out"] is False
     assert bad[1]["timed_out"] is True and bad[1]["elapsed_ms"] >= 1000
     events.close()
-    # The same events are stored and served over REST.
+    # Failures are stored and served over REST; successes only announced (no registry write per call) and counted.
     stored = nex.get("/v1/events", params={"type": "function_exec_failed"}).json()["events"]
     assert len(stored) == 2
+    assert nex.get("/v1/events", params={"type": "function_exec_succeeded"}).json()["events"] == []
+    metrics = nex.get("/metrics").text
+    runs = re.search(r"^nex_function_runs_total (\d+)$", metrics, re.M)
+    failures = re.search(r"^nex_function_failures_total (\d+)$", metrics, re.M)
+    timed = re.search(r"^nex_function_seconds_count (\d+)$", metrics, re.M)
+    assert runs and failures and timed, metrics
+    assert int(failures.group(1)) == 2 and int(runs.group(1)) >= 6 and int(timed.group(1)) == int(runs.group(1))
     # A message without a reply subject still runs the function; only the reply is skipped.
     events = c.subscribe("$NEX.events.default.function_exec_succeeded")
     c.run("pub", "fn.x", "no reply")
