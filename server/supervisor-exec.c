@@ -182,7 +182,7 @@ nex_sup_exec_run (nex_supervisor_t *sup, nex_exec_t *x)
 
   /* The workload's environment as it started with (its sealed part opened, secure.h), the request's on top: an
    * exec (a function's run, a shell) sees what the workload sees. */
-  json_t *env = nex_secure_start_env (sup->node, x->id, w.env, &err);
+  json_t *env = nex_secure_start_env (sup->node, x->id, w.process ? json_object_get (w.process, "env") : w.env, &err);
   if (env == NULL)
     {
       nex_workload_release (&w);
