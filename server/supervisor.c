@@ -878,7 +878,9 @@ launch_image (nex_supervisor_t *sup, const char *id, const char *digest, int64_t
       return;
     }
   nex_image_store_touch (node->images, digest);
-  launch (sup, id, &w, NULL, digest, tree, t_fetch);
+  /* The workload's `digest` is a bare SHA-256 (hex) for images too: the manifest's; image_digest has the
+   * algorithm. */
+  launch (sup, id, &w, NULL, digest + strlen ("sha256:"), tree, t_fetch);
 }
 
 /* What a pull thread hands back to the supervisor about one workload. */
