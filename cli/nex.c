@@ -537,6 +537,8 @@ cmd_run (cli_t *cli, int argc, char **argv)
                       "[--entrypoint PROG] [--user U] [--cwd DIR] [--json]";
   int n_pos = parse_args (cli, argc, argv, flags, usage, pos, 257);
   const char *image = flag_value (&flags[F_IMAGE], NULL);
+  if (!image && n_pos > 1)
+    fail_usage ("unexpected argument `%s` (usage: %s)", pos[1], usage);
   if (!image && n_pos != 1)
     fail_usage ("which program? (usage: %s)", usage);
   if (image && flags[F_ARG].count)

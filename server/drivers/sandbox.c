@@ -11,9 +11,13 @@
  *                       the sandbox's own (TTY exec sessions), and ptmx, a link to its multiplexer
  *     /tmp              a small writable tmpfs
  *
- * The root itself is read-only.  Nothing of the host's filesystem is reachable: the old root is detached after
- * pivot_root.  Inside, uid/gid 0 map to an unprivileged host range (NEX_SANDBOX_UID_BASE...), so a workload that
- * escapes its namespaces is nobody on the host.  The network namespace has only loopback, brought up here.
+ * The root itself is read-only.  An image workload's root is instead an overlay: the image's flattened tree
+ * (shared by every workload of the image, never written) below, a writable upper layer of its own in a tmpfs
+ * sized by disk_mb above, with /dev (a small tmpfs), /proc, /tmp and the agent (at /.nex-agent) mounted on the
+ * mount points the image store made in the tree.  Nothing of the host's filesystem is reachable: the old root is
+ * detached after pivot_root.  Inside, uid/gid 0 map to an unprivileged host range (NEX_SANDBOX_UID_BASE...), so a
+ * workload that escapes its namespaces is nobody on the host.  The network namespace has only loopback, brought up
+ * here.
  *
  * nexd creates the agent's listening socket in the workload's run dir on the host (outside the sandbox root, so
  * the workload cannot reach it) and passes it as fd 3; nexd dials that path, now and after a restart.
