@@ -190,3 +190,17 @@ def test_cache_list_delete_and_409(request, images):
         assert cli.returncode == 1 and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
     finally:
         finish_test_nex(request, nexd)
+
+
+def test_image_workload_survives_a_nexd_restart(request, images):
+    nexd = start_test_nex(request)
+    try:
+        w = nexd.deploy_ok(name="keep", image=images["sleeper"])
+        before = nexd.wait_state(w["id"], "running", timeout=30)
+        nexd.restart()
+        after = nexd.wait_state(w["id"], "running", timeout=15)
+        assert after["pid"] == before["pid"] and after["process"] == before["process"]
+        r = nexd.post(f"/v1/workloads/{w['id']}/exec", json={"argv": ["sh", "-c", "id -u; ls /bin/busybox"]})
+        assert r.status_code == 200 and r.json()["stdout"] == "0\n/bin/busybox\n", r.text
+    finally:
+        finish_test_nex(request, nexd)
