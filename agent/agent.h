@@ -268,7 +268,12 @@ typedef struct nex_agent_spec
   unsigned short filter_len;
   bool tty; /* EXEC only: run on a new pseudo-terminal of ROWS x COLS */
   unsigned short rows, cols;
-  bool park; /* START only: the child parks (waits for a signal) instead of executing path */
+  bool park;    /* START only: the child parks (waits for a signal) instead of executing path */
+  bool has_ids; /* uid, gid and groups given: the child becomes that user (an image's User) */
+  uid_t uid;
+  gid_t gid;
+  gid_t *groups; /* supplementary groups, owned */
+  size_t n_groups;
 } nex_agent_spec_t;
 
 /* Why a child could not become its program, as it reports through its status pipe. */
@@ -278,7 +283,8 @@ typedef struct nex_agent_child_failure
   int errnum; /* errno of the failed call */
 } nex_agent_child_failure_t;
 
-/* Fills *S from REQ (path, cwd, argv, env, capabilities, seccomp; START's and EXEC's common fields).  The strings
+/* Fills *S from REQ (path, cwd, argv, env, capabilities, seccomp, uid/gid/groups; START's and EXEC's common
+ * fields).  A path without `/` is looked up in the env's PATH by the child, inside the root.  The strings
  * point into REQ, which must outlive S.  -1 with ERR (its field set) when a field is malformed.  Release S with
  * nex_agent_spec_release either way. */
 int nex_agent_spec_parse (json_t *req, nex_agent_spec_t *s, nex_error_t *err);

@@ -9,6 +9,7 @@
  * pipe: EOF on it means execve succeeded.  Each security step's comment says what attack it stops. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -36,6 +37,7 @@ void
 nex_agent_spec_release (nex_agent_spec_t *s)
 {
   free (s->filter);
+  free (s->groups);
   free (s->argv);
   for (char **e = s->envp; e && *e; e++)
     free (*e);
@@ -60,6 +62,26 @@ parse_hardening (json_t *req, nex_agent_spec_t *s, nex_error_t *err)
         if (!json_is_integer (v) || json_integer_value (v) < 0 || json_integer_value (v) > 63)
           return nex_error_field (err, "capabilities", "`capabilities[%zu]` must be a number from 0 to 63", i);
         s->keep_caps |= UINT64_C (1) << json_integer_value (v);
+      }
+    }
+  json_t *uid = json_object_get (req, "uid"), *gid = json_object_get (req, "gid");
+  json_t *groups = json_object_get (req, "groups");
+  if (uid && !json_is_null (uid))
+    {
+      if (!json_is_integer (uid) || !json_is_integer (gid) || json_integer_value (uid) < 0
+          || json_integer_value (uid) > 65535 || json_integer_value (gid) < 0 || json_integer_value (gid) > 65535)
+        return nex_error_field (err, "uid", "`uid` and `gid` must be numbers from 0 to 65535");
+      s->has_ids = true;
+      s->uid = (uid_t)json_integer_value (uid);
+      s->gid = (gid_t)json_integer_value (gid);
+      if (groups && !json_is_null (groups) && (!json_is_array (groups) || json_array_size (groups) > 64))
+        return nex_error_field (err, "groups", "`groups` must be an array of at most 64 group ids");
+      s->groups = nex_xzalloc ((json_array_size (groups) + 1) * sizeof *s->groups);
+      json_array_foreach (groups, i, v)
+      {
+        if (!json_is_integer (v) || json_integer_value (v) < 0 || json_integer_value (v) > 65535)
+          return nex_error_field (err, "groups", "`groups[%zu]` must be a number from 0 to 65535", i);
+        s->groups[s->n_groups++] = (gid_t)json_integer_value (v);
       }
     }
   json_t *prog = json_object_get (req, "seccomp");
@@ -165,6 +187,7 @@ typedef enum child_stage
   AGENT_CHILD_NNP,     /* no_new_privs failed */
   AGENT_CHILD_SECCOMP, /* the kernel refused the seccomp program */
   AGENT_CHILD_TTY,     /* the terminal could not become the controlling terminal */
+  AGENT_CHILD_IDS,     /* becoming the image's user failed */
 } child_stage_t;
 
 static const char *
@@ -188,6 +211,8 @@ stage_name (int stage)
       return "seccomp";
     case AGENT_CHILD_TTY:
       return "controlling terminal";
+    case AGENT_CHILD_IDS:
+      return "set user";
     }
   return "setup";
 }
@@ -220,7 +245,7 @@ close_from (int first)
  * spec asked for them.  An agent that is not root (tests) cannot shrink its bounding set and need not: it holds
  * no capabilities, and no_new_privs keeps execve from granting any. */
 static int
-drop_caps (uint64_t keep)
+drop_bounding (uint64_t keep)
 {
   for (int cap = 0; cap < 64; cap++)
     {
@@ -231,6 +256,14 @@ drop_caps (uint64_t keep)
       if (prctl (PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && !(errno == EPERM && geteuid () != 0))
         return -1;
     }
+  return 0;
+}
+
+/* The ambient and the process's own sets (after drop_bounding, and after set_ids: a user other than root has
+ * lost its capabilities with its uid already, and keeps none). */
+static int
+drop_own (uint64_t keep)
+{
   prctl (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); /* EINVAL on kernels without ambient caps */
   struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
   struct __user_cap_data_struct d[2];
@@ -252,6 +285,52 @@ drop_caps (uint64_t keep)
     for (int i = 0; i < 2; i++)
       d[i].effective = d[i].permitted = d[i].inheritable = (uint32_t)(keep >> (32 * i));
   return (int)syscall (SYS_capset, &h, d);
+}
+
+/* Becomes S's user (an image's User): supplementary groups, gid, uid, in that order (each needs the privilege the
+ * next one drops).  Needs CAP_SETUID/CAP_SETGID, still held: call between drop_bounding and drop_own. */
+static int
+set_ids (const nex_agent_spec_t *s)
+{
+  if (setgroups (s->n_groups, s->groups) < 0 || setresgid (s->gid, s->gid, s->gid) < 0
+      || setresuid (s->uid, s->uid, s->uid) < 0)
+    return -1;
+  return 0;
+}
+
+/* execve of S's program; a path without `/` is looked up in PATH of S's environment (inside the root), as a
+ * shell would.  Returns only on failure, with errno. */
+static void
+exec_program (const nex_agent_spec_t *s)
+{
+  if (strchr (s->path, '/'))
+    {
+      execve (s->path, s->argv, s->envp);
+      return;
+    }
+  const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (char **e = s->envp; *e; e++)
+    if (strncmp (*e, "PATH=", 5) == 0)
+      path = *e + 5;
+  int saved = ENOENT;
+  for (const char *p = path; *p;)
+    {
+      size_t n = strcspn (p, ":");
+      char full[PATH_MAX];
+      if (n > 0 && n + strlen (s->path) + 2 <= sizeof full)
+        {
+          memcpy (full, p, n);
+          full[n] = '/';
+          strcpy (full + n + 1, s->path);
+          execve (full, s->argv, s->envp);
+          if (errno != ENOENT && errno != ENOTDIR)
+            saved = errno;
+        }
+      p += n;
+      if (*p == ':')
+        p++;
+    }
+  errno = saved;
 }
 
 /* The forked child: becomes the workload or reports why not.  Everything it uses was prepared before fork. */
@@ -323,7 +402,11 @@ child (const nex_agent_spec_t *s, const char *tty, int in_r, int out_w, int err_
   if (getcwd (here, sizeof here) == NULL || here[0] != '/')
     child_fail (status_w, AGENT_CHILD_CWD, errno ? errno : ENOENT);
 
-  if (drop_caps (s->keep_caps) < 0)
+  if (drop_bounding (s->keep_caps) < 0)
+    child_fail (status_w, AGENT_CHILD_CAPS, errno);
+  if (s->has_ids && set_ids (s) < 0)
+    child_fail (status_w, AGENT_CHILD_IDS, errno);
+  if (drop_own (s->keep_caps) < 0)
     child_fail (status_w, AGENT_CHILD_CAPS, errno);
   /* no_new_privs: execve can never grant privileges again (setuid bits, file capabilities), and it lets an
    * unprivileged process install the seccomp filter. */
@@ -346,7 +429,7 @@ child (const nex_agent_spec_t *s, const char *tty, int in_r, int out_w, int err_
       for (;;)
         pause ();
     }
-  execve (s->path, s->argv, s->envp);
+  exec_program (s);
   child_fail (status_w, AGENT_CHILD_EXEC, errno);
 }
 

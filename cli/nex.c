@@ -501,6 +501,10 @@ cmd_run (cli_t *cli, int argc, char **argv)
     F_MAX_RESTARTS,
     F_DRIVER,
     F_NETWORK,
+    F_IMAGE,
+    F_ENTRYPOINT,
+    F_USER,
+    F_CWD,
   };
   static flag_t flags[] = {
     [F_NAME] = { "name", 'n', 1, "workload name (default: the file's name)" },
@@ -518,15 +522,28 @@ cmd_run (cli_t *cli, int argc, char **argv)
     [F_MAX_RESTARTS] = { "max-restarts", 0, 1, "restarts the policy allows" },
     [F_DRIVER] = { "driver", 0, 1, "sandbox (default), qemu or firecracker" },
     [F_NETWORK] = { "network", 0, 1, "none (default: loopback only) or host" },
+    [F_IMAGE] = { "image", 0, 1,
+                  "run an OCI image (name[:tag][@sha256:...], oci-layout:///path:tag); the "
+                  "arguments after -- replace its Cmd" },
+    [F_ENTRYPOINT] = { "entrypoint", 0, 1, "image: replaces the image's Entrypoint (and drops its Cmd)" },
+    [F_USER] = { "user", 'u', 1, "image: uid[:gid] or name[:group] to run as" },
+    [F_CWD] = { "cwd", 'w', 1, "working directory inside the sandbox" },
     { NULL },
   };
-  char *pos[1];
-  const char *usage = "nex run FILE|URL [--name NAME] [--namespace NS] [--env K=V]... [--arg ARG]... "
-                      "[--label K=V]... [--memory MIB] [--vcpus N] [--pids N] [--disk MIB] [--restart POLICY] "
-                      "[--max-restarts N] [--driver NAME] [--network MODE] [--sha256 HEX] [--json]";
-  if (parse_args (cli, argc, argv, flags, usage, pos, 1) != 1)
+  char *pos[257];
+  const char *usage = "nex run FILE|URL | --image REF [-- CMD...] [--name NAME] [--namespace NS] [--env K=V]... "
+                      "[--arg ARG]... [--label K=V]... [--memory MIB] [--vcpus N] [--pids N] [--disk MIB] "
+                      "[--restart POLICY] [--max-restarts N] [--driver NAME] [--network MODE] [--sha256 HEX] "
+                      "[--entrypoint PROG] [--user U] [--cwd DIR] [--json]";
+  int n_pos = parse_args (cli, argc, argv, flags, usage, pos, 257);
+  const char *image = flag_value (&flags[F_IMAGE], NULL);
+  if (!image && n_pos > 1)
+    fail_usage ("unexpected argument `%s` (usage: %s)", pos[1], usage);
+  if (!image && n_pos != 1)
     fail_usage ("which program? (usage: %s)", usage);
-  const char *source = pos[0];
+  if (image && flags[F_ARG].count)
+    fail_usage ("an image takes its command after --, not --arg (usage: %s)", usage);
+  const char *source = image ? image : pos[0];
 
   cleanup_free char *name = nex_xstrdup (flag_value (&flags[F_NAME], NULL) ?: "");
   if (*name == '\0')
@@ -594,6 +611,24 @@ cmd_run (cli_t *cli, int argc, char **argv)
       json_object_set_new (body, "argv", args);
     }
 
+  if (flags[F_USER].count)
+    json_object_set_new (body, "user", json_string (flag_value (&flags[F_USER], NULL)));
+  if (flags[F_CWD].count)
+    json_object_set_new (body, "cwd", json_string (flag_value (&flags[F_CWD], NULL)));
+  if (image)
+    {
+      json_object_set_new (body, "image", json_string (image));
+      if (flags[F_ENTRYPOINT].count)
+        json_object_set_new (body, "entrypoint", json_pack ("[s]", flag_value (&flags[F_ENTRYPOINT], NULL)));
+      if (n_pos > 0)
+        {
+          json_t *cmd = json_array ();
+          for (int i = 0; i < n_pos; i++)
+            json_array_append_new (cmd, json_string (pos[i]));
+          json_object_set_new (body, "cmd", cmd);
+        }
+      return call_and_print (cli, "POST", "/v1/workloads", body, "id");
+    }
   cleanup_free char *url = NULL;
   const char *sha = flag_value (&flags[F_SHA256], NULL);
   char hex[65];
@@ -1310,6 +1345,60 @@ cmd_token_revoke (cli_t *cli, int argc, char **argv)
   return 0;
 }
 
+/* --- nex image ls | pull | rm ----------------------------------------------------------------------------------- */
+
+static int
+cmd_image_ls (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  parse_args (cli, argc, argv, flags, "nex image ls [--json]", pos, 0);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *r = NULL;
+  long status;
+  if (nex_client_call (cli->client, "GET", "/v1/images", NULL, &status, &r, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    {
+      print_json (r);
+      return 0;
+    }
+  printf ("%-71s  %10s  %-24s  %-9s  %s\n", "DIGEST", "SIZE", "LAST USED", "WORKLOADS", "REFERENCES");
+  size_t i;
+  json_t *img;
+  json_array_foreach (json_object_get (r, "images"), i, img)
+  {
+    char refs[1024];
+    printf ("%-71s  %10lld  %-24s  %-9zu  %s\n", str (img, "digest", "?"),
+            (long long)json_integer_value (json_object_get (img, "size")), str (img, "last_used_at", "-"),
+            json_array_size (json_object_get (img, "workloads")),
+            join_strings (json_object_get (img, "references"), refs, sizeof refs, "-"));
+  }
+  return 0;
+}
+
+static int
+cmd_image_pull (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex image pull REF [--json]", pos, 1) != 1)
+    fail_usage ("which image? (usage: nex image pull REF)");
+  cleanup_json json_t *body = json_pack ("{s:s}", "image", pos[0]);
+  return call_and_print (cli, "POST", "/v1/images/pull", body, "digest");
+}
+
+static int
+cmd_image_rm (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex image rm DIGEST [--json]", pos, 1) != 1)
+    fail_usage ("which image? (usage: nex image rm sha256:...; see nex image ls)");
+  cleanup_free char *path = nex_xasprintf ("/v1/images/%s", pos[0]);
+  return call_and_print (cli, "DELETE", path, NULL, "digest");
+}
+
 /* --- dispatch --------------------------------------------------------------------------------------------------- */
 
 typedef struct command
@@ -1332,6 +1421,9 @@ static const command_t commands[] = {
   { "token create", cmd_token_create, "create an API token (admin); prints its secret, once" },
   { "token ls", cmd_token_ls, "list API tokens (admin)" },
   { "token revoke", cmd_token_revoke, "revoke an API token (admin)" },
+  { "image ls", cmd_image_ls, "list the node's cached OCI images" },
+  { "image pull", cmd_image_pull, "pull an OCI image into the node's cache (asks the registry again)" },
+  { "image rm", cmd_image_rm, "remove a cached image no live workload uses" },
   { NULL, NULL, NULL },
 };
 

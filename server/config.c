@@ -78,6 +78,11 @@ static const opt_t options[] = {
   OPT (kvm_boot_s, OPT_INT, "20", "vm_accel auto: seconds a VM under KVM has to boot before it is retried under TCG"),
   OPT (vm_memory_mib, OPT_INT, "128", "memory of a microVM, MiB, when the workload asks for none"),
   OPT (vm_vcpus, OPT_INT, "1", "vCPUs of a microVM when the workload asks for none"),
+  OPT (insecure_registries, OPT_STRING, NULL,
+       "image registries (host or host:port, comma-separated) reached over plain http; loopback always is"),
+  OPT (registry_auth, OPT_STRING, NULL, "credentials for image registries: a docker config.json (its `auths`)"),
+  OPT (image_max_unpacked_mb, OPT_INT, "4096", "largest image accepted, unpacked, MiB (all layers together)"),
+  OPT (image_max_files, OPT_INT, "500000", "most files (tar entries) an image may have, all layers together"),
   OPT (web_dir, OPT_STRING, NEX_WEB_DIR, "directory of the dashboard served at / (its ../node_modules gives /vendor/)"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])

@@ -57,7 +57,12 @@ typedef struct nex_config
   int64_t kvm_boot_s;     /* in vm_accel auto, a VM under KVM must greet within this; default 20 */
   int64_t vm_memory_mib;  /* a VM's memory when its workload asks for none; default 128 */
   int64_t vm_vcpus;       /* a VM's vCPUs when its workload asks for none; default 1 */
-  char *web_dir;          /* the dashboard's files; default: web/ of the source tree nexd was built from */
+  /* OCI images (server/artifacts/image-store.h) */
+  char *insecure_registries;     /* hosts reached with plain http (comma-separated); loopback always is */
+  char *registry_auth;           /* docker config.json whose `auths` gives registry credentials; NULL: none */
+  int64_t image_max_unpacked_mb; /* an image's unpacked size bound; default 4096 */
+  int64_t image_max_files;       /* an image's entry count bound; default 500000 */
+  char *web_dir;                 /* the dashboard's files; default: web/ of the source tree nexd was built from */
 } nex_config_t;
 
 /* Fills CFG from defaults, the config file, the environment ENVP and ARGV, in that order.  Returns 0, 1 when

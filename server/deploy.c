@@ -65,7 +65,7 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
   else if (!nex_driver_probe (d, &why))
     nex_error_set (err, NEX_ERR_UNAVAILABLE, "driver `%s` is unavailable on this node: %s", d->name, why);
   else if (require_free_space (node->data_dir, err) == 0
-           && nex_artifact_precheck_at (node->artifacts_dir, w.artifact, err) == 0
+           && (w.image || nex_artifact_precheck_at (node->artifacts_dir, w.artifact, err) == 0)
            && (!secured || (stored_secure = nex_registry_secure_put (node->reg, w.id, &secure, err) == 0))
            && nex_registry_workload_insert (node->reg, &w, err) == 0)
     {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "server/artifacts/image-store.h"
 #include "common/fdio.h"
 #include "common/utf8.h"
 #include "common/xalloc.h"
@@ -150,6 +151,10 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   if (node->reg == NULL)
     return NULL;
 
+  node->images = nex_image_store_open (node, err);
+  if (node->images == NULL)
+    return NULL;
+
   if (nex_identity_load (node->data_dir, &node->identity, err) < 0)
     return NULL;
   snprintf (node->id, sizeof node->id, "%s", node->identity.node.public_text);
@@ -167,6 +172,7 @@ nex_node_close (nex_node_t *node)
 {
   if (node == NULL)
     return;
+  nex_image_store_close (node->images);
   nex_registry_close (node->reg);
   nex_cgroups_close (node->cgroups);
   free (node->cgroups_error);

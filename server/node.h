@@ -23,6 +23,7 @@ typedef struct nex_cgroups nex_cgroups_t;
 typedef struct nex_bus nex_bus_t;
 typedef struct nex_auth nex_auth_t;
 typedef struct nex_nats nex_nats_t;
+typedef struct nex_image_store nex_image_store_t;
 
 typedef struct nex_node
 {
@@ -40,6 +41,7 @@ typedef struct nex_node
   char *data_dir;            /* absolute */
   char *artifacts_dir;       /* data_dir/artifacts: content-addressed executables */
   char *run_dir;             /* data_dir/run: one directory per live sandbox */
+  nex_image_store_t *images; /* OCI images: data_dir/oci (artifacts/image-store.h) */
   char *agent_path;          /* absolute path of nex-agent */
   int64_t started_at;        /* Unix ms */
   int64_t started_mono;      /* monotonic ms, for uptime */

@@ -435,7 +435,7 @@ nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, 
   "id, name, namespace, description, artifact, sha256, digest, argv, env, driver, state, reason, exit_code, "          \
   "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped, "              \
   "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start, network, labels, type, "         \
-  "trigger_subjects, function_timeout_s, max_concurrency"
+  "trigger_subjects, function_timeout_s, max_concurrency, image, image_digest, entrypoint, cmd, user, process"
 
 /* The one row -> struct conversion, for a statement selecting WORKLOAD_COLUMNS.  Fills *OUT or fails. */
 static int
@@ -491,6 +491,21 @@ workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
       out->function_timeout_s = sqlite3_column_int64 (stmt, 33);
       out->max_concurrency = sqlite3_column_int64 (stmt, 34);
     }
+  out->image = col_text (stmt, 35);
+  out->image_digest = col_text (stmt, 36);
+  if (sqlite3_column_type (stmt, 37) != SQLITE_NULL)
+    out->entrypoint = col_json (stmt, 37, JSON_ARRAY);
+  if (sqlite3_column_type (stmt, 38) != SQLITE_NULL)
+    out->cmd = col_json (stmt, 38, JSON_ARRAY);
+  out->user = col_text (stmt, 39);
+  if (sqlite3_column_type (stmt, 40) != SQLITE_NULL)
+    out->process = col_json (stmt, 40, JSON_OBJECT);
+  /* An image workload's artifact is stored empty (the column is NOT NULL): it has none. */
+  if (out->image && out->artifact && out->artifact[0] == '\0')
+    {
+      free (out->artifact);
+      out->artifact = NULL;
+    }
   return 0;
 }
 
@@ -527,14 +542,17 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
   cleanup_free char *labels = json_text (w->labels, "{}");
   int fn = w->type == NEX_WORKLOAD_FUNCTION;
   cleanup_free char *triggers = fn ? json_text (w->trigger_subjects, "[]") : NULL;
+  cleanup_free char *entrypoint = w->entrypoint ? json_text (w->entrypoint, "[]") : NULL;
+  cleanup_free char *cmd = w->cmd ? json_text (w->cmd, "[]") : NULL;
+  cleanup_free char *process = w->process ? json_text (w->process, "{}") : NULL;
   if (db_exec (
           db,
           "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
           "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, "
-          "?33, ?34, ?35)",
+          "?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41)",
           DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
-                   DB_TEXT (w->artifact), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv), DB_TEXT (env),
-                   DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
+                   DB_TEXT (w->artifact ? w->artifact : ""), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv),
+                   DB_TEXT (env), DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
                    DB_OPT_INT (w->has_exit_code, w->exit_code), DB_NONZERO (w->exit_signal), DB_NONZERO (w->pid),
                    DB_TEXT (w->endpoint), DB_INT (w->created_at), DB_INT (w->updated_at), DB_NONZERO (w->started_at),
                    DB_NONZERO (w->finished_at), DB_INT (w->log_lines), DB_INT (w->log_dropped), DB_TEXT (resources),
@@ -542,7 +560,9 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
                    DB_INT (w->restarts), DB_TEXT (capabilities), DB_TEXT (w->cwd), DB_NONZERO (w->agent_start),
                    DB_TEXT (w->host_network ? "host" : "none"), DB_TEXT (labels),
                    DB_TEXT (nex_workload_type_name (w->type)), DB_TEXT (triggers),
-                   DB_OPT_INT (fn, w->function_timeout_s), DB_OPT_INT (fn, w->max_concurrency)),
+                   DB_OPT_INT (fn, w->function_timeout_s), DB_OPT_INT (fn, w->max_concurrency), DB_TEXT (w->image),
+                   DB_TEXT (w->image_digest), DB_TEXT (entrypoint), DB_TEXT (cmd), DB_TEXT (w->user),
+                   DB_TEXT (process)),
           err)
       < 0)
     return -1;
@@ -1214,5 +1234,179 @@ nex_registry_jti_claim (nex_registry_t *reg, const char *issuer, const char *jti
     return nex_error_wrap (err, "recording JWT id `%s`", jti);
   if (changed == 0)
     return nex_error_set (err, NEX_ERR_CONFLICT, "workload_jwt was used before (jti `%s`): replay refused", jti);
+  return 0;
+}
+
+/* ---- images (schema 007) --------------------------------------------------------------------------------- */
+
+typedef struct image_put
+{
+  const nex_image_row_t *row;
+  const char *ref;
+} image_put_t;
+
+static int
+image_put (sqlite3 *db, void *ctx, nex_error_t *err)
+{
+  const image_put_t *p = ctx;
+  if (db_exec (db,
+               "INSERT INTO images (digest, config, layers, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5) "
+               "ON CONFLICT (digest) DO NOTHING",
+               DB_ARGS (DB_TEXT (p->row->digest), DB_TEXT (p->row->config), DB_TEXT (p->row->layers),
+                        DB_INT (p->row->size), DB_INT (nex_clock_now_ms ())),
+               err)
+      < 0)
+    return -1;
+  if (p->ref
+      && db_exec (db,
+                  "INSERT INTO image_refs (ref, digest) VALUES (?1, ?2) "
+                  "ON CONFLICT (ref) DO UPDATE SET digest = excluded.digest",
+                  DB_ARGS (DB_TEXT (p->ref), DB_TEXT (p->row->digest)), err)
+             < 0)
+    return -1;
+  return 0;
+}
+
+int
+nex_registry_image_put (nex_registry_t *reg, const nex_image_row_t *row, const char *ref, nex_error_t *err)
+{
+  image_put_t p = { .row = row, .ref = ref };
+  if (reg_transaction (reg, image_put, &p, err) < 0)
+    return nex_error_wrap (err, "storing image `%s`", row->digest);
+  return 0;
+}
+
+int
+nex_registry_image_resolve (nex_registry_t *reg, const char *ref, char digest[72], nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db, "SELECT r.digest FROM image_refs r JOIN images i ON i.digest = r.digest WHERE r.ref = ?1",
+                    DB_ARGS (DB_TEXT (ref)), err);
+  int row = stmt ? db_step (reg->db, stmt, err) : -1;
+  if (row > 0)
+    snprintf (digest, 72, "%s", (const char *)sqlite3_column_text (stmt, 0));
+  return row;
+}
+
+int
+nex_registry_image_get (nex_registry_t *reg, const char *digest, nex_image_row_t *out, nex_error_t *err)
+{
+  memset (out, 0, sizeof *out);
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (
+      reg->db, "SELECT digest, config, layers, size FROM images WHERE digest = ?1", DB_ARGS (DB_TEXT (digest)), err);
+  int row = stmt ? db_step (reg->db, stmt, err) : -1;
+  if (row <= 0)
+    return row;
+  snprintf (out->digest, sizeof out->digest, "%s", (const char *)sqlite3_column_text (stmt, 0));
+  out->config = col_text (stmt, 1);
+  out->layers = col_text (stmt, 2);
+  out->size = sqlite3_column_int64 (stmt, 3);
+  return 1;
+}
+
+void
+nex_image_row_release (nex_image_row_t *r)
+{
+  free (r->config);
+  free (r->layers);
+  memset (r, 0, sizeof *r);
+}
+
+int
+nex_registry_image_touch (nex_registry_t *reg, const char *digest, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  if (db_exec (reg->db, "UPDATE images SET last_used_at = ?2 WHERE digest = ?1",
+               DB_ARGS (DB_TEXT (digest), DB_INT (nex_clock_now_ms ())), err)
+      < 0)
+    return nex_error_wrap (err, "marking image `%s` used", digest);
+  return 0;
+}
+
+json_t *
+nex_registry_image_list (nex_registry_t *reg, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db,
+                    "SELECT i.digest, i.size, i.created_at, i.last_used_at, "
+                    "(SELECT json_group_array (r.ref) FROM image_refs r WHERE r.digest = i.digest), "
+                    "(SELECT json_group_array (w.id) FROM workloads w WHERE w.image_digest = i.digest "
+                    " AND w.state IN ('pending', 'starting', 'running')) "
+                    "FROM images i ORDER BY i.created_at, i.digest",
+                    NULL, 0, err);
+  if (stmt == NULL)
+    return NULL;
+  json_t *out = json_array ();
+  int row;
+  while ((row = db_step (reg->db, stmt, err)) > 0)
+    json_array_append_new (
+        out, json_pack ("{s:s, s:I, s:o, s:o, s:o, s:o}", "digest", (const char *)sqlite3_column_text (stmt, 0), "size",
+                        (json_int_t)sqlite3_column_int64 (stmt, 1), "created_at", col_time (stmt, 2), "last_used_at",
+                        col_time (stmt, 3), "references", col_json (stmt, 4, JSON_ARRAY), "workloads",
+                        col_json (stmt, 5, JSON_ARRAY)));
+  if (row < 0)
+    {
+      json_decref (out);
+      return NULL;
+    }
+  return out;
+}
+
+static int
+image_delete (sqlite3 *db, void *ctx, nex_error_t *err)
+{
+  const char *digest = ctx;
+  int64_t users = 0;
+  if (db_query_int (db,
+                    "SELECT count (*) FROM workloads WHERE image_digest = ?1 AND state IN ('pending', 'starting', "
+                    "'running')",
+                    DB_ARGS (DB_TEXT (digest)), &users, err)
+      < 0)
+    return -1;
+  if (users > 0)
+    return nex_error_set (err, NEX_ERR_CONFLICT, "image %s is used by %lld workload(s)", digest, (long long)users);
+  int64_t gone = db_exec (db, "DELETE FROM images WHERE digest = ?1", DB_ARGS (DB_TEXT (digest)), err);
+  if (gone < 0 || db_exec (db, "DELETE FROM image_refs WHERE digest = ?1", DB_ARGS (DB_TEXT (digest)), err) < 0)
+    return -1;
+  if (gone == 0)
+    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no image %s", digest);
+  return 0;
+}
+
+int
+nex_registry_image_delete (nex_registry_t *reg, const char *digest, nex_error_t *err)
+{
+  return reg_transaction (reg, image_delete, (void *)digest, err);
+}
+
+int
+nex_registry_blob_in_use (nex_registry_t *reg, const char *blob, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  int64_t n = 0;
+  if (db_query_int (reg->db,
+                    "SELECT count (*) FROM images WHERE EXISTS (SELECT 1 FROM json_each (layers) WHERE value = ?1)",
+                    DB_ARGS (DB_TEXT (blob)), &n, err)
+      < 0)
+    return -1;
+  return n > 0;
+}
+
+int
+nex_registry_workload_set_image (nex_registry_t *reg, const char *id, const char *image_digest, const json_t *process,
+                                 nex_error_t *err)
+{
+  cleanup_free char *text = process ? json_text (process, "{}") : NULL;
+  cleanup_free char *argv = process ? json_text (json_object_get (process, "argv"), "[]") : NULL;
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  if (db_exec (reg->db,
+               "UPDATE workloads SET image_digest = ?2, process = COALESCE (?3, process), argv = COALESCE (?4, argv) "
+               "WHERE id = ?1",
+               DB_ARGS (DB_TEXT (id), DB_TEXT (image_digest), DB_TEXT (text), DB_TEXT (argv)), err)
+      < 0)
+    return nex_error_wrap (err, "recording the image of workload `%s`", id);
   return 0;
 }

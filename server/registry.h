@@ -234,4 +234,46 @@ int nex_registry_secure_delete (nex_registry_t *reg, const char *id, nex_error_t
  * before (a replay). */
 int nex_registry_jti_claim (nex_registry_t *reg, const char *issuer, const char *jti, nex_error_t *err);
 
+/* --- images (schema 007; artifacts/image-store.h) ----------------------------------------------------------- */
+
+/* An image in the cache. */
+typedef struct nex_image_row
+{
+  char digest[72]; /* "sha256:<hex>" of the manifest */
+  char *config;    /* the config JSON text */
+  char *layers;    /* JSON array text of its blob digests: the config's, then the layers' */
+  int64_t size;    /* config + layers, bytes as pulled */
+} nex_image_row_t;
+
+void nex_image_row_release (nex_image_row_t *r);
+
+/* Stores image ROW (kept as it is when the digest is there already) and maps reference REF (canonical text; may
+ * be NULL) to it. */
+int nex_registry_image_put (nex_registry_t *reg, const nex_image_row_t *row, const char *ref, nex_error_t *err);
+
+/* The digest REF was pulled as, into DIGEST: 1, 0 when REF was never pulled (or its image is gone), -1. */
+int nex_registry_image_resolve (nex_registry_t *reg, const char *ref, char digest[72], nex_error_t *err);
+
+/* Image DIGEST into *OUT (release it): 1, 0 when there is none, -1. */
+int nex_registry_image_get (nex_registry_t *reg, const char *digest, nex_image_row_t *out, nex_error_t *err);
+
+/* Sets image DIGEST's last_used_at to now. */
+int nex_registry_image_touch (nex_registry_t *reg, const char *digest, nex_error_t *err);
+
+/* Every cached image as a JSON array of {digest, size, created_at, last_used_at, references, workloads} (the
+ * workloads not in a final state that run it), oldest first.  New reference, or NULL. */
+json_t *nex_registry_image_list (nex_registry_t *reg, nex_error_t *err);
+
+/* Removes image DIGEST and its references: NEX_ERR_CONFLICT when a workload not in a final state uses it,
+ * NEX_ERR_NOT_FOUND when there is none. */
+int nex_registry_image_delete (nex_registry_t *reg, const char *digest, nex_error_t *err);
+
+/* Whether a cached image still names blob BLOB ("sha256:...") among its blobs: 1, 0, or -1. */
+int nex_registry_blob_in_use (nex_registry_t *reg, const char *blob, nex_error_t *err);
+
+/* Records the image digest workload ID runs and the process resolved from it (PROCESS, may be NULL: only the
+ * digest; its argv also becomes the workload's argv). */
+int nex_registry_workload_set_image (nex_registry_t *reg, const char *id, const char *image_digest,
+                                     const json_t *process, nex_error_t *err);
+
 #endif

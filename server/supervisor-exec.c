@@ -146,8 +146,8 @@ send_frame_waiting (nex_sup_entry_t *e, nex_wire_type_t type, uint16_t channel, 
 }
 
 /* What every exec of E's workload starts from, read from the registry once per entry (a function's run must
- * not cost a registry read): {env, sealed, capabilities, cwd?}, the hardening nex_sup_add_hardening adds but
- * seccomp (added per request, it is shared).  `sealed` says that ENV is only the plain part: the sealed one is
+ * not cost a registry read): {env, sealed, ...} with the hardening nex_sup_add_hardening adds (capabilities,
+ * cwd, an image's uid/gid/groups) but seccomp (added per request, it is shared).  `sealed` says that ENV is only the plain part: the sealed one is
  * opened per exec and never kept.  Borrowed (E owns it), or NULL with ERR. */
 static json_t *
 exec_base (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_error_t *err)
@@ -164,7 +164,7 @@ exec_base (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_error_t *err)
   json_t *base = json_object ();
   nex_sup_add_hardening (sup, base, &w);
   json_object_del (base, "seccomp");
-  json_object_set_new (base, "env", json_deep_copy (w.env));
+  json_object_set_new (base, "env", json_deep_copy (w.process ? json_object_get (w.process, "env") : w.env));
   json_object_set_new (base, "sealed", json_boolean (found && r.sealed_env));
   e->exec_base = base;
   return base;
@@ -221,9 +221,13 @@ nex_sup_exec_run (nex_supervisor_t *sup, nex_exec_t *x)
   json_t *req = json_pack ("{s:s, s:O, s:O, s:I}", "path", x->path, "argv", x->argv, "env", env, "timeout_ms",
                            (json_int_t)x->timeout_ms);
   json_object_set (req, "seccomp", sup->seccomp);
-  json_object_set (req, "capabilities", json_object_get (base, "capabilities"));
-  if (json_object_get (base, "cwd"))
-    json_object_set (req, "cwd", json_object_get (base, "cwd"));
+  const char *key;
+  json_t *value;
+  json_object_foreach (base, key, value)
+  {
+    if (strcmp (key, "env") != 0 && strcmp (key, "sealed") != 0)
+      json_object_set (req, key, value);
+  }
   if (x->tty)
     {
       json_object_set_new (req, "tty", json_true ());

@@ -41,6 +41,7 @@ typedef enum
   NEX_SUP_CMD_EXEC,
   NEX_SUP_CMD_EXEC_INPUT, /* a frame for an interactive session */
   NEX_SUP_CMD_EXEC_CLOSE, /* its client is gone */
+  NEX_SUP_CMD_IMAGE,      /* an image workload's pull ended (data: digest, or the reason when signal is 0) */
 } nex_sup_cmd_kind_t;
 
 typedef struct nex_sup_cmd

@@ -22,6 +22,8 @@
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "server/artifacts/artifact.h"
+#include "server/artifacts/image-config.h"
+#include "server/artifacts/image-store.h"
 #include "server/clock.h"
 #include "server/drivers/cgroup.h"
 #include "server/drivers/proc.h"
@@ -225,6 +227,14 @@ nex_sup_add_hardening (nex_supervisor_t *sup, json_t *req, const nex_workload_t 
   json_object_set_new (req, "capabilities", caps);
   if (w->cwd)
     json_object_set_new (req, "cwd", json_string (w->cwd));
+  /* An image workload's processes (and its exec sessions, as in Docker) run as the image's user, in its cwd. */
+  if (w->process)
+    {
+      json_object_set (req, "cwd", json_object_get (w->process, "cwd"));
+      json_object_set (req, "uid", json_object_get (w->process, "uid"));
+      json_object_set (req, "gid", json_object_get (w->process, "gid"));
+      json_object_set (req, "groups", json_object_get (w->process, "groups"));
+    }
 }
 
 static void
@@ -238,7 +248,8 @@ send_start (nex_supervisor_t *sup, nex_sup_entry_t *e)
       return;
     }
   /* The environment with its sealed part opened (secure.h): in memory only, wiped once sent. */
-  json_t *env = nex_secure_start_env (sup->node, e->id, w.env, &err);
+  json_t *base_env = w.process ? json_object_get (w.process, "env") : w.env;
+  json_t *env = nex_secure_start_env (sup->node, e->id, base_env, &err);
   if (env == NULL)
     {
       nex_workload_release (&w);
@@ -247,7 +258,8 @@ send_start (nex_supervisor_t *sup, nex_sup_entry_t *e)
       return;
     }
   json_t *argv = json_array_size (w.argv) > 0 ? json_incref (w.argv) : json_pack ("[s]", w.name);
-  json_t *start = json_pack ("{s:s, s:o, s:O}", "path", "/workload", "argv", argv, "env", env);
+  const char *path = w.process ? json_string_value (json_object_get (w.process, "path")) : "/workload";
+  json_t *start = json_pack ("{s:s, s:o, s:O}", "path", path ? path : "/workload", "argv", argv, "env", env);
   /* A function's executable runs per trigger message (exec sessions); its main process only keeps the sandbox
    * warm and `running`. */
   if (w.type == NEX_WORKLOAD_FUNCTION)
@@ -805,31 +817,16 @@ end_environment (const nex_driver_t *d, const nex_instance_t *i, int64_t wait_ms
   return status;
 }
 
+/* Builds workload ID's (record W) environment around ARTIFACT_PATH (an executable; DIGEST its SHA-256) or
+ * IMAGE_TREE (an image's flattened tree; DIGEST the image's), and starts watching it. */
 static void
-do_deploy (nex_supervisor_t *sup, const char *id)
+launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const char *artifact_path, const char *digest,
+        const char *image_tree, int64_t t_fetch)
 {
   nex_node_t *node = sup->node;
   cleanup_error nex_error_t err = NULL;
-  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
-  if (nex_registry_workload_get (node->reg, id, &w, &err) < 0)
-    {
-      nex_log_error (NEX_LOG_WARN, err, "deploy %s", id);
-      return;
-    }
-  if (w.state != NEX_STATE_PENDING)
-    return;
-
-  nex_state_change_t starting = { .state = NEX_STATE_STARTING };
-  transition (sup, id, &starting, NULL);
-
-  char digest[65];
-  int64_t t_fetch = nex_clock_mono_ms ();
-  cleanup_free char *path = nex_artifact_fetch (node->artifacts_dir, w.artifact, w.sha256, digest, &err);
-  if (path == NULL || nex_secure_check_digest (node, id, digest, &err) < 0)
-    {
-      nex_sup_fail_workload (sup, id, err->msg);
-      return;
-    }
+  nex_workload_t w = *wp;
+  const char *path = artifact_path;
   const nex_driver_t *d = nex_driver_find (w.driver);
   if (d == NULL)
     {
@@ -860,6 +857,7 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   nex_launch_t l = { .workload_id = id,
                      .hostname = w.name,
                      .artifact_path = path,
+                     .image_tree = image_tree,
                      .agent_path = node->agent_path,
                      .run_dir = run_dir,
                      .digest = digest,
@@ -913,6 +911,124 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   nex_sup_attach_console (sup, e);
 }
 
+/* Image workload ID's image DIGEST is in the store: resolve its process, record it, launch. */
+static void
+launch_image (nex_supervisor_t *sup, const char *id, const char *digest, int64_t t_fetch)
+{
+  nex_node_t *node = sup->node;
+  cleanup_error nex_error_t err = NULL;
+  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
+  if (nex_registry_workload_get (node->reg, id, &w, &err) < 0 || w.state != NEX_STATE_STARTING)
+    return; /* stopped while its image was pulled */
+  cleanup_free char *tree = nex_image_store_tree (node->images, digest);
+  cleanup_json json_t *config = nex_image_store_config (node->images, digest, &err);
+  cleanup_json json_t *process = config ? nex_image_config_process (config, &w, tree, &err) : NULL;
+  if (process == NULL)
+    {
+      /* The digest is recorded all the same: it says which image could not run. */
+      nex_registry_workload_set_image (node->reg, id, digest, NULL, NULL);
+      nex_sup_fail_workload (sup, id, err->msg);
+      return;
+    }
+  if (nex_registry_workload_set_image (node->reg, id, digest, process, &err) < 0)
+    {
+      nex_sup_fail_workload (sup, id, err->msg);
+      return;
+    }
+  nex_image_store_touch (node->images, digest);
+  /* The workload's `digest` is a bare SHA-256 (hex) for images too: the manifest's; image_digest has the
+   * algorithm. */
+  launch (sup, id, &w, NULL, digest + strlen ("sha256:"), tree, t_fetch);
+}
+
+/* What a pull thread hands back to the supervisor about one workload. */
+typedef struct image_wait
+{
+  nex_supervisor_t *sup;
+  char id[NEX_ID_LEN + 1];
+  int64_t t_fetch;
+} image_wait_t;
+
+/* nex_image_ready_t, on the pull's thread: queues the outcome for the supervisor thread (CMD_IMAGE: data is the
+ * digest when signal is 1, the reason when it is 0). */
+static void
+image_ready (void *ctx, const char *digest, const nex_error_s *err)
+{
+  image_wait_t *iw = ctx;
+  nex_sup_cmd_t *c = nex_sup_cmd_new (NEX_SUP_CMD_IMAGE, iw->id);
+  c->signal = digest != NULL;
+  c->data = (uint8_t *)nex_xstrdup (digest ? digest : err->msg);
+  c->grace_ms = iw->t_fetch;
+  nex_sup_enqueue (iw->sup, c);
+  free (iw);
+}
+
+static void
+do_image (nex_supervisor_t *sup, const nex_sup_cmd_t *c)
+{
+  if (c->signal)
+    {
+      launch_image (sup, c->id, (const char *)c->data, c->grace_ms);
+      return;
+    }
+  nex_workload_t w = { 0 };
+  if (nex_registry_workload_get (sup->node->reg, c->id, &w, NULL) == 0 && w.state == NEX_STATE_STARTING)
+    nex_sup_fail_workload (sup, c->id, (const char *)c->data);
+  nex_workload_release (&w);
+}
+
+/* An image workload: its image comes from the store, or from a pull on another thread (do_image goes on). */
+static void
+deploy_image (nex_supervisor_t *sup, const char *id, const nex_workload_t *w, int64_t t_fetch)
+{
+  cleanup_error nex_error_t err = NULL;
+  char digest[72];
+  image_wait_t *iw = nex_xzalloc (sizeof *iw);
+  iw->sup = sup;
+  iw->t_fetch = t_fetch;
+  snprintf (iw->id, sizeof iw->id, "%s", id);
+  int r = nex_image_store_get (sup->node->images, w->image, 0, digest, image_ready, iw, &err);
+  if (r != 0)
+    free (iw);
+  if (r < 0)
+    nex_sup_fail_workload (sup, id, err->msg);
+  else if (r > 0)
+    launch_image (sup, id, digest, t_fetch);
+}
+
+static void
+do_deploy (nex_supervisor_t *sup, const char *id)
+{
+  nex_node_t *node = sup->node;
+  cleanup_error nex_error_t err = NULL;
+  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
+  if (nex_registry_workload_get (node->reg, id, &w, &err) < 0)
+    {
+      nex_log_error (NEX_LOG_WARN, err, "deploy %s", id);
+      return;
+    }
+  if (w.state != NEX_STATE_PENDING)
+    return;
+
+  nex_state_change_t starting = { .state = NEX_STATE_STARTING };
+  transition (sup, id, &starting, NULL);
+
+  int64_t t_fetch = nex_clock_mono_ms ();
+  if (w.image)
+    {
+      deploy_image (sup, id, &w, t_fetch);
+      return;
+    }
+  char digest[65];
+  cleanup_free char *path = nex_artifact_fetch (node->artifacts_dir, w.artifact, w.sha256, digest, &err);
+  if (path == NULL || nex_secure_check_digest (node, id, digest, &err) < 0)
+    {
+      nex_sup_fail_workload (sup, id, err->msg);
+      return;
+    }
+  launch (sup, id, &w, path, digest, NULL, t_fetch);
+}
+
 static void
 do_stop (nex_supervisor_t *sup, const char *id, int64_t grace_ms)
 {
@@ -922,7 +1038,9 @@ do_stop (nex_supervisor_t *sup, const char *id, int64_t grace_ms)
       /* Not live: only a workload that has not started yet can still be stopped. */
       nex_workload_t w = { 0 };
       cleanup_error nex_error_t err = NULL;
-      if (nex_registry_workload_get (sup->node->reg, id, &w, &err) == 0 && w.state == NEX_STATE_PENDING)
+      /* (An image workload waiting for its pull is `starting` without an entry: it has not started either.) */
+      if (nex_registry_workload_get (sup->node->reg, id, &w, &err) == 0
+          && (w.state == NEX_STATE_PENDING || (w.state == NEX_STATE_STARTING && w.image && !w.pid)))
         {
           nex_state_change_t c = { .state = NEX_STATE_STOPPED, .reason = "stopped before it started" };
           transition (sup, id, &c, "workload_stopped");
@@ -977,6 +1095,9 @@ cmd_run (nex_supervisor_t *sup, nex_sup_cmd_t *c)
       break;
     case NEX_SUP_CMD_EXEC_CLOSE:
       nex_sup_exec_close (sup, c->target);
+      break;
+    case NEX_SUP_CMD_IMAGE:
+      do_image (sup, c);
       break;
     }
 }
@@ -1265,6 +1386,8 @@ nex_supervisor_shutdown (nex_supervisor_t *sup)
 {
   if (sup == NULL)
     return;
+  /* Pulls under way report to this supervisor: they end (and their reports are queued) before it goes. */
+  nex_image_store_drain (sup->node->images);
   pthread_mutex_lock (&sup->queue_lock);
   sup->shutting_down = 1;
   pthread_mutex_unlock (&sup->queue_lock);

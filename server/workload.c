@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
+#include "server/artifacts/image-ref.h"
 #include "server/clock.h"
 #include "server/id.h"
 
@@ -25,6 +26,7 @@
 #define ARGV_MAX_ENTRIES 4096
 #define ENV_MAX_ENTRIES 4096
 #define CWD_MAX_LEN 4096
+#define USER_MAX_LEN 256
 #define MAX_RESTARTS_LIMIT 1000
 /* Resource bounds: below the minimums the agent itself cannot run; above the maximums a value is a typo. */
 #define VCPUS_MIN 0.01
@@ -179,6 +181,12 @@ nex_workload_release (nex_workload_t *w)
   free (w->cwd);
   json_decref (w->labels);
   json_decref (w->trigger_subjects);
+  free (w->image);
+  free (w->image_digest);
+  json_decref (w->entrypoint);
+  json_decref (w->cmd);
+  free (w->user);
+  json_decref (w->process);
   memset (w, 0, sizeof *w);
 }
 
@@ -653,6 +661,71 @@ read_function (const json_t *body, nex_workload_t *w, nex_error_t *err)
   return 0;
 }
 
+/* An optional array of strings KEY (entrypoint, cmd) into *OUT (NULL when absent). */
+static int
+read_optional_strings (const json_t *body, const char *key, json_t **out, nex_error_t *err)
+{
+  *out = NULL;
+  const json_t *v = json_object_get (body, key);
+  if (v == NULL || json_is_null (v))
+    return 0;
+  *out = json_array ();
+  return read_strings (body, key, *out, err);
+}
+
+/* user: "uid[:gid]" or "name[:group]" (names resolved in the image's /etc/passwd and /etc/group at start). */
+static int
+read_user (const json_t *body, char **out, nex_error_t *err)
+{
+  if (read_string (body, "user", 0, USER_MAX_LEN, out, err) < 0)
+    return -1;
+  if (*out == NULL)
+    return 0;
+  const char *u = *out;
+  if (u[0] == '\0' || u[0] == ':' || u[strlen (u) - 1] == ':'
+      || strchr (strchr (u, ':') ? strchr (u, ':') + 1 : "", ':'))
+    return nex_error_field (err, "user", "must be uid[:gid] or name[:group]");
+  for (const char *p = u; *p; p++)
+    if (!isalnum ((unsigned char)*p) && *p != ':' && *p != '_' && *p != '-' && *p != '.')
+      return nex_error_field (err, "user", "must be uid[:gid] or name[:group] of A-Z a-z 0-9 . _ -");
+  return 0;
+}
+
+/* image, entrypoint, cmd, user: an image workload's fields, exclusive with artifact (and its sha256, argv/args). */
+static int
+read_image (const json_t *body, nex_workload_t *w, nex_error_t *err)
+{
+  if (read_string (body, "image", 0, NEX_IMAGE_REF_MAX_LEN, &w->image, err) < 0)
+    return -1;
+  const json_t *artifact = json_object_get (body, "artifact");
+  int has_artifact = artifact && !json_is_null (artifact);
+  if (w->image && has_artifact)
+    return nex_error_field (err, "image", "give either `artifact` (an executable) or `image` (an OCI image), not both");
+  /* Neither: `artifact is required`, as before images (the message is a contract: test-workload). */
+  if (!w->image)
+    {
+      static const char *const only[] = { "entrypoint", "cmd", "user" };
+      for (size_t i = 0; i < 3; i++)
+        if (json_object_get (body, only[i]) && !json_is_null (json_object_get (body, only[i])))
+          return nex_error_field (err, only[i], "belongs to image workloads (`image`)");
+      return 0;
+    }
+  nex_image_ref_t ref;
+  if (nex_image_ref_parse (w->image, "image", &ref, err) < 0)
+    return -1;
+  nex_image_ref_release (&ref);
+  static const char *const not_with[] = { "argv", "args", "sha256" };
+  for (size_t i = 0; i < 3; i++)
+    if (json_object_get (body, not_with[i]) && !json_is_null (json_object_get (body, not_with[i])))
+      return nex_error_field (err, not_with[i],
+                              "does not apply to image workloads: use `entrypoint` and `cmd` (the "
+                              "image's digest pins it: `image` name@sha256:...)");
+  if (read_optional_strings (body, "entrypoint", &w->entrypoint, err) < 0
+      || read_optional_strings (body, "cmd", &w->cmd, err) < 0 || read_user (body, &w->user, err) < 0)
+    return -1;
+  return 0;
+}
+
 /* Refuses members other than the deploy fields, so that a misspelt optional field is an error, not a default. */
 static int
 check_known_fields (const json_t *body, nex_error_t *err)
@@ -678,6 +751,10 @@ check_known_fields (const json_t *body, nex_error_t *err)
                                        "trigger_subjects",
                                        "function_timeout_s",
                                        "max_concurrency",
+                                       "image",
+                                       "entrypoint",
+                                       "cmd",
+                                       "user",
                                        NULL };
   const char *key;
   const json_t *value;
@@ -701,8 +778,8 @@ nex_workload_from_request (const json_t *body, const char *default_driver, nex_w
   if (!json_is_object (body))
     return nex_error_field (err, "", "request body must be a JSON object");
   if (check_known_fields (body, err) < 0 || read_name (body, "name", NULL, &w.name, err) < 0
-      || read_name (body, "namespace", "default", &w.namespace_, err) < 0
-      || read_string (body, "artifact", 1, ARTIFACT_MAX_LEN, &w.artifact, err) < 0
+      || read_name (body, "namespace", "default", &w.namespace_, err) < 0 || read_image (body, &w, err) < 0
+      || read_string (body, "artifact", w.image == NULL, ARTIFACT_MAX_LEN, &w.artifact, err) < 0
       || read_sha256 (body, &w.sha256, err) < 0 || read_argv (body, w.name, &w.argv, err) < 0
       || read_env (body, &w.env, err) < 0
       || read_string (body, "description", 0, DESCRIPTION_MAX_LEN, &w.description, err) < 0
@@ -711,8 +788,17 @@ nex_workload_from_request (const json_t *body, const char *default_driver, nex_w
       || read_cwd (body, &w.cwd, err) < 0 || read_network (body, &w.host_network, err) < 0
       || read_labels (body, &w.labels, err) < 0 || read_function (body, &w, err) < 0)
     return -1;
-  if (w.artifact[0] == '\0')
+  if (w.artifact && w.artifact[0] == '\0')
     return nex_error_field (err, "artifact", "must not be empty");
+  if (w.image)
+    {
+      /* What runs is resolved from the image at start (supervisor); the stored argv is then the process's. */
+      json_array_clear (w.argv);
+      if (strcmp (w.driver, "sandbox") != 0)
+        return nex_error_field (err, "image", "images run in the sandbox driver only for now (not `%s`)", w.driver);
+      if (w.type == NEX_WORKLOAD_FUNCTION)
+        return nex_error_field (err, "image", "function workloads run an executable (`artifact`), not an image");
+    }
 
   nex_id_new (w.id);
   w.state = NEX_STATE_PENDING;
@@ -783,6 +869,12 @@ nex_workload_to_json (const nex_workload_t *w)
                        fn && w->trigger_subjects ? json_deep_copy (w->trigger_subjects) : json_null ());
   json_object_set_new (o, "function_timeout_s", integer_or_null (fn, w->function_timeout_s));
   json_object_set_new (o, "max_concurrency", integer_or_null (fn, w->max_concurrency));
+  json_object_set_new (o, "image", string_or_null (w->image));
+  json_object_set_new (o, "image_digest", string_or_null (w->image_digest));
+  json_object_set_new (o, "entrypoint", w->entrypoint ? json_deep_copy (w->entrypoint) : json_null ());
+  json_object_set_new (o, "cmd", w->cmd ? json_deep_copy (w->cmd) : json_null ());
+  json_object_set_new (o, "user", string_or_null (w->user));
+  json_object_set_new (o, "process", w->process ? json_deep_copy (w->process) : json_null ());
   return o;
 }
 

@@ -129,6 +129,13 @@ typedef struct nex_workload
   json_t *trigger_subjects;   /* array of subjects (NEX_FUNCTION_MAX_TRIGGERS at most), NULL for a service */
   int64_t function_timeout_s; /* an invocation's time limit */
   int64_t max_concurrency;    /* invocations running at once */
+  /* Image workloads (schema 007): `image` instead of `artifact` (which is then NULL). */
+  char *image;        /* the OCI image reference as given, or NULL */
+  char *image_digest; /* "sha256:..." of the image manifest that ran, once known */
+  json_t *entrypoint; /* array of strings replacing the image's Entrypoint (and dropping its Cmd), or NULL */
+  json_t *cmd;        /* array of strings replacing the image's Cmd, or NULL */
+  char *user;         /* "uid[:gid]" or "name[:group]" replacing the image's User, or NULL */
+  json_t *process;    /* what was resolved from image and request: {path, argv, env, cwd, uid, gid}, or NULL */
 } nex_workload_t;
 
 /* Frees what W owns and zeroes it.  Safe on a zeroed struct. */
@@ -136,10 +143,11 @@ void nex_workload_release (nex_workload_t *w);
 
 /* Builds a new pending workload from a client's JSON request body (the REST/NATS deploy fields: name,
  * namespace, artifact, sha256, argv or args, env, description, driver, labels, and the sandbox options resources,
- * restart_policy, max_restarts, essential, capabilities, cwd, network, and the function fields type,
- * trigger_subjects, function_timeout_s, max_concurrency).  Validates every field: missing, wrong-typed or
- * out-of-range fields fail with NEX_ERR_INVALID naming the field; unknown fields are refused too (strict
- * parsing keeps typos from being silently ignored).  Does not touch the artifact itself.  Fills OUT (id and
+ * restart_policy, max_restarts, essential, capabilities, cwd, network, the function fields type,
+ * trigger_subjects, function_timeout_s, max_concurrency, and the image fields image, entrypoint, cmd, user).
+ * Exactly one of artifact and image is required (422 naming `image` when both or neither).  Validates every field:
+ * missing, wrong-typed or out-of-range fields fail with NEX_ERR_INVALID naming the field; unknown fields are refused
+ * too (strict parsing keeps typos from being silently ignored).  Does not touch the artifact itself.  Fills OUT (id and
  * timestamps included; DEFAULT_DRIVER when the body names none) or returns -1. */
 int nex_workload_from_request (const json_t *body, const char *default_driver, nex_workload_t *out, nex_error_t *err);
 

@@ -99,17 +99,10 @@ typedef struct request_ctx
   int timed_out;          /* resumed because the deadline passed */
 } request_ctx_t;
 
-static const nex_api_route_t *const route_tables[] = { nex_api_node_routes,
-                                                       nex_api_workload_routes,
-                                                       nex_api_sandbox_routes,
-                                                       nex_api_artifact_routes,
-                                                       nex_api_event_routes,
-                                                       nex_api_wait_routes,
-                                                       nex_api_token_routes,
-                                                       nex_api_health_routes,
-                                                       nex_api_metrics_routes,
-                                                       nex_api_docs_routes,
-                                                       NULL };
+static const nex_api_route_t *const route_tables[]
+    = { nex_api_node_routes,   nex_api_workload_routes, nex_api_sandbox_routes, nex_api_artifact_routes,
+        nex_api_event_routes,  nex_api_wait_routes,     nex_api_token_routes,   nex_api_image_routes,
+        nex_api_health_routes, nex_api_metrics_routes,  nex_api_docs_routes,    NULL };
 static const nex_api_upload_route_t *const upload_tables[] = { nex_api_artifact_uploads, NULL };
 
 const char *
@@ -190,7 +183,9 @@ split_path (char *s, char **segs)
   return n;
 }
 
-/* Matches the split path SEGS against PATTERN, pointing PARAMS at the placeholders' segments. */
+/* Matches the split path SEGS against PATTERN, pointing PARAMS at the placeholders' segments.  A `{digest}`
+ * placeholder matches only a segment that starts with "sha256:", so that /v1/images/{digest} does not claim the
+ * literal /v1/images/pull (whose Allow would otherwise list DELETE). */
 static int
 route_match (const char *pattern, char **segs, int n_segs, const char **params)
 {
@@ -206,6 +201,8 @@ route_match (const char *pattern, char **segs, int n_segs, const char **params)
       if (psegs[i][0] == '{')
         {
           if (n_params == NEX_API_MAX_PARAMS)
+            return 0;
+          if (strcmp (psegs[i], "{digest}") == 0 && strncmp (segs[i], "sha256:", 7) != 0)
             return 0;
           params[n_params++] = segs[i];
         }

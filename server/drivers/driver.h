@@ -20,12 +20,17 @@
 #include "common/error.h"
 #include "server/workload.h"
 
+#define NEX_SANDBOX_UID_BASE 100000 /* host uid/gid of a sandbox's root (image trees are owned in this range) */
+#define NEX_SANDBOX_ID_COUNT 65536  /* ids mapped into each sandbox */
+
 /* What a driver needs to launch one workload's environment. */
 typedef struct nex_launch
 {
   const char *workload_id;   /* UUID */
   const char *hostname;      /* host name inside the environment (the workload's name) */
-  const char *artifact_path; /* verified executable in the artifact cache; appears as /workload */
+  const char *artifact_path; /* verified executable in the artifact cache; appears as /workload (NULL: image) */
+  const char *image_tree;    /* an image's flattened tree (artifacts/image-store.h): the root, read-only, with a
+                                writable layer of tmp_mb on top; NULL for an executable workload */
   const char *agent_path;    /* static nex-agent binary; appears as /sbin/nex-agent and runs as PID 1 */
   const char *run_dir; /* the directory this environment may use (nex_driver_start makes it; destroy removes it) */
   int64_t tmp_mb;      /* size of the writable /tmp in MiB (0: the driver's default) */

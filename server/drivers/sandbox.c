@@ -11,9 +11,13 @@
  *                       the sandbox's own (TTY exec sessions), and ptmx, a link to its multiplexer
  *     /tmp              a small writable tmpfs
  *
- * The root itself is read-only.  Nothing of the host's filesystem is reachable: the old root is detached after
- * pivot_root.  Inside, uid/gid 0 map to an unprivileged host range (NEX_SANDBOX_UID_BASE...), so a workload that
- * escapes its namespaces is nobody on the host.  The network namespace has only loopback, brought up here.
+ * The root itself is read-only.  An image workload's root is instead an overlay: the image's flattened tree
+ * (shared by every workload of the image, never written) below, a writable upper layer of its own in a tmpfs
+ * sized by disk_mb above, with /dev (a small tmpfs), /proc, /tmp and the agent (at /.nex-agent) mounted on the
+ * mount points the image store made in the tree.  Nothing of the host's filesystem is reachable: the old root is
+ * detached after pivot_root.  Inside, uid/gid 0 map to an unprivileged host range (NEX_SANDBOX_UID_BASE...), so a
+ * workload that escapes its namespaces is nobody on the host.  The network namespace has only loopback, brought up
+ * here.
  *
  * nexd creates the agent's listening socket in the workload's run dir on the host (outside the sandbox root, so
  * the workload cannot reach it) and passes it as fd 3; nexd dials that path, now and after a restart.
@@ -46,8 +50,6 @@
 #include "common/fdio.h"
 #include "common/xalloc.h"
 
-#define NEX_SANDBOX_UID_BASE 100000 /* host uid/gid of the sandbox's root */
-#define NEX_SANDBOX_ID_COUNT 65536  /* ids mapped into each sandbox */
 #define CHILD_STACK_SIZE (256 * 1024)
 
 static const char *const dev_nodes[] = { "null", "zero", "full", "random", "urandom" };
@@ -62,12 +64,14 @@ typedef struct sandbox_child
   const char *hostname;
   unsigned long artifact_flags; /* mount flags the artifact's filesystem imposes (kept on remount) */
   unsigned long agent_flags;
-  int sync_fd;       /* read end: the parent has written the id maps */
-  int error_fd;      /* write end: failure message */
-  int listen_fd;     /* the agent's listening socket */
-  int log_fd;        /* the agent's stdout/stderr (run_dir/agent.log) */
-  char tmp_opts[64]; /* mount options of /tmp (its size) */
-  int host_network;  /* no network namespace of its own */
+  int sync_fd;         /* read end: the parent has written the id maps */
+  int error_fd;        /* write end: failure message */
+  int listen_fd;       /* the agent's listening socket */
+  int log_fd;          /* the agent's stdout/stderr (run_dir/agent.log) */
+  char tmp_opts[64];   /* mount options of /tmp (its size) */
+  int host_network;    /* no network namespace of its own */
+  const char *image;   /* an image's tree (NULL: an executable workload) */
+  char upper_opts[64]; /* image: mount options of the tmpfs holding the writable layer (its size) */
 } sandbox_child_t;
 
 static void __attribute__ ((noreturn)) child_fail (const sandbox_child_t *c, const char *what)
@@ -118,6 +122,74 @@ loopback_up (void)
   return r;
 }
 
+/* /dev in the new root (the current directory): the host's harmless nodes, and a devpts of the sandbox's own. */
+static void
+populate_dev (const sandbox_child_t *c)
+{
+  char src[64];
+  for (size_t i = 0; i < N_DEV_NODES; i++)
+    {
+      char dst[32];
+      snprintf (src, sizeof src, "/dev/%s", dev_nodes[i]);
+      snprintf (dst, sizeof dst, "dev/%s", dev_nodes[i]);
+      /* Device nodes cannot be created in a user namespace; binding the host's harmless ones is the only way
+       * (and all a static workload needs). */
+      if (touch (dst) < 0 || mount (src, dst, NULL, MS_BIND, NULL) < 0)
+        child_fail (c, "bind device node");
+    }
+  /* A devpts of its own (a new instance: the host's terminals are not in it), so that the agent can give TTY exec
+   * sessions a terminal.  ptmxmode makes the multiplexer usable by the sandbox's root, which owns the instance. */
+  if (mkdir ("dev/pts", 0755) < 0 || symlink ("pts/ptmx", "dev/ptmx") < 0)
+    child_fail (c, "populate /dev");
+  if (mount ("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0)
+    child_fail (c, "mount devpts");
+}
+
+/* An executable workload's root: the tmpfs at c->root (the current directory) with /workload, the agent and the
+ * mount points; read-only once pivoted. */
+static void
+build_elf_root (const sandbox_child_t *c, int artifact_fd, int agent_fd)
+{
+  if (mkdir ("sbin", 0755) < 0 || mkdir ("proc", 0555) < 0 || mkdir ("dev", 0755) < 0 || mkdir ("tmp", 01777) < 0)
+    child_fail (c, "populate root");
+  if (touch ("workload") < 0 || touch ("sbin/nex-agent") < 0)
+    child_fail (c, "populate root");
+  char src[64];
+  snprintf (src, sizeof src, "/proc/self/fd/%d", artifact_fd);
+  if (bind_ro (src, "workload", c->artifact_flags) < 0)
+    child_fail (c, "bind workload");
+  snprintf (src, sizeof src, "/proc/self/fd/%d", agent_fd);
+  if (bind_ro (src, "sbin/nex-agent", c->agent_flags) < 0)
+    child_fail (c, "bind agent");
+  populate_dev (c);
+}
+
+/* An image workload's root: an overlay whose lower layer is the image's shared tree (read-only, never written)
+ * and whose upper layer lives in the tmpfs at c->root (sized by disk_mb), so that each workload writes only its
+ * own copy.  The overlay is mounted by the sandbox's root in its user namespace (`userxattr`: overlay's own
+ * metadata in user.* xattrs).  The tree's mount points (/dev, /proc, /tmp, /.nex-agent) were made by the store
+ * and are directories and a file of its own, never the image's symlinks (layer.h), so the mounts below land
+ * inside the root.  Leaves the current directory at the overlay. */
+static void
+build_image_root (const sandbox_child_t *c, int tree_fd, int agent_fd)
+{
+  if (mkdir ("upper", 0755) < 0 || mkdir ("work", 0755) < 0 || mkdir ("merged", 0755) < 0)
+    child_fail (c, "prepare the image root");
+  char opts[128];
+  snprintf (opts, sizeof opts, "lowerdir=/proc/self/fd/%d,upperdir=upper,workdir=work,userxattr", tree_fd);
+  if (mount ("nex-image", "merged", "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
+    child_fail (c, "mount the image overlay");
+  if (chdir ("merged") < 0)
+    child_fail (c, "chdir image root");
+  char src[64];
+  snprintf (src, sizeof src, "/proc/self/fd/%d", agent_fd);
+  if (bind_ro (src, ".nex-agent", c->agent_flags) < 0)
+    child_fail (c, "bind agent");
+  if (mount ("nex-dev", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") < 0)
+    child_fail (c, "mount /dev");
+  populate_dev (c);
+}
+
 static int
 sandbox_child (void *arg)
 {
@@ -143,13 +215,16 @@ sandbox_child (void *arg)
   if (mount (NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
     child_fail (c, "make / private");
   /* Until the switch to the sandbox's root below, file access is still checked as host uid 0, which owns the
-   * data directory (mode 0700): reach the run dir and pin the two executables now, by descriptor. */
-  if (mount ("nex-root", c->root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,uid=0,gid=0,size=1m") < 0)
+   * data directory (mode 0700): reach the run dir and pin the executables (or the image tree) now, by
+   * descriptor. */
+  if (mount ("nex-root", c->root, "tmpfs", MS_NOSUID | MS_NODEV,
+             c->image ? c->upper_opts : "mode=0755,uid=0,gid=0,size=1m")
+      < 0)
     child_fail (c, "mount root tmpfs");
-  int artifact_fd = open (c->artifact, O_PATH | O_CLOEXEC);
+  int payload_fd = open (c->image ? c->image : c->artifact, O_PATH | O_CLOEXEC);
   int agent_fd = open (c->agent, O_PATH | O_CLOEXEC);
-  if (artifact_fd < 0 || agent_fd < 0)
-    child_fail (c, "open workload or agent");
+  if (payload_fd < 0 || agent_fd < 0)
+    child_fail (c, c->image ? "open image tree or agent" : "open workload or agent");
   if (chdir (c->root) < 0)
     child_fail (c, "chdir root");
 
@@ -159,33 +234,10 @@ sandbox_child (void *arg)
   if (setgroups (0, NULL) < 0)
     child_fail (c, "setgroups");
 
-  if (mkdir ("sbin", 0755) < 0 || mkdir ("proc", 0555) < 0 || mkdir ("dev", 0755) < 0 || mkdir ("tmp", 01777) < 0)
-    child_fail (c, "populate root");
-  if (touch ("workload") < 0 || touch ("sbin/nex-agent") < 0)
-    child_fail (c, "populate root");
-  char src[64];
-  snprintf (src, sizeof src, "/proc/self/fd/%d", artifact_fd);
-  if (bind_ro (src, "workload", c->artifact_flags) < 0)
-    child_fail (c, "bind workload");
-  snprintf (src, sizeof src, "/proc/self/fd/%d", agent_fd);
-  if (bind_ro (src, "sbin/nex-agent", c->agent_flags) < 0)
-    child_fail (c, "bind agent");
-  for (size_t i = 0; i < N_DEV_NODES; i++)
-    {
-      char dst[32];
-      snprintf (src, sizeof src, "/dev/%s", dev_nodes[i]);
-      snprintf (dst, sizeof dst, "dev/%s", dev_nodes[i]);
-      /* Device nodes cannot be created in a user namespace; binding the host's harmless ones is the only way
-       * (and all a static workload needs). */
-      if (touch (dst) < 0 || mount (src, dst, NULL, MS_BIND, NULL) < 0)
-        child_fail (c, "bind device node");
-    }
-  /* A devpts of its own (a new instance: the host's terminals are not in it), so that the agent can give TTY exec
-   * sessions a terminal.  ptmxmode makes the multiplexer usable by the sandbox's root, which owns the instance. */
-  if (mkdir ("dev/pts", 0755) < 0 || symlink ("pts/ptmx", "dev/ptmx") < 0)
-    child_fail (c, "populate /dev");
-  if (mount ("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0)
-    child_fail (c, "mount devpts");
+  if (c->image)
+    build_image_root (c, payload_fd, agent_fd);
+  else
+    build_elf_root (c, payload_fd, agent_fd);
   if (mount ("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     child_fail (c, "mount proc");
   if (mount ("nex-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts) < 0)
@@ -198,8 +250,9 @@ sandbox_child (void *arg)
     child_fail (c, "detach old root");
   if (chdir ("/") < 0)
     child_fail (c, "chdir /");
-  /* A read-only root: the workload can write only to /tmp. */
-  if (mount (NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+  /* A read-only root for an executable: the workload can write only to /tmp.  An image's root is its overlay,
+   * whose writes go to the workload's own upper layer. */
+  if (!c->image && mount (NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
     child_fail (c, "remount root read-only");
 
   if (sethostname (c->hostname, strlen (c->hostname)) < 0)
@@ -222,10 +275,11 @@ sandbox_child (void *arg)
   sigset_t none;
   sigemptyset (&none);
   sigprocmask (SIG_SETMASK, &none, NULL);
+  const char *agent = c->image ? "/.nex-agent" : "/sbin/nex-agent";
   char *const argv[] = { (char *)"nex-agent", (char *)"--listen-fd", (char *)"3", NULL };
   char *const envp[] = { (char *)"PATH=/sbin", NULL };
-  execve ("/sbin/nex-agent", argv, envp);
-  child_fail (c, "exec /sbin/nex-agent");
+  execve (agent, argv, envp);
+  child_fail (c, "exec the agent");
 }
 
 static int
@@ -301,7 +355,8 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   c.artifact = l->artifact_path;
   c.agent = l->agent_path;
   c.hostname = l->hostname;
-  c.artifact_flags = locked_mount_flags (l->artifact_path);
+  c.image = l->image_tree;
+  c.artifact_flags = l->artifact_path ? locked_mount_flags (l->artifact_path) : 0;
   c.agent_flags = locked_mount_flags (l->agent_path);
   c.sync_fd = sync_pipe[0];
   c.error_fd = error_pipe[1];
@@ -309,6 +364,8 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   c.log_fd = log_fd;
   c.host_network = l->host_network;
   snprintf (c.tmp_opts, sizeof c.tmp_opts, "mode=1777,size=%lldm", (long long)(l->tmp_mb > 0 ? l->tmp_mb : 64));
+  snprintf (c.upper_opts, sizeof c.upper_opts, "mode=0755,uid=0,gid=0,size=%lldm",
+            (long long)(l->tmp_mb > 0 ? l->tmp_mb : 64));
 
   stack = nex_xmalloc (CHILD_STACK_SIZE);
   /* network "host" keeps the host's network namespace: the workload reaches what the host reaches (and the

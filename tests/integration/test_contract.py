@@ -44,6 +44,10 @@ EXPECTED_OPERATIONS = {
     ("get", "/v1/tokens"),
     ("post", "/v1/tokens"),
     ("delete", "/v1/tokens/{id}"),
+    # OCI images
+    ("get", "/v1/images"),
+    ("post", "/v1/images/pull"),
+    ("delete", "/v1/images/{digest}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -217,6 +221,8 @@ def test_every_path_refuses_other_methods(nexd):
             path = path.replace("{" + name + "}", value)
         if template == "/v1/tokens/{id}":
             path = "/v1/tokens/0123456789abcdef"
+        if template == "/v1/images/{digest}":
+            path = "/v1/images/sha256:" + "0" * 64
         r = nexd.request("PATCH", path, json={})
         assert r.status_code == 405, (template, r.status_code, r.text)
         allowed = {m.strip().lower() for m in r.headers["Allow"].split(",")}
