@@ -53,12 +53,15 @@ local_answer (nex_cluster_t *c, const json_t *filter)
   nex_workload_filter_t f = { .namespace_ = json_string_value (json_object_get (filter, "namespace")),
                               .limit = PS_LIMIT + 1,
                               .namespaces = json_is_array (nss) ? nss : NULL };
+  int none = 0; /* a state no node has (lost: only the bucket knows those) */
   if (st && nex_state_parse (st, &state, NULL) == 0)
     f.state = &state;
+  else if (st)
+    none = 1;
   nex_workload_t *list = NULL;
   size_t n = 0;
   json_t *arr = json_array ();
-  if (nex_registry_workload_list (c->node->reg, &f, &list, &n, NULL) == 0)
+  if (!none && nex_registry_workload_list (c->node->reg, &f, &list, &n, NULL) == 0)
     {
       for (size_t i = 0; i < n; i++)
         {
