@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cluster/cluster.c — joining and leaving the cluster, and the cluster thread (contract in cluster/cluster.h).
  *
- * The cluster thread wakes every NEX_CLUSTER_TICK_MS and, in this order: opens the bucket if it is not open
- * yet, publishes the heartbeat when one is due, sweeps the peer table, handles the workloads that ended, does the
- * start-up fencing once the bucket is followed, and runs a failover round.  Everything that deploys or stops on
- * behalf of the cluster happens here (or in the drain thread), never on a nats.c thread. */
+ * The heartbeat thread publishes every NEX_CLUSTER_HEARTBEAT_MS.  The cluster thread wakes every
+ * NEX_CLUSTER_TICK_MS and, in this order: opens the bucket if it is not open yet, sweeps the peer table, handles the
+ * workloads that ended, does the start-up fencing once the bucket is followed, and runs a failover round.  Everything
+ * that deploys or stops on behalf of the cluster happens here (or in the drain thread), never on a nats.c thread. */
 #include "server/cluster/internal.h"
 
 #include <stdlib.h>
@@ -82,15 +82,9 @@ take_ends (nex_cluster_t *c)
 }
 
 static void
-tick (nex_cluster_t *c, int64_t *next_beat)
+tick (nex_cluster_t *c)
 {
   nex_desired_open (c);
-  int64_t now = nex_clock_mono_ms ();
-  if (now >= *next_beat)
-    {
-      *next_beat = now + NEX_CLUSTER_HEARTBEAT_MS;
-      nex_cluster_heartbeat_publish (c);
-    }
   cleanup_json json_t *died = nex_cluster_peers_sweep (c);
   size_t i;
   json_t *v;
@@ -114,28 +108,53 @@ tick (nex_cluster_t *c, int64_t *next_beat)
   nex_failover_round (c);
 }
 
+/* Waits on the cluster's condition for at most MS, the lock held; whether the cluster is stopping. */
+static int
+wait_locked (nex_cluster_t *c, int64_t ms)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L)
+    {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+  if (!c->stopping)
+    pthread_cond_timedwait (&c->cond, &c->lock, &ts);
+  return c->stopping;
+}
+
 static void *
 cluster_main (void *arg)
 {
   nex_cluster_t *c = arg;
-  int64_t next_beat = 0;
   pthread_mutex_lock (&c->lock);
   while (!c->stopping)
     {
       pthread_mutex_unlock (&c->lock);
-      tick (c, &next_beat);
+      tick (c);
       pthread_mutex_lock (&c->lock);
-      if (c->stopping)
-        break;
-      struct timespec ts;
-      clock_gettime (CLOCK_MONOTONIC, &ts);
-      ts.tv_nsec += NEX_CLUSTER_TICK_MS * 1000000L;
-      if (ts.tv_nsec >= 1000000000L)
-        {
-          ts.tv_sec++;
-          ts.tv_nsec -= 1000000000L;
-        }
-      pthread_cond_timedwait (&c->cond, &c->lock, &ts);
+      wait_locked (c, NEX_CLUSTER_TICK_MS);
+    }
+  pthread_mutex_unlock (&c->lock);
+  return NULL;
+}
+
+/* The heartbeat has a thread of its own: the cluster thread's bucket writes may wait seconds on JetStream (a
+ * leader election), and a heartbeat that waits with them would get this node declared dead. */
+static void *
+beat_main (void *arg)
+{
+  nex_cluster_t *c = arg;
+  pthread_mutex_lock (&c->lock);
+  while (!c->stopping)
+    {
+      pthread_mutex_unlock (&c->lock);
+      nex_cluster_heartbeat_publish (c);
+      pthread_mutex_lock (&c->lock);
+      wait_locked (c, NEX_CLUSTER_HEARTBEAT_MS);
     }
   pthread_mutex_unlock (&c->lock);
   return NULL;
@@ -194,6 +213,13 @@ nex_cluster_start (nex_node_t *node, nex_error_t *err)
       return NULL;
     }
   c->thread_started = 1;
+  r = pthread_create (&c->beat_thread, NULL, beat_main, c);
+  if (r != 0)
+    {
+      nex_error_sys (err, r, "start the heartbeat thread");
+      return NULL;
+    }
+  c->beat_started = 1;
   nex_info ("cluster: joined (heartbeat every %d ms, node timeout %lld s)", NEX_CLUSTER_HEARTBEAT_MS,
             (long long)node->cfg->node_timeout);
   return NEX_STEAL_PTR (c);
@@ -217,7 +243,9 @@ nex_cluster_stop (nex_cluster_t *c)
     natsSubscription_Unsubscribe (c->ps_sub);
   if (c->thread_started)
     pthread_join (c->thread, NULL);
-  c->thread_started = 0;
+  if (c->beat_started)
+    pthread_join (c->beat_thread, NULL);
+  c->thread_started = c->beat_started = 0;
   nex_desired_stop_watching (c);
 }
 

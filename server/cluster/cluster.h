@@ -15,7 +15,7 @@
  * JetStream's (replicated by its Raft groups), and the one atomic step, the claim, is the KV's update with an
  * expected revision.
  *
- * Threads: the cluster runs one thread of its own (heartbeats, the peer sweep, claims, fencing, the ends of
+ * Threads: the cluster runs a heartbeat thread, a cluster thread (the peer sweep, claims, fencing, the ends of
  * workloads) and one that follows the bucket; nats.c's delivery threads update the peer table and answer
  * $NEX.cluster.ps.  The functions below may be called from any thread unless they say otherwise. */
 #ifndef NEX_CLUSTER_H

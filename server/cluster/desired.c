@@ -14,6 +14,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
@@ -23,6 +24,7 @@
 #define KV_RETRY_MS 2000
 #define WATCH_WAIT_MS 500
 #define MAX_ENTRY_BYTES (1024 * 1024)
+#define CREATE_PATIENCE_MS 8000
 
 /* How many servers the NATS system has, as far as the connection knows (configured and discovered). */
 static int
@@ -207,7 +209,13 @@ nex_desired_create (nex_cluster_t *c, const char *key, const json_t *value, nex_
     return -1;
   cleanup_free char *text = json_dumps (value, JSON_COMPACT);
   uint64_t rev = 0;
-  natsStatus s = kvStore_Create (&rev, kv, key, text, (int)strlen (text));
+  /* The workload already runs: a JetStream that is electing a leader (a server just died) is waited for, a few
+   * seconds, rather than leaving the workload out of the desired state. */
+  int64_t deadline = nex_clock_mono_ms () + CREATE_PATIENCE_MS;
+  natsStatus s;
+  while ((s = kvStore_Create (&rev, kv, key, text, (int)strlen (text))) != NATS_OK
+         && (s == NATS_NO_RESPONDERS || s == NATS_TIMEOUT) && nex_clock_mono_ms () < deadline)
+    usleep (250 * 1000);
   return s == NATS_OK ? 0 : kv_error (err, "create entry", key, s);
 }
 

@@ -71,8 +71,8 @@ struct nex_cluster
   int fenced_at_start; /* cluster thread: the start-up check of local copies was done */
   json_t *orphans;     /* cluster thread: key -> monotonic ms its owner was first seen dead */
 
-  pthread_t thread, watch_thread;
-  int thread_started, watch_started;
+  pthread_t thread, watch_thread, beat_thread;
+  int thread_started, watch_started, beat_started;
   natsSubscription *hb_sub, *ps_sub;
 };
 

@@ -237,3 +237,26 @@ def test_without_nats_the_cluster_routes_say_so(nexd):
     assert r.status_code == 503 and "--nats" in r.json()["detail"]
     r = nexd.post("/v1/workloads", json={"name": "x", "artifact": nexd.program("sleeper"), "node": "auto"})
     assert r.status_code == 422 and r.json()["field"] == "node"
+
+
+@pytest.mark.xfail(reason="not reliable yet: right after a nats-server dies, the nodes connected to it may take ~5 s to "
+                          "reconnect (auctions in that window get 503, and such a node can be declared dead)",
+                   strict=False)
+def test_one_nats_server_down_deploys_and_failover_go_on(cluster):
+    # Last in the module: it leaves a nats-server and a node dead.
+    n1 = cluster.nodes[1]
+    names = [f"ns-{i}" for i in range(6)]
+    placed = {deploy_auto(n1, name, restart_policy="always")["name"]: None for name in names}
+    wait_for_single_copies(cluster, names, timeout=15)
+    entries = n1.get("/v1/cluster/nodes").json()["desired"]["entries"]
+    assert entries == len(placed)
+    cluster.servers[0].kill()
+    # Nothing in the bucket is lost (two of three replicas remain) and node: auto still places.
+    w = deploy_auto(n1, "ns-after", restart_policy="always")
+    names.append("ns-after")
+    wait_until(lambda: all(n.get("/v1/cluster/nodes").json()["desired"]["entries"] == entries + 1
+                           for n in cluster.alive_nodes()), timeout=15, what="every node to see every entry")
+    victim = 2 if w["node"] != cluster.ids[2] else 0
+    cluster.kill_node(victim, sandboxes=True)
+    placed = wait_for_single_copies(cluster, names, timeout=20, exclude=cluster.ids[victim])
+    assert cluster.ids[victim] not in placed.values()
