@@ -1399,6 +1399,114 @@ cmd_image_rm (cli_t *cli, int argc, char **argv)
   return call_and_print (cli, "DELETE", path, NULL, "digest");
 }
 
+/* --- nex cluster nodes | ps, nex node drain ------------------------------------------------------------------- */
+
+/* A JSON number member as text ("-" when absent). */
+static const char *
+num (const json_t *o, const char *outer, const char *inner, char *buf, size_t size)
+{
+  const json_t *v = json_object_get (inner ? json_object_get (o, outer) : o, inner ? inner : outer);
+  if (!json_is_number (v))
+    return "-";
+  snprintf (buf, size, "%g", json_number_value (v));
+  return buf;
+}
+
+static int
+cmd_cluster_nodes (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  parse_args (cli, argc, argv, flags, "nex cluster nodes [--json]", pos, 0);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *all = NULL;
+  long status;
+  if (nex_client_call (cli->client, "GET", "/v1/cluster/nodes", NULL, &status, &all, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    {
+      print_json (all);
+      return 0;
+    }
+  printf ("%-56s  %-12s  %-6s  %9s  %6s  %9s  %7s  %s\n", "ID", "NAME", "STATE", "FREE MiB", "CPUS", "WORKLOADS",
+          "AGE ms", "DRIVERS");
+  size_t i;
+  json_t *n;
+  json_array_foreach (json_object_get (all, "nodes"), i, n)
+  {
+    char mem[32], cpu[32], wl[32], age[32];
+    cleanup_free char *drivers = json_dumps (json_object_get (n, "drivers"), JSON_COMPACT);
+    const char *state = !json_is_true (json_object_get (n, "alive"))      ? "dead"
+                        : json_is_true (json_object_get (n, "lame_duck")) ? "drain"
+                                                                          : "alive";
+    printf ("%-56s  %-12s  %-6s  %9s  %6s  %9s  %7s  %s%s\n", str (n, "id", "?"), str (n, "name", "?"), state,
+            num (n, "free", "memory_mb", mem, sizeof mem), num (n, "free", "vcpus", cpu, sizeof cpu),
+            num (n, "workloads", NULL, wl, sizeof wl), num (n, "age_ms", NULL, age, sizeof age),
+            drivers ? drivers : "[]", json_is_true (json_object_get (n, "self")) ? "  (this node)" : "");
+  }
+  return 0;
+}
+
+static int
+cmd_cluster_ps (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_NAMESPACE,
+    F_STATE,
+    F_NODE,
+  };
+  static flag_t flags[] = {
+    [F_NAMESPACE] = { "namespace", 0, 1, "only this namespace" },
+    [F_STATE] = { "state", 0, 1, "only workloads in this state (or lost)" },
+    [F_NODE] = { "node", 0, 1, "only workloads of this node" },
+    { NULL },
+  };
+  char *pos[1];
+  parse_args (cli, argc, argv, flags, "nex cluster ps [--namespace NS] [--state STATE] [--node ID] [--json]", pos, 0);
+  cleanup_free char *path
+      = nex_client_path (cli->client, "/v1/cluster/workloads", "namespace", flag_value (&flags[F_NAMESPACE], NULL),
+                         "state", flag_value (&flags[F_STATE], NULL), "node", flag_value (&flags[F_NODE], NULL), NULL);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *all = NULL;
+  long status;
+  if (nex_client_call (cli->client, "GET", path, NULL, &status, &all, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    {
+      print_json (all);
+      return 0;
+    }
+  printf ("%-36s  %-20s  %-12s  %-8s  %s\n", "ID", "NAME", "NAMESPACE", "STATE", "NODE");
+  size_t i;
+  json_t *w;
+  json_array_foreach (json_object_get (all, "workloads"), i, w)
+  {
+    printf ("%-36s  %-20s  %-12s  %-8s  %s\n", str (w, "id", "-"), str (w, "name", "?"), str (w, "namespace", "?"),
+            str (w, "state", "?"), str (w, "node", "?"));
+  }
+  return 0;
+}
+
+static int
+cmd_node_drain (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  int n = parse_args (cli, argc, argv, flags, "nex node drain [NODE_ID] [--json]", pos, 1);
+  cleanup_free char *path = nex_xasprintf ("/v1/cluster/nodes/%s/drain", n == 1 ? pos[0] : "self");
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *r = NULL;
+  long status;
+  if (nex_client_call (cli->client, "POST", path, NULL, &status, &r, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    print_json (r);
+  else
+    printf ("draining %s\n", str (r, "node_id", "?"));
+  return 0;
+}
+
 /* --- dispatch --------------------------------------------------------------------------------------------------- */
 
 typedef struct command
@@ -1424,6 +1532,9 @@ static const command_t commands[] = {
   { "image ls", cmd_image_ls, "list the node's cached OCI images" },
   { "image pull", cmd_image_pull, "pull an OCI image into the node's cache (asks the registry again)" },
   { "image rm", cmd_image_rm, "remove a cached image no live workload uses" },
+  { "cluster nodes", cmd_cluster_nodes, "the nodes of the cluster (NATS): free resources, workloads, heartbeats" },
+  { "cluster ps", cmd_cluster_ps, "every node's workloads (and those lost with their node)" },
+  { "node drain", cmd_node_drain, "drain a node (default: this one): move its work off, then it stops (admin)" },
   { NULL, NULL, NULL },
 };
 

@@ -333,6 +333,9 @@ nex_auth_required (const char *method, const char *path)
   size_t n = strlen (path);
   if (strncmp (path, "/v1/workloads/", 14) == 0 && n > 19 && strcmp (path + n - 5, "/exec") == 0)
     return NEX_SCOPE_DEPLOY;
+  /* Draining a node stops it: as much an operator's act as managing tokens. */
+  if (strncmp (path, "/v1/cluster/nodes/", 18) == 0 && n > 24 && strcmp (path + n - 6, "/drain") == 0)
+    return NEX_SCOPE_ADMIN;
   if (strcmp (method, "GET") == 0 || strcmp (method, "HEAD") == 0 || strcmp (method, "OPTIONS") == 0)
     return NEX_SCOPE_READ;
   return NEX_SCOPE_DEPLOY;

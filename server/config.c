@@ -51,6 +51,8 @@ static const opt_t options[] = {
   OPT (nats_buffer, OPT_INT, "10000", "events and log lines kept for NATS while disconnected (oldest dropped)"),
   OPT (heartbeat_s, OPT_INT, "30", "seconds between heartbeat events on NATS"),
   OPT (tags, OPT_STRING, NULL, "node tags reported over NATS and matched by auctions: k=v,k=v"),
+  OPT (node_timeout, OPT_INT, "5",
+       "cluster: seconds without a heartbeat after which a peer is dead and its restartable workloads move"),
   OPT (valid_issuers, OPT_STRING, NULL, "comma-separated issuer nkeys whose workload JWTs are accepted (default any)"),
   OPT (default_driver, OPT_STRING, "sandbox", "driver for workloads that name none"),
   OPT (log_lines, OPT_INT, "10000", "log lines kept per workload; older ones are dropped and counted"),
@@ -270,6 +272,8 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return nex_error_field (err, "nats_buffer", "nats_buffer must be at least 1");
   if (cfg->heartbeat_s < 1)
     return nex_error_field (err, "heartbeat_s", "heartbeat_s must be at least 1");
+  if (cfg->node_timeout < 2 || cfg->node_timeout > 3600)
+    return nex_error_field (err, "node_timeout", "node_timeout must be between 2 and 3600 seconds");
   if ((cfg->nats_tls_cert == NULL) != (cfg->nats_tls_key == NULL))
     return nex_error_field (err, cfg->nats_tls_cert ? "nats_tls_key" : "nats_tls_cert",
                             "nats_tls_cert and nats_tls_key go together");

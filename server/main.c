@@ -16,6 +16,7 @@
 #include "autoconfig.h"
 #include "common/cleanup.h"
 #include "server/api/api.h"
+#include "server/cluster/cluster.h"
 #include "server/config.h"
 #include "server/log.h"
 #include "server/nats/bridge.h"
@@ -33,9 +34,11 @@ node_stopp (nex_node_t **nodep)
   nex_node_t *node = *nodep;
   if (node == NULL)
     return;
+  nex_cluster_stop (node->cluster);
   nex_nats_quiesce (node->nats);
   nex_supervisor_shutdown (node->sup);
   nex_nats_close (NEX_STEAL_PTR (node->nats));
+  nex_cluster_free (NEX_STEAL_PTR (node->cluster));
   nex_node_close (node);
 }
 
@@ -63,6 +66,8 @@ serve (const nex_config_t *cfg, const sigset_t *wait_set, nex_error_t *err)
     return -1;
   if (node->nats && nex_nats_serve (node->nats, err) < 0)
     return -1;
+  if (node->nats && (node->cluster = nex_cluster_start (node, err)) == NULL)
+    return -1;
   cleanup_with (api_stopp) nex_api_t *api = nex_api_start (node, err);
   if (api == NULL)
     return -1;
@@ -73,6 +78,7 @@ serve (const nex_config_t *cfg, const sigset_t *wait_set, nex_error_t *err)
   while (sigwait (wait_set, &sig) == 0 && sig == SIGHUP)
     nex_info ("SIGHUP ignored (reload is not supported yet)");
   nex_info ("signal %d: shutting down", sig);
+  nex_cluster_stop (node->cluster);
   nex_supervisor_quiesce (node->sup);
   nex_api_stop (NEX_STEAL_PTR (api));
   if (node->nats)

@@ -24,6 +24,7 @@ typedef struct nex_bus nex_bus_t;
 typedef struct nex_auth nex_auth_t;
 typedef struct nex_nats nex_nats_t;
 typedef struct nex_image_store nex_image_store_t;
+typedef struct nex_cluster nex_cluster_t;
 
 typedef struct nex_node
 {
@@ -34,6 +35,7 @@ typedef struct nex_node
   nex_auth_t *auth;        /* API tokens (auth.h); made and freed by the API */
   nex_nats_t *nats;        /* the NATS bridge, NULL when the node runs alone (set before the supervisor starts,
                               cleared after it stopped) */
+  nex_cluster_t *cluster;  /* the cluster over NATS (cluster/cluster.h), NULL without NATS; set once serving */
   nex_identity_t identity; /* the node's nkey (its id) and xkey; secrets, never shown */
   char id[64];             /* node id: the node's public server nkey ("N...") */
   int lameduck;            /* set once (any thread, atomically): the node takes no more deploys */

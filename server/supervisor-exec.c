@@ -147,8 +147,8 @@ send_frame_waiting (nex_sup_entry_t *e, nex_wire_type_t type, uint16_t channel, 
 
 /* What every exec of E's workload starts from, read from the registry once per entry (a function's run must
  * not cost a registry read): {env, sealed, ...} with the hardening nex_sup_add_hardening adds (capabilities,
- * cwd, an image's uid/gid/groups) but seccomp (added per request, it is shared).  `sealed` says that ENV is only the plain part: the sealed one is
- * opened per exec and never kept.  Borrowed (E owns it), or NULL with ERR. */
+ * cwd, an image's uid/gid/groups) but seccomp (added per request, it is shared).  `sealed` says that ENV is only the
+ * plain part: the sealed one is opened per exec and never kept.  Borrowed (E owns it), or NULL with ERR. */
 static json_t *
 exec_base (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_error_t *err)
 {

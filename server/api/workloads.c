@@ -12,6 +12,7 @@
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "server/api/cache.h"
+#include "server/cluster/cluster.h"
 #include "server/deploy.h"
 #include "server/id.h"
 #include "server/nats/secure.h"
@@ -44,6 +45,29 @@ requested_namespace (const json_t *body)
   return json_string_value (ns);
 }
 
+/* A deploy that names a node (or asks for one to be chosen): answered with the workload as the node that took it
+ * shows it, plus `node`. */
+static int
+workload_place (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
+{
+  if (req->node->cluster == NULL)
+    return nex_error_field (err, json_object_get (req->body, "node") ? "node" : "placement",
+                            "this node is not in a cluster (start nexd with --nats)");
+  json_t *answer = NULL;
+  if (nex_cluster_deploy (req->node->cluster, req->body, &answer, err) < 0)
+    return -1;
+  res->status = 202;
+  res->body = answer;
+  /* Where the workload can be read: on the node that runs it (its announced address, in this node's scheme). */
+  const char *node = json_string_value (json_object_get (answer, "node"));
+  const char *id = json_string_value (json_object_get (answer, "id"));
+  cleanup_free char *api
+      = node && strcmp (node, req->node->id) != 0 ? nex_cluster_api_of (req->node->cluster, node) : NULL;
+  res->location = api ? nex_xasprintf ("%s://%s/v1/workloads/%s", req->node->cfg->tls_cert ? "https" : "http", api, id)
+                      : nex_xasprintf ("/v1/workloads/%s", id);
+  return 0;
+}
+
 static int
 workload_create (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
 {
@@ -51,6 +75,9 @@ workload_create (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *e
   const char *ns = requested_namespace (req->body);
   if (ns && nex_api_check_namespace (req, ns, err) < 0)
     return -1;
+  /* `node` or `placement`: the cluster decides where it runs (cluster/cluster.h). */
+  if (json_object_get (req->body, "node") || json_object_get (req->body, "placement"))
+    return workload_place (req, res, err);
   nex_workload_t w = { 0 };
   if (nex_deploy_submit (req->node, req->body, &w, err) < 0)
     return -1;

@@ -30,6 +30,7 @@
 #include "common/fdio.h"
 #include "common/xalloc.h"
 #include "server/clock.h"
+#include "server/cluster/cluster.h"
 #include "server/event.h"
 #include "server/artifacts/artifact.h"
 #include "server/log.h"
@@ -112,6 +113,7 @@ nex_nats_publish_event (nex_nats_t *b, const json_t *event, const char *namespac
   cleanup_free char *subject = nex_xasprintf ("$NEX.events.%s.%s", ns, tt);
   enqueue_json (b, subject, event);
   nex_nats_functions_notice (b, event);
+  nex_cluster_notice (__atomic_load_n (&b->node->cluster, __ATOMIC_ACQUIRE), event);
 }
 
 /* A JSON string of the N bytes at S, with bytes that do not make UTF-8 replaced by '?' (log lines are
@@ -774,6 +776,12 @@ nex_nats_close (nex_nats_t *b)
    * can run. */
   nats_CloseAndWait (2000);
   bridge_free (b);
+}
+
+struct __natsConnection *
+nex_nats_connection (nex_nats_t *b)
+{
+  return b->nc;
 }
 
 json_t *

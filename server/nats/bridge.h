@@ -63,4 +63,12 @@ void nex_nats_publish_logs (nex_nats_t *b, const char *id, const nex_log_line_t 
  * reference.  Any thread. */
 json_t *nex_nats_status (nex_nats_t *b);
 
+/* The node's tags as a JSON object: nex.os, nex.arch, nex.cpucount plus the configured ones (--tags).  New
+ * reference.  Any thread. */
+json_t *nex_nats_tags (nex_nats_t *b);
+
+/* The bridge's connection, which the cluster (cluster/cluster.h) shares: owned by the bridge, valid until
+ * nex_nats_close. */
+struct __natsConnection *nex_nats_connection (nex_nats_t *b);
+
 #endif

@@ -19,6 +19,7 @@
 #include "common/fdio.h"
 #include "common/xalloc.h"
 #include "server/clock.h"
+#include "server/cluster/cluster.h"
 #include "server/deploy.h"
 #include "server/log.h"
 #include "server/nats/secure.h"
@@ -402,6 +403,39 @@ nex_nats_deploy_fields (const char *node_id, json_t *body, const char *ns, nex_e
   return NEX_STEAL_PTR (f);
 }
 
+/* A deploy with the header `Nex-Fields: rest` (how cluster placement sends one, cluster/placement.c): BODY has
+ * the REST deploy fields as they are (argv is the whole vector); its namespace must be the subject's.  The
+ * reply's data carries the workload's JSON as REST shows it, and a failure its kind and field, so that the
+ * placing node can answer its client as this node would have. */
+static void
+deploy_rest (request_t *r, json_t *body)
+{
+  nex_nats_t *b = r->b;
+  cleanup_error nex_error_t err = NULL;
+  const char *ns = json_string_value (json_object_get (body, "namespace"));
+  cleanup_free char *ns_token = nex_nats_token (ns ? ns : "default");
+  nex_workload_t w = { 0 };
+  if (strcmp (ns_token, r->tokens[2]) != 0)
+    nex_error_field (&err, "namespace", "the subject names namespace `%s`", r->tokens[2]);
+  else if (nex_deploy_submit (b->node, body, &w, &err) == 0)
+    {
+      json_t *d = json_pack ("{s:b, s:s, s:s, s:s, s:s, s:o}", "started", 1, "id", w.id, "name", w.name, "namespace",
+                             w.namespace_, "state", nex_state_name (w.state), "workload", nex_workload_to_json (&w));
+      nex_workload_release (&w);
+      reply (r, "run", d, NULL);
+      return;
+    }
+  const char *to = natsMsg_GetReply (r->msg);
+  if (to == NULL || *to == '\0')
+    return;
+  cleanup_json json_t *env
+      = json_pack ("{s:s, s:n, s:s, s:s, s:s?}", "type", TYPE_PREFIX "run_response", "data", "error",
+                   err->kind == NEX_ERR_SYSTEM ? "internal error (see the node's log)" : err->msg, "error_kind",
+                   nex_error_kind_name (err->kind), "error_field", err->field);
+  cleanup_free char *text = json_dumps (env, JSON_COMPACT);
+  natsConnection_PublishString (b->nc, to, text);
+}
+
 static void
 handle_deploy (request_t *r)
 {
@@ -414,6 +448,13 @@ handle_deploy (request_t *r)
   cleanup_json json_t *body = parse_body (r, "run", 0);
   if (body == NULL)
     return;
+  const char *fields_kind = NULL;
+  if (natsMsgHeader_Get (r->msg, "Nex-Fields", &fields_kind) == NATS_OK && fields_kind
+      && strcmp (fields_kind, "rest") == 0)
+    {
+      deploy_rest (r, body);
+      return;
+    }
   cleanup_error nex_error_t err = NULL;
   cleanup_json json_t *fields = nex_nats_deploy_fields (b->node->id, body, r->tokens[2], &err);
   nex_workload_t w = { 0 };
@@ -526,6 +567,10 @@ drain_main (void *arg)
   int64_t grace_ms = node->cfg->stop_grace_s * 1000;
   nex_workload_t *list = NULL;
   size_t n = 0;
+  /* In a cluster, restartable workloads placed with node: auto first start on another node (cluster.h). */
+  int moved = nex_cluster_evacuate (__atomic_load_n (&node->cluster, __ATOMIC_ACQUIRE));
+  if (moved > 0)
+    nex_info ("lame duck: %d workloads moved to other nodes", moved);
   if (live_workloads (b, NULL, &list, &n, NULL) == 0)
     {
       pthread_mutex_lock (&b->lock);
@@ -618,7 +663,16 @@ handle_auction (request_t *r)
   cleanup_json json_t *tags = nex_nats_tags (r->b);
   if (!nex_nats_auction_matches (tags, body) || __atomic_load_n (&r->b->node->lameduck, __ATOMIC_SEQ_CST))
     return;
-  reply (r, "auction", ping_data (r->b, running_count (r->b)), NULL);
+  /* A member of a cluster also checks the cluster's requirements (driver, free memory and CPU) and bids with its
+   * heartbeat document, which the placement rule compares (cluster/placement.c). */
+  nex_cluster_t *cluster = __atomic_load_n (&r->b->node->cluster, __ATOMIC_ACQUIRE);
+  json_t *bid = cluster ? nex_cluster_bid (cluster, body) : NULL;
+  if (cluster && bid == NULL)
+    return;
+  json_t *d = ping_data (r->b, running_count (r->b));
+  if (bid)
+    json_object_set_new (d, "cluster", bid);
+  reply (r, "auction", d, NULL);
 }
 
 /* --- dispatch ------------------------------------------------------------------------------------------------- */

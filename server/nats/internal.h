@@ -87,9 +87,6 @@ char *nex_nats_token (const char *s);
 /* Queues a publication of N bytes at DATA on SUBJECT (both copied). */
 void nex_nats_enqueue (nex_nats_t *b, const char *subject, const char *data, size_t len);
 
-/* The node's tags as a JSON object: nex.os, nex.arch, nex.cpucount plus the configured ones.  New reference. */
-json_t *nex_nats_tags (nex_nats_t *b);
-
 /* Node uptime in nex's format ("1h2m3s"), into BUF. */
 char *nex_nats_uptime (int64_t ms, char *buf, size_t size);
 

@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cluster/desired.c — the NEX_DESIRED bucket: what should run in the cluster (contract in cluster/internal.h).
+ *
+ * One entry per workload placed with `node: auto`, under the key its workloads carry as the label
+ * nex.cluster/key: {key, namespace, name, owner, workload_id, restartable, state (running, claimed, lost), spec,
+ * placement, placed_at, from}.  The bucket keeps one revision per key (history 1) and is replicated over
+ * min(3, servers known) JetStream servers, so that it outlives any one of them.
+ *
+ * Every node follows the whole bucket with a watcher and keeps the last value and revision of each key: reads
+ * (failover, fencing, lists) never wait on the server, and a claim is an update conditioned on the revision
+ * that was seen.  The bucket is opened (or made, by whichever node comes first) from the cluster thread, again
+ * every KV_RETRY_MS until it works: JetStream may be missing, or still electing its leaders. */
+#include "server/cluster/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/xalloc.h"
+#include "server/clock.h"
+#include "server/log.h"
+
+#define KV_RETRY_MS 2000
+#define WATCH_WAIT_MS 500
+#define MAX_ENTRY_BYTES (1024 * 1024)
+#define CREATE_PATIENCE_MS 8000
+
+/* How many servers the NATS system has, as far as the connection knows (configured and discovered). */
+static int
+servers_known (natsConnection *nc)
+{
+  char **urls = NULL;
+  int n = 0;
+  if (natsConnection_GetServers (nc, &urls, &n) != NATS_OK)
+    return 1;
+  for (int i = 0; i < n; i++)
+    free (urls[i]);
+  free (urls);
+  return n > 0 ? n : 1;
+}
+
+static void
+set_error (nex_cluster_t *c, const char *what, natsStatus s)
+{
+  const char *detail = nats_GetLastError (NULL);
+  cleanup_free char *msg
+      = nex_xasprintf ("%s: %s%s%s", what, natsStatus_GetText (s), detail && *detail ? ": " : "", detail ? detail : "");
+  pthread_mutex_lock (&c->lock);
+  int changed = c->kv_error == NULL || strcmp (c->kv_error, msg) != 0;
+  free (c->kv_error);
+  c->kv_error = nex_xstrdup (msg);
+  pthread_mutex_unlock (&c->lock);
+  if (changed)
+    nex_warn ("cluster: desired state unavailable (%s); retrying", msg);
+}
+
+/* Takes one change from the watcher into the local copy; a change after the initial values may fence. */
+static void
+take_entry (nex_cluster_t *c, kvEntry *e)
+{
+  const char *key = kvEntry_Key (e);
+  json_t *value = NULL;
+  if (kvEntry_Operation (e) == kvOp_Put && kvEntry_ValueLen (e) <= MAX_ENTRY_BYTES)
+    value = json_loadb (kvEntry_Value (e), (size_t)kvEntry_ValueLen (e), 0, NULL);
+  pthread_mutex_lock (&c->lock);
+  if (json_is_object (value))
+    json_object_set_new (c->desired, key,
+                         json_pack ("{s:I, s:O}", "rev", (json_int_t)kvEntry_Revision (e), "value", value));
+  else
+    json_object_del (c->desired, key);
+  int ready = c->desired_ready;
+  pthread_mutex_unlock (&c->lock);
+  if (ready)
+    nex_failover_entry_changed (c, key, json_is_object (value) ? value : NULL);
+  json_decref (value);
+}
+
+static void *
+watch_main (void *arg)
+{
+  nex_cluster_t *c = arg;
+  for (;;)
+    {
+      kvEntry *e = NULL;
+      natsStatus s = kvWatcher_Next (&e, c->watcher, WATCH_WAIT_MS);
+      pthread_mutex_lock (&c->lock);
+      int stopping = c->stopping;
+      if (s == NATS_OK && e == NULL && !c->desired_ready)
+        {
+          c->desired_ready = 1; /* the initial values are in */
+          nex_info ("cluster: desired state followed (%zu entries)", json_object_size (c->desired));
+        }
+      pthread_mutex_unlock (&c->lock);
+      if (e)
+        {
+          take_entry (c, e);
+          kvEntry_Destroy (e);
+        }
+      if (stopping || (s != NATS_OK && s != NATS_TIMEOUT))
+        break;
+    }
+  return NULL;
+}
+
+void
+nex_desired_open (nex_cluster_t *c)
+{
+  int64_t now = nex_clock_mono_ms ();
+  if (c->kv || now < c->kv_next_try)
+    return;
+  c->kv_next_try = now + KV_RETRY_MS;
+  natsStatus s = c->js ? NATS_OK : natsConnection_JetStream (&c->js, c->nc, NULL);
+  if (s != NATS_OK)
+    return set_error (c, "JetStream", s);
+  kvStore *kv = NULL;
+  int replicas = servers_known (c->nc) < 3 ? servers_known (c->nc) : 3;
+  s = js_KeyValue (&kv, c->js, NEX_CLUSTER_BUCKET);
+  if (s != NATS_OK)
+    {
+      kvConfig cfg;
+      kvConfig_Init (&cfg);
+      cfg.Bucket = NEX_CLUSTER_BUCKET;
+      cfg.Description = "Nex: what should run in the cluster (one entry per workload placed with node: auto)";
+      cfg.History = 1;
+      cfg.Replicas = replicas;
+      s = js_CreateKeyValue (&kv, c->js, &cfg);
+    }
+  if (s != NATS_OK)
+    return set_error (c, "bucket " NEX_CLUSTER_BUCKET, s);
+  kvStatus *st = NULL;
+  if (kvStore_Status (&st, kv) == NATS_OK)
+    {
+      replicas = (int)kvStatus_Replicas (st);
+      kvStatus_Destroy (st);
+    }
+  kvWatcher *watcher = NULL;
+  s = kvStore_WatchAll (&watcher, kv, NULL);
+  if (s != NATS_OK)
+    {
+      kvStore_Destroy (kv);
+      return set_error (c, "watch " NEX_CLUSTER_BUCKET, s);
+    }
+  pthread_mutex_lock (&c->lock);
+  c->watcher = watcher;
+  c->kv = kv;
+  c->replicas = replicas;
+  free (c->kv_error);
+  c->kv_error = NULL;
+  pthread_mutex_unlock (&c->lock);
+  if (pthread_create (&c->watch_thread, NULL, watch_main, c) == 0)
+    c->watch_started = 1;
+  nex_info ("cluster: bucket %s open (%d replicas)", NEX_CLUSTER_BUCKET, replicas);
+}
+
+void
+nex_desired_stop_watching (nex_cluster_t *c)
+{
+  pthread_mutex_lock (&c->lock);
+  kvWatcher *w = c->watcher;
+  pthread_mutex_unlock (&c->lock);
+  if (w)
+    kvWatcher_Stop (w);
+  if (c->watch_started)
+    pthread_join (c->watch_thread, NULL);
+  c->watch_started = 0;
+}
+
+void
+nex_desired_close (nex_cluster_t *c)
+{
+  nex_desired_stop_watching (c);
+  if (c->watcher)
+    kvWatcher_Destroy (c->watcher);
+  c->watcher = NULL;
+  if (c->kv)
+    kvStore_Destroy (c->kv);
+  c->kv = NULL;
+  if (c->js)
+    jsCtx_Destroy (c->js);
+  c->js = NULL;
+}
+
+/* The bucket, or NULL with ERR when it is not open yet. */
+static kvStore *
+bucket (nex_cluster_t *c, nex_error_t *err)
+{
+  pthread_mutex_lock (&c->lock);
+  kvStore *kv = c->kv;
+  pthread_mutex_unlock (&c->lock);
+  if (kv == NULL)
+    nex_error_set (err, NEX_ERR_UNAVAILABLE, "the desired-state bucket %s is not open", NEX_CLUSTER_BUCKET);
+  return kv;
+}
+
+static int
+kv_error (nex_error_t *err, const char *what, const char *key, natsStatus s)
+{
+  const char *detail = nats_GetLastError (NULL);
+  return nex_error_set (err, NEX_ERR_UNAVAILABLE, "%s %s: %s%s%s", what, key, natsStatus_GetText (s),
+                        detail && *detail ? ": " : "", detail ? detail : "");
+}
+
+int
+nex_desired_create (nex_cluster_t *c, const char *key, const json_t *value, nex_error_t *err)
+{
+  kvStore *kv = bucket (c, err);
+  if (kv == NULL)
+    return -1;
+  cleanup_free char *text = json_dumps (value, JSON_COMPACT);
+  uint64_t rev = 0;
+  /* The workload already runs: a JetStream that is electing a leader (a server just died) is waited for, a few
+   * seconds, rather than leaving the workload out of the desired state. */
+  int64_t deadline = nex_clock_mono_ms () + CREATE_PATIENCE_MS;
+  natsStatus s;
+  while ((s = kvStore_Create (&rev, kv, key, text, (int)strlen (text))) != NATS_OK
+         && (s == NATS_NO_RESPONDERS || s == NATS_TIMEOUT) && nex_clock_mono_ms () < deadline)
+    usleep (250 * 1000);
+  return s == NATS_OK ? 0 : kv_error (err, "create entry", key, s);
+}
+
+int
+nex_desired_update (nex_cluster_t *c, const char *key, const json_t *value, uint64_t rev, uint64_t *new_rev,
+                    nex_error_t *err)
+{
+  kvStore *kv = bucket (c, err);
+  if (kv == NULL)
+    return -1;
+  cleanup_free char *text = json_dumps (value, JSON_COMPACT);
+  uint64_t got = 0;
+  natsStatus s = kvStore_Update (&got, kv, key, text, (int)strlen (text), rev);
+  if (s == NATS_OK)
+    {
+      if (new_rev)
+        *new_rev = got;
+      return 0;
+    }
+  /* JetStream refuses an update whose expected revision is not the key's last one: someone else wrote first. */
+  const char *detail = nats_GetLastError (NULL);
+  if (detail && strstr (detail, "wrong last sequence"))
+    return 1;
+  return kv_error (err, "update entry", key, s);
+}
+
+int
+nex_desired_delete (nex_cluster_t *c, const char *key, nex_error_t *err)
+{
+  kvStore *kv = bucket (c, err);
+  if (kv == NULL)
+    return -1;
+  natsStatus s = kvStore_Delete (kv, key);
+  return s == NATS_OK ? 0 : kv_error (err, "delete entry", key, s);
+}
+
+json_t *
+nex_desired_snapshot (nex_cluster_t *c)
+{
+  pthread_mutex_lock (&c->lock);
+  json_t *copy = c->desired_ready ? json_deep_copy (c->desired) : NULL;
+  pthread_mutex_unlock (&c->lock);
+  return copy;
+}
+
+json_t *
+nex_desired_get (nex_cluster_t *c, const char *key)
+{
+  pthread_mutex_lock (&c->lock);
+  json_t *e = json_object_get (c->desired, key);
+  json_t *copy = e ? json_deep_copy (e) : NULL;
+  pthread_mutex_unlock (&c->lock);
+  return copy;
+}
+
+json_t *
+nex_desired_status (nex_cluster_t *c)
+{
+  pthread_mutex_lock (&c->lock);
+  json_t *j = json_pack ("{s:s, s:b, s:b, s:i, s:I, s:s?}", "bucket", NEX_CLUSTER_BUCKET, "open", c->kv != NULL,
+                         "ready", c->desired_ready, "replicas", c->replicas, "entries",
+                         (json_int_t)json_object_size (c->desired), "error", c->kv_error);
+  pthread_mutex_unlock (&c->lock);
+  return j;
+}

@@ -1,0 +1,262 @@
+# SPDX-License-Identifier: Apache-2.0
+"""test_cluster.py — a cluster on NATS (server/cluster/): 3 nats-server processes joined by routes with JetStream
+(the desired-state bucket replicated on all three) and 3 nexd nodes, all real processes on loopback.
+
+In order, on one cluster (the tests of this module share it and leave it whole): the peer table; node: auto
+spreading workloads by the rule; placement requirements honoured or refused with the reason; a node that dies
+whole (kill -9 of nexd and its sandboxes): its restartable workloads run elsewhere within 10 s, the others are
+reported lost, nothing runs twice; a nexd that crashes alone: its sandboxes outlive it, the others take over its
+work, and when it comes back it stops its stale copies; a stop removes the desired state; a drained node hands
+its work over and exits.
+"""
+
+import time
+
+import pytest
+
+from clusterlib import Cluster, NODE_TIMEOUT_S, deploy_auto, processes_named, wait_for_single_copies
+from conftest import TERMINAL_STATES, skip_reason, wait_until
+import natsutil
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    reason = skip_reason() or natsutil.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    c = Cluster("test_cluster")
+    try:
+        c.start()
+    except Exception:
+        c.close(passed=False)
+        raise
+    yield c
+    failed = any(getattr(i, "rep_call", None) is not None and i.rep_call.failed
+                 for i in request.session.items if i.module is request.module)
+    c.close(passed=not failed)
+
+
+def stop_all(cluster):
+    for n in cluster.alive_nodes():
+        n.stop_all_workloads()
+    wait_until(lambda: cluster.nodes[0].get("/v1/cluster/nodes").json()["desired"]["entries"] == 0, timeout=10,
+               what="the desired state to empty")
+
+
+def test_every_node_hears_every_node(cluster):
+    for n, nid in zip(cluster.nodes, cluster.ids):
+        c = n.get("/v1/cluster/nodes").json()
+        assert c["self"] == nid
+        assert c["desired"]["replicas"] == 3, c["desired"]
+        by_id = {x["id"]: x for x in c["nodes"]}
+        assert set(by_id) == set(cluster.ids)
+        for i, other in enumerate(cluster.ids):
+            x = by_id[other]
+            assert x["alive"] and not x["lame_duck"] and x["age_ms"] < 3000, x
+            assert x["tags"]["zone"] == f"z{i}"
+            assert "sandbox" in x["drivers"]
+            assert x["free"]["memory_mb"] > 0 and x["free"]["vcpus"] > 0
+            assert x["self"] == (other == nid)
+    r = cluster.nodes[1].cli("cluster", "nodes")
+    assert r.returncode == 0, r.stderr
+    assert all(i in r.stdout for i in cluster.ids) and r.stdout.count("alive") == 3, r.stdout
+
+
+def test_auto_spreads_by_the_rule(cluster):
+    # Every node sees the same host (same free memory and CPU): fewest workloads decides, ties by node id.  So
+    # the first goes to the smallest id, and 30 deploys from one node end 10/10/10.
+    first = deploy_auto(cluster.nodes[0], "spread-0")
+    assert first["node"] == min(cluster.ids)
+    assert first["labels"]["nex.cluster/key"]
+    placed = [first] + [deploy_auto(cluster.nodes[i % 3], f"spread-{i}") for i in range(1, 30)]
+    counts = {nid: sum(1 for w in placed if w["node"] == nid) for nid in cluster.ids}
+    assert sorted(counts.values()) == [10, 10, 10], counts
+    # The answer is the workload as its node shows it, and that node has it.
+    for w in placed[:6]:
+        got = cluster.node_of(w["node"]).workload(w["id"])
+        assert got["name"] == w["name"]
+    wait_until(lambda: len(cluster.nodes[2].get("/v1/cluster/workloads", params={"state": "running"}).json()
+                           ["workloads"]) == 30, timeout=15, what="30 running")
+    ps = cluster.nodes[2].get("/v1/cluster/workloads", params={"node": cluster.ids[1]}).json()
+    assert ps["nodes_answered"] == 3 and len(ps["workloads"]) == 10
+    assert {w["node"] for w in ps["workloads"]} == {cluster.ids[1]}
+    r = cluster.nodes[0].cli("cluster", "ps")
+    assert r.returncode == 0 and r.stdout.count("spread-") == 30, r.stdout
+    # More free memory wins over fewer workloads: a reservation of 1 GiB on the smallest id sends the next away.
+    big = cluster.nodes[0].post("/v1/workloads", json={"name": "big", "artifact": cluster.nodes[0].program("sleeper"),
+                                                       "node": min(cluster.ids), "resources": {"memory_mb": 1024}})
+    assert big.status_code == 202 and big.json()["node"] == min(cluster.ids), big.text
+    nxt = deploy_auto(cluster.nodes[0], "after-big")
+    assert nxt["node"] != min(cluster.ids)
+    stop_all(cluster)
+
+
+def test_requirements_honoured_or_refused_with_the_reason(cluster):
+    n = cluster.nodes[0]
+    w = deploy_auto(n, "zoned", placement={"tags": {"zone": "z2"}})
+    assert w["node"] == cluster.ids[2]
+    w = deploy_auto(n, "zoned-sandbox", placement={"tags": {"zone": "Z1"}, "driver": "sandbox"})
+    assert w["node"] == cluster.ids[1] and w["driver"] == "sandbox"
+    r = n.post("/v1/workloads", json={"name": "mars", "artifact": n.program("sleeper"), "node": "auto",
+                                      "placement": {"tags": {"zone": "mars"}}})
+    assert r.status_code == 422, r.text
+    assert "no node meets the requirements" in r.json()["detail"] and "zone=z0" in r.json()["detail"]
+    r = n.post("/v1/workloads", json={"name": "fc", "artifact": n.program("sleeper"), "node": "auto",
+                                      "placement": {"driver": "firecracker"}})
+    assert r.status_code == 422 and "cannot run driver `firecracker`" in r.json()["detail"], r.text
+    r = n.post("/v1/workloads", json={"name": "huge", "artifact": n.program("sleeper"), "node": "auto",
+                                      "resources": {"memory_mb": 16000000}})
+    assert r.status_code == 422 and "of memory free" in r.json()["detail"], r.text
+    # Bad requests are refused before any auction, naming the field.
+    for body, field in [({"node": 3}, "node"), ({"placement": {"zone": "x"}}, "placement"),
+                        ({"placement": {"driver": "qemu"}, "driver": "sandbox"}, "placement.driver"),
+                        ({"node": "auto", "labels": {"nex.cluster/key": "x"}}, "labels"),
+                        ({"node": "auto", "bogus": 1}, "bogus")]:
+        r = n.post("/v1/workloads", json={"name": "bad", "artifact": n.program("sleeper"), **body})
+        assert r.status_code == 422 and r.json().get("field") == field, (body, r.text)
+    r = n.post("/v1/workloads", json={"name": "nobody", "artifact": n.program("sleeper"), "node": "N" + "A" * 55})
+    assert r.status_code == 404, r.text
+    # A node named explicitly: that one (the REST fields, argv as the whole vector, reach it unchanged).
+    r = n.post("/v1/workloads", json={"name": "there", "artifact": n.program("sleeper"), "node": cluster.ids[2],
+                                      "argv": ["there", "x y"]})
+    assert r.status_code == 202 and r.json()["node"] == cluster.ids[2] and r.json()["argv"] == ["there", "x y"]
+    assert r.headers["Location"].endswith(f"/v1/workloads/{r.json()['id']}")
+    stop_all(cluster)
+
+
+def test_a_dead_nodes_work_moves_and_nothing_runs_twice(cluster):
+    n0 = cluster.nodes[0]
+    victim = 1
+    vid = cluster.ids[victim]
+    restartable, fragile = [], []
+    for i in range(9):
+        w = deploy_auto(n0, f"fo-r{i}", restart_policy="always")
+        if w["node"] == vid:
+            restartable.append(w["name"])
+    for i in range(3):
+        w = deploy_auto(n0, f"fo-n{i}")
+        if w["node"] == vid:
+            fragile.append(w)
+    assert len(restartable) == 3 and len(fragile) == 1, (restartable, fragile)
+    names = [f"fo-r{i}" for i in range(9)]
+    wait_for_single_copies(cluster, names, timeout=15)
+    killed = time.monotonic()
+    cluster.kill_node(victim, sandboxes=True)
+    wait_until(lambda: all(not processes_named(n) for n in restartable), timeout=5, what="the victim's sandboxes")
+    placed = wait_for_single_copies(cluster, names, timeout=10, exclude=vid)
+    took = time.monotonic() - killed
+    assert took < 10, took
+    assert all(placed[n] != vid for n in restartable)
+    # The moves are spread, not piled on one node.
+    assert len({placed[n] for n in restartable}) == 2, placed
+    # The non-restartable one is reported lost, with its node.
+    wait_until(lambda: [w for w in n0.get("/v1/cluster/workloads", params={"state": "lost"}).json()["workloads"]],
+               timeout=5, what="the lost workload")
+    lost = n0.get("/v1/cluster/workloads", params={"state": "lost"}).json()["workloads"]
+    assert [(w["name"], w["node"]) for w in lost] == [(fragile[0]["name"], vid)]
+    events = n0.get("/v1/events", params={"type": "workload_rescheduled"}).json()["events"]
+    events += cluster.nodes[2].get("/v1/events", params={"type": "workload_rescheduled"}).json()["events"]
+    assert sorted(e["data"]["name"] for e in events) == sorted(restartable)
+    assert all(e["data"]["from"] == vid and e["data"]["to"] != vid for e in events)
+    print(f"failover: {took:.1f} s after kill -9 (node timeout {NODE_TIMEOUT_S} s)")
+    # It comes back: nothing runs twice, its dead copies are recorded as ended, the lost entry is dropped.
+    cluster.nodes[victim].start()
+    cluster.wait_formed()
+    time.sleep(1.5)
+    wait_for_single_copies(cluster, names, timeout=5)
+    assert not n0.get("/v1/cluster/workloads", params={"state": "lost"}).json()["workloads"]
+    stop_all(cluster)
+
+
+def test_a_crashed_nexd_comes_back_and_stops_its_stale_copies(cluster):
+    n0 = cluster.nodes[0]
+    victim = 2
+    vid = cluster.ids[victim]
+    mine = []
+    for i in range(6):
+        w = deploy_auto(n0, f"fe-{i}", restart_policy="on-failure")
+        if w["node"] == vid:
+            mine.append(w["name"])
+    assert len(mine) == 2
+    names = [f"fe-{i}" for i in range(6)]
+    wait_for_single_copies(cluster, names, timeout=15)
+    cluster.kill_node(victim, sandboxes=False)  # nexd alone: its sandboxes run on
+    # The others take over within the timeout; the old copies still run, with no nexd to stop them.
+    wait_until(lambda: all(len(processes_named(n)) == 2 for n in mine), timeout=10, what="the replacement copies")
+    cluster.nodes[victim].start()
+    # Back: it re-adopts its sandboxes, sees that it lost their entries and stops them.
+    placed = wait_for_single_copies(cluster, names, timeout=10)
+    assert all(placed[n] != vid for n in mine), placed
+    fenced = cluster.nodes[victim].get("/v1/events", params={"type": "workload_fenced"}).json()["events"]
+    assert sorted(e["data"]["name"] for e in fenced) == sorted(mine)
+    cluster.wait_formed()
+    stop_all(cluster)
+
+
+def test_a_stop_anywhere_removes_the_desired_state(cluster):
+    n0 = cluster.nodes[0]
+    w = deploy_auto(n0, "short", restart_policy="always")
+    owner = cluster.node_of(w["node"])
+    wait_until(lambda: n0.get("/v1/cluster/nodes").json()["desired"]["entries"] == 1, timeout=5, what="the entry")
+    r = owner.delete(f"/v1/workloads/{w['id']}", params={"grace_s": 1})
+    assert r.status_code == 202
+    wait_until(lambda: all(n.get("/v1/cluster/nodes").json()["desired"]["entries"] == 0 for n in cluster.nodes),
+               timeout=10, what="the entry to go")
+
+
+def test_drain_moves_work_off_then_the_node_stops(cluster):
+    n0 = cluster.nodes[0]
+    victim = 0
+    vid = cluster.ids[victim]
+    mine = []
+    for i in range(6):
+        w = deploy_auto(cluster.nodes[1], f"dr-{i}", restart_policy="always")
+        if w["node"] == vid:
+            mine.append(w["name"])
+    assert mine
+    names = [f"dr-{i}" for i in range(6)]
+    wait_for_single_copies(cluster, names, timeout=15)
+    r = cluster.nodes[1].cli("node", "drain", vid)
+    assert r.returncode == 0 and vid in r.stdout, r.stderr
+    rc = n0.daemon.proc.wait(timeout=30)
+    assert rc == 0
+    placed = wait_for_single_copies(cluster, names, timeout=10, exclude=vid)
+    assert all(placed[n] != vid for n in mine)
+    events = cluster.nodes[1].get("/v1/events", params={"type": "workload_rescheduled"}).json()["events"]
+    events += cluster.nodes[2].get("/v1/events", params={"type": "workload_rescheduled"}).json()["events"]
+    assert not [e for e in events if e["data"].get("name", "").startswith("dr-")]  # the drainer reports the moves
+    n0.start()
+    drained = n0.get("/v1/events", params={"type": "workload_rescheduled"}).json()["events"]
+    assert sorted(e["data"]["name"] for e in drained if e["data"]["name"].startswith("dr-")) == sorted(mine)
+    cluster.wait_formed()
+    stop_all(cluster)
+
+
+def test_without_nats_the_cluster_routes_say_so(nexd):
+    r = nexd.get("/v1/cluster/nodes")
+    assert r.status_code == 503 and "--nats" in r.json()["detail"]
+    r = nexd.post("/v1/workloads", json={"name": "x", "artifact": nexd.program("sleeper"), "node": "auto"})
+    assert r.status_code == 422 and r.json()["field"] == "node"
+
+
+@pytest.mark.xfail(reason="not reliable yet: right after a nats-server dies, the nodes connected to it may take ~5 s to "
+                          "reconnect (auctions in that window get 503, and such a node can be declared dead)",
+                   strict=False)
+def test_one_nats_server_down_deploys_and_failover_go_on(cluster):
+    # Last in the module: it leaves a nats-server and a node dead.
+    n1 = cluster.nodes[1]
+    names = [f"ns-{i}" for i in range(6)]
+    placed = {deploy_auto(n1, name, restart_policy="always")["name"]: None for name in names}
+    wait_for_single_copies(cluster, names, timeout=15)
+    entries = n1.get("/v1/cluster/nodes").json()["desired"]["entries"]
+    assert entries == len(placed)
+    cluster.servers[0].kill()
+    # Nothing in the bucket is lost (two of three replicas remain) and node: auto still places.
+    w = deploy_auto(n1, "ns-after", restart_policy="always")
+    names.append("ns-after")
+    wait_until(lambda: all(n.get("/v1/cluster/nodes").json()["desired"]["entries"] == entries + 1
+                           for n in cluster.alive_nodes()), timeout=15, what="every node to see every entry")
+    victim = 2 if w["node"] != cluster.ids[2] else 0
+    cluster.kill_node(victim, sandboxes=True)
+    placed = wait_for_single_copies(cluster, names, timeout=20, exclude=cluster.ids[victim])
+    assert cluster.ids[victim] not in placed.values()
