@@ -1204,6 +1204,41 @@ cmd_stop (cli_t *cli, int argc, char **argv)
   return 0;
 }
 
+/* --- nex pause | resume ------------------------------------------------------------------------------------------ */
+
+/* POST .../ACTION (pause or resume), then waits (up to 10 s) until the workload is in state WANT; prints it. */
+static int
+pause_or_resume (cli_t *cli, int argc, char **argv, const char *action, const char *want)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  cleanup_free char *usage = nex_xasprintf ("nex %s ID [--json]", action);
+  if (parse_args (cli, argc, argv, flags, usage, pos, 1) != 1)
+    fail_usage ("which workload? (usage: nex %s ID)", action);
+  const char *id = workload_id_arg (pos[0]);
+  cleanup_free char *path = nex_xasprintf ("/v1/workloads/%s/%s", id, action);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *w = NULL;
+  long status;
+  if (nex_client_call (cli->client, "POST", path, NULL, &status, &w, &err) < 0)
+    return fail_api (err);
+  cleanup_free char *base = nex_xasprintf ("/v1/workloads/%s/wait", id);
+  cleanup_free char *wait = nex_client_path (cli->client, base, "state", want, "timeout_s", "10", NULL);
+  return call_and_print (cli, "GET", wait, NULL, "state");
+}
+
+static int
+cmd_pause (cli_t *cli, int argc, char **argv)
+{
+  return pause_or_resume (cli, argc, argv, "pause", "paused");
+}
+
+static int
+cmd_resume (cli_t *cli, int argc, char **argv)
+{
+  return pause_or_resume (cli, argc, argv, "resume", "running");
+}
+
 /* --- nex wait --------------------------------------------------------------------------------------------------- */
 
 static int
@@ -1524,6 +1559,8 @@ static const command_t commands[] = {
   { "logs", cmd_logs, "print a workload's output (-f: follow it until it ends)" },
   { "events", cmd_events, "print the node's events (-f: follow them)" },
   { "stop", cmd_stop, "stop a workload (SIGTERM, then SIGKILL after the grace)" },
+  { "pause", cmd_pause, "freeze a running workload's processes (cgroup freezer); prints its state" },
+  { "resume", cmd_resume, "thaw a paused workload; prints its state" },
   { "exec", cmd_exec, "run a command in a workload's sandbox (-it: a shell on a terminal there)" },
   { "wait", cmd_wait, "wait until a workload reaches a state (default: until it ends); print it" },
   { "token create", cmd_token_create, "create an API token (admin); prints its secret, once" },

@@ -98,7 +98,7 @@ nex_sup_recover (nex_supervisor_t *sup)
       nex_workload_t *w = &list[i];
       if (w->state == NEX_STATE_PENDING)
         nex_supervisor_deploy (sup, w->id);
-      else if (w->state == NEX_STATE_STARTING || w->state == NEX_STATE_RUNNING)
+      else if (w->state == NEX_STATE_STARTING || w->state == NEX_STATE_RUNNING || w->state == NEX_STATE_PAUSED)
         {
           const nex_driver_t *d = nex_driver_find (w->driver);
           cleanup_free char *problem = d ? sandbox_identity_problem (sup, w) : nex_xstrdup ("unknown driver");
@@ -116,7 +116,13 @@ nex_sup_recover (nex_supervisor_t *sup)
             {
               nex_info ("workload %s: re-attached to its sandbox (pid %d)", w->id, (int)w->pid);
               nex_sup_attach_console (sup, e);
-              if (d->stream_endpoint)
+              /* A paused workload stays frozen: its agent answers once it is resumed (a sandbox's connection
+               * waits in the socket's backlog; a VM's greeting is sent then). */
+              e->paused = w->state == NEX_STATE_PAUSED;
+              e->start_sent |= e->paused; /* it ran: a resume may thaw it */
+              if (d->stream_endpoint && e->paused)
+                e->greet_deferred = 1;
+              else if (d->stream_endpoint)
                 nex_sup_greet (sup, e);
             }
           else

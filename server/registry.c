@@ -256,6 +256,15 @@ col_time (sqlite3_stmt *stmt, int i)
 
 /* ---- opening and migrating ------------------------------------------------------------------------------- */
 
+/* The marker line of a migration that rebuilds a table: foreign keys are off while it runs (see 008). */
+#define MIGRATION_FK_OFF "\n-- nex: foreign keys off\n"
+
+static int
+migration_fk_off (const nex_migration_t *m)
+{
+  return strstr (m->sql, MIGRATION_FK_OFF) != NULL;
+}
+
 /* One migration, inside its transaction.  The version is re-read under the write lock so that two processes
  * opening a fresh file at once do not both apply it. */
 static int
@@ -270,6 +279,13 @@ migration_apply (sqlite3 *db, void *ctx, nex_error_t *err)
   cleanup_free char *set_version = nex_xasprintf ("PRAGMA user_version = %d", m->version);
   if (db_script (db, m->sql, err) < 0 || db_script (db, set_version, err) < 0)
     return -1;
+  /* A script that ran with foreign keys off (it rebuilt a table) must leave every reference valid. */
+  int64_t broken = 0;
+  if (migration_fk_off (m)
+      && db_query_int (db, "SELECT count(*) FROM pragma_foreign_key_check", NULL, 0, &broken, err) < 0)
+    return -1;
+  if (broken > 0)
+    return nex_error_set (err, NEX_ERR_SYSTEM, "%lld rows would lose what they refer to", (long long)broken);
   return 0;
 }
 
@@ -305,8 +321,22 @@ nex_registry_migrate (sqlite3 *db, const nex_migration_t *migs, nex_error_t *err
     return -1;
 
   for (const nex_migration_t *m = migs; m->sql != NULL; m++)
-    if (m->version > current && db_transaction (db, migration_apply, (void *)m, err) < 0)
-      return nex_error_wrap (err, "migration %s", m->name);
+    {
+      if (m->version <= current)
+        continue;
+      /* The pragma is a no-op inside a transaction: it goes around it (and back on whatever happened). */
+      int fk_off = migration_fk_off (m);
+      if (fk_off && db_script (db, "PRAGMA foreign_keys = OFF", err) < 0)
+        return nex_error_wrap (err, "migration %s", m->name);
+      int r = db_transaction (db, migration_apply, (void *)m, err);
+      if (fk_off)
+        {
+          cleanup_error nex_error_t ignored = NULL;
+          db_script (db, "PRAGMA foreign_keys = ON", r < 0 ? &ignored : err);
+        }
+      if (r < 0)
+        return nex_error_wrap (err, "migration %s", m->name);
+    }
   return 0;
 }
 

@@ -175,9 +175,9 @@ nex_sup_exec_run (nex_supervisor_t *sup, nex_exec_t *x)
 {
   nex_sup_entry_t *e = nex_sup_entry_find (sup, x->id);
   nex_error_t err = NULL;
-  if (e == NULL || e->final || e->restart_at || !e->start_sent || e->conn < 0)
+  if (e == NULL || e->final || e->restart_at || !e->start_sent || e->conn < 0 || e->paused)
     {
-      nex_error_set (&err, NEX_ERR_CONFLICT, "workload %s is not running", x->id);
+      nex_error_set (&err, NEX_ERR_CONFLICT, "workload %s is not running%s", x->id, e && e->paused ? " (paused)" : "");
       nex_exec_fail (x, &err);
       nex_exec_unref (x);
       return;

@@ -38,6 +38,7 @@ typedef enum
   NEX_SUP_CMD_DEPLOY,
   NEX_SUP_CMD_STOP,
   NEX_SUP_CMD_SIGNAL,
+  NEX_SUP_CMD_PAUSE,
   NEX_SUP_CMD_EXEC,
   NEX_SUP_CMD_EXEC_INPUT, /* a frame for an interactive session */
   NEX_SUP_CMD_EXEC_CLOSE, /* its client is gone */
@@ -50,6 +51,7 @@ typedef struct nex_sup_cmd
   char id[NEX_ID_LEN + 1];
   int64_t grace_ms;   /* CMD_STOP */
   int signal;         /* CMD_SIGNAL */
+  int paused;         /* CMD_PAUSE: 1 pause, 0 resume */
   nex_exec_t *exec;   /* CMD_EXEC: a reference */
   nex_exec_t *target; /* CMD_EXEC_INPUT, CMD_EXEC_CLOSE: a reference */
   int frame_type;     /* CMD_EXEC_INPUT */
@@ -87,6 +89,7 @@ struct nex_sup_entry
   nex_sup_linebuf_t lines[3]; /* partial stdout / stderr / console line */
   nex_output_t *output;       /* complete lines waiting to be stored (made at the first), or NULL */
   int64_t output_due;         /* monotonic ms by which they are stored; 0: none wait */
+  int64_t output_stored_at;   /* monotonic ms of the last store */
   nex_sup_ref_t conn_ref, pid_ref, console_ref;
   int console;   /* console output connection, -1 when none */
   int resyncing; /* re-attached to a stream endpoint: waiting for the agent's answer to our greeting */
@@ -98,6 +101,8 @@ struct nex_sup_entry
   int start_sent;      /* START was sent (or the agent said it had started) */
   int final;           /* the workload reached a final state; waiting for the agent to go */
   int stop_requested;
+  int paused;            /* its cgroup is frozen (state `paused`) */
+  int greet_deferred;    /* re-attached paused to a stream endpoint: greeted once it is resumed */
   int64_t kill_at;       /* monotonic ms after which the driver kills the sandbox; 0: none */
   char *agent_error;     /* last ERROR message from the agent */
   char *lost_reason;     /* why the channel was given up, when it was */

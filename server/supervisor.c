@@ -93,7 +93,8 @@ nex_sup_output_flush (nex_supervisor_t *sup, nex_sup_entry_t *e)
   size_t n = nex_output_take (e->output, &lines, &skipped);
   nex_node_store_logs (sup->node, e->id, lines, n, skipped);
   e->output_due = 0;
-  int64_t took = nex_clock_mono_ms () - t0;
+  e->output_stored_at = nex_clock_mono_ms ();
+  int64_t took = e->output_stored_at - t0;
   int64_t delay = 2 * took;
   sup->output_delay_ms = delay < OUTPUT_DELAY_MIN_MS   ? OUTPUT_DELAY_MIN_MS
                          : delay > OUTPUT_DELAY_MAX_MS ? OUTPUT_DELAY_MAX_MS
@@ -157,6 +158,11 @@ take_output (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, con
       add_line (sup, e, stream, now, lb->buf, lb->len);
       lb->len = 0;
     }
+  /* A workload that prints now and then has its lines stored at once (nothing waits in nexd's memory that a
+   * crash could lose); only one that printed within the last delay has them wait for the deadline. */
+  int64_t delay = sup->output_delay_ms > 0 ? sup->output_delay_ms : OUTPUT_DELAY_MIN_MS;
+  if (e->output_due && nex_clock_mono_ms () - e->output_stored_at >= delay)
+    nex_sup_output_flush (sup, e);
 }
 
 /* --- the agent channel ----------------------------------------------------------------------------------------- */
@@ -449,6 +455,44 @@ do_signal (nex_supervisor_t *sup, const char *id, int sig)
   if (e == NULL || e->final || !e->start_sent || e->restart_at)
     return; /* it ended meanwhile: nothing left to signal */
   send_json (e, NEX_WIRE_SIGNAL, json_pack ("{s:i}", "signal", sig));
+}
+
+/* Freezes or thaws E's cgroup (every driver places its environment in one); 0 or -1 with ERR. */
+static int
+freeze (nex_supervisor_t *sup, nex_sup_entry_t *e, int frozen, nex_error_t *err)
+{
+  if (sup->node->cgroups == NULL)
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "this node has no cgroups to freeze workloads with");
+  if (nex_cgroups_freeze (sup->node->cgroups, e->id, frozen, err) < 0)
+    return -1;
+  e->paused = frozen;
+  return 0;
+}
+
+static void
+do_pause (nex_supervisor_t *sup, const char *id, int paused)
+{
+  nex_sup_entry_t *e = nex_sup_entry_find (sup, id);
+  if (e == NULL || e->final || !e->start_sent || e->restart_at || e->stop_requested || e->paused == paused)
+    return; /* it ended, is between runs, is stopping, or is already so */
+  cleanup_error nex_error_t err = NULL;
+  if (freeze (sup, e, paused, &err) < 0)
+    {
+      nex_log_error (NEX_LOG_WARN, err, "workload %s: cannot %s it", id, paused ? "pause" : "resume");
+      cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
+      if (nex_registry_workload_get (sup->node->reg, id, &w, NULL) == 0)
+        nex_node_emit (sup->node, "workload_pause_failed", &w,
+                       json_pack ("{s:s, s:s}", "action", paused ? "pause" : "resume", "reason", err->msg));
+      return;
+    }
+  nex_state_change_t c
+      = { .state = paused ? NEX_STATE_PAUSED : NEX_STATE_RUNNING, .reason = paused ? "paused on request" : "" };
+  transition (sup, id, &c, paused ? "workload_paused" : "workload_resumed");
+  if (!paused && e->greet_deferred)
+    {
+      e->greet_deferred = 0;
+      nex_sup_greet (sup, e);
+    }
 }
 
 static void
@@ -1063,6 +1107,18 @@ do_stop (nex_supervisor_t *sup, const char *id, int64_t grace_ms)
     }
   e->stop_requested = 1;
   e->kill_at = nex_clock_mono_ms () + grace_ms + AGENT_KILL_SLACK_MS;
+  if (e->paused)
+    {
+      /* A frozen process cannot act on SIGTERM (nor die of SIGKILL under cgroup v1): thaw it first. */
+      cleanup_error nex_error_t ferr = NULL;
+      if (freeze (sup, e, 0, &ferr) < 0)
+        nex_log_error (NEX_LOG_WARN, ferr, "workload %s: cannot thaw it to stop it", id);
+      if (e->greet_deferred)
+        {
+          e->greet_deferred = 0;
+          nex_sup_greet (sup, e);
+        }
+    }
   if (!e->start_sent
       || send_json (e, NEX_WIRE_STOP, json_pack ("{s:i, s:I}", "signal", SIGTERM, "grace_ms", (json_int_t)grace_ms))
              < 0)
@@ -1086,6 +1142,9 @@ cmd_run (nex_supervisor_t *sup, nex_sup_cmd_t *c)
       break;
     case NEX_SUP_CMD_SIGNAL:
       do_signal (sup, c->id, c->signal);
+      break;
+    case NEX_SUP_CMD_PAUSE:
+      do_pause (sup, c->id, c->paused);
       break;
     case NEX_SUP_CMD_EXEC:
       nex_sup_exec_run (sup, NEX_STEAL_PTR (c->exec));
@@ -1205,6 +1264,14 @@ nex_supervisor_signal (nex_supervisor_t *sup, const char *id, int sig)
 {
   nex_sup_cmd_t *c = nex_sup_cmd_new (NEX_SUP_CMD_SIGNAL, id);
   c->signal = sig;
+  nex_sup_enqueue (sup, c);
+}
+
+void
+nex_supervisor_pause (nex_supervisor_t *sup, const char *id, int paused)
+{
+  nex_sup_cmd_t *c = nex_sup_cmd_new (NEX_SUP_CMD_PAUSE, id);
+  c->paused = paused;
   nex_sup_enqueue (sup, c);
 }
 

@@ -35,6 +35,12 @@ void nex_supervisor_deploy (nex_supervisor_t *sup, const char *id);
 /* Queues a stop of workload ID: SIGTERM, then SIGKILL after GRACE_MS.  Any thread. */
 void nex_supervisor_stop (nex_supervisor_t *sup, const char *id, int64_t grace_ms);
 
+/* Queues pausing (PAUSED true: its processes frozen with the cgroup freezer, state `paused`, event
+ * workload_paused) or resuming (thawed, state `running`, event workload_resumed) of workload ID.  Nothing happens
+ * if it is not running (or paused, to resume) by then; a failure is logged and reported as the event
+ * workload_pause_failed.  Any thread. */
+void nex_supervisor_pause (nex_supervisor_t *sup, const char *id, int paused);
+
 /* Queues delivery of signal SIG to workload ID's main process (nothing happens if it has ended meanwhile).  Any
  * thread. */
 void nex_supervisor_signal (nex_supervisor_t *sup, const char *id, int sig);

@@ -43,6 +43,7 @@
 static const char *const state_names[NEX_STATE__COUNT] = {
   [NEX_STATE_PENDING] = "pending", [NEX_STATE_STARTING] = "starting", [NEX_STATE_RUNNING] = "running",
   [NEX_STATE_EXITED] = "exited",   [NEX_STATE_FAILED] = "failed",     [NEX_STATE_STOPPED] = "stopped",
+  [NEX_STATE_PAUSED] = "paused",
 };
 
 const char *

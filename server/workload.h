@@ -28,6 +28,7 @@ typedef enum nex_state
   NEX_STATE_EXITED,
   NEX_STATE_FAILED,
   NEX_STATE_STOPPED,
+  NEX_STATE_PAUSED, /* running, its processes frozen (POST .../pause); not final */
   NEX_STATE__COUNT
 } nex_state_t;
 

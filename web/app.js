@@ -13,7 +13,7 @@
 (() => {
   const $ = (sel, root = document) => root.querySelector(sel);
   const main = $('#main');
-  const STATES = ['pending', 'starting', 'running', 'exited', 'failed', 'stopped'];
+  const STATES = ['pending', 'starting', 'running', 'paused', 'exited', 'failed', 'stopped'];
   const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
   const state = {
@@ -444,6 +444,11 @@
         if (!(await confirmAction(`Send ${sigSel.value} to ${w.name}?`))) return;
         try { await api('POST', `/v1/workloads/${encodeURIComponent(id)}/signal`, { signal: sigSel.value }); } catch (e) { banner(e.message); }
       } }, 'Send signal');
+      // Pause freezes the workload's processes (cgroup freezer); the state follows as an event.
+      const paused = w.state === 'paused';
+      const pause = h('button', { type: 'button', 'data-testid': 'pause', disabled: !(w.state === 'running' || paused), onclick: async () => {
+        try { await api('POST', `/v1/workloads/${encodeURIComponent(id)}/${paused ? 'resume' : 'pause'}`); } catch (e) { banner(e.message); }
+      } }, paused ? 'Resume' : 'Pause');
       const redeploy = h('button', { type: 'button', onclick: async () => {
         if (!(await confirmAction(`Deploy ${w.name} again with the same spec?`))) return;
         const spec = { name: w.name, namespace: w.namespace, artifact: w.artifact, argv: w.argv, env: w.env };
@@ -453,7 +458,7 @@
       const exitText = w.exit_code !== null && w.exit_code !== undefined ? `exit code ${w.exit_code}` : w.exit_signal ? `signal ${w.exit_signal}` : '—';
       root.replaceChildren(
         h('h1', {}, w.name, ' ', badge(w.state)),
-        h('div', { class: 'toolbar' }, stop, sigSel, signal, redeploy),
+        h('div', { class: 'toolbar' }, stop, pause, sigSel, signal, redeploy),
         h('div', { class: 'grid' },
           h('section', { class: 'card', 'aria-labelledby': 'spec-h' }, h('h2', { id: 'spec-h' }, 'Spec'),
             h('dl', { class: 'kv' },

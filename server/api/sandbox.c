@@ -133,6 +133,38 @@ workload_signal (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *e
   return 0;
 }
 
+/* POST .../pause and .../resume (no body): queue the change and answer 202 with the workload as it is now; the state
+ * (and the events workload_paused / workload_resumed) follow within the 2 s the freezer may take. */
+static int
+pause_or_resume (nex_api_request_t *req, nex_api_response_t *res, int pause, nex_error_t *err)
+{
+  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
+  if (nex_api_workload_load (req, &w, err) < 0)
+    return -1;
+  nex_state_t from = pause ? NEX_STATE_RUNNING : NEX_STATE_PAUSED;
+  if (w.state != from)
+    return nex_error_set (err, NEX_ERR_CONFLICT, "workload %s is %s: only a %s workload can be %s", w.id,
+                          nex_state_name (w.state), nex_state_name (from), pause ? "paused" : "resumed");
+  if (req->node->cgroups == NULL)
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "this node has no cgroups to freeze workloads with");
+  nex_supervisor_pause (req->node->sup, w.id, pause);
+  res->status = 202;
+  res->body = nex_workload_to_json (&w);
+  return 0;
+}
+
+static int
+workload_pause (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
+{
+  return pause_or_resume (req, res, 1, err);
+}
+
+static int
+workload_resume (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
+{
+  return pause_or_resume (req, res, 0, err);
+}
+
 /* Output bytes as a JSON string (invalid UTF-8 replaced with U+FFFD). */
 static json_t *
 text_of (const char *data, size_t len)
@@ -364,6 +396,8 @@ nex_api_exec_open (nex_api_request_t *req, nex_ws_stream_t *out, nex_error_t *er
 const nex_api_route_t nex_api_sandbox_routes[] = {
   { "GET", "/v1/workloads/{id}/stats", workload_stats, 0 },
   { "POST", "/v1/workloads/{id}/signal", workload_signal, 1 },
+  { "POST", "/v1/workloads/{id}/pause", workload_pause, NEX_API_BODY_NONE },
+  { "POST", "/v1/workloads/{id}/resume", workload_resume, NEX_API_BODY_NONE },
   { "POST", "/v1/workloads/{id}/exec", workload_exec, 1 },
   { NULL, NULL, NULL, 0 },
 };

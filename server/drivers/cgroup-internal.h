@@ -22,6 +22,8 @@ typedef struct nex_cgroup_backend
   int (*create) (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, nex_error_t *err);
   int (*attach) (nex_cgroups_t *cg, const char *name, pid_t pid, nex_error_t *err);
   int (*stats) (nex_cgroups_t *cg, const char *name, nex_cgroup_stats_t *out, nex_error_t *err);
+  /* Freezes (FROZEN) or thaws NAME's processes, returning once the kernel says it is done. */
+  int (*freeze) (nex_cgroups_t *cg, const char *name, int frozen, nex_error_t *err);
 
   /* The directory whose cgroup.procs lists NAME's processes (one of them, for v1), and the `nex` parent's.  New
    * strings. */

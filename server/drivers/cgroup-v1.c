@@ -30,10 +30,11 @@ enum
   C_PIDS,
   C_CPU,
   C_CPUACCT,
+  C_FREEZER,
   C__COUNT
 };
 
-static const char *const controllers[C__COUNT] = { "memory", "pids", "cpu", "cpuacct" };
+static const char *const controllers[C__COUNT] = { "memory", "pids", "cpu", "cpuacct", "freezer" };
 
 typedef struct v1
 {
@@ -239,6 +240,25 @@ v1_stats (nex_cgroups_t *cg, const char *name, nex_cgroup_stats_t *out, nex_erro
   return 0;
 }
 
+static int
+v1_freeze (nex_cgroups_t *cg, const char *name, int frozen, nex_error_t *err)
+{
+  v1_t *v = cg->priv;
+  if (set (v, C_FREEZER, name, "freezer.state", frozen ? "FROZEN" : "THAWED", err) < 0)
+    return -1;
+  /* FREEZING until every task has stopped. */
+  cleanup_free char *path = nex_xasprintf ("%s/%s/freezer.state", v->parent[C_FREEZER], name);
+  for (int i = 0; i < 2000; i++)
+    {
+      cleanup_free char *state = nex_file_read (path, 64, NULL, NULL);
+      if (state && strncmp (state, frozen ? "FROZEN" : "THAWED", 6) == 0)
+        return 0;
+      usleep (1000);
+    }
+  return nex_error_set (err, NEX_ERR_SYSTEM, "cgroup `%s` did not become %s within 2 s", name,
+                        frozen ? "frozen" : "thawed");
+}
+
 static char *
 v1_procs_dir (nex_cgroups_t *cg, const char *name)
 {
@@ -259,6 +279,7 @@ const nex_cgroup_backend_t nex_cgroup_backend_v1 = {
   .create = v1_create,
   .attach = v1_attach,
   .stats = v1_stats,
+  .freeze = v1_freeze,
   .procs_dir = v1_procs_dir,
   .parent_dir = v1_parent_dir,
   .holds_controller = "pids", /* every process of a sandbox is in all its hierarchies */

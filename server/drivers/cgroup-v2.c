@@ -237,6 +237,24 @@ v2_attach (nex_cgroups_t *cg, const char *name, pid_t pid, nex_error_t *err)
 }
 
 static int
+v2_freeze (nex_cgroups_t *cg, const char *name, int frozen, nex_error_t *err)
+{
+  v2_t *v = cg->priv;
+  if (set (v, name, "cgroup.freeze", frozen ? "1" : "0", err) < 0)
+    return -1;
+  /* cgroup.events says `frozen 1` once every process has stopped. */
+  cleanup_free char *events = nex_xasprintf ("%s/%s/cgroup.events", v->parent, name);
+  for (int i = 0; i < 2000; i++)
+    {
+      if (nex_cgroup_read_key (events, "frozen") == (frozen ? 1 : 0))
+        return 0;
+      usleep (1000);
+    }
+  return nex_error_set (err, NEX_ERR_SYSTEM, "cgroup `%s` did not become %s within 2 s", name,
+                        frozen ? "frozen" : "thawed");
+}
+
+static int
 v2_stats (nex_cgroups_t *cg, const char *name, nex_cgroup_stats_t *out, nex_error_t *err)
 {
   v2_t *v = cg->priv;
@@ -291,6 +309,7 @@ const nex_cgroup_backend_t nex_cgroup_backend_v2 = {
   .create = v2_create,
   .attach = v2_attach,
   .stats = v2_stats,
+  .freeze = v2_freeze,
   .procs_dir = v2_procs_dir,
   .parent_dir = v2_parent_dir,
   .holds_controller = "",

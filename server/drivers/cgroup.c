@@ -217,6 +217,20 @@ nex_cgroups_stats (nex_cgroups_t *cg, const char *name, nex_cgroup_stats_t *out,
 }
 
 int
+nex_cgroups_freeze (nex_cgroups_t *cg, const char *name, int frozen, nex_error_t *err)
+{
+  if (check_name (name, err) < 0)
+    return -1;
+  if (cg->backend->freeze (cg, name, frozen, err) < 0)
+    {
+      if (err && *err && (*err)->errnum == ENOENT)
+        (*err)->kind = NEX_ERR_NOT_FOUND;
+      return nex_error_wrap (err, "%s cgroup `%s`", frozen ? "freezing" : "thawing", name);
+    }
+  return 0;
+}
+
+int
 nex_cgroups_holds (nex_cgroups_t *cg, const char *name, pid_t pid)
 {
   if (!nex_id_valid (name))

@@ -73,6 +73,11 @@ int nex_cgroups_attach (nex_cgroups_t *cg, const char *name, pid_t pid, nex_erro
 /* Reads what cgroup NAME used.  NEX_ERR_NOT_FOUND when it does not exist. */
 int nex_cgroups_stats (nex_cgroups_t *cg, const char *name, nex_cgroup_stats_t *out, nex_error_t *err);
 
+/* Freezes every process of cgroup NAME (FROZEN true: the v1 freezer, v2's cgroup.freeze) or thaws them, and
+ * returns once the kernel reports it done (at most 2 s).  NEX_ERR_NOT_FOUND when NAME has no such cgroup (one
+ * made before nexd knew how to freeze). */
+int nex_cgroups_freeze (nex_cgroups_t *cg, const char *name, int frozen, nex_error_t *err);
+
 /* Whether process PID is in cgroup NAME (per /proc/PID/cgroup).  1, 0, or -1 when PID cannot be inspected. */
 int nex_cgroups_holds (nex_cgroups_t *cg, const char *name, pid_t pid);
 

@@ -162,6 +162,47 @@ test_migrations_custom (void)
   sqlite3_close (db);
 }
 
+/* 008 rebuilds the workloads table: with foreign keys on (as nexd opens the file), a workload's history and logs
+ * must survive it, and the new state must be accepted. */
+static void
+test_rebuild_keeps_children (void)
+{
+  size_t n = 0;
+  while (nex_migrations[n].sql && nex_migrations[n].version < 8)
+    n++;
+  nex_migration_t *before = nex_xzalloc ((n + 1) * sizeof *before);
+  memcpy (before, nex_migrations, n * sizeof *before);
+  cleanup_free char *path = test_path ("rebuild.db");
+  sqlite3 *db = NULL;
+  nex_error_t err = NULL;
+  sqlite3_open (path, &db);
+  sqlite3_exec (db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+  int ok
+      = nex_registry_migrate (db, before, &err) == 0
+        && sqlite3_exec (db,
+                         "INSERT INTO workloads (id, name, namespace, artifact, driver, state, created_at, updated_at)"
+                         " VALUES ('w1', 'a', 'default', 'file:///x', 'sandbox', 'running', 1, 1);"
+                         "INSERT INTO workload_states VALUES ('w1', 1, 'pending', 1, NULL);"
+                         "INSERT INTO workload_states VALUES ('w1', 2, 'running', 2, NULL);"
+                         "INSERT INTO logs VALUES ('w1', 1, 1, 3, 'hello');",
+                         NULL, NULL, NULL)
+               == SQLITE_OK;
+  TAP_OK (ok, "a registry at version 7 with a workload, its history and a log line");
+  TAP_OK (nex_registry_migrate (db, nex_migrations, &err) == 0, "migrated to the newest with foreign keys on (%s)",
+          err ? err->msg : "ok");
+  nex_error_free (&err);
+  sqlite3_close (db);
+  cleanup_free char *states = raw_query (path, "SELECT count(*) FROM workload_states WHERE workload_id = 'w1'");
+  cleanup_free char *logs = raw_query (path, "SELECT text FROM logs WHERE workload_id = 'w1'");
+  TAP_OK (states && strcmp (states, "2") == 0 && logs && strcmp (logs, "hello") == 0,
+          "the rebuild kept the workload's history (%s rows) and logs", states ? states : "no");
+  cleanup_free char *paused = raw_query (path, "UPDATE workloads SET state = 'paused' WHERE id = 'w1' RETURNING state");
+  TAP_OK (paused && strcmp (paused, "paused") == 0, "state `paused` is accepted after 008");
+  cleanup_free char *bad = raw_query (path, "UPDATE workloads SET state = 'bogus' WHERE id = 'w1' RETURNING state");
+  TAP_OK (bad == NULL, "an unknown state is still refused by the CHECK constraint");
+  free (before);
+}
+
 static void
 test_refusals (void)
 {
@@ -501,6 +542,7 @@ main (void)
   test_migrations_fresh ();
   test_migrations_custom ();
   test_refusals ();
+  test_rebuild_keeps_children ();
 
   cleanup_free char *path = test_path ("nex.db");
   nex_error_t err = NULL;
