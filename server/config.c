@@ -162,11 +162,21 @@ config_from_file (nex_config_t *cfg, const char *path, nex_error_t *err)
   return 0;
 }
 
+/* One line of --help: the option column, at least two spaces, its text (or, with LEFT "", a continuation line).
+ * build-aux/man-from-help.py reads this form to make nexd(8): keep the two spaces. */
+static void
+help_line (FILE *out, const char *left, const char *text)
+{
+  fprintf (out, "  %-28s  %s\n", left, text);
+}
+
 static void
 print_help (FILE *out)
 {
   fprintf (out, "Usage: nexd [OPTION]...\nRun a Nex node: a REST API on top of sandboxed workloads.\n\n");
-  fprintf (out, "  --config FILE            JSON file of options (keys as below with '_'); env NEX_CONFIG\n");
+  help_line (out, "--config FILE",
+             "JSON file of options: an object whose keys are the option names, '_' for '-' (log_level)");
+  help_line (out, "", "(env NEX_CONFIG; default none)");
   for (size_t i = 0; i < N_OPTIONS; i++)
     {
       char flag[64], env[64];
@@ -178,17 +188,24 @@ print_help (FILE *out)
                                                                                  : options[i].name[j]);
         }
       flag[j] = env[j] = '\0';
+      cleanup_free char *left = nex_xasprintf ("--%s %s", flag, options[i].type == OPT_INT ? "N" : "VALUE");
+      help_line (out, left, options[i].help);
       /* An option without a default says in its help what happens without it. */
-      fprintf (out, "  --%-22s %s\n  %-24s (env NEX_%s", flag, options[i].help, "", env);
+      const char *def = options[i].def;
       if (options[i].build_def)
-        fprintf (out, "; default %s,\n  %-24s from the build tree %s)\n", options[i].def, "", options[i].build_def);
-      else if (options[i].def)
-        fprintf (out, "; default %s)\n", options[i].def);
-      else
-        fprintf (out, ")\n");
+        {
+          cleanup_free char *installed = nex_xasprintf ("(env NEX_%s; default %s,", env, def);
+          cleanup_free char *build = nex_xasprintf ("from the build tree %s)", options[i].build_def);
+          help_line (out, "", installed);
+          help_line (out, "", build);
+          continue;
+        }
+      cleanup_free char *where = nex_xasprintf ("(env NEX_%s%s%s)", env, def ? "; default " : "", def ? def : "");
+      help_line (out, "", where);
     }
-  fprintf (out, "  --help                   print this help\n  --version                print the version\n\n"
-                "Flags override the environment, which overrides the config file.  Run from the directory it was\n"
+  help_line (out, "--help", "print this help");
+  help_line (out, "--version", "print the version");
+  fprintf (out, "\nFlags override the environment, which overrides the config file.  Run from the directory it was\n"
                 "built in, nexd uses the build tree's files; otherwise the installed ones, below R when nexd is\n"
                 "R" NEX_SBINDIR "/nexd (an installed tree moved, or staged with make install DESTDIR=R).\n");
 }

@@ -92,6 +92,8 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   if (kernel_dir == NULL)
     return NULL;
   nex_vm_configure (cfg, kernel_dir, node->data_dir);
+  nex_info ("files: agent %s, VM kernel %s, dashboard %s, vendor %s", node->agent_path, kernel_dir, cfg->web_dir,
+            cfg->vendor_dir);
 
   /* Without cgroups the node still answers, but refuses to start sandboxes (their limits could not hold). */
   {
