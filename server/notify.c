@@ -17,6 +17,8 @@ static socklen_t notify_len;
 int
 nex_notify_init (nex_error_t *err)
 {
+  memset (&notify_addr, 0, sizeof notify_addr);
+  notify_len = 0;
   const char *name = getenv ("NOTIFY_SOCKET");
   if (name == NULL)
     return 0;
