@@ -1580,7 +1580,7 @@ print_help (void)
 {
   printf ("Usage: nex COMMAND [OPTIONS] [ARGS]\nThe command line client of a Nex node.\n\nCommands:\n");
   for (const command_t *c = commands; c->words; c++)
-    printf ("  %-13s %s\n", c->words, c->summary);
+    printf ("  %-14s  %s\n", c->words, c->summary);
   printf ("\nGlobal options (every command):\n"
           "  --server URL   the node (env NEX_SERVER; default " DEFAULT_SERVER ")\n"
           "  --token TOKEN  bearer token (env NEX_TOKEN)\n"

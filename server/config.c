@@ -14,6 +14,7 @@
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/xalloc.h"
+#include "server/paths.h"
 #include "autoconfig.h"
 
 typedef enum
@@ -26,20 +27,26 @@ typedef struct
 {
   const char *name; /* config-file key; flag is --name with '_' as '-'; env is NEX_NAME upper-cased */
   opt_type_t type;
-  size_t offset; /* into nex_config_t */
-  const char *def;
+  size_t offset;         /* into nex_config_t */
+  const char *def;       /* the default; of a path option, only what --help shows: the installed default */
+  const char *build_def; /* a path option (the layout decides its default, paths.h): its build-tree default */
   const char *help;
 } opt_t;
 
 #define OPT(n, t, d, h)                                                                                                \
   {                                                                                                                    \
-#n, t, offsetof(nex_config_t, n), d, h                                                                             \
+#n, t, offsetof(nex_config_t, n), d, NULL, h                                                                       \
+  }
+#define OPT_PATH(n, installed, build, h)                                                                               \
+  {                                                                                                                    \
+#n, OPT_STRING, offsetof(nex_config_t, n), installed, build, h                                                     \
   }
 static const opt_t options[] = {
   OPT (listen, OPT_STRING, "127.0.0.1:8080", "address of the REST API and dashboard (host:port)"),
-  OPT (data_dir, OPT_STRING, "./nex-data", "directory for the registry, artifact cache and sandboxes"),
+  OPT_PATH (data_dir, NEX_PATHS_INSTALLED_DATA, "./nex-data",
+            "directory for the registry, artifact cache and sandboxes"),
   OPT (log_level, OPT_STRING, "info", "debug, info, warn or error"),
-  OPT (agent, OPT_STRING, NULL, "path of nex-agent (default: beside nexd)"),
+  OPT_PATH (agent, NEX_PATHS_INSTALLED_AGENT, "nex-agent beside nexd", "path of nex-agent"),
   OPT (nats, OPT_STRING, NULL, "NATS server URL(s), comma-separated (default: none; the node runs alone)"),
   OPT (nats_creds, OPT_STRING, NULL, "NATS credentials file (user JWT and seed)"),
   OPT (nats_nkey, OPT_STRING, NULL, "file holding a NATS user nkey seed (SU...) to authenticate with"),
@@ -69,8 +76,8 @@ static const opt_t options[] = {
   OPT (idle_timeout_s, OPT_INT, "60", "seconds an idle connection is kept open"),
   OPT (tls_cert, OPT_STRING, NULL, "PEM certificate file: serve HTTPS (with tls_key)"),
   OPT (tls_key, OPT_STRING, NULL, "PEM private key file for tls_cert"),
-  OPT (vm_kernel_dir, OPT_STRING, NULL,
-       "microVM kernel directory: vmlinuz, vmlinux, modules/ (default: kernel/ beside nexd)"),
+  OPT_PATH (vm_kernel_dir, NEX_PATHS_INSTALLED_KERNEL, "kernel/ beside nexd",
+            "microVM kernel directory: vmlinuz, vmlinux, modules/"),
   OPT (qemu_path, OPT_STRING, "qemu-system-x86_64", "QEMU system emulator for the qemu driver"),
   OPT (firecracker_path, OPT_STRING, "firecracker", "Firecracker binary for the firecracker driver"),
   OPT (kvm_device, OPT_STRING, "/dev/kvm", "KVM device (QEMU uses TCG emulation without it; Firecracker needs it)"),
@@ -85,7 +92,9 @@ static const opt_t options[] = {
   OPT (registry_auth, OPT_STRING, NULL, "credentials for image registries: a docker config.json (its `auths`)"),
   OPT (image_max_unpacked_mb, OPT_INT, "4096", "largest image accepted, unpacked, MiB (all layers together)"),
   OPT (image_max_files, OPT_INT, "500000", "most files (tar entries) an image may have, all layers together"),
-  OPT (web_dir, OPT_STRING, NEX_WEB_DIR, "directory of the dashboard served at / (its ../node_modules gives /vendor/)"),
+  OPT_PATH (web_dir, NEX_PATHS_INSTALLED_WEB, "web/ of the source tree", "directory of the dashboard served at /"),
+  OPT_PATH (vendor_dir, NEX_PATHS_INSTALLED_VENDOR, "node_modules/ of the source tree",
+            "browser libraries served at /vendor/, in npm's layout (@xterm/xterm/lib/xterm.js, ...)"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -160,11 +169,21 @@ config_from_file (nex_config_t *cfg, const char *path, nex_error_t *err)
   return 0;
 }
 
+/* One line of --help: the option column, at least two spaces, its text (or, with LEFT "", a continuation line).
+ * build-aux/man-from-help.py reads this form to make nexd(8): keep the two spaces. */
+static void
+help_line (FILE *out, const char *left, const char *text)
+{
+  fprintf (out, "  %-28s  %s\n", left, text);
+}
+
 static void
 print_help (FILE *out)
 {
   fprintf (out, "Usage: nexd [OPTION]...\nRun a Nex node: a REST API on top of sandboxed workloads.\n\n");
-  fprintf (out, "  --config FILE            JSON file of options (keys as below with '_'); env NEX_CONFIG\n");
+  help_line (out, "--config FILE",
+             "JSON file of options: an object whose keys are the option names, '_' for '-' (log_level)");
+  help_line (out, "", "(env NEX_CONFIG; default none)");
   for (size_t i = 0; i < N_OPTIONS; i++)
     {
       char flag[64], env[64];
@@ -176,11 +195,50 @@ print_help (FILE *out)
                                                                                  : options[i].name[j]);
         }
       flag[j] = env[j] = '\0';
-      fprintf (out, "  --%-22s %s\n  %-24s (env NEX_%s; default %s)\n", flag, options[i].help, "", env,
-               options[i].def ? options[i].def : "none");
+      cleanup_free char *left = nex_xasprintf ("--%s %s", flag, options[i].type == OPT_INT ? "N" : "VALUE");
+      help_line (out, left, options[i].help);
+      /* An option without a default says in its help what happens without it. */
+      const char *def = options[i].def;
+      if (options[i].build_def)
+        {
+          cleanup_free char *installed = nex_xasprintf ("(env NEX_%s; default %s,", env, def);
+          cleanup_free char *build = nex_xasprintf ("from the build tree %s)", options[i].build_def);
+          help_line (out, "", installed);
+          help_line (out, "", build);
+          continue;
+        }
+      cleanup_free char *where = nex_xasprintf ("(env NEX_%s%s%s)", env, def ? "; default " : "", def ? def : "");
+      help_line (out, "", where);
     }
-  fprintf (out, "  --help                   print this help\n  --version                print the version\n\n"
-                "Flags override the environment, which overrides the config file.\n");
+  help_line (out, "--help", "print this help");
+  help_line (out, "--version", "print the version");
+  fprintf (out, "\nFlags override the environment, which overrides the config file.  Run from the directory it was\n"
+                "built in, nexd uses the build tree's files; otherwise the installed ones, below R when nexd is\n"
+                "R" NEX_SBINDIR "/nexd (an installed tree moved, or staged with make install DESTDIR=R).\n");
+}
+
+/* The options naming nexd's files that no source set take the defaults of the layout nexd runs in (paths.h). */
+static int
+config_fill_paths (nex_config_t *cfg, nex_error_t *err)
+{
+  cleanup_free char *exe = nex_paths_self (err);
+  if (exe == NULL)
+    return -1;
+  cleanup_with (nex_paths_release) nex_paths_t paths;
+  nex_paths_init (&paths, exe);
+  struct
+  {
+    char **option;
+    char **def;
+  } fill[] = {
+    { &cfg->agent, &paths.agent },       { &cfg->vm_kernel_dir, &paths.kernel_dir },
+    { &cfg->web_dir, &paths.web_dir },   { &cfg->vendor_dir, &paths.vendor_dir },
+    { &cfg->data_dir, &paths.data_dir },
+  };
+  for (size_t i = 0; i < sizeof fill / sizeof fill[0]; i++)
+    if (*fill[i].option == NULL)
+      *fill[i].option = NEX_STEAL_PTR (*fill[i].def);
+  return 0;
 }
 
 int
@@ -188,7 +246,8 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
 {
   memset (cfg, 0, sizeof *cfg);
   for (size_t i = 0; i < N_OPTIONS; i++)
-    if (options[i].def && opt_set (cfg, &options[i], options[i].def, "default", err) < 0)
+    if (options[i].def && options[i].build_def == NULL
+        && opt_set (cfg, &options[i], options[i].def, "default", err) < 0)
       return -1;
 
   /* Pass 1: --help, --version and the config file location. */
@@ -263,6 +322,8 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
         return -1;
     }
 
+  if (config_fill_paths (cfg, err) < 0)
+    return -1;
   nex_log_level_t lvl;
   if (nex_log_level_parse (cfg->log_level, &lvl, err) < 0)
     return -1;

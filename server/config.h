@@ -3,8 +3,10 @@
  *
  * Every option has a safe default, so `nexd` with no arguments runs a node.  Sources, later overriding earlier:
  * built-in defaults, a JSON config file (--config FILE or NEX_CONFIG), environment variables NEX_<OPTION>,
- * command-line flags --<option>.  One table in config.c names each option once for all three sources and for
- * --help. */
+ * command-line flags --<option>.  One table in config.c names each option once for all three sources, for
+ * --help and so for the man page (build-aux/man-from-help.py).  The paths nexd needs (agent, vm_kernel_dir,
+ * web_dir, vendor_dir, data_dir) are never NULL after nex_config_load: left unset, they take the defaults of the
+ * layout nexd runs in (paths.h). */
 #ifndef NEX_CONFIG_H
 #define NEX_CONFIG_H
 
@@ -17,9 +19,9 @@
 typedef struct nex_config
 {
   char *listen;     /* "host:port" of the REST API; default 127.0.0.1:8080 */
-  char *data_dir;   /* registry, artifact cache, sandbox run dirs; default ./nex-data (made absolute) */
+  char *data_dir;   /* registry, artifact cache, sandbox run dirs; default: the layout's (paths.h), made absolute */
   char *log_level;  /* debug|info|warn|error; default info */
-  char *agent;      /* path of nex-agent; default: next to the nexd executable */
+  char *agent;      /* path of nex-agent; default: the layout's (paths.h) */
   char *nats;       /* NATS URL(s), comma-separated; NULL (default) runs the node alone */
   char *nats_creds; /* NATS credentials file (user JWT + seed), optional */
   char *nats_nkey;  /* file holding a user nkey seed (SU...) to authenticate with, optional */
@@ -49,7 +51,7 @@ typedef struct nex_config
   char *tls_cert;                 /* PEM certificate (chain) file: serve HTTPS; NULL (default): plain HTTP */
   char *tls_key;                  /* PEM private key file of tls_cert */
   /* microVM drivers (server/drivers/vm.h) */
-  char *vm_kernel_dir;    /* vmlinuz, vmlinux, modules/<driver>/; default: kernel/ beside nexd */
+  char *vm_kernel_dir;    /* vmlinuz, vmlinux, modules/<driver>/; default: the layout's (paths.h) */
   char *qemu_path;        /* QEMU system emulator; default qemu-system-x86_64 (searched in PATH) */
   char *firecracker_path; /* Firecracker binary; default firecracker (searched in PATH) */
   char *kvm_device;       /* KVM device node; default /dev/kvm */
@@ -63,10 +65,12 @@ typedef struct nex_config
   char *registry_auth;           /* docker config.json whose `auths` gives registry credentials; NULL: none */
   int64_t image_max_unpacked_mb; /* an image's unpacked size bound; default 4096 */
   int64_t image_max_files;       /* an image's entry count bound; default 500000 */
-  char *web_dir;                 /* the dashboard's files; default: web/ of the source tree nexd was built from */
+  char *web_dir;                 /* the dashboard's files; default: the layout's (paths.h) */
+  char *vendor_dir; /* browser libraries served at /vendor/ (npm's layout); default: the layout's (paths.h) */
 } nex_config_t;
 
-/* Fills CFG from defaults, the config file, the environment ENVP and ARGV, in that order.  Returns 0, 1 when
+/* Fills CFG from defaults, the config file, the environment ENVP and ARGV, in that order, then the unset paths
+ * from the layout of the running executable (paths.h).  Returns 0, 1 when
  * --help or --version was handled (printed to OUT; the caller exits 0), or -1 with NEX_ERR_INVALID naming the
  * bad option. */
 int nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *out, nex_error_t *err);

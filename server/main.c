@@ -2,9 +2,9 @@
 /* main.c — nexd: start a node, serve until SIGTERM/SIGINT, shut down cleanly.
  *
  * Start order: configuration, logging, node (data dir, registry, identity), supervisor (re-attaches to
- * sandboxes that outlived the previous nexd), API.  Shutdown runs it backwards; running workloads are left
- * running for the next nexd to adopt.  Signals are taken synchronously with sigwait in the main thread, so no
- * other thread is ever interrupted by them. */
+ * sandboxes that outlived the previous nexd), API; then the service manager hears READY=1 (notify.h).  Shutdown
+ * (STOPPING=1 first) runs it backwards; running workloads are left running for the next nexd to adopt.  Signals are
+ * taken synchronously with sigwait in the main thread, so no other thread is ever interrupted by them. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,12 +15,14 @@
 
 #include "autoconfig.h"
 #include "common/cleanup.h"
+#include "common/xalloc.h"
 #include "server/api/api.h"
 #include "server/cluster/cluster.h"
 #include "server/config.h"
 #include "server/log.h"
 #include "server/nats/bridge.h"
 #include "server/node.h"
+#include "server/notify.h"
 #include "server/supervisor.h"
 
 extern char **environ;
@@ -48,6 +50,15 @@ api_stopp (nex_api_t **api)
   nex_api_stop (*api);
 }
 
+/* Tells the service manager STATE (notify.h); a failure is logged: the node goes on either way. */
+static void
+notify (const char *state)
+{
+  cleanup_error nex_error_t err = NULL;
+  if (nex_notify_send (state, &err) < 0)
+    nex_log_error (NEX_LOG_WARN, err, "cannot notify the service manager");
+}
+
 /* Starts the node, its bridge, supervisor and API, serves until SIGTERM or SIGINT arrives in WAIT_SET (SIGHUP is
  * logged and ignored), then shuts down.  0 after a clean shutdown, -1 with ERR when something could not start
  * (what had started is stopped again). */
@@ -73,11 +84,15 @@ serve (const nex_config_t *cfg, const sigset_t *wait_set, nex_error_t *err)
     return -1;
   nex_info ("node %s listening on http://%s (data %s)", node->id, cfg->listen, node->data_dir);
   nex_node_emit (node, "node_started", NULL, NULL);
+  /* Only now: the API's socket listens, so whoever waited for READY=1 can connect at once. */
+  cleanup_free char *ready = nex_xasprintf ("READY=1\nSTATUS=node %s serving on %s", node->id, cfg->listen);
+  notify (ready);
 
   int sig = 0;
   while (sigwait (wait_set, &sig) == 0 && sig == SIGHUP)
     nex_info ("SIGHUP ignored (reload is not supported yet)");
   nex_info ("signal %d: shutting down", sig);
+  notify ("STOPPING=1\nSTATUS=shutting down; workloads keep running for the next nexd");
   nex_cluster_stop (node->cluster);
   nex_supervisor_quiesce (node->sup);
   nex_api_stop (NEX_STEAL_PTR (api));
@@ -129,6 +144,8 @@ main (int argc, char **argv)
   nex_log_level_t level = NEX_LOG_INFO;
   nex_log_level_parse (cfg.log_level, &level, NULL);
   nex_log_set_level (level);
+  if (nex_notify_init (&err) < 0)
+    nex_log_error (NEX_LOG_WARN, err, "the service manager will not be notified");
 
   /* Block the signals we wait for before any thread exists, so that every thread inherits the mask. */
   sigset_t wait_set;

@@ -37,59 +37,19 @@ absolute_path (const char *path, nex_error_t *err)
   return nex_xasprintf ("%s/%s", cwd, rel);
 }
 
-/* The directory holding the nexd executable (caller frees), or NULL. */
-static char *
-self_dir (nex_error_t *err)
-{
-  char self[PATH_MAX];
-  ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
-  if (n < 0)
-    {
-      nex_error_sys (err, errno, "readlink /proc/self/exe");
-      return NULL;
-    }
-  self[n] = '\0';
-  char *slash = strrchr (self, '/');
-  *slash = '\0';
-  return nex_xstrdup (self);
-}
-
+/* nex-agent, where the configuration says (config.c filled in the layout's default, paths.h): absolute, and
+ * executable, or NULL with ERR naming `agent`. */
 static char *
 find_agent (const nex_config_t *cfg, nex_error_t *err)
 {
-  if (cfg->agent)
+  char *p = absolute_path (cfg->agent, err);
+  if (p && access (p, X_OK) < 0)
     {
-      char *p = absolute_path (cfg->agent, err);
-      if (p && access (p, X_OK) < 0)
-        {
-          nex_error_field (err, "agent", "nex-agent `%s` is not executable: %s", p, strerror (errno));
-          free (p);
-          return NULL;
-        }
-      return p;
-    }
-  cleanup_free char *dir = self_dir (err);
-  if (dir == NULL)
-    return NULL;
-  char *p = nex_xasprintf ("%s/nex-agent", dir);
-  if (access (p, X_OK) < 0)
-    {
-      nex_error_field (err, "agent", "nex-agent not found beside nexd (`%s`); set --agent", p);
+      nex_error_field (err, "agent", "nex-agent `%s` is not executable: %s (set --agent)", p, strerror (errno));
       free (p);
       return NULL;
     }
   return p;
-}
-
-/* The microVM kernel directory: as configured, else kernel/ beside nexd (where scripts/setup puts it).  Its
- * absence is no error here: the VM drivers report themselves unavailable, saying why. */
-static char *
-find_kernel_dir (const nex_config_t *cfg, nex_error_t *err)
-{
-  if (cfg->vm_kernel_dir)
-    return absolute_path (cfg->vm_kernel_dir, err);
-  cleanup_free char *dir = self_dir (err);
-  return dir ? nex_xasprintf ("%s/kernel", dir) : NULL;
 }
 
 static void
@@ -128,10 +88,13 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   node->agent_path = find_agent (cfg, err);
   if (node->agent_path == NULL)
     return NULL;
-  cleanup_free char *kernel_dir = find_kernel_dir (cfg, err);
+  /* The kernel directory's absence is no error here: the VM drivers report themselves unavailable, saying why. */
+  cleanup_free char *kernel_dir = absolute_path (cfg->vm_kernel_dir, err);
   if (kernel_dir == NULL)
     return NULL;
   nex_vm_configure (cfg, kernel_dir, node->data_dir);
+  nex_info ("files: agent %s, VM kernel %s, dashboard %s, vendor %s", node->agent_path, kernel_dir, cfg->web_dir,
+            cfg->vendor_dir);
 
   /* Without cgroups the node still answers, but refuses to start sandboxes (their limits could not hold). */
   {

@@ -58,8 +58,8 @@ typedef struct nex_node
  * transitions the registry refused.  Any thread. */
 void nex_node_pause_logs (nex_node_t *node, int64_t until);
 
-/* Prepares the data directory (artifacts/, run/), finds nex-agent (CFG's `agent`, else beside the nexd executable)
- * and the microVM kernel directory, opens cgroups (their absence is recorded in cgroups_error, not an error), the
+/* Prepares the data directory (artifacts/, run/), finds nex-agent (CFG's `agent`) and the microVM kernel
+ * directory, opens cgroups (their absence is recorded in cgroups_error, not an error), the
  * registry, and loads (or creates) the node's identity (nats/identity.h).  CFG must outlive the node.  A new node
  * for nex_node_close, or NULL with ERR. */
 nex_node_t *nex_node_open (const nex_config_t *cfg, nex_error_t *err);

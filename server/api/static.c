@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* api/static.c — the dashboard's files: GET of any path outside /v1/ is a file of web/ (config web_dir), and
- * /vendor/<name> one of a fixed list of browser libraries npm installed beside it (../node_modules).  Nothing is
+ * /vendor/<name> one of a fixed list of browser libraries in npm's layout (config vendor_dir: node_modules/ of the
+ * source tree, or what `make install` copied of it — Makefile.am's VENDOR_FILES, the same list).  Nothing is
  * fetched from elsewhere at run time: the page works offline.
  *
  * Paths come from the network: only plain segments are accepted (no "..", no hidden files, no empty segments,
@@ -18,7 +19,8 @@
 
 #define MAX_STATIC_BYTES (16u << 20)
 
-/* Browser libraries the dashboard uses, by the URL it asks for (relative to node_modules). */
+/* Browser libraries the dashboard uses, by the URL it asks for (relative to vendor_dir; Makefile.am's
+ * VENDOR_FILES installs the same files). */
 static const struct
 {
   const char *url;
@@ -80,7 +82,7 @@ nex_api_static_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t
   cleanup_free char *path = NULL;
   for (size_t i = 0; i < sizeof vendor / sizeof vendor[0]; i++)
     if (strcmp (url, vendor[i].url) == 0)
-      path = nex_xasprintf ("%s/../node_modules/%s", web, vendor[i].file);
+      path = nex_xasprintf ("%s/%s", req->node->cfg->vendor_dir, vendor[i].file);
   if (path == NULL && strcmp (url, "/") == 0)
     path = nex_xasprintf ("%s/index.html", web);
   if (path == NULL && strncmp (url, "/vendor/", 8) != 0 && plain_path (url))

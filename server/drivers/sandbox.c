@@ -35,7 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <grp.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -228,10 +227,14 @@ sandbox_child (void *arg)
   if (chdir (c->root) < 0)
     child_fail (c, "chdir root");
 
-  /* Become the sandbox's root (host uid NEX_SANDBOX_UID_BASE): files created from here on are owned by it. */
-  if (setresgid (0, 0, 0) < 0 || setresuid (0, 0, 0) < 0)
+  /* Become the sandbox's root (host uid NEX_SANDBOX_UID_BASE): files created from here on are owned by it.  Raw
+   * system calls, not glibc's wrappers: those apply the change to every thread of the process, which in this
+   * child made by clone(2) from a threaded nexd means the parent's threads as glibc's copied list names them, and
+   * can wait forever for one that was being created at the moment of the clone (seen: a sandbox stuck in
+   * setxid_mark_thread, its workload `starting` for good). */
+  if (syscall (SYS_setresgid, 0, 0, 0) < 0 || syscall (SYS_setresuid, 0, 0, 0) < 0)
     child_fail (c, "setresuid");
-  if (setgroups (0, NULL) < 0)
+  if (syscall (SYS_setgroups, 0, NULL) < 0)
     child_fail (c, "setgroups");
 
   if (c->image)

@@ -135,14 +135,15 @@ class NexdError(AssertionError):
 
 
 class NexdProcess:
-    """One nexd process: started on a port with a data dir, its stderr going to a log file."""
+    """One nexd process: started on a port with a data dir, its stderr going to a log file.  BINARY is the nexd to
+    run (default: the build directory's; test_install.py runs an installed one)."""
 
-    def __init__(self, data_dir, log_path, port=None, extra_args=()):
+    def __init__(self, data_dir, log_path, port=None, extra_args=(), binary=None):
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.binary = build_dir() / "nexd"
+        self.binary = Path(binary) if binary else build_dir() / "nexd"
         self.extra_args = list(extra_args)
         self.proc = None
         self.returncode = None
@@ -237,10 +238,11 @@ class NexdProcess:
 class Nex:
     """A client of one nexd (and its process, so a test can restart it)."""
 
-    def __init__(self, out_dir, data_dir, extra_args=()):
+    def __init__(self, out_dir, data_dir, extra_args=(), binary=None):
         self.out_dir = Path(out_dir)
         self.data_dir = Path(data_dir)
         self.extra_args = list(extra_args)  # more nexd flags, for every start
+        self.binary = binary  # the nexd to run (None: the build directory's)
         self.processes = []
         self.daemon = None
 
@@ -249,7 +251,7 @@ class Nex:
         """Starts nexd (EXTRA_ARGS are more nexd flags, e.g. ["--max-artifact-bytes", "4096"])."""
         n = len(self.processes) + 1
         log = self.out_dir / ("nexd.log" if n == 1 else f"nexd-{n}.log")
-        self.daemon = NexdProcess(self.data_dir, log, extra_args=[*self.extra_args, *extra_args])
+        self.daemon = NexdProcess(self.data_dir, log, extra_args=[*self.extra_args, *extra_args], binary=self.binary)
         self.processes.append(self.daemon)
         self.daemon.start()
         return self
@@ -442,9 +444,9 @@ def output_root():
     return Path(os.environ.get("NEX_TEST_OUTPUT") or (REPO / "test-output"))
 
 
-def make_nex(out_name, extra_args=()):
+def make_nex(out_name, extra_args=(), binary=None):
     """A Nex with a fresh output dir test-output/OUT_NAME and a fresh data dir (linked there as `data`); nexd gets
-    EXTRA_ARGS as more flags."""
+    EXTRA_ARGS as more flags; BINARY is the nexd to run (default: the build directory's)."""
     out_dir = output_root() / safe_name(out_name)
     if out_dir.exists():
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -452,7 +454,7 @@ def make_nex(out_name, extra_args=()):
     data_dir = Path(tempfile.mkdtemp(prefix="nex-test-"))
     data_dir.chmod(0o755)  # as a data dir nexd made itself would be, not mkdtemp's 0700
     (out_dir / "data").symlink_to(data_dir)
-    return Nex(out_dir, data_dir, extra_args)
+    return Nex(out_dir, data_dir, extra_args, binary)
 
 
 def finish_nex(nex, passed):
