@@ -78,6 +78,10 @@ static const opt_t options[] = {
   OPT (kvm_boot_s, OPT_INT, "20", "vm_accel auto: seconds a VM under KVM has to boot before it is retried under TCG"),
   OPT (vm_memory_mib, OPT_INT, "128", "memory of a microVM, MiB, when the workload asks for none"),
   OPT (vm_vcpus, OPT_INT, "1", "vCPUs of a microVM when the workload asks for none"),
+  OPT (network_cidr, OPT_STRING, NULL,
+       "addresses of network-bridge workloads, an IPv4 /12../29 (default: a free /16 in 10/8, checked at start)"),
+  OPT (egress_default, OPT_STRING, "allow",
+       "what a bridge workload may reach beyond its egress policy: allow (the internet) or deny"),
   OPT (web_dir, OPT_STRING, NEX_WEB_DIR, "directory of the dashboard served at / (its ../node_modules gives /vendor/)"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])

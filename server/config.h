@@ -58,6 +58,9 @@ typedef struct nex_config
   int64_t vm_memory_mib;  /* a VM's memory when its workload asks for none; default 128 */
   int64_t vm_vcpus;       /* a VM's vCPUs when its workload asks for none; default 1 */
   char *web_dir;          /* the dashboard's files; default: web/ of the source tree nexd was built from */
+  /* workload networking (server/net/net.h) */
+  char *network_cidr;   /* address range of bridge workloads; NULL (default): a free /16 in 10/8 */
+  char *egress_default; /* what bridge workloads may reach beyond their policy: allow (default) or deny */
 } nex_config_t;
 
 /* Fills CFG from defaults, the config file, the environment ENVP and ARGV, in that order.  Returns 0, 1 when

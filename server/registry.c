@@ -223,6 +223,13 @@ reg_transaction (nex_registry_t *reg, db_tx_fn fn, void *ctx, nex_error_t *err)
   return r;
 }
 
+int
+nex_registry_run (nex_registry_t *reg, int (*fn) (sqlite3 *db, void *ctx, nex_error_t *err), void *ctx,
+                  nex_error_t *err)
+{
+  return reg_transaction (reg, fn, ctx, err);
+}
+
 /* ---- columns --------------------------------------------------------------------------------------------- */
 
 /* Column I as a new string, NULL when the column is NULL. */
@@ -435,7 +442,7 @@ nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, 
   "id, name, namespace, description, artifact, sha256, digest, argv, env, driver, state, reason, exit_code, "          \
   "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped, "              \
   "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start, network, labels, type, "         \
-  "trigger_subjects, function_timeout_s, max_concurrency"
+  "trigger_subjects, function_timeout_s, max_concurrency, net"
 
 /* The one row -> struct conversion, for a statement selecting WORKLOAD_COLUMNS.  Fills *OUT or fails. */
 static int
@@ -482,6 +489,7 @@ workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
   out->agent_start = sqlite3_column_int64 (stmt, 28);
   const char *network = (const char *)sqlite3_column_text (stmt, 29);
   out->host_network = network && strcmp (network, "host") == 0;
+  out->net = network && strcmp (network, "bridge") == 0 ? col_json (stmt, 35, JSON_OBJECT) : NULL;
   out->labels = col_json (stmt, 30, JSON_OBJECT);
   const char *type = (const char *)sqlite3_column_text (stmt, 31);
   out->type = type && strcmp (type, "function") == 0 ? NEX_WORKLOAD_FUNCTION : NEX_WORKLOAD_SERVICE;
@@ -527,11 +535,12 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
   cleanup_free char *labels = json_text (w->labels, "{}");
   int fn = w->type == NEX_WORKLOAD_FUNCTION;
   cleanup_free char *triggers = fn ? json_text (w->trigger_subjects, "[]") : NULL;
+  cleanup_free char *net = w->net ? json_text (w->net, "{}") : NULL;
   if (db_exec (
           db,
           "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
           "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, "
-          "?33, ?34, ?35)",
+          "?33, ?34, ?35, ?36)",
           DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
                    DB_TEXT (w->artifact), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv), DB_TEXT (env),
                    DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
@@ -540,9 +549,11 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
                    DB_NONZERO (w->finished_at), DB_INT (w->log_lines), DB_INT (w->log_dropped), DB_TEXT (resources),
                    DB_TEXT (nex_restart_policy_name (w->restart_policy)), DB_INT (w->max_restarts),
                    DB_INT (w->restarts), DB_TEXT (capabilities), DB_TEXT (w->cwd), DB_NONZERO (w->agent_start),
-                   DB_TEXT (w->host_network ? "host" : "none"), DB_TEXT (labels),
-                   DB_TEXT (nex_workload_type_name (w->type)), DB_TEXT (triggers),
-                   DB_OPT_INT (fn, w->function_timeout_s), DB_OPT_INT (fn, w->max_concurrency)),
+                   DB_TEXT (w->net            ? "bridge"
+                            : w->host_network ? "host"
+                                              : "none"),
+                   DB_TEXT (labels), DB_TEXT (nex_workload_type_name (w->type)), DB_TEXT (triggers),
+                   DB_OPT_INT (fn, w->function_timeout_s), DB_OPT_INT (fn, w->max_concurrency), DB_TEXT (net)),
           err)
       < 0)
     return -1;

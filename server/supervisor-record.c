@@ -20,6 +20,7 @@
 #include "server/node.h"
 #include "server/registry.h"
 #include "server/supervisor-internal.h"
+#include "server/net/net.h"
 
 #define RETRY_MS 500
 
@@ -120,6 +121,9 @@ void
 nex_sup_transition (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type, json_t *extra)
 {
   cleanup_json json_t *more = extra;
+  /* A workload that ends gives its address, ports and rules back (nothing for one without a lease). */
+  if (nex_state_is_final (c->state))
+    nex_net_release (sup->node->net, id);
   if (has_unrecorded (sup, id))
     {
       keep (sup, id, c, type, NEX_STEAL_PTR (more));

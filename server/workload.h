@@ -129,6 +129,9 @@ typedef struct nex_workload
   json_t *trigger_subjects;   /* array of subjects (NEX_FUNCTION_MAX_TRIGGERS at most), NULL for a service */
   int64_t function_timeout_s; /* an invocation's time limit */
   int64_t max_concurrency;    /* invocations running at once */
+  /* Network "bridge" (schema 007): the validated spec with what the node assigned (server/net/spec.h:
+   * {address, ports, egress, nats}); NULL for none and host. */
+  json_t *net;
 } nex_workload_t;
 
 /* Frees what W owns and zeroes it.  Safe on a zeroed struct. */
@@ -136,7 +139,8 @@ void nex_workload_release (nex_workload_t *w);
 
 /* Builds a new pending workload from a client's JSON request body (the REST/NATS deploy fields: name,
  * namespace, artifact, sha256, argv or args, env, description, driver, labels, and the sandbox options resources,
- * restart_policy, max_restarts, essential, capabilities, cwd, network, and the function fields type,
+ * restart_policy, max_restarts, essential, capabilities, cwd, network (and for bridge: ports, egress, nats),
+ * and the function fields type,
  * trigger_subjects, function_timeout_s, max_concurrency).  Validates every field: missing, wrong-typed or
  * out-of-range fields fail with NEX_ERR_INVALID naming the field; unknown fields are refused too (strict
  * parsing keeps typos from being silently ignored).  Does not touch the artifact itself.  Fills OUT (id and
