@@ -2,7 +2,7 @@
 -- 007_network.sql — workload networking (server/net/): a bridge workload's network spec and the node's leases.
 --
 -- Conventions of 001_initial.sql hold (JSON columns as compact text).  `net` is NULL for network none and host;
--- for bridge it holds the validated spec with what the node assigned: {address, ports (host ports resolved),
+-- for bridge (the network column stays 'none': its CHECK predates bridge) it holds the validated spec with what the node assigned: {address, ports (host ports resolved),
 -- egress, nats}.  A lease lives from the deploy until the workload ends; the UNIQUE constraints are what makes
 -- two workloads never share an address or a published host port.
 ALTER TABLE workloads ADD COLUMN net TEXT;

@@ -489,7 +489,8 @@ workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
   out->agent_start = sqlite3_column_int64 (stmt, 28);
   const char *network = (const char *)sqlite3_column_text (stmt, 29);
   out->host_network = network && strcmp (network, "host") == 0;
-  out->net = network && strcmp (network, "bridge") == 0 ? col_json (stmt, 35, JSON_OBJECT) : NULL;
+  /* Bridge is told by a net spec (schema 007): the network column's CHECK (schema 002) knows none and host only. */
+  out->net = sqlite3_column_type (stmt, 35) != SQLITE_NULL ? col_json (stmt, 35, JSON_OBJECT) : NULL;
   out->labels = col_json (stmt, 30, JSON_OBJECT);
   const char *type = (const char *)sqlite3_column_text (stmt, 31);
   out->type = type && strcmp (type, "function") == 0 ? NEX_WORKLOAD_FUNCTION : NEX_WORKLOAD_SERVICE;
@@ -549,10 +550,8 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
                    DB_NONZERO (w->finished_at), DB_INT (w->log_lines), DB_INT (w->log_dropped), DB_TEXT (resources),
                    DB_TEXT (nex_restart_policy_name (w->restart_policy)), DB_INT (w->max_restarts),
                    DB_INT (w->restarts), DB_TEXT (capabilities), DB_TEXT (w->cwd), DB_NONZERO (w->agent_start),
-                   DB_TEXT (w->net            ? "bridge"
-                            : w->host_network ? "host"
-                                              : "none"),
-                   DB_TEXT (labels), DB_TEXT (nex_workload_type_name (w->type)), DB_TEXT (triggers),
+                   DB_TEXT (w->host_network ? "host" : "none"), DB_TEXT (labels),
+                   DB_TEXT (nex_workload_type_name (w->type)), DB_TEXT (triggers),
                    DB_OPT_INT (fn, w->function_timeout_s), DB_OPT_INT (fn, w->max_concurrency), DB_TEXT (net)),
           err)
       < 0)

@@ -150,6 +150,14 @@ default_route (struct mnl_socket *nl, int index, uint32_t gateway, nex_error_t *
   return nl_talk (nl, nlh, "add default route", err);
 }
 
+static void
+write_sysctl (const char *path, const char *value)
+{
+  cleanup_close int fd = open (path, O_WRONLY | O_CLOEXEC);
+  if (fd >= 0)
+    (void)!write (fd, value, strlen (value));
+}
+
 /* What the thread that enters the sandbox's namespace hands back. */
 typedef struct enter_ns
 {
@@ -172,6 +180,9 @@ enter_ns_main (void *arg)
   if (e->nl == NULL || mnl_socket_bind (e->nl, 0, MNL_SOCKET_AUTOPID) < 0)
     e->errnum = errno;
   e->eth0 = (int)if_nametoindex ("eth0");
+  /* Any port is the workload's to bind in a namespace of its own (as in containers): a web server needs no
+   * capability for port 80.  /proc/sys/net is the opening thread's namespace. */
+  write_sysctl ("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
   if (e->eth0 == 0 && e->errnum == 0)
     e->errnum = errno ? errno : ENODEV;
   return NULL;
@@ -199,14 +210,6 @@ nl_open_in (int netns_fd, int *eth0, nex_error_t *err)
     }
   *eth0 = e.eth0;
   return e.nl;
-}
-
-static void
-write_sysctl (const char *path, const char *value)
-{
-  cleanup_close int fd = open (path, O_WRONLY | O_CLOEXEC);
-  if (fd >= 0)
-    (void)!write (fd, value, strlen (value));
 }
 
 /* The sandbox's side: eth0 up with its address, the default route through the gateway. */

@@ -320,6 +320,57 @@ nex_net_counters (const nex_workload_t *w, nex_net_counters_t *out)
   return nex_net_link_counters (ifname, out);
 }
 
+char *
+nex_net_metrics (nex_net_t *net)
+{
+  char *out = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream (&out, &len);
+  if (net == NULL)
+    {
+      fclose (f);
+      return out;
+    }
+  pthread_mutex_lock (&net->lock);
+  cleanup_json json_t *ids = json_deep_copy (net->leased);
+  pthread_mutex_unlock (&net->lock);
+  static const char *const names[] = { "bytes", "packets" };
+  cleanup_json json_t *rows = json_array ();
+  const char *id;
+  json_t *v;
+  json_object_foreach (ids, id, v)
+  {
+    char ifname[NEX_NET_IFNAME_LEN];
+    nex_net_counters_t c;
+    nex_net_ifname (id, ifname);
+    if (nex_net_link_counters (ifname, &c))
+      json_array_append_new (rows,
+                             json_pack ("{s:s, s:[I,I,I,I]}", "id", id, "c", (json_int_t)c.rx_bytes,
+                                        (json_int_t)c.tx_bytes, (json_int_t)c.rx_packets, (json_int_t)c.tx_packets));
+  }
+  fprintf (f, "# HELP nex_network_links bridge workloads with a link now\n# TYPE nex_network_links gauge\n");
+  fprintf (f, "nex_network_links %zu\n", json_array_size (rows));
+  for (int k = 0; k < 2; k++)
+    {
+      fprintf (f, "# HELP nex_network_%s_total %s into (in) and out of (out) each bridge workload\n", names[k],
+               names[k]);
+      fprintf (f, "# TYPE nex_network_%s_total counter\n", names[k]);
+      size_t i;
+      json_t *r;
+      json_array_foreach (rows, i, r)
+      {
+        const char *w = json_string_value (json_object_get (r, "id"));
+        json_t *c = json_object_get (r, "c");
+        fprintf (f, "nex_network_%s_total{workload=\"%s\",direction=\"in\"} %lld\n", names[k], w,
+                 (long long)json_integer_value (json_array_get (c, 2 * k)));
+        fprintf (f, "nex_network_%s_total{workload=\"%s\",direction=\"out\"} %lld\n", names[k], w,
+                 (long long)json_integer_value (json_array_get (c, 2 * k + 1)));
+      }
+    }
+  fclose (f);
+  return out;
+}
+
 json_t *
 nex_net_counters_to_json (const nex_net_counters_t *c)
 {

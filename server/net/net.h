@@ -75,6 +75,10 @@ void nex_net_env (const nex_net_t *net, const nex_workload_t *w, json_t *env);
 /* W's counters into *OUT: 1, or 0 when W has no link (not bridge, or not running). */
 int nex_net_counters (const nex_workload_t *w, nex_net_counters_t *out);
 
+/* The network's lines of /metrics (Prometheus text): bridge workloads with a link, and bytes and packets in
+ * and out per workload.  "" when NET is NULL.  Caller frees.  Any thread. */
+char *nex_net_metrics (nex_net_t *net);
+
 /* Counters as JSON {rx_bytes, rx_packets, tx_bytes, tx_packets}; new reference. */
 json_t *nex_net_counters_to_json (const nex_net_counters_t *c);
 
