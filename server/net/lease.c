@@ -85,7 +85,22 @@ load_used (sqlite3 *db, const nex_net_pool_t *pool, unsigned char *used, nex_err
       if (nex_net_addr_parse ((const char *)sqlite3_column_text (stmt, 0), &a) == 0 && a - pool->base < size)
         used[a - pool->base] = 1;
     }
-  return r == SQLITE_DONE ? 0 : sql_error (db, err, "read");
+  if (r != SQLITE_DONE)
+    return sql_error (db, err, "read");
+  /* Addresses routed to an nx* link now are in use too, by a workload this registry does not know (another
+   * nexd's on the same host, or one whose lease was lost): taking one would make two routes to it. */
+  cleanup_file FILE *f = fopen ("/proc/net/route", "re");
+  char line[256];
+  while (f && fgets (line, sizeof line, f))
+    {
+      char ifname[32];
+      unsigned dest;
+      if (sscanf (line, "%31s %x", ifname, &dest) == 2
+          && strncmp (ifname, NEX_NET_IF_PREFIX, strlen (NEX_NET_IF_PREFIX)) == 0
+          && __builtin_bswap32 (dest) - pool->base < size)
+        used[__builtin_bswap32 (dest) - pool->base] = 1;
+    }
+  return 0;
 }
 
 /* Picks a free address (round-robin from the cursor) and stores the lease; writes it into the spec. */
