@@ -69,13 +69,27 @@ static void *
 relay_main (void *arg)
 {
   relay_t *r = arg;
+  /* Each direction ends on its own: an end of input from one side is passed on as a half close (shutdown of
+   * writing) to the other, whose answer still flows back (a client that sends its request and closes its
+   * writing side gets the reply). */
   struct pollfd p[2] = { { .fd = r->a, .events = POLLIN }, { .fd = r->b, .events = POLLIN } };
-  for (;;)
+  int to[2] = { r->b, r->a };
+  int open_dirs = 2;
+  while (open_dirs > 0)
     {
-      if (poll (p, 2, -1) < 0 && errno != EINTR)
-        break;
-      if ((p[0].revents && !pump (r->a, r->b)) || (p[1].revents && !pump (r->b, r->a)))
-        break;
+      if (poll (p, 2, -1) < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          break;
+        }
+      for (int k = 0; k < 2; k++)
+        if (p[k].fd >= 0 && p[k].revents && !pump (p[k].fd, to[k]))
+          {
+            shutdown (to[k], SHUT_WR);
+            p[k].fd = -1;
+            open_dirs--;
+          }
     }
   close (r->a);
   close (r->b);

@@ -203,6 +203,8 @@ def test_published_port_serves_http(node):
     assert r.status_code == 422 and r.json()["field"] == "ports", r.text
     r = node.deploy(name="bad", artifact="file://" + BUSYBOX, network="bridge", egress={"allow": ["300.1.1.1"]})
     assert r.status_code == 422 and r.json()["field"] == "egress.allow[0]", r.text
+    r = node.deploy(name="bad", artifact="file://" + BUSYBOX, network="bridge", nats=True)  # a node without NATS
+    assert r.status_code == 422 and r.json()["field"] == "nats", r.text
     # Stats count the traffic.
     st = node.get(f"/v1/workloads/{w['id']}/stats").json()
     assert st["network"]["rx_bytes"] > 0 and st["network"]["tx_packets"] > 0, st
@@ -278,3 +280,35 @@ def test_many_bridge_workloads_leave_nothing(node):
     db = sqlite3.connect(f"file:{node.data_dir}/registry.db", uri=True, timeout=5)
     assert db.execute("SELECT count(*) FROM network_leases").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM network_ports").fetchone()[0] == 0
+
+
+def test_nats_through_the_forwarder(request, outside):
+    """A bridge workload with "nats": true publishes to the host's nats-server (on loopback) via NEX_NATS_URL."""
+    import natsutil
+
+    reason = natsutil.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from conftest import output_root, safe_name
+    server = natsutil.NatsServer(output_root() / safe_name(f"test_network.{request.node.name}")).start()
+    request.addfinalizer(server.stop)
+    nex = start_test_nex(request, args=("--nats", server.url))
+    request.addfinalizer(lambda: finish_test_nex(request, nex))
+    sub = natsutil.NatsClient(server.url).subscribe("net.hello")
+    request.addfinalizer(sub.close)
+    script = ('u=${NEX_NATS_URL#nats://}; echo "url $NEX_NATS_URL"; '
+              'printf \'CONNECT {"verbose":false}\\r\\nPUB net.hello 11\\r\\nfrom-bridge\\r\\nPING\\r\\n\' '
+              '| nc -w 3 ${u%:*} ${u#*:} | grep -q PONG && echo published')
+    w = nex.deploy_ok(name="natsy", artifact="file://" + BUSYBOX, network="bridge", nats=True,
+                      argv=["sh", "-c", script])
+    nex.wait_state(w["id"], "exited", timeout=30)
+    texts = nex.log_texts(w["id"])
+    assert "published" in texts, texts
+    got = sub.take(1, timeout=10)
+    assert got[0]["subject"] == "net.hello" and "from-bridge" in str(got[0]), got
+    # Without "nats": true the same script cannot reach it (no NEX_NATS_URL, and the gateway's port is refused).
+    gw = nex.workload(w["id"])["env"].get("NEX_HOST_ADDR")
+    assert gw is None  # the environment the node adds is not stored in the record
+    port = server.url.rsplit(":", 1)[1]
+    w2, texts2, result2 = run_probes(nex, ("$NEX_HOST_ADDR", port), name="nonats")
+    assert all(v == "fail" for v in result2.values()) and result2, texts2
