@@ -481,6 +481,41 @@ split_pair (const char *option, const char *kv, json_t *into)
     fail_usage ("--%s `%s` is not valid UTF-8", option, kv);
 }
 
+/* -p [HOST_IP:]HOST:PORT[/udp] as a ports entry {host, workload, protocol, host_ip}; a malformed one exits 2. */
+static json_t *
+publish_flag (const char *text)
+{
+  char buf[96];
+  snprintf (buf, sizeof buf, "%s", text);
+  const char *protocol = "tcp";
+  char *slash = strchr (buf, '/');
+  if (slash)
+    {
+      *slash = '\0';
+      protocol = slash + 1;
+    }
+  char *parts[3] = { NULL, NULL, NULL };
+  int n = 0;
+  for (char *p = buf; n < 3; n++)
+    {
+      parts[n] = p;
+      char *c = strchr (p, ':');
+      if (c == NULL)
+        {
+          n++;
+          break;
+        }
+      *c = '\0';
+      p = c + 1;
+    }
+  if ((n != 2 && n != 3) || (strcmp (protocol, "tcp") != 0 && strcmp (protocol, "udp") != 0))
+    fail_usage ("-p takes [HOST_IP:]HOST:PORT[/udp], got `%s`", text);
+  const char *host_ip = n == 3 ? parts[0] : "127.0.0.1";
+  long long host = int_flag ("publish", parts[n - 2]), port = int_flag ("publish", parts[n - 1]);
+  return json_pack ("{s:I, s:I, s:s, s:s}", "host", (json_int_t)host, "workload", (json_int_t)port, "protocol",
+                    protocol, "host_ip", host_ip);
+}
+
 static int
 cmd_run (cli_t *cli, int argc, char **argv)
 {
@@ -505,6 +540,8 @@ cmd_run (cli_t *cli, int argc, char **argv)
     F_ENTRYPOINT,
     F_USER,
     F_CWD,
+    F_PUBLISH,
+    F_NATS,
   };
   static flag_t flags[] = {
     [F_NAME] = { "name", 'n', 1, "workload name (default: the file's name)" },
@@ -521,7 +558,9 @@ cmd_run (cli_t *cli, int argc, char **argv)
     [F_RESTART] = { "restart", 0, 1, "restart policy: never, on-failure or always" },
     [F_MAX_RESTARTS] = { "max-restarts", 0, 1, "restarts the policy allows" },
     [F_DRIVER] = { "driver", 0, 1, "sandbox (default), qemu or firecracker" },
-    [F_NETWORK] = { "network", 0, 1, "none (default: loopback only) or host" },
+    [F_NETWORK] = { "network", 0, 1, "none (default: loopback only), host, or bridge (an address of its own)" },
+    [F_PUBLISH] = { "publish", 'p', 1, "publish a port [HOST_IP:]HOST:PORT[/udp] (HOST 0: any free; implies bridge)" },
+    [F_NATS] = { "nats", 0, 0, "give the workload NEX_NATS_URL, the node's NATS server (implies bridge)" },
     [F_IMAGE] = { "image", 0, 1,
                   "run an OCI image (name[:tag][@sha256:...], oci-layout:///path:tag); the "
                   "arguments after -- replace its Cmd" },
@@ -531,10 +570,12 @@ cmd_run (cli_t *cli, int argc, char **argv)
     { NULL },
   };
   char *pos[257];
-  const char *usage = "nex run FILE|URL | --image REF [-- CMD...] [--name NAME] [--namespace NS] [--env K=V]... "
-                      "[--arg ARG]... [--label K=V]... [--memory MIB] [--vcpus N] [--pids N] [--disk MIB] "
-                      "[--restart POLICY] [--max-restarts N] [--driver NAME] [--network MODE] [--sha256 HEX] "
-                      "[--entrypoint PROG] [--user U] [--cwd DIR] [--json]";
+  const char *usage
+      = "nex run FILE|URL | --image REF [-- CMD...] [--name NAME] [--namespace NS] [--env K=V]... "
+        "[--arg ARG]... [--label K=V]... [--memory MIB] [--vcpus N] [--pids N] [--disk MIB] "
+        "[--restart POLICY] [--max-restarts N] [--driver NAME] [--network MODE] [-p [IP:]HOST:PORT[/udp]]... "
+        "[--nats] [--sha256 HEX] "
+        "[--entrypoint PROG] [--user U] [--cwd DIR] [--json]";
   int n_pos = parse_args (cli, argc, argv, flags, usage, pos, 257);
   const char *image = flag_value (&flags[F_IMAGE], NULL);
   if (!image && n_pos > 1)
@@ -602,6 +643,17 @@ cmd_run (cli_t *cli, int argc, char **argv)
     json_object_set_new (body, "driver", json_string (flag_value (&flags[F_DRIVER], NULL)));
   if (flags[F_NETWORK].count)
     json_object_set_new (body, "network", json_string (flag_value (&flags[F_NETWORK], NULL)));
+  else if (flags[F_PUBLISH].count || flags[F_NATS].count)
+    json_object_set_new (body, "network", json_string ("bridge"));
+  if (flags[F_PUBLISH].count)
+    {
+      json_t *ports = json_array ();
+      for (int i = 0; i < flags[F_PUBLISH].count; i++)
+        json_array_append_new (ports, publish_flag (flags[F_PUBLISH].values[i]));
+      json_object_set_new (body, "ports", ports);
+    }
+  if (flags[F_NATS].count)
+    json_object_set_new (body, "nats", json_true ());
   if (flags[F_ARG].count)
     {
       /* argv[0] is what the program sees as its name. */

@@ -95,6 +95,10 @@ static const opt_t options[] = {
   OPT_PATH (web_dir, NEX_PATHS_INSTALLED_WEB, "web/ of the source tree", "directory of the dashboard served at /"),
   OPT_PATH (vendor_dir, NEX_PATHS_INSTALLED_VENDOR, "node_modules/ of the source tree",
             "browser libraries served at /vendor/, in npm's layout (@xterm/xterm/lib/xterm.js, ...)"),
+  OPT (network_cidr, OPT_STRING, NULL,
+       "addresses of network-bridge workloads, an IPv4 /12../29 (default: a free /16 in 10/8, checked at start)"),
+  OPT (egress_default, OPT_STRING, "allow",
+       "what a bridge workload may reach beyond its egress policy: allow (the internet) or deny"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

@@ -67,6 +67,9 @@ typedef struct nex_config
   int64_t image_max_files;       /* an image's entry count bound; default 500000 */
   char *web_dir;                 /* the dashboard's files; default: the layout's (paths.h) */
   char *vendor_dir; /* browser libraries served at /vendor/ (npm's layout); default: the layout's (paths.h) */
+  /* workload networking (server/net/net.h) */
+  char *network_cidr;   /* address range of bridge workloads; NULL (default): a free /16 in 10/8 */
+  char *egress_default; /* what bridge workloads may reach beyond their policy: allow (default) or deny */
 } nex_config_t;
 
 /* Fills CFG from defaults, the config file, the environment ENVP and ARGV, in that order, then the unset paths

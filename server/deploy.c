@@ -14,6 +14,7 @@
 #include "server/artifacts/artifact.h"
 #include "server/drivers/driver.h"
 #include "server/nats/secure.h"
+#include "server/net/net.h"
 #include "server/supervisor.h"
 
 /* What a deploy needs left on the data dir's file system: room for the state changes of its life (a few
@@ -37,6 +38,20 @@ require_free_space (const char *dir, nex_error_t *err)
                         dir, avail, DEPLOY_FREE_BYTES_MIN >> 10);
 }
 
+/* For a bridge workload W on driver D: leases its address and ports (W->net is updated).  1, or -1: the node
+ * cannot network workloads (503), D is not the sandbox (422), a port is taken (409). */
+static int
+reserve_network (nex_node_t *node, const nex_driver_t *d, nex_workload_t *w, nex_error_t *err)
+{
+  if (node->net == NULL)
+    return nex_error_set (err, NEX_ERR_UNAVAILABLE, "network bridge is unavailable on this node: %s",
+                          node->net_error ? node->net_error : "unknown");
+  if (strcmp (d->name, "sandbox") != 0)
+    return nex_error_field (err, "network", "network bridge is supported by the sandbox driver only (not yet by `%s`)",
+                            d->name);
+  return nex_net_reserve (node->net, w, err) < 0 ? -1 : 1;
+}
+
 int
 nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out, nex_error_t *err)
 {
@@ -55,6 +70,7 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
   const nex_driver_t *d = nex_driver_find (w.driver);
   cleanup_free char *why = NULL;
   int stored_secure = 0;
+  int leased = 0;
   if (d == NULL)
     nex_error_field (err, "driver", "unknown driver `%s`", w.driver);
   else if (w.type == NEX_WORKLOAD_FUNCTION && node->nats == NULL)
@@ -66,6 +82,7 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
     nex_error_set (err, NEX_ERR_UNAVAILABLE, "driver `%s` is unavailable on this node: %s", d->name, why);
   else if (require_free_space (node->data_dir, err) == 0
            && (w.image || nex_artifact_precheck_at (node->artifacts_dir, w.artifact, err) == 0)
+           && (w.net == NULL || (leased = reserve_network (node, d, &w, err)) == 1)
            && (!secured || (stored_secure = nex_registry_secure_put (node->reg, w.id, &secure, err) == 0))
            && nex_registry_workload_insert (node->reg, &w, err) == 0)
     {
@@ -77,5 +94,7 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
     }
   if (stored_secure)
     nex_registry_secure_delete (node->reg, w.id, NULL);
+  if (leased == 1)
+    nex_net_release (node->net, w.id);
   return -1;
 }

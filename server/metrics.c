@@ -12,6 +12,7 @@
 #include "common/xalloc.h"
 #include "server/clock.h"
 #include "server/log.h"
+#include "server/net/net.h"
 #include "server/registry.h"
 
 /* --- histograms --------------------------------------------------------------------------------------------- */
@@ -284,5 +285,7 @@ nex_metrics_render (nex_node_t *node, const nex_metrics_gauges_t *g)
          (unsigned long long)overflow);
   histogram (&t, "nex_http_request_duration_seconds", "time from a request's headers to its completion",
              &m.request_seconds);
+  cleanup_free char *net = nex_net_metrics (node->net);
+  put (&t, "%s", net);
   return t.buf;
 }

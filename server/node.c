@@ -21,6 +21,7 @@
 #include "server/metrics.h"
 #include "server/drivers/vm.h"
 #include "server/nats/bridge.h"
+#include "server/net/net.h"
 
 static char *
 absolute_path (const char *path, nex_error_t *err)
@@ -56,6 +57,27 @@ static void
 node_closep (nex_node_t **node)
 {
   nex_node_close (*node);
+}
+
+/* Workload networking (net.h), before the supervisor recovers workloads.  Without it the node runs, and refuses
+ * bridge workloads saying why; a --network-cidr that cannot be used stops the start. */
+static int
+open_network (nex_node_t *node, nex_error_t *err)
+{
+  const nex_config_t *cfg = node->cfg;
+  nex_net_options_t o = { .cidr = cfg->network_cidr, .egress_default = cfg->egress_default, .nats_url = cfg->nats };
+  cleanup_error nex_error_t nerr = NULL;
+  node->net = nex_net_open (node->reg, &o, &nerr);
+  if (node->net)
+    return 0;
+  if (cfg->network_cidr || nerr->kind == NEX_ERR_INVALID)
+    {
+      *err = NEX_STEAL_PTR (nerr);
+      return -1;
+    }
+  node->net_error = nex_xstrdup (nerr->msg);
+  nex_log_error (NEX_LOG_WARN, nerr, "network bridge unavailable");
+  return 0;
 }
 
 nex_node_t *
@@ -113,6 +135,8 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   node->reg = nex_registry_open (db, err);
   if (node->reg == NULL)
     return NULL;
+  if (open_network (node, err) < 0)
+    return NULL;
 
   node->images = nex_image_store_open (node, err);
   if (node->images == NULL)
@@ -136,6 +160,8 @@ nex_node_close (nex_node_t *node)
   if (node == NULL)
     return;
   nex_image_store_close (node->images);
+  nex_net_close (node->net);
+  free (node->net_error);
   nex_registry_close (node->reg);
   nex_cgroups_close (node->cgroups);
   free (node->cgroups_error);

@@ -25,6 +25,7 @@ typedef struct nex_auth nex_auth_t;
 typedef struct nex_nats nex_nats_t;
 typedef struct nex_image_store nex_image_store_t;
 typedef struct nex_cluster nex_cluster_t;
+typedef struct nex_net nex_net_t;
 
 typedef struct nex_node
 {
@@ -51,6 +52,8 @@ typedef struct nex_node
   char *cgroups_error;       /* why cgroups is NULL */
   int64_t logs_paused_until; /* monotonic ms (atomic): output is not stored before then (the registry is full) */
   int logs_full;             /* supervisor thread: a full registry is dropping output (logged once per spell) */
+  nex_net_t *net;            /* workload networking (server/net/net.h); NULL when this host cannot do it */
+  char *net_error;           /* why net is NULL */
 } nex_node_t;
 
 /* While the registry is full, output lines give way to state changes: none is stored before UNTIL (monotonic

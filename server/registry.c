@@ -223,6 +223,13 @@ reg_transaction (nex_registry_t *reg, db_tx_fn fn, void *ctx, nex_error_t *err)
   return r;
 }
 
+int
+nex_registry_run (nex_registry_t *reg, int (*fn) (sqlite3 *db, void *ctx, nex_error_t *err), void *ctx,
+                  nex_error_t *err)
+{
+  return reg_transaction (reg, fn, ctx, err);
+}
+
 /* ---- columns --------------------------------------------------------------------------------------------- */
 
 /* Column I as a new string, NULL when the column is NULL. */
@@ -465,7 +472,7 @@ nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, 
   "id, name, namespace, description, artifact, sha256, digest, argv, env, driver, state, reason, exit_code, "          \
   "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped, "              \
   "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start, network, labels, type, "         \
-  "trigger_subjects, function_timeout_s, max_concurrency, image, image_digest, entrypoint, cmd, user, process"
+  "trigger_subjects, function_timeout_s, max_concurrency, image, image_digest, entrypoint, cmd, user, process, net"
 
 /* The one row -> struct conversion, for a statement selecting WORKLOAD_COLUMNS.  Fills *OUT or fails. */
 static int
@@ -512,6 +519,9 @@ workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
   out->agent_start = sqlite3_column_int64 (stmt, 28);
   const char *network = (const char *)sqlite3_column_text (stmt, 29);
   out->host_network = network && strcmp (network, "host") == 0;
+  /* Bridge is told by a net spec (schema 009); the network column says none for it (schema 002's CHECK knew only
+   * none and host when bridge came). */
+  out->net = sqlite3_column_type (stmt, 41) != SQLITE_NULL ? col_json (stmt, 41, JSON_OBJECT) : NULL;
   out->labels = col_json (stmt, 30, JSON_OBJECT);
   const char *type = (const char *)sqlite3_column_text (stmt, 31);
   out->type = type && strcmp (type, "function") == 0 ? NEX_WORKLOAD_FUNCTION : NEX_WORKLOAD_SERVICE;
@@ -575,11 +585,12 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
   cleanup_free char *entrypoint = w->entrypoint ? json_text (w->entrypoint, "[]") : NULL;
   cleanup_free char *cmd = w->cmd ? json_text (w->cmd, "[]") : NULL;
   cleanup_free char *process = w->process ? json_text (w->process, "{}") : NULL;
+  cleanup_free char *net = w->net ? json_text (w->net, "{}") : NULL;
   if (db_exec (
           db,
           "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
           "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, "
-          "?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41)",
+          "?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42)",
           DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
                    DB_TEXT (w->artifact ? w->artifact : ""), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv),
                    DB_TEXT (env), DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
@@ -591,8 +602,8 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
                    DB_TEXT (w->host_network ? "host" : "none"), DB_TEXT (labels),
                    DB_TEXT (nex_workload_type_name (w->type)), DB_TEXT (triggers),
                    DB_OPT_INT (fn, w->function_timeout_s), DB_OPT_INT (fn, w->max_concurrency), DB_TEXT (w->image),
-                   DB_TEXT (w->image_digest), DB_TEXT (entrypoint), DB_TEXT (cmd), DB_TEXT (w->user),
-                   DB_TEXT (process)),
+                   DB_TEXT (w->image_digest), DB_TEXT (entrypoint), DB_TEXT (cmd), DB_TEXT (w->user), DB_TEXT (process),
+                   DB_TEXT (net)),
           err)
       < 0)
     return -1;

@@ -50,6 +50,12 @@ int nex_registry_schema_version (nex_registry_t *reg);
 int nex_registry_meta_get (nex_registry_t *reg, const char *key, char **out, nex_error_t *err);
 int nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, nex_error_t *err);
 
+/* Runs FN (with CTX) on the registry's connection inside one BEGIN IMMEDIATE transaction, under the registry's
+ * lock: for modules that keep tables of their own (server/net/lease.c), so that their statements never
+ * interleave with another thread's.  FN returns 0 to commit, -1 (ERR set) to roll back.  Any thread. */
+int nex_registry_run (nex_registry_t *reg, int (*fn) (sqlite3 *db, void *ctx, nex_error_t *err), void *ctx,
+                      nex_error_t *err);
+
 /* Stores a new workload (state and timestamps as in W) and its first history entry. */
 int nex_registry_workload_insert (nex_registry_t *reg, const nex_workload_t *w, nex_error_t *err);
 

@@ -20,6 +20,7 @@
 #include "server/node.h"
 #include "server/registry.h"
 #include "server/supervisor-internal.h"
+#include "server/net/net.h"
 
 #define RETRY_MS 500
 
@@ -125,6 +126,9 @@ nex_sup_transition (nex_supervisor_t *sup, const char *id, const nex_state_chang
   nex_sup_entry_t *e = nex_sup_entry_find (sup, id);
   if (e)
     nex_sup_output_flush (sup, e);
+  /* A workload that ends gives its address, ports and rules back (nothing for one without a lease). */
+  if (nex_state_is_final (c->state))
+    nex_net_release (sup->node->net, id);
   if (has_unrecorded (sup, id))
     {
       keep (sup, id, c, type, NEX_STEAL_PTR (more));

@@ -31,6 +31,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/nats/secure.h"
+#include "server/net/net.h"
 
 #define AGENT_KILL_SLACK_MS 5000     /* after the grace, how long the agent has to report before it is killed */
 #define RESTART_BASE_MS 200          /* first restart delay; doubled for every restart already done */
@@ -263,6 +264,8 @@ send_start (nex_supervisor_t *sup, nex_sup_entry_t *e)
       nex_sup_close_conn (sup, e, why);
       return;
     }
+  if (w.net && sup->node->net)
+    nex_net_env (sup->node->net, &w, env);
   json_t *argv = json_array_size (w.argv) > 0 ? json_incref (w.argv) : json_pack ("[s]", w.name);
   const char *path = w.process ? json_string_value (json_object_get (w.process, "path")) : "/workload";
   json_t *start = json_pack ("{s:s, s:o, s:O}", "path", path ? path : "/workload", "argv", argv, "env", env);
@@ -834,14 +837,22 @@ typedef struct placement
 {
   nex_supervisor_t *sup;
   const char *id;
+  const nex_workload_t *w;
+  const char *etc_dir; /* where a bridge workload's /etc files go, NULL for the other network modes */
 } placement_t;
 
-/* nex_launch_t.place: joins the sandbox's root process to its workload's cgroup. */
+/* nex_launch_t.place: joins the sandbox's root process to its workload's cgroup, and gives a bridge workload
+ * its network. */
 static int
 place_in_cgroup (void *ctx, pid_t pid, nex_error_t *err)
 {
   const placement_t *where = ctx;
-  return nex_cgroups_attach (where->sup->node->cgroups, where->id, pid, err);
+  if (nex_cgroups_attach (where->sup->node->cgroups, where->id, pid, err) < 0)
+    return -1;
+  /* A bridge workload's link, rules and /etc files, before anything runs in its sandbox. */
+  if (where->w->net && where->etc_dir)
+    return nex_net_attach (where->sup->node->net, where->w, pid, where->etc_dir, err);
+  return 0;
 }
 
 /* Gives the environment I of driver D up to WAIT_MS (0: none) to end by itself, then ends it (D's kill) and
@@ -897,7 +908,14 @@ launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const c
       return;
     }
   cleanup_free char *run_dir = nex_xasprintf ("%s/%s", node->run_dir, id);
-  placement_t where = { .sup = sup, .id = id };
+  cleanup_free char *etc_dir = w.net ? nex_xasprintf ("%s/etc", run_dir) : NULL;
+  if (w.net && (sup->node->net == NULL || strcmp (d->name, "sandbox") != 0))
+    {
+      nex_cgroups_destroy (node->cgroups, id, NULL);
+      nex_sup_fail_workload (sup, id, "network bridge is not available here (see GET /v1/node)");
+      return;
+    }
+  placement_t where = { .sup = sup, .id = id, .w = &w, .etc_dir = etc_dir };
   nex_launch_t l = { .workload_id = id,
                      .hostname = w.name,
                      .artifact_path = path,
@@ -908,6 +926,7 @@ launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const c
                      .workload = &w,
                      .tmp_mb = w.resources.disk_mb,
                      .host_network = w.host_network,
+                     .net_etc_dir = etc_dir,
                      .place = place_in_cgroup,
                      .place_ctx = &where };
   cleanup_with (nex_instance_release) nex_instance_t inst = { 0 };

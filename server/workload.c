@@ -18,6 +18,7 @@
 #include "server/artifacts/image-ref.h"
 #include "server/clock.h"
 #include "server/id.h"
+#include "server/net/spec.h"
 
 /* Bounds on a request; they keep one deploy from pinning unbounded memory or an oversized exec. */
 #define NAME_MAX_LEN 63
@@ -188,6 +189,7 @@ nex_workload_release (nex_workload_t *w)
   json_decref (w->cmd);
   free (w->user);
   json_decref (w->process);
+  json_decref (w->net);
   memset (w, 0, sizeof *w);
 }
 
@@ -539,13 +541,18 @@ read_cwd (const json_t *body, char **out, nex_error_t *err)
   return 0;
 }
 
-/* network: "none" (the default: a network namespace with loopback only) or "host". */
+/* network: "none" (the default: a network namespace with loopback only), "host", or "bridge" (an address of its
+ * own; its fields ports, egress and nats are read by server/net/spec.c, and refused with the other modes). */
 static int
-read_network (const json_t *body, int *host, nex_error_t *err)
+read_network (const json_t *body, int *host, json_t **net, nex_error_t *err)
 {
   cleanup_free char *mode = NULL;
   *host = 0;
   if (read_string (body, "network", 0, SIZE_MAX, &mode, err) < 0)
+    return -1;
+  if (mode != NULL && strcmp (mode, "bridge") == 0)
+    return nex_net_spec_parse (body, net, err);
+  if (nex_net_spec_absent (body, err) < 0)
     return -1;
   if (mode == NULL || strcmp (mode, "none") == 0)
     return 0;
@@ -554,7 +561,7 @@ read_network (const json_t *body, int *host, nex_error_t *err)
       *host = 1;
       return 0;
     }
-  return nex_error_field (err, "network", "must be none or host");
+  return nex_error_field (err, "network", "must be none, host or bridge");
 }
 
 const char *
@@ -747,6 +754,9 @@ check_known_fields (const json_t *body, nex_error_t *err)
                                        "capabilities",
                                        "cwd",
                                        "network",
+                                       "ports",
+                                       "egress",
+                                       "nats",
                                        "labels",
                                        "type",
                                        "trigger_subjects",
@@ -786,7 +796,7 @@ nex_workload_from_request (const json_t *body, const char *default_driver, nex_w
       || read_string (body, "description", 0, DESCRIPTION_MAX_LEN, &w.description, err) < 0
       || read_name (body, "driver", default_driver, &w.driver, err) < 0 || read_resources (body, &w.resources, err) < 0
       || read_restart (body, &w, err) < 0 || read_capabilities (body, &w.capabilities, err) < 0
-      || read_cwd (body, &w.cwd, err) < 0 || read_network (body, &w.host_network, err) < 0
+      || read_cwd (body, &w.cwd, err) < 0 || read_network (body, &w.host_network, &w.net, err) < 0
       || read_labels (body, &w.labels, err) < 0 || read_function (body, &w, err) < 0)
     return -1;
   if (w.artifact && w.artifact[0] == '\0')
@@ -862,7 +872,8 @@ nex_workload_to_json (const nex_workload_t *w)
   json_object_set_new (o, "restarts", json_integer (w->restarts));
   json_object_set_new (o, "capabilities", w->capabilities ? json_deep_copy (w->capabilities) : json_array ());
   json_object_set_new (o, "cwd", string_or_null (w->cwd));
-  json_object_set_new (o, "network", json_string (w->host_network ? "host" : "none"));
+  json_object_set_new (o, "network", json_string (w->net ? "bridge" : w->host_network ? "host" : "none"));
+  nex_net_spec_to_json (w->net, o);
   json_object_set_new (o, "labels", w->labels ? json_deep_copy (w->labels) : json_object ());
   int fn = w->type == NEX_WORKLOAD_FUNCTION;
   json_object_set_new (o, "type", json_string (nex_workload_type_name (w->type)));

@@ -137,6 +137,9 @@ typedef struct nex_workload
   json_t *cmd;        /* array of strings replacing the image's Cmd, or NULL */
   char *user;         /* "uid[:gid]" or "name[:group]" replacing the image's User, or NULL */
   json_t *process;    /* what was resolved from image and request: {path, argv, env, cwd, uid, gid}, or NULL */
+  /* Network "bridge" (schema 009): the validated spec with what the node assigned (server/net/spec.h:
+   * {address, ports, egress, nats}); NULL for none and host. */
+  json_t *net;
 } nex_workload_t;
 
 /* Frees what W owns and zeroes it.  Safe on a zeroed struct. */
@@ -144,11 +147,12 @@ void nex_workload_release (nex_workload_t *w);
 
 /* Builds a new pending workload from a client's JSON request body (the REST/NATS deploy fields: name,
  * namespace, artifact, sha256, argv or args, env, description, driver, labels, and the sandbox options resources,
- * restart_policy, max_restarts, essential, capabilities, cwd, network, the function fields type,
- * trigger_subjects, function_timeout_s, max_concurrency, and the image fields image, entrypoint, cmd, user).
- * Exactly one of artifact and image is required (422 naming `image` when both or neither).  Validates every field:
- * missing, wrong-typed or out-of-range fields fail with NEX_ERR_INVALID naming the field; unknown fields are refused
- * too (strict parsing keeps typos from being silently ignored).  Does not touch the artifact itself.  Fills OUT (id and
+ * restart_policy, max_restarts, essential, capabilities, cwd, network (and for bridge: ports, egress, nats), the
+ * function fields type, trigger_subjects, function_timeout_s, max_concurrency, and the image fields image,
+ * entrypoint, cmd, user).  Exactly one of artifact and image is required (422 naming `image` when both or neither).
+ * Validates every field: missing, wrong-typed or out-of-range fields fail with NEX_ERR_INVALID naming the field;
+ * unknown fields are refused too (strict parsing keeps typos from being silently ignored).  Does not touch the
+ * artifact itself.  Fills OUT (id and
  * timestamps included; DEFAULT_DRIVER when the body names none) or returns -1. */
 int nex_workload_from_request (const json_t *body, const char *default_driver, nex_workload_t *out, nex_error_t *err);
 

@@ -18,6 +18,7 @@
 #include "common/xalloc.h"
 #include "server/drivers/cgroup.h"
 #include "server/id.h"
+#include "server/net/net.h"
 #include "server/supervisor.h"
 
 /* Loads the workload named by the route's {id} and requires it to be running: NEX_ERR_NOT_FOUND, or
@@ -98,6 +99,10 @@ workload_stats (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *er
   res->body = json_pack ("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I}", "workload_id", w.id, "state",
                          nex_state_name (w.state), "cgroup_mode", nex_cgroups_mode (req->node->cgroups), "memory",
                          memory, "cpu", cpu, "pids", pids, "logs", logs, "restarts", (json_int_t)w.restarts);
+  /* Network bridge: bytes and packets in and out of the workload (its link's counters); null otherwise. */
+  nex_net_counters_t nc;
+  json_object_set_new (res->body, "network",
+                       nex_net_counters (&w, &nc) ? nex_net_counters_to_json (&nc) : json_null ());
   return 0;
 }
 

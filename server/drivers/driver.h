@@ -32,9 +32,11 @@ typedef struct nex_launch
   const char *image_tree;    /* an image's flattened tree (artifacts/image-store.h): the root, read-only, with a
                                 writable layer of tmp_mb on top; NULL for an executable workload */
   const char *agent_path;    /* static nex-agent binary; appears as /sbin/nex-agent and runs as PID 1 */
-  const char *run_dir; /* the directory this environment may use (nex_driver_start makes it; destroy removes it) */
-  int64_t tmp_mb;      /* size of the writable /tmp in MiB (0: the driver's default) */
-  int host_network;    /* share the host's network namespace instead of a private one with loopback only */
+  const char *run_dir;     /* the directory this environment may use (nex_driver_start makes it; destroy removes it) */
+  int64_t tmp_mb;          /* size of the writable /tmp in MiB (0: the driver's default) */
+  int host_network;        /* share the host's network namespace instead of a private one with loopback only */
+  const char *net_etc_dir; /* network bridge: a directory whose hosts and resolv.conf appear in /etc (read-only);
+                              written by place, before the environment runs anything.  NULL otherwise */
   /* Called by start with the host pid of the environment's root process after it exists but before it runs
    * anything of its own (the sandbox's child waits on its sync pipe), so that whatever PLACE does (the
    * supervisor joins it to the workload's cgroup) holds for every process the environment will ever have.  A

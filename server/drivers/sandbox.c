@@ -63,14 +63,16 @@ typedef struct sandbox_child
   const char *hostname;
   unsigned long artifact_flags; /* mount flags the artifact's filesystem imposes (kept on remount) */
   unsigned long agent_flags;
-  int sync_fd;         /* read end: the parent has written the id maps */
-  int error_fd;        /* write end: failure message */
-  int listen_fd;       /* the agent's listening socket */
-  int log_fd;          /* the agent's stdout/stderr (run_dir/agent.log) */
-  char tmp_opts[64];   /* mount options of /tmp (its size) */
-  int host_network;    /* no network namespace of its own */
-  const char *image;   /* an image's tree (NULL: an executable workload) */
-  char upper_opts[64]; /* image: mount options of the tmpfs holding the writable layer (its size) */
+  int sync_fd;            /* read end: the parent has written the id maps */
+  int error_fd;           /* write end: failure message */
+  int listen_fd;          /* the agent's listening socket */
+  int log_fd;             /* the agent's stdout/stderr (run_dir/agent.log) */
+  char tmp_opts[64];      /* mount options of /tmp (its size) */
+  int host_network;       /* no network namespace of its own */
+  const char *image;      /* an image's tree (NULL: an executable workload) */
+  char upper_opts[64];    /* image: mount options of the tmpfs holding the writable layer (its size) */
+  const char *etc_hosts;  /* network bridge: files to bind read-only at /etc/hosts and /etc/resolv.conf, */
+  const char *etc_resolv; /* written by the place callback (server/net/etc.c); NULL otherwise */
 } sandbox_child_t;
 
 static void __attribute__ ((noreturn)) child_fail (const sandbox_child_t *c, const char *what)
@@ -100,6 +102,17 @@ touch (const char *path)
     return -1;
   close (fd);
   return 0;
+}
+
+/* Binds the host file at fd FD read-only at DST (created) in the new root. */
+static int
+bind_etc_file (int fd, const char *dst)
+{
+  char src[64];
+  snprintf (src, sizeof src, "/proc/self/fd/%d", fd);
+  if ((mkdir ("etc", 0755) < 0 && errno != EEXIST) || (touch (dst) < 0 && errno != EEXIST))
+    return -1;
+  return bind_ro (src, dst, 0);
 }
 
 static int
@@ -224,6 +237,10 @@ sandbox_child (void *arg)
   int agent_fd = open (c->agent, O_PATH | O_CLOEXEC);
   if (payload_fd < 0 || agent_fd < 0)
     child_fail (c, c->image ? "open image tree or agent" : "open workload or agent");
+  int hosts_fd = c->etc_hosts ? open (c->etc_hosts, O_PATH | O_CLOEXEC) : -1;
+  int resolv_fd = c->etc_resolv ? open (c->etc_resolv, O_PATH | O_CLOEXEC) : -1;
+  if (c->etc_hosts && (hosts_fd < 0 || resolv_fd < 0))
+    child_fail (c, "open the network's /etc files");
   if (chdir (c->root) < 0)
     child_fail (c, "chdir root");
 
@@ -245,6 +262,8 @@ sandbox_child (void *arg)
     child_fail (c, "mount proc");
   if (mount ("nex-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts) < 0)
     child_fail (c, "mount tmp");
+  if (hosts_fd >= 0 && (bind_etc_file (hosts_fd, "etc/hosts") < 0 || bind_etc_file (resolv_fd, "etc/resolv.conf") < 0))
+    child_fail (c, "bind /etc files");
 
   /* Swap roots and detach the host's: after this no path leads outside the sandbox. */
   if (syscall (SYS_pivot_root, ".", ".") < 0)
@@ -328,7 +347,8 @@ sandbox_probe (const nex_driver_t *d, char **reason)
   return 1;
 }
 
-static const char *const run_files[] = { "agent.sock", "agent.log", "root", NULL };
+static const char *const run_files[]
+    = { "agent.sock", "agent.log", "root", "etc/hosts", "etc/resolv.conf", "etc", NULL };
 
 static int
 sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err)
@@ -366,6 +386,10 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   c.listen_fd = listen_fd;
   c.log_fd = log_fd;
   c.host_network = l->host_network;
+  cleanup_free char *etc_hosts = l->net_etc_dir ? nex_xasprintf ("%s/hosts", l->net_etc_dir) : NULL;
+  cleanup_free char *etc_resolv = l->net_etc_dir ? nex_xasprintf ("%s/resolv.conf", l->net_etc_dir) : NULL;
+  c.etc_hosts = etc_hosts;
+  c.etc_resolv = etc_resolv;
   snprintf (c.tmp_opts, sizeof c.tmp_opts, "mode=1777,size=%lldm", (long long)(l->tmp_mb > 0 ? l->tmp_mb : 64));
   snprintf (c.upper_opts, sizeof c.upper_opts, "mode=0755,uid=0,gid=0,size=%lldm",
             (long long)(l->tmp_mb > 0 ? l->tmp_mb : 64));

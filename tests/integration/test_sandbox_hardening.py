@@ -70,7 +70,7 @@ def test_network_modes(nexd):
     nexd.wait_state(w["id"], "exited")
     seen = nexd.log_texts(w["id"])[0].split()[1:]
     assert sorted(seen) == host, (seen, host)
-    r = nexd.deploy(name="x", artifact=nexd.program("probe"), network="bridge")
+    r = nexd.deploy(name="x", artifact=nexd.program("probe"), network="bridged")
     assert r.status_code == 422 and r.json()["field"] == "network", r.text
 
 

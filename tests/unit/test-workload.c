@@ -471,9 +471,15 @@ static const refusal_t base_refusals[] = {
   { "\"cwd\":\"/a\\u0000/..\"", "cwd", "must not contain NUL bytes" },
   { "\"cwd\":3", "cwd", "must be a string" },
   /* network */
-  { "\"network\":\"bridge\"", "network", "must be none or host" },
-  { "\"network\":\"HOST\"", "network", "must be none or host" },
-  { "\"network\":\"\"", "network", "must be none or host" },
+  { "\"network\":\"bridged\"", "network", "must be none, host or bridge" },
+  { "\"network\":\"HOST\"", "network", "must be none, host or bridge" },
+  { "\"network\":\"\"", "network", "must be none, host or bridge" },
+  { "\"ports\":[{\"workload\":80}]", "ports", "needs network bridge" },
+  { "\"network\":\"bridge\",\"ports\":[{\"workload\":70000}]", "ports[0].workload", "from 1 to 65535" },
+  { "\"network\":\"bridge\",\"ports\":[{\"workload\":80,\"proto\":\"tcp\"}]", "ports[0]", "unknown field" },
+  { "\"network\":\"bridge\",\"egress\":{\"allow\":[\"10.0.0.0/33\"]}", "egress.allow[0]", "prefix length" },
+  { "\"network\":\"bridge\",\"egress\":{\"deny\":[\"1.2.3.4:0\"]}", "egress.deny[0]", "1 to 65535" },
+  { "\"network\":\"bridge\",\"nats\":1", "nats", "must be a boolean" },
   { "\"network\":true", "network", "must be a string" },
   /* labels */
   { "\"labels\":[]", "labels", "must be an object of strings" },
