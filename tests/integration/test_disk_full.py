@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Nex, output_root, program_path, skip_reason
+from conftest import Nex, output_root, program_path, skip_reason, wait_until
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 
@@ -86,11 +86,13 @@ def test_a_full_data_dir_is_refused_with_507_and_recovers(small_disk):
     hello = program_path("hello").read_bytes()
     done = nex.deploy_ok(name="before", artifact=nex.program("hello"))
     nex.wait_state(done["id"], ("exited",), timeout=30)
-    with open(mnt / "filler", "wb") as f:  # room held back, to be given back at the end
-        f.write(b"\0" * (4 << 20))
+    # Room held back, to be given back at the end: more than the 8 MiB of output the flood's agent may still hold
+    # when it is stopped (delivered, and stored, once there is room again).
+    with open(mnt / "filler", "wb") as f:
+        f.write(b"\0" * (12 << 20))
     # a workload printing 8 KiB lines as fast as it can: its log fills the disk too
     chatty = nex.deploy_ok(name="chatty", artifact=nex.program("hostile"), argv=["hostile", "flood"])
-    nex.wait_state(chatty["id"], "running", timeout=30)
+    chatty_pid = nex.wait_state(chatty["id"], "running", timeout=30)["pid"]
 
     # uploads until the disk refuses one
     statuses = []
@@ -127,8 +129,11 @@ def test_a_full_data_dir_is_refused_with_507_and_recovers(small_disk):
     lost = [l for l in nex.get("/metrics").text.splitlines() if l.startswith("nex_log_lines_lost_total ")]
     assert lost and float(lost[0].split()[1]) > 0, lost  # output was dropped, and counted
 
-    (mnt / "filler").unlink()
+    # The flood is stopped before room is given back (else its output, stored as fast as it comes, takes the room
+    # at once).  While the disk is full its `stopped` cannot be recorded: it is kept and written once there is room.
     assert nex.delete(f"/v1/workloads/{chatty['id']}", params={"grace_s": 1}).status_code in (200, 202)
+    wait_until(lambda: not os.path.exists(f"/proc/{chatty_pid}"), timeout=15, what="the flood's sandbox to end")
+    (mnt / "filler").unlink()
     stopped = nex.wait_state(chatty["id"], ("stopped", "failed", "exited"), timeout=30)
     assert stopped["state"] == "stopped", stopped
 

@@ -25,7 +25,7 @@ from conftest import finish_test_nex, free_port, start_test_nex, wait_until
 
 BUSYBOX = "/bin/busybox"
 OUT_NS = f"nexnet-out-{os.getpid()}"
-OUT_HOST_IF = "ntout0"  # not nx*: nexd sweeps those
+OUT_HOST_IF = f"ntout{os.getpid() % 100000}"  # not nx*: nexd sweeps those; per run: runs side by side do not clash
 OUT_HOST_ADDR = "198.51.100.1"
 OUT_ADDR = "198.51.100.2"
 METADATA = "169.254.169.254"
