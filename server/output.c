@@ -118,7 +118,8 @@ nex_output_add (nex_output_t *o, nex_stream_t stream, int64_t ts, const char *te
           o->size = size;
         }
     }
-  memcpy (o->arena + o->used, text, len);
+  if (len > 0)
+    memcpy (o->arena + o->used, text, len);
   size_t tail = (o->head + o->count) % o->cap;
   o->slots[tail] = (slot_t){ .stream = stream, .ts = ts, .off = o->used, .len = len };
   o->count++;

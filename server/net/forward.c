@@ -39,7 +39,18 @@ struct nex_net_forward
   uint32_t pool_base, pool_mask;
   int conns; /* relaying now (atomic) */
   int stopping;
+  int refs; /* the owner's (until nex_net_forward_stop) and one per relay thread (atomic): the last frees */
 };
+
+/* Drops one reference to F; the last one frees it. */
+static void
+forward_unref (nex_net_forward_t *f)
+{
+  if (__atomic_sub_fetch (&f->refs, 1, __ATOMIC_SEQ_CST) > 0)
+    return;
+  free (f->upstream);
+  free (f);
+}
 
 typedef struct relay
 {
@@ -94,6 +105,7 @@ relay_main (void *arg)
   close (r->a);
   close (r->b);
   __atomic_sub_fetch (&r->f->conns, 1, __ATOMIC_SEQ_CST);
+  forward_unref (r->f);
   free (r);
   return NULL;
 }
@@ -140,6 +152,7 @@ serve_one (nex_net_forward_t *f, int fd, const struct sockaddr_in *peer)
   pthread_attr_init (&attr);
   pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize (&attr, 64 * 1024);
+  __atomic_add_fetch (&f->refs, 1, __ATOMIC_SEQ_CST); /* the relay's */
   if (up < 0 || pthread_create (&t, &attr, relay_main, r) != 0)
     {
       close (fd);
@@ -147,6 +160,7 @@ serve_one (nex_net_forward_t *f, int fd, const struct sockaddr_in *peer)
         close (up);
       free (r);
       __atomic_sub_fetch (&f->conns, 1, __ATOMIC_SEQ_CST);
+      __atomic_sub_fetch (&f->refs, 1, __ATOMIC_SEQ_CST); /* the owner's is still held: never the last */
     }
   pthread_attr_destroy (&attr);
 }
@@ -192,6 +206,7 @@ nex_net_forward_start (const nex_net_pool_t *pool, int port, const char *upstrea
   f->pool_mask = ~0u << (32 - pool->prefix);
   f->pool_base = pool->base & f->pool_mask;
   f->listen_fd = fd;
+  f->refs = 1;
   int r = pthread_create (&f->thread, NULL, accept_main, f);
   if (r != 0)
     {
@@ -214,6 +229,6 @@ nex_net_forward_stop (nex_net_forward_t *f)
   if (f->thread)
     pthread_join (f->thread, NULL);
   close (f->listen_fd);
-  free (f->upstream);
-  /* Relays still running hold F; they end with their connections or with nexd.  F is left to them. */
+  /* Relays still running hold F; they end with their connections or with nexd, and the last frees it. */
+  forward_unref (f);
 }
