@@ -21,6 +21,7 @@
 #include "common/fdio.h"
 #include "common/xalloc.h"
 #include "server/artifacts/distribution.h"
+#include "server/artifacts/image-archive.h"
 #include "server/artifacts/image-ref.h"
 #include "server/artifacts/layer.h"
 #include "server/clock.h"
@@ -236,6 +237,98 @@ record (nex_image_store_t *s, const nex_pulled_t *pulled, const char *ref, nex_e
   return nex_registry_image_put (s->node->reg, &row, ref, err);
 }
 
+/* --- image tars: docker-archive:// references and uploads ---------------------------------------------------- */
+
+/* A temporary directory for a tar's layout, below the blobs (swept at start-up if a crash leaves it). */
+typedef struct scratch
+{
+  nex_image_store_t *store;
+  char *dir;
+} scratch_t;
+
+static int
+scratch_make (nex_image_store_t *s, scratch_t *t, nex_error_t *err)
+{
+  t->store = s;
+  t->dir = nex_xasprintf ("%s/.pull-tar-XXXXXX", s->blobs_dir);
+  if (mkdtemp (t->dir) != NULL)
+    return 0;
+  free (t->dir);
+  t->dir = NULL;
+  return nex_error_sys (err, errno, "make a directory in `%s`", s->blobs_dir);
+}
+
+static void
+scratch_release (scratch_t *t)
+{
+  if (t->dir == NULL)
+    return;
+  cleanup_close int parent = open (t->store->blobs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  nex_layer_remove_tree (parent, strrchr (t->dir, '/') + 1);
+  free (t->dir);
+  t->dir = NULL;
+}
+
+/* What an image tar may hold: as much as an image may unpack to. */
+static uint64_t
+tar_bound (const nex_image_store_t *s)
+{
+  return (uint64_t)s->node->cfg->image_max_unpacked_mb * 1024 * 1024;
+}
+
+/* Pulls manifest DIGEST of the layout LAYOUT (a tar's, just made) into the blobs. */
+static int
+pull_layout_digest (const char *layout, const char *digest, const nex_pull_opts_t *o, nex_pulled_t *out,
+                    nex_error_t *err)
+{
+  nex_image_ref_t ref = { .layout = (char *)layout, .digest = (char *)digest, .canonical = (char *)layout };
+  return nex_distribution_pull (&ref, o, out, err);
+}
+
+/* Pulls REF (docker-archive://): the archive's first image, or the one REF's digest names. */
+static int
+pull_archive (nex_image_store_t *s, const nex_image_ref_t *ref, const nex_pull_opts_t *o, nex_pulled_t *out,
+              nex_error_t *err)
+{
+  cleanup_with (scratch_release) scratch_t t = { 0 };
+  if (scratch_make (s, &t, err) < 0)
+    return -1;
+  cleanup_json json_t *manifests = nex_image_archive_to_layout (ref->archive, t.dir, tar_bound (s), "image", err);
+  if (manifests == NULL)
+    return nex_error_wrap (err, "docker-archive %s", ref->archive);
+  const char *digest = NULL;
+  size_t i;
+  const json_t *d;
+  json_array_foreach (manifests, i, d)
+  {
+    const char *dig = json_string_value (json_object_get (d, "digest"));
+    if (dig && (ref->digest == NULL || strcmp (dig, ref->digest) == 0))
+      {
+        digest = dig;
+        break;
+      }
+  }
+  if (digest == NULL)
+    return nex_error_field (err, "image", "docker-archive %s holds no image %s", ref->archive,
+                            ref->digest ? ref->digest : "");
+  return pull_layout_digest (t.dir, digest, o, out, err);
+}
+
+/* Pulls what REF names into OUT, whatever its source. */
+static int
+pull_any (nex_image_store_t *s, const nex_image_ref_t *ref, const nex_pull_opts_t *o, nex_pulled_t *out,
+          nex_error_t *err)
+{
+  if (ref->archive)
+    return pull_archive (s, ref, o, out, err);
+  if (ref->registry == NULL && ref->layout == NULL)
+    return nex_error_field (err, "image",
+                            "image %s is not in this node's store (a bare digest names an image uploaded with "
+                            "POST /v1/images or pulled before)",
+                            ref->digest);
+  return nex_distribution_pull (ref, o, out, err);
+}
+
 /* --- pulls ---------------------------------------------------------------------------------------------------- */
 
 static void *
@@ -252,7 +345,7 @@ pull_thread (void *arg)
                         .progress_ctx = p };
   emit (p, "image_pull_started", NULL, 0, 0, NULL);
   int64_t t0 = nex_clock_mono_ms ();
-  int rc = nex_distribution_pull (&p->ref, &o, &pulled, &err);
+  int rc = pull_any (s, &p->ref, &o, &pulled, &err);
   if (rc == 0)
     rc = flatten (s, &pulled, &err);
   if (rc == 0)
@@ -487,4 +580,147 @@ nex_image_store_remove (nex_image_store_t *s, const char *digest, nex_error_t *e
       }
   }
   return 0;
+}
+
+/* --- loading an image tar (POST /v1/images) ------------------------------------------------------------------- */
+
+struct nex_image_upload
+{
+  nex_image_store_t *store;
+  char *path;
+  int fd;
+  uint64_t bytes, max;
+};
+
+nex_image_upload_t *
+nex_image_store_upload_begin (nex_image_store_t *s, int64_t declared, nex_error_t *err)
+{
+  uint64_t max = tar_bound (s);
+  if (declared > 0 && (uint64_t)declared > max)
+    {
+      nex_error_set (err, NEX_ERR_TOO_LARGE,
+                     "the image tar (%lld bytes) exceeds the node's limit of %llu bytes "
+                     "(--image-max-unpacked-mb)",
+                     (long long)declared, (unsigned long long)max);
+      return NULL;
+    }
+  nex_image_upload_t *up = nex_xzalloc (sizeof *up);
+  up->store = s;
+  up->max = max;
+  up->path = nex_xasprintf ("%s/.pull-upload-XXXXXX", s->blobs_dir);
+  up->fd = mkostemp (up->path, O_CLOEXEC);
+  if (up->fd < 0)
+    {
+      nex_error_sys (err, errno, "create `%s`", up->path);
+      free (up->path);
+      free (up);
+      return NULL;
+    }
+  return up;
+}
+
+int
+nex_image_store_upload_write (nex_image_upload_t *up, const void *data, size_t n, nex_error_t *err)
+{
+  up->bytes += n;
+  if (up->bytes > up->max)
+    return nex_error_set (err, NEX_ERR_TOO_LARGE,
+                          "the image tar is larger than the node's limit of %llu bytes "
+                          "(--image-max-unpacked-mb)",
+                          (unsigned long long)up->max);
+  return nex_fd_write_all (up->fd, data, n, err);
+}
+
+/* Flattens and records manifest DIGEST of layout DIR under the references NAMES (ref.name annotations). */
+static json_t *
+load_one (nex_image_store_t *s, const char *dir, const char *digest, const json_t *names, nex_error_t *err)
+{
+  cleanup_with (nex_pulled_release) nex_pulled_t pulled = { 0 };
+  nex_pull_opts_t o = { .blobs_dir = s->blobs_dir };
+  if (pull_layout_digest (dir, digest, &o, &pulled, err) < 0 || flatten (s, &pulled, err) < 0
+      || record (s, &pulled, NULL, err) < 0)
+    return NULL;
+  json_t *refs = json_array ();
+  size_t i;
+  const json_t *n;
+  json_array_foreach (names, i, n)
+  {
+    /* Only a whole reference with a tag names the image ("busybox:1.36"); a bare tag ("v1") says nothing of
+     * which repository it belongs to. */
+    nex_image_ref_t r;
+    const char *text = json_string_value (n);
+    if (text == NULL || strchr (text, ':') == NULL || nex_image_ref_parse (text, "body", &r, NULL) < 0)
+      continue;
+    if (r.registry && r.tag && record (s, &pulled, r.canonical, err) == 0)
+      json_array_append_new (refs, json_string (r.canonical));
+    nex_image_ref_release (&r);
+    if (*err)
+      {
+        json_decref (refs);
+        return NULL;
+      }
+  }
+  nex_info ("image %s loaded from a tar (%llu bytes)", pulled.digest, (unsigned long long)pulled.bytes);
+  return json_pack ("{s:s, s:o, s:I}", "digest", pulled.digest, "references", refs, "size", (json_int_t)pulled.bytes);
+}
+
+json_t *
+nex_image_store_upload_finish (nex_image_upload_t *up, nex_error_t *err)
+{
+  nex_image_store_t *s = up->store;
+  if (up->bytes == 0)
+    {
+      nex_error_field (err, "body", "the body is empty: send an OCI layout or docker-archive tar");
+      return NULL;
+    }
+  cleanup_with (scratch_release) scratch_t t = { 0 };
+  if (scratch_make (s, &t, err) < 0)
+    return NULL;
+  cleanup_json json_t *manifests = nex_image_archive_to_layout (up->path, t.dir, up->max, "body", err);
+  if (manifests == NULL)
+    return NULL;
+  /* The names of each digest, in the order the tar lists them. */
+  cleanup_json json_t *by_digest = json_object ();
+  cleanup_json json_t *order = json_array ();
+  size_t i;
+  const json_t *d;
+  json_array_foreach (manifests, i, d)
+  {
+    const char *digest = json_string_value (json_object_get (d, "digest"));
+    if (!nex_image_digest_valid (digest))
+      {
+        nex_error_field (err, "body", "the tar's index lists a manifest without a sha256 digest");
+        return NULL;
+      }
+    if (json_object_get (by_digest, digest) == NULL)
+      {
+        json_object_set_new (by_digest, digest, json_array ());
+        json_array_append_new (order, json_string (digest));
+      }
+    const json_t *name = json_object_get (json_object_get (d, "annotations"), "org.opencontainers.image.ref.name");
+    if (json_is_string (name))
+      json_array_append (json_object_get (by_digest, digest), (json_t *)name);
+  }
+  cleanup_json json_t *images = json_array ();
+  json_array_foreach (order, i, d)
+  {
+    json_t *one = load_one (s, t.dir, json_string_value (d), json_object_get (by_digest, json_string_value (d)), err);
+    if (one == NULL)
+      return NULL;
+    json_array_append_new (images, one);
+  }
+  return json_pack ("{s:O, s:O, s:I}", "digest", json_object_get (json_array_get (images, 0), "digest"), "images",
+                    images, "count", (json_int_t)json_array_size (images));
+}
+
+void
+nex_image_store_upload_free (nex_image_upload_t *up)
+{
+  if (up == NULL)
+    return;
+  if (up->fd >= 0)
+    close (up->fd);
+  unlink (up->path);
+  free (up->path);
+  free (up);
 }
