@@ -55,8 +55,9 @@ struct nex_image_store
   json_t *auths; /* --registry-auth's `auths`, or NULL */
   pthread_mutex_t lock;
   pthread_cond_t idle;
-  pull_t *pulls; /* under way */
-  int running;   /* pull threads alive */
+  pull_t *pulls;            /* under way */
+  int running;              /* pull threads alive */
+  pthread_mutex_t evicting; /* one eviction at a time */
   int draining;
 };
 
@@ -95,6 +96,7 @@ nex_image_store_open (nex_node_t *node, nex_error_t *err)
   s->trees_dir = nex_xasprintf ("%s/oci/trees", node->data_dir);
   pthread_mutex_init (&s->lock, NULL);
   pthread_cond_init (&s->idle, NULL);
+  pthread_mutex_init (&s->evicting, NULL);
   if (nex_mkdir_p (s->blobs_dir, 0700, err) < 0 || nex_mkdir_p (s->trees_dir, 0700, err) < 0)
     {
       nex_image_store_close (s);
@@ -147,6 +149,7 @@ nex_image_store_close (nex_image_store_t *s)
   free (s->trees_dir);
   pthread_mutex_destroy (&s->lock);
   pthread_cond_destroy (&s->idle);
+  pthread_mutex_destroy (&s->evicting);
   free (s);
 }
 
@@ -329,6 +332,70 @@ pull_any (nex_image_store_t *s, const nex_image_ref_t *ref, const nex_pull_opts_
   return nex_distribution_pull (ref, o, out, err);
 }
 
+/* --- eviction ------------------------------------------------------------------------------------------------- */
+
+/* When an image was last used (or stored, if never used): ISO 8601 text, which sorts as time does. */
+static const char *
+used_at (const json_t *img)
+{
+  const char *t = json_string_value (json_object_get (img, "last_used_at"));
+  return t ? t : json_string_value (json_object_get (img, "created_at"));
+}
+
+static int
+by_use (const void *a, const void *b)
+{
+  const char *x = used_at (*(json_t *const *)a), *y = used_at (*(json_t *const *)b);
+  return strcmp (x ? x : "", y ? y : "");
+}
+
+/* Removes the least recently used images that no live workload runs, KEEP (the image just stored) aside, until
+ * the cache's images add up to --image-cache-bytes or less (or nothing more may go).  Event image_evicted each. */
+static void
+evict (nex_image_store_t *s, const char *keep)
+{
+  int64_t bound = s->node->cfg->image_cache_bytes;
+  if (bound <= 0)
+    return;
+  pthread_mutex_lock (&s->evicting);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *images = nex_registry_image_list (s->node->reg, &err);
+  size_t n = json_array_size (images), k = 0;
+  cleanup_free json_t **unused = nex_xzalloc ((n + 1) * sizeof *unused);
+  int64_t total = 0;
+  size_t i;
+  json_t *img;
+  json_array_foreach (images, i, img)
+  {
+    total += json_integer_value (json_object_get (img, "size"));
+    const char *digest = json_string_value (json_object_get (img, "digest"));
+    if (digest && strcmp (digest, keep) != 0 && json_array_size (json_object_get (img, "workloads")) == 0)
+      unused[k++] = img;
+  }
+  qsort (unused, k, sizeof *unused, by_use);
+  for (i = 0; i < k && total > bound; i++)
+    {
+      const char *digest = json_string_value (json_object_get (unused[i], "digest"));
+      json_int_t size = json_integer_value (json_object_get (unused[i], "size"));
+      cleanup_error nex_error_t rerr = NULL;
+      if (nex_image_store_remove (s, digest, &rerr) < 0)
+        {
+          nex_log_error (NEX_LOG_WARN, rerr, "image eviction"); /* e.g. a workload started on it meanwhile */
+          continue;
+        }
+      total -= size;
+      nex_info ("image %s evicted (%lld bytes; the cache holds %lld of %lld)", digest, (long long)size,
+                (long long)total, (long long)bound);
+      nex_node_emit (s->node, "image_evicted", NULL,
+                     json_pack ("{s:s, s:I, s:O, s:I, s:I}", "digest", digest, "size", size, "references",
+                                json_object_get (unused[i], "references"), "cache_bytes", (json_int_t)total,
+                                "cache_bound", (json_int_t)bound));
+    }
+  if (err)
+    nex_log_error (NEX_LOG_WARN, err, "image eviction");
+  pthread_mutex_unlock (&s->evicting);
+}
+
 /* --- pulls ---------------------------------------------------------------------------------------------------- */
 
 static void *
@@ -355,6 +422,7 @@ pull_thread (void *arg)
       nex_info ("image %s pulled as %s (%llu bytes, %lld ms)", p->ref.canonical, pulled.digest,
                 (unsigned long long)pulled.bytes, (long long)(nex_clock_mono_ms () - t0));
       emit (p, "image_pull_completed", pulled.digest, pulled.bytes, pulled.bytes, NULL);
+      evict (s, pulled.digest);
     }
   else
     {
@@ -709,6 +777,7 @@ nex_image_store_upload_finish (nex_image_upload_t *up, nex_error_t *err)
       return NULL;
     json_array_append_new (images, one);
   }
+  evict (s, json_string_value (json_object_get (json_array_get (images, 0), "digest")));
   return json_pack ("{s:O, s:O, s:I}", "digest", json_object_get (json_array_get (images, 0), "digest"), "images",
                     images, "count", (json_int_t)json_array_size (images));
 }
