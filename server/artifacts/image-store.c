@@ -24,6 +24,7 @@
 #include "server/artifacts/image-archive.h"
 #include "server/artifacts/image-ref.h"
 #include "server/artifacts/layer.h"
+#include "server/artifacts/token-cache.h"
 #include "server/clock.h"
 #include "server/drivers/driver.h"
 #include "server/log.h"
@@ -52,7 +53,8 @@ struct nex_image_store
 {
   nex_node_t *node;
   char *blobs_dir, *trees_dir;
-  json_t *auths; /* --registry-auth's `auths`, or NULL */
+  json_t *auths;             /* --registry-auth's `auths`, or NULL */
+  nex_token_cache_t *tokens; /* registry Bearer tokens, across pulls */
   pthread_mutex_t lock;
   pthread_cond_t idle;
   pull_t *pulls;            /* under way */
@@ -97,6 +99,7 @@ nex_image_store_open (nex_node_t *node, nex_error_t *err)
   pthread_mutex_init (&s->lock, NULL);
   pthread_cond_init (&s->idle, NULL);
   pthread_mutex_init (&s->evicting, NULL);
+  s->tokens = nex_token_cache_new ();
   if (nex_mkdir_p (s->blobs_dir, 0700, err) < 0 || nex_mkdir_p (s->trees_dir, 0700, err) < 0)
     {
       nex_image_store_close (s);
@@ -145,6 +148,7 @@ nex_image_store_close (nex_image_store_t *s)
     return;
   nex_image_store_drain (s);
   json_decref (s->auths);
+  nex_token_cache_free (s->tokens);
   free (s->blobs_dir);
   free (s->trees_dir);
   pthread_mutex_destroy (&s->lock);
@@ -408,6 +412,7 @@ pull_thread (void *arg)
   nex_pull_opts_t o = { .blobs_dir = s->blobs_dir,
                         .insecure = s->node->cfg->insecure_registries,
                         .auths = s->auths,
+                        .tokens = s->tokens,
                         .progress = on_progress,
                         .progress_ctx = p };
   emit (p, "image_pull_started", NULL, 0, 0, NULL);
