@@ -138,11 +138,16 @@ class BearerProxy:
     issues tokens for a scope (asking for Basic BASIC=(user, password) first when given), valid EXPIRES_IN
     seconds; /v2/... answers 401 with a `WWW-Authenticate: Bearer realm,service,scope` challenge unless it carries
     a live token for the repository's pull scope, and is forwarded to UPSTREAM otherwise.  `issued` lists the
-    scopes tokens were issued for; `revoke()` forgets every token (a registry refusing a kept one)."""
+    scopes tokens were issued for; `revoke()` forgets every token (a registry refusing a kept one).  With
+    BEARER false it asks for nothing; with HOLD, blob GETs wait until GET /release (a pull that stays under way
+    as long as a test needs)."""
 
-    def __init__(self, upstream, expires_in=300, basic=None):
-        self.upstream, self.expires_in, self.basic = upstream, expires_in, basic
+    def __init__(self, upstream, expires_in=300, basic=None, bearer=True, hold=False):
+        self.upstream, self.expires_in, self.basic, self.bearer = upstream, expires_in, basic, bearer
         self.tokens, self.issued, self.lock = {}, [], threading.Lock()
+        self.released = threading.Event()
+        if not hold:
+            self.released.set()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -156,9 +161,15 @@ class BearerProxy:
                 url = urllib.parse.urlsplit(self.path)
                 if url.path == "/token":
                     return proxy._token(self, urllib.parse.parse_qs(url.query))
+                if url.path == "/release":
+                    proxy.released.set()
+                    self.send_response(204)
+                    self.send_header("Access-Control-Allow-Origin", "*")
+                    self.end_headers()
+                    return
                 m = re.match(r"^/v2/(.+)/(manifests|blobs)/", url.path)
                 scope = f"repository:{m.group(1)}:pull" if m else None
-                if not proxy._allowed(self.headers.get("Authorization", ""), scope):
+                if proxy.bearer and not proxy._allowed(self.headers.get("Authorization", ""), scope):
                     extra = f',scope="{scope}"' if scope else ""
                     self.send_response(401)
                     self.send_header("WWW-Authenticate",
@@ -166,6 +177,8 @@ class BearerProxy:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                if "/blobs/" in url.path:
+                    proxy.released.wait(120)
                 up = requests.request(self.command, f"http://{proxy.upstream}{self.path}", stream=True,
                                       allow_redirects=False, headers={"Accept": self.headers.get("Accept", "*/*")})
                 self.send_response(up.status_code)
