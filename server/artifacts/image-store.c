@@ -724,10 +724,12 @@ load_one (nex_image_store_t *s, const char *dir, const char *digest, const json_
     const char *text = json_string_value (n);
     if (text == NULL || strchr (text, ':') == NULL || nex_image_ref_parse (text, "body", &r, NULL) < 0)
       continue;
-    if (r.registry && r.tag && record (s, &pulled, r.canonical, err) == 0)
+    int named = r.registry != NULL && r.tag != NULL;
+    int rc = named ? record (s, &pulled, r.canonical, err) : 0;
+    if (rc == 0 && named)
       json_array_append_new (refs, json_string (r.canonical));
     nex_image_ref_release (&r);
-    if (*err)
+    if (rc < 0)
       {
         json_decref (refs);
         return NULL;
