@@ -6,10 +6,12 @@ The images are the busybox image imagelib.py builds with umoci; the docker-archi
 `docker save` would), the OCI layout tar by Python's tarfile.  Covered: a deploy of a docker-archive; an upload of
 each form (201, the digests, the references it carried: RepoTags of a docker-archive, whole references in
 ref.name annotations), then deploys by bare digest and by those references without any registry; the upload's
-refusals (not a tar, a JSON body, a `..` name, neither layout nor archive, past the bound: 413) leaving nothing
-behind; the CLI.
+refusals (not a tar, a JSON body, a `..` name, neither layout nor archive, links out of the tar, past the
+bound and a gzip bomb: 413) leaving nothing behind; links between the tar's own files (the legacy
+`<id>/layer.tar`); the CLI.
 """
 
+import gzip
 import io
 import json
 import tarfile
@@ -110,6 +112,14 @@ def test_upload_oci_layout_tar_and_cli(request, tars):
         finish_test_nex(request, nexd)
 
 
+def _tar_infos(entries):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for info, data in entries:
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
 def _tar(entries):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as t:
@@ -120,6 +130,35 @@ def _tar(entries):
     return buf.getvalue()
 
 
+def _symlink(name, target):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info
+
+
+def test_upload_resolves_links_between_its_own_files(nexd_module, tars):
+    """The layer named through the legacy `<id>/layer.tar` symlink skopeo writes (`../<digest>.tar`), as older
+    `docker save` names layers: the link is resolved between the tar's own names, never on disk."""
+    src = tarfile.open(tars["archive"])
+    manifest = json.loads(src.extractfile("manifest.json").read())
+    link = next(m for m in src.getmembers() if m.issym())
+    manifest[0]["Layers"] = [link.name]
+    manifest[0]["RepoTags"] = ["links/bb:v1"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as out:
+        for m in src.getmembers():
+            if m.name == "manifest.json":
+                data = json.dumps(manifest).encode()
+                m.size = len(data)
+                out.addfile(m, io.BytesIO(data))
+            else:
+                out.addfile(m, src.extractfile(m) if m.isfile() else None)
+    r = nexd_module.post("/v1/images", data=buf.getvalue(), headers=TAR)
+    assert r.status_code == 201 and r.json()["images"][0]["references"] == ["docker.io/links/bb:v1"], r.text
+    w = ended(nexd_module, nexd_module.deploy_ok(name="links", image="links/bb:v1", cmd=["echo", "linked"])["id"])
+    assert w["state"] == "exited" and nexd_module.log_texts(w["id"]) == ["linked"], w
+
+
 def test_upload_refusals(nexd_module, tars):
     cases = [
         (b"this is no tar at all" * 100, TAR, 422, "body"),
@@ -128,6 +167,9 @@ def test_upload_refusals(nexd_module, tars):
         (_tar([("hello.txt", b"x")]), TAR, 422, "body"),
         (_tar([("manifest.json", b'[{"Config": "missing.json", "Layers": ["l.tar"]}]')]), TAR, 422, "body"),
         (b"", TAR, 422, "body"),
+        # a manifest.json that is a link out of the tar names nothing in it
+        (_tar_infos([(_symlink("manifest.json", "/etc/passwd"), None)]), TAR, 422, "body"),
+        (_tar_infos([(_symlink("manifest.json", "../../etc/passwd"), None)]), TAR, 422, "body"),
     ]
     for data, headers, status, field in cases:
         r = nexd_module.post("/v1/images", data=data, headers=headers)
@@ -150,6 +192,11 @@ def test_upload_past_the_bound_is_413(request, tars):
 
         r = nexd.post("/v1/images", data=chunks(), headers=TAR)
         assert r.status_code == 413, r.text
+        # a gzip bomb: 64 KiB on the wire, 64 MiB once decompressed
+        bomb = gzip.compress(_tar([("manifest.json", b"[]"), ("zeros", bytes(64 * 1024 * 1024))]), 9)
+        assert len(bomb) < 200_000
+        r = nexd.post("/v1/images", data=bomb, headers=TAR)
+        assert r.status_code == 413 and "more than" in r.json()["detail"], r.text
         assert leftovers(nexd) == [] and nexd.get("/v1/images").json()["images"] == []
     finally:
         finish_test_nex(request, nexd)
