@@ -12,6 +12,7 @@ operator's Basic credentials.
 
 import base64
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +32,8 @@ def work():
         pytest.skip(why)
     work = Path(tempfile.mkdtemp(prefix="nex-images-auth-"))
     layout = imagelib.busybox_layout(work, "bb")
-    return {"dir": work, "layout": layout, "digest": imagelib.layout_manifest_digest(layout, "bb")}
+    yield {"dir": work, "layout": layout, "digest": imagelib.layout_manifest_digest(layout, "bb")}
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def auth_file(work, host, user, password):

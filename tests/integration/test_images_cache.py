@@ -4,6 +4,7 @@ workload runs are evicted after each pull, event image_evicted), against a real 
 on loopback with busybox images built by imagelib.py.
 """
 
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -28,6 +29,7 @@ def registry_images():
             "sleeper_digest": imagelib.layout_manifest_digest(layout, "sleeper"), "registry": reg, "work": work}
     yield refs
     reg.close()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def cached(nexd):

@@ -14,6 +14,7 @@ bound and a gzip bomb: 413) leaving nothing behind; links between the tar's own 
 import gzip
 import io
 import json
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -46,8 +47,9 @@ def tars():
         info = tarfile.TarInfo("index.json")
         info.size = len(data)
         t.addfile(info, io.BytesIO(data))
-    return {"work": work, "archive": archive, "layout_tar": layout_tar,
-            "digest": imagelib.layout_manifest_digest(layout, "bb")}
+    yield {"work": work, "archive": archive, "layout_tar": layout_tar,
+           "digest": imagelib.layout_manifest_digest(layout, "bb")}
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def ended(nexd, wid, timeout=30):
