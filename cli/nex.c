@@ -562,12 +562,13 @@ cmd_run (cli_t *cli, int argc, char **argv)
     [F_PUBLISH] = { "publish", 'p', 1, "publish a port [HOST_IP:]HOST:PORT[/udp] (HOST 0: any free; implies bridge)" },
     [F_NATS] = { "nats", 0, 0, "give the workload NEX_NATS_URL, the node's NATS server (implies bridge)" },
     [F_IMAGE] = { "image", 0, 1,
-                  "run an OCI image (name[:tag][@sha256:...], oci-layout:///path:tag); the "
+                  "run an OCI image (name[:tag][@sha256:...], oci-layout:///path:tag, docker-archive:///path.tar, "
+                  "sha256:... of a cached one); the "
                   "arguments after -- replace its Cmd" },
     [F_ENTRYPOINT] = { "entrypoint", 0, 1, "image: replaces the image's Entrypoint (and drops its Cmd)" },
     [F_USER] = { "user", 'u', 1, "image: uid[:gid] or name[:group] to run as" },
     [F_CWD] = { "cwd", 'w', 1, "working directory inside the sandbox" },
-    { NULL },
+    [F_NATS + 1] = { NULL }, /* the end (after the last enumerator, whatever the order above) */
   };
   char *pos[257];
   const char *usage
@@ -1475,6 +1476,43 @@ cmd_image_pull (cli_t *cli, int argc, char **argv)
   return call_and_print (cli, "POST", "/v1/images/pull", body, "digest");
 }
 
+/* Uploads the image tar FILE (an OCI layout or a docker-archive): one line per image, its digest and the
+ * references it carried. */
+static int
+cmd_image_load (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex image load FILE [--json]", pos, 1) != 1)
+    fail_usage ("which tar? (usage: nex image load FILE, an OCI layout or docker-archive tar)");
+  cleanup_file FILE *f = fopen (pos[0], "rb");
+  struct stat st;
+  if (f == NULL || fstat (fileno (f), &st) < 0 || !S_ISREG (st.st_mode))
+    {
+      fprintf (stderr, "nex: `%s` is no readable regular file\n", pos[0]);
+      return EXIT_API;
+    }
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *answer = NULL;
+  long status;
+  if (nex_client_upload (cli->client, "/v1/images", f, (int64_t)st.st_size, &status, &answer, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    {
+      print_json (answer);
+      return 0;
+    }
+  size_t i, k;
+  const json_t *img, *ref;
+  json_array_foreach (json_object_get (answer, "images"), i, img)
+  {
+    printf ("%s", str (img, "digest", "?"));
+    json_array_foreach (json_object_get (img, "references"), k, ref) printf (" %s", json_string_value (ref));
+    printf ("\n");
+  }
+  return 0;
+}
+
 static int
 cmd_image_rm (cli_t *cli, int argc, char **argv)
 {
@@ -1620,6 +1658,7 @@ static const command_t commands[] = {
   { "token revoke", cmd_token_revoke, "revoke an API token (admin)" },
   { "image ls", cmd_image_ls, "list the node's cached OCI images" },
   { "image pull", cmd_image_pull, "pull an OCI image into the node's cache (asks the registry again)" },
+  { "image load", cmd_image_load, "upload an image tar (OCI layout or docker-archive) into the node's cache" },
   { "image rm", cmd_image_rm, "remove a cached image no live workload uses" },
   { "cluster nodes", cmd_cluster_nodes, "the nodes of the cluster (NATS): free resources, workloads, heartbeats" },
   { "cluster ps", cmd_cluster_ps, "every node's workloads (and those lost with their node)" },

@@ -92,6 +92,9 @@ static const opt_t options[] = {
   OPT (registry_auth, OPT_STRING, NULL, "credentials for image registries: a docker config.json (its `auths`)"),
   OPT (image_max_unpacked_mb, OPT_INT, "4096", "largest image accepted, unpacked, MiB (all layers together)"),
   OPT (image_max_files, OPT_INT, "500000", "most files (tar entries) an image may have, all layers together"),
+  OPT (image_cache_bytes, OPT_INT, "0",
+       "bound of the image cache, bytes as pulled: after each pull the least recently used images no live "
+       "workload runs are removed until it fits (0: unbounded)"),
   OPT_PATH (web_dir, NEX_PATHS_INSTALLED_WEB, "web/ of the source tree", "directory of the dashboard served at /"),
   OPT_PATH (vendor_dir, NEX_PATHS_INSTALLED_VENDOR, "node_modules/ of the source tree",
             "browser libraries served at /vendor/, in npm's layout (@xterm/xterm/lib/xterm.js, ...)"),
@@ -331,6 +334,8 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
   nex_log_level_t lvl;
   if (nex_log_level_parse (cfg->log_level, &lvl, err) < 0)
     return -1;
+  if (cfg->image_cache_bytes < 0)
+    return nex_error_field (err, "image_cache_bytes", "image_cache_bytes must be 0 (unbounded) or more");
   if (cfg->log_lines < 1)
     return nex_error_field (err, "log_lines", "log_lines must be at least 1");
   if (cfg->nats_buffer < 1)

@@ -1375,7 +1375,7 @@ nex_registry_image_list (nex_registry_t *reg, nex_error_t *err)
                     "SELECT i.digest, i.size, i.created_at, i.last_used_at, "
                     "(SELECT json_group_array (r.ref) FROM image_refs r WHERE r.digest = i.digest), "
                     "(SELECT json_group_array (w.id) FROM workloads w WHERE w.image_digest = i.digest "
-                    " AND w.state IN ('pending', 'starting', 'running')) "
+                    " AND w.state IN ('pending', 'starting', 'running', 'paused')) "
                     "FROM images i ORDER BY i.created_at, i.digest",
                     NULL, 0, err);
   if (stmt == NULL)
@@ -1403,7 +1403,7 @@ image_delete (sqlite3 *db, void *ctx, nex_error_t *err)
   int64_t users = 0;
   if (db_query_int (db,
                     "SELECT count (*) FROM workloads WHERE image_digest = ?1 AND state IN ('pending', 'starting', "
-                    "'running')",
+                    "'running', 'paused')",
                     DB_ARGS (DB_TEXT (digest)), &users, err)
       < 0)
     return -1;

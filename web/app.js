@@ -423,6 +423,10 @@
       };
     };
 
+    // An image workload that is starting shows its pull as a bar, moved by the image_pull_* events.
+    const pullBar = h('progress', { 'data-testid': 'pull-progress', max: '1', value: '0', 'aria-label': 'Image pull progress' });
+    const pullText = h('span', { class: 'muted' }, ' waiting for the registry');
+    let pulling = false;
     const render = async () => {
       let w;
       try {
@@ -435,6 +439,7 @@
       let stats = null;
       try { stats = await api('GET', `/v1/workloads/${encodeURIComponent(id)}/stats`); } catch (_) { stats = null; }
       const live = !['exited', 'failed', 'stopped'].includes(w.state);
+      pulling = !!w.image && !w.image_digest && ['pending', 'starting'].includes(w.state);
       const stop = h('button', { type: 'button', class: 'danger', disabled: !live, onclick: async () => {
         if (!(await confirmAction(`Stop ${w.name}? It gets SIGTERM, then SIGKILL after the grace period.`))) return;
         try { await api('DELETE', `/v1/workloads/${encodeURIComponent(id)}`); } catch (e) { banner(e.message); }
@@ -451,7 +456,9 @@
       } }, paused ? 'Resume' : 'Pause');
       const redeploy = h('button', { type: 'button', onclick: async () => {
         if (!(await confirmAction(`Deploy ${w.name} again with the same spec?`))) return;
-        const spec = { name: w.name, namespace: w.namespace, artifact: w.artifact, argv: w.argv, env: w.env };
+        const spec = w.image ? { name: w.name, namespace: w.namespace, image: w.image, env: w.env }
+          : { name: w.name, namespace: w.namespace, artifact: w.artifact, argv: w.argv, env: w.env };
+        for (const k of ['entrypoint', 'cmd', 'user', 'cwd']) if (w.image && w[k]) spec[k] = w[k];
         if (w.sha256) spec.sha256 = w.sha256;
         try { const n = await api('POST', '/v1/workloads', spec); location.hash = `#/workloads/${n.id}`; } catch (e) { banner(e.message); }
       } }, 'Restart (redeploy)');
@@ -464,8 +471,8 @@
             h('dl', { class: 'kv' },
               h('dt', {}, 'ID'), h('dd', { class: 'mono' }, w.id),
               h('dt', {}, 'Namespace'), h('dd', {}, w.namespace),
-              h('dt', {}, 'Artifact'), h('dd', { class: 'mono' }, w.artifact),
-              h('dt', {}, 'Digest'), h('dd', { class: 'mono' }, w.digest || '—'),
+              h('dt', {}, w.image ? 'Image' : 'Artifact'), h('dd', { class: 'mono', 'data-testid': 'image' }, w.image || w.artifact),
+              h('dt', {}, 'Digest'), h('dd', { class: 'mono' }, w.image_digest || w.digest || '—'),
               h('dt', {}, 'Argv'), h('dd', { class: 'mono' }, JSON.stringify(w.argv)),
               h('dt', {}, 'Env'), h('dd', { class: 'mono' }, Object.keys(w.env || {}).join(', ') || '—'),
               h('dt', {}, 'Driver'), h('dd', {}, w.driver))),
@@ -474,6 +481,7 @@
               h('dt', {}, 'State'), h('dd', { 'data-testid': 'state' }, w.state),
               h('dt', {}, 'Exit'), h('dd', {}, exitText),
               h('dt', {}, 'Reason'), h('dd', {}, w.reason || '—'),
+              pulling ? [h('dt', {}, 'Image pull'), h('dd', {}, pullBar, pullText)] : null,
               h('dt', {}, 'Log lines'), h('dd', {}, `${w.logs.lines} (${w.logs.dropped} dropped)`),
               stats ? [h('dt', {}, 'Memory'), h('dd', { 'data-testid': 'memory' }, memoryText(stats.memory)),
                 h('dt', {}, 'CPU time'), h('dd', {}, stats.cpu && stats.cpu.usage_ns !== null ? `${(stats.cpu.usage_ns / 1e9).toFixed(2)} s` : '—'),
@@ -503,7 +511,14 @@
     })();
     return {
       root,
-      onEvent: (ev) => { if (!ev || ev.subject === id || (ev.data && ev.data.workload_id === id)) render(); },
+      onEvent: (ev) => {
+        if (ev && pulling && ev.type === 'image_pull_progress' && ev.data && ev.data.bytes_total) {
+          pullBar.value = ev.data.bytes_done / ev.data.bytes_total;
+          pullText.textContent = ` ${bytes(ev.data.bytes_done)} of ${bytes(ev.data.bytes_total)}`;
+          return;
+        }
+        if (!ev || ev.subject === id || (ev.data && ev.data.workload_id === id) || (pulling && /^image_pull_/.test(ev.type))) render();
+      },
       cleanup: () => { closed = true; if (logSocket) logSocket.close(); if (execSocket) execSocket.close(); if (term) term.dispose(); },
     };
   }
@@ -522,7 +537,8 @@
         field('namespace', 'Namespace', inp('namespace', { value: 'default' }))),
       field('artifact', 'Artifact URL', inp('artifact', { placeholder: 'file:///path/to/static-binary' }), 'A statically linked Linux executable: file:///…, or upload one below.'),
       field('upload', 'Or upload a file', upload),
-      field('argv', 'Arguments (argv, one per line; the first is the program name)', h('textarea', { id: 'f-argv', name: 'argv', 'aria-describedby': 'f-argv-error' })),
+      field('image', 'Or an OCI image', inp('image', { placeholder: 'docker.io/library/busybox:1.36', autocomplete: 'off' }), 'Instead of an artifact: its Entrypoint and Cmd run, unless you give arguments below (they replace its Cmd).'),
+      field('argv', 'Arguments (argv, one per line; the first is the program name; for an image: its command)', h('textarea', { id: 'f-argv', name: 'argv', 'aria-describedby': 'f-argv-error' })),
       field('env', 'Environment (KEY=value, one per line)', h('textarea', { id: 'f-env', name: 'env', 'aria-describedby': 'f-env-error' })),
       h('div', { class: 'row' },
         field('memory_mb', 'Memory (MiB)', inp('memory_mb', { type: 'number', min: '1' })),
@@ -560,7 +576,8 @@
       if (!NAME_RE.test(spec.name)) { setError('name', 'Required: letters, digits, . _ - (up to 63), starting with a letter or digit.'); ok = false; }
       if (!NAME_RE.test(spec.namespace)) { setError('namespace', 'Letters, digits, . _ - (up to 63).'); ok = false; }
       const argv = f.argv.value.split('\n').map((s) => s.trim()).filter(Boolean);
-      if (argv.length) spec.argv = argv;
+      const image = f.image.value.trim();
+      if (argv.length) spec[image ? 'cmd' : 'argv'] = argv;
       const env = {};
       for (const line of f.env.value.split('\n').map((s) => s.trim()).filter(Boolean)) {
         const i = line.indexOf('=');
@@ -575,10 +592,12 @@
       if (f.restart_policy.value !== 'never') spec.restart_policy = f.restart_policy.value;
       if (f.driver.value) spec.driver = f.driver.value;
       const file = upload.files && upload.files[0];
-      if (!file && !f.artifact.value.trim()) { setError('artifact', 'Give an artifact URL or choose a file to upload.'); ok = false; }
+      if (image && (file || f.artifact.value.trim())) { setError('image', 'Give an artifact or an image, not both.'); ok = false; }
+      else if (!image && !file && !f.artifact.value.trim()) { setError('artifact', 'Give an artifact URL, choose a file to upload, or name an image.'); ok = false; }
       if (!ok) return;
       try {
-        if (file) {
+        if (image) spec.image = image;
+        else if (file) {
           const a = await api('POST', '/v1/artifacts', await file.arrayBuffer(), true);
           spec.artifact = a.url;
         } else spec.artifact = f.artifact.value.trim();

@@ -112,7 +112,7 @@ static const nex_api_route_t *const route_tables[] = { nex_api_node_routes,
                                                        nex_api_docs_routes,
                                                        nex_api_cluster_routes,
                                                        NULL };
-static const nex_api_upload_route_t *const upload_tables[] = { nex_api_artifact_uploads, NULL };
+static const nex_api_upload_route_t *const upload_tables[] = { nex_api_artifact_uploads, nex_api_image_uploads, NULL };
 
 const char *
 nex_api_query (const nex_api_request_t *req, const char *key)

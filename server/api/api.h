@@ -139,6 +139,7 @@ extern const nex_api_route_t nex_api_metrics_routes[];
 extern const nex_api_route_t nex_api_docs_routes[];
 extern const nex_api_route_t nex_api_cluster_routes[]; /* /v1/cluster/... (api/cluster.c) */
 extern const nex_api_upload_route_t nex_api_artifact_uploads[];
+extern const nex_api_upload_route_t nex_api_image_uploads[];
 
 /* Loads the workload named by the route's first {id} parameter into W, checking that the request's token may
  * touch its namespace: NEX_ERR_NOT_FOUND for a malformed or unknown id, NEX_ERR_FORBIDDEN otherwise.  The caller

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* api/images.c — the node's OCI image cache: GET /v1/images lists it (digest, references, size, last use, the
  * live workloads running each), POST /v1/images/pull pulls a reference ahead of a deploy (waiting for the pull),
- * DELETE /v1/images/{digest} removes an image no live workload uses (409 otherwise).  The cache itself is
- * artifacts/image-store.c's. */
+ * DELETE /v1/images/{digest} removes an image no live workload uses (409 otherwise), POST /v1/images loads an
+ * image tar sent as the body (an OCI image layout or a docker-archive, streamed to disk as it arrives: 201 with
+ * the digests and the references it carried).  The cache itself is artifacts/image-store.c's. */
 #include "server/api/api.h"
 
 #include <string.h>
@@ -57,6 +58,47 @@ image_delete (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
   res->body = json_pack ("{s:s, s:b}", "digest", req->params[0], "deleted", 1);
   return 0;
 }
+
+static int
+load_begin (nex_api_request_t *req, int64_t declared, void **state, nex_error_t *err)
+{
+  /* A tar is what is loaded: a JSON or form body is a client mistaking the route for the pull. */
+  const char *type = nex_api_header (req, "Content-Type");
+  if (type && strncmp (type, "application/x-tar", 17) != 0 && strncmp (type, "application/octet-stream", 24) != 0)
+    return nex_error_field (err, "Content-Type",
+                            "the body must be an image tar sent as application/x-tar, not %.80s (to pull a "
+                            "reference: POST /v1/images/pull)",
+                            type);
+  *state = nex_image_store_upload_begin (req->node->images, declared, err);
+  return *state ? 0 : -1;
+}
+
+static int
+load_write (void *state, const void *data, size_t n, nex_error_t *err)
+{
+  return nex_image_store_upload_write (state, data, n, err);
+}
+
+static int
+load_finish (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
+{
+  res->body = nex_image_store_upload_finish (req->upload, err);
+  if (res->body == NULL)
+    return -1;
+  res->status = 201;
+  return 0;
+}
+
+static void
+load_discard (void *state)
+{
+  nex_image_store_upload_free (state);
+}
+
+const nex_api_upload_route_t nex_api_image_uploads[] = {
+  { "POST", "/v1/images", load_begin, load_write, load_finish, load_discard },
+  { NULL, NULL, NULL, NULL, NULL, NULL },
+};
 
 const nex_api_route_t nex_api_image_routes[] = {
   { "GET", "/v1/images", image_list, 0 },

@@ -25,6 +25,8 @@
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/xalloc.h"
+#include "server/artifacts/token-cache.h"
+#include "server/clock.h"
 
 #define MAX_REDIRECTS 5
 #define MAX_TOKEN_BYTES (1024 * 1024)
@@ -455,9 +457,10 @@ url_escape (const char *s)
 }
 
 /* Answers S's last 401 challenge CHALLENGE: Basic with the operator's credentials, or a Bearer token from the
- * challenge's realm.  0 with S->auth set, -1 when the challenge cannot be met. */
+ * challenge's realm (the one kept for its realm, service and scope unless FRESH: the last one was refused).  0
+ * with S->auth set, -1 when the challenge cannot be met. */
 static int
-authenticate (session_t *s, const char *challenge, nex_error_t *err)
+authenticate (session_t *s, const char *challenge, int fresh, nex_error_t *err)
 {
   if (strncasecmp (challenge, "Basic", 5) == 0)
     {
@@ -480,6 +483,16 @@ authenticate (session_t *s, const char *challenge, nex_error_t *err)
                           s->ref->registry);
   if (scope == NULL)
     scope = nex_xasprintf ("repository:%s:pull", s->ref->repository);
+  cleanup_free char *key = nex_xasprintf ("%s %s %s", realm, service ? service : "", scope);
+  nex_token_cache_t *tokens = s->opts->tokens;
+  char *kept = fresh ? NULL : nex_token_cache_get (tokens, key, nex_clock_mono_ms ());
+  if (kept)
+    {
+      free (s->auth);
+      s->auth = kept;
+      return 0;
+    }
+  nex_token_cache_drop (tokens, key);
   cleanup_free char *e_service = url_escape (service ? service : "");
   cleanup_free char *e_scope = url_escape (scope);
   cleanup_free char *url
@@ -501,6 +514,9 @@ authenticate (session_t *s, const char *challenge, nex_error_t *err)
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "token endpoint %s gave no token", realm);
   free (s->auth);
   s->auth = nex_xasprintf ("Authorization: Bearer %s", token);
+  const json_t *expires = json_object_get (j, "expires_in");
+  nex_token_cache_put (tokens, key, s->auth, json_is_integer (expires) ? json_integer_value (expires) : 0,
+                       nex_clock_mono_ms ());
   return 0;
 }
 
@@ -516,7 +532,8 @@ registry_get (session_t *s, const char *path, const char *accept, sink_t *sink, 
         return -1;
       if (resp->status == 401 && attempt == 0 && resp->www_authenticate[0])
         {
-          if (authenticate (s, resp->www_authenticate, err) < 0)
+          /* Refused with what was sent (a kept token that the registry no longer takes): ask afresh. */
+          if (authenticate (s, resp->www_authenticate, s->auth != NULL, err) < 0)
             return -1;
           continue;
         }
@@ -552,7 +569,7 @@ session_open (session_t *s, const nex_image_ref_t *ref, const nex_pull_opts_t *o
   if (http_get (url, NULL, NULL, NULL, &resp, err) < 0)
     return nex_error_wrap (err, "registry %s", ref->registry);
   if (resp.status == 401 && resp.www_authenticate[0])
-    return authenticate (s, resp.www_authenticate, err);
+    return authenticate (s, resp.www_authenticate, 0, err);
   if (resp.status != 200)
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "registry %s: GET /v2/ answered HTTP %ld (no OCI registry?)",
                           ref->registry, resp.status);

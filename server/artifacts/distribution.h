@@ -14,10 +14,11 @@
  *   - plain http to a registry that is neither loopback nor named in the insecure list.
  * Authentication: Basic from the credentials given (the `auths` object of a docker config.json, matched by
  * registry host), and Bearer tokens from a `WWW-Authenticate: Bearer realm=...,service=...,scope=...` challenge
- * (the token endpoint is asked with the Basic credentials when there are some; the token is kept for the rest of
- * the pull).  Redirects are followed by hand (at most 5, http(s) only): Authorization goes only to the host the
- * request was first made to, never to the host of a redirect (blob storage), nor to a token realm elsewhere
- * unless it was asked with Basic credentials the operator gave for the registry.
+ * (the token endpoint is asked with the Basic credentials when there are some; the token is kept in O's token
+ * cache for its realm, service and scope until its expires_in, or for the rest of the pull without one).  Redirects are
+ * followed by hand (at most 5, http(s) only): Authorization goes only to the host the request was first made to, never
+ * to the host of a redirect (blob storage), nor to a token realm elsewhere unless it was asked with Basic credentials
+ * the operator gave for the registry.
  *
  * Blobs land in BLOBS_DIR as <64 hex> (a temporary name while they arrive, renamed once verified); one already
  * there is not fetched again, so a second pull of an image moves only its manifest.
@@ -44,9 +45,10 @@
 /* How a pull may go. */
 typedef struct nex_pull_opts
 {
-  const char *blobs_dir; /* verified blobs, as <64 hex> (must exist) */
-  const char *insecure;  /* comma-separated hosts (host or host:port) reached with plain http; NULL: none */
-  const json_t *auths;   /* docker config.json's `auths` object, or NULL */
+  const char *blobs_dir;          /* verified blobs, as <64 hex> (must exist) */
+  const char *insecure;           /* comma-separated hosts (host or host:port) reached with plain http; NULL: none */
+  const json_t *auths;            /* docker config.json's `auths` object, or NULL */
+  struct nex_token_cache *tokens; /* Bearer tokens kept across pulls (token-cache.h), or NULL: one pull's only */
   void (*progress) (void *ctx, uint64_t done, uint64_t total); /* bytes of blobs so far; NULL: none */
   void *progress_ctx;
 } nex_pull_opts_t;

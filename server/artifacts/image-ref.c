@@ -15,6 +15,7 @@
 #include "common/xalloc.h"
 
 #define LAYOUT_SCHEME "oci-layout://"
+#define ARCHIVE_SCHEME "docker-archive://"
 
 int
 nex_image_digest_valid (const char *s)
@@ -149,9 +150,30 @@ canonical (const nex_image_ref_t *r)
 {
   const char *tag_sep = r->tag ? ":" : "", *tag = r->tag ? r->tag : "";
   const char *dig_sep = r->digest ? "@" : "", *dig = r->digest ? r->digest : "";
+  if (r->archive)
+    return nex_xasprintf (ARCHIVE_SCHEME "%s%s%s", r->archive, dig_sep, dig);
+  if (r->registry == NULL && r->layout == NULL)
+    return nex_xstrdup (r->digest);
   if (r->layout)
     return nex_xasprintf (LAYOUT_SCHEME "%s%s%s%s%s", r->layout, tag_sep, tag, dig_sep, dig);
   return nex_xasprintf ("%s/%s%s%s%s%s", r->registry, r->repository, tag_sep, tag, dig_sep, dig);
+}
+
+/* REST as a local absolute path into *OUT: no `.` or `..` components (they would make the name of a file depend
+ * on where it is reached from), trailing slashes dropped. */
+static int
+take_path (char *rest, const char *field, const char *what, char **out, nex_error_t *err)
+{
+  if (rest[0] != '/')
+    return nex_error_field (err, field, "%s is named by an absolute path", what);
+  for (const char *p = rest; *p; p++)
+    if (p[0] == '/' && p[1] == '.' && (p[2] == '/' || p[2] == '\0' || (p[2] == '.' && (p[3] == '/' || p[3] == '\0'))))
+      return nex_error_field (err, field, "the path of %s must not hold `.` or `..` components", what);
+  size_t n = strlen (rest);
+  while (n > 1 && rest[n - 1] == '/')
+    rest[--n] = '\0';
+  *out = nex_xstrdup (rest);
+  return 0;
 }
 
 static int
@@ -161,15 +183,18 @@ parse_layout (char *rest, const char *field, nex_image_ref_t *r, nex_error_t *er
     return nex_error_field (err, field, "an OCI layout is named by an absolute path: oci-layout:///path[:tag]");
   if (take_digest (rest, field, r, err) < 0 || take_tag (rest, field, r, err) < 0)
     return -1;
-  /* `.` and `..` components would make the name of a directory depend on where it is reached from. */
-  for (const char *p = rest; *p; p++)
-    if (p[0] == '/' && p[1] == '.' && (p[2] == '/' || p[2] == '\0' || (p[2] == '.' && (p[3] == '/' || p[3] == '\0'))))
-      return nex_error_field (err, field, "the layout path must not hold `.` or `..` components");
-  size_t n = strlen (rest);
-  while (n > 1 && rest[n - 1] == '/')
-    rest[--n] = '\0';
-  r->layout = nex_xstrdup (rest);
-  return 0;
+  return take_path (rest, field, "an OCI layout", &r->layout, err);
+}
+
+/* docker-archive:///path.tar[@sha256:...]: no tag (a colon is part of the path). */
+static int
+parse_archive (char *rest, const char *field, nex_image_ref_t *r, nex_error_t *err)
+{
+  if (rest[0] != '/')
+    return nex_error_field (err, field, "a docker-archive is named by an absolute path: docker-archive:///path.tar");
+  if (take_digest (rest, field, r, err) < 0)
+    return -1;
+  return take_path (rest, field, "a docker-archive", &r->archive, err);
 }
 
 static int
@@ -220,12 +245,24 @@ nex_image_ref_parse (const char *text, const char *field, nex_image_ref_t *out, 
       return nex_error_field (err, field, "must be printable ASCII without spaces");
   cleanup_free char *copy = nex_xstrdup (text);
   int is_layout = strncmp (copy, LAYOUT_SCHEME, strlen (LAYOUT_SCHEME)) == 0;
-  if (!is_layout && strstr (copy, "://"))
+  int is_archive = strncmp (copy, ARCHIVE_SCHEME, strlen (ARCHIVE_SCHEME)) == 0;
+  if (!is_layout && !is_archive && strstr (copy, "://"))
     return nex_error_field (err, field,
-                            "the only URL form is oci-layout:///path[:tag]; registry images are named "
-                            "host/path:tag");
-  int rc = is_layout ? parse_layout (copy + strlen (LAYOUT_SCHEME), field, out, err)
-                     : parse_registry (copy, field, out, err);
+                            "the only URL forms are oci-layout:///path[:tag] and docker-archive:///path.tar; "
+                            "registry images are named host/path:tag");
+  int rc;
+  if (is_layout)
+    rc = parse_layout (copy + strlen (LAYOUT_SCHEME), field, out, err);
+  else if (is_archive)
+    rc = parse_archive (copy + strlen (ARCHIVE_SCHEME), field, out, err);
+  else if (nex_image_digest_valid (copy))
+    {
+      /* A bare digest names an image already in the store (uploaded, or pulled before). */
+      out->digest = nex_xstrdup (copy);
+      rc = 0;
+    }
+  else
+    rc = parse_registry (copy, field, out, err);
   if (rc < 0)
     {
       nex_image_ref_release (out);
@@ -247,6 +284,7 @@ void
 nex_image_ref_release (nex_image_ref_t *r)
 {
   free (r->layout);
+  free (r->archive);
   free (r->registry);
   free (r->repository);
   free (r->tag);

@@ -12,6 +12,10 @@
  *   oci-layout:///abs/path[:tag][@sha256:...]   an OCI image layout directory on this node (index.json,
  *       blobs/sha256/...): the tag is matched against the index's `org.opencontainers.image.ref.name`
  *       annotations; without tag or digest the index must hold exactly one manifest.
+ *   docker-archive:///abs/path.tar[@sha256:...]   a tar as `docker save` writes it (image-archive.h); no tag (a
+ *       colon belongs to the path); the archive's first image unless a digest names another.
+ *   sha256:<64 hex>   an image already in the node's store (uploaded with POST /v1/images, or pulled before),
+ *       by its manifest digest: only DIGEST and CANONICAL (the digest itself) are set.
  *
  * Every refusal is NEX_ERR_INVALID naming the field given to the parser (the deploy's "image"), saying which part
  * is wrong.  Thread safety: reentrant, no global state. */
@@ -30,6 +34,7 @@
 typedef struct nex_image_ref
 {
   char *layout;     /* oci-layout: the directory's absolute path; NULL for a registry image */
+  char *archive;    /* docker-archive: the tar's absolute path, else NULL */
   char *registry;   /* registry: "docker.io", "localhost:5000", "ghcr.io" */
   char *repository; /* registry: "library/busybox" */
   char *tag;        /* the tag ("latest" when a registry reference names neither tag nor digest), or NULL */

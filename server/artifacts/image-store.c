@@ -21,8 +21,10 @@
 #include "common/fdio.h"
 #include "common/xalloc.h"
 #include "server/artifacts/distribution.h"
+#include "server/artifacts/image-archive.h"
 #include "server/artifacts/image-ref.h"
 #include "server/artifacts/layer.h"
+#include "server/artifacts/token-cache.h"
 #include "server/clock.h"
 #include "server/drivers/driver.h"
 #include "server/log.h"
@@ -51,11 +53,13 @@ struct nex_image_store
 {
   nex_node_t *node;
   char *blobs_dir, *trees_dir;
-  json_t *auths; /* --registry-auth's `auths`, or NULL */
+  json_t *auths;             /* --registry-auth's `auths`, or NULL */
+  nex_token_cache_t *tokens; /* registry Bearer tokens, across pulls */
   pthread_mutex_t lock;
   pthread_cond_t idle;
-  pull_t *pulls; /* under way */
-  int running;   /* pull threads alive */
+  pull_t *pulls;            /* under way */
+  int running;              /* pull threads alive */
+  pthread_mutex_t evicting; /* one eviction at a time */
   int draining;
 };
 
@@ -94,6 +98,8 @@ nex_image_store_open (nex_node_t *node, nex_error_t *err)
   s->trees_dir = nex_xasprintf ("%s/oci/trees", node->data_dir);
   pthread_mutex_init (&s->lock, NULL);
   pthread_cond_init (&s->idle, NULL);
+  pthread_mutex_init (&s->evicting, NULL);
+  s->tokens = nex_token_cache_new ();
   if (nex_mkdir_p (s->blobs_dir, 0700, err) < 0 || nex_mkdir_p (s->trees_dir, 0700, err) < 0)
     {
       nex_image_store_close (s);
@@ -142,10 +148,12 @@ nex_image_store_close (nex_image_store_t *s)
     return;
   nex_image_store_drain (s);
   json_decref (s->auths);
+  nex_token_cache_free (s->tokens);
   free (s->blobs_dir);
   free (s->trees_dir);
   pthread_mutex_destroy (&s->lock);
   pthread_cond_destroy (&s->idle);
+  pthread_mutex_destroy (&s->evicting);
   free (s);
 }
 
@@ -236,6 +244,162 @@ record (nex_image_store_t *s, const nex_pulled_t *pulled, const char *ref, nex_e
   return nex_registry_image_put (s->node->reg, &row, ref, err);
 }
 
+/* --- image tars: docker-archive:// references and uploads ---------------------------------------------------- */
+
+/* A temporary directory for a tar's layout, below the blobs (swept at start-up if a crash leaves it). */
+typedef struct scratch
+{
+  nex_image_store_t *store;
+  char *dir;
+} scratch_t;
+
+static int
+scratch_make (nex_image_store_t *s, scratch_t *t, nex_error_t *err)
+{
+  t->store = s;
+  t->dir = nex_xasprintf ("%s/.pull-tar-XXXXXX", s->blobs_dir);
+  if (mkdtemp (t->dir) != NULL)
+    return 0;
+  free (t->dir);
+  t->dir = NULL;
+  return nex_error_sys (err, errno, "make a directory in `%s`", s->blobs_dir);
+}
+
+static void
+scratch_release (scratch_t *t)
+{
+  if (t->dir == NULL)
+    return;
+  cleanup_close int parent = open (t->store->blobs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  nex_layer_remove_tree (parent, strrchr (t->dir, '/') + 1);
+  free (t->dir);
+  t->dir = NULL;
+}
+
+/* What an image tar may hold: as much as an image may unpack to. */
+static uint64_t
+tar_bound (const nex_image_store_t *s)
+{
+  return (uint64_t)s->node->cfg->image_max_unpacked_mb * 1024 * 1024;
+}
+
+/* Pulls manifest DIGEST of the layout LAYOUT (a tar's, just made) into the blobs. */
+static int
+pull_layout_digest (const char *layout, const char *digest, const nex_pull_opts_t *o, nex_pulled_t *out,
+                    nex_error_t *err)
+{
+  nex_image_ref_t ref = { .layout = (char *)layout, .digest = (char *)digest, .canonical = (char *)layout };
+  return nex_distribution_pull (&ref, o, out, err);
+}
+
+/* Pulls REF (docker-archive://): the archive's first image, or the one REF's digest names. */
+static int
+pull_archive (nex_image_store_t *s, const nex_image_ref_t *ref, const nex_pull_opts_t *o, nex_pulled_t *out,
+              nex_error_t *err)
+{
+  cleanup_with (scratch_release) scratch_t t = { 0 };
+  if (scratch_make (s, &t, err) < 0)
+    return -1;
+  cleanup_json json_t *manifests = nex_image_archive_to_layout (ref->archive, t.dir, tar_bound (s), "image", err);
+  if (manifests == NULL)
+    return nex_error_wrap (err, "docker-archive %s", ref->archive);
+  const char *digest = NULL;
+  size_t i;
+  const json_t *d;
+  json_array_foreach (manifests, i, d)
+  {
+    const char *dig = json_string_value (json_object_get (d, "digest"));
+    if (dig && (ref->digest == NULL || strcmp (dig, ref->digest) == 0))
+      {
+        digest = dig;
+        break;
+      }
+  }
+  if (digest == NULL)
+    return nex_error_field (err, "image", "docker-archive %s holds no image %s", ref->archive,
+                            ref->digest ? ref->digest : "");
+  return pull_layout_digest (t.dir, digest, o, out, err);
+}
+
+/* Pulls what REF names into OUT, whatever its source. */
+static int
+pull_any (nex_image_store_t *s, const nex_image_ref_t *ref, const nex_pull_opts_t *o, nex_pulled_t *out,
+          nex_error_t *err)
+{
+  if (ref->archive)
+    return pull_archive (s, ref, o, out, err);
+  if (ref->registry == NULL && ref->layout == NULL)
+    return nex_error_field (err, "image",
+                            "image %s is not in this node's store (a bare digest names an image uploaded with "
+                            "POST /v1/images or pulled before)",
+                            ref->digest);
+  return nex_distribution_pull (ref, o, out, err);
+}
+
+/* --- eviction ------------------------------------------------------------------------------------------------- */
+
+/* When an image was last used (or stored, if never used): ISO 8601 text, which sorts as time does. */
+static const char *
+used_at (const json_t *img)
+{
+  const char *t = json_string_value (json_object_get (img, "last_used_at"));
+  return t ? t : json_string_value (json_object_get (img, "created_at"));
+}
+
+static int
+by_use (const void *a, const void *b)
+{
+  const char *x = used_at (*(json_t *const *)a), *y = used_at (*(json_t *const *)b);
+  return strcmp (x ? x : "", y ? y : "");
+}
+
+/* Removes the least recently used images that no live workload runs, KEEP (the image just stored) aside, until
+ * the cache's images add up to --image-cache-bytes or less (or nothing more may go).  Event image_evicted each. */
+static void
+evict (nex_image_store_t *s, const char *keep)
+{
+  int64_t bound = s->node->cfg->image_cache_bytes;
+  if (bound <= 0)
+    return;
+  pthread_mutex_lock (&s->evicting);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *images = nex_registry_image_list (s->node->reg, &err);
+  size_t n = json_array_size (images), k = 0;
+  cleanup_free json_t **unused = nex_xzalloc ((n + 1) * sizeof *unused);
+  int64_t total = 0;
+  size_t i;
+  json_t *img;
+  json_array_foreach (images, i, img)
+  {
+    total += json_integer_value (json_object_get (img, "size"));
+    const char *digest = json_string_value (json_object_get (img, "digest"));
+    if (digest && strcmp (digest, keep) != 0 && json_array_size (json_object_get (img, "workloads")) == 0)
+      unused[k++] = img;
+  }
+  qsort (unused, k, sizeof *unused, by_use);
+  for (i = 0; i < k && total > bound; i++)
+    {
+      const char *digest = json_string_value (json_object_get (unused[i], "digest"));
+      json_int_t size = json_integer_value (json_object_get (unused[i], "size"));
+      cleanup_error nex_error_t rerr = NULL;
+      if (nex_image_store_remove (s, digest, &rerr) < 0)
+        {
+          nex_log_error (NEX_LOG_WARN, rerr, "image eviction"); /* e.g. a workload started on it meanwhile */
+          continue;
+        }
+      total -= size;
+      nex_info ("image %s evicted (%lld bytes; the cache holds %lld of %lld)", digest, (long long)size,
+                (long long)total, (long long)bound);
+      nex_node_emit (s->node, "image_evicted", NULL,
+                     json_pack ("{s:s, s:I, s:O, s:I, s:I}", "digest", digest, "size", size, "references",
+                                json_object_get (unused[i], "references"), "cache_bytes", (json_int_t)total,
+                                "cache_bound", (json_int_t)bound));
+    }
+  if (err)
+    nex_log_error (NEX_LOG_WARN, err, "image eviction");
+  pthread_mutex_unlock (&s->evicting);
+}
+
 /* --- pulls ---------------------------------------------------------------------------------------------------- */
 
 static void *
@@ -248,11 +412,12 @@ pull_thread (void *arg)
   nex_pull_opts_t o = { .blobs_dir = s->blobs_dir,
                         .insecure = s->node->cfg->insecure_registries,
                         .auths = s->auths,
+                        .tokens = s->tokens,
                         .progress = on_progress,
                         .progress_ctx = p };
   emit (p, "image_pull_started", NULL, 0, 0, NULL);
   int64_t t0 = nex_clock_mono_ms ();
-  int rc = nex_distribution_pull (&p->ref, &o, &pulled, &err);
+  int rc = pull_any (s, &p->ref, &o, &pulled, &err);
   if (rc == 0)
     rc = flatten (s, &pulled, &err);
   if (rc == 0)
@@ -262,6 +427,7 @@ pull_thread (void *arg)
       nex_info ("image %s pulled as %s (%llu bytes, %lld ms)", p->ref.canonical, pulled.digest,
                 (unsigned long long)pulled.bytes, (long long)(nex_clock_mono_ms () - t0));
       emit (p, "image_pull_completed", pulled.digest, pulled.bytes, pulled.bytes, NULL);
+      evict (s, pulled.digest);
     }
   else
     {
@@ -487,4 +653,150 @@ nex_image_store_remove (nex_image_store_t *s, const char *digest, nex_error_t *e
       }
   }
   return 0;
+}
+
+/* --- loading an image tar (POST /v1/images) ------------------------------------------------------------------- */
+
+struct nex_image_upload
+{
+  nex_image_store_t *store;
+  char *path;
+  int fd;
+  uint64_t bytes, max;
+};
+
+nex_image_upload_t *
+nex_image_store_upload_begin (nex_image_store_t *s, int64_t declared, nex_error_t *err)
+{
+  uint64_t max = tar_bound (s);
+  if (declared > 0 && (uint64_t)declared > max)
+    {
+      nex_error_set (err, NEX_ERR_TOO_LARGE,
+                     "the image tar (%lld bytes) exceeds the node's limit of %llu bytes "
+                     "(--image-max-unpacked-mb)",
+                     (long long)declared, (unsigned long long)max);
+      return NULL;
+    }
+  nex_image_upload_t *up = nex_xzalloc (sizeof *up);
+  up->store = s;
+  up->max = max;
+  up->path = nex_xasprintf ("%s/.pull-upload-XXXXXX", s->blobs_dir);
+  up->fd = mkostemp (up->path, O_CLOEXEC);
+  if (up->fd < 0)
+    {
+      nex_error_sys (err, errno, "create `%s`", up->path);
+      free (up->path);
+      free (up);
+      return NULL;
+    }
+  return up;
+}
+
+int
+nex_image_store_upload_write (nex_image_upload_t *up, const void *data, size_t n, nex_error_t *err)
+{
+  up->bytes += n;
+  if (up->bytes > up->max)
+    return nex_error_set (err, NEX_ERR_TOO_LARGE,
+                          "the image tar is larger than the node's limit of %llu bytes "
+                          "(--image-max-unpacked-mb)",
+                          (unsigned long long)up->max);
+  return nex_fd_write_all (up->fd, data, n, err);
+}
+
+/* Flattens and records manifest DIGEST of layout DIR under the references NAMES (ref.name annotations). */
+static json_t *
+load_one (nex_image_store_t *s, const char *dir, const char *digest, const json_t *names, nex_error_t *err)
+{
+  cleanup_with (nex_pulled_release) nex_pulled_t pulled = { 0 };
+  nex_pull_opts_t o = { .blobs_dir = s->blobs_dir };
+  if (pull_layout_digest (dir, digest, &o, &pulled, err) < 0 || flatten (s, &pulled, err) < 0
+      || record (s, &pulled, NULL, err) < 0)
+    return NULL;
+  json_t *refs = json_array ();
+  size_t i;
+  const json_t *n;
+  json_array_foreach (names, i, n)
+  {
+    /* Only a whole reference with a tag names the image ("busybox:1.36"); a bare tag ("v1") says nothing of
+     * which repository it belongs to. */
+    nex_image_ref_t r;
+    const char *text = json_string_value (n);
+    if (text == NULL || strchr (text, ':') == NULL || nex_image_ref_parse (text, "body", &r, NULL) < 0)
+      continue;
+    int named = r.registry != NULL && r.tag != NULL;
+    int rc = named ? record (s, &pulled, r.canonical, err) : 0;
+    if (rc == 0 && named)
+      json_array_append_new (refs, json_string (r.canonical));
+    nex_image_ref_release (&r);
+    if (rc < 0)
+      {
+        json_decref (refs);
+        return NULL;
+      }
+  }
+  nex_info ("image %s loaded from a tar (%llu bytes)", pulled.digest, (unsigned long long)pulled.bytes);
+  return json_pack ("{s:s, s:o, s:I}", "digest", pulled.digest, "references", refs, "size", (json_int_t)pulled.bytes);
+}
+
+json_t *
+nex_image_store_upload_finish (nex_image_upload_t *up, nex_error_t *err)
+{
+  nex_image_store_t *s = up->store;
+  if (up->bytes == 0)
+    {
+      nex_error_field (err, "body", "the body is empty: send an OCI layout or docker-archive tar");
+      return NULL;
+    }
+  cleanup_with (scratch_release) scratch_t t = { 0 };
+  if (scratch_make (s, &t, err) < 0)
+    return NULL;
+  cleanup_json json_t *manifests = nex_image_archive_to_layout (up->path, t.dir, up->max, "body", err);
+  if (manifests == NULL)
+    return NULL;
+  /* The names of each digest, in the order the tar lists them. */
+  cleanup_json json_t *by_digest = json_object ();
+  cleanup_json json_t *order = json_array ();
+  size_t i;
+  const json_t *d;
+  json_array_foreach (manifests, i, d)
+  {
+    const char *digest = json_string_value (json_object_get (d, "digest"));
+    if (!nex_image_digest_valid (digest))
+      {
+        nex_error_field (err, "body", "the tar's index lists a manifest without a sha256 digest");
+        return NULL;
+      }
+    if (json_object_get (by_digest, digest) == NULL)
+      {
+        json_object_set_new (by_digest, digest, json_array ());
+        json_array_append_new (order, json_string (digest));
+      }
+    const json_t *name = json_object_get (json_object_get (d, "annotations"), "org.opencontainers.image.ref.name");
+    if (json_is_string (name))
+      json_array_append (json_object_get (by_digest, digest), (json_t *)name);
+  }
+  cleanup_json json_t *images = json_array ();
+  json_array_foreach (order, i, d)
+  {
+    json_t *one = load_one (s, t.dir, json_string_value (d), json_object_get (by_digest, json_string_value (d)), err);
+    if (one == NULL)
+      return NULL;
+    json_array_append_new (images, one);
+  }
+  evict (s, json_string_value (json_object_get (json_array_get (images, 0), "digest")));
+  return json_pack ("{s:O, s:O, s:I}", "digest", json_object_get (json_array_get (images, 0), "digest"), "images",
+                    images, "count", (json_int_t)json_array_size (images));
+}
+
+void
+nex_image_store_upload_free (nex_image_upload_t *up)
+{
+  if (up == NULL)
+    return;
+  if (up->fd >= 0)
+    close (up->fd);
+  unlink (up->path);
+  free (up->path);
+  free (up);
 }

@@ -65,4 +65,25 @@ void nex_image_store_touch (nex_image_store_t *s, const char *digest);
  * there is none), its tree, and its blobs no other image shares. */
 int nex_image_store_remove (nex_image_store_t *s, const char *digest, nex_error_t *err);
 
+/* --- loading an image tar: POST /v1/images ---------------------------------------------------------------------
+ * The body (an OCI image layout or a docker-archive as one tar, image-archive.h) is streamed into a temporary
+ * file below the blobs, bounded by --image-max-unpacked-mb (NEX_ERR_TOO_LARGE; refused before a byte is read
+ * when DECLARED, the Content-Length or -1, is beyond it).  Finishing unpacks it into a temporary layout, pulls
+ * every image it lists from there (verified as any pull), flattens it, and maps to it each of its
+ * org.opencontainers.image.ref.name annotations (docker-archive: RepoTags) that is a whole reference with a tag.
+ * One upload belongs to one thread; loading runs on the caller's thread. */
+typedef struct nex_image_upload nex_image_upload_t;
+
+nex_image_upload_t *nex_image_store_upload_begin (nex_image_store_t *s, int64_t declared, nex_error_t *err);
+
+/* Appends N bytes.  -1 with *ERR past the bound or on a write error. */
+int nex_image_store_upload_write (nex_image_upload_t *up, const void *data, size_t n, nex_error_t *err);
+
+/* Loads the tar: {digest (the first image's), images: [{digest, references, size}], count}, a new reference, or
+ * NULL with *ERR (NEX_ERR_INVALID field "body" for what the tar holds wrong). */
+json_t *nex_image_store_upload_finish (nex_image_upload_t *up, nex_error_t *err);
+
+/* Frees UP and its temporary file.  Safe on NULL. */
+void nex_image_store_upload_free (nex_image_upload_t *up);
+
 #endif

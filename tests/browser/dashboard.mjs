@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // dashboard.mjs — drives the real dashboard in Debian's Chromium with playwright-core, against a real nexd.
 //
-// Usage: node tests/browser/dashboard.mjs BASE_URL ARTIFACT_PATH OUT_DIR TOKEN
+// Usage: node tests/browser/dashboard.mjs BASE_URL ARTIFACT_PATH OUT_DIR TOKEN IMAGE_REF RELEASE_URL
+// (IMAGE_REF: an image whose blobs its registry holds back until RELEASE_URL is fetched.)
 // Prints one JSON line per check ({"check": name, "ok": bool, "detail": ...}) and exits non-zero when a check
 // failed; tests/integration/test_dashboard.py runs it and turns each line into a pytest result.  Screenshots of the
 // main views go to OUT_DIR.  axe-core (from npm) checks accessibility of every view.
@@ -9,7 +10,7 @@ import { chromium } from 'playwright-core';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
-const [base, artifact, outDir, token] = process.argv.slice(2);
+const [base, artifact, outDir, token, imageRef, releaseUrl] = process.argv.slice(2);
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 let failed = 0;
@@ -165,6 +166,22 @@ await step('dark theme and a phone-sized screen', async () => {
   if (overflow > 2) throw new Error(`page is ${overflow}px wider than the phone screen`);
 });
 await step('accessibility: dark theme', () => axe(page, 'dark workloads'));
+
+await step('deploy an image and see its pull progress', async () => {
+  await page.goto(base + '/#/deploy');
+  await page.fill('#f-name', 'ui-image');
+  await page.fill('#f-image', imageRef);
+  await page.fill('#f-argv', 'echo\nfrom the image');
+  await page.click('button[type=submit]');
+  await page.waitForURL(/#\/workloads\/[0-9a-f-]{36}$/);
+  const bar = page.getByTestId('pull-progress');
+  await bar.waitFor({ timeout: 10000 }); // the pull is held: the bar must be there
+  await fetch(releaseUrl);
+  await page.getByTestId('state').filter({ hasText: 'exited' }).waitFor({ timeout: 30000 });
+  if (await bar.count()) throw new Error('the pull bar stayed after the pull');
+  await page.locator('#logs-h').waitFor();
+  return await page.getByTestId('image').textContent();
+});
 
 await step('keyboard navigation reaches the sections', async () => {
   await page.setViewportSize({ width: 1280, height: 860 });

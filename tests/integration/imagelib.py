@@ -4,7 +4,9 @@
 `busybox_layout` builds an OCI image layout with umoci from Debian's busybox-static (/bin/busybox, its applets as
 symlinks, an /etc/passwd and /etc/group with a user `app`), with a config (Cmd, Env, WorkingDir, User) set by
 `umoci config`.  `Registry` runs Debian's docker-registry with a config of its own on a free loopback port, and
-`push` copies a layout into it with skopeo.  `hostile_layout` writes an OCI layout by hand (Python's tarfile,
+`push` copies a layout into it with skopeo (with `htpasswd=(user, password)` the registry asks for Basic auth,
+from a bcrypt file made by `htpasswd -B`).  `BearerProxy` puts a Bearer token challenge in front of a registry
+(a token endpoint and a forwarding proxy on one loopback port, counting the tokens it issues).  `hostile_layout` writes an OCI layout by hand (Python's tarfile,
 gzip, hashlib), so that a layer can hold what no tool would write: `..` names, symlink escapes, device nodes,
 hardlinks outside, and descriptors or diff_ids that lie.
 """
@@ -14,10 +16,15 @@ import hashlib
 import io
 import json
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import tarfile
+import threading
 import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -83,22 +90,28 @@ def layout_manifest_digest(layout, tag):
 class Registry:
     """Debian's docker-registry on a free loopback port, storing under DIR."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, htpasswd=None):
         self.dir = Path(workdir)
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
-        self.config = self.dir / "registry.yml"
+        self.creds = htpasswd
+        self.config = self.dir / f"registry-{self.port}.yml"
+        auth = ""
+        if htpasswd:
+            users = self.dir / f"htpasswd-{self.port}"
+            run("htpasswd", "-Bbc", users, htpasswd[0], htpasswd[1])
+            auth = f"auth:\n  htpasswd:\n    realm: nex-test\n    path: {users}\n"
         self.config.write_text(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
             f"    rootdirectory: {self.dir / 'storage'}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: {self.host}\n")
+            f"http:\n  addr: {self.host}\n" + auth)
         self.log = open(self.dir / "registry.log", "w")
         self.proc = subprocess.Popen(["docker-registry", "serve", str(self.config)], stdout=self.log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while True:
             try:
-                if requests.get(f"http://{self.host}/v2/", timeout=1).status_code == 200:
+                if requests.get(f"http://{self.host}/v2/", timeout=1).status_code in (200, 401):
                     break
             except requests.RequestException:
                 pass
@@ -106,7 +119,8 @@ class Registry:
             time.sleep(0.1)
 
     def push(self, layout, tag, repo, dest_tag):
-        run("skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:{tag}",
+        creds = ["--dest-creds", f"{self.creds[0]}:{self.creds[1]}"] if self.creds else []
+        run("skopeo", "copy", "--dest-tls-verify=false", *creds, f"oci:{layout}:{tag}",
             f"docker://{self.host}/{repo}:{dest_tag}")
         return f"{self.host}/{repo}:{dest_tag}"
 
@@ -117,6 +131,104 @@ class Registry:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+class BearerProxy:
+    """Bearer token auth in front of the registry at UPSTREAM (host:port), on one loopback port: GET /token
+    issues tokens for a scope (asking for Basic BASIC=(user, password) first when given), valid EXPIRES_IN
+    seconds; /v2/... answers 401 with a `WWW-Authenticate: Bearer realm,service,scope` challenge unless it carries
+    a live token for the repository's pull scope, and is forwarded to UPSTREAM otherwise.  `issued` lists the
+    scopes tokens were issued for; `revoke()` forgets every token (a registry refusing a kept one).  With
+    BEARER false it asks for nothing; with HOLD, blob GETs wait until GET /release (a pull that stays under way
+    as long as a test needs)."""
+
+    def __init__(self, upstream, expires_in=300, basic=None, bearer=True, hold=False):
+        self.upstream, self.expires_in, self.basic, self.bearer = upstream, expires_in, basic, bearer
+        self.tokens, self.issued, self.lock = {}, [], threading.Lock()
+        self.released = threading.Event()
+        if not hold:
+            self.released.set()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self.do_GET()
+
+            def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
+                if url.path == "/token":
+                    return proxy._token(self, urllib.parse.parse_qs(url.query))
+                if url.path == "/release":
+                    proxy.released.set()
+                    self.send_response(204)
+                    self.send_header("Access-Control-Allow-Origin", "*")
+                    self.end_headers()
+                    return
+                m = re.match(r"^/v2/(.+)/(manifests|blobs)/", url.path)
+                scope = f"repository:{m.group(1)}:pull" if m else None
+                if proxy.bearer and not proxy._allowed(self.headers.get("Authorization", ""), scope):
+                    extra = f',scope="{scope}"' if scope else ""
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate",
+                                     f'Bearer realm="http://{proxy.host}/token",service="nex-test"{extra}')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if "/blobs/" in url.path:
+                    proxy.released.wait(120)
+                up = requests.request(self.command, f"http://{proxy.upstream}{self.path}", stream=True,
+                                      allow_redirects=False, headers={"Accept": self.headers.get("Accept", "*/*")})
+                self.send_response(up.status_code)
+                for h in ("Content-Type", "Content-Length", "Docker-Content-Digest", "Location"):
+                    if h in up.headers:
+                        self.send_header(h, up.headers[h])
+                self.end_headers()
+                if self.command != "HEAD":
+                    for chunk in up.iter_content(65536):
+                        self.wfile.write(chunk)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _allowed(self, header, scope):
+        if not header.startswith("Bearer "):
+            return False
+        with self.lock:
+            t = self.tokens.get(header[7:])
+        return t is not None and t[1] > time.monotonic() and (scope is None or t[0] == scope)
+
+    def _token(self, h, query):
+        import base64
+        if self.basic:
+            want = "Basic " + base64.b64encode(f"{self.basic[0]}:{self.basic[1]}".encode()).decode()
+            if h.headers.get("Authorization") != want:
+                h.send_response(401)
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return
+        scope = query.get("scope", [""])[0]
+        token = secrets.token_hex(16)
+        with self.lock:
+            self.tokens[token] = (scope, time.monotonic() + self.expires_in)
+            self.issued.append(scope)
+        body = json.dumps({"token": token, "expires_in": self.expires_in}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def revoke(self):
+        with self.lock:
+            self.tokens.clear()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # --- hand-made layouts ---------------------------------------------------------------------------------------------

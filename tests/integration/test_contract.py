@@ -48,6 +48,7 @@ EXPECTED_OPERATIONS = {
     ("delete", "/v1/tokens/{id}"),
     # OCI images
     ("get", "/v1/images"),
+    ("post", "/v1/images"),
     ("post", "/v1/images/pull"),
     ("delete", "/v1/images/{digest}"),
     # the cluster (NATS)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import imagelib
 from conftest import REPO, output_root
 
 CHECKS = [
@@ -36,6 +37,7 @@ CHECKS = [
     "accessibility: events",
     "dark theme and a phone-sized screen",
     "accessibility: dark theme",
+    "deploy an image and see its pull progress",
     "keyboard navigation reaches the sections",
     "no console errors",
 ]
@@ -56,14 +58,32 @@ def missing():
 
 
 @pytest.fixture(scope="module")
-def results(nexd_module):
+def held_image(tmp_path_factory):
+    """A busybox image behind a proxy that holds its blobs until the browser script asks for /release: the
+    image's pull stays under way while the page shows it.  (REF, RELEASE_URL)."""
+    reason = missing() or imagelib.tools_missing()
+    if reason:
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("dashboard-image")
+    layout = imagelib.busybox_layout(work, "bb")
+    reg = imagelib.Registry(work)
+    reg.push(layout, "bb", "ui/bb", "v1")
+    proxy = imagelib.BearerProxy(reg.host, bearer=False, hold=True)
+    yield f"{proxy.host}/ui/bb:v1", f"http://{proxy.host}/release"
+    proxy.close()
+    reg.close()
+
+
+@pytest.fixture(scope="module")
+def results(nexd_module, held_image):
     reason = missing()
     if reason:
         pytest.skip(reason)
     shots = output_root() / "test_dashboard" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(["node", str(REPO / "tests" / "browser" / "dashboard.mjs"), nexd_module.base, BUSYBOX,
-                           str(shots), nexd_module.token], capture_output=True, text=True, timeout=300, cwd=REPO)
+                           str(shots), nexd_module.token, *held_image], capture_output=True, text=True, timeout=300,
+                          cwd=REPO)
     (shots.parent / "browser.log").write_text(proc.stdout + "\n--- stderr\n" + proc.stderr)
     out = {}
     for line in proc.stdout.splitlines():

@@ -86,6 +86,19 @@ main (void)
               && same (r.digest, "sha256:" D64),
           "oci-layout with a digest");
   nex_image_ref_release (&r);
+  TAP_OK (nex_image_ref_parse ("docker-archive:///srv/a:b/bb.tar", "image", &r, &err) == 0
+              && same (r.archive, "/srv/a:b/bb.tar") && r.tag == NULL && r.layout == NULL && r.registry == NULL
+              && same (r.canonical, "docker-archive:///srv/a:b/bb.tar"),
+          "docker-archive: a colon is part of the path");
+  nex_image_ref_release (&r);
+  TAP_OK (nex_image_ref_parse ("docker-archive:///srv/bb.tar@sha256:" D64, "image", &r, &err) == 0
+              && same (r.archive, "/srv/bb.tar") && same (r.digest, "sha256:" D64),
+          "docker-archive with a digest");
+  nex_image_ref_release (&r);
+  TAP_OK (nex_image_ref_parse ("sha256:" D64, "image", &r, &err) == 0 && same (r.digest, "sha256:" D64)
+              && r.registry == NULL && r.layout == NULL && r.archive == NULL && same (r.canonical, "sha256:" D64),
+          "a bare digest names a stored image");
+  nex_image_ref_release (&r);
 
   refuses ("", "empty");
   refuses ("Busybox", "upper-case repository");
@@ -110,6 +123,8 @@ main (void)
   refuses ("oci-layout://relative/path", "a relative layout path");
   refuses ("oci-layout:///a/../b", "`..` in a layout path");
   refuses ("oci-layout:///a/./b", "`.` in a layout path");
+  refuses ("docker-archive://bb.tar", "a relative docker-archive path");
+  refuses ("docker-archive:///a/../bb.tar", "`..` in a docker-archive path");
   refuses ("a\x01", "a control character");
   char longname[600];
   memset (longname, 'a', sizeof longname - 1);
