@@ -168,6 +168,10 @@ parse_layout (char *rest, const char *field, nex_image_ref_t *r, nex_error_t *er
   size_t n = strlen (rest);
   while (n > 1 && rest[n - 1] == '/')
     rest[--n] = '\0';
+  /* A colon that the trailing slashes hid from take_tag (`/srv/://`) would read as a tag in the canonical text
+   * (`/srv/:`), which then no longer parses (fuzz-image-ref). */
+  if (strchr (strrchr (rest, '/'), ':'))
+    return nex_error_field (err, field, "the layout path's last component must not hold `:` (it reads as a tag)");
   r->layout = nex_xstrdup (rest);
   return 0;
 }
@@ -202,6 +206,11 @@ parse_registry (char *rest, const char *field, nex_image_ref_t *r, nex_error_t *
     r->repository = nex_xasprintf ("library/%s", path);
   else
     r->repository = nex_xstrdup (path);
+  /* The bound holds for the name as normalised too (Docker checks that one): `a` * 250 passed the check above but
+   * its canonical docker.io/library/a... did not, so the image store could not parse its own key (fuzz-image-ref). */
+  if (strlen (r->registry) + 1 + strlen (r->repository) > NEX_IMAGE_NAME_MAX_LEN)
+    return nex_error_field (err, field, "the image name is longer than %d characters once normalised (%s/%s)",
+                            NEX_IMAGE_NAME_MAX_LEN, r->registry, r->repository);
   if (r->tag == NULL && r->digest == NULL)
     r->tag = nex_xstrdup ("latest");
   return 0;
