@@ -9,7 +9,7 @@
  * A missing passwd or group part means the image has no such file.  The overrides are taken only with the types
  * nex_workload_from_request lets through (arrays of strings, an object of strings, strings), as nexd calls the
  * function only after that check; the config only when it is a JSON object, as distribution.c's read_config
- * hands over nothing else.  The tree is one temporary directory per process whose etc/ is rewritten each run.
+ * hands over nothing else.  The tree is a temporary directory made and removed in each run.
  *
  * Invariants: a refusal is NEX_ERR_INVALID naming cmd, cwd, image or user; an accepted process has a non-empty
  * argv of strings whose first is `path`, a working directory that is absolute, without `.`/`..` and not under
@@ -28,39 +28,23 @@
 #include "server/drivers/driver.h"
 #include "tests/fuzz/fuzz.h"
 
-static char tree[64];
-
+/* The image's tree for one run: a temporary directory with etc/. */
 static void
-remove_tree (void)
+make_tree (char tree[64])
 {
-  nex_layer_remove_tree (AT_FDCWD, tree);
-}
-
-/* The image's tree, made once. */
-static const char *
-image_tree (void)
-{
-  if (tree[0] == '\0')
-    {
-      snprintf (tree, sizeof tree, "/tmp/nex-fuzz-image-config.XXXXXX");
-      fuzz_check (mkdtemp (tree) != NULL, "a temporary directory is made");
-      cleanup_free char *etc = nex_xasprintf ("%s/etc", tree);
-      fuzz_check (mkdir (etc, 0755) == 0, "etc/ is made");
-      atexit (remove_tree);
-    }
-  return tree;
+  snprintf (tree, 64, "/tmp/nex-fuzz-image-config.XXXXXX");
+  fuzz_check (mkdtemp (tree) != NULL, "a temporary directory is made");
+  cleanup_free char *etc = nex_xasprintf ("%s/etc", tree);
+  fuzz_check (mkdir (etc, 0755) == 0, "etc/ is made");
 }
 
 /* Writes LEN bytes at P as the image's file NAME, or removes it when P is NULL. */
 static void
-put_file (const char *name, const char *p, size_t len)
+put_file (const char *tree, const char *name, const char *p, size_t len)
 {
-  cleanup_free char *path = nex_xasprintf ("%s/etc/%s", image_tree (), name);
   if (p == NULL)
-    {
-      unlink (path);
-      return;
-    }
+    return;
+  cleanup_free char *path = nex_xasprintf ("%s/etc/%s", tree, name);
   cleanup_close int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   fuzz_check (fd >= 0 && write (fd, p, len) == (ssize_t)len, "the image's file is written");
 }
@@ -176,12 +160,14 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   if (!json_is_object (config))
     return 0;
   cleanup_json json_t *ovr = otext ? json_loadb (otext, olen, 0, NULL) : NULL;
-  put_file ("passwd", passwd, plen);
-  put_file ("group", group, glen);
+  char tree[64];
+  make_tree (tree);
+  put_file (tree, "passwd", passwd, plen);
+  put_file (tree, "group", group, glen);
   nex_workload_t w = { 0 };
   overrides (ovr, &w);
   cleanup_error nex_error_t err = NULL;
-  cleanup_json json_t *proc = nex_image_config_process (config, &w, image_tree (), &err);
+  cleanup_json json_t *proc = nex_image_config_process (config, &w, tree, &err);
   if (proc == NULL)
     {
       static const char *const fields[] = { "cmd", "cwd", "image", "user" };
@@ -194,5 +180,6 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   else
     check_process (proc, &w, config);
   nex_workload_release (&w);
+  fuzz_check (nex_layer_remove_tree (AT_FDCWD, tree) == 0, "the tree is removed");
   return 0;
 }

@@ -6,7 +6,7 @@
  * symlinks that lead out of the root: `out` -> ../outside, `abs` -> the absolute path of outside, `up` -> ..,
  * `loop` -> loop.  The diff_id given is the SHA-256 of the input, so that an uncompressed layer can be accepted.
  *
- * Layout of one run, under a temporary directory made once per process:  layer (the blob), outside/keep (what
+ * Layout of one run, in a temporary directory made and removed each run:  layer (the blob), outside/keep (what
  * must stay as it is), root/ (the image).  The budget is small (1 MiB, 512 entries) to keep a run cheap.
  *
  * Invariants: a refusal is NEX_ERR_INVALID on field "image", NEX_ERR_TOO_LARGE, or NEX_ERR_SYSTEM (the kernel
@@ -34,14 +34,6 @@
 #define ID_COUNT 65536u
 #define KEEP "what lies outside the root"
 
-static char jail[64];
-
-static void
-remove_jail (void)
-{
-  nex_layer_remove_tree (AT_FDCWD, jail);
-}
-
 static void
 write_at (int dir, const char *name, const void *p, size_t len)
 {
@@ -51,7 +43,7 @@ write_at (int dir, const char *name, const void *p, size_t len)
 
 /* The tree a lower layer left in ROOT (all of it owned by the sandbox's root). */
 static void
-lower_layer (int root)
+lower_layer (int root, const char *jail)
 {
   fuzz_check (mkdirat (root, "etc", 0755) == 0 && mkdirat (root, "d", 0755) == 0 && mkdirat (root, "d/e", 0755) == 0,
               "the lower layer's directories are made");
@@ -135,12 +127,8 @@ check_finished (int root_fd, const char *root)
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  if (jail[0] == '\0')
-    {
-      snprintf (jail, sizeof jail, "/tmp/nex-fuzz-layer.XXXXXX");
-      fuzz_check (mkdtemp (jail) != NULL, "a temporary directory is made");
-      atexit (remove_jail);
-    }
+  char jail[] = "/tmp/nex-fuzz-layer.XXXXXX";
+  fuzz_check (mkdtemp (jail) != NULL, "a temporary directory is made");
   cleanup_close int jail_fd = open (jail, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   fuzz_check (jail_fd >= 0, "the temporary directory opens");
   write_at (jail_fd, "layer", data, size);
@@ -151,7 +139,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   fchmodat (out, "keep", 0644, 0);
   cleanup_close int root = openat (jail_fd, "root", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   fuzz_check (root >= 0 && fchown (root, ID_BASE, ID_BASE) == 0, "the root opens");
-  lower_layer (root);
+  lower_layer (root, jail);
 
   unsigned char d[crypto_hash_sha256_BYTES];
   char diff_id[72] = "sha256:";
@@ -175,8 +163,6 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       cleanup_free char *root_path = nex_xasprintf ("%s/root", jail);
       check_finished (root, root_path);
     }
-  static const char *const run[] = { "root", "outside", "layer" };
-  for (size_t i = 0; i < 3; i++)
-    fuzz_check (nex_layer_remove_tree (jail_fd, run[i]) == 0, "the run's files are removed");
+  fuzz_check (nex_layer_remove_tree (AT_FDCWD, jail) == 0, "the run's files are removed");
   return 0;
 }
