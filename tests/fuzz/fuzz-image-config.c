@@ -32,7 +32,7 @@
 static void
 make_tree (char tree[64])
 {
-  snprintf (tree, 64, "/tmp/nex-fuzz-image-config.XXXXXX");
+  snprintf (tree, 64, "%s/nex-fuzz-image-config.XXXXXX", fuzz_tmp_base ());
   fuzz_check (mkdtemp (tree) != NULL, "a temporary directory is made");
   cleanup_free char *etc = nex_xasprintf ("%s/etc", tree);
   fuzz_check (mkdir (etc, 0755) == 0, "etc/ is made");

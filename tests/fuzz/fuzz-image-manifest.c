@@ -146,7 +146,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   for (size_t i = n; i-- > 0;)
     finish_part (parts, n, i);
 
-  char dir[] = "/tmp/nex-fuzz-image-manifest.XXXXXX";
+  char dir[64];
+  snprintf (dir, sizeof dir, "%s/nex-fuzz-image-manifest.XXXXXX", fuzz_tmp_base ());
   fuzz_check (mkdtemp (dir) != NULL, "a temporary directory is made");
   cleanup_free char *layout = nex_xasprintf ("%s/layout", dir);
   cleanup_free char *blobs = nex_xasprintf ("%s/blobs", dir);

@@ -127,7 +127,8 @@ check_finished (int root_fd, const char *root)
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  char jail[] = "/tmp/nex-fuzz-layer.XXXXXX";
+  char jail[64];
+  snprintf (jail, sizeof jail, "%s/nex-fuzz-layer.XXXXXX", fuzz_tmp_base ());
   fuzz_check (mkdtemp (jail) != NULL, "a temporary directory is made");
   cleanup_close int jail_fd = open (jail, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   fuzz_check (jail_fd >= 0, "the temporary directory opens");
