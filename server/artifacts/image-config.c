@@ -230,7 +230,12 @@ build_env (const json_t *cfg, const nex_workload_t *w, const char *home)
   if (json_object_get (env, "PATH") == NULL)
     json_object_set_new (env, "PATH", json_string (NEX_IMAGE_DEFAULT_PATH));
   if (json_object_get (env, "HOME") == NULL)
-    json_object_set_new (env, "HOME", json_string (home[0] ? home : "/"));
+    {
+      /* A home from the image's /etc/passwd that is not UTF-8 makes no JSON string: `/` then, as for no home at all
+       * (found by fuzz-image-config: HOME was left out). */
+      json_t *h = json_string (home[0] ? home : "/");
+      json_object_set_new (env, "HOME", h ? h : json_string ("/"));
+    }
   return env;
 }
 

@@ -183,7 +183,17 @@ parse_layout (char *rest, const char *field, nex_image_ref_t *r, nex_error_t *er
     return nex_error_field (err, field, "an OCI layout is named by an absolute path: oci-layout:///path[:tag]");
   if (take_digest (rest, field, r, err) < 0 || take_tag (rest, field, r, err) < 0)
     return -1;
-  return take_path (rest, field, "an OCI layout", &r->layout, err);
+  if (take_path (rest, field, "an OCI layout", &r->layout, err) < 0)
+    return -1;
+  /* A colon that the trailing slashes hid from take_tag (`/srv/://`) would read as a tag in the canonical text
+   * (`/srv/:`), which then no longer parses (fuzz-image-ref). */
+  if (strchr (strrchr (r->layout, '/'), ':'))
+    {
+      free (r->layout);
+      r->layout = NULL;
+      return nex_error_field (err, field, "the layout path's last component must not hold `:` (it reads as a tag)");
+    }
+  return 0;
 }
 
 /* docker-archive:///path.tar[@sha256:...]: no tag (a colon is part of the path). */
@@ -227,6 +237,11 @@ parse_registry (char *rest, const char *field, nex_image_ref_t *r, nex_error_t *
     r->repository = nex_xasprintf ("library/%s", path);
   else
     r->repository = nex_xstrdup (path);
+  /* The bound holds for the name as normalised too (Docker checks that one): `a` * 250 passed the check above but
+   * its canonical docker.io/library/a... did not, so the image store could not parse its own key (fuzz-image-ref). */
+  if (strlen (r->registry) + 1 + strlen (r->repository) > NEX_IMAGE_NAME_MAX_LEN)
+    return nex_error_field (err, field, "the image name is longer than %d characters once normalised (%s/%s)",
+                            NEX_IMAGE_NAME_MAX_LEN, r->registry, r->repository);
   if (r->tag == NULL && r->digest == NULL)
     r->tag = nex_xstrdup ("latest");
   return 0;

@@ -25,7 +25,7 @@
 #include "common/error.h"
 
 #define NEX_IMAGE_REF_MAX_LEN 512  /* the whole reference text */
-#define NEX_IMAGE_NAME_MAX_LEN 255 /* host + path, as Docker bounds it */
+#define NEX_IMAGE_NAME_MAX_LEN 255 /* host + path, as written and as normalised: Docker's bound */
 #define NEX_IMAGE_TAG_MAX_LEN 128  /* a tag */
 #define NEX_IMAGE_DOCKER_HUB "docker.io"
 #define NEX_IMAGE_DOCKER_HUB_API "registry-1.docker.io"

@@ -112,6 +112,8 @@ pathset_release (pathset_t *ps)
   free (ps->slots);
 }
 
+#define NEX_LAYER_MAX_DEPTH 256 /* path components of an entry */
+
 /* --- paths ---------------------------------------------------------------------------------------------------- */
 
 /* NAME normalised into OUT: leading `/` and `./` dropped, `.` components and repeated or trailing slashes
@@ -411,6 +413,14 @@ apply_entry (entry_ctx_t *c, struct archive_entry *e, nex_error_t *err)
     return nex_error_field (err, "image", "layer entry without a name");
   if (normalise (raw, name, sizeof name) < 0)
     return nex_error_field (err, "image", "layer entry `%s` reaches out of the image (`..`)", raw);
+  /* A tree deeper than this could not be removed again by a walk that holds a descriptor per level within
+   * nexd's descriptor limit (fuzz-layer's finding); no real image comes near it. */
+  size_t depth = 1;
+  for (const char *ch = name; *ch; ch++)
+    depth += *ch == '/';
+  if (depth > NEX_LAYER_MAX_DEPTH)
+    return nex_error_field (err, "image", "layer entry `%.64s...` is %zu directories deep (at most %d)", raw, depth,
+                            NEX_LAYER_MAX_DEPTH);
   if (name[0] == '\0')
     {
       /* The root itself: only a directory may stand there. */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
@@ -23,5 +24,14 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
         }                                                                                                              \
     }                                                                                                                  \
   while (0)
+
+/* Where a harness makes its temporary files: /dev/shm when it is there (tmpfs, so that the fsync of the code under
+ * test costs nothing and a run stays cheap), else /tmp. */
+static inline const char *
+fuzz_tmp_base (void)
+{
+  struct stat st;
+  return stat ("/dev/shm", &st) == 0 && S_ISDIR (st.st_mode) ? "/dev/shm" : "/tmp";
+}
 
 #endif

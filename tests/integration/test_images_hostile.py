@@ -96,6 +96,12 @@ def test_proc_symlink_and_huge_uid(nexd_module, work):
     deploy_fails(nexd_module, work, "uid", [({"name": "f", "type": REG, "uid": 2**31}, b"x")], "beyond 2^31-1")
 
 
+def test_too_deep_a_tree(nexd_module, work):
+    # 300 levels: a tree removal holding a descriptor per level could fail on it; refused before anything is made.
+    deep = "/".join(["d"] * 300) + "/f"
+    deploy_fails(nexd_module, work, "deep", [({"name": deep, "type": REG}, b"x")], "directories deep (at most 256)")
+
+
 def test_wrong_digest_and_diff_id(nexd_module, work):
     entries = [({"name": "f", "type": REG}, b"fine")]
     deploy_fails(nexd_module, work, "digest", entries, "layer digest mismatch", lie="layer-digest")

@@ -125,6 +125,8 @@ main (void)
   refuses ("oci-layout:///a/./b", "`.` in a layout path");
   refuses ("docker-archive://bb.tar", "a relative docker-archive path");
   refuses ("docker-archive:///a/../bb.tar", "`..` in a docker-archive path");
+  /* fuzz-image-ref: the path was /srv/: once its slashes were dropped, and its canonical text read `:` as a tag. */
+  refuses ("oci-layout:///srv/://@sha256:" D64, "a colon in a layout's last component, behind trailing slashes");
   refuses ("a\x01", "a control character");
   char longname[600];
   memset (longname, 'a', sizeof longname - 1);
@@ -133,6 +135,21 @@ main (void)
   memset (longname, 'a', 300);
   longname[300] = '\0';
   refuses (longname, "a name longer than 255");
+  /* fuzz-image-ref: 250 characters passed as written, but the canonical docker.io/library/a... (268) was refused
+   * when parsed again. */
+  memset (longname, 'a', 250);
+  longname[250] = '\0';
+  refuses (longname, "a Docker Hub name longer than 255 once docker.io/library/ is added");
+  char repo[300], canon[320];
+  memset (longname, 'a', 237);
+  longname[237] = '\0';
+  snprintf (repo, sizeof repo, "library/%s", longname);
+  snprintf (canon, sizeof canon, "docker.io/%s:latest", repo);
+  accepts (longname, "docker.io", repo, "latest", NULL, canon);
+  nex_image_ref_t again;
+  TAP_OK (nex_image_ref_parse (canon, "image", &again, &err) == 0 && same (again.canonical, canon),
+          "a canonical name of 255 characters parses again");
+  nex_image_ref_release (&again);
 
   TAP_OK (nex_image_digest_valid ("sha256:" D64) && !nex_image_digest_valid ("sha256:")
               && !nex_image_digest_valid (NULL),
