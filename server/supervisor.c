@@ -910,7 +910,7 @@ launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const c
   cleanup_free char *run_dir = nex_xasprintf ("%s/%s", node->run_dir, id);
   /* A bridge workload's network: a sandbox's is attached by place (its namespace must exist first), a VM's tap
    * is made now and handed to its VMM. */
-  int vm_net = w.net && d->bridge_network && d->sized_by_guest;
+  int vm_net = w.net && d->bridge_network == NEX_DRIVER_NET_TAP;
   cleanup_free char *etc_dir = w.net && !vm_net ? nex_xasprintf ("%s/etc", run_dir) : NULL;
   cleanup_free char *net_guest = NULL;
   cleanup_close int tap_fd = -1;

@@ -65,6 +65,9 @@ typedef struct nex_instance
 
 typedef struct nex_driver nex_driver_t;
 
+#define NEX_DRIVER_NET_VETH 1 /* nex_driver_t.bridge_network */
+#define NEX_DRIVER_NET_TAP 2
+
 struct nex_driver
 {
   const char *name; /* "sandbox", "qemu", "firecracker" */
@@ -101,8 +104,8 @@ struct nex_driver
   /* The environment's memory is its guest's size (resources.memory_mb; a microVM): the workload's cgroup then
    * holds no memory limit, which would also count the VM monitor's own memory. */
   int sized_by_guest;
-  /* Network bridge works here: the sandbox takes a veth through place and net_etc_dir, a VM a tap through
-   * net_guest and net_tap_fd (nex_launch_t). */
+  /* How this driver's environments take network bridge (nex_launch_t): NEX_DRIVER_NET_VETH (a sandbox: the veth
+   * through place, net_etc_dir), NEX_DRIVER_NET_TAP (a VM: net_guest and net_tap_fd), or 0: not at all. */
   int bridge_network;
 
   /* Connects to the environment's console output (a VM's kernel and agent messages, stored as the `console`
