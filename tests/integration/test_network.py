@@ -337,3 +337,20 @@ def test_images_default_to_bridge(node, tmp_path):
     assert "host" in node.log_texts(w2["id"]), node.log_texts(w2["id"])  # no NEX_HOST_ADDR without a network
     w3 = node.deploy_ok(name="elf", artifact="file://" + BUSYBOX, argv=["true"])
     assert w3["network"] == "none" and w3["address"] is None, w3
+
+
+def test_nex_run_publish(node):
+    """`nex run -p HOST_IP:0:PORT` publishes a port (and implies bridge); `--nats` on a node without NATS is the
+    API's 422, one line."""
+    # argv[0] is the workload's name: `sh` makes busybox a shell
+    r = node.cli("run", BUSYBOX, "--name", "sh", "-p", "127.0.0.1:0:80", "--arg", "-c",
+                 "--arg", "mkdir -p /tmp/w && echo cli-hi > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w")
+    assert r.returncode == 0, r.stderr
+    wid = r.stdout.strip().splitlines()[-1]
+    w = node.wait_state(wid, "running")
+    port = w["ports"][0]["host"]
+    assert w["network"] == "bridge" and w["ports"][0]["workload"] == 80 and port > 0, w
+    wait_until(lambda: requests_ok(f"http://127.0.0.1:{port}/"), what="the port nex run published")
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "cli-hi\n"
+    r = node.cli("run", BUSYBOX, "--name", "clinats", "--nats")
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "nats" in r.stderr, r.stderr
