@@ -453,6 +453,13 @@
         if (!(await confirmAction(`Deploy ${w.name} again with the same spec?`))) return;
         const spec = { name: w.name, namespace: w.namespace, artifact: w.artifact, argv: w.argv, env: w.env };
         if (w.sha256) spec.sha256 = w.sha256;
+        if (w.network && w.network !== 'none') spec.network = w.network;
+        if (w.network === 'bridge') {
+          // The same host ports once this one has ended; while it lives they are its own (a 409): any free one.
+          spec.ports = (w.ports || []).map(({ host, workload, protocol, host_ip }) => ({ host: live ? 0 : host, workload, protocol, host_ip }));
+          if (w.egress) spec.egress = { allow: w.egress.allow || [], deny: w.egress.deny || [] };
+          if (w.nats) spec.nats = true;
+        }
         try { const n = await api('POST', '/v1/workloads', spec); location.hash = `#/workloads/${n.id}`; } catch (e) { banner(e.message); }
       } }, 'Restart (redeploy)');
       // Network bridge: the workload's address, published ports (tcp ones on loopback or every address as links:
