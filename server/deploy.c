@@ -39,8 +39,7 @@ require_free_space (const char *dir, nex_error_t *err)
 }
 
 /* For a bridge workload W on driver D: leases its address and ports (W->net is updated).  1, or -1: the node
- * cannot network workloads (503), D cannot give a workload a link (422: Firecracker, so far), a port is taken
- * (409). */
+ * cannot network workloads (503), D cannot give a workload a link (422), a port is taken (409). */
 static int
 reserve_network (nex_node_t *node, const nex_driver_t *d, nex_workload_t *w, nex_error_t *err)
 {
@@ -48,8 +47,7 @@ reserve_network (nex_node_t *node, const nex_driver_t *d, nex_workload_t *w, nex
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "network bridge is unavailable on this node: %s",
                           node->net_error ? node->net_error : "unknown");
   if (!d->bridge_network)
-    return nex_error_field (
-        err, "network", "network bridge is supported by the sandbox and qemu drivers only (not yet by `%s`)", d->name);
+    return nex_error_field (err, "network", "network bridge is not supported by the `%s` driver", d->name);
   return nex_net_reserve (node->net, w, err) < 0 ? -1 : 1;
 }
 

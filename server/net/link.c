@@ -13,7 +13,9 @@
  *
  * A VM's tap is made by nexd (TUNSETIFF on /dev/net/tun, not persistent) and its descriptor handed to QEMU
  * (`-netdev tap,fd=`): once nexd has closed its copy, the tap lives exactly as long as QEMU, like a veth with its
- * namespace.  Its guest side is the agent's to configure (agent/vmnet.c), from what the kernel command line says. */
+ * namespace.  Firecracker opens its tap itself, by name: that one is made persistent, nexd lets go of it before
+ * Firecracker starts, and it is deleted with the workload's network (or swept at start).  Its guest side is the
+ * agent's to configure (agent/vmnet.c), from what the kernel command line says. */
 #include "server/net/internal.h"
 
 #include <errno.h>
@@ -281,7 +283,7 @@ nex_net_link_create (const nex_net_lease_t *l, uint32_t gateway, pid_t pid, int 
 }
 
 int
-nex_net_link_create_tap (const nex_net_lease_t *l, uint32_t gateway, int route_localnet, nex_error_t *err)
+nex_net_link_create_tap (const nex_net_lease_t *l, uint32_t gateway, int route_localnet, int persist, nex_error_t *err)
 {
   cleanup_close int fd = open ("/dev/net/tun", O_RDWR | O_CLOEXEC);
   if (fd < 0)
@@ -292,10 +294,16 @@ nex_net_link_create_tap (const nex_net_lease_t *l, uint32_t gateway, int route_l
   nex_net_link_delete (l->ifname, NULL);
   if (ioctl (fd, TUNSETIFF, &ifr) < 0)
     return nex_error_sys (err, errno, "create tap %s", l->ifname);
+  if (persist && ioctl (fd, TUNSETPERSIST, 1) < 0)
+    return nex_error_sys (err, errno, "make tap %s persistent", l->ifname);
   cleanup_mnl struct mnl_socket *nl = nl_open (err);
-  /* On failure the tap goes with its descriptor. */
+  /* On failure the tap goes with its descriptor (a persistent one is deleted). */
   if (nl == NULL || configure_host_side (nl, l, gateway, route_localnet, err) < 0)
-    return -1;
+    {
+      if (persist)
+        nex_net_link_delete (l->ifname, NULL);
+      return -1;
+    }
   return NEX_STEAL_FD (fd);
 }
 

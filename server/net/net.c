@@ -298,19 +298,23 @@ guest_spec (const nex_net_t *net, uint32_t addr)
 }
 
 int
-nex_net_attach_tap (nex_net_t *net, const nex_workload_t *w, char **guest, nex_error_t *err)
+nex_net_attach_tap (nex_net_t *net, const nex_workload_t *w, int persist, char **guest, nex_error_t *err)
 {
   nex_net_lease_t l;
   if (nex_net_lease_from_spec (w->id, w->net, &l, err) < 0)
     return -1;
   ip_forward_on ();
-  cleanup_close int fd = nex_net_link_create_tap (&l, net->pool.gateway, l.n_ports > 0, err);
+  cleanup_close int fd = nex_net_link_create_tap (&l, net->pool.gateway, l.n_ports > 0, persist, err);
   if (fd < 0)
     return -1;
   cleanup_unlock pthread_mutex_t *locked = &net->lock;
   pthread_mutex_lock (locked);
   if (nex_net_rules_add_locked (net, &l, err) < 0)
-    return -1;
+    {
+      if (persist)
+        nex_net_link_delete (l.ifname, NULL);
+      return -1;
+    }
   *guest = guest_spec (net, l.addr);
   return NEX_STEAL_FD (fd);
 }

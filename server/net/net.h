@@ -67,10 +67,14 @@ int nex_net_reserve (nex_net_t *net, nex_workload_t *w, nex_error_t *err);
 int nex_net_attach (nex_net_t *net, const nex_workload_t *w, pid_t pid, const char *etc_dir, nex_error_t *err);
 
 /* Gives W's VM (network bridge, leased) its network before its VMM starts: creates its tap (host side
- * configured) and W's rules.  Returns the tap's descriptor (CLOEXEC) for the VMM, which the caller closes once
- * the VMM has it, and *GUEST (caller frees) the value of the kernel parameter nex.net= from which the agent
- * configures the guest (rootfs/layout.h: "ADDR,GATEWAY[,RESOLVER...]"); -1 with ERR.  Supervisor thread. */
-int nex_net_attach_tap (nex_net_t *net, const nex_workload_t *w, char **guest, nex_error_t *err);
+ * configured; PERSIST: it stays once its descriptor closes, for a VMM that opens it by name) and W's rules.
+ * Returns the tap's descriptor (CLOEXEC) for the VMM, which the caller closes once the VMM has it (PERSIST:
+ * before the VMM opens it), and *GUEST (caller frees) the value of the kernel parameter nex.net= from which the
+ * agent configures the guest (rootfs/layout.h: "ADDR,GATEWAY[,RESOLVER...]"); -1 with ERR.  Supervisor thread. */
+int nex_net_attach_tap (nex_net_t *net, const nex_workload_t *w, int persist, char **guest, nex_error_t *err);
+
+/* The name of workload ID's link on the host (veth or tap): nx + 12 hex digits of ID, into BUF (16 bytes). */
+void nex_net_ifname (const char *id, char *buf);
 
 /* Ends workload ID's networking: its rules, its link and its lease.  Idempotent; nothing for a workload that had
  * none.  Any thread. */
