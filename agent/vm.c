@@ -2,6 +2,7 @@
 /* vm.c — nex-agent's duties as a microVM's init (see vm.h).  Runs before the agent's loop, single-threaded. */
 #include "agent/vm.h"
 #include "agent/agent.h"
+#include "agent/vmnet.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -162,9 +163,13 @@ nex_agent_vm_init (void)
   vm_mount ("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   vm_mount ("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
   char host[64];
-  if (param ("nex.hostname", host, sizeof host) && sethostname (host, strlen (host)) < 0)
+  bool named = param ("nex.hostname", host, sizeof host);
+  if (named && sethostname (host, strlen (host)) < 0)
     nex_agent_log ("sethostname: %s", strerror (errno));
   vm_load_modules ();
+  char net[256];
+  if (param (NEX_VM_PARAM_NET, net, sizeof net))
+    nex_agent_vm_net (net, named ? host : NULL);
 }
 
 static int

@@ -3,10 +3,10 @@
  *
  * In a VM the agent is the first and only program the kernel starts, with nothing prepared: it mounts the
  * pseudo file systems, loads the kernel modules its channel needs (those the image holds, see rootfs/layout.h),
- * names the machine, and opens the channel the kernel command line names (nex.agent=/dev/hvc0 for a virtio or
- * serial console, nex.agent=vsock:PORT for vsock).  When the agent leaves, the VM powers off: PID 1 exiting
- * would panic the kernel.  Everything else — the wire protocol, the workload, reaping — is the agent's ordinary
- * code, the same as in a sandbox. */
+ * names the machine, configures its network when the host gave it one (nex.net=, agent/vmnet.c), and opens the channel
+ * the kernel command line names (nex.agent=/dev/hvc0 for a virtio or serial console, nex.agent=vsock:PORT for vsock).
+ * When the agent leaves, the VM powers off: PID 1 exiting would panic the kernel.  Everything else — the wire protocol,
+ * the workload, reaping — is the agent's ordinary code, the same as in a sandbox. */
 #ifndef NEX_AGENT_VM_H
 #define NEX_AGENT_VM_H
 
@@ -25,8 +25,8 @@ typedef struct nex_agent_vm_channel
 bool nex_agent_vm_detect (const char *argv0, bool explicit_transport);
 
 /* Prepares the VM for the agent: devtmpfs on /dev, devpts on /dev/pts, proc, sysfs, a tmpfs on /tmp, the host name from
- * nex.hostname=, the modules in /nex/modules (in name order; failures are reported, not fatal), and arranges
- * for every exit of the process to power the VM off.  Call once, first thing in main. */
+ * nex.hostname=, the modules in /nex/modules (in name order; failures are reported, not fatal), eth0 from nex.net=
+ * (vmnet.h), and arranges for every exit of the process to power the VM off.  Call once, first thing in main. */
 void nex_agent_vm_init (void);
 
 /* Opens the channel named by nex.agent= (default /dev/hvc0), waiting up to NEX_AGENT_VM_CHANNEL_WAIT_MS for a

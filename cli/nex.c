@@ -558,7 +558,9 @@ cmd_run (cli_t *cli, int argc, char **argv)
     [F_RESTART] = { "restart", 0, 1, "restart policy: never, on-failure or always" },
     [F_MAX_RESTARTS] = { "max-restarts", 0, 1, "restarts the policy allows" },
     [F_DRIVER] = { "driver", 0, 1, "sandbox (default), qemu or firecracker" },
-    [F_NETWORK] = { "network", 0, 1, "none (default: loopback only), host, or bridge (an address of its own)" },
+    [F_NETWORK] = { "network", 0, 1,
+                    "none (loopback only; the default for executables), host, or bridge (an address of its own; the "
+                    "default for --image on a node that can)" },
     [F_PUBLISH] = { "publish", 'p', 1, "publish a port [HOST_IP:]HOST:PORT[/udp] (HOST 0: any free; implies bridge)" },
     [F_NATS] = { "nats", 0, 0, "give the workload NEX_NATS_URL, the node's NATS server (implies bridge)" },
     [F_IMAGE] = { "image", 0, 1,

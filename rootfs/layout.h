@@ -19,5 +19,9 @@
 /* Kernel command-line parameters the agent reads from /proc/cmdline. */
 #define NEX_VM_PARAM_VM "nex.vm"       /* nex.vm=1: run as a VM's init even when not started as /init */
 #define NEX_VM_PARAM_AGENT "nex.agent" /* where the host reaches the agent: a device path or vsock:PORT */
+/* network bridge: nex.net=ADDR,GATEWAY[,RESOLVER...] (dotted IPv4): eth0 gets ADDR/32 with a route to GATEWAY
+ * and the default route through it; /etc/hosts and /etc/resolv.conf are written from it (agent/vmnet.c) */
+#define NEX_VM_PARAM_NET "nex.net"
+#define NEX_VM_NET_MAX_RESOLVERS 3
 
 #endif

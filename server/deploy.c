@@ -39,17 +39,31 @@ require_free_space (const char *dir, nex_error_t *err)
 }
 
 /* For a bridge workload W on driver D: leases its address and ports (W->net is updated).  1, or -1: the node
- * cannot network workloads (503), D is not the sandbox (422), a port is taken (409). */
+ * cannot network workloads (503), D cannot give a workload a link (422), a port is taken (409). */
 static int
 reserve_network (nex_node_t *node, const nex_driver_t *d, nex_workload_t *w, nex_error_t *err)
 {
   if (node->net == NULL)
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "network bridge is unavailable on this node: %s",
                           node->net_error ? node->net_error : "unknown");
-  if (strcmp (d->name, "sandbox") != 0)
-    return nex_error_field (err, "network", "network bridge is supported by the sandbox driver only (not yet by `%s`)",
-                            d->name);
+  if (!d->bridge_network)
+    return nex_error_field (err, "network", "network bridge is not supported by the `%s` driver", d->name);
   return nex_net_reserve (node->net, w, err) < 0 ? -1 : 1;
+}
+
+/* An image workload that names no network gets bridge when this node can give it one (its network is up and
+ * the driver takes a link): an image is a service of its own, as in a container engine.  An executable keeps
+ * `none`, and so does an image on a node without networking.  PLAIN is the request (a copy), changed in place. */
+static void
+default_network (const nex_node_t *node, json_t *plain)
+{
+  if (node->net == NULL || !json_is_object (plain) || !json_is_string (json_object_get (plain, "image"))
+      || json_object_get (plain, "network") != NULL)
+    return;
+  const char *driver = json_string_value (json_object_get (plain, "driver"));
+  const nex_driver_t *d = nex_driver_find (driver ? driver : node->cfg->default_driver);
+  if (d && d->bridge_network)
+    json_object_set_new (plain, "network", json_string ("bridge"));
 }
 
 int
@@ -64,8 +78,10 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
   cleanup_json json_t *plain = json_is_object (request) ? json_deep_copy (request) : json_incref ((json_t *)request);
   cleanup_with (nex_secure_row_release) nex_secure_row_t secure = { 0 };
   int secured = 0;
-  if (nex_secure_take (node, plain, &secure, &secured, err) < 0
-      || nex_workload_from_request (plain, node->cfg->default_driver, &w, err) < 0)
+  if (nex_secure_take (node, plain, &secure, &secured, err) < 0)
+    return -1;
+  default_network (node, plain);
+  if (nex_workload_from_request (plain, node->cfg->default_driver, &w, err) < 0)
     return -1;
   const nex_driver_t *d = nex_driver_find (w.driver);
   cleanup_free char *why = NULL;

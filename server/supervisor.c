@@ -908,11 +908,31 @@ launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const c
       return;
     }
   cleanup_free char *run_dir = nex_xasprintf ("%s/%s", node->run_dir, id);
-  cleanup_free char *etc_dir = w.net ? nex_xasprintf ("%s/etc", run_dir) : NULL;
-  if (w.net && (sup->node->net == NULL || strcmp (d->name, "sandbox") != 0))
+  /* A bridge workload's network: a sandbox's is attached by place (its namespace must exist first), a VM's tap
+   * is made now and handed to its VMM. */
+  int vm_net = w.net && (d->bridge_network == NEX_DRIVER_NET_TAP || d->bridge_network == NEX_DRIVER_NET_NAMED_TAP);
+  char ifname[16];
+  nex_net_ifname (id, ifname);
+  cleanup_free char *etc_dir = w.net && !vm_net ? nex_xasprintf ("%s/etc", run_dir) : NULL;
+  cleanup_free char *net_guest = NULL;
+  cleanup_close int tap_fd = -1;
+  if (w.net && (sup->node->net == NULL || !d->bridge_network))
+    nex_error_set (&err, NEX_ERR_UNAVAILABLE, "network bridge is not available here (see GET /v1/node)");
+  else if (vm_net)
+    {
+      int named = d->bridge_network == NEX_DRIVER_NET_NAMED_TAP;
+      tap_fd = nex_net_attach_tap (sup->node->net, &w, named, &net_guest, &err);
+      /* A tap the VMM opens by name is free only once nexd's descriptor is closed (one open file per tap). */
+      if (named && tap_fd >= 0)
+        {
+          close (tap_fd);
+          tap_fd = -1;
+        }
+    }
+  if (err)
     {
       nex_cgroups_destroy (node->cgroups, id, NULL);
-      nex_sup_fail_workload (sup, id, "network bridge is not available here (see GET /v1/node)");
+      nex_sup_fail_workload (sup, id, err->msg);
       return;
     }
   placement_t where = { .sup = sup, .id = id, .w = &w, .etc_dir = etc_dir };
@@ -927,6 +947,9 @@ launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const c
                      .tmp_mb = w.resources.disk_mb,
                      .host_network = w.host_network,
                      .net_etc_dir = etc_dir,
+                     .net_guest = net_guest,
+                     .net_tap_fd = tap_fd,
+                     .net_ifname = ifname,
                      .place = place_in_cgroup,
                      .place_ctx = &where };
   cleanup_with (nex_instance_release) nex_instance_t inst = { 0 };

@@ -460,8 +460,32 @@
           : { name: w.name, namespace: w.namespace, artifact: w.artifact, argv: w.argv, env: w.env };
         for (const k of ['entrypoint', 'cmd', 'user', 'cwd']) if (w.image && w[k]) spec[k] = w[k];
         if (w.sha256) spec.sha256 = w.sha256;
+        if (w.network && w.network !== 'none') spec.network = w.network;
+        if (w.network === 'bridge') {
+          // The same host ports once this one has ended; while it lives they are its own (a 409): any free one.
+          spec.ports = (w.ports || []).map(({ host, workload, protocol, host_ip }) => ({ host: live ? 0 : host, workload, protocol, host_ip }));
+          if (w.egress) spec.egress = { allow: w.egress.allow || [], deny: w.egress.deny || [] };
+          if (w.nats) spec.nats = true;
+        }
         try { const n = await api('POST', '/v1/workloads', spec); location.hash = `#/workloads/${n.id}`; } catch (e) { banner(e.message); }
       } }, 'Restart (redeploy)');
+      // Network bridge: the workload's address, published ports (tcp ones on loopback or every address as links:
+      // the dashboard's host is one of them) and its egress policy.
+      const portEl = (p) => {
+        const text = `${p.host_ip}:${p.host} → ${p.workload}/${p.protocol}`;
+        if (p.protocol !== 'tcp' || !['127.0.0.1', '0.0.0.0'].includes(p.host_ip)) return h('li', {}, text);
+        const host = p.host_ip === '0.0.0.0' ? location.hostname : p.host_ip;
+        return h('li', {}, h('a', { href: `http://${host.includes(':') ? `[${host}]` : host}:${p.host}/`, target: '_blank', rel: 'noopener' }, text));
+      };
+      const eg = w.egress || {};
+      const egressText = [eg.allow && eg.allow.length ? `allow ${eg.allow.join(', ')}` : null,
+        eg.deny && eg.deny.length ? `deny ${eg.deny.join(', ')}` : null, `otherwise ${eg.default || 'allow'}`].filter(Boolean).join('; ');
+      const network = w.network === 'bridge' ? [
+        h('dt', {}, 'Network'), h('dd', {}, 'bridge', w.nats ? ' (NATS)' : ''),
+        h('dt', {}, 'Address'), h('dd', { class: 'mono', 'data-testid': 'address' }, w.address || '—'),
+        h('dt', {}, 'Ports'), h('dd', { 'data-testid': 'ports' }, w.ports && w.ports.length ? h('ul', { style: 'margin:0;padding-left:1.2em' }, w.ports.map(portEl)) : '—'),
+        h('dt', {}, 'Egress'), h('dd', { class: 'mono', 'data-testid': 'egress' }, egressText),
+      ] : [h('dt', {}, 'Network'), h('dd', {}, w.network || 'none')];
       const exitText = w.exit_code !== null && w.exit_code !== undefined ? `exit code ${w.exit_code}` : w.exit_signal ? `signal ${w.exit_signal}` : '—';
       root.replaceChildren(
         h('h1', {}, w.name, ' ', badge(w.state)),
@@ -475,7 +499,8 @@
               h('dt', {}, 'Digest'), h('dd', { class: 'mono' }, w.image_digest || w.digest || '—'),
               h('dt', {}, 'Argv'), h('dd', { class: 'mono' }, JSON.stringify(w.argv)),
               h('dt', {}, 'Env'), h('dd', { class: 'mono' }, Object.keys(w.env || {}).join(', ') || '—'),
-              h('dt', {}, 'Driver'), h('dd', {}, w.driver))),
+              h('dt', {}, 'Driver'), h('dd', {}, w.driver),
+              network)),
           h('section', { class: 'card', 'aria-labelledby': 'state-h' }, h('h2', { id: 'state-h' }, 'State'),
             h('dl', { class: 'kv' },
               h('dt', {}, 'State'), h('dd', { 'data-testid': 'state' }, w.state),

@@ -37,6 +37,11 @@ typedef struct nex_launch
   int host_network;        /* share the host's network namespace instead of a private one with loopback only */
   const char *net_etc_dir; /* network bridge: a directory whose hosts and resolv.conf appear in /etc (read-only);
                               written by place, before the environment runs anything.  NULL otherwise */
+  const char *net_guest;   /* network bridge in a VM: the value of nex.net= for the guest's agent (rootfs/layout.h),
+                              and then net_tap_fd is the tap to hand the VMM (the caller keeps and closes it);
+                              NULL otherwise */
+  int net_tap_fd;
+  const char *net_ifname; /* ... and the tap's name (NEX_DRIVER_NET_NAMED_TAP: the VMM opens it by that name) */
   /* Called by start with the host pid of the environment's root process after it exists but before it runs
    * anything of its own (the sandbox's child waits on its sync pipe), so that whatever PLACE does (the
    * supervisor joins it to the workload's cgroup) holds for every process the environment will ever have.  A
@@ -60,6 +65,10 @@ typedef struct nex_instance
 } nex_instance_t;
 
 typedef struct nex_driver nex_driver_t;
+
+#define NEX_DRIVER_NET_VETH 1      /* nex_driver_t.bridge_network */
+#define NEX_DRIVER_NET_TAP 2       /* a tap handed to the VMM as net_tap_fd */
+#define NEX_DRIVER_NET_NAMED_TAP 3 /* a persistent tap the VMM opens by its name, net_ifname */
 
 struct nex_driver
 {
@@ -97,6 +106,10 @@ struct nex_driver
   /* The environment's memory is its guest's size (resources.memory_mb; a microVM): the workload's cgroup then
    * holds no memory limit, which would also count the VM monitor's own memory. */
   int sized_by_guest;
+  /* How this driver's environments take network bridge (nex_launch_t): NEX_DRIVER_NET_VETH (a sandbox: the veth
+   * through place, net_etc_dir), NEX_DRIVER_NET_TAP (a VM: net_guest and net_tap_fd), NEX_DRIVER_NET_NAMED_TAP
+   * (a VM: net_guest and net_ifname), or 0: not at all. */
+  int bridge_network;
 
   /* Connects to the environment's console output (a VM's kernel and agent messages, stored as the `console`
    * log stream); returns a stream fd (CLOEXEC), or -1 (*ERR set) when it cannot.  NULL: there is none. */

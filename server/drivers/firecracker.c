@@ -9,6 +9,9 @@
  *     PUT /boot-source      {kernel_image_path, boot_args, initrd_path?}   vm_kernel_dir/vmlinux (ELF)
  *     PUT /drives/rootfs    {drive_id, path_on_host, is_root_device, is_read_only}   the workload's ext4 image
  *     PUT /vsock            {guest_cid, uds_path}                      the agent's channel
+ *     PUT /network-interfaces/eth0  {iface_id, host_dev_name}          network bridge: the persistent tap nexd
+ *                                                                      made (net/net.h); eth0 in the guest is
+ *                                                                      the agent's, from nex.net= (boot_args)
  *     PUT /actions          {action_type: InstanceStart}
  *
  * The root drive is the ext4 image of rootfs.h (the agent as /init, the workload, the modules of
@@ -194,10 +197,11 @@ fc_configure (const nex_launch_t *l, const char *api, const char *vsock, const c
   nex_vm_size (l, &memory_mib, &vcpus);
   /* The workload's name passed the name rule ([A-Za-z0-9._-]), so it cannot add kernel parameters.  reboot=k:
    * the agent ends the VM with a reboot (Firecracker exits on it; it has no power-off). */
+  cleanup_free char *net = l->net_guest ? nex_xasprintf (" %s=%s", NEX_VM_PARAM_NET, l->net_guest) : NULL;
   cleanup_free char *args = nex_xasprintf ("console=ttyS0 reboot=k panic=-1 pci=off quiet %s nex.agent=vsock:%d "
-                                           "nex.poweroff=reboot nex.hostname=%s",
+                                           "nex.poweroff=reboot nex.hostname=%s%s",
                                            initrd ? "rdinit=" NEX_VM_INIT : "root=/dev/vda ro init=" NEX_VM_INIT,
-                                           NEX_FC_AGENT_PORT, l->hostname);
+                                           NEX_FC_AGENT_PORT, l->hostname, net ? net : "");
   json_t *boot = json_pack ("{s:s, s:s}", "kernel_image_path", kernel, "boot_args", args);
   if (initrd)
     json_object_set_new (boot, "initrd_path", json_string (initrd));
@@ -214,6 +218,10 @@ fc_configure (const nex_launch_t *l, const char *api, const char *vsock, const c
              < 0
       || fc_put (api, "/vsock", json_pack ("{s:i, s:s}", "guest_cid", NEX_FC_GUEST_CID, "uds_path", vsock), 10000, err)
              < 0
+      || (l->net_guest
+          && fc_put (api, "/network-interfaces/eth0",
+                     json_pack ("{s:s, s:s}", "iface_id", "eth0", "host_dev_name", l->net_ifname), 10000, err)
+                 < 0)
       || fc_put (api, "/actions", json_pack ("{s:s}", "action_type", "InstanceStart"), 10000, err) < 0)
     return -1;
   return 0;
@@ -338,6 +346,7 @@ const nex_driver_t nex_driver_firecracker = {
   .start = fc_start,
   .connect = fc_connect,
   .run_files = run_files,
+  .bridge_network = NEX_DRIVER_NET_NAMED_TAP,
   .kill = fc_kill,
   .describe_end = fc_describe_end,
   .sized_by_guest = 1,

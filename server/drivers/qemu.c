@@ -4,8 +4,9 @@
  * A workload's VM is a `qemu-system-x86_64 -M microvm` process (the accelerator by vm_accel: in auto, KVM while
  * KVM's verdict says usable (kvm.h), TCG emulation otherwise) booting the node's kernel (vm_kernel_dir/vmlinuz)
  * with an initramfs built for the workload (rootfs.h: nex-agent as /init, the workload, the virtio modules of
- * vm_kernel_dir/modules/qemu).  No network device, no disk, no firmware option ROMs, no PCI: only what the agent
- * needs.
+ * vm_kernel_dir/modules/qemu).  No disk, no firmware option ROMs, no PCI: only what the agent needs; a network
+ * device only for network bridge: a virtio-net device on the tap nexd made (`-netdev tap,fd=5`, net/net.h),
+ * configured inside by the agent from the kernel parameter nex.net=.
  *
  *   agent channel   a virtconsole port (/dev/hvc0 in the guest) on a virtio-mmio serial device, whose host end
  *                   is the unix socket run_dir/agent.sock: nexd creates it listening (mode 0600) and hands it
@@ -43,6 +44,7 @@
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/xalloc.h"
+#include "rootfs/layout.h"
 #include "rootfs/rootfs.h"
 #include "server/drivers/kvm.h"
 #include "server/drivers/vm.h"
@@ -176,7 +178,9 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
   if (khz > 0)
     tsc = nex_xasprintf (" tsc_early_khz=%lld", (long long)khz);
   add (&a, "-append");
-  add (&a, "console=ttyS0 quiet panic=-1%s nex.agent=/dev/hvc0 nex.hostname=%s", tsc ? tsc : "", l->hostname);
+  cleanup_free char *net = l->net_guest ? nex_xasprintf (" %s=%s", NEX_VM_PARAM_NET, l->net_guest) : NULL;
+  add (&a, "console=ttyS0 quiet panic=-1%s nex.agent=/dev/hvc0 nex.hostname=%s%s", tsc ? tsc : "", l->hostname,
+       net ? net : "");
   add (&a, "-chardev");
   add (&a, "socket,id=console,fd=4,server=on,wait=off,logfile=%s", console_log);
   add (&a, "-serial");
@@ -187,11 +191,18 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
   add (&a, "virtio-serial-device,max_ports=1");
   add (&a, "-device");
   add (&a, "virtconsole,chardev=agent");
+  if (l->net_guest)
+    {
+      add (&a, "-netdev");
+      add (&a, "tap,id=net0,fd=5");
+      add (&a, "-device");
+      add (&a, "virtio-net-device,netdev=net0");
+    }
   add (&a, "-pidfile");
   add (&a, "%s", pidfile);
 
-  int keep[2] = { agent_fd, console_fd };
-  pid_t pid = nex_vm_spawn (l, qemu, a.v, qemu_log, keep, 2, err);
+  int keep[3] = { agent_fd, console_fd, l->net_guest ? l->net_tap_fd : -1 };
+  pid_t pid = nex_vm_spawn (l, qemu, a.v, qemu_log, keep, l->net_guest ? 3 : 2, err);
   if (pid < 0)
     return -1;
   out->pid = pid;
@@ -269,6 +280,7 @@ const nex_driver_t nex_driver_qemu = {
   .run_files = run_files,
   .stream_endpoint = 1,
   .sized_by_guest = 1,
+  .bridge_network = NEX_DRIVER_NET_TAP,
   .connect_console = qemu_connect_console,
   .describe_end = qemu_describe_end,
   .fall_back = qemu_fall_back,

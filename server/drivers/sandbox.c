@@ -445,4 +445,5 @@ const nex_driver_t nex_driver_sandbox = {
   .probe = sandbox_probe,
   .start = sandbox_start,
   .run_files = run_files,
+  .bridge_network = NEX_DRIVER_NET_VETH,
 };

@@ -6,7 +6,7 @@
  *   spec.c     the deploy fields (spec.h)
  *   pool.c     the node's address range: chosen and checked against the host's routes and resolvers at start
  *   lease.c    addresses and published host ports leased in the registry (schema/007_network.sql)
- *   link.c     a workload's routed point-to-point veth, over rtnetlink (libmnl)
+ *   link.c     a workload's routed point-to-point link (a sandbox's veth, a VM's tap), over rtnetlink (libmnl)
  *   rules.c    the nftables table `inet nex`, through libnftables: one transaction per workload change
  *   etc.c      the /etc/hosts and /etc/resolv.conf a workload sees
  *   forward.c  the TCP forwarder on the gateway address that gives workloads the node's NATS server */
@@ -101,15 +101,18 @@ int nex_net_lease_prune (nex_net_t *net, const json_t *live);
 /* Fills *OUT from workload ID and its stored SPEC (address, ports, egress, nats).  0 or -1. */
 int nex_net_lease_from_spec (const char *id, const json_t *spec, nex_net_lease_t *out, nex_error_t *err);
 
-/* nx + 12 hex digits of ID into BUF (NEX_NET_IFNAME_LEN). */
-void nex_net_ifname (const char *id, char *buf);
-
 /* ---- link.c ---- */
 
 /* Creates L's veth: host side L->ifname (GATEWAY/32 peer L->addr, up; ROUTE_LOCALNET set when asked), the other
  * side eth0 in the network namespace of PID (L->addr/32 peer GATEWAY, up, default route via GATEWAY).  On
  * failure nothing is left.  Any thread. */
 int nex_net_link_create (const nex_net_lease_t *l, uint32_t gateway, pid_t pid, int route_localnet, nex_error_t *err);
+
+/* Creates L's tap for a VM: host side L->ifname configured as a veth's (GATEWAY/32 peer L->addr, up;
+ * ROUTE_LOCALNET when asked).  Returns the tap's descriptor (CLOEXEC; the VMM's end: the tap goes when the last
+ * copy closes, unless PERSIST, for a VMM that opens it by name), or -1 with nothing left.  Any thread. */
+int nex_net_link_create_tap (const nex_net_lease_t *l, uint32_t gateway, int route_localnet, int persist,
+                             nex_error_t *err);
 
 /* Deletes link IFNAME; one that is gone already is no error. */
 int nex_net_link_delete (const char *ifname, nex_error_t *err);

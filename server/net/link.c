@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* net/link.c — a workload's routed point-to-point veth, made over rtnetlink with libmnl.
+/* net/link.c — a workload's routed point-to-point link, made over rtnetlink with libmnl: a veth for a sandbox,
+ * a tap for a QEMU microVM.
  *
  * The veth is created with its peer already inside the sandbox's network namespace (IFLA_NET_NS_FD), so that
  * no half-made interface ever sits in the host's namespace under the workload's name.  The sandbox side is
@@ -8,7 +9,13 @@
  *
  * Addresses are point-to-point /32s: host side GATEWAY peer ADDR, workload side ADDR peer GATEWAY.  Every host
  * side holds the same gateway address, so the host is one address for every workload (NEX_HOST_ADDR), and each
- * peer route names its own link: no bridge, no ARP between workloads, nothing one can sniff of another. */
+ * peer route names its own link: no bridge, no ARP between workloads, nothing one can sniff of another.
+ *
+ * A VM's tap is made by nexd (TUNSETIFF on /dev/net/tun, not persistent) and its descriptor handed to QEMU
+ * (`-netdev tap,fd=`): once nexd has closed its copy, the tap lives exactly as long as QEMU, like a veth with its
+ * namespace.  Firecracker opens its tap itself, by name: that one is made persistent, nexd lets go of it before
+ * Firecracker starts, and it is deleted with the workload's network (or swept at start).  Its guest side is the
+ * agent's to configure (agent/vmnet.c), from what the kernel command line says. */
 #include "server/net/internal.h"
 
 #include <errno.h>
@@ -17,11 +24,13 @@
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
 #include <net/if.h>
+#include <linux/if_tun.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -271,6 +280,31 @@ nex_net_link_create (const nex_net_lease_t *l, uint32_t gateway, pid_t pid, int 
       return -1;
     }
   return 0;
+}
+
+int
+nex_net_link_create_tap (const nex_net_lease_t *l, uint32_t gateway, int route_localnet, int persist, nex_error_t *err)
+{
+  cleanup_close int fd = open ("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0)
+    return nex_error_sys (err, errno, "open /dev/net/tun (a VM's tap needs the tun module)");
+  /* The virtio-net header lets QEMU pass checksum and segmentation offloads through instead of doing them. */
+  struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
+  snprintf (ifr.ifr_name, sizeof ifr.ifr_name, "%s", l->ifname);
+  nex_net_link_delete (l->ifname, NULL);
+  if (ioctl (fd, TUNSETIFF, &ifr) < 0)
+    return nex_error_sys (err, errno, "create tap %s", l->ifname);
+  if (persist && ioctl (fd, TUNSETPERSIST, 1) < 0)
+    return nex_error_sys (err, errno, "make tap %s persistent", l->ifname);
+  cleanup_mnl struct mnl_socket *nl = nl_open (err);
+  /* On failure the tap goes with its descriptor (a persistent one is deleted). */
+  if (nl == NULL || configure_host_side (nl, l, gateway, route_localnet, err) < 0)
+    {
+      if (persist)
+        nex_net_link_delete (l->ifname, NULL);
+      return -1;
+    }
+  return NEX_STEAL_FD (fd);
 }
 
 int

@@ -13,6 +13,7 @@
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
+#include "rootfs/layout.h"
 #include "server/log.h"
 
 /* The host and port of the first URL in NATS_URL ("nats://[user:pass@]host[:port][,...]") into NET. */
@@ -274,6 +275,48 @@ nex_net_attach (nex_net_t *net, const nex_workload_t *w, pid_t pid, const char *
       return -1;
     }
   return 0;
+}
+
+/* "ADDR,GATEWAY[,RESOLVER...]" for a VM's agent: the lease's address, the gateway and the resolvers of
+ * NET->resolvers ("nameserver A\n" lines), at most NEX_VM_NET_MAX_RESOLVERS. */
+static char *
+guest_spec (const nex_net_t *net, uint32_t addr)
+{
+  char a[16], g[16];
+  char *out = nex_xasprintf ("%s,%s", nex_net_addr_text (addr, a), nex_net_addr_text (net->pool.gateway, g));
+  int n = 0;
+  for (const char *p = net->resolvers; (p = strstr (p, "nameserver ")) != NULL && n < NEX_VM_NET_MAX_RESOLVERS; n++)
+    {
+      p += strlen ("nameserver ");
+      size_t len = strcspn (p, " \n");
+      char *more = nex_xasprintf ("%s,%.*s", out, (int)len, p);
+      free (out);
+      out = more;
+      p += len;
+    }
+  return out;
+}
+
+int
+nex_net_attach_tap (nex_net_t *net, const nex_workload_t *w, int persist, char **guest, nex_error_t *err)
+{
+  nex_net_lease_t l;
+  if (nex_net_lease_from_spec (w->id, w->net, &l, err) < 0)
+    return -1;
+  ip_forward_on ();
+  cleanup_close int fd = nex_net_link_create_tap (&l, net->pool.gateway, l.n_ports > 0, persist, err);
+  if (fd < 0)
+    return -1;
+  cleanup_unlock pthread_mutex_t *locked = &net->lock;
+  pthread_mutex_lock (locked);
+  if (nex_net_rules_add_locked (net, &l, err) < 0)
+    {
+      if (persist)
+        nex_net_link_delete (l.ifname, NULL);
+      return -1;
+    }
+  *guest = guest_spec (net, l.addr);
+  return NEX_STEAL_FD (fd);
 }
 
 void

@@ -2,15 +2,17 @@
 /* net/net.h — networking for workloads in `network: "bridge"`: an address of their own from the node's pool,
  * a routed point-to-point veth to the host, NAT to the outside, published ports and an egress policy.
  *
- * The kernel does the work: one veth per workload (host side nx<12 hex digits of its id>, the other side eth0
- * in the sandbox's network namespace), addresses /32 point-to-point with the host side holding the pool's
+ * The kernel does the work: one veth per sandbox (host side nx<12 hex digits of its id>, the other side eth0
+ * in the sandbox's network namespace) or one tap of the same name per QEMU VM (eth0 in the guest is set up by
+ * the agent from the kernel command line), addresses /32 point-to-point with the host side holding the pool's
  * gateway address, and one nftables table, `inet nex`, that nexd owns and nobody else writes.  Every workload
  * change is one nftables transaction; the table is rebuilt from the registry at start, where leases of workloads
  * that ended while nexd was down are dropped and leftover nx* links removed.  Links vanish with their sandbox's
  * network namespace, so a workload that ends on its own never leaves one behind.
  *
  * Life of a bridge workload: nex_net_reserve at deploy (address and host ports, stored: a port in use is a 409),
- * nex_net_attach when its sandbox exists but runs nothing yet (link, rules, /etc files), nex_net_release when it
+ * nex_net_attach when its sandbox exists but runs nothing yet (link, rules, /etc files) or nex_net_attach_tap
+ * before its VM starts (tap, rules; the guest writes its own /etc files), nex_net_release when it
  * reaches a final state (rules, link and lease go). */
 #ifndef NEX_NET_H
 #define NEX_NET_H
@@ -63,6 +65,16 @@ int nex_net_reserve (nex_net_t *net, nex_workload_t *w, nex_error_t *err);
 /* Gives W's sandbox, whose root process is PID (not running anything of its own yet), its network: the veth,
  * the rules, and ETC_DIR/hosts and ETC_DIR/resolv.conf for its /etc.  Supervisor thread. */
 int nex_net_attach (nex_net_t *net, const nex_workload_t *w, pid_t pid, const char *etc_dir, nex_error_t *err);
+
+/* Gives W's VM (network bridge, leased) its network before its VMM starts: creates its tap (host side
+ * configured; PERSIST: it stays once its descriptor closes, for a VMM that opens it by name) and W's rules.
+ * Returns the tap's descriptor (CLOEXEC) for the VMM, which the caller closes once the VMM has it (PERSIST:
+ * before the VMM opens it), and *GUEST (caller frees) the value of the kernel parameter nex.net= from which the
+ * agent configures the guest (rootfs/layout.h: "ADDR,GATEWAY[,RESOLVER...]"); -1 with ERR.  Supervisor thread. */
+int nex_net_attach_tap (nex_net_t *net, const nex_workload_t *w, int persist, char **guest, nex_error_t *err);
+
+/* The name of workload ID's link on the host (veth or tap): nx + 12 hex digits of ID, into BUF (16 bytes). */
+void nex_net_ifname (const char *id, char *buf);
 
 /* Ends workload ID's networking: its rules, its link and its lease.  Idempotent; nothing for a workload that had
  * none.  Any thread. */

@@ -149,6 +149,41 @@ await step('stop with confirmation and see the state change', async () => {
   await page.getByTestId('state').filter({ hasText: 'stopped' }).waitFor({ timeout: 20000 });
 });
 
+await step('detail shows a bridge workload\'s address, ports as links and egress; redeploy keeps them', async () => {
+  const r = await fetch(`${base}/v1/workloads`, {
+    method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name: 'ui-net', artifact: `file://${artifact}`, argv: ['sleep', '600'], network: 'bridge',
+      ports: [{ host: 0, workload: 80 }, { host: 0, workload: 53, protocol: 'udp' }], egress: { deny: ['192.0.2.0/24'] } }),
+  });
+  const w = await r.json();
+  if (r.status !== 202) throw new Error(`deploy answered ${r.status}: ${JSON.stringify(w)}`);
+  let again = null;
+  try {
+    await page.goto(`${base}/#/workloads/${w.id}`);
+    await page.getByTestId('address').filter({ hasText: w.address }).waitFor();
+    const link = page.getByTestId('ports').locator('a');
+    if ((await link.count()) !== 1) throw new Error(`${await link.count()} links for one tcp port on 127.0.0.1`);
+    const href = await link.getAttribute('href');
+    if (href !== `http://127.0.0.1:${w.ports[0].host}/`) throw new Error(`port link ${href}`);
+    if (!(await page.getByTestId('ports').textContent()).includes(`${w.ports[1].host} → 53/udp`)) throw new Error('no udp port');
+    const egress = await page.getByTestId('egress').textContent();
+    if (egress !== 'deny 192.0.2.0/24; otherwise allow') throw new Error(`egress shown as ${egress}`);
+    await page.screenshot({ path: `${outDir}/detail-network.png`, fullPage: true });
+    // Redeploy keeps the network: bridge, the same egress, the ports on free host ports (these are still taken).
+    await page.getByRole('button', { name: 'Restart (redeploy)' }).click();
+    await page.locator('#confirm-ok').click();
+    await page.waitForURL((u) => /#\/workloads\/[0-9a-f-]{36}$/.test(u.hash) && !u.hash.endsWith(w.id));
+    again = page.url().split('/').pop();
+    await page.getByTestId('address').filter({ hasText: /^10\./ }).waitFor();
+    if (!(await page.getByTestId('ports').textContent()).includes('→ 53/udp')) throw new Error('the redeploy lost its ports');
+    if ((await page.getByTestId('egress').textContent()) !== egress) throw new Error('the redeploy lost its egress');
+    return `${w.address}, ${href}; redeployed as ${again}`;
+  } finally {
+    for (const x of [w.id, again].filter(Boolean))
+      await fetch(`${base}/v1/workloads/${x}?grace_s=0`, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+  }
+});
+
 await step('events feed shows what happened', async () => {
   await page.click('a[data-nav=events]');
   await page.locator('.events li', { hasText: 'workload_stopped' }).first().waitFor();

@@ -33,6 +33,7 @@ CHECKS = [
     "exec terminal runs echo hi",
     "accessibility: workload detail",
     "stop with confirmation and see the state change",
+    "detail shows a bridge workload's address, ports as links and egress; redeploy keeps them",
     "events feed shows what happened",
     "accessibility: events",
     "dark theme and a phone-sized screen",

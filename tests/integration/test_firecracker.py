@@ -151,6 +151,35 @@ def test_requests_match_the_published_api(standin_nexd):
     assert not run_dir.exists(), list(run_dir.iterdir())
 
 
+def test_bridge_network_requests(standin_nexd):
+    """Network bridge: a persistent tap nexd made, named in PUT /network-interfaces/eth0 (checked against the API
+    description), nex.net= in boot_args for the agent; once the workload has ended the tap and its rules are gone."""
+    nex, env = standin_nexd
+    w = nex.deploy_ok(name="fc-net", driver="firecracker", artifact=nex.program("hello"), network="bridge",
+                      ports=[{"host": 0, "workload": 80}])
+    ifname = "nx" + w["id"].replace("-", "")[:12]
+    # while the driver waits for the (never booting) guest, the tap is there, a tap, with nobody attached
+    deadline = time.monotonic() + 10
+    while not os.path.exists(f"/sys/class/net/{ifname}/tun_flags") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with open(f"/sys/class/net/{ifname}/tun_flags") as f:
+        assert int(f.read(), 16) & 0x0002, "not a tap"  # IFF_TAP
+    nex.wait_state(w["id"], "failed", timeout=60)
+    puts = [r for r in read_record(env["record"]) if r["method"] == "PUT"]
+    assert all(r["valid"] for r in puts), [r for r in puts if not r["valid"]]
+    body = {r["path"]: r["body"] for r in puts}
+    assert body["/network-interfaces/eth0"] == {"iface_id": "eth0", "host_dev_name": ifname}, body
+    assert f"nex.net={w['address']},10." in body["/boot-source"]["boot_args"], body["/boot-source"]
+    paths = [r["path"] for r in puts]
+    assert paths.index("/network-interfaces/eth0") < paths.index("/actions"), paths
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/sys/class/net/{ifname}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/sys/class/net/{ifname}"), "the persistent tap outlived its workload"
+    table = subprocess.run(["nft", "list", "table", "inet", "nex"], capture_output=True, text=True).stdout
+    assert ifname not in table, table
+
+
 def test_the_standin_refuses_what_firecracker_would(tmp_path, monkeypatch):
     """The check above can fail: the stand-in answers a body that breaks the API description with 400."""
     if not API_YAML.exists():

@@ -312,3 +312,45 @@ def test_nats_through_the_forwarder(request, outside):
     port = server.url.rsplit(":", 1)[1]
     w2, texts2, result2 = run_probes(nex, ("$NEX_HOST_ADDR", port), name="nonats")
     assert all(v == "fail" for v in result2.values()) and result2, texts2
+
+
+def test_images_default_to_bridge(node, tmp_path):
+    """An image workload that names no network gets bridge on a node that can give it; `none` when asked; an
+    executable keeps none."""
+    import imagelib
+
+    why = imagelib.tools_missing()
+    if why:
+        pytest.skip(why)
+    layout = imagelib.busybox_layout(tmp_path, "net", cmd=("sh", "-c", "cat /etc/hosts; echo host $NEX_HOST_ADDR"),
+                                     user="0")
+    ref = f"oci-layout://{layout}:net"
+    w = node.deploy_ok(name="img", image=ref)
+    assert w["network"] == "bridge" and w["address"], w
+    node.wait_state(w["id"], "exited", timeout=60)
+    texts = node.log_texts(w["id"])
+    assert any(re.match(rf"{re.escape(w['address'])}\s+img$", t) for t in texts), texts
+    assert any(re.match(r"host \d+\.\d+\.\d+\.\d+$", t) for t in texts), texts
+    w2 = node.deploy_ok(name="img-none", image=ref, network="none")
+    assert w2["network"] == "none" and w2["address"] is None, w2
+    node.wait_state(w2["id"], "exited", timeout=60)
+    assert "host" in node.log_texts(w2["id"]), node.log_texts(w2["id"])  # no NEX_HOST_ADDR without a network
+    w3 = node.deploy_ok(name="elf", artifact="file://" + BUSYBOX, argv=["true"])
+    assert w3["network"] == "none" and w3["address"] is None, w3
+
+
+def test_nex_run_publish(node):
+    """`nex run -p HOST_IP:0:PORT` publishes a port (and implies bridge); `--nats` on a node without NATS is the
+    API's 422, one line."""
+    # argv[0] is the workload's name: `sh` makes busybox a shell
+    r = node.cli("run", BUSYBOX, "--name", "sh", "-p", "127.0.0.1:0:80", "--arg", "-c",
+                 "--arg", "mkdir -p /tmp/w && echo cli-hi > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w")
+    assert r.returncode == 0, r.stderr
+    wid = r.stdout.strip().splitlines()[-1]
+    w = node.wait_state(wid, "running")
+    port = w["ports"][0]["host"]
+    assert w["network"] == "bridge" and w["ports"][0]["workload"] == 80 and port > 0, w
+    wait_until(lambda: requests_ok(f"http://127.0.0.1:{port}/"), what="the port nex run published")
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "cli-hi\n"
+    r = node.cli("run", BUSYBOX, "--name", "clinats", "--nats")
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "nats" in r.stderr, r.stderr
