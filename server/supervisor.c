@@ -554,9 +554,14 @@ handle_frame (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_wire_frame_t 
     case NEX_WIRE_ERROR:
       {
         const char *m = json_string_value (json_object_get (msg, "message"));
+        const char *phase = json_string_value (json_object_get (msg, "phase"));
         free (e->agent_error);
         e->agent_error = nex_xstrdup (m ? m : "unspecified agent error");
         nex_warn ("workload %s: agent: %s", e->id, e->agent_error);
+        /* The agent ends the workload and leaves; the end is then recorded with this reason, which tells the
+         * cluster that the desired state outlives the copy (cluster/failover.c). */
+        if (phase && strcmp (phase, "lease") == 0 && e->lost_reason == NULL)
+          e->lost_reason = nex_xstrdup (NEX_LEASE_EXPIRED_REASON);
         break;
       }
     default:
@@ -827,6 +832,7 @@ nex_sup_entry_attach (nex_supervisor_t *sup, const char *id, const nex_driver_t 
   epoll_ctl (sup->epfd, EPOLL_CTL_ADD, e->pidfd, &pev);
   e->next = sup->entries;
   sup->entries = e;
+  nex_sup_lease_init (sup, e);
   return e;
 }
 
@@ -1297,7 +1303,7 @@ nex_supervisor_pause (nex_supervisor_t *sup, const char *id, int paused)
 /* --- the loop ------------------------------------------------------------------------------------------------- */
 
 /* How long the loop may sleep: until the earliest deadline of any entry (a stop's kill, a restart, an exec's end,
- * a greeting, an agent's first hello, output to store), or -1 when there is none. */
+ * a greeting, an agent's first hello, output to store, a lease to renew), or -1 when there is none. */
 static int
 next_timeout (nex_supervisor_t *sup)
 {
@@ -1305,9 +1311,9 @@ next_timeout (nex_supervisor_t *sup)
   int64_t soonest = nex_sup_unrecorded_deadline (sup);
   for (nex_sup_entry_t *e = sup->entries; e; e = e->next)
     {
-      int64_t at[6]
-          = { e->kill_at, e->restart_at, nex_sup_execs_deadline (e), e->greet_at, e->hello_by, e->output_due };
-      for (int k = 0; k < 6; k++)
+      int64_t at[7] = { e->kill_at,    e->restart_at, nex_sup_execs_deadline (e), e->greet_at, e->hello_by,
+                        e->output_due, e->lease_at };
+      for (int k = 0; k < 7; k++)
         if (at[k] && (soonest == 0 || at[k] < soonest))
           soonest = at[k];
     }
@@ -1322,6 +1328,7 @@ run_timers (nex_supervisor_t *sup)
 {
   int64_t now = nex_clock_mono_ms ();
   nex_sup_unrecorded_retry (sup, now);
+  nex_sup_lease_renew (sup, now);
   for (nex_sup_entry_t *e = sup->entries; e; e = e->next)
     if (e->output_due && now >= e->output_due)
       nex_sup_output_flush (sup, e);

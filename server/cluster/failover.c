@@ -287,7 +287,10 @@ nex_failover_workload_ended (nex_cluster_t *c, const char *id)
   const char *owner_id = json_string_value (json_object_get (v, "workload_id"));
   /* Only the owner's own copy ending means the workload is done; a fenced or moved copy ends too, and the entry
    * lives on elsewhere. */
-  if (v && owned_by (v, c->node->id) && owner_id && strcmp (owner_id, w.id) == 0)
+  int lease = w.reason && strncmp (w.reason, NEX_LEASE_EXPIRED_REASON, strlen (NEX_LEASE_EXPIRED_REASON)) == 0;
+  if (lease)
+    nex_info ("cluster: workload %s (%s) ended with its lease; it stays in the desired state", w.id, key ? key : "-");
+  else if (v && owned_by (v, c->node->id) && owner_id && strcmp (owner_id, w.id) == 0)
     {
       cleanup_error nex_error_t err = NULL;
       if (nex_desired_delete (c, key, &err) < 0)

@@ -51,6 +51,9 @@ struct nex_cluster
   nex_node_t *node;
   natsConnection *nc;
   int64_t timeout_ms;   /* node_timeout */
+  int64_t lease_ms;     /* how long the agents of restartable cluster workloads run on after this node last heard
+                           itself: timeout_ms less min(2 s, timeout_ms / 2) (supervisor-lease.c) */
+  int lapsed;           /* cluster thread: the lease ran out; the start-up pass runs again once it is held */
   int64_t started_mono; /* monotonic ms of nex_cluster_start */
 
   pthread_mutex_t lock;
