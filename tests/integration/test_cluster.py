@@ -10,6 +10,7 @@ restartable cluster workloads end with their lease before the others take over (
 its work over and exits.
 """
 
+import json
 import time
 
 import pytest
@@ -223,6 +224,43 @@ def test_a_stop_anywhere_removes_the_desired_state(cluster):
     assert r.status_code == 202
     wait_until(lambda: all(n.get("/v1/cluster/nodes").json()["desired"]["entries"] == 0 for n in cluster.nodes),
                timeout=10, what="the entry to go")
+
+
+def test_auto_over_nats_and_a_stop_from_any_node(cluster):
+    # nex's deploy on $NEX.DEPLOY.<ns>.<node> with our header Nex-Placement: the cluster places it by the rule.
+    n0, nid0 = cluster.nodes[0], cluster.ids[0]
+    c = natsutil.NatsClient(cluster.servers[1].url)
+    subject = f"$NEX.DEPLOY.default.{nid0}"
+
+    def nats_deploy(name, placement="auto"):
+        env = c.request(subject, {"workload_name": name, "location": n0.program("sleeper"), "target_node": nid0},
+                        headers={"Nex-Placement": placement})
+        return env
+
+    placed = [natsutil.ok_data(nats_deploy(f"na-{i}"), "run") for i in range(3)]
+    assert sorted(d["node"] for d in placed) == sorted(cluster.ids), placed  # 3 on 3 empty nodes: one each
+    zoned = natsutil.ok_data(nats_deploy("na-zoned", json.dumps({"tags": {"zone": "z2"}})), "run")
+    assert zoned["node"] == cluster.ids[2]
+    assert "Nex-Placement" in natsutil.error_text(nats_deploy("na-bad", "somewhere"), "run")
+    assert "no node meets" in natsutil.error_text(nats_deploy("na-mars", json.dumps({"tags": {"zone": "mars"}})),
+                                                  "run")
+    wait_until(lambda: n0.get("/v1/cluster/nodes").json()["desired"]["entries"] == 4, timeout=5, what="4 entries")
+    for d in placed:
+        assert cluster.node_of(d["node"]).wait_state(d["id"], "running")["labels"]["nex.cluster/key"]
+    # DELETE on a node that does not run it: forwarded to the owner over NATS.
+    far = next(d for d in placed if d["node"] != nid0)
+    r = n0.delete(f"/v1/workloads/{far['id']}", params={"grace_s": 1})
+    assert r.status_code == 202, r.text
+    assert r.json()["node"] == far["node"] and r.json()["id"] == far["id"]
+    owner = cluster.node_of(far["node"])
+    wait_until(lambda: owner.workload(far["id"])["state"] in TERMINAL_STATES, timeout=10, what="the remote stop")
+    wait_until(lambda: n0.get("/v1/cluster/nodes").json()["desired"]["entries"] == 3, timeout=10,
+               what="its entry to go")
+    r = n0.delete(f"/v1/workloads/{far['id']}")
+    assert r.status_code == 200 and r.json()["node"] == far["node"], r.text  # ended: idempotent
+    r = n0.delete("/v1/workloads/00000000-0000-4000-8000-000000000000")
+    assert r.status_code == 404, r.text
+    stop_all(cluster)
 
 
 def test_drain_moves_work_off_then_the_node_stops(cluster):
