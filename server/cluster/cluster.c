@@ -295,3 +295,19 @@ nex_cluster_bid (nex_cluster_t *c, const json_t *body)
     }
   return info;
 }
+
+json_t *
+nex_cluster_entry (nex_cluster_t *c, const char *key)
+{
+  cleanup_json json_t *e = nex_desired_get (c, key);
+  return json_incref (json_object_get (e, "value"));
+}
+
+int
+nex_cluster_forget (nex_cluster_t *c, const char *key, nex_error_t *err)
+{
+  if (nex_desired_delete (c, key, err) < 0)
+    return -1;
+  nex_info ("cluster: entry %s removed from the desired state on request", key);
+  return 0;
+}

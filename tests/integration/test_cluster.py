@@ -155,6 +155,13 @@ def test_a_dead_nodes_work_moves_and_nothing_runs_twice(cluster):
                timeout=5, what="the lost workload")
     lost = n0.get("/v1/cluster/workloads", params={"state": "lost"}).json()["workloads"]
     assert [(w["name"], w["node"]) for w in lost] == [(fragile[0]["name"], vid)]
+    # A lost entry can be forgotten (its node may never come back); once only.
+    r = cluster.nodes[2].delete(f"/v1/cluster/workloads/{lost[0]['key']}")
+    assert r.status_code == 200 and r.json()["state"] == "lost" and r.json()["owner"] == vid, r.text
+    wait_until(lambda: not n0.get("/v1/cluster/workloads", params={"state": "lost"}).json()["workloads"], timeout=5,
+               what="the lost entry to go")
+    r = n0.delete(f"/v1/cluster/workloads/{lost[0]['key']}")
+    assert r.status_code == 404, r.text
     events = n0.get("/v1/events", params={"type": "workload_rescheduled"}).json()["events"]
     events += cluster.nodes[2].get("/v1/events", params={"type": "workload_rescheduled"}).json()["events"]
     assert sorted(e["data"]["name"] for e in events) == sorted(restartable)
@@ -296,6 +303,8 @@ def test_without_nats_the_cluster_routes_say_so(nexd):
     assert r.status_code == 503 and "--nats" in r.json()["detail"]
     r = nexd.post("/v1/workloads", json={"name": "x", "artifact": nexd.program("sleeper"), "node": "auto"})
     assert r.status_code == 422 and r.json()["field"] == "node"
+    r = nexd.delete("/v1/cluster/workloads/00000000-0000-4000-8000-000000000000")
+    assert r.status_code == 503 and "--nats" in r.json()["detail"]
 
 
 @pytest.mark.xfail(reason="not reliable yet: right after a nats-server dies, the nodes connected to it may take ~5 s to "
