@@ -16,7 +16,7 @@ import time
 import pytest
 
 from clusterlib import Cluster, NODE_TIMEOUT_S, deploy_auto, processes_named, wait_for_single_copies
-from conftest import TERMINAL_STATES, skip_reason, wait_until
+from conftest import TERMINAL_STATES, finish_nex, make_nex, output_root, skip_reason, wait_until
 import natsutil
 
 
@@ -305,6 +305,49 @@ def test_without_nats_the_cluster_routes_say_so(nexd):
     assert r.status_code == 422 and r.json()["field"] == "node"
     r = nexd.delete("/v1/cluster/workloads/00000000-0000-4000-8000-000000000000")
     assert r.status_code == 503 and "--nats" in r.json()["detail"]
+
+
+def test_a_node_cut_off_from_nats_ends_its_copies_and_runs_them_again():
+    # nexd alive but cut off (its only nats-server killed): it stops renewing, so the agent of its restartable
+    # cluster workload ends it when the lease runs out (failed, "lease expired"), its own workload runs on, and the
+    # entry stays; once the server is back and the node hears itself, the entry (still its own) runs again here.
+    reason = skip_reason() or natsutil.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    server = natsutil.NatsServer(output_root() / "test_cluster.cutoff").start()
+    nex = make_nex("test_cluster.cutoff.nexd", extra_args=["--nats", server.url, "--node-timeout", str(NODE_TIMEOUT_S)])
+    passed = False
+    try:
+        nex.start()
+        wait_until(lambda: nex.get("/v1/cluster/nodes").json()["desired"]["ready"], timeout=20, what="the bucket")
+        w = deploy_auto(nex, "co-r", restart_policy="always")
+        plain = nex.post("/v1/workloads", json={"name": "co-plain", "artifact": nex.program("sleeper")})
+        assert plain.status_code == 202, plain.text
+        nex.wait_state(w["id"], "running")
+        nex.wait_state(plain.json()["id"], "running")
+        cut = time.monotonic()
+        server.kill()
+        wait_until(lambda: nex.workload(w["id"])["state"] in TERMINAL_STATES, timeout=NODE_TIMEOUT_S + 3,
+                   what="the lease to run out")
+        took = time.monotonic() - cut
+        got = nex.workload(w["id"])
+        assert got["state"] == "failed" and "lease expired" in got["reason"], got
+        assert not processes_named("co-r") and len(processes_named("co-plain")) == 1
+        print(f"lease: cut off from NATS, the copy ended {took:.1f} s later")
+        server.start()
+
+        def again():
+            live = [x for x in nex.workloads()["workloads"] if x["name"] == "co-r" and x["state"] == "running"]
+            return live if len(live) == 1 and len(processes_named("co-r")) == 1 else None
+        wait_until(again, timeout=30, interval=0.25, what="the entry to run again")
+        passed = True
+    finally:
+        if nex.daemon is not None and nex.daemon.proc.poll() is None:
+            nex.stop_all_workloads()
+            finish_nex(nex, passed)
+        else:
+            nex.abort()
+        server.stop()
 
 
 @pytest.mark.xfail(reason="not reliable yet: right after a nats-server dies, the nodes connected to it may take ~5 s to "
