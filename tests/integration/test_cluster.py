@@ -11,6 +11,8 @@ its work over and exits.
 """
 
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -347,6 +349,49 @@ def test_a_node_cut_off_from_nats_ends_its_copies_and_runs_them_again():
             finish_nex(nex, passed)
         else:
             nex.abort()
+        server.stop()
+
+
+def test_a_lost_entry_is_forgotten_after_lost_ttl():
+    # Two nodes, --lost-ttl 2: a non-restartable workload of a node that dies whole is reported lost, and 2 s later
+    # the surviving node removes the entry (event workload_forgotten).
+    reason = skip_reason() or natsutil.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    server = natsutil.NatsServer(output_root() / "test_cluster.lostttl").start()
+    nodes = [make_nex(f"test_cluster.lostttl.node{i}", extra_args=[
+        "--nats", server.url, "--tags", f"zone=l{i}", "--node-timeout", str(NODE_TIMEOUT_S), "--lost-ttl", "2"])
+        for i in range(2)]
+    passed = False
+    try:
+        for n in nodes:
+            n.start()
+        wait_until(lambda: all(n.get("/v1/cluster/nodes").json()["desired"]["ready"]
+                               and sum(x["alive"] for x in n.get("/v1/cluster/nodes").json()["nodes"]) == 2
+                               for n in nodes), timeout=30, what="the two nodes to form a cluster")
+        w = deploy_auto(nodes[0], "lt-fragile", placement={"tags": {"zone": "l1"}})
+        victim_id = nodes[1].get("/v1/node").json()["id"]
+        assert w["node"] == victim_id
+        nodes[1].wait_state(w["id"], "running")
+        pid = nodes[1].workload(w["id"])["pid"]
+        nodes[1].daemon.kill()
+        os.kill(pid, signal.SIGKILL)  # the node dies whole
+        lost = lambda: nodes[0].get("/v1/cluster/workloads", params={"state": "lost"}).json()["workloads"]
+        wait_until(lost, timeout=NODE_TIMEOUT_S + 5, what="the workload to be reported lost")
+        seen = time.monotonic()
+        wait_until(lambda: not lost(), timeout=10, what="the lost entry to be forgotten")
+        assert time.monotonic() - seen >= 1, "forgotten before --lost-ttl"
+        ev = nodes[0].get("/v1/events", params={"type": "workload_forgotten"}).json()["events"]
+        assert [(e["data"]["name"], e["data"]["node"]) for e in ev] == [("lt-fragile", victim_id)], ev
+        assert nodes[0].get("/v1/cluster/nodes").json()["desired"]["entries"] == 0
+        passed = True
+    finally:
+        for n in nodes:
+            if n.daemon is not None and n.daemon.proc.poll() is None:
+                n.stop_all_workloads()
+                finish_nex(n, passed)
+            else:
+                n.abort()
         server.stop()
 
 
