@@ -194,9 +194,13 @@ void nex_sup_attach_console (nex_supervisor_t *sup, nex_sup_entry_t *e);
  * plans its first renewal now.  Called once per entry, when it is attached (supervisor-lease.c). */
 void nex_sup_lease_init (nex_supervisor_t *sup, nex_sup_entry_t *e);
 
-/* Sends LEASE to every leased entry whose renewal is due by NOW, with the time left of node->lease_until (none
- * when that has passed).  The deadline of the next renewal is each entry's lease_at. */
+/* Sends LEASE to every leased entry whose renewal is due by NOW (paused ones excepted), with the time left of
+ * node->lease_until (none when that has passed).  The deadline of the next renewal is each entry's lease_at. */
 void nex_sup_lease_renew (nex_supervisor_t *sup, int64_t now);
+
+/* Sends E's agent LEASE now if E is leased and the node holds its lease (as nex_sup_lease_renew does for one
+ * entry).  Called before a paused workload is thawed, so that the renewal is waiting when its agent runs again. */
+void nex_sup_lease_send (nex_supervisor_t *sup, nex_sup_entry_t *e, int64_t now);
 
 /* Greets E's agent (again) with a nonce after a re-attach to a stream endpoint (driver.h: stream_endpoint), and
  * schedules the next greeting; the loop gives up on the agent when none is answered in time. */

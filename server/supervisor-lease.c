@@ -32,21 +32,30 @@ nex_sup_lease_init (nex_supervisor_t *sup, nex_sup_entry_t *e)
 }
 
 void
-nex_sup_lease_renew (nex_supervisor_t *sup, int64_t now)
+nex_sup_lease_send (nex_supervisor_t *sup, nex_sup_entry_t *e, int64_t now)
 {
   int64_t until = __atomic_load_n (&sup->node->lease_until, __ATOMIC_SEQ_CST);
+  /* Nothing to renew with (the node has not heard itself lately), or no agent to hear it (the end, or a re-attach
+   * still waiting for the agent's answer): the lease runs down. */
+  if (!e->leased || until <= now || e->conn < 0 || e->final || e->resyncing)
+    return;
+  cleanup_json json_t *msg = json_pack ("{s:I}", "ttl_ms", (json_int_t)(until - now));
+  cleanup_error nex_error_t err = NULL;
+  if (nex_wire_send_json (e->conn, NEX_WIRE_LEASE, 0, msg, &err) < 0)
+    nex_log_error (NEX_LOG_WARN, err, "workload %s: cannot renew its lease", e->id);
+}
+
+void
+nex_sup_lease_renew (nex_supervisor_t *sup, int64_t now)
+{
   for (nex_sup_entry_t *e = sup->entries; e; e = e->next)
     {
       if (!e->leased || e->lease_at == 0 || now < e->lease_at)
         continue;
       e->lease_at = now + LEASE_RENEW_MS;
-      /* Nothing to renew with (the node has not heard itself lately), or no agent to hear it (the end, or a
-       * re-attach still waiting for the agent's answer): the lease runs down. */
-      if (until <= now || e->conn < 0 || e->final || e->resyncing)
-        continue;
-      cleanup_json json_t *msg = json_pack ("{s:I}", "ttl_ms", (json_int_t)(until - now));
-      cleanup_error nex_error_t err = NULL;
-      if (nex_wire_send_json (e->conn, NEX_WIRE_LEASE, 0, msg, &err) < 0)
-        nex_log_error (NEX_LOG_WARN, err, "workload %s: cannot renew its lease", e->id);
+      /* A frozen agent reads nothing: renewals would only fill its socket.  Its lease cannot end while it is
+       * frozen either (it does not run); resuming renews it first (supervisor.c's do_pause). */
+      if (!e->paused)
+        nex_sup_lease_send (sup, e, now);
     }
 }

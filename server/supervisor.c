@@ -479,6 +479,8 @@ do_pause (nex_supervisor_t *sup, const char *id, int paused)
   if (e == NULL || e->final || !e->start_sent || e->restart_at || e->stop_requested || e->paused == paused)
     return; /* it ended, is between runs, is stopping, or is already so */
   cleanup_error nex_error_t err = NULL;
+  if (!paused)
+    nex_sup_lease_send (sup, e, nex_clock_mono_ms ());
   if (freeze (sup, e, paused, &err) < 0)
     {
       nex_log_error (NEX_LOG_WARN, err, "workload %s: cannot %s it", id, paused ? "pause" : "resume");

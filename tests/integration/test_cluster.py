@@ -327,6 +327,14 @@ def test_a_node_cut_off_from_nats_ends_its_copies_and_runs_them_again():
         assert plain.status_code == 202, plain.text
         nex.wait_state(w["id"], "running")
         nex.wait_state(plain.json()["id"], "running")
+        # Paused longer than the lease (a frozen agent neither renews nor expires it): resumed, it runs on.
+        assert nex.post(f"/v1/workloads/{w['id']}/pause").status_code == 202
+        nex.wait_state(w["id"], "paused")
+        time.sleep(NODE_TIMEOUT_S - 1)
+        assert nex.post(f"/v1/workloads/{w['id']}/resume").status_code == 202
+        nex.wait_state(w["id"], "running")
+        time.sleep(1)
+        assert nex.workload(w["id"])["state"] == "running" and len(processes_named("co-r")) == 1
         cut = time.monotonic()
         server.kill()
         wait_until(lambda: nex.workload(w["id"])["state"] in TERMINAL_STATES, timeout=NODE_TIMEOUT_S + 3,
