@@ -164,6 +164,10 @@ def test_a_dead_nodes_work_moves_and_nothing_runs_twice(cluster):
                what="the lost entry to go")
     r = n0.delete(f"/v1/cluster/workloads/{lost[0]['key']}")
     assert r.status_code == 404, r.text
+    r = n0.cli("cluster", "forget", lost[0]["key"])
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "no desired-state entry" in r.stderr, r
+    r = n0.cli("cluster", "forget", "../tokens")
+    assert r.returncode == 2 and "not a desired-state key" in r.stderr, r
     events = n0.get("/v1/events", params={"type": "workload_rescheduled"}).json()["events"]
     events += cluster.nodes[2].get("/v1/events", params={"type": "workload_rescheduled"}).json()["events"]
     assert sorted(e["data"]["name"] for e in events) == sorted(restartable)
