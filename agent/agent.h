@@ -126,6 +126,7 @@ typedef struct nex_agent
   json_t *exit_info; /* the workload's EXIT payload, kept until a host acknowledges it */
   int sig_fd;        /* signalfd for SIGCHLD, SIGTERM, SIGINT */
   bool is_init;      /* running as PID 1 of its PID namespace */
+  int64_t lease_end; /* monotonic ms at which the workload's lease ends unless renewed (LEASE); 0: no lease */
 
   nex_agent_proc_t procs[AGENT_MAX_PROCS]; /* [0]: the workload; then the exec session slots (free: not live) */
 } nex_agent_t;
@@ -207,6 +208,13 @@ nex_agent_state_t nex_agent_workload_state (const nex_agent_t *a);
  * earliest such deadline wins).  Nothing to do unless it is running. */
 void nex_agent_workload_stop (nex_agent_t *a, int sig, int64_t grace_ms);
 
+/* LEASE: the workload may run TTL_MS from now (common/wire.h, "Leases"). */
+void nex_agent_workload_lease (nex_agent_t *a, int64_t ttl_ms);
+
+/* When the lease ended by NOW without a renewal: says so to a connected host (ERROR, phase "lease"), kills every
+ * process of the workload and exits with status 3.  Nothing to do without a lease or before its end. */
+void nex_agent_workload_lease_check (nex_agent_t *a, int64_t now);
+
 /* Forgets the workload's last run before a restart (its record and its kept EXIT). */
 void nex_agent_workload_reset (nex_agent_t *a);
 
@@ -251,7 +259,7 @@ void nex_agent_proc_reap (nex_agent_t *a);
  * with EXIT. */
 void nex_agent_proc_deadlines (nex_agent_t *a, int64_t now);
 
-/* The earliest deadline of any record (monotonic ms), 0 when there is none. */
+/* The earliest deadline of any record, or the lease's end (monotonic ms), 0 when there is none. */
 int64_t nex_agent_proc_next_deadline (const nex_agent_t *a);
 
 /* --- spawn.c: hardened children -------------------------------------------------------------------------------- */

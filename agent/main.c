@@ -10,7 +10,8 @@
  *     waiting (process.c),
  *   - the host connection, read as frames and written from the queue whenever it is writable (conn.c),
  *   - the listening socket, on which every accept replaces the current host connection,
- *   - and one timeout: the earliest deadline of any process (a STOP's grace, a session's timeout, a drain). */
+ *   - and one timeout: the earliest deadline of any process (a STOP's grace, a session's timeout, a drain) or
+ *     the end of the workload's lease (common/wire.h, "Leases"). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -156,6 +157,7 @@ static void __attribute__ ((noreturn)) run (nex_agent_t *a)
       if (i_listen >= 0 && (p[i_listen].revents & POLLIN))
         nex_agent_conn_accept (a);
       nex_agent_proc_deadlines (a, nex_agent_now_ms ());
+      nex_agent_workload_lease_check (a, nex_agent_now_ms ());
     }
 }
 

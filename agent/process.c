@@ -261,10 +261,33 @@ nex_agent_proc_deadlines (nex_agent_t *a, int64_t now)
     }
 }
 
+void
+nex_agent_workload_lease (nex_agent_t *a, int64_t ttl_ms)
+{
+  a->lease_end = nex_agent_now_ms () + ttl_ms;
+}
+
+void
+nex_agent_workload_lease_check (nex_agent_t *a, int64_t now)
+{
+  if (a->lease_end == 0 || now < a->lease_end)
+    return;
+  /* Another node may run this workload by now: this copy must not go on beside it (the bound on double-running,
+   * ARCHITECTURE.md "Cluster").  Nothing is drained or kept for an ACK: whoever comes later learns from the
+   * sandbox's end (and nexd, if it is there, from the ERROR). */
+  nex_agent_log ("the lease ran out (nexd has not renewed it): ending the workload");
+  nex_agent_queue_error (a, false, "lease", "lease expired: nexd did not renew it");
+  nex_agent_proc_t *w = nex_agent_workload (a);
+  if (w->live && !w->ended)
+    kill_all (a, w);
+  nex_agent_proc_abandon_execs (a);
+  nex_agent_exit (a, 3);
+}
+
 int64_t
 nex_agent_proc_next_deadline (const nex_agent_t *a)
 {
-  int64_t next = 0;
+  int64_t next = a->lease_end;
   for (int i = 0; i < AGENT_MAX_PROCS; i++)
     {
       const nex_agent_proc_t *p = &a->procs[i];

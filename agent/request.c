@@ -2,7 +2,7 @@
 /* request.c — what each frame from the host asks nex-agent to do (see agent.h and common/wire.h).
  *
  * Channel 0 is the workload's and the control channel: START (a restart after an EXIT), STOP, SIGNAL, ACK,
- * HELLO.  Every other channel is an exec session's: EXEC opens it, STDIN feeds it, SIGNAL and RESIZE reach its
+ * HELLO, LEASE.  Every other channel is an exec session's: EXEC opens it, STDIN feeds it, SIGNAL and RESIZE reach its
  * process, and its replies go back on the same channel.  Every field is validated before anything happens; a
  * request that is well-formed but refused is answered with ERROR, and only a frame that is not what its type
  * promises (bad JSON) makes the connection reject the host. */
@@ -123,6 +123,19 @@ handle_stop (nex_agent_t *a, json_t *req)
     }
   /* After the end a STOP is a harmless race with the EXIT already on its way: nothing to do, nothing to say. */
   nex_agent_workload_stop (a, (int)sig, grace);
+}
+
+/* LEASE {ttl_ms}: the workload may run that much longer (common/wire.h, "Leases"). */
+static void
+handle_lease (nex_agent_t *a, json_t *req)
+{
+  json_int_t ttl;
+  if (json_int (req, "ttl_ms", 0, 1, AGENT_MAX_GRACE_MS, &ttl) < 0 || ttl == 0)
+    {
+      nex_agent_queue_error (a, true, NULL, "lease: `ttl_ms` must be an integer from 1 to %d", AGENT_MAX_GRACE_MS);
+      return;
+    }
+  nex_agent_workload_lease (a, ttl);
 }
 
 /* --- exec sessions --------------------------------------------------------------------------------------------- */
@@ -292,6 +305,9 @@ nex_agent_request_handle (nex_agent_t *a, const nex_wire_frame_t *f, nex_error_t
       break;
     case NEX_WIRE_STOP:
       handle_stop (a, req);
+      break;
+    case NEX_WIRE_LEASE:
+      handle_lease (a, req);
       break;
     case NEX_WIRE_EXEC:
       if (f->channel == 0)

@@ -1616,6 +1616,30 @@ cmd_cluster_ps (cli_t *cli, int argc, char **argv)
 }
 
 static int
+cmd_cluster_forget (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex cluster forget KEY [--json]", pos, 1) != 1)
+    fail_usage ("which entry? (usage: nex cluster forget KEY; the key is `key` in nex cluster ps --json)");
+  /* The key goes into the path: only a UUID's characters. */
+  if (strlen (pos[0]) != 36 || strspn (pos[0], "0123456789abcdefABCDEF-") != 36)
+    fail_usage ("`%.64s` is not a desired-state key (a UUID)", pos[0]);
+  cleanup_free char *path = nex_xasprintf ("/v1/cluster/workloads/%s", pos[0]);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *r = NULL;
+  long status;
+  if (nex_client_call (cli->client, "DELETE", path, NULL, &status, &r, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    print_json (r);
+  else
+    printf ("forgot %s (%s, %s on %s)\n", str (r, "key", "?"), str (r, "name", "?"), str (r, "state", "?"),
+            str (r, "owner", "?"));
+  return 0;
+}
+
+static int
 cmd_node_drain (cli_t *cli, int argc, char **argv)
 {
   static flag_t flags[] = { { NULL } };
@@ -1664,6 +1688,8 @@ static const command_t commands[] = {
   { "image rm", cmd_image_rm, "remove a cached image no live workload uses" },
   { "cluster nodes", cmd_cluster_nodes, "the nodes of the cluster (NATS): free resources, workloads, heartbeats" },
   { "cluster ps", cmd_cluster_ps, "every node's workloads (and those lost with their node)" },
+  { "cluster forget", cmd_cluster_forget,
+    "remove a desired-state entry by its key (a lost one of a node gone for good)" },
   { "node drain", cmd_node_drain, "drain a node (default: this one): move its work off, then it stops (admin)" },
   { NULL, NULL, NULL },
 };

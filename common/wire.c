@@ -41,6 +41,7 @@ nex_wire_type_is_json (nex_wire_type_t type)
     case NEX_WIRE_SIGNAL:
     case NEX_WIRE_EXEC:
     case NEX_WIRE_RESIZE:
+    case NEX_WIRE_LEASE:
       return 1;
     case NEX_WIRE_STDOUT:
     case NEX_WIRE_STDERR:
@@ -81,6 +82,8 @@ nex_wire_type_name (unsigned type)
       return "exec";
     case NEX_WIRE_RESIZE:
       return "resize";
+    case NEX_WIRE_LEASE:
+      return "lease";
     }
   return "unknown";
 }

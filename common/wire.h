@@ -49,9 +49,19 @@ typedef enum nex_wire_type
                            rows?, cols?} on a fresh channel 1..65535: run a process in the sandbox beside the workload
                            (see below) */
   NEX_WIRE_RESIZE = 13, /* host->agent JSON {rows, cols} on a TTY exec session's channel: its new window size */
+  NEX_WIRE_LEASE = 14,  /* host->agent JSON {ttl_ms} on channel 0: the workload may run ttl_ms more (see below) */
 } nex_wire_type_t;
 
-#define NEX_WIRE_TYPE_MAX NEX_WIRE_RESIZE
+#define NEX_WIRE_TYPE_MAX NEX_WIRE_LEASE
+
+/* Leases.  A workload that another node may take over (a restartable cluster workload, ARCHITECTURE.md
+ * "Cluster") must not outlive its nexd's hold on the cluster: nexd renews a lease on it with LEASE {ttl_ms}
+ * (1 .. 86400000) about every 500 ms while it hears its own heartbeat on NATS.  The first LEASE arms the agent's
+ * lease; each one moves the end to ttl_ms after its arrival.  When the end passes without a renewal — nexd is dead,
+ * or cut off from NATS, or not renewing for any other reason — the agent sends ERROR {message, phase: "lease"} if a
+ * host is connected, kills every process of the workload and exits (status 3; a VM powers off).  The lease
+ * belongs to the agent, not to a connection: a nexd that restarts within the lease re-dials and renews it.  A
+ * workload never sent LEASE runs as long as it likes, as before. */
 
 /* Exec sessions.  EXEC on channel C (C != 0, not in use) asks the agent to fork PATH with the workload's
  * namespaces, cgroup, root and hardening (the same seccomp profile and capability rules as START).  The agent

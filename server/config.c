@@ -60,6 +60,8 @@ static const opt_t options[] = {
   OPT (tags, OPT_STRING, NULL, "node tags reported over NATS and matched by auctions: k=v,k=v"),
   OPT (node_timeout, OPT_INT, "5",
        "cluster: seconds without a heartbeat after which a peer is dead and its restartable workloads move"),
+  OPT (lost_ttl, OPT_INT, "3600",
+       "cluster: seconds a `lost` workload of a dead node stays in the desired state (0: until removed by hand)"),
   OPT (valid_issuers, OPT_STRING, NULL, "comma-separated issuer nkeys whose workload JWTs are accepted (default any)"),
   OPT (default_driver, OPT_STRING, "sandbox", "driver for workloads that name none"),
   OPT (log_lines, OPT_INT, "10000", "log lines kept per workload; older ones are dropped and counted"),
@@ -344,6 +346,8 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return nex_error_field (err, "heartbeat_s", "heartbeat_s must be at least 1");
   if (cfg->node_timeout < 2 || cfg->node_timeout > 3600)
     return nex_error_field (err, "node_timeout", "node_timeout must be between 2 and 3600 seconds");
+  if (cfg->lost_ttl < 0 || cfg->lost_ttl > 31536000)
+    return nex_error_field (err, "lost_ttl", "lost_ttl must be between 0 and 31536000 seconds");
   if ((cfg->nats_tls_cert == NULL) != (cfg->nats_tls_key == NULL))
     return nex_error_field (err, cfg->nats_tls_cert ? "nats_tls_key" : "nats_tls_cert",
                             "nats_tls_cert and nats_tls_key go together");

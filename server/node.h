@@ -40,6 +40,9 @@ typedef struct nex_node
   nex_identity_t identity; /* the node's nkey (its id) and xkey; secrets, never shown */
   char id[64];             /* node id: the node's public server nkey ("N...") */
   int lameduck;            /* set once (any thread, atomically): the node takes no more deploys */
+  int64_t lease_until;     /* monotonic ms (atomic) up to which the agents of restartable cluster workloads may
+                              run without news from nexd: set by the cluster each time it hears its own heartbeat,
+                              handed to them as LEASE by the supervisor (supervisor-lease.c); 0: never set */
   char *hostname;
   char *data_dir;            /* absolute */
   char *artifacts_dir;       /* data_dir/artifacts: content-addressed executables */

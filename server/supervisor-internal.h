@@ -8,6 +8,8 @@
  *                       input, deadlines)
  *   supervisor-record.c state transitions written to the registry and reported as events; those a full disk
  *                       refused kept in order and written again
+ *   supervisor-lease.c  the leases of restartable cluster workloads, renewed on their agents while the node holds
+ *                       its own (common/wire.h, "Leases")
  *   recover.c           node start: re-attaching to the sandboxes recorded as live, sweeping what crashed deploys
  *                       left behind
  *
@@ -111,6 +113,8 @@ struct nex_sup_entry
   nex_exec_t *execs;     /* exec sessions in flight on this agent connection */
   json_t *exec_base;     /* what every exec starts from, read once (supervisor-exec.c), or NULL */
   uint16_t last_channel; /* the last exec channel handed out */
+  int leased;            /* a restartable cluster workload: its agent holds a lease (supervisor-lease.c) */
+  int64_t lease_at;      /* monotonic ms of the next renewal; 0: none */
   nex_sup_entry_t *next;
 };
 
@@ -185,6 +189,18 @@ nex_sup_entry_t *nex_sup_entry_attach (nex_supervisor_t *sup, const char *id, co
 /* Connects E's console output into its `console` log stream, for drivers that have one; a failure is logged,
  * not returned (the workload runs without it). */
 void nex_sup_attach_console (nex_supervisor_t *sup, nex_sup_entry_t *e);
+
+/* Reads whether E's workload is leased (a cluster key label, a restart policy other than never) and, if so,
+ * plans its first renewal now.  Called once per entry, when it is attached (supervisor-lease.c). */
+void nex_sup_lease_init (nex_supervisor_t *sup, nex_sup_entry_t *e);
+
+/* Sends LEASE to every leased entry whose renewal is due by NOW (paused ones excepted), with the time left of
+ * node->lease_until (none when that has passed).  The deadline of the next renewal is each entry's lease_at. */
+void nex_sup_lease_renew (nex_supervisor_t *sup, int64_t now);
+
+/* Sends E's agent LEASE now if E is leased and the node holds its lease (as nex_sup_lease_renew does for one
+ * entry).  Called before a paused workload is thawed, so that the renewal is waiting when its agent runs again. */
+void nex_sup_lease_send (nex_supervisor_t *sup, nex_sup_entry_t *e, int64_t now);
 
 /* Greets E's agent (again) with a nonce after a re-attach to a stream endpoint (driver.h: stream_endpoint), and
  * schedules the next greeting; the loop gives up on the agent when none is answered in time. */

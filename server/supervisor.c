@@ -479,6 +479,8 @@ do_pause (nex_supervisor_t *sup, const char *id, int paused)
   if (e == NULL || e->final || !e->start_sent || e->restart_at || e->stop_requested || e->paused == paused)
     return; /* it ended, is between runs, is stopping, or is already so */
   cleanup_error nex_error_t err = NULL;
+  if (!paused)
+    nex_sup_lease_send (sup, e, nex_clock_mono_ms ());
   if (freeze (sup, e, paused, &err) < 0)
     {
       nex_log_error (NEX_LOG_WARN, err, "workload %s: cannot %s it", id, paused ? "pause" : "resume");
@@ -554,9 +556,14 @@ handle_frame (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_wire_frame_t 
     case NEX_WIRE_ERROR:
       {
         const char *m = json_string_value (json_object_get (msg, "message"));
+        const char *phase = json_string_value (json_object_get (msg, "phase"));
         free (e->agent_error);
         e->agent_error = nex_xstrdup (m ? m : "unspecified agent error");
         nex_warn ("workload %s: agent: %s", e->id, e->agent_error);
+        /* The agent ends the workload and leaves; the end is then recorded with this reason, which tells the
+         * cluster that the desired state outlives the copy (cluster/failover.c). */
+        if (phase && strcmp (phase, "lease") == 0 && e->lost_reason == NULL)
+          e->lost_reason = nex_xstrdup (NEX_LEASE_EXPIRED_REASON);
         break;
       }
     default:
@@ -827,6 +834,7 @@ nex_sup_entry_attach (nex_supervisor_t *sup, const char *id, const nex_driver_t 
   epoll_ctl (sup->epfd, EPOLL_CTL_ADD, e->pidfd, &pev);
   e->next = sup->entries;
   sup->entries = e;
+  nex_sup_lease_init (sup, e);
   return e;
 }
 
@@ -1320,7 +1328,7 @@ nex_supervisor_pause (nex_supervisor_t *sup, const char *id, int paused)
 /* --- the loop ------------------------------------------------------------------------------------------------- */
 
 /* How long the loop may sleep: until the earliest deadline of any entry (a stop's kill, a restart, an exec's end,
- * a greeting, an agent's first hello, output to store), or -1 when there is none. */
+ * a greeting, an agent's first hello, output to store, a lease to renew), or -1 when there is none. */
 static int
 next_timeout (nex_supervisor_t *sup)
 {
@@ -1328,9 +1336,9 @@ next_timeout (nex_supervisor_t *sup)
   int64_t soonest = nex_sup_unrecorded_deadline (sup);
   for (nex_sup_entry_t *e = sup->entries; e; e = e->next)
     {
-      int64_t at[6]
-          = { e->kill_at, e->restart_at, nex_sup_execs_deadline (e), e->greet_at, e->hello_by, e->output_due };
-      for (int k = 0; k < 6; k++)
+      int64_t at[7] = { e->kill_at,    e->restart_at, nex_sup_execs_deadline (e), e->greet_at, e->hello_by,
+                        e->output_due, e->lease_at };
+      for (int k = 0; k < 7; k++)
         if (at[k] && (soonest == 0 || at[k] < soonest))
           soonest = at[k];
     }
@@ -1345,6 +1353,7 @@ run_timers (nex_supervisor_t *sup)
 {
   int64_t now = nex_clock_mono_ms ();
   nex_sup_unrecorded_retry (sup, now);
+  nex_sup_lease_renew (sup, now);
   for (nex_sup_entry_t *e = sup->entries; e; e = e->next)
     if (e->output_due && now >= e->output_due)
       nex_sup_output_flush (sup, e);

@@ -11,8 +11,8 @@
  * nex_supervisor_start re-attaches to them (dialing each recorded endpoint; the agent answers with its state),
  * fails those whose agent is gone, and re-queues workloads still pending.
  *
- * The code: supervisor.c (the thread, commands, the agent channel), supervisor-exec.c (exec sessions), recover.c
- * (node start), sharing supervisor-internal.h. */
+ * The code: supervisor.c (the thread, commands, the agent channel), supervisor-exec.c (exec sessions),
+ * supervisor-lease.c (leases of cluster workloads), recover.c (node start), sharing supervisor-internal.h. */
 #ifndef NEX_SUPERVISOR_H
 #define NEX_SUPERVISOR_H
 
@@ -21,6 +21,10 @@
 #include "common/error.h"
 #include "server/exec.h"
 #include "server/node.h"
+
+/* The reason recorded for a workload whose agent ended it because its lease ran out (supervisor-lease.c): the
+ * cluster keeps such a workload's desired state, to run it again once the node holds its lease. */
+#define NEX_LEASE_EXPIRED_REASON "lease expired: nexd did not renew it"
 
 /* Recovers the registry's live workloads and starts the supervisor thread.  NULL on failure. */
 nex_supervisor_t *nex_supervisor_start (nex_node_t *node, nex_error_t *err);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* app.js — the Nex dashboard: a small single-page app over nexd's REST API and websockets.
  *
- * Views (by URL hash): #/ overview, #/workloads, #/workloads/<id>, #/deploy, #/events.  Data comes from the REST
+ * Views (by URL hash): #/ overview, #/workloads, #/workloads/<id>, #/deploy, #/events, #/cluster.  Data comes from the REST
  * API; changes arrive on the events websocket (/v1/events?follow=1) — there are no polling loops.  Log tails use
  * /v1/workloads/<id>/logs?follow=1, the exec terminal /v1/workloads/<id>/exec (interactive over a websocket
  * when the node offers it, otherwise one command at a time over POST).
@@ -662,6 +662,72 @@
     return { root: h('div', {}, h('h1', {}, 'Events'), h('div', { class: 'toolbar' }, ft, fw), list), onEvent: render };
   }
 
+  // The cluster (#/cluster): every node's heartbeat (GET /v1/cluster/nodes) and every node's workloads
+  // (GET /v1/cluster/workloads), read again when an event arrives (at most every 2 s) or on request.  A workload on
+  // another node links to that node's own dashboard (its `api` address): logs and exec are not proxied.
+  function viewCluster() {
+    const nodesBody = h('tbody');
+    const wlBody = h('tbody');
+    const status = h('p', { class: 'muted', role: 'status' }, 'Loading…');
+    const refresh = h('button', { type: 'button' }, 'Refresh');
+    let timer = null, last = 0, gone = false;
+    const apiOf = new Map();
+    const nodeCell = (id) => h('td', { class: 'mono' }, id ? `${id.slice(0, 12)}…` : '—');
+    async function load() {
+      last = Date.now();
+      if (!(state.node && state.node.nats)) {
+        status.textContent = 'This node is not in a cluster: start nexd with --nats to join one.';
+        return;
+      }
+      try {
+        const [n, w] = await Promise.all([api('GET', '/v1/cluster/nodes'), api('GET', '/v1/cluster/workloads')]);
+        if (gone) return;
+        nodesBody.replaceChildren(...(n.nodes || []).map((x) => {
+          if (x.api) apiOf.set(x.id, x.api);
+          return h('tr', { 'data-node': x.id },
+            h('td', {}, x.name || '—', x.self ? ' (this node)' : ''), nodeCell(x.id),
+            h('td', {}, h('span', { class: `badge ${x.alive ? 'running' : 'failed'}` }, x.alive ? 'alive' : 'dead'), x.lame_duck ? ' draining' : ''),
+            h('td', {}, Object.entries(x.tags || {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—'),
+            h('td', { class: 'hide-small' }, (x.drivers || []).join(', ')),
+            h('td', { class: 'hide-small' }, x.free ? `${x.free.memory_mb} MiB, ${x.free.vcpus} CPU` : '—'),
+            h('td', {}, x.workloads ?? '—'),
+            h('td', {}, `${Math.round((x.age_ms || 0) / 100) / 10} s ago`));
+        }));
+        wlBody.replaceChildren(...(w.workloads || []).map((x) => {
+          const here = state.node && x.node === state.node.id;
+          const where = apiOf.get(x.node);
+          const name = here && x.id ? h('a', { href: `#/workloads/${x.id}` }, x.name)
+            : where && x.id ? h('a', { href: `http://${where}/#/workloads/${x.id}`, rel: 'noopener' }, x.name) : (x.name || '—');
+          return h('tr', { 'data-id': x.id || '' }, h('td', {}, name), h('td', {}, x.namespace || '—'),
+            h('td', {}, badge(x.state)), nodeCell(x.node), h('td', { class: 'mono hide-small' }, x.key || '—'));
+        }));
+        if (!(w.workloads || []).length) wlBody.replaceChildren(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No workloads on any node.')));
+        status.textContent = `${(n.nodes || []).filter((x) => x.alive).length} of ${(n.nodes || []).length} nodes alive; ` +
+          `${w.nodes_answered} of ${w.nodes_asked} answered; desired state: ${n.desired && n.desired.entries} entries`;
+      } catch (e) {
+        if (!gone) status.textContent = `Cannot read the cluster: ${e.message}`;
+      }
+    }
+    const onEvent = () => {
+      if (timer) return;
+      timer = setTimeout(() => { timer = null; load(); }, Math.max(0, 2000 - (Date.now() - last)));
+    };
+    refresh.addEventListener('click', load);
+    load();
+    const th = (t, i, small) => h('th', { scope: 'col', class: small.includes(i) ? 'hide-small' : null }, t);
+    return {
+      root: h('div', {}, h('h1', {}, 'Cluster'), h('div', { class: 'toolbar' }, refresh), status,
+        h('h2', {}, 'Nodes'),
+        h('div', { class: 'table-wrap' }, h('table', { 'aria-label': 'Cluster nodes' },
+          h('thead', {}, h('tr', {}, ['Name', 'Id', 'Alive', 'Tags', 'Drivers', 'Free', 'Workloads', 'Heard'].map((t, i) => th(t, i, [4, 5])))), nodesBody)),
+        h('h2', {}, 'Workloads on every node'),
+        h('div', { class: 'table-wrap' }, h('table', { 'aria-label': 'Workloads on every node' },
+          h('thead', {}, h('tr', {}, ['Name', 'Namespace', 'State', 'Node', 'Key'].map((t, i) => th(t, i, [4])))), wlBody))),
+      onEvent,
+      cleanup: () => { gone = true; if (timer) clearTimeout(timer); },
+    };
+  }
+
   // --- routing --------------------------------------------------------------------------------------------
   function route() {
     const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
@@ -672,6 +738,7 @@
     else if (name === 'workloads') v = viewWorkloads();
     else if (name === 'deploy') v = viewDeploy();
     else if (name === 'events') v = viewEvents();
+    else if (name === 'cluster') v = viewCluster();
     else { name = 'overview'; v = viewOverview(); }
     state.view = v;
     if (v.onEvent) listeners.add(v.onEvent);

@@ -7,6 +7,7 @@
 
 #include "common/cleanup.h"
 #include "server/cluster/cluster.h"
+#include "server/id.h"
 
 /* The node's cluster, or NULL with NEX_ERR_UNAVAILABLE. */
 static nex_cluster_t *
@@ -57,6 +58,27 @@ workloads_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
   return res->body ? 0 : -1;
 }
 
+/* DELETE /v1/cluster/workloads/{key}: forgets a desired-state entry (a `lost` one of a node that never returns;
+ * a live one's copy is then stopped by its owner).  The answer is the entry as it was. */
+static int
+entry_forget (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
+{
+  nex_cluster_t *c = cluster_of (req, err);
+  if (c == NULL)
+    return -1;
+  const char *key = req->params[0];
+  cleanup_json json_t *v = nex_id_valid (key) ? nex_cluster_entry (c, key) : NULL;
+  if (v == NULL)
+    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no desired-state entry `%.64s`", key);
+  const char *ns = json_string_value (json_object_get (v, "namespace"));
+  if (nex_api_check_namespace (req, ns ? ns : "default", err) < 0 || nex_cluster_forget (c, key, err) < 0)
+    return -1;
+  res->body = json_pack ("{s:s, s:O?, s:O?, s:O?, s:O?, s:O?}", "key", key, "name", json_object_get (v, "name"),
+                         "namespace", json_object_get (v, "namespace"), "owner", json_object_get (v, "owner"),
+                         "workload_id", json_object_get (v, "workload_id"), "state", json_object_get (v, "state"));
+  return 0;
+}
+
 static int
 node_drain (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
 {
@@ -74,6 +96,7 @@ node_drain (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
 const nex_api_route_t nex_api_cluster_routes[] = {
   { "GET", "/v1/cluster/nodes", nodes_get, 0 },
   { "GET", "/v1/cluster/workloads", workloads_get, 0 },
+  { "DELETE", "/v1/cluster/workloads/{key}", entry_forget, 0 },
   { "POST", "/v1/cluster/nodes/{id}/drain", node_drain, 0 },
   { NULL, NULL, NULL, 0 },
 };

@@ -221,6 +221,33 @@ workload_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
   return 0;
 }
 
+/* Not on this node (*ERR says so): in a cluster, the stop goes to the node that runs it (cluster/stop.c), and the
+ * answer is the workload as that node listed it, with `node`.  -1 with *ERR otherwise. */
+static int
+stop_elsewhere (nex_api_request_t *req, nex_api_response_t *res, long long grace_s, nex_error_t *err)
+{
+  nex_cluster_t *c = req->node->cluster;
+  if (c == NULL || (*err)->kind != NEX_ERR_NOT_FOUND || !nex_id_valid (req->params[0]))
+    return -1;
+  cleanup_error nex_error_t mine = *err;
+  *err = NULL;
+  int live = 0;
+  const char *jwt = MHD_lookup_connection_value (req->conn, MHD_HEADER_KIND, "Nex-Workload-Jwt");
+  if (nex_cluster_stop_remote (c, req->params[0], grace_s, jwt, req->who ? req->who->namespaces : NULL, &res->body,
+                               &live, err)
+      < 0)
+    {
+      if ((*err)->kind == NEX_ERR_NOT_FOUND)
+        {
+          nex_error_free (err);
+          *err = NEX_STEAL_PTR (mine); /* this node's own answer */
+        }
+      return -1;
+    }
+  res->status = live ? 202 : 200;
+  return 0;
+}
+
 static int
 workload_stop (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
 {
@@ -229,7 +256,7 @@ workload_stop (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err
     return -1;
   cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
   if (nex_api_workload_load (req, &w, err) < 0)
-    return -1;
+    return stop_elsewhere (req, res, grace_s, err);
   /* A workload launched with a JWT is stopped only with a fresh one from its issuer (secure.h). */
   if (!nex_state_is_final (w.state)
       && nex_secure_check_stop (req->node, w.id,

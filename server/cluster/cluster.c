@@ -81,6 +81,27 @@ take_ends (nex_cluster_t *c)
   return ends;
 }
 
+/* While this node does not hear itself its lease runs down, and the agents of its restartable cluster workloads
+ * end them when it is out (supervisor-lease.c).  Once it is heard again, the start-up pass runs again: the
+ * entries it still owns whose copy ended that way run again, the others were claimed elsewhere meanwhile. */
+static void
+check_lease (nex_cluster_t *c)
+{
+  int64_t until = __atomic_load_n (&c->node->lease_until, __ATOMIC_SEQ_CST);
+  int held = until > nex_clock_mono_ms ();
+  if (!held && until != 0 && !c->lapsed)
+    {
+      nex_warn ("cluster: this node has not heard itself for %lld ms: its lease ran out", (long long)c->lease_ms);
+      c->lapsed = 1;
+    }
+  else if (held && c->lapsed)
+    {
+      nex_info ("cluster: this node hears itself again: checking its workloads against the desired state");
+      c->lapsed = 0;
+      c->fenced_at_start = 0;
+    }
+}
+
 static void
 tick (nex_cluster_t *c)
 {
@@ -98,6 +119,7 @@ tick (nex_cluster_t *c)
   pthread_mutex_lock (&c->lock);
   int ready = c->desired_ready;
   pthread_mutex_unlock (&c->lock);
+  check_lease (c);
   if (!ready)
     return;
   if (!c->fenced_at_start)
@@ -194,6 +216,7 @@ nex_cluster_start (nex_node_t *node, nex_error_t *err)
   c->node = node;
   c->nc = nex_nats_connection (node->nats);
   c->timeout_ms = node->cfg->node_timeout * 1000;
+  c->lease_ms = c->timeout_ms - (c->timeout_ms / 2 < 2000 ? c->timeout_ms / 2 : 2000);
   c->started_mono = nex_clock_mono_ms ();
   c->ends = json_array ();
   c->desired = json_object ();
@@ -271,4 +294,20 @@ nex_cluster_bid (nex_cluster_t *c, const json_t *body)
       return NULL;
     }
   return info;
+}
+
+json_t *
+nex_cluster_entry (nex_cluster_t *c, const char *key)
+{
+  cleanup_json json_t *e = nex_desired_get (c, key);
+  return json_incref (json_object_get (e, "value"));
+}
+
+int
+nex_cluster_forget (nex_cluster_t *c, const char *key, nex_error_t *err)
+{
+  if (nex_desired_delete (c, key, err) < 0)
+    return -1;
+  nex_info ("cluster: entry %s removed from the desired state on request", key);
+  return 0;
 }

@@ -61,6 +61,23 @@ int nex_cluster_deploy (nex_cluster_t *c, const json_t *request, json_t **out, n
  * {workloads: [workload + node], nodes_asked, nodes_answered}.  New reference, or NULL with ERR. */
 json_t *nex_cluster_workloads (nex_cluster_t *c, const json_t *filter, nex_error_t *err);
 
+/* Stops workload ID on whichever node of the cluster runs it (found with nex_cluster_workloads, limited to
+ * NAMESPACES, an array, when not NULL), over that node's $NEX.STOP.<ns>.<node> with GRACE_S and JWT (a secure
+ * launch's stop token, or NULL).  *OUT is the workload as that node listed it, with `node` (new reference); *LIVE
+ * whether it was still live (the stop was sent) or had ended already.  NEX_ERR_NOT_FOUND when no node has it;
+ * the owner's refusal as NEX_ERR_CONFLICT; NEX_ERR_UNAVAILABLE when it does not answer.  An MHD thread. */
+int nex_cluster_stop_remote (nex_cluster_t *c, const char *id, int64_t grace_s, const char *jwt,
+                             const json_t *namespaces, json_t **out, int *live, nex_error_t *err);
+
+/* The desired-state entry KEY as this node last saw it (its value: {key, namespace, name, owner, workload_id,
+ * restartable, state, ...}; new reference), or NULL when there is none. */
+json_t *nex_cluster_entry (nex_cluster_t *c, const char *key);
+
+/* Removes entry KEY from the desired state: a `lost` one is forgotten; a live one's copy is then stopped by its
+ * owner (fencing), and it is not run again anywhere.  0, or -1 with ERR (NEX_ERR_UNAVAILABLE: the bucket is not
+ * reachable). */
+int nex_cluster_forget (nex_cluster_t *c, const char *key, nex_error_t *err);
+
 /* The REST address (its --listen, host:port) that node NODE_ID announces in its heartbeat, or NULL (caller
  * frees). */
 char *nex_cluster_api_of (nex_cluster_t *c, const char *node_id);

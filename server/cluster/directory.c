@@ -56,6 +56,9 @@ nex_cluster_peer_heard (nex_cluster_t *c, const char *id, json_t *info)
       p->seen_mono = nex_clock_mono_ms ();
       p->seen_at = nex_clock_now_ms ();
       p->dead = 0;
+      /* Hearing itself is what this node's lease rests on (supervisor-lease.c). */
+      if (strcmp (id, c->node->id) == 0)
+        __atomic_store_n (&c->node->lease_until, p->seen_mono + c->lease_ms, __ATOMIC_SEQ_CST);
     }
   pthread_mutex_unlock (&c->lock);
   json_decref (info);

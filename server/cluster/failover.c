@@ -161,6 +161,50 @@ assign (json_t *alive, const json_t *value)
   return best;
 }
 
+/* Whether this node is the smallest id among the live ones in ALIVE (the one that does the chores of the dead). */
+static int
+first_alive (nex_cluster_t *c, const json_t *alive)
+{
+  size_t i;
+  json_t *doc;
+  json_array_foreach ((json_t *)alive, i, doc)
+  {
+    const char *id = json_string_value (json_object_get (doc, "node_id"));
+    if (id && strcmp (id, c->node->id) < 0)
+      return 0;
+  }
+  return 1;
+}
+
+/* Removes the `lost` entries of dead owners older than --lost-ttl (event workload_forgotten): their node is not
+ * coming back, or it would have dropped or revived them.  Done by one node (first_alive) so that it is said once. */
+static void
+forget_expired (nex_cluster_t *c, const json_t *snap, const json_t *alive)
+{
+  int64_t ttl_ms = c->node->cfg->lost_ttl * 1000, now = nex_clock_now_ms ();
+  if (ttl_ms <= 0 || !first_alive (c, alive))
+    return;
+  const char *key;
+  json_t *e;
+  json_object_foreach ((json_t *)snap, key, e)
+  {
+    const json_t *v = json_object_get (e, "value");
+    const char *state = json_string_value (json_object_get (v, "state"));
+    json_int_t at = json_integer_value (json_object_get (v, "lost_at"));
+    if (state == NULL || strcmp (state, "lost") != 0 || at <= 0 || now - at < ttl_ms
+        || !nex_cluster_peer_is_dead (c, json_string_value (json_object_get (v, "owner"))))
+      continue;
+    if (nex_desired_delete (c, key, NULL) < 0)
+      continue;
+    nex_info ("cluster: workload %s (%s) was lost %lld s ago: removed from the desired state", key,
+              json_string_value (json_object_get (v, "workload_id")), (long long)((now - at) / 1000));
+    nex_node_emit (c->node, "workload_forgotten", NULL,
+                   json_pack ("{s:s, s:O?, s:O?, s:O?, s:O?}", "key", key, "node", json_object_get (v, "owner"),
+                              "workload_id", json_object_get (v, "workload_id"), "name", json_object_get (v, "name"),
+                              "namespace", json_object_get (v, "namespace")));
+  }
+}
+
 void
 nex_failover_round (nex_cluster_t *c)
 {
@@ -206,6 +250,7 @@ nex_failover_round (nex_cluster_t *c)
     }
   json_decref (c->orphans);
   c->orphans = NEX_STEAL_PTR (still);
+  forget_expired (c, snap, alive);
 }
 
 /* The workload of live list LIST (N of them) that is the copy of entry KEY with id ID (any copy of KEY when ID
@@ -287,7 +332,10 @@ nex_failover_workload_ended (nex_cluster_t *c, const char *id)
   const char *owner_id = json_string_value (json_object_get (v, "workload_id"));
   /* Only the owner's own copy ending means the workload is done; a fenced or moved copy ends too, and the entry
    * lives on elsewhere. */
-  if (v && owned_by (v, c->node->id) && owner_id && strcmp (owner_id, w.id) == 0)
+  int lease = w.reason && strncmp (w.reason, NEX_LEASE_EXPIRED_REASON, strlen (NEX_LEASE_EXPIRED_REASON)) == 0;
+  if (lease)
+    nex_info ("cluster: workload %s (%s) ended with its lease; it stays in the desired state", w.id, key ? key : "-");
+  else if (v && owned_by (v, c->node->id) && owner_id && strcmp (owner_id, w.id) == 0)
     {
       cleanup_error nex_error_t err = NULL;
       if (nex_desired_delete (c, key, &err) < 0)

@@ -9,7 +9,8 @@
  *   placement.c  the auction, the remote deploy, the REST front door
  *   desired.c    the NEX_DESIRED bucket: opening, following it (a local copy), writes with revisions
  *   failover.c   claims of a dead owner's entries, fencing, moving work off a draining node
- *   ps.c         every node's workloads ($NEX.cluster.ps) and drain requests */
+ *   ps.c         every node's workloads ($NEX.cluster.ps) and drain requests
+ *   stop.c       stopping a workload on the node that runs it ($NEX.STOP.<ns>.<node>), for REST's DELETE */
 #ifndef NEX_CLUSTER_INTERNAL_H
 #define NEX_CLUSTER_INTERNAL_H
 
@@ -51,6 +52,9 @@ struct nex_cluster
   nex_node_t *node;
   natsConnection *nc;
   int64_t timeout_ms;   /* node_timeout */
+  int64_t lease_ms;     /* how long the agents of restartable cluster workloads run on after this node last heard
+                           itself: timeout_ms less min(2 s, timeout_ms / 2) (supervisor-lease.c) */
+  int lapsed;           /* cluster thread: the lease ran out; the start-up pass runs again once it is held */
   int64_t started_mono; /* monotonic ms of nex_cluster_start */
 
   pthread_mutex_t lock;
@@ -124,6 +128,10 @@ json_t *nex_cluster_auction (nex_cluster_t *c, const nex_requirements_t *r, int 
 /* Deploys SPEC (REST fields, namespace included) on node NODE_ID: locally through nex_deploy_submit when it is
  * this node, else over $NEX.DEPLOY.<ns>.<node>.  The workload's JSON with `node` (new reference), or NULL. */
 json_t *nex_cluster_deploy_on (nex_cluster_t *c, const char *node_id, const json_t *spec, nex_error_t *err);
+
+/* Namespace NS (NULL: default) as one token of a control subject ($NEX.DEPLOY.<ns>.<node>): dots become
+ * underscores, as the nodes' control subscriptions expect.  Caller frees. */
+char *nex_cluster_ns_token (const char *ns);
 
 /* --- desired.c --- */
 /* Tries to open (or make) the bucket when it is time; the cluster thread. */

@@ -40,6 +40,25 @@ nex_cluster_workloads (nex_cluster_t *c, const json_t *filter, nex_error_t *err)
 }
 
 int
+nex_cluster_stop_remote (nex_cluster_t *c, const char *id, int64_t grace_s, const char *jwt, const json_t *namespaces,
+                         json_t **out, int *live, nex_error_t *err)
+{
+  return nex_error_set (err, NEX_ERR_UNAVAILABLE, "this nexd was built without NATS support");
+}
+
+json_t *
+nex_cluster_entry (nex_cluster_t *c, const char *key)
+{
+  return NULL;
+}
+
+int
+nex_cluster_forget (nex_cluster_t *c, const char *key, nex_error_t *err)
+{
+  return nex_error_set (err, NEX_ERR_UNAVAILABLE, "this nexd was built without NATS support");
+}
+
+int
 nex_cluster_drain (nex_cluster_t *c, const char *node_id, json_t **out, nex_error_t *err)
 {
   return nex_error_set (err, NEX_ERR_UNAVAILABLE, "this nexd was built without NATS support");

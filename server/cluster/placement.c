@@ -173,15 +173,21 @@ kind_named (const char *name)
   return NEX_ERR_INVALID;
 }
 
+char *
+nex_cluster_ns_token (const char *ns)
+{
+  char *token = nex_xstrdup (ns ? ns : "default");
+  for (char *p = token; *p; p++)
+    if (*p == '.')
+      *p = '_';
+  return token;
+}
+
 /* Sends SPEC to node NODE_ID over $NEX.DEPLOY (see the file's comment). */
 static json_t *
 deploy_remote (nex_cluster_t *c, const char *node_id, const json_t *spec, nex_error_t *err)
 {
-  const char *ns = json_string_value (json_object_get (spec, "namespace"));
-  cleanup_free char *ns_token = nex_xstrdup (ns ? ns : "default");
-  for (char *p = ns_token; *p; p++)
-    if (*p == '.')
-      *p = '_';
+  cleanup_free char *ns_token = nex_cluster_ns_token (json_string_value (json_object_get (spec, "namespace")));
   cleanup_free char *subject = nex_xasprintf ("$NEX.DEPLOY.%s.%s", ns_token, node_id);
   cleanup_free char *text = json_dumps (spec, JSON_COMPACT);
   cleanup_with (msg_destroyp) natsMsg *req = NULL;

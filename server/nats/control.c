@@ -436,6 +436,40 @@ deploy_rest (request_t *r, json_t *body)
   natsConnection_PublishString (b->nc, to, text);
 }
 
+/* A nex deploy with the header `Nex-Placement` (ours: nex 0.3 has no such field; its CLI auctions and picks a
+ * node itself): `auto`, or a placement object as REST takes it ({"tags": {...}, "driver": ...}).  The cluster
+ * places it by the rule as for REST's `node: "auto"` (cluster/placement.c) — from this node, whichever node the
+ * subject named — and the reply's data says which node took it (`node`).  Blocks this delivery thread for the
+ * auction (at most about half a second) and the remote deploy. */
+static void
+deploy_placed (request_t *r, json_t *body, const char *placement)
+{
+  nex_nats_t *b = r->b;
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *where = NULL;
+  if (strcmp (placement, "auto") != 0 && !json_is_object (where = json_loads (placement, JSON_REJECT_DUPLICATES, NULL)))
+    nex_error_field (&err, "Nex-Placement", "must be `auto` or a JSON placement object");
+  else if (b->node->cluster == NULL)
+    nex_error_set (&err, NEX_ERR_UNAVAILABLE, "this node is not in a cluster");
+  cleanup_json json_t *fields = err ? NULL : nex_nats_deploy_fields (b->node->id, body, r->tokens[2], &err);
+  cleanup_json json_t *out = NULL;
+  if (fields)
+    {
+      json_object_set_new (fields, "node", json_string ("auto"));
+      if (where)
+        json_object_set (fields, "placement", where);
+    }
+  if (fields == NULL || nex_cluster_deploy (b->node->cluster, fields, &out, &err) < 0)
+    {
+      reply_error (r, "run", err);
+      return;
+    }
+  json_t *d = json_pack ("{s:b, s:O?, s:O?, s:O?, s:O?, s:O?}", "started", 1, "id", json_object_get (out, "id"), "name",
+                         json_object_get (out, "name"), "namespace", json_object_get (out, "namespace"), "state",
+                         json_object_get (out, "state"), "node", json_object_get (out, "node"));
+  reply (r, "run", d, NULL);
+}
+
 static void
 handle_deploy (request_t *r)
 {
@@ -453,6 +487,12 @@ handle_deploy (request_t *r)
       && strcmp (fields_kind, "rest") == 0)
     {
       deploy_rest (r, body);
+      return;
+    }
+  const char *placement = NULL;
+  if (natsMsgHeader_Get (r->msg, "Nex-Placement", &placement) == NATS_OK && placement)
+    {
+      deploy_placed (r, body, placement);
       return;
     }
   cleanup_error nex_error_t err = NULL;

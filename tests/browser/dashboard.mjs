@@ -2,7 +2,9 @@
 // dashboard.mjs — drives the real dashboard in Debian's Chromium with playwright-core, against a real nexd.
 //
 // Usage: node tests/browser/dashboard.mjs BASE_URL ARTIFACT_PATH OUT_DIR TOKEN IMAGE_REF RELEASE_URL
-// (IMAGE_REF: an image whose blobs its registry holds back until RELEASE_URL is fetched.)
+//   [CLUSTER_BASE_URL CLUSTER_TOKEN]
+// (IMAGE_REF: an image whose blobs its registry holds back until RELEASE_URL is fetched; the second node, when
+// given, is in a cluster and runs a workload named `clustered`: the Cluster page's check)
 // Prints one JSON line per check ({"check": name, "ok": bool, "detail": ...}) and exits non-zero when a check
 // failed; tests/integration/test_dashboard.py runs it and turns each line into a pytest result.  Screenshots of the
 // main views go to OUT_DIR.  axe-core (from npm) checks accessibility of every view.
@@ -10,7 +12,7 @@ import { chromium } from 'playwright-core';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
-const [base, artifact, outDir, token, imageRef, releaseUrl] = process.argv.slice(2);
+const [base, artifact, outDir, token, imageRef, releaseUrl, clusterBase, clusterToken] = process.argv.slice(2);
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 let failed = 0;
@@ -228,6 +230,35 @@ await step('keyboard navigation reaches the sections', async () => {
   }
   for (const want of ['Workloads', 'Deploy', 'Events']) if (!seen.includes(want)) throw new Error(`Tab never reached ${want}: ${seen}`);
 });
+
+await step('cluster page without NATS says how to join', async () => {
+  await page.goto(base + '/');
+  await page.click('a[data-nav=cluster]');
+  await page.locator('main h1', { hasText: 'Cluster' }).waitFor();
+  await page.locator('main [role=status]', { hasText: '--nats' }).waitFor();
+});
+
+if (clusterBase) {
+  await step("cluster page lists the nodes and every node's workloads", async () => {
+    await page.goto(clusterBase + '/#/cluster');
+    await page.locator('#token-dialog[open]').waitFor();
+    await page.fill('#token-input', clusterToken);
+    await page.click('#token-form button[type=submit]');
+    const self = page.locator('tr[data-node]', { hasText: '(this node)' });
+    await self.waitFor();
+    for (const want of ['alive', 'zone=web']) {
+      if (!(await self.textContent()).includes(want)) throw new Error(`the node's row lacks ${want}: ${await self.textContent()}`);
+    }
+    const row = page.locator('table[aria-label="Workloads on every node"] tr', { hasText: 'clustered' });
+    await row.waitFor();
+    await row.locator('a').click();
+    await page.locator('main h1', { hasText: 'clustered' }).waitFor();
+    await page.goBack();
+    await page.locator('tr[data-node]').first().waitFor();
+    await page.screenshot({ path: `${outDir}/cluster.png`, fullPage: true });
+  });
+  await step('accessibility: cluster', () => axe(page, 'cluster'));
+}
 
 report('no console errors', consoleErrors.length === 0, consoleErrors.slice(0, 10));
 await browser.close();

@@ -54,10 +54,11 @@ def schema_errors(schema, instance):
 
 
 def declared_properties(schema):
-    """Top-level property names a schema declares (through $ref and allOf)."""
+    """Top-level property names a schema declares (through $ref and allOf; for oneOf/anyOf, any alternative's: the
+    schema check has already required the body to match one)."""
     schema = resolve(schema)
     names = set(schema.get("properties", {}))
-    for sub in schema.get("allOf", []):
+    for sub in schema.get("allOf", []) + schema.get("oneOf", []) + schema.get("anyOf", []):
         names |= declared_properties(sub)
     return names
 

@@ -4,7 +4,9 @@
 // which nexd's own (nats.c and server/nats/nkeys.c) are checked.
 //
 // Usage: node nats-client.mjs SERVER COMMAND ARGS...   (SERVER "-" for commands that need no connection)
-//   request SUBJECT JSON [TIMEOUT_MS]         one request, prints the reply's data as text
+//   request SUBJECT JSON [TIMEOUT_MS] [HEADERS]
+//                                             one request (HEADERS: a JSON object of header names and values),
+//                                             prints the reply's data as text
 //   collect SUBJECT JSON [TIMEOUT_MS]         publishes with a reply inbox, prints every reply within the time
 //                                             as a JSON array of parsed replies
 //   sub SUBJECT [MAX] [TIMEOUT_MS]            prints "READY", then each message as a JSON line {subject, data}
@@ -26,7 +28,7 @@
 //   curve                                     prints {seed, public} of a new curve key
 //   account | user                            prints {seed, public} of a new account (or user) key
 //   jwt ISSUER_SEED CLAIMS_JSON               prints a JWT (ed25519-nkey) of CLAIMS signed by ISSUER
-import { connect, StringCodec } from "nats";
+import { connect, headers as natsHeaders, StringCodec } from "nats";
 import { readFileSync, writeFileSync } from "node:fs";
 import * as nkeys from "nkeys.js";
 
@@ -83,7 +85,12 @@ async function main() {
   try {
     switch (command) {
       case "request": {
-        const m = await nc.request(args[0], sc.encode(args[1] ?? ""), { timeout: Number(args[2] ?? 5000) });
+        const opts = { timeout: Number(args[2] ?? 5000) };
+        if (args[3]) {
+          opts.headers = natsHeaders();
+          for (const [k, v] of Object.entries(JSON.parse(args[3]))) opts.headers.set(k, v);
+        }
+        const m = await nc.request(args[0], sc.encode(args[1] ?? ""), opts);
         console.log(sc.decode(m.data));
         break;
       }

@@ -121,10 +121,11 @@ class NatsClient:
             raise AssertionError(f"nats-client {args[0]} failed: {r.stderr.strip()}")
         return r
 
-    def request(self, subject, payload="", timeout_ms=5000):
-        """One request; returns the parsed reply envelope."""
+    def request(self, subject, payload="", timeout_ms=5000, headers=None):
+        """One request (with HEADERS, a dict, when given); returns the parsed reply envelope."""
         body = payload if isinstance(payload, str) else json.dumps(payload)
-        return json.loads(self.run("request", subject, body, timeout_ms).stdout)
+        extra = [json.dumps(headers)] if headers else []
+        return json.loads(self.run("request", subject, body, timeout_ms, *extra).stdout)
 
     def collect(self, subject, payload="", wait_ms=700):
         """Publishes with a reply inbox and returns every reply that came within WAIT_MS."""

@@ -54,6 +54,7 @@ EXPECTED_OPERATIONS = {
     # the cluster (NATS)
     ("get", "/v1/cluster/nodes"),
     ("get", "/v1/cluster/workloads"),
+    ("delete", "/v1/cluster/workloads/{key}"),
     ("post", "/v1/cluster/nodes/{id}/drain"),
     ("get", "/healthz"),
     ("get", "/readyz"),

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """test_dashboard.py — the web dashboard in a real browser (Debian's Chromium driven by playwright-core) against a
 real nexd: page load, deploy through the form, live table and log updates, the exec terminal, stop, events,
-themes and a phone-sized screen, accessibility (axe-core on every view) and no console errors.
+themes and a phone-sized screen, the Cluster page (on a second nexd in a one-node cluster on its own nats-server),
+accessibility (axe-core on every view) and no console errors.
 
 The browser script is tests/browser/dashboard.mjs; it prints one JSON line per check, and each check here is one
 pytest test reading that line.  Screenshots land in test-output/test_dashboard/screenshots/.  Skipped, with the
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 
 import imagelib
-from conftest import REPO, output_root
+import natsutil
+from conftest import REPO, finish_nex, make_nex, output_root
 
 CHECKS = [
     "asks for a token, refuses a wrong one, accepts a good one",
@@ -40,6 +42,9 @@ CHECKS = [
     "accessibility: dark theme",
     "deploy an image and see its pull progress",
     "keyboard navigation reaches the sections",
+    "cluster page without NATS says how to join",
+    "cluster page lists the nodes and every node's workloads",
+    "accessibility: cluster",
     "no console errors",
 ]
 
@@ -76,14 +81,38 @@ def held_image(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def results(nexd_module, held_image):
+def cluster_node():
+    """A nexd in a (one-node) cluster on its own nats-server, running one workload, for the Cluster page; None
+    when nats-server is missing."""
+    if natsutil.skip_reason():
+        yield None
+        return
+    server = natsutil.NatsServer(output_root() / "test_dashboard.cluster").start()
+    nex = make_nex("test_dashboard.cluster.nexd", extra_args=["--nats", server.url, "--tags", "zone=web"])
+    try:
+        nex.start()
+        natsutil.wait_for(lambda: nex.get("/v1/cluster/nodes").json()["desired"]["ready"], what="the bucket")
+        r = nex.post("/v1/workloads", json={"name": "clustered", "artifact": nex.program("sleeper"), "node": "auto"})
+        assert r.status_code == 202, r.text
+        yield nex
+        finish_nex(nex, passed=True)
+    except Exception:
+        nex.abort()
+        raise
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def results(nexd_module, held_image, cluster_node):
     reason = missing()
     if reason:
         pytest.skip(reason)
     shots = output_root() / "test_dashboard" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
+    extra = [cluster_node.base, cluster_node.token] if cluster_node else []
     proc = subprocess.run(["node", str(REPO / "tests" / "browser" / "dashboard.mjs"), nexd_module.base, BUSYBOX,
-                           str(shots), nexd_module.token, *held_image], capture_output=True, text=True, timeout=300,
+                           str(shots), nexd_module.token, *held_image, *extra], capture_output=True, text=True, timeout=300,
                           cwd=REPO)
     (shots.parent / "browser.log").write_text(proc.stdout + "\n--- stderr\n" + proc.stderr)
     out = {}
@@ -99,7 +128,10 @@ def results(nexd_module, held_image):
 
 
 @pytest.mark.parametrize("check", CHECKS)
-def test_dashboard(results, check):
+def test_dashboard(results, cluster_node, check):
+    if "lists the nodes" in check or check == "accessibility: cluster":
+        if cluster_node is None:
+            pytest.skip(natsutil.skip_reason())
     r = results.get(check)
     assert r is not None, f"the browser script did not reach this check (it stopped earlier)"
     assert r["ok"], r["detail"]

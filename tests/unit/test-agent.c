@@ -642,6 +642,53 @@ test_agent_stop (void)
   agent_kill (&ag, wpid);
 }
 
+/* Whether PID is gone or a zombie (killed, not reaped yet by whoever inherited it). */
+static int
+process_gone (pid_t pid)
+{
+  char path[64], buf[512];
+  snprintf (path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen (path, "r");
+  if (f == NULL)
+    return 1;
+  size_t n = fread (buf, 1, sizeof buf - 1, f);
+  fclose (f);
+  buf[n] = 0;
+  const char *close_paren = strrchr (buf, ')');
+  return close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z';
+}
+
+static void
+test_agent_lease (void)
+{
+  agent_proc_t ag;
+  host_t h;
+  cleanup_json json_t *hello = agent_attach (&ag, &h);
+  host_send (&h, NEX_WIRE_START, "{\"path\":\"/bin/sleep\",\"argv\":[\"sleep\",\"100\"]}");
+  cleanup_json json_t *started = hello ? host_expect (&h, NEX_WIRE_STARTED, TIMEOUT_MS) : NULL;
+  pid_t wpid = (pid_t)(started ? jint (started, "pid") : 0);
+  host_send (&h, NEX_WIRE_LEASE, "{\"ttl_ms\":0}");
+  cleanup_json json_t *e = host_expect (&h, NEX_WIRE_ERROR, TIMEOUT_MS);
+  TAP_OK (e && strstr (jstr (e, "message"), "ttl_ms"), "agent: LEASE {ttl_ms: 0} gets ERROR");
+  /* Armed for 400 ms, renewed after 250 ms: alive at 500 ms, ended (ERROR phase lease, exit 3) soon after 650. */
+  int64_t t0 = now_ms ();
+  host_send (&h, NEX_WIRE_LEASE, "{\"ttl_ms\":400}");
+  sleep_ms (250);
+  host_send (&h, NEX_WIRE_LEASE, "{\"ttl_ms\":400}");
+  sleep_ms (250);
+  TAP_OK (agent_alive (&ag) && !process_gone (wpid), "agent: a renewed lease keeps the workload running");
+  cleanup_json json_t *lapse = host_expect (&h, NEX_WIRE_ERROR, TIMEOUT_MS);
+  int rc = agent_wait (&ag, TIMEOUT_MS);
+  int64_t took = now_ms () - t0;
+  int gone = 0;
+  for (int i = 0; i < 100 && !(gone = process_gone (wpid)); i++)
+    sleep_ms (10);
+  TAP_OK (lapse && strcmp (jstr (lapse, "phase"), "lease") == 0 && rc == 3 && gone && took >= 600 && took < 3000,
+          "agent: an expired lease kills the workload and the agent exits 3 (after %lld ms)", (long long)took);
+  host_close (&h);
+  agent_kill (&ag, wpid);
+}
+
 static void
 test_agent_signals (void)
 {
@@ -908,6 +955,7 @@ main (void)
   test_agent_spec ();
   test_agent_stop ();
   test_agent_signals ();
+  test_agent_lease ();
   test_agent_garbage ();
   test_agent_reattach ();
   test_agent_offline_output ();
