@@ -155,6 +155,24 @@ nex_api_header (const nex_api_request_t *req, const char *name)
 }
 
 int
+nex_api_body_fields (const json_t *body, const char *const *known, nex_error_t *err)
+{
+  if (!json_is_object (body))
+    return nex_error_field (err, "", "request body must be a JSON object");
+  const char *key;
+  json_t *value;
+  json_object_foreach ((json_t *)body, key, value)
+  {
+    size_t i = 0;
+    while (known[i] && strcmp (known[i], key) != 0)
+      i++;
+    if (known[i] == NULL)
+      return nex_error_field (err, key, "unknown field");
+  }
+  return 0;
+}
+
+int
 nex_api_query_int (const nex_api_request_t *req, const char *key, long long min, long long max, long long def,
                    long long *out, nex_error_t *err)
 {

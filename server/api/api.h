@@ -160,6 +160,10 @@ nex_api_t *nex_api_start (nex_node_t *node, nex_error_t *err);
 /* Stops accepting, finishes in-flight requests and frees the server.  Safe on NULL. */
 void nex_api_stop (nex_api_t *api);
 
+/* Requires BODY to be a JSON object whose members are all named in KNOWN (NULL-terminated): NEX_ERR_INVALID
+ * naming the first unknown member ("" when BODY is no object). */
+int nex_api_body_fields (const json_t *body, const char *const *known, nex_error_t *err);
+
 /* The value of query parameter KEY of REQ, or NULL. */
 const char *nex_api_query (const nex_api_request_t *req, const char *key);
 

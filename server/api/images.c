@@ -25,15 +25,9 @@ static int
 image_pull (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
 {
   const json_t *b = req->body;
-  if (!json_is_object (b))
-    return nex_error_field (err, "", "request body must be a JSON object");
-  const char *key;
-  json_t *v;
-  json_object_foreach ((json_t *)b, key, v)
-  {
-    if (strcmp (key, "image") != 0 && strcmp (key, "refresh") != 0)
-      return nex_error_field (err, key, "unknown field");
-  }
+  static const char *const known[] = { "image", "refresh", NULL };
+  if (nex_api_body_fields (b, known, err) < 0)
+    return -1;
   const json_t *image = json_object_get (b, "image");
   const json_t *refresh = json_object_get (b, "refresh");
   if (!json_is_string (image))

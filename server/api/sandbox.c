@@ -38,25 +38,6 @@ load_running (nex_api_request_t *req, const char *what, nex_workload_t *w, nex_e
   return 0;
 }
 
-/* Refuses members of BODY not in KNOWN (NULL-terminated). */
-static int
-check_fields (const json_t *body, const char *const *known, nex_error_t *err)
-{
-  if (!json_is_object (body))
-    return nex_error_field (err, "", "request body must be a JSON object");
-  const char *key;
-  json_t *value;
-  json_object_foreach ((json_t *)body, key, value)
-  {
-    size_t i = 0;
-    while (known[i] && strcmp (known[i], key) != 0)
-      i++;
-    if (known[i] == NULL)
-      return nex_error_field (err, key, "unknown field");
-  }
-  return 0;
-}
-
 /* A count, or null when the host does not know it (-1). */
 static json_t *
 count_or_null (int64_t v)
@@ -121,7 +102,7 @@ workload_signal (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *e
 {
   static const char *const known[] = { "signal", NULL };
   int sig = 0;
-  if (check_fields (req->body, known, err) < 0)
+  if (nex_api_body_fields (req->body, known, err) < 0)
     return -1;
   const json_t *v = json_object_get (req->body, "signal");
   if (v == NULL)
@@ -246,7 +227,7 @@ int
 nex_api_exec_request_parse (const json_t *body, nex_api_exec_request_t *out, nex_error_t *err)
 {
   static const char *const known[] = { "argv", "argv0", "env", "stdin", "timeout_s", NULL };
-  if (check_fields (body, known, err) < 0)
+  if (nex_api_body_fields (body, known, err) < 0)
     return -1;
   const json_t *argv = json_object_get (body, "argv");
   if (check_argv (argv, err) < 0)

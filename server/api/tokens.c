@@ -15,15 +15,9 @@ static int
 token_create (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
 {
   const json_t *b = req->body;
-  if (!json_is_object (b))
-    return nex_error_field (err, "", "request body must be a JSON object");
-  const char *key;
-  json_t *v;
-  json_object_foreach ((json_t *)b, key, v)
-  {
-    if (strcmp (key, "name") != 0 && strcmp (key, "scopes") != 0 && strcmp (key, "namespaces") != 0)
-      return nex_error_field (err, key, "unknown field");
-  }
+  static const char *const known[] = { "name", "scopes", "namespaces", NULL };
+  if (nex_api_body_fields (b, known, err) < 0)
+    return -1;
   const json_t *name = json_object_get (b, "name");
   if (!json_is_string (name))
     return nex_error_field (err, "name", name ? "must be a string" : "is required");

@@ -202,9 +202,16 @@ parse_archive (char *rest, const char *field, nex_image_ref_t *r, nex_error_t *e
 {
   if (rest[0] != '/')
     return nex_error_field (err, field, "a docker-archive is named by an absolute path: docker-archive:///path.tar");
-  if (take_digest (rest, field, r, err) < 0)
+  if (take_digest (rest, field, r, err) < 0 || take_path (rest, field, "a docker-archive", &r->archive, err) < 0)
     return -1;
-  return take_path (rest, field, "a docker-archive", &r->archive, err);
+  if (strcmp (r->archive, "/") == 0)
+    {
+      /* `docker-archive:///` (or `////`) names a directory, not a tar (fuzz-image-ref). */
+      free (r->archive);
+      r->archive = NULL;
+      return nex_error_field (err, field, "a docker-archive is a tar file: docker-archive:///path.tar");
+    }
+  return 0;
 }
 
 static int

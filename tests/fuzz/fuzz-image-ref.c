@@ -36,7 +36,8 @@ static void
 check_accepted (const nex_image_ref_t *r)
 {
   fuzz_check (r->canonical != NULL, "an accepted reference has a canonical text");
-  fuzz_check ((r->layout != NULL) != (r->registry != NULL), "a reference is a layout or a registry image");
+  fuzz_check ((r->layout != NULL) + (r->archive != NULL) + (r->registry != NULL) == 1,
+              "a reference is a layout, a docker-archive or a registry image");
   fuzz_check (r->digest == NULL || nex_image_digest_valid (r->digest), "a digest is sha256 and 64 hex digits");
   fuzz_check (r->tag == NULL || (r->tag[0] && strlen (r->tag) <= NEX_IMAGE_TAG_MAX_LEN), "a tag is within its bound");
   if (r->layout)
@@ -45,6 +46,14 @@ check_accepted (const nex_image_ref_t *r)
       fuzz_check (r->layout[0] == '/' && !has_dot_component (r->layout) && (n == 1 || r->layout[n - 1] != '/'),
                   "a layout path is absolute, without `.`, `..` or a trailing slash");
       fuzz_check (r->repository == NULL && nex_image_ref_api_host (r) == NULL, "a layout has no registry");
+    }
+  else if (r->archive)
+    {
+      size_t n = strlen (r->archive);
+      fuzz_check (r->archive[0] == '/' && n > 1 && !has_dot_component (r->archive) && r->archive[n - 1] != '/',
+                  "an archive path is an absolute file path, without `.`, `..` or a trailing slash");
+      fuzz_check (r->tag == NULL && r->repository == NULL && nex_image_ref_api_host (r) == NULL,
+                  "an archive has no tag and no registry");
     }
   else
     {
@@ -67,8 +76,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     {
       fuzz_check (err && err->kind == NEX_ERR_INVALID && err->field && strcmp (err->field, "image") == 0,
                   "a refused reference is NEX_ERR_INVALID on field image");
-      fuzz_check (r.layout == NULL && r.registry == NULL && r.repository == NULL && r.tag == NULL && r.digest == NULL
-                      && r.canonical == NULL,
+      fuzz_check (r.layout == NULL && r.archive == NULL && r.registry == NULL && r.repository == NULL && r.tag == NULL
+                      && r.digest == NULL && r.canonical == NULL,
                   "a refused reference leaves the struct empty");
       return 0;
     }

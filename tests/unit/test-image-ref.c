@@ -124,6 +124,9 @@ main (void)
   refuses ("oci-layout:///a/../b", "`..` in a layout path");
   refuses ("oci-layout:///a/./b", "`.` in a layout path");
   refuses ("docker-archive://bb.tar", "a relative docker-archive path");
+  /* fuzz-image-ref (30-minute campaign): the root itself was taken as an archive path. */
+  refuses ("docker-archive:///", "a docker-archive naming the root directory");
+  refuses ("docker-archive://///", "a docker-archive naming the root directory, with more slashes");
   refuses ("docker-archive:///a/../bb.tar", "`..` in a docker-archive path");
   /* fuzz-image-ref: the path was /srv/: once its slashes were dropped, and its canonical text read `:` as a tag. */
   refuses ("oci-layout:///srv/://@sha256:" D64, "a colon in a layout's last component, behind trailing slashes");
@@ -140,7 +143,7 @@ main (void)
   memset (longname, 'a', 250);
   longname[250] = '\0';
   refuses (longname, "a Docker Hub name longer than 255 once docker.io/library/ is added");
-  char repo[300], canon[320];
+  char repo[640], canon[700]; /* room for all of longname, as the compiler counts */
   memset (longname, 'a', 237);
   longname[237] = '\0';
   snprintf (repo, sizeof repo, "library/%s", longname);
