@@ -36,8 +36,15 @@ static void
 check_accepted (const nex_image_ref_t *r)
 {
   fuzz_check (r->canonical != NULL, "an accepted reference has a canonical text");
-  fuzz_check ((r->layout != NULL) + (r->archive != NULL) + (r->registry != NULL) == 1,
-              "a reference is a layout, a docker-archive or a registry image");
+  int stored = r->layout == NULL && r->archive == NULL && r->registry == NULL; /* sha256:<hex>: one in the store */
+  fuzz_check ((r->layout != NULL) + (r->archive != NULL) + (r->registry != NULL) + stored == 1,
+              "a reference is a layout, a docker-archive, a registry image or a stored digest");
+  if (stored)
+    {
+      fuzz_check (r->digest && strcmp (r->canonical, r->digest) == 0 && r->tag == NULL && r->repository == NULL,
+                  "a stored-image reference is its digest and nothing else");
+      return;
+    }
   fuzz_check (r->digest == NULL || nex_image_digest_valid (r->digest), "a digest is sha256 and 64 hex digits");
   fuzz_check (r->tag == NULL || (r->tag[0] && strlen (r->tag) <= NEX_IMAGE_TAG_MAX_LEN), "a tag is within its bound");
   if (r->layout)
