@@ -382,8 +382,19 @@
       ws.onclose = () => { if (!closed && !ended && logSocket === ws) setTimeout(() => followLogs(true), 2000); };
     };
 
-    const startTerminal = (host, w) => {
+    const startTerminal = async (host, w) => {
       if (!window.Terminal) { host.replaceChildren(h('p', { class: 'muted' }, 'Terminal library not available.')); return; }
+      // A workload that ran only for a moment may have ended since the page read it: asked again just before the
+      // session opens, so that a short-lived workload gets a sentence, not a refused websocket.
+      term = true;
+      try {
+        const now = await api('GET', `/v1/workloads/${encodeURIComponent(id)}`);
+        if (now.state !== 'running') {
+          term = null;
+          host.replaceChildren(h('p', { class: 'muted' }, 'The workload is not running.'));
+          return;
+        }
+      } catch (_) { term = null; return; }
       // Colours with at least 4.5:1 contrast on the black background (xterm's default red has 3.6:1).
       term = new window.Terminal({ convertEol: false, fontSize: 13, cursorBlink: true,
         theme: { background: '#000000', foreground: '#e6edf3', red: '#ff6b6b', brightRed: '#ff8f8f', blue: '#6ea8fe', brightBlue: '#9ec5fe' } });
@@ -395,8 +406,9 @@
       // started again under the name it was given (argv[0]), so a busybox workload started as `sh` gives a shell.
       const u = new URL(`/v1/workloads/${encodeURIComponent(id)}/exec`, location.href);
       u.searchParams.set('tty', '1');
-      u.searchParams.set('cmd', '/workload');
-      if (w.argv && w.argv.length) u.searchParams.set('argv0', w.argv[0]);
+      // An image has no /workload: its shell is looked up in the image's PATH (exec -it web sh).
+      u.searchParams.set('cmd', w.image ? 'sh' : '/workload');
+      if (!w.image && w.argv && w.argv.length) u.searchParams.set('argv0', w.argv[0]);
       u.searchParams.set('rows', String(term.rows));
       u.searchParams.set('cols', String(term.cols));
       const ws = new WebSocket(wsUrl(u.pathname + u.search));
@@ -544,7 +556,7 @@
         }
         if (!ev || ev.subject === id || (ev.data && ev.data.workload_id === id) || (pulling && /^image_pull_/.test(ev.type))) render();
       },
-      cleanup: () => { closed = true; if (logSocket) logSocket.close(); if (execSocket) execSocket.close(); if (term) term.dispose(); },
+      cleanup: () => { closed = true; if (logSocket) logSocket.close(); if (execSocket) execSocket.close(); if (term && term.dispose) term.dispose(); },
     };
   }
 

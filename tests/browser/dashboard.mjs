@@ -208,7 +208,8 @@ await step('deploy an image and see its pull progress', async () => {
   await page.goto(base + '/#/deploy');
   await page.fill('#f-name', 'ui-image');
   await page.fill('#f-image', imageRef);
-  await page.fill('#f-argv', 'echo\nfrom the image');
+  // Runs two seconds: its terminal (a shell from the image's PATH) opens, then it ends by itself.
+  await page.fill('#f-argv', 'sh\n-c\necho from the image; sleep 2');
   await page.click('button[type=submit]');
   await page.waitForURL(/#\/workloads\/[0-9a-f-]{36}$/);
   const bar = page.getByTestId('pull-progress');
