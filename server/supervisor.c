@@ -159,10 +159,10 @@ take_output (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, con
       add_line (sup, e, stream, now, lb->buf, lb->len);
       lb->len = 0;
     }
-  /* A workload that prints now and then has its lines stored at once (nothing waits in nexd's memory that a
-   * crash could lose); only one that printed within the last delay has them wait for the deadline. */
-  int64_t delay = sup->output_delay_ms > 0 ? sup->output_delay_ms : OUTPUT_DELAY_MIN_MS;
-  if (e->output_due && nex_clock_mono_ms () - e->output_stored_at >= delay)
+  /* A workload that prints now and then (nothing stored for it in the last OUTPUT_DELAY_MIN_MS) has its lines
+   * stored at once: nothing waits in nexd's memory that a crash could lose.  Only a chatty one has them wait for
+   * the deadline (which grows with the cost of storing). */
+  if (e->output_due && nex_clock_mono_ms () - e->output_stored_at >= OUTPUT_DELAY_MIN_MS)
     nex_sup_output_flush (sup, e);
 }
 

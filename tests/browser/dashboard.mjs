@@ -181,6 +181,8 @@ await step('detail shows a bridge workload\'s address, ports as links and egress
     if ((await page.getByTestId('egress').textContent()) !== egress) throw new Error('the redeploy lost its egress');
     return `${w.address}, ${href}; redeployed as ${again}`;
   } finally {
+    // Off their page first: a page whose workload stops while its terminal opens would see the session refused.
+    await page.goto(base + '/#/workloads');
     for (const x of [w.id, again].filter(Boolean))
       await fetch(`${base}/v1/workloads/${x}?grace_s=0`, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
   }
