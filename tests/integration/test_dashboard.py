@@ -88,7 +88,7 @@ def cluster_node():
         yield None
         return
     server = natsutil.NatsServer(output_root() / "test_dashboard.cluster").start()
-    nex = make_nex("test_dashboard.cluster.nexd", extra_args=["--nats", server.url, "--tags", "zone=web"])
+    nex = make_nex("test_dashboard.cluster.nexd", extra_args=["--nats", server.url, "--tags", "zone=web", "--node-timeout", "5"])
     try:
         nex.start()
         natsutil.wait_for(lambda: nex.get("/v1/cluster/nodes").json()["desired"]["ready"], what="the bucket")
