@@ -389,6 +389,7 @@
       term = true;
       try {
         const now = await api('GET', `/v1/workloads/${encodeURIComponent(id)}`);
+        if (closed) { term = null; return; } // the page was left meanwhile
         if (now.state !== 'running') {
           term = null;
           host.replaceChildren(h('p', { class: 'muted' }, 'The workload is not running.'));
