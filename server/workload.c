@@ -805,8 +805,6 @@ nex_workload_from_request (const json_t *body, const char *default_driver, nex_w
     {
       /* What runs is resolved from the image at start (supervisor); the stored argv is then the process's. */
       json_array_clear (w.argv);
-      if (strcmp (w.driver, "sandbox") != 0)
-        return nex_error_field (err, "image", "images run in the sandbox driver only for now (not `%s`)", w.driver);
       if (w.type == NEX_WORKLOAD_FUNCTION)
         return nex_error_field (err, "image", "function workloads run an executable (`artifact`), not an image");
     }

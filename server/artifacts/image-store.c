@@ -27,6 +27,7 @@
 #include "server/artifacts/token-cache.h"
 #include "server/clock.h"
 #include "server/drivers/driver.h"
+#include "server/drivers/vm-image.h"
 #include "server/log.h"
 #include "server/node.h"
 
@@ -640,6 +641,7 @@ nex_image_store_remove (nex_image_store_t *s, const char *digest, nex_error_t *e
     nex_layer_remove_tree (parent, strrchr (gone, '/') + 1);
   else
     rmdir (gone);
+  nex_vm_image_disk_forget (digest); /* its microVM disk, if a VM ran it */
   cleanup_json json_t *blobs = row.layers ? json_loads (row.layers, 0, NULL) : NULL;
   size_t i;
   json_t *b;
