@@ -485,8 +485,8 @@ tree_measure (const char *tree, off_t *bytes, unsigned long *inodes, nex_error_t
 int
 nex_rootfs_tree_ext4 (const char *tree, const char *out_path, uid_t id_base, nex_error_t *err)
 {
-  off_t bytes;
-  unsigned long inodes;
+  off_t bytes = 0;
+  unsigned long inodes = 0;
   if (tree_measure (tree, &bytes, &inodes, err) < 0)
     return -1;
   cleanup_free char *tmp = nex_xasprintf ("%s.tmp-XXXXXX", out_path);
