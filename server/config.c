@@ -94,6 +94,9 @@ static const opt_t options[] = {
   OPT (registry_auth, OPT_STRING, NULL, "credentials for image registries: a docker config.json (its `auths`)"),
   OPT (image_max_unpacked_mb, OPT_INT, "4096", "largest image accepted, unpacked, MiB (all layers together)"),
   OPT (image_max_files, OPT_INT, "500000", "most files (tar entries) an image may have, all layers together"),
+  OPT (image_root, OPT_STRING, "auto",
+       "an image sandbox's root: auto (an overlay where the kernel allows it in a user namespace, else a private "
+       "copy of the tree) or copy"),
   OPT (image_cache_bytes, OPT_INT, "0",
        "bound of the image cache, bytes as pulled: after each pull the least recently used images no live "
        "workload runs are removed until it fits (0: unbounded)"),
@@ -374,6 +377,8 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return nex_error_field (err, "vm_accel", "vm_accel must be auto, kvm or tcg, got `%s`", cfg->vm_accel);
   if (strcmp (cfg->kvm_probe, "on") != 0 && strcmp (cfg->kvm_probe, "off") != 0)
     return nex_error_field (err, "kvm_probe", "kvm_probe must be on or off, got `%s`", cfg->kvm_probe);
+  if (strcmp (cfg->image_root, "auto") != 0 && strcmp (cfg->image_root, "copy") != 0)
+    return nex_error_field (err, "image_root", "image_root must be auto or copy, got `%s`", cfg->image_root);
   if (cfg->kvm_boot_s < 1 || cfg->kvm_boot_s > 3600)
     return nex_error_field (err, "kvm_boot_s", "kvm_boot_s must be between 1 and 3600");
   char *host = NULL;

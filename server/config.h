@@ -66,9 +66,10 @@ typedef struct nex_config
   char *registry_auth;           /* docker config.json whose `auths` gives registry credentials; NULL: none */
   int64_t image_max_unpacked_mb; /* an image's unpacked size bound; default 4096 */
   int64_t image_max_files;       /* an image's entry count bound; default 500000 */
-  int64_t image_cache_bytes;     /* the image cache's bound (bytes as pulled), LRU eviction; 0: unbounded */
-  char *web_dir;                 /* the dashboard's files; default: the layout's (paths.h) */
-  char *vendor_dir; /* browser libraries served at /vendor/ (npm's layout); default: the layout's (paths.h) */
+  char *image_root;          /* "auto" (default): overlay if the kernel allows, else a copy; "copy" (image-root.h) */
+  int64_t image_cache_bytes; /* the image cache's bound (bytes as pulled), LRU eviction; 0: unbounded */
+  char *web_dir;             /* the dashboard's files; default: the layout's (paths.h) */
+  char *vendor_dir;          /* browser libraries served at /vendor/ (npm's layout); default: the layout's (paths.h) */
   /* workload networking (server/net/net.h) */
   char *network_cidr;   /* address range of bridge workloads; NULL (default): a free /16 in 10/8 */
   char *egress_default; /* what bridge workloads may reach beyond their policy: allow (default) or deny */
