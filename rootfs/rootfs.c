@@ -306,6 +306,8 @@ typedef struct mkfs_job
   const char *stage;    /* the directory whose tree becomes the file system */
   const char *image;    /* the file to fill (of the final size) */
   int image_fd;         /* with id_base: IMAGE open for writing, given to the tool as /proc/self/fd/3 */
+  int stage_fd;         /* with id_base: STAGE open, the tool's working directory (it reads `.`): the way there
+                           may pass directories only root may search (a data dir of mode 0700) */
   uid_t id_base;        /* 0, or the host uid (and gid) that is 0 in the tree: the tool runs in a user namespace
                            mapping id_base.. to 0.., so the file system records the tree's own ids */
   unsigned long inodes; /* 0: mkfs.ext4's default count */
@@ -342,14 +344,19 @@ mkfs_map_ids (pid_t pid, uid_t base, nex_error_t *err)
 
 static void __attribute__ ((noreturn)) mkfs_exec (const mkfs_job_t *j, int out, int ready, int go)
 {
+  if (j->id_base && mkfs_child_userns (ready, go) < 0)
+    {
+      dprintf (out, "cannot enter a user namespace for mkfs.ext4: %s", strerror (errno));
+      _exit (127);
+    }
   int null = open ("/dev/null", O_RDONLY);
   if (null < 0 || dup2 (null, 0) < 0 || dup2 (out, 1) < 0 || dup2 (out, 2) < 0)
     _exit (127);
-  if (j->id_base && (dup2 (j->image_fd, 3) < 0 || mkfs_child_userns (ready, go) < 0))
-    {
-      dprintf (2, "cannot enter a user namespace for mkfs.ext4: %s", strerror (errno));
-      _exit (127);
-    }
+  /* The disk as descriptor 3, kept across execve (dup2 onto itself would leave it close-on-exec). */
+  if (j->id_base
+      && ((j->image_fd == 3 ? fcntl (3, F_SETFD, 0) : dup2 (j->image_fd, 3)) < 0 || fchdir (j->stage_fd) < 0))
+    _exit (127);
+  const char *stage = j->id_base ? "." : j->stage;
   char inodes[32];
   snprintf (inodes, sizeof inodes, "%lu", j->inodes);
   const char *image = j->id_base ? "/proc/self/fd/3" : j->image;
@@ -357,10 +364,10 @@ static void __attribute__ ((noreturn)) mkfs_exec (const mkfs_job_t *j, int out, 
    * for root, nothing writes to it. */
   if (j->inodes)
     execlp ("mkfs.ext4", "mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0", "-N", inodes, "-L", "nex-root", "-E",
-            "root_owner=0:0", "-d", j->stage, image, (char *)NULL);
+            "root_owner=0:0", "-d", stage, image, (char *)NULL);
   else
     execlp ("mkfs.ext4", "mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-L", "nex-root", "-E", "root_owner=0:0", "-d",
-            j->stage, image, (char *)NULL);
+            stage, image, (char *)NULL);
   dprintf (2, "cannot run mkfs.ext4: %s", strerror (errno));
   _exit (127);
 }
@@ -442,7 +449,7 @@ write_ext4 (const char *image, const nex_rootfs_spec_t *spec, nex_error_t *err)
         r = nex_error_sys (err, errno, "create `%s`", image);
       else
         {
-          mkfs_job_t j = { .stage = stage, .image = image, .image_fd = -1 };
+          mkfs_job_t j = { .stage = stage, .image = image, .image_fd = -1, .stage_fd = -1 };
           r = run_mkfs (&j, err);
         }
     }
@@ -497,7 +504,11 @@ nex_rootfs_tree_ext4 (const char *tree, const char *out_path, uid_t id_base, nex
   int r = 0;
   if (ftruncate (fd, bytes) < 0 || (id_base && fchown (fd, id_base, id_base) < 0))
     r = nex_error_sys (err, errno, "create `%s`", tmp);
-  mkfs_job_t j = { .stage = tree, .image = tmp, .image_fd = fd, .id_base = id_base, .inodes = inodes };
+  cleanup_close int tree_fd = open (tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (r == 0 && tree_fd < 0)
+    r = nex_error_sys (err, errno, "open the tree `%s`", tree);
+  mkfs_job_t j
+      = { .stage = tree, .image = tmp, .image_fd = fd, .stage_fd = tree_fd, .id_base = id_base, .inodes = inodes };
   if (r == 0)
     r = run_mkfs (&j, err);
   if (r == 0 && (fchown (fd, 0, 0) < 0 || fsync (fd) < 0 || fchmod (fd, 0444) < 0))
