@@ -147,3 +147,17 @@ def test_exec_tty_and_private_writes_in_vms(vmnex, images):
     r = vmnex.delete(f"/v1/images/{digest}")
     assert r.status_code == 200 and r.json()["deleted"] is True, r.text
     assert not disk.exists(), disks(vmnex)
+
+
+def test_image_vm_on_the_default_network(vmnex, images):
+    """An image's default network is bridge where the node has one: the agent configures eth0 and writes /etc/hosts
+    into the image's overlay, after moving into it."""
+    w = vmnex.deploy_ok(name="bb-net", image=images["bb"], driver="qemu", user="0",
+                        cmd=["sh", "-c", "cat /etc/hosts; cat /proc/sys/kernel/hostname"])
+    w = vmnex.wait_state(w["id"], TERMINAL_STATES, timeout=BOOT_TIMEOUT_S)
+    if w.get("network") != "bridge":
+        pytest.skip(f"the node gives images no bridge network here (network {w.get('network')})")
+    assert w["state"] == "exited" and w["exit_code"] == 0, (w, vmnex.log_texts(w["id"]))
+    lines = stdout_of(vmnex, w["id"])
+    assert any(l.startswith(w["address"]) and "bb-net" in l for l in lines), lines
+    assert lines[-1] == "bb-net", lines
