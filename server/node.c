@@ -20,6 +20,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/drivers/image-root.h"
+#include "server/drivers/vm-image.h"
 #include "server/drivers/vm.h"
 #include "server/nats/bridge.h"
 #include "server/net/net.h"
@@ -133,6 +134,7 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   if (kernel_dir == NULL)
     return NULL;
   nex_vm_configure (cfg, kernel_dir, node->data_dir);
+  nex_vm_image_sweep ();
   configure_image_root (node);
   nex_info ("files: agent %s, VM kernel %s, dashboard %s, vendor %s", node->agent_path, kernel_dir, cfg->web_dir,
             cfg->vendor_dir);

@@ -2,6 +2,7 @@
 /* vm-image.c — an OCI image's disk for the microVM drivers (see vm-image.h). */
 #include "server/drivers/vm-image.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,17 @@ nex_vm_image_qemu_escape (const char *path)
     }
   *o = '\0';
   return out;
+}
+
+void
+nex_vm_image_sweep (void)
+{
+  const char *dir = nex_vm_settings ()->images_dir;
+  cleanup_dir DIR *d = dir ? opendir (dir) : NULL;
+  struct dirent *de;
+  while (d && (de = readdir (d)) != NULL)
+    if (strstr (de->d_name, ".tmp-") && unlinkat (dirfd (d), de->d_name, 0) == 0)
+      nex_info ("removed %s/%s, left by an interrupted build", dir, de->d_name);
 }
 
 void

@@ -28,6 +28,10 @@ char *nex_vm_image_params (const nex_launch_t *l, const char *device);
 /* PATH with every ',' doubled: QEMU's option syntax for a comma inside a value (caller frees). */
 char *nex_vm_image_qemu_escape (const char *path);
 
+/* Removes what builds that a crash interrupted left in the VM image cache (names with `.tmp-`: disks and
+ * rootfs.h's images alike).  At start-up, before any VM starts. */
+void nex_vm_image_sweep (void);
+
 /* Removes the cached disk of image DIGEST (sha256:<hex> or <hex>), if any: the image has been deleted or
  * evicted.  A VM still running from it keeps its open file.  Any thread. */
 void nex_vm_image_disk_forget (const char *digest);

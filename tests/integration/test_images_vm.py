@@ -161,3 +161,18 @@ def test_image_vm_on_the_default_network(vmnex, images):
     lines = stdout_of(vmnex, w["id"])
     assert any(l.startswith(w["address"]) and "bb-net" in l for l in lines), lines
     assert lines[-1] == "bb-net", lines
+
+
+def test_interrupted_disk_builds_are_swept_at_start(request):
+    """A disk build that a crash interrupted leaves a temporary file; the next nexd removes it, keeping disks."""
+    from conftest import finish_test_nex, start_test_nex
+    nex = start_test_nex(request)
+    images_dir = nex.data_dir / "images"
+    images_dir.mkdir(exist_ok=True)
+    left = images_dir / ("oci-" + "a" * 64 + ".ext4.tmp-Xy12Ab")
+    kept = images_dir / ("oci-" + "b" * 64 + ".ext4")
+    left.write_bytes(b"half a disk")
+    kept.write_bytes(b"a disk")
+    nex.restart()
+    assert not left.exists() and kept.exists(), sorted(p.name for p in images_dir.iterdir())
+    finish_test_nex(request, nex)
