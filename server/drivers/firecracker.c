@@ -189,7 +189,6 @@ has_modules (const char *dir)
   return found;
 }
 
-/* Configures and boots the VM of a started firecracker process. */
 /* An image workload's disk (vm-image.h), read-only, after the root drive: /dev/vdb inside.  0 when there is
  * none. */
 static int
@@ -203,6 +202,7 @@ fc_put_image_disk (const char *api, const char *disk, nex_error_t *err)
                  10000, err);
 }
 
+/* Configures and boots the VM of a started firecracker process. */
 static int
 fc_configure (const nex_launch_t *l, const char *api, const char *vsock, const char *kernel, const char *rootfs,
               const char *initrd, const char *disk, nex_error_t *err)

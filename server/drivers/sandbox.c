@@ -14,7 +14,9 @@
  * The root itself is read-only.  An image workload's root is instead an overlay: the image's flattened tree
  * (shared by every workload of the image, never written) below, a writable upper layer of its own in a tmpfs
  * sized by disk_mb above, with /dev (a small tmpfs), /proc, /tmp and the agent (at /.nex-agent) mounted on the
- * mount points the image store made in the tree.  Nothing of the host's filesystem is reachable: the old root is
+ * mount points the image store made in the tree (where the kernel refuses that overlay in a user namespace, a
+ * private copy of the tree that nexd made in the run dir is bound there instead: image-root.h; a probe sandbox at
+ * start, nex_sandbox_probe_overlay, finds out).  Nothing of the host's filesystem is reachable: the old root is
  * detached after pivot_root.  Inside, uid/gid 0 map to an unprivileged host range (NEX_SANDBOX_UID_BASE...), so a
  * workload that escapes its namespaces is nobody on the host.  The network namespace has only loopback, brought up
  * here.
