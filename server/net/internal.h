@@ -10,7 +10,8 @@
  *   rules.c    the nftables table `inet nex`, through libnftables: one transaction per workload change
  *   etc.c      the /etc/hosts and /etc/resolv.conf a workload sees
  *   forward.c  the TCP forwarder on the gateway address that gives workloads the node's NATS server
- *   teardown.c the thread that takes ended workloads' networks down, off the path of their final state */
+ *   teardown.c the thread that takes ended workloads' networks down, off the path of their final state
+ *   shape.c    a bridge sandbox's bandwidth limit (resources.net_mbps): tc tbf on both ends of its veth */
 #ifndef NEX_NET_INTERNAL_H
 #define NEX_NET_INTERNAL_H
 
@@ -168,6 +169,12 @@ int nex_net_rules_remove_locked (nex_net_t *net, const char *id, nex_error_t *er
 
 /* Deletes table inet nex (at a clean shutdown nothing is removed: workloads live on; for tests). */
 int nex_net_rules_drop_table (struct nft_ctx *nft, nex_error_t *err);
+
+/* ---- shape.c ---- */
+
+/* Limits the veth whose host side is IFNAME and whose other side is eth0 in the network namespace of PID to MBPS
+ * Mbit/s each way (a tbf qdisc on both ends, made with tc).  0 or -1 with ERR.  Any thread. */
+int nex_net_shape (const char *ifname, pid_t pid, int64_t mbps, nex_error_t *err);
 
 /* ---- etc.c ---- */
 

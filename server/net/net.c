@@ -287,6 +287,11 @@ nex_net_attach (nex_net_t *net, const nex_workload_t *w, pid_t pid, const char *
   ip_forward_on ();
   if (nex_net_link_create (&l, net->pool.gateway, pid, l.n_ports > 0, err) < 0)
     return -1;
+  if (w->resources.net_mbps > 0 && nex_net_shape (l.ifname, pid, w->resources.net_mbps, err) < 0)
+    {
+      nex_net_link_delete (l.ifname, NULL);
+      return -1;
+    }
   double link_ms = elapsed_ms (&t0);
   cleanup_unlock pthread_mutex_t *locked = &net->lock;
   pthread_mutex_lock (locked);
