@@ -75,7 +75,7 @@ nex_net_teardown_stop (nex_net_t *net)
 void
 nex_net_teardown_queue_locked (nex_net_t *net, const char *id)
 {
-  if (!net->ending_started)
+  if (!net->ending_started || net->ending_stop)
     {
       /* No thread (nexd is stopping, or it could not start one): done here, as before. */
       pthread_mutex_unlock (&net->lock);
