@@ -11,7 +11,8 @@
  *   etc.c      the /etc/hosts and /etc/resolv.conf a workload sees
  *   forward.c  the TCP forwarder on the gateway address that gives workloads the node's NATS server
  *   teardown.c the thread that takes ended workloads' networks down, off the path of their final state
- *   shape.c    a bridge sandbox's bandwidth limit (resources.net_mbps): tc tbf on both ends of its veth */
+ *   shape.c    a bridge sandbox's bandwidth limit (resources.net_mbps): tc tbf on both ends of its veth
+ *   nftd.c     the helper process that runs the nftables transactions (away from the sandboxes' COW pages) */
 #ifndef NEX_NET_INTERNAL_H
 #define NEX_NET_INTERNAL_H
 
@@ -82,6 +83,8 @@ struct nex_net
   int ending_busy;             /* the thread is taking one down now (under lock) */
   int ending_stop;             /* the thread ends once ENDING is empty (under lock) */
   int ending_started;          /* the thread runs */
+  int nftd_fd;                 /* socket to the nftables helper (nftd.c), -1 when there is none (under lock) */
+  pid_t nftd_pid;              /* ... and its pid */
 };
 
 /* ---- net.c ---- */
@@ -169,6 +172,19 @@ int nex_net_rules_remove_locked (nex_net_t *net, const char *id, nex_error_t *er
 
 /* Deletes table inet nex (at a clean shutdown nothing is removed: workloads live on; for tests). */
 int nex_net_rules_drop_table (struct nft_ctx *nft, nex_error_t *err);
+
+/* ---- nftd.c ---- */
+
+/* Forks the nftables helper; call while nexd has no threads of its own yet.  0, or -1 with ERR (transactions then
+ * run in-process). */
+int nex_net_nftd_start (nex_net_t *net, nex_error_t *err);
+
+/* Runs SCRIPT in the helper as one transaction: 0 applied, 1 refused (*MSG: libnftables' error text, caller
+ * frees), -1 when there is no helper (or it broke: it is then stopped).  Under NET's lock. */
+int nex_net_nftd_run (nex_net_t *net, const char *script, char **msg);
+
+/* Ends the helper (closes its socket, reaps it).  Safe when there is none. */
+void nex_net_nftd_stop (nex_net_t *net);
 
 /* ---- shape.c ---- */
 

@@ -155,6 +155,11 @@ nex_net_open (nex_registry_t *reg, const nex_net_options_t *opts, nex_error_t *e
     }
   cleanup_with (net_freep) nex_net_t *net = nex_xzalloc (sizeof *net);
   pthread_mutex_init (&net->lock, NULL);
+  net->nftd_fd = -1;
+  /* First: the helper is forked before this module starts threads (the forwarder, the teardown). */
+  cleanup_error nex_error_t herr = NULL;
+  if (nex_net_nftd_start (net, &herr) < 0)
+    nex_log_error (NEX_LOG_WARN, herr, "network: nftables transactions run in nexd itself");
   net->reg = reg;
   net->installed = json_object ();
   net->leased = json_object ();
@@ -197,6 +202,7 @@ nex_net_close (nex_net_t *net)
   if (net == NULL)
     return;
   nex_net_teardown_stop (net);
+  nex_net_nftd_stop (net);
   nex_net_forward_stop (net->fwd);
   if (net->nft)
     nft_ctx_free (net->nft);

@@ -284,8 +284,6 @@ def test_many_bridge_workloads_leave_nothing(node):
     t_up = time.monotonic() - t0
     assert len(addrs) == n and len(ports) == n
     assert len(nx_links()) >= n
-    table = nex_table()
-    assert sum(1 for wid in ids if "w_" + wid.replace("-", "")[:12] in table) == n
     for wid in ids:
         node.delete(f"/v1/workloads/{wid}")
     for wid in ids:

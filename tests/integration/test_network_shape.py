@@ -37,29 +37,31 @@ def qdiscs(ifname):
 
 
 def test_net_mbps_limits_what_the_workload_sends(node):
-    script = (f"mkdir -p /tmp/w && dd if=/dev/zero of=/tmp/w/f bs=1M count={SIZE >> 20} 2>/dev/null && "
-              "echo ok > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w")
+    script = (f"mkdir -p /tmp/s && dd if=/dev/zero of=/tmp/s/f bs=1M count={SIZE >> 20} 2>/dev/null && "
+              "echo ok > /tmp/s/index.html && exec httpd -f -p 80 -h /tmp/s")
     w = node.deploy_ok(name="slow", artifact="file://" + BUSYBOX, argv=["sh", "-c", script], network="bridge",
                        resources={"net_mbps": LIMIT_MBPS, "disk_mb": 16}, ports=[{"host": 0, "workload": 80}])
-    w = node.wait_state(w["id"], "running")
-    assert w["resources"]["net_mbps"] == LIMIT_MBPS
-    ifname = "nx" + w["id"].replace("-", "")[:12]
-    assert "tbf" in qdiscs(ifname) and f"rate {LIMIT_MBPS}Mbit" in qdiscs(ifname), qdiscs(ifname)
-    base = f"http://127.0.0.1:{w['ports'][0]['host']}"
-    wait_until(lambda: subprocess.run(["curl", "-s", "-m", "5", "-o", "/dev/null", "--fail", base + "/"]).returncode
-               == 0, what="the published port")
-    t0 = time.monotonic()
-    r = subprocess.run(["curl", "-s", "-m", "50", "--fail", "-o", "/dev/null", "-w", "%{size_download}", base + "/f"],
-                       capture_output=True, text=True, timeout=60)
-    dt = time.monotonic() - t0
-    assert r.returncode == 0 and int(r.stdout) == SIZE, r
-    rate = mbps(SIZE, dt)
-    print(f"workload -> host through a {LIMIT_MBPS} Mbit/s limit: {rate:.1f} Mbit/s ({dt:.2f} s for 4 MiB)")
-    # Below the limit (a tenth of slack for the bucket's first burst), and not absurdly far below it.
-    assert rate <= LIMIT_MBPS * 1.1, rate
-    assert rate >= LIMIT_MBPS * 0.3, rate
-    node.delete(f"/v1/workloads/{w['id']}")
-    node.wait_state(w["id"], "stopped")
+    try:
+        w = node.wait_state(w["id"], "running")
+        assert w["resources"]["net_mbps"] == LIMIT_MBPS
+        ifname = "nx" + w["id"].replace("-", "")[:12]
+        assert "tbf" in qdiscs(ifname) and f"rate {LIMIT_MBPS}Mbit" in qdiscs(ifname), qdiscs(ifname)
+        base = f"http://127.0.0.1:{w['ports'][0]['host']}"
+        wait_until(lambda: subprocess.run(["curl", "-s", "-m", "5", "-o", "/dev/null", "--fail", base + "/"]).returncode
+                   == 0, what="the published port")
+        t0 = time.monotonic()
+        r = subprocess.run(["curl", "-s", "-m", "50", "--fail", "-o", "/dev/null", "-w", "%{size_download}",
+                            base + "/f"], capture_output=True, text=True, timeout=60)
+        dt = time.monotonic() - t0
+        assert r.returncode == 0 and int(r.stdout) == SIZE, r
+        rate = mbps(SIZE, dt)
+        print(f"workload -> host through a {LIMIT_MBPS} Mbit/s limit: {rate:.1f} Mbit/s ({dt:.2f} s for 4 MiB)")
+        # Below the limit (a tenth of slack for the bucket's first burst), and not absurdly far below it.
+        assert rate <= LIMIT_MBPS * 1.1, rate
+        assert rate >= LIMIT_MBPS * 0.3, rate
+    finally:  # workloads outlive nexd: a failed check must not leave this one running
+        node.delete(f"/v1/workloads/{w['id']}")
+        node.wait_state(w["id"], "stopped")
 
 
 def test_net_mbps_limits_what_the_workload_receives(node):
