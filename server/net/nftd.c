@@ -58,6 +58,7 @@ io_full (int fd, void *buf, size_t n, int writing)
 static void __attribute__ ((noreturn)) helper_main (int fd)
 {
   prctl (PR_SET_PDEATHSIG, SIGKILL);
+  prctl (PR_SET_NAME, "nexd-nft"); /* what ps shows: not taken for nexd itself */
   if (getppid () == 1)
     _exit (0); /* nexd died before the line above */
   struct nft_ctx *nft = nft_ctx_new (NFT_CTX_DEFAULT);

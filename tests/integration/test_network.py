@@ -233,6 +233,29 @@ def test_workloads_cannot_reach_each_other(node):
     assert len({addr, b["address"], c["address"]}) == 3
 
 
+def nft_helpers(nex):
+    """Pids of NEX's nftables helper processes (children of nexd named nexd-nft)."""
+    out = sh("ps", "-o", "pid=,comm=", "--ppid", str(nex.daemon.proc.pid), check=False).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if line.split()[1:] == ["nexd-nft"]]
+
+
+def test_nftables_helper_gone_then_in_process(node):
+    """nexd runs its nftables transactions in one helper process; killed, nexd runs them itself and the policy
+    still holds."""
+    helpers = nft_helpers(node)
+    assert len(helpers) == 1, helpers
+    os.kill(helpers[0], 9)
+    wait_until(lambda: not os.path.exists(f"/proc/{helpers[0]}/comm") or
+               open(f"/proc/{helpers[0]}/stat").read().split()[2] == "Z", what="the helper to die")
+    a = httpd_workload(node, name="a2")
+    node.wait_state(a["id"], "running")
+    addr = node.workload(a["id"])["address"]
+    wait_until(lambda: requests_ok(f"http://{addr}/"), what="a2's server from the host")
+    _, texts, result = run_probes(node, (addr, 80), name="b2")
+    assert result[f"{addr}:80"] == "fail", texts
+    assert "w_" + a["id"].replace("-", "")[:12] in nex_table()
+
+
 def test_kill9_restart_keeps_ports_and_cleans_up(node):
     keep = httpd_workload(node, name="keep", ports=[{"host": 0, "workload": 80}])
     gone = httpd_workload(node, name="gone", ports=[{"host": 0, "workload": 80}])
@@ -242,7 +265,10 @@ def test_kill9_restart_keeps_ports_and_cleans_up(node):
     wait_until(lambda: requests_ok(f"http://127.0.0.1:{kport}/"), what="keep's port")
     gone_if = "nx" + gone["id"].replace("-", "")[:12]
     assert gone_if in nx_links()
+    helpers = nft_helpers(node)
     node.daemon.kill()  # SIGKILL
+    # The nftables helper dies with nexd.
+    wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in helpers), what="the nftables helper to end")
     # While nexd is down: `keep` still serves; `gone` ends (its sandbox killed).
     assert requests.get(f"http://127.0.0.1:{kport}/", timeout=5).text == "keep-says-hi\n"
     os.kill(gone["pid"], 9)
