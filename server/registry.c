@@ -725,9 +725,15 @@ nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f,
 
   cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
   cleanup_stmt sqlite3_stmt *stmt = db_prepare (reg->db, sql, vals, n_vals, err);
+  size_t cap = 0;
   while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
     {
-      items = nex_xrealloc (items, (count + 1) * sizeof *items);
+      if (count == cap)
+        {
+          /* Doubling: a page of 1000 workloads copied once per growth, not once per row. */
+          cap = cap ? cap * 2 : 16;
+          items = nex_xrealloc (items, cap * sizeof *items);
+        }
       if (workload_from_row (stmt, &items[count], err) < 0)
         {
           row = -1;
