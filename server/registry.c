@@ -683,7 +683,7 @@ nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f,
    * cursor on and stops after LIMIT rows: a page costs the same at the end of 100,000 workloads as at the start
    * (an `?1 IS NULL OR ...` form would make it scan from the first row). */
   cleanup_free char *namespaces = f && f->namespaces ? json_dumps (f->namespaces, JSON_COMPACT) : NULL;
-  db_value_t vals[5 + 2 * NEX_WORKLOAD_FILTER_MAX_LABELS];
+  db_value_t vals[6 + 2 * NEX_WORKLOAD_FILTER_MAX_LABELS]; /* 5 filters, 2 per label, the limit */
   size_t n_vals = 0;
   cleanup_free char *sql = nex_xstrdup ("SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE 1");
   if (ns)

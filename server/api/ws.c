@@ -60,11 +60,12 @@ struct session
   int64_t last_seq;     /* LOGS: the last line sent (or skipped over) */
   int64_t replay_until; /* LOGS: the stored lines to send before live ones end at this seq */
   int replaying;
-  int final_known; /* LOGS: the workload had ended when the stream began, or a missed event may hide it */
-  int more;        /* the last turn produced something: there may be more (pump) */
-  int closing;     /* a close frame is queued: close once it is written */
-  int dead;        /* to be freed */
-  uint32_t events; /* what epoll watches now */
+  int final_known;       /* LOGS: the workload had ended when the stream began, or a missed event may hide it */
+  int more;              /* the last turn produced something: there may be more (pump) */
+  uint64_t dropped_seen; /* what the bus had dropped for this client when last counted */
+  int closing;           /* a close frame is queued: close once it is written */
+  int dead;              /* to be freed */
+  uint32_t events;       /* what epoll watches now */
   session_t *next;
 };
 
@@ -329,8 +330,6 @@ produce (session_t *s)
             }
           return;
         }
-      if (missed)
-        __atomic_add_fetch (&s->ws->dropped, missed, __ATOMIC_RELAXED);
       deliver (s, m, missed);
       nex_bus_msg_unref (m);
     }
@@ -381,6 +380,18 @@ flush (session_t *s)
   watch (s, (s->in_paused ? 0 : EPOLLIN | EPOLLRDHUP) | (out_pending (s) || s->more ? EPOLLOUT : 0));
 }
 
+/* Adds what the bus dropped for S since the last call to the node's count (nex_websocket_messages_dropped_total):
+ * at each turn, so that a client that never reads again is counted too, not only when it catches up. */
+static void
+count_dropped (session_t *s)
+{
+  if (s->sub == NULL)
+    return;
+  uint64_t dropped = nex_bus_dropped (s->ws->node->bus, s->sub);
+  __atomic_add_fetch (&s->ws->dropped, dropped - s->dropped_seen, __ATOMIC_RELAXED);
+  s->dropped_seen = dropped;
+}
+
 /* One turn of S: writes what waits, produces at most one buffer's worth (OUT_HIGH) more and writes it.  A session
  * that produced something may have more: it keeps EPOLLOUT watched, so that epoll brings it back at the next
  * round, after every other ready session had its turn (the socket is writable, so at once).  One client's replay
@@ -389,6 +400,7 @@ flush (session_t *s)
 static void
 pump (session_t *s)
 {
+  count_dropped (s);
   flush (s);
   if (s->dead || out_pending (s) >= OUT_HIGH)
     return;
@@ -573,6 +585,7 @@ session_free (nex_ws_t *ws, session_t *s)
   if (s->stream.exec)
     epoll_ctl (ws->epfd, EPOLL_CTL_DEL, s->stream.exec->notify_fd, NULL);
   nex_ws_stream_release (ws->node, &s->stream);
+  count_dropped (s);
   nex_bus_unsubscribe (ws->node->bus, s->sub);
   /* libmicrohttpd owns the socket: this closes it. */
   MHD_upgrade_action (s->urh, MHD_UPGRADE_ACTION_CLOSE);

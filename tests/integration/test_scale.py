@@ -72,6 +72,18 @@ def test_pages_of_many_workloads(filled):
     assert [w["id"] for w in b] == [w["id"] for w in everything if w["namespace"] == "fill-b"]
     batch, _, _ = list_all(nex, 64, label="batch=3", namespace="fill")
     assert len(batch) == 900 and all(w["labels"] == {"batch": "3"} for w in batch)
+    # Every filter at once (the most parameters the query binds): a token limited to namespaces, a namespace, a
+    # state, a cursor and 8 label conditions.
+    t = check(nex.post("/v1/tokens", json={"name": "ns", "scopes": ["read"], "namespaces": ["fill", "x"]}), "post",
+              "/v1/tokens")["token"]
+    labels = ["batch=4"] + [f"k{i}" for i in range(7)]
+    page = check(nex.get("/v1/workloads", auth=t, params={"namespace": "fill", "state": "exited", "label": labels,
+                                                          "cursor": end, "limit": 10}), "get", "/v1/workloads")
+    assert page["count"] == 0 and not page["has_more"]
+    page = check(nex.get("/v1/workloads", auth=t, params={"namespace": "fill", "state": "exited",
+                                                          "label": ["batch=4"] * 8, "limit": 1000}),
+                 "get", "/v1/workloads")
+    assert page["count"] == 900
     # A new workload is listed after the last page's cursor, alone.
     w = nex.deploy_ok(name="new", artifact=nex.program("hello"))
     page = check(nex.get("/v1/workloads", params={"cursor": end}), "get", "/v1/workloads")
