@@ -103,9 +103,11 @@ prune_workloads (sqlite3 *db, void *ctx, nex_error_t *err)
   sqlite3_bind_int64 (stmt, 2, b->batch);
   size_t n = 0;
   cleanup_free char (*ids)[64] = nex_xzalloc ((size_t)b->batch * sizeof *ids);
-  int rc;
+  int rc = SQLITE_ROW;
   while (n < (size_t)b->batch && (rc = sqlite3_step (stmt)) == SQLITE_ROW)
     snprintf (ids[n++], sizeof ids[0], "%s", (const char *)sqlite3_column_text (stmt, 0));
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return sql_fail (db, err, "finding ended workloads");
   sqlite3_reset (stmt);
   for (size_t i = 0; i < n; i++)
     if (prune_workload (db, ids[i], b, err) < 0)
