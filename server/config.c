@@ -65,6 +65,9 @@ static const opt_t options[] = {
   OPT (valid_issuers, OPT_STRING, NULL, "comma-separated issuer nkeys whose workload JWTs are accepted (default any)"),
   OPT (default_driver, OPT_STRING, "sandbox", "driver for workloads that name none"),
   OPT (log_lines, OPT_INT, "10000", "log lines kept per workload; older ones are dropped and counted"),
+  OPT (retain_ended, OPT_STRING, "7d",
+       "how long an ended workload is kept (with its logs and events) before a background job deletes it: "
+       "N followed by s, m, h or d (0: forever)"),
   OPT (max_body_bytes, OPT_INT, "1048576", "largest request body accepted (larger: 413)"),
   OPT (stop_grace_s, OPT_INT, "10", "default seconds between SIGTERM and SIGKILL when stopping"),
   OPT (api_threads, OPT_INT, "4", "HTTP worker threads"),
@@ -129,6 +132,31 @@ opt_set (nex_config_t *cfg, const opt_t *o, const char *value, const char *sourc
                             value);
   *(int64_t *)base = v;
   return 0;
+}
+
+/* Parses a duration "N" + s|m|h|d (or "0": none) into *MS; -1 when it is not one or exceeds 3650 days. */
+static int
+config_duration_ms (const char *s, int64_t *ms)
+{
+  static const struct
+  {
+    char unit;
+    int64_t ms;
+  } units[] = { { 's', 1000 }, { 'm', 60000 }, { 'h', 3600000 }, { 'd', 86400000 } };
+  char *end = NULL;
+  errno = 0;
+  long long v = s && *s >= '0' && *s <= '9' ? strtoll (s, &end, 10) : -1;
+  if (v < 0 || errno != 0)
+    return -1;
+  if (v == 0 && *end == '\0')
+    return *ms = 0;
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+    if (end[0] == units[i].unit && end[1] == '\0' && v <= 3650LL * 86400000 / units[i].ms)
+      {
+        *ms = v * units[i].ms;
+        return *ms > 0 ? 0 : -1;
+      }
+  return -1;
 }
 
 static const opt_t *
@@ -343,6 +371,11 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return nex_error_field (err, "image_cache_bytes", "image_cache_bytes must be 0 (unbounded) or more");
   if (cfg->log_lines < 1)
     return nex_error_field (err, "log_lines", "log_lines must be at least 1");
+  if (config_duration_ms (cfg->retain_ended, &cfg->retain_ended_ms) < 0)
+    return nex_error_field (err, "retain_ended",
+                            "retain_ended must be 0 or a whole number followed by s, m, h or d (at most 3650d), "
+                            "got `%s`",
+                            cfg->retain_ended);
   if (cfg->nats_buffer < 1)
     return nex_error_field (err, "nats_buffer", "nats_buffer must be at least 1");
   if (cfg->heartbeat_s < 1)
