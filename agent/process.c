@@ -9,8 +9,9 @@
  * EXIT kept until a host acknowledges it (an exec session's record is freed with its EXIT instead), and killing
  * everything in the namespace when it ends.
  *
- * A record's life: live from the fork (spawn.c) -> ended (reaped; its pipes are read to EOF for at most
- * AGENT_DRAIN_MS) -> EXIT queued, no longer live. */
+ * A record's life: live from the fork (spawn.c), starting until its child reports through the status pipe
+ * (STARTED, or a refusal) -> ended (reaped; its pipes are read to EOF for at most AGENT_DRAIN_MS) -> EXIT
+ * queued, no longer live.  Many records may be starting at once: nothing waits for a child's execve. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "common/cleanup.h"
 #include "common/xalloc.h"
 
 #define AGENT_EXEC_STDIN_LIMIT (4u << 20) /* stdin bytes buffered for one session before it is refused */
@@ -67,7 +69,7 @@ void
 nex_agent_proc_reset (nex_agent_proc_t *p)
 {
   memset (p, 0, sizeof *p);
-  p->out_fd = p->err_fd = p->in_fd = p->tty_fd = -1;
+  p->out_fd = p->err_fd = p->in_fd = p->tty_fd = p->status_fd = -1;
 }
 
 static void
@@ -85,7 +87,10 @@ nex_agent_proc_release (nex_agent_proc_t *p)
   close_fd (&p->err_fd);
   close_fd (&p->in_fd);
   close_fd (&p->tty_fd);
+  close_fd (&p->status_fd);
   free (p->in_buf);
+  free (p->path);
+  free (p->cwd);
   nex_agent_proc_reset (p);
 }
 
@@ -137,6 +142,36 @@ kill_all (const nex_agent_t *a, const nex_agent_proc_t *p)
     kill (p->pid, SIGKILL);
 }
 
+/* --- the start ------------------------------------------------------------------------------------------------ */
+
+void
+nex_agent_proc_check_start (nex_agent_t *a, nex_agent_proc_t *p)
+{
+  nex_agent_child_failure_t failure;
+  nex_agent_start_t r = nex_agent_spawn_result (p, &failure);
+  if (r == AGENT_START_PENDING)
+    return;
+  if (r == AGENT_START_OK)
+    {
+      nex_agent_proc_log (p, "started `%s` as pid %d", p->path, (int)p->pid);
+      nex_agent_queue_json (a, NEX_WIRE_STARTED, p->channel, json_pack ("{s:i}", "pid", (int)p->pid), false, false);
+      return;
+    }
+  cleanup_free char *text = nex_agent_spawn_failure_text (p, &failure);
+  if (p->channel != 0)
+    {
+      /* The session never existed: its child exits 127 and is reaped like any orphan. */
+      nex_agent_queue_json (a, NEX_WIRE_ERROR, p->channel,
+                            json_pack ("{s:s, s:s, s:i}", "message", text, "phase", "exec", "errno", failure.errnum),
+                            false, false);
+      nex_agent_proc_release (p);
+      return;
+    }
+  p->exec_failed = true;
+  nex_agent_log ("%s", text);
+  nex_agent_queue_error (a, false, "exec", "%s", text);
+}
+
 /* --- the end: reaped, drained, reported ------------------------------------------------------------------------ */
 
 static json_t *
@@ -186,6 +221,11 @@ check_drained (nex_agent_t *a, nex_agent_proc_t *p)
 static void
 ended (nex_agent_t *a, nex_agent_proc_t *p, int status)
 {
+  /* Its start is reported first (its status pipe has told by now): an EXIT must follow a STARTED, and a session
+   * whose child never became its program has no EXIT at all. */
+  nex_agent_proc_check_start (a, p);
+  if (!p->live)
+    return;
   if (WIFSIGNALED (status))
     nex_agent_proc_log (p, "pid %d was killed by signal %d", (int)p->pid, WTERMSIG (status));
   else
