@@ -51,6 +51,23 @@ def test_function_answers_1000_requests_from_nats_js(request, nats_server):
     assert nex.workload(w["id"])["restarts"] == 0
 
 
+def test_invocations_run_at_once(request, nats_server):
+    """The runs of one function overlap in its sandbox: 4 invocations that each sleep 1 s, sent at once to a
+    function of max_concurrency 4, all end in well under the 4 s they would take one after the other; a fifth
+    and sixth beyond the limit wait for a slot (bounded) instead of being refused, and still answer."""
+    nex = start_node(request, nats_server)
+    deploy_function(nex, name="nap", subjects=["fn.nap"], max_concurrency=4, argv=["upcase", "--nap"])
+    c = NatsClient(nats_server.url)
+    assert fcall(c, "fn.nap", "warm")["text"] == "WARM"
+    out = json.loads(c.run("requests", "fn.nap", 4, 4, "upcase", timeout=120).stdout)
+    assert out["ok"] == 4 and out["errors"] == 0, out
+    assert out["elapsed_ms"] < 2500, out
+    # 6 at once against 4 slots: two wait for the first to end, so the whole takes about two naps, not six.
+    out = json.loads(c.run("requests", "fn.nap", 6, 6, "upcase", timeout=120).stdout)
+    assert out["ok"] == 6 and out["errors"] == 0, out
+    assert 1900 <= out["elapsed_ms"] < 4500, out
+
+
 def test_outcomes_headers_and_events(request, nats_server):
     nex = start_node(request, nats_server)
     c = NatsClient(nats_server.url)
