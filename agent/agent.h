@@ -42,6 +42,7 @@
 #define AGENT_MAX_GRACE_MS 86400000           /* a day: keeps deadline arithmetic far from overflow */
 #define AGENT_MAX_EXECS 16                    /* exec sessions at once */
 #define AGENT_MAX_PROCS (1 + AGENT_MAX_EXECS) /* the workload and the exec sessions */
+#define AGENT_MAX_WARM 16                     /* processes started ahead for EXECs that ask (`warm`) */
 
 /* One line "nex-agent: ..." on the agent's stderr (the sandbox's agent.log, or a VM's console).  Defined in
  * main.c; every file of the agent, vm.c too, logs through it. */
@@ -105,6 +106,10 @@ typedef struct nex_agent_proc
   int status_fd;      /* while starting: the read end of the child's close-on-exec status pipe (EOF: it became
                          the program; a nex_agent_child_failure_t: it gave up), else -1 */
   char *path, *cwd;   /* what it was asked to run, and where (owned): its log lines and a failure's text */
+  char *warm_key;     /* a process started ahead (a->warm): the request it was started for, canonical (owned);
+                         NULL: a free warm slot, or any other record */
+  uint64_t warm_seq;  /* a warm process: the order it was started in (the oldest is taken first: the likeliest to
+                         have finished its execve) */
   uint8_t *in_buf;    /* stdin bytes the process has not taken yet */
   size_t in_len;
   bool in_eof;            /* the host closed stdin: close in_fd once in_buf is written */
@@ -135,6 +140,12 @@ typedef struct nex_agent
   int64_t lease_end; /* monotonic ms at which the workload's lease ends unless renewed (LEASE); 0: no lease */
 
   nex_agent_proc_t procs[AGENT_MAX_PROCS]; /* [0]: the workload; then the exec session slots (free: not live) */
+  nex_agent_proc_t warm[AGENT_MAX_WARM];   /* processes started ahead, not yet a session's (free: no warm_key) */
+  json_t *warm_req;                        /* the last EXEC that asked for warm processes (its KEY's request) */
+  char *warm_want_key;                     /* its key (owned) */
+  int warm_want_n;                         /* how many it asked to keep */
+  int warm_budget;                         /* how many the loop may still start for it */
+  uint64_t warm_started;                   /* warm processes started so far (their warm_seq) */
 } nex_agent_t;
 
 /* --- queue.c: frames waiting for the host ---------------------------------------------------------------------- */
@@ -335,5 +346,32 @@ char *nex_agent_spawn_failure_text (const nex_agent_proc_t *p, const nex_agent_c
 
 /* Sets O_NONBLOCK on FD.  -1 with errno. */
 int nex_agent_set_nonblock (int fd);
+
+/* --- warm processes (process.c) ---------------------------------------------------------------------------------
+ *
+ * An EXEC may ask for `warm: N` (a function's runs do): the agent then keeps up to N processes of that very
+ * request started ahead (forked, hardened, past execve, blocked reading their stdin), and the next EXEC whose
+ * request is the same (KEY: the request without timeout_ms and warm, canonical JSON) becomes one of them instead
+ * of a fork: its STARTED goes out at once and its stdin reaches a program already running.  Each EXEC starts at
+ * most two more (one to replace the one it took, one to grow towards N), evicting processes kept for other
+ * requests when the pool is full, so that a request never costs more than a cold start's fork or two.  A warm
+ * process is not polled (what it writes waits in its pipe), is reaped like any child (its status kept for the
+ * session it becomes), its timeout starts when it becomes a session, and the pool is killed when the workload
+ * ends. */
+
+/* Makes a process kept for KEY the exec session X (a free slot) on CHANNEL: 1 when there was one, 0 when not.  */
+int nex_agent_warm_take (nex_agent_t *a, const char *key, nex_agent_proc_t *x, uint16_t channel);
+
+/* Records that REQ (an EXEC's request, without timeout_ms and warm; a reference is taken) with canonical text KEY
+ * wants N processes kept, and that two more may be started for it. */
+void nex_agent_warm_want (nex_agent_t *a, json_t *req, const char *key, int n);
+
+/* Starts what nex_agent_warm_want asked for, after the round's requests were answered (the loop calls it, so
+ * that the forks come after the session that took a warm process has its stdin).  Failures are only logged: the
+ * next EXEC starts cold. */
+void nex_agent_warm_fill (nex_agent_t *a);
+
+/* Kills every warm process and frees its slot (the workload ended). */
+void nex_agent_warm_discard (nex_agent_t *a);
 
 #endif

@@ -127,12 +127,21 @@ static void __attribute__ ((noreturn)) run (nex_agent_t *a)
             p[at[i].status = n++] = (struct pollfd){ .fd = x->status_fd, .events = POLLIN };
         }
 
-      if (poll (p, (nfds_t)n, poll_timeout (a)) < 0)
+      /* Warm processes are started when nothing else is waiting (a fork must not delay a session's input or
+       * output), so the poll only looks while some are wanted. */
+      bool fill = a->warm_budget > 0;
+      int ready = poll (p, (nfds_t)n, fill ? 0 : poll_timeout (a));
+      if (ready < 0)
         {
           if (errno == EINTR)
             continue;
           nex_agent_log ("poll: %s", strerror (errno));
           exit (1);
+        }
+      if (ready == 0 && fill)
+        {
+          nex_agent_warm_fill (a);
+          continue;
         }
 
       if (p[i_sig].revents)
@@ -166,6 +175,9 @@ static void __attribute__ ((noreturn)) run (nex_agent_t *a)
         nex_agent_conn_accept (a);
       nex_agent_proc_deadlines (a, nex_agent_now_ms ());
       nex_agent_workload_lease_check (a, nex_agent_now_ms ());
+      /* What this round queued (STARTED, output, EXIT) leaves now rather than after one more poll. */
+      if (a->conn_fd >= 0 && a->head)
+        nex_agent_conn_flush (a);
     }
 }
 

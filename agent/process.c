@@ -91,6 +91,7 @@ nex_agent_proc_release (nex_agent_proc_t *p)
   free (p->in_buf);
   free (p->path);
   free (p->cwd);
+  free (p->warm_key);
   nex_agent_proc_reset (p);
 }
 
@@ -226,6 +227,8 @@ ended (nex_agent_t *a, nex_agent_proc_t *p, int status)
   nex_agent_proc_check_start (a, p);
   if (!p->live)
     return;
+  if (p->channel == 0)
+    nex_agent_warm_discard (a); /* nothing more runs in this sandbox until a restart */
   if (WIFSIGNALED (status))
     nex_agent_proc_log (p, "pid %d was killed by signal %d", (int)p->pid, WTERMSIG (status));
   else
@@ -258,7 +261,138 @@ nex_agent_proc_reap (nex_agent_t *a)
               break;
             }
         }
+      /* A warm process that ended before any session took it: its status waits for the session. */
+      for (int i = 0; i < AGENT_MAX_WARM; i++)
+        {
+          nex_agent_proc_t *w = &a->warm[i];
+          if (w->warm_key && !w->ended && w->pid == pid)
+            {
+              w->ended = true;
+              w->status = status;
+            }
+        }
     }
+}
+
+/* --- warm processes -------------------------------------------------------------------------------------------- */
+
+/* Kills warm process W (its whole group: what it started too) and frees its slot; the reaper collects it. */
+static void
+warm_kill (nex_agent_proc_t *w)
+{
+  if (!w->ended)
+    {
+      kill (-w->pid, SIGKILL);
+      kill (w->pid, SIGKILL);
+    }
+  nex_agent_proc_release (w);
+}
+
+int
+nex_agent_warm_take (nex_agent_t *a, const char *key, nex_agent_proc_t *x, uint16_t channel)
+{
+  nex_agent_proc_t *w = NULL;
+  for (int i = 0; i < AGENT_MAX_WARM; i++)
+    {
+      nex_agent_proc_t *o = &a->warm[i];
+      if (o->warm_key && strcmp (o->warm_key, key) == 0 && (w == NULL || o->warm_seq < w->warm_seq))
+        w = o;
+    }
+  if (w == NULL)
+    return 0;
+  *x = *w;
+  free (x->warm_key);
+  x->warm_key = NULL;
+  nex_agent_proc_reset (w); /* its descriptors are X's now */
+  x->live = true;
+  x->channel = channel;
+  if (x->ended)
+    ended (a, x, x->status); /* it did not wait for its input: it is reported as it ended */
+  else
+    nex_agent_proc_check_start (a, x);
+  return 1;
+}
+
+void
+nex_agent_warm_want (nex_agent_t *a, json_t *req, const char *key, int n)
+{
+  if (a->warm_want_key == NULL || strcmp (a->warm_want_key, key) != 0)
+    {
+      json_decref (a->warm_req);
+      free (a->warm_want_key);
+      a->warm_req = json_incref (req);
+      a->warm_want_key = nex_xstrdup (key);
+      a->warm_budget = 0;
+    }
+  a->warm_want_n = n;
+  a->warm_budget = a->warm_budget + 2 > AGENT_MAX_WARM ? AGENT_MAX_WARM : a->warm_budget + 2;
+}
+
+/* A slot for one more warm process of KEY: a free one, else one kept for another request (killed).  NULL when
+ * every slot is KEY's. */
+static nex_agent_proc_t *
+warm_slot (nex_agent_t *a, const char *key)
+{
+  nex_agent_proc_t *other = NULL;
+  for (int i = 0; i < AGENT_MAX_WARM; i++)
+    {
+      nex_agent_proc_t *w = &a->warm[i];
+      if (w->warm_key == NULL)
+        return w;
+      if (other == NULL && strcmp (w->warm_key, key) != 0)
+        other = w;
+    }
+  if (other)
+    warm_kill (other);
+  return other;
+}
+
+void
+nex_agent_warm_fill (nex_agent_t *a)
+{
+  const char *key = a->warm_want_key;
+  if (key == NULL || a->warm_budget == 0 || nex_agent_workload_state (a) != AGENT_RUNNING)
+    return;
+  int kept = 0;
+  for (int i = 0; i < AGENT_MAX_WARM; i++)
+    kept += a->warm[i].warm_key && strcmp (a->warm[i].warm_key, key) == 0;
+  cleanup_error nex_error_t err = NULL;
+  cleanup_with (nex_agent_spec_release) nex_agent_spec_t spec = { 0 };
+  if (kept < a->warm_want_n && nex_agent_spec_parse (a->warm_req, &spec, &err) < 0)
+    {
+      nex_agent_log ("warm: %s", err->msg); /* cannot happen: the same request was parsed for its session */
+      a->warm_budget = 0;
+      return;
+    }
+  for (; kept < a->warm_want_n && a->warm_budget > 0; kept++, a->warm_budget--)
+    {
+      nex_agent_proc_t *w = warm_slot (a, key);
+      if (w == NULL)
+        break;
+      nex_agent_proc_reset (w);
+      if (nex_agent_spawn (&spec, true, w) < 0)
+        {
+          nex_agent_log ("warm: cannot start `%s` ahead: %s", spec.path, strerror (errno));
+          nex_agent_proc_reset (w);
+          break;
+        }
+      w->warm_key = nex_xstrdup (key);
+      w->warm_seq = ++a->warm_started;
+    }
+  a->warm_budget = 0;
+}
+
+void
+nex_agent_warm_discard (nex_agent_t *a)
+{
+  for (int i = 0; i < AGENT_MAX_WARM; i++)
+    if (a->warm[i].warm_key)
+      warm_kill (&a->warm[i]);
+  json_decref (a->warm_req);
+  free (a->warm_want_key);
+  a->warm_req = NULL;
+  a->warm_want_key = NULL;
+  a->warm_budget = 0;
 }
 
 void

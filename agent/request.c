@@ -190,16 +190,36 @@ handle_exec (nex_agent_t *a, uint16_t channel, json_t *req)
       return;
     }
   cleanup_with (nex_agent_spec_release) nex_agent_spec_t spec = { 0 };
-  json_int_t timeout;
-  if (parse_exec (a, channel, req, &spec, &timeout) < 0)
-    return;
-  if (nex_agent_spawn (&spec, true, x) < 0)
+  json_int_t timeout, warm;
+  if (json_int (req, "warm", 0, 0, AGENT_MAX_WARM, &warm) < 0)
     {
-      refuse (a, channel, errno, "exec: %s", strerror (errno));
+      refuse (a, channel, EINVAL, "exec: `warm` must be an integer from 0 to %d", AGENT_MAX_WARM);
       return;
     }
-  x->deadline = timeout > 0 ? nex_agent_now_ms () + timeout : 0;
-  take_record (x, channel);
+  if (parse_exec (a, channel, req, &spec, &timeout) < 0)
+    return;
+  /* Processes started ahead are for the very same request (its environment and hardening included), whatever
+   * its timeout; a terminal is made per session, so TTY sessions always start cold. */
+  cleanup_free char *key = NULL;
+  if (warm > 0 && !spec.tty)
+    {
+      json_object_del (req, "timeout_ms");
+      json_object_del (req, "warm");
+      key = json_dumps (req, JSON_COMPACT | JSON_SORT_KEYS);
+    }
+  if (key == NULL || !nex_agent_warm_take (a, key, x, channel))
+    {
+      if (nex_agent_spawn (&spec, true, x) < 0)
+        {
+          refuse (a, channel, errno, "exec: %s", strerror (errno));
+          return;
+        }
+      take_record (x, channel);
+    }
+  if (x->live && !x->ended)
+    x->deadline = timeout > 0 ? nex_agent_now_ms () + timeout : 0;
+  if (key)
+    nex_agent_warm_want (a, req, key, (int)warm);
 }
 
 static void

@@ -197,7 +197,8 @@ call_submit (call_t *c)
                            .env = env,
                            .stdin_data = natsMsg_GetData (c->msg),
                            .stdin_len = (size_t)natsMsg_GetDataLength (c->msg),
-                           .timeout_ms = fn->timeout_ms };
+                           .timeout_ms = fn->timeout_ms,
+                           .warm = (int)fn->max_concurrency };
   c->x = nex_exec_new (fn->ident.id, &spec);
   nex_exec_on_done (c->x, on_exec_done, c);
   if (nex_supervisor_exec_submit (fn->mod->b->node->sup, c->x, &c->submit_error) < 0)
