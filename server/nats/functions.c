@@ -5,7 +5,9 @@
  * A function's sandbox is made as any workload's, but its main process is a parked placeholder (START with
  * `park`), so the workload is `running` as soon as the agent has forked it.  Each trigger message becomes an exec
  * session (exec.h): `/workload` with the spec's argv and env plus NEX_TRIGGER_SUBJECT, the payload on stdin,
- * killed after function_timeout_s.  The reply carries stdout; a non-zero exit, a signal, a timeout or a refusal
+ * killed after function_timeout_s, asking the agent to keep min(--function-warm, max_concurrency) processes of it
+ * started ahead (exec.h `warm`, common/wire.h), so that a run need not wait for a fork and execve.  The reply
+ * carries stdout; a non-zero exit, a signal, a timeout or a refusal
  * is answered with the header `Nex-Error` saying why and stderr (or the reason) as the body.  Events
  * `function_exec_succeeded` / `function_exec_failed` report each run (subject, elapsed_ms, exit_code, ...): live
  * on the bus and NATS; only failures are stored; both are counted (nex_function_runs_total, ..._failures_total,
@@ -56,6 +58,7 @@ struct fn
   json_t *argv;         /* the executable's argv (the spec's, or its name) */
   int64_t timeout_ms;
   int64_t max_concurrency;
+  int64_t warm; /* processes the agent keeps started ahead for it (--function-warm, at most max_concurrency) */
   natsSubscription *subs[NEX_FUNCTION_MAX_TRIGGERS];
   int n_subs;
   /* Under mod->lock. */
@@ -198,7 +201,7 @@ call_submit (call_t *c)
                            .stdin_data = natsMsg_GetData (c->msg),
                            .stdin_len = (size_t)natsMsg_GetDataLength (c->msg),
                            .timeout_ms = fn->timeout_ms,
-                           .warm = (int)fn->max_concurrency };
+                           .warm = (int)fn->warm };
   c->x = nex_exec_new (fn->ident.id, &spec);
   nex_exec_on_done (c->x, on_exec_done, c);
   if (nex_supervisor_exec_submit (fn->mod->b->node->sup, c->x, &c->submit_error) < 0)
@@ -408,6 +411,8 @@ fn_add (struct nex_nats_functions *m, const nex_workload_t *w)
   fn->argv = json_array_size (w->argv) > 0 ? json_deep_copy (w->argv) : json_pack ("[s]", w->name);
   fn->timeout_ms = (w->function_timeout_s > 0 ? w->function_timeout_s : NEX_FUNCTION_DEFAULT_TIMEOUT_S) * 1000;
   fn->max_concurrency = w->max_concurrency > 0 ? w->max_concurrency : NEX_FUNCTION_DEFAULT_CONCURRENCY;
+  fn->warm
+      = m->b->node->cfg->function_warm < fn->max_concurrency ? m->b->node->cfg->function_warm : fn->max_concurrency;
   fn->active = 1;
   cleanup_free char *group = nex_xasprintf ("nex-fn.%s.%s", w->namespace_, w->name);
   size_t i;
