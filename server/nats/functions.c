@@ -79,6 +79,8 @@ struct call
   int64_t arrived_us;       /* monotonic microseconds when it was received */
   nex_exec_t *x;            /* the exec request, once submitted */
   nex_error_t submit_error; /* why it could not be submitted */
+  json_t *data;             /* once answered: the event's data */
+  char *why;                /* once answered: why it failed (NULL: it succeeded) */
   call_t *next;             /* in fn's waiting list or the module's job queue */
 };
 
@@ -181,10 +183,16 @@ reply (call_t *c, const char *error, const char *data, size_t n)
 
 /* --- invocations ---------------------------------------------------------------------------------------------- */
 
+static void call_answer (call_t *c);
+
+/* The supervisor thread, as the run ends: the reply goes out at once (a publish only appends to nats.c's buffer),
+ * so that it does not wait for one more thread to wake; the event, the counters and the next run are the
+ * functions thread's. */
 static void
 on_exec_done (nex_exec_t *x, void *ctx)
 {
   call_t *c = ctx;
+  call_answer (c);
   push_job (c->fn->mod, JOB_DONE, NULL, c);
 }
 
@@ -218,6 +226,8 @@ call_free (call_t *c)
   natsMsg_Destroy (c->msg);
   nex_exec_unref (c->x);
   nex_error_free (&c->submit_error);
+  json_decref (c->data);
+  free (c->why);
   free (c);
 }
 
@@ -229,12 +239,12 @@ call_refuse (call_t *c, const char *why)
   call_free (c);
 }
 
-/* The thread's half of a completed invocation: the reply, the event, the next waiting invocation. */
+/* Answers completed invocation C: its reply, and in C what its event will say (c->data, c->why).  Any thread: it
+ * reads only C and what of FN is fixed. */
 static void
-call_done (call_t *c)
+call_answer (call_t *c)
 {
   fn_t *fn = c->fn;
-  nex_node_t *node = fn->mod->b->node;
   double elapsed_ms = (double)(mono_us () - c->arrived_us) / 1000.0;
   nex_exec_result_t r = { 0 };
   cleanup_error nex_error_t err = NULL;
@@ -278,10 +288,25 @@ call_done (call_t *c)
       json_object_set_new (data, "reason", json_string (why));
     }
   nex_exec_result_release (&r);
+  c->data = data;
+  c->why = NEX_STEAL_PTR (why);
+}
+
+/* The thread's half of a completed invocation: the event, the counters, the next waiting invocation (and the
+ * reply of one that was never submitted). */
+static void
+call_done (call_t *c)
+{
+  fn_t *fn = c->fn;
+  nex_node_t *node = fn->mod->b->node;
+  if (c->data == NULL)
+    call_answer (c);
+  json_t *data = NEX_STEAL_PTR (c->data);
+  double elapsed_ms = json_real_value (json_object_get (data, "elapsed_ms"));
   /* A failure is stored (GET /v1/events finds it); a success only announced and counted: a function answering
    * thousands of calls a second must not cost a registry write per call. */
-  nex_metrics_function_run (why == NULL, (int64_t)elapsed_ms);
-  if (why)
+  nex_metrics_function_run (c->why == NULL, (int64_t)elapsed_ms);
+  if (c->why)
     nex_node_emit (node, "function_exec_failed", &fn->ident, data);
   else
     nex_node_announce (node, "function_exec_succeeded", &fn->ident, data);
