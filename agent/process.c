@@ -351,7 +351,9 @@ void
 nex_agent_warm_fill (nex_agent_t *a)
 {
   const char *key = a->warm_want_key;
-  if (key == NULL || a->warm_budget == 0 || nex_agent_workload_state (a) != AGENT_RUNNING)
+  int budget = a->warm_budget;
+  a->warm_budget = 0; /* spent whatever happens: the loop must not come back for it (it polls without waiting) */
+  if (key == NULL || budget == 0 || nex_agent_workload_state (a) != AGENT_RUNNING)
     return;
   int kept = 0;
   for (int i = 0; i < AGENT_MAX_WARM; i++)
@@ -361,10 +363,9 @@ nex_agent_warm_fill (nex_agent_t *a)
   if (kept < a->warm_want_n && nex_agent_spec_parse (a->warm_req, &spec, &err) < 0)
     {
       nex_agent_log ("warm: %s", err->msg); /* cannot happen: the same request was parsed for its session */
-      a->warm_budget = 0;
       return;
     }
-  for (; kept < a->warm_want_n && a->warm_budget > 0; kept++, a->warm_budget--)
+  for (; kept < a->warm_want_n && budget > 0; kept++, budget--)
     {
       nex_agent_proc_t *w = warm_slot (a, key);
       if (w == NULL)
@@ -379,7 +380,6 @@ nex_agent_warm_fill (nex_agent_t *a)
       w->warm_key = nex_xstrdup (key);
       w->warm_seq = ++a->warm_started;
     }
-  a->warm_budget = 0;
 }
 
 void
