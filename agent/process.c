@@ -280,11 +280,9 @@ nex_agent_proc_reap (nex_agent_t *a)
 static void
 warm_kill (nex_agent_proc_t *w)
 {
+  kill (-w->pid, SIGKILL); /* what it started lives on in its group even once it is reaped */
   if (!w->ended)
-    {
-      kill (-w->pid, SIGKILL);
-      kill (w->pid, SIGKILL);
-    }
+    kill (w->pid, SIGKILL);
   nex_agent_proc_release (w);
 }
 

@@ -731,6 +731,15 @@ test_agent_exec_warm (void)
 
   exec_once (&h, 65, "{\"path\":\"/bin/true\",\"warm\":17}", NULL, &run);
   TAP_OK (run.error && run.errnum == EINVAL, "agent warm: `warm` beyond 16 is refused (EINVAL)");
+  seen_t neg, str, big;
+  exec_once (&h, 66, "{\"path\":\"/bin/true\",\"warm\":-1}", NULL, &neg);
+  exec_once (&h, 67, "{\"path\":\"/bin/true\",\"warm\":\"2\"}", NULL, &str);
+  exec_once (&h, 68, "{\"path\":\"/bin/true\",\"warm\":1e300}", NULL, &big);
+  TAP_OK (neg.error && neg.errnum == EINVAL && str.error && str.errnum == EINVAL && big.error && big.errnum == EINVAL,
+          "agent warm: a negative, a string or a huge `warm` is refused (EINVAL), the agent answers on");
+  exec_once (&h, 69, "{\"path\":\"/bin/sh\",\"argv\":[\"sh\",\"-c\",\"tty\"],\"tty\":true,\"warm\":3}", NULL, &run);
+  TAP_OK (run.exit && run.code == 0 && strstr (run.out, "/dev/pts/"),
+          "agent warm: a TTY session asking for warm processes runs on its own terminal (cold)");
 
   run_t end = { 0 };
   host_send (&h, NEX_WIRE_STOP, "{\"grace_ms\":0}");
