@@ -43,6 +43,7 @@
 #define AGENT_MAX_EXECS 16                    /* exec sessions at once */
 #define AGENT_MAX_PROCS (1 + AGENT_MAX_EXECS) /* the workload and the exec sessions */
 #define AGENT_MAX_WARM 16                     /* processes started ahead for EXECs that ask (`warm`) */
+#define AGENT_WARM_IDLE_MS 3                  /* quiet the loop waits for before it starts more of them */
 
 /* One line "nex-agent: ..." on the agent's stderr (the sandbox's agent.log, or a VM's console).  Defined in
  * main.c; every file of the agent, vm.c too, logs through it. */
@@ -370,6 +371,11 @@ void nex_agent_warm_want (nex_agent_t *a, json_t *req, const char *key, int n);
  * that the forks come after the session that took a warm process has its stdin).  Failures are only logged: the
  * next EXEC starts cold. */
 void nex_agent_warm_fill (nex_agent_t *a);
+
+/* How long (ms) the loop waits for quiet before it starts the wanted warm processes: 0 when none is kept for
+ * the request (the next one would start cold), else AGENT_WARM_IDLE_MS, so that the fork does not land while a
+ * run that took one is answering. */
+int nex_agent_warm_delay (const nex_agent_t *a);
 
 /* Kills every warm process and frees its slot (the workload ended). */
 void nex_agent_warm_discard (nex_agent_t *a);

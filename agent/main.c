@@ -128,9 +128,12 @@ static void __attribute__ ((noreturn)) run (nex_agent_t *a)
         }
 
       /* Warm processes are started when nothing else is waiting (a fork must not delay a session's input or
-       * output), so the poll only looks while some are wanted. */
+       * output): at once when none is left, else once the loop has been idle a moment (nex_agent_warm_delay). */
       bool fill = a->warm_budget > 0;
-      int ready = poll (p, (nfds_t)n, fill ? 0 : poll_timeout (a));
+      int timeout = poll_timeout (a);
+      if (fill && (timeout < 0 || nex_agent_warm_delay (a) < timeout))
+        timeout = nex_agent_warm_delay (a);
+      int ready = poll (p, (nfds_t)n, timeout);
       if (ready < 0)
         {
           if (errno == EINTR)

@@ -326,6 +326,16 @@ nex_agent_warm_want (nex_agent_t *a, json_t *req, const char *key, int n)
   a->warm_budget = a->warm_budget + 2 > AGENT_MAX_WARM ? AGENT_MAX_WARM : a->warm_budget + 2;
 }
 
+/* How many warm processes are kept for KEY. */
+static int
+warm_kept (const nex_agent_t *a, const char *key)
+{
+  int kept = 0;
+  for (int i = 0; i < AGENT_MAX_WARM; i++)
+    kept += a->warm[i].warm_key && strcmp (a->warm[i].warm_key, key) == 0;
+  return kept;
+}
+
 /* A slot for one more warm process of KEY: a free one, else one kept for another request (killed).  NULL when
  * every slot is KEY's. */
 static nex_agent_proc_t *
@@ -353,9 +363,7 @@ nex_agent_warm_fill (nex_agent_t *a)
   a->warm_budget = 0; /* spent whatever happens: the loop must not come back for it (it polls without waiting) */
   if (key == NULL || budget == 0 || nex_agent_workload_state (a) != AGENT_RUNNING)
     return;
-  int kept = 0;
-  for (int i = 0; i < AGENT_MAX_WARM; i++)
-    kept += a->warm[i].warm_key && strcmp (a->warm[i].warm_key, key) == 0;
+  int kept = warm_kept (a, key);
   cleanup_error nex_error_t err = NULL;
   cleanup_with (nex_agent_spec_release) nex_agent_spec_t spec = { 0 };
   if (kept < a->warm_want_n && nex_agent_spec_parse (a->warm_req, &spec, &err) < 0)
@@ -378,6 +386,12 @@ nex_agent_warm_fill (nex_agent_t *a)
       w->warm_key = nex_xstrdup (key);
       w->warm_seq = ++a->warm_started;
     }
+}
+
+int
+nex_agent_warm_delay (const nex_agent_t *a)
+{
+  return a->warm_want_key && warm_kept (a, a->warm_want_key) > 0 ? AGENT_WARM_IDLE_MS : 0;
 }
 
 void
