@@ -367,8 +367,8 @@ int nex_agent_warm_take (nex_agent_t *a, const char *key, nex_agent_proc_t *x, u
  * wants N processes kept, and that two more may be started for it. */
 void nex_agent_warm_want (nex_agent_t *a, json_t *req, const char *key, int n);
 
-/* Starts what nex_agent_warm_want asked for, after the round's requests were answered (the loop calls it, so
- * that the forks come after the session that took a warm process has its stdin).  Failures are only logged: the
+/* Starts what nex_agent_warm_want asked for (the loop calls it once it has been quiet for
+ * nex_agent_warm_delay, so that the forks delay no session's stdin or output).  Failures are only logged: the
  * next EXEC starts cold. */
 void nex_agent_warm_fill (nex_agent_t *a);
 
