@@ -15,6 +15,7 @@
 #include "common/fdio.h"
 #include "common/xalloc.h"
 #include "server/paths.h"
+#include "server/workload.h"
 #include "autoconfig.h"
 
 typedef enum
@@ -57,6 +58,8 @@ static const opt_t options[] = {
   OPT (nats_tls_key, OPT_STRING, NULL, "client key for NATS TLS (PEM)"),
   OPT (nats_buffer, OPT_INT, "10000", "events and log lines kept for NATS while disconnected (oldest dropped)"),
   OPT (heartbeat_s, OPT_INT, "30", "seconds between heartbeat events on NATS"),
+  OPT (function_warm, OPT_INT, "16",
+       "processes of each function kept started ahead in its sandbox, at most its max_concurrency (0: none)"),
   OPT (tags, OPT_STRING, NULL, "node tags reported over NATS and matched by auctions: k=v,k=v"),
   OPT (node_timeout, OPT_INT, "5",
        "cluster: seconds without a heartbeat after which a peer is dead and its restartable workloads move"),
@@ -380,6 +383,8 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return nex_error_field (err, "nats_buffer", "nats_buffer must be at least 1");
   if (cfg->heartbeat_s < 1)
     return nex_error_field (err, "heartbeat_s", "heartbeat_s must be at least 1");
+  if (cfg->function_warm < 0 || cfg->function_warm > NEX_FUNCTION_MAX_CONCURRENCY)
+    return nex_error_field (err, "function_warm", "function_warm must be from 0 to %d", NEX_FUNCTION_MAX_CONCURRENCY);
   if (cfg->node_timeout < 2 || cfg->node_timeout > 3600)
     return nex_error_field (err, "node_timeout", "node_timeout must be between 2 and 3600 seconds");
   if (cfg->lost_ttl < 0 || cfg->lost_ttl > 31536000)

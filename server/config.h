@@ -34,6 +34,7 @@ typedef struct nex_config
   char *valid_issuers;        /* comma-separated issuer nkeys whose workload JWTs are accepted; NULL: any */
   int64_t nats_buffer;        /* events + log lines queued for NATS while disconnected; beyond: oldest dropped */
   int64_t heartbeat_s;        /* seconds between heartbeat events on NATS; default 30 */
+  int64_t function_warm;      /* processes of each function kept started ahead (at most its max_concurrency) */
   int64_t node_timeout;       /* cluster: seconds of silence after which a peer is dead; default 5 */
   int64_t lost_ttl;           /* cluster: seconds a `lost` entry of a dead node is kept; 0: forever; default 3600 */
   char *default_driver;       /* driver for workloads that name none; default sandbox */
