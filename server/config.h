@@ -38,6 +38,7 @@ typedef struct nex_config
   int64_t lost_ttl;           /* cluster: seconds a `lost` entry of a dead node is kept; 0: forever; default 3600 */
   char *default_driver;       /* driver for workloads that name none; default sandbox */
   int64_t log_lines;          /* log lines kept per workload (oldest dropped first); default 10000 */
+  int64_t warm_sandboxes;     /* sandboxes kept made ahead for deploys that fit (sandbox-pool.h); 0 (default): none */
   int64_t max_body_bytes;     /* largest request body accepted; default 1 MiB */
   int64_t stop_grace_s;       /* default grace between SIGTERM and SIGKILL on stop; default 10 */
   int64_t api_threads;        /* HTTP worker threads; default 4 */

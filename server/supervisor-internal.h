@@ -27,6 +27,7 @@
 #include "common/wire.h"
 #include "server/drivers/driver.h"
 #include "server/drivers/resync.h"
+#include "server/drivers/sandbox-pool.h"
 #include "server/exec.h"
 #include "server/id.h"
 #include "server/output.h"
@@ -137,6 +138,7 @@ struct nex_supervisor
   nex_sup_unrecorded_t *unrecorded; /* transitions the registry refused, oldest first (supervisor-record.c) */
   int64_t unrecorded_retry_at;      /* when to write them again (monotonic ms); 0: nothing kept */
   int64_t output_delay_ms;          /* how long lines wait before they are stored (grows with the cost of storing) */
+  nex_sandbox_pool_t *pool;         /* warm sandboxes (--warm-sandboxes), NULL when none are kept */
 };
 
 /* Stores the output lines of E that wait (its deadline passed, it changes state, or it goes), and publishes them.

@@ -167,8 +167,9 @@ build_elf_root (const sandbox_child_t *c, int artifact_fd, int agent_fd)
   if (touch ("workload") < 0 || touch ("sbin/nex-agent") < 0)
     child_fail (c, "populate root");
   char src[64];
+  /* A warm sandbox's executable is bound on /workload later, from outside (sandbox-fill.c). */
   snprintf (src, sizeof src, "/proc/self/fd/%d", artifact_fd);
-  if (bind_ro (src, "workload", c->artifact_flags) < 0)
+  if (artifact_fd >= 0 && bind_ro (src, "workload", c->artifact_flags) < 0)
     child_fail (c, "bind workload");
   snprintf (src, sizeof src, "/proc/self/fd/%d", agent_fd);
   if (bind_ro (src, "sbin/nex-agent", c->agent_flags) < 0)
@@ -233,9 +234,10 @@ sandbox_child (void *arg)
              c->image ? c->upper_opts : "mode=0755,uid=0,gid=0,size=1m")
       < 0)
     child_fail (c, "mount root tmpfs");
-  int payload_fd = open (c->image ? c->image : c->artifact, O_PATH | O_CLOEXEC);
+  const char *payload = c->image ? c->image : c->artifact;
+  int payload_fd = payload ? open (payload, O_PATH | O_CLOEXEC) : -1;
   int agent_fd = open (c->agent, O_PATH | O_CLOEXEC);
-  if (payload_fd < 0 || agent_fd < 0)
+  if ((payload && payload_fd < 0) || agent_fd < 0)
     child_fail (c, c->image ? "open image tree or agent" : "open workload or agent");
   int hosts_fd = c->etc_hosts ? open (c->etc_hosts, O_PATH | O_CLOEXEC) : -1;
   int resolv_fd = c->etc_resolv ? open (c->etc_resolv, O_PATH | O_CLOEXEC) : -1;
@@ -353,6 +355,8 @@ static const char *const run_files[]
 static int
 sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err)
 {
+  if (!l->warm && l->artifact_path == NULL && l->image_tree == NULL)
+    return nex_error_set (err, NEX_ERR_INVALID, "a sandbox needs an executable or an image");
   sandbox_child_t c = { 0 };
   cleanup_free char *stack = NULL;
   cleanup_free char *map = NULL;

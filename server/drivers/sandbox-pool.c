@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* drivers/sandbox-pool.c — the warm pool of sandboxes (contract and design: sandbox-pool.h).
+ *
+ * One thread keeps `size` sandboxes ready: it sleeps on a condition variable until a take leaves fewer, then
+ * makes one (cgroup without limits, sandbox with nex_launch_t.warm, placed in that cgroup before it runs) outside
+ * the lock, so a take never waits for it.  A slot's names are a fresh UUID: its run dir data/run/warm/<uuid>,
+ * its cgroup nex/<uuid>.  A failure to make one is logged and retried a second later. */
+#include "server/drivers/sandbox-pool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fdio.h"
+#include "common/xalloc.h"
+#include "server/id.h"
+#include "server/log.h"
+
+#define POOL_RETRY_MS 1000 /* after a sandbox could not be made */
+
+struct nex_sandbox_slot
+{
+  char name[NEX_ID_LEN + 1]; /* its cgroup's and run dir's name while pooled */
+  nex_instance_t inst;       /* pid, endpoint, run_dir */
+  nex_sandbox_slot_t *next;
+};
+
+struct nex_sandbox_pool
+{
+  char *warm_dir; /* run_dir/warm */
+  char *agent_path;
+  nex_cgroups_t *cg;
+  int size;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  nex_sandbox_slot_t *ready; /* under lock */
+  int n_ready;               /* under lock */
+  int stopping;              /* under lock */
+  pthread_t thread;
+};
+
+typedef struct placement
+{
+  nex_cgroups_t *cg;
+  const char *name;
+} placement_t;
+
+/* nex_launch_t.place: the pooled sandbox's root process joins its cgroup before it runs anything. */
+static int
+place (void *ctx, pid_t pid, nex_error_t *err)
+{
+  const placement_t *p = ctx;
+  return nex_cgroups_attach (p->cg, p->name, pid, err);
+}
+
+/* Kills the sandbox of INST (its agent, and so its pid namespace), reaps it, removes its run dir. */
+static void
+end_sandbox (nex_instance_t *inst)
+{
+  if (inst->pid > 0)
+    {
+      kill (inst->pid, SIGKILL);
+      while (waitpid (inst->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    }
+  if (inst->run_dir)
+    nex_driver_remove_run_dir (&nex_driver_sandbox, inst->run_dir);
+  nex_instance_release (inst);
+}
+
+static void
+slot_destroy (nex_sandbox_pool_t *pool, nex_sandbox_slot_t *s)
+{
+  end_sandbox (&s->inst);
+  nex_cgroups_destroy (pool->cg, s->name, NULL);
+  free (s);
+}
+
+/* A new pooled sandbox, or NULL with *ERR. */
+static nex_sandbox_slot_t *
+slot_make (nex_sandbox_pool_t *pool, nex_error_t *err)
+{
+  nex_sandbox_slot_t *s = nex_xzalloc (sizeof *s);
+  nex_id_new (s->name);
+  nex_cgroup_limits_t none = { 0 };
+  if (nex_cgroups_create (pool->cg, s->name, &none, err) < 0)
+    {
+      free (s);
+      return NULL;
+    }
+  cleanup_free char *run_dir = nex_xasprintf ("%s/%s", pool->warm_dir, s->name);
+  placement_t where = { .cg = pool->cg, .name = s->name };
+  nex_launch_t l = { .workload_id = s->name,
+                     .hostname = "nex-warm",
+                     .agent_path = pool->agent_path,
+                     .run_dir = run_dir,
+                     .warm = 1,
+                     .tmp_mb = NEX_SANDBOX_POOL_TMP_MB,
+                     .place = place,
+                     .place_ctx = &where };
+  if (nex_driver_start (&nex_driver_sandbox, &l, &s->inst, err) < 0)
+    {
+      nex_cgroups_destroy (pool->cg, s->name, NULL);
+      free (s);
+      return NULL;
+    }
+  return s;
+}
+
+static void
+sleep_ms_locked (nex_sandbox_pool_t *pool, int64_t ms)
+{
+  struct timespec until;
+  clock_gettime (CLOCK_REALTIME, &until);
+  until.tv_sec += ms / 1000;
+  until.tv_nsec += (ms % 1000) * 1000000;
+  if (until.tv_nsec >= 1000000000)
+    {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000;
+    }
+  pthread_cond_timedwait (&pool->wake, &pool->lock, &until);
+}
+
+static void *
+pool_main (void *arg)
+{
+  nex_sandbox_pool_t *pool = arg;
+  pthread_mutex_lock (&pool->lock);
+  while (!pool->stopping)
+    {
+      if (pool->n_ready >= pool->size)
+        {
+          pthread_cond_wait (&pool->wake, &pool->lock);
+          continue;
+        }
+      pthread_mutex_unlock (&pool->lock);
+      cleanup_error nex_error_t err = NULL;
+      nex_sandbox_slot_t *s = slot_make (pool, &err);
+      pthread_mutex_lock (&pool->lock);
+      if (s == NULL)
+        {
+          nex_log_error (NEX_LOG_WARN, err, "warm pool: cannot make a sandbox (trying again in %d ms)", POOL_RETRY_MS);
+          sleep_ms_locked (pool, POOL_RETRY_MS);
+          continue;
+        }
+      s->next = pool->ready;
+      pool->ready = s;
+      pool->n_ready++;
+    }
+  pthread_mutex_unlock (&pool->lock);
+  return NULL;
+}
+
+void
+nex_sandbox_pool_sweep (const char *run_dir, nex_cgroups_t *cg)
+{
+  cleanup_free char *warm_dir = nex_xasprintf ("%s/warm", run_dir);
+  cleanup_dir DIR *dir = opendir (warm_dir);
+  struct dirent *de;
+  while (dir && (de = readdir (dir)) != NULL)
+    if (nex_id_valid (de->d_name))
+      {
+        nex_info ("warm pool: removing a pooled sandbox an earlier nexd left (%s)", de->d_name);
+        if (cg)
+          nex_cgroups_destroy (cg, de->d_name, NULL);
+        cleanup_free char *path = nex_xasprintf ("%s/%s", warm_dir, de->d_name);
+        nex_driver_remove_run_dir (&nex_driver_sandbox, path);
+      }
+}
+
+nex_sandbox_pool_t *
+nex_sandbox_pool_start (const char *run_dir, const char *agent_path, nex_cgroups_t *cg, int size, nex_error_t *err)
+{
+  nex_sandbox_pool_t *pool = nex_xzalloc (sizeof *pool);
+  pool->warm_dir = nex_xasprintf ("%s/warm", run_dir);
+  pool->agent_path = nex_xstrdup (agent_path);
+  pool->cg = cg;
+  pool->size = size;
+  pthread_mutex_init (&pool->lock, NULL);
+  pthread_cond_init (&pool->wake, NULL);
+  int r = nex_mkdir_p (pool->warm_dir, 0700, err);
+  if (r == 0 && (errno = pthread_create (&pool->thread, NULL, pool_main, pool)) != 0)
+    r = nex_error_sys (err, errno, "start the warm pool's thread");
+  if (r < 0)
+    {
+      pthread_cond_destroy (&pool->wake);
+      pthread_mutex_destroy (&pool->lock);
+      free (pool->warm_dir);
+      free (pool->agent_path);
+      free (pool);
+      return NULL;
+    }
+  return pool;
+}
+
+void
+nex_sandbox_pool_stop (nex_sandbox_pool_t *pool)
+{
+  if (pool == NULL)
+    return;
+  pthread_mutex_lock (&pool->lock);
+  pool->stopping = 1;
+  pthread_cond_broadcast (&pool->wake);
+  pthread_mutex_unlock (&pool->lock);
+  pthread_join (pool->thread, NULL);
+  while (pool->ready)
+    {
+      nex_sandbox_slot_t *s = pool->ready;
+      pool->ready = s->next;
+      slot_destroy (pool, s);
+    }
+  rmdir (pool->warm_dir);
+  pthread_cond_destroy (&pool->wake);
+  pthread_mutex_destroy (&pool->lock);
+  free (pool->warm_dir);
+  free (pool->agent_path);
+  free (pool);
+}
+
+int
+nex_sandbox_pool_fits (const nex_workload_t *w)
+{
+  int disk = w->resources.disk_mb > 0 ? (int)w->resources.disk_mb : NEX_RESOURCES_DEFAULT_DISK_MB;
+  return w->image == NULL && w->artifact != NULL && w->driver && strcmp (w->driver, "sandbox") == 0 && !w->net
+         && !w->host_network && disk == NEX_SANDBOX_POOL_TMP_MB;
+}
+
+nex_sandbox_slot_t *
+nex_sandbox_pool_take (nex_sandbox_pool_t *pool)
+{
+  pthread_mutex_lock (&pool->lock);
+  nex_sandbox_slot_t *s = pool->ready;
+  if (s)
+    {
+      pool->ready = s->next;
+      pool->n_ready--;
+      s->next = NULL;
+      pthread_cond_signal (&pool->wake);
+    }
+  pthread_mutex_unlock (&pool->lock);
+  return s;
+}
+
+void
+nex_sandbox_pool_give_back (nex_sandbox_pool_t *pool, nex_sandbox_slot_t *slot)
+{
+  pthread_mutex_lock (&pool->lock);
+  if (pool->stopping || pool->n_ready >= pool->size)
+    {
+      pthread_mutex_unlock (&pool->lock);
+      slot_destroy (pool, slot);
+      return;
+    }
+  slot->next = pool->ready;
+  pool->ready = slot;
+  pool->n_ready++;
+  pthread_mutex_unlock (&pool->lock);
+}
+
+int
+nex_sandbox_pool_claim (nex_sandbox_pool_t *pool, nex_sandbox_slot_t *slot, const char *id, const char *run_dir_of_id,
+                        const char *artifact_path, const char *hostname, const nex_cgroup_limits_t *l,
+                        nex_instance_t *out, nex_error_t *err)
+{
+  /* The cgroup first, then the run dir: a crash between the two leaves a run dir under warm/ (swept at the next
+   * start) and processes in the workload's cgroup (removed by recovery, the workload never having recorded a
+   * pid); see ARCHITECTURE.md, "Warm sandboxes". */
+  int r = nex_cgroups_rename (pool->cg, slot->name, id, l, err);
+  if (r == 0 && rename (slot->inst.run_dir, run_dir_of_id) < 0)
+    r = nex_error_sys (err, errno, "rename `%s` to `%s`", slot->inst.run_dir, run_dir_of_id);
+  else if (r == 0)
+    {
+      free (slot->inst.run_dir);
+      slot->inst.run_dir = nex_xstrdup (run_dir_of_id);
+      free (slot->inst.endpoint);
+      slot->inst.endpoint = nex_xasprintf ("%s/agent.sock", run_dir_of_id);
+      r = nex_sandbox_fill (slot->inst.pid, artifact_path, hostname, err);
+    }
+  if (r < 0)
+    {
+      end_sandbox (&slot->inst);
+      nex_cgroups_destroy (pool->cg, slot->name, NULL);
+      nex_cgroups_destroy (pool->cg, id, NULL);
+      free (slot);
+      return nex_error_wrap (err, "warm sandbox");
+    }
+  *out = slot->inst;
+  free (slot);
+  return 0;
+}
+
+int
+nex_sandbox_pool_ready (nex_sandbox_pool_t *pool)
+{
+  pthread_mutex_lock (&pool->lock);
+  int n = pool->n_ready;
+  pthread_mutex_unlock (&pool->lock);
+  return n;
+}
+
+int
+nex_sandbox_pool_size (const nex_sandbox_pool_t *pool)
+{
+  return pool->size;
+}
