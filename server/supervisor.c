@@ -1557,6 +1557,13 @@ nex_supervisor_start (nex_node_t *node, nex_error_t *err)
   return NEX_STEAL_PTR (sup);
 }
 
+int
+nex_supervisor_warm (nex_supervisor_t *sup, int *size)
+{
+  *size = sup && sup->pool ? nex_sandbox_pool_size (sup->pool) : 0;
+  return *size > 0 ? nex_sandbox_pool_ready (sup->pool) : 0;
+}
+
 void
 nex_supervisor_shutdown (nex_supervisor_t *sup)
 {
