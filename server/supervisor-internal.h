@@ -114,6 +114,7 @@ struct nex_sup_entry
   nex_exec_t *execs;     /* exec sessions in flight on this agent connection */
   json_t *exec_base;     /* what every exec starts from, read once (supervisor-exec.c), or NULL */
   uint16_t last_channel; /* the last exec channel handed out */
+  int from_pool;         /* started in a warm sandbox: the pool is told to make another once it runs */
   int leased;            /* a restartable cluster workload: its agent holds a lease (supervisor-lease.c) */
   int64_t lease_at;      /* monotonic ms of the next renewal; 0: none */
   nex_sup_entry_t *next;

@@ -548,6 +548,9 @@ handle_frame (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_wire_frame_t 
         /* "": a restart's reason no longer applies once the process runs again. */
         nex_state_change_t c = { .state = NEX_STATE_RUNNING, .reason = "" };
         transition (sup, e->id, &c, "workload_started");
+        if (e->from_pool && sup->pool)
+          nex_sandbox_pool_refill (sup->pool);
+        e->from_pool = 0;
         break;
       }
     case NEX_WIRE_EXIT:
@@ -881,9 +884,10 @@ end_environment (const nex_driver_t *d, const nex_instance_t *i, int64_t wait_ms
 }
 
 /* Records the environment INST (taken over) that driver D started for workload ID, and starts watching it: dials
- * its agent, whose HELLO gets START.  Recorded before the agent is asked to do anything, so that a restarted nexd
+ * its agent, whose HELLO gets START; returns its entry (NULL: it could not be watched, and the workload failed).
+ * Recorded before the agent is asked to do anything, so that a restarted nexd
  * can find this sandbox; the start time tells it apart from a later process that happens to get the same pid. */
-static void
+static nex_sup_entry_t *
 watch_environment (nex_supervisor_t *sup, const char *id, const nex_driver_t *d, nex_instance_t *instp,
                    const char *digest)
 {
@@ -917,10 +921,11 @@ watch_environment (nex_supervisor_t *sup, const char *id, const nex_driver_t *d,
           cleanup_free char *why = ending ? nex_xasprintf ("%s (%s)", err->msg, ending) : nex_xstrdup (err->msg);
           nex_sup_fail_workload (sup, id, why);
         }
-      return;
+      return NULL;
     }
   e->hello_by = nex_clock_mono_ms () + (e->inst.boot_ms > 0 ? e->inst.boot_ms : AGENT_HELLO_TIMEOUT_MS);
   nex_sup_attach_console (sup, e);
+  return e;
 }
 
 /* Workload ID (record W, driver D) in the pooled sandbox SLOT (taken over): renamed after it, limited by LIMITS,
@@ -942,7 +947,9 @@ launch_warm (nex_supervisor_t *sup, const char *id, const nex_workload_t *w, con
     }
   nex_debug ("workload %s: fetch %lld ms, warm sandbox claimed in %lld ms", id, (long long)fetch_ms,
              (long long)(nex_clock_mono_ms () - t_claim));
-  watch_environment (sup, id, d, &inst, digest);
+  nex_sup_entry_t *e = watch_environment (sup, id, d, &inst, digest);
+  if (e)
+    e->from_pool = 1;
 }
 
 /* Builds workload ID's (record W) environment around ARTIFACT_PATH (an executable; DIGEST its SHA-256) or

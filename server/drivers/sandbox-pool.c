@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,7 +25,9 @@
 #include "server/id.h"
 #include "server/log.h"
 
-#define POOL_RETRY_MS 1000 /* after a sandbox could not be made */
+#define POOL_RETRY_MS 1000   /* after a sandbox could not be made */
+#define POOL_FALLBACK_MS 200 /* a take that no nex_sandbox_pool_refill followed is made good after this */
+#define POOL_NICE 10         /* the pool's thread yields to the supervisor and the API; sandboxes do not inherit it */
 
 struct nex_sandbox_slot
 {
@@ -43,6 +46,8 @@ struct nex_sandbox_pool
   pthread_cond_t wake;
   nex_sandbox_slot_t *ready; /* under lock */
   int n_ready;               /* under lock */
+  int refills;               /* under lock: sandboxes the supervisor let the pool make now (nex_sandbox_pool_refill) */
+  int64_t last_take;         /* under lock: monotonic ms of the last take */
   int stopping;              /* under lock */
   pthread_t thread;
 };
@@ -53,11 +58,13 @@ typedef struct placement
   const char *name;
 } placement_t;
 
-/* nex_launch_t.place: the pooled sandbox's root process joins its cgroup before it runs anything. */
+/* nex_launch_t.place: the pooled sandbox's root process joins its cgroup before it runs anything, and gets the
+ * usual priority back (the pool's thread runs niced, and a clone inherits that). */
 static int
 place (void *ctx, pid_t pid, nex_error_t *err)
 {
   const placement_t *p = ctx;
+  setpriority (PRIO_PROCESS, (id_t)pid, 0);
   return nex_cgroups_attach (p->cg, p->name, pid, err);
 }
 
@@ -130,10 +137,22 @@ sleep_ms_locked (nex_sandbox_pool_t *pool, int64_t ms)
   pthread_cond_timedwait (&pool->wake, &pool->lock, &until);
 }
 
+static int64_t
+mono_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Making a sandbox costs a clone, mounts and cgroup writes: on a small host that would slow the very deploy that
+ * took one.  So a take is made good once that deploy's workload runs (nex_sandbox_pool_refill), or after
+ * POOL_FALLBACK_MS when nothing says so (its start failed). */
 static void *
 pool_main (void *arg)
 {
   nex_sandbox_pool_t *pool = arg;
+  setpriority (PRIO_PROCESS, (id_t)gettid (), POOL_NICE);
   pthread_mutex_lock (&pool->lock);
   while (!pool->stopping)
     {
@@ -142,6 +161,14 @@ pool_main (void *arg)
           pthread_cond_wait (&pool->wake, &pool->lock);
           continue;
         }
+      int64_t due = pool->last_take + POOL_FALLBACK_MS, now = mono_ms ();
+      if (pool->refills == 0 && now < due)
+        {
+          sleep_ms_locked (pool, due - now);
+          continue;
+        }
+      if (pool->refills > 0)
+        pool->refills--;
       pthread_mutex_unlock (&pool->lock);
       cleanup_error nex_error_t err = NULL;
       nex_sandbox_slot_t *s = slot_make (pool, &err);
@@ -243,6 +270,7 @@ nex_sandbox_pool_take (nex_sandbox_pool_t *pool)
     {
       pool->ready = s->next;
       pool->n_ready--;
+      pool->last_take = mono_ms ();
       s->next = NULL;
       pthread_cond_signal (&pool->wake);
     }
@@ -296,6 +324,15 @@ nex_sandbox_pool_claim (nex_sandbox_pool_t *pool, nex_sandbox_slot_t *slot, cons
   *out = slot->inst;
   free (slot);
   return 0;
+}
+
+void
+nex_sandbox_pool_refill (nex_sandbox_pool_t *pool)
+{
+  pthread_mutex_lock (&pool->lock);
+  pool->refills++;
+  pthread_cond_signal (&pool->wake);
+  pthread_mutex_unlock (&pool->lock);
 }
 
 int

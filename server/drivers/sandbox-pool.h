@@ -9,7 +9,8 @@
  * the workload, the cgroup gets the workload's limits, the executable is bound on /workload and the host name
  * set from outside (nex_sandbox_fill), and from then on it is the workload's sandbox exactly as a cold one
  * would be (same paths, same cgroup name, same agent, which answers HELLO {state: idle} and waits for START).
- * Each take wakes the pool's thread, which makes a new one in the background.
+ * The pool's thread makes a new one in the background (niced) once the deploy that took one has its workload
+ * running (nex_sandbox_pool_refill), so that it does not compete with that deploy for a small host's CPUs.
  *
  * No leak: nex_sandbox_pool_sweep (node start, before recovery) kills what data/run/warm names through its
  * cgroups and removes it, so a kill -9 of nexd leaves nothing pooled behind after the next start;
@@ -52,8 +53,8 @@ void nex_sandbox_pool_stop (nex_sandbox_pool_t *pool);
  * `none`, /tmp of the pool's size.  Its memory, pids and vcpus limits are set when it claims one. */
 int nex_sandbox_pool_fits (const nex_workload_t *w);
 
-/* A ready sandbox taken out of POOL (the caller must claim or give it back), or NULL when none is ready.  Wakes
- * the pool's thread to make another.  Never waits for a sandbox to be made. */
+/* A ready sandbox taken out of POOL (the caller must claim or give it back), or NULL when none is ready.  Never
+ * waits for a sandbox to be made; the pool makes another after nex_sandbox_pool_refill (or a short while). */
 nex_sandbox_slot_t *nex_sandbox_pool_take (nex_sandbox_pool_t *pool);
 
 /* Puts SLOT, taken and not claimed, back into POOL. */
@@ -66,6 +67,11 @@ void nex_sandbox_pool_give_back (nex_sandbox_pool_t *pool, nex_sandbox_slot_t *s
 int nex_sandbox_pool_claim (nex_sandbox_pool_t *pool, nex_sandbox_slot_t *slot, const char *id,
                             const char *run_dir_of_id, const char *artifact_path, const char *hostname,
                             const nex_cgroup_limits_t *l, nex_instance_t *out, nex_error_t *err);
+
+/* Lets POOL make good one take now: called once the deploy that took a sandbox has its workload running, so that
+ * making the next one does not compete with it for the CPU.  A take not followed by this is made good a short
+ * while later all the same.  Any thread. */
+void nex_sandbox_pool_refill (nex_sandbox_pool_t *pool);
 
 /* How many sandboxes are ready now, and the size the pool keeps.  Any thread. */
 int nex_sandbox_pool_ready (nex_sandbox_pool_t *pool);
