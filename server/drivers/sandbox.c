@@ -402,7 +402,13 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   /* network "host" keeps the host's network namespace: the workload reaches what the host reaches (and the
    * host's abstract unix sockets, which live in the network namespace); it still cannot reconfigure it, as its
    * capabilities belong to its own user namespace, which does not own the host's network namespace. */
-  int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
+  /* CLONE_VM: the child shares nexd's memory until its execve instead of copying it.  A copy (fork) costs page
+   * tables in proportion to nexd's size, holds nexd's memory map locked against its other threads meanwhile, and
+   * leaves every page nexd then writes to a copy-on-write fault: on the cold path it was most of the time
+   * between clone and the agent's exec.  Sharing is safe because the child touches only its own stack and the
+   * data prepared here (no allocation, no locks: see the file's header), and this thread waits for the agent's
+   * execve (the error pipe's EOF) or the child's end before anything the child reads is freed. */
+  int flags = CLONE_VM | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
   if (!l->host_network)
     flags |= CLONE_NEWNET;
   /* Until it is handed to OUT, a failure SIGKILLs and reaps the child (cleanup_pid). */
