@@ -4,7 +4,8 @@
  * A workload's sandbox is a process tree in fresh user, pid, mount, uts, ipc and network namespaces whose root
  * is a private tmpfs holding only what the workload needs:
  *
- *     /workload         the verified executable (read-only bind of the artifact cache entry)
+ *     /workload         the verified executable (read-only bind of the artifact cache entry; in a warm sandbox,
+ *                       nex_launch_t.warm, an empty file until sandbox-fill.c binds it from outside)
  *     /sbin/nex-agent   the agent, PID 1 of the sandbox (read-only bind)
  *     /proc             a proc mount of the sandbox's own pid namespace
  *     /dev              null, zero, full, random, urandom (binds of the host's nodes); pts, a devpts instance of
@@ -22,9 +23,11 @@
  * nexd creates the agent's listening socket in the workload's run dir on the host (outside the sandbox root, so
  * the workload cannot reach it) and passes it as fd 3; nexd dials that path, now and after a restart.
  *
- * Start-up is a fork-like clone() from the supervisor thread.  The child runs only system calls on data
- * prepared by the parent (no allocation), reports a failure as one text message on an error pipe and exits;
- * a successful execve closes that pipe (CLOEXEC), which is how the parent learns the sandbox is up. */
+ * Start-up is a clone() from the supervisor thread (or the warm pool's) that shares nexd's memory until the
+ * agent's execve (CLONE_VM, as posix_spawn does: no copy of nexd's page tables).  The child runs only system
+ * calls on data prepared by the parent (no allocation, no locks), on its own stack, reports a failure as one text
+ * message on an error pipe and exits; a successful execve closes that pipe (CLOEXEC), which is how the parent
+ * learns the sandbox is up, and only then does the parent free what the child read. */
 #include "server/drivers/driver.h"
 
 #include <errno.h>
