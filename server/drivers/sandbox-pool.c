@@ -261,20 +261,42 @@ nex_sandbox_pool_fits (const nex_workload_t *w)
          && !w->host_network && disk == NEX_SANDBOX_POOL_TMP_MB;
 }
 
+/* Whether S's agent has ended while pooled (killed from outside, or out of memory): then it is reaped here. */
+static int
+slot_gone (nex_sandbox_slot_t *s)
+{
+  if (waitpid (s->inst.pid, NULL, WNOHANG) != s->inst.pid)
+    return 0;
+  s->inst.pid = 0; /* reaped: nothing left to kill */
+  return 1;
+}
+
 nex_sandbox_slot_t *
 nex_sandbox_pool_take (nex_sandbox_pool_t *pool)
 {
+  nex_sandbox_slot_t *s, *dead = NULL;
   pthread_mutex_lock (&pool->lock);
-  nex_sandbox_slot_t *s = pool->ready;
-  if (s)
+  while ((s = pool->ready) != NULL)
     {
       pool->ready = s->next;
       pool->n_ready--;
       pool->last_take = mono_ms ();
-      s->next = NULL;
       pthread_cond_signal (&pool->wake);
+      if (!slot_gone (s))
+        break;
+      s->next = dead;
+      dead = s;
     }
   pthread_mutex_unlock (&pool->lock);
+  while (dead)
+    {
+      nex_sandbox_slot_t *d = dead;
+      dead = d->next;
+      nex_warn ("warm pool: the agent of pooled sandbox %s had ended; removed", d->name);
+      slot_destroy (pool, d);
+    }
+  if (s)
+    s->next = NULL;
   return s;
 }
 

@@ -146,6 +146,29 @@ def test_deploys_that_do_not_fit_go_cold(warm):
     assert set(pooled(warm)) == names and pool_ready(warm) == POOL
 
 
+def test_a_pooled_sandbox_that_died_is_replaced(warm):
+    wait_pool_full(warm)
+    victim, pids = next(iter(pooled(warm).items()))
+    os.kill(pids[0], 9)  # from outside, while pooled
+    for i in range(POOL):
+        w = warm.deploy_ok(name=f"after-{i}", artifact=warm.program("hello"))
+        w = warm.wait_state(w["id"], "exited")
+        assert w["exit_code"] == 3 and warm.log_texts(w["id"], "stdout")[0] == "hello from nex", w
+    wait_pool_full(warm)
+    assert victim not in pooled(warm)
+    assert not alive(pids[0])
+
+
+def test_a_deploy_that_fails_before_its_sandbox_gives_it_back(warm):
+    wait_pool_full(warm)
+    names = set(pooled(warm))
+    w = warm.deploy_ok(name="bad-sum", artifact=warm.program("hello"), sha256="0" * 64)
+    w = warm.wait_state(w["id"], "failed")
+    assert "sha256" in w["reason"].lower() or "digest" in w["reason"].lower(), w["reason"]
+    # the sandbox it took went back, untouched
+    assert set(pooled(warm)) == names and pool_ready(warm) == POOL
+
+
 def test_shutdown_frees_pooled_sandboxes(warm):
     wait_pool_full(warm)
     before = pooled(warm)
