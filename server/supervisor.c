@@ -964,6 +964,11 @@ launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const c
   nex_workload_t w = *wp;
   const char *path = artifact_path;
   const nex_driver_t *d = nex_driver_find (w.driver);
+  if (slot && (d == NULL || node->cgroups == NULL))
+    {
+      nex_sandbox_pool_give_back (sup->pool, slot); /* cannot happen for a deploy that fits; kept safe all the same */
+      slot = NULL;
+    }
   if (d == NULL)
     {
       cleanup_free char *why = nex_xasprintf ("unknown driver `%s`", w.driver);
