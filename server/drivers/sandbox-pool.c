@@ -27,6 +27,7 @@
 
 #define POOL_RETRY_MS 1000   /* after a sandbox could not be made */
 #define POOL_FALLBACK_MS 200 /* a take that no nex_sandbox_pool_refill followed is made good after this */
+#define POOL_CHECK_MS 1000   /* how often a full pool looks for agents that ended */
 #define POOL_NICE 10         /* the pool's thread yields to the supervisor and the API; sandboxes do not inherit it */
 
 struct nex_sandbox_slot
@@ -122,6 +123,50 @@ slot_make (nex_sandbox_pool_t *pool, nex_error_t *err)
   return s;
 }
 
+/* Whether S's agent has ended while pooled (killed from outside, or out of memory): then it is reaped here. */
+static int
+slot_gone (nex_sandbox_slot_t *s)
+{
+  if (waitpid (s->inst.pid, NULL, WNOHANG) != s->inst.pid)
+    return 0;
+  s->inst.pid = 0; /* reaped: nothing left to kill */
+  return 1;
+}
+
+/* Takes the ready sandboxes whose agent ended out of the pool (the caller holds the lock) and returns them, for
+ * slot_destroy outside the lock. */
+static nex_sandbox_slot_t *
+take_dead_locked (nex_sandbox_pool_t *pool)
+{
+  nex_sandbox_slot_t *dead = NULL;
+  for (nex_sandbox_slot_t **p = &pool->ready; *p;)
+    {
+      nex_sandbox_slot_t *s = *p;
+      if (!slot_gone (s))
+        {
+          p = &s->next;
+          continue;
+        }
+      *p = s->next;
+      pool->n_ready--;
+      s->next = dead;
+      dead = s;
+    }
+  return dead;
+}
+
+static void
+destroy_dead (nex_sandbox_pool_t *pool, nex_sandbox_slot_t *dead)
+{
+  while (dead)
+    {
+      nex_sandbox_slot_t *d = dead;
+      dead = d->next;
+      nex_warn ("warm pool: the agent of pooled sandbox %s had ended; removed", d->name);
+      slot_destroy (pool, d);
+    }
+}
+
 static void
 sleep_ms_locked (nex_sandbox_pool_t *pool, int64_t ms)
 {
@@ -156,9 +201,18 @@ pool_main (void *arg)
   pthread_mutex_lock (&pool->lock);
   while (!pool->stopping)
     {
+      nex_sandbox_slot_t *dead = take_dead_locked (pool);
+      if (dead)
+        {
+          pthread_mutex_unlock (&pool->lock);
+          destroy_dead (pool, dead);
+          pthread_mutex_lock (&pool->lock);
+          continue;
+        }
       if (pool->n_ready >= pool->size)
         {
-          pthread_cond_wait (&pool->wake, &pool->lock);
+          /* Woken by a take, or once in a while to look for pooled agents that ended. */
+          sleep_ms_locked (pool, POOL_CHECK_MS);
           continue;
         }
       int64_t due = pool->last_take + POOL_FALLBACK_MS, now = mono_ms ();
@@ -261,40 +315,21 @@ nex_sandbox_pool_fits (const nex_workload_t *w)
          && !w->host_network && disk == NEX_SANDBOX_POOL_TMP_MB;
 }
 
-/* Whether S's agent has ended while pooled (killed from outside, or out of memory): then it is reaped here. */
-static int
-slot_gone (nex_sandbox_slot_t *s)
-{
-  if (waitpid (s->inst.pid, NULL, WNOHANG) != s->inst.pid)
-    return 0;
-  s->inst.pid = 0; /* reaped: nothing left to kill */
-  return 1;
-}
-
 nex_sandbox_slot_t *
 nex_sandbox_pool_take (nex_sandbox_pool_t *pool)
 {
-  nex_sandbox_slot_t *s, *dead = NULL;
   pthread_mutex_lock (&pool->lock);
-  while ((s = pool->ready) != NULL)
+  nex_sandbox_slot_t *dead = take_dead_locked (pool);
+  nex_sandbox_slot_t *s = pool->ready;
+  if (s)
     {
       pool->ready = s->next;
       pool->n_ready--;
       pool->last_take = mono_ms ();
       pthread_cond_signal (&pool->wake);
-      if (!slot_gone (s))
-        break;
-      s->next = dead;
-      dead = s;
     }
   pthread_mutex_unlock (&pool->lock);
-  while (dead)
-    {
-      nex_sandbox_slot_t *d = dead;
-      dead = d->next;
-      nex_warn ("warm pool: the agent of pooled sandbox %s had ended; removed", d->name);
-      slot_destroy (pool, d);
-    }
+  destroy_dead (pool, dead);
   if (s)
     s->next = NULL;
   return s;
