@@ -3,8 +3,9 @@
  *
  * One thread keeps `size` sandboxes ready: it sleeps on a condition variable until a take leaves fewer, then
  * makes one (cgroup without limits, sandbox with nex_launch_t.warm, placed in that cgroup before it runs) outside
- * the lock, so a take never waits for it.  A slot's names are a fresh UUID: its run dir data/run/warm/<uuid>,
- * its cgroup nex/<uuid>.  A failure to make one is logged and retried a second later. */
+ * the lock, so a take never waits for it; a full pool wakes every POOL_CHECK_MS to replace agents that ended.
+ * A slot's names are a fresh UUID: its run dir data/run/warm/<uuid>, its cgroup nex/<uuid>.  A failure to make
+ * one is logged and retried a second later. */
 #include "server/drivers/sandbox-pool.h"
 
 #include <dirent.h>
