@@ -410,7 +410,9 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
    * leaves every page nexd then writes to a copy-on-write fault: on the cold path it was most of the time
    * between clone and the agent's exec.  Sharing is safe because the child touches only its own stack and the
    * data prepared here (no allocation, no locks: see the file's header), and this thread waits for the agent's
-   * execve (the error pipe's EOF) or the child's end before anything the child reads is freed. */
+   * execve (the error pipe's EOF) or the child's end before anything the child reads is freed.  The one thing
+   * shared by accident is errno (the child runs on this thread's TLS): a value read here right after a failed
+   * call may be the child's, which can only make an error message name the wrong cause. */
   int flags = CLONE_VM | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
   if (!l->host_network)
     flags |= CLONE_NEWNET;
