@@ -71,6 +71,8 @@ static const opt_t options[] = {
   OPT (retain_ended, OPT_STRING, "7d",
        "how long an ended workload is kept (with its logs and events) before a background job deletes it: "
        "N followed by s, m, h or d (0: forever)"),
+  OPT (warm_sandboxes, OPT_INT, "0",
+       "sandboxes kept ready ahead (namespaces, cgroup, root, agent) for executable deploys with network none"),
   OPT (max_body_bytes, OPT_INT, "1048576", "largest request body accepted (larger: 413)"),
   OPT (stop_grace_s, OPT_INT, "10", "default seconds between SIGTERM and SIGKILL when stopping"),
   OPT (api_threads, OPT_INT, "4", "HTTP worker threads"),
@@ -372,6 +374,8 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return -1;
   if (cfg->image_cache_bytes < 0)
     return nex_error_field (err, "image_cache_bytes", "image_cache_bytes must be 0 (unbounded) or more");
+  if (cfg->warm_sandboxes < 0 || cfg->warm_sandboxes > 256)
+    return nex_error_field (err, "warm_sandboxes", "warm_sandboxes must be between 0 and 256");
   if (cfg->log_lines < 1)
     return nex_error_field (err, "log_lines", "log_lines must be at least 1");
   if (config_duration_ms (cfg->retain_ended, &cfg->retain_ended_ms) < 0)

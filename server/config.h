@@ -41,6 +41,7 @@ typedef struct nex_config
   int64_t log_lines;          /* log lines kept per workload (oldest dropped first); default 10000 */
   char *retain_ended;         /* how long ended workloads are kept ("7d", "12h", "30s"; "0": forever); retain.h */
   int64_t retain_ended_ms;    /* retain_ended parsed (not an option of its own); 0: forever */
+  int64_t warm_sandboxes;     /* sandboxes kept made ahead for deploys that fit (sandbox-pool.h); 0 (default): none */
   int64_t max_body_bytes;     /* largest request body accepted; default 1 MiB */
   int64_t stop_grace_s;       /* default grace between SIGTERM and SIGKILL on stop; default 10 */
   int64_t api_threads;        /* HTTP worker threads; default 4 */

@@ -813,7 +813,8 @@ workload_transition (sqlite3 *db, void *ctx, nex_error_t *err)
   /* Staying in the same state only updates details (pid, endpoint, digest): not a new history entry. */
   if (c->state == from)
     return 0;
-  return history_append (db, t->id, c->state, now, c->reason && c->reason[0] ? c->reason : NULL, err);
+  const char *why = c->note ? c->note : c->reason;
+  return history_append (db, t->id, c->state, now, why && why[0] ? why : NULL, err);
 }
 
 int

@@ -102,6 +102,8 @@ typedef struct nex_state_change
   const char *digest;   /* NULL: unchanged */
   int restarted;        /* add one to the workload's restart count */
   int64_t agent_start;  /* 0: unchanged; -1: clear; else the root process's start time (see workload.h) */
+  const char *note;     /* the new history entry's reason when it is not the workload's (the row's reason is
+                           then left to REASON): a sandbox's `starting` says "warm sandbox" or "cold sandbox" */
 } nex_state_change_t;
 
 /* Applies C to workload ID in one transaction: updates the row (updated_at = now; started_at when entering

@@ -27,6 +27,7 @@
 #include "common/wire.h"
 #include "server/drivers/driver.h"
 #include "server/drivers/resync.h"
+#include "server/drivers/sandbox-pool.h"
 #include "server/exec.h"
 #include "server/id.h"
 #include "server/output.h"
@@ -115,6 +116,7 @@ struct nex_sup_entry
   nex_exec_t *execs;     /* exec sessions in flight on this agent connection */
   json_t *exec_base;     /* what every exec starts from, read once (supervisor-exec.c), or NULL */
   uint16_t last_channel; /* the last exec channel handed out */
+  int from_pool;         /* started in a warm sandbox: the pool is told to make another once it runs */
   int leased;            /* a restartable cluster workload: its agent holds a lease (supervisor-lease.c) */
   int64_t lease_at;      /* monotonic ms of the next renewal; 0: none */
   nex_sup_entry_t *next;
@@ -139,6 +141,7 @@ struct nex_supervisor
   nex_sup_unrecorded_t *unrecorded; /* transitions the registry refused, oldest first (supervisor-record.c) */
   int64_t unrecorded_retry_at;      /* when to write them again (monotonic ms); 0: nothing kept */
   int64_t output_delay_ms;          /* how long lines wait before they are stored (grows with the cost of storing) */
+  nex_sandbox_pool_t *pool;         /* warm sandboxes (--warm-sandboxes), NULL when none are kept */
 };
 
 /* Stores the output lines of E that wait (its deadline passed, it changes state, or it goes), and publishes them.

@@ -550,6 +550,9 @@ handle_frame (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_wire_frame_t 
         /* "": a restart's reason no longer applies once the process runs again. */
         nex_state_change_t c = { .state = NEX_STATE_RUNNING, .reason = "" };
         transition (sup, e->id, &c, "workload_started");
+        if (e->from_pool && sup->pool)
+          nex_sandbox_pool_refill (sup->pool);
+        e->from_pool = 0;
         break;
       }
     case NEX_WIRE_EXIT:
@@ -884,17 +887,92 @@ end_environment (const nex_driver_t *d, const nex_instance_t *i, int64_t wait_ms
   return status;
 }
 
+/* Records the environment INST (taken over) that driver D started for workload ID, and starts watching it: dials
+ * its agent, whose HELLO gets START; returns its entry (NULL: it could not be watched, and the workload failed).
+ * Recorded before the agent is asked to do anything, so that a restarted nexd
+ * can find this sandbox; the start time tells it apart from a later process that happens to get the same pid. */
+static nex_sup_entry_t *
+watch_environment (nex_supervisor_t *sup, const char *id, const nex_driver_t *d, nex_instance_t *instp,
+                   const char *digest)
+{
+  nex_node_t *node = sup->node;
+  cleanup_error nex_error_t err = NULL;
+  cleanup_with (nex_instance_release) nex_instance_t inst = *instp;
+  memset (instp, 0, sizeof *instp);
+  nex_state_change_t placed = { .state = NEX_STATE_STARTING,
+                                .pid = inst.pid,
+                                .endpoint = inst.endpoint,
+                                .digest = digest,
+                                .agent_start = nex_proc_start_time (inst.pid) };
+  transition (sup, id, &placed, NULL);
+  /* nex_sup_entry_attach takes INST over even when it fails; what ending the environment then needs is kept
+   * here. */
+  cleanup_with (nex_instance_release) nex_instance_t keep = {
+    .pid = inst.pid, .run_dir = nex_xstrdup (inst.run_dir), .boot_ms = inst.boot_ms, .may_fall_back = inst.may_fall_back
+  };
+  nex_sup_entry_t *e = nex_sup_entry_attach (sup, id, d, &inst, &err);
+  if (e == NULL)
+    {
+      /* Its agent cannot be dialled.  Refused: no process holds the listening socket any more, so the
+       * environment is already going (a VM monitor that failed at once), and how it ends says why. */
+      int status = end_environment (d, &keep, err->errnum == ECONNREFUSED ? ATTACH_END_WAIT_MS : 0);
+      cleanup_free char *ending = nex_driver_describe_end (d, &keep, 1, status);
+      int retried = retry_elsewhere (sup, id, d, &keep, 1, status, 0);
+      nex_driver_destroy (d, &keep, NULL);
+      nex_cgroups_destroy (node->cgroups, id, NULL);
+      if (!retried)
+        {
+          cleanup_free char *why = ending ? nex_xasprintf ("%s (%s)", err->msg, ending) : nex_xstrdup (err->msg);
+          nex_sup_fail_workload (sup, id, why);
+        }
+      return NULL;
+    }
+  e->hello_by = nex_clock_mono_ms () + (e->inst.boot_ms > 0 ? e->inst.boot_ms : AGENT_HELLO_TIMEOUT_MS);
+  nex_sup_attach_console (sup, e);
+  return e;
+}
+
+/* Workload ID (record W, driver D) in the pooled sandbox SLOT (taken over): renamed after it, limited by LIMITS,
+ * given ARTIFACT_PATH on /workload and its host name (sandbox-pool.h), then watched as a cold one is.  A failure
+ * fails the workload (the pooled sandbox is gone then). */
+static void
+launch_warm (nex_supervisor_t *sup, const char *id, const nex_workload_t *w, const nex_driver_t *d,
+             nex_sandbox_slot_t *slot, const char *artifact_path, const char *digest, const nex_cgroup_limits_t *limits,
+             int64_t fetch_ms)
+{
+  cleanup_error nex_error_t err = NULL;
+  cleanup_free char *run_dir = nex_xasprintf ("%s/%s", sup->node->run_dir, id);
+  cleanup_with (nex_instance_release) nex_instance_t inst = { 0 };
+  int64_t t_claim = nex_clock_mono_ms ();
+  if (nex_sandbox_pool_claim (sup->pool, slot, id, run_dir, artifact_path, w->name, limits, &inst, &err) < 0)
+    {
+      nex_sup_fail_workload (sup, id, err->msg);
+      return;
+    }
+  nex_debug ("workload %s: fetch %lld ms, warm sandbox claimed in %lld ms", id, (long long)fetch_ms,
+             (long long)(nex_clock_mono_ms () - t_claim));
+  nex_sup_entry_t *e = watch_environment (sup, id, d, &inst, digest);
+  if (e)
+    e->from_pool = 1;
+}
+
 /* Builds workload ID's (record W) environment around ARTIFACT_PATH (an executable; DIGEST its SHA-256) or
- * IMAGE_TREE (an image's flattened tree; DIGEST the image's), and starts watching it. */
+ * IMAGE_TREE (an image's flattened tree; DIGEST the image's), and starts watching it.  With SLOT (taken from the
+ * warm pool, and taken over here), the environment is that pooled sandbox instead of a new one. */
 static void
 launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const char *artifact_path, const char *digest,
-        const char *image_tree, int64_t t_fetch)
+        const char *image_tree, int64_t t_fetch, nex_sandbox_slot_t *slot)
 {
   nex_node_t *node = sup->node;
   cleanup_error nex_error_t err = NULL;
   nex_workload_t w = *wp;
   const char *path = artifact_path;
   const nex_driver_t *d = nex_driver_find (w.driver);
+  if (slot && (d == NULL || node->cgroups == NULL))
+    {
+      nex_sandbox_pool_give_back (sup->pool, slot); /* cannot happen for a deploy that fits; kept safe all the same */
+      slot = NULL;
+    }
   if (d == NULL)
     {
       cleanup_free char *why = nex_xasprintf ("unknown driver `%s`", w.driver);
@@ -914,6 +992,11 @@ launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const c
                                  .memory_bytes = d->sized_by_guest ? 0 : w.resources.memory_mb * 1024 * 1024,
                                  .pids = w.resources.pids };
   int64_t t_cgroup = nex_clock_mono_ms ();
+  if (slot)
+    {
+      launch_warm (sup, id, &w, d, slot, artifact_path, digest, &limits, t_cgroup - t_fetch);
+      return;
+    }
   if (nex_cgroups_create (node->cgroups, id, &limits, &err) < 0)
     {
       nex_sup_fail_workload (sup, id, err->msg);
@@ -972,41 +1055,10 @@ launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const c
       nex_sup_fail_workload (sup, id, err->msg);
       return;
     }
-  /* Recorded before the agent is asked to do anything, so that a restarted nexd can find this sandbox; the
-   * start time tells it apart from a later process that happens to get the same pid. */
   int64_t t_done = nex_clock_mono_ms ();
   nex_debug ("workload %s: fetch %lld ms, cgroup %lld ms, sandbox %lld ms", id, (long long)(t_cgroup - t_fetch),
              (long long)(t_start - t_cgroup), (long long)(t_done - t_start));
-  nex_state_change_t placed = { .state = NEX_STATE_STARTING,
-                                .pid = inst.pid,
-                                .endpoint = inst.endpoint,
-                                .digest = digest,
-                                .agent_start = nex_proc_start_time (inst.pid) };
-  transition (sup, id, &placed, NULL);
-  /* nex_sup_entry_attach takes INST over even when it fails; what ending the environment then needs is kept
-   * here. */
-  cleanup_with (nex_instance_release) nex_instance_t keep = {
-    .pid = inst.pid, .run_dir = nex_xstrdup (inst.run_dir), .boot_ms = inst.boot_ms, .may_fall_back = inst.may_fall_back
-  };
-  nex_sup_entry_t *e = nex_sup_entry_attach (sup, id, d, &inst, &err);
-  if (e == NULL)
-    {
-      /* Its agent cannot be dialled.  Refused: no process holds the listening socket any more, so the
-       * environment is already going (a VM monitor that failed at once), and how it ends says why. */
-      int status = end_environment (d, &keep, err->errnum == ECONNREFUSED ? ATTACH_END_WAIT_MS : 0);
-      cleanup_free char *ending = nex_driver_describe_end (d, &keep, 1, status);
-      int retried = retry_elsewhere (sup, id, d, &keep, 1, status, 0);
-      nex_driver_destroy (d, &keep, NULL);
-      nex_cgroups_destroy (node->cgroups, id, NULL);
-      if (!retried)
-        {
-          cleanup_free char *why = ending ? nex_xasprintf ("%s (%s)", err->msg, ending) : nex_xstrdup (err->msg);
-          nex_sup_fail_workload (sup, id, why);
-        }
-      return;
-    }
-  e->hello_by = nex_clock_mono_ms () + (e->inst.boot_ms > 0 ? e->inst.boot_ms : AGENT_HELLO_TIMEOUT_MS);
-  nex_sup_attach_console (sup, e);
+  watch_environment (sup, id, d, &inst, digest);
 }
 
 /* Image workload ID's image DIGEST is in the store: resolve its process, record it, launch. */
@@ -1036,7 +1088,7 @@ launch_image (nex_supervisor_t *sup, const char *id, const char *digest, int64_t
   nex_image_store_touch (node->images, digest);
   /* The workload's `digest` is a bare SHA-256 (hex) for images too: the manifest's; image_digest has the
    * algorithm. */
-  launch (sup, id, &w, NULL, digest + strlen ("sha256:"), tree, t_fetch);
+  launch (sup, id, &w, NULL, digest + strlen ("sha256:"), tree, t_fetch, NULL);
 }
 
 /* What a pull thread hands back to the supervisor about one workload. */
@@ -1108,7 +1160,13 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   if (w.state != NEX_STATE_PENDING)
     return;
 
-  nex_state_change_t starting = { .state = NEX_STATE_STARTING };
+  /* A deploy that fits takes a warm sandbox now, so that its history can say where it starts. */
+  nex_sandbox_slot_t *slot = sup->pool && nex_sandbox_pool_fits (&w) ? nex_sandbox_pool_take (sup->pool) : NULL;
+  int in_sandbox = w.driver && strcmp (w.driver, "sandbox") == 0;
+  nex_state_change_t starting = { .state = NEX_STATE_STARTING,
+                                  .note = slot         ? "warm sandbox"
+                                          : in_sandbox ? "cold sandbox"
+                                                       : NULL };
   transition (sup, id, &starting, NULL);
 
   int64_t t_fetch = nex_clock_mono_ms ();
@@ -1121,10 +1179,12 @@ do_deploy (nex_supervisor_t *sup, const char *id)
   cleanup_free char *path = nex_artifact_fetch (node->artifacts_dir, w.artifact, w.sha256, digest, &err);
   if (path == NULL || nex_secure_check_digest (node, id, digest, &err) < 0)
     {
+      if (slot)
+        nex_sandbox_pool_give_back (sup->pool, slot);
       nex_sup_fail_workload (sup, id, err->msg);
       return;
     }
-  launch (sup, id, &w, path, digest, NULL, t_fetch);
+  launch (sup, id, &w, path, digest, NULL, t_fetch, slot);
 }
 
 static void
@@ -1461,6 +1521,7 @@ supervisor_free (nex_supervisor_t *sup)
     close (sup->epfd);
   if (sup->wakefd >= 0)
     close (sup->wakefd);
+  nex_sandbox_pool_stop (sup->pool);
   json_decref (sup->seccomp);
   free (sup->waiting);
   pthread_mutex_destroy (&sup->queue_lock);
@@ -1493,7 +1554,16 @@ nex_supervisor_start (nex_node_t *node, nex_error_t *err)
   sup->wake_ref.e = NULL;
   struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &sup->wake_ref };
   epoll_ctl (sup->epfd, EPOLL_CTL_ADD, sup->wakefd, &ev);
+  /* Pooled sandboxes of an earlier nexd first: recovery knows nothing of them. */
+  nex_sandbox_pool_sweep (node->run_dir, node->cgroups);
   nex_sup_recover (sup);
+  if (node->cfg->warm_sandboxes > 0 && node->cgroups)
+    {
+      sup->pool = nex_sandbox_pool_start (node->run_dir, node->agent_path, node->cgroups,
+                                          (int)node->cfg->warm_sandboxes, err);
+      if (sup->pool == NULL)
+        return NULL;
+    }
   int r = pthread_create (&sup->thread, NULL, supervisor_main, sup);
   if (r != 0)
     {
@@ -1501,6 +1571,13 @@ nex_supervisor_start (nex_node_t *node, nex_error_t *err)
       return NULL;
     }
   return NEX_STEAL_PTR (sup);
+}
+
+int
+nex_supervisor_warm (nex_supervisor_t *sup, int *size)
+{
+  *size = sup && sup->pool ? nex_sandbox_pool_size (sup->pool) : 0;
+  return *size > 0 ? nex_sandbox_pool_ready (sup->pool) : 0;
 }
 
 void

@@ -85,4 +85,8 @@ void nex_supervisor_exec_close (nex_supervisor_t *sup, nex_exec_t *x);
  * then not completed.  Any thread. */
 int nex_supervisor_exec_submit (nex_supervisor_t *sup, nex_exec_t *x, nex_error_t *err);
 
+/* The warm pool's sandboxes ready now, with *SIZE set to how many it keeps (0, and 0 returned, when the node
+ * keeps none: --warm-sandboxes 0).  Any thread. */
+int nex_supervisor_warm (nex_supervisor_t *sup, int *size);
+
 #endif

@@ -15,6 +15,7 @@
 #include "server/clock.h"
 #include "server/drivers/driver.h"
 #include "server/drivers/image-root.h"
+#include "server/supervisor.h"
 #include "server/nats/bridge.h"
 
 /* The value in kB of field NAME ("MemAvailable:") of /proc/meminfo TEXT, in bytes; -1 when absent. */
@@ -139,6 +140,9 @@ node_get (nex_api_request_t *req, nex_api_response_t *res, nex_error_t *err)
                          node->cfg->default_driver, "drivers", drivers, "workloads", by_state);
   json_object_set_new (res->body, "public_xkey", json_string (node->identity.xkey.public_text));
   json_object_set_new (res->body, "lameduck", json_boolean (__atomic_load_n (&node->lameduck, __ATOMIC_SEQ_CST)));
+  int warm_size = 0, warm_ready = nex_supervisor_warm (node->sup, &warm_size);
+  json_object_set_new (res->body, "warm_sandboxes",
+                       warm_size > 0 ? json_pack ("{s:i, s:i}", "size", warm_size, "ready", warm_ready) : json_null ());
   json_object_set_new (res->body, "nats", node->nats ? nex_nats_status (node->nats) : json_null ());
   json_object_set_new (res->body, "host", host);
   json_object_set_new (res->body, "caller", caller_json (req->who));

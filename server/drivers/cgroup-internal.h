@@ -36,6 +36,10 @@ typedef struct nex_cgroup_backend
 
   /* rmdir of NAME in every hierarchy; -1 with errno (EBUSY while processes remain; ENOENT is success). */
   int (*remove) (nex_cgroups_t *cg, const char *name);
+
+  /* Renames FROM to TO in every hierarchy, processes and limits kept; -1 with errno.  NULL where the kernel has
+   * no rename (cgroup v2): nex_cgroups_rename then moves the processes into a new cgroup instead. */
+  int (*rename) (nex_cgroups_t *cg, const char *from, const char *to);
 } nex_cgroup_backend_t;
 
 struct nex_cgroups

@@ -135,6 +135,21 @@ v1_remove (nex_cgroups_t *cg, const char *name)
   return r;
 }
 
+static int
+v1_rename (nex_cgroups_t *cg, const char *from, const char *to)
+{
+  v1_t *v = cg->priv;
+  for (int c = 0; c < C__COUNT; c++)
+    if (v->distinct[c])
+      {
+        cleanup_free char *a = dir_of (v, c, from);
+        cleanup_free char *b = dir_of (v, c, to);
+        if (rename (a, b) < 0)
+          return -1;
+      }
+  return 0;
+}
+
 /* Writes TEXT to FILE of NAME's cgroup in controller C. */
 static int
 set (const v1_t *v, int c, const char *name, const char *file, const char *text, nex_error_t *err)
@@ -284,4 +299,5 @@ const nex_cgroup_backend_t nex_cgroup_backend_v1 = {
   .parent_dir = v1_parent_dir,
   .holds_controller = "pids", /* every process of a sandbox is in all its hierarchies */
   .remove = v1_remove,
+  .rename = v1_rename,
 };

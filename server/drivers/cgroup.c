@@ -245,6 +245,50 @@ nex_cgroups_holds (nex_cgroups_t *cg, const char *name, pid_t pid)
   return n >= k && strcmp (path + n - k, suffix) == 0;
 }
 
+/* Moves every process listed in FROM_DIR/cgroup.procs into cgroup TO. */
+static int
+move_procs (nex_cgroups_t *cg, const char *from_dir, const char *to, nex_error_t *err)
+{
+  cleanup_free char *path = nex_xasprintf ("%s/cgroup.procs", from_dir);
+  cleanup_free char *text = nex_file_read (path, 1 << 20, NULL, err);
+  if (text == NULL)
+    return -1;
+  for (char *p = text; *p;)
+    {
+      char *end;
+      long pid = strtol (p, &end, 10);
+      if (end == p)
+        break;
+      if (pid > 0 && cg->backend->attach (cg, to, (pid_t)pid, err) < 0)
+        return -1;
+      p = end;
+      while (*p == '\n')
+        p++;
+    }
+  return 0;
+}
+
+int
+nex_cgroups_rename (nex_cgroups_t *cg, const char *from, const char *to, const nex_cgroup_limits_t *l, nex_error_t *err)
+{
+  if (check_name (from, err) < 0 || check_name (to, err) < 0)
+    return -1;
+  if (cg->backend->rename)
+    {
+      if (cg->backend->rename (cg, from, to) < 0)
+        return nex_error_sys (err, errno, "rename cgroup `%s` to `%s`", from, to);
+      /* create on an existing cgroup only writes the limits (those of 0 stay unlimited, as made). */
+      return cg->backend->create (cg, to, l, err) < 0 ? nex_error_wrap (err, "limit cgroup `%s`", to) : 0;
+    }
+  if (nex_cgroups_create (cg, to, l, err) < 0)
+    return -1;
+  cleanup_free char *dir = cg->backend->procs_dir (cg, from);
+  if (move_procs (cg, dir, to, err) < 0)
+    return nex_error_wrap (err, "move cgroup `%s` to `%s`", from, to);
+  cg->backend->remove (cg, from);
+  return 0;
+}
+
 /* SIGKILLs every process listed in DIR/cgroup.procs; how many were listed. */
 static int
 kill_procs (const char *dir)

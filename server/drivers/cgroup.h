@@ -67,6 +67,12 @@ const char *nex_cgroups_mode (const nex_cgroups_t *cg);
  * reused.  On failure nothing is left behind. */
 int nex_cgroups_create (nex_cgroups_t *cg, const char *name, const nex_cgroup_limits_t *l, nex_error_t *err);
 
+/* Gives cgroup FROM (a warm sandbox's, made ahead with no limits) the name TO (the workload id that takes it),
+ * with its processes, and then limits L.  cgroup v1 renames the directories; v2, whose kernel cannot rename, makes
+ * TO, moves FROM's processes into it and removes FROM.  On failure FROM's processes may be in either. */
+int nex_cgroups_rename (nex_cgroups_t *cg, const char *from, const char *to, const nex_cgroup_limits_t *l,
+                        nex_error_t *err);
+
 /* Moves process PID (and so its future children) into cgroup NAME. */
 int nex_cgroups_attach (nex_cgroups_t *cg, const char *name, pid_t pid, nex_error_t *err);
 

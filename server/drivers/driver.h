@@ -48,6 +48,8 @@ typedef struct nex_launch
    * failure aborts the start.  May be NULL. */
   int (*place) (void *ctx, pid_t pid, nex_error_t *err);
   void *place_ctx;
+  int warm; /* sandbox only: made ahead for the warm pool (sandbox-pool.h), with artifact_path and image_tree NULL:
+               /workload stays an empty file until nex_sandbox_fill binds the executable on it */
   const char *digest;             /* SHA-256 of the artifact (64 hex digits): names cached VM images */
   const nex_workload_t *workload; /* the whole record, for what only some drivers use (a VM's size) */
 } nex_launch_t;

@@ -4,7 +4,8 @@
  * A workload's sandbox is a process tree in fresh user, pid, mount, uts, ipc and network namespaces whose root
  * is a private tmpfs holding only what the workload needs:
  *
- *     /workload         the verified executable (read-only bind of the artifact cache entry)
+ *     /workload         the verified executable (read-only bind of the artifact cache entry; in a warm sandbox,
+ *                       nex_launch_t.warm, an empty file until sandbox-fill.c binds it from outside)
  *     /sbin/nex-agent   the agent, PID 1 of the sandbox (read-only bind)
  *     /proc             a proc mount of the sandbox's own pid namespace
  *     /dev              null, zero, full, random, urandom (binds of the host's nodes); pts, a devpts instance of
@@ -24,9 +25,11 @@
  * nexd creates the agent's listening socket in the workload's run dir on the host (outside the sandbox root, so
  * the workload cannot reach it) and passes it as fd 3; nexd dials that path, now and after a restart.
  *
- * Start-up is a fork-like clone() from the supervisor thread.  The child runs only system calls on data
- * prepared by the parent (no allocation), reports a failure as one text message on an error pipe and exits;
- * a successful execve closes that pipe (CLOEXEC), which is how the parent learns the sandbox is up. */
+ * Start-up is a clone() from the supervisor thread (or the warm pool's) that shares nexd's memory until the
+ * agent's execve (CLONE_VM, as posix_spawn does: no copy of nexd's page tables).  The child runs only system
+ * calls on data prepared by the parent (no allocation, no locks), on its own stack, reports a failure as one text
+ * message on an error pipe and exits; a successful execve closes that pipe (CLOEXEC), which is how the parent
+ * learns the sandbox is up, and only then does the parent free what the child read. */
 #include "server/drivers/driver.h"
 
 #include <errno.h>
@@ -173,8 +176,9 @@ build_elf_root (const sandbox_child_t *c, int artifact_fd, int agent_fd)
   if (touch ("workload") < 0 || touch ("sbin/nex-agent") < 0)
     child_fail (c, "populate root");
   char src[64];
+  /* A warm sandbox's executable is bound on /workload later, from outside (sandbox-fill.c). */
   snprintf (src, sizeof src, "/proc/self/fd/%d", artifact_fd);
-  if (bind_ro (src, "workload", c->artifact_flags) < 0)
+  if (artifact_fd >= 0 && bind_ro (src, "workload", c->artifact_flags) < 0)
     child_fail (c, "bind workload");
   snprintf (src, sizeof src, "/proc/self/fd/%d", agent_fd);
   if (bind_ro (src, "sbin/nex-agent", c->agent_flags) < 0)
@@ -250,9 +254,10 @@ sandbox_child (void *arg)
              c->image ? c->upper_opts : "mode=0755,uid=0,gid=0,size=1m")
       < 0)
     child_fail (c, "mount root tmpfs");
-  int payload_fd = open (c->copy ? c->copy : c->image ? c->image : c->artifact, O_PATH | O_CLOEXEC);
+  const char *payload = c->copy ? c->copy : c->image ? c->image : c->artifact;
+  int payload_fd = payload ? open (payload, O_PATH | O_CLOEXEC) : -1;
   int agent_fd = open (c->agent, O_PATH | O_CLOEXEC);
-  if (payload_fd < 0 || agent_fd < 0)
+  if ((payload && payload_fd < 0) || agent_fd < 0)
     child_fail (c, c->image ? "open image tree or agent" : "open workload or agent");
   int hosts_fd = c->etc_hosts ? open (c->etc_hosts, O_PATH | O_CLOEXEC) : -1;
   int resolv_fd = c->etc_resolv ? open (c->etc_resolv, O_PATH | O_CLOEXEC) : -1;
@@ -387,6 +392,8 @@ copy_guard_release (copy_guard_t *g)
 static int
 sandbox_launch (const nex_launch_t *l, int probe, nex_instance_t *out, nex_error_t *err)
 {
+  if (!l->warm && l->artifact_path == NULL && l->image_tree == NULL)
+    return nex_error_set (err, NEX_ERR_INVALID, "a sandbox needs an executable or an image");
   sandbox_child_t c = { 0 };
   cleanup_free char *stack = NULL;
   cleanup_free char *map = NULL;
@@ -442,7 +449,15 @@ sandbox_launch (const nex_launch_t *l, int probe, nex_instance_t *out, nex_error
   /* network "host" keeps the host's network namespace: the workload reaches what the host reaches (and the
    * host's abstract unix sockets, which live in the network namespace); it still cannot reconfigure it, as its
    * capabilities belong to its own user namespace, which does not own the host's network namespace. */
-  int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
+  /* CLONE_VM: the child shares nexd's memory until its execve instead of copying it.  A copy (fork) costs page
+   * tables in proportion to nexd's size, holds nexd's memory map locked against its other threads meanwhile, and
+   * leaves every page nexd then writes to a copy-on-write fault: on the cold path it was most of the time
+   * between clone and the agent's exec.  Sharing is safe because the child touches only its own stack and the
+   * data prepared here (no allocation, no locks: see the file's header), and this thread waits for the agent's
+   * execve (the error pipe's EOF) or the child's end before anything the child reads is freed.  The one thing
+   * shared by accident is errno (the child runs on this thread's TLS): a value read here right after a failed
+   * call may be the child's, which can only make an error message name the wrong cause. */
+  int flags = CLONE_VM | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
   if (!l->host_network)
     flags |= CLONE_NEWNET;
   /* Until it is handed to OUT, a failure SIGKILLs and reaps the child (cleanup_pid). */

@@ -5,7 +5,8 @@
  * The parsers are checked on files this test writes.  The manager is checked end to end when the test runs as
  * root on a host with usable cgroups (else those checks are skipped, saying why): a cgroup is created with
  * limits, a forked child is moved into it and shows up in its stats and in /proc/<pid>/cgroup, the cgroup is
- * listed under the `nex` parent, and destroy kills the child and removes the cgroup. */
+ * listed under the `nex` parent, and destroy kills the child and removes the cgroup.  Rename (a warm sandbox's
+ * cgroup given to its workload) is checked on the host's backend and on the v2 one, whose rename is a move. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -161,11 +162,66 @@ test_v2_backend (void)
   nex_cgroups_close (cg);
 }
 
+/* A warm sandbox's cgroup given to a workload (sandbox-pool.h): renamed with its process and then limited (v1),
+ * or, where the kernel cannot rename (v2), a new cgroup with the process moved in and the old one removed. */
+static void
+check_rename (nex_cgroups_t *cg, const char *label, const nex_cgroup_limits_t *lim)
+{
+  cleanup_error nex_error_t err = NULL;
+  char from[37], to[37];
+  nex_id_new (from);
+  nex_id_new (to);
+  nex_cgroup_limits_t none = { 0 };
+  pid_t child = fork ();
+  if (child == 0)
+    {
+      pause ();
+      _exit (0);
+    }
+  TAP_OK (nex_cgroups_create (cg, from, &none, &err) == 0 && nex_cgroups_attach (cg, from, child, &err) == 0,
+          "%s: a cgroup without limits holds a process", label);
+  TAP_OK (nex_cgroups_rename (cg, from, to, lim, &err) == 0, "%s: renamed (%s)", label, err ? err->msg : "ok");
+  nex_cgroup_stats_t st;
+  TAP_OK (nex_cgroups_holds (cg, to, child) == 1 && nex_cgroups_holds (cg, from, child) == 0
+              && nex_cgroups_stats (cg, from, &st, NULL) < 0,
+          "%s: the process is in the new name, the old one is gone", label);
+  TAP_OK (nex_cgroups_stats (cg, to, &st, &err) == 0 && (lim->pids == 0 || st.pids_limit == lim->pids),
+          "%s: the new name has the limits (pids %lld)", label, (long long)st.pids_limit);
+  TAP_OK (nex_cgroups_rename (cg, from, "../escape", lim, &err) < 0 && err->kind == NEX_ERR_INVALID,
+          "%s: a name that is not a workload id is refused", label);
+  nex_cgroups_destroy (cg, to, NULL);
+  waitpid (child, NULL, 0);
+}
+
+static void
+test_rename (void)
+{
+  cleanup_error nex_error_t err = NULL;
+  nex_cgroups_t *cg = nex_cgroups_open (&err);
+  nex_cgroup_limits_t pids = { .pids = 12 };
+  if (cg == NULL)
+    for (int i = 0; i < 5; i++)
+      TAP_SKIP ("no usable cgroups here: %s", err->msg);
+  else
+    check_rename (cg, nex_cgroups_mode (cg), &pids);
+  nex_cgroups_close (cg);
+  nex_error_free (&err);
+  nex_cgroups_t *v2 = geteuid () == 0 ? nex_cgroups_open_with (&nex_cgroup_backend_v2, "v2", &err) : NULL;
+  nex_cgroup_limits_t none = { 0 };
+  if (v2 == NULL)
+    for (int i = 0; i < 5; i++)
+      TAP_SKIP ("no usable cgroup2 tree: %s", err ? err->msg : "not root");
+  else
+    check_rename (v2, "v2 (moved, not renamed)", &none);
+  nex_cgroups_close (v2);
+}
+
 int
 main (void)
 {
   test_parsers ();
   test_manager ();
   test_v2_backend ();
+  test_rename ();
   return tap_done ();
 }
