@@ -154,7 +154,8 @@ nex_agent_proc_check_start (nex_agent_t *a, nex_agent_proc_t *p)
     return;
   if (r == AGENT_START_OK)
     {
-      nex_agent_proc_log (p, "started `%s` as pid %d", p->path, (int)p->pid);
+      if (p->channel == 0) /* an exec session's start and end are nexd's events; a busy function would grow agent.log */
+        nex_agent_proc_log (p, "started `%s` as pid %d", p->path, (int)p->pid);
       nex_agent_queue_json (a, NEX_WIRE_STARTED, p->channel, json_pack ("{s:i}", "pid", (int)p->pid), false, false);
       return;
     }
@@ -229,9 +230,10 @@ ended (nex_agent_t *a, nex_agent_proc_t *p, int status)
     return;
   if (p->channel == 0)
     nex_agent_warm_discard (a); /* nothing more runs in this sandbox until a restart */
-  if (WIFSIGNALED (status))
+  /* As for its start: an exec session's end is in nexd's events, not in agent.log. */
+  if (p->channel == 0 && WIFSIGNALED (status))
     nex_agent_proc_log (p, "pid %d was killed by signal %d", (int)p->pid, WTERMSIG (status));
-  else
+  else if (p->channel == 0)
     nex_agent_proc_log (p, "pid %d exited with code %d", (int)p->pid, WEXITSTATUS (status));
   p->ended = true;
   p->status = status;
