@@ -213,13 +213,17 @@ db_transaction (sqlite3 *db, db_tx_fn fn, void *ctx, nex_error_t *err)
   return 0;
 }
 
-/* db_transaction under REG's lock. */
+/* db_transaction under REG's lock.  The generation moves only when a row changed (or the transaction failed:
+ * what a rollback left is not worth reasoning about), so that a transaction that found nothing to do (a retention
+ * pass over a registry with nothing old) keeps the readers' caches. */
 static int
 reg_transaction (nex_registry_t *reg, db_tx_fn fn, void *ctx, nex_error_t *err)
 {
   cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  sqlite3_int64 before = sqlite3_total_changes64 (reg->db);
   int r = db_transaction (reg->db, fn, ctx, err);
-  bump_generation ();
+  if (r < 0 || sqlite3_total_changes64 (reg->db) != before)
+    bump_generation ();
   return r;
 }
 
