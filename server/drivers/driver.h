@@ -50,6 +50,9 @@ typedef struct nex_launch
   void *place_ctx;
   const char *digest;             /* SHA-256 of the artifact (64 hex digits): names cached VM images */
   const nex_workload_t *workload; /* the whole record, for what only some drivers use (a VM's size) */
+  const char *snapshot_path;      /* restore the environment from this file (the driver's snapshot op wrote it,
+                                     of a VM launched alike) instead of booting; NULL: boot.  The restored agent
+                                     runs the workload already: the supervisor greets it (stream_endpoint) */
 } nex_launch_t;
 
 /* One launched environment.  Owned by the supervisor; released with nex_instance_release. */
@@ -131,7 +134,26 @@ struct nex_driver
   /* The accelerator the driver's next environment gets ("kvm" or "tcg"), shown in GET /v1/node, with
    * *KVM_REASON (caller frees) saying why KVM is not used or not usable, NULL when it is. */
   const char *(*accel) (const nex_driver_t *d, char **kvm_reason);
+
+  /* Stops (PAUSED 1) or continues (0) everything that runs in I by the VMM's own means (a VM's vCPUs), so that
+   * it keeps its memory and uses no CPU.  Returns 1 when done, 0 when I has no such means (a VM from before they
+   * existed: the caller freezes its cgroup instead), -1 with *ERR.  NULL: the caller freezes the cgroup. */
+  int (*pause) (const nex_driver_t *d, const nex_instance_t *i, int paused, nex_error_t *err);
+
+  /* Writes I's whole state (memory, devices, vCPUs) to the new file PATH (mode 0600), with the guest stopped
+   * meanwhile and continued after unless WAS_PAUSED, so that start with snapshot_path = PATH resumes it there.
+   * 0, or -1 with *ERR (PATH then removed).  NULL: the driver cannot snapshot; start refuses snapshot_path. */
+  int (*snapshot) (const nex_driver_t *d, const nex_instance_t *i, const char *path, int was_paused, nex_error_t *err);
 };
+
+/* Pauses or continues I (see the pause op): 1 when D did it, 0 when the caller must freeze I's cgroup, -1.
+ * Supervisor thread. */
+int nex_driver_pause (const nex_driver_t *d, const nex_instance_t *i, int paused, nex_error_t *err);
+
+/* Writes I's state to PATH (see the snapshot op); NEX_ERR_INVALID when D cannot.  Any thread (it may take
+ * seconds: the guest's memory is written out). */
+int nex_driver_snapshot (const nex_driver_t *d, const nex_instance_t *i, const char *path, int was_paused,
+                         nex_error_t *err);
 
 /* The driver called NAME, or NULL. */
 const nex_driver_t *nex_driver_find (const char *name);
