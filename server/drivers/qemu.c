@@ -217,6 +217,9 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
   keep[n_keep++] = qmp_fd;
   add (&a, "-mon");
   add (&a, "chardev=qmp,mode=control");
+  /* A snapshot is taken with the VM stopped; without the run state in the stream, a restore starts running. */
+  add (&a, "-global");
+  add (&a, "migration.store-global-state=off");
   if (incoming_fd >= 0)
     {
       add (&a, "-incoming");

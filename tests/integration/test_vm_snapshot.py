@@ -46,7 +46,7 @@ def counter_lines(nex, wid):
     """The N of every `line N` the workload printed, in order."""
     out = []
     for line in nex.logs(wid)["lines"]:
-        m = re.fullmatch(r"line (\d+)", line["text"])
+        m = re.match(r"line (\d+)\b", line["text"])
         if m and line["stream"] in ("stdout", "stderr"):
             out.append(int(m.group(1)))
     return out
