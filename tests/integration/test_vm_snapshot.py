@@ -168,13 +168,31 @@ def test_snapshot_of_a_paused_vm_leaves_it_paused(vmnexd):
     nex.wait_state(wid, "paused", timeout=10)
     time.sleep(0.3)
     before = len(counter_lines(nex, wid))
-    r = nex.post(f"/v1/workloads/{wid}/snapshot")
-    assert r.status_code == 201, r.text
+    # with the CLI: nex snapshot ID prints the snapshot's id
+    r = nex.cli("snapshot", wid)
+    assert r.returncode == 0, r.stderr
+    sid = r.stdout.strip()
+    assert nex.get(f"/v1/snapshots/{sid}").json()["workload_id"] == wid
     time.sleep(1.0)
     assert nex.workload(wid)["state"] == "paused"
     assert len(counter_lines(nex, wid)) == before, "the snapshot continued a paused VM"
     assert nex.post(f"/v1/workloads/{wid}/resume").status_code == 202
     wait_until(lambda: len(counter_lines(nex, wid)) >= before + 3, timeout=20, what="lines after the resume")
+
+    ls = nex.cli("snapshot", "ls", "--workload", wid)
+    assert ls.returncode == 0 and sid in ls.stdout, ls
+    # a snapshot of a paused VM restores running
+    r = nex.cli("snapshot", "restore", sid, "--name", "again")
+    assert r.returncode == 0, r.stderr
+    rid = r.stdout.strip()
+    nex.wait_state(rid, "running", timeout=60)
+    wait_until(lambda: len(counter_lines(nex, rid)) >= 2, timeout=20, what="the restored counter")
+    assert counter_lines(nex, rid)[0] >= 4
+    bad = nex.cli("snapshot", "restore", "00000000-0000-4000-8000-000000000000")
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1, bad
+    r = nex.cli("snapshot", "rm", sid)
+    assert r.returncode == 0 and r.stdout.strip() == sid, r
+    assert nex.cli("snapshot", "rm", sid).returncode == 1
 
 
 def test_snapshot_bad_input(vmnexd):
