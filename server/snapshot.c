@@ -46,7 +46,7 @@ spec_of (const nex_workload_t *w, const nex_driver_t *d)
 {
   cleanup_free char *why = NULL;
   cleanup_free char *kvm_reason = NULL;
-  cleanup_free char *kernel = nex_vm_kernel_file ("vmlinuz", &why); /* QEMU's; the one driver with snapshots */
+  cleanup_free char *kernel = d->kernel_file ? nex_vm_kernel_file (d->kernel_file, &why) : NULL;
   const char *accel = nex_driver_accel (d, &kvm_reason);
   return json_pack ("{s:s, s:s, s:s?, s:s?, s:o, s:O, s:O, s:s?, s:s?}", "name", w->name, "namespace", w->namespace_,
                     "artifact", w->artifact, "digest", w->digest, "resources", resources_set (&w->resources), "argv",
@@ -100,12 +100,11 @@ nex_snapshot_take (nex_node_t *node, const char *workload_id, nex_error_t *err)
       nex_error_wrap (err, "snapshot of workload %s", w.id);
       return NULL;
     }
-  struct stat st;
-  row.size_bytes = stat (row.path, &st) == 0 ? (int64_t)st.st_size : 0;
+  row.size_bytes = nex_driver_snapshot_size (d, row.path);
   row.created_at = nex_clock_now_ms ();
   if (nex_registry_snapshot_put (node->reg, &row, err) < 0)
     {
-      unlink (row.path);
+      nex_driver_snapshot_remove (d, row.path, NULL);
       return NULL;
     }
   nex_node_emit (node, "workload_snapshotted", &w,
@@ -132,8 +131,9 @@ nex_snapshot_delete (nex_node_t *node, const char *id, nex_error_t *err)
   int found = nex_registry_snapshot_get (node->reg, id, &row, err);
   if (found <= 0)
     return found < 0 ? -1 : nex_error_set (err, NEX_ERR_NOT_FOUND, "no snapshot %s", id);
-  if (unlink (row.path) < 0 && errno != ENOENT)
-    return nex_error_sys (err, errno, "remove the snapshot file `%s`", row.path);
+  const nex_driver_t *d = nex_driver_find (row.driver);
+  if (d && nex_driver_snapshot_remove (d, row.path, err) < 0)
+    return -1;
   return nex_registry_snapshot_delete (node->reg, id, err);
 }
 
@@ -196,12 +196,11 @@ nex_snapshot_expand_request (nex_node_t *node, json_t *request, char **snapshot_
     return -1;
   if (found == 0)
     return nex_error_field (err, "from_snapshot", "no snapshot `%s` on this node", json_string_value (id));
-  struct stat st;
-  if (stat (row.path, &st) < 0)
-    return nex_error_field (err, "from_snapshot", "snapshot %s has lost its file (delete it)", row.id);
   const nex_driver_t *d = nex_driver_find (row.driver);
+  if (d == NULL || nex_driver_snapshot_size (d, row.path) < 0)
+    return nex_error_field (err, "from_snapshot", "snapshot %s has lost its file (delete it)", row.id);
   cleanup_free char *kvm_reason = NULL;
-  const char *accel = d ? nex_driver_accel (d, &kvm_reason) : NULL;
+  const char *accel = nex_driver_accel (d, &kvm_reason);
   const char *was = json_string_value (json_object_get (row.spec, "accel"));
   if (accel && was && strcmp (accel, was) != 0)
     return nex_error_set (err, NEX_ERR_CONFLICT, "snapshot %s was taken under %s, and this node's VMs now get %s",

@@ -1015,10 +1015,13 @@ launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const c
     }
   if (w.from_snapshot)
     {
-      /* Restored: the agent runs the workload already and greeted its first host long ago; it is greeted as
-       * after a nexd restart, and its answer (state running) makes the workload running. */
+      /* Restored: the agent runs the workload already (its HELLO says running, which makes the workload
+       * running).  On a stream it greeted its first host long ago: it is greeted as after a nexd restart. */
       e->start_sent = 1;
-      nex_sup_greet (sup, e);
+      if (d->stream_endpoint)
+        nex_sup_greet (sup, e);
+      else
+        e->hello_by = nex_clock_mono_ms () + AGENT_HELLO_TIMEOUT_MS;
     }
   else
     e->hello_by = nex_clock_mono_ms () + (e->inst.boot_ms > 0 ? e->inst.boot_ms : AGENT_HELLO_TIMEOUT_MS);

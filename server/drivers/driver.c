@@ -129,6 +129,36 @@ nex_driver_snapshot (const nex_driver_t *d, const nex_instance_t *i, const char 
   return d->snapshot (d, i, path, was_paused, err);
 }
 
+int64_t
+nex_driver_snapshot_size (const nex_driver_t *d, const char *path)
+{
+  struct stat st;
+  if (stat (path, &st) < 0)
+    return -1;
+  int64_t total = (int64_t)st.st_size;
+  for (size_t k = 0; d->snapshot_suffixes && d->snapshot_suffixes[k]; k++)
+    {
+      cleanup_free char *more = nex_xasprintf ("%s%s", path, d->snapshot_suffixes[k]);
+      if (stat (more, &st) == 0)
+        total += (int64_t)st.st_size;
+    }
+  return total;
+}
+
+int
+nex_driver_snapshot_remove (const nex_driver_t *d, const char *path, nex_error_t *err)
+{
+  for (size_t k = 0; d->snapshot_suffixes && d->snapshot_suffixes[k]; k++)
+    {
+      cleanup_free char *more = nex_xasprintf ("%s%s", path, d->snapshot_suffixes[k]);
+      if (unlink (more) < 0 && errno != ENOENT)
+        return nex_error_sys (err, errno, "remove the snapshot file `%s`", more);
+    }
+  if (unlink (path) < 0 && errno != ENOENT)
+    return nex_error_sys (err, errno, "remove the snapshot file `%s`", path);
+  return 0;
+}
+
 int
 nex_driver_unix_socket (const char *path, struct sockaddr_un *sa, nex_error_t *err)
 {

@@ -15,6 +15,7 @@
 #ifndef NEX_DRIVER_H
 #define NEX_DRIVER_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/error.h"
@@ -144,6 +145,11 @@ struct nex_driver
    * meanwhile and continued after unless WAS_PAUSED, so that start with snapshot_path = PATH resumes it there.
    * 0, or -1 with *ERR (PATH then removed).  NULL: the driver cannot snapshot; start refuses snapshot_path. */
   int (*snapshot) (const nex_driver_t *d, const nex_instance_t *i, const char *path, int was_paused, nex_error_t *err);
+  /* The files beside PATH that the snapshot op also writes, as suffixes of PATH (".mem": PATH.mem), NULL-terminated;
+   * a snapshot is PATH and these, sized and removed together.  NULL: PATH alone. */
+  const char *const *snapshot_suffixes;
+  /* The file of vm_kernel_dir the driver boots ("vmlinuz", "vmlinux"), recorded with its snapshots; NULL: none. */
+  const char *kernel_file;
 };
 
 /* Pauses or continues I (see the pause op): 1 when D did it, 0 when the caller must freeze I's cgroup, -1.
@@ -154,6 +160,12 @@ int nex_driver_pause (const nex_driver_t *d, const nex_instance_t *i, int paused
  * seconds: the guest's memory is written out). */
 int nex_driver_snapshot (const nex_driver_t *d, const nex_instance_t *i, const char *path, int was_paused,
                          nex_error_t *err);
+
+/* The bytes of D's snapshot at PATH (PATH and its snapshot_suffixes files), or -1 when PATH is missing. */
+int64_t nex_driver_snapshot_size (const nex_driver_t *d, const char *path);
+
+/* Removes D's snapshot at PATH (PATH and its snapshot_suffixes files; missing ones are no error).  0 or -1. */
+int nex_driver_snapshot_remove (const nex_driver_t *d, const char *path, nex_error_t *err);
 
 /* The driver called NAME, or NULL. */
 const nex_driver_t *nex_driver_find (const char *name);

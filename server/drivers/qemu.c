@@ -311,4 +311,5 @@ const nex_driver_t nex_driver_qemu = {
   .accel = qemu_accel,
   .pause = nex_qemu_pause,
   .snapshot = nex_qemu_snapshot,
+  .kernel_file = "vmlinuz",
 };
