@@ -9,7 +9,7 @@ starts from that file: it becomes running without booting, and its first line co
 the snapshot caught it (not line 1).  Bad input gets problem JSON and leaves the node answering: an unknown
 snapshot, a field a restore cannot change, a snapshot of a sandbox workload or of an unknown one, a corrupted
 or truncated snapshot file (the restored workload fails with QEMU's reason).  Skipped where the qemu driver is
-unavailable.
+unavailable.  A restarted nexd re-adopts a restored VM as it does a booted one.
 """
 
 import os
@@ -144,6 +144,12 @@ def test_snapshot_and_restore_continues_the_counter(vmnexd):
     # exec reaches the restored agent
     ex = nex.post(f"/v1/workloads/{rid}/exec", json={"argv": ["/workload", "1", "0"]})
     assert ex.status_code == 200 and "line 1" in ex.json()["stdout"] + ex.json()["stderr"], ex.text
+
+    # a restarted nexd re-adopts the restored VM, whose counter goes on
+    last = max(counter_lines(nex, rid))
+    nex.restart()
+    assert nex.workload(rid)["state"] == "running"
+    wait_until(lambda: max(counter_lines(nex, rid)) > last + 3, timeout=30, what="the counter after a nexd restart")
 
     # pause / resume of the restored VM; stop ends it
     assert nex.post(f"/v1/workloads/{rid}/pause").status_code == 202
