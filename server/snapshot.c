@@ -1,14 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* snapshot.c — see snapshot.h.  The file and its record: the file is written first and recorded once
- * complete, so a record always names a whole file; a delete removes the file first, so a record without a file
- * (a crash in between) is refused at deploy and can still be deleted. */
+/* snapshot.c — see snapshot.h.  The files and their record: the files (the driver's: nex_driver_snapshot_size
+ * and _remove know them) are written first and recorded once complete, so a record always names whole files; a
+ * delete removes the files first, so a record without files (a crash in between) is refused at deploy and can
+ * still be deleted. */
 #include "server/snapshot.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/fdio.h"

@@ -28,7 +28,8 @@
  * workload) and ends the process after a short wait.  Firecracker needs KVM: without a usable KVM (KVM's verdict,
  * kvm.h: a probe guest ran, or with kvm_probe off the device opens; vm_accel does not apply) or
  * without the binary, probe says so and deploys are refused up front (503, the API's answer to an unavailable
- * driver).  Network interfaces and the jailer are not used yet. */
+ * driver).  Pause, snapshots and restores (PATCH /vm, PUT /snapshot/create and /snapshot/load instead of the boot
+ * configuration) are firecracker-snapshot.c's.  The jailer is not used yet. */
 #include "server/drivers/driver.h"
 
 #include <dirent.h>

@@ -15,6 +15,8 @@
  *   console         the guest's ttyS0 (kernel messages, the agent's diagnostics), on run_dir/console.sock the
  *                   same way, also logged by QEMU to run_dir/console.log; nexd stores it as the `console` stream
  *   qemu.log        QEMU's own stdout and stderr (why it refused to start, if it did)
+ *   qmp.sock        QEMU's QMP monitor, handed over the same way: pause, resume and snapshots
+ *                   (qemu-snapshot.c); a restore from a snapshot adds `-incoming fd:N` on its file
  *
  * QEMU runs in a session of its own and is not stopped when nexd stops: workloads outlive nexd, which finds the
  * VM again by its recorded pid and socket.  The agent's channel is a stream (the agent cannot tell a new host
