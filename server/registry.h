@@ -282,7 +282,7 @@ int nex_registry_blob_in_use (nex_registry_t *reg, const char *blob, nex_error_t
 int nex_registry_workload_set_image (nex_registry_t *reg, const char *id, const char *image_digest,
                                      const json_t *process, nex_error_t *err);
 
-/* --- snapshots (schema 010; snapshot.h) -------------------------------------------------------------------- */
+/* --- snapshots (schema 011; snapshot.h) -------------------------------------------------------------------- */
 
 /* A VM snapshot's record. */
 typedef struct nex_snapshot_row

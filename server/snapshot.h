@@ -3,7 +3,7 @@
  * deleted, and deployed again with `from_snapshot`.
  *
  * A snapshot is the driver's (driver.h: the snapshot op; QEMU's migration stream) written to
- * data_dir/snapshots/<id>.vmstate and recorded in the registry (schema 010) with what a restore must repeat:
+ * data_dir/snapshots/<id>.vmstate and recorded in the registry (schema 011) with what a restore must repeat:
  * the workload's artifact and digest, its driver, resources (the VM's memory and vCPUs), argv and env, the
  * kernel and the accelerator.  A deploy with `from_snapshot` takes those from the record (a request may only
  * add name, namespace, description and labels) and the supervisor starts the VM from the file instead of

@@ -1,5 +1,5 @@
 -- SPDX-License-Identifier: Apache-2.0
--- 010_snapshots.sql — VM snapshots (server/snapshot.c): a microVM's whole state written to a file in the data
+-- 011_snapshots.sql — VM snapshots (server/snapshot.c): a microVM's whole state written to a file in the data
 -- dir, and workloads restored from one.
 --
 -- Conventions of 001_initial.sql hold (JSON columns as compact text, times in Unix ms).  A snapshot outlives the
