@@ -4,7 +4,8 @@
  *
  * nex-agent is the small static program that runs as PID 1 inside every sandbox and VM: the guest end of the wire
  * protocol (common/wire.h).  It waits for the host (nexd) to reach it, greets every new connection with HELLO,
- * starts the one workload it is asked to START, runs exec sessions beside it, streams their stdout and stderr
+ * starts the one workload it is asked to START, runs exec sessions beside it (at once: a child's start is watched in
+ * the loop, never waited for), streams their stdout and stderr
  * back as frames, reaps every process that ends inside the sandbox (as init must), reports each end with EXIT
  * and leaves once a host has acknowledged the workload's.  Its shape follows bubblewrap's do_init: one process,
  * no threads, one poll() loop.  The files, by purpose:
@@ -41,6 +42,8 @@
 #define AGENT_MAX_GRACE_MS 86400000           /* a day: keeps deadline arithmetic far from overflow */
 #define AGENT_MAX_EXECS 16                    /* exec sessions at once */
 #define AGENT_MAX_PROCS (1 + AGENT_MAX_EXECS) /* the workload and the exec sessions */
+#define AGENT_MAX_WARM 16                     /* processes started ahead for EXECs that ask (`warm`) */
+#define AGENT_WARM_IDLE_MS 3                  /* quiet the loop waits for before it starts more of them */
 
 /* One line "nex-agent: ..." on the agent's stderr (the sandbox's agent.log, or a VM's console).  Defined in
  * main.c; every file of the agent, vm.c too, logs through it. */
@@ -85,10 +88,12 @@ typedef enum nex_agent_transport
 } nex_agent_transport_t;
 
 /* One process the agent runs for the host: the workload on channel 0, or an exec session on a channel of its
- * own (common/wire.h), with the agent's ends of its stdio.  Both are the same kind of record and go through the
- * same code: output read, stdin written, deadlines kept, the end reaped, drained and reported with EXIT.  What
- * the protocol says of the workload alone (the agent's state, STOP, the EXIT kept until ACK) is in process.c's
- * workload functions. */
+ * own (common/wire.h), with the agent's ends of its stdio.  From its fork until its child has become the program
+ * (or said why not) the record is starting: status_fd is open and watched by the loop, and STARTED (or the
+ * refusal) follows when it reports; nothing waits for it, so that execs start at once, side by side.  Both are the same
+ * kind of record and go through the same code: output read, stdin written, deadlines kept, the end reaped, drained and
+ * reported with EXIT.  What the protocol says of the workload alone (the agent's state, STOP, the EXIT kept until ACK)
+ * is in process.c's workload functions. */
 typedef struct nex_agent_proc
 {
   bool live;          /* started and its EXIT not yet queued (a free exec slot, or an idle or exited workload,
@@ -99,6 +104,13 @@ typedef struct nex_agent_proc
                          closed */
   int in_fd;          /* write end of its stdin, -1 once closed (the workload has none) */
   int tty_fd;         /* TTY sessions: the pseudo-terminal's master (out_fd and in_fd are duplicates), else -1 */
+  int status_fd;      /* while starting: the read end of the child's close-on-exec status pipe (EOF: it became
+                         the program; a nex_agent_child_failure_t: it gave up), else -1 */
+  char *path, *cwd;   /* what it was asked to run, and where (owned): its log lines and a failure's text */
+  char *warm_key;     /* a process started ahead (a->warm): the request it was started for, canonical (owned);
+                         NULL: a free warm slot, or any other record */
+  uint64_t warm_seq;  /* a warm process: the order it was started in (the oldest is taken first: the likeliest to
+                         have finished its execve) */
   uint8_t *in_buf;    /* stdin bytes the process has not taken yet */
   size_t in_len;
   bool in_eof;            /* the host closed stdin: close in_fd once in_buf is written */
@@ -129,6 +141,12 @@ typedef struct nex_agent
   int64_t lease_end; /* monotonic ms at which the workload's lease ends unless renewed (LEASE); 0: no lease */
 
   nex_agent_proc_t procs[AGENT_MAX_PROCS]; /* [0]: the workload; then the exec session slots (free: not live) */
+  nex_agent_proc_t warm[AGENT_MAX_WARM];   /* processes started ahead, not yet a session's (free: no warm_key) */
+  json_t *warm_req;                        /* the last EXEC that asked for warm processes (its KEY's request) */
+  char *warm_want_key;                     /* its key (owned) */
+  int warm_want_n;                         /* how many it asked to keep */
+  int warm_budget;                         /* how many the loop may still start for it */
+  uint64_t warm_started;                   /* warm processes started so far (their warm_seq) */
 } nex_agent_t;
 
 /* --- queue.c: frames waiting for the host ---------------------------------------------------------------------- */
@@ -218,6 +236,11 @@ void nex_agent_workload_lease_check (nex_agent_t *a, int64_t now);
 /* Forgets the workload's last run before a restart (its record and its kept EXIT). */
 void nex_agent_workload_reset (nex_agent_t *a);
 
+/* Acts on what P's child reported while starting (nothing yet: nothing to do): STARTED, or for a child that gave
+ * up, an exec session's refusal (ERROR on its channel; the slot is freed) or the workload's ERROR {phase: "exec"}
+ * (its EXIT, code 127 and exec_failed, follows once it is reaped).  Never blocks. */
+void nex_agent_proc_check_start (nex_agent_t *a, nex_agent_proc_t *p);
+
 /* An empty record: not live, every descriptor -1. */
 void nex_agent_proc_reset (nex_agent_proc_t *p);
 
@@ -302,16 +325,59 @@ void nex_agent_spec_release (nex_agent_spec_t *s);
 
 /* Forks a child that becomes S: its own session, stdin from a pipe when WANT_STDIN (else empty), stdout and
  * stderr into pipes (S->tty: all three on a new pseudo-terminal), every other descriptor closed, capabilities
- * dropped, no_new_privs, seccomp, execve.  Returns 0 with P's pid and descriptors set (non-blocking), 1 when the
- * child gave up before execve (P is set too, *FAILURE says why; the child exits 127), or -1 with errno and P
- * untouched when no child could be made. */
-int nex_agent_spawn (const nex_agent_spec_t *s, bool want_stdin, nex_agent_proc_t *p,
-                     nex_agent_child_failure_t *failure);
+ * dropped, no_new_privs, seccomp, execve.  Does not wait for it: returns 0 with P's pid, path, cwd and
+ * descriptors set (non-blocking), its status pipe in P->status_fd (read it with nex_agent_spawn_result), or -1
+ * with errno and P untouched when no child could be made. */
+int nex_agent_spawn (const nex_agent_spec_t *s, bool want_stdin, nex_agent_proc_t *p);
 
-/* "exec `/x`: No such file or directory" for a child of S that gave up with F; the caller frees it. */
-char *nex_agent_spawn_failure_text (const nex_agent_spec_t *s, const nex_agent_child_failure_t *f);
+/* What became of the start of P's child.  */
+typedef enum nex_agent_start
+{
+  AGENT_START_PENDING, /* it is still setting up (or P is not starting) */
+  AGENT_START_OK,      /* it became its program */
+  AGENT_START_FAILED,  /* it gave up before execve (*F says why) and exits 127 */
+} nex_agent_start_t;
+
+/* Reads P's status pipe without blocking; once it tells, closes it (P->status_fd -1).  A child that has ended
+ * has told: its end of the pipe is closed. */
+nex_agent_start_t nex_agent_spawn_result (nex_agent_proc_t *p, nex_agent_child_failure_t *f);
+
+/* "exec `/x`: No such file or directory" for P's child that gave up with F; the caller frees it. */
+char *nex_agent_spawn_failure_text (const nex_agent_proc_t *p, const nex_agent_child_failure_t *f);
 
 /* Sets O_NONBLOCK on FD.  -1 with errno. */
 int nex_agent_set_nonblock (int fd);
+
+/* --- warm processes (process.c) ---------------------------------------------------------------------------------
+ *
+ * An EXEC may ask for `warm: N` (a function's runs do): the agent then keeps up to N processes of that very
+ * request started ahead (forked, hardened, past execve, blocked reading their stdin), and the next EXEC whose
+ * request is the same (KEY: the request without timeout_ms and warm, canonical JSON) becomes one of them instead
+ * of a fork: its STARTED goes out at once and its stdin reaches a program already running.  Each EXEC starts at
+ * most two more (one to replace the one it took, one to grow towards N), evicting processes kept for other
+ * requests when the pool is full, so that a request never costs more than a cold start's fork or two.  A warm
+ * process is not polled (what it writes waits in its pipe), is reaped like any child (its status kept for the
+ * session it becomes), its timeout starts when it becomes a session, and the pool is killed when the workload
+ * ends. */
+
+/* Makes a process kept for KEY the exec session X (a free slot) on CHANNEL: 1 when there was one, 0 when not.  */
+int nex_agent_warm_take (nex_agent_t *a, const char *key, nex_agent_proc_t *x, uint16_t channel);
+
+/* Records that REQ (an EXEC's request, without timeout_ms and warm; a reference is taken) with canonical text KEY
+ * wants N processes kept, and that two more may be started for it. */
+void nex_agent_warm_want (nex_agent_t *a, json_t *req, const char *key, int n);
+
+/* Starts what nex_agent_warm_want asked for (the loop calls it once it has been quiet for
+ * nex_agent_warm_delay, so that the forks delay no session's stdin or output).  Failures are only logged: the
+ * next EXEC starts cold. */
+void nex_agent_warm_fill (nex_agent_t *a);
+
+/* How long (ms) the loop waits for quiet before it starts the wanted warm processes: 0 when none is kept for
+ * the request (the next one would start cold), else AGENT_WARM_IDLE_MS, so that the fork does not land while a
+ * run that took one is answering. */
+int nex_agent_warm_delay (const nex_agent_t *a);
+
+/* Kills every warm process and frees its slot (the workload ended). */
+void nex_agent_warm_discard (nex_agent_t *a);
 
 #endif

@@ -6,8 +6,8 @@
  * the agent's whole life, over
  *
  *   - the signalfd (SIGCHLD, SIGTERM, SIGINT: blocked, so they arrive as data, never as interruptions),
- *   - the read ends of every process's stdout and stderr, and the write end of a session's stdin with bytes
- *     waiting (process.c),
+ *   - the read ends of every process's stdout and stderr, the write end of a session's stdin with bytes
+ *     waiting, and the status pipe of a process still starting (process.c),
  *   - the host connection, read as frames and written from the queue whenever it is writable (conn.c),
  *   - the listening socket, on which every accept replaces the current host connection,
  *   - and one timeout: the earliest deadline of any process (a STOP's grace, a session's timeout, a drain) or
@@ -96,14 +96,14 @@ poll_timeout (const nex_agent_t *a)
 /* Where each process's descriptors sit in this round's pollfd array (-1: not polled). */
 typedef struct polled
 {
-  int out, err, in;
+  int out, err, in, status;
 } polled_t;
 
 static void __attribute__ ((noreturn)) run (nex_agent_t *a)
 {
   for (;;)
     {
-      struct pollfd p[3 + 3 * AGENT_MAX_PROCS];
+      struct pollfd p[3 + 4 * AGENT_MAX_PROCS];
       polled_t at[AGENT_MAX_PROCS];
       int n = 0, i_sig, i_listen = -1, i_conn = -1;
       p[i_sig = n++] = (struct pollfd){ .fd = a->sig_fd, .events = POLLIN };
@@ -114,7 +114,7 @@ static void __attribute__ ((noreturn)) run (nex_agent_t *a)
       for (int i = 0; i < AGENT_MAX_PROCS; i++)
         {
           nex_agent_proc_t *x = &a->procs[i];
-          at[i] = (polled_t){ -1, -1, -1 };
+          at[i] = (polled_t){ -1, -1, -1, -1 };
           if (!x->live)
             continue;
           if (x->out_fd >= 0)
@@ -123,23 +123,43 @@ static void __attribute__ ((noreturn)) run (nex_agent_t *a)
             p[at[i].err = n++] = (struct pollfd){ .fd = x->err_fd, .events = POLLIN };
           if (x->in_fd >= 0 && x->in_len > 0)
             p[at[i].in = n++] = (struct pollfd){ .fd = x->in_fd, .events = POLLOUT };
+          if (x->status_fd >= 0)
+            p[at[i].status = n++] = (struct pollfd){ .fd = x->status_fd, .events = POLLIN };
         }
 
-      if (poll (p, (nfds_t)n, poll_timeout (a)) < 0)
+      /* Warm processes are started when nothing else is waiting (a fork must not delay a session's input or
+       * output): at once when none is left, else once the loop has been idle a moment (nex_agent_warm_delay). */
+      bool fill = a->warm_budget > 0;
+      int timeout = poll_timeout (a);
+      if (fill && (timeout < 0 || nex_agent_warm_delay (a) < timeout))
+        timeout = nex_agent_warm_delay (a);
+      int ready = poll (p, (nfds_t)n, timeout);
+      if (ready < 0)
         {
           if (errno == EINTR)
             continue;
           nex_agent_log ("poll: %s", strerror (errno));
           exit (1);
         }
+      if (ready == 0 && fill)
+        {
+          nex_agent_warm_fill (a);
+          continue;
+        }
 
       if (p[i_sig].revents)
         handle_signals (a);
-      /* Output first, so that what a process wrote is queued ahead of an EXIT this round may produce.  A
-       * descriptor is used only if its record still holds it: one round may end a session and start another. */
+      /* Starts first, then output, so that STARTED precedes what a process wrote and that precedes an EXIT this
+       * round may produce (a process with output has become its program: its status pipe tells, so output is
+       * never read from a record still starting).  A descriptor is used only if its record still holds it: one
+       * round may end a session and start another. */
       for (int i = 0; i < AGENT_MAX_PROCS; i++)
         {
           nex_agent_proc_t *x = &a->procs[i];
+          if (x->live && x->status_fd >= 0 && (at[i].out >= 0 || at[i].err >= 0 || at[i].status >= 0))
+            nex_agent_proc_check_start (a, x);
+          if (!x->live)
+            continue;
           if (at[i].out >= 0 && p[at[i].out].revents && x->out_fd == p[at[i].out].fd)
             nex_agent_proc_read (a, x, &x->out_fd, NEX_WIRE_STDOUT);
           if (at[i].err >= 0 && p[at[i].err].revents && x->err_fd == p[at[i].err].fd)
@@ -158,6 +178,9 @@ static void __attribute__ ((noreturn)) run (nex_agent_t *a)
         nex_agent_conn_accept (a);
       nex_agent_proc_deadlines (a, nex_agent_now_ms ());
       nex_agent_workload_lease_check (a, nex_agent_now_ms ());
+      /* What this round queued (STARTED, output, EXIT) leaves now rather than after one more poll. */
+      if (a->conn_fd >= 0 && a->head)
+        nex_agent_conn_flush (a);
     }
 }
 

@@ -9,8 +9,9 @@
  * EXIT kept until a host acknowledges it (an exec session's record is freed with its EXIT instead), and killing
  * everything in the namespace when it ends.
  *
- * A record's life: live from the fork (spawn.c) -> ended (reaped; its pipes are read to EOF for at most
- * AGENT_DRAIN_MS) -> EXIT queued, no longer live. */
+ * A record's life: live from the fork (spawn.c), starting until its child reports through the status pipe
+ * (STARTED, or a refusal) -> ended (reaped; its pipes are read to EOF for at most AGENT_DRAIN_MS) -> EXIT
+ * queued, no longer live.  Many records may be starting at once: nothing waits for a child's execve. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "common/cleanup.h"
 #include "common/xalloc.h"
 
 #define AGENT_EXEC_STDIN_LIMIT (4u << 20) /* stdin bytes buffered for one session before it is refused */
@@ -67,7 +69,7 @@ void
 nex_agent_proc_reset (nex_agent_proc_t *p)
 {
   memset (p, 0, sizeof *p);
-  p->out_fd = p->err_fd = p->in_fd = p->tty_fd = -1;
+  p->out_fd = p->err_fd = p->in_fd = p->tty_fd = p->status_fd = -1;
 }
 
 static void
@@ -85,7 +87,11 @@ nex_agent_proc_release (nex_agent_proc_t *p)
   close_fd (&p->err_fd);
   close_fd (&p->in_fd);
   close_fd (&p->tty_fd);
+  close_fd (&p->status_fd);
   free (p->in_buf);
+  free (p->path);
+  free (p->cwd);
+  free (p->warm_key);
   nex_agent_proc_reset (p);
 }
 
@@ -137,6 +143,36 @@ kill_all (const nex_agent_t *a, const nex_agent_proc_t *p)
     kill (p->pid, SIGKILL);
 }
 
+/* --- the start ------------------------------------------------------------------------------------------------ */
+
+void
+nex_agent_proc_check_start (nex_agent_t *a, nex_agent_proc_t *p)
+{
+  nex_agent_child_failure_t failure;
+  nex_agent_start_t r = nex_agent_spawn_result (p, &failure);
+  if (r == AGENT_START_PENDING)
+    return;
+  if (r == AGENT_START_OK)
+    {
+      nex_agent_proc_log (p, "started `%s` as pid %d", p->path, (int)p->pid);
+      nex_agent_queue_json (a, NEX_WIRE_STARTED, p->channel, json_pack ("{s:i}", "pid", (int)p->pid), false, false);
+      return;
+    }
+  cleanup_free char *text = nex_agent_spawn_failure_text (p, &failure);
+  if (p->channel != 0)
+    {
+      /* The session never existed: its child exits 127 and is reaped like any orphan. */
+      nex_agent_queue_json (a, NEX_WIRE_ERROR, p->channel,
+                            json_pack ("{s:s, s:s, s:i}", "message", text, "phase", "exec", "errno", failure.errnum),
+                            false, false);
+      nex_agent_proc_release (p);
+      return;
+    }
+  p->exec_failed = true;
+  nex_agent_log ("%s", text);
+  nex_agent_queue_error (a, false, "exec", "%s", text);
+}
+
 /* --- the end: reaped, drained, reported ------------------------------------------------------------------------ */
 
 static json_t *
@@ -186,6 +222,13 @@ check_drained (nex_agent_t *a, nex_agent_proc_t *p)
 static void
 ended (nex_agent_t *a, nex_agent_proc_t *p, int status)
 {
+  /* Its start is reported first (its status pipe has told by now): an EXIT must follow a STARTED, and a session
+   * whose child never became its program has no EXIT at all. */
+  nex_agent_proc_check_start (a, p);
+  if (!p->live)
+    return;
+  if (p->channel == 0)
+    nex_agent_warm_discard (a); /* nothing more runs in this sandbox until a restart */
   if (WIFSIGNALED (status))
     nex_agent_proc_log (p, "pid %d was killed by signal %d", (int)p->pid, WTERMSIG (status));
   else
@@ -218,7 +261,150 @@ nex_agent_proc_reap (nex_agent_t *a)
               break;
             }
         }
+      /* A warm process that ended before any session took it: its status waits for the session. */
+      for (int i = 0; i < AGENT_MAX_WARM; i++)
+        {
+          nex_agent_proc_t *w = &a->warm[i];
+          if (w->warm_key && !w->ended && w->pid == pid)
+            {
+              w->ended = true;
+              w->status = status;
+            }
+        }
     }
+}
+
+/* --- warm processes -------------------------------------------------------------------------------------------- */
+
+/* Kills warm process W (its whole group: what it started too) and frees its slot; the reaper collects it. */
+static void
+warm_kill (nex_agent_proc_t *w)
+{
+  kill (-w->pid, SIGKILL); /* what it started lives on in its group even once it is reaped */
+  if (!w->ended)
+    kill (w->pid, SIGKILL);
+  nex_agent_proc_release (w);
+}
+
+int
+nex_agent_warm_take (nex_agent_t *a, const char *key, nex_agent_proc_t *x, uint16_t channel)
+{
+  nex_agent_proc_t *w = NULL;
+  for (int i = 0; i < AGENT_MAX_WARM; i++)
+    {
+      nex_agent_proc_t *o = &a->warm[i];
+      if (o->warm_key && strcmp (o->warm_key, key) == 0 && (w == NULL || o->warm_seq < w->warm_seq))
+        w = o;
+    }
+  if (w == NULL)
+    return 0;
+  *x = *w;
+  free (x->warm_key);
+  x->warm_key = NULL;
+  nex_agent_proc_reset (w); /* its descriptors are X's now */
+  x->live = true;
+  x->channel = channel;
+  if (x->ended)
+    ended (a, x, x->status); /* it did not wait for its input: it is reported as it ended */
+  else
+    nex_agent_proc_check_start (a, x);
+  return 1;
+}
+
+void
+nex_agent_warm_want (nex_agent_t *a, json_t *req, const char *key, int n)
+{
+  if (a->warm_want_key == NULL || strcmp (a->warm_want_key, key) != 0)
+    {
+      json_decref (a->warm_req);
+      free (a->warm_want_key);
+      a->warm_req = json_incref (req);
+      a->warm_want_key = nex_xstrdup (key);
+      a->warm_budget = 0;
+    }
+  a->warm_want_n = n;
+  a->warm_budget = a->warm_budget + 2 > AGENT_MAX_WARM ? AGENT_MAX_WARM : a->warm_budget + 2;
+}
+
+/* How many warm processes are kept for KEY. */
+static int
+warm_kept (const nex_agent_t *a, const char *key)
+{
+  int kept = 0;
+  for (int i = 0; i < AGENT_MAX_WARM; i++)
+    kept += a->warm[i].warm_key && strcmp (a->warm[i].warm_key, key) == 0;
+  return kept;
+}
+
+/* A slot for one more warm process of KEY: a free one, else one kept for another request (killed).  NULL when
+ * every slot is KEY's. */
+static nex_agent_proc_t *
+warm_slot (nex_agent_t *a, const char *key)
+{
+  nex_agent_proc_t *other = NULL;
+  for (int i = 0; i < AGENT_MAX_WARM; i++)
+    {
+      nex_agent_proc_t *w = &a->warm[i];
+      if (w->warm_key == NULL)
+        return w;
+      if (other == NULL && strcmp (w->warm_key, key) != 0)
+        other = w;
+    }
+  if (other)
+    warm_kill (other);
+  return other;
+}
+
+void
+nex_agent_warm_fill (nex_agent_t *a)
+{
+  const char *key = a->warm_want_key;
+  int budget = a->warm_budget;
+  a->warm_budget = 0; /* spent whatever happens: the loop must not come back for it (it polls without waiting) */
+  if (key == NULL || budget == 0 || nex_agent_workload_state (a) != AGENT_RUNNING)
+    return;
+  int kept = warm_kept (a, key);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_with (nex_agent_spec_release) nex_agent_spec_t spec = { 0 };
+  if (kept < a->warm_want_n && nex_agent_spec_parse (a->warm_req, &spec, &err) < 0)
+    {
+      nex_agent_log ("warm: %s", err->msg); /* cannot happen: the same request was parsed for its session */
+      return;
+    }
+  for (; kept < a->warm_want_n && budget > 0; kept++, budget--)
+    {
+      nex_agent_proc_t *w = warm_slot (a, key);
+      if (w == NULL)
+        break;
+      nex_agent_proc_reset (w);
+      if (nex_agent_spawn (&spec, true, w) < 0)
+        {
+          nex_agent_log ("warm: cannot start `%s` ahead: %s", spec.path, strerror (errno));
+          nex_agent_proc_reset (w);
+          break;
+        }
+      w->warm_key = nex_xstrdup (key);
+      w->warm_seq = ++a->warm_started;
+    }
+}
+
+int
+nex_agent_warm_delay (const nex_agent_t *a)
+{
+  return a->warm_want_key && warm_kept (a, a->warm_want_key) > 0 ? AGENT_WARM_IDLE_MS : 0;
+}
+
+void
+nex_agent_warm_discard (nex_agent_t *a)
+{
+  for (int i = 0; i < AGENT_MAX_WARM; i++)
+    if (a->warm[i].warm_key)
+      warm_kill (&a->warm[i]);
+  json_decref (a->warm_req);
+  free (a->warm_want_key);
+  a->warm_req = NULL;
+  a->warm_want_key = NULL;
+  a->warm_budget = 0;
 }
 
 void

@@ -35,14 +35,13 @@ json_int (json_t *obj, const char *key, json_int_t def, json_int_t min, json_int
   return 0;
 }
 
-/* P (forked for SPEC) becomes the live record on CHANNEL, and the host hears STARTED {pid} there. */
+/* P (just forked) becomes the live record on CHANNEL; the host hears STARTED {pid} there once its child has
+ * become the program (nex_agent_proc_check_start, from the loop), or why it could not. */
 static void
-report_started (nex_agent_t *a, nex_agent_proc_t *p, uint16_t channel, const nex_agent_spec_t *spec)
+take_record (nex_agent_proc_t *p, uint16_t channel)
 {
   p->live = true;
   p->channel = channel;
-  nex_agent_proc_log (p, "started `%s` as pid %d", spec->path, (int)p->pid);
-  nex_agent_queue_json (a, NEX_WIRE_STARTED, channel, json_pack ("{s:i}", "pid", (int)p->pid), false, false);
 }
 
 /* --- the workload ---------------------------------------------------------------------------------------------- */
@@ -53,23 +52,12 @@ static void
 spawn_workload (nex_agent_t *a, const nex_agent_spec_t *s)
 {
   nex_agent_proc_t *w = nex_agent_workload (a);
-  nex_agent_child_failure_t failure;
-  int r = nex_agent_spawn (s, false, w, &failure);
-  if (r < 0)
+  if (nex_agent_spawn (s, false, w) < 0)
     {
       nex_agent_queue_error (a, true, "start", "start: %s", strerror (errno));
       return;
     }
-  if (r == 0)
-    {
-      report_started (a, w, 0, s);
-      return;
-    }
-  w->live = true;
-  w->exec_failed = true;
-  cleanup_free char *text = nex_agent_spawn_failure_text (s, &failure);
-  nex_agent_log ("%s", text);
-  nex_agent_queue_error (a, false, "exec", "%s", text);
+  take_record (w, 0);
 }
 
 static void
@@ -202,26 +190,36 @@ handle_exec (nex_agent_t *a, uint16_t channel, json_t *req)
       return;
     }
   cleanup_with (nex_agent_spec_release) nex_agent_spec_t spec = { 0 };
-  json_int_t timeout;
+  json_int_t timeout, warm;
+  if (json_int (req, "warm", 0, 0, AGENT_MAX_WARM, &warm) < 0)
+    {
+      refuse (a, channel, EINVAL, "exec: `warm` must be an integer from 0 to %d", AGENT_MAX_WARM);
+      return;
+    }
   if (parse_exec (a, channel, req, &spec, &timeout) < 0)
     return;
-  nex_agent_child_failure_t failure;
-  int r = nex_agent_spawn (&spec, true, x, &failure);
-  if (r < 0)
+  /* Processes started ahead are for the very same request (its environment and hardening included), whatever
+   * its timeout; a terminal is made per session, so TTY sessions always start cold. */
+  cleanup_free char *key = NULL;
+  if (warm > 0 && !spec.tty)
     {
-      refuse (a, channel, errno, "exec: %s", strerror (errno));
-      return;
+      json_object_del (req, "timeout_ms");
+      json_object_del (req, "warm");
+      key = json_dumps (req, JSON_COMPACT | JSON_SORT_KEYS);
     }
-  if (r > 0)
+  if (key == NULL || !nex_agent_warm_take (a, key, x, channel))
     {
-      /* The child exits 127 and is reaped like any orphan; the session never existed. */
-      cleanup_free char *text = nex_agent_spawn_failure_text (&spec, &failure);
-      refuse (a, channel, failure.errnum, "%s", text);
-      nex_agent_proc_release (x);
-      return;
+      if (nex_agent_spawn (&spec, true, x) < 0)
+        {
+          refuse (a, channel, errno, "exec: %s", strerror (errno));
+          return;
+        }
+      take_record (x, channel);
     }
-  x->deadline = timeout > 0 ? nex_agent_now_ms () + timeout : 0;
-  report_started (a, x, channel, &spec);
+  if (x->live && !x->ended)
+    x->deadline = timeout > 0 ? nex_agent_now_ms () + timeout : 0;
+  if (key)
+    nex_agent_warm_want (a, req, key, (int)warm);
 }
 
 static void

@@ -6,7 +6,9 @@
  * on a pseudo-terminal of the sandbox's devpts, every other descriptor closed, the highest OOM score, the
  * working directory checked to be inside the root, capabilities dropped (bounding set first), no_new_privs, the
  * seccomp program last, execve.  A child that cannot become its program says why through a close-on-exec status
- * pipe: EOF on it means execve succeeded.  Each security step's comment says what attack it stops. */
+ * pipe: EOF on it means execve succeeded.  The agent does not wait for that: the pipe is the record's status_fd,
+ * watched by the poll loop, so that a slow execve (a large program, a loaded machine) delays no other request
+ * and concurrent execs start side by side.  Each security step's comment says what attack it stops. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -459,17 +461,33 @@ open_pty (const nex_agent_spec_t *s, char *slave, size_t size)
   return NEX_STEAL_FD (m);
 }
 
-/* Reads the child's report from the status pipe ST (closed here): 0 at EOF (execve succeeded), 1 with *F filled
- * when the child gave up.  The read waits only for the child's few setup calls. */
+/* The parts of P every spawn sets alike: its pid, what it runs and its status pipe ST (made non-blocking). */
 static int
-await_exec (int st, nex_agent_child_failure_t *f)
+started (const nex_agent_spec_t *s, nex_agent_proc_t *p, pid_t pid, int st)
 {
-  cleanup_close int fd = st;
+  nex_agent_set_nonblock (st);
+  p->pid = pid;
+  p->status_fd = st;
+  p->path = nex_xstrdup (s->path);
+  p->cwd = nex_xstrdup (s->cwd);
+  return 0;
+}
+
+nex_agent_start_t
+nex_agent_spawn_result (nex_agent_proc_t *p, nex_agent_child_failure_t *f)
+{
+  if (p->status_fd < 0)
+    return AGENT_START_PENDING;
   ssize_t n;
   do
-    n = read (fd, f, sizeof *f);
+    n = read (p->status_fd, f, sizeof *f);
   while (n < 0 && errno == EINTR);
-  return n == (ssize_t)sizeof *f ? 1 : 0;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    return AGENT_START_PENDING;
+  close (NEX_STEAL_FD (p->status_fd));
+  /* The child writes its report in one write of a few bytes (atomic on a pipe): anything else, a short read
+   * included, is EOF after execve. */
+  return n == (ssize_t)sizeof *f ? AGENT_START_FAILED : AGENT_START_OK;
 }
 
 /* Closes the end *FD the child took (the parent must not hold it: the status pipe's EOF, the output pipes' EOF
@@ -483,7 +501,7 @@ close_child_end (int *fd)
 
 /* The TTY form of nex_agent_spawn: one pseudo-terminal instead of the three pipes. */
 static int
-spawn_tty (const nex_agent_spec_t *s, nex_agent_proc_t *p, nex_agent_child_failure_t *failure)
+spawn_tty (const nex_agent_spec_t *s, nex_agent_proc_t *p)
 {
   char slave[64];
   cleanup_close int m = open_pty (s, slave, sizeof slave);
@@ -500,19 +518,18 @@ spawn_tty (const nex_agent_spec_t *s, nex_agent_proc_t *p, nex_agent_child_failu
   if (pid == 0)
     child (s, slave, -1, -1, -1, st[1]);
   close_child_end (&st[1]);
-  p->pid = pid;
   p->in_fd = NEX_STEAL_FD (in);
   p->out_fd = NEX_STEAL_FD (out);
   p->err_fd = -1;
   p->tty_fd = NEX_STEAL_FD (m);
-  return await_exec (NEX_STEAL_FD (st[0]), failure);
+  return started (s, p, pid, NEX_STEAL_FD (st[0]));
 }
 
 int
-nex_agent_spawn (const nex_agent_spec_t *s, bool want_stdin, nex_agent_proc_t *p, nex_agent_child_failure_t *failure)
+nex_agent_spawn (const nex_agent_spec_t *s, bool want_stdin, nex_agent_proc_t *p)
 {
   if (s->tty)
-    return spawn_tty (s, p, failure);
+    return spawn_tty (s, p);
   cleanup_pipe int out[2] = { -1, -1 };
   cleanup_pipe int errp[2] = { -1, -1 };
   cleanup_pipe int st[2] = { -1, -1 };
@@ -534,20 +551,19 @@ nex_agent_spawn (const nex_agent_spec_t *s, bool want_stdin, nex_agent_proc_t *p
   nex_agent_set_nonblock (errp[0]);
   if (in[1] >= 0)
     nex_agent_set_nonblock (in[1]);
-  p->pid = pid;
   p->in_fd = NEX_STEAL_FD (in[1]);
   p->out_fd = NEX_STEAL_FD (out[0]);
   p->err_fd = NEX_STEAL_FD (errp[0]);
   p->tty_fd = -1;
-  return await_exec (NEX_STEAL_FD (st[0]), failure);
+  return started (s, p, pid, NEX_STEAL_FD (st[0]));
 }
 
 char *
-nex_agent_spawn_failure_text (const nex_agent_spec_t *s, const nex_agent_child_failure_t *f)
+nex_agent_spawn_failure_text (const nex_agent_proc_t *p, const nex_agent_child_failure_t *f)
 {
   const char *what = stage_name (f->stage);
-  const char *arg = f->stage == AGENT_CHILD_EXEC                                   ? s->path
-                    : f->stage == AGENT_CHILD_CHDIR || f->stage == AGENT_CHILD_CWD ? s->cwd
+  const char *arg = f->stage == AGENT_CHILD_EXEC                                   ? p->path
+                    : f->stage == AGENT_CHILD_CHDIR || f->stage == AGENT_CHILD_CWD ? p->cwd
                                                                                    : "";
   return nex_xasprintf ("%s `%s`: %s", what, arg, strerror (f->errnum));
 }

@@ -2,6 +2,7 @@
 /* vm.c — nex-agent's duties as a microVM's init (see vm.h).  Runs before the agent's loop, single-threaded. */
 #include "agent/vm.h"
 #include "agent/agent.h"
+#include "agent/vmimage.h"
 #include "agent/vmnet.h"
 
 #include <dirent.h>
@@ -167,6 +168,14 @@ nex_agent_vm_init (void)
   if (named && sethostname (host, strlen (host)) < 0)
     nex_agent_log ("sethostname: %s", strerror (errno));
   vm_load_modules ();
+  char device[64], disk_mb[24];
+  if (param (NEX_VM_PARAM_IMAGE, device, sizeof device))
+    {
+      long mb = param (NEX_VM_PARAM_DISK_MB, disk_mb, sizeof disk_mb) ? strtol (disk_mb, NULL, 10) : 0;
+      /* Without its image the workload has nothing to run: the VM ends, the console says why. */
+      if (nex_agent_vm_image (device, mb) < 0)
+        exit (1);
+    }
   char net[256];
   if (param (NEX_VM_PARAM_NET, net, sizeof net))
     nex_agent_vm_net (net, named ? host : NULL);

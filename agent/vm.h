@@ -25,8 +25,9 @@ typedef struct nex_agent_vm_channel
 bool nex_agent_vm_detect (const char *argv0, bool explicit_transport);
 
 /* Prepares the VM for the agent: devtmpfs on /dev, devpts on /dev/pts, proc, sysfs, a tmpfs on /tmp, the host name from
- * nex.hostname=, the modules in /nex/modules (in name order; failures are reported, not fatal), eth0 from nex.net=
- * (vmnet.h), and arranges for every exit of the process to power the VM off.  Call once, first thing in main. */
+ * nex.hostname=, the modules in /nex/modules (in name order; failures are reported, not fatal), an image workload's
+ * root from nex.image= (vmimage.h; a failure powers the VM off), eth0 from nex.net= (vmnet.h), and arranges for every
+ * exit of the process to power the VM off.  Call once, first thing in main. */
 void nex_agent_vm_init (void);
 
 /* Opens the channel named by nex.agent= (default /dev/hvc0), waiting up to NEX_AGENT_VM_CHANNEL_WAIT_MS for a

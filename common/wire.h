@@ -46,8 +46,8 @@ typedef enum nex_wire_type
   NEX_WIRE_SIGNAL = 11, /* host->agent JSON {signal}: deliver it to the workload's main process (channel 0) or to
                            the process of exec session CHANNEL */
   NEX_WIRE_EXEC = 12,   /* host->agent JSON {path, argv[], env{}, cwd?, timeout_ms?, capabilities?, seccomp?, tty?,
-                           rows?, cols?} on a fresh channel 1..65535: run a process in the sandbox beside the workload
-                           (see below) */
+                           rows?, cols?, warm?} on a fresh channel 1..65535: run a process in the sandbox beside the
+                           workload (see below) */
   NEX_WIRE_RESIZE = 13, /* host->agent JSON {rows, cols} on a TTY exec session's channel: its new window size */
   NEX_WIRE_LEASE = 14,  /* host->agent JSON {ttl_ms} on channel 0: the workload may run ttl_ms more (see below) */
 } nex_wire_type_t;
@@ -70,7 +70,15 @@ typedef enum nex_wire_type
  * timed_out, dropped_bytes}.  The host feeds stdin with STDIN frames on C and closes it with an empty one; SIGNAL
  * on C signals the session's process.  The agent kills a session when its timeout_ms passes (EXIT then says
  * timed_out) and when the connection that started it closes (sessions do not outlive their host), and refuses
- * EXEC when the workload is not running.
+ * EXEC when the workload is not running.  Sessions start side by side (at most 16 at once; beyond, ERROR with errno
+ * EAGAIN): the agent never waits for one's execve.
+ *
+ * Warm processes: EXEC with {warm: N} (0 .. 16; functions' runs) asks the agent to keep up to N processes of this
+ * same request (everything but timeout_ms and warm) started ahead, past their execve and blocked reading stdin;
+ * the next such EXEC becomes one of them, so its STARTED is immediate and its stdin reaches a running program.
+ * Its timeout counts from the EXEC; one that ended before it was taken reports its output and status as its own.
+ * The agent starts at most two per EXEC, evicts processes kept for other requests when its 16 slots are full, and
+ * kills them all when the workload ends.
  *
  * TTY sessions: EXEC with {tty: true, rows, cols} makes the agent allocate a pseudo-terminal inside the sandbox
  * (on the sandbox's own devpts instance) and give its slave to the process as stdin, stdout, stderr and

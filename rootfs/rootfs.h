@@ -15,6 +15,8 @@
 #ifndef NEX_ROOTFS_H
 #define NEX_ROOTFS_H
 
+#include <sys/types.h>
+
 #include "common/error.h"
 
 typedef enum nex_rootfs_kind
@@ -25,7 +27,8 @@ typedef enum nex_rootfs_kind
 
 typedef struct nex_rootfs_spec
 {
-  const char *workload_path;   /* executable that becomes /workload */
+  const char *workload_path;   /* executable that becomes /workload; NULL: none (an image workload, whose files
+                                  are an ext4 disk of their own, nex_rootfs_tree_ext4) */
   const char *workload_digest; /* its SHA-256 as 64 hex digits, or NULL to compute it here */
   const char *agent_path;      /* static nex-agent that becomes /init */
   const char *modules_dir;     /* directory whose *.ko files go to /nex/modules; NULL or missing: none */
@@ -40,5 +43,12 @@ int nex_rootfs_write (nex_rootfs_kind_t kind, const nex_rootfs_spec_t *spec, con
 /* The path of the cached image of KIND for SPEC under CACHE_DIR (created if missing), building it first when
  * it is not there.  The caller frees the path.  NULL on failure, leaving no partial file behind. */
 char *nex_rootfs_image (const char *cache_dir, nex_rootfs_kind_t kind, const nex_rootfs_spec_t *spec, nex_error_t *err);
+
+/* Writes an ext4 file system image of the directory TREE (an OCI image's flattened tree) to OUT_PATH (replaced
+ * atomically; mode 0444, owned by root), sized for what the tree holds.  ID_BASE: 0, or the host uid and gid
+ * that is 0 in the tree (its files belong to ID_BASE..ID_BASE+65535, as a sandbox's do): mkfs.ext4 then reads the
+ * tree in a user namespace that maps them back, so the disk records the image's own owners.  Needs root (for
+ * the user namespace's maps); runs mkfs.ext4 and waits for it.  Any thread.  0 or -1. */
+int nex_rootfs_tree_ext4 (const char *tree, const char *out_path, uid_t id_base, nex_error_t *err);
 
 #endif

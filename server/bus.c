@@ -58,6 +58,7 @@ nex_bus_msg_unref (nex_bus_msg_t *m)
   json_decref (m->event);
   free (m->namespace_);
   free (m->text);
+  free (m->frame);
   free (m);
 }
 

@@ -43,7 +43,10 @@ typedef struct nex_bus_msg
   int64_t ts;                       /* LOG: Unix ms */
   char *text;                       /* LOG: the line (UTF-8, as stored), NUL-terminated */
   size_t len;                       /* LOG: bytes of text */
-  int refs;                         /* internal */
+  uint8_t *frame;                   /* LOG: the line as a websocket text frame, made once for every client by the
+                                       websocket thread (api/ws.c), which alone reads and writes it; NULL until */
+  size_t frame_len;
+  int refs; /* internal */
 } nex_bus_msg_t;
 
 void nex_bus_msg_unref (nex_bus_msg_t *m);

@@ -15,6 +15,7 @@
 #include "common/fdio.h"
 #include "common/xalloc.h"
 #include "server/paths.h"
+#include "server/workload.h"
 #include "autoconfig.h"
 
 typedef enum
@@ -57,6 +58,8 @@ static const opt_t options[] = {
   OPT (nats_tls_key, OPT_STRING, NULL, "client key for NATS TLS (PEM)"),
   OPT (nats_buffer, OPT_INT, "10000", "events and log lines kept for NATS while disconnected (oldest dropped)"),
   OPT (heartbeat_s, OPT_INT, "30", "seconds between heartbeat events on NATS"),
+  OPT (function_warm, OPT_INT, "16",
+       "processes of each function kept started ahead in its sandbox, at most its max_concurrency (0: none)"),
   OPT (tags, OPT_STRING, NULL, "node tags reported over NATS and matched by auctions: k=v,k=v"),
   OPT (node_timeout, OPT_INT, "5",
        "cluster: seconds without a heartbeat after which a peer is dead and its restartable workloads move"),
@@ -65,6 +68,9 @@ static const opt_t options[] = {
   OPT (valid_issuers, OPT_STRING, NULL, "comma-separated issuer nkeys whose workload JWTs are accepted (default any)"),
   OPT (default_driver, OPT_STRING, "sandbox", "driver for workloads that name none"),
   OPT (log_lines, OPT_INT, "10000", "log lines kept per workload; older ones are dropped and counted"),
+  OPT (retain_ended, OPT_STRING, "7d",
+       "how long an ended workload is kept (with its logs and events) before a background job deletes it: "
+       "N followed by s, m, h or d (0: forever)"),
   OPT (max_body_bytes, OPT_INT, "1048576", "largest request body accepted (larger: 413)"),
   OPT (stop_grace_s, OPT_INT, "10", "default seconds between SIGTERM and SIGKILL when stopping"),
   OPT (api_threads, OPT_INT, "4", "HTTP worker threads"),
@@ -94,6 +100,9 @@ static const opt_t options[] = {
   OPT (registry_auth, OPT_STRING, NULL, "credentials for image registries: a docker config.json (its `auths`)"),
   OPT (image_max_unpacked_mb, OPT_INT, "4096", "largest image accepted, unpacked, MiB (all layers together)"),
   OPT (image_max_files, OPT_INT, "500000", "most files (tar entries) an image may have, all layers together"),
+  OPT (image_root, OPT_STRING, "auto",
+       "an image sandbox's root: auto (an overlay where the kernel allows it in a user namespace, else a private "
+       "copy of the tree) or copy"),
   OPT (image_cache_bytes, OPT_INT, "0",
        "bound of the image cache, bytes as pulled: after each pull the least recently used images no live "
        "workload runs are removed until it fits (0: unbounded)"),
@@ -126,6 +135,31 @@ opt_set (nex_config_t *cfg, const opt_t *o, const char *value, const char *sourc
                             value);
   *(int64_t *)base = v;
   return 0;
+}
+
+/* Parses a duration "N" + s|m|h|d (or "0": none) into *MS; -1 when it is not one or exceeds 3650 days. */
+static int
+config_duration_ms (const char *s, int64_t *ms)
+{
+  static const struct
+  {
+    char unit;
+    int64_t ms;
+  } units[] = { { 's', 1000 }, { 'm', 60000 }, { 'h', 3600000 }, { 'd', 86400000 } };
+  char *end = NULL;
+  errno = 0;
+  long long v = s && *s >= '0' && *s <= '9' ? strtoll (s, &end, 10) : -1;
+  if (v < 0 || errno != 0)
+    return -1;
+  if (v == 0 && *end == '\0')
+    return *ms = 0;
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+    if (end[0] == units[i].unit && end[1] == '\0' && v <= 3650LL * 86400000 / units[i].ms)
+      {
+        *ms = v * units[i].ms;
+        return *ms > 0 ? 0 : -1;
+      }
+  return -1;
 }
 
 static const opt_t *
@@ -340,10 +374,17 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return nex_error_field (err, "image_cache_bytes", "image_cache_bytes must be 0 (unbounded) or more");
   if (cfg->log_lines < 1)
     return nex_error_field (err, "log_lines", "log_lines must be at least 1");
+  if (config_duration_ms (cfg->retain_ended, &cfg->retain_ended_ms) < 0)
+    return nex_error_field (err, "retain_ended",
+                            "retain_ended must be 0 or a whole number followed by s, m, h or d (at most 3650d), "
+                            "got `%s`",
+                            cfg->retain_ended);
   if (cfg->nats_buffer < 1)
     return nex_error_field (err, "nats_buffer", "nats_buffer must be at least 1");
   if (cfg->heartbeat_s < 1)
     return nex_error_field (err, "heartbeat_s", "heartbeat_s must be at least 1");
+  if (cfg->function_warm < 0 || cfg->function_warm > NEX_FUNCTION_MAX_CONCURRENCY)
+    return nex_error_field (err, "function_warm", "function_warm must be from 0 to %d", NEX_FUNCTION_MAX_CONCURRENCY);
   if (cfg->node_timeout < 2 || cfg->node_timeout > 3600)
     return nex_error_field (err, "node_timeout", "node_timeout must be between 2 and 3600 seconds");
   if (cfg->lost_ttl < 0 || cfg->lost_ttl > 31536000)
@@ -374,6 +415,8 @@ nex_config_load (nex_config_t *cfg, int argc, char **argv, char **envp, FILE *ou
     return nex_error_field (err, "vm_accel", "vm_accel must be auto, kvm or tcg, got `%s`", cfg->vm_accel);
   if (strcmp (cfg->kvm_probe, "on") != 0 && strcmp (cfg->kvm_probe, "off") != 0)
     return nex_error_field (err, "kvm_probe", "kvm_probe must be on or off, got `%s`", cfg->kvm_probe);
+  if (strcmp (cfg->image_root, "auto") != 0 && strcmp (cfg->image_root, "copy") != 0)
+    return nex_error_field (err, "image_root", "image_root must be auto or copy, got `%s`", cfg->image_root);
   if (cfg->kvm_boot_s < 1 || cfg->kvm_boot_s > 3600)
     return nex_error_field (err, "kvm_boot_s", "kvm_boot_s must be between 1 and 3600");
   char *host = NULL;

@@ -34,10 +34,13 @@ typedef struct nex_config
   char *valid_issuers;        /* comma-separated issuer nkeys whose workload JWTs are accepted; NULL: any */
   int64_t nats_buffer;        /* events + log lines queued for NATS while disconnected; beyond: oldest dropped */
   int64_t heartbeat_s;        /* seconds between heartbeat events on NATS; default 30 */
+  int64_t function_warm;      /* processes of each function kept started ahead (at most its max_concurrency) */
   int64_t node_timeout;       /* cluster: seconds of silence after which a peer is dead; default 5 */
   int64_t lost_ttl;           /* cluster: seconds a `lost` entry of a dead node is kept; 0: forever; default 3600 */
   char *default_driver;       /* driver for workloads that name none; default sandbox */
   int64_t log_lines;          /* log lines kept per workload (oldest dropped first); default 10000 */
+  char *retain_ended;         /* how long ended workloads are kept ("7d", "12h", "30s"; "0": forever); retain.h */
+  int64_t retain_ended_ms;    /* retain_ended parsed (not an option of its own); 0: forever */
   int64_t max_body_bytes;     /* largest request body accepted; default 1 MiB */
   int64_t stop_grace_s;       /* default grace between SIGTERM and SIGKILL on stop; default 10 */
   int64_t api_threads;        /* HTTP worker threads; default 4 */
@@ -66,9 +69,10 @@ typedef struct nex_config
   char *registry_auth;           /* docker config.json whose `auths` gives registry credentials; NULL: none */
   int64_t image_max_unpacked_mb; /* an image's unpacked size bound; default 4096 */
   int64_t image_max_files;       /* an image's entry count bound; default 500000 */
-  int64_t image_cache_bytes;     /* the image cache's bound (bytes as pulled), LRU eviction; 0: unbounded */
-  char *web_dir;                 /* the dashboard's files; default: the layout's (paths.h) */
-  char *vendor_dir; /* browser libraries served at /vendor/ (npm's layout); default: the layout's (paths.h) */
+  char *image_root;          /* "auto" (default): overlay if the kernel allows, else a copy; "copy" (image-root.h) */
+  int64_t image_cache_bytes; /* the image cache's bound (bytes as pulled), LRU eviction; 0: unbounded */
+  char *web_dir;             /* the dashboard's files; default: the layout's (paths.h) */
+  char *vendor_dir;          /* browser libraries served at /vendor/ (npm's layout); default: the layout's (paths.h) */
   /* workload networking (server/net/net.h) */
   char *network_cidr;   /* address range of bridge workloads; NULL (default): a free /16 in 10/8 */
   char *egress_default; /* what bridge workloads may reach beyond their policy: allow (default) or deny */

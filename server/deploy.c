@@ -49,6 +49,9 @@ reserve_network (nex_node_t *node, const nex_driver_t *d, nex_workload_t *w, nex
                           node->net_error ? node->net_error : "unknown");
   if (!d->bridge_network)
     return nex_error_field (err, "network", "network bridge is not supported by the `%s` driver", d->name);
+  if (w->resources.net_mbps > 0 && d->bridge_network != NEX_DRIVER_NET_VETH)
+    return nex_error_field (err, "resources.net_mbps", "bandwidth limits are not there yet for the `%s` driver",
+                            d->name);
   return nex_net_reserve (node->net, w, err) < 0 ? -1 : 1;
 }
 

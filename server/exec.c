@@ -32,6 +32,7 @@ nex_exec_new (const char *id, const nex_exec_spec_t *spec)
   x->tty = spec->interactive && spec->tty;
   x->rows = spec->rows;
   x->cols = spec->cols;
+  x->warm = spec->interactive ? 0 : spec->warm;
   x->notify_fd = -1;
   if (x->interactive && (x->notify_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
     {

@@ -52,6 +52,8 @@ typedef struct nex_exec_spec
   int interactive;    /* streamed (see above) rather than gathered; stdin_data is then unused */
   int tty;            /* interactive only: on a pseudo-terminal of ROWS x COLS inside the sandbox */
   int rows, cols;
+  int warm; /* not interactive: how many processes of this same request the agent keeps started ahead, so that
+               the next one need not wait for a fork and execve (a function's runs); 0: none */
 } nex_exec_spec_t;
 
 /* How it went. */
@@ -82,6 +84,7 @@ struct nex_exec
   size_t stdin_len;
   int64_t timeout_ms;
   int interactive, tty, rows, cols;
+  int warm;      /* nex_exec_spec_t.warm */
   int notify_fd; /* interactive: an eventfd written whenever output, the start or the end arrives; else -1 */
   /* The supervisor thread's. */
   uint16_t channel; /* its channel on the agent connection, 0 before it was sent */

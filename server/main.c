@@ -23,6 +23,7 @@
 #include "server/nats/bridge.h"
 #include "server/node.h"
 #include "server/notify.h"
+#include "server/retain.h"
 #include "server/supervisor.h"
 
 extern char **environ;
@@ -42,6 +43,12 @@ node_stopp (nex_node_t **nodep)
   nex_nats_close (NEX_STEAL_PTR (node->nats));
   nex_cluster_free (NEX_STEAL_PTR (node->cluster));
   nex_node_close (node);
+}
+
+static void
+retain_stopp (nex_retain_t **r)
+{
+  nex_retain_stop (*r);
 }
 
 static void
@@ -78,6 +85,10 @@ serve (const nex_config_t *cfg, const sigset_t *wait_set, nex_error_t *err)
   if (node->nats && nex_nats_serve (node->nats, err) < 0)
     return -1;
   if (node->nats && (node->cluster = nex_cluster_start (node, err)) == NULL)
+    return -1;
+  /* Ended workloads older than --retain-ended go in the background (retain.h). */
+  cleanup_with (retain_stopp) nex_retain_t *retain = nex_retain_start (node, err);
+  if (retain == NULL && *err)
     return -1;
   cleanup_with (api_stopp) nex_api_t *api = nex_api_start (node, err);
   if (api == NULL)

@@ -19,6 +19,8 @@
 #include "server/event.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/drivers/image-root.h"
+#include "server/drivers/vm-image.h"
 #include "server/drivers/vm.h"
 #include "server/nats/bridge.h"
 #include "server/net/net.h"
@@ -51,6 +53,23 @@ find_agent (const nex_config_t *cfg, nex_error_t *err)
       return NULL;
     }
   return p;
+}
+
+/* How image sandboxes get their root (image-root.h): image_root copy, or what the overlay probe finds (only
+ * root runs sandboxes at all; without root the probe is moot). */
+static void
+configure_image_root (nex_node_t *node)
+{
+  if (strcmp (node->cfg->image_root, "copy") == 0)
+    {
+      nex_image_root_set (0, "image_root is copy");
+      return;
+    }
+  cleanup_free char *why = NULL;
+  int overlay = geteuid () != 0 || nex_sandbox_probe_overlay (node->run_dir, node->agent_path, &why);
+  nex_image_root_set (overlay, why);
+  if (!overlay)
+    nex_warn ("image sandboxes get a private copy of their image: the kernel refuses the overlay (%s)", why);
 }
 
 static void
@@ -115,6 +134,8 @@ nex_node_open (const nex_config_t *cfg, nex_error_t *err)
   if (kernel_dir == NULL)
     return NULL;
   nex_vm_configure (cfg, kernel_dir, node->data_dir);
+  nex_vm_image_sweep ();
+  configure_image_root (node);
   nex_info ("files: agent %s, VM kernel %s, dashboard %s, vendor %s", node->agent_path, kernel_dir, cfg->web_dir,
             cfg->vendor_dir);
 
@@ -167,6 +188,7 @@ nex_node_close (nex_node_t *node)
   free (node->cgroups_error);
   nex_bus_free (node->bus);
   nex_vm_release ();
+  nex_image_root_release ();
   nex_identity_wipe (&node->identity);
   free (node->hostname);
   free (node->data_dir);

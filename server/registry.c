@@ -367,7 +367,11 @@ db_check_untouched (sqlite3 *db, const nex_migration_t *migs, nex_error_t *err)
 static int
 db_configure (sqlite3 *db, nex_error_t *err)
 {
-  if (db_script (db, "PRAGMA busy_timeout = 5000", err) < 0)
+  /* Incremental auto-vacuum lets the retention job (retain.h) hand freed pages back to the file system.  It takes
+   * effect at once on a file without tables (a new registry), and only before the file is in WAL mode; an older
+   * file is converted by db_vacuum_mode.  (db_check_untouched has read the file already, so a file that is not a
+   * database fails there, untouched.) */
+  if (db_script (db, "PRAGMA busy_timeout = 5000; PRAGMA auto_vacuum = INCREMENTAL", err) < 0)
     return -1;
   cleanup_stmt sqlite3_stmt *stmt = db_prepare (db, "PRAGMA journal_mode = WAL", NULL, 0, err);
   if (stmt == NULL)
@@ -381,6 +385,21 @@ db_configure (sqlite3 *db, nex_error_t *err)
   if (db_script (db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", err) < 0)
     return -1;
   return 0;
+}
+
+/* A registry made before auto_vacuum was set (mode 0, none) is rebuilt once with VACUUM so that the mode holds;
+ * SQLite changes the mode only outside WAL, so the file leaves WAL for the VACUUM (nexd is its only user at
+ * open).  Best effort: on a failure (a full disk: VACUUM needs room for a copy) the file stays as it was, its free
+ * pages still reused by SQLite, and the next start tries again. */
+static void
+db_vacuum_mode (sqlite3 *db)
+{
+  cleanup_error nex_error_t ignored = NULL;
+  int64_t mode = 2;
+  if (db_query_int (db, "PRAGMA auto_vacuum", NULL, 0, &mode, &ignored) < 0 || mode != 0)
+    return;
+  sqlite3_exec (db, "PRAGMA journal_mode = DELETE; PRAGMA auto_vacuum = INCREMENTAL; VACUUM", NULL, NULL, NULL);
+  sqlite3_exec (db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
 }
 
 nex_registry_t *
@@ -415,6 +434,7 @@ nex_registry_open (const char *path, nex_error_t *err)
       nex_registry_close (reg);
       return NULL;
     }
+  db_vacuum_mode (reg->db);
   return reg;
 }
 
@@ -634,6 +654,16 @@ nex_registry_workload_get (nex_registry_t *reg, const char *id, nex_workload_t *
   return workload_from_row (stmt, out, err);
 }
 
+/* Appends FMT (a string literal) with its arguments to the string SQL (a char * variable) owns. */
+#define SQL_APPEND(sql, fmt, ...)                                                                                      \
+  do                                                                                                                   \
+    {                                                                                                                  \
+      char *next_ = nex_xasprintf ("%s" fmt, sql, __VA_ARGS__);                                                        \
+      free (sql);                                                                                                      \
+      sql = next_;                                                                                                     \
+    }                                                                                                                  \
+  while (0)
+
 int
 nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f, nex_workload_t **out, size_t *n,
                             nex_error_t *err)
@@ -650,46 +680,62 @@ nex_registry_workload_list (nex_registry_t *reg, const nex_workload_filter_t *f,
   if (n_labels > NEX_WORKLOAD_FILTER_MAX_LABELS)
     return nex_error_field (err, "label", "at most %d label filters", NEX_WORKLOAD_FILTER_MAX_LABELS);
   /* created_at then id: a stable order even for workloads created in the same millisecond, and the order the
-   * cursor (after_created, after_id) continues. */
-  cleanup_free char *sql
-      = nex_xstrdup ("SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE (?1 IS NULL OR namespace = ?1) "
-                     "AND (?2 IS NULL OR state = ?2) "
-                     "AND (?3 IS NULL OR created_at > ?3 OR (created_at = ?3 AND id > ?4)) "
-                     "AND (?5 IS NULL OR namespace IN (SELECT value FROM json_each (?5)))");
+   * cursor (after_created, after_id) continues.  Each condition is written only when it is set, and the cursor
+   * as a row-value comparison, so that SQLite walks workloads_created (or workloads_namespace_created) from the
+   * cursor on and stops after LIMIT rows: a page costs the same at the end of 100,000 workloads as at the start
+   * (an `?1 IS NULL OR ...` form would make it scan from the first row). */
   cleanup_free char *namespaces = f && f->namespaces ? json_dumps (f->namespaces, JSON_COMPACT) : NULL;
-  db_value_t vals[6 + 2 * NEX_WORKLOAD_FILTER_MAX_LABELS];
+  db_value_t vals[6 + 2 * NEX_WORKLOAD_FILTER_MAX_LABELS]; /* 5 filters, 2 per label, the limit */
   size_t n_vals = 0;
-  vals[n_vals++] = DB_TEXT (ns);
-  vals[n_vals++] = DB_TEXT (state);
-  vals[n_vals++] = DB_OPT_INT (f && f->after_id, f ? f->after_created : 0);
-  vals[n_vals++] = DB_TEXT (f ? f->after_id : NULL);
-  vals[n_vals++] = DB_TEXT (namespaces);
+  cleanup_free char *sql = nex_xstrdup ("SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE 1");
+  if (ns)
+    {
+      SQL_APPEND (sql, " AND namespace = ?%zu", n_vals + 1);
+      vals[n_vals++] = DB_TEXT (ns);
+    }
+  if (state)
+    {
+      SQL_APPEND (sql, " AND state = ?%zu", n_vals + 1);
+      vals[n_vals++] = DB_TEXT (state);
+    }
+  if (f && f->after_id)
+    {
+      SQL_APPEND (sql, " AND (created_at, id) > (?%zu, ?%zu)", n_vals + 1, n_vals + 2);
+      vals[n_vals++] = DB_INT (f->after_created);
+      vals[n_vals++] = DB_TEXT (f->after_id);
+    }
+  if (namespaces)
+    {
+      SQL_APPEND (sql, " AND namespace IN (SELECT value FROM json_each (?%zu))", n_vals + 1);
+      vals[n_vals++] = DB_TEXT (namespaces);
+    }
   /* Label keys are bound as JSON paths; the key rule (nex_label_key_valid) keeps quotes out of them. */
   char paths[NEX_WORKLOAD_FILTER_MAX_LABELS][80];
   for (size_t i = 0; i < n_labels; i++)
     {
       snprintf (paths[i], sizeof paths[i], "$.\"%s\"", f->labels[i].key);
-      char *next;
       if (f->labels[i].value)
-        next = nex_xasprintf ("%s AND json_extract (labels, ?%zu) = ?%zu", sql, n_vals + 1, n_vals + 2);
+        SQL_APPEND (sql, " AND json_extract (labels, ?%zu) = ?%zu", n_vals + 1, n_vals + 2);
       else
-        next = nex_xasprintf ("%s AND json_type (labels, ?%zu) IS NOT NULL", sql, n_vals + 1);
-      free (sql);
-      sql = next;
+        SQL_APPEND (sql, " AND json_type (labels, ?%zu) IS NOT NULL", n_vals + 1);
       vals[n_vals++] = DB_TEXT (paths[i]);
       if (f->labels[i].value)
         vals[n_vals++] = DB_TEXT (f->labels[i].value);
     }
-  char *ordered = nex_xasprintf ("%s ORDER BY created_at, id LIMIT ?%zu", sql, n_vals + 1);
-  free (sql);
-  sql = ordered;
+  SQL_APPEND (sql, " ORDER BY created_at, id LIMIT ?%zu", n_vals + 1);
   vals[n_vals++] = DB_INT (f && f->limit > 0 ? f->limit : -1);
 
   cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
   cleanup_stmt sqlite3_stmt *stmt = db_prepare (reg->db, sql, vals, n_vals, err);
+  size_t cap = 0;
   while (stmt && (row = db_step (reg->db, stmt, err)) > 0)
     {
-      items = nex_xrealloc (items, (count + 1) * sizeof *items);
+      if (count == cap)
+        {
+          /* Doubling: a page of 1000 workloads copied once per growth, not once per row. */
+          cap = cap ? cap * 2 : 16;
+          items = nex_xrealloc (items, cap * sizeof *items);
+        }
       if (workload_from_row (stmt, &items[count], err) < 0)
         {
           row = -1;

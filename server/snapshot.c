@@ -65,7 +65,8 @@ check_source (const nex_workload_t *w, const nex_driver_t *d, nex_error_t *err)
     return nex_error_set (err, NEX_ERR_CONFLICT, "workload %s is %s: only a running or paused VM can be snapshotted",
                           w->id, nex_state_name (w->state));
   if (w->artifact == NULL || w->digest == NULL)
-    return nex_error_set (err, NEX_ERR_INVALID, "workload %s has no executable artifact to restore with", w->id);
+    return nex_error_set (err, NEX_ERR_INVALID,
+                          "workload %s runs an image: snapshots of image VMs are not supported yet", w->id);
   return 0;
 }
 

@@ -228,6 +228,8 @@ nex_sup_exec_run (nex_supervisor_t *sup, nex_exec_t *x)
     if (strcmp (key, "env") != 0 && strcmp (key, "sealed") != 0)
       json_object_set (req, key, value);
   }
+  if (x->warm > 0)
+    json_object_set_new (req, "warm", json_integer (x->warm));
   if (x->tty)
     {
       json_object_set_new (req, "tty", json_true ());

@@ -73,9 +73,11 @@ typedef struct nex_sup_ref
   int is_console; /* the environment's console output (drivers with connect_console) */
 } nex_sup_ref_t;
 
+/* A partial output line.  BUF (NEX_SUP_MAX_LINE bytes) is made the first time a line has to wait for its end, so
+ * that an idle workload, or one that writes whole lines, costs no buffer (three were 48 KiB per workload). */
 typedef struct nex_sup_linebuf
 {
-  char buf[NEX_SUP_MAX_LINE];
+  char *buf; /* NULL until needed; freed with the entry */
   size_t len;
 } nex_sup_linebuf_t;
 

@@ -125,7 +125,7 @@ take_output (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, con
   size_t i = 0;
   while (i < len)
     {
-      size_t room = sizeof lb->buf - lb->len;
+      size_t room = NEX_SUP_MAX_LINE - lb->len;
       if (room == 0)
         {
           /* A full line: a newline right after it ends it; anything else starts the next line. */
@@ -139,6 +139,8 @@ take_output (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, con
       const uint8_t *nl = memchr (data + i, '\n', scan);
       if (nl == NULL)
         {
+          if (lb->buf == NULL)
+            lb->buf = nex_xmalloc (NEX_SUP_MAX_LINE);
           memcpy (lb->buf + lb->len, data + i, scan);
           lb->len += scan;
           i += scan;
@@ -723,6 +725,8 @@ entry_free (nex_supervisor_t *sup, nex_sup_entry_t *e)
 {
   nex_sup_output_flush (sup, e);
   nex_output_free (e->output);
+  for (size_t i = 0; i < sizeof e->lines / sizeof e->lines[0]; i++)
+    free (e->lines[i].buf);
   json_decref (e->exec_base);
   unwatch (sup, &e->conn);
   unwatch (sup, &e->pidfd);

@@ -38,6 +38,8 @@
 #define PIDS_MAX 4194304
 #define DISK_MB_MIN 1
 #define DISK_MB_MAX (1LL << 20)
+#define NET_MBPS_MIN 1
+#define NET_MBPS_MAX 100000
 #define LABELS_MAX_ENTRIES 64
 #define LABEL_VALUE_MAX_LEN 255
 
@@ -366,7 +368,7 @@ read_int (const json_t *obj, const char *key, const char *field, long long min, 
   return 0;
 }
 
-/* resources: {vcpus, memory_mb, pids, disk_mb}, each optional; unknown members refused. */
+/* resources: {vcpus, memory_mb, pids, disk_mb, net_mbps}, each optional; unknown members refused. */
 static int
 read_resources (const json_t *body, nex_resources_t *r, nex_error_t *err)
 {
@@ -375,13 +377,13 @@ read_resources (const json_t *body, nex_resources_t *r, nex_error_t *err)
   if (v == NULL || json_is_null (v))
     return 0;
   if (!json_is_object (v))
-    return nex_error_field (err, "resources", "must be an object {vcpus, memory_mb, pids, disk_mb}");
+    return nex_error_field (err, "resources", "must be an object {vcpus, memory_mb, pids, disk_mb, net_mbps}");
   const char *key;
   const json_t *member;
   json_object_foreach ((json_t *)v, key, member)
   {
     if (strcmp (key, "vcpus") != 0 && strcmp (key, "memory_mb") != 0 && strcmp (key, "pids") != 0
-        && strcmp (key, "disk_mb") != 0)
+        && strcmp (key, "disk_mb") != 0 && strcmp (key, "net_mbps") != 0)
       {
         cleanup_free char *field = nex_xasprintf ("resources.%s", key);
         return nex_error_field (err, field, "unknown field");
@@ -399,7 +401,8 @@ read_resources (const json_t *body, nex_resources_t *r, nex_error_t *err)
     }
   if (read_int (v, "memory_mb", "resources.memory_mb", MEMORY_MB_MIN, MEMORY_MB_MAX, &r->memory_mb, err) < 0
       || read_int (v, "pids", "resources.pids", PIDS_MIN, PIDS_MAX, &r->pids, err) < 0
-      || read_int (v, "disk_mb", "resources.disk_mb", DISK_MB_MIN, DISK_MB_MAX, &r->disk_mb, err) < 0)
+      || read_int (v, "disk_mb", "resources.disk_mb", DISK_MB_MIN, DISK_MB_MAX, &r->disk_mb, err) < 0
+      || read_int (v, "net_mbps", "resources.net_mbps", NET_MBPS_MIN, NET_MBPS_MAX, &r->net_mbps, err) < 0)
     return -1;
   return 0;
 }
@@ -802,12 +805,12 @@ nex_workload_from_request (const json_t *body, const char *default_driver, nex_w
     return -1;
   if (w.artifact && w.artifact[0] == '\0')
     return nex_error_field (err, "artifact", "must not be empty");
+  if (w.resources.net_mbps > 0 && w.net == NULL)
+    return nex_error_field (err, "resources.net_mbps", "limits a workload's link: it needs network bridge");
   if (w.image)
     {
       /* What runs is resolved from the image at start (supervisor); the stored argv is then the process's. */
       json_array_clear (w.argv);
-      if (strcmp (w.driver, "sandbox") != 0)
-        return nex_error_field (err, "image", "images run in the sandbox driver only for now (not `%s`)", w.driver);
       if (w.type == NEX_WORKLOAD_FUNCTION)
         return nex_error_field (err, "image", "function workloads run an executable (`artifact`), not an image");
     }
@@ -900,6 +903,8 @@ nex_resources_to_json (const nex_resources_t *r)
   json_object_set_new (o, "memory_mb", integer_or_null (r->memory_mb > 0, r->memory_mb));
   json_object_set_new (o, "pids", integer_or_null (r->pids > 0, r->pids));
   json_object_set_new (o, "disk_mb", integer_or_null (r->disk_mb > 0, r->disk_mb));
+  if (r->net_mbps > 0)
+    json_object_set_new (o, "net_mbps", json_integer (r->net_mbps));
   return o;
 }
 
@@ -916,4 +921,6 @@ nex_resources_from_json (const json_t *o, nex_resources_t *out)
   out->pids = json_is_integer (v) && json_integer_value (v) > 0 ? json_integer_value (v) : 0;
   v = json_object_get (o, "disk_mb");
   out->disk_mb = json_is_integer (v) && json_integer_value (v) > 0 ? json_integer_value (v) : 0;
+  v = json_object_get (o, "net_mbps");
+  out->net_mbps = json_is_integer (v) && json_integer_value (v) > 0 ? json_integer_value (v) : 0;
 }

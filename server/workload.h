@@ -48,6 +48,7 @@ typedef struct nex_resources
   int64_t memory_mb; /* memory (anonymous, page cache, tmpfs) the sandbox may charge; over it the OOM killer acts */
   int64_t pids;      /* processes and threads alive at once in the sandbox */
   int64_t disk_mb;   /* size of the writable /tmp (a tmpfs, charged to the memory limit too) */
+  int64_t net_mbps;  /* a bridge sandbox's bandwidth each way in Mbit/s (tc tbf, server/net/shape.c); 0: none */
 } nex_resources_t;
 
 #define NEX_RESOURCES_DEFAULT_PIDS 1024  /* a fork bomb must not take the node down by default */
@@ -164,7 +165,8 @@ int nex_label_key_valid (const char *key, size_t len);
 /* The workload's public JSON form (as the REST API returns it).  New reference. */
 json_t *nex_workload_to_json (const nex_workload_t *w);
 
-/* R as the JSON object the API shows ({vcpus, memory_mb, pids, disk_mb}, null for "no limit") and stores.
+/* R as the JSON object the API shows ({vcpus, memory_mb, pids, disk_mb}, null for "no limit"; net_mbps only when
+ * set) and stores.
  * New reference. */
 json_t *nex_resources_to_json (const nex_resources_t *r);
 

@@ -1009,8 +1009,11 @@ mhd_logger (void *cls, const char *fmt, va_list ap)
   nex_debug ("libmicrohttpd: %s", msg);
 }
 
-/* Lets nexd have a descriptor for every connection it accepts (the soft limit is often 1024, below
- * max_connections plus what the node itself needs). */
+/* Lets nexd have a descriptor for every connection it accepts and every workload it runs (the soft limit is often
+ * 1024): the soft limit goes to the hard one.  Connections alone want max_connections plus headroom, and each live
+ * workload holds two more (its agent's socket and pidfd), so 1000 idle sandboxes and 500 websocket tails need
+ * 2,500 and more, past a bound computed from the connections.  Nothing in nexd uses select(2), so a large limit
+ * costs nothing. */
 static void
 raise_fd_limit (const nex_config_t *cfg)
 {
@@ -1018,11 +1021,14 @@ raise_fd_limit (const nex_config_t *cfg)
   if (getrlimit (RLIMIT_NOFILE, &rl) < 0)
     return;
   rlim_t want = (rlim_t)cfg->max_connections + NEX_GUARD_HEADROOM (cfg->max_connections) + 1024;
-  if (rl.rlim_cur < want)
+  if (rl.rlim_cur < rl.rlim_max)
     {
-      rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+      rl.rlim_cur = rl.rlim_max;
       setrlimit (RLIMIT_NOFILE, &rl);
     }
+  if (rl.rlim_cur < want)
+    nex_log (NEX_LOG_WARN, "the descriptor limit (%llu) is below what %lld connections need (%llu): raise it",
+             (unsigned long long)rl.rlim_cur, (long long)cfg->max_connections, (unsigned long long)want);
 }
 
 /* Reads the PEM certificate and key named by CFG. */

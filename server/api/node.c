@@ -14,6 +14,7 @@
 #include "common/fdio.h"
 #include "server/clock.h"
 #include "server/drivers/driver.h"
+#include "server/drivers/image-root.h"
 #include "server/nats/bridge.h"
 
 /* The value in kB of field NAME ("MemAvailable:") of /proc/meminfo TEXT, in bytes; -1 when absent. */
@@ -65,6 +66,13 @@ drivers_json (void)
       cleanup_free char *reason = NULL;
       int ok = nex_driver_probe (*d, &reason);
       json_t *info = json_pack ("{s:s, s:b, s:s?}", "name", (*d)->name, "available", ok, "reason", reason);
+      if (*d == &nex_driver_sandbox)
+        {
+          cleanup_free char *copied = NULL;
+          nex_image_root_overlay (&copied);
+          json_object_set_new (info, "image_root", json_string (nex_image_root_name ()));
+          json_object_set_new (info, "image_root_reason", copied ? json_string (copied) : json_null ());
+        }
       cleanup_free char *kvm_reason = NULL;
       const char *accel = nex_driver_accel (*d, &kvm_reason);
       if (accel)

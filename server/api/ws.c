@@ -26,7 +26,11 @@
 #include "server/workload.h"
 #include "common/ws-frame.h"
 
-#define OUT_HIGH (256 * 1024)                    /* stop producing data frames above this much unsent output */
+/* Stop producing data frames above this much unsent output.  The socket's own buffer holds more than this: the
+ * bound is what nexd keeps per client beyond it (500 tails: 32 MiB at most, was 128 with 256 KiB). */
+#define OUT_HIGH (64 * 1024)
+#define SOCKET_SNDBUF (256 * 1024)               /* SO_SNDBUF of a websocket's socket */
+#define OUT_KEEP (16 * 1024)                     /* an output buffer larger than this is freed once written */
 #define IN_MAX (8 * 1024)                        /* client frames are small (pings, close): larger ones are refused */
 #define FRAME_OVERHEAD 14                        /* the largest header of a client frame: 2 + 8 (length) + 4 (mask) */
 #define EXEC_IN_MAX (64 * 1024 + FRAME_OVERHEAD) /* exec sessions: stdin frames of up to 64 KiB */
@@ -56,10 +60,12 @@ struct session
   int64_t last_seq;     /* LOGS: the last line sent (or skipped over) */
   int64_t replay_until; /* LOGS: the stored lines to send before live ones end at this seq */
   int replaying;
-  int final_known; /* LOGS: the workload had ended when the stream began, or a missed event may hide it */
-  int closing;     /* a close frame is queued: close once it is written */
-  int dead;        /* to be freed */
-  uint32_t events; /* what epoll watches now */
+  int final_known;       /* LOGS: the workload had ended when the stream began, or a missed event may hide it */
+  int more;              /* the last turn produced something: there may be more (pump) */
+  uint64_t dropped_seen; /* what the bus had dropped for this client when last counted */
+  int closing;           /* a close frame is queued: close once it is written */
+  int dead;              /* to be freed */
+  uint32_t events;       /* what epoll watches now */
   session_t *next;
 };
 
@@ -152,15 +158,29 @@ send_missed (session_t *s, uint64_t n)
   send_json (s, json_pack ("{s:s, s:I}", "notice", "missed", "count", (json_int_t)n));
 }
 
+/* Line M as a text frame, made the first time a client needs it and kept in M for every other client: with 500
+ * tails of one workload, a line is turned into JSON once, not 500 times (the websocket thread's time went there). */
 static void
-send_line (session_t *s, int64_t seq, int stream, int64_t ts, const char *text, size_t len)
+send_line (session_t *s, nex_bus_msg_t *m)
 {
-  char when[NEX_CLOCK_RFC3339_LEN];
-  json_t *jtext = json_stringn (text, len);
-  send_json (s, json_pack ("{s:I, s:s, s:s, s:o}", "seq", (json_int_t)seq, "stream",
-                           stream == NEX_STREAM_STDERR ? "stderr" : "stdout", "ts",
-                           nex_clock_format (ts, when, sizeof when), "text", jtext ? jtext : json_string ("")));
-  s->last_seq = seq;
+  if (m->frame == NULL)
+    {
+      char when[NEX_CLOCK_RFC3339_LEN];
+      json_t *jtext = json_stringn (m->text, m->len);
+      cleanup_json json_t *msg
+          = json_pack ("{s:I, s:s, s:s, s:o}", "seq", (json_int_t)m->seq, "stream",
+                       m->stream == NEX_STREAM_STDERR ? "stderr" : "stdout", "ts",
+                       nex_clock_format (m->ts, when, sizeof when), "text", jtext ? jtext : json_string (""));
+      cleanup_free char *text = msg ? json_dumps (msg, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+      size_t n = text ? strlen (text) : 0;
+      m->frame = nex_xmalloc (NEX_WS_MAX_HEADER + n);
+      m->frame_len = nex_ws_frame_header (m->frame, NEX_WS_TEXT, n);
+      if (n)
+        memcpy (m->frame + m->frame_len, text, n);
+      m->frame_len += n;
+    }
+  out_append (s, m->frame, m->frame_len);
+  s->last_seq = m->seq;
 }
 
 /* Sends the end notice of workload W (final) and closes. */
@@ -238,7 +258,7 @@ deliver (session_t *s, nex_bus_msg_t *m, uint64_t missed)
         return; /* replayed already */
       if (m->seq > s->last_seq + 1)
         send_missed (s, (uint64_t)(m->seq - s->last_seq - 1));
-      send_line (s, m->seq, m->stream, m->ts, m->text, m->len);
+      send_line (s, m);
       return;
     }
   /* An event about the workload: the end when it reached a final state. */
@@ -310,8 +330,6 @@ produce (session_t *s)
             }
           return;
         }
-      if (missed)
-        __atomic_add_fetch (&s->ws->dropped, missed, __ATOMIC_RELAXED);
       deliver (s, m, missed);
       nex_bus_msg_unref (m);
     }
@@ -352,27 +370,44 @@ flush (session_t *s)
       s->dead = 1;
       return;
     }
-  watch (s, (s->in_paused ? 0 : EPOLLIN | EPOLLRDHUP) | (out_pending (s) ? EPOLLOUT : 0));
+  if (out_pending (s) == 0 && s->out_cap > OUT_KEEP)
+    {
+      /* All written: a client that is quiet now holds no output buffer of its size. */
+      free (s->out);
+      s->out = NULL;
+      s->out_cap = s->out_len = s->out_off = 0;
+    }
+  watch (s, (s->in_paused ? 0 : EPOLLIN | EPOLLRDHUP) | (out_pending (s) || s->more ? EPOLLOUT : 0));
 }
 
-/* Produces and writes until the socket is full (EPOLLOUT will say when to go on) or there is nothing left to
- * send (the bus's eventfd will say when there is). */
+/* Adds what the bus dropped for S since the last call to the node's count (nex_websocket_messages_dropped_total):
+ * at each turn, so that a client that never reads again is counted too, not only when it catches up. */
+static void
+count_dropped (session_t *s)
+{
+  if (s->sub == NULL)
+    return;
+  uint64_t dropped = nex_bus_dropped (s->ws->node->bus, s->sub);
+  __atomic_add_fetch (&s->ws->dropped, dropped - s->dropped_seen, __ATOMIC_RELAXED);
+  s->dropped_seen = dropped;
+}
+
+/* One turn of S: writes what waits, produces at most one buffer's worth (OUT_HIGH) more and writes it.  A session
+ * that produced something may have more: it keeps EPOLLOUT watched, so that epoll brings it back at the next
+ * round, after every other ready session had its turn (the socket is writable, so at once).  One client's replay
+ * of 10,000 stored lines to a fast reader used to run to its end before 499 others were served.  Once a turn
+ * produces nothing, the bus's eventfd says when there is more. */
 static void
 pump (session_t *s)
 {
-  for (;;)
-    {
-      flush (s);
-      if (s->dead || out_pending (s) >= OUT_HIGH)
-        return;
-      uint64_t before = s->appended;
-      produce (s);
-      if (s->appended == before)
-        {
-          flush (s); /* sets what epoll watches */
-          return;
-        }
-    }
+  count_dropped (s);
+  flush (s);
+  if (s->dead || out_pending (s) >= OUT_HIGH)
+    return;
+  uint64_t before = s->appended;
+  produce (s);
+  s->more = s->appended != before;
+  flush (s); /* sets what epoll watches */
 }
 
 static void send_exec_error (session_t *s, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
@@ -550,6 +585,7 @@ session_free (nex_ws_t *ws, session_t *s)
   if (s->stream.exec)
     epoll_ctl (ws->epfd, EPOLL_CTL_DEL, s->stream.exec->notify_fd, NULL);
   nex_ws_stream_release (ws->node, &s->stream);
+  count_dropped (s);
   nex_bus_unsubscribe (ws->node->bus, s->sub);
   /* libmicrohttpd owns the socket: this closes it. */
   MHD_upgrade_action (s->urh, MHD_UPGRADE_ACTION_CLOSE);
@@ -564,6 +600,10 @@ static void
 session_begin (nex_ws_t *ws, session_t *s)
 {
   fcntl (s->fd, F_SETFL, fcntl (s->fd, F_GETFL) | O_NONBLOCK);
+  /* The kernel's buffer for a client is bounded too (tcp_wmem's maximum may be MiBs): a slow client costs at most
+   * this plus OUT_HIGH, and what it cannot take is dropped from its bus queue and counted. */
+  int sndbuf = SOCKET_SNDBUF;
+  setsockopt (s->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   s->events = EPOLLIN | EPOLLRDHUP;
   struct epoll_event ev = { .events = s->events, .data.ptr = s };
   epoll_ctl (ws->epfd, EPOLL_CTL_ADD, s->fd, &ev);

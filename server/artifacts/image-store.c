@@ -25,8 +25,10 @@
 #include "server/artifacts/image-ref.h"
 #include "server/artifacts/layer.h"
 #include "server/artifacts/token-cache.h"
+#include "server/artifacts/unpack.h"
 #include "server/clock.h"
 #include "server/drivers/driver.h"
+#include "server/drivers/vm-image.h"
 #include "server/log.h"
 #include "server/node.h"
 
@@ -184,6 +186,25 @@ on_progress (void *ctx, uint64_t done, uint64_t total)
 
 /* --- flattening ----------------------------------------------------------------------------------------------- */
 
+/* Applies PULLED's layers (DIFF_IDS the config's) onto ROOT in the unpack child (unpack.h). */
+static int
+unpack (nex_image_store_t *s, const nex_pulled_t *pulled, const json_t *diff_ids, int root, nex_layer_budget_t *budget,
+        nex_error_t *err)
+{
+  cleanup_free nex_unpack_layer_t *layers = nex_xzalloc ((pulled->n_layers + 1) * sizeof *layers);
+  cleanup_free char **blobs = nex_xzalloc ((pulled->n_layers + 1) * sizeof *blobs);
+  for (size_t i = 0; i < pulled->n_layers; i++)
+    {
+      blobs[i] = nex_distribution_blob_path (s->blobs_dir, pulled->layers[i].digest);
+      layers[i]
+          = (nex_unpack_layer_t){ .blob_path = blobs[i], .diff_id = json_string_value (json_array_get (diff_ids, i)) };
+    }
+  int rc = nex_unpack_tree (root, layers, pulled->n_layers, budget, err);
+  for (size_t i = 0; i < pulled->n_layers; i++)
+    free (blobs[i]);
+  return rc;
+}
+
 /* Unpacks PULLED's layers, bottom first, into a new tree published as its digest (kept when it is there). */
 static int
 flatten (nex_image_store_t *s, const nex_pulled_t *pulled, nex_error_t *err)
@@ -208,13 +229,7 @@ flatten (nex_image_store_t *s, const nex_pulled_t *pulled, nex_error_t *err)
     cleanup_close int root = open (tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (root < 0 || fchown (root, NEX_SANDBOX_UID_BASE, NEX_SANDBOX_UID_BASE) < 0 || fchmod (root, 0755) < 0)
       rc = nex_error_sys (err, errno, "prepare the tree `%s`", tmp);
-    for (size_t i = 0; rc == 0 && i < pulled->n_layers; i++)
-      {
-        cleanup_free char *blob = nex_distribution_blob_path (s->blobs_dir, pulled->layers[i].digest);
-        rc = nex_layer_apply (root, blob, json_string_value (json_array_get (diff_ids, i)), &budget, err);
-      }
-    if (rc == 0)
-      rc = nex_layer_finish_root (root, &budget, err);
+    rc = rc == 0 ? unpack (s, pulled, diff_ids, root, &budget, err) : rc;
     if (rc == 0 && rename (tmp, final) < 0 && errno != ENOTEMPTY && errno != EEXIST)
       rc = nex_error_sys (err, errno, "publish the tree `%s`", final);
   }
@@ -640,6 +655,7 @@ nex_image_store_remove (nex_image_store_t *s, const char *digest, nex_error_t *e
     nex_layer_remove_tree (parent, strrchr (gone, '/') + 1);
   else
     rmdir (gone);
+  nex_vm_image_disk_forget (digest); /* its microVM disk, if a VM ran it */
   cleanup_json json_t *blobs = row.layers ? json_loads (row.layers, 0, NULL) : NULL;
   size_t i;
   json_t *b;

@@ -55,6 +55,7 @@
 #include "server/clock.h"
 #include "server/drivers/firecracker-internal.h"
 #include "server/drivers/kvm.h"
+#include "server/drivers/vm-image.h"
 #include "server/drivers/vm.h"
 
 #define NEX_FC_AGENT_PORT 1024
@@ -194,20 +195,34 @@ has_modules (const char *dir)
   return found;
 }
 
+/* An image workload's disk (vm-image.h), read-only, after the root drive: /dev/vdb inside.  0 when there is
+ * none. */
+static int
+fc_put_image_disk (const char *api, const char *disk, nex_error_t *err)
+{
+  if (disk == NULL)
+    return 0;
+  return fc_put (api, "/drives/image",
+                 json_pack ("{s:s, s:s, s:b, s:b}", "drive_id", "image", "path_on_host", disk, "is_root_device", 0,
+                            "is_read_only", 1),
+                 10000, err);
+}
+
 /* Configures and boots the VM of a started firecracker process. */
 static int
 fc_configure (const nex_launch_t *l, const char *api, const char *vsock, const char *kernel, const char *rootfs,
-              const char *initrd, nex_error_t *err)
+              const char *initrd, const char *disk, nex_error_t *err)
 {
   int64_t memory_mib, vcpus;
   nex_vm_size (l, &memory_mib, &vcpus);
   /* The workload's name passed the name rule ([A-Za-z0-9._-]), so it cannot add kernel parameters.  reboot=k:
    * the agent ends the VM with a reboot (Firecracker exits on it; it has no power-off). */
   cleanup_free char *net = l->net_guest ? nex_xasprintf (" %s=%s", NEX_VM_PARAM_NET, l->net_guest) : NULL;
+  cleanup_free char *image = nex_vm_image_params (l, "/dev/vdb");
   cleanup_free char *args = nex_xasprintf ("console=ttyS0 reboot=k panic=-1 pci=off quiet %s nex.agent=vsock:%d "
-                                           "nex.poweroff=reboot nex.hostname=%s%s",
+                                           "nex.poweroff=reboot nex.hostname=%s%s%s",
                                            initrd ? "rdinit=" NEX_VM_INIT : "root=/dev/vda ro init=" NEX_VM_INIT,
-                                           NEX_FC_AGENT_PORT, l->hostname, net ? net : "");
+                                           NEX_FC_AGENT_PORT, l->hostname, net ? net : "", image);
   json_t *boot = json_pack ("{s:s, s:s}", "kernel_image_path", kernel, "boot_args", args);
   if (initrd)
     json_object_set_new (boot, "initrd_path", json_string (initrd));
@@ -222,6 +237,7 @@ fc_configure (const nex_launch_t *l, const char *api, const char *vsock, const c
                             "is_read_only", 1),
                  10000, err)
              < 0
+      || fc_put_image_disk (api, disk, err) < 0
       || fc_put (api, "/vsock", json_pack ("{s:i, s:s}", "guest_cid", NEX_FC_GUEST_CID, "uds_path", vsock), 10000, err)
              < 0
       || (l->net_guest
@@ -249,6 +265,9 @@ fc_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex
   cleanup_free char *initrd = NULL;
   if (has_modules (modules) && (initrd = nex_vm_image (l, NEX_ROOTFS_INITRAMFS, FC_MODULES, err)) == NULL)
     return -1;
+  cleanup_free char *disk = l->image_tree ? nex_vm_image_disk (l, err) : NULL;
+  if (l->image_tree && disk == NULL)
+    return -1;
 
   cleanup_free char *api = nex_xasprintf ("%s/api.sock", l->run_dir);
   cleanup_free char *vsock = nex_xasprintf ("%s/vsock.sock", l->run_dir);
@@ -261,7 +280,7 @@ fc_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex
   cleanup_pid pid_t pid = nex_vm_spawn (l, fc, argv, log, NULL, 0, err);
   if (pid < 0 || fc_wait_api (api, pid, err) < 0
       || (l->snapshot_path ? nex_fc_restore (l->snapshot_path, api, vsock, err)
-                           : fc_configure (l, api, vsock, kernel, rootfs, initrd, err))
+                           : fc_configure (l, api, vsock, kernel, rootfs, initrd, disk, err))
              < 0)
     return -1;
   out->pid = NEX_STEAL_PID (pid);

@@ -51,6 +51,7 @@
 #include "rootfs/rootfs.h"
 #include "server/drivers/kvm.h"
 #include "server/drivers/qemu-internal.h"
+#include "server/drivers/vm-image.h"
 #include "server/drivers/vm.h"
 
 #define QEMU_MAX_ARGS 56
@@ -116,6 +117,17 @@ args_release (args_t *a)
   a->n = 0;
 }
 
+/* An image workload's disk (vm-image.h): read-only, a virtio-blk device on virtio-mmio (/dev/vda inside). */
+static void
+qemu_add_image_disk (args_t *a, const char *disk)
+{
+  cleanup_free char *file = nex_vm_image_qemu_escape (disk);
+  add (a, "-drive");
+  add (a, "file=%s,if=none,id=image,format=raw,readonly=on", file);
+  add (a, "-device");
+  add (a, "virtio-blk-device,drive=image");
+}
+
 static int
 qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err)
 {
@@ -135,6 +147,10 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
   cleanup_free char *initrd = nex_vm_image (l, NEX_ROOTFS_INITRAMFS, QEMU_MODULES, err);
   if (initrd == NULL)
     return -1;
+  cleanup_free char *disk = l->image_tree ? nex_vm_image_disk (l, err) : NULL;
+  if (l->image_tree && disk == NULL)
+    return -1;
+  cleanup_free char *image = nex_vm_image_params (l, "/dev/vda");
 
   cleanup_free char *agent_sock = nex_xasprintf ("%s/agent.sock", l->run_dir);
   cleanup_free char *console_sock = nex_xasprintf ("%s/console.sock", l->run_dir);
@@ -189,8 +205,8 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
     tsc = nex_xasprintf (" tsc_early_khz=%lld", (long long)khz);
   add (&a, "-append");
   cleanup_free char *net = l->net_guest ? nex_xasprintf (" %s=%s", NEX_VM_PARAM_NET, l->net_guest) : NULL;
-  add (&a, "console=ttyS0 quiet panic=-1%s nex.agent=/dev/hvc0 nex.hostname=%s%s", tsc ? tsc : "", l->hostname,
-       net ? net : "");
+  add (&a, "console=ttyS0 quiet panic=-1%s nex.agent=/dev/hvc0 nex.hostname=%s%s%s", tsc ? tsc : "", l->hostname,
+       net ? net : "", image);
   add (&a, "-chardev");
   add (&a, "socket,id=console,fd=4,server=on,wait=off,logfile=%s", console_log);
   add (&a, "-serial");
@@ -208,6 +224,8 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
       add (&a, "-device");
       add (&a, "virtio-net-device,netdev=net0");
     }
+  if (disk)
+    qemu_add_image_disk (&a, disk);
   add (&a, "-pidfile");
   add (&a, "%s", pidfile);
 

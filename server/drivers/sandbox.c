@@ -14,7 +14,9 @@
  * The root itself is read-only.  An image workload's root is instead an overlay: the image's flattened tree
  * (shared by every workload of the image, never written) below, a writable upper layer of its own in a tmpfs
  * sized by disk_mb above, with /dev (a small tmpfs), /proc, /tmp and the agent (at /.nex-agent) mounted on the
- * mount points the image store made in the tree.  Nothing of the host's filesystem is reachable: the old root is
+ * mount points the image store made in the tree (where the kernel refuses that overlay in a user namespace, a
+ * private copy of the tree that nexd made in the run dir is bound there instead: image-root.h; a probe sandbox at
+ * start, nex_sandbox_probe_overlay, finds out).  Nothing of the host's filesystem is reachable: the old root is
  * detached after pivot_root.  Inside, uid/gid 0 map to an unprivileged host range (NEX_SANDBOX_UID_BASE...), so a
  * workload that escapes its namespaces is nobody on the host.  The network namespace has only loopback, brought up
  * here.
@@ -48,6 +50,8 @@
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/xalloc.h"
+#include "server/artifacts/layer.h"
+#include "server/drivers/image-root.h"
 
 #define CHILD_STACK_SIZE (256 * 1024)
 
@@ -70,6 +74,8 @@ typedef struct sandbox_child
   char tmp_opts[64];      /* mount options of /tmp (its size) */
   int host_network;       /* no network namespace of its own */
   const char *image;      /* an image's tree (NULL: an executable workload) */
+  const char *copy;       /* image: its private copy, bound as the root instead of the overlay (image-root.h) */
+  int probe;              /* the overlay probe: end once the image root is built (nex_sandbox_probe_overlay) */
   char upper_opts[64];    /* image: mount options of the tmpfs holding the writable layer (its size) */
   const char *etc_hosts;  /* network bridge: files to bind read-only at /etc/hosts and /etc/resolv.conf, */
   const char *etc_resolv; /* written by the place callback (server/net/etc.c); NULL otherwise */
@@ -188,9 +194,20 @@ build_image_root (const sandbox_child_t *c, int tree_fd, int agent_fd)
   if (mkdir ("upper", 0755) < 0 || mkdir ("work", 0755) < 0 || mkdir ("merged", 0755) < 0)
     child_fail (c, "prepare the image root");
   char opts[128];
-  snprintf (opts, sizeof opts, "lowerdir=/proc/self/fd/%d,upperdir=upper,workdir=work,userxattr", tree_fd);
-  if (mount ("nex-image", "merged", "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
-    child_fail (c, "mount the image overlay");
+  int r;
+  if (c->copy)
+    {
+      /* A private copy (the kernel refuses the overlay here) is the workload's own: bound as it is, writable. */
+      snprintf (opts, sizeof opts, "/proc/self/fd/%d", tree_fd);
+      r = mount (opts, "merged", NULL, MS_BIND, NULL);
+    }
+  else
+    {
+      snprintf (opts, sizeof opts, "lowerdir=/proc/self/fd/%d,upperdir=upper,workdir=work,userxattr", tree_fd);
+      r = mount ("nex-image", "merged", "overlay", MS_NOSUID | MS_NODEV, opts);
+    }
+  if (r < 0)
+    child_fail (c, c->copy ? "bind the image's private copy" : "mount the image overlay");
   if (chdir ("merged") < 0)
     child_fail (c, "chdir image root");
   char src[64];
@@ -233,7 +250,7 @@ sandbox_child (void *arg)
              c->image ? c->upper_opts : "mode=0755,uid=0,gid=0,size=1m")
       < 0)
     child_fail (c, "mount root tmpfs");
-  int payload_fd = open (c->image ? c->image : c->artifact, O_PATH | O_CLOEXEC);
+  int payload_fd = open (c->copy ? c->copy : c->image ? c->image : c->artifact, O_PATH | O_CLOEXEC);
   int agent_fd = open (c->agent, O_PATH | O_CLOEXEC);
   if (payload_fd < 0 || agent_fd < 0)
     child_fail (c, c->image ? "open image tree or agent" : "open workload or agent");
@@ -258,6 +275,8 @@ sandbox_child (void *arg)
     build_image_root (c, payload_fd, agent_fd);
   else
     build_elf_root (c, payload_fd, agent_fd);
+  if (c->probe)
+    _exit (0); /* the image root could be built: that is all the probe asks */
   if (mount ("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     child_fail (c, "mount proc");
   if (mount ("nex-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts) < 0)
@@ -350,8 +369,23 @@ sandbox_probe (const nex_driver_t *d, char **reason)
 static const char *const run_files[]
     = { "agent.sock", "agent.log", "root", "etc/hosts", "etc/resolv.conf", "etc", NULL };
 
+/* Removes the private copy of a start that failed (armed), when the guard goes out of scope. */
+typedef struct copy_guard
+{
+  const char *run_dir;
+  int armed;
+} copy_guard_t;
+
+static void
+copy_guard_release (copy_guard_t *g)
+{
+  if (g->armed)
+    nex_image_root_remove_copy (g->run_dir);
+}
+
+/* Starts L's sandbox (PROBE: the overlay probe's, which ends once its image root is built). */
 static int
-sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err)
+sandbox_launch (const nex_launch_t *l, int probe, nex_instance_t *out, nex_error_t *err)
 {
   sandbox_child_t c = { 0 };
   cleanup_free char *stack = NULL;
@@ -379,6 +413,16 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
   c.agent = l->agent_path;
   c.hostname = l->hostname;
   c.image = l->image_tree;
+  c.probe = probe;
+  cleanup_free char *copy = NULL;
+  if (l->image_tree && !probe && !nex_image_root_overlay (NULL))
+    {
+      copy = nex_xasprintf ("%s/%s", l->run_dir, NEX_IMAGE_ROOT_COPY_DIR);
+      if (nex_image_root_copy (l->image_tree, copy, err) < 0)
+        return -1;
+    }
+  cleanup_with (copy_guard_release) copy_guard_t guard = { .run_dir = l->run_dir, .armed = copy != NULL };
+  c.copy = copy;
   c.artifact_flags = l->artifact_path ? locked_mount_flags (l->artifact_path) : 0;
   c.agent_flags = locked_mount_flags (l->agent_path);
   c.sync_fd = sync_pipe[0];
@@ -437,13 +481,85 @@ sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out
 
   out->pid = NEX_STEAL_PID (pid);
   out->endpoint = NEX_STEAL_PTR (sock);
+  guard.armed = 0;
   return 0;
+}
+
+static int
+sandbox_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err)
+{
+  return sandbox_launch (l, 0, out, err);
+}
+
+/* The run dir goes, with an image workload's private copy in it. */
+static int
+sandbox_destroy (const nex_driver_t *d, const nex_instance_t *i, nex_error_t *err)
+{
+  if (i->run_dir)
+    {
+      nex_image_root_remove_copy (i->run_dir);
+      nex_driver_remove_run_dir (d, i->run_dir);
+    }
+  return 0;
+}
+
+/* Makes the probe's tree in DIR: the mount points the sandbox needs, owned by the sandbox's root. */
+static int
+probe_tree (const char *dir, const char *tree, nex_error_t *err)
+{
+  static const char *const dirs[] = { "", "/dev", "/proc", "/tmp" };
+  if (mkdir (dir, 0700) < 0)
+    return nex_error_sys (err, errno, "mkdir `%s`", dir);
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+    {
+      cleanup_free char *p = nex_xasprintf ("%s%s", tree, dirs[i]);
+      if (mkdir (p, 0755) < 0 || chown (p, NEX_SANDBOX_UID_BASE, NEX_SANDBOX_UID_BASE) < 0)
+        return nex_error_sys (err, errno, "mkdir `%s`", p);
+    }
+  cleanup_free char *agent = nex_xasprintf ("%s/.nex-agent", tree);
+  if (touch (agent) < 0 || chown (agent, NEX_SANDBOX_UID_BASE, NEX_SANDBOX_UID_BASE) < 0)
+    return nex_error_sys (err, errno, "create `%s`", agent);
+  return 0;
+}
+
+int
+nex_sandbox_probe_overlay (const char *run_dir, const char *agent_path, char **reason)
+{
+  static const char name[] = ".overlay-probe";
+  cleanup_close int run_fd = open (run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  nex_layer_remove_tree (run_fd, name); /* a probe's leftovers, from a crash */
+  cleanup_free char *dir = nex_xasprintf ("%s/%s", run_dir, name);
+  cleanup_free char *tree = nex_xasprintf ("%s/tree", dir);
+  cleanup_error nex_error_t err = NULL;
+  nex_launch_t l = { .workload_id = name,
+                     .hostname = "overlay-probe",
+                     .image_tree = tree,
+                     .agent_path = agent_path,
+                     .run_dir = dir,
+                     .tmp_mb = 1 };
+  cleanup_with (nex_instance_release) nex_instance_t inst = { 0 };
+  int ok = 0;
+  if (run_fd >= 0 && probe_tree (dir, tree, &err) == 0 && sandbox_launch (&l, 1, &inst, &err) == 0)
+    {
+      int status = 0;
+      while (waitpid (inst.pid, &status, 0) < 0 && errno == EINTR)
+        ;
+      ok = WIFEXITED (status) && WEXITSTATUS (status) == 0;
+      if (!ok)
+        nex_error_set (&err, NEX_ERR_SYSTEM, "the overlay probe ended with status %d", status);
+    }
+  if (!ok)
+    *reason = nex_xstrdup (err ? err->msg : "the overlay probe failed");
+  if (run_fd >= 0)
+    nex_layer_remove_tree (run_fd, name);
+  return ok;
 }
 
 const nex_driver_t nex_driver_sandbox = {
   .name = "sandbox",
   .probe = sandbox_probe,
   .start = sandbox_start,
+  .destroy = sandbox_destroy,
   .run_files = run_files,
   .bridge_network = NEX_DRIVER_NET_VETH,
 };

@@ -5,7 +5,9 @@
  * A function's sandbox is made as any workload's, but its main process is a parked placeholder (START with
  * `park`), so the workload is `running` as soon as the agent has forked it.  Each trigger message becomes an exec
  * session (exec.h): `/workload` with the spec's argv and env plus NEX_TRIGGER_SUBJECT, the payload on stdin,
- * killed after function_timeout_s.  The reply carries stdout; a non-zero exit, a signal, a timeout or a refusal
+ * killed after function_timeout_s, asking the agent to keep min(--function-warm, max_concurrency) processes of it
+ * started ahead (exec.h `warm`, common/wire.h), so that a run need not wait for a fork and execve.  The reply
+ * carries stdout; a non-zero exit, a signal, a timeout or a refusal
  * is answered with the header `Nex-Error` saying why and stderr (or the reason) as the body.  Events
  * `function_exec_succeeded` / `function_exec_failed` report each run (subject, elapsed_ms, exit_code, ...): live
  * on the bus and NATS; only failures are stored; both are counted (nex_function_runs_total, ..._failures_total,
@@ -56,6 +58,7 @@ struct fn
   json_t *argv;         /* the executable's argv (the spec's, or its name) */
   int64_t timeout_ms;
   int64_t max_concurrency;
+  int64_t warm; /* processes the agent keeps started ahead for it (--function-warm, at most max_concurrency) */
   natsSubscription *subs[NEX_FUNCTION_MAX_TRIGGERS];
   int n_subs;
   /* Under mod->lock. */
@@ -76,6 +79,8 @@ struct call
   int64_t arrived_us;       /* monotonic microseconds when it was received */
   nex_exec_t *x;            /* the exec request, once submitted */
   nex_error_t submit_error; /* why it could not be submitted */
+  json_t *data;             /* once answered: the event's data */
+  char *why;                /* once answered: why it failed (NULL: it succeeded) */
   call_t *next;             /* in fn's waiting list or the module's job queue */
 };
 
@@ -178,10 +183,16 @@ reply (call_t *c, const char *error, const char *data, size_t n)
 
 /* --- invocations ---------------------------------------------------------------------------------------------- */
 
+static void call_answer (call_t *c);
+
+/* The supervisor thread, as the run ends: the reply goes out at once (a publish only appends to nats.c's buffer),
+ * so that it does not wait for one more thread to wake; the event, the counters and the next run are the
+ * functions thread's. */
 static void
 on_exec_done (nex_exec_t *x, void *ctx)
 {
   call_t *c = ctx;
+  call_answer (c);
   push_job (c->fn->mod, JOB_DONE, NULL, c);
 }
 
@@ -197,7 +208,8 @@ call_submit (call_t *c)
                            .env = env,
                            .stdin_data = natsMsg_GetData (c->msg),
                            .stdin_len = (size_t)natsMsg_GetDataLength (c->msg),
-                           .timeout_ms = fn->timeout_ms };
+                           .timeout_ms = fn->timeout_ms,
+                           .warm = (int)fn->warm };
   c->x = nex_exec_new (fn->ident.id, &spec);
   nex_exec_on_done (c->x, on_exec_done, c);
   if (nex_supervisor_exec_submit (fn->mod->b->node->sup, c->x, &c->submit_error) < 0)
@@ -214,6 +226,8 @@ call_free (call_t *c)
   natsMsg_Destroy (c->msg);
   nex_exec_unref (c->x);
   nex_error_free (&c->submit_error);
+  json_decref (c->data);
+  free (c->why);
   free (c);
 }
 
@@ -225,12 +239,12 @@ call_refuse (call_t *c, const char *why)
   call_free (c);
 }
 
-/* The thread's half of a completed invocation: the reply, the event, the next waiting invocation. */
+/* Answers completed invocation C: its reply, and in C what its event will say (c->data, c->why).  Any thread: it
+ * reads only C and what of FN is fixed. */
 static void
-call_done (call_t *c)
+call_answer (call_t *c)
 {
   fn_t *fn = c->fn;
-  nex_node_t *node = fn->mod->b->node;
   double elapsed_ms = (double)(mono_us () - c->arrived_us) / 1000.0;
   nex_exec_result_t r = { 0 };
   cleanup_error nex_error_t err = NULL;
@@ -274,10 +288,25 @@ call_done (call_t *c)
       json_object_set_new (data, "reason", json_string (why));
     }
   nex_exec_result_release (&r);
+  c->data = data;
+  c->why = NEX_STEAL_PTR (why);
+}
+
+/* The thread's half of a completed invocation: the event, the counters, the next waiting invocation (and the
+ * reply of one that was never submitted). */
+static void
+call_done (call_t *c)
+{
+  fn_t *fn = c->fn;
+  nex_node_t *node = fn->mod->b->node;
+  if (c->data == NULL)
+    call_answer (c);
+  json_t *data = NEX_STEAL_PTR (c->data);
+  double elapsed_ms = json_real_value (json_object_get (data, "elapsed_ms"));
   /* A failure is stored (GET /v1/events finds it); a success only announced and counted: a function answering
    * thousands of calls a second must not cost a registry write per call. */
-  nex_metrics_function_run (why == NULL, (int64_t)elapsed_ms);
-  if (why)
+  nex_metrics_function_run (c->why == NULL, (int64_t)elapsed_ms);
+  if (c->why)
     nex_node_emit (node, "function_exec_failed", &fn->ident, data);
   else
     nex_node_announce (node, "function_exec_succeeded", &fn->ident, data);
@@ -407,6 +436,8 @@ fn_add (struct nex_nats_functions *m, const nex_workload_t *w)
   fn->argv = json_array_size (w->argv) > 0 ? json_deep_copy (w->argv) : json_pack ("[s]", w->name);
   fn->timeout_ms = (w->function_timeout_s > 0 ? w->function_timeout_s : NEX_FUNCTION_DEFAULT_TIMEOUT_S) * 1000;
   fn->max_concurrency = w->max_concurrency > 0 ? w->max_concurrency : NEX_FUNCTION_DEFAULT_CONCURRENCY;
+  fn->warm
+      = m->b->node->cfg->function_warm < fn->max_concurrency ? m->b->node->cfg->function_warm : fn->max_concurrency;
   fn->active = 1;
   cleanup_free char *group = nex_xasprintf ("nex-fn.%s.%s", w->namespace_, w->name);
   size_t i;

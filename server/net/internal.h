@@ -9,7 +9,10 @@
  *   link.c     a workload's routed point-to-point link (a sandbox's veth, a VM's tap), over rtnetlink (libmnl)
  *   rules.c    the nftables table `inet nex`, through libnftables: one transaction per workload change
  *   etc.c      the /etc/hosts and /etc/resolv.conf a workload sees
- *   forward.c  the TCP forwarder on the gateway address that gives workloads the node's NATS server */
+ *   forward.c  the TCP forwarder on the gateway address that gives workloads the node's NATS server
+ *   teardown.c the thread that takes ended workloads' networks down, off the path of their final state
+ *   shape.c    a bridge sandbox's bandwidth limit (resources.net_mbps): tc tbf on both ends of its veth
+ *   nftd.c     the helper process that runs the nftables transactions (away from the sandboxes' COW pages) */
 #ifndef NEX_NET_INTERNAL_H
 #define NEX_NET_INTERNAL_H
 
@@ -74,7 +77,36 @@ struct nex_net
   int nats_port;               /* ... and its port: also the forwarder's port on the gateway */
   struct nex_net_forward *fwd; /* the NATS forwarder, NULL when off */
   char *resolvers;             /* "nameserver a\nnameserver b\n" for workloads, "" when the host has none usable */
+  json_t *ending;              /* ids whose network is to be taken down, oldest first (under lock; teardown.c) */
+  pthread_cond_t ending_cond;  /* signalled when ENDING grows or a teardown is done */
+  pthread_t ending_thread;     /* takes them down */
+  int ending_busy;             /* the thread is taking one down now (under lock) */
+  int ending_stop;             /* the thread ends once ENDING is empty (under lock) */
+  int ending_started;          /* the thread runs */
+  int nftd_fd;                 /* socket to the nftables helper (nftd.c), -1 when there is none (under lock) */
+  pid_t nftd_pid;              /* ... and its pid */
 };
+
+/* ---- net.c ---- */
+
+/* Takes workload ID's network down now: its rules, its link, its lease (what nex_net_release queues).  Not under
+ * NET's lock.  Any thread. */
+void nex_net_release_now (nex_net_t *net, const char *id);
+
+/* ---- teardown.c ---- */
+
+/* Starts the thread that takes networks down.  0, or -1 with ERR (nex_net_release then does it itself). */
+int nex_net_teardown_start (nex_net_t *net, nex_error_t *err);
+
+/* Takes down what is still queued, then ends the thread.  Safe when it never started. */
+void nex_net_teardown_stop (nex_net_t *net);
+
+/* Queues ID's teardown (done at once when the thread does not run, the lock let go meanwhile).  Under NET's lock. */
+void nex_net_teardown_queue_locked (nex_net_t *net, const char *id);
+
+/* Returns once every queued teardown is done: a lease taken after it finds the ports of ended workloads free.
+ * Not under NET's lock.  Any thread but the teardown thread. */
+void nex_net_teardown_wait (nex_net_t *net);
 
 /* ---- pool.c ---- */
 
@@ -140,6 +172,25 @@ int nex_net_rules_remove_locked (nex_net_t *net, const char *id, nex_error_t *er
 
 /* Deletes table inet nex (at a clean shutdown nothing is removed: workloads live on; for tests). */
 int nex_net_rules_drop_table (struct nft_ctx *nft, nex_error_t *err);
+
+/* ---- nftd.c ---- */
+
+/* Forks the nftables helper; call while nexd has no threads of its own yet.  0, or -1 with ERR (transactions then
+ * run in-process). */
+int nex_net_nftd_start (nex_net_t *net, nex_error_t *err);
+
+/* Runs SCRIPT in the helper as one transaction: 0 applied, 1 refused (*MSG: libnftables' error text, caller
+ * frees), -1 when there is no helper (or it broke: it is then stopped).  Under NET's lock. */
+int nex_net_nftd_run (nex_net_t *net, const char *script, char **msg);
+
+/* Ends the helper (closes its socket, reaps it).  Safe when there is none. */
+void nex_net_nftd_stop (nex_net_t *net);
+
+/* ---- shape.c ---- */
+
+/* Limits the veth whose host side is IFNAME and whose other side is eth0 in the network namespace of PID to MBPS
+ * Mbit/s each way (a tbf qdisc on both ends, made with tc).  0 or -1 with ERR.  Any thread. */
+int nex_net_shape (const char *ifname, pid_t pid, int64_t mbps, nex_error_t *err);
 
 /* ---- etc.c ---- */
 

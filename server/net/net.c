@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <nftables/libnftables.h>
@@ -154,6 +155,11 @@ nex_net_open (nex_registry_t *reg, const nex_net_options_t *opts, nex_error_t *e
     }
   cleanup_with (net_freep) nex_net_t *net = nex_xzalloc (sizeof *net);
   pthread_mutex_init (&net->lock, NULL);
+  net->nftd_fd = -1;
+  /* First: the helper is forked before this module starts threads (the forwarder, the teardown). */
+  cleanup_error nex_error_t herr = NULL;
+  if (nex_net_nftd_start (net, &herr) < 0)
+    nex_log_error (NEX_LOG_WARN, herr, "network: nftables transactions run in nexd itself");
   net->reg = reg;
   net->installed = json_object ();
   net->leased = json_object ();
@@ -182,6 +188,11 @@ nex_net_open (nex_registry_t *reg, const nex_net_options_t *opts, nex_error_t *e
       nex_error_free (err);
       net->nats_port = 0;
     }
+  if (nex_net_teardown_start (net, err) < 0)
+    {
+      nex_log_error (NEX_LOG_WARN, *err, "network: ended workloads' networks are taken down on the way");
+      nex_error_free (err);
+    }
   return NEX_STEAL_PTR (net);
 }
 
@@ -190,6 +201,8 @@ nex_net_close (nex_net_t *net)
 {
   if (net == NULL)
     return;
+  nex_net_teardown_stop (net);
+  nex_net_nftd_stop (net);
   nex_net_forward_stop (net->fwd);
   if (net->nft)
     nft_ctx_free (net->nft);
@@ -235,6 +248,8 @@ nex_net_reserve (nex_net_t *net, nex_workload_t *w, nex_error_t *err)
     return -1;
   if (json_is_true (json_object_get (w->net, "nats")) && net->nats_port <= 0)
     return nex_error_field (err, "nats", "this node has no NATS server to give workloads (start nexd with --nats)");
+  /* Ports of workloads that have ended are free once their teardown is done (teardown.c). */
+  nex_net_teardown_wait (net);
   json_t *egress = json_object_get (w->net, "egress");
   json_object_set_new (egress, "default", json_string (net->egress_deny ? "deny" : "allow"));
   if (nex_net_lease_take (net, w->id, w->net, err) < 0)
@@ -243,6 +258,15 @@ nex_net_reserve (nex_net_t *net, nex_workload_t *w, nex_error_t *err)
   json_object_set_new (net->leased, w->id, json_true ());
   pthread_mutex_unlock (&net->lock);
   return 0;
+}
+
+/* A monotonic time in milliseconds with a fraction: what the debug log says each step of a link took. */
+static double
+elapsed_ms (const struct timespec *since)
+{
+  struct timespec now;
+  clock_gettime (CLOCK_MONOTONIC, &now);
+  return (double)(now.tv_sec - since->tv_sec) * 1e3 + (double)(now.tv_nsec - since->tv_nsec) / 1e6;
 }
 
 static void
@@ -261,12 +285,20 @@ int
 nex_net_attach (nex_net_t *net, const nex_workload_t *w, pid_t pid, const char *etc_dir, nex_error_t *err)
 {
   nex_net_lease_t l;
+  struct timespec t0;
+  clock_gettime (CLOCK_MONOTONIC, &t0);
   if (nex_net_lease_from_spec (w->id, w->net, &l, err) < 0
       || nex_net_etc_write (etc_dir, w->name, l.addr, net->pool.gateway, net->resolvers, err) < 0)
     return -1;
   ip_forward_on ();
   if (nex_net_link_create (&l, net->pool.gateway, pid, l.n_ports > 0, err) < 0)
     return -1;
+  if (w->resources.net_mbps > 0 && nex_net_shape (l.ifname, pid, w->resources.net_mbps, err) < 0)
+    {
+      nex_net_link_delete (l.ifname, NULL);
+      return -1;
+    }
+  double link_ms = elapsed_ms (&t0);
   cleanup_unlock pthread_mutex_t *locked = &net->lock;
   pthread_mutex_lock (locked);
   if (nex_net_rules_add_locked (net, &l, err) < 0)
@@ -274,6 +306,7 @@ nex_net_attach (nex_net_t *net, const nex_workload_t *w, pid_t pid, const char *
       nex_net_link_delete (l.ifname, NULL);
       return -1;
     }
+  nex_debug ("workload %s: network attached (link %.2f ms, rules %.2f ms)", w->id, link_ms, elapsed_ms (&t0) - link_ms);
   return 0;
 }
 
@@ -324,22 +357,35 @@ nex_net_release (nex_net_t *net, const char *id)
 {
   if (net == NULL)
     return;
+  cleanup_unlock pthread_mutex_t *locked = &net->lock;
+  pthread_mutex_lock (locked);
+  /* Most workloads have no lease (network none): they cost a lookup here and nothing else. */
+  if (json_object_get (net->leased, id) == NULL)
+    return;
+  json_object_del (net->leased, id);
+  nex_net_teardown_queue_locked (net, id);
+}
+
+void
+nex_net_release_now (nex_net_t *net, const char *id)
+{
   char ifname[NEX_NET_IFNAME_LEN];
   nex_net_ifname (id, ifname);
   cleanup_error nex_error_t err = NULL;
+  struct timespec t0;
+  clock_gettime (CLOCK_MONOTONIC, &t0);
   pthread_mutex_lock (&net->lock);
-  /* Most workloads have no lease (network none): they cost a lookup here and nothing else. */
-  int leased = json_object_get (net->leased, id) != NULL;
-  json_object_del (net->leased, id);
-  if (leased && nex_net_rules_remove_locked (net, id, &err) < 0)
+  if (nex_net_rules_remove_locked (net, id, &err) < 0)
     nex_log_error (NEX_LOG_WARN, err, "workload %s: network rules", id);
   pthread_mutex_unlock (&net->lock);
-  if (!leased)
-    return;
+  double rules_ms = elapsed_ms (&t0);
   nex_error_free (&err);
   if (nex_net_link_delete (ifname, &err) < 0)
     nex_log_error (NEX_LOG_WARN, err, "workload %s: link", id);
+  double link_ms = elapsed_ms (&t0) - rules_ms;
   nex_net_lease_drop (net, id);
+  nex_debug ("workload %s: network released (rules %.2f ms, link %.2f ms, lease %.2f ms)", id, rules_ms, link_ms,
+             elapsed_ms (&t0) - rules_ms - link_ms);
 }
 
 void

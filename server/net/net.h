@@ -13,7 +13,7 @@
  * Life of a bridge workload: nex_net_reserve at deploy (address and host ports, stored: a port in use is a 409),
  * nex_net_attach when its sandbox exists but runs nothing yet (link, rules, /etc files) or nex_net_attach_tap
  * before its VM starts (tap, rules; the guest writes its own /etc files), nex_net_release when it
- * reaches a final state (rules, link and lease go). */
+ * reaches a final state (rules, link and lease go, on a thread of the module's own). */
 #ifndef NEX_NET_H
 #define NEX_NET_H
 
@@ -76,8 +76,9 @@ int nex_net_attach_tap (nex_net_t *net, const nex_workload_t *w, int persist, ch
 /* The name of workload ID's link on the host (veth or tap): nx + 12 hex digits of ID, into BUF (16 bytes). */
 void nex_net_ifname (const char *id, char *buf);
 
-/* Ends workload ID's networking: its rules, its link and its lease.  Idempotent; nothing for a workload that had
- * none.  Any thread. */
+/* Ends workload ID's networking: its rules, its link and its lease, taken down on the module's own thread in the
+ * order asked (teardown.c), so the caller does not wait for them; a later nex_net_reserve does, and so does
+ * nex_net_close.  Idempotent; nothing for a workload that had none.  Any thread. */
 void nex_net_release (nex_net_t *net, const char *id);
 
 /* Adds what a bridge workload W finds in its environment to ENV: NEX_HOST_ADDR (the gateway) and, when it asked

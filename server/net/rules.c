@@ -44,22 +44,40 @@ nex_net_rules_open (nex_error_t *err)
   return nft;
 }
 
-/* Runs SCRIPT as one transaction.  0, or -1 with libnftables' message. */
+/* libnftables' error text MSG as ERR (its first line).  -1. */
 static int
-run (struct nft_ctx *nft, const char *script, nex_error_t *err)
+refused (const char *msg, nex_error_t *err)
 {
-  if (nft_run_cmd_from_buffer (nft, script) == 0)
-    return 0;
-  const char *msg = nft_ctx_get_error_buffer (nft);
   cleanup_free char *first = nex_xstrdup (msg && *msg ? msg : "refused");
   first[strcspn (first, "\n")] = '\0';
   return nex_error_set (err, NEX_ERR_UNAVAILABLE, "nftables: %s", first);
 }
 
+/* Runs SCRIPT as one transaction in context NFT.  0, or -1 with libnftables' message. */
+static int
+run_in (struct nft_ctx *nft, const char *script, nex_error_t *err)
+{
+  if (nft_run_cmd_from_buffer (nft, script) == 0)
+    return 0;
+  return refused (nft_ctx_get_error_buffer (nft), err);
+}
+
+/* Runs SCRIPT as one transaction: in the helper process (nftd.c), or here when there is none.  Under NET's
+ * lock.  0, or -1 with libnftables' message. */
+static int
+run (nex_net_t *net, const char *script, nex_error_t *err)
+{
+  cleanup_free char *msg = NULL;
+  int r = nex_net_nftd_run (net, script, &msg);
+  if (r < 0)
+    return run_in (net->nft, script, err);
+  return r == 0 ? 0 : refused (msg, err);
+}
+
 int
 nex_net_rules_drop_table (struct nft_ctx *nft, nex_error_t *err)
 {
-  return run (nft, "add table inet " NEX_NET_TABLE "\ndelete table inet " NEX_NET_TABLE "\n", err);
+  return run_in (nft, "add table inet " NEX_NET_TABLE "\ndelete table inet " NEX_NET_TABLE "\n", err);
 }
 
 /* The base chains and maps (see the file comment), for the pool CIDR. */
@@ -214,7 +232,7 @@ nex_net_rules_rebuild_locked (nex_net_t *net, const nex_net_lease_t *leases, siz
   for (size_t i = 0; i < n; i++)
     render_workload (f, net, &leases[i]);
   fclose (f);
-  if (run (net->nft, script, err) < 0)
+  if (run (net, script, err) < 0)
     return nex_error_wrap (err, "building table inet nex");
   json_object_clear (net->installed);
   for (size_t i = 0; i < n; i++)
@@ -233,7 +251,7 @@ nex_net_rules_add_locked (nex_net_t *net, const nex_net_lease_t *l, nex_error_t 
   FILE *f = open_memstream (&script, &len);
   render_workload (f, net, l);
   fclose (f);
-  if (run (net->nft, script, err) < 0)
+  if (run (net, script, err) < 0)
     return nex_error_wrap (err, "rules of %s", l->ifname);
   remember (net, l);
   return 0;
@@ -245,7 +263,7 @@ nex_net_rules_remove_locked (nex_net_t *net, const char *id, nex_error_t *err)
   const json_t *undo = json_object_get (net->installed, id);
   if (undo == NULL)
     return 0;
-  int r = run (net->nft, json_string_value (undo), err);
+  int r = run (net, json_string_value (undo), err);
   json_object_del (net->installed, id);
   return r < 0 ? nex_error_wrap (err, "removing the rules of workload %s", id) : 0;
 }

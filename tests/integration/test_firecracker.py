@@ -180,6 +180,53 @@ def test_bridge_network_requests(standin_nexd):
     assert ifname not in table, table
 
 
+def cpio_names(data):
+    """The entry names of a newc cpio archive."""
+    names, at = [], 0
+    while data[at:at + 6] == b"070701":
+        size, namesize = int(data[at + 54:at + 62], 16), int(data[at + 94:at + 102], 16)
+        name = data[at + 110:at + 110 + namesize - 1].decode()
+        if name == "TRAILER!!!":
+            break
+        names.append(name)
+        at = (at + 110 + namesize + 3) & ~3
+        at = (at + size + 3) & ~3
+    return names
+
+
+def test_image_drive_requests(standin_nexd, tmp_path):
+    """An OCI image workload: its ext4 disk (the image's tree, with the image's own owners) as a second, read-only
+    drive in PUT /drives/image (checked against the API description), nex.image=/dev/vdb and the writable layer's
+    size in boot_args, and no /workload in the initramfs."""
+    import imagelib
+    why = imagelib.tools_missing()
+    if why:
+        pytest.skip(why)
+    nex, env = standin_nexd
+    layout = imagelib.busybox_layout(tmp_path, "bb")
+    w = nex.deploy_ok(name="fc-image", driver="firecracker", image=f"oci-layout://{layout}:bb", network="none",
+                      resources={"disk_mb": 32})
+    nex.wait_state(w["id"], "failed", timeout=60)
+    digest = nex.workload(w["id"])["image_digest"]
+    puts = [r for r in read_record(env["record"]) if r["method"] == "PUT"]
+    assert all(r["valid"] for r in puts), [r for r in puts if not r["valid"]]
+    body = {r["path"]: r["body"] for r in puts}
+    disk = nex.data_dir / "images" / f"oci-{digest[7:]}.ext4"
+    assert body["/drives/image"] == {"drive_id": "image", "path_on_host": str(disk), "is_root_device": False,
+                                     "is_read_only": True}, body
+    paths = [r["path"] for r in puts]
+    assert paths.index("/drives/rootfs") < paths.index("/drives/image") < paths.index("/actions"), paths
+    assert "nex.image=/dev/vdb nex.disk_mb=32" in body["/boot-source"]["boot_args"], body["/boot-source"]
+    names = cpio_names(Path(body["/boot-source"]["initrd_path"]).read_bytes())
+    assert "init" in names and "workload" not in names, names
+    assert disk.exists() and disk.stat().st_mode & 0o777 == 0o444
+    if shutil.which("debugfs"):
+        listing = subprocess.run(["debugfs", "-R", "ls /", str(disk)], capture_output=True, text=True).stdout
+        assert "bin" in listing and "etc" in listing, listing
+        stat = subprocess.run(["debugfs", "-R", "stat /home/app", str(disk)], capture_output=True, text=True).stdout
+        assert "User:  1000" in stat and "Group:  1000" in stat, stat
+
+
 def test_the_standin_refuses_what_firecracker_would(tmp_path, monkeypatch):
     """The check above can fail: the stand-in answers a body that breaks the API description with 400."""
     if not API_YAML.exists():

@@ -8,6 +8,7 @@ deploy, and must gain no entry; the node's trees directory must hold no temporar
 """
 
 import hashlib
+import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
@@ -125,3 +126,17 @@ def test_whiteouts_are_applied(nexd_module, work):
     assert w["state"] == "exited", w
     out = nexd_module.log_texts(w["id"])
     assert "gone" not in out and ".wh.gone" not in out and "new" in out and "old" not in out, out
+
+
+def test_sparse_file_past_the_budget_hits_the_unpack_childs_file_size_limit(nexd_module, work, tmp_path):
+    """A sparse entry whose one data block sits 5 GiB in: a few bytes read (under the byte budget), a file past
+    the image's whole budget (4 GiB) if it were written.  The unpack child's RLIMIT_FSIZE stops the write."""
+    src = tmp_path / "sparse"
+    src.mkdir()
+    with open(src / "big", "wb") as f:
+        f.seek(5 << 30)
+        f.write(b"x")
+    tar = subprocess.run(["tar", "--sparse", "--format=gnu", "-cf", "-", "-C", str(src), "big"], capture_output=True,
+                         check=True).stdout
+    assert len(tar) < 1 << 20, len(tar)
+    deploy_fails(nexd_module, work, "sparse", None, "File too large", layers=[tar])

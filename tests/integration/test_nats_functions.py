@@ -12,9 +12,11 @@ answering across a restart of nexd.
 import base64
 import json
 import re
+import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
+from conftest import build_dir, nexd_environment
 from natsutil import (NatsClient, error_text, keypair, nats_server, node_id, ok_data, start_node,  # noqa: F401
                       wait_for)
 
@@ -49,6 +51,38 @@ def test_function_answers_1000_requests_from_nats_js(request, nats_server):
     assert out["ok"] == 1000 and out["errors"] == 0 and out["wrong"] == [], out
     # Its sandbox stayed the same one throughout: one agent, never restarted.
     assert nex.workload(w["id"])["restarts"] == 0
+
+
+def test_invocations_run_at_once(request, nats_server):
+    """The runs of one function overlap in its sandbox: 4 invocations that each sleep 1 s, sent at once to a
+    function of max_concurrency 4, all end in well under the 4 s they would take one after the other; a fifth
+    and sixth beyond the limit wait for a slot (bounded) instead of being refused, and still answer."""
+    nex = start_node(request, nats_server)
+    deploy_function(nex, name="nap", subjects=["fn.nap"], max_concurrency=4, argv=["upcase", "--nap"])
+    c = NatsClient(nats_server.url)
+    assert fcall(c, "fn.nap", "warm")["text"] == "WARM"
+    out = json.loads(c.run("requests", "fn.nap", 4, 4, "upcase", timeout=120).stdout)
+    assert out["ok"] == 4 and out["errors"] == 0, out
+    assert out["elapsed_ms"] < 2500, out
+    # 6 at once against 4 slots: two wait for the first to end, so the whole takes about two naps, not six.
+    out = json.loads(c.run("requests", "fn.nap", 6, 6, "upcase", timeout=120).stdout)
+    assert out["ok"] == 6 and out["errors"] == 0, out
+    assert 1900 <= out["elapsed_ms"] < 4500, out
+
+
+def test_cold_runs_and_function_warm_bounds(request, nats_server, tmp_path):
+    """With --function-warm 0 every run forks and executes the program, with the same answers; a value beyond 16
+    keeps nexd from starting, with one line naming the option."""
+    nex = start_node(request, nats_server, extra=["--function-warm", "0"])
+    deploy_function(nex, name="cold", subjects=["fn.cold"], max_concurrency=4)
+    c = NatsClient(nats_server.url)
+    assert wait_for(lambda: fcall(c, "fn.cold", "cold").get("text") == "COLD", what="the cold function answering")
+    out = json.loads(c.run("requests", "fn.cold", 50, 4, "upcase", timeout=120).stdout)
+    assert out["ok"] == 50 and out["errors"] == 0, out
+    r = subprocess.run([str(build_dir() / "nexd"), "--function-warm", "17", "--data-dir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=30, env=nexd_environment(False))
+    assert r.returncode != 0 and "function_warm must be from 0 to 16" in r.stderr, (r.returncode, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_outcomes_headers_and_events(request, nats_server):

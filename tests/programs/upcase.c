@@ -6,7 +6,8 @@
  *   "fail"     writes "failing on request" to stderr and exits 3;
  *   "sleep"    sleeps 60 s (past any test's function_timeout_s);
  *   "subject"  writes the NEX_TRIGGER_SUBJECT it was given;
- *   "argv"     writes its argv, one argument per line. */
+ *   "argv"     writes its argv, one argument per line.
+ * Started with the argument `--nap`, it sleeps one second before answering (the tests of concurrent runs). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,8 @@ main (int argc, char **argv)
         printf ("%s\n", argv[i]);
       return 0;
     }
+  if (argc > 1 && strcmp (argv[1], "--nap") == 0)
+    sleep (1);
   for (size_t i = 0; i < len; i++)
     if (buf[i] >= 'a' && buf[i] <= 'z')
       buf[i] = (char)(buf[i] - 'a' + 'A');

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -520,6 +521,236 @@ test_agent_exec_sessions (void)
   ack_and_teardown (&ag, &h, 0, "agent exec: exits 0 after ACK");
 }
 
+/* What one session of test_agent_exec_concurrent saw, in order. */
+typedef struct seen
+{
+  bool started, out_before_started, error, exit;
+  int errnum, code;
+  char out[64];
+} seen_t;
+
+/* Sends EXEC of JSON on CHANNEL and its stdin's EOF. */
+static void
+exec_on (host_t *h, uint16_t channel, const char *json)
+{
+  nex_wire_send (h->fd, NEX_WIRE_EXEC, channel, json, strlen (json), NULL);
+  nex_wire_send (h->fd, NEX_WIRE_STDIN, channel, NULL, 0, NULL);
+}
+
+/* Reads frames until channels FIRST..FIRST+N-1 have all ended (EXIT or ERROR), into SEEN[0..N-1].  -1 on a
+ * timeout. */
+static int
+collect_sessions (host_t *h, uint16_t first, int n, seen_t *seen, int timeout_ms)
+{
+  int64_t deadline = now_ms () + timeout_ms;
+  for (int done = 0; done < n;)
+    {
+      frame_t f;
+      int64_t left = deadline - now_ms ();
+      if (left <= 0 || host_recv (h, &f, (int)left) != 1)
+        return -1;
+      if (f.channel >= first && f.channel < first + n)
+        {
+          seen_t *x = &seen[f.channel - first];
+          if (f.type == NEX_WIRE_STARTED)
+            x->started = true;
+          if (f.type == NEX_WIRE_STDOUT && !x->started)
+            x->out_before_started = true;
+          if (f.type == NEX_WIRE_STDOUT && strlen (x->out) + f.len < sizeof x->out)
+            strncat (x->out, (const char *)f.data, f.len);
+          if (f.type == NEX_WIRE_EXIT)
+            x->code = (int)jint (f.json, "code");
+          if (f.type == NEX_WIRE_ERROR)
+            x->errnum = (int)jint (f.json, "errno");
+          x->exit |= f.type == NEX_WIRE_EXIT;
+          x->error |= f.type == NEX_WIRE_ERROR;
+          done += f.type == NEX_WIRE_EXIT || f.type == NEX_WIRE_ERROR;
+        }
+      frame_clear (&f);
+    }
+  return 0;
+}
+
+/* Exec sessions run at once: the agent never waits for a child's execve, so 8 sessions that sleep 1 s end
+ * together, each with STARTED ahead of its output; a missing program among them is refused on its own channel;
+ * past AGENT_MAX_EXECS (16) sessions, an EXEC is refused with EAGAIN while the others run on. */
+static void
+test_agent_exec_concurrent (void)
+{
+  agent_proc_t ag;
+  host_t h;
+  cleanup_json json_t *hello = agent_attach (&ag, &h);
+  host_send (&h, NEX_WIRE_START, "{\"path\":\"/bin/sleep\",\"argv\":[\"sleep\",\"60\"]}");
+  cleanup_json json_t *started = hello ? host_expect (&h, NEX_WIRE_STARTED, TIMEOUT_MS) : NULL;
+  TAP_OK (started != NULL, "agent concurrent execs: the workload runs");
+
+  const char *nap = "{\"path\":\"/bin/sh\",\"argv\":[\"sh\",\"-c\",\"sleep 1; echo ok\"]}";
+  seen_t seen[9];
+  memset (seen, 0, sizeof seen);
+  int64_t t0 = now_ms ();
+  for (uint16_t c = 20; c < 28; c++)
+    exec_on (&h, c, nap);
+  exec_on (&h, 28, "{\"path\":\"/no/such/tool\"}");
+  int rc = collect_sessions (&h, 20, 9, seen, TIMEOUT_MS);
+  int64_t took = now_ms () - t0;
+  int good = 0;
+  for (int i = 0; i < 8; i++)
+    good += seen[i].started && !seen[i].out_before_started && seen[i].exit && seen[i].code == 0
+            && strcmp (seen[i].out, "ok\n") == 0;
+  TAP_OK (rc == 0 && good == 8 && took < 2500,
+          "agent concurrent execs: 8 sessions sleeping 1 s end together (%lld ms), STARTED before output (%d/8)",
+          (long long)took, good);
+  TAP_OK (seen[8].error && seen[8].errnum == ENOENT && !seen[8].started && !seen[8].exit,
+          "agent concurrent execs: a missing program among them is ERROR {errno 2} on its channel alone");
+
+  seen_t flood[18];
+  memset (flood, 0, sizeof flood);
+  for (uint16_t c = 40; c < 58; c++)
+    exec_on (&h, c, nap);
+  rc = collect_sessions (&h, 40, 18, flood, TIMEOUT_MS);
+  int ran = 0, busy = 0;
+  for (int i = 0; i < 18; i++)
+    {
+      ran += flood[i].exit && flood[i].code == 0;
+      busy += flood[i].error && flood[i].errnum == EAGAIN;
+    }
+  TAP_OK (rc == 0 && ran == 16 && busy == 2, "agent concurrent execs: of 18 at once, 16 run and 2 get EAGAIN (%d, %d)",
+          ran, busy);
+
+  run_t run = { 0 };
+  host_send (&h, NEX_WIRE_STOP, "{\"grace_ms\":0}");
+  TAP_OK (collect (&h, &run, TIMEOUT_MS) == 0 && run.exit, "agent concurrent execs: the workload stops");
+  run_clear (&run);
+  ack_and_teardown (&ag, &h, 0, "agent concurrent execs: exits 0 after ACK");
+}
+
+/* The agent's children (pids), from /proc: N of them into PIDS. */
+static int
+children_of (pid_t agent, pid_t *pids, int max)
+{
+  char path[64];
+  snprintf (path, sizeof path, "/proc/%d/task/%d/children", (int)agent, (int)agent);
+  FILE *f = fopen (path, "r");
+  int n = 0, pid;
+  while (f && n < max && fscanf (f, "%d", &pid) == 1)
+    pids[n++] = pid;
+  if (f)
+    fclose (f);
+  return n;
+}
+
+static bool
+has_pid (const pid_t *pids, int n, pid_t pid)
+{
+  for (int i = 0; i < n; i++)
+    if (pids[i] == pid)
+      return true;
+  return false;
+}
+
+/* One EXEC of JSON on CHANNEL with stdin IN; its run in *SEEN, its STARTED pid returned (0: none). */
+static pid_t
+exec_once (host_t *h, uint16_t channel, const char *json, const char *in, seen_t *seen)
+{
+  memset (seen, 0, sizeof *seen);
+  nex_wire_send (h->fd, NEX_WIRE_EXEC, channel, json, strlen (json), NULL);
+  if (in)
+    nex_wire_send (h->fd, NEX_WIRE_STDIN, channel, in, strlen (in), NULL);
+  nex_wire_send (h->fd, NEX_WIRE_STDIN, channel, NULL, 0, NULL);
+  pid_t pid = 0;
+  int64_t deadline = now_ms () + TIMEOUT_MS;
+  while (!seen->exit && !seen->error)
+    {
+      frame_t f;
+      int64_t left = deadline - now_ms ();
+      if (left <= 0 || host_recv (h, &f, (int)left) != 1)
+        return 0;
+      if (f.channel == channel && f.type == NEX_WIRE_STARTED)
+        pid = (pid_t)jint (f.json, "pid");
+      if (f.channel == channel && f.type == NEX_WIRE_STDOUT && strlen (seen->out) + f.len < sizeof seen->out)
+        strncat (seen->out, (const char *)f.data, f.len);
+      if (f.channel == channel && f.type == NEX_WIRE_EXIT)
+        {
+          seen->exit = true;
+          seen->code = (int)jint (f.json, "code");
+        }
+      if (f.channel == channel && f.type == NEX_WIRE_ERROR)
+        {
+          seen->error = true;
+          seen->errnum = (int)jint (f.json, "errno");
+        }
+      frame_clear (&f);
+    }
+  return pid;
+}
+
+/* EXEC with `warm`: the agent keeps processes of that request started ahead, and the next identical request
+ * becomes one of them (its pid existed before the EXEC was sent) with the same result a cold start gives; another
+ * request starts cold; a warm process that ended before it was taken reports its own output and status; the pool
+ * ends with the workload; `warm` out of range is refused. */
+static void
+test_agent_exec_warm (void)
+{
+  agent_proc_t ag;
+  host_t h;
+  cleanup_json json_t *hello = agent_attach (&ag, &h);
+  host_send (&h, NEX_WIRE_START, "{\"path\":\"/bin/sleep\",\"argv\":[\"sleep\",\"60\"]}");
+  cleanup_json json_t *started = hello ? host_expect (&h, NEX_WIRE_STARTED, TIMEOUT_MS) : NULL;
+  pid_t wpid = started ? (pid_t)jint (started, "pid") : 0;
+  TAP_OK (wpid > 0, "agent warm: the workload runs");
+
+  const char *cat = "{\"path\":\"/bin/cat\",\"env\":{\"K\":\"v\"},\"warm\":2,\"timeout_ms\":5000}";
+  seen_t run;
+  pid_t first = exec_once (&h, 60, cat, "one", &run);
+  TAP_OK (first > 0 && run.exit && run.code == 0 && strcmp (run.out, "one") == 0,
+          "agent warm: the first EXEC asking for warm processes starts cold and runs");
+  pid_t kids[32];
+  int n = 0;
+  for (int64_t until = now_ms () + TIMEOUT_MS; now_ms () < until && (n = children_of (ag.pid, kids, 32)) < 3;)
+    sleep_ms (20);
+  TAP_OK (n == 3 && has_pid (kids, n, wpid), "agent warm: two processes are kept started beside the workload (%d)", n);
+  sleep_ms (200); /* past their execve */
+  /* The same request with another timeout is the same request. */
+  const char *cat2 = "{\"path\":\"/bin/cat\",\"env\":{\"K\":\"v\"},\"warm\":2,\"timeout_ms\":7000}";
+  pid_t second = exec_once (&h, 61, cat2, "two", &run);
+  TAP_OK (second > 0 && second != wpid && has_pid (kids, n, second) && run.exit && run.code == 0
+              && strcmp (run.out, "two") == 0,
+          "agent warm: the next identical EXEC is a process started ahead (pid %d), with its own stdin and EXIT",
+          (int)second);
+  const char *other = "{\"path\":\"/bin/cat\",\"env\":{\"K\":\"w\"},\"warm\":2}";
+  pid_t third = exec_once (&h, 62, other, "three", &run);
+  TAP_OK (third > 0 && !has_pid (kids, n, third) && run.exit && strcmp (run.out, "three") == 0,
+          "agent warm: a request that differs (its env) starts cold");
+
+  const char *early = "{\"path\":\"/bin/sh\",\"argv\":[\"sh\",\"-c\",\"echo early; exit 5\"],\"warm\":1}";
+  exec_once (&h, 63, early, NULL, &run);
+  sleep_ms (300); /* the warm one runs and ends before any session takes it */
+  exec_once (&h, 64, early, NULL, &run);
+  TAP_OK (run.exit && run.code == 5 && strcmp (run.out, "early\n") == 0,
+          "agent warm: a process that ended before it was taken reports its output and EXIT {code 5}");
+
+  exec_once (&h, 65, "{\"path\":\"/bin/true\",\"warm\":17}", NULL, &run);
+  TAP_OK (run.error && run.errnum == EINVAL, "agent warm: `warm` beyond 16 is refused (EINVAL)");
+  seen_t neg, str, big;
+  exec_once (&h, 66, "{\"path\":\"/bin/true\",\"warm\":-1}", NULL, &neg);
+  exec_once (&h, 67, "{\"path\":\"/bin/true\",\"warm\":\"2\"}", NULL, &str);
+  exec_once (&h, 68, "{\"path\":\"/bin/true\",\"warm\":1e300}", NULL, &big);
+  TAP_OK (neg.error && neg.errnum == EINVAL && str.error && str.errnum == EINVAL && big.error && big.errnum == EINVAL,
+          "agent warm: a negative, a string or a huge `warm` is refused (EINVAL), the agent answers on");
+  exec_once (&h, 69, "{\"path\":\"/bin/sh\",\"argv\":[\"sh\",\"-c\",\"tty\"],\"tty\":true,\"warm\":3}", NULL, &run);
+  TAP_OK (run.exit && run.code == 0 && strstr (run.out, "/dev/pts/"),
+          "agent warm: a TTY session asking for warm processes runs on its own terminal (cold)");
+
+  run_t end = { 0 };
+  host_send (&h, NEX_WIRE_STOP, "{\"grace_ms\":0}");
+  TAP_OK (collect (&h, &end, TIMEOUT_MS) == 0 && end.exit, "agent warm: the workload stops");
+  run_clear (&end);
+  for (int64_t until = now_ms () + TIMEOUT_MS; now_ms () < until && (n = children_of (ag.pid, kids, 32)) > 0;)
+    sleep_ms (20);
+  TAP_OK (n == 0, "agent warm: its warm processes end with it (%d left)", n);
+  ack_and_teardown (&ag, &h, 0, "agent warm: exits 0 after ACK");
+}
+
 /* Starts an agent and connects to it, consuming the HELLO; returns the HELLO's JSON or NULL. */
 static json_t *
 agent_attach (agent_proc_t *ag, host_t *h)
@@ -952,6 +1183,8 @@ main (void)
   test_agent_basic ();
   test_agent_exec_failure ();
   test_agent_exec_sessions ();
+  test_agent_exec_concurrent ();
+  test_agent_exec_warm ();
   test_agent_spec ();
   test_agent_stop ();
   test_agent_signals ();

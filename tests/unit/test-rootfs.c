@@ -266,6 +266,68 @@ test_ext4 (const char *dir)
   TAP_OK (system (leftover) != 0, "ext4: no staging directory or temporary file is left behind");
 }
 
+/* An image workload's initramfs: the agent and the modules, no /workload, under a key of its own. */
+static void
+test_no_workload (const char *dir)
+{
+  cleanup_free char *agent = nex_xasprintf ("%s/agent", dir);
+  cleanup_free char *workload = nex_xasprintf ("%s/workload", dir);
+  cleanup_free char *out = nex_xasprintf ("%s/image-noworkload.cpio", dir);
+  nex_rootfs_spec_t spec = { .workload_path = workload, .agent_path = agent };
+  char with[65] = "", without[65] = "";
+  nex_rootfs_key (NEX_ROOTFS_INITRAMFS, &spec, with, NULL);
+  spec.workload_path = NULL;
+  cleanup_error nex_error_t err = NULL;
+  nex_rootfs_key (NEX_ROOTFS_INITRAMFS, &spec, without, &err);
+  TAP_OK (without[0] && strcmp (with, without) != 0, "no workload: a key of its own");
+  TAP_OK (nex_rootfs_write (NEX_ROOTFS_INITRAMFS, &spec, out, &err) == 0, "no workload: written (%s)",
+          err ? err->msg : "ok");
+  size_t len = 0;
+  cleanup_free char *buf = nex_file_read (out, 1 << 20, &len, NULL);
+  entry_t es[32];
+  int n = buf ? read_newc ((uint8_t *)buf, len, es, 32) : -1;
+  TAP_OK (n > 0 && find (es, n, "init") && find (es, n, "workload") == NULL, "no workload: /init and no /workload");
+}
+
+/* An image's tree as an ext4 disk: the shifted owners (host 100000 + uid) recorded as the image's own. */
+static void
+test_tree_ext4 (const char *dir)
+{
+  if (!test_have_program ("mkfs.ext4") || !test_have_program ("debugfs") || geteuid () != 0)
+    {
+      TAP_SKIP ("tree ext4: needs root, mkfs.ext4 and debugfs");
+      return;
+    }
+  cleanup_free char *tree = nex_xasprintf ("%s/tree", dir);
+  cleanup_free char *home = nex_xasprintf ("%s/home", tree);
+  cleanup_free char *file = nex_xasprintf ("%s/home/hello", tree);
+  cleanup_free char *out = nex_xasprintf ("%s/tree.ext4", dir);
+  mkdir (tree, 0755);
+  mkdir (home, 0750);
+  test_write_text (file, "HELLO", 0600);
+  int owned
+      = chown (tree, 100000, 100000) == 0 && chown (home, 101000, 101000) == 0 && chown (file, 101000, 102000) == 0;
+  cleanup_error nex_error_t err = NULL;
+  TAP_OK (owned && nex_rootfs_tree_ext4 (tree, out, 100000, &err) == 0, "tree ext4: written (%s)",
+          err ? err->msg : "ok");
+  struct stat st = { 0 };
+  stat (out, &st);
+  TAP_OK (st.st_uid == 0 && (st.st_mode & 0777) == 0444, "tree ext4: root's, read-only (%o)", st.st_mode & 0777);
+  cleanup_free char *cmd
+      = nex_xasprintf ("debugfs -R 'stat /home/hello' %s 2>/dev/null | grep -c 'User:  1000   Group:  2000'; "
+                       "debugfs -R 'cat /home/hello' %s 2>/dev/null",
+                       out, out);
+  FILE *p = popen (cmd, "r");
+  char got[64] = "";
+  size_t n = p ? fread (got, 1, sizeof got - 1, p) : 0;
+  if (p)
+    pclose (p);
+  got[n] = '\0';
+  TAP_OK (strcmp (got, "1\nHELLO") == 0, "tree ext4: the image's owners and bytes (read back: `%s`)", got);
+  cleanup_free char *leftover = nex_xasprintf ("ls -d %s/tree.ext4.* 2>/dev/null | grep -q .", dir);
+  TAP_OK (system (leftover) != 0, "tree ext4: no temporary file is left behind");
+}
+
 int
 main (void)
 {
@@ -276,5 +338,7 @@ main (void)
   test_bzimage ();
   test_initramfs (dir);
   test_ext4 (dir);
+  test_no_workload (dir);
+  test_tree_ext4 (dir);
   return tap_done ();
 }

@@ -432,7 +432,8 @@ static const refusal_t base_refusals[] = {
   { "\"description\":7", "description", "must be a string" },
   { "\"description\":\"a\\u0000b\"", "description", "must not contain NUL bytes" },
   /* resources */
-  { "\"resources\":[]", "resources", "must be an object {vcpus, memory_mb, pids, disk_mb}" },
+  { "\"resources\":[]", "resources", "must be an object {vcpus, memory_mb, pids, disk_mb, net_mbps}" },
+  { "\"resources\":{\"net_mbps\":10}", "resources.net_mbps", "needs network bridge" },
   { "\"resources\":64", "resources", NULL },
   { "\"resources\":{\"memory\":64}", "resources.memory", "unknown field" },
   { "\"resources\":{\"vcpus\":\"1\"}", "resources.vcpus", "must be a number" },
@@ -631,6 +632,8 @@ test_resources (void)
     { "\"disk_mb\":0", 0, "resources.disk_mb" },
     { "\"disk_mb\":1048576", 1, NULL },
     { "\"disk_mb\":1048577", 0, "resources.disk_mb" },
+    { "\"net_mbps\":0", 0, "resources.net_mbps" },
+    { "\"net_mbps\":100001", 0, "resources.net_mbps" },
     { "\"vcpus\":null,\"memory_mb\":null", 1, NULL },
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -645,6 +648,28 @@ test_resources (void)
       else
         refused (text, cases[i].field, "must be from ");
     }
+}
+
+/* resources.net_mbps with network bridge: kept, shown, read back from the stored JSON; absent, not shown. */
+static void
+test_net_mbps (void)
+{
+  nex_workload_t w;
+  if (accepted ("{" BASE ",\"network\":\"bridge\",\"resources\":{\"net_mbps\":100000}}", &w) < 0)
+    return;
+  cleanup_json json_t *shown = nex_resources_to_json (&w.resources);
+  nex_resources_t back;
+  nex_resources_from_json (shown, &back);
+  TAP_OK (w.resources.net_mbps == 100000 && json_integer_value (json_object_get (shown, "net_mbps")) == 100000
+              && back.net_mbps == 100000,
+          "resources.net_mbps 100000 kept, shown and read back");
+  nex_workload_release (&w);
+  if (accepted ("{" BASE ",\"network\":\"bridge\"}", &w) < 0)
+    return;
+  cleanup_json json_t *plain = nex_resources_to_json (&w.resources);
+  TAP_OK (w.resources.net_mbps == 0 && json_object_get (plain, "net_mbps") == NULL,
+          "no resources.net_mbps: none, and not shown");
+  nex_workload_release (&w);
 }
 
 static void
@@ -918,6 +943,7 @@ main (void)
   test_env ();
   test_description ();
   test_resources ();
+  test_net_mbps ();
   test_restart_refusals ();
   test_capabilities ();
   test_cwd ();
