@@ -1294,6 +1294,90 @@ cmd_resume (cli_t *cli, int argc, char **argv)
   return pause_or_resume (cli, argc, argv, "resume", "running");
 }
 
+/* --- nex snapshot | snapshot ls | rm | restore -------------------------------------------------------------- */
+
+/* Snapshots a microVM workload; prints the snapshot's id (its size and artifact with --json). */
+static int
+cmd_snapshot (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex snapshot ID [--json]", pos, 1) != 1)
+    fail_usage ("which workload? (usage: nex snapshot ID; a microVM's)");
+  cleanup_free char *path = nex_xasprintf ("/v1/workloads/%s/snapshot", workload_id_arg (pos[0]));
+  return call_and_print (cli, "POST", path, NULL, "id");
+}
+
+static int
+cmd_snapshot_ls (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_WORKLOAD
+  };
+  static flag_t flags[] = {
+    [F_WORKLOAD] = { "workload", 'w', 1, "only the snapshots of this workload" },
+    { NULL },
+  };
+  char *pos[1];
+  parse_args (cli, argc, argv, flags, "nex snapshot ls [--workload ID] [--json]", pos, 0);
+  cleanup_free char *path
+      = nex_client_path (cli->client, "/v1/snapshots", "workload", flag_value (&flags[F_WORKLOAD], NULL), NULL);
+  cleanup_error nex_error_t err = NULL;
+  cleanup_json json_t *r = NULL;
+  long status;
+  if (nex_client_call (cli->client, "GET", path, NULL, &status, &r, &err) < 0)
+    return fail_api (err);
+  if (cli->json)
+    {
+      print_json (r);
+      return 0;
+    }
+  printf ("%-36s  %-36s  %-20s  %12s  %s\n", "ID", "WORKLOAD", "NAME", "SIZE", "CREATED");
+  size_t i;
+  json_t *snap;
+  json_array_foreach (json_object_get (r, "snapshots"), i, snap)
+  {
+    printf ("%-36s  %-36s  %-20s  %12lld  %s\n", str (snap, "id", "?"), str (snap, "workload_id", "?"),
+            str (snap, "name", "?"), (long long)json_integer_value (json_object_get (snap, "size_bytes")),
+            str (snap, "created_at", "-"));
+  }
+  return 0;
+}
+
+static int
+cmd_snapshot_rm (cli_t *cli, int argc, char **argv)
+{
+  static flag_t flags[] = { { NULL } };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex snapshot rm SNAPSHOT [--json]", pos, 1) != 1)
+    fail_usage ("which snapshot? (usage: nex snapshot rm SNAPSHOT; see nex snapshot ls)");
+  cleanup_free char *path = nex_xasprintf ("/v1/snapshots/%s", pos[0]);
+  return call_and_print (cli, "DELETE", path, NULL, "id");
+}
+
+/* Deploys a workload from a snapshot; prints its id. */
+static int
+cmd_snapshot_restore (cli_t *cli, int argc, char **argv)
+{
+  enum
+  {
+    F_NAME,
+  };
+  static flag_t flags[] = {
+    [F_NAME] = { "name", 'n', 1, "the new workload's name (default: the snapshot's)" },
+    { NULL },
+  };
+  char *pos[1];
+  if (parse_args (cli, argc, argv, flags, "nex snapshot restore SNAPSHOT [--name NAME] [--json]", pos, 1) != 1)
+    fail_usage ("which snapshot? (usage: nex snapshot restore SNAPSHOT; see nex snapshot ls)");
+  cleanup_json json_t *body = json_pack ("{s:s}", "from_snapshot", pos[0]);
+  const char *name = flag_value (&flags[F_NAME], NULL);
+  if (name)
+    json_object_set_new (body, "name", json_string (name));
+  return call_and_print (cli, "POST", "/v1/workloads", body, "id");
+}
+
 /* --- nex wait --------------------------------------------------------------------------------------------------- */
 
 static int
@@ -1675,8 +1759,12 @@ static const command_t commands[] = {
   { "logs", cmd_logs, "print a workload's output (-f: follow it until it ends)" },
   { "events", cmd_events, "print the node's events (-f: follow them)" },
   { "stop", cmd_stop, "stop a workload (SIGTERM, then SIGKILL after the grace)" },
-  { "pause", cmd_pause, "freeze a running workload's processes (cgroup freezer); prints its state" },
+  { "pause", cmd_pause, "freeze a running workload (cgroup freezer; a QEMU VM's vCPUs); prints its state" },
   { "resume", cmd_resume, "thaw a paused workload; prints its state" },
+  { "snapshot ls", cmd_snapshot_ls, "list the node's VM snapshots" },
+  { "snapshot rm", cmd_snapshot_rm, "delete a VM snapshot (its file and record)" },
+  { "snapshot restore", cmd_snapshot_restore, "deploy a workload from a VM snapshot; prints its id" },
+  { "snapshot", cmd_snapshot, "write a microVM workload's state to a snapshot; prints the snapshot's id" },
   { "exec", cmd_exec, "run a command in a workload's sandbox (-it: a shell on a terminal there)" },
   { "wait", cmd_wait, "wait until a workload reaches a state (default: until it ends); print it" },
   { "token create", cmd_token_create, "create an API token (admin); prints its secret, once" },

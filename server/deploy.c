@@ -15,6 +15,7 @@
 #include "server/drivers/driver.h"
 #include "server/nats/secure.h"
 #include "server/net/net.h"
+#include "server/snapshot.h"
 #include "server/supervisor.h"
 
 /* What a deploy needs left on the data dir's file system: room for the state changes of its life (a few
@@ -84,8 +85,11 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
   if (nex_secure_take (node, plain, &secure, &secured, err) < 0)
     return -1;
   default_network (node, plain);
-  if (nex_workload_from_request (plain, node->cfg->default_driver, &w, err) < 0)
+  cleanup_free char *snapshot_id = NULL;
+  if (nex_snapshot_expand_request (node, plain, &snapshot_id, err) < 0
+      || nex_workload_from_request (plain, node->cfg->default_driver, &w, err) < 0)
     return -1;
+  w.from_snapshot = NEX_STEAL_PTR (snapshot_id);
   const nex_driver_t *d = nex_driver_find (w.driver);
   cleanup_free char *why = NULL;
   int stored_secure = 0;

@@ -496,7 +496,8 @@ nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, 
   "id, name, namespace, description, artifact, sha256, digest, argv, env, driver, state, reason, exit_code, "          \
   "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped, "              \
   "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start, network, labels, type, "         \
-  "trigger_subjects, function_timeout_s, max_concurrency, image, image_digest, entrypoint, cmd, user, process, net"
+  "trigger_subjects, function_timeout_s, max_concurrency, image, image_digest, entrypoint, cmd, user, process, net, "  \
+  "from_snapshot"
 
 /* The one row -> struct conversion, for a statement selecting WORKLOAD_COLUMNS.  Fills *OUT or fails. */
 static int
@@ -564,6 +565,7 @@ workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
   out->user = col_text (stmt, 39);
   if (sqlite3_column_type (stmt, 40) != SQLITE_NULL)
     out->process = col_json (stmt, 40, JSON_OBJECT);
+  out->from_snapshot = col_text (stmt, 42);
   /* An image workload's artifact is stored empty (the column is NOT NULL): it has none. */
   if (out->image && out->artifact && out->artifact[0] == '\0')
     {
@@ -614,7 +616,7 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
           db,
           "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
           "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, "
-          "?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42)",
+          "?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43)",
           DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
                    DB_TEXT (w->artifact ? w->artifact : ""), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv),
                    DB_TEXT (env), DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
@@ -627,7 +629,7 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
                    DB_TEXT (nex_workload_type_name (w->type)), DB_TEXT (triggers),
                    DB_OPT_INT (fn, w->function_timeout_s), DB_OPT_INT (fn, w->max_concurrency), DB_TEXT (w->image),
                    DB_TEXT (w->image_digest), DB_TEXT (entrypoint), DB_TEXT (cmd), DB_TEXT (w->user), DB_TEXT (process),
-                   DB_TEXT (net)),
+                   DB_TEXT (net), DB_TEXT (w->from_snapshot)),
           err)
       < 0)
     return -1;
@@ -1500,5 +1502,93 @@ nex_registry_workload_set_image (nex_registry_t *reg, const char *id, const char
                DB_ARGS (DB_TEXT (id), DB_TEXT (image_digest), DB_TEXT (text), DB_TEXT (argv)), err)
       < 0)
     return nex_error_wrap (err, "recording the image of workload `%s`", id);
+  return 0;
+}
+
+/* ---- snapshots ------------------------------------------------------------------------------------------- */
+
+#define SNAPSHOT_COLUMNS "id, workload_id, driver, path, created_at, size_bytes, spec"
+
+static void
+snapshot_from_row (sqlite3_stmt *stmt, nex_snapshot_row_t *out)
+{
+  memset (out, 0, sizeof *out);
+  snprintf (out->id, sizeof out->id, "%s", (const char *)sqlite3_column_text (stmt, 0));
+  snprintf (out->workload_id, sizeof out->workload_id, "%s", (const char *)sqlite3_column_text (stmt, 1));
+  out->driver = col_text (stmt, 2);
+  out->path = col_text (stmt, 3);
+  out->created_at = sqlite3_column_int64 (stmt, 4);
+  out->size_bytes = sqlite3_column_int64 (stmt, 5);
+  out->spec = col_json (stmt, 6, JSON_OBJECT);
+}
+
+void
+nex_snapshot_row_release (nex_snapshot_row_t *r)
+{
+  free (r->driver);
+  free (r->path);
+  json_decref (r->spec);
+  memset (r, 0, sizeof *r);
+}
+
+int
+nex_registry_snapshot_put (nex_registry_t *reg, const nex_snapshot_row_t *row, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_free char *spec = json_text (row->spec, "{}");
+  if (db_exec (reg->db, "INSERT INTO snapshots (" SNAPSHOT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+               DB_ARGS (DB_TEXT (row->id), DB_TEXT (row->workload_id), DB_TEXT (row->driver), DB_TEXT (row->path),
+                        DB_INT (row->created_at), DB_INT (row->size_bytes), DB_TEXT (spec)),
+               err)
+      < 0)
+    return nex_error_wrap (err, "storing snapshot `%s`", row->id);
+  return 0;
+}
+
+int
+nex_registry_snapshot_get (nex_registry_t *reg, const char *id, nex_snapshot_row_t *out, nex_error_t *err)
+{
+  memset (out, 0, sizeof *out);
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db, "SELECT " SNAPSHOT_COLUMNS " FROM snapshots WHERE id = ?1", DB_ARGS (DB_TEXT (id)), err);
+  int row = stmt ? db_step (reg->db, stmt, err) : -1;
+  if (row > 0)
+    snapshot_from_row (stmt, out);
+  return row;
+}
+
+int
+nex_registry_snapshot_list (nex_registry_t *reg, const char *workload_id, nex_snapshot_row_t **out, size_t *n,
+                            nex_error_t *err)
+{
+  *out = NULL;
+  *n = 0;
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (reg->db,
+                    "SELECT " SNAPSHOT_COLUMNS " FROM snapshots WHERE ?1 IS NULL OR workload_id = ?1 "
+                    "ORDER BY created_at, id",
+                    DB_ARGS (DB_TEXT (workload_id)), err);
+  if (stmt == NULL)
+    return -1;
+  int row;
+  while ((row = db_step (reg->db, stmt, err)) > 0)
+    {
+      *out = nex_xrealloc (*out, (*n + 1) * sizeof **out);
+      snapshot_from_row (stmt, &(*out)[(*n)++]);
+    }
+  return row < 0 ? -1 : 0;
+}
+
+int
+nex_registry_snapshot_delete (nex_registry_t *reg, const char *id, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  int64_t gone = db_exec (reg->db, "DELETE FROM snapshots WHERE id = ?1", DB_ARGS (DB_TEXT (id)), err);
+  if (gone < 0)
+    return nex_error_wrap (err, "deleting snapshot `%s`", id);
+  if (gone == 0)
+    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no snapshot %s", id);
   return 0;
 }

@@ -284,4 +284,34 @@ int nex_registry_blob_in_use (nex_registry_t *reg, const char *blob, nex_error_t
 int nex_registry_workload_set_image (nex_registry_t *reg, const char *id, const char *image_digest,
                                      const json_t *process, nex_error_t *err);
 
+/* --- snapshots (schema 011; snapshot.h) -------------------------------------------------------------------- */
+
+/* A VM snapshot's record. */
+typedef struct nex_snapshot_row
+{
+  char id[NEX_ID_LEN + 1];
+  char workload_id[NEX_ID_LEN + 1]; /* the workload it was taken of */
+  char *driver;                     /* the driver that wrote it (and alone can restore it) */
+  char *path;                       /* the file holding the VM's state */
+  int64_t created_at;               /* Unix ms */
+  int64_t size_bytes;
+  json_t *spec; /* object: what a restore repeats (snapshot.c) */
+} nex_snapshot_row_t;
+
+void nex_snapshot_row_release (nex_snapshot_row_t *r);
+
+/* Stores snapshot ROW (a new id). */
+int nex_registry_snapshot_put (nex_registry_t *reg, const nex_snapshot_row_t *row, nex_error_t *err);
+
+/* Snapshot ID into *OUT (release it): 1, 0 when there is none, -1. */
+int nex_registry_snapshot_get (nex_registry_t *reg, const char *id, nex_snapshot_row_t *out, nex_error_t *err);
+
+/* The snapshots (of workload WORKLOAD_ID, or every one when NULL), oldest first, into *OUT (N of them; release
+ * each and free the array).  0 or -1. */
+int nex_registry_snapshot_list (nex_registry_t *reg, const char *workload_id, nex_snapshot_row_t **out, size_t *n,
+                                nex_error_t *err);
+
+/* Removes snapshot ID's record: 0, or -1 (NEX_ERR_NOT_FOUND when there is none). */
+int nex_registry_snapshot_delete (nex_registry_t *reg, const char *id, nex_error_t *err);
+
 #endif

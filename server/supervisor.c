@@ -32,6 +32,7 @@
 #include "server/metrics.h"
 #include "server/nats/secure.h"
 #include "server/net/net.h"
+#include "server/snapshot.h"
 
 #define AGENT_KILL_SLACK_MS 5000     /* after the grace, how long the agent has to report before it is killed */
 #define RESTART_BASE_MS 200          /* first restart delay; doubled for every restart already done */
@@ -462,10 +463,19 @@ do_signal (nex_supervisor_t *sup, const char *id, int sig)
   send_json (e, NEX_WIRE_SIGNAL, json_pack ("{s:i}", "signal", sig));
 }
 
-/* Freezes or thaws E's cgroup (every driver places its environment in one); 0 or -1 with ERR. */
+/* Pauses or continues E: by its driver's own means (a VM's QMP stop/cont), else by freezing or thawing its
+ * cgroup (every driver places its environment in one); 0 or -1 with ERR. */
 static int
 freeze (nex_supervisor_t *sup, nex_sup_entry_t *e, int frozen, nex_error_t *err)
 {
+  int done = nex_driver_pause (e->driver, &e->inst, frozen, err);
+  if (done < 0)
+    return -1;
+  if (done)
+    {
+      e->paused = frozen;
+      return 0;
+    }
   if (sup->node->cgroups == NULL)
     return nex_error_set (err, NEX_ERR_UNAVAILABLE, "this node has no cgroups to freeze workloads with");
   if (nex_cgroups_freeze (sup->node->cgroups, e->id, frozen, err) < 0)
@@ -1047,9 +1057,11 @@ launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const c
                      .net_ifname = ifname,
                      .place = place_in_cgroup,
                      .place_ctx = &where };
+  cleanup_free char *snapshot_path = w.from_snapshot ? nex_snapshot_file (node, w.from_snapshot, &err) : NULL;
+  l.snapshot_path = snapshot_path;
   cleanup_with (nex_instance_release) nex_instance_t inst = { 0 };
   int64_t t_start = nex_clock_mono_ms ();
-  if (nex_driver_start (d, &l, &inst, &err) < 0)
+  if ((w.from_snapshot && snapshot_path == NULL) || nex_driver_start (d, &l, &inst, &err) < 0)
     {
       nex_cgroups_destroy (node->cgroups, id, NULL);
       nex_sup_fail_workload (sup, id, err->msg);
@@ -1058,7 +1070,17 @@ launch (nex_supervisor_t *sup, const char *id, const nex_workload_t *wp, const c
   int64_t t_done = nex_clock_mono_ms ();
   nex_debug ("workload %s: fetch %lld ms, cgroup %lld ms, sandbox %lld ms", id, (long long)(t_cgroup - t_fetch),
              (long long)(t_start - t_cgroup), (long long)(t_done - t_start));
-  watch_environment (sup, id, d, &inst, digest);
+  nex_sup_entry_t *e = watch_environment (sup, id, d, &inst, digest);
+  if (e != NULL && w.from_snapshot)
+    {
+      /* Restored: the agent runs the workload already (its HELLO says running, which makes the workload
+       * running).  On a stream it greeted its first host long ago: it is greeted as after a nexd restart. */
+      e->start_sent = 1;
+      if (d->stream_endpoint)
+        nex_sup_greet (sup, e);
+      else
+        e->hello_by = nex_clock_mono_ms () + AGENT_HELLO_TIMEOUT_MS;
+    }
 }
 
 /* Image workload ID's image DIGEST is in the store: resolve its process, record it, launch. */

@@ -192,6 +192,7 @@ nex_workload_release (nex_workload_t *w)
   free (w->user);
   json_decref (w->process);
   json_decref (w->net);
+  free (w->from_snapshot);
   memset (w, 0, sizeof *w);
 }
 
@@ -890,6 +891,7 @@ nex_workload_to_json (const nex_workload_t *w)
   json_object_set_new (o, "cmd", w->cmd ? json_deep_copy (w->cmd) : json_null ());
   json_object_set_new (o, "user", string_or_null (w->user));
   json_object_set_new (o, "process", w->process ? json_deep_copy (w->process) : json_null ());
+  json_object_set_new (o, "from_snapshot", string_or_null (w->from_snapshot));
   return o;
 }
 

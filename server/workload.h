@@ -141,6 +141,7 @@ typedef struct nex_workload
   /* Network "bridge" (schema 009): the validated spec with what the node assigned (server/net/spec.h:
    * {address, ports, egress, nats}); NULL for none and host. */
   json_t *net;
+  char *from_snapshot; /* the snapshot (schema 011, snapshot.h) this workload's VM was restored from, or NULL */
 } nex_workload_t;
 
 /* Frees what W owns and zeroes it.  Safe on a zeroed struct. */

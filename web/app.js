@@ -462,11 +462,22 @@
         if (!(await confirmAction(`Send ${sigSel.value} to ${w.name}?`))) return;
         try { await api('POST', `/v1/workloads/${encodeURIComponent(id)}/signal`, { signal: sigSel.value }); } catch (e) { banner(e.message); }
       } }, 'Send signal');
-      // Pause freezes the workload's processes (cgroup freezer); the state follows as an event.
+      // Pause freezes the workload's processes (cgroup freezer; a QEMU VM's vCPUs); the state follows as an event.
       const paused = w.state === 'paused';
       const pause = h('button', { type: 'button', 'data-testid': 'pause', disabled: !(w.state === 'running' || paused), onclick: async () => {
         try { await api('POST', `/v1/workloads/${encodeURIComponent(id)}/${paused ? 'resume' : 'pause'}`); } catch (e) { banner(e.message); }
       } }, paused ? 'Resume' : 'Pause');
+      // A microVM's snapshot (its whole state to a file on the node); offered as a new workload at once.
+      const vm = w.driver === 'qemu' || w.driver === 'firecracker';
+      const snapshot = vm ? h('button', { type: 'button', 'data-testid': 'snapshot', disabled: !(w.state === 'running' || paused), onclick: async () => {
+        try {
+          const s = await api('POST', `/v1/workloads/${encodeURIComponent(id)}/snapshot`);
+          const mib = (s.size_bytes / 1048576).toFixed(1);
+          if (!(await confirmAction(`Snapshot ${s.id} written (${mib} MiB). Start a new workload from it now?`))) return;
+          const n = await api('POST', '/v1/workloads', { from_snapshot: s.id, name: w.name });
+          location.hash = `#/workloads/${n.id}`;
+        } catch (e) { banner(e.message); }
+      } }, 'Snapshot') : null;
       const redeploy = h('button', { type: 'button', onclick: async () => {
         if (!(await confirmAction(`Deploy ${w.name} again with the same spec?`))) return;
         const spec = w.image ? { name: w.name, namespace: w.namespace, image: w.image, env: w.env }
@@ -502,7 +513,7 @@
       const exitText = w.exit_code !== null && w.exit_code !== undefined ? `exit code ${w.exit_code}` : w.exit_signal ? `signal ${w.exit_signal}` : '—';
       root.replaceChildren(
         h('h1', {}, w.name, ' ', badge(w.state)),
-        h('div', { class: 'toolbar' }, stop, pause, sigSel, signal, redeploy),
+        h('div', { class: 'toolbar' }, stop, pause, snapshot, sigSel, signal, redeploy),
         h('div', { class: 'grid' },
           h('section', { class: 'card', 'aria-labelledby': 'spec-h' }, h('h2', { id: 'spec-h' }, 'Spec'),
             h('dl', { class: 'kv' },

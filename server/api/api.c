@@ -99,19 +99,13 @@ typedef struct request_ctx
   int timed_out;          /* resumed because the deadline passed */
 } request_ctx_t;
 
-static const nex_api_route_t *const route_tables[] = { nex_api_node_routes,
-                                                       nex_api_workload_routes,
-                                                       nex_api_sandbox_routes,
-                                                       nex_api_artifact_routes,
-                                                       nex_api_event_routes,
-                                                       nex_api_wait_routes,
-                                                       nex_api_token_routes,
-                                                       nex_api_image_routes,
-                                                       nex_api_health_routes,
-                                                       nex_api_metrics_routes,
-                                                       nex_api_docs_routes,
-                                                       nex_api_cluster_routes,
-                                                       NULL };
+static const nex_api_route_t *const route_tables[] = { nex_api_node_routes,     nex_api_workload_routes,
+                                                       nex_api_sandbox_routes,  nex_api_artifact_routes,
+                                                       nex_api_event_routes,    nex_api_wait_routes,
+                                                       nex_api_token_routes,    nex_api_image_routes,
+                                                       nex_api_snapshot_routes, nex_api_health_routes,
+                                                       nex_api_metrics_routes,  nex_api_docs_routes,
+                                                       nex_api_cluster_routes,  NULL };
 static const nex_api_upload_route_t *const upload_tables[] = { nex_api_artifact_uploads, nex_api_image_uploads, NULL };
 
 const char *

@@ -133,7 +133,8 @@ extern const nex_api_route_t nex_api_event_routes[];
 extern const nex_api_route_t nex_api_wait_routes[];
 extern const nex_api_ws_route_t nex_api_ws_routes[];
 extern const nex_api_route_t nex_api_token_routes[];
-extern const nex_api_route_t nex_api_image_routes[]; /* api/images.c */
+extern const nex_api_route_t nex_api_image_routes[];    /* api/images.c */
+extern const nex_api_route_t nex_api_snapshot_routes[]; /* VM snapshots (api/snapshots.c) */
 extern const nex_api_route_t nex_api_health_routes[];
 extern const nex_api_route_t nex_api_metrics_routes[];
 extern const nex_api_route_t nex_api_docs_routes[];

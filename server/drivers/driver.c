@@ -58,6 +58,8 @@ nex_driver_accel (const nex_driver_t *d, char **kvm_reason)
 int
 nex_driver_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex_error_t *err)
 {
+  if (l->snapshot_path && d->snapshot == NULL)
+    return nex_error_set (err, NEX_ERR_INVALID, "the %s driver cannot restore a snapshot", d->name);
   if (nex_mkdir_p (l->run_dir, 0700, err) < 0)
     return -1;
   if (d->start (d, l, out, err) < 0)
@@ -111,6 +113,50 @@ nex_driver_describe_end (const nex_driver_t *d, const nex_instance_t *i, int rea
   if (d->describe_end == NULL || i->run_dir == NULL)
     return NULL;
   return d->describe_end (d, i, reaped, wait_status);
+}
+
+int
+nex_driver_pause (const nex_driver_t *d, const nex_instance_t *i, int paused, nex_error_t *err)
+{
+  return d->pause ? d->pause (d, i, paused, err) : 0;
+}
+
+int
+nex_driver_snapshot (const nex_driver_t *d, const nex_instance_t *i, const char *path, int was_paused, nex_error_t *err)
+{
+  if (d->snapshot == NULL)
+    return nex_error_set (err, NEX_ERR_INVALID, "snapshots are for microVMs: the %s driver cannot take one", d->name);
+  return d->snapshot (d, i, path, was_paused, err);
+}
+
+int64_t
+nex_driver_snapshot_size (const nex_driver_t *d, const char *path)
+{
+  struct stat st;
+  if (stat (path, &st) < 0)
+    return -1;
+  int64_t total = (int64_t)st.st_size;
+  for (size_t k = 0; d->snapshot_suffixes && d->snapshot_suffixes[k]; k++)
+    {
+      cleanup_free char *more = nex_xasprintf ("%s%s", path, d->snapshot_suffixes[k]);
+      if (stat (more, &st) == 0)
+        total += (int64_t)st.st_size;
+    }
+  return total;
+}
+
+int
+nex_driver_snapshot_remove (const nex_driver_t *d, const char *path, nex_error_t *err)
+{
+  for (size_t k = 0; d->snapshot_suffixes && d->snapshot_suffixes[k]; k++)
+    {
+      cleanup_free char *more = nex_xasprintf ("%s%s", path, d->snapshot_suffixes[k]);
+      if (unlink (more) < 0 && errno != ENOENT)
+        return nex_error_sys (err, errno, "remove the snapshot file `%s`", more);
+    }
+  if (unlink (path) < 0 && errno != ENOENT)
+    return nex_error_sys (err, errno, "remove the snapshot file `%s`", path);
+  return 0;
 }
 
 int

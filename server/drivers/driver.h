@@ -15,6 +15,7 @@
 #ifndef NEX_DRIVER_H
 #define NEX_DRIVER_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/error.h"
@@ -52,6 +53,9 @@ typedef struct nex_launch
                /workload stays an empty file until nex_sandbox_fill binds the executable on it */
   const char *digest;             /* SHA-256 of the artifact (64 hex digits): names cached VM images */
   const nex_workload_t *workload; /* the whole record, for what only some drivers use (a VM's size) */
+  const char *snapshot_path;      /* restore the environment from this file (the driver's snapshot op wrote it,
+                                     of a VM launched alike) instead of booting; NULL: boot.  The restored agent
+                                     runs the workload already: the supervisor greets it (stream_endpoint) */
 } nex_launch_t;
 
 /* One launched environment.  Owned by the supervisor; released with nex_instance_release. */
@@ -133,7 +137,37 @@ struct nex_driver
   /* The accelerator the driver's next environment gets ("kvm" or "tcg"), shown in GET /v1/node, with
    * *KVM_REASON (caller frees) saying why KVM is not used or not usable, NULL when it is. */
   const char *(*accel) (const nex_driver_t *d, char **kvm_reason);
+
+  /* Stops (PAUSED 1) or continues (0) everything that runs in I by the VMM's own means (a VM's vCPUs), so that
+   * it keeps its memory and uses no CPU.  Returns 1 when done, 0 when I has no such means (a VM from before they
+   * existed: the caller freezes its cgroup instead), -1 with *ERR.  NULL: the caller freezes the cgroup. */
+  int (*pause) (const nex_driver_t *d, const nex_instance_t *i, int paused, nex_error_t *err);
+
+  /* Writes I's whole state (memory, devices, vCPUs) to the new file PATH (mode 0600), with the guest stopped
+   * meanwhile and continued after unless WAS_PAUSED, so that start with snapshot_path = PATH resumes it there.
+   * 0, or -1 with *ERR (PATH then removed).  NULL: the driver cannot snapshot; start refuses snapshot_path. */
+  int (*snapshot) (const nex_driver_t *d, const nex_instance_t *i, const char *path, int was_paused, nex_error_t *err);
+  /* The files beside PATH that the snapshot op also writes, as suffixes of PATH (".mem": PATH.mem), NULL-terminated;
+   * a snapshot is PATH and these, sized and removed together.  NULL: PATH alone. */
+  const char *const *snapshot_suffixes;
+  /* The file of vm_kernel_dir the driver boots ("vmlinuz", "vmlinux"), recorded with its snapshots; NULL: none. */
+  const char *kernel_file;
 };
+
+/* Pauses or continues I (see the pause op): 1 when D did it, 0 when the caller must freeze I's cgroup, -1.
+ * Supervisor thread. */
+int nex_driver_pause (const nex_driver_t *d, const nex_instance_t *i, int paused, nex_error_t *err);
+
+/* Writes I's state to PATH (see the snapshot op); NEX_ERR_INVALID when D cannot.  Any thread (it may take
+ * seconds: the guest's memory is written out). */
+int nex_driver_snapshot (const nex_driver_t *d, const nex_instance_t *i, const char *path, int was_paused,
+                         nex_error_t *err);
+
+/* The bytes of D's snapshot at PATH (PATH and its snapshot_suffixes files), or -1 when PATH is missing. */
+int64_t nex_driver_snapshot_size (const nex_driver_t *d, const char *path);
+
+/* Removes D's snapshot at PATH (PATH and its snapshot_suffixes files; missing ones are no error).  0 or -1. */
+int nex_driver_snapshot_remove (const nex_driver_t *d, const char *path, nex_error_t *err);
 
 /* The driver called NAME, or NULL. */
 const nex_driver_t *nex_driver_find (const char *name);

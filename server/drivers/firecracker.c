@@ -28,7 +28,8 @@
  * workload) and ends the process after a short wait.  Firecracker needs KVM: without a usable KVM (KVM's verdict,
  * kvm.h: a probe guest ran, or with kvm_probe off the device opens; vm_accel does not apply) or
  * without the binary, probe says so and deploys are refused up front (503, the API's answer to an unavailable
- * driver).  Network interfaces and the jailer are not used yet. */
+ * driver).  Pause, snapshots and restores (PATCH /vm, PUT /snapshot/create and /snapshot/load instead of the boot
+ * configuration) are firecracker-snapshot.c's.  The jailer is not used yet. */
 #include "server/drivers/driver.h"
 
 #include <dirent.h>
@@ -52,6 +53,7 @@
 #include "rootfs/layout.h"
 #include "rootfs/rootfs.h"
 #include "server/clock.h"
+#include "server/drivers/firecracker-internal.h"
 #include "server/drivers/kvm.h"
 #include "server/drivers/vm-image.h"
 #include "server/drivers/vm.h"
@@ -113,10 +115,8 @@ reply_write (char *data, size_t size, size_t nmemb, void *ctx)
   return n; /* the rest of an oversized reply is dropped, not an error */
 }
 
-/* PUT PATH with BODY (stolen) on the API socket SOCK.  0 on a 2xx answer; otherwise -1 with Firecracker's
- * fault_message when it gave one. */
-static int
-fc_put (const char *sock, const char *path, json_t *body, long timeout_ms, nex_error_t *err)
+int
+nex_fc_call (const char *sock, const char *method, const char *path, json_t *body, long timeout_ms, nex_error_t *err)
 {
   cleanup_json json_t *b = body;
   cleanup_free char *text = json_dumps (b, JSON_COMPACT);
@@ -129,7 +129,7 @@ fc_put (const char *sock, const char *path, json_t *body, long timeout_ms, nex_e
   headers = curl_slist_append (headers, "Accept: application/json");
   curl_easy_setopt (c, CURLOPT_UNIX_SOCKET_PATH, sock);
   curl_easy_setopt (c, CURLOPT_URL, url);
-  curl_easy_setopt (c, CURLOPT_CUSTOMREQUEST, "PUT");
+  curl_easy_setopt (c, CURLOPT_CUSTOMREQUEST, method);
   curl_easy_setopt (c, CURLOPT_POSTFIELDS, text);
   curl_easy_setopt (c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt (c, CURLOPT_TIMEOUT_MS, timeout_ms);
@@ -142,15 +142,21 @@ fc_put (const char *sock, const char *path, json_t *body, long timeout_ms, nex_e
   curl_slist_free_all (headers);
   curl_easy_cleanup (c);
   if (rc != CURLE_OK)
-    return nex_error_set (err, NEX_ERR_SYSTEM, "firecracker API PUT %s: %s", path, curl_easy_strerror (rc));
+    return nex_error_set (err, NEX_ERR_SYSTEM, "firecracker API %s %s: %s", method, path, curl_easy_strerror (rc));
   if (status < 200 || status > 299)
     {
       cleanup_json json_t *j = json_loadb (reply->buf, reply->len, 0, NULL);
       const char *fault = json_string_value (json_object_get (j, "fault_message"));
-      return nex_error_set (err, NEX_ERR_SYSTEM, "firecracker API PUT %s answered %ld: %.300s", path, status,
+      return nex_error_set (err, NEX_ERR_SYSTEM, "firecracker API %s %s answered %ld: %.300s", method, path, status,
                             fault ? fault : reply->buf);
     }
   return 0;
+}
+
+static int
+fc_put (const char *sock, const char *path, json_t *body, long timeout_ms, nex_error_t *err)
+{
+  return nex_fc_call (sock, "PUT", path, body, timeout_ms, err);
 }
 
 /* Waits until the API socket accepts connections (Firecracker creates it at start). */
@@ -272,7 +278,10 @@ fc_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, nex
   char *argv[] = { fc, (char *)"--api-sock", api, (char *)"--id", id, NULL };
   /* Until it is handed to OUT, a failure SIGKILLs and reaps the VMM (cleanup_pid). */
   cleanup_pid pid_t pid = nex_vm_spawn (l, fc, argv, log, NULL, 0, err);
-  if (pid < 0 || fc_wait_api (api, pid, err) < 0 || fc_configure (l, api, vsock, kernel, rootfs, initrd, disk, err) < 0)
+  if (pid < 0 || fc_wait_api (api, pid, err) < 0
+      || (l->snapshot_path ? nex_fc_restore (l->snapshot_path, api, vsock, err)
+                           : fc_configure (l, api, vsock, kernel, rootfs, initrd, disk, err))
+             < 0)
     return -1;
   out->pid = NEX_STEAL_PID (pid);
   out->endpoint = NEX_STEAL_PTR (vsock);
@@ -370,4 +379,8 @@ const nex_driver_t nex_driver_firecracker = {
   .describe_end = fc_describe_end,
   .sized_by_guest = 1,
   .accel = fc_accel,
+  .pause = nex_fc_pause,
+  .snapshot = nex_fc_snapshot,
+  .snapshot_suffixes = nex_fc_snapshot_suffixes,
+  .kernel_file = "vmlinux",
 };

@@ -15,6 +15,8 @@
  *   console         the guest's ttyS0 (kernel messages, the agent's diagnostics), on run_dir/console.sock the
  *                   same way, also logged by QEMU to run_dir/console.log; nexd stores it as the `console` stream
  *   qemu.log        QEMU's own stdout and stderr (why it refused to start, if it did)
+ *   qmp.sock        QEMU's QMP monitor, handed over the same way: pause, resume and snapshots
+ *                   (qemu-snapshot.c); a restore from a snapshot adds `-incoming fd:N` on its file
  *
  * QEMU runs in a session of its own and is not stopped when nexd stops: workloads outlive nexd, which finds the
  * VM again by its recorded pid and socket.  The agent's channel is a stream (the agent cannot tell a new host
@@ -32,6 +34,7 @@
 #include "server/drivers/driver.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,13 +50,15 @@
 #include "rootfs/layout.h"
 #include "rootfs/rootfs.h"
 #include "server/drivers/kvm.h"
+#include "server/drivers/qemu-internal.h"
 #include "server/drivers/vm-image.h"
 #include "server/drivers/vm.h"
 
-#define QEMU_MAX_ARGS 48
+#define QEMU_MAX_ARGS 56
 #define QEMU_MODULES "modules/qemu" /* in the kernel dir: what the agent loads to reach /dev/hvc0 */
 
-static const char *const run_files[] = { "agent.sock", "console.sock", "console.log", "qemu.log", "qemu.pid", NULL };
+static const char *const run_files[]
+    = { "agent.sock", "console.sock", "console.log", "qemu.log", "qemu.pid", NEX_QEMU_QMP_SOCK, NULL };
 
 static int
 qemu_probe (const nex_driver_t *d, char **reason)
@@ -154,7 +159,12 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
   cleanup_free char *pidfile = nex_xasprintf ("%s/qemu.pid", l->run_dir);
   cleanup_close int agent_fd = nex_driver_listen_unix (agent_sock, err);
   cleanup_close int console_fd = agent_fd < 0 ? -1 : nex_driver_listen_unix (console_sock, err);
-  if (agent_fd < 0 || console_fd < 0)
+  cleanup_free char *qmp_sock = nex_xasprintf ("%s/" NEX_QEMU_QMP_SOCK, l->run_dir);
+  cleanup_close int qmp_fd = console_fd < 0 ? -1 : nex_driver_listen_unix (qmp_sock, err);
+  cleanup_close int incoming_fd = -1;
+  if (qmp_fd >= 0 && l->snapshot_path && (incoming_fd = open (l->snapshot_path, O_RDONLY | O_CLOEXEC)) < 0)
+    return nex_error_sys (err, errno, "open the snapshot `%s`", l->snapshot_path);
+  if (agent_fd < 0 || console_fd < 0 || qmp_fd < 0)
     return -1;
 
   int64_t memory_mib, vcpus;
@@ -219,8 +229,24 @@ qemu_start (const nex_driver_t *d, const nex_launch_t *l, nex_instance_t *out, n
   add (&a, "-pidfile");
   add (&a, "%s", pidfile);
 
-  int keep[3] = { agent_fd, console_fd, l->net_guest ? l->net_tap_fd : -1 };
-  pid_t pid = nex_vm_spawn (l, qemu, a.v, qemu_log, keep, l->net_guest ? 3 : 2, err);
+  int keep[5] = { agent_fd, console_fd, l->net_guest ? l->net_tap_fd : -1 };
+  int n_keep = l->net_guest ? 3 : 2;
+  /* QMP (qemu-snapshot.c: pause, resume, snapshot), and a restore's migration stream: descriptors after those. */
+  add (&a, "-chardev");
+  add (&a, "socket,id=qmp,fd=%d,server=on,wait=off", 3 + n_keep);
+  keep[n_keep++] = qmp_fd;
+  add (&a, "-mon");
+  add (&a, "chardev=qmp,mode=control");
+  /* A snapshot is taken with the VM stopped; without the run state in the stream, a restore starts running. */
+  add (&a, "-global");
+  add (&a, "migration.store-global-state=off");
+  if (incoming_fd >= 0)
+    {
+      add (&a, "-incoming");
+      add (&a, "fd:%d", 3 + n_keep);
+      keep[n_keep++] = incoming_fd;
+    }
+  pid_t pid = nex_vm_spawn (l, qemu, a.v, qemu_log, keep, n_keep, err);
   if (pid < 0)
     return -1;
   out->pid = pid;
@@ -303,4 +329,7 @@ const nex_driver_t nex_driver_qemu = {
   .describe_end = qemu_describe_end,
   .fall_back = qemu_fall_back,
   .accel = qemu_accel,
+  .pause = nex_qemu_pause,
+  .snapshot = nex_qemu_snapshot,
+  .kernel_file = "vmlinuz",
 };

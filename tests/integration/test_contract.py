@@ -51,6 +51,11 @@ EXPECTED_OPERATIONS = {
     ("post", "/v1/images"),
     ("post", "/v1/images/pull"),
     ("delete", "/v1/images/{digest}"),
+    # VM snapshots
+    ("post", "/v1/workloads/{id}/snapshot"),
+    ("get", "/v1/snapshots"),
+    ("get", "/v1/snapshots/{id}"),
+    ("delete", "/v1/snapshots/{id}"),
     # the cluster (NATS)
     ("get", "/v1/cluster/nodes"),
     ("get", "/v1/cluster/workloads"),

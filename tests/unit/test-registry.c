@@ -536,6 +536,59 @@ test_threads (nex_registry_t *reg)
   nex_workload_release (&w);
 }
 
+/* Snapshots (schema 010): stored, read back, listed per workload, deleted once; a workload's from_snapshot kept. */
+static void
+test_snapshots (nex_registry_t *reg)
+{
+  nex_error_t err = NULL;
+  nex_snapshot_row_t row = {
+    .driver = (char *)"qemu", .path = (char *)"/data/snapshots/a.vmstate", .created_at = 1000, .size_bytes = 4096
+  };
+  snprintf (row.id, sizeof row.id, "%s", "11111111-1111-4111-8111-111111111111");
+  snprintf (row.workload_id, sizeof row.workload_id, "%s", "22222222-2222-4222-8222-222222222222");
+  row.spec = json_pack ("{s:s, s:s}", "artifact", "file:///bin/x", "accel", "tcg");
+  TAP_OK (nex_registry_snapshot_put (reg, &row, &err) == 0, "a snapshot is stored");
+  TAP_OK (nex_registry_snapshot_put (reg, &row, NULL) < 0, "its id is unique");
+  json_decref (row.spec);
+
+  nex_snapshot_row_t got = { 0 };
+  TAP_OK (nex_registry_snapshot_get (reg, row.id, &got, &err) == 1 && strcmp (got.path, row.path) == 0
+              && got.size_bytes == 4096 && strcmp (got.workload_id, row.workload_id) == 0
+              && strcmp (json_string_value (json_object_get (got.spec, "accel")), "tcg") == 0,
+          "it reads back with its spec");
+  nex_snapshot_row_release (&got);
+  TAP_OK (nex_registry_snapshot_get (reg, "33333333-3333-4333-8333-333333333333", &got, &err) == 0,
+          "an unknown snapshot is none");
+
+  nex_snapshot_row_t *rows = NULL;
+  size_t n = 0;
+  TAP_OK (nex_registry_snapshot_list (reg, row.workload_id, &rows, &n, &err) == 0 && n == 1, "listed for its workload");
+  for (size_t i = 0; i < n; i++)
+    nex_snapshot_row_release (&rows[i]);
+  free (rows);
+  TAP_OK (nex_registry_snapshot_list (reg, "44444444-4444-4444-8444-444444444444", &rows, &n, &err) == 0 && n == 0,
+          "not for another");
+  free (rows);
+
+  TAP_OK (nex_registry_snapshot_delete (reg, row.id, &err) == 0, "deleted");
+  nex_error_t gone = NULL;
+  TAP_OK (nex_registry_snapshot_delete (reg, row.id, &gone) < 0 && gone->kind == NEX_ERR_NOT_FOUND,
+          "a second delete is not found");
+  nex_error_free (&gone);
+
+  nex_workload_t w = { 0 };
+  make_workload ("{\"name\": \"restored\", \"artifact\": \"file:///bin/x\", \"driver\": \"qemu\"}", &w);
+  w.from_snapshot = nex_xstrdup (row.id);
+  TAP_OK (nex_registry_workload_insert (reg, &w, &err) == 0, "a restored workload is stored");
+  nex_workload_t back = { 0 };
+  TAP_OK (nex_registry_workload_get (reg, w.id, &back, &err) == 0 && back.from_snapshot
+              && strcmp (back.from_snapshot, row.id) == 0,
+          "with its from_snapshot");
+  nex_workload_release (&back);
+  nex_workload_release (&w);
+  nex_error_free (&err);
+}
+
 int
 main (void)
 {
@@ -556,6 +609,7 @@ main (void)
   test_logs (reg);
   test_events (reg, path);
   test_threads (reg);
+  test_snapshots (reg);
   nex_registry_close (reg);
   return tap_done ();
 }
