@@ -227,17 +227,33 @@ nex_desired_update (nex_cluster_t *c, const char *key, const json_t *value, uint
   if (kv == NULL)
     return -1;
   cleanup_free char *text = json_dumps (value, JSON_COMPACT);
-  uint64_t got = 0;
-  natsStatus s = kvStore_Update (&got, kv, key, text, (int)strlen (text), rev);
-  if (s == NATS_OK)
+  /* The revision condition alone is not enough on a replicated bucket: before nats-server 2.9.21 (Debian 12 has
+   * 2.9.10) the leader checks Nats-Expected-Last-Subject-Sequence against what it has applied, not against the
+   * writes it has proposed and not applied yet, so two nodes claiming the same revision within a few ms may both
+   * be accepted (nats-server issue 4320; 2 of 3 rounds of three concurrent claims in test_cluster_cas).  The
+   * message id KEY@REV makes it exact: the leader records an id when it proposes the write, so a second write
+   * conditioned on the same revision is a duplicate, whoever sends it.  At most one write may follow a revision,
+   * which is what a compare-and-set means. */
+  cleanup_free char *subject = nex_xasprintf ("$KV.%s.%s", NEX_CLUSTER_BUCKET, key);
+  cleanup_free char *msg_id = nex_xasprintf ("%s@%llu", key, (unsigned long long)rev);
+  jsPubOptions opts;
+  jsPubOptions_Init (&opts);
+  opts.MsgId = msg_id;
+  opts.ExpectLastSubjectSeq = rev;
+  jsPubAck *ack = NULL;
+  jsErrCode code = 0;
+  natsStatus s = js_Publish (&ack, c->js, subject, text, (int)strlen (text), &opts, &code);
+  int duplicate = s == NATS_OK && ack && ack->Duplicate;
+  uint64_t got = s == NATS_OK && ack ? ack->Sequence : 0;
+  jsPubAck_Destroy (ack);
+  if (s == NATS_OK && !duplicate)
     {
       if (new_rev)
         *new_rev = got;
       return 0;
     }
-  /* JetStream refuses an update whose expected revision is not the key's last one: someone else wrote first. */
-  const char *detail = nats_GetLastError (NULL);
-  if (detail && strstr (detail, "wrong last sequence"))
+  /* A duplicate, or a refused revision (not the key's last one): someone else wrote first. */
+  if (duplicate || code == JSStreamWrongLastSequenceErr)
     return 1;
   return kv_error (err, "update entry", key, s);
 }

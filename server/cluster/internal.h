@@ -142,7 +142,8 @@ void nex_desired_close (nex_cluster_t *c);
 /* Writes a new entry KEY = VALUE (must not exist).  0 or -1. */
 int nex_desired_create (nex_cluster_t *c, const char *key, const json_t *value, nex_error_t *err);
 /* Replaces entry KEY with VALUE if its revision is still REV; the new revision into *NEW_REV.  0, 1 when
- * another write came first (the caller lost), or -1. */
+ * another write came first (the caller lost), or -1.  At most one call per (KEY, REV) succeeds in the whole
+ * cluster, even when several are in flight at once (the message id KEY@REV; desired.c says why). */
 int nex_desired_update (nex_cluster_t *c, const char *key, const json_t *value, uint64_t rev, uint64_t *new_rev,
                         nex_error_t *err);
 /* Removes entry KEY.  0 or -1. */
