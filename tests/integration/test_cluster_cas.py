@@ -41,7 +41,7 @@ def test_concurrent_claims_of_one_revision_have_one_winner():
             time.sleep(0.5)
         assert out is not None, r.stderr
         print(f"cas: {out}")
-        assert out["errors"] == 0, out
+        assert out["errors"] == 0, (out, r.stderr)
         assert out["won_twice_or_more"] == 0 and out["won_once"] == ROUNDS, out
         assert out["stale_refused"] == ROUNDS, out
     finally:

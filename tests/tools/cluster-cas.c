@@ -71,6 +71,9 @@ main (int argc, char **argv)
         fprintf (stderr, "cluster-cas: cannot open the bucket through %s\n", u);
         return 1;
       }
+  /* A bucket just made has no stream leader for a moment: wait for the first write to go through. */
+  for (int i = 0; i < 80 && kvStore_PutString (NULL, k[0].c.kv, "cas-ready", "1") != NATS_OK; i++)
+    usleep (250 * 1000);
   int rounds = atoi (argv[2]), once = 0, more = 0, never = 0, stale = 0, errors = 0;
   pthread_barrier_t go;
   pthread_barrier_init (&go, NULL, (unsigned)n);
@@ -80,8 +83,10 @@ main (int argc, char **argv)
       snprintf (key, sizeof key, "cas-%d-%d", (int)getpid (), r);
       cleanup_json json_t *v = json_pack ("{s:i}", "round", r);
       kvEntry *e = NULL;
-      if (nex_desired_create (&k[0].c, key, v, NULL) < 0 || kvStore_Get (&e, k[0].c.kv, key) != NATS_OK)
+      cleanup_error nex_error_t err = NULL;
+      if (nex_desired_create (&k[0].c, key, v, &err) < 0 || kvStore_Get (&e, k[0].c.kv, key) != NATS_OK)
         {
+          fprintf (stderr, "cluster-cas: round %d: cannot write the entry: %s\n", r, err ? err->msg : "get failed");
           errors++;
           continue;
         }
