@@ -136,7 +136,8 @@ char *nex_cluster_ns_token (const char *ns);
 /* --- desired.c --- */
 /* Tries to open (or make) the bucket when it is time; the cluster thread. */
 void nex_desired_open (nex_cluster_t *c);
-/* Ends the watch thread (nex_cluster_stop); close: frees the bucket's handles too (nex_cluster_free). */
+/* Ends the watch thread, once `stopping` is set (nex_cluster_stop); close: frees the bucket's handles too
+ * (nex_cluster_free). */
 void nex_desired_stop_watching (nex_cluster_t *c);
 void nex_desired_close (nex_cluster_t *c);
 /* Writes a new entry KEY = VALUE (must not exist).  0 or -1. */
