@@ -106,6 +106,7 @@ static void
 tick (nex_cluster_t *c)
 {
   nex_desired_open (c);
+  nex_desired_check (c);
   cleanup_json json_t *died = nex_cluster_peers_sweep (c);
   size_t i;
   json_t *v;
@@ -197,6 +198,7 @@ nex_cluster_free (nex_cluster_t *c)
   json_decref (c->ends);
   json_decref (c->desired);
   json_decref (c->orphans);
+  json_decref (c->resync_seen);
   free (c->kv_error);
   pthread_mutex_destroy (&c->lock);
   pthread_cond_destroy (&c->cond);

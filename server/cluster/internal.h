@@ -65,15 +65,22 @@ struct nex_cluster
 
   /* the bucket (desired.c) */
   jsCtx *js;
-  kvStore *kv;         /* NULL until opened */
-  int64_t kv_next_try; /* monotonic ms of the next attempt to open it (cluster thread) */
-  char *kv_error;      /* why it is not open yet (under lock) */
-  int replicas;        /* of the bucket as made or found */
-  kvWatcher *watcher;  /* follows every key once the bucket is open */
-  json_t *desired;     /* under lock: key -> {rev, value}: the bucket as last seen */
-  int desired_ready;   /* under lock: the watcher delivered the initial values */
-  int fenced_at_start; /* cluster thread: the start-up check of local copies was done */
-  json_t *orphans;     /* cluster thread: key -> monotonic ms its owner was first seen dead */
+  kvStore *kv;              /* NULL until opened */
+  int64_t kv_next_try;      /* monotonic ms of the next attempt to open it (cluster thread) */
+  char *kv_error;           /* why it is not open yet (under lock) */
+  int replicas;             /* of the bucket as made or found */
+  kvWatcher *watcher;       /* follows every key once the bucket is open (replaced when it falls behind) */
+  int watch_gen;            /* under lock: bumped to end the current watch thread (a new watcher replaces it) */
+  uint64_t watch_seq;       /* under lock: the highest revision the watcher delivered */
+  json_t *resync_seen;      /* under lock: keys a replacing watcher delivered before its initial values were in */
+  int64_t watch_check_at;   /* cluster thread: monotonic ms of the next check of the watcher */
+  uint64_t stale_mark;      /* cluster thread: the bucket's last revision at a check the watcher was behind */
+  uint64_t reconnects_seen; /* cluster thread: the connection's reconnect count at the last check */
+  int rewatch_pending;      /* cluster thread: a reconnect was seen; the watcher is replaced once JetStream can */
+  json_t *desired;          /* under lock: key -> {rev, value}: the bucket as last seen */
+  int desired_ready;        /* under lock: the watcher delivered the initial values */
+  int fenced_at_start;      /* cluster thread: the start-up check of local copies was done */
+  json_t *orphans;          /* cluster thread: key -> monotonic ms its owner was first seen dead */
 
   pthread_t thread, watch_thread, beat_thread;
   int thread_started, watch_started, beat_started;
@@ -136,6 +143,12 @@ char *nex_cluster_ns_token (const char *ns);
 /* --- desired.c --- */
 /* Tries to open (or make) the bucket when it is time; the cluster thread. */
 void nex_desired_open (nex_cluster_t *c);
+/* Checks, every WATCH_CHECK_MS, that the watcher keeps up with the bucket (nats.c recreates a KV watcher's
+ * consumer lost with its server only on a later missed heartbeat, and gives up on a timeout while JetStream
+ * elects a leader): a watcher behind the bucket's last revision at two checks in a row, or one that lived
+ * through a reconnect, is replaced by a new one (all entries delivered again; the keys it no longer has are
+ * taken as deleted).  The cluster thread. */
+void nex_desired_check (nex_cluster_t *c);
 /* Ends the watch thread, once `stopping` is set (nex_cluster_stop); close: frees the bucket's handles too
  * (nex_cluster_free). */
 void nex_desired_stop_watching (nex_cluster_t *c);

@@ -407,9 +407,6 @@ def test_a_lost_entry_is_forgotten_after_lost_ttl():
         server.stop()
 
 
-@pytest.mark.xfail(reason="not reliable yet: right after a nats-server dies, the nodes connected to it may take ~5 s to "
-                          "reconnect (auctions in that window get 503, and such a node can be declared dead)",
-                   strict=False)
 def test_one_nats_server_down_deploys_and_failover_go_on(cluster):
     # Last in the module: it leaves a nats-server and a node dead.
     n1 = cluster.nodes[1]
