@@ -24,6 +24,7 @@
 #define KV_RETRY_MS 2000
 #define WATCH_WAIT_MS 250   /* the longest a shutdown waits for the watch thread */
 #define WATCH_CHECK_MS 2000 /* how often the watcher is checked against the bucket's last revision */
+#define WATCH_RETRY_MS 500  /* how soon a watcher that could not be replaced is tried again */
 #define MAX_ENTRY_BYTES (1024 * 1024)
 #define CREATE_PATIENCE_MS 8000
 
@@ -207,6 +208,11 @@ nex_desired_check (nex_cluster_t *c)
                 (unsigned long long)last);
       if (rewatch (c) == 0)
         c->rewatch_pending = 0;
+      else
+        {
+          c->rewatch_pending = 1; /* JetStream cannot make the consumer yet: again soon, without a second check */
+          c->watch_check_at = nex_clock_mono_ms () + WATCH_RETRY_MS;
+        }
       c->stale_mark = 0;
       return;
     }
