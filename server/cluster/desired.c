@@ -8,7 +8,8 @@
  *
  * Every node follows the whole bucket with a watcher and keeps the last value and revision of each key: reads
  * (failover, fencing, lists) never wait on the server, and a claim is an update conditioned on the revision
- * that was seen.  The bucket is opened (or made, by whichever node comes first) from the cluster thread, again
+ * that was seen.  The watcher is checked against the bucket's last revision and replaced when it fell behind
+ * (nex_desired_check).  The bucket is opened (or made, by whichever node comes first) from the cluster thread, again
  * every KV_RETRY_MS until it works: JetStream may be missing, or still electing its leaders. */
 #include "server/cluster/internal.h"
 
@@ -121,7 +122,9 @@ watch_main (void *arg)
       int stopping = c->stopping || c->watch_gen != gen;
       if (s == NATS_OK && e == NULL && !c->desired_ready)
         {
-          c->desired_ready = 1; /* the initial values are in */
+          c->desired_ready = 1; /* the initial values are in (of the first watcher, or of one that replaced it) */
+          json_decref (c->resync_seen);
+          c->resync_seen = NULL;
           nex_info ("cluster: desired state followed (%zu entries)", json_object_size (c->desired));
         }
       else if (s == NATS_OK && e == NULL && c->resync_seen)

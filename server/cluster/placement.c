@@ -6,7 +6,8 @@
  * its ping document, the others stay silent.  Our nodes add their heartbeat document (`cluster`) to the answer;
  * answers without one (nex's own nodes) are not bid on, since the deploy that follows uses our REST fields.
  * How long to listen: until every live peer that the table says fits has answered, at most AUCTION_MS; with
- * none expected, AUCTION_EMPTY_MS for nodes the table does not know yet.
+ * none expected, AUCTION_EMPTY_MS for nodes the table does not know yet.  When nobody answered although some
+ * should have, the auction runs once more (nex_cluster_auction says why) before the client gets a 503.
  *
  * The remote deploy is $NEX.DEPLOY.<ns>.<node> with the header `Nex-Fields: rest`: the body is the REST request
  * as it came (argv meaning the whole vector), and the answer carries the workload's JSON and, on failure, the
