@@ -32,8 +32,11 @@ claim_main (void *arg)
 {
   claimer_t *k = arg;
   cleanup_json json_t *v = json_pack ("{s:s}", "owner", "cas");
+  cleanup_error nex_error_t err = NULL;
   pthread_barrier_wait (k->go);
-  k->result = nex_desired_update (&k->c, k->key, v, k->rev, NULL, NULL);
+  k->result = nex_desired_update (&k->c, k->key, v, k->rev, NULL, &err);
+  if (k->result < 0)
+    fprintf (stderr, "cluster-cas: %s: %s\n", k->key, err->msg);
   return NULL;
 }
 
@@ -110,7 +113,10 @@ main (int argc, char **argv)
       once += won == 1;
       more += won > 1;
       never += won == 0;
-      stale += nex_desired_update (&k[n - 1].c, key, v, rev, NULL, NULL) == 1;
+      int again = nex_desired_update (&k[n - 1].c, key, v, rev, NULL, &err);
+      stale += again == 1;
+      if (again < 0)
+        fprintf (stderr, "cluster-cas: %s (stale): %s\n", key, err->msg);
       kvStore_Delete (k[0].c.kv, key);
     }
   printf ("{\"rounds\": %d, \"won_once\": %d, \"won_twice_or_more\": %d, \"won_never\": %d, \"stale_refused\": %d, "
