@@ -188,7 +188,9 @@ void
 nex_desired_check (nex_cluster_t *c)
 {
   int64_t now = nex_clock_mono_ms ();
-  if (c->kv == NULL || c->watcher == NULL || now < c->watch_check_at)
+  /* Not while the connection is down: a JetStream request would only wait its timeout. */
+  if (c->kv == NULL || c->watcher == NULL || now < c->watch_check_at
+      || natsConnection_Status (c->nc) != NATS_CONN_STATUS_CONNECTED)
     return;
   c->watch_check_at = now + WATCH_CHECK_MS;
   uint64_t n = reconnects (c->nc);

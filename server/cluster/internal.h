@@ -61,6 +61,7 @@ struct nex_cluster
   pthread_cond_t cond;
   int stopping;
   nex_peer_t *peers; /* under lock */
+  int lease_lapsed;  /* under lock: this node heard itself again after its lease had run out (directory.c) */
   json_t *ends;      /* under lock: [{workload_id, state}] of workloads that ended, for the cluster thread */
 
   /* the bucket (desired.c) */
