@@ -89,7 +89,11 @@ check_lease (nex_cluster_t *c)
 {
   int64_t until = __atomic_load_n (&c->node->lease_until, __ATOMIC_SEQ_CST);
   int held = until > nex_clock_mono_ms ();
-  if (!held && until != 0 && !c->lapsed)
+  pthread_mutex_lock (&c->lock);
+  int ran_out = c->lease_lapsed; /* while this thread was busy elsewhere (a JetStream request waiting) */
+  c->lease_lapsed = 0;
+  pthread_mutex_unlock (&c->lock);
+  if ((ran_out || (!held && until != 0)) && !c->lapsed)
     {
       nex_warn ("cluster: this node has not heard itself for %lld ms: its lease ran out", (long long)c->lease_ms);
       c->lapsed = 1;
@@ -106,6 +110,7 @@ static void
 tick (nex_cluster_t *c)
 {
   nex_desired_open (c);
+  nex_desired_check (c);
   cleanup_json json_t *died = nex_cluster_peers_sweep (c);
   size_t i;
   json_t *v;
@@ -197,6 +202,7 @@ nex_cluster_free (nex_cluster_t *c)
   json_decref (c->ends);
   json_decref (c->desired);
   json_decref (c->orphans);
+  json_decref (c->resync_seen);
   free (c->kv_error);
   pthread_mutex_destroy (&c->lock);
   pthread_cond_destroy (&c->cond);

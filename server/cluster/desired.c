@@ -8,7 +8,8 @@
  *
  * Every node follows the whole bucket with a watcher and keeps the last value and revision of each key: reads
  * (failover, fencing, lists) never wait on the server, and a claim is an update conditioned on the revision
- * that was seen.  The bucket is opened (or made, by whichever node comes first) from the cluster thread, again
+ * that was seen.  The watcher is checked against the bucket's last revision and replaced when it fell behind
+ * (nex_desired_check).  The bucket is opened (or made, by whichever node comes first) from the cluster thread, again
  * every KV_RETRY_MS until it works: JetStream may be missing, or still electing its leaders. */
 #include "server/cluster/internal.h"
 
@@ -22,7 +23,9 @@
 #include "server/log.h"
 
 #define KV_RETRY_MS 2000
-#define WATCH_WAIT_MS 500
+#define WATCH_WAIT_MS 250   /* the longest a shutdown waits for the watch thread */
+#define WATCH_CHECK_MS 2000 /* how often the watcher is checked against the bucket's last revision */
+#define WATCH_RETRY_MS 500  /* how soon a watcher that could not be replaced is tried again */
 #define MAX_ENTRY_BYTES (1024 * 1024)
 #define CREATE_PATIENCE_MS 8000
 
@@ -63,12 +66,16 @@ take_entry (nex_cluster_t *c, kvEntry *e)
   json_t *value = NULL;
   if (kvEntry_Operation (e) == kvOp_Put && kvEntry_ValueLen (e) <= MAX_ENTRY_BYTES)
     value = json_loadb (kvEntry_Value (e), (size_t)kvEntry_ValueLen (e), 0, NULL);
+  uint64_t rev = kvEntry_Revision (e);
   pthread_mutex_lock (&c->lock);
   if (json_is_object (value))
-    json_object_set_new (c->desired, key,
-                         json_pack ("{s:I, s:O}", "rev", (json_int_t)kvEntry_Revision (e), "value", value));
+    json_object_set_new (c->desired, key, json_pack ("{s:I, s:O}", "rev", (json_int_t)rev, "value", value));
   else
     json_object_del (c->desired, key);
+  if (rev > c->watch_seq)
+    c->watch_seq = rev;
+  if (c->resync_seen)
+    json_object_set_new (c->resync_seen, key, json_true ());
   int ready = c->desired_ready;
   pthread_mutex_unlock (&c->lock);
   if (ready)
@@ -76,22 +83,56 @@ take_entry (nex_cluster_t *c, kvEntry *e)
   json_decref (value);
 }
 
+/* A new watcher's initial values are all in, the local copy having been followed before (a resync): the keys it
+ * did not deliver were deleted while the old watcher was stale.  Under lock; their keys into GONE. */
+static void
+resync_done_locked (nex_cluster_t *c, json_t *gone)
+{
+  const char *key;
+  json_t *e;
+  void *tmp;
+  json_object_foreach_safe (c->desired, tmp, key, e)
+  {
+    if (json_object_get (c->resync_seen, key) == NULL)
+      {
+        json_array_append_new (gone, json_string (key));
+        json_object_del (c->desired, key);
+      }
+  }
+  json_decref (c->resync_seen);
+  c->resync_seen = NULL;
+  nex_info ("cluster: desired state followed again (%zu entries, %zu gone meanwhile)", json_object_size (c->desired),
+            json_array_size (gone));
+}
+
 static void *
 watch_main (void *arg)
 {
   nex_cluster_t *c = arg;
+  pthread_mutex_lock (&c->lock);
+  kvWatcher *w = c->watcher;
+  int gen = c->watch_gen;
+  pthread_mutex_unlock (&c->lock);
   for (;;)
     {
       kvEntry *e = NULL;
-      natsStatus s = kvWatcher_Next (&e, c->watcher, WATCH_WAIT_MS);
+      natsStatus s = kvWatcher_Next (&e, w, WATCH_WAIT_MS);
+      cleanup_json json_t *gone = json_array ();
       pthread_mutex_lock (&c->lock);
-      int stopping = c->stopping;
+      int stopping = c->stopping || c->watch_gen != gen;
       if (s == NATS_OK && e == NULL && !c->desired_ready)
         {
-          c->desired_ready = 1; /* the initial values are in */
+          c->desired_ready = 1; /* the initial values are in (of the first watcher, or of one that replaced it) */
+          json_decref (c->resync_seen);
+          c->resync_seen = NULL;
           nex_info ("cluster: desired state followed (%zu entries)", json_object_size (c->desired));
         }
+      else if (s == NATS_OK && e == NULL && c->resync_seen)
+        resync_done_locked (c, gone);
       pthread_mutex_unlock (&c->lock);
+      size_t i;
+      json_t *k;
+      json_array_foreach (gone, i, k) { nex_failover_entry_changed (c, json_string_value (k), NULL); }
       if (e)
         {
           take_entry (c, e);
@@ -101,6 +142,86 @@ watch_main (void *arg)
         break;
     }
   return NULL;
+}
+
+/* Replaces the watcher by a new one, which delivers every entry again (then the changes): the old one had fallen
+ * behind.  0, or -1 when JetStream cannot make the new one yet (the old one stays). */
+static int
+rewatch (nex_cluster_t *c)
+{
+  kvWatcher *fresh = NULL;
+  natsStatus s = kvStore_WatchAll (&fresh, c->kv, NULL);
+  if (s != NATS_OK)
+    return -1;
+  pthread_mutex_lock (&c->lock);
+  c->watch_gen++; /* the old watch thread ends within WATCH_WAIT_MS */
+  kvWatcher *old = c->watcher;
+  pthread_mutex_unlock (&c->lock);
+  if (c->watch_started)
+    pthread_join (c->watch_thread, NULL);
+  c->watch_started = 0;
+  if (old)
+    kvWatcher_Destroy (old); /* after its thread, as nex_desired_stop_watching says */
+  pthread_mutex_lock (&c->lock);
+  c->watcher = fresh;
+  json_decref (c->resync_seen);
+  c->resync_seen = json_object ();
+  pthread_mutex_unlock (&c->lock);
+  if (pthread_create (&c->watch_thread, NULL, watch_main, c) == 0)
+    c->watch_started = 1;
+  return 0;
+}
+
+/* How many times this node's connection reconnected. */
+static uint64_t
+reconnects (natsConnection *nc)
+{
+  natsStatistics *st = NULL;
+  uint64_t n = 0;
+  if (natsStatistics_Create (&st) == NATS_OK && natsConnection_GetStats (nc, st) == NATS_OK)
+    natsStatistics_GetCounts (st, NULL, NULL, NULL, NULL, &n);
+  natsStatistics_Destroy (st);
+  return n;
+}
+
+void
+nex_desired_check (nex_cluster_t *c)
+{
+  int64_t now = nex_clock_mono_ms ();
+  /* Not while the connection is down: a JetStream request would only wait its timeout. */
+  if (c->kv == NULL || c->watcher == NULL || now < c->watch_check_at
+      || natsConnection_Status (c->nc) != NATS_CONN_STATUS_CONNECTED)
+    return;
+  c->watch_check_at = now + WATCH_CHECK_MS;
+  uint64_t n = reconnects (c->nc);
+  c->rewatch_pending |= n != c->reconnects_seen;
+  c->reconnects_seen = n;
+  jsStreamInfo *si = NULL;
+  if (js_GetStreamInfo (&si, c->js, "KV_" NEX_CLUSTER_BUCKET, NULL, NULL) != NATS_OK)
+    return; /* JetStream unavailable (electing a leader): next time */
+  uint64_t last = si->State.LastSeq;
+  jsStreamInfo_Destroy (si);
+  pthread_mutex_lock (&c->lock);
+  uint64_t seen = c->watch_seq;
+  pthread_mutex_unlock (&c->lock);
+  /* Behind at two checks in a row (not a write on its way), or the connection was lost meanwhile. */
+  int stale = c->stale_mark && seen < c->stale_mark;
+  if (c->rewatch_pending || stale)
+    {
+      nex_warn ("cluster: the desired-state watcher %s (seen revision %llu, the bucket's last %llu): following it anew",
+                stale ? "fell behind" : "may have missed changes while NATS reconnected", (unsigned long long)seen,
+                (unsigned long long)last);
+      if (rewatch (c) == 0)
+        c->rewatch_pending = 0;
+      else
+        {
+          c->rewatch_pending = 1; /* JetStream cannot make the consumer yet: again soon, without a second check */
+          c->watch_check_at = nex_clock_mono_ms () + WATCH_RETRY_MS;
+        }
+      c->stale_mark = 0;
+      return;
+    }
+  c->stale_mark = seen < last ? last : 0;
 }
 
 void
@@ -143,6 +264,7 @@ nex_desired_open (nex_cluster_t *c)
     }
   pthread_mutex_lock (&c->lock);
   c->watcher = watcher;
+  c->reconnects_seen = reconnects (c->nc);
   c->kv = kv;
   c->replicas = replicas;
   free (c->kv_error);
@@ -156,14 +278,18 @@ nex_desired_open (nex_cluster_t *c)
 void
 nex_desired_stop_watching (nex_cluster_t *c)
 {
+  /* The cluster is stopping (nex_cluster_stop set it): the watch thread sees it within WATCH_WAIT_MS and ends.
+   * The watcher is stopped only after that, never under a kvWatcher_Next in progress: nats.c 3.4 drops a message
+   * that Next has taken off the subscription when it finds the watcher stopped, without freeing it (the shutdown
+   * leak of a cluster node that lsan-cluster.supp used to hide: an entry written just before SIGTERM). */
+  if (c->watch_started)
+    pthread_join (c->watch_thread, NULL);
+  c->watch_started = 0;
   pthread_mutex_lock (&c->lock);
   kvWatcher *w = c->watcher;
   pthread_mutex_unlock (&c->lock);
   if (w)
     kvWatcher_Stop (w);
-  if (c->watch_started)
-    pthread_join (c->watch_thread, NULL);
-  c->watch_started = 0;
 }
 
 void
@@ -227,17 +353,33 @@ nex_desired_update (nex_cluster_t *c, const char *key, const json_t *value, uint
   if (kv == NULL)
     return -1;
   cleanup_free char *text = json_dumps (value, JSON_COMPACT);
-  uint64_t got = 0;
-  natsStatus s = kvStore_Update (&got, kv, key, text, (int)strlen (text), rev);
-  if (s == NATS_OK)
+  /* The revision condition alone is not enough on a replicated bucket: before nats-server 2.9.21 (Debian 12 has
+   * 2.9.10) the leader checks Nats-Expected-Last-Subject-Sequence against what it has applied, not against the
+   * writes it has proposed and not applied yet, so two nodes claiming the same revision within a few ms may both
+   * be accepted (nats-server issue 4320; 2 of 3 rounds of three concurrent claims in test_cluster_cas).  The
+   * message id KEY@REV makes it exact: the leader records an id when it proposes the write, so a second write
+   * conditioned on the same revision is a duplicate, whoever sends it.  At most one write may follow a revision,
+   * which is what a compare-and-set means. */
+  cleanup_free char *subject = nex_xasprintf ("$KV.%s.%s", NEX_CLUSTER_BUCKET, key);
+  cleanup_free char *msg_id = nex_xasprintf ("%s@%llu", key, (unsigned long long)rev);
+  jsPubOptions opts;
+  jsPubOptions_Init (&opts);
+  opts.MsgId = msg_id;
+  opts.ExpectLastSubjectSeq = rev;
+  jsPubAck *ack = NULL;
+  jsErrCode code = 0;
+  natsStatus s = js_Publish (&ack, c->js, subject, text, (int)strlen (text), &opts, &code);
+  int duplicate = s == NATS_OK && ack && ack->Duplicate;
+  uint64_t got = s == NATS_OK && ack ? ack->Sequence : 0;
+  jsPubAck_Destroy (ack);
+  if (s == NATS_OK && !duplicate)
     {
       if (new_rev)
         *new_rev = got;
       return 0;
     }
-  /* JetStream refuses an update whose expected revision is not the key's last one: someone else wrote first. */
-  const char *detail = nats_GetLastError (NULL);
-  if (detail && strstr (detail, "wrong last sequence"))
+  /* A duplicate, or a refused revision (not the key's last one): someone else wrote first. */
+  if (duplicate || code == JSStreamWrongLastSequenceErr)
     return 1;
   return kv_error (err, "update entry", key, s);
 }

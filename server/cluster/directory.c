@@ -56,9 +56,15 @@ nex_cluster_peer_heard (nex_cluster_t *c, const char *id, json_t *info)
       p->seen_mono = nex_clock_mono_ms ();
       p->seen_at = nex_clock_now_ms ();
       p->dead = 0;
-      /* Hearing itself is what this node's lease rests on (supervisor-lease.c). */
+      /* Hearing itself is what this node's lease rests on (supervisor-lease.c).  A lease that had run out before
+       * this heartbeat is remembered for the cluster thread, which may not have been looking at the time. */
       if (strcmp (id, c->node->id) == 0)
-        __atomic_store_n (&c->node->lease_until, p->seen_mono + c->lease_ms, __ATOMIC_SEQ_CST);
+        {
+          int64_t until = __atomic_load_n (&c->node->lease_until, __ATOMIC_SEQ_CST);
+          if (until != 0 && until <= p->seen_mono)
+            c->lease_lapsed = 1;
+          __atomic_store_n (&c->node->lease_until, p->seen_mono + c->lease_ms, __ATOMIC_SEQ_CST);
+        }
     }
   pthread_mutex_unlock (&c->lock);
   json_decref (info);

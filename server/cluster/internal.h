@@ -61,19 +61,27 @@ struct nex_cluster
   pthread_cond_t cond;
   int stopping;
   nex_peer_t *peers; /* under lock */
+  int lease_lapsed;  /* under lock: this node heard itself again after its lease had run out (directory.c) */
   json_t *ends;      /* under lock: [{workload_id, state}] of workloads that ended, for the cluster thread */
 
   /* the bucket (desired.c) */
   jsCtx *js;
-  kvStore *kv;         /* NULL until opened */
-  int64_t kv_next_try; /* monotonic ms of the next attempt to open it (cluster thread) */
-  char *kv_error;      /* why it is not open yet (under lock) */
-  int replicas;        /* of the bucket as made or found */
-  kvWatcher *watcher;  /* follows every key once the bucket is open */
-  json_t *desired;     /* under lock: key -> {rev, value}: the bucket as last seen */
-  int desired_ready;   /* under lock: the watcher delivered the initial values */
-  int fenced_at_start; /* cluster thread: the start-up check of local copies was done */
-  json_t *orphans;     /* cluster thread: key -> monotonic ms its owner was first seen dead */
+  kvStore *kv;              /* NULL until opened */
+  int64_t kv_next_try;      /* monotonic ms of the next attempt to open it (cluster thread) */
+  char *kv_error;           /* why it is not open yet (under lock) */
+  int replicas;             /* of the bucket as made or found */
+  kvWatcher *watcher;       /* follows every key once the bucket is open (replaced when it falls behind) */
+  int watch_gen;            /* under lock: bumped to end the current watch thread (a new watcher replaces it) */
+  uint64_t watch_seq;       /* under lock: the highest revision the watcher delivered */
+  json_t *resync_seen;      /* under lock: keys a replacing watcher delivered before its initial values were in */
+  int64_t watch_check_at;   /* cluster thread: monotonic ms of the next check of the watcher */
+  uint64_t stale_mark;      /* cluster thread: the bucket's last revision at a check the watcher was behind */
+  uint64_t reconnects_seen; /* cluster thread: the connection's reconnect count at the last check */
+  int rewatch_pending;      /* cluster thread: a reconnect was seen; the watcher is replaced once JetStream can */
+  json_t *desired;          /* under lock: key -> {rev, value}: the bucket as last seen */
+  int desired_ready;        /* under lock: the watcher delivered the initial values */
+  int fenced_at_start;      /* cluster thread: the start-up check of local copies was done */
+  json_t *orphans;          /* cluster thread: key -> monotonic ms its owner was first seen dead */
 
   pthread_t thread, watch_thread, beat_thread;
   int thread_started, watch_started, beat_started;
@@ -136,13 +144,21 @@ char *nex_cluster_ns_token (const char *ns);
 /* --- desired.c --- */
 /* Tries to open (or make) the bucket when it is time; the cluster thread. */
 void nex_desired_open (nex_cluster_t *c);
-/* Ends the watch thread (nex_cluster_stop); close: frees the bucket's handles too (nex_cluster_free). */
+/* Checks, every WATCH_CHECK_MS, that the watcher keeps up with the bucket (nats.c recreates a KV watcher's
+ * consumer lost with its server only on a later missed heartbeat, and gives up on a timeout while JetStream
+ * elects a leader): a watcher behind the bucket's last revision at two checks in a row, or one that lived
+ * through a reconnect, is replaced by a new one (all entries delivered again; the keys it no longer has are
+ * taken as deleted).  The cluster thread. */
+void nex_desired_check (nex_cluster_t *c);
+/* Ends the watch thread, once `stopping` is set (nex_cluster_stop); close: frees the bucket's handles too
+ * (nex_cluster_free). */
 void nex_desired_stop_watching (nex_cluster_t *c);
 void nex_desired_close (nex_cluster_t *c);
 /* Writes a new entry KEY = VALUE (must not exist).  0 or -1. */
 int nex_desired_create (nex_cluster_t *c, const char *key, const json_t *value, nex_error_t *err);
 /* Replaces entry KEY with VALUE if its revision is still REV; the new revision into *NEW_REV.  0, 1 when
- * another write came first (the caller lost), or -1. */
+ * another write came first (the caller lost), or -1.  At most one call per (KEY, REV) succeeds in the whole
+ * cluster, even when several are in flight at once (the message id KEY@REV; desired.c says why). */
 int nex_desired_update (nex_cluster_t *c, const char *key, const json_t *value, uint64_t rev, uint64_t *new_rev,
                         nex_error_t *err);
 /* Removes entry KEY.  0 or -1. */

@@ -6,7 +6,8 @@
  * its ping document, the others stay silent.  Our nodes add their heartbeat document (`cluster`) to the answer;
  * answers without one (nex's own nodes) are not bid on, since the deploy that follows uses our REST fields.
  * How long to listen: until every live peer that the table says fits has answered, at most AUCTION_MS; with
- * none expected, AUCTION_EMPTY_MS for nodes the table does not know yet.
+ * none expected, AUCTION_EMPTY_MS for nodes the table does not know yet.  When nobody answered although some
+ * should have, the auction runs once more (nex_cluster_auction says why) before the client gets a 503.
  *
  * The remote deploy is $NEX.DEPLOY.<ns>.<node> with the header `Nex-Fields: rest`: the body is the REST request
  * as it came (argv meaning the whole vector), and the answer carries the workload's JSON and, on failure, the
@@ -15,6 +16,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
@@ -24,6 +26,8 @@
 #include "server/log.h"
 
 #define AUCTION_MS 500
+#define AUCTION_RETRY_MS 1500      /* the second auction's window, when nobody answered the first */
+#define RECONNECT_PATIENCE_MS 3000 /* how long the second auction waits for this node's connection */
 #define AUCTION_EMPTY_MS 250
 #define DEPLOY_TIMEOUT_MS 10000
 #define MAX_REPLY_BYTES (4 * 1024 * 1024)
@@ -59,7 +63,7 @@ listed (const json_t *ids, const char *id)
 /* The error when nobody fits: NEX_ERR_INVALID listing why each live node does not, or NEX_ERR_UNAVAILABLE when
  * no node is known or the table says some fit but none answered. */
 static json_t *
-no_winner (nex_cluster_t *c, const nex_requirements_t *r, int exclude_self, nex_error_t *err)
+no_winner (nex_cluster_t *c, const nex_requirements_t *r, int exclude_self, nex_error_t *err, int64_t window_ms)
 {
   cleanup_json json_t *alive = nex_cluster_peers_alive (c, exclude_self);
   if (json_array_size (alive) == 0)
@@ -85,8 +89,8 @@ no_winner (nex_cluster_t *c, const nex_requirements_t *r, int exclude_self, nex_
     reasons = more;
   }
   if (fitting > 0)
-    nex_error_set (err, NEX_ERR_UNAVAILABLE, "no node answered the auction in %d ms (%d should fit)", AUCTION_MS,
-                   fitting);
+    nex_error_set (err, NEX_ERR_UNAVAILABLE, "no node answered the auction in %lld ms (%d should fit)",
+                   (long long)window_ms, fitting);
   else
     nex_error_set (err, NEX_ERR_INVALID, "no node meets the requirements: %s", reasons);
   return NULL;
@@ -106,8 +110,9 @@ bid_of (natsMsg *msg, const nex_requirements_t *r)
   return json_incref (doc);
 }
 
-json_t *
-nex_cluster_auction (nex_cluster_t *c, const nex_requirements_t *r, int exclude_self, nex_error_t *err)
+/* One auction, listening for at most WINDOW_MS (or until every expected node answered). */
+static json_t *
+auction_round (nex_cluster_t *c, const nex_requirements_t *r, int exclude_self, int64_t window_ms, nex_error_t *err)
 {
   /* Whom to wait for: the live peers that the table says fit. */
   cleanup_json json_t *alive = nex_cluster_peers_alive (c, exclude_self);
@@ -135,7 +140,7 @@ nex_cluster_auction (nex_cluster_t *c, const nex_requirements_t *r, int exclude_
       nex_error_set (err, NEX_ERR_UNAVAILABLE, "cannot run the auction: NATS: %s", natsStatus_GetText (s));
       return NULL;
     }
-  int64_t deadline = nex_clock_mono_ms () + (json_array_size (expected) ? AUCTION_MS : AUCTION_EMPTY_MS);
+  int64_t deadline = nex_clock_mono_ms () + (json_array_size (expected) ? window_ms : AUCTION_EMPTY_MS);
   cleanup_json json_t *best = NULL;
   size_t heard = 0;
   for (;;)
@@ -159,8 +164,37 @@ nex_cluster_auction (nex_cluster_t *c, const nex_requirements_t *r, int exclude_
         }
     }
   if (best == NULL)
-    return no_winner (c, r, exclude_self, err);
+    return no_winner (c, r, exclude_self, err, window_ms);
   return NEX_STEAL_PTR (best);
+}
+
+/* Waits up to RECONNECT_PATIENCE_MS for this node's NATS connection to be up (it may be reconnecting to another
+ * server after its own died). */
+static void
+wait_connected (nex_cluster_t *c)
+{
+  int64_t until = nex_clock_mono_ms () + RECONNECT_PATIENCE_MS;
+  while (natsConnection_Status (c->nc) != NATS_CONN_STATUS_CONNECTED && nex_clock_mono_ms () < until)
+    usleep (50 * 1000);
+}
+
+json_t *
+nex_cluster_auction (nex_cluster_t *c, const nex_requirements_t *r, int exclude_self, nex_error_t *err)
+{
+  /* Nobody answering although the table says some fit is what a moment of trouble looks like (this node or the
+   * bidders reconnecting after a nats-server died, a loaded machine): once more, with this node connected and a
+   * longer window, before the client gets a 503.  A refusal (nobody fits) is final at once. */
+  cleanup_error nex_error_t first = NULL;
+  json_t *winner = auction_round (c, r, exclude_self, AUCTION_MS, &first);
+  if (winner || first->kind != NEX_ERR_UNAVAILABLE)
+    {
+      if (err && winner == NULL)
+        *err = NEX_STEAL_PTR (first);
+      return winner;
+    }
+  nex_info ("cluster: %s; running the auction once more", first->msg);
+  wait_connected (c);
+  return auction_round (c, r, exclude_self, AUCTION_RETRY_MS, err);
 }
 
 /* The error kind named NAME (nex_error_kind_name's inverse); NEX_ERR_INVALID when unknown. */

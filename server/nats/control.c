@@ -446,8 +446,11 @@ deploy_placed (request_t *r, json_t *body, const char *placement)
 {
   nex_nats_t *b = r->b;
   cleanup_error nex_error_t err = NULL;
-  cleanup_json json_t *where = NULL;
-  if (strcmp (placement, "auto") != 0 && !json_is_object (where = json_loads (placement, JSON_REJECT_DUPLICATES, NULL)))
+  /* Parsed before the check: json_is_object is a macro that evaluates its argument twice (a json_loads inside it
+   * ran twice and leaked the first result). */
+  cleanup_json json_t *where
+      = strcmp (placement, "auto") != 0 ? json_loads (placement, JSON_REJECT_DUPLICATES, NULL) : NULL;
+  if (strcmp (placement, "auto") != 0 && !json_is_object (where))
     nex_error_field (&err, "Nex-Placement", "must be `auto` or a JSON placement object");
   else if (b->node->cluster == NULL)
     nex_error_set (&err, NEX_ERR_UNAVAILABLE, "this node is not in a cluster");

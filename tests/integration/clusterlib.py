@@ -62,6 +62,10 @@ class Cluster:
     def node_of(self, node_id):
         return self.nodes[self.ids.index(node_id)]
 
+    def processes_named(self, name):
+        """processes_named for this cluster's nodes only."""
+        return processes_named(name, [str(n.data_dir) for n in self.nodes])
+
     def alive_nodes(self):
         return [n for n in self.nodes if n.daemon.proc.poll() is None]
 
@@ -106,18 +110,23 @@ class Cluster:
                 s.stop()
 
 
-def processes_named(name):
-    """Pids of processes on this host whose argv[0] is NAME (how a workload shows in ps)."""
+def processes_named(name, data_dirs=None):
+    """Pids of processes on this host whose argv[0] is NAME (how a workload shows in ps); with DATA_DIRS, only those
+    of the nexd with one of those data dirs (a sandbox's mounts come from its node's data dir): other engineers'
+    test runs on the same host deploy workloads of the same names."""
     pids = []
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
         try:
             argv0 = (p / "cmdline").read_bytes().split(b"\0")[0]
+            if argv0 != name.encode():
+                continue
+            if data_dirs and not any(d.rstrip("/") + "/" in (p / "mountinfo").read_text() for d in data_dirs):
+                continue
         except OSError:
             continue
-        if argv0 == name.encode():
-            pids.append(int(p.name))
+        pids.append(int(p.name))
     return pids
 
 
@@ -136,7 +145,7 @@ def wait_for_single_copies(cluster, names, timeout, exclude=None):
         placed = {}
         for name in names:
             copies = live.get(name, [])
-            if len(copies) != 1 or copies[0][0] == exclude or len(processes_named(name)) != 1:
+            if len(copies) != 1 or copies[0][0] == exclude or len(cluster.processes_named(name)) != 1:
                 return None
             placed[name] = copies[0][0]
         return placed

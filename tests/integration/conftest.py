@@ -124,15 +124,10 @@ def skip_reason():
     return userns_problem()
 
 
-def nexd_environment(cluster_node=False):
+def nexd_environment():
     """This process's environment without NEX_* variables: nexd reads its options from those, and a test's nexd
-    must be configured by its flags alone (the suite's own NEX_BUILD_DIR etc. are no options of nexd).  A
-    CLUSTER_NODE gets the leak suppressions of lsan-cluster.supp (a known leak, not yet found: see there)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEX_")}
-    if cluster_node:
-        supp = Path(__file__).resolve().parent / "lsan-cluster.supp"
-        env["LSAN_OPTIONS"] = ":".join(filter(None, [env.get("LSAN_OPTIONS", ""), f"suppressions={supp}"]))
-    return env
+    must be configured by its flags alone (the suite's own NEX_BUILD_DIR etc. are no options of nexd)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("NEX_")}
 
 
 class NexdError(AssertionError):
@@ -190,7 +185,7 @@ class NexdProcess:
             # a process group of its own, as a shell gives a command it starts: a test can signal nexd's group
             # (as a Ctrl-C on its terminal would) without signalling pytest
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.data_dir,
-                                         env=nexd_environment("--node-timeout" in argv), process_group=0)
+                                         env=nexd_environment(), process_group=0)
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:

@@ -145,7 +145,7 @@ def test_a_dead_nodes_work_moves_and_nothing_runs_twice(cluster):
     wait_for_single_copies(cluster, names, timeout=15)
     killed = time.monotonic()
     cluster.kill_node(victim, sandboxes=True)
-    wait_until(lambda: all(not processes_named(n) for n in restartable), timeout=5, what="the victim's sandboxes")
+    wait_until(lambda: all(not cluster.processes_named(n) for n in restartable), timeout=5, what="the victim's sandboxes")
     placed = wait_for_single_copies(cluster, names, timeout=10, exclude=vid)
     took = time.monotonic() - killed
     assert took < 10, took
@@ -206,7 +206,7 @@ def test_a_crashed_nexd_s_copies_end_with_their_lease(cluster):
     gone_after = None
     most = 0
     while time.monotonic() - killed < NODE_TIMEOUT_S + 6:
-        counts = [len(processes_named(n)) for n in mine]
+        counts = [len(cluster.processes_named(n)) for n in mine]
         most = max(most, *counts)
         if gone_after is None and not any(counts):
             gone_after = time.monotonic() - killed
@@ -217,7 +217,7 @@ def test_a_crashed_nexd_s_copies_end_with_their_lease(cluster):
     assert most == 1, "a workload ran twice"
     placed = wait_for_single_copies(cluster, names, timeout=10, exclude=vid)
     assert all(placed[n] != vid for n in mine), placed
-    assert len(processes_named("fe-plain")) == 1, "the node's own workload must outlive nexd"
+    assert len(cluster.processes_named("fe-plain")) == 1, "the node's own workload must outlive nexd"
     print(f"lease: the crashed nexd's copies ended {gone_after:.1f} s after kill -9 (node timeout {NODE_TIMEOUT_S} s)")
     # Back: its own workload is re-adopted; the cluster's stay where they moved, once each.
     cluster.nodes[victim].start()
@@ -325,6 +325,7 @@ def test_a_node_cut_off_from_nats_ends_its_copies_and_runs_them_again():
     passed = False
     try:
         nex.start()
+        mine = [str(nex.data_dir)]
         wait_until(lambda: nex.get("/v1/cluster/nodes").json()["desired"]["ready"], timeout=20, what="the bucket")
         w = deploy_auto(nex, "co-r", restart_policy="always")
         plain = nex.post("/v1/workloads", json={"name": "co-plain", "artifact": nex.program("sleeper")})
@@ -338,7 +339,7 @@ def test_a_node_cut_off_from_nats_ends_its_copies_and_runs_them_again():
         assert nex.post(f"/v1/workloads/{w['id']}/resume").status_code == 202
         nex.wait_state(w["id"], "running")
         time.sleep(1)
-        assert nex.workload(w["id"])["state"] == "running" and len(processes_named("co-r")) == 1
+        assert nex.workload(w["id"])["state"] == "running" and len(processes_named("co-r", mine)) == 1
         cut = time.monotonic()
         server.kill()
         wait_until(lambda: nex.workload(w["id"])["state"] in TERMINAL_STATES, timeout=NODE_TIMEOUT_S + 3,
@@ -346,13 +347,13 @@ def test_a_node_cut_off_from_nats_ends_its_copies_and_runs_them_again():
         took = time.monotonic() - cut
         got = nex.workload(w["id"])
         assert got["state"] == "failed" and "lease expired" in got["reason"], got
-        assert not processes_named("co-r") and len(processes_named("co-plain")) == 1
+        assert not processes_named("co-r", mine) and len(processes_named("co-plain", mine)) == 1
         print(f"lease: cut off from NATS, the copy ended {took:.1f} s later")
         server.start()
 
         def again():
             live = [x for x in nex.workloads()["workloads"] if x["name"] == "co-r" and x["state"] == "running"]
-            return live if len(live) == 1 and len(processes_named("co-r")) == 1 else None
+            return live if len(live) == 1 and len(processes_named("co-r", mine)) == 1 else None
         wait_until(again, timeout=30, interval=0.25, what="the entry to run again")
         passed = True
     finally:
@@ -407,9 +408,6 @@ def test_a_lost_entry_is_forgotten_after_lost_ttl():
         server.stop()
 
 
-@pytest.mark.xfail(reason="not reliable yet: right after a nats-server dies, the nodes connected to it may take ~5 s to "
-                          "reconnect (auctions in that window get 503, and such a node can be declared dead)",
-                   strict=False)
 def test_one_nats_server_down_deploys_and_failover_go_on(cluster):
     # Last in the module: it leaves a nats-server and a node dead.
     n1 = cluster.nodes[1]
@@ -422,9 +420,11 @@ def test_one_nats_server_down_deploys_and_failover_go_on(cluster):
     # Nothing in the bucket is lost (two of three replicas remain) and node: auto still places.
     w = deploy_auto(n1, "ns-after", restart_policy="always")
     names.append("ns-after")
+    # JetStream elects new leaders for the bucket (4-9 s in nats-server 2.9) and each node whose watcher lived on the
+    # dead server replaces it (desired.c's check): on a loaded machine that takes more than 15 s.
     wait_until(lambda: all(n.get("/v1/cluster/nodes").json()["desired"]["entries"] == entries + 1
-                           for n in cluster.alive_nodes()), timeout=15, what="every node to see every entry")
+                           for n in cluster.alive_nodes()), timeout=30, what="every node to see every entry")
     victim = 2 if w["node"] != cluster.ids[2] else 0
     cluster.kill_node(victim, sandboxes=True)
-    placed = wait_for_single_copies(cluster, names, timeout=20, exclude=cluster.ids[victim])
+    placed = wait_for_single_copies(cluster, names, timeout=30, exclude=cluster.ids[victim])
     assert cluster.ids[victim] not in placed.values()
