@@ -231,6 +231,10 @@ nex_desired_open (nex_cluster_t *c)
   if (c->kv || now < c->kv_next_try)
     return;
   c->kv_next_try = now + KV_RETRY_MS;
+  /* Not while the connection is down: each JetStream request would wait out its timeout (two in a row here),
+   * and a nexd asked to stop meanwhile would wait for them. */
+  if (natsConnection_Status (c->nc) != NATS_CONN_STATUS_CONNECTED)
+    return set_error (c, "NATS", NATS_CONNECTION_DISCONNECTED);
   natsStatus s = c->js ? NATS_OK : natsConnection_JetStream (&c->js, c->nc, NULL);
   if (s != NATS_OK)
     return set_error (c, "JetStream", s);
