@@ -13,6 +13,7 @@
  * (STARTED, or a refusal) -> ended (reaped; its pipes are read to EOF for at most AGENT_DRAIN_MS) -> EXIT
  * queued, no longer live.  Many records may be starting at once: nothing waits for a child's execve. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -460,6 +461,16 @@ nex_agent_workload_lease_check (nex_agent_t *a, int64_t now)
 {
   if (a->lease_end == 0 || now < a->lease_end)
     return;
+  /* A renewal may be waiting unread: nexd renews a paused workload's lease before it thaws it, and a freeze that
+   * caught this loop between its poll and this check thaws straight into an expired lease.  What has arrived is
+   * read first; only a lease still out is the end. */
+  struct pollfd pending = { .fd = a->conn_fd, .events = POLLIN };
+  if (a->conn_fd >= 0 && poll (&pending, 1, 0) > 0)
+    {
+      nex_agent_conn_read (a);
+      if (a->lease_end == 0 || nex_agent_now_ms () < a->lease_end)
+        return;
+    }
   /* Another node may run this workload by now: this copy must not go on beside it (the bound on double-running,
    * ARCHITECTURE.md "Cluster").  Nothing is drained or kept for an ACK: whoever comes later learns from the
    * sandbox's end (and nexd, if it is there, from the ERROR). */
