@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,22 +182,25 @@ take_port (sqlite3 *db, take_t *t, json_t *p, size_t i, nex_error_t *err)
   nex_net_addr_parse (ip, &host_ip);
   char field[48];
   snprintf (field, sizeof field, "ports[%zu].host_ip", i);
+  /* A port the kernel picked is bound again by number before it is taken: between the two binds a connecting
+   * socket of the host may have got it as its own ephemeral port, and then another is picked. */
+  bool picked_here = host == 0;
   for (int tries = 0; host == 0 && tries < 64; tries++)
     {
       int picked = probe_bind (protocol, host_ip, 0);
       if (picked < 0)
         return nex_error_field (err, field, "cannot bind %s: %s", ip, strerror (errno));
       cleanup_free char *holder = port_holder (db, protocol, picked);
-      if (holder == NULL)
+      if (holder == NULL && probe_bind (protocol, host_ip, picked) == picked)
         host = picked;
     }
   if (host == 0)
     return nex_error_set (err, NEX_ERR_CONFLICT, "no free host port found for ports[%zu]", i);
-  cleanup_free char *holder = port_holder (db, protocol, host);
+  cleanup_free char *holder = picked_here ? NULL : port_holder (db, protocol, host);
   if (holder)
     return nex_error_set (err, NEX_ERR_CONFLICT, "host port %d/%s is already published by workload %s", host, protocol,
                           holder);
-  if (probe_bind (protocol, host_ip, host) < 0)
+  if (!picked_here && probe_bind (protocol, host_ip, host) < 0)
     {
       if (errno == EADDRINUSE || errno == EACCES)
         return nex_error_set (err, NEX_ERR_CONFLICT, "host port %d/%s on %s is in use on the host", host, protocol, ip);

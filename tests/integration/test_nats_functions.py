@@ -80,7 +80,7 @@ def test_cold_runs_and_function_warm_bounds(request, nats_server, tmp_path):
     out = json.loads(c.run("requests", "fn.cold", 50, 4, "upcase", timeout=120).stdout)
     assert out["ok"] == 50 and out["errors"] == 0, out
     r = subprocess.run([str(build_dir() / "nexd"), "--function-warm", "17", "--data-dir", str(tmp_path)],
-                       capture_output=True, text=True, timeout=30, env=nexd_environment(False))
+                       capture_output=True, text=True, timeout=30, env=nexd_environment())
     assert r.returncode != 0 and "function_warm must be from 0 to 16" in r.stderr, (r.returncode, r.stderr)
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
