@@ -64,6 +64,8 @@ typedef struct nex_agent_frame
   size_t output;    /* payload bytes counted against the output limit (0 for control frames) */
   bool per_conn;    /* a reply meant for the current connection only (HELLO, refusals): dropped when it closes */
   uint16_t channel; /* frames of exec sessions (channel != 0) are dropped with the connection too */
+  int stream;       /* the workload's output (channel 0): 0 stdout, 1 stderr; -1 any other frame */
+  uint64_t start;   /* of the workload's output: the offset of its first byte in its stream (wire.h) */
 } nex_agent_frame_t;
 
 /* The workload's life cycle: idle -> running (START forked it) -> draining (its main process ended; the pipes
@@ -131,9 +133,13 @@ typedef struct nex_agent
   int conn_fd;              /* current host connection or stream, -1 when none */
   nex_wire_reader_t reader; /* decoder for conn_fd */
 
-  nex_agent_frame_t *head, *tail; /* outgoing frames, oldest first */
-  size_t queued_output;           /* sum of ->output over the queue */
-  size_t queued_replies;          /* bytes of per_conn frames in the queue */
+  nex_agent_frame_t *head, *tail;           /* outgoing frames, oldest first */
+  size_t queued_output;                     /* sum of ->output over the queue */
+  size_t queued_replies;                    /* bytes of per_conn frames in the queue */
+  nex_agent_frame_t *kept_head, *kept_tail; /* the workload's output written but not yet STORED, oldest first */
+  size_t kept_output;                       /* sum of ->output over them */
+  uint64_t out_queued[2];                   /* per stream: the offset after the last byte queued */
+  bool host_stores;                         /* a host said STORED: written output is kept until it is covered */
 
   json_t *exit_info; /* the workload's EXIT payload, kept until a host acknowledges it */
   int sig_fd;        /* signalfd for SIGCHLD, SIGTERM, SIGINT */
@@ -172,8 +178,16 @@ void nex_agent_queue_error (nex_agent_t *a, bool per_conn, const char *phase, co
 void nex_agent_queue_output (nex_agent_t *a, nex_wire_type_t type, uint16_t channel, const uint8_t *data, size_t n,
                              uint64_t *dropped);
 
-/* Frees the oldest frame, once it is written. */
+/* Frees the oldest frame, once it is written (the workload's output is kept instead, once a host said STORED). */
 void nex_agent_queue_pop (nex_agent_t *a);
+
+/* The host stored the workload's output up to offset STORED[s] of each stream: frees what was kept of it. */
+void nex_agent_queue_stored (nex_agent_t *a, const uint64_t stored[2]);
+
+/* Puts the kept output back in line, after a partly written first frame, for the next host (wire.h), and sets
+ * NEXT[s] to the offset of the first byte of each stream the queue holds (the offset after the last one queued
+ * when it holds none). */
+void nex_agent_queue_resend (nex_agent_t *a, uint64_t next[2]);
 
 /* Forgets the frames meant for a connection that is gone: its replies and exec sessions' frames. */
 void nex_agent_queue_drop_replies (nex_agent_t *a);

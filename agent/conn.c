@@ -59,6 +59,11 @@ nex_agent_conn_hello (nex_agent_t *a, json_t *nonce)
     json_object_set_new (o, "pid", json_integer (w->pid));
   if (a->exit_info)
     json_object_set (o, "exit", a->exit_info);
+  /* The output this host may not have comes again right after the greeting (wire.h). */
+  uint64_t next[2];
+  nex_agent_queue_resend (a, next);
+  json_object_set_new (o, "output",
+                       json_pack ("{s:I, s:I}", "stdout", (json_int_t)next[0], "stderr", (json_int_t)next[1]));
   /* First in line: the greeting must precede whatever output waited for this host. */
   nex_agent_queue_json (a, NEX_WIRE_HELLO, 0, o, true, true);
 }

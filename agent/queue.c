@@ -5,7 +5,9 @@
  * them in the order they happened (output, then the EXIT that follows it).  The queue outlives connections:
  * state frames and output wait for the next host, while replies meant for one connection (per_conn) and exec
  * sessions' frames are dropped with it.  Process output is bounded (AGENT_OUTPUT_LIMIT), control frames are not:
- * they are few, and replies are bounded per connection (conn.c). */
+ * they are few, and replies are bounded per connection (conn.c).  Once a host has said STORED, the workload's
+ * output is kept after it is written, until a STORED covers it, and put back in line for the next host (wire.h):
+ * the kept frames and the queue share the output bound. */
 #include <stdarg.h>
 #include <stdlib.h>
 
@@ -31,6 +33,7 @@ frame_new (uint8_t *data, size_t len, uint16_t channel, size_t output, bool per_
   f->channel = channel;
   f->output = output;
   f->per_conn = per_conn;
+  f->stream = -1;
   return f;
 }
 
@@ -87,7 +90,77 @@ nex_agent_queue_pop (nex_agent_t *a)
   if (a->head == NULL)
     a->tail = NULL;
   account (a, f, false);
-  frame_free (f);
+  if (f->stream < 0 || !a->host_stores)
+    {
+      frame_free (f);
+      return;
+    }
+  f->next = NULL;
+  if (a->kept_tail)
+    a->kept_tail->next = f;
+  else
+    a->kept_head = f;
+  a->kept_tail = f;
+  a->kept_output += f->output;
+}
+
+/* Frees the kept frames that COVERED says may go (all of them when it is NULL: room for new output). */
+static void
+drop_kept (nex_agent_t *a, const uint64_t covered[2], size_t want_room)
+{
+  nex_agent_frame_t **pp = &a->kept_head;
+  a->kept_tail = NULL;
+  while (*pp)
+    {
+      nex_agent_frame_t *f = *pp;
+      bool go = covered ? f->start + f->output <= covered[f->stream]
+                        : AGENT_OUTPUT_LIMIT - a->queued_output - a->kept_output < want_room;
+      if (go)
+        {
+          *pp = f->next;
+          a->kept_output -= f->output;
+          frame_free (f);
+          continue;
+        }
+      a->kept_tail = f;
+      pp = &f->next;
+    }
+}
+
+void
+nex_agent_queue_stored (nex_agent_t *a, const uint64_t stored[2])
+{
+  a->host_stores = true;
+  drop_kept (a, stored, 0);
+}
+
+void
+nex_agent_queue_resend (nex_agent_t *a, uint64_t next[2])
+{
+  if (a->kept_head)
+    {
+      nex_agent_frame_t **at = a->head && a->head->off > 0 ? &a->head->next : &a->head;
+      a->kept_tail->next = *at;
+      if (*at == NULL)
+        a->tail = a->kept_tail;
+      *at = a->kept_head;
+      for (nex_agent_frame_t *f = a->kept_head; f != a->kept_tail->next; f = f->next)
+        {
+          f->off = 0;
+          account (a, f, true);
+        }
+      a->kept_output = 0;
+      a->kept_head = a->kept_tail = NULL;
+    }
+  next[0] = a->out_queued[0];
+  next[1] = a->out_queued[1];
+  bool seen[2] = { false, false };
+  for (nex_agent_frame_t *f = a->head; f; f = f->next)
+    if (f->stream >= 0 && f->off == 0 && !seen[f->stream])
+      {
+        seen[f->stream] = true;
+        next[f->stream] = f->start;
+      }
 }
 
 void
@@ -156,7 +229,10 @@ void
 nex_agent_queue_output (nex_agent_t *a, nex_wire_type_t type, uint16_t channel, const uint8_t *data, size_t n,
                         uint64_t *dropped)
 {
-  size_t room = AGENT_OUTPUT_LIMIT - a->queued_output;
+  /* Output kept for a host that already has it most likely goes first, before new output is dropped. */
+  if (a->kept_head && AGENT_OUTPUT_LIMIT - a->queued_output - a->kept_output < n)
+    drop_kept (a, NULL, n);
+  size_t room = AGENT_OUTPUT_LIMIT - a->queued_output - a->kept_output;
   if (n > room)
     {
       *dropped += n - room;
@@ -166,5 +242,12 @@ nex_agent_queue_output (nex_agent_t *a, nex_wire_type_t type, uint16_t channel, 
     return;
   size_t len;
   uint8_t *frame = nex_wire_encode (type, channel, data, n, &len, NULL);
-  append (a, frame_new (frame, len, channel, n, false));
+  nex_agent_frame_t *f = frame_new (frame, len, channel, n, false);
+  if (channel == 0 && (type == NEX_WIRE_STDOUT || type == NEX_WIRE_STDERR))
+    {
+      f->stream = type == NEX_WIRE_STDERR;
+      f->start = a->out_queued[f->stream];
+      a->out_queued[f->stream] += n;
+    }
+  append (a, f);
 }

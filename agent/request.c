@@ -2,13 +2,14 @@
 /* request.c — what each frame from the host asks nex-agent to do (see agent.h and common/wire.h).
  *
  * Channel 0 is the workload's and the control channel: START (a restart after an EXIT), STOP, SIGNAL, ACK,
- * HELLO, LEASE.  Every other channel is an exec session's: EXEC opens it, STDIN feeds it, SIGNAL and RESIZE reach its
- * process, and its replies go back on the same channel.  Every field is validated before anything happens; a
- * request that is well-formed but refused is answered with ERROR, and only a frame that is not what its type
+ * HELLO, LEASE, STORED.  Every other channel is an exec session's: EXEC opens it, STDIN feeds it, SIGNAL and
+ * RESIZE reach its process, and its replies go back on the same channel.  Every field is validated before anything
+ * happens; a request that is well-formed but refused is answered with ERROR, and only a frame that is not what its type
  * promises (bad JSON) makes the connection reject the host. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -124,6 +125,20 @@ handle_lease (nex_agent_t *a, json_t *req)
       return;
     }
   nex_agent_workload_lease (a, ttl);
+}
+
+/* STORED {stdout, stderr}: the host stored the workload's output up to those offsets (common/wire.h). */
+static void
+handle_stored (nex_agent_t *a, json_t *req)
+{
+  json_int_t out, err;
+  if (json_int (req, "stdout", 0, 0, INT64_MAX, &out) < 0 || json_int (req, "stderr", 0, 0, INT64_MAX, &err) < 0)
+    {
+      nex_agent_queue_error (a, true, NULL, "stored: `stdout` and `stderr` must be offsets (integers from 0)");
+      return;
+    }
+  uint64_t stored[2] = { (uint64_t)out, (uint64_t)err };
+  nex_agent_queue_stored (a, stored);
 }
 
 /* --- exec sessions --------------------------------------------------------------------------------------------- */
@@ -306,6 +321,9 @@ nex_agent_request_handle (nex_agent_t *a, const nex_wire_frame_t *f, nex_error_t
       break;
     case NEX_WIRE_LEASE:
       handle_lease (a, req);
+      break;
+    case NEX_WIRE_STORED:
+      handle_stored (a, req);
       break;
     case NEX_WIRE_EXEC:
       if (f->channel == 0)

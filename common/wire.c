@@ -42,6 +42,7 @@ nex_wire_type_is_json (nex_wire_type_t type)
     case NEX_WIRE_EXEC:
     case NEX_WIRE_RESIZE:
     case NEX_WIRE_LEASE:
+    case NEX_WIRE_STORED:
       return 1;
     case NEX_WIRE_STDOUT:
     case NEX_WIRE_STDERR:
@@ -84,6 +85,8 @@ nex_wire_type_name (unsigned type)
       return "resize";
     case NEX_WIRE_LEASE:
       return "lease";
+    case NEX_WIRE_STORED:
+      return "stored";
     }
   return "unknown";
 }

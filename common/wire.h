@@ -50,9 +50,20 @@ typedef enum nex_wire_type
                            workload (see below) */
   NEX_WIRE_RESIZE = 13, /* host->agent JSON {rows, cols} on a TTY exec session's channel: its new window size */
   NEX_WIRE_LEASE = 14,  /* host->agent JSON {ttl_ms} on channel 0: the workload may run ttl_ms more (see below) */
+  NEX_WIRE_STORED = 15, /* host->agent JSON {stdout, stderr} on channel 0: output stored up to these offsets */
 } nex_wire_type_t;
 
-#define NEX_WIRE_TYPE_MAX NEX_WIRE_LEASE
+#define NEX_WIRE_TYPE_MAX NEX_WIRE_STORED
+
+/* Output that survives a nexd crash.  The workload's own output (channel 0) is numbered per stream: a byte's
+ * offset counts the stdout (or stderr) bytes the agent queued before it, from 0 at the agent's start.  HELLO says
+ * where the stream goes on: output {stdout, stderr}, the offsets of the first bytes of each stream that follow the
+ * greeting.  Once a host has stored lines it answers STORED {stdout, stderr}: every byte before those offsets is
+ * stored (a partial line is not).  From the first STORED on, the agent keeps each written output frame until a
+ * STORED covers it, and sends what is not covered again after its next HELLO; a host that restarted from its
+ * registry knows the offsets it stored and skips what it has, so output read by a nexd that was killed before it
+ * stored it is delivered once, not lost.  Kept frames count against the agent's output bound; past it the oldest
+ * kept ones go first (a host that comes back then sees a gap and takes what follows). */
 
 /* Leases.  A workload that another node may take over (a restartable cluster workload, ARCHITECTURE.md
  * "Cluster") must not outlive its nexd's hold on the cluster: nexd renews a lease on it with LEASE {ttl_ms}

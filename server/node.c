@@ -245,7 +245,8 @@ nex_node_pause_logs (nex_node_t *node, int64_t until)
 #define LOGS_FULL_PAUSE_MS 1000
 
 void
-nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lines, size_t n, int64_t skipped)
+nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lines, size_t n, int64_t skipped,
+                     const int64_t offsets[2])
 {
   if (n == 0)
     return;
@@ -256,7 +257,7 @@ nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lin
     }
   cleanup_error nex_error_t err = NULL;
   int64_t first;
-  if (nex_registry_log_append_seq (node->reg, id, lines, n, skipped, node->cfg->log_lines, &first, &err) < 0)
+  if (nex_registry_log_append_seq (node->reg, id, lines, n, skipped, node->cfg->log_lines, offsets, &first, &err) < 0)
     {
       nex_metrics_log_lost (n + (uint64_t)skipped);
       if (err->kind != NEX_ERR_NO_SPACE)

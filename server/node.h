@@ -84,8 +84,10 @@ void nex_node_announce (nex_node_t *node, const char *type, const nex_workload_t
 
 /* Stores N output lines of workload ID (keeping the node's log_lines bound), after SKIPPED lines that were passed
  * over before storing (numbered and counted as dropped, see output.h), and publishes them, numbered, to the bus
- * for live followers and to NATS.  Failures are logged, not returned: the workload must go on.  Any thread (the
- * supervisor's, in practice). */
-void nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lines, size_t n, int64_t skipped);
+ * for live followers and to NATS.  OFFSETS (may be NULL) is how much of the workload's stdout and stderr the lines
+ * cover, recorded with them (nex_registry_log_append_seq).  Failures are logged, not returned: the workload must
+ * go on.  Any thread (the supervisor's, in practice). */
+void nex_node_store_logs (nex_node_t *node, const char *id, const nex_log_line_t *lines, size_t n, int64_t skipped,
+                          const int64_t offsets[2]);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
@@ -115,6 +116,11 @@ nex_sup_recover (nex_supervisor_t *sup)
           if (e)
             {
               nex_info ("workload %s: re-attached to its sandbox (pid %d)", w->id, (int)w->pid);
+              /* What the agent sends again of the output this node stored before it stopped is skipped. */
+              cleanup_error nex_error_t oerr = NULL;
+              if (nex_registry_output_stored (sup->node->reg, w->id, e->out_have, &oerr) < 0)
+                nex_log_error (NEX_LOG_WARN, oerr, "workload %s: how much of its output is stored", w->id);
+              memcpy (e->out_line_end, e->out_have, sizeof e->out_line_end);
               nex_sup_attach_console (sup, e);
               /* A paused workload stays frozen: its agent answers once it is resumed (a sandbox's connection
                * waits in the socket's backlog; a VM's greeting is sent then). */

@@ -808,7 +808,9 @@ workload_transition (sqlite3 *db, void *ctx, nex_error_t *err)
                "endpoint = CASE WHEN ?8 IS NULL THEN endpoint ELSE NULLIF (?8, '') END, "
                "digest = COALESCE (?9, digest), started_at = COALESCE (?10, started_at), "
                "finished_at = COALESCE (?11, finished_at), restarts = restarts + ?12, "
-               "agent_start = CASE ?13 WHEN 0 THEN agent_start WHEN -1 THEN NULL ELSE ?13 END WHERE id = ?1",
+               "agent_start = CASE ?13 WHEN 0 THEN agent_start WHEN -1 THEN NULL ELSE ?13 END, "
+               "output_stdout = CASE ?13 WHEN 0 THEN output_stdout END, "
+               "output_stderr = CASE ?13 WHEN 0 THEN output_stderr END WHERE id = ?1",
                DB_ARGS (DB_TEXT (t->id), DB_TEXT (nex_state_name (c->state)), DB_INT (now), DB_TEXT (c->reason),
                         DB_OPT_INT (c->has_exit_code, c->exit_code), DB_NONZERO (c->exit_signal), DB_INT (c->pid),
                         DB_TEXT (c->endpoint), DB_TEXT (c->digest), DB_NONZERO (started), DB_NONZERO (finished),
@@ -909,7 +911,8 @@ typedef struct log_append_ctx
   size_t n;
   int64_t skipped;
   int64_t bound;
-  int64_t first_seq; /* out: the number given to lines[0] */
+  const int64_t *offsets; /* stdout and stderr stored up to here (NULL, or -1: unchanged) */
+  int64_t first_seq;      /* out: the number given to lines[0] */
 } log_append_ctx_t;
 
 static int
@@ -948,8 +951,12 @@ log_append (sqlite3 *db, void *ctx, nex_error_t *err)
         return -1;
       dropped += deleted;
     }
-  if (db_exec (db, "UPDATE workloads SET log_lines = ?2, log_dropped = log_dropped + ?3 WHERE id = ?1",
-               DB_ARGS (DB_TEXT (a->id), DB_INT (last), DB_INT (dropped)), err)
+  int64_t out = a->offsets ? a->offsets[0] : -1, errs = a->offsets ? a->offsets[1] : -1;
+  if (db_exec (db,
+               "UPDATE workloads SET log_lines = ?2, log_dropped = log_dropped + ?3, "
+               "output_stdout = CASE WHEN ?4 < 0 THEN output_stdout ELSE ?4 END, "
+               "output_stderr = CASE WHEN ?5 < 0 THEN output_stderr ELSE ?5 END WHERE id = ?1",
+               DB_ARGS (DB_TEXT (a->id), DB_INT (last), DB_INT (dropped), DB_INT (out), DB_INT (errs)), err)
       < 0)
     return -1;
   return 0;
@@ -957,13 +964,14 @@ log_append (sqlite3 *db, void *ctx, nex_error_t *err)
 
 int
 nex_registry_log_append_seq (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n,
-                             int64_t skipped, int64_t bound, int64_t *first_seq, nex_error_t *err)
+                             int64_t skipped, int64_t bound, const int64_t offsets[2], int64_t *first_seq,
+                             nex_error_t *err)
 {
   for (size_t i = 0; i < n; i++)
     if (lines[i].stream != NEX_STREAM_STDOUT && lines[i].stream != NEX_STREAM_STDERR
         && lines[i].stream != NEX_STREAM_CONSOLE)
       return nex_error_field (err, "stream", "unknown stream %d", (int)lines[i].stream);
-  log_append_ctx_t a = { id, lines, n, skipped < 0 ? 0 : skipped, bound, 0 };
+  log_append_ctx_t a = { id, lines, n, skipped < 0 ? 0 : skipped, bound, offsets, 0 };
   if (reg_transaction (reg, log_append, &a, err) < 0)
     return nex_error_wrap (err, "appending to the log of workload `%s`", id);
   if (first_seq)
@@ -975,7 +983,7 @@ int
 nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n, int64_t bound,
                          nex_error_t *err)
 {
-  return nex_registry_log_append_seq (reg, id, lines, n, 0, bound, NULL, err);
+  return nex_registry_log_append_seq (reg, id, lines, n, 0, bound, NULL, NULL, err);
 }
 
 /* Reads the log lines STMT selects (seq, stream, ts, text) into a JSON array; NULL on error. */
@@ -1005,6 +1013,25 @@ log_lines_json (sqlite3 *db, sqlite3_stmt *stmt, const char *id, nex_error_t *er
       return NULL;
     }
   return NEX_STEAL_PTR (lines);
+}
+
+int
+nex_registry_output_stored (nex_registry_t *reg, const char *id, int64_t stored[2], nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  cleanup_stmt sqlite3_stmt *stmt = db_prepare (
+      reg->db, "SELECT COALESCE (output_stdout, 0), COALESCE (output_stderr, 0) FROM workloads WHERE id = ?1",
+      DB_ARGS (DB_TEXT (id)), err);
+  if (stmt == NULL)
+    return -1;
+  int row = db_step (reg->db, stmt, err);
+  if (row < 0)
+    return -1;
+  if (row == 0)
+    return nex_error_set (err, NEX_ERR_NOT_FOUND, "workload `%s` not found", id);
+  stored[0] = sqlite3_column_int64 (stmt, 0);
+  stored[1] = sqlite3_column_int64 (stmt, 1);
+  return 0;
 }
 
 json_t *

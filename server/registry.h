@@ -151,9 +151,15 @@ int nex_registry_log_append (nex_registry_t *reg, const char *id, const nex_log_
 /* As nex_registry_log_append, after SKIPPED lines that came first and were never stored (passed over before
  * storing because the bound could not have kept them: output.h): they are numbered and counted as dropped.
  * *FIRST_SEQ (may be NULL) receives the number given to LINES[0] (the others follow it), for publishing the lines
- * live with their numbers. */
+ * live with their numbers.  OFFSETS (may be NULL; an entry -1 leaves its own alone) records in the same
+ * transaction how much of the workload's stdout and stderr these lines cover (nex_registry_output_stored). */
 int nex_registry_log_append_seq (nex_registry_t *reg, const char *id, const nex_log_line_t *lines, size_t n,
-                                 int64_t skipped, int64_t bound, int64_t *first_seq, nex_error_t *err);
+                                 int64_t skipped, int64_t bound, const int64_t offsets[2], int64_t *first_seq,
+                                 nex_error_t *err);
+
+/* How much of ID's stdout (STORED[0]) and stderr (STORED[1]) its stored lines cover, as offsets in the streams
+ * its agent numbers (common/wire.h); 0 when nothing was recorded since its agent started. */
+int nex_registry_output_stored (nex_registry_t *reg, const char *id, int64_t stored[2], nex_error_t *err);
 
 /* The last TAIL lines (all when TAIL <= 0) of ID as a JSON array of {seq, stream, ts (RFC 3339), text}, oldest
  * first.  New reference, or NULL on error. */

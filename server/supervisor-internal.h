@@ -95,6 +95,10 @@ struct nex_sup_entry
   nex_output_t *output;       /* complete lines waiting to be stored (made at the first), or NULL */
   int64_t output_due;         /* monotonic ms by which they are stored; 0: none wait */
   int64_t output_stored_at;   /* monotonic ms of the last store */
+  /* The workload's stdout [0] and stderr [1] by offset (common/wire.h, "Output that survives a nexd crash"): */
+  int64_t out_next[2];     /* of the next byte the connection brings; -1: the agent did not say (no numbering) */
+  int64_t out_have[2];     /* after the last byte taken in (bytes before it that come again are skipped) */
+  int64_t out_line_end[2]; /* after the last complete line handed to `output`: what a store covers */
   nex_sup_ref_t conn_ref, pid_ref, console_ref;
   int console;   /* console output connection, -1 when none */
   int resyncing; /* re-attached to a stream endpoint: waiting for the agent's answer to our greeting */

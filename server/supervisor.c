@@ -72,6 +72,8 @@ nex_sup_fail_workload (nex_supervisor_t *sup, const char *id, const char *reason
   transition (sup, id, &c, "workload_failed");
 }
 
+static int send_json (nex_sup_entry_t *e, nex_wire_type_t type, json_t *obj);
+
 /* --- output --------------------------------------------------------------------------------------------------- */
 
 /* Output waits at least this long before it is stored, so that a chatty workload's lines go in few transactions;
@@ -93,7 +95,12 @@ nex_sup_output_flush (nex_supervisor_t *sup, nex_sup_entry_t *e)
   cleanup_free nex_log_line_t *lines = NULL;
   int64_t skipped;
   size_t n = nex_output_take (e->output, &lines, &skipped);
-  nex_node_store_logs (sup->node, e->id, lines, n, skipped);
+  nex_node_store_logs (sup->node, e->id, lines, n, skipped, e->out_line_end);
+  /* Stored (or dropped and counted): the agent need not keep it for another host. */
+  if (e->out_next[0] >= 0)
+    send_json (
+        e, NEX_WIRE_STORED,
+        json_pack ("{s:I, s:I}", "stdout", (json_int_t)e->out_line_end[0], "stderr", (json_int_t)e->out_line_end[1]));
   e->output_due = 0;
   e->output_stored_at = nex_clock_mono_ms ();
   int64_t took = e->output_stored_at - t0;
@@ -116,11 +123,15 @@ add_line (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, int64_
 }
 
 /* Splits DATA into lines on STREAM's buffer and adds the complete ones to what waits (a line longer than the
- * buffer is cut there); FLUSH also adds a final partial line. */
+ * buffer is cut there); FLUSH also adds a final partial line.  BASE is the offset of DATA's first byte in the
+ * workload's stdout or stderr (-1: not numbered, as the console), for what a store covers. */
 static void
-take_output (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, const uint8_t *data, size_t len, int flush)
+take_output (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, const uint8_t *data, size_t len,
+             int64_t base, int flush)
 {
-  nex_sup_linebuf_t *lb = &e->lines[stream == NEX_STREAM_CONSOLE ? 2 : stream == NEX_STREAM_STDERR];
+  int ix = stream == NEX_STREAM_CONSOLE ? 2 : stream == NEX_STREAM_STDERR;
+  nex_sup_linebuf_t *lb = &e->lines[ix];
+  int64_t *line_end = ix < 2 && base >= 0 ? &e->out_line_end[ix] : NULL;
   int64_t now = nex_clock_now_ms ();
   size_t i = 0;
   while (i < len)
@@ -129,9 +140,11 @@ take_output (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, con
       if (room == 0)
         {
           /* A full line: a newline right after it ends it; anything else starts the next line. */
+          i += data[i] == '\n';
+          if (line_end)
+            *line_end = base + (int64_t)i;
           add_line (sup, e, stream, now, lb->buf, lb->len);
           lb->len = 0;
-          i += data[i] == '\n';
           continue;
         }
       size_t avail = len - i;
@@ -147,6 +160,8 @@ take_output (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, con
           continue;
         }
       size_t take = (size_t)(nl - (data + i));
+      if (line_end)
+        *line_end = base + (int64_t)(i + take + 1);
       if (lb->len == 0)
         add_line (sup, e, stream, now, (const char *)data + i, take); /* a whole line in DATA: no copy */
       else
@@ -159,6 +174,8 @@ take_output (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, con
     }
   if (flush && lb->len > 0)
     {
+      if (ix < 2)
+        e->out_line_end[ix] = e->out_have[ix];
       add_line (sup, e, stream, now, lb->buf, lb->len);
       lb->len = 0;
     }
@@ -376,8 +393,8 @@ handle_exit (nex_supervisor_t *sup, nex_sup_entry_t *e, json_t *status)
 {
   if (e->final || e->restart_at)
     return; /* recorded already (a HELLO repeats the EXIT it follows) */
-  take_output (sup, e, NEX_STREAM_STDOUT, NULL, 0, 1);
-  take_output (sup, e, NEX_STREAM_STDERR, NULL, 0, 1);
+  take_output (sup, e, NEX_STREAM_STDOUT, NULL, 0, -1, 1);
+  take_output (sup, e, NEX_STREAM_STDERR, NULL, 0, -1, 1);
   json_t *code = json_object_get (status, "code");
   json_t *sig = json_object_get (status, "signal");
   int exec_failed = json_is_true (json_object_get (status, "exec_failed"));
@@ -512,6 +529,58 @@ do_pause (nex_supervisor_t *sup, const char *id, int paused)
     }
 }
 
+/* A STDOUT or STDERR frame of the workload: what this node has already (sent again after a reconnect, wire.h) is
+ * skipped, the rest split into lines. */
+static void
+take_numbered_output (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_wire_frame_t *f)
+{
+  int ix = f->type == NEX_WIRE_STDERR;
+  nex_stream_t stream = ix ? NEX_STREAM_STDERR : NEX_STREAM_STDOUT;
+  const uint8_t *data = f->payload;
+  size_t len = f->len;
+  if (e->out_next[ix] < 0)
+    {
+      take_output (sup, e, stream, data, len, -1, 0);
+      return;
+    }
+  int64_t off = e->out_next[ix];
+  e->out_next[ix] += (int64_t)len;
+  if (off < e->out_have[ix])
+    {
+      int64_t skip = e->out_have[ix] - off;
+      if (skip >= (int64_t)len)
+        return;
+      data += skip;
+      len -= (size_t)skip;
+      off += skip;
+    }
+  else if (off > e->out_have[ix])
+    {
+      /* A gap: the agent dropped kept output for room before this node stored it (counted by the agent). */
+      nex_warn ("workload %s: %lld bytes of %s lost before they were stored", e->id, (long long)(off - e->out_have[ix]),
+                nex_stream_name (stream));
+      e->lines[ix].len = 0;
+      e->out_line_end[ix] = off;
+    }
+  e->out_have[ix] = off + (int64_t)len;
+  take_output (sup, e, stream, data, len, off, 0);
+}
+
+/* HELLO's output {stdout, stderr}: where each stream goes on (wire.h); absent from an agent that does not number
+ * its output. */
+static void
+take_hello_offsets (nex_sup_entry_t *e, json_t *output)
+{
+  json_t *o = json_object_get (output, "stdout"), *r = json_object_get (output, "stderr");
+  if (!json_is_integer (o) || !json_is_integer (r) || json_integer_value (o) < 0 || json_integer_value (r) < 0)
+    {
+      e->out_next[0] = e->out_next[1] = -1;
+      return;
+    }
+  e->out_next[0] = json_integer_value (o);
+  e->out_next[1] = json_integer_value (r);
+}
+
 static void
 handle_frame (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_wire_frame_t *f)
 {
@@ -522,8 +591,7 @@ handle_frame (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_wire_frame_t 
     }
   if (f->type == NEX_WIRE_STDOUT || f->type == NEX_WIRE_STDERR)
     {
-      if (f->channel == 0)
-        take_output (sup, e, f->type == NEX_WIRE_STDOUT ? NEX_STREAM_STDOUT : NEX_STREAM_STDERR, f->payload, f->len, 0);
+      take_numbered_output (sup, e, f);
       return;
     }
   cleanup_error nex_error_t err = NULL;
@@ -539,6 +607,7 @@ handle_frame (nex_supervisor_t *sup, nex_sup_entry_t *e, const nex_wire_frame_t 
     case NEX_WIRE_HELLO:
       {
         e->hello_by = 0;
+        take_hello_offsets (e, json_object_get (msg, "output"));
         const char *state = json_string_value (json_object_get (msg, "state"));
         if (state && strcmp (state, "exited") == 0)
           handle_exit (sup, e, json_object_get (msg, "exit"));
@@ -701,7 +770,7 @@ read_console (nex_supervisor_t *sup, nex_sup_entry_t *e)
           unwatch (sup, &e->console);
           return;
         }
-      take_output (sup, e, NEX_STREAM_CONSOLE, buf, (size_t)n, 0);
+      take_output (sup, e, NEX_STREAM_CONSOLE, buf, (size_t)n, -1, 0);
     }
 }
 
@@ -773,7 +842,7 @@ finalize (nex_supervisor_t *sup, nex_sup_entry_t *e)
 {
   read_conn (sup, e); /* frames it sent just before going */
   read_console (sup, e);
-  take_output (sup, e, NEX_STREAM_CONSOLE, NULL, 0, 1);
+  take_output (sup, e, NEX_STREAM_CONSOLE, NULL, 0, -1, 1);
   int status = 0;
   int reaped = waitpid (e->inst.pid, &status, WNOHANG) == e->inst.pid; /* our child unless re-adopted */
   if (!e->final)
@@ -830,6 +899,7 @@ nex_sup_entry_attach (nex_supervisor_t *sup, const char *id, const nex_driver_t 
   memset (inst, 0, sizeof *inst);
   e->conn = -1;
   e->console = -1;
+  e->out_next[0] = e->out_next[1] = -1;
   e->console_ref = (nex_sup_ref_t){ .e = e, .is_console = 1 };
   e->pidfd = (int)syscall (SYS_pidfd_open, e->inst.pid, 0);
   nex_wire_reader_init (&e->reader);

@@ -140,4 +140,22 @@ def test_output_written_while_nexd_is_down_is_delivered_once(nexd):
     w = nexd.wait_state(w["id"], "exited", timeout=15)
     assert w["exit_code"] == 0
     ticks = [t for t in nexd.log_texts(w["id"]) if t.startswith("tick ")]
-    assert ticks == [f"tick {i}" for i in range(30)], ticks
+    assert ticks == [f"tick {i}" for i in range(30)], " ".join(ticks)
+
+
+def test_chatty_output_survives_kills_exactly_once(nexd):
+    """A workload printing 4000 lines about 1 ms apart (a chatty one: nexd batches its lines before storing them)
+    while nexd is killed -9 five times: lines nexd had read but not stored when it died come again from the agent
+    (it keeps written output until nexd says STORED), and lines it had stored are not stored twice."""
+    w = probe(nexd, "tick", "4000", "1", name="chatty")
+    for _ in range(5):
+        nexd.wait_log(w["id"], "tick", timeout=15)
+        time.sleep(0.35)
+        kill9_and_restart(nexd, down_s=0.05)
+    w = nexd.wait_state(w["id"], "exited", timeout=60)
+    assert w["exit_code"] == 0
+    ticks = [t for t in nexd.log_texts(w["id"]) if t.startswith("tick ")]
+    want = [f"tick {i}" for i in range(4000)]
+    missing = sorted(set(want) - set(ticks), key=lambda t: int(t.split()[1]))
+    assert len(ticks) == len(set(ticks)), f"{len(ticks) - len(set(ticks))} lines stored twice"
+    assert ticks == want, f"{len(missing)} lines missing, first {missing[:5]}"

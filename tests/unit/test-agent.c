@@ -1079,6 +1079,84 @@ test_agent_offline_output (void)
   ack_and_teardown (&ag, &h, wpid, "agent: exits 0 after ACK");
 }
 
+/* The next STDOUT frame's bytes (caller frees), skipping other frames; NULL when none comes in TIMEOUT_MS. */
+static char *
+next_stdout (host_t *h, int timeout_ms)
+{
+  int64_t deadline = now_ms () + timeout_ms;
+  for (;;)
+    {
+      frame_t f;
+      int64_t left = deadline - now_ms ();
+      if (left <= 0 || host_recv (h, &f, (int)left) != 1)
+        return NULL;
+      if (f.type == NEX_WIRE_STDOUT)
+        {
+          char *text = (char *)NEX_STEAL_PTR (f.data);
+          frame_clear (&f);
+          return text;
+        }
+      frame_clear (&f);
+    }
+}
+
+static json_int_t
+hello_stdout (json_t *hello)
+{
+  return jint (json_object_get (hello, "output"), "stdout");
+}
+
+static void
+test_agent_stored_output (void)
+{
+  agent_proc_t ag;
+  host_t h;
+  cleanup_json json_t *hello = agent_attach (&ag, &h);
+  TAP_OK (hello && hello_stdout (hello) == 0 && jint (json_object_get (hello, "output"), "stderr") == 0,
+          "agent: HELLO says output {stdout 0, stderr 0} before anything was written");
+  host_send (&h, NEX_WIRE_STORED, "{\"stdout\":0,\"stderr\":0}");
+  host_send (&h, NEX_WIRE_START,
+             "{\"path\":\"/bin/sh\",\"argv\":[\"sh\",\"-c\",\"echo one; sleep 0.4; echo two; sleep 100\"]}");
+  cleanup_json json_t *started = hello ? host_expect (&h, NEX_WIRE_STARTED, TIMEOUT_MS) : NULL;
+  pid_t wpid = (pid_t)(started ? jint (started, "pid") : 0);
+  cleanup_free char *one = started ? next_stdout (&h, TIMEOUT_MS) : NULL;
+  TAP_OK (one && strcmp (one, "one\n") == 0, "agent: the first line arrives");
+  host_close (&h);
+
+  /* Read but never STORED: the next host gets it again, right after HELLO, which says where it starts. */
+  int ok = one && connect_retry (&h, &ag) == 0;
+  cleanup_json json_t *hello2 = ok ? host_expect (&h, NEX_WIRE_HELLO, TIMEOUT_MS) : NULL;
+  cleanup_free char *again = hello2 ? next_stdout (&h, TIMEOUT_MS) : NULL;
+  TAP_OK (hello2 && hello_stdout (hello2) == 0 && again && strcmp (again, "one\n") == 0,
+          "agent: output written but not STORED comes again on the next connection, from offset 0");
+  host_send (&h, NEX_WIRE_STORED, "{\"stdout\":4,\"stderr\":0}");
+  cleanup_free char *two = again ? next_stdout (&h, TIMEOUT_MS) : NULL;
+  TAP_OK (two && strcmp (two, "two\n") == 0, "agent: the second line arrives");
+  host_close (&h);
+
+  ok = two && connect_retry (&h, &ag) == 0;
+  cleanup_json json_t *hello3 = ok ? host_expect (&h, NEX_WIRE_HELLO, TIMEOUT_MS) : NULL;
+  cleanup_free char *two_again = hello3 ? next_stdout (&h, TIMEOUT_MS) : NULL;
+  TAP_OK (hello3 && hello_stdout (hello3) == 4 && two_again && strcmp (two_again, "two\n") == 0,
+          "agent: after STORED {stdout 4} only what follows offset 4 comes again (HELLO output.stdout 4)");
+  host_send (&h, NEX_WIRE_STORED, "{\"stdout\":8,\"stderr\":0}");
+  host_send (&h, NEX_WIRE_STORED, "{\"stdout\":-1,\"stderr\":\"x\"}");
+  cleanup_json json_t *refused = hello3 ? host_expect (&h, NEX_WIRE_ERROR, TIMEOUT_MS) : NULL;
+  TAP_OK (refused && strstr (jstr (refused, "message"), "stored"), "agent: STORED with offsets that are not gets ERROR");
+  host_close (&h);
+
+  ok = refused && connect_retry (&h, &ag) == 0;
+  cleanup_json json_t *hello4 = ok ? host_expect (&h, NEX_WIRE_HELLO, TIMEOUT_MS) : NULL;
+  frame_t f = { 0 };
+  int rc = hello4 ? host_recv (&h, &f, 300) : 1;
+  TAP_OK (hello4 && hello_stdout (hello4) == 8 && rc == -1,
+          "agent: once everything is STORED a new connection gets HELLO {output.stdout 8} and no output again");
+  frame_clear (&f);
+  host_send (&h, NEX_WIRE_STOP, "{\"grace_ms\":2000}");
+  cleanup_json json_t *ex = hello4 ? host_expect (&h, NEX_WIRE_EXIT, TIMEOUT_MS) : NULL;
+  ack_and_teardown (&ag, &h, wpid, "agent: exits 0 after ACK");
+}
+
 static void
 test_agent_flood (void)
 {
@@ -1192,6 +1270,7 @@ main (void)
   test_agent_garbage ();
   test_agent_reattach ();
   test_agent_offline_output ();
+  test_agent_stored_output ();
   test_agent_flood ();
   test_agent_stream ();
 

@@ -430,7 +430,7 @@ test_logs (nex_registry_t *reg)
 
   /* Lines passed over before storing (output.h) are numbered and counted as dropped, never stored. */
   int64_t first_seq = 0;
-  TAP_OK (nex_registry_log_append_seq (reg, w.id, lines, 2, 5, 4, &first_seq, &err) == 0 && first_seq == 16,
+  TAP_OK (nex_registry_log_append_seq (reg, w.id, lines, 2, 5, 4, NULL, &first_seq, &err) == 0 && first_seq == 16,
           "append 2 lines after 5 passed over: the first is numbered 16 (%lld)", (long long)first_seq);
   cleanup_json json_t *after_skip = nex_registry_log_tail (reg, w.id, 0, &err);
   nex_registry_workload_get (reg, w.id, &got, &err);
