@@ -1142,7 +1142,8 @@ test_agent_stored_output (void)
   host_send (&h, NEX_WIRE_STORED, "{\"stdout\":8,\"stderr\":0}");
   host_send (&h, NEX_WIRE_STORED, "{\"stdout\":-1,\"stderr\":\"x\"}");
   cleanup_json json_t *refused = hello3 ? host_expect (&h, NEX_WIRE_ERROR, TIMEOUT_MS) : NULL;
-  TAP_OK (refused && strstr (jstr (refused, "message"), "stored"), "agent: STORED with offsets that are not gets ERROR");
+  TAP_OK (refused && strstr (jstr (refused, "message"), "stored"),
+          "agent: STORED with offsets that are not gets ERROR");
   host_close (&h);
 
   ok = refused && connect_retry (&h, &ag) == 0;
