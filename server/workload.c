@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "common/cleanup.h"
+#include "common/jsontext.h"
 #include "common/xalloc.h"
 #include "server/artifacts/image-ref.h"
 #include "server/clock.h"
@@ -823,89 +824,138 @@ nex_workload_from_request (const json_t *body, const char *default_driver, nex_w
   return 0;
 }
 
-/* A string member, or null when absent. */
-static json_t *
-string_or_null (const char *s)
-{
-  return s ? json_string (s) : json_null ();
-}
-
-/* A time as RFC 3339, or null when it has not happened (0). */
-static json_t *
-time_or_null (int64_t ms)
+/* KEY and a time as RFC 3339, or null when it has not happened (0). */
+static void
+write_time (nex_jsontext_t *t, const char *key, int64_t ms)
 {
   char buf[NEX_CLOCK_RFC3339_LEN];
-  return ms ? json_string (nex_clock_format (ms, buf, sizeof buf)) : json_null ();
+  nex_jsontext_key (t, key);
+  nex_jsontext_string (t, ms ? nex_clock_format (ms, buf, sizeof buf) : NULL);
 }
 
-/* An integer, or null when PRESENT is false. */
-static json_t *
-integer_or_null (int present, json_int_t value)
+/* KEY and an integer, or null when PRESENT is false. */
+static void
+write_int_or_null (nex_jsontext_t *t, const char *key, int present, int64_t value)
 {
-  return present ? json_integer (value) : json_null ();
+  nex_jsontext_key (t, key);
+  if (present)
+    nex_jsontext_int (t, value);
+  else
+    nex_jsontext_null (t);
+}
+
+/* KEY and a string, or null when S is NULL. */
+static void
+write_string (nex_jsontext_t *t, const char *key, const char *s)
+{
+  nex_jsontext_key (t, key);
+  nex_jsontext_string (t, s);
+}
+
+/* KEY and a stored JSON value; when V is NULL, EMPTY ("[]", "{}" or "null"). */
+static void
+write_json (nex_jsontext_t *t, const char *key, const json_t *v, const char *empty)
+{
+  nex_jsontext_key (t, key);
+  if (v)
+    nex_jsontext_value (t, v);
+  else if (empty[0] == 'n')
+    nex_jsontext_null (t);
+  else
+    {
+      nex_jsontext_open (t, empty[0]);
+      nex_jsontext_close (t, empty[1]);
+    }
+}
+
+void
+nex_workload_write_json (nex_jsontext_t *t, const nex_workload_t *w)
+{
+  nex_jsontext_open (t, '{');
+  write_string (t, "id", w->id);
+  write_string (t, "name", w->name);
+  write_string (t, "namespace", w->namespace_);
+  write_string (t, "description", w->description);
+  write_string (t, "artifact", w->artifact);
+  write_string (t, "sha256", w->sha256);
+  write_string (t, "digest", w->digest);
+  write_json (t, "argv", w->argv, "[]");
+  write_json (t, "env", w->env, "{}");
+  write_string (t, "driver", w->driver);
+  write_string (t, "state", nex_state_name (w->state));
+  write_string (t, "reason", w->reason);
+  write_int_or_null (t, "exit_code", w->has_exit_code, w->exit_code);
+  write_int_or_null (t, "exit_signal", w->exit_signal != 0, w->exit_signal);
+  write_int_or_null (t, "pid", w->pid != 0, w->pid);
+  write_time (t, "created_at", w->created_at);
+  write_time (t, "updated_at", w->updated_at);
+  write_time (t, "started_at", w->started_at);
+  write_time (t, "finished_at", w->finished_at);
+  nex_jsontext_key (t, "logs");
+  nex_jsontext_open (t, '{');
+  write_int_or_null (t, "lines", 1, w->log_lines);
+  write_int_or_null (t, "dropped", 1, w->log_dropped);
+  nex_jsontext_close (t, '}');
+  nex_jsontext_key (t, "resources");
+  nex_resources_write_json (t, &w->resources);
+  write_string (t, "restart_policy", nex_restart_policy_name (w->restart_policy));
+  write_int_or_null (t, "max_restarts", 1, w->max_restarts);
+  write_int_or_null (t, "restarts", 1, w->restarts);
+  write_json (t, "capabilities", w->capabilities, "[]");
+  write_string (t, "cwd", w->cwd);
+  write_string (t, "network", w->net ? "bridge" : w->host_network ? "host" : "none");
+  nex_net_spec_write_json (w->net, t);
+  write_json (t, "labels", w->labels, "{}");
+  int fn = w->type == NEX_WORKLOAD_FUNCTION;
+  write_string (t, "type", nex_workload_type_name (w->type));
+  write_json (t, "trigger_subjects", fn ? w->trigger_subjects : NULL, "null");
+  write_int_or_null (t, "function_timeout_s", fn, w->function_timeout_s);
+  write_int_or_null (t, "max_concurrency", fn, w->max_concurrency);
+  write_string (t, "image", w->image);
+  write_string (t, "image_digest", w->image_digest);
+  write_json (t, "entrypoint", w->entrypoint, "null");
+  write_json (t, "cmd", w->cmd, "null");
+  write_string (t, "user", w->user);
+  write_json (t, "process", w->process, "null");
+  write_string (t, "from_snapshot", w->from_snapshot);
+  nex_jsontext_close (t, '}');
 }
 
 json_t *
 nex_workload_to_json (const nex_workload_t *w)
 {
-  json_t *o = json_object ();
-  json_object_set_new (o, "id", json_string (w->id));
-  json_object_set_new (o, "name", string_or_null (w->name));
-  json_object_set_new (o, "namespace", string_or_null (w->namespace_));
-  json_object_set_new (o, "description", string_or_null (w->description));
-  json_object_set_new (o, "artifact", string_or_null (w->artifact));
-  json_object_set_new (o, "sha256", string_or_null (w->sha256));
-  json_object_set_new (o, "digest", string_or_null (w->digest));
-  json_object_set_new (o, "argv", w->argv ? json_deep_copy (w->argv) : json_array ());
-  json_object_set_new (o, "env", w->env ? json_deep_copy (w->env) : json_object ());
-  json_object_set_new (o, "driver", string_or_null (w->driver));
-  json_object_set_new (o, "state", json_string (nex_state_name (w->state)));
-  json_object_set_new (o, "reason", string_or_null (w->reason));
-  json_object_set_new (o, "exit_code", integer_or_null (w->has_exit_code, w->exit_code));
-  json_object_set_new (o, "exit_signal", integer_or_null (w->exit_signal != 0, w->exit_signal));
-  json_object_set_new (o, "pid", integer_or_null (w->pid != 0, w->pid));
-  json_object_set_new (o, "created_at", time_or_null (w->created_at));
-  json_object_set_new (o, "updated_at", time_or_null (w->updated_at));
-  json_object_set_new (o, "started_at", time_or_null (w->started_at));
-  json_object_set_new (o, "finished_at", time_or_null (w->finished_at));
-  json_object_set_new (
-      o, "logs", json_pack ("{s:I, s:I}", "lines", (json_int_t)w->log_lines, "dropped", (json_int_t)w->log_dropped));
-  json_object_set_new (o, "resources", nex_resources_to_json (&w->resources));
-  json_object_set_new (o, "restart_policy", json_string (nex_restart_policy_name (w->restart_policy)));
-  json_object_set_new (o, "max_restarts", json_integer (w->max_restarts));
-  json_object_set_new (o, "restarts", json_integer (w->restarts));
-  json_object_set_new (o, "capabilities", w->capabilities ? json_deep_copy (w->capabilities) : json_array ());
-  json_object_set_new (o, "cwd", string_or_null (w->cwd));
-  json_object_set_new (o, "network", json_string (w->net ? "bridge" : w->host_network ? "host" : "none"));
-  nex_net_spec_to_json (w->net, o);
-  json_object_set_new (o, "labels", w->labels ? json_deep_copy (w->labels) : json_object ());
-  int fn = w->type == NEX_WORKLOAD_FUNCTION;
-  json_object_set_new (o, "type", json_string (nex_workload_type_name (w->type)));
-  json_object_set_new (o, "trigger_subjects",
-                       fn && w->trigger_subjects ? json_deep_copy (w->trigger_subjects) : json_null ());
-  json_object_set_new (o, "function_timeout_s", integer_or_null (fn, w->function_timeout_s));
-  json_object_set_new (o, "max_concurrency", integer_or_null (fn, w->max_concurrency));
-  json_object_set_new (o, "image", string_or_null (w->image));
-  json_object_set_new (o, "image_digest", string_or_null (w->image_digest));
-  json_object_set_new (o, "entrypoint", w->entrypoint ? json_deep_copy (w->entrypoint) : json_null ());
-  json_object_set_new (o, "cmd", w->cmd ? json_deep_copy (w->cmd) : json_null ());
-  json_object_set_new (o, "user", string_or_null (w->user));
-  json_object_set_new (o, "process", w->process ? json_deep_copy (w->process) : json_null ());
-  json_object_set_new (o, "from_snapshot", string_or_null (w->from_snapshot));
+  nex_jsontext_t t = { 0 };
+  nex_workload_write_json (&t, w);
+  json_t *o = nex_jsontext_load (&t);
+  if (o == NULL)
+    o = json_pack ("{s:s}", "id", w->id); /* cannot happen: the writer's text is valid JSON whatever W holds */
   return o;
+}
+
+void
+nex_resources_write_json (nex_jsontext_t *t, const nex_resources_t *r)
+{
+  nex_jsontext_open (t, '{');
+  nex_jsontext_key (t, "vcpus");
+  if (r->vcpus > 0)
+    nex_jsontext_real (t, r->vcpus);
+  else
+    nex_jsontext_null (t);
+  write_int_or_null (t, "memory_mb", r->memory_mb > 0, r->memory_mb);
+  write_int_or_null (t, "pids", r->pids > 0, r->pids);
+  write_int_or_null (t, "disk_mb", r->disk_mb > 0, r->disk_mb);
+  if (r->net_mbps > 0)
+    write_int_or_null (t, "net_mbps", 1, r->net_mbps);
+  nex_jsontext_close (t, '}');
 }
 
 json_t *
 nex_resources_to_json (const nex_resources_t *r)
 {
-  json_t *o = json_object ();
-  json_object_set_new (o, "vcpus", r->vcpus > 0 ? json_real (r->vcpus) : json_null ());
-  json_object_set_new (o, "memory_mb", integer_or_null (r->memory_mb > 0, r->memory_mb));
-  json_object_set_new (o, "pids", integer_or_null (r->pids > 0, r->pids));
-  json_object_set_new (o, "disk_mb", integer_or_null (r->disk_mb > 0, r->disk_mb));
-  if (r->net_mbps > 0)
-    json_object_set_new (o, "net_mbps", json_integer (r->net_mbps));
-  return o;
+  nex_jsontext_t t = { 0 };
+  nex_resources_write_json (&t, r);
+  json_t *o = nex_jsontext_load (&t);
+  return o ? o : json_object (); /* cannot happen: the writer's text is valid JSON */
 }
 
 void

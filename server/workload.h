@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "common/error.h"
+#include "common/jsontext.h"
 
 #define NEX_ID_LEN 36 /* textual UUID */
 
@@ -162,8 +163,15 @@ int nex_workload_from_request (const json_t *body, const char *default_driver, n
  * letter or digit.  Shared with the label filter of GET /v1/workloads. */
 int nex_label_key_valid (const char *key, size_t len);
 
-/* The workload's public JSON form (as the REST API returns it).  New reference. */
+/* Writes the workload's public JSON form (as the REST API returns it) into T as one object: the one place that
+ * says which fields a workload shows.  A page of 1000 workloads is written this way without a json_t each. */
+void nex_workload_write_json (nex_jsontext_t *t, const nex_workload_t *w);
+
+/* The same form as a json_t (read back from nex_workload_write_json's text).  New reference. */
 json_t *nex_workload_to_json (const nex_workload_t *w);
+
+/* Writes R into T as the object nex_resources_to_json returns. */
+void nex_resources_write_json (nex_jsontext_t *t, const nex_resources_t *r);
 
 /* R as the JSON object the API shows ({vcpus, memory_mb, pids, disk_mb}, null for "no limit"; net_mbps only when
  * set) and stores.

@@ -26,6 +26,7 @@
 
 #include "common/cleanup.h"
 #include "common/fdio.h"
+#include "common/jsontext.h"
 #include "common/xalloc.h"
 #include "server/api/cache.h"
 #include "server/bus.h"
@@ -315,12 +316,14 @@ static enum MHD_Result
 send_json_headers (struct MHD_Connection *conn, request_ctx_t *ctx, unsigned status, json_t *body, const char *location,
                    const char *allow, const char *const *extra)
 {
-  char *text = json_dumps (body, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  if (text == NULL)
-    text = nex_xstrdup ("{}");
-  size_t len = strlen (text);
-  text = nex_xrealloc (text, len + 2);
-  text[len++] = '\n';
+  nex_jsontext_t t = { 0 };
+  if (body)
+    nex_jsontext_value (&t, body);
+  else
+    nex_jsontext_raw (&t, "{}", 2);
+  nex_jsontext_raw (&t, "\n", 1);
+  size_t len;
+  char *text = nex_jsontext_steal (&t, &len);
   const char *type = status >= 400 ? "application/problem+json" : "application/json";
   struct MHD_Response *res = MHD_create_response_from_buffer (len, text, MHD_RESPMEM_MUST_FREE);
   MHD_add_response_header (res, MHD_HTTP_HEADER_CONTENT_TYPE, type);

@@ -17,6 +17,7 @@
 #include <microhttpd.h>
 
 #include "common/cleanup.h"
+#include "common/jsontext.h"
 #include "common/xalloc.h"
 #include "common/wire.h"
 #include "server/clock.h"
@@ -122,9 +123,10 @@ static void
 send_json (session_t *s, json_t *msg)
 {
   cleanup_json json_t *owned = msg;
-  cleanup_free char *text = owned ? json_dumps (owned, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  size_t n;
+  cleanup_free char *text = owned ? nex_jsontext_dumps (owned, &n) : NULL;
   if (text)
-    send_frame (s, NEX_WS_TEXT, text, strlen (text));
+    send_frame (s, NEX_WS_TEXT, text, n);
 }
 
 static void
@@ -166,13 +168,20 @@ send_line (session_t *s, nex_bus_msg_t *m)
   if (m->frame == NULL)
     {
       char when[NEX_CLOCK_RFC3339_LEN];
-      json_t *jtext = json_stringn (m->text, m->len);
-      cleanup_json json_t *msg
-          = json_pack ("{s:I, s:s, s:s, s:o}", "seq", (json_int_t)m->seq, "stream",
-                       m->stream == NEX_STREAM_STDERR ? "stderr" : "stdout", "ts",
-                       nex_clock_format (m->ts, when, sizeof when), "text", jtext ? jtext : json_string (""));
-      cleanup_free char *text = msg ? json_dumps (msg, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-      size_t n = text ? strlen (text) : 0;
+      /* {seq, stream, ts, text}, written as text: one per line a chatty workload prints, to every tail. */
+      nex_jsontext_t t = { 0 };
+      nex_jsontext_open (&t, '{');
+      nex_jsontext_key (&t, "seq");
+      nex_jsontext_int (&t, (int64_t)m->seq);
+      nex_jsontext_key (&t, "stream");
+      nex_jsontext_string (&t, m->stream == NEX_STREAM_STDERR ? "stderr" : "stdout");
+      nex_jsontext_key (&t, "ts");
+      nex_jsontext_string (&t, nex_clock_format (m->ts, when, sizeof when));
+      nex_jsontext_key (&t, "text");
+      nex_jsontext_stringn (&t, m->text, m->len);
+      nex_jsontext_close (&t, '}');
+      size_t n;
+      cleanup_free char *text = nex_jsontext_steal (&t, &n);
       m->frame = nex_xmalloc (NEX_WS_MAX_HEADER + n);
       m->frame_len = nex_ws_frame_header (m->frame, NEX_WS_TEXT, n);
       if (n)

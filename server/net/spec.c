@@ -267,15 +267,23 @@ nex_net_spec_absent (const json_t *body, nex_error_t *err)
 }
 
 void
-nex_net_spec_to_json (const json_t *spec, json_t *o)
+nex_net_spec_write_json (const json_t *spec, nex_jsontext_t *t)
 {
-  const json_t *v;
-  v = spec ? json_object_get (spec, "address") : NULL;
-  json_object_set_new (o, "address", json_is_string (v) ? json_copy ((json_t *)v) : json_null ());
+  const json_t *v = spec ? json_object_get (spec, "address") : NULL;
+  nex_jsontext_key (t, "address");
+  nex_jsontext_value (t, json_is_string (v) ? v : NULL);
   v = spec ? json_object_get (spec, "ports") : NULL;
-  json_object_set_new (o, "ports", json_is_array (v) ? json_deep_copy (v) : json_array ());
+  nex_jsontext_key (t, "ports");
+  if (json_is_array (v))
+    nex_jsontext_value (t, v);
+  else
+    {
+      nex_jsontext_open (t, '[');
+      nex_jsontext_close (t, ']');
+    }
   v = spec ? json_object_get (spec, "egress") : NULL;
-  json_object_set_new (o, "egress", json_is_object (v) ? json_deep_copy (v) : json_null ());
-  v = spec ? json_object_get (spec, "nats") : NULL;
-  json_object_set_new (o, "nats", json_boolean (json_is_true (v)));
+  nex_jsontext_key (t, "egress");
+  nex_jsontext_value (t, json_is_object (v) ? v : NULL);
+  nex_jsontext_key (t, "nats");
+  nex_jsontext_bool (t, spec && json_is_true (json_object_get (spec, "nats")));
 }

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "common/error.h"
+#include "common/jsontext.h"
 
 #define NEX_NET_MAX_PORTS 32 /* published ports per workload */
 #define NEX_NET_MAX_RULES 64 /* entries in each of egress.allow and egress.deny */
@@ -50,9 +51,9 @@ int nex_net_spec_parse (const json_t *body, json_t **out, nex_error_t *err);
  * mean nothing for network none or host.  0 otherwise. */
 int nex_net_spec_absent (const json_t *body, nex_error_t *err);
 
-/* Sets the record fields address, ports, egress and nats of workload JSON O from SPEC (NULL for a workload not
- * in bridge mode: null, [], null, false). */
-void nex_net_spec_to_json (const json_t *spec, json_t *o);
+/* Writes the record fields address, ports, egress and nats of a workload's JSON object into T (inside the open
+ * object) from SPEC (NULL for a workload not in bridge mode: null, [], null, false). */
+void nex_net_spec_write_json (const json_t *spec, nex_jsontext_t *t);
 
 /* Dotted text of ADDR (host byte order) into BUF (at least 16 bytes); returns BUF. */
 char *nex_net_addr_text (uint32_t addr, char *buf);
