@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/cleanup.h"
 #include "common/xalloc.h"
+#include "server/clock.h"
 #include "server/workload.h"
 #include "tests/unit/tap.h"
 #include "tests/unit/testutil.h"
@@ -927,6 +929,31 @@ test_parsers (void)
   TAP_OK (memcmp (&back, &none, sizeof back) == 0, "stored resources: invalid members read as no limit");
 }
 
+/* The record's times (nex_clock_format, written by hand) against strftime's form of the same instants. */
+static void
+test_times_shown (void)
+{
+  int same = 0, rounds = 1000;
+  for (int i = 0; i < rounds; i++)
+    {
+      int64_t ms = i == 0 ? 0 : i == 1 ? 253402300799999LL : (int64_t)(test_rng () % 253402300800000ULL);
+      time_t secs = (time_t)(ms / 1000);
+      struct tm tm;
+      gmtime_r (&secs, &tm);
+      char want[64], date[40];
+      strftime (date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+      snprintf (want, sizeof want, "%s.%03dZ", date, (int)(ms % 1000));
+      char got[NEX_CLOCK_RFC3339_LEN];
+      if (strcmp (nex_clock_format (ms, got, sizeof got), want) == 0)
+        same++;
+      else if (same == i)
+        printf ("# %lld: %s, strftime %s\n", (long long)ms, got, want);
+    }
+  char far[NEX_CLOCK_RFC3339_LEN];
+  TAP_OK (same == rounds && strncmp (nex_clock_format (253402300800000LL, far, sizeof far), "10000-", 6) == 0,
+          "times: %d of %d instants from 1970 to 9999 written as strftime writes them; year 10000 too", same, rounds);
+}
+
 int
 main (void)
 {
@@ -952,6 +979,7 @@ main (void)
   test_functions ();
   test_hostile_shapes ();
   test_parsers ();
+  test_times_shown ();
   TAP_OK (dirty_refusals == 0, "every refusal left the output zeroed (%d did not)", dirty_refusals);
   return tap_done ();
 }
