@@ -35,6 +35,25 @@ nex_utf8_sequence (const char *text, size_t avail)
   return n;
 }
 
+int
+nex_utf8_valid (const char *text, size_t len)
+{
+  size_t i = 0;
+  while (i < len)
+    {
+      if ((unsigned char)text[i] < 0x80)
+        {
+          i++;
+          continue;
+        }
+      size_t n = nex_utf8_sequence (text + i, len - i);
+      if (n == 0)
+        return 0;
+      i += n;
+    }
+  return 1;
+}
+
 char *
 nex_utf8_sanitize (const char *text, size_t len, size_t *out_len)
 {

@@ -16,6 +16,10 @@
  * Any thread. */
 size_t nex_utf8_sequence (const char *text, size_t avail);
 
+/* Whether LEN bytes of TEXT are all well-formed UTF-8 (what nex_utf8_sanitize would copy unchanged).  Any
+ * thread. */
+int nex_utf8_valid (const char *text, size_t len);
+
 /* Copies LEN bytes of TEXT, replacing every byte that does not start a well-formed UTF-8 sequence (overlong
  * forms, surrogates and code points above U+10FFFF included) with U+FFFD, so that whatever a workload prints
  * can always be stored as TEXT and turned into a JSON string.  Sets *OUT_LEN; the copy is NUL-terminated.

@@ -134,6 +134,12 @@ nex_output_pending (const nex_output_t *o)
   return o->count;
 }
 
+int64_t
+nex_output_skipped (const nex_output_t *o)
+{
+  return o->skipped;
+}
+
 size_t
 nex_output_take (nex_output_t *o, nex_log_line_t **lines, int64_t *skipped)
 {

@@ -30,6 +30,9 @@ int nex_output_add (nex_output_t *o, nex_stream_t stream, int64_t ts, const char
 /* How many lines wait (kept ones; the passed-over ones are not counted here). */
 size_t nex_output_pending (const nex_output_t *o);
 
+/* How many lines were passed over since the last take (the bound overflowed: a flood). */
+int64_t nex_output_skipped (const nex_output_t *o);
+
 /* The waiting lines, oldest first, in *LINES (N of them; their texts point into O, valid until the next call on
  * O), and in *SKIPPED how many older lines were passed over since the last take.  Empties O.  *LINES is a new
  * array the caller frees (NULL when N is 0). */

@@ -83,6 +83,22 @@ static int send_json (nex_sup_entry_t *e, nex_wire_type_t type, json_t *obj);
 #define OUTPUT_DELAY_MAX_MS 250
 #define OUTPUT_MAX_BYTES (4u << 20) /* text waiting per workload before it is stored at once */
 
+/* Whether E's waiting output is to be stored now (NOW, monotonic ms), its deadline (or, with RIGHT_AWAY, the
+ * quiet-workload rule) having come.  Not while it floods: when more lines came since the last store than the
+ * bound keeps (some were passed over), a store now would write lines the next one deletes, so lines wait until
+ * OUTPUT_DELAY_MAX_MS after the last store (or the next state change, or OUTPUT_MAX_BYTES).  A 2-million-line
+ * burst was two stores of 10,000 lines (30 ms each) before it ended, and is none now. */
+static int
+output_store_due (nex_sup_entry_t *e, int64_t now)
+{
+  if (e->output && nex_output_skipped (e->output) > 0 && now - e->output_stored_at < OUTPUT_DELAY_MAX_MS)
+    {
+      e->output_due = e->output_stored_at + OUTPUT_DELAY_MAX_MS;
+      return 0;
+    }
+  return 1;
+}
+
 void
 nex_sup_output_flush (nex_supervisor_t *sup, nex_sup_entry_t *e)
 {
@@ -182,7 +198,8 @@ take_output (nex_supervisor_t *sup, nex_sup_entry_t *e, nex_stream_t stream, con
   /* A workload that prints now and then (nothing stored for it in the last OUTPUT_DELAY_MIN_MS) has its lines
    * stored at once: nothing waits in nexd's memory that a crash could lose.  Only a chatty one has them wait for
    * the deadline (which grows with the cost of storing). */
-  if (e->output_due && nex_clock_mono_ms () - e->output_stored_at >= OUTPUT_DELAY_MIN_MS)
+  int64_t mono = nex_clock_mono_ms ();
+  if (e->output_due && mono - e->output_stored_at >= OUTPUT_DELAY_MIN_MS && output_store_due (e, mono))
     nex_sup_output_flush (sup, e);
 }
 
@@ -1511,7 +1528,7 @@ run_timers (nex_supervisor_t *sup)
   nex_sup_unrecorded_retry (sup, now);
   nex_sup_lease_renew (sup, now);
   for (nex_sup_entry_t *e = sup->entries; e; e = e->next)
-    if (e->output_due && now >= e->output_due)
+    if (e->output_due && now >= e->output_due && output_store_due (e, now))
       nex_sup_output_flush (sup, e);
   for (nex_sup_entry_t *e = sup->entries; e; e = e->next)
     if (e->kill_at && now >= e->kill_at)

@@ -282,3 +282,43 @@ def test_a_changed_file_is_fetched_again(nexd, tmp_path):
     # and the expected digest is still checked on a remembered file
     r = nexd.wait_state(nexd.deploy_ok(name="d", artifact=f"file://{prog}", sha256=first["digest"])["id"], "failed")
     assert "sha256 mismatch" in r["reason"], r
+
+
+def test_a_flood_keeps_the_last_lines_in_order_and_counts_the_rest(nexd):
+    """300,000 numbered lines, far past the bound (10,000 lines kept): the stored log is exactly the last 10,000,
+    in order, without a gap, and the record counts every line and the ones dropped."""
+    w = nexd.deploy_ok(name="flood", artifact="file:///bin/busybox", argv=["sh", "-c", "seq 1 300000"])
+    w = nexd.wait_state(w["id"], "exited", timeout=60)
+    assert w["exit_code"] == 0, w
+    assert w["logs"] == {"lines": 300000, "dropped": 290000}, w["logs"]
+    logs = nexd.logs(w["id"], tail=20000)
+    texts = [l["text"] for l in logs["lines"]]
+    assert texts == [str(i) for i in range(290001, 300001)], (texts[:3], texts[-3:], len(texts))
+    assert [l["seq"] for l in logs["lines"]] == list(range(290001, 300001))
+
+
+def test_lines_after_a_flood_are_stored_while_the_workload_runs(nexd):
+    """A flood defers its stores (the bound would delete most of what each stored) but not for long: the last
+    line of a burst is stored within a second while the workload goes on running, and a quiet line after it
+    too."""
+    script = "seq 1 200000; echo burst-done; sleep 2; echo quiet-line; sleep 30"
+    w = nexd.deploy_ok(name="burst", artifact="file:///bin/busybox", argv=["sh", "-c", script])
+    nexd.wait_state(w["id"], "running", timeout=15)
+    deadline = time.monotonic() + 10
+    seen_at = None
+    while time.monotonic() < deadline:
+        texts = [l["text"] for l in nexd.logs(w["id"], tail=5)["lines"]]
+        if "burst-done" in texts:
+            seen_at = time.monotonic()
+            break
+        time.sleep(0.05)
+    assert seen_at is not None, "the burst's last line was not stored within 10 s"
+    assert nexd.workload(w["id"])["state"] == "running"
+    while time.monotonic() < seen_at + 8:
+        texts = [l["text"] for l in nexd.logs(w["id"], tail=5)["lines"]]
+        if "quiet-line" in texts:
+            break
+        time.sleep(0.05)
+    assert "quiet-line" in texts, texts
+    assert time.monotonic() - seen_at < 4, "the quiet line after the burst waited"
+    assert nexd.delete(f"/v1/workloads/{w['id']}").status_code in (200, 202)
