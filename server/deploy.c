@@ -94,6 +94,7 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
   cleanup_free char *why = NULL;
   int stored_secure = 0;
   int leased = 0;
+  cleanup_json json_t *deployed = NULL;
   if (d == NULL)
     nex_error_field (err, "driver", "unknown driver `%s`", w.driver);
   else if (w.type == NEX_WORKLOAD_FUNCTION && node->nats == NULL)
@@ -107,9 +108,11 @@ nex_deploy_submit (nex_node_t *node, const json_t *request, nex_workload_t *out,
            && (w.image || nex_artifact_precheck_at (node->artifacts_dir, w.artifact, err) == 0)
            && (w.net == NULL || (leased = reserve_network (node, d, &w, err)) == 1)
            && (!secured || (stored_secure = nex_registry_secure_put (node->reg, w.id, &secure, err) == 0))
-           && nex_registry_workload_insert (node->reg, &w, err) == 0)
+           && (deployed = nex_node_event_new (node, "workload_deployed", &w, NULL)) != NULL
+           && nex_registry_workload_insert_event (node->reg, &w, deployed, err) == 0)
     {
-      nex_node_emit (node, "workload_deployed", &w, NULL);
+      /* The record and its event in one commit, then the event to watchers. */
+      nex_node_event_publish (node, deployed, &w);
       nex_supervisor_deploy (node->sup, w.id);
       *out = w;
       memset (&w, 0, sizeof w);

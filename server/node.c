@@ -198,9 +198,8 @@ nex_node_close (nex_node_t *node)
   free (node);
 }
 
-/* Emits (STORE: and stores) the event; see nex_node_emit and nex_node_announce. */
-static void
-emit (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data, int store)
+json_t *
+nex_node_event_new (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data)
 {
   if (data == NULL)
     data = json_object ();
@@ -210,17 +209,30 @@ emit (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data,
       json_object_set_new (data, "name", json_string (w->name));
       json_object_set_new (data, "namespace", json_string (w->namespace_));
     }
-  cleanup_json json_t *ev = nex_event_new (node->id, type, w ? w->id : NULL, data);
+  return nex_event_new (node->id, type, w ? w->id : NULL, data);
+}
+
+void
+nex_node_event_publish (nex_node_t *node, json_t *ev, const nex_workload_t *w)
+{
+  const char *type = json_string_value (json_object_get (ev, "type"));
+  nex_debug ("event %s %s", type ? type : "?", w ? w->id : "");
+  nex_bus_publish_event (node->bus, ev, w);
+  nex_metrics_event (type ? type : "", w && w->started_at && w->created_at ? w->started_at - w->created_at : -1);
+  if (node->nats)
+    nex_nats_publish_event (node->nats, ev, w ? w->namespace_ : NULL);
+}
+
+/* Emits (STORE: and stores) the event; see nex_node_emit and nex_node_announce. */
+static void
+emit (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data, int store)
+{
+  cleanup_json json_t *ev = nex_node_event_new (node, type, w, data);
   cleanup_error nex_error_t err = NULL;
   if (store && nex_registry_event_append (node->reg, ev, &err) < 0)
     nex_log_error (NEX_LOG_WARN, err, "event %s not stored", type);
-  else
-    nex_debug ("event %s %s", type, w ? w->id : "");
   /* Published even when storing failed: live watchers (and waiters) still need to hear about it. */
-  nex_bus_publish_event (node->bus, ev, w);
-  nex_metrics_event (type, w && w->started_at && w->created_at ? w->started_at - w->created_at : -1);
-  if (node->nats)
-    nex_nats_publish_event (node->nats, ev, w ? w->namespace_ : NULL);
+  nex_node_event_publish (node, ev, w);
 }
 
 void

@@ -78,6 +78,13 @@ void nex_node_close (nex_node_t *node);
  * operation it reports.  Any thread. */
 void nex_node_emit (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data);
 
+/* The two halves of nex_node_emit, for a caller that stores the event itself (in the transaction of the change
+ * it reports: nex_registry_workload_transition_event).  nex_node_event_new builds the CloudEvent of TYPE about W
+ * (may be NULL) with DATA (stolen; may be NULL): a new reference.  nex_node_event_publish passes a stored (or
+ * unstorable) event EV on to the bus, the counters and NATS.  Any thread. */
+json_t *nex_node_event_new (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data);
+void nex_node_event_publish (nex_node_t *node, json_t *ev, const nex_workload_t *w);
+
 /* As nex_node_emit, but the event is not stored: it reaches live watchers (the bus, NATS) and the counters only.
  * For events too frequent to keep one row each (a function's successful runs).  Any thread. */
 void nex_node_announce (nex_node_t *node, const char *type, const nex_workload_t *w, json_t *data);

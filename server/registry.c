@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "common/cleanup.h"
+#include "common/jsontext.h"
 #include "common/utf8.h"
 #include "common/xalloc.h"
 #include "server/clock.h"
@@ -599,10 +600,19 @@ history_append (sqlite3 *db, const char *id, nex_state_t state, int64_t at, cons
   return 0;
 }
 
+typedef struct insert_ctx
+{
+  const nex_workload_t *w;
+  const json_t *event;
+} insert_ctx_t;
+
+static int event_insert (sqlite3 *db, const json_t *event, nex_error_t *err);
+
 static int
 workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
 {
-  const nex_workload_t *w = ctx;
+  const insert_ctx_t *ic = ctx;
+  const nex_workload_t *w = ic->w;
   cleanup_free char *argv = json_text (w->argv, "[]");
   cleanup_free char *env = json_text (w->env, "{}");
   cleanup_json json_t *resources_json = nex_resources_to_json (&w->resources);
@@ -636,15 +646,24 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
           err)
       < 0)
     return -1;
-  return history_append (db, w->id, w->state, w->created_at, w->reason, err);
+  if (history_append (db, w->id, w->state, w->created_at, w->reason, err) < 0)
+    return -1;
+  return ic->event ? event_insert (db, ic->event, err) : 0;
+}
+
+int
+nex_registry_workload_insert_event (nex_registry_t *reg, const nex_workload_t *w, const json_t *event, nex_error_t *err)
+{
+  insert_ctx_t ic = { w, event };
+  if (reg_transaction (reg, workload_insert, &ic, err) < 0)
+    return nex_error_wrap (err, "storing workload `%s`", w->id);
+  return 0;
 }
 
 int
 nex_registry_workload_insert (nex_registry_t *reg, const nex_workload_t *w, nex_error_t *err)
 {
-  if (reg_transaction (reg, workload_insert, (void *)w, err) < 0)
-    return nex_error_wrap (err, "storing workload `%s`", w->id);
-  return 0;
+  return nex_registry_workload_insert_event (reg, w, NULL, err);
 }
 
 int
@@ -836,6 +855,57 @@ nex_registry_workload_transition (nex_registry_t *reg, const char *id, const nex
   transition_ctx_t t = { id, c };
   if (reg_transaction (reg, workload_transition, &t, err) < 0)
     return nex_error_wrap (err, "moving workload `%s` to %s", id, nex_state_name (c->state));
+  return 0;
+}
+
+typedef struct transition_event_ctx
+{
+  transition_ctx_t t;
+  nex_registry_event_fn build;
+  void *build_ctx;
+  nex_workload_t *out;
+  json_t *event;
+} transition_event_ctx_t;
+
+static int
+workload_transition_event (sqlite3 *db, void *ctx, nex_error_t *err)
+{
+  transition_event_ctx_t *te = ctx;
+  if (workload_transition (db, &te->t, err) < 0)
+    return -1;
+  cleanup_stmt sqlite3_stmt *stmt
+      = db_prepare (db, "SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE id = ?1", DB_ARGS (DB_TEXT (te->t.id)), err);
+  int row = stmt ? db_step (db, stmt, err) : -1;
+  if (row < 0)
+    return -1;
+  if (row == 0)
+    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no workload `%s`", te->t.id);
+  nex_workload_release (te->out);
+  if (workload_from_row (stmt, te->out, err) < 0)
+    return -1;
+  json_decref (te->event);
+  te->event = te->build ? te->build (te->out, te->build_ctx) : NULL;
+  return te->event ? event_insert (db, te->event, err) : 0;
+}
+
+int
+nex_registry_workload_transition_event (nex_registry_t *reg, const char *id, const nex_state_change_t *c,
+                                        nex_registry_event_fn build, void *ctx, nex_workload_t *out, json_t **event,
+                                        nex_error_t *err)
+{
+  memset (out, 0, sizeof *out);
+  *event = NULL;
+  if ((unsigned)c->state >= NEX_STATE__COUNT)
+    return nex_error_field (err, "state", "unknown state %d", (int)c->state);
+  transition_event_ctx_t te = { { id, c }, build, ctx, out, NULL };
+  if (reg_transaction (reg, workload_transition_event, &te, err) < 0)
+    {
+      nex_workload_release (out);
+      memset (out, 0, sizeof *out);
+      json_decref (te.event);
+      return nex_error_wrap (err, "moving workload `%s` to %s", id, nex_state_name (c->state));
+    }
+  *event = te.event;
   return 0;
 }
 
@@ -1127,8 +1197,9 @@ parse_rfc3339_ms (const char *s, int64_t *out)
   return 0;
 }
 
-int
-nex_registry_event_append (nex_registry_t *reg, const json_t *event, nex_error_t *err)
+/* Inserts EVENT (see nex_registry_event_append) on DB, whose lock the caller holds. */
+static int
+event_insert (sqlite3 *db, const json_t *event, nex_error_t *err)
 {
   const char *id = json_string_value (json_object_get (event, "id"));
   const char *type = json_string_value (json_object_get (event, "type"));
@@ -1143,23 +1214,27 @@ nex_registry_event_append (nex_registry_t *reg, const json_t *event, nex_error_t
   /* The stored time orders and filters events; an event without a readable one is filed under "now". */
   if (time_text == NULL || parse_rfc3339_ms (time_text, &time_ms) < 0)
     time_ms = nex_clock_now_ms ();
-  cleanup_free char *text = json_dumps (event, JSON_COMPACT);
-  if (text == NULL)
-    return nex_error_set (err, NEX_ERR_INVALID, "event `%s` cannot be serialised", id);
-
-  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
-  if (db_exec (reg->db,
+  size_t len;
+  cleanup_free char *text = nex_jsontext_dumps (event, &len);
+  if (db_exec (db,
                "INSERT INTO events (id, type, source, subject, namespace, workload_id, time, data) "
                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                DB_ARGS (DB_TEXT (id), DB_TEXT (type), DB_TEXT (json_string_value (json_object_get (event, "source"))),
                         DB_TEXT (json_string_value (json_object_get (event, "subject"))),
                         DB_TEXT (json_string_value (json_object_get (data, "namespace"))),
                         DB_TEXT (json_string_value (json_object_get (data, "workload_id"))), DB_INT (time_ms),
-                        DB_TEXT (text)),
+                        DB_TEXTN (text, len)),
                err)
       < 0)
     return nex_error_wrap (err, "storing event `%s`", id);
   return 0;
+}
+
+int
+nex_registry_event_append (nex_registry_t *reg, const json_t *event, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  return event_insert (reg->db, event, err);
 }
 
 int

@@ -59,6 +59,11 @@ int nex_registry_run (nex_registry_t *reg, int (*fn) (sqlite3 *db, void *ctx, ne
 /* Stores a new workload (state and timestamps as in W) and its first history entry. */
 int nex_registry_workload_insert (nex_registry_t *reg, const nex_workload_t *w, nex_error_t *err);
 
+/* As nex_registry_workload_insert, and stores EVENT (may be NULL; see nex_registry_event_append) in the same
+ * transaction: a deploy's record and its `workload_deployed` are one commit. */
+int nex_registry_workload_insert_event (nex_registry_t *reg, const nex_workload_t *w, const json_t *event,
+                                        nex_error_t *err);
+
 /* Loads workload ID into *OUT.  NEX_ERR_NOT_FOUND when there is none. */
 int nex_registry_workload_get (nex_registry_t *reg, const char *id, nex_workload_t *out, nex_error_t *err);
 
@@ -112,6 +117,18 @@ typedef struct nex_state_change
  * state. */
 int nex_registry_workload_transition (nex_registry_t *reg, const char *id, const nex_state_change_t *c,
                                       nex_error_t *err);
+
+/* Builds the event of a transition from the workload as the transition left it: a new reference, or NULL for
+ * none.  Called inside the transaction, with the registry locked: it must not use the registry. */
+typedef json_t *(*nex_registry_event_fn) (const nex_workload_t *w, void *ctx);
+
+/* As nex_registry_workload_transition, and in the same transaction stores the event BUILD (with CTX) makes
+ * from the row after the change: one commit instead of two per transition.  On success *OUT holds that
+ * workload (the caller releases it) and *EVENT the stored event (new reference; NULL when BUILD made none), for
+ * publishing; on failure nothing was written and both are empty. */
+int nex_registry_workload_transition_event (nex_registry_t *reg, const char *id, const nex_state_change_t *c,
+                                            nex_registry_event_fn build, void *ctx, nex_workload_t *out, json_t **event,
+                                            nex_error_t *err);
 
 /* The state history of ID as a JSON array of {state, at (RFC 3339), reason?}, oldest first.  New reference. */
 json_t *nex_registry_workload_history (nex_registry_t *reg, const char *id, nex_error_t *err);

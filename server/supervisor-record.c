@@ -50,37 +50,51 @@ unrecorded_free (nex_sup_unrecorded_t *u)
   free (u);
 }
 
-/* Reports the transition of ID that was just written as event TYPE (NULL: none), with EXTRA (borrowed) merged
- * into the event's data. */
-static void
-report (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type, json_t *extra)
+typedef struct event_ctx
 {
-  nex_info ("workload %s: %s%s%s", id, nex_state_name (c->state), c->reason ? ": " : "", c->reason ? c->reason : "");
-  if (type == NULL)
-    return;
-  cleanup_error nex_error_t err = NULL;
-  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
-  if (nex_registry_workload_get (sup->node->reg, id, &w, &err) < 0)
-    return;
-  json_t *data = json_pack ("{s:s}", "state", nex_state_name (w.state));
-  if (w.reason)
-    json_object_set_new (data, "reason", json_string (w.reason));
-  if (w.has_exit_code)
-    json_object_set_new (data, "exit_code", json_integer (w.exit_code));
-  if (w.exit_signal)
-    json_object_set_new (data, "exit_signal", json_integer (w.exit_signal));
-  if (extra)
-    json_object_update (data, extra);
-  nex_node_emit (sup->node, type, &w, data);
+  nex_node_t *node;
+  const char *type;
+  const json_t *extra;
+} event_ctx_t;
+
+/* The event of a transition, from the workload as it left it (nex_registry_event_fn): its state, reason, exit
+ * code and signal, with the caller's EXTRA merged in. */
+static json_t *
+build_event (const nex_workload_t *w, void *ctx)
+{
+  const event_ctx_t *ec = ctx;
+  json_t *data = json_pack ("{s:s}", "state", nex_state_name (w->state));
+  if (w->reason)
+    json_object_set_new (data, "reason", json_string (w->reason));
+  if (w->has_exit_code)
+    json_object_set_new (data, "exit_code", json_integer (w->exit_code));
+  if (w->exit_signal)
+    json_object_set_new (data, "exit_signal", json_integer (w->exit_signal));
+  if (ec->extra)
+    json_object_update (data, (json_t *)ec->extra);
+  return nex_node_event_new (ec->node, ec->type, w, data);
 }
 
-/* Writes C for ID: 1 written, 0 refused for a reason that may pass (keep it), -1 refused for good. */
+/* Writes C for ID and, in the same transaction, its event TYPE (NULL: none) with EXTRA (borrowed) merged into its
+ * data; then publishes the event.  1 written, 0 refused for a reason that may pass (keep it), -1 refused for
+ * good (QUIET: not logged). */
 static int
-write_change (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, int quiet)
+record (nex_supervisor_t *sup, const char *id, const nex_state_change_t *c, const char *type, const json_t *extra,
+        int quiet)
 {
   cleanup_error nex_error_t err = NULL;
-  if (nex_registry_workload_transition (sup->node->reg, id, c, &err) == 0)
-    return 1;
+  event_ctx_t ec = { sup->node, type, extra };
+  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
+  cleanup_json json_t *ev = NULL;
+  if (nex_registry_workload_transition_event (sup->node->reg, id, c, type ? build_event : NULL, &ec, &w, &ev, &err)
+      == 0)
+    {
+      nex_info ("workload %s: %s%s%s", id, nex_state_name (c->state), c->reason ? ": " : "",
+                c->reason ? c->reason : "");
+      if (ev)
+        nex_node_event_publish (sup->node, ev, &w);
+      return 1;
+    }
   int passing = err->kind == NEX_ERR_NO_SPACE || err->kind == NEX_ERR_SYSTEM;
   if (!quiet)
     nex_log_error (passing ? NEX_LOG_WARN : NEX_LOG_ERROR, err, "workload %s: cannot record state %s%s", id,
@@ -134,10 +148,8 @@ nex_sup_transition (nex_supervisor_t *sup, const char *id, const nex_state_chang
       keep (sup, id, c, type, NEX_STEAL_PTR (more));
       return;
     }
-  int r = write_change (sup, id, c, 0);
-  if (r > 0)
-    report (sup, id, c, type, more);
-  else if (r == 0)
+  int r = record (sup, id, c, type, more, 0);
+  if (r == 0)
     keep (sup, id, c, type, NEX_STEAL_PTR (more));
 }
 
@@ -163,7 +175,9 @@ nex_sup_unrecorded_retry (nex_supervisor_t *sup, int64_t now)
       int skip = 0;
       for (size_t i = 0; i < n_blocked && !skip; i++)
         skip = strcmp (blocked[i], u->id) == 0;
-      int r = skip || n_blocked == sizeof blocked / sizeof blocked[0] ? 0 : write_change (sup, u->id, &u->c, 1);
+      int r = skip || n_blocked == sizeof blocked / sizeof blocked[0]
+                  ? 0
+                  : record (sup, u->id, &u->c, u->type, u->extra, 1);
       if (r == 0)
         {
           if (!skip && n_blocked < sizeof blocked / sizeof blocked[0])
@@ -172,8 +186,6 @@ nex_sup_unrecorded_retry (nex_supervisor_t *sup, int64_t now)
           continue;
         }
       *p = u->next;
-      if (r > 0)
-        report (sup, u->id, &u->c, u->type, u->extra);
       unrecorded_free (u);
     }
   if (sup->unrecorded)

@@ -485,6 +485,53 @@ test_events (nex_registry_t *reg, const char *path)
           row ? row : "?");
 }
 
+/* A transition and its event in one transaction: the event is built from the row as the change left it and
+ * stored with it; a refused transition stores neither. */
+static json_t *
+transition_event_of (const nex_workload_t *w, void *ctx)
+{
+  int *calls = ctx;
+  (*calls)++;
+  char id[64];
+  snprintf (id, sizeof id, "te-%d-%s", *calls, nex_state_name (w->state));
+  return json_pack ("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s}}", "specversion", "1.0", "id", id, "type",
+                    "workload_started", "time", "2026-12-04T10:00:00.000Z", "data", "workload_id", w->id, "namespace",
+                    w->namespace_, "state", nex_state_name (w->state));
+}
+
+static void
+test_transition_event (nex_registry_t *reg, const char *path)
+{
+  cleanup_with (nex_workload_release) nex_workload_t w = { 0 };
+  insert_workload (reg, "{\"name\": \"te\", \"artifact\": \"file:///bin/true\"}", &w);
+  nex_error_t err = NULL;
+  int calls = 0;
+  nex_state_change_t running = { .state = NEX_STATE_RUNNING, .pid = 42 };
+  cleanup_with (nex_workload_release) nex_workload_t after = { 0 };
+  json_t *ev = NULL;
+  int r = nex_registry_workload_transition_event (reg, w.id, &running, transition_event_of, &calls, &after, &ev, &err);
+  cleanup_free char *q
+      = nex_xasprintf ("SELECT data FROM events WHERE id = 'te-1-running' AND workload_id = '%s'", w.id);
+  cleanup_free char *stored = raw_query (path, q);
+  TAP_OK (r == 0 && calls == 1 && after.state == NEX_STATE_RUNNING && after.pid == 42 && after.started_at > 0 && ev
+              && stored && strstr (stored, "\"state\":\"running\""),
+          "transition_event: the event is built from the changed row and stored with it (%s)", stored ? stored : "-");
+  json_decref (ev);
+  ev = NULL;
+  nex_state_change_t done = { .state = NEX_STATE_EXITED, .exit_code = 0, .has_exit_code = 1 };
+  cleanup_with (nex_workload_release) nex_workload_t ended = { 0 };
+  r = nex_registry_workload_transition_event (reg, w.id, &done, NULL, NULL, &ended, &ev, &err);
+  TAP_OK (r == 0 && ev == NULL && ended.state == NEX_STATE_EXITED, "transition_event: no builder, no event");
+  nex_state_change_t again = { .state = NEX_STATE_RUNNING };
+  cleanup_with (nex_workload_release) nex_workload_t refused = { 0 };
+  r = nex_registry_workload_transition_event (reg, w.id, &again, transition_event_of, &calls, &refused, &ev, &err);
+  cleanup_free char *none = raw_query (path, "SELECT COUNT (*) FROM events WHERE id LIKE 'te-2-%'");
+  TAP_OK (r < 0 && err && err->kind == NEX_ERR_CONFLICT && ev == NULL && refused.id[0] == '\0' && none
+              && strcmp (none, "0") == 0,
+          "transition_event: leaving a final state is refused and no event is stored (%s)", none ? none : "?");
+  nex_error_free (&err);
+}
+
 /* Several threads appending to one workload's log at once: every append lands, numbering has no gaps. */
 typedef struct writer
 {
@@ -608,6 +655,7 @@ main (void)
   test_workloads (reg, path);
   test_logs (reg);
   test_events (reg, path);
+  test_transition_event (reg, path);
   test_threads (reg);
   test_snapshots (reg);
   nex_registry_close (reg);
