@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <curl/curl.h>
 
@@ -17,6 +18,7 @@
 #include "common/cleanup.h"
 #include "common/xalloc.h"
 #include "server/api/api.h"
+#include "server/artifacts/unpack.h"
 #include "server/cluster/cluster.h"
 #include "server/config.h"
 #include "server/log.h"
@@ -143,6 +145,9 @@ run (const nex_config_t *cfg, const sigset_t *wait_set)
 int
 main (int argc, char **argv)
 {
+  /* An image's unpack child (artifacts/unpack.h): started by nexd itself under this name. */
+  if (argc > 0 && strcmp (argv[0], NEX_UNPACK_ARGV0) == 0)
+    return nex_unpack_child_main (argc, argv);
   cleanup_with (nex_config_release) nex_config_t cfg;
   cleanup_error nex_error_t err = NULL;
   int r = nex_config_load (&cfg, argc, argv, environ, stdout, &err);

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/xalloc.h"
 
 /* What the child reports, in one write. */
 typedef struct report
@@ -69,17 +71,96 @@ report_error (const report_t *r, nex_error_t *err)
   return -1;
 }
 
+/* The argv of the unpack child's own image (see unpack.h): "nexd-unpack OUT ROOT MAX_BYTES MAX_ENTRIES BYTES
+ * ENTRIES ID_BASE ID_COUNT N BLOB DIFF_ID ...", built before the fork (nothing after it allocates). */
+static char **
+child_argv (int out, int root_fd, const nex_unpack_layer_t *layers, size_t n, const nex_layer_budget_t *budget)
+{
+  char **argv = nex_xzalloc ((10 + 2 * n + 1) * sizeof *argv);
+  size_t k = 0;
+  argv[k++] = nex_xstrdup (NEX_UNPACK_ARGV0);
+  argv[k++] = nex_xasprintf ("%d", out);
+  argv[k++] = nex_xasprintf ("%d", root_fd);
+  argv[k++] = nex_xasprintf ("%llu", (unsigned long long)budget->max_bytes);
+  argv[k++] = nex_xasprintf ("%llu", (unsigned long long)budget->max_entries);
+  argv[k++] = nex_xasprintf ("%llu", (unsigned long long)budget->bytes);
+  argv[k++] = nex_xasprintf ("%llu", (unsigned long long)budget->entries);
+  argv[k++] = nex_xasprintf ("%u", budget->id_base);
+  argv[k++] = nex_xasprintf ("%u", budget->id_count);
+  argv[k++] = nex_xasprintf ("%zu", n);
+  for (size_t i = 0; i < n; i++)
+    {
+      argv[k++] = nex_xstrdup (layers[i].blob_path);
+      argv[k++] = nex_xstrdup (layers[i].diff_id ? layers[i].diff_id : "");
+    }
+  return argv;
+}
+
+static void
+argv_free (char ***argv)
+{
+  for (char **a = *argv; a && *a; a++)
+    free (*a);
+  free (*argv);
+}
+
+/* A number of child_argv's, or fails the child. */
+static unsigned long long
+arg_number (const char *s)
+{
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull (s, &end, 10);
+  if (errno || end == s || *end)
+    _exit (2);
+  return v;
+}
+
+int
+nex_unpack_child_main (int argc, char **argv)
+{
+  if (argc < 10)
+    return 2;
+  size_t n = (size_t)arg_number (argv[9]);
+  if (n > (size_t)(argc - 10) / 2)
+    return 2;
+  nex_layer_budget_t budget = {
+    .max_bytes = arg_number (argv[3]),
+    .max_entries = arg_number (argv[4]),
+    .bytes = arg_number (argv[5]),
+    .entries = arg_number (argv[6]),
+    .id_base = (uint32_t)arg_number (argv[7]),
+    .id_count = (uint32_t)arg_number (argv[8]),
+  };
+  nex_unpack_layer_t *layers = calloc (n ? n : 1, sizeof *layers);
+  if (layers == NULL)
+    return 1;
+  for (size_t i = 0; i < n; i++)
+    layers[i] = (nex_unpack_layer_t){ argv[10 + 2 * i], argv[11 + 2 * i][0] ? argv[11 + 2 * i] : NULL };
+  child ((int)arg_number (argv[1]), (int)arg_number (argv[2]), layers, n, &budget);
+}
+
 int
 nex_unpack_tree (int root_fd, const nex_unpack_layer_t *layers, size_t n, nex_layer_budget_t *budget, nex_error_t *err)
 {
   cleanup_pipe int p[2] = { -1, -1 };
   if (pipe2 (p, O_CLOEXEC) < 0)
     return nex_error_sys (err, errno, "pipe");
+  cleanup_with (argv_free) char **argv = child_argv (p[1], root_fd, layers, n, budget);
   pid_t pid = fork ();
   if (pid < 0)
     return nex_error_sys (err, errno, "fork the unpack child");
   if (pid == 0)
-    child (p[1], root_fd, layers, n, budget);
+    {
+      /* A fresh image of nexd, not a fork's copy: the copy holds every lock another thread held at the fork
+       * (under ASan the allocator's own, which its fork does not reset: a child hung on one in CI).  Only
+       * async-signal-safe calls until the execve. */
+      prctl (PR_SET_PDEATHSIG, SIGKILL);
+      if (fcntl (p[1], F_SETFD, 0) < 0 || fcntl (root_fd, F_SETFD, 0) < 0)
+        _exit (126);
+      execv ("/proc/self/exe", argv);
+      _exit (127);
+    }
   close (NEX_STEAL_FD (p[1]));
   report_t r;
   size_t got = 0;

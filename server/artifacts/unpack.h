@@ -8,8 +8,11 @@
  * see, stops there; and a crash in libarchive or in our parsing ends the child, not nexd.  The parent gets the
  * outcome (0, or the error's kind, field and message) and the budget used over a pipe, as one fixed record.
  *
- * Forking a threaded process: the child runs only this thread, uses glibc's malloc (fork-safe) and no lock of
- * nexd's (layer.c logs nothing), and ends with _exit.  It dies with its parent (PR_SET_PDEATHSIG). */
+ * The child is a fresh image of nexd, not only a fork of it: a fork of a threaded process inherits every lock
+ * another thread held at that moment, and under AddressSanitizer (whose allocator the fork does not reset) an
+ * unpack child hung on one in CI.  So the forked child at once executes /proc/self/exe as NEX_UNPACK_ARGV0 with
+ * the layers, the budget and two descriptors (the tree's root, the report pipe) on its command line, and nexd's
+ * main hands that invocation to nex_unpack_child_main.  It dies with its parent (PR_SET_PDEATHSIG). */
 #ifndef NEX_UNPACK_H
 #define NEX_UNPACK_H
 
@@ -29,6 +32,13 @@ typedef struct nex_unpack_layer
  * points (nex_layer_apply, nex_layer_finish_root), in a child as above; BUDGET's counts are updated.  0, or -1
  * with *ERR as those functions set it (or saying how the child ended).  The tree must be thrown away after a
  * failure.  Any thread; waits for the child. */
+/* argv[0] of the unpack child's image; nexd's main runs nex_unpack_child_main when it is started so. */
+#define NEX_UNPACK_ARGV0 "nexd-unpack"
+
+/* The unpack child's main: ARGV as nex_unpack_tree builds it.  Does not return when ARGV is well formed (the
+ * report goes over the pipe, then _exit); 2 for a command line it does not know (not for people to run). */
+int nex_unpack_child_main (int argc, char **argv);
+
 int nex_unpack_tree (int root_fd, const nex_unpack_layer_t *layers, size_t n, nex_layer_budget_t *budget,
                      nex_error_t *err);
 

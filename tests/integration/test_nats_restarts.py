@@ -9,10 +9,12 @@ function answers again (its subscription came back).  The node's queue is large 
 (--nats-buffer), so its documented bound (oldest dropped, counted) is never reached: dropped stays 0.
 
 One loss is not the node's: nats-server answers the node's flush (PING/PONG) once it has read a publication,
-and hands it to the JetStream stream through a queue of its own; a kill -9 in between loses it on the server
-(seen once in CI: one tick of 600, read by the node 0.0-0.3 s before a kill).  So a line missing from the
-capture is accepted only when the node read it within KILL_WINDOW_S before a kill, at most one per kill;
-anything else missing, any duplicate and any reordering fails.
+and its JetStream stream stores it after that (the file store writes in batches); a kill -9 in between loses
+it on the server (seen in two CI runs: one tick of 600 each time, with the registry holding all 600).  A line
+read during an outage is published after the reconnect, so it can be lost by the next kill, up to an outage and
+a bit later.  So a line missing from the capture is accepted only when the node read it within KILL_WINDOW_S
+before a kill, at most MAX_SERVER_LOSSES in all, and never after the last kill (the server stays up from then
+on); anything else missing, any duplicate and any reordering fails.
 """
 
 import json
@@ -24,7 +26,8 @@ from natsutil import NatsClient, nats_server, node_id, ok_data, start_node, wait
 ROUNDS = 20
 TICKS = 600
 TICK_MS = 20
-KILL_WINDOW_S = 0.3
+KILL_WINDOW_S = 1.5
+MAX_SERVER_LOSSES = 3
 
 
 def connected(nex):
@@ -76,7 +79,7 @@ def test_twenty_nats_restarts_lose_nothing(request, nats_server):
         read = parse_time(line["ts"]).timestamp()
         near = [k for k in kills if k - KILL_WINDOW_S <= read <= k + 0.05]
         assert near, f"{line['text']} (read at {line['ts']}) is missing from the capture, and no kill was near it"
-    assert len(missing) <= len(kills), missing
+    assert len(missing) <= MAX_SERVER_LOSSES, missing
     for wid in during:
         types = [json.loads(m["data"])["type"] for m in msgs
                  if m["subject"].startswith("$NEX.events.") and json.loads(m["data"]).get("subject") == wid]
