@@ -106,6 +106,7 @@ serve (const nex_config_t *cfg, const sigset_t *wait_set, nex_error_t *err)
     nex_info ("SIGHUP ignored (reload is not supported yet)");
   nex_info ("signal %d: shutting down", sig);
   notify ("STOPPING=1\nSTATUS=shutting down; workloads keep running for the next nexd");
+  nex_nats_close_if_down (node->nats);
   nex_cluster_stop (node->cluster);
   nex_supervisor_quiesce (node->sup);
   nex_api_stop (NEX_STEAL_PTR (api));

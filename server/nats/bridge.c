@@ -737,6 +737,15 @@ nex_nats_quiesce (nex_nats_t *b)
 }
 
 void
+nex_nats_close_if_down (nex_nats_t *b)
+{
+  if (b == NULL || b->nc == NULL || natsConnection_Status (b->nc) == NATS_CONN_STATUS_CONNECTED)
+    return;
+  nex_info ("nats: not connected at shutdown: the connection is closed now");
+  natsConnection_Close (b->nc);
+}
+
+void
 nex_nats_close (nex_nats_t *b)
 {
   if (b == NULL)

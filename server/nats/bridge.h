@@ -47,6 +47,12 @@ int nex_nats_serve (nex_nats_t *b, nex_error_t *err);
  * shuts down).  Publications keep flowing.  Safe on NULL and more than once. */
 void nex_nats_quiesce (nex_nats_t *b);
 
+/* At shutdown: when the connection is down, closes it at once, so that JetStream requests waiting on it (the
+ * cluster thread's, and the consumer a KV watcher deletes when it stops) end now instead of waiting out their
+ * timeouts — a nexd stopped while NATS was away took 5-10 s.  What is queued could not be published anyway; it
+ * is reported unsent by nex_nats_close.  Nothing when connected.  Safe on NULL. */
+void nex_nats_close_if_down (nex_nats_t *b);
+
 /* Publishes what is still queued (for at most ~2 s when connected), closes the connection, joins the bridge's
  * threads and frees it.  Call after the supervisor has stopped; clear node->nats first.  Safe on NULL. */
 void nex_nats_close (nex_nats_t *b);

@@ -22,6 +22,11 @@ nex_nats_quiesce (nex_nats_t *b)
 }
 
 void
+nex_nats_close_if_down (nex_nats_t *b)
+{
+}
+
+void
 nex_nats_close (nex_nats_t *b)
 {
 }
