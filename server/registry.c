@@ -666,18 +666,25 @@ nex_registry_workload_insert (nex_registry_t *reg, const nex_workload_t *w, nex_
   return nex_registry_workload_insert_event (reg, w, NULL, err);
 }
 
-int
-nex_registry_workload_get (nex_registry_t *reg, const char *id, nex_workload_t *out, nex_error_t *err)
+/* Loads workload ID's row on DB (the caller holds the lock) into *OUT, or fails (NEX_ERR_NOT_FOUND when absent). */
+static int
+workload_load (sqlite3 *db, const char *id, nex_workload_t *out, nex_error_t *err)
 {
-  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
   cleanup_stmt sqlite3_stmt *stmt
-      = db_prepare (reg->db, "SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE id = ?1", DB_ARGS (DB_TEXT (id)), err);
-  int row = stmt ? db_step (reg->db, stmt, err) : -1;
+      = db_prepare (db, "SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE id = ?1", DB_ARGS (DB_TEXT (id)), err);
+  int row = stmt ? db_step (db, stmt, err) : -1;
   if (row < 0)
     return nex_error_wrap (err, "loading workload `%s`", id);
   if (row == 0)
     return nex_error_set (err, NEX_ERR_NOT_FOUND, "no workload `%s`", id);
   return workload_from_row (stmt, out, err);
+}
+
+int
+nex_registry_workload_get (nex_registry_t *reg, const char *id, nex_workload_t *out, nex_error_t *err)
+{
+  cleanup_unlock pthread_mutex_t *locked = reg_lock (reg);
+  return workload_load (reg->db, id, out, err);
 }
 
 /* Appends FMT (a string literal) with its arguments to the string SQL (a char * variable) owns. */
@@ -873,15 +880,8 @@ workload_transition_event (sqlite3 *db, void *ctx, nex_error_t *err)
   transition_event_ctx_t *te = ctx;
   if (workload_transition (db, &te->t, err) < 0)
     return -1;
-  cleanup_stmt sqlite3_stmt *stmt
-      = db_prepare (db, "SELECT " WORKLOAD_COLUMNS " FROM workloads WHERE id = ?1", DB_ARGS (DB_TEXT (te->t.id)), err);
-  int row = stmt ? db_step (db, stmt, err) : -1;
-  if (row < 0)
-    return -1;
-  if (row == 0)
-    return nex_error_set (err, NEX_ERR_NOT_FOUND, "no workload `%s`", te->t.id);
   nex_workload_release (te->out);
-  if (workload_from_row (stmt, te->out, err) < 0)
+  if (workload_load (db, te->t.id, te->out, err) < 0)
     return -1;
   json_decref (te->event);
   te->event = te->build ? te->build (te->out, te->build_ctx) : NULL;
