@@ -16,6 +16,7 @@
  *   request.c  what each frame from the host asks for (START, STOP, EXEC, STDIN, SIGNAL, RESIZE, ACK, HELLO)
  *   process.c  the processes the agent runs: the workload and exec sessions, one kind of record
  *   spawn.c    turning a request into a hardened child: spec parsing, fork, pty, capabilities, seccomp
+ *   function.c persistent function processes: one program answering a function's calls one after another
  *   vm.c       the agent as a VM's /init (vm.h)
  *
  * Nothing the workload or the host does may stall the loop: descriptors are non-blocking, output waiting for a
@@ -44,6 +45,8 @@
 #define AGENT_MAX_PROCS (1 + AGENT_MAX_EXECS) /* the workload and the exec sessions */
 #define AGENT_MAX_WARM 16                     /* processes started ahead for EXECs that ask (`warm`) */
 #define AGENT_WARM_IDLE_MS 3                  /* quiet the loop waits for before it starts more of them */
+#define AGENT_FN_MAX_PAYLOAD (4u << 20)       /* a persistent function call's payload */
+#define AGENT_FN_MAX_SUBJECT 256              /* its subject, as EXEC gives it */
 
 /* One line "nex-agent: ..." on the agent's stderr (the sandbox's agent.log, or a VM's console).  Defined in
  * main.c; every file of the agent, vm.c too, logs through it. */
@@ -109,8 +112,8 @@ typedef struct nex_agent_proc
   int status_fd;      /* while starting: the read end of the child's close-on-exec status pipe (EOF: it became
                          the program; a nex_agent_child_failure_t: it gave up), else -1 */
   char *path, *cwd;   /* what it was asked to run, and where (owned): its log lines and a failure's text */
-  char *warm_key;     /* a process started ahead (a->warm): the request it was started for, canonical (owned);
-                         NULL: a free warm slot, or any other record */
+  char *warm_key;     /* a process started ahead (a->warm), or a persistent function process: the request it was
+                         started for, canonical (owned); NULL: a free warm slot, or any other record */
   uint64_t warm_seq;  /* a warm process: the order it was started in (the oldest is taken first: the likeliest to
                          have finished its execve) */
   uint8_t *in_buf;    /* stdin bytes the process has not taken yet */
@@ -124,6 +127,18 @@ typedef struct nex_agent_proc
                              timeout_ms), 0: none */
   int64_t drain_deadline; /* monotonic ms at which draining gives up */
   uint64_t dropped_bytes; /* its output discarded for lack of room */
+  /* A persistent function process (function.c): kept between calls, its stdout read as replies. */
+  bool persistent;
+  bool idle;         /* between calls: live, polled and reaped, but no session's (nex_agent_proc_find skips it) */
+  char *subject;     /* the call's subject (owned), for its header */
+  uint8_t *call_buf; /* the call's payload gathered until the host's EOF (in_buf is what goes to the pipe) */
+  size_t call_len;
+  bool call_sent;      /* the call's header and payload are in in_buf (and partly written) */
+  char reply_head[32]; /* the reply's header line read so far (NUL-terminated once parsed) */
+  size_t reply_head_len;
+  bool in_body;      /* the header is read; reply_left bytes of body are to come */
+  int reply_status;  /* the header's status */
+  size_t reply_left; /* body bytes still to come */
 } nex_agent_proc_t;
 
 typedef struct nex_agent
@@ -393,5 +408,27 @@ int nex_agent_warm_delay (const nex_agent_t *a);
 
 /* Kills every warm process and frees its slot (the workload ended). */
 void nex_agent_warm_discard (nex_agent_t *a);
+
+/* --- function.c: persistent function processes ---------------------------------------------------------------- */
+
+/* An idle persistent process started for KEY becomes the session on CHANNEL (STARTED is queued at once), or NULL
+ * when none is idle. */
+nex_agent_proc_t *nex_agent_fn_take (nex_agent_t *a, const char *key, uint16_t channel);
+
+/* Kills an idle persistent process and returns its freed record (for a session that needs the slot), or NULL
+ * when none is idle. */
+nex_agent_proc_t *nex_agent_fn_evict (nex_agent_t *a);
+
+/* Session P (just taken, or just forked for KEY) serves a call on SUBJECT: it becomes persistent and its stdin
+ * gathers the call's payload. */
+void nex_agent_fn_begin (nex_agent_proc_t *p, const char *key, const char *subject);
+
+/* STDIN for persistent P: N bytes of the call's payload, or (N 0) its end, whereupon the call's header and
+ * payload are written. */
+void nex_agent_fn_feed (nex_agent_proc_t *p, const uint8_t *data, size_t n);
+
+/* N bytes P wrote on stdout: parsed as replies; a complete one ends P's session (EXIT {code, reply}) and P goes
+ * idle; anything that breaks the protocol kills P (ERROR {phase: "function"} for its session). */
+void nex_agent_fn_stdout (nex_agent_t *a, nex_agent_proc_t *p, const uint8_t *buf, size_t n);
 
 #endif

@@ -93,6 +93,8 @@ nex_agent_proc_release (nex_agent_proc_t *p)
   free (p->path);
   free (p->cwd);
   free (p->warm_key);
+  free (p->subject);
+  free (p->call_buf);
   nex_agent_proc_reset (p);
 }
 
@@ -100,7 +102,7 @@ nex_agent_proc_t *
 nex_agent_proc_find (nex_agent_t *a, uint16_t channel)
 {
   for (int i = 0; i < AGENT_MAX_PROCS; i++)
-    if (a->procs[i].live && a->procs[i].channel == channel)
+    if (a->procs[i].live && !a->procs[i].idle && a->procs[i].channel == channel)
       return &a->procs[i];
   return NULL;
 }
@@ -111,7 +113,7 @@ nex_agent_proc_free_slot (nex_agent_t *a)
   for (int i = 1; i < AGENT_MAX_PROCS; i++)
     if (!a->procs[i].live)
       return &a->procs[i];
-  return NULL;
+  return nex_agent_fn_evict (a); /* an idle persistent function process gives way to a session */
 }
 
 void
@@ -198,6 +200,13 @@ exit_payload (const nex_agent_proc_t *p)
 static void
 finish (nex_agent_t *a, nex_agent_proc_t *p)
 {
+  if (p->idle)
+    {
+      /* A persistent function process that ended between calls (or right after its reply): nobody to tell. */
+      nex_agent_proc_log (p, "persistent function process %d ended between calls", (int)p->pid);
+      nex_agent_proc_release (p);
+      return;
+    }
   json_t *o = exit_payload (p);
   nex_agent_queue_json (a, NEX_WIRE_EXIT, p->channel, json_incref (o), false, false);
   if (p->channel != 0)
@@ -512,7 +521,12 @@ nex_agent_proc_read (nex_agent_t *a, nex_agent_proc_t *p, int *fd, nex_wire_type
       check_drained (a, p);
       return;
     }
-  nex_agent_queue_output (a, type, p->channel, buf, (size_t)n, &p->dropped_bytes);
+  if (p->persistent && type == NEX_WIRE_STDOUT)
+    nex_agent_fn_stdout (a, p, buf, (size_t)n);
+  else if (p->persistent)
+    nex_agent_queue_output (a, type, 0, buf, (size_t)n, &p->dropped_bytes); /* its stderr is the workload's log */
+  else
+    nex_agent_queue_output (a, type, p->channel, buf, (size_t)n, &p->dropped_bytes);
 }
 
 void
@@ -542,6 +556,11 @@ nex_agent_proc_write_stdin (nex_agent_proc_t *p)
 void
 nex_agent_proc_feed_stdin (nex_agent_proc_t *p, const uint8_t *data, size_t n)
 {
+  if (p->persistent)
+    {
+      nex_agent_fn_feed (p, data, n);
+      return;
+    }
   if (p->in_eof)
     return; /* after EOF: nothing more can be delivered */
   if (n == 0)

@@ -17,6 +17,7 @@
 
 #include "agent/agent.h"
 #include "common/cleanup.h"
+#include "common/xalloc.h"
 
 #define AGENT_TTY_MAX_SIZE 10000 /* rows and columns a terminal may have */
 
@@ -185,6 +186,36 @@ parse_exec (nex_agent_t *a, uint16_t channel, json_t *req, nex_agent_spec_t *spe
   return 0;
 }
 
+/* EXEC `persistent` and `subject`: whether the session is a call to a persistent function process (function.c),
+ * and the call's subject; -1 after refusing the session. */
+static int
+parse_persistent (nex_agent_t *a, uint16_t channel, json_t *req, bool *persistent, const char **subject)
+{
+  json_t *pv = json_object_get (req, "persistent");
+  json_t *sv = json_object_get (req, "subject");
+  *persistent = json_is_true (pv);
+  *subject = json_string_value (sv);
+  if (pv && !json_is_boolean (pv))
+    {
+      refuse (a, channel, EINVAL, "exec: `persistent` must be a boolean");
+      return -1;
+    }
+  if (!*persistent && sv)
+    {
+      refuse (a, channel, EINVAL, "exec: `subject` belongs to persistent calls");
+      return -1;
+    }
+  if (*persistent
+      && (*subject == NULL || **subject == '\0' || strlen (*subject) > AGENT_FN_MAX_SUBJECT
+          || strpbrk (*subject, " \t\r\n") != NULL))
+    {
+      refuse (a, channel, EINVAL, "exec: a persistent call needs a `subject` of 1 to %d characters without spaces",
+              AGENT_FN_MAX_SUBJECT);
+      return -1;
+    }
+  return 0;
+}
+
 static void
 handle_exec (nex_agent_t *a, uint16_t channel, json_t *req)
 {
@@ -198,31 +229,42 @@ handle_exec (nex_agent_t *a, uint16_t channel, json_t *req)
       refuse (a, channel, ESRCH, "exec: the workload is not running");
       return;
     }
-  nex_agent_proc_t *x = nex_agent_proc_free_slot (a);
-  if (x == NULL)
-    {
-      refuse (a, channel, EAGAIN, "exec: %d sessions are running already", AGENT_MAX_EXECS);
-      return;
-    }
   cleanup_with (nex_agent_spec_release) nex_agent_spec_t spec = { 0 };
   json_int_t timeout, warm;
+  bool persistent;
+  const char *subject_ref;
   if (json_int (req, "warm", 0, 0, AGENT_MAX_WARM, &warm) < 0)
     {
       refuse (a, channel, EINVAL, "exec: `warm` must be an integer from 0 to %d", AGENT_MAX_WARM);
       return;
     }
-  if (parse_exec (a, channel, req, &spec, &timeout) < 0)
+  if (parse_persistent (a, channel, req, &persistent, &subject_ref) < 0
+      || parse_exec (a, channel, req, &spec, &timeout) < 0)
     return;
-  /* Processes started ahead are for the very same request (its environment and hardening included), whatever
-   * its timeout; a terminal is made per session, so TTY sessions always start cold. */
+  if (persistent && spec.tty)
+    {
+      refuse (a, channel, EINVAL, "exec: a persistent call has no terminal");
+      return;
+    }
+  /* Processes started ahead, and persistent ones, are for the very same request (its environment and hardening
+   * included), whatever its timeout and subject; a terminal is made per session, so TTY sessions always start
+   * cold. */
   cleanup_free char *key = NULL;
-  if (warm > 0 && !spec.tty)
+  cleanup_free char *subject = subject_ref ? nex_xstrdup (subject_ref) : NULL;
+  if ((warm > 0 && !spec.tty) || persistent)
     {
       json_object_del (req, "timeout_ms");
       json_object_del (req, "warm");
+      json_object_del (req, "subject");
       key = json_dumps (req, JSON_COMPACT | JSON_SORT_KEYS);
     }
-  if (key == NULL || !nex_agent_warm_take (a, key, x, channel))
+  nex_agent_proc_t *x = persistent ? nex_agent_fn_take (a, key, channel) : NULL;
+  if (x == NULL && (x = nex_agent_proc_free_slot (a)) == NULL)
+    {
+      refuse (a, channel, EAGAIN, "exec: %d sessions are running already", AGENT_MAX_EXECS);
+      return;
+    }
+  if (!x->live && (persistent || key == NULL || !nex_agent_warm_take (a, key, x, channel)))
     {
       if (nex_agent_spawn (&spec, true, x) < 0)
         {
@@ -233,7 +275,9 @@ handle_exec (nex_agent_t *a, uint16_t channel, json_t *req)
     }
   if (x->live && !x->ended)
     x->deadline = timeout > 0 ? nex_agent_now_ms () + timeout : 0;
-  if (key)
+  if (persistent && x->live)
+    nex_agent_fn_begin (x, key, subject);
+  else if (key)
     nex_agent_warm_want (a, req, key, (int)warm);
 }
 

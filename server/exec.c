@@ -33,6 +33,8 @@ nex_exec_new (const char *id, const nex_exec_spec_t *spec)
   x->rows = spec->rows;
   x->cols = spec->cols;
   x->warm = spec->interactive ? 0 : spec->warm;
+  x->persistent = !spec->interactive && spec->persistent;
+  x->subject = x->persistent && spec->subject ? nex_xstrdup (spec->subject) : NULL;
   x->notify_fd = -1;
   if (x->interactive && (x->notify_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
     {
@@ -77,6 +79,7 @@ nex_exec_unref (nex_exec_t *x)
   if (!last)
     return;
   free (x->path);
+  free (x->subject);
   json_decref (x->argv);
   json_decref (x->env);
   free (x->stdin_data);
@@ -167,6 +170,7 @@ nex_exec_finish (nex_exec_t *x, const json_t *exit)
       x->result.code = (int)json_integer_value (code);
       x->result.signal = json_is_integer (sig) ? (int)json_integer_value (sig) : 0;
       x->result.timed_out = json_is_true (json_object_get (exit, "timed_out"));
+      x->result.replied = x->persistent && json_is_true (json_object_get (exit, "reply"));
       if (json_is_integer (dropped) && json_integer_value (dropped) > 0)
         x->result.out_lost += (uint64_t)json_integer_value (dropped);
       x->done = 1;

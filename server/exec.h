@@ -52,8 +52,11 @@ typedef struct nex_exec_spec
   int interactive;    /* streamed (see above) rather than gathered; stdin_data is then unused */
   int tty;            /* interactive only: on a pseudo-terminal of ROWS x COLS inside the sandbox */
   int rows, cols;
-  int warm; /* not interactive: how many processes of this same request the agent keeps started ahead, so that
-               the next one need not wait for a fork and execve (a function's runs); 0: none */
+  int warm;       /* not interactive: how many processes of this same request the agent keeps started ahead, so that
+                     the next one need not wait for a fork and execve (a function's runs); 0: none */
+  int persistent; /* not interactive: a call to a persistent function process (function_mode "persistent",
+                     agent/function.c): the agent hands stdin, framed, to a program that stays running */
+  const char *subject; /* persistent: the call's subject, in its header */
 } nex_exec_spec_t;
 
 /* How it went. */
@@ -66,6 +69,7 @@ typedef struct nex_exec_result
   int code;      /* exit code, when has_code */
   int signal;    /* signal that ended it, 0 if none */
   int timed_out; /* it was killed at the timeout */
+  int replied;   /* persistent: the program answered (code is its status); else it ended before it did */
   int64_t pid;   /* its pid inside the sandbox */
 } nex_exec_result_t;
 
@@ -84,8 +88,10 @@ struct nex_exec
   size_t stdin_len;
   int64_t timeout_ms;
   int interactive, tty, rows, cols;
-  int warm;      /* nex_exec_spec_t.warm */
-  int notify_fd; /* interactive: an eventfd written whenever output, the start or the end arrives; else -1 */
+  int warm;       /* nex_exec_spec_t.warm */
+  int persistent; /* nex_exec_spec_t.persistent */
+  char *subject;  /* nex_exec_spec_t.subject (owned), or NULL */
+  int notify_fd;  /* interactive: an eventfd written whenever output, the start or the end arrives; else -1 */
   /* The supervisor thread's. */
   uint16_t channel; /* its channel on the agent connection, 0 before it was sent */
   int64_t deadline; /* monotonic ms after which the supervisor gives up on the agent */

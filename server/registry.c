@@ -501,7 +501,7 @@ nex_registry_meta_set (nex_registry_t *reg, const char *key, const char *value, 
   "exit_signal, pid, endpoint, created_at, updated_at, started_at, finished_at, log_lines, log_dropped, "              \
   "resources, restart_policy, max_restarts, restarts, capabilities, cwd, agent_start, network, labels, type, "         \
   "trigger_subjects, function_timeout_s, max_concurrency, image, image_digest, entrypoint, cmd, user, process, net, "  \
-  "from_snapshot"
+  "from_snapshot, function_mode"
 
 /* The one row -> struct conversion, for a statement selecting WORKLOAD_COLUMNS.  Fills *OUT or fails. */
 static int
@@ -559,6 +559,8 @@ workload_from_row (sqlite3_stmt *stmt, nex_workload_t *out, nex_error_t *err)
       out->trigger_subjects = col_json (stmt, 32, JSON_ARRAY);
       out->function_timeout_s = sqlite3_column_int64 (stmt, 33);
       out->max_concurrency = sqlite3_column_int64 (stmt, 34);
+      const char *mode = (const char *)sqlite3_column_text (stmt, 43);
+      out->function_mode = mode && strcmp (mode, "persistent") == 0 ? NEX_FUNCTION_PERSISTENT : NEX_FUNCTION_PER_CALL;
     }
   out->image = col_text (stmt, 35);
   out->image_digest = col_text (stmt, 36);
@@ -629,7 +631,7 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
           db,
           "INSERT INTO workloads (" WORKLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
           "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, "
-          "?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43)",
+          "?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)",
           DB_ARGS (DB_TEXT (w->id), DB_TEXT (w->name), DB_TEXT (w->namespace_), DB_TEXT (w->description),
                    DB_TEXT (w->artifact ? w->artifact : ""), DB_TEXT (w->sha256), DB_TEXT (w->digest), DB_TEXT (argv),
                    DB_TEXT (env), DB_TEXT (w->driver), DB_TEXT (nex_state_name (w->state)), DB_TEXT (w->reason),
@@ -642,7 +644,8 @@ workload_insert (sqlite3 *db, void *ctx, nex_error_t *err)
                    DB_TEXT (nex_workload_type_name (w->type)), DB_TEXT (triggers),
                    DB_OPT_INT (fn, w->function_timeout_s), DB_OPT_INT (fn, w->max_concurrency), DB_TEXT (w->image),
                    DB_TEXT (w->image_digest), DB_TEXT (entrypoint), DB_TEXT (cmd), DB_TEXT (w->user), DB_TEXT (process),
-                   DB_TEXT (net), DB_TEXT (w->from_snapshot)),
+                   DB_TEXT (net), DB_TEXT (w->from_snapshot),
+                   DB_TEXT (fn ? nex_function_mode_name (w->function_mode) : NULL)),
           err)
       < 0)
     return -1;

@@ -62,8 +62,11 @@ exec_refused (nex_exec_t *x, json_t *msg)
   const char *m = json_string_value (json_object_get (msg, "message"));
   json_int_t errnum = json_integer_value (json_object_get (msg, "errno"));
   const char *prog = x->path;
+  const char *phase = json_string_value (json_object_get (msg, "phase"));
   nex_error_t err = NULL;
-  if (errnum == ENOENT && m && strncmp (m, "exec `", 6) == 0)
+  if (phase && strcmp (phase, "function") == 0)
+    nex_error_set (&err, NEX_ERR_UNAVAILABLE, "%.300s", m ? m : "function protocol error");
+  else if (errnum == ENOENT && m && strncmp (m, "exec `", 6) == 0)
     nex_error_field (&err, "argv[0]",
                      "`%.200s` does not exist in the sandbox of workload %s (it holds only "
                      "/workload, /sbin/nex-agent, /proc, /dev, /tmp and what the workload wrote there)",
@@ -230,6 +233,11 @@ nex_sup_exec_run (nex_supervisor_t *sup, nex_exec_t *x)
   }
   if (x->warm > 0)
     json_object_set_new (req, "warm", json_integer (x->warm));
+  if (x->persistent)
+    {
+      json_object_set_new (req, "persistent", json_true ());
+      json_object_set_new (req, "subject", json_string (x->subject ? x->subject : "-"));
+    }
   if (x->tty)
     {
       json_object_set_new (req, "tty", json_true ());

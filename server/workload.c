@@ -575,6 +575,12 @@ nex_workload_type_name (nex_workload_type_t t)
   return t == NEX_WORKLOAD_FUNCTION ? "function" : "service";
 }
 
+const char *
+nex_function_mode_name (nex_function_mode_t m)
+{
+  return m == NEX_FUNCTION_PERSISTENT ? "persistent" : "per_call";
+}
+
 int
 nex_trigger_subject_check (const char *subject, const char *field, nex_error_t *err)
 {
@@ -613,8 +619,8 @@ nex_trigger_subject_check (const char *subject, const char *field, nex_error_t *
   return 0;
 }
 
-/* type, trigger_subjects, function_timeout_s, max_concurrency.  The last three belong to functions only: on a
- * service they are refused rather than ignored. */
+/* type, trigger_subjects, function_timeout_s, max_concurrency, function_mode.  All but type belong to functions
+ * only: on a service they are refused rather than ignored. */
 static int
 read_function (const json_t *body, nex_workload_t *w, nex_error_t *err)
 {
@@ -627,7 +633,7 @@ read_function (const json_t *body, nex_workload_t *w, nex_error_t *err)
     w->type = NEX_WORKLOAD_FUNCTION;
   else
     return nex_error_field (err, "type", "must be service or function");
-  static const char *const only[] = { "trigger_subjects", "function_timeout_s", "max_concurrency" };
+  static const char *const only[] = { "trigger_subjects", "function_timeout_s", "max_concurrency", "function_mode" };
   if (w->type == NEX_WORKLOAD_SERVICE)
     {
       for (size_t i = 0; i < sizeof only / sizeof only[0]; i++)
@@ -671,6 +677,15 @@ read_function (const json_t *body, nex_workload_t *w, nex_error_t *err)
                    err)
              < 0)
     return -1;
+  cleanup_free char *mode = NULL;
+  if (read_string (body, "function_mode", 0, SIZE_MAX, &mode, err) < 0)
+    return -1;
+  if (mode == NULL || strcmp (mode, "per_call") == 0)
+    w->function_mode = NEX_FUNCTION_PER_CALL;
+  else if (strcmp (mode, "persistent") == 0)
+    w->function_mode = NEX_FUNCTION_PERSISTENT;
+  else
+    return nex_error_field (err, "function_mode", "must be per_call or persistent");
   return 0;
 }
 
@@ -767,6 +782,7 @@ check_known_fields (const json_t *body, nex_error_t *err)
                                        "trigger_subjects",
                                        "function_timeout_s",
                                        "max_concurrency",
+                                       "function_mode",
                                        "image",
                                        "entrypoint",
                                        "cmd",
@@ -911,6 +927,7 @@ nex_workload_write_json (nex_jsontext_t *t, const nex_workload_t *w)
   write_json (t, "trigger_subjects", fn ? w->trigger_subjects : NULL, "null");
   write_int_or_null (t, "function_timeout_s", fn, w->function_timeout_s);
   write_int_or_null (t, "max_concurrency", fn, w->max_concurrency);
+  write_string (t, "function_mode", fn ? nex_function_mode_name (w->function_mode) : NULL);
   write_string (t, "image", w->image);
   write_string (t, "image_digest", w->image_digest);
   write_json (t, "entrypoint", w->entrypoint, "null");

@@ -80,6 +80,17 @@ typedef enum nex_workload_type
 #define NEX_FUNCTION_DEFAULT_CONCURRENCY 8 /* invocations of one function running at once */
 #define NEX_FUNCTION_MAX_CONCURRENCY 16    /* the agent runs at most 16 exec sessions at once */
 
+/* How a function's runs are made (function_mode). */
+typedef enum nex_function_mode
+{
+  NEX_FUNCTION_PER_CALL = 0, /* the default: one process per message, its stdin the payload, its stdout the reply */
+  NEX_FUNCTION_PERSISTENT,   /* a program that stays running and answers messages one after another, framed
+                                (agent/function.c) */
+} nex_function_mode_t;
+
+/* "per_call", "persistent"; static storage. */
+const char *nex_function_mode_name (nex_function_mode_t m);
+
 /* "service", "function"; static storage. */
 const char *nex_workload_type_name (nex_workload_type_t t);
 
@@ -129,9 +140,10 @@ typedef struct nex_workload
   json_t *labels;       /* object of string values, for grouping and filtering (never NULL once loaded) */
   /* Function workloads (schema 006); for a service: trigger_subjects NULL, the numbers 0. */
   nex_workload_type_t type;
-  json_t *trigger_subjects;   /* array of subjects (NEX_FUNCTION_MAX_TRIGGERS at most), NULL for a service */
-  int64_t function_timeout_s; /* an invocation's time limit */
-  int64_t max_concurrency;    /* invocations running at once */
+  json_t *trigger_subjects;          /* array of subjects (NEX_FUNCTION_MAX_TRIGGERS at most), NULL for a service */
+  int64_t function_timeout_s;        /* an invocation's time limit */
+  int64_t max_concurrency;           /* invocations running at once */
+  nex_function_mode_t function_mode; /* schema 013 */
   /* Image workloads (schema 007): `image` instead of `artifact` (which is then NULL). */
   char *image;        /* the OCI image reference as given, or NULL */
   char *image_digest; /* "sha256:..." of the image manifest that ran, once known */
@@ -151,10 +163,10 @@ void nex_workload_release (nex_workload_t *w);
 /* Builds a new pending workload from a client's JSON request body (the REST/NATS deploy fields: name,
  * namespace, artifact, sha256, argv or args, env, description, driver, labels, and the sandbox options resources,
  * restart_policy, max_restarts, essential, capabilities, cwd, network (and for bridge: ports, egress, nats), the
- * function fields type, trigger_subjects, function_timeout_s, max_concurrency, and the image fields image,
- * entrypoint, cmd, user).  Exactly one of artifact and image is required (422 naming `image` when both or neither).
- * Validates every field: missing, wrong-typed or out-of-range fields fail with NEX_ERR_INVALID naming the field;
- * unknown fields are refused too (strict parsing keeps typos from being silently ignored).  Does not touch the
+ * function fields type, trigger_subjects, function_timeout_s, max_concurrency, function_mode, and the image fields
+ * image, entrypoint, cmd, user).  Exactly one of artifact and image is required (422 naming `image` when both or
+ * neither). Validates every field: missing, wrong-typed or out-of-range fields fail with NEX_ERR_INVALID naming the
+ * field; unknown fields are refused too (strict parsing keeps typos from being silently ignored).  Does not touch the
  * artifact itself.  Fills OUT (id and
  * timestamps included; DEFAULT_DRIVER when the body names none) or returns -1. */
 int nex_workload_from_request (const json_t *body, const char *default_driver, nex_workload_t *out, nex_error_t *err);

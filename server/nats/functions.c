@@ -58,7 +58,8 @@ struct fn
   json_t *argv;         /* the executable's argv (the spec's, or its name) */
   int64_t timeout_ms;
   int64_t max_concurrency;
-  int64_t warm; /* processes the agent keeps started ahead for it (--function-warm, at most max_concurrency) */
+  int64_t warm;   /* processes the agent keeps started ahead for it (--function-warm, at most max_concurrency) */
+  int persistent; /* function_mode "persistent": a call is a framed message to a program that stays running */
   natsSubscription *subs[NEX_FUNCTION_MAX_TRIGGERS];
   int n_subs;
   /* Under mod->lock. */
@@ -202,14 +203,17 @@ call_submit (call_t *c)
 {
   fn_t *fn = c->fn;
   const char *subject = natsMsg_GetSubject (c->msg);
-  cleanup_json json_t *env = json_pack ("{s:s}", "NEX_TRIGGER_SUBJECT", subject);
+  /* A persistent program gets the subject in each call's header: its environment is the same for every call. */
+  cleanup_json json_t *env = fn->persistent ? NULL : json_pack ("{s:s}", "NEX_TRIGGER_SUBJECT", subject);
   nex_exec_spec_t spec = { .path = "/workload",
                            .argv = fn->argv,
                            .env = env,
                            .stdin_data = natsMsg_GetData (c->msg),
                            .stdin_len = (size_t)natsMsg_GetDataLength (c->msg),
                            .timeout_ms = fn->timeout_ms,
-                           .warm = (int)fn->warm };
+                           .warm = fn->persistent ? 0 : (int)fn->warm,
+                           .persistent = fn->persistent,
+                           .subject = subject };
   c->x = nex_exec_new (fn->ident.id, &spec);
   nex_exec_on_done (c->x, on_exec_done, c);
   if (nex_supervisor_exec_submit (fn->mod->b->node->sup, c->x, &c->submit_error) < 0)
@@ -259,6 +263,12 @@ call_answer (call_t *c)
     why = nex_xasprintf ("%s", err->kind == NEX_ERR_SYSTEM ? "internal error (see the node's log)" : err->msg);
   else if (r.timed_out)
     why = nex_xasprintf ("timed out after %lld s", (long long)(fn->timeout_ms / 1000));
+  else if (fn->persistent && !r.replied && r.signal)
+    why = nex_xasprintf ("the function's process was killed by signal %d before it replied", r.signal);
+  else if (fn->persistent && !r.replied)
+    why = nex_xasprintf ("the function's process exited with code %d before it replied", r.code);
+  else if (fn->persistent && r.code != 0)
+    why = nex_xasprintf ("status %d", r.code);
   else if (r.signal)
     why = nex_xasprintf ("signal %d", r.signal);
   else if (r.has_code && r.code != 0)
@@ -438,6 +448,7 @@ fn_add (struct nex_nats_functions *m, const nex_workload_t *w)
   fn->max_concurrency = w->max_concurrency > 0 ? w->max_concurrency : NEX_FUNCTION_DEFAULT_CONCURRENCY;
   fn->warm
       = m->b->node->cfg->function_warm < fn->max_concurrency ? m->b->node->cfg->function_warm : fn->max_concurrency;
+  fn->persistent = w->function_mode == NEX_FUNCTION_PERSISTENT;
   fn->active = 1;
   cleanup_free char *group = nex_xasprintf ("nex-fn.%s.%s", w->namespace_, w->name);
   size_t i;

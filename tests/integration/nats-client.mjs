@@ -12,7 +12,8 @@
 //   sub SUBJECT [MAX] [TIMEOUT_MS]            prints "READY", then each message as a JSON line {subject, data}
 //   requests SUBJECT COUNT CONC [echo|nex|upcase]
 //                                             COUNT requests with payload "<i>" ("fn-<i>" for upcase), CONC at a
-//                                             time; prints {ok, errors, wrong, elapsed_ms, p50_ms, p99_ms}
+//                                             time; prints {ok, errors, wrong, failures, elapsed_ms, p50_ms,
+//                                             p99_ms} (failures: the first 5 Nex-Error values or errors)
 //                                             (a reply with a Nex-Error header counts as an error)
 //   pub SUBJECT DATA                          publishes DATA without a reply subject
 //   fcall SUBJECT B64 [TIMEOUT_MS]            one request with the payload given in base64; prints
@@ -145,7 +146,7 @@ async function main() {
         // CHECK "echo": the reply must hold the payload; "nex": a nex envelope without error.
         const count = Number(args[1]), conc = Number(args[2] ?? 1), check = args[3] ?? "echo";
         let next = 0, ok = 0, errors = 0;
-        const wrong = [];
+        const wrong = [], failures = [];
         const lat = [];
         async function worker() {
           while (next < count) {
@@ -156,12 +157,16 @@ async function main() {
               const m = await nc.request(args[0], sc.encode(payload), { timeout: 10000 });
               lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
               const text = sc.decode(m.data);
-              if (m.headers && (m.headers.hasError || m.headers.has("Nex-Error"))) errors++;
+              if (m.headers && (m.headers.hasError || m.headers.has("Nex-Error"))) {
+                errors++;
+                if (failures.length < 5) failures.push(m.headers.get("Nex-Error") || `${m.headers.code}`);
+              }
               else if (check === "nex" ? JSON.parse(text).error == null
                        : check === "upcase" ? text === payload.toUpperCase() : text.trim() === `${i}`) ok++;
               else wrong.push([i, text]);
             } catch (e) {
               errors++;
+              if (failures.length < 5) failures.push(`${e.message}`);
             }
           }
         }
@@ -169,7 +174,7 @@ async function main() {
         await Promise.all(Array.from({ length: conc }, worker));
         lat.sort((a, b) => a - b);
         const q = (p) => lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : null;
-        console.log(JSON.stringify({ ok, errors, wrong: wrong.slice(0, 5), elapsed_ms: Date.now() - t0,
+        console.log(JSON.stringify({ ok, errors, wrong: wrong.slice(0, 5), failures, elapsed_ms: Date.now() - t0,
                                      p50_ms: q(0.5), p99_ms: q(0.99) }));
         break;
       }
